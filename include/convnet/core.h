@@ -1,0 +1,59 @@
+/* convnet: status codes, errors, shapes and threads shared by every part of the API. */
+#ifndef CONVNET_CORE_H
+#define CONVNET_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define CN_API __attribute__((visibility("default")))
+#else
+#define CN_API
+#endif
+
+/* Every library call that can fail returns a cn_status; cn_last_error() then says what and where
+ * (for example "block1_conv1/kernel: expected (3,3,3,64), file has (64,3,3,3)"). */
+typedef enum cn_status {
+  CN_OK = 0,
+  CN_ERR_ARG,         /* the caller passed something invalid */
+  CN_ERR_IO,          /* a file is missing, unreadable, short, or could not be written */
+  CN_ERR_FORMAT,      /* a file's content is malformed */
+  CN_ERR_UNSUPPORTED, /* valid input that convnet does not handle (a layer class, an option) */
+  CN_ERR_SHAPE,       /* shapes do not agree */
+  CN_ERR_NOMEM,       /* an allocation failed */
+  CN_ERR_LIMIT,       /* input exceeds a safety limit (image dimensions, tensor size) */
+  CN_ERR_NETWORK,     /* a download failed */
+  CN_ERR_CHECKSUM,    /* a file's checksum differs from the published one */
+  CN_STATUS_COUNT
+} cn_status;
+
+/* The message of the last failure on this thread ("" when none). Valid until the next call that
+ * fails on this thread. */
+CN_API const char *cn_last_error(void);
+/* A short stable name for a status, e.g. "format". */
+CN_API const char *cn_status_name(cn_status status);
+
+/* Threads used by every parallel kernel; n <= 0 means all cores. One pool serves the library. */
+CN_API void cn_set_threads(int n);
+CN_API int cn_get_threads(void);
+
+/* A shape of up to CN_MAX_RANK dimensions, outermost first (NHWC for images). */
+#define CN_MAX_RANK 6
+typedef struct cn_shape {
+  int rank;
+  int64_t dim[CN_MAX_RANK];
+} cn_shape;
+
+/* Number of elements, or -1 when it overflows int64. */
+CN_API int64_t cn_shape_numel(const cn_shape *shape);
+/* Formats "(224,224,3)" into buf; returns buf. */
+CN_API char *cn_shape_format(const cn_shape *shape, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,77 @@
+/* convnet: decoding photos and turning them into model input. */
+#ifndef CONVNET_IMAGE_H
+#define CONVNET_IMAGE_H
+
+#include "convnet/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Interleaved 8-bit RGB pixels, rows top to bottom, no padding between rows. */
+typedef struct cn_image {
+  int width, height;
+  uint8_t *pixels; /* width * height * 3 bytes, owned; release with cn_image_free */
+} cn_image;
+
+/* Largest image accepted, in pixels, checked from the header before any pixel buffer exists. */
+#define CN_IMAGE_MAX_PIXELS ((int64_t)1 << 28)
+
+/* Decodes a JPEG, PNG, BMP or PPM/PGM file by its content (not its name) to RGB. Greyscale,
+ * palette, 16-bit and alpha are converted (alpha is dropped, as PIL's convert("RGB") does); EXIF
+ * orientation of JPEGs is applied. */
+CN_API cn_status cn_image_load(const char *path, cn_image *out);
+/* The same from memory; name is used in error messages only. */
+CN_API cn_status cn_image_decode(const void *data, size_t size, const char *name, cn_image *out);
+CN_API void cn_image_free(cn_image *image);
+
+typedef enum cn_resize {
+  CN_RESIZE_NEAREST,      /* identical to PIL Image.NEAREST (Keras load_img default) */
+  CN_RESIZE_BILINEAR,     /* cv2.resize INTER_LINEAR (no antialiasing) */
+  CN_RESIZE_AREA,         /* cv2.resize INTER_AREA */
+  CN_RESIZE_PIL_BILINEAR, /* PIL Image.BILINEAR (antialiased when shrinking) */
+  CN_RESIZE_COUNT
+} cn_resize;
+
+typedef enum cn_preprocess {
+  CN_PRE_RAW,   /* pixel values 0..255 as they are */
+  CN_PRE_CAFFE, /* RGB->BGR, minus 103.939, 116.779, 123.68 (B, G, R) */
+  CN_PRE_TF,    /* x / 127.5 - 1 */
+  CN_PRE_TORCH, /* x / 255, minus ImageNet mean, divided by std */
+  CN_PRE_UNIT,  /* x / 255 */
+  CN_PRE_COUNT
+} cn_preprocess;
+
+/* Names used on the command line: "nearest", "bilinear", "area", "pil-bilinear";
+ * "raw", "caffe", "tf", "torch", "unit". Parse functions return CN_ERR_ARG for unknown names. */
+CN_API const char *cn_resize_name(cn_resize resize);
+CN_API cn_status cn_resize_parse(const char *name, cn_resize *out);
+CN_API const char *cn_preprocess_name(cn_preprocess mode);
+CN_API cn_status cn_preprocess_parse(const char *name, cn_preprocess *out);
+
+/* Resizes src to width x height into a new image. */
+CN_API cn_status cn_image_resize(const cn_image *src, int width, int height, cn_resize policy,
+                                 cn_image *dst);
+/* Keeps the central fraction (0 < fraction <= 1) of each side, rounding as
+ * torchvision's CenterCrop does. */
+CN_API cn_status cn_image_center_crop(const cn_image *src, double fraction, cn_image *dst);
+
+/* How a model wants its input image. crop == 0 or 1 means no crop; with a crop, the image is
+ * resized so that the cropped centre is height x width. */
+typedef struct cn_input_spec {
+  int height, width, channels;
+  cn_resize resize;
+  double crop;
+  cn_preprocess preprocess;
+} cn_input_spec;
+
+/* Writes height*width*channels floats (HWC) for the image following spec. channels == 1 averages
+ * to grey with ITU-R 601 luma weights (PIL convert("L")). */
+CN_API cn_status cn_image_prepare(const cn_image *image, const cn_input_spec *spec, float *out);
+/* Applies a preprocessing mode in place to n RGB pixels (3n floats, values 0..255). */
+CN_API void cn_preprocess_apply(cn_preprocess mode, float *pixels, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,66 @@
+/* convnet: models — building from the zoo, loading Keras files, running forward. */
+#ifndef CONVNET_MODEL_H
+#define CONVNET_MODEL_H
+
+#include "convnet/core.h"
+#include "convnet/image.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cn_model cn_model;
+
+/* Options for cn_zoo_build, mirroring keras.applications. Zero fields take the defaults. */
+typedef struct cn_zoo_options {
+  const char *name;     /* "vgg16", "vgg19", "inception_v3", "resnet50", "mobilenet", "mobilenet_v2" */
+  int no_top;           /* 1: include_top=False */
+  const char *pooling;  /* with no_top: NULL, "avg" or "max" */
+  int height, width;    /* input size; 0: the model's default (224, or 299 for inception_v3) */
+  int classes;          /* 0: 1000 */
+  float alpha;          /* MobileNet width multiplier; 0: 1.0 */
+} cn_zoo_options;
+
+/* Names of the zoo models, NULL-terminated. */
+CN_API const char *const *cn_zoo_names(void);
+/* Builds the architecture with zeroed weights; load weights with cn_model_load_weights. */
+CN_API cn_status cn_zoo_build(const cn_zoo_options *options, cn_model **out);
+
+/* Loads a model file: a Keras full-model .h5 (model.save: graph from model_config and weights
+ * from /model_weights) or a Keras model.to_json() architecture (.json, weights zero). */
+CN_API cn_status cn_model_load(const char *path, cn_model **out);
+/* Loads weights by layer name with shape checks from a Keras save_weights .h5 (Keras 1 and 2),
+ * a full-model .h5, or a Keras 3 .weights.h5. */
+CN_API cn_status cn_model_load_weights(cn_model *model, const char *path);
+CN_API void cn_model_free(cn_model *model);
+
+CN_API const char *cn_model_name(const cn_model *model);
+/* Per-sample shapes, without the batch dimension: (224,224,3) in, (1000) out. */
+CN_API cn_shape cn_model_input_shape(const cn_model *model);
+CN_API cn_shape cn_model_output_shape(const cn_model *model);
+/* The image pipeline the model was trained with (size, resize, crop, preprocessing). */
+CN_API cn_input_spec cn_model_input_spec(const cn_model *model);
+CN_API void cn_model_set_input_spec(cn_model *model, const cn_input_spec *spec);
+
+/* Runs batch samples: input holds batch * numel(input shape) floats (NHWC), output receives
+ * batch * numel(output shape) floats. */
+CN_API cn_status cn_model_forward(cn_model *model, int batch, const float *input, float *output);
+
+/* A layer as `convnet summary` shows it. Strings stay valid while the model lives. */
+typedef struct cn_layer_info {
+  const char *name;
+  const char *type;   /* Keras class name, e.g. "Conv2D" */
+  cn_shape output;    /* per sample */
+  int64_t params;     /* all parameters */
+  int64_t trainable;  /* trainable parameters */
+  int n_inputs;
+  const char *inputs[8]; /* names of the first inputs */
+} cn_layer_info;
+
+CN_API size_t cn_model_layer_count(const cn_model *model);
+CN_API cn_status cn_model_layer_info(const cn_model *model, size_t index, cn_layer_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,394 @@
+#include "core/graph.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/mem.h"
+#include "ops/ops.h"
+
+/* The memory plan: each node's output lives in a slot of the arena; a slot is reused once every
+ * consumer of every node stored in it has run. */
+typedef struct cn_plan {
+  int batch;
+  float *arena;
+  size_t arena_floats;
+  size_t *offset; /* per node, in floats */
+  float *scratch;
+  size_t scratch_floats;
+} cn_plan;
+
+cn_graph *cn_graph_new(void) {
+  cn_graph *g = calloc(1, sizeof *g);
+  if (!g) cn_fail(CN_ERR_NOMEM, "out of memory creating a graph");
+  return g;
+}
+
+static void plan_free(cn_plan *p) {
+  if (!p) return;
+  cn_free_aligned(p->arena);
+  cn_free_aligned(p->scratch);
+  free(p->offset);
+  free(p);
+}
+
+void cn_graph_free(cn_graph *g) {
+  if (!g) return;
+  for (int i = 0; i < g->n_nodes; i++) {
+    cn_node *n = &g->nodes[i];
+    if (n->op && n->op->release) n->op->release(n);
+    free(n->name);
+    free(n->type);
+    free(n->attrs);
+    free(n->inputs);
+    for (int p = 0; p < n->n_params; p++) free(n->params[p].name);
+  }
+  free(g->nodes);
+  cn_free_aligned(g->params);
+  plan_free(g->plan);
+  free(g);
+}
+
+int cn_graph_find(const cn_graph *g, const char *name) {
+  for (int i = 0; i < g->n_nodes; i++)
+    if (strcmp(g->nodes[i].name, name) == 0) return i;
+  return -1;
+}
+
+static cn_status add_param(cn_node *node, const char *name, cn_shape shape, int trainable) {
+  if (node->n_params >= CN_MAX_PARAMS)
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: too many parameters", node->name);
+  if (cn_shape_numel(&shape) < 0)
+    return cn_fail(CN_ERR_LIMIT, "%s/%s: parameter too large", node->name, name);
+  cn_param *p = &node->params[node->n_params];
+  p->name = cn_strdup(name);
+  if (!p->name) return CN_ERR_NOMEM;
+  p->shape = shape;
+  p->data = NULL;
+  p->trainable = trainable;
+  node->n_params++;
+  return CN_OK;
+}
+
+cn_status cn_node_add_param(cn_node *node, const char *name, cn_shape shape) {
+  return add_param(node, name, shape, 1);
+}
+
+cn_status cn_node_add_state(cn_node *node, const char *name, cn_shape shape) {
+  return add_param(node, name, shape, 0);
+}
+
+cn_param *cn_node_find_param(cn_node *node, const char *name) {
+  for (int i = 0; i < node->n_params; i++)
+    if (strcmp(node->params[i].name, name) == 0) return &node->params[i];
+  return NULL;
+}
+
+int64_t cn_node_param_count(const cn_node *node) {
+  int64_t total = 0;
+  for (int i = 0; i < node->n_params; i++) total += cn_shape_numel(&node->params[i].shape);
+  return total;
+}
+
+int64_t cn_node_trainable_count(const cn_node *node) {
+  int64_t total = 0;
+  if (!node->trainable) return 0;
+  for (int i = 0; i < node->n_params; i++)
+    if (node->params[i].trainable) total += cn_shape_numel(&node->params[i].shape);
+  return total;
+}
+
+static cn_status grow_nodes(cn_graph *g) {
+  if (g->n_nodes < g->cap_nodes) return CN_OK;
+  int cap = g->cap_nodes ? g->cap_nodes * 2 : 64;
+  cn_node *nodes = realloc(g->nodes, (size_t)cap * sizeof *nodes);
+  if (!nodes) return cn_fail(CN_ERR_NOMEM, "out of memory growing the graph");
+  g->nodes = nodes;
+  g->cap_nodes = cap;
+  return CN_OK;
+}
+
+static cn_status check_new_node(const cn_graph *g, const char *name, const int *inputs,
+                                int n_inputs) {
+  if (!name || !*name) return cn_fail(CN_ERR_ARG, "a layer needs a name");
+  if (cn_graph_find(g, name) >= 0) return cn_fail(CN_ERR_FORMAT, "%s: duplicate layer name", name);
+  for (int i = 0; i < n_inputs; i++)
+    if (inputs[i] < 0 || inputs[i] >= g->n_nodes)
+      return cn_fail(CN_ERR_ARG, "%s: input %d is not an earlier layer", name, i);
+  return CN_OK;
+}
+
+cn_status cn_graph_add(cn_graph *g, const cn_op *op, const char *name, const int *inputs,
+                       int n_inputs, const void *attrs, int *index) {
+  cn_status st = check_new_node(g, name, inputs, n_inputs);
+  if (st == CN_OK) st = grow_nodes(g);
+  if (st != CN_OK) return st;
+  cn_node *n = &g->nodes[g->n_nodes];
+  memset(n, 0, sizeof *n);
+  n->op = op;
+  n->trainable = 1;
+  n->name = cn_strdup(name);
+  n->type = cn_strdup(op->type);
+  n->inputs = malloc((size_t)(n_inputs ? n_inputs : 1) * sizeof *n->inputs);
+  if (op->attrs_size) n->attrs = malloc(op->attrs_size);
+  if (!n->name || !n->type || !n->inputs || (op->attrs_size && !n->attrs)) {
+    g->n_nodes++; /* so cn_graph_free releases the partial node */
+    return cn_fail(CN_ERR_NOMEM, "out of memory adding %s", name);
+  }
+  if (op->attrs_size) memcpy(n->attrs, attrs, op->attrs_size);
+  memcpy(n->inputs, inputs, (size_t)n_inputs * sizeof *inputs);
+  n->n_inputs = n_inputs;
+  g->n_nodes++;
+  if (op == &cn_op_input && g->n_inputs < CN_MAX_GRAPH_IO) g->inputs[g->n_inputs++] = g->n_nodes - 1;
+  st = op->infer(g, n);
+  if (st != CN_OK) return st;
+  if (n->shape.rank >= CN_MAX_RANK)
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: output rank %d is too high", name, n->shape.rank);
+  if (cn_shape_numel(&n->shape) < 0) return cn_fail(CN_ERR_LIMIT, "%s: output too large", name);
+  if (index) *index = g->n_nodes - 1;
+  plan_free(g->plan);
+  g->plan = NULL;
+  return CN_OK;
+}
+
+cn_status cn_graph_set_outputs(cn_graph *g, const int *outputs, int n_outputs) {
+  if (n_outputs < 1 || n_outputs > CN_MAX_GRAPH_IO)
+    return cn_fail(CN_ERR_ARG, "a graph has 1 to %d outputs", CN_MAX_GRAPH_IO);
+  for (int i = 0; i < n_outputs; i++) {
+    if (outputs[i] < 0 || outputs[i] >= g->n_nodes) return cn_fail(CN_ERR_ARG, "bad output node");
+    g->outputs[i] = outputs[i];
+  }
+  g->n_outputs = n_outputs;
+  plan_free(g->plan);
+  g->plan = NULL;
+  return CN_OK;
+}
+
+static size_t aligned_floats(size_t n) {
+  size_t per = CN_ALIGN / sizeof(float);
+  return (n + per - 1) / per * per;
+}
+
+cn_status cn_graph_alloc_params(cn_graph *g) {
+  size_t total = 0;
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int p = 0; p < g->nodes[i].n_params; p++)
+      total += aligned_floats((size_t)cn_shape_numel(&g->nodes[i].params[p].shape));
+  cn_free_aligned(g->params);
+  g->params = NULL;
+  g->n_param_floats = total;
+  if (total) {
+    g->params = cn_alloc_aligned(total * sizeof(float));
+    if (!g->params) return cn_fail(CN_ERR_NOMEM, "out of memory for %zu parameters", total);
+    memset(g->params, 0, total * sizeof(float));
+  }
+  size_t at = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    for (int p = 0; p < g->nodes[i].n_params; p++) {
+      cn_param *param = &g->nodes[i].params[p];
+      param->data = g->params + at;
+      at += aligned_floats((size_t)cn_shape_numel(&param->shape));
+    }
+  }
+  g->weights_version++;
+  return CN_OK;
+}
+
+/* ---- memory plan -------------------------------------------------------------------------- */
+
+typedef struct slot {
+  size_t floats;
+  int first, last; /* node indices during which the slot is live */
+  size_t offset;
+} slot;
+
+static int is_output(const cn_graph *g, int node) {
+  for (int i = 0; i < g->n_outputs; i++)
+    if (g->outputs[i] == node) return 1;
+  return 0;
+}
+
+/* last_use[i]: the last node that reads node i's output (INT_MAX for graph outputs). */
+static void compute_last_use(const cn_graph *g, int *last_use) {
+  for (int i = 0; i < g->n_nodes; i++) last_use[i] = is_output(g, i) ? INT_MAX : i;
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int k = 0; k < g->nodes[i].n_inputs; k++) {
+      int src = g->nodes[i].inputs[k];
+      if (last_use[src] != INT_MAX && last_use[src] < i) last_use[src] = i;
+    }
+}
+
+/* Assigns a slot to each node: an in-place op takes over its input's slot when it is that
+ * input's last reader. */
+static int assign_slots(const cn_graph *g, int batch, const int *last_use, int *node_slot,
+                        slot *slots) {
+  int n_slots = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const cn_node *n = &g->nodes[i];
+    size_t floats = aligned_floats((size_t)batch * (size_t)cn_shape_numel(&n->shape));
+    int src = n->n_inputs > 0 ? n->inputs[0] : -1;
+    if (n->op->inplace && src >= 0 && last_use[src] == i &&
+        slots[node_slot[src]].floats >= floats) {
+      node_slot[i] = node_slot[src];
+    } else {
+      node_slot[i] = n_slots;
+      slots[n_slots] = (slot){.floats = floats, .first = i, .last = i};
+      n_slots++;
+    }
+    slot *s = &slots[node_slot[i]];
+    if (last_use[i] > s->last) s->last = last_use[i];
+  }
+  return n_slots;
+}
+
+static int by_size_desc(const void *a, const void *b) {
+  const slot *x = *(slot *const *)a, *y = *(slot *const *)b;
+  return (x->floats < y->floats) - (x->floats > y->floats);
+}
+
+/* Greedy placement, largest first, at the lowest offset free during the slot's lifetime. */
+static size_t place_slots(slot *slots, int n_slots) {
+  slot **order = malloc((size_t)(n_slots ? n_slots : 1) * sizeof *order);
+  if (!order) return SIZE_MAX;
+  for (int i = 0; i < n_slots; i++) order[i] = &slots[i];
+  qsort(order, (size_t)n_slots, sizeof *order, by_size_desc);
+  size_t arena = 0;
+  for (int i = 0; i < n_slots; i++) {
+    slot *s = order[i];
+    size_t offset = 0;
+    for (int moved = 1; moved;) {
+      moved = 0;
+      for (int j = 0; j < i; j++) {
+        const slot *t = order[j];
+        int live_together = t->first <= s->last && s->first <= t->last;
+        int overlap = offset < t->offset + t->floats && t->offset < offset + s->floats;
+        if (live_together && overlap) {
+          offset = t->offset + t->floats;
+          moved = 1;
+        }
+      }
+    }
+    s->offset = offset;
+    if (offset + s->floats > arena) arena = offset + s->floats;
+  }
+  free(order);
+  return arena;
+}
+
+static cn_status plan_build(cn_graph *g, int batch) {
+  int n = g->n_nodes;
+  int *last_use = malloc((size_t)n * sizeof *last_use);
+  int *node_slot = malloc((size_t)n * sizeof *node_slot);
+  slot *slots = malloc((size_t)n * sizeof *slots);
+  cn_plan *p = calloc(1, sizeof *p);
+  cn_status st = CN_OK;
+  if (!last_use || !node_slot || !slots || !p) {
+    st = cn_fail(CN_ERR_NOMEM, "out of memory planning the graph");
+    goto done;
+  }
+  p->batch = batch;
+  p->offset = malloc((size_t)n * sizeof *p->offset);
+  compute_last_use(g, last_use);
+  int n_slots = assign_slots(g, batch, last_use, node_slot, slots);
+  p->arena_floats = place_slots(slots, n_slots);
+  for (int i = 0; i < n; i++) {
+    const cn_node *node = &g->nodes[i];
+    if (node->op->scratch) {
+      size_t s = node->op->scratch(g, node, batch);
+      if (s > p->scratch_floats) p->scratch_floats = s;
+    }
+  }
+  if (p->offset) {
+    for (int i = 0; i < n; i++) p->offset[i] = slots[node_slot[i]].offset;
+  }
+  p->arena = cn_alloc_aligned(p->arena_floats * sizeof(float));
+  p->scratch = cn_alloc_aligned(aligned_floats(p->scratch_floats + 1) * sizeof(float));
+  if (!p->offset || p->arena_floats == SIZE_MAX || (p->arena_floats && !p->arena) || !p->scratch) {
+    st = cn_fail(CN_ERR_NOMEM, "out of memory for activations (batch %d)", batch);
+    goto done;
+  }
+  plan_free(g->plan);
+  g->plan = p;
+  p = NULL;
+done:
+  plan_free(p);
+  free(last_use);
+  free(node_slot);
+  free(slots);
+  return st;
+}
+
+size_t cn_graph_plan_bytes(const cn_graph *g) {
+  if (!g->plan) return 0;
+  return (g->plan->arena_floats + g->plan->scratch_floats) * sizeof(float);
+}
+
+static cn_tensor node_tensor(const cn_graph *g, int i) {
+  cn_tensor t = {cn_shape_batch(g->plan->batch, &g->nodes[i].shape),
+                 g->plan->arena + g->plan->offset[i]};
+  return t;
+}
+
+enum { CN_MAX_NODE_INPUTS = 64 };
+
+cn_status cn_graph_run(cn_graph *g, int batch, const float *const *inputs, float *const *outputs) {
+  if (batch < 1) return cn_fail(CN_ERR_ARG, "batch must be at least 1");
+  if (g->n_outputs == 0 && g->n_nodes > 0) {
+    int last = g->n_nodes - 1;
+    cn_status st = cn_graph_set_outputs(g, &last, 1);
+    if (st != CN_OK) return st;
+  }
+  if (!g->params && g->n_param_floats == 0) {
+    cn_status st = cn_graph_alloc_params(g);
+    if (st != CN_OK) return st;
+  }
+  if (!g->plan || g->plan->batch != batch) {
+    cn_status st = plan_build(g, batch);
+    if (st != CN_OK) return st;
+  }
+  for (int i = 0; i < g->n_inputs; i++) {
+    cn_tensor t = node_tensor(g, g->inputs[i]);
+    memcpy(t.data, inputs[i], (size_t)cn_shape_numel(&t.shape) * sizeof(float));
+  }
+  cn_exec ex = {.batch = batch, .threads = cn_get_threads(), .scratch = g->plan->scratch};
+  cn_tensor in[CN_MAX_NODE_INPUTS];
+  for (int i = 0; i < g->n_nodes; i++) {
+    cn_node *n = &g->nodes[i];
+    if (n->op == &cn_op_input) continue;
+    if (n->n_inputs > CN_MAX_NODE_INPUTS)
+      return cn_fail(CN_ERR_UNSUPPORTED, "%s: more than %d inputs", n->name, CN_MAX_NODE_INPUTS);
+    for (int k = 0; k < n->n_inputs; k++) in[k] = node_tensor(g, n->inputs[k]);
+    cn_tensor out = node_tensor(g, i);
+    n->op->forward(n, in, &out, &ex);
+  }
+  for (int i = 0; i < g->n_outputs; i++) {
+    cn_tensor t = node_tensor(g, g->outputs[i]);
+    memcpy(outputs[i], t.data, (size_t)cn_shape_numel(&t.shape) * sizeof(float));
+  }
+  return CN_OK;
+}
+
+/* ---- shapes ------------------------------------------------------------------------------- */
+
+cn_shape cn_shape_make(int rank, const int64_t *dims) {
+  cn_shape s = {0};
+  s.rank = rank;
+  for (int i = 0; i < rank && i < CN_MAX_RANK; i++) s.dim[i] = dims[i];
+  return s;
+}
+
+cn_shape cn_shape_batch(int batch, const cn_shape *sample) {
+  cn_shape s = {0};
+  s.rank = sample->rank + 1;
+  s.dim[0] = batch;
+  for (int i = 0; i < sample->rank && i + 1 < CN_MAX_RANK; i++) s.dim[i + 1] = sample->dim[i];
+  return s;
+}
+
+int cn_shape_equal(const cn_shape *a, const cn_shape *b) {
+  if (a->rank != b->rank) return 0;
+  for (int i = 0; i < a->rank; i++)
+    if (a->dim[i] != b->dim[i]) return 0;
+  return 1;
+}

@@ -1,0 +1,85 @@
+/* The computation graph: named layers (nodes) in topological order, their named parameters in one
+ * contiguous buffer, and a memory plan that reuses activation buffers by liveness. */
+#ifndef CN_CORE_GRAPH_H
+#define CN_CORE_GRAPH_H
+
+#include "convnet/core.h"
+
+#define CN_MAX_PARAMS 4
+#define CN_MAX_GRAPH_IO 8
+
+/* A view of contiguous row-major floats. The shape includes the batch dimension (NHWC for
+ * images). Tensors never own memory: the graph's arena or the caller does. */
+typedef struct cn_tensor {
+  cn_shape shape;
+  float *data;
+} cn_tensor;
+
+typedef struct cn_param {
+  char *name;   /* Keras weight name without the layer prefix: "kernel", "moving_mean", ... */
+  cn_shape shape;
+  float *data;  /* inside cn_graph.params once cn_graph_alloc_params has run */
+  int trainable; /* 0 for state such as BatchNormalization's moving statistics */
+} cn_param;
+
+struct cn_op;
+struct cn_plan;
+
+typedef struct cn_node {
+  char *name;
+  char *type;    /* the class name to show (e.g. "ReLU" for an Activation op); defaults to op->type */
+  const struct cn_op *op;
+  void *attrs;   /* a copy of the op's attribute struct (op->attrs_size bytes) */
+  int n_inputs;
+  int *inputs;   /* indices of earlier nodes */
+  cn_shape shape; /* output shape per sample (no batch dimension) */
+  int n_params;
+  cn_param params[CN_MAX_PARAMS]; /* in the order Keras lists the layer's weights */
+  int trainable;
+  void *cache;   /* op-owned derived data (repacked weights...), released by op->release */
+} cn_node;
+
+typedef struct cn_graph {
+  int n_nodes, cap_nodes;
+  cn_node *nodes;
+  int n_inputs, inputs[CN_MAX_GRAPH_IO];
+  int n_outputs, outputs[CN_MAX_GRAPH_IO];
+  float *params;           /* every parameter of every node, 64-byte aligned per parameter */
+  size_t n_param_floats;
+  int weights_version;     /* bumped whenever weights change, so ops can refresh caches */
+  struct cn_plan *plan;
+} cn_graph;
+
+cn_graph *cn_graph_new(void);
+void cn_graph_free(cn_graph *g);
+
+/* Appends a node; inputs must be earlier nodes. Copies attrs (op->attrs_size bytes), runs the op's
+ * shape inference (which declares the parameters), and returns the new index in *index. */
+cn_status cn_graph_add(cn_graph *g, const struct cn_op *op, const char *name, const int *inputs,
+                       int n_inputs, const void *attrs, int *index);
+/* Node index by name, or -1. */
+int cn_graph_find(const cn_graph *g, const char *name);
+/* Declared by an op's infer function, in Keras weight order. */
+cn_status cn_node_add_param(cn_node *node, const char *name, cn_shape shape);
+/* The same for non-trainable state (moving_mean, moving_variance). */
+cn_status cn_node_add_state(cn_node *node, const char *name, cn_shape shape);
+cn_param *cn_node_find_param(cn_node *node, const char *name);
+/* Default: the graph's inputs are its Input nodes and its output the last node. */
+cn_status cn_graph_set_outputs(cn_graph *g, const int *outputs, int n_outputs);
+/* Allocates (zeroed) storage for every declared parameter; call after the last cn_graph_add. */
+cn_status cn_graph_alloc_params(cn_graph *g);
+int64_t cn_node_param_count(const cn_node *node);
+int64_t cn_node_trainable_count(const cn_node *node);
+
+/* Runs the graph on batch samples. inputs[i] and outputs[i] are contiguous per-sample-shaped
+ * batches for graph input/output i. Plans memory on first use and when the batch changes. */
+cn_status cn_graph_run(cn_graph *g, int batch, const float *const *inputs, float *const *outputs);
+/* Bytes of activation arena plus scratch the current plan uses (for tests of the plan). */
+size_t cn_graph_plan_bytes(const cn_graph *g);
+
+/* Shape helpers for ops. */
+cn_shape cn_shape_make(int rank, const int64_t *dims);
+cn_shape cn_shape_batch(int batch, const cn_shape *sample); /* prepends the batch dimension */
+int cn_shape_equal(const cn_shape *a, const cn_shape *b);
+
+#endif

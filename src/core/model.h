@@ -1,0 +1,22 @@
+/* The model behind the opaque cn_model handle: a graph plus what the user needs around it. */
+#ifndef CN_CORE_MODEL_H
+#define CN_CORE_MODEL_H
+
+#include "convnet/model.h"
+#include "core/graph.h"
+
+struct cn_model {
+  char *name;
+  cn_graph *graph;    /* owned */
+  cn_input_spec spec; /* how images become this model's input */
+};
+
+/* Wraps a graph (taking ownership, also on failure) into a model: allocates parameters if that
+ * has not happened, and checks that the graph has one image-like input and one output. */
+cn_status cn_model_wrap(cn_graph *graph, const char *name, const cn_input_spec *spec,
+                        cn_model **out);
+
+/* The default image pipeline for a model of this input shape and preprocessing. */
+cn_input_spec cn_input_spec_default(const cn_shape *input, cn_preprocess preprocess);
+
+#endif

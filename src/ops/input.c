@@ -1,0 +1,23 @@
+/* InputLayer: the graph copies the caller's data into this node's buffer; nothing to compute. */
+#include "core/error.h"
+#include "ops/ops.h"
+
+static cn_status input_infer(cn_graph *g, cn_node *node) {
+  const cn_input_attrs *a = node->attrs;
+  if (a->shape.rank < 1 || a->shape.rank >= CN_MAX_RANK)
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: input rank %d not supported", node->name, a->shape.rank);
+  for (int i = 0; i < a->shape.rank; i++)
+    if (a->shape.dim[i] < 1)
+      return cn_fail(CN_ERR_SHAPE, "%s: input dimensions must be known and positive", node->name);
+  node->shape = a->shape;
+  return CN_OK;
+}
+
+static void input_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {}
+
+const cn_op cn_op_input = {
+    .type = "InputLayer",
+    .attrs_size = sizeof(cn_input_attrs),
+    .infer = input_infer,
+    .forward = input_forward,
+};
