@@ -1,0 +1,71 @@
+/* The hot loops behind the operators. Everything is NHWC with the batch dimension first, kernels
+ * HWIO. Kernels never fail: the ops validate shapes in infer. OpenMP loops use `threads`; BLAS is
+ * only ever called from serial code (no nested parallelism). */
+#ifndef CN_KERNELS_KERNELS_H
+#define CN_KERNELS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops/ops.h"
+
+/* Geometry of a sliding-window op (convolution, depthwise, pooling) on an NHWC batch. */
+typedef struct cn_window {
+  int64_t batch, ih, iw, c; /* input */
+  int64_t oh, ow;           /* output */
+  int kh, kw, sh, sw, dh, dw;
+  int pad_top, pad_left;
+} cn_window;
+
+/* Builds the window for an input (n, ih, iw, c) with TensorFlow's padding rule. */
+cn_window cn_window_make(const cn_shape *in, int kh, int kw, int sh, int sw, int dh, int dw,
+                         cn_padding padding);
+
+/* Bias (may be NULL) and activation (softmax over each row) over rows of `cols` values, `ld`
+ * apart. */
+void cn_bias_act_rows(float *y, int64_t rows, int64_t cols, int64_t ld, const float *bias,
+                      const cn_activation *act, int threads);
+
+/* y(m, n) = act(x(m, k) * w(k, n) + bias): Dense, and 1x1 convolutions. */
+void cn_gemm_bias_act(int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx, const float *w,
+                      int64_t ldw, const float *bias, const cn_activation *act, float *y,
+                      int64_t ldy, int threads);
+
+/* Conv2D: kernel (kh, kw, c/groups, filters). scratch holds cn_conv2d_scratch floats. */
+size_t cn_conv2d_scratch(const cn_window *w, int64_t filters, int groups);
+void cn_conv2d(const cn_window *w, int64_t filters, int groups, const float *x, const float *kernel,
+               const float *bias, const cn_activation *act, float *y, float *scratch, int threads);
+
+/* DepthwiseConv2D: kernel (kh, kw, c, mult), output channel c * mult + m. */
+void cn_depthwise(const cn_window *w, int mult, const float *x, const float *kernel,
+                  const float *bias, const cn_activation *act, float *y, int threads);
+
+/* Pooling; padded cells are ignored (average divides by the valid cells only). */
+void cn_maxpool(const cn_window *w, const float *x, float *y, int threads);
+void cn_avgpool(const cn_window *w, const float *x, float *y, int threads);
+
+/* Softmax in place along an axis of length n with `inner` elements after it (stable). */
+void cn_softmax_axis(float *x, int64_t outer, int64_t n, int64_t inner, int threads);
+
+/* Elementwise activation (not softmax) in place, split across threads. */
+void cn_act_apply_parallel(const cn_activation *act, float *x, size_t n, int threads);
+
+/* y = x * scale[c] + shift[c] for x viewed as (outer, c, inner); y may equal x. */
+void cn_scale_shift(const float *x, float *y, int64_t outer, int64_t c, int64_t inner,
+                    const float *scale, const float *shift, int threads);
+
+/* ---- helpers the ops share (implemented in src/ops/) ---------------------------------------- */
+
+/* A Keras axis (counting the batch dimension, negative from the end) as an index into the
+ * per-sample shape of rank sample_rank, or -1 when it is out of range or the batch axis. */
+int cn_axis_resolve(int axis, int sample_rank);
+/* Validates an activation for a layer whose per-sample output has rank sample_rank. When
+ * last_axis_only, softmax must run over the last axis (fused activations of Conv2D, Dense). */
+cn_status cn_act_check(const char *layer, const cn_activation *act, int sample_rank,
+                       int last_axis_only);
+/* Validates a window's sizes and computes it for the per-sample input (h, w, c); fails naming the
+ * layer when the input rank is wrong or the output would be empty. Batch is set to 1. */
+cn_status cn_window_infer(const char *layer, const cn_shape *in, int kh, int kw, int sh, int sw,
+                          int dh, int dw, cn_padding padding, cn_window *out);
+
+#endif

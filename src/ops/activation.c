@@ -1,0 +1,162 @@
+/* Activations: the elementwise functions every layer can fuse, Keras's activation names, and the
+ * Activation / ReLU / LeakyReLU / ELU / Softmax layer op. */
+#include <string.h>
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+#include "ops/ops.h"
+
+cn_activation cn_act_simple(cn_act_kind kind) {
+  cn_activation a = {.kind = kind, .max_value = INFINITY, .alpha = 1.0f, .axis = -1};
+  return a;
+}
+
+cn_activation cn_act_linear(void) {
+  return cn_act_simple(CN_ACT_LINEAR);
+}
+cn_activation cn_act_relu(void) {
+  return cn_act_simple(CN_ACT_RELU);
+}
+cn_activation cn_act_softmax(void) {
+  return cn_act_simple(CN_ACT_SOFTMAX);
+}
+
+cn_activation cn_act_relu6(void) {
+  cn_activation a = cn_act_simple(CN_ACT_RELU);
+  a.max_value = 6.0f;
+  return a;
+}
+
+/* Keras's relu(x, negative_slope, max_value, threshold): values above the threshold pass (then
+ * clipped to [0, max_value] when a maximum is set), values below it get the negative slope. */
+static void relu_general(const cn_activation *a, float *x, size_t n) {
+  float slope = a->negative_slope, top = a->max_value, th = a->threshold;
+  int clip = isfinite(top);
+  for (size_t i = 0; i < n; i++) {
+    float v = x[i];
+    float pos = th != 0.0f ? (v > th ? v : 0.0f) : fmaxf(v, 0.0f);
+    if (clip) pos = fminf(fmaxf(pos, 0.0f), top);
+    float neg = th != 0.0f ? fmaxf(th - v, 0.0f) : fmaxf(-v, 0.0f);
+    x[i] = slope != 0.0f ? pos - slope * neg : pos;
+  }
+}
+
+static void relu(const cn_activation *a, float *x, size_t n) {
+  if (a->negative_slope != 0.0f || a->threshold != 0.0f) {
+    relu_general(a, x, n);
+  } else if (isfinite(a->max_value)) {
+    float top = a->max_value;
+    for (size_t i = 0; i < n; i++) x[i] = fminf(fmaxf(x[i], 0.0f), top);
+  } else {
+    for (size_t i = 0; i < n; i++) x[i] = fmaxf(x[i], 0.0f);
+  }
+}
+
+void cn_act_apply(const cn_activation *act, float *x, size_t n) {
+  switch (act->kind) {
+  case CN_ACT_RELU:
+    relu(act, x, n);
+    break;
+  case CN_ACT_SIGMOID:
+    for (size_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + expf(-x[i]));
+    break;
+  case CN_ACT_TANH:
+    for (size_t i = 0; i < n; i++) x[i] = tanhf(x[i]);
+    break;
+  case CN_ACT_ELU:
+    for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : act->alpha * expm1f(x[i]);
+    break;
+  case CN_ACT_SWISH:
+    for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+    break;
+  case CN_ACT_HARD_SIGMOID: /* Keras 3: relu6(x + 3) / 6 */
+    for (size_t i = 0; i < n; i++) x[i] = fminf(fmaxf(x[i] + 3.0f, 0.0f), 6.0f) / 6.0f;
+    break;
+  default:
+    break; /* linear; softmax is not elementwise (cn_softmax_axis) */
+  }
+}
+
+cn_status cn_act_parse(const char *name, cn_activation *out) {
+  static const struct {
+    const char *name;
+    cn_act_kind kind;
+  } simple[] = {{"linear", CN_ACT_LINEAR},
+                {"relu", CN_ACT_RELU},
+                {"sigmoid", CN_ACT_SIGMOID},
+                {"tanh", CN_ACT_TANH},
+                {"softmax", CN_ACT_SOFTMAX},
+                {"elu", CN_ACT_ELU},
+                {"swish", CN_ACT_SWISH},
+                {"silu", CN_ACT_SWISH},
+                {"hard_sigmoid", CN_ACT_HARD_SIGMOID}};
+  if (!name) return cn_fail(CN_ERR_ARG, "activation name missing");
+  if (strcmp(name, "relu6") == 0) {
+    *out = cn_act_relu6();
+    return CN_OK;
+  }
+  if (strcmp(name, "leaky_relu") == 0) { /* keras.activations.leaky_relu default slope */
+    *out = cn_act_relu();
+    out->negative_slope = 0.2f;
+    return CN_OK;
+  }
+  for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++)
+    if (strcmp(name, simple[i].name) == 0) {
+      *out = cn_act_simple(simple[i].kind);
+      return CN_OK;
+    }
+  return cn_fail(CN_ERR_UNSUPPORTED, "activation '%.64s' is not supported", name);
+}
+
+int cn_axis_resolve(int axis, int sample_rank) {
+  int full = sample_rank + 1;
+  if (axis < 0) axis += full;
+  if (axis < 1 || axis >= full) return -1;
+  return axis - 1;
+}
+
+cn_status cn_act_check(const char *layer, const cn_activation *act, int sample_rank,
+                       int last_axis_only) {
+  if ((int)act->kind < 0 || act->kind >= CN_ACT_COUNT)
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: unknown activation kind %d", layer, (int)act->kind);
+  if (act->kind == CN_ACT_RELU && (isnan(act->max_value) || act->max_value < 0))
+    return cn_fail(CN_ERR_FORMAT, "%s: relu max_value must be >= 0", layer);
+  if (act->kind != CN_ACT_SOFTMAX) return CN_OK;
+  int axis = cn_axis_resolve(act->axis, sample_rank);
+  if (axis < 0)
+    return cn_fail(CN_ERR_SHAPE, "%s: softmax axis %d out of range for rank %d", layer, act->axis,
+                   sample_rank + 1);
+  if (last_axis_only && axis != sample_rank - 1)
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: fused softmax must be over the last axis", layer);
+  return CN_OK;
+}
+
+static cn_status activation_infer(cn_graph *g, cn_node *node) {
+  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
+  node->shape = g->nodes[node->inputs[0]].shape;
+  return cn_act_check(node->name, node->attrs, node->shape.rank, 0);
+}
+
+static void activation_forward(cn_node *node, const cn_tensor *in, cn_tensor *out,
+                               const cn_exec *ex) {
+  const cn_activation *act = node->attrs;
+  size_t n = (size_t)cn_shape_numel(&out->shape);
+  if (out->data != in[0].data) memcpy(out->data, in[0].data, n * sizeof(float));
+  if (act->kind != CN_ACT_SOFTMAX) {
+    cn_act_apply_parallel(act, out->data, n, ex->threads);
+    return;
+  }
+  int axis = cn_axis_resolve(act->axis, out->shape.rank - 1) + 1;
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < axis; i++) outer *= out->shape.dim[i];
+  for (int i = axis + 1; i < out->shape.rank; i++) inner *= out->shape.dim[i];
+  cn_softmax_axis(out->data, outer, out->shape.dim[axis], inner, ex->threads);
+}
+
+const cn_op cn_op_activation = {
+    .type = "Activation",
+    .attrs_size = sizeof(cn_activation),
+    .infer = activation_infer,
+    .forward = activation_forward,
+    .inplace = 1,
+};

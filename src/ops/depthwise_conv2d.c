@@ -1,0 +1,42 @@
+/* DepthwiseConv2D (Keras semantics): each input channel c convolved with depth_multiplier
+ * filters, output channel c * multiplier + m. */
+#include "core/error.h"
+#include "kernels/kernels.h"
+#include "ops/ops.h"
+
+enum { MAX_CHANNELS = 1 << 24 };
+
+static cn_status depthwise_infer(cn_graph *g, cn_node *node) {
+  const cn_depthwise_attrs *a = node->attrs;
+  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
+  cn_window w = {0};
+  cn_status st = cn_window_infer(node->name, &g->nodes[node->inputs[0]].shape, a->kh, a->kw, a->sh,
+                                 a->sw, a->dh, a->dw, a->padding, &w);
+  if (st != CN_OK) return st;
+  if (a->depth_multiplier < 1 || w.c * a->depth_multiplier > MAX_CHANNELS)
+    return cn_fail(CN_ERR_FORMAT, "%s: bad depth_multiplier %d", node->name, a->depth_multiplier);
+  st = cn_act_check(node->name, &a->act, 3, 1);
+  if (st != CN_OK) return st;
+  int64_t oc = w.c * a->depth_multiplier;
+  node->shape = cn_shape_make(3, (int64_t[]){w.oh, w.ow, oc});
+  int64_t kshape[] = {a->kh, a->kw, w.c, a->depth_multiplier};
+  st = cn_node_add_param(node, "depthwise_kernel", cn_shape_make(4, kshape));
+  if (st == CN_OK && a->use_bias) st = cn_node_add_param(node, "bias", cn_shape_make(1, &oc));
+  return st;
+}
+
+static void depthwise_forward(cn_node *node, const cn_tensor *in, cn_tensor *out,
+                              const cn_exec *ex) {
+  const cn_depthwise_attrs *a = node->attrs;
+  cn_window w = cn_window_make(&in[0].shape, a->kh, a->kw, a->sh, a->sw, a->dh, a->dw, a->padding);
+  const float *bias = a->use_bias ? node->params[1].data : NULL;
+  cn_depthwise(&w, a->depth_multiplier, in[0].data, node->params[0].data, bias, &a->act, out->data,
+               ex->threads);
+}
+
+const cn_op cn_op_depthwise = {
+    .type = "DepthwiseConv2D",
+    .attrs_size = sizeof(cn_depthwise_attrs),
+    .infer = depthwise_infer,
+    .forward = depthwise_forward,
+};

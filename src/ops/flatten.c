@@ -1,0 +1,26 @@
+/* Flatten: the per-sample values in row-major (NHWC) order, as Keras does; a copy at most. */
+#include <string.h>
+
+#include "core/error.h"
+#include "ops/ops.h"
+
+static cn_status flatten_infer(cn_graph *g, cn_node *node) {
+  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
+  int64_t n = cn_shape_numel(&g->nodes[node->inputs[0]].shape);
+  if (n < 0) return cn_fail(CN_ERR_LIMIT, "%s: input too large", node->name);
+  node->shape = cn_shape_make(1, &n);
+  return CN_OK;
+}
+
+/* The values are unchanged; only the shape differs. */
+static void copy_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
+  if (out->data != in[0].data)
+    memmove(out->data, in[0].data, (size_t)cn_shape_numel(&out->shape) * sizeof(float));
+}
+
+const cn_op cn_op_flatten = {
+    .type = "Flatten",
+    .infer = flatten_infer,
+    .forward = copy_forward,
+    .inplace = 1,
+};

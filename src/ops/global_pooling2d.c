@@ -1,0 +1,66 @@
+/* GlobalAveragePooling2D and GlobalMaxPooling2D: one value per channel, (c) or with keepdims
+ * (1, 1, c). Sums accumulate in double so large images lose no precision. */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "ops/ops.h"
+
+enum { MAX_CHANNELS = 1 << 24 };
+
+static cn_status global_pool_infer(cn_graph *g, cn_node *node) {
+  const cn_global_pool_attrs *a = node->attrs;
+  const cn_shape *in = &g->nodes[node->inputs[0]].shape;
+  char buf[96];
+  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
+  if (in->rank != 3)
+    return cn_fail(CN_ERR_SHAPE, "%s: expects a (height, width, channels) input, got %s",
+                   node->name, cn_shape_format(in, buf, sizeof buf));
+  if (in->dim[2] > MAX_CHANNELS) return cn_fail(CN_ERR_LIMIT, "%s: too many channels", node->name);
+  node->shape =
+      a->keepdims ? cn_shape_make(3, (int64_t[]){1, 1, in->dim[2]}) : cn_shape_make(1, &in->dim[2]);
+  return CN_OK;
+}
+
+static void global_pool(const cn_tensor *in, cn_tensor *out, int is_max, int threads) {
+  int64_t batch = in->shape.dim[0], hw = in->shape.dim[1] * in->shape.dim[2];
+  int64_t c = in->shape.dim[3];
+#pragma omp parallel for num_threads(threads) schedule(static) if (batch > 1)
+  for (int64_t b = 0; b < batch; b++) {
+    const float *x = in->data + b * hw * c;
+    float *y = out->data + b * c;
+    for (int64_t j = 0; j < c; j++) {
+      double acc = is_max ? -INFINITY : 0.0;
+      for (int64_t p = 0; p < hw; p++) {
+        double v = x[p * c + j];
+        acc = is_max ? fmax(acc, v) : acc + v;
+      }
+      y[j] = is_max ? (float)acc : (float)(acc / (double)hw);
+    }
+  }
+}
+
+static void global_avgpool_forward(cn_node *node, const cn_tensor *in, cn_tensor *out,
+                                   const cn_exec *ex) {
+  global_pool(&in[0], out, 0, ex->threads);
+}
+
+static void global_maxpool_forward(cn_node *node, const cn_tensor *in, cn_tensor *out,
+                                   const cn_exec *ex) {
+  global_pool(&in[0], out, 1, ex->threads);
+}
+
+const cn_op cn_op_global_avgpool = {
+    .type = "GlobalAveragePooling2D",
+    .attrs_size = sizeof(cn_global_pool_attrs),
+    .infer = global_pool_infer,
+    .forward = global_avgpool_forward,
+};
+
+const cn_op cn_op_global_maxpool = {
+    .type = "GlobalMaxPooling2D",
+    .attrs_size = sizeof(cn_global_pool_attrs),
+    .infer = global_pool_infer,
+    .forward = global_maxpool_forward,
+};

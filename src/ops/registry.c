@@ -1,0 +1,22 @@
+/* The operator registry: every op, NULL-terminated, for lookups by Keras class name and tests. */
+#include "ops/ops.h"
+
+const cn_op *const cn_all_ops[] = {
+    &cn_op_input,
+    &cn_op_conv2d,
+    &cn_op_depthwise,
+    &cn_op_zeropad,
+    &cn_op_maxpool,
+    &cn_op_avgpool,
+    &cn_op_global_avgpool,
+    &cn_op_global_maxpool,
+    &cn_op_dense,
+    &cn_op_flatten,
+    &cn_op_reshape,
+    &cn_op_dropout,
+    &cn_op_batchnorm,
+    &cn_op_activation,
+    &cn_op_merge,
+    &cn_op_concat,
+    NULL,
+};
