@@ -1,0 +1,164 @@
+/* Shared helpers of the convnet subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int cli_error(const char *subject, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "convnet: %s: ", subject);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return CLI_FAILED;
+}
+
+int cli_lib_error(void) {
+  const char *msg = cn_last_error();
+  fprintf(stderr, "convnet: %s\n", msg && *msg ? msg : "failed");
+  return CLI_FAILED;
+}
+
+int cli_usage(const char *command, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "convnet: %s: ", command);
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, " (see convnet %s --help)\n", command);
+  va_end(ap);
+  return CLI_USAGE;
+}
+
+int cli_bad_option(const char *command, int result, char **argv) {
+  extern int optind, optopt;
+  const char *arg = optind > 0 ? argv[optind - 1] : "?";
+  if (result == ':') return cli_usage(command, "option '%s' needs a value", arg);
+  if (optopt && optopt != '?') return cli_usage(command, "unknown option '-%c'", optopt);
+  return cli_usage(command, "unknown option '%s'", arg);
+}
+
+int cli_parse_int(const char *command, const char *flag, const char *text, int min, int max,
+                  int *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(text, &end, 10);
+  if (errno || end == text || *end || v < min || v > max) {
+    cli_usage(command, "%s: '%s' is not a whole number from %d to %d", flag, text, min, max);
+    return 0;
+  }
+  *out = (int)v;
+  return 1;
+}
+
+int cli_parse_double(const char *command, const char *flag, const char *text, double min,
+                     double max, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (errno || end == text || *end || !isfinite(v) || v < min || v > max) {
+    cli_usage(command, "%s: '%s' is not a number from %g to %g", flag, text, min, max);
+    return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+int cli_set_threads(const char *command, const char *text) {
+  int n;
+  if (!cli_parse_int(command, "--threads", text, 0, 4096, &n)) return 0;
+  cn_set_threads(n);
+  return 1;
+}
+
+static int is_zoo_name(const char *name) {
+  for (const char *const *z = cn_zoo_names(); z && *z; z++)
+    if (strcmp(*z, name) == 0) return 1;
+  return 0;
+}
+
+static int is_mobilenet(const char *name) {
+  return strcmp(name, "mobilenet") == 0 || strcmp(name, "mobilenet_v2") == 0;
+}
+
+/* The cached weights of a zoo model, looked up offline (the error names the fetch command). */
+static int cached_weights(const cli_model_args *a, const char *name, char *path, size_t cap) {
+  char fetch_name[64];
+  if (is_mobilenet(name))
+    snprintf(fetch_name, sizeof fetch_name, "%s_%g_%d", name, a->alpha > 0 ? a->alpha : 1.0,
+             a->height ? a->height : 224);
+  else
+    snprintf(fetch_name, sizeof fetch_name, "%s", name);
+  cn_fetch_options fo = {.no_top = a->no_top, .offline = 1, .quiet = 1};
+  if (cn_fetch_weights(fetch_name, &fo, path, cap) != CN_OK) return cli_lib_error();
+  return CLI_OK;
+}
+
+static int open_zoo(const char *command, const cli_model_args *a, const char *name,
+                    cn_model **out) {
+  if (a->alpha > 0 && !is_mobilenet(name))
+    return cli_usage(command, "--alpha applies to mobilenet and mobilenet_v2 only");
+  char weights[4096];
+  if (a->need_weights && !a->weights) {
+    int rc = cached_weights(a, name, weights, sizeof weights);
+    if (rc != CLI_OK) return rc;
+  }
+  cn_zoo_options zo = {.name = name,
+                       .no_top = a->no_top,
+                       .pooling = a->pooling,
+                       .height = a->height,
+                       .width = a->width,
+                       .alpha = (float)a->alpha};
+  if (cn_zoo_build(&zo, out) != CN_OK) return cli_lib_error();
+  const char *w = a->weights ? a->weights : (a->need_weights ? weights : NULL);
+  if (w && cn_model_load_weights(*out, w) != CN_OK) {
+    cn_model_free(*out);
+    *out = NULL;
+    return cli_lib_error();
+  }
+  return CLI_OK;
+}
+
+static int has_suffix(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int open_file(const char *command, const cli_model_args *a, cn_model **out) {
+  if (a->alpha > 0 || a->no_top || a->pooling || a->height)
+    return cli_usage(command, "--alpha, --no-top, --pooling and --input-shape apply to zoo models");
+  if (a->need_weights && has_suffix(a->model, ".json") && !a->weights)
+    return cli_usage(command, "%s holds no weights: give them with -w WEIGHTS", a->model);
+  struct stat sb;
+  if (stat(a->model, &sb) != 0) return cli_error(a->model, "%s", strerror(errno));
+  if (!S_ISREG(sb.st_mode)) return cli_error(a->model, "not a regular file");
+  if (cn_model_load(a->model, out) != CN_OK) return cli_lib_error();
+  if (a->weights && cn_model_load_weights(*out, a->weights) != CN_OK) {
+    cn_model_free(*out);
+    *out = NULL;
+    return cli_lib_error();
+  }
+  return CLI_OK;
+}
+
+int cli_open_model(const char *command, const cli_model_args *args, cn_model **out) {
+  *out = NULL;
+  const char *name = args->model ? args->model : "mobilenet";
+  if (is_zoo_name(name)) return open_zoo(command, args, name, out);
+  struct stat sb;
+  if (!strchr(name, '/') && !strchr(name, '.') && stat(name, &sb) != 0) {
+    fprintf(stderr, "convnet: %s: unknown model (not a file; zoo models:", name);
+    for (const char *const *z = cn_zoo_names(); z && *z; z++) fprintf(stderr, " %s", *z);
+    fprintf(stderr, ")\n");
+    return CLI_FAILED;
+  }
+  cli_model_args file_args = *args;
+  file_args.model = name;
+  return open_file(command, &file_args, out);
+}

@@ -1,0 +1,47 @@
+/* Shared helpers of the convnet subcommands: one-line errors, option parsing, model opening. */
+#ifndef CONVNET_CLI_H
+#define CONVNET_CLI_H
+
+#include "convnet/convnet.h"
+
+enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
+
+/* "convnet: <subject>: <what>" on stderr; returns CLI_FAILED. */
+int cli_error(const char *subject, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "convnet: <cn_last_error()>" on stderr (library messages already name the file); returns
+ * CLI_FAILED. */
+int cli_lib_error(void);
+/* "convnet: <command>: <what> (see convnet <command> --help)"; returns CLI_USAGE. */
+int cli_usage(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Reports getopt's '?' and ':' results for argv as a usage error. */
+int cli_bad_option(const char *command, int result, char **argv);
+
+/* Parse a flag value; on a bad value print a usage error and return 0. */
+int cli_parse_int(const char *command, const char *flag, const char *text, int min, int max,
+                  int *out);
+int cli_parse_double(const char *command, const char *flag, const char *text, double min,
+                     double max, double *out);
+
+/* How -m/-w/--alpha and the summary's architecture flags pick a model. */
+typedef struct cli_model_args {
+  const char *model;   /* zoo name or model file; NULL: mobilenet */
+  const char *weights; /* -w */
+  double alpha;        /* 0: default */
+  int no_top;
+  const char *pooling;
+  int height, width; /* 0: default */
+  int need_weights;  /* a zoo model without -w takes the fetched weights from the cache */
+} cli_model_args;
+
+/* Opens the model as args say; prints the error itself and returns CLI_FAILED or CLI_USAGE. */
+int cli_open_model(const char *command, const cli_model_args *args, cn_model **out);
+
+/* Long options and parsing of "--threads N" shared by the commands that run a model. */
+int cli_set_threads(const char *command, const char *text);
+
+int cmd_classify(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_summary(int argc, char **argv);
+int cmd_fetch(int argc, char **argv);
+
+#endif

@@ -1,0 +1,252 @@
+/* convnet classify: top-k classes of images, as text or one JSON object per image. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char classify_help[] =
+    "usage: convnet classify [-m NAME|FILE] [-w WEIGHTS] [--alpha A] [-k K] [--labels F]\n"
+    "                        [--resize P] [--crop F] [--preprocess M] [--threads N] [--json]\n"
+    "                        IMAGE...\n\n"
+    "Prints the k most likely classes of each image (JPEG, PNG, BMP, PPM/PGM).\n\n"
+    "  -m, --model NAME|FILE  zoo name (vgg16, vgg19, inception_v3, resnet50, mobilenet,\n"
+    "                         mobilenet_v2) or model file (.h5 full model, .json with -w);\n"
+    "                         default: mobilenet with the fetched weights\n"
+    "  -w, --weights FILE     weights (default for a zoo model: the fetched ones in the cache;\n"
+    "                         get them with `convnet fetch NAME`)\n"
+    "  --alpha A              MobileNet width multiplier (0.25, 0.5, 0.75, 1.0)\n"
+    "  -k, --top K            classes shown per image (default 5)\n"
+    "  --labels FILE          class names: synset_words.txt, imagenet_class_index.json or one\n"
+    "                         name per line (default: ImageNet for 1000 classes, else class N)\n"
+    "  --resize P             nearest, bilinear, area, pil-bilinear (default: the model's)\n"
+    "  --crop F               keep the central fraction F of each side, 0 < F <= 1\n"
+    "  --preprocess M         raw, caffe, tf, torch, unit (default: the model's)\n"
+    "  --threads N            threads (0: all cores)\n"
+    "  --json                 one JSON object per image per line\n"
+    "  -h, --help             this help\n";
+
+enum { CLASSIFY_BATCH = 8, CLASSIFY_MAX_K = 1000 };
+
+typedef struct classify_opts {
+  int k, json;
+  const cn_labels *labels; /* NULL: "class N" */
+} classify_opts;
+
+static void json_string(const char *s) {
+  putchar('"');
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      printf("\\%c", *p);
+    else if (*p == '\n')
+      fputs("\\n", stdout);
+    else if (*p == '\t')
+      fputs("\\t", stdout);
+    else if (*p < 0x20 || *p == 0x7f)
+      printf("\\u%04x", *p);
+    else
+      putchar(*p);
+  }
+  putchar('"');
+}
+
+/* Indices of the k largest probabilities, largest first (ties: lower index first). */
+static void top_k(const float *p, size_t n, int k, size_t *best) {
+  for (int i = 0; i < k; i++) {
+    size_t arg = SIZE_MAX;
+    for (size_t j = 0; j < n; j++) {
+      int taken = 0;
+      for (int t = 0; t < i && !taken; t++) taken = best[t] == j;
+      if (!taken && (arg == SIZE_MAX || p[j] > p[arg])) arg = j;
+    }
+    best[i] = arg;
+  }
+}
+
+static void print_result(const char *file, const float *probs, size_t n, const classify_opts *o) {
+  size_t best[CLASSIFY_MAX_K];
+  int k = o->k < (int)n ? o->k : (int)n;
+  top_k(probs, n, k, best);
+  if (o->json) {
+    fputs("{\"file\":", stdout);
+    json_string(file);
+    fputs(",\"top\":[", stdout);
+  } else {
+    printf("%s\n", file);
+  }
+  for (int i = 0; i < k; i++) {
+    size_t c = best[i];
+    const char *name = o->labels ? cn_labels_name(o->labels, c) : NULL;
+    const char *id = o->labels ? cn_labels_id(o->labels, c) : NULL;
+    char fallback[32];
+    if (!name) snprintf(fallback, sizeof fallback, "class %zu", c), name = fallback;
+    if (o->json) {
+      printf("%s{\"index\":%zu,\"id\":", i ? "," : "", c);
+      if (id)
+        json_string(id);
+      else
+        fputs("null", stdout);
+      fputs(",\"label\":", stdout);
+      json_string(name);
+      printf(",\"prob\":%.6g}", (double)probs[c]);
+    } else {
+      printf("  %d. %.4f  %s", i + 1, (double)probs[c], name);
+      printf(id ? " (%s)\n" : "\n", id);
+    }
+  }
+  if (o->json) puts("]}");
+  fflush(stdout);
+}
+
+/* Decodes and prepares up to CLASSIFY_BATCH images, classifies those that decoded; returns the
+ * number of images that failed. */
+static int classify_batch(cn_model *model, const cn_input_spec *spec, char **files, int n,
+                          float *input, float *output, const classify_opts *o) {
+  size_t in_numel = (size_t)spec->height * spec->width * spec->channels;
+  cn_shape out_shape = cn_model_output_shape(model);
+  size_t classes = (size_t)cn_shape_numel(&out_shape);
+  int ok[CLASSIFY_BATCH], good = 0, failed = 0;
+  for (int i = 0; i < n; i++) {
+    cn_image image = {0};
+    ok[i] = cn_image_load(files[i], &image) == CN_OK &&
+            cn_image_prepare(&image, spec, input + (size_t)good * in_numel) == CN_OK;
+    cn_image_free(&image);
+    if (ok[i])
+      good++;
+    else
+      failed += cli_lib_error();
+  }
+  if (good && cn_model_forward(model, good, input, output) != CN_OK) {
+    cli_lib_error();
+    return n;
+  }
+  for (int i = 0, j = 0; i < n; i++)
+    if (ok[i]) print_result(files[i], output + (size_t)j++ * classes, classes, o);
+  return failed;
+}
+
+static int check_output(const cn_model *model, const cn_labels *labels, const char *labels_path) {
+  cn_shape out = cn_model_output_shape(model);
+  char buf[96];
+  if (out.rank != 1)
+    return cli_error(cn_model_name(model), "output %s is not a vector of class scores",
+                     cn_shape_format(&out, buf, sizeof buf));
+  if (labels && cn_labels_count(labels) != (size_t)out.dim[0])
+    return cli_error(labels_path, "%zu labels, but the model has %lld classes",
+                     cn_labels_count(labels), (long long)out.dim[0]);
+  return CLI_OK;
+}
+
+typedef struct classify_args {
+  cli_model_args model;
+  const char *labels_path, *resize, *preprocess;
+  double crop;
+  classify_opts out;
+} classify_args;
+
+static int apply_overrides(const classify_args *a, cn_input_spec *spec) {
+  if (a->resize && cn_resize_parse(a->resize, &spec->resize) != CN_OK)
+    return cli_usage("classify", "--resize: unknown policy '%s'", a->resize);
+  if (a->preprocess && cn_preprocess_parse(a->preprocess, &spec->preprocess) != CN_OK)
+    return cli_usage("classify", "--preprocess: unknown mode '%s'", a->preprocess);
+  if (a->crop > 0) spec->crop = a->crop;
+  return CLI_OK;
+}
+
+static int load_labels(const classify_args *a, const cn_model *model, cn_labels **labels) {
+  cn_shape out = cn_model_output_shape(model);
+  *labels = NULL;
+  if (a->labels_path && cn_labels_load(a->labels_path, labels) != CN_OK) return cli_lib_error();
+  if (!a->labels_path && out.rank == 1 && out.dim[0] == 1000 && cn_labels_imagenet(labels) != CN_OK)
+    return cli_lib_error();
+  return check_output(model, *labels, a->labels_path);
+}
+
+static int classify_all(cn_model *model, const classify_args *a, char **files, int n) {
+  cn_input_spec spec = cn_model_input_spec(model);
+  int rc = apply_overrides(a, &spec);
+  cn_labels *labels = NULL;
+  if (rc == CLI_OK) rc = load_labels(a, model, &labels);
+  if (rc != CLI_OK) {
+    cn_labels_free(labels);
+    return rc;
+  }
+  classify_opts o = a->out;
+  o.labels = labels;
+  cn_shape out = cn_model_output_shape(model);
+  size_t in_numel = (size_t)spec.height * spec.width * spec.channels;
+  float *input = malloc(CLASSIFY_BATCH * in_numel * sizeof *input);
+  float *output = malloc(CLASSIFY_BATCH * (size_t)out.dim[0] * sizeof *output);
+  int failed = 0;
+  if (!input || !output) failed = cli_error("classify", "out of memory");
+  for (int i = 0; !(!input || !output) && i < n; i += CLASSIFY_BATCH)
+    failed += classify_batch(model, &spec, files + i,
+                             n - i < CLASSIFY_BATCH ? n - i : CLASSIFY_BATCH, input, output, &o);
+  free(input);
+  free(output);
+  cn_labels_free(labels);
+  return failed ? CLI_FAILED : CLI_OK;
+}
+
+int cmd_classify(int argc, char **argv) {
+  static const struct option options[] = {
+      {"model", required_argument, NULL, 'm'},   {"weights", required_argument, NULL, 'w'},
+      {"alpha", required_argument, NULL, 'a'},   {"top", required_argument, NULL, 'k'},
+      {"labels", required_argument, NULL, 'l'},  {"resize", required_argument, NULL, 'r'},
+      {"crop", required_argument, NULL, 'c'},    {"preprocess", required_argument, NULL, 'p'},
+      {"threads", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'},
+      {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+  classify_args a = {.model = {.need_weights = 1}, .out = {.k = 5}};
+  int opt, rc;
+  opterr = 0;
+  optind = 1;
+  while ((opt = getopt_long(argc, argv, ":m:w:k:h", options, NULL)) != -1) {
+    switch (opt) {
+    case 'm':
+      a.model.model = optarg;
+      break;
+    case 'w':
+      a.model.weights = optarg;
+      break;
+    case 'a':
+      if (!cli_parse_double("classify", "--alpha", optarg, 0.01, 10, &a.model.alpha))
+        return CLI_USAGE;
+      break;
+    case 'k':
+      if (!cli_parse_int("classify", "-k", optarg, 1, CLASSIFY_MAX_K, &a.out.k)) return CLI_USAGE;
+      break;
+    case 'l':
+      a.labels_path = optarg;
+      break;
+    case 'r':
+      a.resize = optarg;
+      break;
+    case 'c':
+      if (!cli_parse_double("classify", "--crop", optarg, 1e-3, 1, &a.crop)) return CLI_USAGE;
+      break;
+    case 'p':
+      a.preprocess = optarg;
+      break;
+    case 't':
+      if (!cli_set_threads("classify", optarg)) return CLI_USAGE;
+      break;
+    case 'j':
+      a.out.json = 1;
+      break;
+    case 'h':
+      fputs(classify_help, stdout);
+      return CLI_OK;
+    default:
+      return cli_bad_option("classify", opt, argv);
+    }
+  }
+  if (optind >= argc) return cli_usage("classify", "no IMAGE given");
+  cn_input_spec probe = {0};
+  if ((rc = apply_overrides(&a, &probe)) != CLI_OK) return rc; /* bad flags before any loading */
+  cn_model *model;
+  if ((rc = cli_open_model("classify", &a.model, &model)) != CLI_OK) return rc;
+  rc = classify_all(model, &a, argv + optind, argc - optind);
+  cn_model_free(model);
+  return rc;
+}
