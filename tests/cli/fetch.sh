@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# convnet fetch against a local HTTP server (python3 -m http.server) standing in for the
+# keras.applications bucket: a checksum mismatch is refused and leaves nothing in the cache; a
+# matching file is cached and then found offline with the server stopped; offline without a
+# cached file names the `convnet fetch` command to run; HTTP errors name the URL.
+set -u
+: "${CONVNET:?set CONVNET to the convnet binary}"
+command -v python3 >/dev/null || { echo "SKIP: python3 not found"; exit 77; }
+TMP=$(mktemp -d)
+SERVER_PID=
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
+  SERVER_PID=
+}
+trap 'stop_server; rm -rf "$TMP"' EXIT
+passed=0 failed=0
+check() { # check DESCRIPTION CONDITION...
+  local what=$1
+  shift
+  if "$@"; then
+    echo "ok: $what"
+    passed=$((passed + 1))
+  else
+    echo "FAIL: $what"
+    sed 's/^/    /' "$TMP/err" 2>/dev/null
+    failed=$((failed + 1))
+  fi
+}
+
+# The fake bucket: <root>/resnet/<file>, as the real one is laid out.
+FILE=resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5
+mkdir -p "$TMP/www/resnet" "$TMP/www/mobilenet"
+head -c 100000 /dev/urandom >"$TMP/www/resnet/$FILE"
+cp "$TMP/www/resnet/$FILE" "$TMP/www/mobilenet/mobilenet_5_0_160_tf.h5"
+MD5=$(md5sum "$TMP/www/resnet/$FILE" | cut -d' ' -f1)
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -m http.server "$PORT" --bind 127.0.0.1 --directory "$TMP/www" >/dev/null 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 50); do
+  python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null && break
+  sleep 0.1
+done
+export CONVNET_WEIGHTS_URL="http://127.0.0.1:$PORT/"
+export CONVNET_CACHE="$TMP/cache"
+unset CONVNET_FETCH_MD5
+
+# 1. The published md5 of the real file differs from the fake: refused, nothing cached.
+"$CONVNET" fetch resnet50 --no-top -q >"$TMP/out" 2>"$TMP/err"
+rc=$?
+check "mismatch exits 1" [ $rc -eq 1 ]
+check "mismatch message names the checksum and URL" grep -q "md5 .*expected 4d473c1dd8becc155b73f8504c6f6626.*" "$TMP/err"
+check "mismatch message has the URL" grep -q "http://127.0.0.1:$PORT/resnet/$FILE" "$TMP/err"
+check "nothing left in the cache" [ -z "$(ls -A "$TMP/cache" 2>/dev/null)" ]
+
+# 2. With the test-only expected hash, the file is fetched and cached.
+CONVNET_FETCH_MD5=$MD5 "$CONVNET" fetch resnet50 --no-top >"$TMP/out" 2>"$TMP/err"
+rc=$?
+check "matching file fetched" [ $rc -eq 0 ]
+check "prints the cached path" [ "$(cat "$TMP/out")" = "$TMP/cache/$FILE" ]
+check "cached file identical" cmp -s "$TMP/cache/$FILE" "$TMP/www/resnet/$FILE"
+check "no temporary files left" [ "$(ls -A "$TMP/cache")" = "$FILE" ]
+
+# 3. MobileNet has no published hash: stored unverified, and the tool says so.
+"$CONVNET" fetch mobilenet --alpha 0.5 --size 160 >"$TMP/out" 2>"$TMP/err"
+rc=$?
+check "unverified mobilenet fetched" [ $rc -eq 0 -a -f "$TMP/cache/mobilenet_5_0_160_tf.h5" ]
+check "says it is unverified" grep -q "unverified" "$TMP/err"
+
+# 4. HTTP 404 names the URL; nothing cached.
+"$CONVNET" fetch vgg16 -q >"$TMP/out" 2>"$TMP/err"
+rc=$?
+check "404 exits 1 with one line" [ $rc -eq 1 -a "$(wc -l <"$TMP/err")" -eq 1 ]
+check "404 message names the URL" \
+  grep -q "^convnet: http://127.0.0.1:$PORT/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5: .*404" "$TMP/err"
+
+# 5. Server stopped: cached files are found offline and online (no network needed).
+stop_server
+"$CONVNET" fetch resnet50 --no-top --offline >"$TMP/out" 2>"$TMP/err"
+check "cached file found offline" [ $? -eq 0 -a "$(cat "$TMP/out")" = "$TMP/cache/$FILE" ]
+"$CONVNET" fetch resnet50 --no-top -q >"$TMP/out" 2>"$TMP/err"
+check "cached file found without the server" [ $? -eq 0 ]
+
+# 6. Offline and not cached: the message names the exact fetch command.
+"$CONVNET" fetch resnet50 --offline >"$TMP/out" 2>"$TMP/err"
+rc=$?
+check "offline miss exits 1" [ $rc -eq 1 ]
+check "offline miss names the command" grep -q 'run `convnet fetch resnet50` first' "$TMP/err"
+"$CONVNET" fetch mobilenet_v2 --alpha 1.4 --no-top --offline --cache "$TMP/other" >"$TMP/out" 2>"$TMP/err"
+check "offline miss names alpha, size, --no-top and --cache" \
+  grep -q "run \`convnet fetch mobilenet_v2 --alpha 1.4 --size 224 --no-top --cache $TMP/other\` first" "$TMP/err"
+
+# 7. Connection refused (server gone) names the URL.
+"$CONVNET" fetch vgg19 -q >"$TMP/out" 2>"$TMP/err"
+check "connection refused names the URL" grep -q "^convnet: http://127.0.0.1:$PORT/vgg19/" "$TMP/err"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
