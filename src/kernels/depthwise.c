@@ -9,6 +9,7 @@
 static void accumulate_tap(float *restrict dst, const float *restrict src, const float *restrict k,
                            int64_t c, int mult) {
   if (mult == 1) {
+#pragma omp simd
     for (int64_t j = 0; j < c; j++) dst[j] += src[j] * k[j];
     return;
   }
@@ -45,6 +46,7 @@ void cn_depthwise(const cn_window *w, int mult, const float *x, const float *ker
     float *out = y + r * w->ow * oc;
     for (int64_t ox = 0; ox < w->ow; ox++)
       depthwise_pixel(w, mult, image, oy, ox, kernel, bias, out + ox * oc);
-    if (act->kind != CN_ACT_LINEAR) cn_bias_act_rows(out, w->ow, oc, oc, NULL, act, 1);
+    if (act->kind != CN_ACT_LINEAR)
+      for (int64_t ox = 0; ox < w->ow; ox++) cn_bias_act_row(out + ox * oc, oc, NULL, act);
   }
 }

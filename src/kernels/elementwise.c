@@ -10,7 +10,7 @@ enum { PARALLEL_MIN = 1 << 15, ACT_CHUNK = 1 << 14 };
 
 static void softmax_line(float *x, int64_t n, int64_t stride) {
   float top = -INFINITY;
-  for (int64_t i = 0; i < n; i++) top = fmaxf(top, x[i * stride]);
+  for (int64_t i = 0; i < n; i++) top = cn_maxf(top, x[i * stride]);
   float sum = 0;
   for (int64_t i = 0; i < n; i++) {
     float e = expf(x[i * stride] - top);
@@ -27,20 +27,23 @@ void cn_softmax_axis(float *x, int64_t outer, int64_t n, int64_t inner, int thre
     softmax_line(x + (l / inner) * n * inner + l % inner, n, inner);
 }
 
+void cn_bias_act_row(float *restrict y, int64_t n, const float *restrict bias,
+                     const cn_activation *act) {
+  if (bias)
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) y[j] += bias[j];
+  if (act->kind == CN_ACT_SOFTMAX)
+    softmax_line(y, n, 1);
+  else if (act->kind != CN_ACT_LINEAR)
+    cn_act_apply(act, y, (size_t)n);
+}
+
 void cn_bias_act_rows(float *y, int64_t rows, int64_t cols, int64_t ld, const float *bias,
                       const cn_activation *act, int threads) {
   int linear = act->kind == CN_ACT_LINEAR;
   if (!bias && linear) return;
 #pragma omp parallel for num_threads(threads) schedule(static) if (rows * cols > PARALLEL_MIN)
-  for (int64_t r = 0; r < rows; r++) {
-    float *restrict row = y + r * ld;
-    if (bias)
-      for (int64_t j = 0; j < cols; j++) row[j] += bias[j];
-    if (act->kind == CN_ACT_SOFTMAX)
-      softmax_line(row, cols, 1);
-    else if (!linear)
-      cn_act_apply(act, row, (size_t)cols);
-  }
+  for (int64_t r = 0; r < rows; r++) cn_bias_act_row(y + r * ld, cols, bias, act);
 }
 
 void cn_act_apply_parallel(const cn_activation *act, float *x, size_t n, int threads) {
@@ -61,6 +64,7 @@ void cn_scale_shift(const float *x, float *y, int64_t outer, int64_t c, int64_t 
     for (int64_t o = 0; o < outer; o++) {
       const float *src = x + o * c;
       float *dst = y + o * c;
+#pragma omp simd
       for (int64_t j = 0; j < c; j++) dst[j] = src[j] * scale[j] + shift[j];
     }
     return;

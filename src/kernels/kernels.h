@@ -17,6 +17,18 @@ typedef struct cn_window {
   int pad_top, pad_left;
 } cn_window;
 
+/* max/min that compile to one vector instruction (fmaxf is a libm call without -ffast-math);
+ * a NaN in `a` propagates, as TensorFlow's relu does. */
+static inline float cn_maxf(float a, float b) {
+  return a < b ? b : a;
+}
+static inline float cn_minf(float a, float b) {
+  return a > b ? b : a;
+}
+
+/* Bias (may be NULL) and activation (softmax over the row) on one row of n values. */
+void cn_bias_act_row(float *y, int64_t n, const float *bias, const cn_activation *act);
+
 /* Builds the window for an input (n, ih, iw, c) with TensorFlow's padding rule. */
 cn_window cn_window_make(const cn_shape *in, int kh, int kw, int sh, int sw, int dh, int dw,
                          cn_padding padding);

@@ -18,17 +18,21 @@ static void pool_pixel(const cn_window *w, const float *image, int64_t oy, int64
   int ylo, yhi, xlo, xhi;
   valid_taps(y0, w->kh, w->ih, &ylo, &yhi);
   valid_taps(x0, w->kw, w->iw, &xlo, &xhi);
+#pragma omp simd
   for (int64_t j = 0; j < c; j++) dst[j] = is_max ? -INFINITY : 0.0f;
   for (int ky = ylo; ky < yhi; ky++)
     for (int kx = xlo; kx < xhi; kx++) {
       const float *restrict src = image + ((y0 + ky) * w->iw + x0 + kx) * c;
       if (is_max)
-        for (int64_t j = 0; j < c; j++) dst[j] = fmaxf(dst[j], src[j]);
+#pragma omp simd
+        for (int64_t j = 0; j < c; j++) dst[j] = cn_maxf(dst[j], src[j]);
       else
+#pragma omp simd
         for (int64_t j = 0; j < c; j++) dst[j] += src[j];
     }
   int count = (yhi - ylo) * (xhi - xlo);
   if (count == 0)
+#pragma omp simd
     for (int64_t j = 0; j < c; j++) dst[j] = 0;
   else if (!is_max)
     for (int64_t j = 0; j < c; j++) dst[j] /= (float)count;

@@ -34,9 +34,9 @@ static void relu_general(const cn_activation *a, float *x, size_t n) {
   int clip = isfinite(top);
   for (size_t i = 0; i < n; i++) {
     float v = x[i];
-    float pos = th != 0.0f ? (v > th ? v : 0.0f) : fmaxf(v, 0.0f);
-    if (clip) pos = fminf(fmaxf(pos, 0.0f), top);
-    float neg = th != 0.0f ? fmaxf(th - v, 0.0f) : fmaxf(-v, 0.0f);
+    float pos = th != 0.0f ? (v > th ? v : 0.0f) : cn_maxf(v, 0.0f);
+    if (clip) pos = cn_minf(cn_maxf(pos, 0.0f), top);
+    float neg = th != 0.0f ? cn_maxf(th - v, 0.0f) : cn_maxf(-v, 0.0f);
     x[i] = slope != 0.0f ? pos - slope * neg : pos;
   }
 }
@@ -46,9 +46,9 @@ static void relu(const cn_activation *a, float *x, size_t n) {
     relu_general(a, x, n);
   } else if (isfinite(a->max_value)) {
     float top = a->max_value;
-    for (size_t i = 0; i < n; i++) x[i] = fminf(fmaxf(x[i], 0.0f), top);
+    for (size_t i = 0; i < n; i++) x[i] = cn_minf(cn_maxf(x[i], 0.0f), top);
   } else {
-    for (size_t i = 0; i < n; i++) x[i] = fmaxf(x[i], 0.0f);
+    for (size_t i = 0; i < n; i++) x[i] = cn_maxf(x[i], 0.0f);
   }
 }
 
@@ -70,7 +70,7 @@ void cn_act_apply(const cn_activation *act, float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
     break;
   case CN_ACT_HARD_SIGMOID: /* Keras 3: relu6(x + 3) / 6 */
-    for (size_t i = 0; i < n; i++) x[i] = fminf(fmaxf(x[i] + 3.0f, 0.0f), 6.0f) / 6.0f;
+    for (size_t i = 0; i < n; i++) x[i] = cn_minf(cn_maxf(x[i] + 3.0f, 0.0f), 6.0f) / 6.0f;
     break;
   default:
     break; /* linear; softmax is not elementwise (cn_softmax_axis) */

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "core/error.h"
+#include "kernels/kernels.h"
 #include "ops/ops.h"
 
 static cn_status merge_infer(cn_graph *g, cn_node *node) {
@@ -31,9 +32,9 @@ static float combine(cn_merge_kind kind, float acc, float v) {
   case CN_MERGE_MULTIPLY:
     return acc * v;
   case CN_MERGE_MAXIMUM:
-    return fmaxf(acc, v);
+    return cn_maxf(acc, v);
   case CN_MERGE_MINIMUM:
-    return fminf(acc, v);
+    return cn_minf(acc, v);
   default:
     return acc + v; /* add, average */
   }
