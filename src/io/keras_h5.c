@@ -74,9 +74,9 @@ static cn_status check_hard_link(hid_t loc, const char *prefix, const char *file
   if (CN_H5_LINK_INFO(loc, prefix, &info) < 0)
     return cn_fail(CN_ERR_FORMAT, "%s: %s: unreadable link", file, prefix);
   if (info.type != H5L_TYPE_HARD)
-    return cn_fail(CN_ERR_UNSUPPORTED, "%s: %s is a %s link; only objects inside the file are read",
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: %s is %s link; only objects inside the file are read",
                    file, prefix,
-                   info.type == H5L_TYPE_EXTERNAL ? "external" : "soft or user-defined");
+                   info.type == H5L_TYPE_EXTERNAL ? "an external" : "a soft or user-defined");
   *exists = 1;
   return CN_OK;
 }
@@ -281,12 +281,14 @@ cn_status cn_h5_dataset_shape(hid_t loc, const char *path, const char *file, con
   hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
   if (ds < 0)
     return cn_fail(CN_ERR_FORMAT, "%s: %s: %s is not a readable dataset", file, what, path);
+  char full[1024];
+  snprintf(full, sizeof full, "%s: %s", file, what);
   int filtered = 0;
   size_t elem = 0;
-  st = check_storage(ds, what, &filtered);
-  if (st == CN_OK) st = check_type(ds, what, &elem);
-  if (st == CN_OK) st = read_extent(ds, what, shape);
-  if (st == CN_OK) st = check_size(loc, shape, elem, filtered, what);
+  st = check_storage(ds, full, &filtered);
+  if (st == CN_OK) st = check_type(ds, full, &elem);
+  if (st == CN_OK) st = read_extent(ds, full, shape);
+  if (st == CN_OK) st = check_size(loc, shape, elem, filtered, full);
   H5Dclose(ds);
   return st;
 }

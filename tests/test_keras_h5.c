@@ -1,0 +1,349 @@
+/* Keras loading: the real MobileNet file against an independent reference, the real MNIST
+ * save_weights file, and hostile files written here with the HDF5 C API (missing layer, wrong
+ * shape, NaN, unknown layer class, external link, absurd dataset size, not HDF5, truncated,
+ * missing), each refused with a message naming the file or layer. */
+#include <hdf5.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convnet/model.h"
+#include "core/model.h"
+#include "testlib.h"
+
+static char path_buf[8][512];
+
+static const char *tmp_file(int slot, const char *name) {
+  snprintf(path_buf[slot], sizeof path_buf[slot], "%s/%s", cn_test_tmpdir(), name);
+  return path_buf[slot];
+}
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "wb");
+  fputs(text, f);
+  fclose(f);
+}
+
+/* ---- the real files ------------------------------------------------------------------------ */
+
+static float *read_f32(const char *rel, size_t n) {
+  const char *path = cn_test_data(rel);
+  if (!path) return NULL;
+  FILE *f = fopen(path, "rb");
+  float *x = malloc(n * sizeof *x);
+  size_t got = f && x ? fread(x, sizeof *x, n, f) : 0;
+  if (f) fclose(f);
+  if (got != n) {
+    free(x);
+    return NULL;
+  }
+  return x;
+}
+
+static void check_against_reference(cn_model *m, const float *input, const char *probs_rel) {
+  float *ref = read_f32(probs_rel, 1000), out[1000];
+  CHECK(ref != NULL);
+  if (!ref) return;
+  CHECK_OK(cn_model_forward(m, 1, input, out));
+  double diff = cn_test_max_abs_diff(out, ref, 1000);
+  printf("%s: max |diff| %.3g\n", probs_rel, diff);
+  CHECK(diff <= 1e-5);
+  free(ref);
+}
+
+static void test_mobilenet(void) {
+  const char *path = cn_test_data("weights/keras/mobilenet_v1_0.25_224.h5");
+  if (!path) {
+    printf("SKIP mobilenet: weights/keras/mobilenet_v1_0.25_224.h5 absent\n");
+    return;
+  }
+  cn_model *m = NULL;
+  CHECK_OK(cn_model_load(path, &m));
+  if (!m) return;
+  cn_shape in = cn_model_input_shape(m), out = cn_model_output_shape(m);
+  CHECK(in.rank == 3 && in.dim[0] == 224 && in.dim[2] == 3);
+  CHECK(out.rank == 1 && out.dim[0] == 1000);
+  cn_input_spec spec = cn_model_input_spec(m);
+  CHECK(spec.preprocess == CN_PRE_TF && spec.height == 224 && spec.resize == CN_RESIZE_NEAREST);
+  int64_t params = 0;
+  for (int i = 0; i < m->graph->n_nodes; i++) params += cn_node_param_count(&m->graph->nodes[i]);
+  CHECK(params == 475544);
+
+  const size_t n = 224 * 224 * 3;
+  float *x = calloc(n, sizeof *x);
+  check_against_reference(m, x, "reference/mobilenet_v1_0.25_224.zeros.probs.f32");
+  for (size_t y = 0; y < 224; y++)
+    for (size_t c = 0; c < 224 * 3; c++)
+      x[y * 224 * 3 + c] = (float)((y * 224 * 3 + c) % 256) / 127.5f - 1;
+  check_against_reference(m, x, "reference/mobilenet_v1_0.25_224.pattern.probs.f32");
+  free(x);
+  float *photo = read_f32("reference/mobilenet_v1_0.25_224.chelsea_nearest.input.f32", n);
+  CHECK(photo != NULL);
+  if (photo)
+    check_against_reference(m, photo, "reference/mobilenet_v1_0.25_224.chelsea_nearest.probs.f32");
+  free(photo);
+  cn_model_free(m);
+}
+
+static void test_mnist(void) {
+  const char *json = cn_test_data("weights/keras/mnist_cnn.json");
+  if (!json) {
+    printf("SKIP mnist: weights/keras/mnist_cnn.json absent\n");
+    return;
+  }
+  cn_model *m = NULL;
+  CHECK_OK(cn_model_load(json, &m));
+  if (!m) return;
+  CHECK(cn_model_input_spec(m).preprocess == CN_PRE_UNIT);
+  const char *weights = cn_test_data("weights/keras/mnist_cnn_weights.h5");
+  CHECK(weights != NULL);
+  if (weights) CHECK_OK(cn_model_load_weights(m, weights));
+  int dense = cn_graph_find(m->graph, "dense_1");
+  CHECK(dense >= 0 && m->graph->nodes[dense].params[1].data[0] != 0);
+  float x[28 * 28] = {0}, y[10];
+  for (int i = 0; i < 28 * 28; i++) x[i] = (float)((i * 37) % 256) / 255.0f;
+  CHECK_OK(cn_model_forward(m, 1, x, y));
+  double sum = 0;
+  for (int i = 0; i < 10; i++) sum += y[i];
+  CHECK_NEAR(sum, 1.0, 1e-5);
+  cn_model_free(m);
+}
+
+/* ---- a small model and hostile weight files ------------------------------------------------ */
+
+static const char *small_json =
+    "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"small\", \"layers\": ["
+    "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 4, 4, 1], "
+    "\"name\": \"in\"}},"
+    "{\"class_name\": \"Conv2D\", \"config\": {\"name\": \"conv\", \"filters\": 2, "
+    "\"kernel_size\": [3, 3],"
+    " \"strides\": [1, 1], \"padding\": \"valid\", \"data_format\": \"channels_last\", "
+    "\"activation\": \"linear\","
+    " \"use_bias\": true}},"
+    "{\"class_name\": \"Flatten\", \"config\": {\"name\": \"flatten\"}},"
+    "{\"class_name\": \"Dense\", \"config\": {\"name\": \"dense\", \"units\": 3, \"activation\": "
+    "\"linear\"}}"
+    "]}}";
+
+enum { BAD_NONE, BAD_MISSING_LAYER, BAD_SHAPE, BAD_NAN, BAD_EXTERNAL, BAD_ABSURD, BAD_INT };
+
+static void set_strings_attr(hid_t loc, const char *name, const char *const *s, int n) {
+  size_t width = 1;
+  for (int i = 0; i < n; i++)
+    if (strlen(s[i]) > width) width = strlen(s[i]);
+  char *buf = calloc((size_t)(n ? n : 1), width);
+  for (int i = 0; i < n; i++) memcpy(buf + (size_t)i * width, s[i], strlen(s[i]));
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, width);
+  H5Tset_strpad(type, H5T_STR_NULLPAD);
+  hsize_t dims = (hsize_t)n;
+  hid_t space = H5Screate_simple(1, &dims, NULL);
+  hid_t attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(attr, type, buf);
+  H5Aclose(attr);
+  H5Sclose(space);
+  H5Tclose(type);
+  free(buf);
+}
+
+static void set_string_attr(hid_t loc, const char *name, const char *value) {
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, strlen(value));
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(attr, type, value);
+  H5Aclose(attr);
+  H5Sclose(space);
+  H5Tclose(type);
+}
+
+static void write_dataset(hid_t loc, const char *name, int rank, const hsize_t *dims,
+                          const float *v) {
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t space = H5Screate_simple(rank, dims, NULL);
+  hid_t ds = H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+  H5Dclose(ds);
+  H5Sclose(space);
+  H5Pclose(lcpl);
+}
+
+/* A chunked dataset whose declared extent is far beyond the file (no chunk is ever written). */
+static void write_absurd_dataset(hid_t loc, const char *name) {
+  hsize_t dims[2] = {1u << 14, 1u << 12}, chunk[2] = {16, 16};
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(dcpl, 2, chunk);
+  hid_t space = H5Screate_simple(2, dims, NULL);
+  hid_t ds = H5Dcreate2(loc, name, H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT);
+  H5Dclose(ds);
+  H5Sclose(space);
+  H5Pclose(dcpl);
+  H5Pclose(lcpl);
+}
+
+static void write_layer(hid_t root, const char *layer, const char *const *wnames, int n) {
+  hid_t g = H5Gcreate2(root, layer, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  set_strings_attr(g, "weight_names", wnames, n);
+  H5Gclose(g);
+}
+
+/* save_weights layout for the small model; kernel values are index / 100. */
+static const char *write_small_weights(int slot, const char *name, int bad, const char *backend) {
+  const char *path = tmp_file(slot, name);
+  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  const char *all[] = {"in", "conv", "flatten", "dense"};
+  set_strings_attr(f, "layer_names", all, bad == BAD_MISSING_LAYER ? 3 : 4);
+  set_string_attr(f, "backend", backend);
+  set_string_attr(f, "keras_version", "2.3.0");
+  float v[64];
+  for (int i = 0; i < 64; i++) v[i] = (float)i / 100;
+  write_layer(f, "in", NULL, 0);
+  write_layer(f, "flatten", NULL, 0);
+  const char *conv_w[] = {"conv/kernel:0", "conv/bias:0"},
+             *dense_w[] = {"dense/kernel:0", "dense/bias:0"};
+  if (bad == BAD_EXTERNAL) {
+    H5Lcreate_external("elsewhere.h5", "/conv", f, "conv", H5P_DEFAULT, H5P_DEFAULT);
+  } else {
+    write_layer(f, "conv", conv_w, 2);
+    hsize_t k[4] = {3, 3, 1, 2}, kt[4] = {2, 1, 3, 3}, b[1] = {2};
+    int oihw = bad == BAD_SHAPE || strcmp(backend, "theano") == 0;
+    write_dataset(f, "conv/conv/kernel:0", 4, oihw ? kt : k, v);
+    write_dataset(f, "conv/conv/bias:0", 1, b, v);
+  }
+  if (bad != BAD_MISSING_LAYER) {
+    write_layer(f, "dense", dense_w, 2);
+    hsize_t k[2] = {8, 3}, b[1] = {3};
+    if (bad == BAD_ABSURD)
+      write_absurd_dataset(f, "dense/dense/kernel:0");
+    else
+      write_dataset(f, "dense/dense/kernel:0", 2, k, v);
+    if (bad == BAD_NAN) v[1] = NAN;
+    if (bad == BAD_INT) {
+      int iv[3] = {1, 2, 3};
+      hid_t space = H5Screate_simple(1, b, NULL);
+      hid_t ds = H5Dcreate2(f, "dense/dense/bias:0", H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT,
+                            H5P_DEFAULT);
+      H5Dwrite(ds, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, iv);
+      H5Dclose(ds);
+      H5Sclose(space);
+    } else {
+      write_dataset(f, "dense/dense/bias:0", 1, b, v);
+    }
+  }
+  H5Fclose(f);
+  return path;
+}
+
+static cn_model *small_model(void) {
+  const char *json = tmp_file(0, "small.json");
+  write_text(json, small_json);
+  cn_model *m = NULL;
+  CHECK_OK(cn_model_load(json, &m));
+  return m;
+}
+
+static void expect_failure(cn_model *m, const char *path, const char *needle1,
+                           const char *needle2) {
+  cn_status st = cn_model_load_weights(m, path);
+  const char *msg = cn_last_error();
+  CHECK(st != CN_OK);
+  CHECK(strstr(msg, needle1) != NULL);
+  CHECK(!needle2 || strstr(msg, needle2) != NULL);
+  printf("refused (%s): %s\n", cn_status_name(st), msg);
+}
+
+static void test_small_good(cn_model *m) {
+  const char *path = write_small_weights(1, "good.h5", BAD_NONE, "tensorflow");
+  CHECK_OK(cn_model_load_weights(m, path));
+  cn_node *conv = &m->graph->nodes[cn_graph_find(m->graph, "conv")];
+  cn_node *dense = &m->graph->nodes[cn_graph_find(m->graph, "dense")];
+  CHECK_NEAR(conv->params[0].data[17], 0.17, 1e-7);
+  CHECK_NEAR(dense->params[0].data[23], 0.23, 1e-7);
+  CHECK_NEAR(dense->params[1].data[2], 0.02, 1e-7);
+  /* Theano: stored (out, in, kh, kw) and flipped; element [o][0][y][x] = (o*9 + y*3 + x) / 100
+   * lands at HWIO [2-y][2-x][0][o]. */
+  path = write_small_weights(2, "theano.h5", BAD_NONE, "theano");
+  CHECK_OK(cn_model_load_weights(m, path));
+  const float *k = conv->params[0].data;
+  CHECK_NEAR(k[((2 - 0) * 3 + (2 - 1)) * 2 + 1], (1 * 9 + 0 * 3 + 1) / 100.0, 1e-7);
+  CHECK_NEAR(k[((2 - 2) * 3 + (2 - 2)) * 2 + 0], (0 * 9 + 2 * 3 + 2) / 100.0, 1e-7);
+}
+
+static void test_small_bad(cn_model *m) {
+  expect_failure(m, write_small_weights(1, "missing_layer.h5", BAD_MISSING_LAYER, "tensorflow"),
+                 "missing_layer.h5", "no weights for layer dense");
+  expect_failure(m, write_small_weights(1, "wrong_shape.h5", BAD_SHAPE, "tensorflow"),
+                 "conv/kernel: expected (3,3,1,2), file has (2,1,3,3)", "wrong_shape.h5");
+  expect_failure(m, write_small_weights(1, "nan.h5", BAD_NAN, "tensorflow"),
+                 "dense/bias: contains NaN", "nan.h5");
+  expect_failure(m, write_small_weights(1, "external.h5", BAD_EXTERNAL, "tensorflow"), "external",
+                 "external.h5");
+  expect_failure(m, write_small_weights(1, "absurd.h5", BAD_ABSURD, "tensorflow"),
+                 "dense/kernel: declares 268435456 bytes", "absurd.h5");
+  expect_failure(m, write_small_weights(1, "int.h5", BAD_INT, "tensorflow"), "dense/bias",
+                 "floating");
+
+  const char *text = tmp_file(1, "not_hdf5.h5");
+  write_text(text, "this is not an HDF5 file, just some text\n");
+  expect_failure(m, text, "not_hdf5.h5", "HDF5");
+  expect_failure(m, tmp_file(1, "no_such_file.h5"), "no_such_file.h5", NULL);
+
+  /* Truncated: the first half of a good file. */
+  const char *good = write_small_weights(2, "to_truncate.h5", BAD_NONE, "tensorflow");
+  FILE *f = fopen(good, "rb");
+  static char buf[1 << 16];
+  size_t n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  const char *cut = tmp_file(1, "truncated.h5");
+  f = fopen(cut, "wb");
+  fwrite(buf, 1, n / 2, f);
+  fclose(f);
+  expect_failure(m, cut, "truncated.h5", NULL);
+}
+
+static void test_bad_model_config(void) {
+  const char *path = tmp_file(1, "unknown_class.h5");
+  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  set_string_attr(f, "model_config",
+                  "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"s\", \"layers\": ["
+                  "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 8, "
+                  "8, 3], \"name\": \"i\"}},"
+                  "{\"class_name\": \"Conv3D\", \"config\": {\"name\": \"vol\"}}]}}");
+  H5Fclose(f);
+  cn_model *m = NULL;
+  cn_status st = cn_model_load(path, &m);
+  CHECK(st == CN_ERR_UNSUPPORTED && m == NULL);
+  CHECK(strstr(cn_last_error(), "unknown_class.h5: layer vol: unsupported layer class Conv3D") !=
+        NULL);
+  printf("refused: %s\n", cn_last_error());
+
+  const char *cf = tmp_file(1, "channels_first.json");
+  write_text(cf, "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"s\", \"layers\": ["
+                 "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 3, "
+                 "8, 8], \"name\": \"i\"}},"
+                 "{\"class_name\": \"MaxPooling2D\", \"config\": {\"name\": \"p\", "
+                 "\"data_format\": \"channels_first\"}}]}}");
+  st = cn_model_load(cf, &m);
+  CHECK(st == CN_ERR_UNSUPPORTED && strstr(cn_last_error(), "channels_first") != NULL);
+
+  const char *broken = tmp_file(1, "broken.json");
+  write_text(broken, "{\"class_name\": \"Sequential\", \"config\": {\"layers\": [");
+  CHECK(cn_model_load(broken, &m) == CN_ERR_FORMAT && strstr(cn_last_error(), "broken.json"));
+  CHECK(cn_model_load(tmp_file(1, "absent.h5"), &m) == CN_ERR_IO);
+}
+
+int main(void) {
+  test_mobilenet();
+  test_mnist();
+  cn_model *m = small_model();
+  if (m) {
+    test_small_good(m);
+    test_small_bad(m);
+    cn_model_free(m);
+  }
+  test_bad_model_config();
+  return cn_test_finish();
+}
