@@ -1,0 +1,243 @@
+/* The optimized kernels against naive reference loops written here: random sizes, strides,
+ * dilations, padding modes, groups and batches; max |diff| <= 1e-4 relative to the magnitude. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "testlib.h"
+
+static unsigned rng = 2024;
+static int rand_int(int lo, int hi) { /* inclusive */
+  rng = rng * 1103515245u + 12345u;
+  return lo + (int)((rng >> 8) % (unsigned)(hi - lo + 1));
+}
+static float *random_floats(size_t n) {
+  float *x = malloc((n ? n : 1) * sizeof(float));
+  for (size_t i = 0; i < n; i++) x[i] = (float)rand_int(-1000, 1000) / 1000.0f;
+  return x;
+}
+
+/* Compares and reports the case on failure. */
+static void check_close(const char *what, int id, const float *got, const float *ref, size_t n) {
+  double scale = 1;
+  for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
+  double diff = cn_test_max_abs_diff(got, ref, n);
+  if (diff > 1e-4 * scale)
+    fprintf(stderr, "%s case %d: max diff %g (scale %g)\n", what, id, diff, scale);
+  CHECK(diff <= 1e-4 * scale);
+}
+
+/* The window geometry, computed independently of cn_window_make. */
+static cn_window random_window(int64_t batch, int64_t c, int max_k, int allow_dilation) {
+  cn_window w = {.batch = batch, .c = c};
+  w.ih = rand_int(1, 13), w.iw = rand_int(1, 13);
+  w.kh = rand_int(1, max_k), w.kw = rand_int(1, max_k);
+  w.sh = rand_int(1, 3), w.sw = rand_int(1, 3);
+  w.dh = allow_dilation ? rand_int(1, 3) : 1, w.dw = allow_dilation ? rand_int(1, 3) : 1;
+  int same = rand_int(0, 1);
+  int64_t span_h = (int64_t)(w.kh - 1) * w.dh + 1, span_w = (int64_t)(w.kw - 1) * w.dw + 1;
+  if (!same && (span_h > w.ih || span_w > w.iw)) same = 1;
+  w.oh = same ? (w.ih + w.sh - 1) / w.sh : (w.ih - span_h) / w.sh + 1;
+  w.ow = same ? (w.iw + w.sw - 1) / w.sw : (w.iw - span_w) / w.sw + 1;
+  if (same) {
+    int64_t th = (w.oh - 1) * w.sh + span_h - w.ih, tw = (w.ow - 1) * w.sw + span_w - w.iw;
+    w.pad_top = th > 0 ? (int)(th / 2) : 0;
+    w.pad_left = tw > 0 ? (int)(tw / 2) : 0;
+  }
+  return w;
+}
+
+/* Input index of tap (ky, kx) for output (oy, ox), or -1 in the padding. */
+static int64_t tap(const cn_window *w, int64_t b, int64_t oy, int64_t ox, int ky, int kx) {
+  int64_t iy = oy * w->sh - w->pad_top + (int64_t)ky * w->dh;
+  int64_t ix = ox * w->sw - w->pad_left + (int64_t)kx * w->dw;
+  if (iy < 0 || iy >= w->ih || ix < 0 || ix >= w->iw) return -1;
+  return ((b * w->ih + iy) * w->iw + ix) * w->c;
+}
+
+static void ref_conv(const cn_window *w, int64_t f, int groups, const float *x, const float *k,
+                     const float *bias, float *y) {
+  int64_t cg = w->c / groups, fg = f / groups;
+  for (int64_t b = 0; b < w->batch; b++)
+    for (int64_t oy = 0; oy < w->oh; oy++)
+      for (int64_t ox = 0; ox < w->ow; ox++)
+        for (int64_t o = 0; o < f; o++) {
+          double acc = bias ? bias[o] : 0;
+          for (int ky = 0; ky < w->kh; ky++)
+            for (int kx = 0; kx < w->kw; kx++) {
+              int64_t at = tap(w, b, oy, ox, ky, kx);
+              if (at < 0) continue;
+              for (int64_t ci = 0; ci < cg; ci++)
+                acc += x[at + (o / fg) * cg + ci] * k[((ky * w->kw + kx) * cg + ci) * f + o];
+            }
+          y[((b * w->oh + oy) * w->ow + ox) * f + o] = (float)fmax(acc, 0); /* relu */
+        }
+}
+
+static void run_conv_case(int id, cn_window w, int64_t f, int groups, int use_bias) {
+  int64_t cg = w.c / groups;
+  size_t nx = (size_t)(w.batch * w.ih * w.iw * w.c), nk = (size_t)(w.kh * w.kw * cg * f);
+  size_t ny = (size_t)(w.batch * w.oh * w.ow * f);
+  float *x = random_floats(nx), *k = random_floats(nk), *bias = use_bias ? random_floats(f) : NULL;
+  float *y = malloc(ny * sizeof(float)), *ref = malloc(ny * sizeof(float));
+  float *scratch = malloc((cn_conv2d_scratch(&w, f, groups) + 1) * sizeof(float));
+  cn_activation relu = cn_act_relu();
+  cn_conv2d(&w, f, groups, x, k, bias, &relu, y, scratch, 2);
+  ref_conv(&w, f, groups, x, k, bias, ref);
+  check_close("conv2d", id, y, ref, ny);
+  free(x), free(k), free(bias), free(y), free(ref), free(scratch);
+}
+
+static void test_conv2d(void) {
+  for (int id = 0; id < 60; id++) {
+    int groups = rand_int(0, 2) ? 1 : rand_int(2, 3);
+    int64_t c = groups * rand_int(1, 5), f = groups * rand_int(1, 6);
+    cn_window w = random_window(rand_int(1, 3), c, 4, 1);
+    if (id % 5 == 0) { /* the pointwise GEMM path */
+      w.kh = w.kw = w.sh = w.sw = 1;
+      w.oh = w.ih, w.ow = w.iw, w.pad_top = w.pad_left = 0;
+    }
+    run_conv_case(id, w, f, groups, rand_int(0, 1));
+  }
+  /* Large enough that im2col runs in several tiles, the last one partial. */
+  cn_window big = {.batch = 2,
+                   .ih = 33,
+                   .iw = 32,
+                   .c = 64,
+                   .oh = 33,
+                   .ow = 32,
+                   .kh = 5,
+                   .kw = 5,
+                   .sh = 1,
+                   .sw = 1,
+                   .dh = 1,
+                   .dw = 1,
+                   .pad_top = 2,
+                   .pad_left = 2};
+  CHECK(cn_conv2d_scratch(&big, 16, 1) < (size_t)(2 * 33 * 32 * 5 * 5 * 64));
+  run_conv_case(100, big, 16, 1, 1);
+}
+
+static void test_depthwise(void) {
+  for (int id = 0; id < 40; id++) {
+    int mult = rand_int(1, 3);
+    cn_window w = random_window(rand_int(1, 3), rand_int(1, 9), 4, 1);
+    int64_t oc = w.c * mult;
+    size_t nx = (size_t)(w.batch * w.ih * w.iw * w.c), ny = (size_t)(w.batch * w.oh * w.ow * oc);
+    float *x = random_floats(nx), *k = random_floats((size_t)(w.kh * w.kw * oc));
+    float *bias = id % 2 ? random_floats((size_t)oc) : NULL;
+    float *y = malloc(ny * sizeof(float)), *ref = malloc(ny * sizeof(float));
+    cn_activation relu = cn_act_relu();
+    cn_depthwise(&w, mult, x, k, bias, &relu, y, 2);
+    for (int64_t b = 0; b < w.batch; b++)
+      for (int64_t oy = 0; oy < w.oh; oy++)
+        for (int64_t ox = 0; ox < w.ow; ox++)
+          for (int64_t o = 0; o < oc; o++) {
+            double acc = bias ? bias[o] : 0;
+            for (int ky = 0; ky < w.kh; ky++)
+              for (int kx = 0; kx < w.kw; kx++) {
+                int64_t at = tap(&w, b, oy, ox, ky, kx);
+                if (at >= 0) acc += x[at + o / mult] * k[(ky * w.kw + kx) * oc + o];
+              }
+            ref[((b * w.oh + oy) * w.ow + ox) * oc + o] = (float)fmax(acc, 0);
+          }
+    check_close("depthwise", id, y, ref, ny);
+    free(x), free(k), free(bias), free(y), free(ref);
+  }
+}
+
+static void test_pooling(void) {
+  for (int id = 0; id < 40; id++) {
+    cn_window w = random_window(rand_int(1, 3), rand_int(1, 9), 4, 0);
+    size_t nx = (size_t)(w.batch * w.ih * w.iw * w.c), ny = (size_t)(w.batch * w.oh * w.ow * w.c);
+    float *x = random_floats(nx), *y = malloc(ny * sizeof(float)),
+          *ref = malloc(ny * sizeof(float));
+    int is_max = id % 2;
+    if (is_max)
+      cn_maxpool(&w, x, y, 2);
+    else
+      cn_avgpool(&w, x, y, 2);
+    for (int64_t b = 0; b < w.batch; b++)
+      for (int64_t oy = 0; oy < w.oh; oy++)
+        for (int64_t ox = 0; ox < w.ow; ox++)
+          for (int64_t ch = 0; ch < w.c; ch++) {
+            double acc = is_max ? -INFINITY : 0;
+            int count = 0;
+            for (int ky = 0; ky < w.kh; ky++)
+              for (int kx = 0; kx < w.kw; kx++) {
+                int64_t at = tap(&w, b, oy, ox, ky, kx);
+                if (at < 0) continue;
+                acc = is_max ? fmax(acc, x[at + ch]) : acc + x[at + ch];
+                count++;
+              }
+            ref[((b * w.oh + oy) * w.ow + ox) * w.c + ch] = (float)(is_max ? acc : acc / count);
+          }
+    check_close(is_max ? "maxpool" : "avgpool", id, y, ref, ny);
+    free(x), free(y), free(ref);
+  }
+}
+
+static void test_gemm(void) {
+  int64_t sizes[][3] = {{1, 1000, 64}, {5000, 7, 9}, {37, 129, 300}};
+  for (int id = 0; id < 3; id++) {
+    int64_t m = sizes[id][0], n = sizes[id][1], k = sizes[id][2];
+    float *x = random_floats((size_t)(m * k)), *w = random_floats((size_t)(k * n));
+    float *bias = random_floats((size_t)n);
+    float *y = malloc((size_t)(m * n) * sizeof(float)),
+          *ref = malloc((size_t)(m * n) * sizeof(float));
+    cn_activation act = id == 0 ? cn_act_softmax() : cn_act_simple(CN_ACT_TANH);
+    cn_gemm_bias_act(m, n, k, x, k, w, n, bias, &act, y, n, 2);
+    for (int64_t r = 0; r < m; r++) {
+      double sum = 0;
+      for (int64_t j = 0; j < n; j++) {
+        double acc = bias[j];
+        for (int64_t i = 0; i < k; i++) acc += x[r * k + i] * w[i * n + j];
+        ref[r * n + j] = (float)(id == 0 ? acc : tanh(acc));
+        sum += id == 0 ? exp(acc) : 0;
+      }
+      if (id == 0)
+        for (int64_t j = 0; j < n; j++) ref[r * n + j] = (float)(exp(ref[r * n + j]) / sum);
+    }
+    check_close("gemm", id, y, ref, (size_t)(m * n));
+    free(x), free(w), free(bias), free(y), free(ref);
+  }
+}
+
+static void test_softmax_and_scale(void) {
+  int64_t outer = 3, n = 7, inner = 5, total = outer * n * inner;
+  float *x = random_floats((size_t)total), *y = malloc((size_t)total * sizeof(float));
+  float *ref = malloc((size_t)total * sizeof(float));
+  for (int64_t i = 0; i < total; i++) x[i] *= 50;
+  memcpy(y, x, (size_t)total * sizeof(float));
+  cn_softmax_axis(y, outer, n, inner, 2);
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t i = 0; i < inner; i++) {
+      double top = -INFINITY, sum = 0;
+      for (int64_t j = 0; j < n; j++) top = fmax(top, x[(o * n + j) * inner + i]);
+      for (int64_t j = 0; j < n; j++) sum += exp(x[(o * n + j) * inner + i] - top);
+      for (int64_t j = 0; j < n; j++)
+        ref[(o * n + j) * inner + i] = (float)(exp(x[(o * n + j) * inner + i] - top) / sum);
+    }
+  check_close("softmax", 0, y, ref, (size_t)total);
+  float *scale = random_floats((size_t)n), *shift = random_floats((size_t)n);
+  for (int in_place = 0; in_place < 2; in_place++) {
+    int64_t in = in_place ? 1 : inner; /* channels last, and a middle axis */
+    int64_t count = outer * n * in;
+    memcpy(y, x, (size_t)count * sizeof(float));
+    cn_scale_shift(in_place ? y : x, y, outer, n, in, scale, shift, 2);
+    for (int64_t i = 0; i < count; i++) ref[i] = x[i] * scale[(i / in) % n] + shift[(i / in) % n];
+    check_close("scale_shift", (int)in_place, y, ref, (size_t)count);
+  }
+  free(x), free(y), free(ref), free(scale), free(shift);
+}
+
+int main(void) {
+  cn_set_threads(2);
+  test_conv2d();
+  test_depthwise();
+  test_pooling();
+  test_gemm();
+  test_softmax_and_scale();
+  return cn_test_finish();
+}
