@@ -1,0 +1,192 @@
+/* Runs one zoo model's forward pass repeatedly, for perf / callgrind, and optionally times every
+ * layer by wrapping each node's operator with a timing shim (no change to the library).
+ *
+ *   profile_forward MODEL [--weights FILE] [--batch N] [--threads N] [--iters N] [--layers]
+ *
+ * Built outside the main build on purpose (bench/CMakeLists.txt); see bench/README.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "convnet/convnet.h"
+#include "core/model.h"
+#include "ops/ops.h"
+
+typedef struct options {
+  const char *model, *weights;
+  int batch, threads, iters, layers;
+} options;
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int parse_options(int argc, char **argv, options *o) {
+  *o = (options){.batch = 1, .threads = 2, .iters = 5};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--layers")) {
+      o->layers = 1;
+    } else if (v && !strcmp(a, "--weights")) {
+      o->weights = argv[++i];
+    } else if (v && !strcmp(a, "--batch")) {
+      o->batch = atoi(argv[++i]);
+    } else if (v && !strcmp(a, "--threads")) {
+      o->threads = atoi(argv[++i]);
+    } else if (v && !strcmp(a, "--iters")) {
+      o->iters = atoi(argv[++i]);
+    } else if (a[0] != '-' && !o->model) {
+      o->model = a;
+    } else {
+      return 0;
+    }
+  }
+  return o->model && o->batch > 0 && o->iters > 0;
+}
+
+/* ---- per-layer timing: each node's op is replaced by a copy whose forward times the original */
+
+#define MAX_OP_KINDS 64
+
+static const cn_op *originals[MAX_OP_KINDS];
+static cn_op shims[MAX_OP_KINDS];
+static int n_kinds;
+static double *layer_ms; /* per node, summed over the timed iterations */
+static cn_node *first_node;
+
+static void timed_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
+  const cn_op *orig = originals[node->op - shims];
+  double start = now_ms();
+  orig->forward(node, in, out, ex);
+  layer_ms[node - first_node] += now_ms() - start;
+}
+
+static int install_shims(cn_graph *g) {
+  first_node = g->nodes;
+  layer_ms = calloc((size_t)g->n_nodes, sizeof *layer_ms);
+  if (!layer_ms) return 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    cn_node *n = &g->nodes[i];
+    if (n->op == &cn_op_input) continue; /* the graph skips inputs by identity */
+    int k = 0;
+    while (k < n_kinds && originals[k] != n->op) k++;
+    if (k == n_kinds) {
+      if (n_kinds == MAX_OP_KINDS) return 0;
+      originals[k] = n->op;
+      shims[k] = *n->op;
+      shims[k].forward = timed_forward;
+      n_kinds++;
+    }
+    n->op = &shims[k];
+  }
+  return 1;
+}
+
+static void remove_shims(cn_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    cn_node *n = &g->nodes[i];
+    if (n->op >= shims && n->op < shims + MAX_OP_KINDS) n->op = originals[n->op - shims];
+  }
+}
+
+static void print_layers(const cn_graph *g, int iters, double total_ms) {
+  printf("\nper operator type (ms per forward, share of the forward):\n");
+  for (int k = 0; k < n_kinds; k++) {
+    double ms = 0;
+    int count = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+      if (g->nodes[i].op == &shims[k]) ms += layer_ms[i], count++;
+    printf("  %-24s %4d layers %9.2f ms %5.1f%%\n", originals[k]->type, count, ms / iters,
+           100 * ms / iters / total_ms);
+  }
+  printf("\nslowest layers (ms per forward):\n");
+  for (int rank = 0; rank < 20; rank++) {
+    int best = -1;
+    for (int i = 0; i < g->n_nodes; i++)
+      if (layer_ms[i] > 0 && (best < 0 || layer_ms[i] > layer_ms[best])) best = i;
+    if (best < 0) break;
+    char shape[96];
+    printf("  %-28s %-20s %-18s %8.2f ms\n", g->nodes[best].name, g->nodes[best].type,
+           cn_shape_format(&g->nodes[best].shape, shape, sizeof shape), layer_ms[best] / iters);
+    layer_ms[best] = -layer_ms[best]; /* mark printed */
+  }
+}
+
+/* ---- main --------------------------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static float *filled_input(const cn_model *m, int batch, int64_t *numel_out) {
+  cn_shape in = cn_model_input_shape(m);
+  int64_t n = cn_shape_numel(&in) * batch;
+  float *x = malloc((size_t)n * sizeof *x);
+  if (!x) return NULL;
+  uint32_t s = 12345; /* fixed LCG: the same input every run */
+  for (int64_t i = 0; i < n; i++) {
+    s = s * 1664525u + 1013904223u;
+    x[i] = (float)(s >> 8) / (float)(1u << 24) * 2.0f - 1.0f;
+  }
+  *numel_out = n;
+  return x;
+}
+
+static int run(const options *o) {
+  cn_set_threads(o->threads);
+  cn_zoo_options zo = {.name = o->model};
+  cn_model *m = NULL;
+  if (cn_zoo_build(&zo, &m) != CN_OK ||
+      (o->weights && cn_model_load_weights(m, o->weights) != CN_OK)) {
+    fprintf(stderr, "profile_forward: %s\n", cn_last_error());
+    cn_model_free(m);
+    return 1;
+  }
+  int64_t n_in = 0;
+  float *x = filled_input(m, o->batch, &n_in);
+  cn_shape out_shape = cn_model_output_shape(m);
+  float *y = malloc((size_t)(cn_shape_numel(&out_shape) * o->batch) * sizeof *y);
+  double *times = malloc((size_t)o->iters * sizeof *times);
+  int ok = x && y && times;
+  if (ok) ok = cn_model_forward(m, o->batch, x, y) == CN_OK; /* warm-up: plan + weight repack */
+  if (ok && o->layers) ok = install_shims(m->graph);
+  for (int i = 0; ok && i < o->iters; i++) {
+    double start = now_ms();
+    ok = cn_model_forward(m, o->batch, x, y) == CN_OK;
+    times[i] = now_ms() - start;
+  }
+  if (ok) {
+    qsort(times, (size_t)o->iters, sizeof *times, cmp_double);
+    printf("%s batch %d threads %d: median %.2f ms, min %.2f ms over %d runs (y[0]=%g)\n", o->model,
+           o->batch, o->threads, times[o->iters / 2], times[0], o->iters, y[0]);
+    if (o->layers) {
+      double sum = 0;
+      for (int i = 0; i < o->iters; i++) sum += times[i];
+      print_layers(m->graph, o->iters, sum / o->iters);
+    }
+  } else {
+    fprintf(stderr, "profile_forward: %s\n", x && y && times ? cn_last_error() : "out of memory");
+  }
+  if (o->layers) remove_shims(m->graph);
+  free(layer_ms);
+  free(times);
+  free(y);
+  free(x);
+  cn_model_free(m);
+  return ok ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  options o;
+  if (!parse_options(argc, argv, &o)) {
+    fprintf(stderr, "usage: profile_forward MODEL [--weights FILE] [--batch N] [--threads N] "
+                    "[--iters N] [--layers]\n");
+    return 2;
+  }
+  return run(&o);
+}
