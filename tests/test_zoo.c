@@ -2,6 +2,7 @@
  * (weights=None): total parameters, output shape, and the names, classes and order of layers. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "convnet/model.h"
@@ -269,6 +270,52 @@ static void test_names(void) {
   }
 }
 
+/* Reads a raw float32 file of exactly n values into a new buffer (NULL on any mismatch). */
+static float *read_f32(const char *path, size_t n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  float *data = malloc(n * sizeof *data);
+  size_t got = data ? fread(data, sizeof *data, n, f) : 0;
+  int extra = fgetc(f) != EOF;
+  fclose(f);
+  if (got != n || extra) {
+    free(data);
+    return NULL;
+  }
+  return data;
+}
+
+/* The real ImageNet MobileNet 0.25 file (a Keras 2 model.save) loads by name into the zoo model
+ * and reproduces the independent NumPy reference on a real photo. */
+static void test_real_mobilenet_weights(void) {
+  /* cn_test_data returns one static buffer: copy each path before the next lookup */
+  char weights[4096], input_path[4096], probs_path[4096];
+  const char *found[3] = {cn_test_data("weights/keras/mobilenet_v1_0.25_224.h5"), NULL, NULL};
+  if (found[0]) snprintf(weights, sizeof weights, "%s", found[0]);
+  found[1] = cn_test_data("reference/mobilenet_v1_0.25_224.chelsea_nearest.input.f32");
+  if (found[1]) snprintf(input_path, sizeof input_path, "%s", found[1]);
+  found[2] = cn_test_data("reference/mobilenet_v1_0.25_224.chelsea_nearest.probs.f32");
+  if (found[2]) snprintf(probs_path, sizeof probs_path, "%s", found[2]);
+  if (!found[0] || !found[1] || !found[2]) {
+    printf("note: shared MobileNet 0.25 weights or reference absent; real-weights check skipped\n");
+    return;
+  }
+  cn_model *m = build(&(cn_zoo_options){.name = "mobilenet", .alpha = 0.25f});
+  float *input = read_f32(input_path, 224 * 224 * 3), *expected = read_f32(probs_path, 1000);
+  float *probs = malloc(1000 * sizeof *probs);
+  CHECK(m && input && expected && probs);
+  if (m && input && expected && probs) {
+    CHECK_OK(cn_model_load_weights(m, weights));
+    CHECK_OK(cn_model_forward(m, 1, input, probs));
+    CHECK(cn_test_max_abs_diff(probs, expected, 1000) < 1e-5);
+    CHECK_NEAR(probs[287], 0.260071, 1e-5); /* lynx */
+  }
+  free(input);
+  free(expected);
+  free(probs);
+  cn_model_free(m);
+}
+
 int main(void) {
   test_names();
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_case(&cases[i]);
@@ -278,5 +325,6 @@ int main(void) {
   test_inception_layers();
   test_mobilenet_v2_layers();
   test_invalid_options();
+  test_real_mobilenet_weights();
   return cn_test_finish();
 }
