@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/graph.h"
+#include "ops/fuse.h"
 #include "ops/ops.h"
 #include "testlib.h"
 
@@ -503,6 +504,67 @@ static void test_registry(void) {
   CHECK(n == 16);
 }
 
+static int add_node(cn_graph *g, const cn_op *op, const char *name, int a, int b,
+                    const void *attrs) {
+  int index = -1, inputs[2] = {a, b};
+  CHECK_OK(cn_graph_add(g, op, name, inputs, b < 0 ? 1 : 2, attrs, &index));
+  return index;
+}
+
+/* conv -> BN pairs fold (with and without bias, depthwise, BN as the graph output); a conv with
+ * an activation or a second reader keeps its BN. Outputs agree before and after. */
+static void test_fold_batchnorm(void) {
+  cn_graph *g = cn_graph_new();
+  cn_input_attrs in = {shape3(9, 10, 3)};
+  int x;
+  CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x));
+  cn_conv2d_attrs conv = {8, 3, 3, 1, 1, 1, 1, 1, 0, CN_PAD_SAME, cn_act_linear()};
+  cn_batchnorm_attrs bn = {1e-3f, 1, 1, -1}, bn_scale_only = {1e-3f, 0, 1, 3};
+  cn_depthwise_attrs dw = {3, 3, 2, 2, 1, 1, 2, 1, CN_PAD_SAME, cn_act_linear()};
+  cn_conv2d_attrs conv_relu = {4, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_relu()};
+  cn_conv2d_attrs conv_b = {5, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_linear()};
+  cn_conv2d_attrs conv_last = {6, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear()};
+  cn_activation relu = cn_act_relu();
+  cn_merge_attrs add = {CN_MERGE_ADD};
+  int n = add_node(g, &cn_op_conv2d, "c1", x, -1, &conv);
+  n = add_node(g, &cn_op_batchnorm, "bn1", n, -1, &bn);
+  n = add_node(g, &cn_op_activation, "a1", n, -1, &relu);
+  n = add_node(g, &cn_op_depthwise, "d1", n, -1, &dw);
+  n = add_node(g, &cn_op_batchnorm, "bn2", n, -1, &bn_scale_only);
+  n = add_node(g, &cn_op_conv2d, "c2", n, -1, &conv_relu);
+  n = add_node(g, &cn_op_batchnorm, "bn3", n, -1, &bn);
+  int c3 = add_node(g, &cn_op_conv2d, "c3", n, -1, &conv_b);
+  n = add_node(g, &cn_op_batchnorm, "bn4", c3, -1, &bn);
+  n = add_node(g, &cn_op_merge, "sum", n, c3, &add);
+  n = add_node(g, &cn_op_conv2d, "c4", n, -1, &conv_last);
+  n = add_node(g, &cn_op_batchnorm, "bn5", n, -1, &bn);
+  CHECK_OK(cn_graph_alloc_params(g));
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int p = 0; p < g->nodes[i].n_params; p++) {
+      cn_param *param = &g->nodes[i].params[p];
+      size_t count = (size_t)cn_shape_numel(&param->shape);
+      fill(param->data, count);
+      if (strcmp(param->name, "moving_variance") == 0)
+        for (size_t k = 0; k < count; k++) param->data[k] = 1.2f + param->data[k];
+    }
+  float xv[2 * 9 * 10 * 3], before[2 * 5 * 5 * 6], after[2 * 5 * 5 * 6];
+  fill(xv, sizeof xv / sizeof xv[0]);
+  CHECK_OK(cn_graph_run(g, 2, (const float *[]){xv}, (float *[]){before}));
+  int nodes = g->n_nodes;
+  CHECK_OK(cn_graph_fold_batchnorm(g));
+  CHECK(g->n_nodes == nodes - 3);
+  CHECK(cn_graph_find(g, "bn1") < 0 && cn_graph_find(g, "bn2") < 0 && cn_graph_find(g, "bn5") < 0);
+  CHECK(cn_graph_find(g, "bn3") >= 0 && cn_graph_find(g, "bn4") >= 0);
+  CHECK(g->n_outputs == 1 && g->outputs[0] == cn_graph_find(g, "c4"));
+  CHECK(cn_node_find_param(&g->nodes[cn_graph_find(g, "c1")], "bias") != NULL);
+  CHECK_OK(cn_graph_run(g, 2, (const float *[]){xv}, (float *[]){after}));
+  size_t count = sizeof after / sizeof after[0];
+  double scale = 1;
+  for (size_t i = 0; i < count; i++) scale = fmax(scale, fabs(before[i]));
+  CHECK(cn_test_max_abs_diff(before, after, count) <= 1e-5 * scale);
+  cn_graph_free(g);
+}
+
 int main(void) {
   test_padding_rule();
   test_conv_hand();
@@ -521,5 +583,6 @@ int main(void) {
   test_merge_concat();
   test_errors();
   test_registry();
+  test_fold_batchnorm();
   return cn_test_finish();
 }

@@ -1,0 +1,14 @@
+/* Graph rewrites for inference. */
+#ifndef CN_OPS_FUSE_H
+#define CN_OPS_FUSE_H
+
+#include "core/graph.h"
+
+/* Folds every BatchNormalization over the channel axis into the Conv2D or DepthwiseConv2D that
+ * feeds it, when that convolution has a linear activation, is not a graph output and has no
+ * other reader: the kernel is scaled per output channel, the bias (added if absent) absorbs the
+ * shift, and the BatchNormalization node is removed (node indices after it shift down). Call
+ * after the weights are loaded; the parameter buffer is reallocated when biases are added. */
+cn_status cn_graph_fold_batchnorm(cn_graph *g);
+
+#endif
