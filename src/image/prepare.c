@@ -1,0 +1,120 @@
+/* From a decoded photo to model input: optional grey, resize (and crop), float conversion and
+ * the preprocessing of the framework the weights came from, computed in float32 step by step
+ * as Keras' preprocess_input does, so that the values agree to the last bit. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "image/image_internal.h"
+
+void cn_preprocess_apply(cn_preprocess mode, float *pixels, size_t n) {
+  static const float torch_mean[3] = {0.485f, 0.456f, 0.406f};
+  static const float torch_std[3] = {0.229f, 0.224f, 0.225f};
+  for (size_t i = 0; i < n; i++) {
+    float *p = pixels + 3 * i;
+    switch (mode) {
+    case CN_PRE_CAFFE: {
+      float r = p[0];
+      p[0] = p[2] - 103.939f;
+      p[1] = p[1] - 116.779f;
+      p[2] = r - 123.68f;
+      break;
+    }
+    case CN_PRE_TF:
+      for (int c = 0; c < 3; c++) {
+        float v = p[c] / 127.5f;
+        p[c] = v - 1.0f;
+      }
+      break;
+    case CN_PRE_TORCH:
+      for (int c = 0; c < 3; c++) {
+        float v = p[c] / 255.0f;
+        v = v - torch_mean[c];
+        p[c] = v / torch_std[c];
+      }
+      break;
+    case CN_PRE_UNIT:
+      for (int c = 0; c < 3; c++) p[c] = p[c] / 255.0f;
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+/* PIL's convert("L"): ITU-R 601 weights in 16-bit fixed point, rounded. */
+static uint8_t pil_luma(const uint8_t *rgb) {
+  return (uint8_t)((rgb[0] * 19595 + rgb[1] * 38470 + rgb[2] * 7471 + 0x8000) >> 16);
+}
+
+/* A copy with every pixel replaced by its grey value in all three channels, so that the
+ * resize that follows sees what Keras resizes: the "L" image. */
+static cn_status grey_copy(const cn_image *src, cn_image *dst) {
+  cn_status st = cn_image_alloc(dst, src->width, src->height, "grey");
+  if (st != CN_OK) return st;
+  size_t n = (size_t)src->width * src->height;
+  for (size_t i = 0; i < n; i++) memset(dst->pixels + 3 * i, pil_luma(src->pixels + 3 * i), 3);
+  return CN_OK;
+}
+
+static cn_status check_spec(const cn_image *image, const cn_input_spec *spec, const float *out) {
+  if (!image || !image->pixels || !spec || !out)
+    return cn_fail(CN_ERR_ARG, "prepare: missing argument");
+  if (spec->height <= 0 || spec->width <= 0)
+    return cn_fail(CN_ERR_ARG, "prepare: input size %dx%d", spec->width, spec->height);
+  if (spec->channels != 1 && spec->channels != 3)
+    return cn_fail(CN_ERR_UNSUPPORTED, "prepare: %d channels (1 or 3 supported)", spec->channels);
+  if ((unsigned)spec->resize >= CN_RESIZE_COUNT || (unsigned)spec->preprocess >= CN_PRE_COUNT)
+    return cn_fail(CN_ERR_ARG, "prepare: unknown resize policy or preprocessing");
+  if (!(spec->crop >= 0 && spec->crop <= 1))
+    return cn_fail(CN_ERR_ARG, "prepare: crop %g is not in [0, 1]", spec->crop);
+  if (spec->channels == 1 && (spec->preprocess == CN_PRE_CAFFE || spec->preprocess == CN_PRE_TORCH))
+    return cn_fail(CN_ERR_UNSUPPORTED, "prepare: '%s' preprocessing needs 3 channels",
+                   cn_preprocess_name(spec->preprocess));
+  return CN_OK;
+}
+
+/* Resizes (and crops) to exactly spec->width x spec->height. */
+static cn_status fit(const cn_image *src, const cn_input_spec *spec, cn_image *dst) {
+  if (spec->crop <= 0 || spec->crop >= 1)
+    return cn_image_resize(src, spec->width, spec->height, spec->resize, dst);
+  double w = lround(spec->width / spec->crop), h = lround(spec->height / spec->crop);
+  if (w > CN_IMAGE_MAX_PIXELS || h > CN_IMAGE_MAX_PIXELS)
+    return cn_fail(CN_ERR_LIMIT, "prepare: crop %g needs a %gx%g image", spec->crop, w, h);
+  cn_image resized = {0};
+  cn_status st = cn_image_resize(src, (int)w, (int)h, spec->resize, &resized);
+  if (st == CN_OK) st = cn_image_crop_center_to(&resized, spec->width, spec->height, dst);
+  cn_image_free(&resized);
+  return st;
+}
+
+static void grey_preprocess(cn_preprocess mode, float *v) {
+  if (mode == CN_PRE_UNIT) *v = *v / 255.0f;
+  if (mode == CN_PRE_TF) {
+    float t = *v / 127.5f;
+    *v = t - 1.0f;
+  }
+}
+
+cn_status cn_image_prepare(const cn_image *image, const cn_input_spec *spec, float *out) {
+  cn_status st = check_spec(image, spec, out);
+  if (st != CN_OK) return st;
+  cn_image grey = {0}, sized = {0};
+  if (spec->channels == 1) st = grey_copy(image, &grey);
+  if (st == CN_OK) st = fit(spec->channels == 1 ? &grey : image, spec, &sized);
+  cn_image_free(&grey);
+  if (st != CN_OK) return st;
+  size_t n = (size_t)spec->width * spec->height;
+  if (spec->channels == 3) {
+    for (size_t i = 0; i < 3 * n; i++) out[i] = sized.pixels[i];
+    cn_preprocess_apply(spec->preprocess, out, n);
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      out[i] = sized.pixels[3 * i];
+      grey_preprocess(spec->preprocess, &out[i]);
+    }
+  }
+  cn_image_free(&sized);
+  return CN_OK;
+}
