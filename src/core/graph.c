@@ -137,7 +137,7 @@ cn_status cn_graph_add(cn_graph *g, const cn_op *op, const char *name, const int
     return cn_fail(CN_ERR_NOMEM, "out of memory adding %s", name);
   }
   if (op->attrs_size) memcpy(n->attrs, attrs, op->attrs_size);
-  memcpy(n->inputs, inputs, (size_t)n_inputs * sizeof *inputs);
+  if (n_inputs) memcpy(n->inputs, inputs, (size_t)n_inputs * sizeof *inputs);
   n->n_inputs = n_inputs;
   g->n_nodes++;
   if (op == &cn_op_input && g->n_inputs < CN_MAX_GRAPH_IO) g->inputs[g->n_inputs++] = g->n_nodes - 1;
