@@ -57,7 +57,19 @@ static void grey16_to_rgb(const uint8_t *grey, size_t count, uint8_t *rgb) {
   }
 }
 
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Refuses oversized images from the IHDR bytes alone, before libpng reads further chunks. */
+static cn_status check_ihdr_size(const uint8_t *data, size_t size, const char *name) {
+  if (size < 24 || memcmp(data + 12, "IHDR", 4) != 0) return CN_OK; /* libpng will complain */
+  return cn_image_check_size(be32(data + 16), be32(data + 20), name);
+}
+
 cn_status cn_decode_png(const uint8_t *data, size_t size, const char *name, cn_image *out) {
+  cn_status st = check_ihdr_size(data, size, name);
+  if (st != CN_OK) return st;
   png_source src = {data, size, 0, ""};
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, trap_error, ignore_warning);
   png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -82,7 +94,7 @@ cn_status cn_decode_png(const uint8_t *data, size_t size, const char *name, cn_i
   png_read_info(png, info);
   uint32_t width = png_get_image_width(png, info), height = png_get_image_height(png, info);
   cn_image img = {0};
-  cn_status st = cn_image_alloc(&img, width, height, name);
+  st = cn_image_alloc(&img, width, height, name);
   if (st != CN_OK) {
     png_destroy_read_struct(&png, &info, NULL);
     return st;
