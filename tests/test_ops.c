@@ -557,11 +557,37 @@ static void test_fold_batchnorm(void) {
   CHECK(cn_graph_find(g, "bn3") >= 0 && cn_graph_find(g, "bn4") >= 0);
   CHECK(g->n_outputs == 1 && g->outputs[0] == cn_graph_find(g, "c4"));
   CHECK(cn_node_find_param(&g->nodes[cn_graph_find(g, "c1")], "bias") != NULL);
+  CHECK_OK(cn_graph_fold_activations(g)); /* c1 -> a1 (after bn1 left) */
+  CHECK(g->n_nodes == nodes - 4 && cn_graph_find(g, "a1") < 0);
   CHECK_OK(cn_graph_run(g, 2, (const float *[]){xv}, (float *[]){after}));
   size_t count = sizeof after / sizeof after[0];
   double scale = 1;
   for (size_t i = 0; i < count; i++) scale = fmax(scale, fabs(before[i]));
   CHECK(cn_test_max_abs_diff(before, after, count) <= 1e-5 * scale);
+  cn_graph_free(g);
+}
+
+/* Dense -> sigmoid as the graph output becomes one Dense node that is the output. */
+static void test_fold_activation_output(void) {
+  cn_graph *g = cn_graph_new();
+  cn_input_attrs in = {cn_shape_make(1, (int64_t[]){6})};
+  int x;
+  CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x));
+  cn_dense_attrs dense = {4, 1, cn_act_linear()};
+  cn_activation sigmoid = cn_act_simple(CN_ACT_SIGMOID), softmax = cn_act_softmax();
+  int d = add_node(g, &cn_op_dense, "d", x, -1, &dense);
+  int s = add_node(g, &cn_op_activation, "s", d, -1, &sigmoid);
+  int d2 = add_node(g, &cn_op_dense, "d2", s, -1, &dense);
+  add_node(g, &cn_op_activation, "sm", d2, -1, &softmax); /* softmax stays a layer */
+  CHECK_OK(cn_graph_alloc_params(g));
+  fill(g->params, g->n_param_floats);
+  float xv[12], before[8], after[8];
+  fill(xv, 12);
+  CHECK_OK(cn_graph_run(g, 2, (const float *[]){xv}, (float *[]){before}));
+  CHECK_OK(cn_graph_fold_activations(g));
+  CHECK(g->n_nodes == 4 && cn_graph_find(g, "s") < 0 && cn_graph_find(g, "sm") == 3);
+  CHECK_OK(cn_graph_run(g, 2, (const float *[]){xv}, (float *[]){after}));
+  CHECK(cn_test_max_abs_diff(before, after, 8) < 1e-6);
   cn_graph_free(g);
 }
 
@@ -584,5 +610,6 @@ int main(void) {
   test_errors();
   test_registry();
   test_fold_batchnorm();
+  test_fold_activation_output();
   return cn_test_finish();
 }

@@ -22,11 +22,18 @@ static int is_output(const cn_graph *g, int node) {
   return 0;
 }
 
-/* The activation of a convolution node, or NULL for other ops. */
-static const cn_activation *conv_activation(const cn_node *n) {
-  if (n->op == &cn_op_conv2d) return &((const cn_conv2d_attrs *)n->attrs)->act;
-  if (n->op == &cn_op_depthwise) return &((const cn_depthwise_attrs *)n->attrs)->act;
+/* The fused activation of a convolution (or, with dense, a Dense) node; NULL for other ops. */
+static cn_activation *fused_activation(cn_node *n, int dense) {
+  if (n->op == &cn_op_conv2d) return &((cn_conv2d_attrs *)n->attrs)->act;
+  if (n->op == &cn_op_depthwise) return &((cn_depthwise_attrs *)n->attrs)->act;
+  if (dense && n->op == &cn_op_dense) return &((cn_dense_attrs *)n->attrs)->act;
   return NULL;
+}
+
+/* Node p may absorb what follows it: linear, read only by that one node, not a graph output. */
+static int absorbable(cn_graph *g, int p, int dense) {
+  const cn_activation *act = fused_activation(&g->nodes[p], dense);
+  return act && act->kind == CN_ACT_LINEAR && !is_output(g, p) && readers(g, p) == 1;
 }
 
 static int *conv_use_bias(cn_node *n) {
@@ -35,16 +42,13 @@ static int *conv_use_bias(cn_node *n) {
 }
 
 /* The producer index when node i is a foldable BatchNormalization, else -1. */
-static int foldable(const cn_graph *g, int i) {
+static int foldable(cn_graph *g, int i) {
   const cn_node *bn = &g->nodes[i];
   if (bn->op != &cn_op_batchnorm || bn->n_inputs != 1) return -1;
   int p = bn->inputs[0];
-  const cn_node *conv = &g->nodes[p];
-  const cn_activation *act = conv_activation(conv);
   const cn_batchnorm_attrs *a = bn->attrs;
-  if (!act || act->kind != CN_ACT_LINEAR) return -1;
-  if (cn_axis_resolve(a->axis, conv->shape.rank) != conv->shape.rank - 1) return -1;
-  if (is_output(g, p) || readers(g, p) != 1) return -1;
+  if (!absorbable(g, p, 0)) return -1;
+  if (cn_axis_resolve(a->axis, g->nodes[p].shape.rank) != g->nodes[p].shape.rank - 1) return -1;
   return p;
 }
 
@@ -129,17 +133,35 @@ static cn_status remove_node(cn_graph *g, int i, int replacement) {
   return cn_graph_set_outputs(g, outputs, g->n_outputs); /* also drops the memory plan */
 }
 
+/* Graph outputs are pinned before nodes move (the default output is "the last node"). */
+static cn_status pin_outputs(cn_graph *g) {
+  if (g->n_outputs > 0 || g->n_nodes == 0) return CN_OK;
+  int last = g->n_nodes - 1;
+  return cn_graph_set_outputs(g, &last, 1);
+}
+
+cn_status cn_graph_fold_activations(cn_graph *g) {
+  cn_status st = pin_outputs(g);
+  for (int i = 0; st == CN_OK && i < g->n_nodes; i++) {
+    cn_node *n = &g->nodes[i];
+    const cn_activation *act = n->attrs;
+    if (n->op != &cn_op_activation || n->n_inputs != 1 || act->kind == CN_ACT_SOFTMAX) continue;
+    int p = n->inputs[0];
+    if (!absorbable(g, p, 1)) continue;
+    *fused_activation(&g->nodes[p], 1) = *act;
+    st = remove_node(g, i, p);
+    i--;
+  }
+  return st;
+}
+
 cn_status cn_graph_fold_batchnorm(cn_graph *g) {
   for (int i = 0; i < g->n_nodes; i++)
     if (foldable(g, i) >= 0 && !g->nodes[i].params[0].data)
       return cn_fail(CN_ERR_ARG, "%s: fold batch normalization: weights are not allocated",
                      g->nodes[i].name);
-  if (g->n_outputs == 0 && g->n_nodes > 0) { /* pin the default output before nodes move */
-    int last = g->n_nodes - 1;
-    cn_status st = cn_graph_set_outputs(g, &last, 1);
-    if (st != CN_OK) return st;
-  }
-  cn_status st = add_missing_biases(g);
+  cn_status st = pin_outputs(g);
+  if (st == CN_OK) st = add_missing_biases(g);
   if (st != CN_OK) return st;
   for (int i = 0; i < g->n_nodes; i++) {
     int p = foldable(g, i);

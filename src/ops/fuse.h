@@ -11,4 +11,10 @@
  * after the weights are loaded; the parameter buffer is reallocated when biases are added. */
 cn_status cn_graph_fold_batchnorm(cn_graph *g);
 
+/* Moves every elementwise Activation (ReLU, relu6, sigmoid... not softmax) into the Conv2D,
+ * DepthwiseConv2D or Dense before it, under the same conditions (linear activation, no other
+ * reader, not a graph output), and removes the Activation node. Run after the BN fold so that
+ * conv -> BN -> ReLU becomes one node. */
+cn_status cn_graph_fold_activations(cn_graph *g);
+
 #endif
