@@ -11,12 +11,6 @@
 
 #include "convnet/model.h"
 
-/* The library is built without coverage instrumentation, so the loaders under test are compiled
- * into the target itself (the linker then takes these definitions, not the archive's). */
-#include "../src/io/keras_config.c"
-#include "../src/io/keras_h5.c"
-#include "../src/io/keras_weights.c"
-
 static const char small_model_json[] =
     "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"small\", \"layers\": ["
     "{\"class_name\": \"InputLayer\", \"config\": {\"batch_input_shape\": [null, 6, 6, 2], "
