@@ -81,7 +81,8 @@ class Ours:
         info = LayerInfo()
         for i in range(self.lib.cn_model_layer_count(self.handle)):
             check(self.lib, self.lib.cn_model_layer_info(self.handle, i, ctypes.byref(info)), "info")
-            out[info.name.decode()] = (info.type.decode(), info.params, info.output.tuple())
+            out[info.name.decode()] = (info.type.decode(), info.params, info.trainable,
+                                       info.output.tuple())
         return out
 
     def load_weights(self, path):
@@ -116,7 +117,10 @@ def keras_model(name, no_top=False, pooling=None, size=None, classes=1000, alpha
 
 
 def keras_layers(model):
-    return {layer.name: (layer.__class__.__name__, layer.count_params(),
+    def trainable(layer):
+        return sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+
+    return {layer.name: (layer.__class__.__name__, layer.count_params(), trainable(layer),
                          tuple(layer.output.shape[1:])) for layer in model.layers}
 
 
