@@ -7,8 +7,11 @@
 
 #include "kernels/kernels.h"
 
-/* im2col tile budget in floats (4 MB); a tile always holds at least one output row. */
-enum { IM2COL_BUDGET = 1 << 20 };
+/* im2col tile budget in floats; a tile always holds at least one output row. */
+#ifndef CN_IM2COL_BUDGET
+#define CN_IM2COL_BUDGET (1 << 20)
+#endif
+enum { IM2COL_BUDGET = CN_IM2COL_BUDGET };
 
 static int is_pointwise(const cn_window *w) {
   return w->kh == 1 && w->kw == 1 && w->sh == 1 && w->sw == 1 && w->pad_top == 0 &&
