@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "convnet/model.h"
 #include "core/graph.h"
+#include "core/model.h"
 #include "ops/fuse.h"
 #include "ops/ops.h"
 #include "testlib.h"
@@ -591,6 +593,38 @@ static void test_fold_activation_output(void) {
   cn_graph_free(g);
 }
 
+/* The real MobileNet (Conv2D/DepthwiseConv2D -> BN -> ReLU6 throughout): folding keeps the
+ * independent reference's softmax on the pattern input within 1e-5. */
+static void test_fold_real_mobilenet(void) {
+  const char *found = cn_test_data("weights/keras/mobilenet_v1_0.25_224.h5");
+  char *path = found ? strdup(found) : NULL; /* cn_test_data reuses its buffer */
+  const char *ref_path = cn_test_data("reference/mobilenet_v1_0.25_224.pattern.probs.f32");
+  if (!path || !ref_path) {
+    free(path);
+    printf("SKIP fold on MobileNet: shared weights or reference absent\n");
+    return;
+  }
+  float *ref = malloc(1000 * sizeof(float)), *probs = malloc(1000 * sizeof(float));
+  FILE *f = fopen(ref_path, "rb");
+  CHECK(f && fread(ref, sizeof(float), 1000, f) == 1000);
+  if (f) fclose(f);
+  cn_model *m = NULL;
+  CHECK_OK(cn_model_load(path, &m));
+  const size_t n = 224 * 224 * 3;
+  float *x = malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) x[i] = (float)(i % 256) / 127.5f - 1;
+  if (m) {
+    int nodes = m->graph->n_nodes;
+    CHECK_OK(cn_graph_fold_batchnorm(m->graph));
+    CHECK_OK(cn_graph_fold_activations(m->graph));
+    CHECK(m->graph->n_nodes == nodes - 2 * 27); /* 27 conv -> BN -> ReLU triples */
+    CHECK_OK(cn_model_forward(m, 1, x, probs));
+    CHECK(cn_test_max_abs_diff(probs, ref, 1000) < 1e-5);
+  }
+  cn_model_free(m);
+  free(x), free(ref), free(probs), free(path);
+}
+
 int main(void) {
   test_padding_rule();
   test_conv_hand();
@@ -611,5 +645,6 @@ int main(void) {
   test_registry();
   test_fold_batchnorm();
   test_fold_activation_output();
+  test_fold_real_mobilenet();
   return cn_test_finish();
 }
