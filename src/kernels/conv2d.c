@@ -3,6 +3,7 @@
  * bounded whatever the image size, and each tile is multiplied by the HWIO kernel, which is
  * already the (kh*kw*cin, filters) matrix GEMM wants. Groups use column slices of the kernel. */
 #include <cblas.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -30,6 +31,9 @@ static int64_t tile_rows(const cn_window *w, int64_t kdim) {
 size_t cn_conv2d_scratch(const cn_window *w, int64_t filters, int groups) {
   if (is_pointwise(w)) return 0;
   int64_t kdim = (int64_t)w->kh * w->kw * (w->c / groups);
+  /* One output row can exceed the budget; a hostile size then saturates (the plan's allocation
+   * fails cleanly) rather than overflowing. */
+  if (w->ow > (int64_t)(SIZE_MAX / 16) / kdim) return SIZE_MAX / 16;
   return (size_t)(tile_rows(w, kdim) * w->ow * kdim);
 }
 
