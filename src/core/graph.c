@@ -50,6 +50,44 @@ void cn_graph_free(cn_graph *g) {
   free(g);
 }
 
+static cn_status clone_node(cn_graph *dst, const cn_graph *src, int i) {
+  const cn_node *n = &src->nodes[i];
+  int index;
+  cn_status st = cn_graph_add(dst, n->op, n->name, n->inputs, n->n_inputs, n->attrs, &index);
+  if (st != CN_OK) return st;
+  cn_node *copy = &dst->nodes[index];
+  copy->trainable = n->trainable;
+  free(copy->type);
+  copy->type = cn_strdup(n->type);
+  if (!copy->type) return CN_ERR_NOMEM;
+  if (copy->n_params != n->n_params)
+    return cn_fail(CN_ERR_ARG, "%s: clone declared different parameters", n->name);
+  for (int p = 0; p < n->n_params; p++) copy->params[p].trainable = n->params[p].trainable;
+  return CN_OK;
+}
+
+cn_status cn_graph_clone(const cn_graph *g, cn_graph **out) {
+  *out = NULL;
+  cn_graph *copy = cn_graph_new();
+  cn_status st = copy ? CN_OK : CN_ERR_NOMEM;
+  for (int i = 0; st == CN_OK && i < g->n_nodes; i++) st = clone_node(copy, g, i);
+  if (st == CN_OK && g->n_outputs) st = cn_graph_set_outputs(copy, g->outputs, g->n_outputs);
+  if (st == CN_OK) st = cn_graph_alloc_params(copy);
+  for (int i = 0; st == CN_OK && i < g->n_nodes; i++)
+    for (int p = 0; p < g->nodes[i].n_params; p++) {
+      const cn_param *from = &g->nodes[i].params[p];
+      if (from->data)
+        memcpy(copy->nodes[i].params[p].data, from->data,
+               (size_t)cn_shape_numel(&from->shape) * sizeof(float));
+    }
+  if (st != CN_OK) {
+    cn_graph_free(copy);
+    return st;
+  }
+  *out = copy;
+  return CN_OK;
+}
+
 int cn_graph_find(const cn_graph *g, const char *name) {
   for (int i = 0; i < g->n_nodes; i++)
     if (strcmp(g->nodes[i].name, name) == 0) return i;
@@ -140,7 +178,8 @@ cn_status cn_graph_add(cn_graph *g, const cn_op *op, const char *name, const int
   if (n_inputs) memcpy(n->inputs, inputs, (size_t)n_inputs * sizeof *inputs);
   n->n_inputs = n_inputs;
   g->n_nodes++;
-  if (op == &cn_op_input && g->n_inputs < CN_MAX_GRAPH_IO) g->inputs[g->n_inputs++] = g->n_nodes - 1;
+  if (op == &cn_op_input && g->n_inputs < CN_MAX_GRAPH_IO)
+    g->inputs[g->n_inputs++] = g->n_nodes - 1;
   st = op->infer(g, n);
   if (st != CN_OK) return st;
   if (n->shape.rank >= CN_MAX_RANK)

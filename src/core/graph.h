@@ -57,6 +57,8 @@ void cn_graph_free(cn_graph *g);
  * shape inference (which declares the parameters), and returns the new index in *index. */
 cn_status cn_graph_add(cn_graph *g, const struct cn_op *op, const char *name, const int *inputs,
                        int n_inputs, const void *attrs, int *index);
+/* A deep copy with its own parameter buffer holding the same values; no plan, no caches. */
+cn_status cn_graph_clone(const cn_graph *g, cn_graph **out);
 /* Node index by name, or -1. */
 int cn_graph_find(const cn_graph *g, const char *name);
 /* Declared by an op's infer function, in Keras weight order. */

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/mem.h"
+#include "ops/fuse.h"
 
 cn_input_spec cn_input_spec_default(const cn_shape *input, cn_preprocess preprocess) {
   cn_input_spec spec = {0};
@@ -48,6 +49,7 @@ cn_status cn_model_wrap(cn_graph *graph, const char *name, const cn_input_spec *
   }
   m->graph = graph;
   m->spec = *spec;
+  m->inference_version = -1;
   *out = m;
   return CN_OK;
 }
@@ -55,11 +57,14 @@ cn_status cn_model_wrap(cn_graph *graph, const char *name, const cn_input_spec *
 void cn_model_free(cn_model *m) {
   if (!m) return;
   cn_graph_free(m->graph);
+  cn_graph_free(m->inference);
   free(m->name);
   free(m);
 }
 
-const char *cn_model_name(const cn_model *m) { return m->name; }
+const char *cn_model_name(const cn_model *m) {
+  return m->name;
+}
 
 cn_shape cn_model_input_shape(const cn_model *m) {
   return m->graph->nodes[m->graph->inputs[0]].shape;
@@ -69,16 +74,44 @@ cn_shape cn_model_output_shape(const cn_model *m) {
   return m->graph->nodes[m->graph->outputs[0]].shape;
 }
 
-cn_input_spec cn_model_input_spec(const cn_model *m) { return m->spec; }
+cn_input_spec cn_model_input_spec(const cn_model *m) {
+  return m->spec;
+}
 
-void cn_model_set_input_spec(cn_model *m, const cn_input_spec *spec) { m->spec = *spec; }
+void cn_model_set_input_spec(cn_model *m, const cn_input_spec *spec) {
+  m->spec = *spec;
+}
+
+/* Brings m->inference up to date with the weights: a folded copy, or NULL to run m->graph. */
+static cn_status refresh_inference_graph(cn_model *m) {
+  if (m->inference_version == m->graph->weights_version) return CN_OK;
+  cn_graph_free(m->inference);
+  m->inference = NULL;
+  cn_status st = CN_OK;
+  if (cn_graph_can_fold(m->graph)) {
+    st = cn_graph_clone(m->graph, &m->inference);
+    if (st == CN_OK) st = cn_graph_fold_batchnorm(m->inference);
+    if (st == CN_OK) st = cn_graph_fold_activations(m->inference);
+    if (st != CN_OK) {
+      cn_graph_free(m->inference);
+      m->inference = NULL;
+      return st;
+    }
+  }
+  m->inference_version = m->graph->weights_version;
+  return CN_OK;
+}
 
 cn_status cn_model_forward(cn_model *m, int batch, const float *input, float *output) {
   if (!m || !input || !output) return cn_fail(CN_ERR_ARG, "cn_model_forward: NULL argument");
-  return cn_graph_run(m->graph, batch, &input, &output);
+  cn_status st = refresh_inference_graph(m);
+  if (st != CN_OK) return st;
+  return cn_graph_run(m->inference ? m->inference : m->graph, batch, &input, &output);
 }
 
-size_t cn_model_layer_count(const cn_model *m) { return (size_t)m->graph->n_nodes; }
+size_t cn_model_layer_count(const cn_model *m) {
+  return (size_t)m->graph->n_nodes;
+}
 
 cn_status cn_model_layer_info(const cn_model *m, size_t index, cn_layer_info *info) {
   if (index >= (size_t)m->graph->n_nodes) return cn_fail(CN_ERR_ARG, "no layer %zu", index);
@@ -90,6 +123,7 @@ cn_status cn_model_layer_info(const cn_model *m, size_t index, cn_layer_info *in
   info->params = cn_node_param_count(n);
   info->trainable = cn_node_trainable_count(n);
   info->n_inputs = n->n_inputs;
-  for (int i = 0; i < n->n_inputs && i < 8; i++) info->inputs[i] = m->graph->nodes[n->inputs[i]].name;
+  for (int i = 0; i < n->n_inputs && i < 8; i++)
+    info->inputs[i] = m->graph->nodes[n->inputs[i]].name;
   return CN_OK;
 }

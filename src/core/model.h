@@ -9,6 +9,11 @@ struct cn_model {
   char *name;
   cn_graph *graph;    /* owned */
   cn_input_spec spec; /* how images become this model's input */
+  /* What forward runs: a copy of graph with BatchNormalization and activations folded into the
+   * convolutions before them, rebuilt when the weights change; NULL when nothing folds. The
+   * model's own graph keeps Keras's layers so that summaries and weight loading see them. */
+  cn_graph *inference;
+  int inference_version; /* graph->weights_version that inference was built from; -1: none */
 };
 
 /* Wraps a graph (taking ownership, also on failure) into a model: allocates parameters if that

@@ -140,15 +140,26 @@ static cn_status pin_outputs(cn_graph *g) {
   return cn_graph_set_outputs(g, &last, 1);
 }
 
+static int activation_foldable(cn_graph *g, int i) {
+  const cn_node *n = &g->nodes[i];
+  const cn_activation *act = n->attrs;
+  if (n->op != &cn_op_activation || n->n_inputs != 1 || act->kind == CN_ACT_SOFTMAX) return 0;
+  return absorbable(g, n->inputs[0], 1);
+}
+
+int cn_graph_can_fold(cn_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++)
+    if (foldable(g, i) >= 0 || activation_foldable(g, i)) return 1;
+  return 0;
+}
+
 cn_status cn_graph_fold_activations(cn_graph *g) {
   cn_status st = pin_outputs(g);
   for (int i = 0; st == CN_OK && i < g->n_nodes; i++) {
+    if (!activation_foldable(g, i)) continue;
     cn_node *n = &g->nodes[i];
-    const cn_activation *act = n->attrs;
-    if (n->op != &cn_op_activation || n->n_inputs != 1 || act->kind == CN_ACT_SOFTMAX) continue;
     int p = n->inputs[0];
-    if (!absorbable(g, p, 1)) continue;
-    *fused_activation(&g->nodes[p], 1) = *act;
+    *fused_activation(&g->nodes[p], 1) = *(const cn_activation *)n->attrs;
     st = remove_node(g, i, p);
     i--;
   }

@@ -17,4 +17,7 @@ cn_status cn_graph_fold_batchnorm(cn_graph *g);
  * conv -> BN -> ReLU becomes one node. */
 cn_status cn_graph_fold_activations(cn_graph *g);
 
+/* 1 when either fold above would change the graph (so a caller can skip copying it). */
+int cn_graph_can_fold(cn_graph *g);
+
 #endif
