@@ -154,7 +154,9 @@ static int run(const options *o) {
   double *times = malloc((size_t)o->iters * sizeof *times);
   int ok = x && y && times;
   if (ok) ok = cn_model_forward(m, o->batch, x, y) == CN_OK; /* warm-up: plan + weight repack */
-  if (ok && o->layers) ok = install_shims(m->graph);
+  /* After the first forward, m->inference (when non-NULL) is the folded graph that runs. */
+  cn_graph *run_graph = m->inference ? m->inference : m->graph;
+  if (ok && o->layers) ok = install_shims(run_graph);
   for (int i = 0; ok && i < o->iters; i++) {
     double start = now_ms();
     ok = cn_model_forward(m, o->batch, x, y) == CN_OK;
@@ -167,12 +169,12 @@ static int run(const options *o) {
     if (o->layers) {
       double sum = 0;
       for (int i = 0; i < o->iters; i++) sum += times[i];
-      print_layers(m->graph, o->iters, sum / o->iters);
+      print_layers(run_graph, o->iters, sum / o->iters);
     }
   } else {
     fprintf(stderr, "profile_forward: %s\n", x && y && times ? cn_last_error() : "out of memory");
   }
-  if (o->layers) remove_shims(m->graph);
+  if (o->layers) remove_shims(run_graph);
   free(layer_ms);
   free(times);
   free(y);
