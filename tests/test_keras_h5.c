@@ -127,7 +127,27 @@ static const char *small_json =
 
 enum { BAD_NONE, BAD_MISSING_LAYER, BAD_SHAPE, BAD_NAN, BAD_EXTERNAL, BAD_ABSURD, BAD_INT };
 
+/* h5py (and so Keras 3) writes variable-length UTF-8 strings; Keras 2 fixed-length ASCII. */
+static int vlen_utf8_strings;
+
+static void set_vlen_utf8_attr(hid_t loc, const char *name, const char *const *s, int n) {
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  hsize_t dims = (hsize_t)n;
+  hid_t space = H5Screate_simple(1, &dims, NULL);
+  hid_t attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+  H5Awrite(attr, type, s);
+  H5Aclose(attr);
+  H5Sclose(space);
+  H5Tclose(type);
+}
+
 static void set_strings_attr(hid_t loc, const char *name, const char *const *s, int n) {
+  if (vlen_utf8_strings && n > 0) {
+    set_vlen_utf8_attr(loc, name, s, n);
+    return;
+  }
   size_t width = 1;
   for (int i = 0; i < n; i++)
     if (strlen(s[i]) > width) width = strlen(s[i]);
@@ -272,6 +292,47 @@ static void test_small_good(cn_model *m) {
   CHECK_NEAR(k[((2 - 2) * 3 + (2 - 2)) * 2 + 0], (0 * 9 + 2 * 3 + 2) / 100.0, 1e-7);
 }
 
+static void test_small_utf8_names(cn_model *m) {
+  vlen_utf8_strings = 1;
+  const char *path = write_small_weights(3, "utf8.h5", BAD_NONE, "tensorflow");
+  vlen_utf8_strings = 0;
+  CHECK_OK(cn_model_load_weights(m, path));
+  cn_node *dense = &m->graph->nodes[cn_graph_find(m->graph, "dense")];
+  CHECK_NEAR(dense->params[0].data[23], 0.23, 1e-7);
+}
+
+/* Keras 3 .weights.h5: layers/<class key>/vars/<i>, the layer's name in a scalar UTF-8
+ * variable-length attribute of vars, as h5py writes it. */
+static void test_small_keras3_layout(cn_model *m) {
+  const char *path = tmp_file(4, "small.weights.h5");
+  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  float v[64];
+  for (int i = 0; i < 64; i++) v[i] = (float)i / 50;
+  hsize_t k[4] = {3, 3, 1, 2}, kb[1] = {2}, d[2] = {8, 3}, db[1] = {3};
+  write_dataset(f, "layers/conv2d/vars/0", 4, k, v);
+  write_dataset(f, "layers/conv2d/vars/1", 1, kb, v);
+  write_dataset(f, "layers/dense/vars/0", 2, d, v);
+  write_dataset(f, "layers/dense/vars/1", 1, db, v);
+  const char *names[][2] = {{"layers/conv2d/vars", "conv"}, {"layers/dense/vars", "dense"}};
+  for (int i = 0; i < 2; i++) {
+    hid_t g = H5Gopen2(f, names[i][0], H5P_DEFAULT);
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, H5T_VARIABLE);
+    H5Tset_cset(type, H5T_CSET_UTF8);
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = H5Acreate2(g, "name", type, space, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(attr, type, &names[i][1]);
+    H5Aclose(attr);
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Gclose(g);
+  }
+  H5Fclose(f);
+  CHECK_OK(cn_model_load_weights(m, path));
+  cn_node *dense = &m->graph->nodes[cn_graph_find(m->graph, "dense")];
+  CHECK_NEAR(dense->params[0].data[23], 0.46, 1e-7);
+}
+
 static void test_small_bad(cn_model *m) {
   expect_failure(m, write_small_weights(1, "missing_layer.h5", BAD_MISSING_LAYER, "tensorflow"),
                  "missing_layer.h5", "no weights for layer dense");
@@ -341,6 +402,8 @@ int main(void) {
   cn_model *m = small_model();
   if (m) {
     test_small_good(m);
+    test_small_utf8_names(m);
+    test_small_keras3_layout(m);
     test_small_bad(m);
     cn_model_free(m);
   }

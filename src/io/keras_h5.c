@@ -107,6 +107,8 @@ static cn_status read_string_values(hid_t attr, hid_t ftype, hssize_t n, const c
                                     cn_strlist *out) {
   hid_t mtype = H5Tcopy(H5T_C_S1);
   cn_status st = CN_OK;
+  /* HDF5 converts no character sets: h5py writes UTF-8, older Keras ASCII. */
+  H5Tset_cset(mtype, H5Tget_cset(ftype));
   if (H5Tis_variable_str(ftype) > 0) {
     H5Tset_size(mtype, H5T_VARIABLE);
     char **buf = calloc((size_t)n, sizeof *buf);
