@@ -33,17 +33,18 @@ static void plan_free(cn_plan *p) {
   free(p);
 }
 
+void cn_node_release(cn_node *n) {
+  if (n->op && n->op->release) n->op->release(n);
+  free(n->name);
+  free(n->type);
+  free(n->attrs);
+  free(n->inputs);
+  for (int p = 0; p < n->n_params; p++) free(n->params[p].name);
+}
+
 void cn_graph_free(cn_graph *g) {
   if (!g) return;
-  for (int i = 0; i < g->n_nodes; i++) {
-    cn_node *n = &g->nodes[i];
-    if (n->op && n->op->release) n->op->release(n);
-    free(n->name);
-    free(n->type);
-    free(n->attrs);
-    free(n->inputs);
-    for (int p = 0; p < n->n_params; p++) free(n->params[p].name);
-  }
+  for (int i = 0; i < g->n_nodes; i++) cn_node_release(&g->nodes[i]);
   free(g->nodes);
   cn_free_aligned(g->params);
   plan_free(g->plan);

@@ -59,6 +59,9 @@ cn_status cn_graph_add(cn_graph *g, const struct cn_op *op, const char *name, co
                        int n_inputs, const void *attrs, int *index);
 /* A deep copy with its own parameter buffer holding the same values; no plan, no caches. */
 cn_status cn_graph_clone(const cn_graph *g, cn_graph **out);
+/* Frees what a node owns (name, attrs, inputs, parameter names, op cache), not the node itself;
+ * for graph rewrites that drop nodes. */
+void cn_node_release(cn_node *node);
 /* Node index by name, or -1. */
 int cn_graph_find(const cn_graph *g, const char *name);
 /* Declared by an op's infer function, in Keras weight order. */

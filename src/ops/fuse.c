@@ -105,15 +105,6 @@ static void fold_weights(cn_node *conv, const cn_node *bn) {
   }
 }
 
-static void free_node(cn_node *n) {
-  if (n->op && n->op->release) n->op->release(n);
-  free(n->name);
-  free(n->type);
-  free(n->attrs);
-  free(n->inputs);
-  for (int p = 0; p < n->n_params; p++) free(n->params[p].name);
-}
-
 static int remap(int index, int removed, int replacement) {
   if (index == removed) return replacement;
   return index > removed ? index - 1 : index;
@@ -121,7 +112,7 @@ static int remap(int index, int removed, int replacement) {
 
 /* Removes node i, whose readers now read `replacement` (an earlier node). */
 static cn_status remove_node(cn_graph *g, int i, int replacement) {
-  free_node(&g->nodes[i]);
+  cn_node_release(&g->nodes[i]);
   memmove(&g->nodes[i], &g->nodes[i + 1], (size_t)(g->n_nodes - i - 1) * sizeof *g->nodes);
   g->n_nodes--;
   for (int n = i; n < g->n_nodes; n++)
