@@ -100,6 +100,13 @@ typedef struct cn_zeropad_attrs {
 typedef struct cn_pool_attrs {
   int ph, pw, sh, sw;
   cn_padding padding;
+  /* ONNX extensions; all 0 keeps the Keras behaviour above. Explicit pads need CN_PAD_VALID;
+   * max ignores padded cells. ceil_mode: output ceil((in + pads - span) / s) + 1, dropping a last
+   * window that would start in the end padding. count_include_pad: average divides by the window
+   * cells inside the padded input (not only the valid ones). dh, dw: dilations (0 means 1). */
+  int pad_top, pad_left, pad_bottom, pad_right;
+  int ceil_mode, count_include_pad;
+  int dh, dw;
 } cn_pool_attrs;
 
 typedef struct cn_global_pool_attrs {
