@@ -156,7 +156,7 @@ def export_onnx(python, keras_name, weights, out):
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         errors = [ln for ln in lines if "Error" in ln or "error:" in ln]
         tail = (errors or lines or ["no output"])[-1].strip()[:300]
-        raise RuntimeError(f"ONNX export failed: {tail}")
+        raise RuntimeError(f"ONNX export failed (exit {proc.returncode}): {tail}")
 
 
 def ort_session(path, threads):
