@@ -230,7 +230,7 @@ static void test_depthwise(void) {
 
 static void test_pooling(void) {
   float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, y[4];
-  cn_pool_attrs same = {2, 2, 2, 2, CN_PAD_SAME};
+  cn_pool_attrs same = {.ph = 2, .pw = 2, .sh = 2, .sw = 2, .padding = CN_PAD_SAME};
   cn_graph *g;
   float *out = run1(&cn_op_maxpool, &same, shape3(3, 3, 1), 1, x, &g);
   float expect_max[4] = {5, 6, 8, 9};
@@ -245,13 +245,13 @@ static void test_pooling(void) {
   /* 3x3 stride 2 same on a 4x4 image with negative values: max ignores the padding. */
   float neg[16];
   for (int i = 0; i < 16; i++) neg[i] = -(float)(i + 1);
-  cn_pool_attrs big = {3, 3, 2, 2, CN_PAD_SAME};
+  cn_pool_attrs big = {.ph = 3, .pw = 3, .sh = 2, .sw = 2, .padding = CN_PAD_SAME};
   out = run1(&cn_op_maxpool, &big, shape3(4, 4, 1), 1, neg, &g);
   float expect_neg[4] = {-1, -3, -9, -11};
   CHECK(out && cn_test_max_abs_diff(out, expect_neg, 4) == 0);
   free(out);
   cn_graph_free(g);
-  cn_pool_attrs valid = {2, 2, 1, 1, CN_PAD_VALID};
+  cn_pool_attrs valid = {.ph = 2, .pw = 2, .sh = 1, .sw = 1, .padding = CN_PAD_VALID};
   out = run1(&cn_op_avgpool, &valid, shape3(3, 3, 1), 1, x, &g);
   float expect_valid[4] = {3, 4, 6, 7};
   CHECK(out && cn_test_max_abs_diff(out, expect_valid, 4) < 1e-6);
@@ -477,7 +477,7 @@ static void test_errors(void) {
   expect_fail(&cn_op_conv2d, &ok, &flat, 1);
   cn_depthwise_attrs dw = {3, 3, 1, 1, 1, 1, 0, 1, CN_PAD_SAME, cn_act_linear()};
   expect_fail(&cn_op_depthwise, &dw, &img, 1);
-  cn_pool_attrs pool = {6, 6, 1, 1, CN_PAD_VALID};
+  cn_pool_attrs pool = {.ph = 6, .pw = 6, .sh = 1, .sw = 1, .padding = CN_PAD_VALID};
   expect_fail(&cn_op_maxpool, &pool, &img, 1);
   cn_reshape_attrs r = {cn_shape_make(2, (int64_t[]){-1, 3})};
   expect_fail(&cn_op_reshape, &r, &img, 1);
