@@ -32,11 +32,22 @@ static const zoo_entry zoo_table[] = {
     {"resnet50", zoo_resnet50, 224, 32, CN_PRE_CAFFE, NULL, 0},
     {"mobilenet", zoo_mobilenet, 224, 32, CN_PRE_TF, mobilenet_alphas, 4},
     {"mobilenet_v2", zoo_mobilenet_v2, 224, 32, CN_PRE_TF, mobilenet_v2_alphas, 6},
+    {"efficientnet_lite0", zoo_efficientnet_lite0, 224, 32, CN_PRE_TORCH, NULL, 0},
+    {"efficientnet_lite1", zoo_efficientnet_lite1, 240, 32, CN_PRE_TORCH, NULL, 0},
+    {"efficientnet_lite2", zoo_efficientnet_lite2, 260, 32, CN_PRE_TORCH, NULL, 0},
 };
 #define ZOO_COUNT ((int)(sizeof zoo_table / sizeof zoo_table[0]))
 
-static const char *const zoo_names[ZOO_COUNT + 1] = {
-    "vgg16", "vgg19", "inception_v3", "resnet50", "mobilenet", "mobilenet_v2", NULL};
+static const char *const zoo_names[ZOO_COUNT + 1] = {"vgg16",
+                                                     "vgg19",
+                                                     "inception_v3",
+                                                     "resnet50",
+                                                     "mobilenet",
+                                                     "mobilenet_v2",
+                                                     "efficientnet_lite0",
+                                                     "efficientnet_lite1",
+                                                     "efficientnet_lite2",
+                                                     NULL};
 
 const char *const *cn_zoo_names(void) {
   return zoo_names;
@@ -124,7 +135,7 @@ cn_status cn_zoo_build(const cn_zoo_options *options, cn_model **out) {
   if (!e)
     return cn_fail(CN_ERR_ARG,
                    "unknown zoo model '%s' (vgg16, vgg19, inception_v3, resnet50, mobilenet, "
-                   "mobilenet_v2)",
+                   "mobilenet_v2, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2)",
                    options->name);
   zoo_config config;
   cn_status st = check_options(e, options, &config);

@@ -43,6 +43,9 @@ void zoo_resnet50(zoo_builder *b, const zoo_config *c);
 void zoo_inception_v3(zoo_builder *b, const zoo_config *c);
 void zoo_mobilenet(zoo_builder *b, const zoo_config *c);
 void zoo_mobilenet_v2(zoo_builder *b, const zoo_config *c);
+void zoo_efficientnet_lite0(zoo_builder *b, const zoo_config *c);
+void zoo_efficientnet_lite1(zoo_builder *b, const zoo_config *c);
+void zoo_efficientnet_lite2(zoo_builder *b, const zoo_config *c);
 
 /* Writes the next automatic Keras name for a class base ("conv2d") into buf; returns buf. */
 const char *zoo_auto_name(zoo_builder *b, const char *base, char *buf, size_t cap);
