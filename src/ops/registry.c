@@ -1,5 +1,6 @@
 /* The operator registry: every op, NULL-terminated, for lookups by Keras class name and tests. */
 #include "ops/ops.h"
+#include "ops/ops_onnx.h"
 
 const cn_op *const cn_all_ops[] = {
     &cn_op_input,
@@ -18,5 +19,12 @@ const cn_op *const cn_all_ops[] = {
     &cn_op_activation,
     &cn_op_merge,
     &cn_op_concat,
+    &cn_op_transpose,
+    &cn_op_binary,
+    &cn_op_unary,
+    &cn_op_prelu,
+    &cn_op_softmax,
+    &cn_op_lrn,
+    &cn_op_pad,
     NULL,
 };

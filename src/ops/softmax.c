@@ -1,0 +1,60 @@
+/* Softmax and LogSoftmax with ONNX's two meanings of axis: one axis (opset >= 13) or every axis
+ * from `axis` on (older opsets coerce the input to 2-D). Numerically stable (max subtracted). */
+#include "core/error.h"
+#include "kernels/kernels.h"
+#include "ops/ops_onnx.h"
+
+static cn_status softmax_infer(cn_graph *g, cn_node *node) {
+  const cn_softmax_attrs *a = node->attrs;
+  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
+  const cn_shape *x = &g->nodes[node->inputs[0]].shape;
+  if (cn_axis_resolve(a->axis, x->rank) < 0)
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: axis %d is the batch or outside rank %d", node->name,
+                   a->axis, x->rank + 1);
+  node->shape = *x;
+  return CN_OK;
+}
+
+/* Normalises `n` values `inner` apart, starting at x, into y. */
+static void normalise(const float *x, float *y, int64_t n, int64_t inner, int log_mode) {
+  float top = -INFINITY;
+  for (int64_t i = 0; i < n; i++) top = cn_maxf(top, x[i * inner]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += exp((double)(x[i * inner] - top));
+  if (log_mode) {
+    float lse = (float)log(sum);
+    for (int64_t i = 0; i < n; i++) y[i * inner] = x[i * inner] - top - lse;
+  } else {
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) y[i * inner] = expf(x[i * inner] - top) * inv;
+  }
+}
+
+static void softmax_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
+  const cn_softmax_attrs *a = node->attrs;
+  int axis = cn_axis_resolve(a->axis, out->shape.rank - 1) + 1;
+  int64_t outer = 1, n = 1, inner = 1;
+  for (int i = 0; i < axis; i++) outer *= out->shape.dim[i];
+  if (a->flatten) {
+    for (int i = axis; i < out->shape.rank; i++) n *= out->shape.dim[i];
+  } else {
+    n = out->shape.dim[axis];
+    for (int i = axis + 1; i < out->shape.rank; i++) inner *= out->shape.dim[i];
+  }
+  const float *x = in[0].data;
+  float *y = out->data;
+  int64_t lines = outer * inner;
+#pragma omp parallel for num_threads(ex->threads) schedule(static) if (lines * n > (1 << 14))
+  for (int64_t l = 0; l < lines; l++) {
+    int64_t o = l / inner, j = l % inner, base = o * n * inner + j;
+    normalise(x + base, y + base, n, inner, a->log);
+  }
+}
+
+const cn_op cn_op_softmax = {
+    .type = "Softmax",
+    .attrs_size = sizeof(cn_softmax_attrs),
+    .infer = softmax_infer,
+    .forward = softmax_forward,
+    .inplace = 1,
+};

@@ -1,0 +1,65 @@
+/* Transpose of the per-sample axes (the batch stays first). Each output row (the last output axis)
+ * is gathered with one input stride; rows run in parallel. */
+#include <string.h>
+
+#include "core/error.h"
+#include "ops/ops_onnx.h"
+
+static cn_status transpose_infer(cn_graph *g, cn_node *node) {
+  const cn_transpose_attrs *a = node->attrs;
+  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
+  const cn_shape *x = &g->nodes[node->inputs[0]].shape;
+  if (a->rank != x->rank)
+    return cn_fail(CN_ERR_SHAPE, "%s: perm has %d axes, the input per-sample rank is %d",
+                   node->name, a->rank, x->rank);
+  int seen[CN_MAX_RANK] = {0};
+  int64_t dims[CN_MAX_RANK];
+  for (int i = 0; i < a->rank; i++) {
+    int p = a->perm[i];
+    if (p < 0 || p >= a->rank || seen[p]++)
+      return cn_fail(CN_ERR_FORMAT, "%s: perm is not a permutation of 0..%d", node->name,
+                     a->rank - 1);
+    dims[i] = x->dim[p];
+  }
+  node->shape = cn_shape_make(a->rank, dims);
+  return CN_OK;
+}
+
+static void transpose_forward(cn_node *node, const cn_tensor *in, cn_tensor *out,
+                              const cn_exec *ex) {
+  const cn_transpose_attrs *a = node->attrs;
+  int full = out->shape.rank;
+  int64_t in_stride[CN_MAX_RANK] = {0}, stride[CN_MAX_RANK] = {0}, step = 1;
+  for (int i = full - 1; i >= 0; i--) {
+    in_stride[i] = step;
+    step *= in[0].shape.dim[i];
+  }
+  stride[0] = in_stride[0];
+  for (int i = 1; i < full; i++) stride[i] = in_stride[a->perm[i - 1] + 1];
+  const int64_t *od = out->shape.dim;
+  int64_t n = od[full - 1], rows = cn_shape_numel(&out->shape) / (n ? n : 1);
+  int64_t inc = stride[full - 1];
+  const float *x = in[0].data;
+  float *y = out->data;
+#pragma omp parallel for num_threads(ex->threads) schedule(static) if (rows * n > (1 << 15))
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t off = 0, rem = r;
+    for (int i = full - 2; i >= 0; i--) {
+      off += (rem % od[i]) * stride[i];
+      rem /= od[i];
+    }
+    float *dst = y + r * n;
+    if (inc == 1) {
+      memcpy(dst, x + off, (size_t)n * sizeof(float));
+    } else {
+      for (int64_t j = 0; j < n; j++) dst[j] = x[off + j * inc];
+    }
+  }
+}
+
+const cn_op cn_op_transpose = {
+    .type = "Transpose",
+    .attrs_size = sizeof(cn_transpose_attrs),
+    .infer = transpose_infer,
+    .forward = transpose_forward,
+};

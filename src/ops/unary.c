@@ -1,0 +1,84 @@
+/* Elementwise functions of one input with ONNX semantics: Clip, HardSigmoid, HardSwish, Elu,
+ * LeakyRelu and the plain math functions the importer maps one to one. */
+#include <string.h>
+
+#include "core/error.h"
+#include "kernels/kernels.h"
+#include "ops/ops_onnx.h"
+
+static cn_status unary_infer(cn_graph *g, cn_node *node) {
+  const cn_unary_attrs *a = node->attrs;
+  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
+  if ((int)a->kind < 0 || a->kind >= CN_UN_COUNT)
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: unknown elementwise kind %d", node->name, (int)a->kind);
+  if (a->kind == CN_UN_CLIP && (isnan(a->lo) || isnan(a->hi)))
+    return cn_fail(CN_ERR_FORMAT, "%s: Clip bounds are NaN", node->name);
+  if (!isfinite(a->alpha) || !isfinite(a->beta))
+    return cn_fail(CN_ERR_FORMAT, "%s: alpha/beta must be finite", node->name);
+  node->shape = g->nodes[node->inputs[0]].shape;
+  return CN_OK;
+}
+
+static inline float unary(const cn_unary_attrs *a, float x) {
+  switch (a->kind) {
+  case CN_UN_CLIP: /* ONNX: min(max(x, lo), hi), so hi wins when lo > hi */
+    return cn_minf(cn_maxf(x, a->lo), a->hi);
+  case CN_UN_HARD_SIGMOID:
+    return cn_maxf(0.0f, cn_minf(1.0f, a->alpha * x + a->beta));
+  case CN_UN_HARD_SWISH:
+    return x * cn_maxf(0.0f, cn_minf(1.0f, x / 6.0f + 0.5f));
+  case CN_UN_ELU:
+    return x > 0 ? x : a->alpha * expm1f(x);
+  case CN_UN_LEAKY_RELU:
+    return x >= 0 ? x : a->alpha * x;
+  case CN_UN_RELU:
+    return cn_maxf(x, 0.0f);
+  case CN_UN_SIGMOID:
+    return 1.0f / (1.0f + expf(-x));
+  case CN_UN_TANH:
+    return tanhf(x);
+  case CN_UN_SOFTPLUS: /* stable: max(x, 0) + log1p(exp(-|x|)) */
+    return cn_maxf(x, 0.0f) + log1pf(expf(-fabsf(x)));
+  case CN_UN_NEG:
+    return -x;
+  case CN_UN_ABS:
+    return fabsf(x);
+  case CN_UN_SQRT:
+    return sqrtf(x);
+  case CN_UN_EXP:
+    return expf(x);
+  case CN_UN_LOG:
+    return logf(x);
+  case CN_UN_RECIPROCAL:
+    return 1.0f / x;
+  case CN_UN_FLOOR:
+    return floorf(x);
+  case CN_UN_CEIL:
+    return ceilf(x);
+  case CN_UN_ERF:
+    return erff(x);
+  default:
+    return x;
+  }
+}
+
+static void unary_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
+  const cn_unary_attrs *a = node->attrs;
+  int64_t n = cn_shape_numel(&out->shape);
+  const float *x = in[0].data;
+  float *y = out->data;
+  if (a->kind == CN_UN_IDENTITY) {
+    if (x != y) memmove(y, x, (size_t)n * sizeof(float));
+    return;
+  }
+#pragma omp parallel for num_threads(ex->threads) schedule(static) if (n > (1 << 15))
+  for (int64_t i = 0; i < n; i++) y[i] = unary(a, x[i]);
+}
+
+const cn_op cn_op_unary = {
+    .type = "Clip",
+    .attrs_size = sizeof(cn_unary_attrs),
+    .infer = unary_infer,
+    .forward = unary_forward,
+    .inplace = 1,
+};

@@ -1,0 +1,522 @@
+/* The ONNX-semantics operators (src/ops/ops_onnx.h) on small cases: hand values (several checked
+ * against onnxruntime), naive references written here for broadcasting, transposes, pads, GEMMs,
+ * transposed convolutions and pooling, and the validation errors of infer. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/graph.h"
+#include "ops/ops_onnx.h"
+#include "testlib.h"
+
+static unsigned rng_state = 777;
+static float rnd(void) { /* uniform in [-1, 1) */
+  rng_state = rng_state * 1664525u + 1013904223u;
+  return (float)((rng_state >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+static void fill(float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) x[i] = rnd();
+}
+
+static cn_shape S(int rank, ...) {
+  cn_shape s = {.rank = rank};
+  va_list ap;
+  va_start(ap, rank);
+  for (int i = 0; i < rank; i++) s.dim[i] = va_arg(ap, int);
+  va_end(ap);
+  return s;
+}
+
+/* Inputs in0..in{n-1} of the given per-sample shapes feeding one node "layer" with random
+ * parameters. NULL (after checking the status) when infer fails. */
+static cn_graph *build(const cn_op *op, const void *attrs, const cn_shape *in_shapes, int n,
+                       cn_status *status) {
+  cn_graph *g = cn_graph_new();
+  int idx[8];
+  for (int i = 0; i < n; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "in%d", i);
+    cn_input_attrs in = {in_shapes[i]};
+    cn_graph_add(g, &cn_op_input, name, NULL, 0, &in, &idx[i]);
+  }
+  *status = cn_graph_add(g, op, "layer", idx, n, attrs, NULL);
+  if (*status != CN_OK) {
+    cn_graph_free(g);
+    return NULL;
+  }
+  cn_graph_alloc_params(g);
+  cn_node *node = &g->nodes[g->n_nodes - 1];
+  for (int p = 0; p < node->n_params; p++)
+    fill(node->params[p].data, (size_t)cn_shape_numel(&node->params[p].shape));
+  return g;
+}
+
+static cn_node *layer(cn_graph *g) {
+  return &g->nodes[g->n_nodes - 1];
+}
+
+static size_t sample_numel(const cn_shape *s) {
+  return (size_t)cn_shape_numel(s);
+}
+
+/* Runs g on batch samples of its inputs; returns the output (malloc'd). */
+static float *run(cn_graph *g, int batch, const float *const *inputs) {
+  float *y = malloc(batch * sample_numel(&layer(g)->shape) * sizeof(float) + 4);
+  CHECK_OK(cn_graph_run(g, batch, inputs, (float *[]){y}));
+  return y;
+}
+
+/* Expects infer to fail with status want and a message naming the layer. */
+static void expect_fail(const cn_op *op, const void *attrs, const cn_shape *in_shapes, int n,
+                        cn_status want) {
+  cn_status st;
+  cn_graph *g = build(op, attrs, in_shapes, n, &st);
+  CHECK(st == want);
+  CHECK(strstr(cn_last_error(), "layer") != NULL);
+  if (st != want) fprintf(stderr, "  got %s: %s\n", cn_status_name(st), cn_last_error());
+  cn_graph_free(g);
+}
+
+#define check_close(...) check_close_at(__LINE__, __VA_ARGS__)
+static void check_close_at(int line, const float *got, const float *want, size_t n, double tol) {
+  double d = cn_test_max_abs_diff(got, want, n);
+  CHECK(d <= tol);
+  if (d > tol) {
+    fprintf(stderr, "  (line %d)\n", line);
+    for (size_t i = 0; i < n; i++)
+      if (fabs(got[i] - want[i]) > tol) {
+        fprintf(stderr, "  first difference at %zu: got %.7g want %.7g\n", i, got[i], want[i]);
+        break;
+      }
+  }
+}
+
+/* ---- elementwise with broadcasting ---------------------------------------------------------- */
+
+/* Offset of output multi-index `idx` in an operand of full shape s right-aligned to `rank`. */
+static size_t bcast_offset(const cn_shape *s, const int64_t *idx, int rank) {
+  size_t off = 0;
+  int lead = rank - s->rank;
+  for (int i = lead; i < rank; i++) {
+    int64_t d = s->dim[i - lead];
+    off = off * (size_t)d + (size_t)(d == 1 ? 0 : idx[i]);
+  }
+  return off;
+}
+
+static float ref_op(cn_binary_kind k, float a, float b) {
+  switch (k) {
+  case CN_BIN_SUB:
+    return a - b;
+  case CN_BIN_MUL:
+    return a * b;
+  case CN_BIN_DIV:
+    return a / b;
+  case CN_BIN_MAX:
+    return a > b ? a : b;
+  case CN_BIN_MIN:
+    return a < b ? a : b;
+  case CN_BIN_POW:
+    return powf(a, b);
+  default:
+    return a + b;
+  }
+}
+
+/* operands[i] has full shape shapes[i]; out has full shape `out`. */
+static void ref_binary(cn_binary_kind k, int n, const float *const *operands,
+                       const cn_shape *shapes, const cn_shape *out, float *y) {
+  int64_t idx[CN_MAX_RANK] = {0};
+  size_t total = (size_t)cn_shape_numel(out);
+  for (size_t e = 0; e < total; e++) {
+    size_t rem = e;
+    for (int i = out->rank - 1; i >= 0; i--) {
+      idx[i] = (int64_t)(rem % (size_t)out->dim[i]);
+      rem /= (size_t)out->dim[i];
+    }
+    float acc = operands[0][bcast_offset(&shapes[0], idx, out->rank)];
+    for (int j = 1; j < n; j++)
+      acc = ref_op(k, acc, operands[j][bcast_offset(&shapes[j], idx, out->rank)]);
+    y[e] = k == CN_BIN_MEAN ? acc / (float)n : acc;
+  }
+}
+
+static cn_shape with_batch(int batch, cn_shape s) {
+  return cn_shape_batch(batch, &s);
+}
+
+/* Activations of the given per-sample shapes and an optional constant; compares with ref. */
+static void check_binary(cn_binary_attrs a, const cn_shape *ins, int n_in, cn_shape want_sample,
+                         int batch) {
+  cn_status st;
+  cn_graph *g = build(&cn_op_binary, &a, ins, n_in, &st);
+  CHECK_OK(st);
+  if (!g) return;
+  CHECK(cn_shape_equal(&layer(g)->shape, &want_sample));
+  const float *xs[8], *ops[9];
+  cn_shape full[9];
+  float *bufs[8];
+  int k = 0;
+  if (a.const_operand == CN_CONST_FIRST) full[k] = a.b_shape, ops[k++] = layer(g)->params[0].data;
+  for (int i = 0; i < n_in; i++) {
+    size_t cnt = batch * sample_numel(&ins[i]);
+    bufs[i] = malloc(cnt * sizeof(float));
+    fill(bufs[i], cnt);
+    if (a.kind == CN_BIN_POW)
+      for (size_t j = 0; j < cnt; j++) bufs[i][j] = fabsf(bufs[i][j]) + 0.1f;
+    xs[i] = bufs[i];
+    full[k] = with_batch(batch, ins[i]);
+    ops[k++] = bufs[i];
+  }
+  if (a.const_operand == CN_CONST_LAST) full[k] = a.b_shape, ops[k++] = layer(g)->params[0].data;
+  cn_shape out = with_batch(batch, want_sample);
+  size_t total = (size_t)cn_shape_numel(&out);
+  float *want = malloc(total * sizeof(float));
+  ref_binary(a.kind, k, ops, full, &out, want);
+  float *y = run(g, batch, xs);
+  check_close(y, want, total, 1e-5);
+  free(y);
+  free(want);
+  for (int i = 0; i < n_in; i++) free(bufs[i]);
+  cn_graph_free(g);
+}
+
+static void test_binary(void) {
+  /* Hand values: (2) - constant (1) per sample; then 1 / x with the constant first. */
+  cn_binary_attrs sub = {CN_BIN_SUB, CN_CONST_LAST, S(1, 1)};
+  cn_status st;
+  cn_graph *g = build(&cn_op_binary, &sub, (cn_shape[]){S(1, 2)}, 1, &st);
+  CHECK_OK(st);
+  layer(g)->params[0].data[0] = 0.5f;
+  float *y = run(g, 2, (const float *[]){(float[]){1, 2, 3, 4}});
+  CHECK(y[0] == 0.5f && y[1] == 1.5f && y[2] == 2.5f && y[3] == 3.5f);
+  free(y);
+  cn_graph_free(g);
+  cn_binary_attrs rdiv = {CN_BIN_DIV, CN_CONST_FIRST, S(0)};
+  g = build(&cn_op_binary, &rdiv, (cn_shape[]){S(1, 2)}, 1, &st);
+  layer(g)->params[0].data[0] = 1.0f;
+  y = run(g, 1, (const float *[]){(float[]){2, 4}});
+  CHECK(y[0] == 0.5f && y[1] == 0.25f);
+  free(y);
+  cn_graph_free(g);
+
+  /* Two activations broadcasting both ways: (2,1,4) and (1,3,1) -> (2,3,4). */
+  cn_binary_attrs add = {CN_BIN_ADD, CN_CONST_NONE, {0}};
+  check_binary(add, (cn_shape[]){S(3, 2, 1, 4), S(3, 1, 3, 1)}, 2, S(3, 2, 3, 4), 2);
+  cn_binary_attrs a = {CN_BIN_SUB, CN_CONST_NONE, {0}};
+  check_binary(a, (cn_shape[]){S(3, 2, 3, 4), S(3, 2, 1, 4)}, 2, S(3, 2, 3, 4), 3);
+  /* Constants: per channel (4), (3,1) first, full rank with batch dim 1, scalar. */
+  a = (cn_binary_attrs){CN_BIN_DIV, CN_CONST_LAST, S(1, 4)};
+  check_binary(a, (cn_shape[]){S(3, 2, 3, 4)}, 1, S(3, 2, 3, 4), 2);
+  a = (cn_binary_attrs){CN_BIN_SUB, CN_CONST_FIRST, S(2, 3, 1)};
+  check_binary(a, (cn_shape[]){S(3, 2, 3, 4)}, 1, S(3, 2, 3, 4), 2);
+  a = (cn_binary_attrs){CN_BIN_MUL, CN_CONST_LAST, S(4, 1, 2, 1, 4)};
+  check_binary(a, (cn_shape[]){S(3, 2, 3, 4)}, 1, S(3, 2, 3, 4), 2);
+  a = (cn_binary_attrs){CN_BIN_POW, CN_CONST_LAST, S(0)};
+  check_binary(a, (cn_shape[]){S(2, 5, 3)}, 1, S(2, 5, 3), 2);
+  /* The constant enlarges the activation: (2,1,4) op (3,1) -> (2,3,4). */
+  a = (cn_binary_attrs){CN_BIN_MAX, CN_CONST_LAST, S(2, 3, 1)};
+  check_binary(a, (cn_shape[]){S(3, 2, 1, 4)}, 1, S(3, 2, 3, 4), 2);
+  /* Sum / Mean / Min of three with broadcasting, and of one. */
+  a = (cn_binary_attrs){CN_BIN_ADD, CN_CONST_NONE, {0}};
+  check_binary(a, (cn_shape[]){S(2, 3, 1), S(2, 1, 5), S(2, 3, 5)}, 3, S(2, 3, 5), 2);
+  a = (cn_binary_attrs){CN_BIN_MEAN, CN_CONST_LAST, S(1, 5)};
+  check_binary(a, (cn_shape[]){S(2, 3, 1), S(2, 1, 5)}, 2, S(2, 3, 5), 2);
+  a = (cn_binary_attrs){CN_BIN_MIN, CN_CONST_NONE, {0}};
+  check_binary(a, (cn_shape[]){S(2, 3, 1), S(2, 1, 5), S(2, 3, 5)}, 3, S(2, 3, 5), 1);
+  a = (cn_binary_attrs){CN_BIN_MAX, CN_CONST_NONE, {0}};
+  check_binary(a, (cn_shape[]){S(2, 3, 1)}, 1, S(2, 3, 1), 2);
+  /* Large enough for the parallel path. */
+  a = (cn_binary_attrs){CN_BIN_MUL, CN_CONST_LAST, S(1, 64)};
+  check_binary(a, (cn_shape[]){S(3, 32, 32, 64)}, 1, S(3, 32, 32, 64), 2);
+
+  /* Errors. */
+  cn_binary_attrs bad = {CN_BIN_ADD, CN_CONST_LAST, S(3, 2, 1, 4)}; /* varies along the batch */
+  expect_fail(&cn_op_binary, &bad, (cn_shape[]){S(2, 3, 4)}, 1, CN_ERR_UNSUPPORTED);
+  bad = (cn_binary_attrs){CN_BIN_ADD, CN_CONST_LAST, S(1, 3)};
+  expect_fail(&cn_op_binary, &bad, (cn_shape[]){S(2, 3, 4)}, 1, CN_ERR_SHAPE);
+  bad = (cn_binary_attrs){CN_BIN_ADD, CN_CONST_LAST, S(4, 1, 1, 1, 4)}; /* rank above input */
+  expect_fail(&cn_op_binary, &bad, (cn_shape[]){S(2, 3, 4)}, 1, CN_ERR_SHAPE);
+  bad = (cn_binary_attrs){CN_BIN_SUB, CN_CONST_NONE, {0}};
+  expect_fail(&cn_op_binary, &bad, (cn_shape[]){S(1, 3), S(1, 3), S(1, 3)}, 3, CN_ERR_SHAPE);
+  expect_fail(&cn_op_binary, &bad, (cn_shape[]){S(2, 1, 3), S(1, 3)}, 2, CN_ERR_SHAPE);
+  bad = (cn_binary_attrs){CN_BIN_COUNT, CN_CONST_NONE, {0}};
+  expect_fail(&cn_op_binary, &bad, (cn_shape[]){S(1, 3), S(1, 3)}, 2, CN_ERR_UNSUPPORTED);
+}
+
+static void test_prelu(void) {
+  cn_prelu_attrs a = {S(1, 3)};
+  cn_status st;
+  cn_graph *g = build(&cn_op_prelu, &a, (cn_shape[]){S(2, 1, 3)}, 1, &st);
+  CHECK_OK(st);
+  float *slope = layer(g)->params[0].data;
+  slope[0] = 0.1f, slope[1] = 0.2f, slope[2] = 0.3f;
+  float *y = run(g, 4, (const float *[]){(float[]){-1, -1, -1, 2, -2, 3, 1, 2, 3, -10, 0, -10}});
+  float want[] = {-0.1f, -0.2f, -0.3f, 2, -0.4f, 3, 1, 2, 3, -1, 0, -3};
+  check_close(y, want, 12, 1e-6);
+  free(y);
+  cn_graph_free(g);
+  a.slope_shape = S(3, 1, 1, 3);
+  g = build(&cn_op_prelu, &a, (cn_shape[]){S(2, 2, 3)}, 1, &st);
+  CHECK_OK(st);
+  cn_graph_free(g);
+  a.slope_shape = S(1, 2);
+  expect_fail(&cn_op_prelu, &a, (cn_shape[]){S(2, 2, 3)}, 1, CN_ERR_SHAPE);
+  a.slope_shape = S(2, 2, 3); /* would enlarge the input */
+  expect_fail(&cn_op_prelu, &a, (cn_shape[]){S(2, 1, 3)}, 1, CN_ERR_SHAPE);
+}
+
+/* ---- unary, softmax, LRN -------------------------------------------------------------------- */
+
+static float *run_unary(cn_unary_attrs a, const float *x, int n) {
+  cn_status st;
+  cn_graph *g = build(&cn_op_unary, &a, (cn_shape[]){S(1, n)}, 1, &st);
+  CHECK_OK(st);
+  if (!g) return calloc((size_t)n, sizeof(float));
+  float *y = run(g, 1, (const float *[]){x});
+  cn_graph_free(g);
+  return y;
+}
+
+static void test_unary(void) {
+  const float x[] = {-4, -1, -0.5f, 0, 0.5f, 1, 4};
+  cn_unary_attrs clip = {.kind = CN_UN_CLIP, .lo = -1, .hi = 0.5f};
+  float *y = run_unary(clip, x, 7);
+  check_close(y, (float[]){-1, -1, -0.5f, 0, 0.5f, 0.5f, 0.5f}, 7, 0);
+  free(y);
+  clip.lo = -INFINITY; /* Clip without min */
+  y = run_unary(clip, x, 7);
+  check_close(y, (float[]){-4, -1, -0.5f, 0, 0.5f, 0.5f, 0.5f}, 7, 0);
+  free(y);
+  cn_unary_attrs hs = {.kind = CN_UN_HARD_SIGMOID, .alpha = 0.2f, .beta = 0.5f};
+  y = run_unary(hs, x, 7);
+  check_close(y, (float[]){0, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 1}, 7, 1e-6);
+  free(y);
+  cn_unary_attrs hw = {.kind = CN_UN_HARD_SWISH};
+  y = run_unary(hw, x, 7);
+  float want[7];
+  for (int i = 0; i < 7; i++) want[i] = x[i] * fmaxf(0, fminf(1, x[i] / 6 + 0.5f));
+  check_close(y, want, 7, 1e-6);
+  CHECK(y[0] == 0 && fabsf(y[1] + 1.0f / 3) < 1e-6f && y[6] == 4);
+  free(y);
+  cn_unary_attrs elu = {.kind = CN_UN_ELU, .alpha = 2};
+  y = run_unary(elu, x, 7);
+  for (int i = 0; i < 7; i++) want[i] = x[i] > 0 ? x[i] : 2 * (expf(x[i]) - 1);
+  check_close(y, want, 7, 1e-6);
+  free(y);
+  cn_unary_attrs lr = {.kind = CN_UN_LEAKY_RELU, .alpha = 0.1f};
+  y = run_unary(lr, x, 7);
+  check_close(y, (float[]){-0.4f, -0.1f, -0.05f, 0, 0.5f, 1, 4}, 7, 1e-7);
+  free(y);
+  cn_unary_attrs sp = {.kind = CN_UN_SOFTPLUS};
+  y = run_unary(sp, x, 7);
+  for (int i = 0; i < 7; i++) want[i] = logf(1 + expf(x[i]));
+  check_close(y, want, 7, 1e-6);
+  free(y);
+  cn_unary_attrs bad = {.kind = CN_UN_COUNT};
+  expect_fail(&cn_op_unary, &bad, (cn_shape[]){S(1, 3)}, 1, CN_ERR_UNSUPPORTED);
+  bad = (cn_unary_attrs){.kind = CN_UN_CLIP, .lo = NAN, .hi = 1};
+  expect_fail(&cn_op_unary, &bad, (cn_shape[]){S(1, 3)}, 1, CN_ERR_FORMAT);
+}
+
+/* Softmax over `n` values `inner` apart. */
+static void ref_softmax(const float *x, float *y, int n, int inner, int log_mode) {
+  double m = -INFINITY, s = 0;
+  for (int i = 0; i < n; i++) m = fmax(m, x[i * inner]);
+  for (int i = 0; i < n; i++) s += exp(x[i * inner] - m);
+  for (int i = 0; i < n; i++)
+    y[i * inner] = (float)(log_mode ? x[i * inner] - m - log(s) : exp(x[i * inner] - m) / s);
+}
+
+static void test_softmax(void) {
+  enum { B = 2, H = 3, W = 4, C = 5, N = B * H * W * C };
+  float x[N], want[N];
+  fill(x, N);
+  for (int log_mode = 0; log_mode < 2; log_mode++) {
+    /* One axis (opset 13): axis 2 (W) of (B, H, W, C). */
+    cn_softmax_attrs a = {.axis = 2, .log = log_mode};
+    cn_status st;
+    cn_graph *g = build(&cn_op_softmax, &a, (cn_shape[]){S(3, H, W, C)}, 1, &st);
+    CHECK_OK(st);
+    for (int b = 0; b < B; b++)
+      for (int h = 0; h < H; h++)
+        for (int c = 0; c < C; c++) {
+          int base = ((b * H + h) * W) * C + c;
+          ref_softmax(x + base, want + base, W, C, log_mode);
+        }
+    float *y = run(g, B, (const float *[]){x});
+    check_close(y, want, N, 1e-6);
+    free(y);
+    cn_graph_free(g);
+    /* Flattened from axis 1 (opset < 13): over all of (H, W, C). */
+    a = (cn_softmax_attrs){.axis = 1, .log = log_mode, .flatten = 1};
+    g = build(&cn_op_softmax, &a, (cn_shape[]){S(3, H, W, C)}, 1, &st);
+    CHECK_OK(st);
+    for (int b = 0; b < B; b++)
+      ref_softmax(x + b * H * W * C, want + b * H * W * C, H * W * C, 1, log_mode);
+    y = run(g, B, (const float *[]){x});
+    check_close(y, want, N, 1e-6);
+    free(y);
+    cn_graph_free(g);
+    /* Flattened from the last axis equals the one-axis form. */
+    a = (cn_softmax_attrs){.axis = -1, .log = log_mode, .flatten = 1};
+    g = build(&cn_op_softmax, &a, (cn_shape[]){S(3, H, W, C)}, 1, &st);
+    for (int r = 0; r < B * H * W; r++) ref_softmax(x + r * C, want + r * C, C, 1, log_mode);
+    y = run(g, B, (const float *[]){x});
+    check_close(y, want, N, 1e-6);
+    free(y);
+    cn_graph_free(g);
+  }
+  /* Hand value: log_softmax([0, ln 3]) = [ln 1/4, ln 3/4]. */
+  cn_softmax_attrs ls = {.axis = -1, .log = 1};
+  cn_status st;
+  cn_graph *g = build(&cn_op_softmax, &ls, (cn_shape[]){S(1, 2)}, 1, &st);
+  float *y = run(g, 1, (const float *[]){(float[]){0, logf(3)}});
+  CHECK_NEAR(y[0], log(0.25), 1e-6);
+  CHECK_NEAR(y[1], log(0.75), 1e-6);
+  free(y);
+  cn_graph_free(g);
+  cn_softmax_attrs bad = {.axis = 0};
+  expect_fail(&cn_op_softmax, &bad, (cn_shape[]){S(1, 3)}, 1, CN_ERR_UNSUPPORTED);
+  bad.axis = 3;
+  expect_fail(&cn_op_softmax, &bad, (cn_shape[]){S(2, 3, 3)}, 1, CN_ERR_UNSUPPORTED);
+}
+
+static void test_lrn(void) {
+  enum { C = 6, R = 4 };
+  float x[R * C], want[R * C];
+  fill(x, R * C);
+  int sizes[] = {1, 2, 3, 5};
+  for (int s = 0; s < 4; s++) {
+    cn_lrn_attrs a = {.size = sizes[s], .alpha = 0.5f, .beta = 0.75f, .bias = 2};
+    for (int r = 0; r < R; r++)
+      for (int c = 0; c < C; c++) {
+        double sq = 0;
+        for (int t = c - (a.size - 1) / 2; t <= c + a.size / 2; t++)
+          if (t >= 0 && t < C) sq += x[r * C + t] * x[r * C + t];
+        want[r * C + c] = (float)(x[r * C + c] / pow(a.bias + a.alpha / a.size * sq, a.beta));
+      }
+    cn_status st;
+    cn_graph *g = build(&cn_op_lrn, &a, (cn_shape[]){S(2, 2, C)}, 1, &st);
+    CHECK_OK(st);
+    float *y = run(g, 2, (const float *[]){x});
+    check_close(y, want, R * C, 1e-6);
+    free(y);
+    cn_graph_free(g);
+  }
+  /* onnxruntime: LRN(size=3, alpha=1, beta=1, bias=1) of [1, 2, 3] along channels. */
+  cn_lrn_attrs h = {.size = 3, .alpha = 1, .beta = 1, .bias = 1};
+  cn_status st;
+  cn_graph *g = build(&cn_op_lrn, &h, (cn_shape[]){S(1, 3)}, 1, &st);
+  float *y = run(g, 1, (const float *[]){(float[]){1, 2, 3}});
+  check_close(y, (float[]){1 / (1 + 5 / 3.0f), 2 / (1 + 14 / 3.0f), 3 / (1 + 13 / 3.0f)}, 3, 1e-6);
+  free(y);
+  cn_graph_free(g);
+  cn_lrn_attrs bad = {.size = 0, .alpha = 1, .beta = 1, .bias = 1};
+  expect_fail(&cn_op_lrn, &bad, (cn_shape[]){S(1, 3)}, 1, CN_ERR_FORMAT);
+}
+
+/* ---- Transpose, Pad ------------------------------------------------------------------------- */
+
+static void test_transpose(void) {
+  /* (2, 3, 4) per sample with perm (2, 0, 1): out[c][a][b] = in[a][b][c]. */
+  enum { A = 2, Bd = 3, C = 4, BATCH = 2, N = BATCH * A * Bd * C };
+  float x[N], want[N];
+  fill(x, N);
+  for (int n = 0; n < BATCH; n++)
+    for (int a = 0; a < A; a++)
+      for (int b = 0; b < Bd; b++)
+        for (int c = 0; c < C; c++)
+          want[n * A * Bd * C + (c * A + a) * Bd + b] = x[n * A * Bd * C + (a * Bd + b) * C + c];
+  cn_transpose_attrs t = {3, {2, 0, 1}};
+  cn_status st;
+  cn_graph *g = build(&cn_op_transpose, &t, (cn_shape[]){S(3, A, Bd, C)}, 1, &st);
+  CHECK_OK(st);
+  CHECK(cn_shape_equal(&layer(g)->shape, &(cn_shape){3, {C, A, Bd}}));
+  float *y = run(g, BATCH, (const float *[]){x});
+  check_close(y, want, N, 0);
+  free(y);
+  cn_graph_free(g);
+  /* NHWC -> NCHW (perm (2, 0, 1)) then back (perm (1, 2, 0)) is the identity. */
+  cn_transpose_attrs back = {3, {1, 2, 0}};
+  g = build(&cn_op_transpose, &back, (cn_shape[]){S(3, C, A, Bd)}, 1, &st);
+  y = run(g, BATCH, (const float *[]){want});
+  check_close(y, x, N, 0);
+  free(y);
+  cn_graph_free(g);
+  cn_transpose_attrs bad = {3, {0, 0, 1}};
+  expect_fail(&cn_op_transpose, &bad, (cn_shape[]){S(3, 1, 2, 3)}, 1, CN_ERR_FORMAT);
+  bad = (cn_transpose_attrs){2, {1, 0}};
+  expect_fail(&cn_op_transpose, &bad, (cn_shape[]){S(3, 1, 2, 3)}, 1, CN_ERR_SHAPE);
+}
+
+static float *run_pad1(cn_pad_mode mode, int b, int e, const float *x, int n, int *out_n) {
+  cn_pad_attrs a = {.mode = mode, .value = 9, .rank = 1, .begin = {b}, .end = {e}};
+  cn_status st;
+  cn_graph *g = build(&cn_op_pad, &a, (cn_shape[]){S(1, n)}, 1, &st);
+  CHECK_OK(st);
+  if (!g) return calloc(64, sizeof(float));
+  *out_n = (int)layer(g)->shape.dim[0];
+  float *y = run(g, 1, (const float *[]){x});
+  cn_graph_free(g);
+  return y;
+}
+
+static void test_pad(void) {
+  const float x[] = {1, 2, 3};
+  int n = 0;
+  float *y = run_pad1(CN_PADMODE_REFLECT, 2, 2, x, 3, &n);
+  CHECK(n == 7);
+  check_close(y, (float[]){3, 2, 1, 2, 3, 2, 1}, 7, 0);
+  free(y);
+  y = run_pad1(CN_PADMODE_EDGE, 2, 1, x, 3, &n);
+  check_close(y, (float[]){1, 1, 1, 2, 3, 3}, 6, 0);
+  free(y);
+  y = run_pad1(CN_PADMODE_WRAP, 2, 2, x, 3, &n);
+  check_close(y, (float[]){2, 3, 1, 2, 3, 1, 2}, 7, 0);
+  free(y);
+  y = run_pad1(CN_PADMODE_CONSTANT, 1, 2, x, 3, &n);
+  check_close(y, (float[]){9, 1, 2, 3, 9, 9}, 6, 0);
+  free(y);
+  y = run_pad1(CN_PADMODE_CONSTANT, -1, 1, x, 3, &n); /* crop one, pad one */
+  CHECK(n == 3);
+  check_close(y, (float[]){2, 3, 9}, 3, 0);
+  free(y);
+
+  /* 2-D reflect on (2, 3, 1) per sample, pads H (1, 1), W (2, 1), C (0, 0), batch 2:
+   * numpy.pad(x, ((0,0),(1,1),(2,1),(0,0)), mode="reflect"). */
+  float img[] = {1, 2, 3, 4, 5, 6, 10, 20, 30, 40, 50, 60};
+  cn_pad_attrs a = {.mode = CN_PADMODE_REFLECT, .rank = 3, .begin = {1, 2, 0}, .end = {1, 1, 0}};
+  cn_status st;
+  cn_graph *g = build(&cn_op_pad, &a, (cn_shape[]){S(3, 2, 3, 1)}, 1, &st);
+  CHECK_OK(st);
+  CHECK(cn_shape_equal(&layer(g)->shape, &(cn_shape){3, {4, 6, 1}}));
+  y = run(g, 2, (const float *[]){img});
+  const float row1[] = {6, 5, 4, 5, 6, 5}, row0[] = {3, 2, 1, 2, 3, 2};
+  const float *want_rows[] = {row1, row0, row1, row0};
+  for (int b = 0; b < 2; b++)
+    for (int r = 0; r < 4; r++)
+      for (int c = 0; c < 6; c++) CHECK(y[(b * 4 + r) * 6 + c] == want_rows[r][c] * (b ? 10 : 1));
+  free(y);
+  cn_graph_free(g);
+
+  cn_pad_attrs bad = {.mode = CN_PADMODE_REFLECT, .rank = 1, .begin = {3}, .end = {0}};
+  expect_fail(&cn_op_pad, &bad, (cn_shape[]){S(1, 3)}, 1, CN_ERR_SHAPE);
+  bad = (cn_pad_attrs){.mode = CN_PADMODE_CONSTANT, .rank = 1, .begin = {-2}, .end = {-1}};
+  expect_fail(&cn_op_pad, &bad, (cn_shape[]){S(1, 3)}, 1, CN_ERR_SHAPE);
+  bad = (cn_pad_attrs){.mode = CN_PADMODE_CONSTANT, .rank = 2, .begin = {1}, .end = {0}};
+  expect_fail(&cn_op_pad, &bad, (cn_shape[]){S(1, 3)}, 1, CN_ERR_SHAPE);
+}
+
+int main(void) {
+  test_binary();
+  test_prelu();
+  test_unary();
+  test_softmax();
+  test_lrn();
+  test_transpose();
+  test_pad();
+  return cn_test_finish();
+}
