@@ -8,20 +8,22 @@
 
 static const char run_help[] =
     "usage: convnet run -m MODEL [-w WEIGHTS] [--alpha A] [--threads N] --input x.npy\n"
-    "                   --output y.npy\n\n"
-    "Runs the model on the NHWC float32 (or float64) tensor in x.npy, already preprocessed, and\n"
-    "writes the outputs to y.npy as float32 with a batch dimension. x.npy may lack the batch\n"
-    "dimension (one sample).\n\n"
-    "  -m, --model MODEL    zoo name or model file (.h5 full model, .json with -w)\n"
+    "                   [--input x2.npy ...] --output y.npy [--output y2.npy ...]\n\n"
+    "Runs the model on the float32 (or float64) tensors in the .npy inputs, already\n"
+    "preprocessed, and writes each output as float32 with a batch dimension. Inputs may lack the\n"
+    "batch dimension (one sample). Tensors are in the model's own layout: NHWC for Keras and zoo\n"
+    "models, NCHW (as the file says) for ONNX models. A model with several inputs or outputs\n"
+    "takes --input once per graph input and --output once per graph output, in graph order.\n\n"
+    "  -m, --model MODEL    zoo name or model file (.h5 full model, .json with -w, .onnx)\n"
     "  -w, --weights FILE   weights (default for a zoo model: the fetched ones in the cache)\n"
     "  --alpha A            MobileNet width multiplier\n"
     "  --threads N          threads (0: all cores)\n"
-    "  --input FILE         input tensor (.npy)\n"
-    "  --output FILE        output tensor (.npy), written atomically\n"
+    "  --input FILE         input tensor (.npy), once per model input\n"
+    "  --output FILE        output tensor (.npy), written atomically, once per model output\n"
     "  -h, --help           this help\n";
 
 /* Samples per forward call, which bounds the activation memory. */
-enum { RUN_CHUNK = 16 };
+enum { RUN_CHUNK = 16, RUN_MAX_IO = 8 };
 
 /* Number of samples in x whose per-sample shape must equal the model input; -1 on mismatch. */
 static int64_t batch_of(const cn_shape *x, const cn_shape *in) {
@@ -32,36 +34,93 @@ static int64_t batch_of(const cn_shape *x, const cn_shape *in) {
   return has_batch ? x->dim[0] : 1;
 }
 
-static int run_model(cn_model *model, const char *input, const char *output) {
-  cn_shape xs, in = cn_model_input_shape(model), out = cn_model_output_shape(model);
-  float *x = NULL;
-  if (cn_npy_read(input, &xs, &x) != CN_OK) return cli_lib_error();
-  int64_t batch = batch_of(&xs, &in);
+typedef struct run_io {
+  int n_in, n_out;
+  const char *in_path[RUN_MAX_IO], *out_path[RUN_MAX_IO];
+  cn_shape in[RUN_MAX_IO], out[RUN_MAX_IO];
+  float *x[RUN_MAX_IO], *y[RUN_MAX_IO];
+  int64_t batch;
+} run_io;
+
+/* Reads every input and checks that they agree on the batch size. */
+static int read_inputs(cn_model *model, run_io *io) {
   char have[96], want[96];
-  if (batch < 1 || batch > (1 << 20) || out.rank >= CN_MAX_RANK) {
-    free(x);
-    return cli_error(input, "shape %s does not match the model input %s (with or without batch)",
-                     cn_shape_format(&xs, have, sizeof have),
-                     cn_shape_format(&in, want, sizeof want));
+  io->batch = -1;
+  for (int i = 0; i < io->n_in; i++) {
+    cn_shape xs;
+    io->in[i] = cn_model_input_shape_at(model, i);
+    if (cn_npy_read(io->in_path[i], &xs, &io->x[i]) != CN_OK) return cli_lib_error();
+    int64_t b = batch_of(&xs, &io->in[i]);
+    if (b < 1 || b > (1 << 20))
+      return cli_error(
+          io->in_path[i], "shape %s does not match the model input %s (with or without batch)",
+          cn_shape_format(&xs, have, sizeof have), cn_shape_format(&io->in[i], want, sizeof want));
+    if (io->batch >= 0 && b != io->batch)
+      return cli_error(io->in_path[i], "batch %lld differs from the first input's %lld",
+                       (long long)b, (long long)io->batch);
+    io->batch = b;
   }
-  size_t out_numel = (size_t)cn_shape_numel(&out);
-  float *y = malloc((size_t)batch * out_numel * sizeof *y + 1);
-  int rc = CLI_OK;
-  if (!y) rc = cli_error(output, "out of memory");
-  size_t in_numel = (size_t)cn_shape_numel(&in);
-  for (int64_t done = 0; rc == CLI_OK && done < batch; done += RUN_CHUNK) {
-    int n = (int)(batch - done < RUN_CHUNK ? batch - done : RUN_CHUNK);
-    if (cn_model_forward(model, n, x + done * in_numel, y + done * out_numel) != CN_OK)
-      rc = cli_lib_error();
+  return CLI_OK;
+}
+
+static int forward_all(cn_model *model, run_io *io) {
+  for (int o = 0; o < io->n_out; o++) {
+    io->out[o] = cn_model_output_shape_at(model, o);
+    if (io->out[o].rank >= CN_MAX_RANK) return cli_error(io->out_path[o], "output rank too high");
+    io->y[o] = malloc((size_t)io->batch * (size_t)cn_shape_numel(&io->out[o]) * sizeof(float) + 1);
+    if (!io->y[o]) return cli_error(io->out_path[o], "out of memory");
   }
-  if (rc == CLI_OK) {
-    cn_shape ys = {out.rank + 1, {batch}};
-    memcpy(ys.dim + 1, out.dim, (size_t)out.rank * sizeof *out.dim);
-    if (cn_npy_write(output, &ys, y) != CN_OK) rc = cli_lib_error();
+  for (int64_t done = 0; done < io->batch; done += RUN_CHUNK) {
+    int n = (int)(io->batch - done < RUN_CHUNK ? io->batch - done : RUN_CHUNK);
+    const float *xs[RUN_MAX_IO];
+    float *ys[RUN_MAX_IO];
+    for (int i = 0; i < io->n_in; i++) xs[i] = io->x[i] + done * cn_shape_numel(&io->in[i]);
+    for (int o = 0; o < io->n_out; o++) ys[o] = io->y[o] + done * cn_shape_numel(&io->out[o]);
+    if (cn_model_forward_multi(model, n, xs, ys) != CN_OK) return cli_lib_error();
   }
-  free(x);
-  free(y);
+  for (int o = 0; o < io->n_out; o++) {
+    cn_shape ys = {io->out[o].rank + 1, {io->batch}};
+    memcpy(ys.dim + 1, io->out[o].dim, (size_t)io->out[o].rank * sizeof *ys.dim);
+    if (cn_npy_write(io->out_path[o], &ys, io->y[o]) != CN_OK) return cli_lib_error();
+  }
+  return CLI_OK;
+}
+
+static int run_model(cn_model *model, run_io *io) {
+  int want_in = cn_model_input_count(model), want_out = cn_model_output_count(model);
+  if (io->n_in != want_in || io->n_out != want_out)
+    return cli_usage("run",
+                     "the model has %d input(s) and %d output(s): got %d --input, %d --output",
+                     want_in, want_out, io->n_in, io->n_out);
+  int rc = read_inputs(model, io);
+  if (rc == CLI_OK) rc = forward_all(model, io);
+  for (int i = 0; i < RUN_MAX_IO; i++) {
+    free(io->x[i]);
+    free(io->y[i]);
+  }
   return rc;
+}
+
+static int add_path(const char **paths, int *n, const char *path, const char *flag) {
+  if (*n >= RUN_MAX_IO) return cli_usage("run", "at most %d %s", RUN_MAX_IO, flag);
+  paths[(*n)++] = path;
+  return CLI_OK;
+}
+
+/* TODO(lead): drop once cn_model_load dispatches .onnx to the ONNX importer. */
+cn_status cn_onnx_load(const char *path, cn_model **out);
+
+static int has_suffix(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int open_model(cli_model_args *a, cn_model **model) {
+  if (has_suffix(a->model, ".onnx") && !a->weights) {
+    if (cn_onnx_load(a->model, model) != CN_OK) return cli_lib_error();
+    return CLI_OK;
+  }
+  return cli_open_model("run", a, model);
 }
 
 int cmd_run(int argc, char **argv) {
@@ -71,7 +130,7 @@ int cmd_run(int argc, char **argv) {
       {"input", required_argument, NULL, 'i'}, {"output", required_argument, NULL, 'o'},
       {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
   cli_model_args a = {.need_weights = 1};
-  const char *input = NULL, *output = NULL;
+  run_io io = {0};
   int opt, rc;
   opterr = 0;
   optind = 1;
@@ -90,10 +149,10 @@ int cmd_run(int argc, char **argv) {
       if (!cli_set_threads("run", optarg)) return CLI_USAGE;
       break;
     case 'i':
-      input = optarg;
+      if ((rc = add_path(io.in_path, &io.n_in, optarg, "--input")) != CLI_OK) return rc;
       break;
     case 'o':
-      output = optarg;
+      if ((rc = add_path(io.out_path, &io.n_out, optarg, "--output")) != CLI_OK) return rc;
       break;
     case 'h':
       fputs(run_help, stdout);
@@ -103,11 +162,11 @@ int cmd_run(int argc, char **argv) {
     }
   }
   if (optind != argc) return cli_usage("run", "unexpected argument '%s'", argv[optind]);
-  if (!a.model || !input || !output)
+  if (!a.model || !io.n_in || !io.n_out)
     return cli_usage("run", "-m MODEL, --input and --output are required");
   cn_model *model;
-  if ((rc = cli_open_model("run", &a, &model)) != CLI_OK) return rc;
-  rc = run_model(model, input, output);
+  if ((rc = open_model(&a, &model)) != CLI_OK) return rc;
+  rc = run_model(model, &io);
   cn_model_free(model);
   return rc;
 }

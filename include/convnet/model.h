@@ -46,6 +46,16 @@ CN_API void cn_model_set_input_spec(cn_model *model, const cn_input_spec *spec);
  * batch * numel(output shape) floats. */
 CN_API cn_status cn_model_forward(cn_model *model, int batch, const float *input, float *output);
 
+/* Models with several inputs or outputs (ONNX graphs): counts, per-sample shapes in the model's
+ * own layout (NCHW for ONNX), and a forward pass over all of them. inputs[i] holds batch *
+ * numel(input i) floats; outputs[i] receives batch * numel(output i). */
+CN_API int cn_model_input_count(const cn_model *model);
+CN_API int cn_model_output_count(const cn_model *model);
+CN_API cn_shape cn_model_input_shape_at(const cn_model *model, int index);
+CN_API cn_shape cn_model_output_shape_at(const cn_model *model, int index);
+CN_API cn_status cn_model_forward_multi(cn_model *model, int batch, const float *const *inputs,
+                                        float *const *outputs);
+
 /* A layer as `convnet summary` shows it. Strings stay valid while the model lives. */
 typedef struct cn_layer_info {
   const char *name;

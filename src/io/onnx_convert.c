@@ -1,0 +1,974 @@
+/* ONNX operators to engine nodes. Activations keep ONNX's batch-first dims; 4-D ones live in the
+ * engine as NHWC once a convolution or pooling has touched them, and are transposed back to ONNX
+ * order only where an operator depends on the order (Reshape, Transpose, Flatten not feeding a
+ * Gemm). Every operator or attribute value that has no exact engine equivalent is refused by
+ * name. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/onnx_internal.h"
+
+/* ---- attributes ---------------------------------------------------------------------------- */
+
+const Onnx__AttributeProto *cn_onnx_attr(const Onnx__NodeProto *n, const char *name) {
+  for (size_t k = 0; k < n->n_attribute; k++)
+    if (n->attribute[k]->name && strcmp(n->attribute[k]->name, name) == 0) return n->attribute[k];
+  return NULL;
+}
+
+int64_t cn_onnx_attr_int(const Onnx__NodeProto *n, const char *name, int64_t dflt) {
+  const Onnx__AttributeProto *a = cn_onnx_attr(n, name);
+  return a ? a->i : dflt;
+}
+
+float cn_onnx_attr_float(const Onnx__NodeProto *n, const char *name, float dflt) {
+  const Onnx__AttributeProto *a = cn_onnx_attr(n, name);
+  return a ? a->f : dflt;
+}
+
+const char *cn_onnx_attr_string(const Onnx__NodeProto *n, const char *name, const char *dflt,
+                                char *buf, size_t cap) {
+  const Onnx__AttributeProto *a = cn_onnx_attr(n, name);
+  if (!a || !a->has_s) return dflt;
+  size_t len = a->s.len < cap - 1 ? a->s.len : cap - 1;
+  memcpy(buf, a->s.data, len);
+  buf[len] = 0;
+  return buf;
+}
+
+/* ints attribute into out (at most cap values); returns the count, or -1 when absent/too long. */
+static int attr_ints(const Onnx__NodeProto *n, const char *name, int64_t *out, int cap) {
+  const Onnx__AttributeProto *a = cn_onnx_attr(n, name);
+  if (!a || a->n_ints > (size_t)cap) return -1;
+  for (size_t k = 0; k < a->n_ints; k++) out[k] = a->ints[k];
+  return (int)a->n_ints;
+}
+
+/* ---- values -------------------------------------------------------------------------------- */
+
+static const char *label(const Onnx__NodeProto *n) {
+  if (n->name && *n->name) return n->name;
+  return n->n_output ? n->output[0] : "?";
+}
+
+static const char *out_name(const Onnx__NodeProto *n) {
+  return n->n_output && *n->output[0] ? n->output[0] : label(n);
+}
+
+#define FAIL(x, n, status, ...)                                                                    \
+  cn_fail_context(cn_fail(status, __VA_ARGS__), "%s: node %s (%s)", (x)->file, label(n),           \
+                  (n)->op_type)
+
+static cn_onnx_value *input(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k) {
+  if (k >= n->n_input || !*n->input[k]) return NULL;
+  return cn_onnx_find(x, n->input[k]);
+}
+
+static const cn_onnx_const *const_input(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k) {
+  cn_onnx_value *v = input(x, n, k);
+  return v && v->kind == CN_ONNX_CONST ? &v->c : NULL;
+}
+
+/* Input k must be an activation (a computed tensor). */
+static cn_status act_input(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k, cn_onnx_value **v) {
+  *v = input(x, n, k);
+  if (!*v) return FAIL(x, n, CN_ERR_FORMAT, "input %zu is missing", k);
+  if ((*v)->kind == CN_ONNX_NONE)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "input '%s' is an output convnet does not compute",
+                (*v)->name);
+  if ((*v)->kind != CN_ONNX_ACT)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "input '%s' must be computed, not a constant",
+                (*v)->name);
+  return CN_OK;
+}
+
+/* Input k must be a float constant (a weight). */
+static cn_status weight_input(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k,
+                              const cn_onnx_const **c) {
+  cn_onnx_value *v = input(x, n, k);
+  if (!v || v->kind != CN_ONNX_CONST)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "input %zu must be a constant (initializer)", k);
+  cn_status st = cn_onnx_const_to_float(&v->c, v->name);
+  *c = &v->c;
+  return st;
+}
+
+/* Records the output value of node n (output k) as engine node `node` stored in `layout`; the
+ * ONNX dims follow from the engine shape. */
+static cn_status set_output(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k, int node,
+                            cn_onnx_layout layout) {
+  if (k >= n->n_output || !*n->output[k]) return CN_OK;
+  cn_onnx_value *v = cn_onnx_find(x, n->output[k]);
+  const cn_shape *s = &x->g->nodes[node].shape;
+  v->kind = CN_ONNX_ACT;
+  v->node = node;
+  v->layout = layout;
+  v->rank = s->rank + 1;
+  v->dims[0] = x->batch;
+  if (layout == CN_ONNX_NHWC) {
+    v->dims[1] = s->dim[2];
+    v->dims[2] = s->dim[0];
+    v->dims[3] = s->dim[1];
+  } else {
+    for (int d = 0; d < s->rank; d++) v->dims[d + 1] = s->dim[d];
+  }
+  if (layout == CN_ONNX_PLAIN) v->plain_node = node;
+  if (layout == CN_ONNX_NHWC) v->nhwc_node = node;
+  return CN_OK;
+}
+
+/* An output that is the input, unchanged (Identity, Dropout, elementwise ops keep layouts). */
+static void alias_output(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k,
+                         const cn_onnx_value *src, int node) {
+  if (k >= n->n_output || !*n->output[k]) return;
+  cn_onnx_value *v = cn_onnx_find(x, n->output[k]);
+  const char *name = v->name;
+  *v = *src;
+  v->name = name;
+  memset(&v->c, 0, sizeof v->c);
+  if (node != src->node) {
+    v->node = node;
+    v->plain_node = src->layout == CN_ONNX_PLAIN ? node : -1;
+    v->nhwc_node = src->layout == CN_ONNX_NHWC ? node : -1;
+  }
+}
+
+static cn_status add_transpose(cn_onnx_ctx *x, int src, const char *suffix, int rank,
+                               const int *perm, int *node) {
+  cn_onnx_transpose_attrs a = {.rank = rank};
+  memcpy(a.perm, perm, (size_t)rank * sizeof *perm);
+  return cn_onnx_add_node(x, &cn_op_onnx_transpose, x->g->nodes[src].name, suffix, &src, 1, &a,
+                          node);
+}
+
+cn_status cn_onnx_plain(cn_onnx_ctx *x, cn_onnx_value *v, int *node) {
+  if (v->plain_node >= 0) {
+    *node = v->plain_node;
+    return CN_OK;
+  }
+  cn_status st = CN_OK;
+  if (v->layout == CN_ONNX_NHWC) {
+    st = add_transpose(x, v->node, "/nchw", 3, (int[]){2, 0, 1}, node);
+  } else if (v->layout == CN_ONNX_FLAT) {
+    int chw;
+    st = add_transpose(x, v->flat_src, "/nchw", 3, (int[]){2, 0, 1}, &chw);
+    if (st == CN_OK)
+      st = cn_onnx_add_node(x, &cn_op_flatten, x->g->nodes[v->node].name, "/nchw", &chw, 1, NULL,
+                            node);
+  } else {
+    *node = v->node;
+  }
+  if (st == CN_OK) v->plain_node = *node;
+  return st;
+}
+
+cn_status cn_onnx_nhwc(cn_onnx_ctx *x, cn_onnx_value *v, int *node) {
+  if (v->nhwc_node >= 0) {
+    *node = v->nhwc_node;
+    return CN_OK;
+  }
+  if (v->rank != 4)
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: '%s' must be a 4-D (N,C,H,W) tensor", x->file, v->name);
+  int plain;
+  cn_status st = cn_onnx_plain(x, v, &plain);
+  if (st == CN_OK) st = add_transpose(x, plain, "/nhwc", 3, (int[]){1, 2, 0}, node);
+  if (st == CN_OK) v->nhwc_node = *node;
+  return st;
+}
+
+/* A float array copy of a constant's values, ready to hand to cn_onnx_set_param. */
+static float *float_copy(const cn_onnx_const *c, int64_t numel) {
+  float *f = malloc((size_t)(numel ? numel : 1) * sizeof *f);
+  if (f)
+    for (int64_t k = 0; k < numel; k++) f[k] = c->f[c->numel == 1 ? 0 : k];
+  return f;
+}
+
+static cn_status set_param_copy(cn_onnx_ctx *x, int node, int param, const cn_onnx_const *c,
+                                int64_t numel) {
+  float *f = float_copy(c, numel);
+  if (!f) return cn_fail(CN_ERR_NOMEM, "%s: out of memory", x->file);
+  return cn_onnx_set_param(x, node, param, f);
+}
+
+/* ---- elementwise activations --------------------------------------------------------------- */
+
+static cn_status add_activation(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_activation act) {
+  cn_onnx_value *v;
+  cn_status st = act_input(x, n, 0, &v);
+  int node;
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_activation, out_name(n), NULL, &v->node, 1, &act, &node);
+  if (st != CN_OK) return st;
+  free(x->g->nodes[node].type);
+  x->g->nodes[node].type = strdup(n->op_type);
+  if (!x->g->nodes[node].type) return cn_fail(CN_ERR_NOMEM, "out of memory");
+  alias_output(x, n, 0, v, node);
+  return CN_OK;
+}
+
+static cn_status conv_relu(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  return add_activation(x, n, cn_act_relu());
+}
+
+static cn_status conv_leaky_relu(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_activation a = cn_act_relu();
+  a.negative_slope = cn_onnx_attr_float(n, "alpha", 0.01f);
+  return add_activation(x, n, a);
+}
+
+static cn_status conv_sigmoid(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  return add_activation(x, n, cn_act_simple(CN_ACT_SIGMOID));
+}
+
+static cn_status conv_tanh(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  return add_activation(x, n, cn_act_simple(CN_ACT_TANH));
+}
+
+static cn_status conv_elu(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_activation a = cn_act_simple(CN_ACT_ELU);
+  a.alpha = cn_onnx_attr_float(n, "alpha", 1.0f);
+  return add_activation(x, n, a);
+}
+
+static cn_status conv_hard_sigmoid(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  float alpha = cn_onnx_attr_float(n, "alpha", 0.2f), beta = cn_onnx_attr_float(n, "beta", 0.5f);
+  /* The engine's hard sigmoid is Keras 3's relu6(x + 3) / 6. */
+  if (fabsf(alpha - 1.0f / 6.0f) > 1e-6f || beta != 0.5f)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "alpha %g, beta %g (only 1/6, 0.5)", alpha, beta);
+  return add_activation(x, n, cn_act_simple(CN_ACT_HARD_SIGMOID));
+}
+
+/* Clip's bound: an attribute before opset 11, an optional constant input after. */
+static cn_status clip_bound(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k, const char *attr,
+                            float dflt, float *out) {
+  *out = cn_onnx_attr_float(n, attr, dflt);
+  cn_onnx_value *v = input(x, n, k);
+  if (!v) return CN_OK;
+  if (v->kind != CN_ONNX_CONST || v->c.numel != 1)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "%s must be a constant scalar", attr);
+  *out = (float)cn_onnx_const_get(&v->c, 0);
+  return CN_OK;
+}
+
+static cn_status conv_clip(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  float lo, hi;
+  cn_status st = clip_bound(x, n, 1, "min", -INFINITY, &lo);
+  if (st == CN_OK) st = clip_bound(x, n, 2, "max", INFINITY, &hi);
+  if (st != CN_OK) return st;
+  if (lo != 0.0f || !(hi >= 0.0f))
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "min %g, max %g (only min 0)", lo, hi);
+  cn_activation a = cn_act_relu();
+  a.max_value = hi;
+  return add_activation(x, n, a);
+}
+
+static cn_status conv_identity(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st == CN_OK) alias_output(x, n, 0, v, v->node);
+  return st;
+}
+
+static cn_status conv_dropout(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  const cn_onnx_const *training = const_input(x, n, 2);
+  if (training && training->numel == 1 && cn_onnx_const_get(training, 0) != 0)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "training_mode is set");
+  if (cn_onnx_attr_int(n, "is_test", 1) == 0 && x->opset < 7)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "is_test is 0");
+  return conv_identity(x, n); /* the mask output stays uncomputed: using it fails by name */
+}
+
+/* ---- softmax ------------------------------------------------------------------------------- */
+
+/* The engine's Keras-style axis (counting the batch) for ONNX axis `axis` of value v. */
+static int engine_axis(const cn_onnx_value *v, int axis) {
+  static const int nhwc_axis[4] = {0, 3, 1, 2};
+  return v->layout == CN_ONNX_NHWC ? nhwc_axis[axis] : axis;
+}
+
+static cn_status conv_softmax(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st != CN_OK) return st;
+  int64_t axis = cn_onnx_attr_int(n, "axis", x->opset >= 13 ? -1 : 1);
+  if (axis < 0) axis += v->rank;
+  if (axis < 1 || axis >= v->rank)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "axis %" PRId64 " (the batch axis is not supported)",
+                axis);
+  /* Before opset 13 softmax runs over all axes from `axis` on, flattened. */
+  int flatten = x->opset < 13 && axis < v->rank - 1;
+  int src = v->node, node;
+  cn_activation a = cn_act_softmax();
+  if (!flatten) {
+    a.axis = engine_axis(v, (int)axis);
+    st = cn_onnx_add_node(x, &cn_op_activation, out_name(n), NULL, &src, 1, &a, &node);
+    if (st == CN_OK) alias_output(x, n, 0, v, node);
+    return st;
+  }
+  st = cn_onnx_plain(x, v, &src);
+  cn_reshape_attrs r = {.target = {.rank = (int)axis}};
+  for (int d = 1; d < axis; d++) r.target.dim[d - 1] = v->dims[d];
+  r.target.dim[axis - 1] = -1;
+  int flat;
+  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_reshape, out_name(n), "/2d", &src, 1, &r, &flat);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_activation, out_name(n), "/softmax", &flat, 1, &a, &node);
+  cn_reshape_attrs back = {.target = x->g->nodes[src].shape};
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_reshape, out_name(n), NULL, &node, 1, &back, &node);
+  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  return st;
+}
+
+/* ---- convolution and pooling --------------------------------------------------------------- */
+
+/* Padding of one spatial axis: before and after. */
+typedef struct pads2 {
+  int top, bottom, left, right;
+} pads2;
+
+/* The pads of a sliding window from auto_pad / pads, for input (ih, iw). */
+static cn_status window_pads(cn_onnx_ctx *x, const Onnx__NodeProto *n, int64_t ih, int64_t iw,
+                             const int *k, const int *s, const int *d, pads2 *p) {
+  char buf[32];
+  const char *mode = cn_onnx_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
+  int64_t in[2] = {ih, iw}, before[2] = {0, 0}, after[2] = {0, 0};
+  if (strcmp(mode, "SAME_UPPER") == 0 || strcmp(mode, "SAME_LOWER") == 0) {
+    for (int a = 0; a < 2; a++) {
+      int64_t out = (in[a] + s[a] - 1) / s[a];
+      int64_t total = (out - 1) * s[a] + (int64_t)(k[a] - 1) * d[a] + 1 - in[a];
+      if (total < 0) total = 0;
+      before[a] = mode[5] == 'U' ? total / 2 : total - total / 2;
+      after[a] = total - before[a];
+    }
+  } else if (strcmp(mode, "NOTSET") == 0) {
+    int64_t pads[4] = {0, 0, 0, 0};
+    int np = attr_ints(n, "pads", pads, 4);
+    if (np != -1 && np != 4) return FAIL(x, n, CN_ERR_FORMAT, "pads must have 4 values");
+    before[0] = pads[0], before[1] = pads[1], after[0] = pads[2], after[1] = pads[3];
+  } else if (strcmp(mode, "VALID") != 0) {
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "auto_pad %s", mode);
+  }
+  for (int a = 0; a < 2; a++)
+    if (before[a] < 0 || after[a] < 0 || before[a] > 65536 || after[a] > 65536)
+      return FAIL(x, n, CN_ERR_UNSUPPORTED, "negative or huge pads");
+  *p = (pads2){(int)before[0], (int)after[0], (int)before[1], (int)after[1]};
+  return CN_OK;
+}
+
+/* Kernel, strides and dilations (2-D only). */
+static cn_status window_geometry(cn_onnx_ctx *x, const Onnx__NodeProto *n, int *k, int *s, int *d,
+                                 int need_kernel) {
+  int64_t v[8];
+  int nk = attr_ints(n, "kernel_shape", v, 8);
+  if (nk >= 0 && nk != 2) return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 2-D windows");
+  if (nk < 0 && need_kernel) return FAIL(x, n, CN_ERR_FORMAT, "kernel_shape is missing");
+  for (int a = 0; a < 2; a++) k[a] = nk == 2 ? (int)v[a] : 0;
+  int ns = attr_ints(n, "strides", v, 8);
+  if (ns >= 0 && ns != 2) return FAIL(x, n, CN_ERR_FORMAT, "strides must have 2 values");
+  for (int a = 0; a < 2; a++) s[a] = ns == 2 ? (int)v[a] : 1;
+  int nd = attr_ints(n, "dilations", v, 8);
+  if (nd >= 0 && nd != 2) return FAIL(x, n, CN_ERR_FORMAT, "dilations must have 2 values");
+  for (int a = 0; a < 2; a++) d[a] = nd == 2 ? (int)v[a] : 1;
+  for (int a = 0; a < 2; a++)
+    if (s[a] < 1 || d[a] < 1 || s[a] > 4096 || d[a] > 4096 || k[a] < 0 || k[a] > 65536)
+      return FAIL(x, n, CN_ERR_FORMAT, "bad kernel, strides or dilations");
+  return CN_OK;
+}
+
+/* 1 when the pads equal TensorFlow's 'same' rule for this window (then no padding node). */
+static int pads_are_same(const pads2 *p, int64_t ih, int64_t iw, const int *k, const int *s,
+                         const int *d) {
+  int64_t in[2] = {ih, iw};
+  int before[2] = {p->top, p->left}, after[2] = {p->bottom, p->right};
+  for (int a = 0; a < 2; a++) {
+    int64_t out = cn_conv_out_size(in[a], k[a], s[a], d[a], CN_PAD_SAME);
+    int64_t total = (out - 1) * s[a] + (int64_t)(k[a] - 1) * d[a] + 1 - in[a];
+    if (total < 0) total = 0;
+    if (before[a] != cn_conv_pad_before(in[a], k[a], s[a], d[a], CN_PAD_SAME) ||
+        before[a] + after[a] != total)
+      return 0;
+  }
+  return 1;
+}
+
+static int pads_zero(const pads2 *p) {
+  return !p->top && !p->bottom && !p->left && !p->right;
+}
+
+/* The NHWC input of a window op, zero-padded when the pads are not TF-'same'. */
+static cn_status padded_input(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                              const int *k, const int *s, const int *d, int *node,
+                              cn_padding *padding) {
+  pads2 p;
+  cn_status st = cn_onnx_nhwc(x, v, node);
+  if (st == CN_OK) st = window_pads(x, n, v->dims[2], v->dims[3], k, s, d, &p);
+  if (st != CN_OK) return st;
+  *padding = CN_PAD_VALID;
+  if (pads_zero(&p)) return CN_OK;
+  if (pads_are_same(&p, v->dims[2], v->dims[3], k, s, d)) {
+    *padding = CN_PAD_SAME;
+    return CN_OK;
+  }
+  cn_zeropad_attrs z = {p.top, p.bottom, p.left, p.right};
+  return cn_onnx_add_node(x, &cn_op_zeropad, out_name(n), "/pad", node, 1, &z, node);
+}
+
+/* OIHW weights to the engine's conv (HWIO) or depthwise (HW, C, multiplier) layout: both put
+ * (y, x) first, then input channel within the group, then output channel. */
+static float *conv_kernel(const cn_onnx_const *w, int depthwise) {
+  int64_t o = w->dims[0], i = w->dims[1], kh = w->dims[2], kw = w->dims[3];
+  float *k = malloc((size_t)w->numel * sizeof *k);
+  if (!k) return NULL;
+  for (int64_t m = 0; m < o; m++)
+    for (int64_t c = 0; c < i; c++)
+      for (int64_t y = 0; y < kh; y++)
+        for (int64_t xx = 0; xx < kw; xx++) {
+          float val = w->f[((m * i + c) * kh + y) * kw + xx];
+          /* depthwise: i == 1 and output m = channel * mult + j, stored (y, x, channel, j) */
+          k[((y * kw + xx) * i + c) * o + m] = val;
+        }
+  (void)depthwise; /* the same index order: (y, x, c, m) with c = 0 and m = channel*mult+j */
+  return k;
+}
+
+static cn_status conv_conv(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  const cn_onnx_const *w, *b = NULL;
+  int k[2], s[2], d[2], node;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st == CN_OK) st = weight_input(x, n, 1, &w);
+  if (st == CN_OK && input(x, n, 2)) st = weight_input(x, n, 2, &b);
+  if (st == CN_OK) st = window_geometry(x, n, k, s, d, 0);
+  if (st != CN_OK) return st;
+  if (v->rank != 4 || w->rank != 4) return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 2-D convolutions");
+  int64_t group = cn_onnx_attr_int(n, "group", 1), cin = v->dims[1], filters = w->dims[0];
+  if (k[0] == 0) k[0] = (int)w->dims[2], k[1] = (int)w->dims[3];
+  if (k[0] != w->dims[2] || k[1] != w->dims[3] || group < 1 || cin % group ||
+      w->dims[1] != cin / group || filters % group || filters > (1 << 24) ||
+      (b && b->numel != filters))
+    return FAIL(x, n, CN_ERR_SHAPE, "weights do not match the input, group or kernel_shape");
+  cn_padding padding;
+  st = padded_input(x, n, v, k, s, d, &node, &padding);
+  if (st != CN_OK) return st;
+  int depthwise = group == cin && group > 1;
+  if (depthwise) {
+    cn_depthwise_attrs a = {
+        k[0],      k[1],    s[0],           s[1], d[0], d[1], (int)(filters / cin),
+        b != NULL, padding, cn_act_linear()};
+    st = cn_onnx_add_node(x, &cn_op_depthwise, out_name(n), NULL, &node, 1, &a, &node);
+  } else {
+    cn_conv2d_attrs a = {(int)filters, k[0],       k[1],      s[0],    s[1],           d[0],
+                         d[1],         (int)group, b != NULL, padding, cn_act_linear()};
+    st = cn_onnx_add_node(x, &cn_op_conv2d, out_name(n), NULL, &node, 1, &a, &node);
+  }
+  float *kernel = st == CN_OK ? conv_kernel(w, depthwise) : NULL;
+  if (st == CN_OK && !kernel) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st == CN_OK) st = cn_onnx_set_param(x, node, 0, kernel);
+  if (st == CN_OK && b) st = set_param_copy(x, node, 1, b, filters);
+  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_NHWC);
+  return st;
+}
+
+static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max) {
+  cn_onnx_value *v;
+  int k[2], s[2], d[2], node;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st == CN_OK) st = window_geometry(x, n, k, s, d, 1);
+  if (st != CN_OK) return st;
+  if (v->rank != 4) return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 2-D pooling");
+  if (d[0] != 1 || d[1] != 1) return FAIL(x, n, CN_ERR_UNSUPPORTED, "dilations");
+  if (n->n_output > 1 && *n->output[1]) return FAIL(x, n, CN_ERR_UNSUPPORTED, "the Indices output");
+  if (cn_onnx_attr_int(n, "storage_order", 0) != 0)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "storage_order 1");
+  pads2 p;
+  st = window_pads(x, n, v->dims[2], v->dims[3], k, s, d, &p);
+  if (st == CN_OK) st = cn_onnx_nhwc(x, v, &node);
+  if (st != CN_OK) return st;
+  int include_pad = !is_max && cn_onnx_attr_int(n, "count_include_pad", 0) != 0;
+  int ceil_mode = cn_onnx_attr_int(n, "ceil_mode", 0) != 0;
+  cn_padding padding = CN_PAD_VALID;
+  int64_t in[2] = {v->dims[2], v->dims[3]};
+  int before[2] = {p.top, p.left}, after[2] = {p.bottom, p.right};
+  for (int a = 0; a < 2 && ceil_mode; a++) {
+    int64_t span = in[a] + before[a] + after[a] - k[a];
+    if (span % s[a] != 0) /* ceil and floor differ: refused until the engine has ceil_mode */
+      return FAIL(x, n, CN_ERR_UNSUPPORTED, "ceil_mode with a partial last window");
+  }
+  if (!pads_zero(&p)) {
+    if (include_pad) {
+      cn_zeropad_attrs z = {p.top, p.bottom, p.left, p.right};
+      st = cn_onnx_add_node(x, &cn_op_zeropad, out_name(n), "/pad", &node, 1, &z, &node);
+    } else if (pads_are_same(&p, in[0], in[1], k, s, d)) {
+      padding = CN_PAD_SAME; /* TF's same padding ignores padded cells, as ONNX does here */
+    } else {
+      return FAIL(x, n, CN_ERR_UNSUPPORTED, "pads (%d,%d,%d,%d) for this window", p.top, p.left,
+                  p.bottom, p.right);
+    }
+  }
+  cn_pool_attrs a = {.ph = k[0], .pw = k[1], .sh = s[0], .sw = s[1], .padding = padding};
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, is_max ? &cn_op_maxpool : &cn_op_avgpool, out_name(n), NULL, &node, 1,
+                          &a, &node);
+  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_NHWC);
+  return st;
+}
+
+static cn_status conv_maxpool(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  return conv_pool(x, n, 1);
+}
+
+static cn_status conv_avgpool(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  return conv_pool(x, n, 0);
+}
+
+static cn_status conv_global_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max) {
+  cn_onnx_value *v;
+  int node;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st == CN_OK && v->rank != 4) return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 4-D inputs");
+  if (st == CN_OK) st = cn_onnx_nhwc(x, v, &node);
+  cn_global_pool_attrs a = {.keepdims = 1};
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, is_max ? &cn_op_global_maxpool : &cn_op_global_avgpool, out_name(n),
+                          NULL, &node, 1, &a, &node);
+  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_NHWC);
+  return st;
+}
+
+static cn_status conv_global_avgpool(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  return conv_global_pool(x, n, 0);
+}
+
+static cn_status conv_global_maxpool(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  return conv_global_pool(x, n, 1);
+}
+
+/* ---- normalization ------------------------------------------------------------------------- */
+
+static cn_status conv_batchnorm(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  const cn_onnx_const *p[4];
+  cn_status st = act_input(x, n, 0, &v);
+  for (int k = 0; st == CN_OK && k < 4; k++) st = weight_input(x, n, (size_t)k + 1, &p[k]);
+  if (st != CN_OK) return st;
+  if (cn_onnx_attr_int(n, "training_mode", 0) != 0 ||
+      (x->opset < 7 && cn_onnx_attr_int(n, "is_test", 0) == 0 && cn_onnx_attr(n, "is_test")))
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "training mode");
+  if (x->opset < 9 && cn_onnx_attr_int(n, "spatial", 1) != 1)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "spatial 0");
+  for (size_t k = 1; k < n->n_output; k++)
+    if (*n->output[k]) return FAIL(x, n, CN_ERR_UNSUPPORTED, "running statistics outputs");
+  if (v->rank < 2) return FAIL(x, n, CN_ERR_UNSUPPORTED, "input without a channel axis");
+  int64_t c = v->dims[1];
+  for (int k = 0; k < 4; k++)
+    if (p[k]->numel != c)
+      return FAIL(x, n, CN_ERR_SHAPE, "parameters do not have %" PRId64 " values", c);
+  cn_batchnorm_attrs a = {cn_onnx_attr_float(n, "epsilon", 1e-5f), 1, 1, engine_axis(v, 1)};
+  int src = v->node, node;
+  if (v->layout == CN_ONNX_FLAT) st = cn_onnx_plain(x, v, &src);
+  cn_onnx_value copy = *v;
+  if (v->layout == CN_ONNX_FLAT) copy.layout = CN_ONNX_PLAIN, copy.node = src;
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_batchnorm, out_name(n), NULL, &src, 1, &a, &node);
+  for (int k = 0; st == CN_OK && k < 4; k++) st = set_param_copy(x, node, k, p[k], c);
+  if (st == CN_OK) alias_output(x, n, 0, &copy, node);
+  return st;
+}
+
+/* ---- matrix products ----------------------------------------------------------------------- */
+
+/* Dense weights (in, out) from B (k, n) or B^T, scaled by alpha; rows reordered from the ONNX
+ * (C,H,W) flattening to the engine's (H,W,C) when the input is a flattened NHWC tensor. */
+static float *dense_kernel(const cn_onnx_const *b, int trans, float alpha, const cn_onnx_value *v) {
+  int64_t kk = trans ? b->dims[1] : b->dims[0], nn = trans ? b->dims[0] : b->dims[1];
+  float *w = malloc((size_t)(kk * nn > 0 ? kk * nn : 1) * sizeof *w);
+  if (!w) return NULL;
+  int64_t c = v->flat_chw[0], h = v->flat_chw[1], ww = v->flat_chw[2];
+  for (int64_t r = 0; r < kk; r++) {
+    int64_t row = r; /* engine row r holds ONNX row `row` */
+    if (v->layout == CN_ONNX_FLAT) {
+      int64_t ci = r % c, xi = (r / c) % ww, yi = r / (c * ww);
+      row = (ci * h + yi) * ww + xi;
+    }
+    for (int64_t j = 0; j < nn; j++)
+      w[r * nn + j] = alpha * b->f[trans ? j * kk + row : row * nn + j];
+  }
+  return w;
+}
+
+/* The Dense input: FLAT and PLAIN values go in as they are, NHWC ones in ONNX order. */
+static cn_status dense_input(cn_onnx_ctx *x, cn_onnx_value *v, int *node) {
+  if (v->layout == CN_ONNX_FLAT) {
+    *node = v->node;
+    return CN_OK;
+  }
+  return cn_onnx_plain(x, v, node);
+}
+
+static cn_status add_dense(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                           const cn_onnx_const *b, int trans, float alpha, float *bias,
+                           int64_t units) {
+  int src, node;
+  cn_status st = dense_input(x, v, &src);
+  cn_dense_attrs a = {(int)units, bias != NULL, cn_act_linear()};
+  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_dense, out_name(n), NULL, &src, 1, &a, &node);
+  float *w = st == CN_OK ? dense_kernel(b, trans, alpha, v) : NULL;
+  if (st == CN_OK && !w) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st == CN_OK) st = cn_onnx_set_param(x, node, 0, w);
+  if (st == CN_OK && bias) {
+    st = cn_onnx_set_param(x, node, 1, bias);
+    bias = NULL;
+  }
+  free(bias);
+  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  return st;
+}
+
+static cn_status conv_gemm(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  const cn_onnx_const *b, *c = NULL;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st == CN_OK) st = weight_input(x, n, 1, &b);
+  if (st == CN_OK && input(x, n, 2)) st = weight_input(x, n, 2, &c);
+  if (st != CN_OK) return st;
+  int trans = cn_onnx_attr_int(n, "transB", 0) != 0;
+  float alpha = cn_onnx_attr_float(n, "alpha", 1.0f), beta = cn_onnx_attr_float(n, "beta", 1.0f);
+  if (cn_onnx_attr_int(n, "transA", 0) != 0)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "transA (the batch axis would move)");
+  if (v->rank != 2 || b->rank != 2 || v->dims[1] != b->dims[trans ? 1 : 0])
+    return FAIL(x, n, CN_ERR_SHAPE, "A and B do not multiply");
+  int64_t units = b->dims[trans ? 0 : 1];
+  /* C broadcasts to (M, N): only a per-column bias keeps the batch rows independent. */
+  if (c && !(c->numel == 1 || (c->numel == units && c->dims[c->rank - 1] == units)))
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "C must be a scalar or a row of %" PRId64, units);
+  float *bias = NULL;
+  if (c) {
+    bias = float_copy(c, units);
+    if (!bias) return cn_fail(CN_ERR_NOMEM, "out of memory");
+    for (int64_t j = 0; j < units; j++) bias[j] *= beta;
+  }
+  return add_dense(x, n, v, b, trans, alpha, bias, units);
+}
+
+static cn_status conv_matmul(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  const cn_onnx_const *b;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st == CN_OK) st = weight_input(x, n, 1, &b);
+  if (st != CN_OK) return st;
+  if (v->rank < 2 || b->rank != 2 || v->dims[v->rank - 1] != b->dims[0])
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "only an activation times a 2-D constant");
+  return add_dense(x, n, v, b, 0, 1.0f, NULL, b->dims[1]);
+}
+
+/* ---- shape operators ----------------------------------------------------------------------- */
+
+static cn_status conv_flatten(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st != CN_OK) return st;
+  int64_t axis = cn_onnx_attr_int(n, "axis", 1);
+  if (axis < 0) axis += v->rank;
+  if (axis != 1) return FAIL(x, n, CN_ERR_UNSUPPORTED, "axis %" PRId64 " (only 1)", axis);
+  int node;
+  if (v->layout == CN_ONNX_NHWC) {
+    /* Flatten in NHWC order; Gemm/MatMul consumers permute their weights instead, any other
+     * consumer gets the ONNX-order flattening through cn_onnx_plain. */
+    st = cn_onnx_add_node(x, &cn_op_flatten, out_name(n), NULL, &v->node, 1, NULL, &node);
+    if (st != CN_OK) return st;
+    int64_t chw[3] = {v->dims[1], v->dims[2], v->dims[3]};
+    int src = v->node;
+    st = set_output(x, n, 0, node, CN_ONNX_FLAT);
+    cn_onnx_value *o = cn_onnx_find(x, n->output[0]);
+    o->flat_src = src;
+    memcpy(o->flat_chw, chw, sizeof chw);
+    o->plain_node = -1;
+    return st;
+  }
+  int src;
+  st = cn_onnx_plain(x, v, &src);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_flatten, out_name(n), NULL, &src, 1, NULL, &node);
+  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  return st;
+}
+
+static cn_status conv_reshape(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st != CN_OK) return st;
+  const cn_onnx_const *shape = const_input(x, n, 1);
+  cn_onnx_const attr_shape = {0};
+  int64_t tmp[CN_ONNX_MAX_RANK];
+  int na = attr_ints(n, "shape", tmp, CN_ONNX_MAX_RANK); /* opset < 5 */
+  if (!shape && na >= 0) {
+    attr_shape = (cn_onnx_const){.rank = 1, .dims = {na}, .numel = na, .is_int = 1, .i = tmp};
+    shape = &attr_shape;
+  }
+  if (!shape) return FAIL(x, n, CN_ERR_UNSUPPORTED, "the target shape must be a constant");
+  int rank;
+  int64_t dims[CN_ONNX_MAX_RANK];
+  st = cn_onnx_reshape_dims(label(n), v->rank, v->dims, shape,
+                            (int)cn_onnx_attr_int(n, "allowzero", 0), &rank, dims);
+  if (st != CN_OK) return st;
+  if (rank < 2 || rank > CN_MAX_RANK || dims[0] != v->dims[0])
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "the batch axis must stay first and unchanged");
+  int src, node;
+  st = cn_onnx_plain(x, v, &src);
+  cn_reshape_attrs a = {cn_shape_make(rank - 1, dims + 1)};
+  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_reshape, out_name(n), NULL, &src, 1, &a, &node);
+  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  return st;
+}
+
+static cn_status conv_transpose(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st != CN_OK) return st;
+  int64_t perm[CN_MAX_RANK];
+  int np = attr_ints(n, "perm", perm, CN_MAX_RANK);
+  if (np < 0)
+    for (np = 0; np < v->rank; np++) perm[np] = v->rank - 1 - np;
+  if (np != v->rank)
+    return FAIL(x, n, CN_ERR_FORMAT, "perm has %d values for rank %d", np, v->rank);
+  if (perm[0] != 0) return FAIL(x, n, CN_ERR_UNSUPPORTED, "perm moves the batch axis");
+  /* (N,C,H,W) stored NHWC, permuted to (N,H,W,C): the stored values already are the result. */
+  if (v->layout == CN_ONNX_NHWC && perm[1] == 2 && perm[2] == 3 && perm[3] == 1)
+    return set_output(x, n, 0, v->node, CN_ONNX_PLAIN);
+  int p[CN_MAX_RANK], src, node;
+  for (int k = 1; k < np; k++) p[k - 1] = (int)perm[k] - 1;
+  st = cn_onnx_plain(x, v, &src);
+  if (st == CN_OK) st = add_transpose(x, src, NULL, np - 1, p, &node);
+  if (st == CN_OK) {
+    /* add_transpose names the node after its input; rename to the ONNX output for clarity */
+    st = set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  }
+  return st;
+}
+
+static cn_status conv_concat(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  if (n->n_input < 1 || n->n_input > 64) return FAIL(x, n, CN_ERR_UNSUPPORTED, "1 to 64 inputs");
+  cn_onnx_value *vs[64];
+  int any_nhwc = 0, srcs[64], node;
+  for (size_t k = 0; k < n->n_input; k++) {
+    cn_status st = act_input(x, n, k, &vs[k]);
+    if (st != CN_OK) return st;
+    if (vs[k]->rank != vs[0]->rank) return FAIL(x, n, CN_ERR_SHAPE, "ranks differ");
+    any_nhwc |= vs[k]->layout == CN_ONNX_NHWC;
+  }
+  int64_t axis = cn_onnx_attr_int(n, "axis", x->opset < 4 ? 1 : 0);
+  if (axis < 0) axis += vs[0]->rank;
+  if (axis < 1 || axis >= vs[0]->rank)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "axis %" PRId64 " (the batch axis is not supported)",
+                axis);
+  int nhwc = any_nhwc && vs[0]->rank == 4;
+  for (size_t k = 0; k < n->n_input; k++) {
+    cn_status st = nhwc ? cn_onnx_nhwc(x, vs[k], &srcs[k]) : cn_onnx_plain(x, vs[k], &srcs[k]);
+    if (st != CN_OK) return st;
+  }
+  cn_concat_attrs a = {nhwc ? (int)(int[]){0, 3, 1, 2}[axis] : (int)axis};
+  cn_status st =
+      cn_onnx_add_node(x, &cn_op_concat, out_name(n), NULL, srcs, (int)n->n_input, &a, &node);
+  if (st == CN_OK) st = set_output(x, n, 0, node, nhwc ? CN_ONNX_NHWC : CN_ONNX_PLAIN);
+  return st;
+}
+
+/* ---- elementwise binary -------------------------------------------------------------------- */
+
+/* The one axis of the ONNX activation dims along which constant c varies (right-aligned numpy
+ * broadcasting), 0 when c is a scalar, -1 when it varies along several, or along the batch, or
+ * would enlarge the activation. */
+static int const_channel_axis(const cn_onnx_value *v, const cn_onnx_const *c) {
+  if (c->rank > v->rank) return -1;
+  int axis = 0;
+  for (int k = 0; k < c->rank; k++) {
+    int d = k + v->rank - c->rank;
+    if (c->dims[k] == 1) continue;
+    if (c->dims[k] != v->dims[d] || axis || d == 0) return -1;
+    axis = d;
+  }
+  return axis;
+}
+
+/* y = x * scale + shift per channel, as an inference BatchNormalization with unit variance and
+ * zero epsilon (exact: the engine computes x * (gamma / sqrt(1)) + beta). */
+static cn_status add_scale_shift(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                                 int axis, float *scale, float *shift, int64_t c) {
+  int src = v->node, node;
+  cn_status st = CN_OK;
+  cn_onnx_value copy = *v;
+  if (v->layout == CN_ONNX_FLAT && axis != 0) {
+    st = cn_onnx_plain(x, v, &src);
+    copy.layout = CN_ONNX_PLAIN;
+    copy.node = src;
+  }
+  int eaxis = axis ? engine_axis(&copy, axis) : -1;
+  cn_batchnorm_attrs a = {0.0f, 1, 1, eaxis};
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_batchnorm, out_name(n), NULL, &src, 1, &a, &node);
+  int64_t channels = st == CN_OK ? x->g->nodes[node].params[0].shape.dim[0] : 0;
+  float *p[4] = {NULL, NULL, NULL, NULL};
+  for (int k = 0; st == CN_OK && k < 4; k++) {
+    p[k] = malloc((size_t)channels * sizeof(float));
+    if (!p[k]) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+    for (int64_t j = 0; st == CN_OK && j < channels; j++)
+      p[k][j] = k == 0   ? scale[c == 1 ? 0 : j]
+                : k == 1 ? shift[c == 1 ? 0 : j]
+                : k == 2 ? 0.f
+                         : 1.f;
+  }
+  for (int k = 0; k < 4; k++) {
+    if (st == CN_OK) {
+      st = cn_onnx_set_param(x, node, k, p[k]);
+      p[k] = NULL;
+    }
+    free(p[k]);
+  }
+  if (st == CN_OK) {
+    free(x->g->nodes[node].type);
+    x->g->nodes[node].type = strdup(n->op_type);
+    alias_output(x, n, 0, &copy, node);
+  }
+  return st;
+}
+
+/* Activation (op) constant, with the constant per channel or scalar. */
+static cn_status binary_with_const(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                                   const cn_onnx_const *c, int const_first) {
+  const char *op = n->op_type;
+  int axis = const_channel_axis(v, c);
+  if (axis < 0 || c->is_int)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "a constant operand that is not per-channel or scalar");
+  int is_add = strcmp(op, "Add") == 0 || strcmp(op, "Sum") == 0, is_mul = strcmp(op, "Mul") == 0;
+  int is_sub = strcmp(op, "Sub") == 0, is_div = strcmp(op, "Div") == 0 && !const_first;
+  if (!is_add && !is_mul && !is_sub && !is_div)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "%s with a constant operand", op);
+  int64_t len = c->numel;
+  float *scale = malloc((size_t)len * sizeof *scale), *shift = malloc((size_t)len * sizeof *shift);
+  if (!scale || !shift) {
+    free(scale);
+    free(shift);
+    return cn_fail(CN_ERR_NOMEM, "out of memory");
+  }
+  for (int64_t j = 0; j < len; j++) {
+    float k = c->f[j];
+    scale[j] = is_mul ? k : is_div ? 1.0f / k : is_sub && const_first ? -1.0f : 1.0f;
+    shift[j] = is_add ? k : is_sub ? (const_first ? k : -k) : 0.0f;
+  }
+  cn_status st = add_scale_shift(x, n, v, axis, scale, shift, len);
+  free(scale);
+  free(shift);
+  return st;
+}
+
+static cn_status conv_binary(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  static const struct {
+    const char *op;
+    cn_merge_kind kind;
+  } kinds[] = {{"Add", CN_MERGE_ADD},      {"Sum", CN_MERGE_ADD},     {"Sub", CN_MERGE_SUBTRACT},
+               {"Mul", CN_MERGE_MULTIPLY}, {"Max", CN_MERGE_MAXIMUM}, {"Min", CN_MERGE_MINIMUM},
+               {"Mean", CN_MERGE_AVERAGE}, {"Div", CN_MERGE_ADD}};
+  cn_merge_attrs a = {CN_MERGE_ADD};
+  for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++)
+    if (strcmp(kinds[k].op, n->op_type) == 0) a.kind = kinds[k].kind;
+  if (n->n_input < 1 || n->n_input > 64) return FAIL(x, n, CN_ERR_UNSUPPORTED, "1 to 64 inputs");
+  if (cn_onnx_attr_int(n, "broadcast", 0) && cn_onnx_attr(n, "axis"))
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "legacy broadcast with axis");
+  if (n->n_input == 2) {
+    cn_onnx_value *a0 = input(x, n, 0), *a1 = input(x, n, 1);
+    if (a0 && a1 && a0->kind == CN_ONNX_ACT && a1->kind == CN_ONNX_CONST)
+      return binary_with_const(x, n, a0, &a1->c, 0);
+    if (a0 && a1 && a0->kind == CN_ONNX_CONST && a1->kind == CN_ONNX_ACT)
+      return binary_with_const(x, n, a1, &a0->c, 1);
+  }
+  if (strcmp(n->op_type, "Div") == 0)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "division of two computed tensors");
+  cn_onnx_value *vs[64];
+  int srcs[64], nhwc = 0, flat = 1, node;
+  for (size_t k = 0; k < n->n_input; k++) {
+    cn_status st = act_input(x, n, k, &vs[k]);
+    if (st != CN_OK) return st;
+    if (vs[k]->rank != vs[0]->rank || memcmp(vs[k]->dims, vs[0]->dims, sizeof vs[0]->dims))
+      return FAIL(x, n, CN_ERR_UNSUPPORTED, "operands of different shapes (broadcasting)");
+    nhwc |= vs[k]->layout == CN_ONNX_NHWC;
+    flat &= vs[k]->layout == CN_ONNX_FLAT && vs[k]->flat_src == vs[0]->flat_src;
+  }
+  if (n->n_input == 1) {
+    alias_output(x, n, 0, vs[0], vs[0]->node);
+    return CN_OK;
+  }
+  for (size_t k = 0; k < n->n_input; k++) {
+    cn_status st = flat   ? (srcs[k] = vs[k]->node, CN_OK)
+                   : nhwc ? cn_onnx_nhwc(x, vs[k], &srcs[k])
+                          : cn_onnx_plain(x, vs[k], &srcs[k]);
+    if (st != CN_OK) return st;
+  }
+  cn_status st =
+      cn_onnx_add_node(x, &cn_op_merge, out_name(n), NULL, srcs, (int)n->n_input, &a, &node);
+  if (st != CN_OK) return st;
+  cn_onnx_value like = *vs[0];
+  like.layout = flat ? CN_ONNX_FLAT : nhwc ? CN_ONNX_NHWC : CN_ONNX_PLAIN;
+  like.node = srcs[0];
+  alias_output(x, n, 0, &like, node);
+  cn_onnx_value *o = cn_onnx_find(x, n->output[0]);
+  o->plain_node = like.layout == CN_ONNX_PLAIN ? node : -1;
+  o->nhwc_node = like.layout == CN_ONNX_NHWC ? node : -1;
+  return CN_OK;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
+typedef cn_status (*convert_fn)(cn_onnx_ctx *x, const Onnx__NodeProto *n);
+
+static const struct {
+  const char *op;
+  convert_fn fn;
+} converters[] = {
+    {"Conv", conv_conv},
+    {"MaxPool", conv_maxpool},
+    {"AveragePool", conv_avgpool},
+    {"GlobalAveragePool", conv_global_avgpool},
+    {"GlobalMaxPool", conv_global_maxpool},
+    {"BatchNormalization", conv_batchnorm},
+    {"Gemm", conv_gemm},
+    {"MatMul", conv_matmul},
+    {"Add", conv_binary},
+    {"Sub", conv_binary},
+    {"Mul", conv_binary},
+    {"Div", conv_binary},
+    {"Sum", conv_binary},
+    {"Max", conv_binary},
+    {"Min", conv_binary},
+    {"Mean", conv_binary},
+    {"Concat", conv_concat},
+    {"Flatten", conv_flatten},
+    {"Reshape", conv_reshape},
+    {"Transpose", conv_transpose},
+    {"Identity", conv_identity},
+    {"Dropout", conv_dropout},
+    {"Relu", conv_relu},
+    {"LeakyRelu", conv_leaky_relu},
+    {"Sigmoid", conv_sigmoid},
+    {"Tanh", conv_tanh},
+    {"Elu", conv_elu},
+    {"HardSigmoid", conv_hard_sigmoid},
+    {"Clip", conv_clip},
+    {"Softmax", conv_softmax},
+};
+
+cn_status cn_onnx_convert(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  for (size_t k = 0; k < sizeof converters / sizeof *converters; k++)
+    if (strcmp(converters[k].op, n->op_type) == 0) {
+      if (n->n_output < 1 || !*n->output[0])
+        return FAIL(x, n, CN_ERR_FORMAT, "the node has no output");
+      return converters[k].fn(x, n);
+    }
+  return cn_fail(CN_ERR_UNSUPPORTED, "%s: node %s: operator %s is not supported", x->file, label(n),
+                 n->op_type);
+}
