@@ -510,6 +510,134 @@ static void test_pad(void) {
   expect_fail(&cn_op_pad, &bad, (cn_shape[]){S(1, 3)}, 1, CN_ERR_SHAPE);
 }
 
+/* ---- Gemm, MatMul --------------------------------------------------------------------------- */
+
+static void test_gemm(void) {
+  enum { M = 3, K = 4, N = 5 };
+  float a[M * K], want[M * N];
+  fill(a, M * K);
+  for (int trans = 0; trans < 2; trans++)
+    for (int ci = 0; ci < 4; ci++) {
+      cn_shape cs[] = {S(0), S(1, N), S(2, 1, N), S(2, 1, 1)};
+      cn_gemm_attrs g_attrs = {
+          .n = N, .trans_b = trans, .alpha = 0.5f, .beta = 2, .has_c = ci > 0, .c_shape = cs[ci]};
+      cn_status st;
+      cn_graph *g = build(&cn_op_gemm, &g_attrs, (cn_shape[]){S(1, K)}, 1, &st);
+      CHECK_OK(st);
+      if (!g) continue;
+      const float *b = layer(g)->params[0].data;
+      const float *c = ci > 0 ? layer(g)->params[1].data : NULL;
+      CHECK(layer(g)->params[0].shape.dim[0] == (trans ? N : K));
+      for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+          double acc = 0;
+          for (int k = 0; k < K; k++) acc += a[i * K + k] * (trans ? b[j * K + k] : b[k * N + j]);
+          double bias = !c ? 0 : ci == 1 ? c[j] : ci == 2 ? c[j] : c[0];
+          want[i * N + j] = (float)(0.5 * acc + 2 * bias);
+        }
+      float *y = run(g, M, (const float *[]){a});
+      check_close(y, want, M * N, 1e-5);
+      free(y);
+      cn_graph_free(g);
+    }
+  cn_gemm_attrs bad = {.n = N, .alpha = 1, .beta = 1, .has_c = 1, .c_shape = S(2, 3, N)};
+  expect_fail(&cn_op_gemm, &bad, (cn_shape[]){S(1, K)}, 1, CN_ERR_UNSUPPORTED);
+  bad = (cn_gemm_attrs){.n = N, .alpha = 1, .has_c = 1, .c_shape = S(1, 2)};
+  expect_fail(&cn_op_gemm, &bad, (cn_shape[]){S(1, K)}, 1, CN_ERR_UNSUPPORTED);
+  bad = (cn_gemm_attrs){.n = 0, .alpha = 1};
+  expect_fail(&cn_op_gemm, &bad, (cn_shape[]){S(1, K)}, 1, CN_ERR_SHAPE);
+  expect_fail(&cn_op_gemm, &(cn_gemm_attrs){.n = 2, .alpha = 1}, (cn_shape[]){S(2, 2, K)}, 1,
+              CN_ERR_SHAPE);
+}
+
+/* numpy matmul of full shapes a (rank >= 2) and b (rank >= 1) into y of full shape out. */
+static void ref_matmul(const float *a, const cn_shape *as, const float *b, const cn_shape *bs,
+                       float *y, const cn_shape *out) {
+  cn_shape bm = *bs;
+  if (bs->rank == 1) bm = (cn_shape){2, {bs->dim[0], 1}};
+  int64_t m = as->dim[as->rank - 2], k = as->dim[as->rank - 1], n = bm.dim[bm.rank - 1];
+  cn_shape ab = {as->rank - 2, {0}}, bb = {bm.rank - 2, {0}};
+  for (int i = 0; i < ab.rank; i++) ab.dim[i] = as->dim[i];
+  for (int i = 0; i < bb.rank; i++) bb.dim[i] = bm.dim[i];
+  int nb = ab.rank > bb.rank ? ab.rank : bb.rank;
+  int64_t total = cn_shape_numel(out) / (m * n), idx[CN_MAX_RANK];
+  cn_shape ob = {nb, {0}};
+  for (int i = 0; i < nb; i++) {
+    int ia = i - (nb - ab.rank), ib = i - (nb - bb.rank);
+    int64_t da = ia >= 0 ? ab.dim[ia] : 1, db = ib >= 0 ? bb.dim[ib] : 1;
+    ob.dim[i] = da > db ? da : db;
+  }
+  for (int64_t t = 0; t < total; t++) {
+    int64_t rem = t;
+    for (int i = nb - 1; i >= 0; i--) {
+      idx[i] = rem % ob.dim[i];
+      rem /= ob.dim[i];
+    }
+    size_t ao = bcast_offset(&ab, idx, nb), bo = bcast_offset(&bb, idx, nb);
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) {
+        double acc = 0;
+        for (int64_t q = 0; q < k; q++) acc += a[(ao * m + i) * k + q] * b[(bo * k + q) * n + j];
+        y[(t * m + i) * n + j] = (float)acc;
+      }
+  }
+}
+
+/* MatMul of an input (per-sample shape x) by a constant of full shape b, or by a second input
+ * (per-sample b) when !const_b. */
+static void check_matmul(int const_b, cn_shape x, cn_shape b, cn_shape want_sample, int batch) {
+  cn_matmul_attrs a = {const_b, b};
+  cn_shape ins[2] = {x, b};
+  cn_status st;
+  cn_graph *g = build(&cn_op_matmul, &a, ins, const_b ? 1 : 2, &st);
+  CHECK_OK(st);
+  if (!g) return;
+  CHECK(cn_shape_equal(&layer(g)->shape, &want_sample));
+  cn_shape af = with_batch(batch, x), bf = const_b ? b : with_batch(batch, b);
+  cn_shape of = with_batch(batch, want_sample);
+  size_t na = (size_t)cn_shape_numel(&af), nb = (size_t)cn_shape_numel(&bf);
+  size_t no = (size_t)cn_shape_numel(&of);
+  float *xa = malloc(na * sizeof(float)), *xb = const_b ? layer(g)->params[0].data : NULL;
+  float *own_b = const_b ? NULL : malloc(nb * sizeof(float)), *want = malloc(no * sizeof(float));
+  fill(xa, na);
+  if (own_b) fill(own_b, nb), xb = own_b;
+  if (x.rank == 1) /* the batch is the rows of one matrix */
+    ref_matmul(xa, &(cn_shape){2, {batch, x.dim[0]}}, xb, &bf, want, &of);
+  else
+    ref_matmul(xa, &af, xb, &bf, want, &of);
+  float *y = run(g, batch, (const float *[]){xa, own_b});
+  check_close(y, want, no, 1e-5);
+  free(y);
+  free(xa);
+  free(own_b);
+  free(want);
+  cn_graph_free(g);
+}
+
+static void test_matmul(void) {
+  check_matmul(1, S(1, 4), S(2, 4, 3), S(1, 3), 5);                   /* (N,k) x (k,n) */
+  check_matmul(1, S(1, 4), S(1, 4), S(0), 5);                         /* (N,k) x (k) -> (N) */
+  check_matmul(1, S(3, 2, 3, 4), S(2, 4, 5), S(3, 2, 3, 5), 2);       /* one B for every row */
+  check_matmul(1, S(2, 3, 4), S(1, 4), S(1, 3), 2);                   /* 1-D B drops the last dim */
+  check_matmul(1, S(3, 3, 2, 4), S(3, 3, 4, 5), S(3, 3, 2, 5), 2);    /* per-matrix B */
+  check_matmul(1, S(3, 1, 2, 4), S(3, 2, 4, 5), S(3, 2, 2, 5), 2);    /* A broadcast */
+  check_matmul(1, S(3, 2, 2, 4), S(4, 1, 2, 4, 5), S(3, 2, 2, 5), 3); /* B with batch dim 1 */
+  check_matmul(0, S(3, 2, 3, 4), S(3, 2, 4, 5), S(3, 2, 3, 5), 2);    /* two inputs */
+  check_matmul(0, S(3, 1, 3, 4), S(3, 3, 4, 2), S(3, 3, 3, 2), 2);    /* broadcast between them */
+  check_matmul(0, S(2, 3, 4), S(2, 4, 6), S(2, 3, 6), 3);
+
+  cn_matmul_attrs bad = {1, S(2, 5, 3)};
+  expect_fail(&cn_op_matmul, &bad, (cn_shape[]){S(1, 4)}, 1, CN_ERR_SHAPE); /* k differs */
+  bad = (cn_matmul_attrs){1, S(3, 2, 4, 3)};
+  expect_fail(&cn_op_matmul, &bad, (cn_shape[]){S(1, 4)}, 1, CN_ERR_SHAPE); /* rank above A */
+  bad = (cn_matmul_attrs){1, S(4, 2, 2, 4, 3)};
+  expect_fail(&cn_op_matmul, &bad, (cn_shape[]){S(3, 2, 2, 4)}, 1, CN_ERR_UNSUPPORTED);
+  bad = (cn_matmul_attrs){1, S(3, 3, 4, 3)}; /* 3 against 2 */
+  expect_fail(&cn_op_matmul, &bad, (cn_shape[]){S(3, 2, 2, 4)}, 1, CN_ERR_SHAPE);
+  bad = (cn_matmul_attrs){0, {0}};
+  expect_fail(&cn_op_matmul, &bad, (cn_shape[]){S(1, 4), S(1, 4)}, 2, CN_ERR_SHAPE);
+}
+
 int main(void) {
   test_binary();
   test_prelu();
@@ -518,5 +646,7 @@ int main(void) {
   test_lrn();
   test_transpose();
   test_pad();
+  test_gemm();
+  test_matmul();
   return cn_test_finish();
 }

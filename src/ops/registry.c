@@ -26,5 +26,7 @@ const cn_op *const cn_all_ops[] = {
     &cn_op_softmax,
     &cn_op_lrn,
     &cn_op_pad,
+    &cn_op_gemm,
+    &cn_op_matmul,
     NULL,
 };
