@@ -97,6 +97,44 @@ def compare(got, want, rtol, atol):
     return ""
 
 
+# Inputs convnet needs as constants (weights, shapes, scales, bounds), by operator and position.
+# The node tests feed them as graph inputs; the harness bakes them into the model as initializers.
+CONST_SLOTS = {
+    "Conv": {1, 2}, "ConvTranspose": {1, 2}, "BatchNormalization": {1, 2, 3, 4},
+    "Gemm": {1, 2}, "MatMul": {1}, "Reshape": {1}, "Clip": {1, 2}, "PRelu": {1},
+    "Pad": {1, 2, 3}, "Resize": {1, 2, 3}, "Upsample": {1}, "Dropout": {1, 2},
+    "Add": {1}, "Sub": {1}, "Mul": {1},
+}
+
+
+def bake_constants(model, inputs, test_dir):
+    """Moves graph inputs that feed constant slots into initializers; returns the model path to
+    run and the remaining inputs."""
+    names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    slots = set()
+    for node in model.graph.node:
+        for k in CONST_SLOTS.get(node.op_type, ()):
+            if k < len(node.input) and node.input[k]:
+                slots.add(node.input[k])
+    # Add/Sub/Mul operands stay computed unless they cannot be activations (rank < 2).
+    keep = []
+    baked = False
+    for name, x in zip(names, inputs):
+        op_uses = [n.op_type for n in model.graph.node if name in n.input[1:2]]
+        binary_only = op_uses and all(o in ("Add", "Sub", "Mul") for o in op_uses)
+        if name in slots and (not binary_only or x.ndim < 2):
+            model.graph.initializer.append(numpy_helper.from_array(x, name))
+            baked = True
+        else:
+            keep.append(x)
+    if not baked:
+        return test_dir / "model.onnx", inputs
+    for i in list(model.graph.input):
+        if i.name in {t.name for t in model.graph.initializer}:
+            model.graph.input.remove(i)
+    return model, keep
+
+
 def run_test(convnet, test_dir, rtol=RTOL, atol=ATOL):
     model_path = test_dir / "model.onnx"
     model = onnx.load(str(model_path), load_external_data=False)
@@ -106,8 +144,14 @@ def run_test(convnet, test_dir, rtol=RTOL, atol=ATOL):
     for ds in data:
         ins = [read_pb(p) for p in sorted(ds.glob("input_*.pb"), key=lambda p: int(p.stem[6:]))]
         outs = [read_pb(p) for p in sorted(ds.glob("output_*.pb"), key=lambda p: int(p.stem[7:]))]
+        baked, ins = bake_constants(onnx.load(str(model_path), load_external_data=False), ins,
+                                    test_dir)
         with tempfile.TemporaryDirectory() as tmp:
-            status, msg, got = run_convnet(convnet, model_path, ins, len(outs), tmp)
+            path = baked
+            if not isinstance(baked, pathlib.Path):
+                path = os.path.join(tmp, "model.onnx")
+                onnx.save(baked, path)
+            status, msg, got = run_convnet(convnet, path, ins, len(outs), tmp)
         if status != "ok":
             return status, msg
         diff = compare(got, outs, rtol, atol)

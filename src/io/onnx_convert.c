@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "io/onnx_internal.h"
+#include "ops/ops_onnx.h"
 
 /* ---- attributes ---------------------------------------------------------------------------- */
 
@@ -235,12 +236,25 @@ static cn_status conv_elu(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   return add_activation(x, n, a);
 }
 
+static cn_status add_unary(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_unary_attrs a) {
+  cn_onnx_value *v;
+  cn_status st = act_input(x, n, 0, &v);
+  int node;
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_unary, out_name(n), NULL, &v->node, 1, &a, &node);
+  if (st == CN_OK) alias_output(x, n, 0, v, node);
+  return st;
+}
+
 static cn_status conv_hard_sigmoid(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
-  float alpha = cn_onnx_attr_float(n, "alpha", 0.2f), beta = cn_onnx_attr_float(n, "beta", 0.5f);
-  /* The engine's hard sigmoid is Keras 3's relu6(x + 3) / 6. */
-  if (fabsf(alpha - 1.0f / 6.0f) > 1e-6f || beta != 0.5f)
-    return FAIL(x, n, CN_ERR_UNSUPPORTED, "alpha %g, beta %g (only 1/6, 0.5)", alpha, beta);
-  return add_activation(x, n, cn_act_simple(CN_ACT_HARD_SIGMOID));
+  cn_unary_attrs a = {.kind = CN_UN_HARD_SIGMOID,
+                      .alpha = cn_onnx_attr_float(n, "alpha", 0.2f),
+                      .beta = cn_onnx_attr_float(n, "beta", 0.5f)};
+  return add_unary(x, n, a);
+}
+
+static cn_status conv_hard_swish(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  return add_unary(x, n, (cn_unary_attrs){.kind = CN_UN_HARD_SWISH});
 }
 
 /* Clip's bound: an attribute before opset 11, an optional constant input after. */
@@ -260,11 +274,12 @@ static cn_status conv_clip(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   cn_status st = clip_bound(x, n, 1, "min", -INFINITY, &lo);
   if (st == CN_OK) st = clip_bound(x, n, 2, "max", INFINITY, &hi);
   if (st != CN_OK) return st;
-  if (lo != 0.0f || !(hi >= 0.0f))
-    return FAIL(x, n, CN_ERR_UNSUPPORTED, "min %g, max %g (only min 0)", lo, hi);
-  cn_activation a = cn_act_relu();
-  a.max_value = hi;
-  return add_activation(x, n, a);
+  if (lo == 0.0f && hi >= 0.0f) { /* relu / relu6: fuses into a preceding convolution */
+    cn_activation a = cn_act_relu();
+    a.max_value = hi;
+    return add_activation(x, n, a);
+  }
+  return add_unary(x, n, (cn_unary_attrs){.kind = CN_UN_CLIP, .lo = lo, .hi = hi});
 }
 
 static cn_status conv_identity(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
@@ -291,7 +306,7 @@ static int engine_axis(const cn_onnx_value *v, int axis) {
   return v->layout == CN_ONNX_NHWC ? nhwc_axis[axis] : axis;
 }
 
-static cn_status conv_softmax(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+static cn_status softmax_like(cn_onnx_ctx *x, const Onnx__NodeProto *n, int log) {
   cn_onnx_value *v;
   cn_status st = act_input(x, n, 0, &v);
   if (st != CN_OK) return st;
@@ -300,28 +315,96 @@ static cn_status conv_softmax(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   if (axis < 1 || axis >= v->rank)
     return FAIL(x, n, CN_ERR_UNSUPPORTED, "axis %" PRId64 " (the batch axis is not supported)",
                 axis);
-  /* Before opset 13 softmax runs over all axes from `axis` on, flattened. */
+  /* Before opset 13 softmax runs over all axes from `axis` on, flattened; from axis 1 that set
+   * is the whole sample in any layout. */
   int flatten = x->opset < 13 && axis < v->rank - 1;
   int src = v->node, node;
-  cn_activation a = cn_act_softmax();
-  if (!flatten) {
-    a.axis = engine_axis(v, (int)axis);
-    st = cn_onnx_add_node(x, &cn_op_activation, out_name(n), NULL, &src, 1, &a, &node);
-    if (st == CN_OK) alias_output(x, n, 0, v, node);
-    return st;
+  cn_onnx_value like = *v;
+  if (v->layout != CN_ONNX_PLAIN && !(v->layout == CN_ONNX_NHWC && !flatten) && axis != 1) {
+    st = cn_onnx_plain(x, v, &src);
+    like.layout = CN_ONNX_PLAIN;
   }
-  st = cn_onnx_plain(x, v, &src);
-  cn_reshape_attrs r = {.target = {.rank = (int)axis}};
-  for (int d = 1; d < axis; d++) r.target.dim[d - 1] = v->dims[d];
-  r.target.dim[axis - 1] = -1;
-  int flat;
-  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_reshape, out_name(n), "/2d", &src, 1, &r, &flat);
-  if (st == CN_OK)
-    st = cn_onnx_add_node(x, &cn_op_activation, out_name(n), "/softmax", &flat, 1, &a, &node);
-  cn_reshape_attrs back = {.target = x->g->nodes[src].shape};
-  if (st == CN_OK)
-    st = cn_onnx_add_node(x, &cn_op_reshape, out_name(n), NULL, &node, 1, &back, &node);
-  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  cn_softmax_attrs a = {
+      .axis = flatten ? (int)axis : engine_axis(&like, (int)axis), .log = log, .flatten = flatten};
+  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_softmax, out_name(n), NULL, &src, 1, &a, &node);
+  if (st == CN_OK) alias_output(x, n, 0, &like, node);
+  return st;
+}
+
+static cn_status conv_softmax(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  return softmax_like(x, n, 0);
+}
+
+static cn_status conv_log_softmax(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  return softmax_like(x, n, 1);
+}
+
+static cn_status conv_lrn(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  int node;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st == CN_OK && v->rank != 4) return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 4-D inputs");
+  if (st == CN_OK) st = cn_onnx_nhwc(x, v, &node);
+  cn_lrn_attrs a = {(int)cn_onnx_attr_int(n, "size", 0), cn_onnx_attr_float(n, "alpha", 1e-4f),
+                    cn_onnx_attr_float(n, "beta", 0.75f), cn_onnx_attr_float(n, "bias", 1.0f)};
+  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_lrn, out_name(n), NULL, &node, 1, &a, &node);
+  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_NHWC);
+  return st;
+}
+
+/* Per-sample engine axis of ONNX axis a (>= 1) of a value stored in `layout`. */
+static int sample_axis(cn_onnx_layout layout, int a) {
+  static const int nhwc[4] = {-1, 2, 0, 1};
+  return layout == CN_ONNX_NHWC ? nhwc[a] : a - 1;
+}
+
+static cn_status conv_pad(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st != CN_OK) return st;
+  int r = v->rank;
+  int64_t pads[2 * CN_MAX_RANK], axes[CN_MAX_RANK];
+  const cn_onnx_const *pc = const_input(x, n, 1), *vc = const_input(x, n, 2),
+                      *ac = const_input(x, n, 3);
+  int np = pc ? (int)pc->numel : attr_ints(n, x->opset < 11 ? "pads" : "-", pads, 2 * CN_MAX_RANK);
+  if ((input(x, n, 1) && !pc) || (input(x, n, 2) && !vc) || (input(x, n, 3) && !ac))
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "pads, value and axes must be constants");
+  if (pc && (!pc->is_int || np > 2 * CN_MAX_RANK)) return FAIL(x, n, CN_ERR_FORMAT, "bad pads");
+  for (int k = 0; pc && k < np; k++) pads[k] = pc->i[k];
+  int na = ac ? (int)ac->numel : r;
+  if (na > r || (ac && !ac->is_int) || np != 2 * na)
+    return FAIL(x, n, CN_ERR_FORMAT, "%d pads for %d axes", np, na);
+  for (int k = 0; k < na; k++) {
+    axes[k] = ac ? ac->i[k] : k;
+    if (axes[k] < 0) axes[k] += r;
+    if (axes[k] < 0 || axes[k] >= r) return FAIL(x, n, CN_ERR_FORMAT, "bad axes");
+  }
+  char buf[16];
+  const char *mode = cn_onnx_attr_string(n, "mode", "constant", buf, sizeof buf);
+  cn_pad_attrs a = {.mode = strcmp(mode, "reflect") == 0 ? CN_PADMODE_REFLECT
+                            : strcmp(mode, "edge") == 0  ? CN_PADMODE_EDGE
+                            : strcmp(mode, "wrap") == 0  ? CN_PADMODE_WRAP
+                                                         : CN_PADMODE_CONSTANT,
+                    .value = vc && vc->numel == 1 ? (float)cn_onnx_const_get(vc, 0)
+                                                  : cn_onnx_attr_float(n, "value", 0.0f),
+                    .rank = r - 1};
+  if (a.mode == CN_PADMODE_CONSTANT && strcmp(mode, "constant") != 0)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "mode %s", mode);
+  int src;
+  cn_onnx_layout layout = v->layout == CN_ONNX_NHWC ? CN_ONNX_NHWC : CN_ONNX_PLAIN;
+  st = layout == CN_ONNX_NHWC ? cn_onnx_nhwc(x, v, &src) : cn_onnx_plain(x, v, &src);
+  for (int k = 0; st == CN_OK && k < na; k++) {
+    if (axes[k] == 0) {
+      if (pads[k] || pads[k + na]) return FAIL(x, n, CN_ERR_UNSUPPORTED, "padding the batch axis");
+      continue;
+    }
+    int e = sample_axis(layout, (int)axes[k]);
+    a.begin[e] = pads[k];
+    a.end[e] = pads[k + na];
+  }
+  int node;
+  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_pad, out_name(n), NULL, &src, 1, &a, &node);
+  if (st == CN_OK) st = set_output(x, n, 0, node, layout);
   return st;
 }
 
@@ -838,17 +921,81 @@ static cn_status add_scale_shift(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_on
   return st;
 }
 
-/* Activation (op) constant, with the constant per channel or scalar. */
+/* The constant c as an engine operand for activation v: its full ONNX shape right-aligned to v,
+ * then permuted to NHWC when v is stored so. *data is malloc'd. */
+static cn_status const_operand(cn_onnx_ctx *x, const cn_onnx_value *v, const cn_onnx_const *c,
+                               cn_shape *shape, float **data) {
+  if (c->rank > v->rank || c->rank > CN_MAX_RANK)
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: constant of rank %d for a rank %d tensor", x->file,
+                   c->rank, v->rank);
+  *data = float_copy(c, c->numel);
+  if (!*data) return cn_fail(CN_ERR_NOMEM, "out of memory");
+  *shape = cn_shape_make(c->rank, c->dims);
+  if (v->layout != CN_ONNX_NHWC || c->rank < 3) return CN_OK;
+  /* Right-aligned to (N,C,H,W): dims (n?, c, h, w) -> (n?, h, w, c). */
+  int lead = c->rank - 3;
+  int64_t cc = c->dims[lead], h = c->dims[lead + 1], w = c->dims[lead + 2];
+  for (int64_t o = 0; o < c->numel / (cc * h * w); o++)
+    for (int64_t k = 0; k < cc; k++)
+      for (int64_t y = 0; y < h; y++)
+        for (int64_t xx = 0; xx < w; xx++)
+          (*data)[((o * h + y) * w + xx) * cc + k] = c->f[((o * cc + k) * h + y) * w + xx];
+  shape->dim[lead] = h;
+  shape->dim[lead + 1] = w;
+  shape->dim[lead + 2] = cc;
+  return CN_OK;
+}
+
+/* A constant operand through the broadcasting ops (binary, PRelu). */
+static cn_status add_const_op(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                              const cn_onnx_const *c, const cn_op *op, void *attrs,
+                              cn_shape *shape_field) {
+  cn_onnx_value like = *v;
+  int src = v->node, node;
+  cn_status st = CN_OK;
+  if (v->layout == CN_ONNX_FLAT && c->numel != 1) {
+    st = cn_onnx_plain(x, v, &src);
+    like.layout = CN_ONNX_PLAIN;
+    like.node = src;
+  }
+  float *data = NULL;
+  if (st == CN_OK) st = const_operand(x, &like, c, shape_field, &data);
+  if (st == CN_OK) st = cn_onnx_add_node(x, op, out_name(n), NULL, &src, 1, attrs, &node);
+  if (st == CN_OK) {
+    st = cn_onnx_set_param(x, node, 0, data);
+    data = NULL;
+  }
+  free(data);
+  if (st == CN_OK) alias_output(x, n, 0, &like, node);
+  return st;
+}
+
+static cn_binary_kind binary_kind(const char *op) {
+  static const struct {
+    const char *op;
+    cn_binary_kind kind;
+  } kinds[] = {{"Add", CN_BIN_ADD}, {"Sum", CN_BIN_ADD},   {"Sub", CN_BIN_SUB},
+               {"Mul", CN_BIN_MUL}, {"Div", CN_BIN_DIV},   {"Max", CN_BIN_MAX},
+               {"Min", CN_BIN_MIN}, {"Mean", CN_BIN_MEAN}, {"Pow", CN_BIN_POW}};
+  for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++)
+    if (strcmp(kinds[k].op, op) == 0) return kinds[k].kind;
+  return CN_BIN_COUNT;
+}
+
+/* Activation (op) constant: a per-channel or scalar Add/Sub/Mul/Div becomes a scale-shift
+ * (which folds into a preceding convolution); anything else broadcasts through cn_op_binary. */
 static cn_status binary_with_const(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
-                                   const cn_onnx_const *c, int const_first) {
+                                   cn_onnx_const *c, int const_first) {
   const char *op = n->op_type;
+  cn_status st = cn_onnx_const_to_float(c, n->input[const_first ? 0 : 1]);
+  if (st != CN_OK) return st;
   int axis = const_channel_axis(v, c);
-  if (axis < 0 || c->is_int)
-    return FAIL(x, n, CN_ERR_UNSUPPORTED, "a constant operand that is not per-channel or scalar");
   int is_add = strcmp(op, "Add") == 0 || strcmp(op, "Sum") == 0, is_mul = strcmp(op, "Mul") == 0;
   int is_sub = strcmp(op, "Sub") == 0, is_div = strcmp(op, "Div") == 0 && !const_first;
-  if (!is_add && !is_mul && !is_sub && !is_div)
-    return FAIL(x, n, CN_ERR_UNSUPPORTED, "%s with a constant operand", op);
+  if (axis < 0 || !(is_add || is_mul || is_sub || is_div)) {
+    cn_binary_attrs a = {binary_kind(op), const_first ? CN_CONST_FIRST : CN_CONST_LAST, {0}};
+    return add_const_op(x, n, v, c, &cn_op_binary, &a, &a.b_shape);
+  }
   int64_t len = c->numel;
   float *scale = malloc((size_t)len * sizeof *scale), *shift = malloc((size_t)len * sizeof *shift);
   if (!scale || !shift) {
@@ -861,22 +1008,24 @@ static cn_status binary_with_const(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_
     scale[j] = is_mul ? k : is_div ? 1.0f / k : is_sub && const_first ? -1.0f : 1.0f;
     shift[j] = is_add ? k : is_sub ? (const_first ? k : -k) : 0.0f;
   }
-  cn_status st = add_scale_shift(x, n, v, axis, scale, shift, len);
+  st = add_scale_shift(x, n, v, axis, scale, shift, len);
   free(scale);
   free(shift);
   return st;
 }
 
+static cn_status conv_prelu(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v, *s = input(x, n, 1);
+  cn_status st = act_input(x, n, 0, &v);
+  if (st != CN_OK) return st;
+  if (!s || s->kind != CN_ONNX_CONST)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "the slope must be a constant");
+  if ((st = cn_onnx_const_to_float(&s->c, s->name)) != CN_OK) return st;
+  cn_prelu_attrs a = {0};
+  return add_const_op(x, n, v, &s->c, &cn_op_prelu, &a, &a.slope_shape);
+}
+
 static cn_status conv_binary(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
-  static const struct {
-    const char *op;
-    cn_merge_kind kind;
-  } kinds[] = {{"Add", CN_MERGE_ADD},      {"Sum", CN_MERGE_ADD},     {"Sub", CN_MERGE_SUBTRACT},
-               {"Mul", CN_MERGE_MULTIPLY}, {"Max", CN_MERGE_MAXIMUM}, {"Min", CN_MERGE_MINIMUM},
-               {"Mean", CN_MERGE_AVERAGE}, {"Div", CN_MERGE_ADD}};
-  cn_merge_attrs a = {CN_MERGE_ADD};
-  for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++)
-    if (strcmp(kinds[k].op, n->op_type) == 0) a.kind = kinds[k].kind;
   if (n->n_input < 1 || n->n_input > 64) return FAIL(x, n, CN_ERR_UNSUPPORTED, "1 to 64 inputs");
   if (cn_onnx_attr_int(n, "broadcast", 0) && cn_onnx_attr(n, "axis"))
     return FAIL(x, n, CN_ERR_UNSUPPORTED, "legacy broadcast with axis");
@@ -887,15 +1036,14 @@ static cn_status conv_binary(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
     if (a0 && a1 && a0->kind == CN_ONNX_CONST && a1->kind == CN_ONNX_ACT)
       return binary_with_const(x, n, a1, &a0->c, 1);
   }
-  if (strcmp(n->op_type, "Div") == 0)
-    return FAIL(x, n, CN_ERR_UNSUPPORTED, "division of two computed tensors");
-  cn_onnx_value *vs[64];
-  int srcs[64], nhwc = 0, flat = 1, node;
+  cn_onnx_value *vs[64] = {NULL};
+  int srcs[64], nhwc = 0, flat = 1, same = 1, node;
   for (size_t k = 0; k < n->n_input; k++) {
     cn_status st = act_input(x, n, k, &vs[k]);
     if (st != CN_OK) return st;
-    if (vs[k]->rank != vs[0]->rank || memcmp(vs[k]->dims, vs[0]->dims, sizeof vs[0]->dims))
-      return FAIL(x, n, CN_ERR_UNSUPPORTED, "operands of different shapes (broadcasting)");
+    if (vs[k]->rank != vs[0]->rank)
+      return FAIL(x, n, CN_ERR_UNSUPPORTED, "operands of different ranks");
+    same &= memcmp(vs[k]->dims, vs[0]->dims, sizeof vs[0]->dims) == 0;
     nhwc |= vs[k]->layout == CN_ONNX_NHWC;
     flat &= vs[k]->layout == CN_ONNX_FLAT && vs[k]->flat_src == vs[0]->flat_src;
   }
@@ -903,23 +1051,26 @@ static cn_status conv_binary(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
     alias_output(x, n, 0, vs[0], vs[0]->node);
     return CN_OK;
   }
+  flat &= same;
+  nhwc &= vs[0]->rank == 4;
   for (size_t k = 0; k < n->n_input; k++) {
     cn_status st = flat   ? (srcs[k] = vs[k]->node, CN_OK)
                    : nhwc ? cn_onnx_nhwc(x, vs[k], &srcs[k])
                           : cn_onnx_plain(x, vs[k], &srcs[k]);
     if (st != CN_OK) return st;
   }
+  cn_binary_attrs b = {binary_kind(n->op_type), CN_CONST_NONE, {0}};
   cn_status st =
-      cn_onnx_add_node(x, &cn_op_merge, out_name(n), NULL, srcs, (int)n->n_input, &a, &node);
-  if (st != CN_OK) return st;
-  cn_onnx_value like = *vs[0];
-  like.layout = flat ? CN_ONNX_FLAT : nhwc ? CN_ONNX_NHWC : CN_ONNX_PLAIN;
-  like.node = srcs[0];
-  alias_output(x, n, 0, &like, node);
-  cn_onnx_value *o = cn_onnx_find(x, n->output[0]);
-  o->plain_node = like.layout == CN_ONNX_PLAIN ? node : -1;
-  o->nhwc_node = like.layout == CN_ONNX_NHWC ? node : -1;
-  return CN_OK;
+      cn_onnx_add_node(x, &cn_op_binary, out_name(n), NULL, srcs, (int)n->n_input, &b, &node);
+  if (st == CN_OK)
+    st = set_output(x, n, 0, node, flat ? CN_ONNX_FLAT : nhwc ? CN_ONNX_NHWC : CN_ONNX_PLAIN);
+  if (st == CN_OK && flat) {
+    cn_onnx_value *o = cn_onnx_find(x, n->output[0]);
+    o->flat_src = vs[0]->flat_src;
+    memcpy(o->flat_chw, vs[0]->flat_chw, sizeof o->flat_chw);
+    o->plain_node = -1;
+  }
+  return st;
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
@@ -960,6 +1111,12 @@ static const struct {
     {"HardSigmoid", conv_hard_sigmoid},
     {"Clip", conv_clip},
     {"Softmax", conv_softmax},
+    {"LogSoftmax", conv_log_softmax},
+    {"HardSwish", conv_hard_swish},
+    {"PRelu", conv_prelu},
+    {"LRN", conv_lrn},
+    {"Pad", conv_pad},
+    {"Pow", conv_binary},
 };
 
 cn_status cn_onnx_convert(cn_onnx_ctx *x, const Onnx__NodeProto *n) {

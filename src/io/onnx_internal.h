@@ -4,10 +4,12 @@
 #ifndef CN_IO_ONNX_INTERNAL_H
 #define CN_IO_ONNX_INTERNAL_H
 
-#include "convnet/model.h"
 #include "core/graph.h"
 #include "onnx.pb-c.h"
 #include "ops/ops.h"
+
+/* Declared here rather than through convnet/model.h, whose image enums clash with ops_onnx.h. */
+typedef struct cn_model cn_model;
 
 /* Largest .onnx file accepted (protobuf's own limit is 2 GiB). */
 #define CN_ONNX_MAX_FILE ((size_t)2 << 30)
