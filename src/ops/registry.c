@@ -28,5 +28,6 @@ const cn_op *const cn_all_ops[] = {
     &cn_op_pad,
     &cn_op_gemm,
     &cn_op_matmul,
+    &cn_op_resize,
     NULL,
 };
