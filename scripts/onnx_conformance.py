@@ -205,6 +205,7 @@ def main():
     ap.add_argument("--convnet", default=default_convnet())
     ap.add_argument("--data", default=default_data())
     ap.add_argument("--light", action="store_true", help="also run the nine light/ models")
+    ap.add_argument("--light-only", action="store_true", help="only the light/ models")
     ap.add_argument("--only", help="only tests whose name contains this")
     ap.add_argument("--json", help="write every result to this file")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -212,7 +213,7 @@ def main():
 
     table = collections.defaultdict(collections.Counter)
     results = []
-    for suite, test_dir, ops in select(args.data, args.only):
+    for suite, test_dir, ops in [] if args.light_only else select(args.data, args.only):
         status, msg = run_test(args.convnet, test_dir)
         results.append({"suite": suite, "test": test_dir.name, "ops": ops, "status": status,
                         "message": msg})
@@ -220,7 +221,7 @@ def main():
             table[op][status] += 1
         if args.verbose or status == "failed":
             print(f"{status:8} {suite}/{test_dir.name}: {msg}", file=sys.stderr)
-    if args.light:
+    if args.light or args.light_only:
         for name, model_path, tol in light_tests(args.data, args.only):
             status, msg = run_light(args.convnet, model_path, tol)
             results.append({"suite": "light", "test": name, "ops": ["(model)"], "status": status,

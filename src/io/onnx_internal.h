@@ -4,9 +4,10 @@
 #ifndef CN_IO_ONNX_INTERNAL_H
 #define CN_IO_ONNX_INTERNAL_H
 
-#include "core/graph.h"
-#include "onnx.pb-c.h"
-#include "ops/ops.h"
+#include <stddef.h>
+#include <stdint.h>
+
+#include "convnet/core.h"
 
 /* Declared here rather than through convnet/model.h, whose image enums clash with ops_onnx.h. */
 typedef struct cn_model cn_model;
@@ -24,6 +25,14 @@ typedef struct cn_model cn_model;
 cn_status cn_onnx_load(const char *path, cn_model **out);
 /* The same from bytes in memory (tests, fuzzing); name appears in messages. */
 cn_status cn_onnx_load_buffer(const uint8_t *data, size_t size, const char *name, cn_model **out);
+
+/* Tests that build models byte by byte need only the entry points above (the generated
+ * protobuf-c header is not on their include path). */
+#ifndef CN_ONNX_ENTRY_ONLY
+
+#include "core/graph.h"
+#include "onnx.pb-c.h"
+#include "ops/ops.h"
 
 /* ---- onnx_tensor.c ------------------------------------------------------------------------- */
 
@@ -153,4 +162,5 @@ cn_status cn_onnx_convert(cn_onnx_ctx *x, const Onnx__NodeProto *n);
 cn_status cn_onnx_plain(cn_onnx_ctx *x, cn_onnx_value *v, int *node);
 cn_status cn_onnx_nhwc(cn_onnx_ctx *x, cn_onnx_value *v, int *node);
 
+#endif /* CN_ONNX_ENTRY_ONLY */
 #endif
