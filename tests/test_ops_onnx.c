@@ -1221,6 +1221,117 @@ static void test_resize(void) {
   expect_fail(&cn_op_resize, &up, (cn_shape[]){S(2, H, W)}, 1, CN_ERR_SHAPE);
 }
 
+/* ---- ConvTranspose -------------------------------------------------------------------------- */
+
+typedef struct ct_case {
+  int batch, h, w, c, f, kh, kw, sh, sw, dh, dw, groups, pt, pl, pb, pr, oph, opw, bias;
+} ct_case;
+
+/* The definition: every input pixel adds kernel * value at oy = iy * sh - pt + ky * dh. */
+static void ref_conv_transpose(const ct_case *t, int oh, int ow, const float *x, const float *k,
+                               const float *bias, float *y) {
+  int fg = t->f / t->groups, cg = t->c / t->groups;
+  for (int b = 0; b < t->batch; b++) {
+    float *img = y + (size_t)b * oh * ow * t->f;
+    for (int p = 0; p < oh * ow; p++)
+      for (int f = 0; f < t->f; f++) img[p * t->f + f] = bias ? bias[f] : 0;
+    for (int iy = 0; iy < t->h; iy++)
+      for (int ix = 0; ix < t->w; ix++)
+        for (int ci = 0; ci < t->c; ci++) {
+          float v = x[((b * t->h + iy) * t->w + ix) * t->c + ci];
+          int grp = ci / cg;
+          for (int ky = 0; ky < t->kh; ky++)
+            for (int kx = 0; kx < t->kw; kx++) {
+              int oy = iy * t->sh - t->pt + ky * t->dh, ox = ix * t->sw - t->pl + kx * t->dw;
+              if (oy < 0 || oy >= oh || ox < 0 || ox >= ow) continue;
+              for (int fl = 0; fl < fg; fl++)
+                img[(oy * ow + ox) * t->f + grp * fg + fl] +=
+                    v * k[((ky * t->kw + kx) * fg + fl) * t->c + ci];
+            }
+        }
+  }
+}
+
+static void check_conv_transpose(ct_case t) {
+  cn_conv_transpose_attrs a = {t.f,    t.kh, t.kw, t.sh, t.sw, t.dh,  t.dw, t.groups,
+                               t.bias, t.pt, t.pl, t.pb, t.pr, t.oph, t.opw};
+  int oh = t.sh * (t.h - 1) + t.oph + (t.kh - 1) * t.dh + 1 - t.pt - t.pb;
+  int ow = t.sw * (t.w - 1) + t.opw + (t.kw - 1) * t.dw + 1 - t.pl - t.pr;
+  cn_status st;
+  cn_graph *g = build(&cn_op_conv_transpose, &a, (cn_shape[]){S(3, t.h, t.w, t.c)}, 1, &st);
+  CHECK_OK(st);
+  if (!g) return;
+  CHECK(cn_shape_equal(&layer(g)->shape, &(cn_shape){3, {oh, ow, t.f}}));
+  size_t nx = (size_t)t.batch * t.h * t.w * t.c, ny = (size_t)t.batch * oh * ow * t.f;
+  float *x = malloc(nx * sizeof(float)), *want = malloc(ny * sizeof(float));
+  fill(x, nx);
+  ref_conv_transpose(&t, oh, ow, x, layer(g)->params[0].data,
+                     t.bias ? layer(g)->params[1].data : NULL, want);
+  float *y = run(g, t.batch, (const float *[]){x});
+  check_close(y, want, ny, 1e-5);
+  free(x);
+  free(y);
+  free(want);
+  cn_graph_free(g);
+}
+
+static void test_conv_transpose(void) {
+  /* onnxruntime 1.32: ConvTranspose(strides (2,1), pads (1,0,0,1), output_padding (1,0),
+   * dilations (1,2), group 2) of a (1,2,3,3) input, weights (2,1,3,2), bias (0.25,-0.5). */
+  const float x[] = {-2, 2, -1, -2, 0, -1, 1, 0, 2, 1, -2, 2, -1, -2, 0, -1, 1, 0};
+  const float k[] = {-0.600000024f, 0.320000052f, -0.230000019f,  0.690000176f,
+                     0.139999986f,  -0.23999989f, 0.50999999f,    0.129999995f,
+                     -0.419999957f, 0.500000119f, -0.0499999523f, -0.429999709f};
+  const float want[] = {
+      -0.02999997f, -0.9799998f, 0.11f,      -0.02000022f, -0.77f, -1.192093e-07f, -0.26f,
+      -0.76f,       0.4899999f,  0.5000002f, -0.5300001f,  -1.18f, 1.32f,          -1.219999f,
+      -0.1600001f,  1.05f,       0.39f,      -0.5f,        0.53f,  -0.7399999f,    0.48f,
+      -0.9799998f,  1.27f,       -0.37f,     0.4300001f,   -1.14f, -0.5899999f,    -0.3199999f,
+      0.67f,        -0.8800001f, 0.1500001f, -1.62f,       0.11f,  -0.02000022f,   0.25f,
+      -0.2600001f,  -0.12f,      -0.76f,     0.25f,        -0.63f, 0.67f,          -1.5f,
+      0.25f,        -1,          -0.12f,     0.3599994f,   0.25f,  -0.07000029f,   0.25f,
+      -0.5f,        0.25f,       -0.5f,      0.25f,        -0.5f,  0.25f,          -0.5f};
+  cn_conv_transpose_attrs a = {2, 3, 2, 2, 1, 1, 2, 2, 1, 1, 0, 0, 1, 1, 0};
+  cn_status st;
+  cn_graph *g = build(&cn_op_conv_transpose, &a, (cn_shape[]){S(3, 3, 3, 2)}, 1, &st);
+  CHECK_OK(st);
+  if (g) {
+    CHECK(cn_shape_equal(&layer(g)->shape, &(cn_shape){3, {7, 4, 2}}));
+    memcpy(layer(g)->params[0].data, k, sizeof k);
+    layer(g)->params[1].data[0] = 0.25f;
+    layer(g)->params[1].data[1] = -0.5f;
+    float *y = run(g, 1, (const float *[]){x});
+    check_close(y, want, 56, 1e-5);
+    free(y);
+    cn_graph_free(g);
+  }
+  /* batch h w c f kh kw sh sw dh dw groups pt pl pb pr oph opw bias */
+  check_conv_transpose((ct_case){2, 3, 4, 3, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1});
+  check_conv_transpose((ct_case){1, 4, 4, 4, 6, 2, 2, 2, 2, 1, 1, 2, 0, 0, 0, 0, 0, 0, 0});
+  check_conv_transpose((ct_case){2, 5, 3, 2, 4, 3, 2, 1, 3, 2, 1, 2, 2, 0, 1, 1, 0, 2, 1});
+  check_conv_transpose((ct_case){1, 1, 1, 3, 2, 4, 4, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1});
+  check_conv_transpose((ct_case){2, 16, 12, 8, 8, 4, 4, 2, 2, 1, 1, 8, 1, 1, 1, 1, 0, 0, 1});
+  /* Wide enough that the GEMM runs over several blocks of input rows. */
+  check_conv_transpose((ct_case){1, 40, 40, 4, 48, 5, 5, 2, 2, 1, 1, 1, 2, 2, 2, 2, 1, 1, 1});
+
+  cn_conv_transpose_attrs
+      ok = {.filters = 4, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1, .dw = 1, .groups = 2},
+      bad = ok;
+  bad.groups = 3; /* filters not a multiple */
+  expect_fail(&cn_op_conv_transpose, &bad, (cn_shape[]){S(3, 3, 3, 3)}, 1, CN_ERR_FORMAT);
+  bad = ok; /* 3 input channels in 2 groups */
+  expect_fail(&cn_op_conv_transpose, &bad, (cn_shape[]){S(3, 3, 3, 3)}, 1, CN_ERR_SHAPE);
+  bad = ok;
+  bad.out_pad_h = 2; /* not below the stride */
+  expect_fail(&cn_op_conv_transpose, &bad, (cn_shape[]){S(3, 3, 3, 4)}, 1, CN_ERR_FORMAT);
+  bad = ok;
+  bad.kh = bad.sh = 1, bad.pad_top = bad.pad_bottom = 1; /* empty output */
+  expect_fail(&cn_op_conv_transpose, &bad, (cn_shape[]){S(3, 1, 3, 4)}, 1, CN_ERR_SHAPE);
+  bad = ok;
+  bad.kh = 0;
+  expect_fail(&cn_op_conv_transpose, &bad, (cn_shape[]){S(3, 3, 3, 4)}, 1, CN_ERR_FORMAT);
+}
+
 int main(void) {
   test_binary();
   test_prelu();
@@ -1232,5 +1343,6 @@ int main(void) {
   test_gemm();
   test_matmul();
   test_resize();
+  test_conv_transpose();
   return cn_test_finish();
 }

@@ -29,5 +29,6 @@ const cn_op *const cn_all_ops[] = {
     &cn_op_gemm,
     &cn_op_matmul,
     &cn_op_resize,
+    &cn_op_conv_transpose,
     NULL,
 };
