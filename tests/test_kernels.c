@@ -119,6 +119,86 @@ static void test_conv2d(void) {
   run_conv_case(100, big, 16, 1, 1);
 }
 
+/* A 3x3 stride-1 window of the kind Winograd takes: odd sizes, same or valid padding. */
+static cn_window winograd_window(int64_t batch, int64_t c, int64_t ih, int64_t iw, int same) {
+  cn_window w = {.batch = batch, .ih = ih, .iw = iw, .c = c, .kh = 3, .kw = 3};
+  w.sh = w.sw = w.dh = w.dw = 1;
+  w.oh = same ? ih : ih - 2, w.ow = same ? iw : iw - 2;
+  w.pad_top = w.pad_left = same;
+  return w;
+}
+
+/* Winograd against the direct sum; returns the error relative to the output magnitude. */
+static double run_winograd_case(int id, cn_window w, int64_t f) {
+  CHECK(cn_winograd_applies(&w, f, 1));
+  size_t nx = (size_t)(w.batch * w.ih * w.iw * w.c), nk = (size_t)(9 * w.c * f);
+  size_t ny = (size_t)(w.batch * w.oh * w.ow * f);
+  float *x = random_floats(nx), *k = random_floats(nk), *bias = random_floats((size_t)f);
+  float *u = malloc(cn_winograd_kernel_floats(w.c, f) * sizeof(float));
+  float *y = malloc(ny * sizeof(float)), *ref = malloc(ny * sizeof(float));
+  float *scratch = malloc(cn_winograd_scratch(&w, f) * sizeof(float));
+  cn_activation relu = cn_act_relu();
+  cn_winograd_transform_kernel(k, w.c, f, u, 2);
+  cn_winograd_conv(&w, f, x, u, bias, &relu, y, scratch, 2);
+  ref_conv(&w, f, 1, x, k, bias, ref);
+  check_close("winograd", id, y, ref, ny);
+  double scale = 1;
+  for (size_t i = 0; i < ny; i++) scale = fmax(scale, fabs(ref[i]));
+  double err = cn_test_max_abs_diff(y, ref, ny) / scale;
+  free(x), free(k), free(bias), free(u), free(y), free(ref), free(scratch);
+  return err;
+}
+
+static void test_winograd(void) {
+  double worst = 0;
+  for (int id = 0; id < 16; id++) {
+    int same = rand_int(0, 1);
+    cn_window w =
+        winograd_window(rand_int(1, 3), rand_int(8, 40), rand_int(9, 23), rand_int(9, 23), same);
+    if (!cn_winograd_applies(&w, 8, 1)) w = winograd_window(2, w.c, 21, 19, same);
+    worst = fmax(worst, run_winograd_case(id, w, rand_int(1, 48)));
+  }
+  /* Many tiles: several blocks per thread, the last one partial. */
+  worst = fmax(worst, run_winograd_case(100, winograd_window(2, 96, 57, 61, 1), 67));
+  printf("winograd F(4x4,3x3): worst error %.2g of the output magnitude\n", worst);
+  /* Not taken: strides, few channels, few tiles, other kernel sizes. */
+  cn_window w = winograd_window(1, 64, 40, 40, 1);
+  CHECK(cn_winograd_applies(&w, 64, 1));
+  CHECK(!cn_winograd_applies(&w, 64, 2));
+  w.sh = 2;
+  CHECK(!cn_winograd_applies(&w, 64, 1));
+  w = winograd_window(1, 4, 40, 40, 1);
+  CHECK(!cn_winograd_applies(&w, 64, 1));
+  w = winograd_window(1, 64, 6, 6, 1);
+  CHECK(!cn_winograd_applies(&w, 64, 1));
+}
+
+/* Conv2D through the operator: the Winograd kernel cache follows weights changed in place. */
+static void test_conv_op_cache(void) {
+  cn_conv2d_attrs a = {.filters = 24, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
+  a.groups = 1, a.use_bias = 1, a.padding = CN_PAD_SAME, a.act = cn_act_relu();
+  cn_window w = winograd_window(1, 16, 20, 20, 1);
+  size_t nx = 20 * 20 * 16, nk = 9 * 16 * 24, ny = 20 * 20 * 24;
+  float *x = random_floats(nx), *k = random_floats(nk), *bias = random_floats(24);
+  float *y = malloc(ny * sizeof(float)), *ref = malloc(ny * sizeof(float));
+  float *scratch = malloc(cn_winograd_scratch(&w, 24) * sizeof(float) + 4 * (1 << 20));
+  cn_node node = {.name = "conv", .op = &cn_op_conv2d, .attrs = &a, .n_params = 2};
+  node.params[0].data = k, node.params[1].data = bias;
+  cn_tensor in = {{4, {1, 20, 20, 16}}, x}, out = {{4, {1, 20, 20, 24}}, y};
+  cn_exec ex = {.batch = 1, .threads = 2, .scratch = scratch};
+  for (int round = 0; round < 3; round++) {
+    if (round == 1) k[nk / 2] += 0.5f; /* one weight changes */
+    if (round == 2) k[0] = k[1], k[1] = 0.25f;
+    cn_op_conv2d.forward(&node, &in, &out, &ex);
+    CHECK(node.cache != NULL);
+    ref_conv(&w, 24, 1, x, k, bias, ref);
+    check_close("conv op cache", round, y, ref, ny);
+  }
+  cn_op_conv2d.release(&node);
+  CHECK(node.cache == NULL);
+  free(x), free(k), free(bias), free(y), free(ref), free(scratch);
+}
+
 static void test_depthwise(void) {
   for (int id = 0; id < 40; id++) {
     int mult = rand_int(1, 3);
@@ -236,6 +316,8 @@ static void test_softmax_and_scale(void) {
 int main(void) {
   cn_set_threads(2);
   test_conv2d();
+  test_winograd();
+  test_conv_op_cache();
   test_depthwise();
   test_pooling();
   test_gemm();

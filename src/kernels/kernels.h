@@ -48,6 +48,19 @@ size_t cn_conv2d_scratch(const cn_window *w, int64_t filters, int groups);
 void cn_conv2d(const cn_window *w, int64_t filters, int groups, const float *x, const float *kernel,
                const float *bias, const cn_activation *act, float *y, float *scratch, int threads);
 
+/* Winograd F(4x4, 3x3) for 3x3 stride-1 undilated ungrouped convolutions with enough tiles and
+ * channels (cn_winograd_applies). The kernel is transformed once into cn_winograd_kernel_floats
+ * floats; scratch holds cn_winograd_scratch floats. Agrees with the direct sum within ~1e-6
+ * relative to the output magnitude for unit-scale data. */
+int cn_winograd_applies(const cn_window *w, int64_t filters, int groups);
+size_t cn_winograd_kernel_floats(int64_t c, int64_t filters);
+void cn_winograd_transform_kernel(const float *kernel, int64_t c, int64_t filters, float *u,
+                                  int threads);
+size_t cn_winograd_scratch(const cn_window *w, int64_t filters);
+void cn_winograd_conv(const cn_window *w, int64_t filters, const float *x, const float *u,
+                      const float *bias, const cn_activation *act, float *y, float *scratch,
+                      int threads);
+
 /* DepthwiseConv2D: kernel (kh, kw, c, mult), output channel c * mult + m. */
 void cn_depthwise(const cn_window *w, int mult, const float *x, const float *kernel,
                   const float *bias, const cn_activation *act, float *y, int threads);

@@ -1,7 +1,10 @@
 /* Conv2D (Keras semantics): strides, dilation, groups, bias, 'valid'/'same' padding with
  * TensorFlow's asymmetric rule, fused activation. Also the padding rule itself and the window
  * validation that every sliding-window op shares. */
+#include <stdlib.h>
+
 #include "core/error.h"
+#include "core/mem.h"
 #include "kernels/kernels.h"
 #include "ops/ops.h"
 
@@ -79,10 +82,71 @@ static cn_window conv_window(const cn_conv2d_attrs *a, const cn_shape *in) {
   return cn_window_make(in, a->kh, a->kw, a->sh, a->sw, a->dh, a->dw, a->padding);
 }
 
+/* The Winograd-transformed kernel, with a fingerprint of the weights it came from: forward has
+ * no weights version to compare, and weights can change in place under a live graph. */
+typedef struct wino_cache {
+  const float *kernel;
+  size_t n;
+  uint64_t fingerprint;
+  float *u;
+} wino_cache;
+
+/* Position-weighted sums of the bit patterns: any single change, or a swap, changes it. Reading
+ * the kernel once costs far less than the convolution that reads it too. */
+static uint64_t kernel_fingerprint(const float *k, size_t n) {
+  const uint32_t *bits = (const uint32_t *)(const void *)k;
+  uint64_t plain = 0;
+  uint32_t weighted = 0;
+  for (size_t i = 0; i < n; i++) {
+    plain += bits[i];
+    weighted += bits[i] * ((uint32_t)i * 2654435761u | 1u);
+  }
+  return plain * 0x9E3779B97F4A7C15ull ^ weighted;
+}
+
+static void conv_release(cn_node *node) {
+  wino_cache *c = node->cache;
+  if (c) cn_free_aligned(c->u);
+  free(c);
+  node->cache = NULL;
+}
+
+/* The transformed kernel for these weights, or NULL when memory is short (forward then falls
+ * back to im2col, which needs no extra memory). */
+static const float *winograd_kernel(cn_node *node, int64_t c, int threads) {
+  const cn_conv2d_attrs *a = node->attrs;
+  const float *kernel = node->params[0].data;
+  size_t n = (size_t)(9 * c * a->filters);
+  uint64_t print = kernel_fingerprint(kernel, n);
+  wino_cache *cache = node->cache;
+  if (cache && cache->kernel == kernel && cache->n == n && cache->fingerprint == print)
+    return cache->u;
+  conv_release(node);
+  cache = calloc(1, sizeof *cache);
+  float *u = cn_alloc_aligned(cn_winograd_kernel_floats(c, a->filters) * sizeof(float));
+  if (!cache || !u) {
+    free(cache);
+    cn_free_aligned(u);
+    return NULL;
+  }
+  cn_winograd_transform_kernel(kernel, c, a->filters, u, threads);
+  *cache = (wino_cache){kernel, n, print, u};
+  node->cache = cache;
+  return u;
+}
+
 static void conv_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
   const cn_conv2d_attrs *a = node->attrs;
   cn_window w = conv_window(a, &in[0].shape);
   const float *bias = a->use_bias ? node->params[1].data : NULL;
+  if (cn_winograd_applies(&w, a->filters, a->groups)) {
+    const float *u = winograd_kernel(node, w.c, ex->threads);
+    if (u) {
+      cn_winograd_conv(&w, a->filters, in[0].data, u, bias, &a->act, out->data, ex->scratch,
+                       ex->threads);
+      return;
+    }
+  }
   cn_conv2d(&w, a->filters, a->groups, in[0].data, node->params[0].data, bias, &a->act, out->data,
             ex->scratch, ex->threads);
 }
@@ -91,7 +155,10 @@ static size_t conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
   const cn_conv2d_attrs *a = node->attrs;
   cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
   cn_window w = conv_window(a, &in);
-  return cn_conv2d_scratch(&w, a->filters, a->groups);
+  size_t im2col = cn_conv2d_scratch(&w, a->filters, a->groups);
+  if (!cn_winograd_applies(&w, a->filters, a->groups)) return im2col;
+  size_t wino = cn_winograd_scratch(&w, a->filters);
+  return wino > im2col ? wino : im2col;
 }
 
 const cn_op cn_op_conv2d = {
@@ -100,4 +167,5 @@ const cn_op cn_op_conv2d = {
     .infer = conv_infer,
     .forward = conv_forward,
     .scratch = conv_scratch,
+    .release = conv_release,
 };

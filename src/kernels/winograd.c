@@ -1,0 +1,301 @@
+/* Winograd F(4x4, 3x3) for 3x3, stride-1, undilated, ungrouped convolutions (Lavin & Gray's
+ * matrices). Each 4x4 output tile is computed from a 6x6 input tile: the 36 transform points are
+ * 36 independent channel products, so a block of tiles becomes 36 small matrix products of
+ * (tiles x cin) by (cin x filters), 4x fewer multiplications than im2col's GEMM. The transforms
+ * run along contiguous channels (NHWC), which the compiler vectorises.
+ *
+ * The products use a register-blocked kernel (6 tiles x 16 filters in 12 vector accumulators)
+ * on the kernel transformed once: OpenBLAS would repack the transformed kernel on every one of
+ * the 36 calls per block, which cost more than the arithmetic at these sizes.
+ *
+ * Layouts: transformed kernel U[36][cin][filters rounded up to 16, zero-padded]; per block of
+ * tiles (rounded up to 6, the extra rows zero) V[36][rows][cin] and M[36][rows][filters16].
+ * Threads take whole blocks with their own scratch slice. */
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+enum { POINTS = 36, TILE = 4, SPAN = 6, ROWS = 6, COLS = 16 };
+/* All workers' scratch, whatever the thread count, and each worker's block bound, so that V and M
+ * stay near the core's caches. */
+#ifndef CN_WINO_SLICE
+#define CN_WINO_SLICE (1 << 18)
+#endif
+enum { WINO_BUDGET = 1 << 20, WINO_SLICE = CN_WINO_SLICE, MIN_TILES = 12 };
+/* Limits of usefulness: enough tiles to amortise the transforms, enough input channels for the
+ * products to dominate, and a transformed kernel (4x the weights) of bounded size. */
+enum { MIN_TOTAL_TILES = 24, MIN_CHANNELS = 8, MAX_KERNEL_FLOATS = 1 << 22 };
+enum { MIN_TILES_PER_WORKER = 24 };
+
+static int64_t round_up(int64_t n, int64_t to) {
+  return (n + to - 1) / to * to;
+}
+
+static int64_t tile_count(const cn_window *w) {
+  return w->batch * ((w->oh + TILE - 1) / TILE) * ((w->ow + TILE - 1) / TILE);
+}
+
+int cn_winograd_applies(const cn_window *w, int64_t filters, int groups) {
+  if (groups != 1 || w->kh != 3 || w->kw != 3 || w->sh != 1 || w->sw != 1 || w->dh != 1 ||
+      w->dw != 1)
+    return 0;
+  if (w->c < MIN_CHANNELS || w->c * round_up(filters, COLS) > MAX_KERNEL_FLOATS / POINTS) return 0;
+  return tile_count(w) >= MIN_TOTAL_TILES;
+}
+
+size_t cn_winograd_kernel_floats(int64_t c, int64_t filters) {
+  return (size_t)(POINTS * c * round_up(filters, COLS));
+}
+
+/* Floats per tile in a block, and the fixed per-worker buffers (patch, temporaries, the
+ * rounding of the block to whole row groups). */
+static int64_t per_tile(const cn_window *w, int64_t filters) {
+  return POINTS * (w->c + round_up(filters, COLS));
+}
+static int64_t fixed_floats(const cn_window *w, int64_t filters) {
+  return 2 * POINTS * w->c + (SPAN * TILE + TILE * TILE) * filters +
+         (ROWS - 1) * per_tile(w, filters);
+}
+
+size_t cn_winograd_scratch(const cn_window *w, int64_t filters) {
+  int64_t need = MIN_TILES * per_tile(w, filters) + fixed_floats(w, filters);
+  int64_t all = tile_count(w) * per_tile(w, filters) + fixed_floats(w, filters);
+  int64_t budget = need > WINO_BUDGET ? need : WINO_BUDGET;
+  return (size_t)(all < budget ? all : budget);
+}
+
+/* ---- the transforms, each over n contiguous channels ----------------------------------------- */
+
+typedef float v8f __attribute__((vector_size(32)));
+
+static inline v8f load8(const float *p) {
+  v8f v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void store8(float *p, v8f v) {
+  memcpy(p, &v, sizeof v);
+}
+
+/* Each transform maps `ni` vectors in[j * is] to `no` vectors out[i * os], 8 channels at a time
+ * (explicit vectors: with run-time strides the compiler cannot prove the outputs disjoint). The
+ * last partial group goes through zero-padded copies. */
+#define TRANSFORM_LOOP(ni, no, ...)                                                                \
+  int64_t c = 0;                                                                                   \
+  for (; c + 8 <= n; c += 8) {                                                                     \
+    v8f d[ni], o[no];                                                                              \
+    for (int j = 0; j < ni; j++) d[j] = load8(in + j * is + c);                                    \
+    __VA_ARGS__;                                                                                   \
+    for (int i = 0; i < no; i++) store8(out + i * os + c, o[i]);                                   \
+  }                                                                                                \
+  if (c < n) {                                                                                     \
+    v8f d[ni], o[no];                                                                              \
+    float buf[8] = {0};                                                                            \
+    for (int j = 0; j < ni; j++) {                                                                 \
+      memcpy(buf, in + j * is + c, (size_t)(n - c) * sizeof(float));                               \
+      d[j] = load8(buf);                                                                           \
+    }                                                                                              \
+    __VA_ARGS__;                                                                                   \
+    for (int i = 0; i < no; i++) {                                                                 \
+      store8(buf, o[i]);                                                                           \
+      memcpy(out + i * os + c, buf, (size_t)(n - c) * sizeof(float));                              \
+    }                                                                                              \
+  }
+
+/* B^T d */
+static void input_1d(const float *in, int64_t is, float *out, int64_t os, int64_t n) {
+  TRANSFORM_LOOP(6, 6, {
+    o[0] = 4 * d[0] - 5 * d[2] + d[4];
+    o[1] = -4 * (d[1] + d[2]) + d[3] + d[4];
+    o[2] = 4 * (d[1] - d[2]) - d[3] + d[4];
+    o[3] = 2 * (d[3] - d[1]) - d[2] + d[4];
+    o[4] = 2 * (d[1] - d[3]) - d[2] + d[4];
+    o[5] = 4 * d[1] - 5 * d[3] + d[5];
+  })
+}
+
+/* A^T m */
+static void output_1d(const float *in, int64_t is, float *out, int64_t os, int64_t n) {
+  TRANSFORM_LOOP(6, 4, {
+    v8f s12 = d[1] + d[2], d12 = d[1] - d[2], s34 = d[3] + d[4], d34 = d[3] - d[4];
+    o[0] = d[0] + s12 + s34;
+    o[1] = d12 + 2 * d34;
+    o[2] = s12 + 4 * s34;
+    o[3] = d12 + 8 * d34 + d[5];
+  })
+}
+
+/* G g */
+static void kernel_1d(const float *in, int64_t is, float *out, int64_t os, int64_t n) {
+  TRANSFORM_LOOP(3, 6, {
+    o[0] = d[0] / 4;
+    o[1] = -(d[0] + d[1] + d[2]) / 6;
+    o[2] = -(d[0] - d[1] + d[2]) / 6;
+    o[3] = d[0] / 24 + d[1] / 12 + d[2] / 6;
+    o[4] = d[0] / 24 - d[1] / 12 + d[2] / 6;
+    o[5] = d[2];
+  })
+}
+
+void cn_winograd_transform_kernel(const float *kernel, int64_t c, int64_t filters, float *u,
+                                  int threads) {
+  int64_t tap = c * filters, ld = round_up(filters, COLS); /* HWIO: a tap is (c, filters) */
+  memset(u, 0, cn_winograd_kernel_floats(c, filters) * sizeof(float));
+#pragma omp parallel for num_threads(threads) schedule(static) if (c * filters > 4096)
+  for (int64_t ci = 0; ci < c; ci++) {
+    float tmp[SPAN * 3 * 512]; /* (G g) for a chunk of filters: [6][3][chunk] */
+    for (int64_t f0 = 0; f0 < filters; f0 += 512) {
+      int64_t nf = filters - f0 < 512 ? filters - f0 : 512;
+      const float *g = kernel + ci * filters + f0;
+      for (int kx = 0; kx < 3; kx++) kernel_1d(g + kx * tap, 3 * tap, tmp + kx * nf, 3 * nf, nf);
+      for (int i = 0; i < SPAN; i++)
+        kernel_1d(tmp + i * 3 * nf, nf, u + (i * SPAN * c + ci) * ld + f0, c * ld, nf);
+    }
+  }
+}
+
+/* ---- the products ---------------------------------------------------------------------- */
+
+/* m[r][0..16) = sum_i v[r][i] * u[i][0..16) for 6 rows r (v rows c apart, m rows ldm apart). */
+static void product_6x16(const float *restrict v, int64_t c, const float *restrict u, int64_t ldu,
+                         float *restrict m, int64_t ldm) {
+  v8f a0 = {0}, b0 = {0}, a1 = {0}, b1 = {0}, a2 = {0}, b2 = {0};
+  v8f a3 = {0}, b3 = {0}, a4 = {0}, b4 = {0}, a5 = {0}, b5 = {0};
+  for (int64_t i = 0; i < c; i++, u += ldu) {
+    v8f lo = load8(u), hi = load8(u + 8);
+    float x;
+    x = v[i], a0 += x * lo, b0 += x * hi;
+    x = v[c + i], a1 += x * lo, b1 += x * hi;
+    x = v[2 * c + i], a2 += x * lo, b2 += x * hi;
+    x = v[3 * c + i], a3 += x * lo, b3 += x * hi;
+    x = v[4 * c + i], a4 += x * lo, b4 += x * hi;
+    x = v[5 * c + i], a5 += x * lo, b5 += x * hi;
+  }
+  store8(m, a0), store8(m + 8, b0), m += ldm;
+  store8(m, a1), store8(m + 8, b1), m += ldm;
+  store8(m, a2), store8(m + 8, b2), m += ldm;
+  store8(m, a3), store8(m + 8, b3), m += ldm;
+  store8(m, a4), store8(m + 8, b4), m += ldm;
+  store8(m, a5), store8(m + 8, b5);
+}
+
+/* M[p] = V[p] * U[p] for the 36 points of a block of `rows` (a multiple of 6) tiles. */
+static void block_products(const float *v, const float *u, float *m, int64_t rows, int64_t c,
+                           int64_t ld) {
+  for (int p = 0; p < POINTS; p++) {
+    const float *vp = v + p * rows * c, *up = u + p * c * ld;
+    float *mp = m + p * rows * ld;
+    for (int64_t f0 = 0; f0 < ld; f0 += COLS)
+      for (int64_t r0 = 0; r0 < rows; r0 += ROWS)
+        product_6x16(vp + r0 * c, c, up + f0, ld, mp + r0 * ld + f0, ld);
+  }
+}
+
+/* ---- the convolution ------------------------------------------------------------------------ */
+
+typedef struct wino_ctx {
+  const cn_window *w;
+  int64_t filters, ld, tiles_x, tiles_y;
+  const float *x, *u, *bias;
+  const cn_activation *act;
+  float *y;
+} wino_ctx;
+
+/* Tile t's 6x6 input patch, zeros outside the image, transformed into V[p][slot]. Interior
+ * tiles are read in place; border ones through a zero-padded copy. */
+static void input_tile(const wino_ctx *cx, int64_t t, float *v, int64_t rows, int64_t slot,
+                       float *patch, float *tmp) {
+  const cn_window *w = cx->w;
+  int64_t c = w->c, per_image = cx->tiles_x * cx->tiles_y;
+  int64_t b = t / per_image, ty = t % per_image / cx->tiles_x, tx = t % cx->tiles_x;
+  int64_t y0 = ty * TILE - w->pad_top, x0 = tx * TILE - w->pad_left;
+  const float *image = cx->x + b * w->ih * w->iw * c, *src = patch;
+  int64_t stride = SPAN * c;
+  if (y0 >= 0 && x0 >= 0 && y0 + SPAN <= w->ih && x0 + SPAN <= w->iw) {
+    src = image + (y0 * w->iw + x0) * c, stride = w->iw * c;
+  } else {
+    for (int i = 0; i < SPAN; i++) {
+      int64_t iy = y0 + i, lo = x0 < 0 ? -x0 : 0, hi = w->iw - x0 < SPAN ? w->iw - x0 : SPAN;
+      float *row = patch + i * SPAN * c;
+      if (iy < 0 || iy >= w->ih || hi <= lo) {
+        memset(row, 0, (size_t)(SPAN * c) * sizeof(float));
+        continue;
+      }
+      if (lo > 0) memset(row, 0, (size_t)(lo * c) * sizeof(float));
+      memcpy(row + lo * c, image + (iy * w->iw + x0 + lo) * c,
+             (size_t)((hi - lo) * c) * sizeof(float));
+      if (hi < SPAN) memset(row + hi * c, 0, (size_t)((SPAN - hi) * c) * sizeof(float));
+    }
+  }
+  for (int j = 0; j < SPAN; j++) input_1d(src + j * c, stride, tmp + j * c, SPAN * c, c);
+  for (int i = 0; i < SPAN; i++)
+    input_1d(tmp + i * SPAN * c, c, v + (i * SPAN * rows + slot) * c, rows * c, c);
+}
+
+/* Tile t's 4x4 outputs from M[p][slot], with bias and activation, clipped to the image. */
+static void output_tile(const wino_ctx *cx, int64_t t, const float *m, int64_t rows, int64_t slot,
+                        float *tmp, float *out) {
+  const cn_window *w = cx->w;
+  int64_t f = cx->filters, ld = cx->ld, per_image = cx->tiles_x * cx->tiles_y;
+  int64_t b = t / per_image, ty = t % per_image / cx->tiles_x, tx = t % cx->tiles_x;
+  for (int j = 0; j < SPAN; j++)
+    output_1d(m + (j * rows + slot) * ld, SPAN * rows * ld, tmp + j * f, SPAN * f, f);
+  for (int i = 0; i < TILE; i++) output_1d(tmp + i * SPAN * f, f, out + i * TILE * f, f, f);
+  int64_t nh = w->oh - ty * TILE < TILE ? w->oh - ty * TILE : TILE;
+  int64_t nw = w->ow - tx * TILE < TILE ? w->ow - tx * TILE : TILE;
+  for (int64_t i = 0; i < nh; i++) {
+    float *dst = cx->y + ((b * w->oh + ty * TILE + i) * w->ow + tx * TILE) * f;
+    memcpy(dst, out + i * TILE * f, (size_t)(nw * f) * sizeof(float));
+    cn_bias_act_rows(dst, nw, f, f, cx->bias, cx->act, 1);
+  }
+}
+
+/* Tiles [t0, t0 + nt) through the transforms and the products; cap: the block size the worker's
+ * buffers were laid out for. */
+static void wino_block(const wino_ctx *cx, int64_t t0, int64_t nt, float *work, int64_t cap) {
+  int64_t c = cx->w->c, f = cx->filters, ld = cx->ld, rows = round_up(nt, ROWS);
+  int64_t cap_rows = round_up(cap, ROWS);
+  float *v = work, *m = v + POINTS * cap_rows * c, *patch = m + POINTS * cap_rows * ld;
+  float *tmp = patch + POINTS * c, *otmp = tmp + POINTS * c, *out = otmp + SPAN * TILE * f;
+  for (int64_t s = 0; s < nt; s++) input_tile(cx, t0 + s, v, rows, s, patch, tmp);
+  for (int p = 0; p < POINTS && rows > nt; p++) /* the padding rows of the last row group */
+    memset(v + (p * rows + nt) * c, 0, (size_t)((rows - nt) * c) * sizeof(float));
+  block_products(v, cx->u, m, rows, c, ld);
+  for (int64_t s = 0; s < nt; s++) output_tile(cx, t0 + s, m, rows, s, otmp, out);
+}
+
+void cn_winograd_conv(const cn_window *w, int64_t filters, const float *x, const float *u,
+                      const float *bias, const cn_activation *act, float *y, float *scratch,
+                      int threads) {
+  wino_ctx cx = {w,
+                 filters,
+                 round_up(filters, COLS),
+                 (w->ow + TILE - 1) / TILE,
+                 (w->oh + TILE - 1) / TILE,
+                 x,
+                 u,
+                 bias,
+                 act,
+                 y};
+  int64_t tiles = tile_count(w), unit = per_tile(w, filters), fixed = fixed_floats(w, filters);
+  int64_t scratch_floats = (int64_t)cn_winograd_scratch(w, filters);
+  int64_t workers = threads < 1 ? 1 : threads;
+  if (tiles < MIN_TILES_PER_WORKER * workers) workers = 1;
+  while (workers > 1 && scratch_floats / workers < MIN_TILES * unit + fixed) workers--;
+  int64_t slice = scratch_floats / workers;
+  int64_t cap = ((slice < WINO_SLICE ? slice : WINO_SLICE) - fixed) / unit;
+  if (cap < MIN_TILES) cap = MIN_TILES; /* the slice always holds MIN_TILES (or every tile) */
+  if (cap > tiles) cap = tiles;
+  /* Equal blocks, a multiple of the workers. */
+  int64_t blocks = round_up((tiles + cap - 1) / cap, workers);
+  int64_t nt = (tiles + blocks - 1) / blocks;
+#pragma omp parallel num_threads((int)workers) if (workers > 1)
+  {
+    float *work = scratch + omp_get_thread_num() * slice;
+#pragma omp for schedule(static)
+    for (int64_t t0 = 0; t0 < tiles; t0 += nt)
+      wino_block(&cx, t0, tiles - t0 < nt ? tiles - t0 : nt, work, nt);
+  }
+}
