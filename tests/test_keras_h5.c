@@ -1,11 +1,18 @@
 /* Keras loading: the real MobileNet file against an independent reference, the real MNIST
  * save_weights file, and hostile files written here with the HDF5 C API (missing layer, wrong
  * shape, NaN, unknown layer class, external link, absurd dataset size, not HDF5, truncated,
- * missing), each refused with a message naming the file or layer. */
+ * missing), each refused with a message naming the file or layer, both through the isolated
+ * HDF5 reader (the default) and in-process. The isolation itself: a reader that crashes, hangs or
+ * sends garbage (test hooks), and a file whose corrupt global heap makes libhdf5 read out of
+ * bounds, are refused as damaged files, leaving no child process and no open descriptor. */
+#include <dirent.h>
+#include <errno.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 
 #include "convnet/model.h"
 #include "core/model.h"
@@ -396,6 +403,92 @@ static void test_bad_model_config(void) {
   CHECK(cn_model_load(tmp_file(1, "absent.h5"), &m) == CN_ERR_IO);
 }
 
+/* ---- isolation of libhdf5 ------------------------------------------------------------------ */
+
+static int open_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  int n = 0;
+  if (!d) return -1;
+  while (readdir(d)) n++;
+  closedir(d);
+  return n;
+}
+
+static int no_child_left(void) {
+  return waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD;
+}
+
+static double seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void expect_damaged(cn_status st, const char *name) {
+  const char *msg = cn_last_error();
+  CHECK(st == CN_ERR_FORMAT);
+  CHECK(strstr(msg, name) != NULL);
+  CHECK(strstr(msg, ": damaged HDF5 file (the HDF5 library") != NULL);
+  CHECK(strchr(msg, '\n') == NULL);
+  printf("refused: %s\n", msg);
+}
+
+/* The reader child aborting, hanging (against a 1 s deadline) or answering nonsense. */
+static void test_reader_faults(cn_model *m) {
+  const char *good = write_small_weights(5, "faulty_reader.h5", BAD_NONE, "tensorflow");
+  cn_node *dense = &m->graph->nodes[cn_graph_find(m->graph, "dense")];
+  const char *faults[] = {"abort", "garbage", "hang"};
+  int fds = open_fds();
+  setenv("CONVNET_H5_TIMEOUT", "1", 1);
+  for (int i = 0; i < 3; i++) {
+    setenv("CONVNET_H5_TEST_FAULT", faults[i], 1);
+    dense->params[0].data[23] = 42;
+    double t0 = seconds();
+    expect_damaged(cn_model_load_weights(m, good), "faulty_reader.h5");
+    CHECK(seconds() - t0 < 20);
+    CHECK(dense->params[0].data[23] == 42);
+    cn_model *full = NULL;
+    if (i < 2) expect_damaged(cn_model_load(good, &full), "faulty_reader.h5");
+    CHECK(full == NULL);
+    CHECK(no_child_left());
+    CHECK(open_fds() == fds);
+  }
+  unsetenv("CONVNET_H5_TEST_FAULT");
+  unsetenv("CONVNET_H5_TIMEOUT");
+  CHECK_OK(cn_model_load_weights(m, good));
+  CHECK_NEAR(dense->params[0].data[23], 0.23, 1e-7);
+  CHECK(no_child_left());
+}
+
+/* The variable-length layer names live in a global heap collection ("GCOL", version, 3 reserved
+ * bytes, 8-byte size, then objects: 2-byte index, 2-byte refcount, 4 reserved, 8-byte size, data).
+ * Declaring the first object 256 MB long makes libhdf5 1.10 copy 256 MB out of a 4 kB buffer
+ * (H5HG_read): a crash in-process, a damaged file here. */
+static void test_corrupt_global_heap(cn_model *m) {
+  vlen_utf8_strings = 1;
+  const char *path = write_small_weights(6, "corrupt_heap.h5", BAD_NONE, "tensorflow");
+  vlen_utf8_strings = 0;
+  static unsigned char buf[1 << 16];
+  FILE *f = fopen(path, "rb");
+  size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+  if (f) fclose(f);
+  size_t at = 0;
+  while (at + 40 <= n && memcmp(buf + at, "GCOL", 4) != 0) at++;
+  CHECK(at + 40 <= n);
+  if (at + 40 > n) return;
+  uint64_t huge = (uint64_t)256 << 20;
+  memcpy(buf + at + 16 + 8, &huge, 8); /* little-endian file, little-endian host */
+  f = fopen(path, "wb");
+  fwrite(buf, 1, n, f);
+  fclose(f);
+  int fds = open_fds();
+  cn_status st = cn_model_load_weights(m, path);
+  CHECK(st != CN_OK);
+  printf("refused (%s): %s\n", cn_status_name(st), cn_last_error());
+  CHECK(no_child_left());
+  CHECK(open_fds() == fds);
+}
+
 int main(void) {
   test_mobilenet();
   test_mnist();
@@ -405,6 +498,15 @@ int main(void) {
     test_small_utf8_names(m);
     test_small_keras3_layout(m);
     test_small_bad(m);
+    test_reader_faults(m);
+    test_corrupt_global_heap(m);
+    /* the same checks with libhdf5 in this process (CONVNET_H5_INPROCESS=1) */
+    setenv("CONVNET_H5_INPROCESS", "1", 1);
+    test_small_good(m);
+    test_small_utf8_names(m);
+    test_small_keras3_layout(m);
+    test_small_bad(m);
+    unsetenv("CONVNET_H5_INPROCESS");
     cn_model_free(m);
   }
   test_bad_model_config();

@@ -1,6 +1,7 @@
-/* Keras HDF5 files: the public loaders and the HDF5 access they share. Every file is hostile:
- * links must be hard links inside the file, datasets must be plain floats stored in the file with a
- * size the file can hold, and HDF5's own error printing is silenced (errors go through cn_fail). */
+/* Keras HDF5 files: the libhdf5 calls (run in a child process by h5_guard.c unless asked
+ * otherwise) and the public loaders. Every file is hostile: links must be hard links inside the
+ * file, datasets must be plain floats stored in the file with a size the file can hold, string
+ * attributes are bounded, and HDF5's own error printing is silenced (errors go through cn_fail). */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -11,6 +12,7 @@
 #include "core/error.h"
 #include "core/mem.h"
 #include "core/model.h"
+#include "io/h5_guard.h"
 #include "io/keras_internal.h"
 
 #if H5_VERSION_GE(1, 12, 0)
@@ -30,7 +32,7 @@ void cn_strlist_free(cn_strlist *l) {
   l->n = 0;
 }
 
-static cn_status strlist_push(cn_strlist *l, const char *s, size_t len) {
+cn_status cn_strlist_push(cn_strlist *l, const char *s, size_t len) {
   if (l->n >= CN_KERAS_MAX_NAMES)
     return cn_fail(CN_ERR_LIMIT, "more than %d names", CN_KERAS_MAX_NAMES);
   char **grown = realloc(l->s, (size_t)(l->n + 1) * sizeof *grown);
@@ -42,6 +44,14 @@ static cn_status strlist_push(cn_strlist *l, const char *s, size_t len) {
   copy[len] = 0;
   l->s[l->n++] = copy;
   return CN_OK;
+}
+
+/* libhdf5 spells the root "." */
+static const char *h5_path(const char *path) {
+  return *path ? path : ".";
+}
+static const char *shown(const char *path) {
+  return *path ? path : "/";
 }
 
 /* ---- opening ------------------------------------------------------------------------------- */
@@ -62,95 +72,131 @@ cn_status cn_h5_open(const char *path, hid_t *file) {
   return CN_OK;
 }
 
-/* ---- links and attributes ------------------------------------------------------------------ */
+/* ---- links, groups and attributes ---------------------------------------------------------- */
 
-static cn_status check_hard_link(hid_t loc, const char *prefix, const char *file, int *exists) {
-  htri_t there = H5Lexists(loc, prefix, H5P_DEFAULT);
+static cn_status check_hard_link(hid_t file, const char *prefix, const char *fname, int *exists) {
+  htri_t there = H5Lexists(file, prefix, H5P_DEFAULT);
   if (there <= 0) {
     *exists = 0;
     return CN_OK;
   }
   cn_h5_link_info info;
-  if (CN_H5_LINK_INFO(loc, prefix, &info) < 0)
-    return cn_fail(CN_ERR_FORMAT, "%s: %s: unreadable link", file, prefix);
+  if (CN_H5_LINK_INFO(file, prefix, &info) < 0)
+    return cn_fail(CN_ERR_FORMAT, "%s: %s: unreadable link", fname, prefix);
   if (info.type != H5L_TYPE_HARD)
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: %s is %s link; only objects inside the file are read",
-                   file, prefix,
+                   fname, prefix,
                    info.type == H5L_TYPE_EXTERNAL ? "an external" : "a soft or user-defined");
   *exists = 1;
   return CN_OK;
 }
 
-cn_status cn_h5_exists(hid_t loc, const char *path, const char *file, int *exists) {
+cn_status cn_h5_exists(hid_t file, const char *path, const char *fname, int *exists) {
   *exists = 0;
   size_t len = strlen(path);
-  if (len == 0 || len > 4096) return cn_fail(CN_ERR_FORMAT, "%s: bad object name", file);
-  char prefix[4097];
+  if (len == 0) {
+    *exists = 1;
+    return CN_OK;
+  }
+  if (len > CN_H5_MAX_PATH || path[0] == '/')
+    return cn_fail(CN_ERR_FORMAT, "%s: bad object name", fname);
+  char prefix[CN_H5_MAX_PATH + 1];
   /* Each component in turn: H5Lexists fails on a path whose parent is missing. */
-  for (size_t i = 0; i <= len; i++) {
+  for (size_t i = 1; i <= len; i++) {
     if (path[i] != '/' && path[i] != 0) continue;
-    if (i == 0) continue;
     memcpy(prefix, path, i);
     prefix[i] = 0;
-    cn_status st = check_hard_link(loc, prefix, file, exists);
+    cn_status st = check_hard_link(file, prefix, fname, exists);
     if (st != CN_OK || !*exists) return st;
   }
   return CN_OK;
 }
 
-int cn_h5_has_attr(hid_t loc, const char *name) {
-  return H5Aexists(loc, name) > 0;
+/* Opens the group at path after checking the links on the way. */
+static cn_status open_group(hid_t file, const char *path, const char *fname, hid_t *group) {
+  *group = H5I_INVALID_HID;
+  int exists = 0;
+  cn_status st = cn_h5_exists(file, path, fname, &exists);
+  if (st != CN_OK) return st;
+  if (!exists) return cn_fail(CN_ERR_FORMAT, "%s: %s is missing", fname, shown(path));
+  *group = H5Gopen2(file, h5_path(path), H5P_DEFAULT);
+  if (*group < 0) return cn_fail(CN_ERR_FORMAT, "%s: %s is not a group", fname, shown(path));
+  return CN_OK;
 }
 
-/* Reads every string of an open string attribute into out. */
+cn_status cn_h5_has_attr(hid_t file, const char *path, const char *name, const char *fname,
+                         int *has) {
+  *has = 0;
+  hid_t g;
+  cn_status st = open_group(file, path, fname, &g);
+  if (st != CN_OK) return st;
+  *has = H5Aexists(g, name) > 0;
+  H5Gclose(g);
+  return CN_OK;
+}
+
+/* Variable-length strings: HDF5 allocates each one; their total is bounded afterwards. */
+static cn_status read_vlen_strings(hid_t attr, hid_t mtype, hssize_t n, const char *what,
+                                   cn_strlist *out) {
+  cn_status st = CN_OK;
+  H5Tset_size(mtype, H5T_VARIABLE);
+  char **buf = calloc((size_t)n, sizeof *buf);
+  hid_t space = H5Aget_space(attr);
+  if (!buf)
+    st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  else if (space < 0 || H5Aread(attr, mtype, buf) < 0)
+    st = cn_fail(CN_ERR_FORMAT, "%s: unreadable", what);
+  size_t total = 0;
+  for (hssize_t i = 0; st == CN_OK && i < n; i++) {
+    size_t len = buf[i] ? strlen(buf[i]) : 0;
+    total += len;
+    if (total > CN_KERAS_MAX_JSON)
+      st = cn_fail(CN_ERR_LIMIT, "%s: strings too large", what);
+    else
+      st = cn_strlist_push(out, buf[i] ? buf[i] : "", len);
+  }
+  if (buf && space >= 0) CN_H5_RECLAIM(mtype, space, buf);
+  if (space >= 0) H5Sclose(space);
+  free(buf);
+  return st;
+}
+
+static cn_status read_fixed_strings(hid_t attr, hid_t ftype, hid_t mtype, hssize_t n,
+                                    const char *what, cn_strlist *out) {
+  /* One more byte than the file's strings: HDF5 keeps the last byte of a NULLTERM memory string
+   * for the terminator, which would cut a NULLPAD string that fills its width. */
+  size_t size = H5Tget_size(ftype) + 1;
+  size_t total;
+  if (size < 2 || size > CN_KERAS_MAX_JSON || !cn_mul_size(size, (size_t)n, &total) ||
+      total > CN_KERAS_MAX_JSON)
+    return cn_fail(CN_ERR_LIMIT, "%s: strings too large", what);
+  H5Tset_size(mtype, size);
+  char *buf = malloc(total);
+  if (!buf) return cn_fail(CN_ERR_NOMEM, "out of memory");
+  cn_status st = CN_OK;
+  if (H5Aread(attr, mtype, buf) < 0) st = cn_fail(CN_ERR_FORMAT, "%s: unreadable", what);
+  for (hssize_t i = 0; st == CN_OK && i < n; i++)
+    st = cn_strlist_push(out, buf + (size_t)i * size, strnlen(buf + (size_t)i * size, size));
+  free(buf);
+  return st;
+}
+
 static cn_status read_string_values(hid_t attr, hid_t ftype, hssize_t n, const char *what,
                                     cn_strlist *out) {
   hid_t mtype = H5Tcopy(H5T_C_S1);
-  cn_status st = CN_OK;
+  if (mtype < 0) return cn_fail(CN_ERR_FORMAT, "%s: unreadable", what);
   /* HDF5 converts no character sets: h5py writes UTF-8, older Keras ASCII. */
   H5Tset_cset(mtype, H5Tget_cset(ftype));
-  if (H5Tis_variable_str(ftype) > 0) {
-    H5Tset_size(mtype, H5T_VARIABLE);
-    char **buf = calloc((size_t)n, sizeof *buf);
-    hid_t space = H5Aget_space(attr);
-    if (!buf)
-      st = cn_fail(CN_ERR_NOMEM, "out of memory");
-    else if (H5Aread(attr, mtype, buf) < 0)
-      st = cn_fail(CN_ERR_FORMAT, "%s: unreadable", what);
-    for (hssize_t i = 0; st == CN_OK && i < n; i++)
-      st = strlist_push(out, buf[i] ? buf[i] : "", buf[i] ? strlen(buf[i]) : 0);
-    if (buf) CN_H5_RECLAIM(mtype, space, buf);
-    H5Sclose(space);
-    free(buf);
-  } else {
-    /* One more byte than the file's strings: HDF5 keeps the last byte of a NULLTERM memory
-     * string for the terminator, which would cut a NULLPAD string that fills its width. */
-    size_t size = H5Tget_size(ftype) + 1;
-    size_t total;
-    char *buf = NULL;
-    if (size < 2 || size > CN_KERAS_MAX_JSON || !cn_mul_size(size, (size_t)n, &total) ||
-        total > CN_KERAS_MAX_JSON)
-      st = cn_fail(CN_ERR_LIMIT, "%s: strings too large", what);
-    if (st == CN_OK) {
-      H5Tset_size(mtype, size);
-      buf = malloc(total);
-      if (!buf) st = cn_fail(CN_ERR_NOMEM, "out of memory");
-    }
-    if (st == CN_OK && H5Aread(attr, mtype, buf) < 0)
-      st = cn_fail(CN_ERR_FORMAT, "%s: unreadable", what);
-    for (hssize_t i = 0; st == CN_OK && i < n; i++)
-      st = strlist_push(out, buf + (size_t)i * size, strnlen(buf + (size_t)i * size, size));
-    free(buf);
-  }
+  cn_status st = H5Tis_variable_str(ftype) > 0
+                     ? read_vlen_strings(attr, mtype, n, what, out)
+                     : read_fixed_strings(attr, ftype, mtype, n, what, out);
   H5Tclose(mtype);
   return st;
 }
 
-/* Reads one attribute as a list of strings; non-string attributes must be empty arrays (Keras 3
- * writes an empty float64 array for "no weights"). */
-static cn_status read_attr_strings(hid_t loc, const char *name, const char *file, cn_strlist *out) {
-  char what[512];
-  snprintf(what, sizeof what, "%s: attribute %s", file, name);
+/* Non-string attributes must be empty arrays (Keras 3 writes an empty float64 array for "no
+ * weights"). */
+static cn_status read_attr_strings(hid_t loc, const char *name, const char *what, cn_strlist *out) {
   hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
   if (attr < 0) return cn_fail(CN_ERR_FORMAT, "%s: unreadable", what);
   hid_t ftype = H5Aget_type(attr), space = H5Aget_space(attr);
@@ -171,35 +217,46 @@ static cn_status read_attr_strings(hid_t loc, const char *name, const char *file
   return st;
 }
 
-cn_status cn_h5_read_string_attr(hid_t loc, const char *name, const char *file, char **out) {
-  *out = NULL;
-  cn_strlist l = {0};
-  cn_status st = read_attr_strings(loc, name, file, &l);
-  if (st == CN_OK && l.n != 1)
-    st = cn_fail(CN_ERR_FORMAT, "%s: attribute %s is not one string", file, name);
-  if (st == CN_OK) {
-    *out = l.s[0];
-    l.s[0] = NULL;
-  }
-  cn_strlist_free(&l);
+cn_status cn_h5_attr_strings(hid_t file, const char *path, const char *name, const char *fname,
+                             cn_strlist *out) {
+  out->n = 0;
+  out->s = NULL;
+  char what[CN_H5_MAX_PATH + 600];
+  snprintf(what, sizeof what, "%s: attribute %s%s%s", fname, *path ? path : "", *path ? "/" : "",
+           name);
+  hid_t g;
+  cn_status st = open_group(file, path, fname, &g);
+  if (st != CN_OK) return st;
+  if (H5Aexists(g, name) > 0) st = read_attr_strings(g, name, what, out);
+  H5Gclose(g);
+  if (st != CN_OK) cn_strlist_free(out);
   return st;
 }
 
-cn_status cn_h5_read_names_attr(hid_t loc, const char *name, const char *file, cn_strlist *out) {
+cn_status cn_h5_group_members(hid_t file, const char *path, const char *fname, cn_strlist *out) {
   out->n = 0;
   out->s = NULL;
-  if (cn_h5_has_attr(loc, name)) return read_attr_strings(loc, name, file, out);
-  char chunk[300];
-  for (int i = 0;; i++) {
-    snprintf(chunk, sizeof chunk, "%s%d", name, i);
-    if (!cn_h5_has_attr(loc, chunk)) break;
-    cn_status st = read_attr_strings(loc, chunk, file, out);
-    if (st != CN_OK) {
-      cn_strlist_free(out);
-      return st;
-    }
+  hid_t g;
+  cn_status st = open_group(file, path, fname, &g);
+  if (st != CN_OK) return st;
+  H5G_info_t info;
+  if (H5Gget_info(g, &info) < 0)
+    st = cn_fail(CN_ERR_FORMAT, "%s: %s unreadable", fname, shown(path));
+  else if (info.nlinks > CN_KERAS_MAX_NAMES)
+    st = cn_fail(CN_ERR_LIMIT, "%s: %s has more than %d members", fname, shown(path),
+                 CN_KERAS_MAX_NAMES);
+  for (hsize_t i = 0; st == CN_OK && i < info.nlinks; i++) {
+    char key[256];
+    ssize_t len =
+        H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, key, sizeof key, H5P_DEFAULT);
+    if (len < 0 || (size_t)len >= sizeof key)
+      st = cn_fail(CN_ERR_FORMAT, "%s: bad member name in %s", fname, shown(path));
+    else
+      st = cn_strlist_push(out, key, (size_t)len);
   }
-  return CN_OK;
+  H5Gclose(g);
+  if (st != CN_OK) cn_strlist_free(out);
+  return st;
 }
 
 /* ---- datasets ------------------------------------------------------------------------------ */
@@ -229,25 +286,30 @@ static cn_status check_type(hid_t ds, const char *what, size_t *elem) {
   return CN_OK;
 }
 
-static cn_status read_extent(hid_t ds, const char *what, cn_shape *shape) {
+/* The dataset's dimensions, each within CN_KERAS_MAX_ELEMENTS. */
+static cn_status read_dims(hid_t ds, const char *what, int *rank, hsize_t *dims) {
   hid_t space = H5Dget_space(ds);
   if (space < 0) return cn_fail(CN_ERR_FORMAT, "%s: unreadable shape", what);
-  int rank = H5Sget_simple_extent_ndims(space);
-  hsize_t dims[32];
+  *rank = H5Sget_simple_extent_ndims(space);
   cn_status st = CN_OK;
-  if (rank < 0 || rank > CN_MAX_RANK)
-    st = cn_fail(CN_ERR_FORMAT, "%s: rank %d not supported", what, rank);
+  if (*rank < 0 || *rank > CN_MAX_RANK)
+    st = cn_fail(CN_ERR_FORMAT, "%s: rank %d not supported", what, *rank);
   else if (H5Sget_simple_extent_dims(space, dims, NULL) < 0)
     st = cn_fail(CN_ERR_FORMAT, "%s: unreadable shape", what);
   H5Sclose(space);
+  for (int i = 0; st == CN_OK && i < *rank; i++)
+    if (dims[i] > (hsize_t)CN_KERAS_MAX_ELEMENTS)
+      st = cn_fail(CN_ERR_LIMIT, "%s: dimension %llu too large", what, (unsigned long long)dims[i]);
+  return st;
+}
+
+static cn_status read_extent(hid_t ds, const char *what, cn_shape *shape) {
+  hsize_t dims[CN_MAX_RANK];
+  int rank;
+  cn_status st = read_dims(ds, what, &rank, dims);
   if (st != CN_OK) return st;
   shape->rank = rank;
-  for (int i = 0; i < rank; i++) {
-    if (dims[i] > (hsize_t)CN_KERAS_MAX_ELEMENTS)
-      return cn_fail(CN_ERR_LIMIT, "%s: dimension %llu too large", what,
-                     (unsigned long long)dims[i]);
-    shape->dim[i] = (int64_t)dims[i];
-  }
+  for (int i = 0; i < rank; i++) shape->dim[i] = (int64_t)dims[i];
   return CN_OK;
 }
 
@@ -274,39 +336,91 @@ static cn_status check_size(hid_t loc, const cn_shape *shape, size_t elem, int f
   return CN_OK;
 }
 
-cn_status cn_h5_dataset_shape(hid_t loc, const char *path, const char *file, const char *what,
+cn_status cn_h5_dataset_shape(hid_t file, const char *path, const char *fname, const char *what,
                               cn_shape *shape) {
   int exists = 0;
-  cn_status st = cn_h5_exists(loc, path, file, &exists);
+  cn_status st = cn_h5_exists(file, path, fname, &exists);
   if (st != CN_OK) return cn_fail_context(st, "%s", what);
-  if (!exists) return cn_fail(CN_ERR_FORMAT, "%s: %s: dataset %s is missing", file, what, path);
-  hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
+  if (!exists) return cn_fail(CN_ERR_FORMAT, "%s: %s: dataset %s is missing", fname, what, path);
+  hid_t ds = H5Dopen2(file, h5_path(path), H5P_DEFAULT);
   if (ds < 0)
-    return cn_fail(CN_ERR_FORMAT, "%s: %s: %s is not a readable dataset", file, what, path);
-  char full[1024];
-  snprintf(full, sizeof full, "%s: %s", file, what);
+    return cn_fail(CN_ERR_FORMAT, "%s: %s: %s is not a readable dataset", fname, what, path);
+  char full[CN_H5_MAX_PATH + 64];
+  snprintf(full, sizeof full, "%s: %s", fname, what);
   int filtered = 0;
   size_t elem = 0;
   st = check_storage(ds, full, &filtered);
   if (st == CN_OK) st = check_type(ds, full, &elem);
   if (st == CN_OK) st = read_extent(ds, full, shape);
-  if (st == CN_OK) st = check_size(loc, shape, elem, filtered, full);
+  if (st == CN_OK) st = check_size(file, shape, elem, filtered, full);
   H5Dclose(ds);
   return st;
 }
 
-cn_status cn_h5_read_floats(hid_t loc, const char *path, const char *what, int64_t numel,
-                            float *dst) {
-  hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
-  if (ds < 0) return cn_fail(CN_ERR_FORMAT, "%s: unreadable dataset", what);
-  herr_t err = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst);
-  H5Dclose(ds);
+/* Reads rows [start[axis], +count[axis]) of the selection into buf and passes them on. */
+static cn_status read_slab(hid_t ds, hid_t fspace, const hsize_t *start, const hsize_t *count,
+                           hsize_t n, float *buf, const char *what, cn_h5_sink sink, void *ctx) {
+  hid_t mspace = H5Screate_simple(1, &n, NULL);
+  herr_t err =
+      mspace < 0 ? -1 : H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
+  if (err >= 0) err = H5Dread(ds, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, buf);
+  if (mspace >= 0) H5Sclose(mspace);
   if (err < 0) return cn_fail(CN_ERR_FORMAT, "%s: data unreadable (damaged file?)", what);
-  for (int64_t i = 0; i < numel; i++) {
-    if (isnan(dst[i])) return cn_fail(CN_ERR_FORMAT, "%s: contains NaN", what);
-    if (isinf(dst[i])) return cn_fail(CN_ERR_FORMAT, "%s: contains infinity", what);
+  return sink(ctx, buf, (size_t)n);
+}
+
+/* Walks the dataset in row-major order in slabs of at most cap values: the rows of one axis
+ * whose inner block fits in cap, for each index of the axes before it. */
+static cn_status read_in_slabs(hid_t ds, const char *what, int rank, const hsize_t *dims,
+                               float *buf, size_t cap, cn_h5_sink sink, void *ctx) {
+  int axis = rank - 1;
+  hsize_t inner = 1, outer = 1, start[CN_MAX_RANK] = {0}, count[CN_MAX_RANK];
+  while (axis > 0 && inner * dims[axis] <= cap) inner *= dims[axis--];
+  for (int i = 0; i < rank; i++) count[i] = i < axis ? 1 : dims[i];
+  for (int i = 0; i < axis; i++) outer *= dims[i];
+  hsize_t step = cap / inner;
+  hid_t fspace = H5Dget_space(ds);
+  if (fspace < 0) return cn_fail(CN_ERR_FORMAT, "%s: unreadable shape", what);
+  cn_status st = CN_OK;
+  for (hsize_t o = 0; st == CN_OK && o < outer; o++) {
+    hsize_t left = o;
+    for (int i = axis - 1; i >= 0; i--) {
+      start[i] = left % dims[i];
+      left /= dims[i];
+    }
+    for (hsize_t r = 0; st == CN_OK && r < dims[axis]; r += step) {
+      start[axis] = r;
+      count[axis] = dims[axis] - r < step ? dims[axis] - r : step;
+      st = read_slab(ds, fspace, start, count, count[axis] * inner, buf, what, sink, ctx);
+    }
   }
-  return CN_OK;
+  H5Sclose(fspace);
+  return st;
+}
+
+cn_status cn_h5_read_floats(hid_t file, const char *path, const char *what, int64_t numel,
+                            float *buf, size_t cap, cn_h5_sink sink, void *ctx) {
+  hid_t ds = H5Dopen2(file, h5_path(path), H5P_DEFAULT);
+  if (ds < 0) return cn_fail(CN_ERR_FORMAT, "%s: unreadable dataset", what);
+  hsize_t dims[CN_MAX_RANK];
+  int rank = 0;
+  cn_status st = read_dims(ds, what, &rank, dims);
+  int64_t have = 1;
+  for (int i = 0; st == CN_OK && i < rank; i++) /* clamped: no overflow, 0 still wins */
+    have = have > CN_KERAS_MAX_ELEMENTS ? have * (dims[i] != 0) : have * (int64_t)dims[i];
+  /* The extent again: the file may have changed since its shape was checked. */
+  if (st == CN_OK && have != numel)
+    st = cn_fail(CN_ERR_FORMAT, "%s: dataset changed while reading", what);
+  if (st == CN_OK && numel > 0) {
+    if ((size_t)numel > cap)
+      st = read_in_slabs(ds, what, rank, dims, buf, cap, sink, ctx);
+    else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+      st = cn_fail(CN_ERR_FORMAT, "%s: data unreadable (damaged file?)", what);
+    else if (sink)
+      st = sink(ctx, buf, (size_t)numel);
+  }
+  H5Dclose(ds);
+  return st;
 }
 
 /* ---- the public loaders -------------------------------------------------------------------- */
@@ -377,15 +491,15 @@ static cn_status load_json_model(const char *path, cn_model **out) {
   return st;
 }
 
-static cn_status load_h5_model(const char *path, hid_t file, cn_model **out) {
-  if (!cn_h5_has_attr(file, "model_config"))
+static cn_status load_h5_model(const char *path, cn_h5src *src, cn_model **out) {
+  char *json = NULL, *name = NULL;
+  cn_graph *g = NULL;
+  cn_status st = cn_h5src_string_attr(src, "", "model_config", &json);
+  if (st == CN_OK && !json)
     return cn_fail(CN_ERR_FORMAT,
                    "%s: no model_config attribute (a weights-only file needs the architecture "
                    "first, then cn_model_load_weights)",
                    path);
-  char *json = NULL, *name = NULL;
-  cn_graph *g = NULL;
-  cn_status st = cn_h5_read_string_attr(file, "model_config", path, &json);
   if (st == CN_OK) st = cn_keras_build_graph(path, json, &g, &name);
   free(json);
   if (st != CN_OK) {
@@ -396,7 +510,7 @@ static cn_status load_h5_model(const char *path, hid_t file, cn_model **out) {
   cn_model *m = NULL;
   st = wrap_graph(g, name, &m);
   free(name);
-  if (st == CN_OK) st = cn_keras_load_weights(m->graph, file, path);
+  if (st == CN_OK) st = cn_keras_load_weights(m->graph, src);
   if (st != CN_OK) {
     cn_model_free(m);
     return st;
@@ -410,20 +524,21 @@ cn_status cn_model_load(const char *path, cn_model **out) {
   *out = NULL;
   if (!path) return cn_fail(CN_ERR_ARG, "cn_model_load: NULL path");
   if (looks_like_json(path)) return load_json_model(path, out);
-  hid_t file;
-  cn_status st = cn_h5_open(path, &file);
+  cn_h5src *src;
+  cn_status st = cn_h5src_open(path, NULL, 0, &src);
   if (st != CN_OK) return st;
-  st = load_h5_model(path, file, out);
-  H5Fclose(file);
+  st = load_h5_model(path, src, out);
+  cn_h5src_close(src);
   return st;
 }
 
 cn_status cn_model_load_weights(cn_model *model, const char *path) {
   if (!model || !path) return cn_fail(CN_ERR_ARG, "cn_model_load_weights: NULL argument");
-  hid_t file;
-  cn_status st = cn_h5_open(path, &file);
+  cn_graph *g = model->graph;
+  cn_h5src *src;
+  cn_status st = cn_h5src_open(path, g->params, g->n_param_floats * sizeof(float), &src);
   if (st != CN_OK) return st;
-  st = cn_keras_load_weights(model->graph, file, path);
-  H5Fclose(file);
+  st = cn_keras_load_weights(g, src);
+  cn_h5src_close(src);
   return st;
 }

@@ -16,11 +16,25 @@
 
 #include "core/error.h"
 #include "core/mem.h"
+#include "io/h5_guard.h"
 #include "io/keras_internal.h"
 #include "ops/ops.h"
 
 #define MAX_PATH 1024
 #define MAX_ENTRIES 100000
+
+/* The weights root of an open file: the file's root, or /model_weights of a full model. */
+typedef struct wfile {
+  cn_h5src *src;
+  const char *root; /* "" or "model_weights" */
+  const char *file; /* for messages */
+} wfile;
+
+/* root/rel in buf (2 * MAX_PATH bytes). */
+static const char *at_root(const wfile *f, const char *rel, char *buf) {
+  snprintf(buf, 2 * MAX_PATH, "%s%s%s", f->root, *f->root ? "/" : "", rel);
+  return buf;
+}
 
 /* One model parameter and where its data is in the file (found during matching). */
 typedef struct wslot {
@@ -115,11 +129,12 @@ static cn_shape theano_shape(const cn_shape *hwio) {
 
 /* Checks the dataset of slot s against its parameter; decides whether it needs the Theano
  * conversion. */
-static cn_status check_slot(hid_t root, const char *file, int theano_file, wslot *s) {
-  char what[MAX_PATH + 64], a[96], b[96];
+static cn_status check_slot(const wfile *f, int theano_file, wslot *s) {
+  char what[MAX_PATH + 64], a[96], b[96], path[2 * MAX_PATH];
+  const char *file = f->file;
   snprintf(what, sizeof what, "%s/%s", s->node->name, s->param->name);
   cn_shape found;
-  cn_status st = cn_h5_dataset_shape(root, s->path, file, what, &found);
+  cn_status st = cn_h5src_dataset_shape(f->src, at_root(f, s->path, path), what, &found);
   if (st != CN_OK) return st;
   const cn_shape *want = &s->param->shape;
   if (cn_shape_equal(&found, want)) return CN_OK;
@@ -147,31 +162,31 @@ static void theano_to_hwio(const float *th, const cn_shape *hwio, float *dst) {
               th[((o * ci + i) * kh + (kh - 1 - y)) * kw + (kw - 1 - x)];
 }
 
-static cn_status read_slot(hid_t root, const wslot *s) {
-  char what[MAX_PATH + 64];
-  snprintf(what, sizeof what, "%s/%s", s->node->name, s->param->name);
+static cn_status read_slot(const wfile *f, const wslot *s) {
+  char what[3000], path[2 * MAX_PATH];
+  at_root(f, s->path, path);
+  snprintf(what, sizeof what, "%s: %s/%s", f->file, s->node->name, s->param->name);
   int64_t numel = cn_shape_numel(&s->param->shape);
-  if (!s->theano) return cn_h5_read_floats(root, s->path, what, numel, s->param->data);
+  if (!s->theano) return cn_h5src_read_floats(f->src, path, what, numel, s->param->data);
   size_t bytes;
   if (!cn_mul_size((size_t)numel, sizeof(float), &bytes))
     return cn_fail(CN_ERR_LIMIT, "%s: too large", what);
   float *tmp = malloc(bytes ? bytes : 1);
   if (!tmp) return cn_fail(CN_ERR_NOMEM, "out of memory reading %s", what);
-  cn_status st = cn_h5_read_floats(root, s->path, what, numel, tmp);
+  cn_status st = cn_h5src_read_floats(f->src, path, what, numel, tmp);
   if (st == CN_OK) theano_to_hwio(tmp, &s->param->shape, s->param->data);
   free(tmp);
   return st;
 }
 
-static cn_status check_and_read_all(cn_graph *g, hid_t root, const char *file, int theano,
-                                    wmodel *m) {
+static cn_status check_and_read_all(cn_graph *g, const wfile *f, int theano, wmodel *m) {
   for (int i = 0; i < m->n_slots; i++) {
-    cn_status st = check_slot(root, file, theano, &m->slot[i]);
+    cn_status st = check_slot(f, theano, &m->slot[i]);
     if (st != CN_OK) return st;
   }
   for (int i = 0; i < m->n_slots; i++) {
-    cn_status st = read_slot(root, &m->slot[i]);
-    if (st != CN_OK) return cn_fail_context(st, "%s", file);
+    cn_status st = read_slot(f, &m->slot[i]);
+    if (st != CN_OK) return st;
   }
   g->weights_version++;
   return CN_OK;
@@ -198,9 +213,11 @@ static void flist_free(flist *f) {
 }
 
 /* The file's layers that hold weights, in file order. */
-static cn_status read_legacy_layers(hid_t root, const char *file, flist *out) {
+static cn_status read_legacy_layers(const wfile *f, flist *out) {
   cn_strlist names = {0};
-  cn_status st = cn_h5_read_names_attr(root, "layer_names", file, &names);
+  const char *file = f->file;
+  char path[2 * MAX_PATH];
+  cn_status st = cn_h5src_names_attr(f->src, f->root, "layer_names", &names);
   memset(out, 0, sizeof *out);
   if (st == CN_OK) {
     out->e = calloc((size_t)(names.n ? names.n : 1), sizeof *out->e);
@@ -208,15 +225,12 @@ static cn_status read_legacy_layers(hid_t root, const char *file, flist *out) {
   }
   for (int i = 0; st == CN_OK && i < names.n; i++) {
     int exists = 0;
-    st = cn_h5_exists(root, names.s[i], file, &exists);
+    if (strlen(names.s[i]) >= MAX_PATH) st = cn_fail(CN_ERR_LIMIT, "%s: layer name too long", file);
+    if (st == CN_OK) st = cn_h5src_exists(f->src, at_root(f, names.s[i], path), &exists);
     if (st == CN_OK && !exists)
       st = cn_fail(CN_ERR_FORMAT, "%s: layer %s is listed but missing", file, names.s[i]);
-    hid_t grp = st == CN_OK ? H5Gopen2(root, names.s[i], H5P_DEFAULT) : H5I_INVALID_HID;
-    if (st == CN_OK && grp < 0)
-      st = cn_fail(CN_ERR_FORMAT, "%s: layer %s is not a group", file, names.s[i]);
     cn_strlist w = {0};
-    if (st == CN_OK) st = cn_h5_read_names_attr(grp, "weight_names", file, &w);
-    if (grp >= 0) H5Gclose(grp);
+    if (st == CN_OK) st = cn_h5src_names_attr(f->src, path, "weight_names", &w);
     if (st == CN_OK && w.n > 0) {
       out->e[out->n].layer = names.s[i];
       out->e[out->n].weights = w;
@@ -301,7 +315,7 @@ static int topological_fits(const wmodel *m, const flist *f) {
   return 1;
 }
 
-static cn_status match_legacy(hid_t root, const char *file, wmodel *m, const flist *f) {
+static cn_status match_legacy(const char *file, wmodel *m, const flist *f) {
   int by_name = 1;
   const char *missing = NULL;
   for (int u = 0; u < m->n_units && by_name; u++)
@@ -319,13 +333,13 @@ static cn_status match_legacy(hid_t root, const char *file, wmodel *m, const fli
   return CN_OK;
 }
 
-static cn_status load_legacy(cn_graph *g, hid_t root, const char *file, int theano) {
+static cn_status load_legacy(cn_graph *g, const wfile *wf, int theano) {
   wmodel m;
   flist f = {0};
   cn_status st = wmodel_build(g, &m);
-  if (st == CN_OK) st = read_legacy_layers(root, file, &f);
-  if (st == CN_OK) st = match_legacy(root, file, &m, &f);
-  if (st == CN_OK) st = check_and_read_all(g, root, file, theano, &m);
+  if (st == CN_OK) st = read_legacy_layers(wf, &f);
+  if (st == CN_OK) st = match_legacy(wf->file, &m, &f);
+  if (st == CN_OK) st = check_and_read_all(g, wf, theano, &m);
   flist_free(&f);
   wmodel_free(&m);
   return st;
@@ -358,75 +372,72 @@ static cn_status k3_push(k3list *l, const k3entry *e) {
   return CN_OK;
 }
 
-static cn_status count_vars(hid_t root, const char *vars, const char *file, int *n) {
-  char path[MAX_PATH + 16];
-  for (*n = 0; *n < CN_MAX_PARAMS + 1; (*n)++) {
-    int exists = 0;
-    snprintf(path, sizeof path, "%s/%d", vars, *n);
-    cn_status st = cn_h5_exists(root, path, file, &exists);
-    if (st != CN_OK) return st;
-    if (!exists) break;
-  }
-  return CN_OK;
+static int has_member(const cn_strlist *l, const char *name) {
+  for (int i = 0; i < l->n; i++)
+    if (strcmp(l->s[i], name) == 0) return 1;
+  return 0;
 }
 
-static cn_status k3_walk(hid_t root, const char *group, const char *name_prefix,
-                         const char *generic_prefix, const char *file, int depth, k3list *out);
+/* How many of the members 0, 1, ... a vars group has (their links are checked when read). */
+static cn_status count_vars(cn_h5src *src, const char *vars, int *n) {
+  cn_strlist members;
+  char key[16];
+  cn_status st = cn_h5src_group_members(src, vars, &members);
+  for (*n = 0; st == CN_OK && *n < CN_MAX_PARAMS + 1; (*n)++) {
+    snprintf(key, sizeof key, "%d", *n);
+    if (!has_member(&members, key)) break;
+  }
+  cn_strlist_free(&members);
+  return st;
+}
+
+static cn_status k3_walk(cn_h5src *src, const char *group, const char *name_prefix,
+                         const char *generic_prefix, int depth, k3list *out);
 
 /* One child of a layers group: its vars, then its own nested layers. */
-static cn_status k3_child(hid_t root, const char *group, const char *key, const char *name_prefix,
-                          const char *generic_prefix, const char *file, int depth, k3list *out) {
+static cn_status k3_child(cn_h5src *src, const char *group, const char *key,
+                          const char *name_prefix, const char *generic_prefix, int depth,
+                          k3list *out) {
+  const char *file = cn_h5src_file(src);
   k3entry e = {0};
-  int exists = 0;
   if (strlen(group) + strlen(key) + 16 > MAX_PATH)
     return cn_fail(CN_ERR_LIMIT, "%s: path too long", file);
-  snprintf(e.vars, MAX_PATH, "%s/%s/vars", group, key);
+  char here[MAX_PATH];
+  snprintf(here, sizeof here, "%s/%s", group, key);
+  snprintf(e.vars, MAX_PATH, "%s/vars", here);
   snprintf(e.generic, MAX_PATH, "%s%s", generic_prefix, key);
-  cn_status st = cn_h5_exists(root, e.vars, file, &exists);
+  /* one request says whether vars and layers exist; their links are checked when opened */
+  cn_strlist members;
+  cn_status st = cn_h5src_group_members(src, here, &members);
+  if (st != CN_OK) return st;
+  int has_vars = has_member(&members, "vars"), has_layers = has_member(&members, "layers");
+  cn_strlist_free(&members);
   char *real = NULL;
-  if (st == CN_OK && exists) {
-    hid_t vars = H5Gopen2(root, e.vars, H5P_DEFAULT);
-    if (vars >= 0 && cn_h5_has_attr(vars, "name"))
-      st = cn_h5_read_string_attr(vars, "name", file, &real);
-    if (vars >= 0) H5Gclose(vars);
-    if (st == CN_OK) st = count_vars(root, e.vars, file, &e.n_vars);
+  if (has_vars) {
+    st = cn_h5src_string_attr(src, e.vars, "name", &real);
+    if (st == CN_OK) st = count_vars(src, e.vars, &e.n_vars);
   }
   snprintf(e.name, MAX_PATH, "%s%s", name_prefix, real ? real : key);
   free(real);
   if (st == CN_OK && e.n_vars > 0) st = k3_push(out, &e);
   char sub[MAX_PATH], name_sub[MAX_PATH + 2], generic_sub[MAX_PATH + 2];
-  snprintf(sub, sizeof sub, "%s/%s/layers", group, key);
-  if (st == CN_OK) st = cn_h5_exists(root, sub, file, &exists);
-  if (st == CN_OK && exists) {
+  snprintf(sub, sizeof sub, "%s/layers", here);
+  if (st == CN_OK && has_layers) {
     snprintf(name_sub, sizeof name_sub, "%s/", e.name);
     snprintf(generic_sub, sizeof generic_sub, "%s/", e.generic);
-    st = k3_walk(root, sub, name_sub, generic_sub, file, depth + 1, out);
+    st = k3_walk(src, sub, name_sub, generic_sub, depth + 1, out);
   }
   return st;
 }
 
-static cn_status k3_walk(hid_t root, const char *group, const char *name_prefix,
-                         const char *generic_prefix, const char *file, int depth, k3list *out) {
-  if (depth > 16) return cn_fail(CN_ERR_LIMIT, "%s: layers nested too deeply", file);
-  hid_t g = H5Gopen2(root, group, H5P_DEFAULT);
-  if (g < 0) return cn_fail(CN_ERR_FORMAT, "%s: %s is not a group", file, group);
-  H5G_info_t info;
-  cn_status st = CN_OK;
-  if (H5Gget_info(g, &info) < 0)
-    st = cn_fail(CN_ERR_FORMAT, "%s: %s unreadable", file, group);
-  else if (info.nlinks > MAX_ENTRIES)
-    st = cn_fail(CN_ERR_LIMIT, "%s: too many layers", file);
-  for (hsize_t i = 0; st == CN_OK && i < info.nlinks; i++) {
-    char key[256];
-    ssize_t len =
-        H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, key, sizeof key, H5P_DEFAULT);
-    if (len < 0 || (size_t)len >= sizeof key) {
-      st = cn_fail(CN_ERR_FORMAT, "%s: bad layer key in %s", file, group);
-      break;
-    }
-    st = k3_child(root, group, key, name_prefix, generic_prefix, file, depth, out);
-  }
-  H5Gclose(g);
+static cn_status k3_walk(cn_h5src *src, const char *group, const char *name_prefix,
+                         const char *generic_prefix, int depth, k3list *out) {
+  if (depth > 16) return cn_fail(CN_ERR_LIMIT, "%s: layers nested too deeply", cn_h5src_file(src));
+  cn_strlist keys;
+  cn_status st = cn_h5src_group_members(src, group, &keys);
+  for (int i = 0; st == CN_OK && i < keys.n; i++)
+    st = k3_child(src, group, keys.s[i], name_prefix, generic_prefix, depth, out);
+  cn_strlist_free(&keys);
   return st;
 }
 
@@ -507,13 +518,14 @@ static cn_status match_k3(cn_graph *g, const char *file, const k3list *l, wmodel
   return CN_OK;
 }
 
-static cn_status load_keras3(cn_graph *g, hid_t root, const char *file) {
+static cn_status load_keras3(cn_graph *g, cn_h5src *src) {
   wmodel m;
   k3list l = {0};
+  wfile f = {.src = src, .root = "", .file = cn_h5src_file(src)};
   cn_status st = wmodel_build(g, &m);
-  if (st == CN_OK) st = k3_walk(root, "layers", "", "", file, 0, &l);
-  if (st == CN_OK) st = match_k3(g, file, &l, &m);
-  if (st == CN_OK) st = check_and_read_all(g, root, file, 0, &m);
+  if (st == CN_OK) st = k3_walk(src, "layers", "", "", 0, &l);
+  if (st == CN_OK) st = match_k3(g, f.file, &l, &m);
+  if (st == CN_OK) st = check_and_read_all(g, &f, 0, &m);
   free(l.e);
   wmodel_free(&m);
   return st;
@@ -521,42 +533,44 @@ static cn_status load_keras3(cn_graph *g, hid_t root, const char *file) {
 
 /* ---- entry --------------------------------------------------------------------------------- */
 
-static int is_theano(hid_t loc, const char *file) {
+static int is_theano(cn_h5src *src, const char *group) {
   char *backend = NULL;
-  if (!cn_h5_has_attr(loc, "backend") ||
-      cn_h5_read_string_attr(loc, "backend", file, &backend) != CN_OK)
-    return 0;
+  if (cn_h5src_string_attr(src, group, "backend", &backend) != CN_OK || !backend) return 0;
   int theano = strcmp(backend, "theano") == 0;
   free(backend);
   return theano;
 }
 
-static int has_layer_names(hid_t loc) {
-  return cn_h5_has_attr(loc, "layer_names") || cn_h5_has_attr(loc, "layer_names0");
+static cn_status has_layer_names(cn_h5src *src, const char *group, int *has) {
+  cn_status st = cn_h5src_has_attr(src, group, "layer_names", has);
+  if (st == CN_OK && !*has) st = cn_h5src_has_attr(src, group, "layer_names0", has);
+  return st;
 }
 
-cn_status cn_keras_load_weights(cn_graph *g, hid_t file, const char *path) {
+cn_status cn_keras_load_weights(cn_graph *g, cn_h5src *src) {
+  const char *path = cn_h5src_file(src);
   if (!g->params) {
     cn_status st = cn_graph_alloc_params(g);
     if (st != CN_OK) return st;
   }
-  int theano = is_theano(file, path);
-  int exists = 0;
-  cn_status st = cn_h5_exists(file, "model_weights", path, &exists);
+  int theano = is_theano(src, "");
+  int exists = 0, names = 0;
+  cn_status st = cn_h5src_exists(src, "model_weights", &exists);
   if (st != CN_OK) return st;
   if (exists) {
-    hid_t mw = H5Gopen2(file, "model_weights", H5P_DEFAULT);
-    if (mw < 0) return cn_fail(CN_ERR_FORMAT, "%s: model_weights is not a group", path);
-    theano = theano || is_theano(mw, path);
-    st = has_layer_names(mw) ? load_legacy(g, mw, path, theano)
-                             : cn_fail(CN_ERR_FORMAT, "%s: model_weights has no layer_names", path);
-    H5Gclose(mw);
-    return st;
+    wfile f = {.src = src, .root = "model_weights", .file = path};
+    theano = theano || is_theano(src, f.root);
+    st = has_layer_names(src, f.root, &names);
+    if (st == CN_OK && !names)
+      st = cn_fail(CN_ERR_FORMAT, "%s: model_weights has no layer_names", path);
+    return st == CN_OK ? load_legacy(g, &f, theano) : st;
   }
-  if (has_layer_names(file)) return load_legacy(g, file, path, theano);
-  st = cn_h5_exists(file, "layers", path, &exists);
+  st = has_layer_names(src, "", &names);
   if (st != CN_OK) return st;
-  if (exists) return load_keras3(g, file, path);
+  if (names) return load_legacy(g, &(wfile){.src = src, .root = "", .file = path}, theano);
+  st = cn_h5src_exists(src, "layers", &exists);
+  if (st != CN_OK) return st;
+  if (exists) return load_keras3(g, src);
   return cn_fail(CN_ERR_FORMAT,
                  "%s: not a Keras weights file (no layer_names, model_weights or layers)", path);
 }
