@@ -1332,6 +1332,187 @@ static void test_conv_transpose(void) {
   expect_fail(&cn_op_conv_transpose, &bad, (cn_shape[]){S(3, 3, 3, 4)}, 1, CN_ERR_FORMAT);
 }
 
+/* ---- pooling with ONNX attributes ------------------------------------------------------------ */
+
+typedef struct pool_case {
+  int is_max, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, ceil_mode, count_include_pad;
+  int want_h, want_w;
+  float want[60]; /* NHWC */
+} pool_case;
+
+/* Generated with onnxruntime 1.32.0 (opset 19) from the 5x6x2 input of test_pool_onnx. The
+ * ceil_mode sizes are those onnxruntime's kernels produce (a last window starting in the end
+ * padding is dropped); ONNX 1.23's shape inference predicts one more in cases 0-4. */
+static const pool_case pool_cases[] = {
+    {0,
+     3,
+     3,
+     2,
+     2,
+     1,
+     1,
+     1,
+     0,
+     2,
+     1,
+     1,
+     0,
+     3,
+     3,
+     {0.1666667, -0.08333334, 0.6666667, 0.4166667, -1.25, 1.25, 1.5, 0.6388889, 0.1666667, 1.75,
+      -0.8333333, 0.75, 1, 0.75, -0.3333333, 1.25, 0.5, 0.25}},
+    {0,
+     3,
+     3,
+     2,
+     2,
+     1,
+     1,
+     1,
+     0,
+     2,
+     1,
+     1,
+     1,
+     3,
+     3,
+     {0.1111111, -0.05555556, 0.4444444, 0.2777778, -0.5555556, 0.5555556, 1.5, 0.6388889,
+      0.1666667, 1.75, -0.5555556, 0.5, 0.6666667, 0.5, -0.2222222, 0.8333333, 0.2222222,
+      0.1111111}},
+    {1,
+     3,
+     3,
+     2,
+     2,
+     1,
+     1,
+     1,
+     0,
+     2,
+     1,
+     1,
+     0,
+     3,
+     3,
+     {5.5, 3.75, 4.5, 5.75, 3.5, 4.75, 5.5, 5.75, 4.5, 5.75, 3.5, 4.75, 5.5, 5.75, 3.5, 5.75, 5.5,
+      3.75}},
+    {0,
+     2,
+     2,
+     2,
+     2,
+     1,
+     1,
+     0,
+     0,
+     1,
+     1,
+     1,
+     1,
+     3,
+     3,
+     {0.5, 0.25, 1, 0.75, -1.25, 1.25, 0.75, 0.5, 1.25, 1, -1, 1.5, 1.5, -1.375, -1, 1.625, 2,
+      -0.875}},
+    {0,
+     2,
+     2,
+     2,
+     2,
+     1,
+     1,
+     0,
+     0,
+     1,
+     1,
+     1,
+     0,
+     3,
+     3,
+     {0.5, 0.25, 1, 0.75, -1.25, 1.25, 0.75, 0.5, 1.25, 1, -1, 1.5, 3, -2.75, -2, 3.25, 4, -1.75}},
+    {1, 2, 3, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 5, 3, {5.5, -0.25, 5.5, 5.75, 3.5, 5.75, 1.5, 3.75,
+                                                   4.5, 3.75,  4.5, 4.75, 5.5, 2.75, 5.5, 5.75,
+                                                   3.5, 5.75,  4.5, 3.75, 4.5, 4.75, 5.5, 4.75,
+                                                   5.5, 2.75,  3.5, 5.75, 3.5, 3.75}},
+    {0, 2, 2, 1, 1, 2, 2, 1, 1, 0, 0, 1, 1, 4, 5, {1.375, -0.0625, 0,     -0.125, 1.5,  1.375,
+                                                   0.25,  0.125,   -1,    1.625,  0,    -0.125,
+                                                   0,     -0.25,   0.25,  0,      0.5,  0.25,
+                                                   0.75,  0.5,     0.75,  0.625,  1.5,  1.25,
+                                                   1.75,  1.5,     -0.75, 1.75,   -0.5, 2,
+                                                   1.5,   -1.375,  0.25,  0,      0.5,  0.25,
+                                                   0.75,  0.5,     1,     0.75}},
+    {0, 2, 2, 3, 3, 1, 1, 0, 0, 0, 0, 1, 0, 2, 2, {0.5, 0.25, 1.25, 1, 2.25, -0.75, 0.25, 0}},
+};
+
+static void test_pool_onnx(void) {
+  enum { H = 5, W = 6, C = 2 };
+  float x[H * W * C];
+  for (int h = 0; h < H; h++)
+    for (int w = 0; w < W; w++)
+      for (int c = 0; c < C; c++)
+        x[(h * W + w) * C + c] = (float)((h * 7 + w * 3 + c * 5) % 11) - 4.5f + 0.25f * (float)c;
+  for (size_t i = 0; i < sizeof pool_cases / sizeof pool_cases[0]; i++) {
+    const pool_case *t = &pool_cases[i];
+    cn_pool_attrs a = {.ph = t->kh,
+                       .pw = t->kw,
+                       .sh = t->sh,
+                       .sw = t->sw,
+                       .padding = CN_PAD_VALID,
+                       .pad_top = t->pt,
+                       .pad_left = t->pl,
+                       .pad_bottom = t->pb,
+                       .pad_right = t->pr,
+                       .ceil_mode = t->ceil_mode,
+                       .count_include_pad = t->count_include_pad,
+                       .dh = t->dh,
+                       .dw = t->dw};
+    cn_status st;
+    cn_graph *g =
+        build(t->is_max ? &cn_op_maxpool : &cn_op_avgpool, &a, (cn_shape[]){S(3, H, W, C)}, 1, &st);
+    CHECK_OK(st);
+    if (!g) continue;
+    CHECK(layer(g)->shape.dim[0] == t->want_h && layer(g)->shape.dim[1] == t->want_w);
+    if (layer(g)->shape.dim[0] != t->want_h || layer(g)->shape.dim[1] != t->want_w) {
+      fprintf(stderr, "  pool case %zu: got %lldx%lld\n", i, (long long)layer(g)->shape.dim[0],
+              (long long)layer(g)->shape.dim[1]);
+      cn_graph_free(g);
+      continue;
+    }
+    float *y = run(g, 1, (const float *[]){x});
+    double d = cn_test_max_abs_diff(y, t->want, (size_t)(t->want_h * t->want_w * C));
+    CHECK(d < 1e-5);
+    if (d >= 1e-5) fprintf(stderr, "  pool case %zu differs by %g\n", i, d);
+    free(y);
+    cn_graph_free(g);
+  }
+  /* The Keras path is unchanged, and dilation 1 or explicit zero pads do not leave it: SAME
+   * average pooling excludes padding. */
+  cn_pool_attrs keras = {.ph = 2, .pw = 2, .sh = 2, .sw = 2, .padding = CN_PAD_SAME, .dh = 1};
+  cn_status st;
+  cn_graph *g = build(&cn_op_avgpool, &keras, (cn_shape[]){S(3, 3, 3, 1)}, 1, &st);
+  CHECK_OK(st);
+  float *y = run(g, 1, (const float *[]){(float[]){1, 2, 3, 4, 5, 6, 7, 8, 9}});
+  check_close(y, (float[]){3, 4.5f, 7.5f, 9}, 4, 1e-6);
+  free(y);
+  cn_graph_free(g);
+  /* The same with count_include_pad: the padded cells (TensorFlow's split) count. */
+  keras.count_include_pad = 1;
+  g = build(&cn_op_avgpool, &keras, (cn_shape[]){S(3, 3, 3, 1)}, 1, &st);
+  CHECK_OK(st);
+  y = run(g, 1, (const float *[]){(float[]){1, 2, 3, 4, 5, 6, 7, 8, 9}});
+  check_close(y, (float[]){3, 9 / 4.0f, 15 / 4.0f, 9 / 4.0f}, 4, 1e-6);
+  free(y);
+  cn_graph_free(g);
+
+  cn_pool_attrs bad = {.ph = 2, .pw = 2, .sh = 1, .sw = 1, .padding = CN_PAD_SAME, .pad_top = 1};
+  expect_fail(&cn_op_maxpool, &bad, (cn_shape[]){S(3, 3, 3, 1)}, 1, CN_ERR_UNSUPPORTED);
+  bad = (cn_pool_attrs){.ph = 5, .pw = 2, .sh = 1, .sw = 1, .pad_top = 1}; /* 5 > 3 + 1 */
+  expect_fail(&cn_op_maxpool, &bad, (cn_shape[]){S(3, 3, 3, 1)}, 1, CN_ERR_SHAPE);
+  bad = (cn_pool_attrs){.ph = 2, .pw = 2, .sh = 1, .sw = 1, .pad_top = -1};
+  expect_fail(&cn_op_avgpool, &bad, (cn_shape[]){S(3, 3, 3, 1)}, 1, CN_ERR_FORMAT);
+  bad = (cn_pool_attrs){.ph = 2, .pw = 2, .sh = 0, .sw = 1, .ceil_mode = 1};
+  expect_fail(&cn_op_avgpool, &bad, (cn_shape[]){S(3, 3, 3, 1)}, 1, CN_ERR_FORMAT);
+}
+
 int main(void) {
   test_binary();
   test_prelu();
@@ -1344,5 +1525,6 @@ int main(void) {
   test_matmul();
   test_resize();
   test_conv_transpose();
+  test_pool_onnx();
   return cn_test_finish();
 }

@@ -241,7 +241,7 @@ static void binary_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, c
 }
 
 const cn_op cn_op_binary = {
-    .type = "Add",
+    .type = "Binary",
     .attrs_size = sizeof(cn_binary_attrs),
     .infer = binary_infer,
     .forward = binary_forward,

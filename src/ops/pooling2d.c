@@ -1,12 +1,94 @@
-/* MaxPooling2D and AveragePooling2D (Keras semantics, TensorFlow padding; average pooling
- * excludes padded cells). */
+/* MaxPooling2D and AveragePooling2D. Keras semantics (TensorFlow padding; average pooling
+ * excludes padded cells) run on the kernels in src/kernels/pool.c. The ONNX attributes at the end
+ * of cn_pool_attrs (explicit pads, ceil_mode, count_include_pad, dilations) take a general loop
+ * here instead, so that the Keras path stays exactly as it was. */
 #include "core/error.h"
 #include "kernels/kernels.h"
 #include "ops/ops.h"
 
+enum { MAX_WINDOW = 1 << 16 };
+
+/* Geometry of the ONNX-style pooling: explicit pads on every side, dilated taps. */
+typedef struct pool_geom {
+  int64_t ih, iw, c, oh, ow;
+  int kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
+} pool_geom;
+
+static int is_extended(const cn_pool_attrs *a) {
+  return a->pad_top || a->pad_left || a->pad_bottom || a->pad_right || a->ceil_mode ||
+         a->count_include_pad || a->dh > 1 || a->dw > 1;
+}
+
+/* Output length along one axis; ceil mode drops a last window that starts in the end padding,
+ * as ONNX and PyTorch do. */
+static int64_t pooled_size(int64_t in, int k, int s, int d, int pb, int pe, int ceil_mode) {
+  int64_t span = (int64_t)(k - 1) * d + 1, room = in + pb + pe - span;
+  if (room < 0) return 0;
+  int64_t out = (ceil_mode ? (room + s - 1) / s : room / s) + 1;
+  if (ceil_mode && (out - 1) * s >= in + pb) out--;
+  return out;
+}
+
+/* TensorFlow SAME padding split for one axis (extra at the end). */
+static void same_pads(int64_t in, int k, int s, int d, int *before, int *after) {
+  int64_t out = (in + s - 1) / s, total = (out - 1) * s + (int64_t)(k - 1) * d + 1 - in;
+  if (total < 0) total = 0;
+  *before = (int)(total / 2);
+  *after = (int)(total - total / 2);
+}
+
+static pool_geom pool_geometry(const cn_pool_attrs *a, const int64_t *in /* h, w, c */) {
+  pool_geom g = {
+      .ih = in[0], .iw = in[1], .c = in[2], .kh = a->ph, .kw = a->pw, .sh = a->sh, .sw = a->sw};
+  g.dh = a->dh > 1 ? a->dh : 1;
+  g.dw = a->dw > 1 ? a->dw : 1;
+  if (a->padding == CN_PAD_SAME) {
+    same_pads(g.ih, g.kh, g.sh, g.dh, &g.pt, &g.pb);
+    same_pads(g.iw, g.kw, g.sw, g.dw, &g.pl, &g.pr);
+  } else {
+    g.pt = a->pad_top, g.pl = a->pad_left, g.pb = a->pad_bottom, g.pr = a->pad_right;
+  }
+  g.oh = pooled_size(g.ih, g.kh, g.sh, g.dh, g.pt, g.pb, a->ceil_mode);
+  g.ow = pooled_size(g.iw, g.kw, g.sw, g.dw, g.pl, g.pr, a->ceil_mode);
+  return g;
+}
+
+static int in_range(int v, int lo, int hi) {
+  return v >= lo && v <= hi;
+}
+
+static cn_status extended_infer(cn_graph *g, cn_node *node) {
+  const cn_pool_attrs *a = node->attrs;
+  const cn_shape *in = &g->nodes[node->inputs[0]].shape;
+  char buf[96];
+  if (in->rank != 3 || in->dim[0] < 1 || in->dim[1] < 1 || in->dim[2] < 1)
+    return cn_fail(CN_ERR_SHAPE, "%s: expects a (height, width, channels) input, got %s",
+                   node->name, cn_shape_format(in, buf, sizeof buf));
+  if (!in_range(a->ph, 1, MAX_WINDOW) || !in_range(a->pw, 1, MAX_WINDOW) ||
+      !in_range(a->sh, 1, MAX_WINDOW) || !in_range(a->sw, 1, MAX_WINDOW) ||
+      !in_range(a->dh, 0, MAX_WINDOW) || !in_range(a->dw, 0, MAX_WINDOW))
+    return cn_fail(CN_ERR_FORMAT, "%s: bad pool size, stride or dilation", node->name);
+  if (!in_range(a->pad_top, 0, MAX_WINDOW) || !in_range(a->pad_left, 0, MAX_WINDOW) ||
+      !in_range(a->pad_bottom, 0, MAX_WINDOW) || !in_range(a->pad_right, 0, MAX_WINDOW))
+    return cn_fail(CN_ERR_FORMAT, "%s: bad pads", node->name);
+  int explicit_pads = a->pad_top || a->pad_left || a->pad_bottom || a->pad_right;
+  if ((int)a->padding != CN_PAD_VALID && (int)a->padding != CN_PAD_SAME)
+    return cn_fail(CN_ERR_FORMAT, "%s: unknown padding %d", node->name, (int)a->padding);
+  if (a->padding == CN_PAD_SAME && (explicit_pads || a->ceil_mode))
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: SAME padding with explicit pads or ceil_mode",
+                   node->name);
+  pool_geom pg = pool_geometry(a, in->dim);
+  if (pg.oh < 1 || pg.ow < 1)
+    return cn_fail(CN_ERR_SHAPE, "%s: window larger than the padded input %s", node->name,
+                   cn_shape_format(in, buf, sizeof buf));
+  node->shape = cn_shape_make(3, (int64_t[]){pg.oh, pg.ow, pg.c});
+  return CN_OK;
+}
+
 static cn_status pool_infer(cn_graph *g, cn_node *node) {
   const cn_pool_attrs *a = node->attrs;
   if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
+  if (is_extended(a)) return extended_infer(g, node);
   cn_window w = {0};
   cn_status st = cn_window_infer(node->name, &g->nodes[node->inputs[0]].shape, a->ph, a->pw, a->sh,
                                  a->sw, 1, 1, a->padding, &w);
@@ -15,17 +97,84 @@ static cn_status pool_infer(cn_graph *g, cn_node *node) {
   return CN_OK;
 }
 
+/* Taps [*lo, *hi) of a dilated window starting at `start` that fall inside [0, n). */
+static void valid_taps(int64_t start, int k, int d, int64_t n, int *lo, int *hi) {
+  *lo = start < 0 ? (int)((-start + d - 1) / d) : 0;
+  *hi = k;
+  while (*hi > *lo && start + (int64_t)(*hi - 1) * d >= n) (*hi)--;
+  if (*hi < *lo) *hi = *lo;
+}
+
+/* Taps inside the padded extent [-pb, n + pe): the divisor when padding counts. */
+static int padded_taps(int64_t start, int k, int d, int64_t n, int pe) {
+  int count = 0;
+  for (int t = 0; t < k; t++) count += start + (int64_t)t * d < n + pe;
+  return count;
+}
+
+static void pool_pixel(const pool_geom *g, const float *image, int64_t oy, int64_t ox, int is_max,
+                       int include_pad, float *dst) {
+  int64_t y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
+  int ylo, yhi, xlo, xhi;
+  valid_taps(y0, g->kh, g->dh, g->ih, &ylo, &yhi);
+  valid_taps(x0, g->kw, g->dw, g->iw, &xlo, &xhi);
+  for (int64_t j = 0; j < g->c; j++) dst[j] = is_max ? -INFINITY : 0.0f;
+  for (int ky = ylo; ky < yhi; ky++)
+    for (int kx = xlo; kx < xhi; kx++) {
+      const float *src =
+          image + ((y0 + (int64_t)ky * g->dh) * g->iw + x0 + (int64_t)kx * g->dw) * g->c;
+      if (is_max)
+        for (int64_t j = 0; j < g->c; j++) dst[j] = cn_maxf(dst[j], src[j]);
+      else
+        for (int64_t j = 0; j < g->c; j++) dst[j] += src[j];
+    }
+  int valid = (yhi - ylo) * (xhi - xlo);
+  if (valid == 0) {
+    for (int64_t j = 0; j < g->c; j++) dst[j] = 0;
+    return;
+  }
+  if (is_max) return;
+  int count = include_pad ? padded_taps(y0, g->kh, g->dh, g->ih, g->pb) *
+                                padded_taps(x0, g->kw, g->dw, g->iw, g->pr)
+                          : valid;
+  float inv = 1.0f / (float)count;
+  for (int64_t j = 0; j < g->c; j++) dst[j] *= inv;
+}
+
+static void extended_pool(const cn_node *node, const cn_tensor *in, cn_tensor *out, int is_max,
+                          int threads) {
+  const cn_pool_attrs *a = node->attrs;
+  pool_geom g = pool_geometry(a, in->shape.dim + 1);
+  int64_t rows = in->shape.dim[0] * g.oh;
+#pragma omp parallel for num_threads(threads) schedule(static) if (rows * g.ow * g.c > 4096)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t b = r / g.oh, oy = r % g.oh;
+    const float *image = in->data + b * g.ih * g.iw * g.c;
+    for (int64_t ox = 0; ox < g.ow; ox++)
+      pool_pixel(&g, image, oy, ox, is_max, a->count_include_pad,
+                 out->data + (r * g.ow + ox) * g.c);
+  }
+}
+
 static cn_window pool_window(const cn_node *node, const cn_tensor *in) {
   const cn_pool_attrs *a = node->attrs;
   return cn_window_make(&in->shape, a->ph, a->pw, a->sh, a->sw, 1, 1, a->padding);
 }
 
 static void maxpool_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
+  if (is_extended(node->attrs)) {
+    extended_pool(node, &in[0], out, 1, ex->threads);
+    return;
+  }
   cn_window w = pool_window(node, &in[0]);
   cn_maxpool(&w, in[0].data, out->data, ex->threads);
 }
 
 static void avgpool_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
+  if (is_extended(node->attrs)) {
+    extended_pool(node, &in[0], out, 0, ex->threads);
+    return;
+  }
   cn_window w = pool_window(node, &in[0]);
   cn_avgpool(&w, in[0].data, out->data, ex->threads);
 }

@@ -76,7 +76,7 @@ static void unary_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, co
 }
 
 const cn_op cn_op_unary = {
-    .type = "Clip",
+    .type = "Unary",
     .attrs_size = sizeof(cn_unary_attrs),
     .infer = unary_infer,
     .forward = unary_forward,
