@@ -49,6 +49,25 @@ static void put(cn_onnx_const *c, int64_t k, double v) {
     c->f[k] = (float)v;
 }
 
+cn_status cn_onnx_budget(cn_onnx_ctx *x, int64_t numel, const char *what) {
+  if (numel < 0 || numel > CN_ONNX_MAX_CONST_ELEMENTS - x->const_elements)
+    return cn_fail(CN_ERR_LIMIT, "%s: %s: constants exceed %" PRId64 " elements in total", x->file,
+                   what, CN_ONNX_MAX_CONST_ELEMENTS);
+  x->const_elements += numel;
+  return CN_OK;
+}
+
+/* Product of dims, or -1 past the per-tensor limit. */
+static int64_t checked_numel(int rank, const int64_t *dims) {
+  int64_t n = 1;
+  for (int k = 0; k < rank; k++) {
+    if (dims[k] < 0 || dims[k] > CN_ONNX_MAX_ELEMENTS) return -1;
+    n *= dims[k];
+    if (n > CN_ONNX_MAX_ELEMENTS) return -1;
+  }
+  return n;
+}
+
 /* ---- the folds ------------------------------------------------------------------------------ */
 
 static cn_status fold_constant(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_const *out) {
@@ -80,6 +99,8 @@ static cn_status fold_constant_of_shape(cn_onnx_ctx *x, const Onnx__NodeProto *n
   if (st != CN_OK) return st;
   if (!shape->is_int || shape->rank != 1 || shape->numel > CN_ONNX_MAX_RANK)
     return cn_fail(CN_ERR_FORMAT, "%s: %s: bad shape input", x->file, label(n));
+  int64_t numel = checked_numel((int)shape->numel, shape->i);
+  if (numel >= 0 && (st = cn_onnx_budget(x, numel, label(n))) != CN_OK) return st;
   cn_onnx_const value = {0};
   const Onnx__AttributeProto *a = cn_onnx_attr(n, "value");
   if (a && a->t) {
@@ -132,6 +153,8 @@ static cn_status fold_gather(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_c
   for (int k = 0; k < axis; k++) dims[r++] = data->dims[k];
   for (int k = 0; k < idx->rank; k++) dims[r++] = idx->dims[k];
   for (int k = (int)axis + 1; k < data->rank; k++) dims[r++] = data->dims[k];
+  int64_t numel = checked_numel(r, dims);
+  if (numel >= 0 && (st = cn_onnx_budget(x, numel, label(n))) != CN_OK) return st;
   st = cn_onnx_const_alloc(out, r, dims, data->is_int, label(n));
   if (st != CN_OK) return st;
   int64_t outer = count_between(data->dims, 0, (int)axis), len = data->dims[axis];
@@ -399,7 +422,9 @@ static cn_status fold_arith(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_co
   int rank = 0;
   int64_t dims[CN_ONNX_MAX_RANK], idx[CN_ONNX_MAX_RANK] = {0};
   if (st == CN_OK) st = broadcast_dims(a, b, &rank, dims, label(n));
-  int is_int = a->is_int && b->is_int;
+  int is_int = st == CN_OK && a->is_int && b->is_int;
+  int64_t numel = st == CN_OK ? checked_numel(rank, dims) : 0;
+  if (st == CN_OK && numel >= 0) st = cn_onnx_budget(x, numel, label(n));
   if (st == CN_OK) st = cn_onnx_const_alloc(out, rank, dims, is_int, label(n));
   for (int64_t o = 0; st == CN_OK && o < out->numel; o++) {
     double va = cn_onnx_const_get(a, broadcast_index(a, rank, idx));

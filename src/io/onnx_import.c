@@ -128,6 +128,7 @@ static cn_status add_initializers(cn_onnx_ctx *x) {
     char what[300];
     snprintf(what, sizeof what, "%s: initializer %.200s", x->file, t->name);
     st = cn_onnx_const_read(t, what, &v->c);
+    if (st == CN_OK) st = cn_onnx_budget(x, v->c.numel, what);
     if (st != CN_OK) return st;
   }
   return CN_OK;

@@ -14,8 +14,11 @@ typedef struct cn_model cn_model;
 
 /* Largest .onnx file accepted (protobuf's own limit is 2 GiB). */
 #define CN_ONNX_MAX_FILE ((size_t)2 << 30)
-/* Largest tensor accepted, in elements. */
-#define CN_ONNX_MAX_ELEMENTS ((int64_t)1 << 31)
+/* Largest tensor accepted, in elements (VGG's largest weight has 103 M). */
+#define CN_ONNX_MAX_ELEMENTS ((int64_t)1 << 28)
+/* Most constant elements a model may hold in total, counting those folding creates (a tiny file
+ * can ask ConstantOfShape for gigabytes). */
+#define CN_ONNX_MAX_CONST_ELEMENTS ((int64_t)1 << 29)
 /* Most nodes, initializers and graph inputs accepted. */
 #define CN_ONNX_MAX_NODES 200000
 /* Highest tensor rank accepted (ONNX has no limit; the engine has CN_MAX_RANK with batch). */
@@ -119,7 +122,8 @@ typedef struct cn_onnx_ctx {
   int table_cap;
   cn_onnx_pending *pending;
   int n_pending, cap_pending;
-  int64_t batch; /* the first graph input's dim 0 (1 when symbolic), for folding Shape */
+  int64_t batch;          /* the first graph input's dim 0 (1 when symbolic), for folding Shape */
+  int64_t const_elements; /* constant elements held so far */
 } cn_onnx_ctx;
 
 /* The value called name, or NULL. */
@@ -146,6 +150,8 @@ const char *cn_onnx_attr_string(const Onnx__NodeProto *n, const char *name, cons
 
 /* 1 when op_type is computed at import from constant inputs (Shape, Gather, ...). */
 int cn_onnx_is_foldable(const Onnx__NodeProto *n, cn_onnx_ctx *x);
+/* Counts numel more constant elements against CN_ONNX_MAX_CONST_ELEMENTS. */
+cn_status cn_onnx_budget(cn_onnx_ctx *x, int64_t numel, const char *what);
 /* Computes the node's outputs as constants. */
 cn_status cn_onnx_fold(cn_onnx_ctx *x, const Onnx__NodeProto *n);
 
