@@ -558,6 +558,81 @@ static cn_status conv_conv(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   return st;
 }
 
+/* ConvTranspose pads: explicit, or from auto_pad / output_shape as the ONNX spec derives them. */
+static cn_status deconv_pads(cn_onnx_ctx *x, const Onnx__NodeProto *n, const cn_onnx_value *v,
+                             const int *k, const int *s, const int *d, int64_t *out_pad, pads2 *p) {
+  char buf[32];
+  const char *mode = cn_onnx_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
+  int64_t shape[4];
+  int ns = attr_ints(n, "output_shape", shape, 4);
+  if (ns < 0 && strncmp(mode, "SAME", 4) != 0) return window_pads(x, n, 1, 1, k, s, d, p);
+  if (ns >= 0 && ns != 2) return FAIL(x, n, CN_ERR_UNSUPPORTED, "output_shape of %d values", ns);
+  int before[2], after[2];
+  for (int a = 0; a < 2; a++) {
+    int64_t in = v->dims[2 + a], want = ns == 2 ? shape[a] : in * s[a];
+    int64_t total = s[a] * (in - 1) + out_pad[a] + (int64_t)(k[a] - 1) * d[a] + 1 - want;
+    if (total < 0) { /* a larger output_shape: the extra goes after, as output padding */
+      out_pad[a] -= total;
+      total = 0;
+    }
+    if (total > 65536 || out_pad[a] > 65536) return FAIL(x, n, CN_ERR_UNSUPPORTED, "output_shape");
+    int lower = strcmp(mode, "SAME_LOWER") == 0;
+    before[a] = (int)(lower ? total - total / 2 : total / 2);
+    after[a] = (int)(total - before[a]);
+  }
+  *p = (pads2){before[0], after[0], before[1], after[1]};
+  return CN_OK;
+}
+
+/* ONNX (in, filters/groups, kh, kw) to the engine's (kh, kw, filters/groups, in). */
+static float *deconv_kernel(const cn_onnx_const *w) {
+  int64_t ci = w->dims[0], fg = w->dims[1], kh = w->dims[2], kw = w->dims[3];
+  float *k = malloc((size_t)w->numel * sizeof *k);
+  if (!k) return NULL;
+  for (int64_t i = 0; i < ci; i++)
+    for (int64_t f = 0; f < fg; f++)
+      for (int64_t y = 0; y < kh; y++)
+        for (int64_t xx = 0; xx < kw; xx++)
+          k[((y * kw + xx) * fg + f) * ci + i] = w->f[((i * fg + f) * kh + y) * kw + xx];
+  return k;
+}
+
+static cn_status conv_conv_transpose(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  const cn_onnx_const *w, *b = NULL;
+  int k[2], s[2], d[2], node;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st == CN_OK) st = weight_input(x, n, 1, &w);
+  if (st == CN_OK && input(x, n, 2)) st = weight_input(x, n, 2, &b);
+  if (st == CN_OK) st = window_geometry(x, n, k, s, d, 0);
+  if (st != CN_OK) return st;
+  if (v->rank != 4 || w->rank != 4)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 2-D transposed convolutions");
+  int64_t group = cn_onnx_attr_int(n, "group", 1), filters = w->dims[1] * group;
+  if (k[0] == 0) k[0] = (int)w->dims[2], k[1] = (int)w->dims[3];
+  if (k[0] != w->dims[2] || k[1] != w->dims[3] || group < 1 || w->dims[0] != v->dims[1] ||
+      v->dims[1] % group || filters > (1 << 24) || (b && b->numel != filters))
+    return FAIL(x, n, CN_ERR_SHAPE, "weights do not match the input, group or kernel_shape");
+  int64_t out_pad[2] = {0, 0};
+  int nop = attr_ints(n, "output_padding", out_pad, 2);
+  if (nop >= 0 && nop != 2) return FAIL(x, n, CN_ERR_FORMAT, "output_padding needs 2 values");
+  pads2 p;
+  st = deconv_pads(x, n, v, k, s, d, out_pad, &p);
+  if (st == CN_OK) st = cn_onnx_nhwc(x, v, &node);
+  cn_conv_transpose_attrs a = {
+      (int)filters,   k[0],      k[1],  s[0],   s[1],     d[0],    d[1],
+      (int)group,     b != NULL, p.top, p.left, p.bottom, p.right, (int)out_pad[0],
+      (int)out_pad[1]};
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_conv_transpose, out_name(n), NULL, &node, 1, &a, &node);
+  float *kernel = st == CN_OK ? deconv_kernel(w) : NULL;
+  if (st == CN_OK && !kernel) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st == CN_OK) st = cn_onnx_set_param(x, node, 0, kernel);
+  if (st == CN_OK && b) st = set_param_copy(x, node, 1, b, filters);
+  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_NHWC);
+  return st;
+}
+
 static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max) {
   cn_onnx_value *v;
   int k[2], s[2], d[2], node;
@@ -565,7 +640,6 @@ static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max)
   if (st == CN_OK) st = window_geometry(x, n, k, s, d, 1);
   if (st != CN_OK) return st;
   if (v->rank != 4) return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 2-D pooling");
-  if (d[0] != 1 || d[1] != 1) return FAIL(x, n, CN_ERR_UNSUPPORTED, "dilations");
   if (n->n_output > 1 && *n->output[1]) return FAIL(x, n, CN_ERR_UNSUPPORTED, "the Indices output");
   if (cn_onnx_attr_int(n, "storage_order", 0) != 0)
     return FAIL(x, n, CN_ERR_UNSUPPORTED, "storage_order 1");
@@ -575,29 +649,17 @@ static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max)
   if (st != CN_OK) return st;
   int include_pad = !is_max && cn_onnx_attr_int(n, "count_include_pad", 0) != 0;
   int ceil_mode = cn_onnx_attr_int(n, "ceil_mode", 0) != 0;
-  cn_padding padding = CN_PAD_VALID;
-  int64_t in[2] = {v->dims[2], v->dims[3]};
-  int before[2] = {p.top, p.left}, after[2] = {p.bottom, p.right};
-  for (int a = 0; a < 2 && ceil_mode; a++) {
-    int64_t span = in[a] + before[a] + after[a] - k[a];
-    if (span % s[a] != 0) /* ceil and floor differ: refused until the engine has ceil_mode */
-      return FAIL(x, n, CN_ERR_UNSUPPORTED, "ceil_mode with a partial last window");
+  cn_pool_attrs a = {.ph = k[0], .pw = k[1], .sh = s[0], .sw = s[1], .padding = CN_PAD_VALID};
+  int plain_window = d[0] == 1 && d[1] == 1 && !ceil_mode;
+  if (plain_window && !include_pad && !pads_zero(&p) &&
+      pads_are_same(&p, v->dims[2], v->dims[3], k, s, d)) {
+    a.padding = CN_PAD_SAME; /* TF's same padding ignores padded cells, as ONNX does here */
+  } else if (!plain_window || !pads_zero(&p)) {
+    a.pad_top = p.top, a.pad_left = p.left, a.pad_bottom = p.bottom, a.pad_right = p.right;
+    a.ceil_mode = ceil_mode, a.count_include_pad = include_pad, a.dh = d[0], a.dw = d[1];
   }
-  if (!pads_zero(&p)) {
-    if (include_pad) {
-      cn_zeropad_attrs z = {p.top, p.bottom, p.left, p.right};
-      st = cn_onnx_add_node(x, &cn_op_zeropad, out_name(n), "/pad", &node, 1, &z, &node);
-    } else if (pads_are_same(&p, in[0], in[1], k, s, d)) {
-      padding = CN_PAD_SAME; /* TF's same padding ignores padded cells, as ONNX does here */
-    } else {
-      return FAIL(x, n, CN_ERR_UNSUPPORTED, "pads (%d,%d,%d,%d) for this window", p.top, p.left,
-                  p.bottom, p.right);
-    }
-  }
-  cn_pool_attrs a = {.ph = k[0], .pw = k[1], .sh = s[0], .sw = s[1], .padding = padding};
-  if (st == CN_OK)
-    st = cn_onnx_add_node(x, is_max ? &cn_op_maxpool : &cn_op_avgpool, out_name(n), NULL, &node, 1,
-                          &a, &node);
+  st = cn_onnx_add_node(x, is_max ? &cn_op_maxpool : &cn_op_avgpool, out_name(n), NULL, &node, 1,
+                        &a, &node);
   if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_NHWC);
   return st;
 }
@@ -1117,6 +1179,7 @@ static const struct {
     {"LRN", conv_lrn},
     {"Pad", conv_pad},
     {"Pow", conv_binary},
+    {"ConvTranspose", conv_conv_transpose},
 };
 
 cn_status cn_onnx_convert(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
