@@ -3,7 +3,9 @@
  * cn_model_load_weights on a small Conv2D + BatchNormalization + Dense model.
  * Build: cmake -DCN_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCN_NATIVE=OFF; run with a seed corpus of
  * small Keras files, e.g. ./fuzz_keras_h5 -max_len=65536 corpus/ (HDF5 files are sparse: seeds
- * matter far more than for text formats). */
+ * matter far more than for text formats).
+ * libhdf5 runs in this process (CONVNET_H5_INPROCESS=1), not in the loaders' isolated reader: the
+ * target is there to find bugs in libhdf5 and in our parsing, which a child process would hide. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +49,7 @@ static int write_file(const char *path, const void *data, size_t size) {
 
 static int setup(void) {
   if (small_model) return 1;
+  setenv("CONVNET_H5_INPROCESS", "1", 1);
   if (!make_temp(fuzz_path, "/tmp/fuzz_keras_XXXXXX") ||
       !make_temp(json_path, "/tmp/fuzz_keras_json_XXXXXX"))
     return 0;

@@ -482,6 +482,8 @@ static void test_corrupt_global_heap(cn_model *m) {
   fwrite(buf, 1, n, f);
   fclose(f);
   int fds = open_fds();
+  printf("corrupt_heap.h5 (a sanitizer build prints the reader child's report):\n");
+  fflush(stdout);
   cn_status st = cn_model_load_weights(m, path);
   CHECK(st != CN_OK);
   printf("refused (%s): %s\n", cn_status_name(st), cn_last_error());

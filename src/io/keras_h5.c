@@ -357,16 +357,18 @@ cn_status cn_h5_dataset_shape(hid_t file, const char *path, const char *fname, c
   return st;
 }
 
-/* Reads rows [start[axis], +count[axis]) of the selection into buf and passes them on. */
+/* Reads the selection start/count (n values) into *buf and passes them on; *buf becomes the
+ * buffer for the next slab. */
 static cn_status read_slab(hid_t ds, hid_t fspace, const hsize_t *start, const hsize_t *count,
-                           hsize_t n, float *buf, const char *what, cn_h5_sink sink, void *ctx) {
+                           hsize_t n, float **buf, const char *what, cn_h5_sink sink, void *ctx) {
   hid_t mspace = H5Screate_simple(1, &n, NULL);
   herr_t err =
       mspace < 0 ? -1 : H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
-  if (err >= 0) err = H5Dread(ds, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, buf);
+  if (err >= 0) err = H5Dread(ds, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, *buf);
   if (mspace >= 0) H5Sclose(mspace);
   if (err < 0) return cn_fail(CN_ERR_FORMAT, "%s: data unreadable (damaged file?)", what);
-  return sink(ctx, buf, (size_t)n);
+  *buf = sink(ctx, *buf, (size_t)n);
+  return *buf ? CN_OK : CN_ERR_IO;
 }
 
 /* Walks the dataset in row-major order in slabs of at most cap values: the rows of one axis
@@ -391,7 +393,7 @@ static cn_status read_in_slabs(hid_t ds, const char *what, int rank, const hsize
     for (hsize_t r = 0; st == CN_OK && r < dims[axis]; r += step) {
       start[axis] = r;
       count[axis] = dims[axis] - r < step ? dims[axis] - r : step;
-      st = read_slab(ds, fspace, start, count, count[axis] * inner, buf, what, sink, ctx);
+      st = read_slab(ds, fspace, start, count, count[axis] * inner, &buf, what, sink, ctx);
     }
   }
   H5Sclose(fspace);
@@ -412,12 +414,14 @@ cn_status cn_h5_read_floats(hid_t file, const char *path, const char *what, int6
   if (st == CN_OK && have != numel)
     st = cn_fail(CN_ERR_FORMAT, "%s: dataset changed while reading", what);
   if (st == CN_OK && numel > 0) {
-    if ((size_t)numel > cap)
+    if ((size_t)numel > cap && sink)
       st = read_in_slabs(ds, what, rank, dims, buf, cap, sink, ctx);
+    else if ((size_t)numel > cap)
+      st = cn_fail(CN_ERR_ARG, "%s: buffer too small", what);
     else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
       st = cn_fail(CN_ERR_FORMAT, "%s: data unreadable (damaged file?)", what);
-    else if (sink)
-      st = sink(ctx, buf, (size_t)numel);
+    else if (sink && !sink(ctx, buf, (size_t)numel))
+      st = CN_ERR_IO;
   }
   H5Dclose(ds);
   return st;

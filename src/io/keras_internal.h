@@ -54,11 +54,13 @@ cn_status cn_h5_group_members(hid_t file, const char *path, const char *fname, c
  * returns its shape. what names it in messages ("conv1/kernel"). */
 cn_status cn_h5_dataset_shape(hid_t file, const char *path, const char *fname, const char *what,
                               cn_shape *shape);
-/* Receives consecutive runs of a dataset's values (row-major order). */
-typedef cn_status (*cn_h5_sink)(void *ctx, const float *values, size_t n);
+/* Receives consecutive runs of a dataset's values (row-major order) and returns the buffer (cap
+ * values) for the next run, or NULL after cn_fail. */
+typedef float *(*cn_h5_sink)(void *ctx, float *values, size_t n);
 /* Reads the dataset (already checked with cn_h5_dataset_shape, numel elements) as float32. With
- * cap >= numel it reads straight into buf; otherwise it reads slabs of at most cap values into
- * buf and hands each to sink, so that memory stays bounded whatever the dataset's size. */
+ * sink NULL (cap >= numel) it reads straight into buf; otherwise it reads slabs of at most cap
+ * values, the first into buf, and hands each to sink, so that memory stays bounded whatever the
+ * dataset's size. */
 cn_status cn_h5_read_floats(hid_t file, const char *path, const char *what, int64_t numel,
                             float *buf, size_t cap, cn_h5_sink sink, void *ctx);
 
