@@ -199,32 +199,53 @@ static void test_conv_op_cache(void) {
   free(x), free(k), free(bias), free(y), free(ref), free(scratch);
 }
 
+static void run_depthwise_case(int id, cn_window w, int mult) {
+  int64_t oc = w.c * mult;
+  size_t nx = (size_t)(w.batch * w.ih * w.iw * w.c), ny = (size_t)(w.batch * w.oh * w.ow * oc);
+  float *x = random_floats(nx), *k = random_floats((size_t)(w.kh * w.kw * oc));
+  float *bias = id % 2 ? random_floats((size_t)oc) : NULL;
+  float *y = malloc(ny * sizeof(float)), *ref = malloc(ny * sizeof(float));
+  cn_activation relu = cn_act_relu();
+  cn_depthwise(&w, mult, x, k, bias, &relu, y, 2);
+  for (int64_t b = 0; b < w.batch; b++)
+    for (int64_t oy = 0; oy < w.oh; oy++)
+      for (int64_t ox = 0; ox < w.ow; ox++)
+        for (int64_t o = 0; o < oc; o++) {
+          double acc = bias ? bias[o] : 0;
+          for (int ky = 0; ky < w.kh; ky++)
+            for (int kx = 0; kx < w.kw; kx++) {
+              int64_t at = tap(&w, b, oy, ox, ky, kx);
+              if (at >= 0) acc += x[at + o / mult] * k[(ky * w.kw + kx) * oc + o];
+            }
+          ref[((b * w.oh + oy) * w.ow + ox) * oc + o] = (float)fmax(acc, 0);
+        }
+  check_close("depthwise", id, y, ref, ny);
+  free(x), free(k), free(bias), free(y), free(ref);
+}
+
 static void test_depthwise(void) {
   for (int id = 0; id < 40; id++) {
     int mult = rand_int(1, 3);
     cn_window w = random_window(rand_int(1, 3), id % 2 ? rand_int(1, 9) : rand_int(16, 40), 4, 1);
     if (id % 3 == 0) mult = 1;
-    int64_t oc = w.c * mult;
-    size_t nx = (size_t)(w.batch * w.ih * w.iw * w.c), ny = (size_t)(w.batch * w.oh * w.ow * oc);
-    float *x = random_floats(nx), *k = random_floats((size_t)(w.kh * w.kw * oc));
-    float *bias = id % 2 ? random_floats((size_t)oc) : NULL;
-    float *y = malloc(ny * sizeof(float)), *ref = malloc(ny * sizeof(float));
-    cn_activation relu = cn_act_relu();
-    cn_depthwise(&w, mult, x, k, bias, &relu, y, 2);
-    for (int64_t b = 0; b < w.batch; b++)
-      for (int64_t oy = 0; oy < w.oh; oy++)
-        for (int64_t ox = 0; ox < w.ow; ox++)
-          for (int64_t o = 0; o < oc; o++) {
-            double acc = bias ? bias[o] : 0;
-            for (int ky = 0; ky < w.kh; ky++)
-              for (int kx = 0; kx < w.kw; kx++) {
-                int64_t at = tap(&w, b, oy, ox, ky, kx);
-                if (at >= 0) acc += x[at + o / mult] * k[(ky * w.kw + kx) * oc + o];
-              }
-            ref[((b * w.oh + oy) * w.ow + ox) * oc + o] = (float)fmax(acc, 0);
-          }
-    check_close("depthwise", id, y, ref, ny);
-    free(x), free(k), free(bias), free(y), free(ref);
+    run_depthwise_case(id, w, mult);
+  }
+  /* The 3x3 row kernel: strides 1 and 2, same and valid, odd sizes, channels not a multiple of
+   * 8, images narrower than a 4-column group. */
+  for (int id = 100; id < 140; id++) {
+    cn_window w;
+    do {
+      w = random_window(rand_int(1, 3), rand_int(8, 37), 3, 0);
+      w.ih = rand_int(1, 19), w.iw = rand_int(1, 19), w.sh = w.sw = rand_int(1, 2);
+      int same = rand_int(0, 1) || w.ih < 3 || w.iw < 3;
+      w.kh = w.kw = 3;
+      w.oh = same ? (w.ih + w.sh - 1) / w.sh : (w.ih - 3) / w.sh + 1;
+      w.ow = same ? (w.iw + w.sw - 1) / w.sw : (w.iw - 3) / w.sw + 1;
+      int64_t th = (w.oh - 1) * w.sh + 3 - w.ih, tw = (w.ow - 1) * w.sw + 3 - w.iw;
+      w.pad_top = same && th > 0 ? (int)(th / 2) : 0;
+      w.pad_left = same && tw > 0 ? (int)(tw / 2) : 0;
+    } while (w.oh < 1 || w.ow < 1);
+    run_depthwise_case(id, w, 1);
   }
 }
 

@@ -6,8 +6,9 @@
 
 #include "kernels/kernels.h"
 
-/* Channels accumulated in registers at a time when the multiplier is 1. */
-enum { BLOCK = 16 };
+/* Channels accumulated in registers at a time when the multiplier is 1; multiply-adds below
+ * which a layer runs on one thread. */
+enum { BLOCK = 16, PARALLEL_MIN_MACS = 1 << 16 };
 
 /* The taps [*lo, *hi) of a window starting at `start` (step `dilation`) that land inside [0, n). */
 static void valid_taps(int64_t start, int k, int dilation, int64_t n, int *lo, int *hi) {
@@ -76,16 +77,110 @@ static void depthwise_pixel(const cn_window *w, int mult, const float *image, in
   if (c0 < w->c * mult) general_pixel(w, mult, image, y0, x0, range, kernel, bias, c0, dst);
 }
 
+/* ---- 3x3, multiplier 1, undilated: a row at a time ------------------------------------------ */
+
+/* Output columns [*lo, *hi) whose three taps all fall inside the row (no horizontal padding). */
+static void interior_columns(const cn_window *w, int64_t *lo, int64_t *hi) {
+  *lo = (w->pad_left + w->sw - 1) / w->sw;
+  *hi = w->iw - 3 + w->pad_left < 0 ? 0 : (w->iw - 3 + w->pad_left) / w->sw + 1;
+  if (*hi > w->ow) *hi = w->ow;
+  if (*lo > *hi) *lo = *hi;
+}
+
+/* Four adjacent interior outputs of one 8-channel group: the nine kernel vectors are shared by
+ * the four pixels, so each tap costs one kernel load for four multiply-adds. */
+static void row4_3x3(const float *const *rows, int n_rows, const v8f *k, v8f init, int64_t step,
+                     int64_t c, float *dst, int64_t oc) {
+  v8f a0 = init, a1 = init, a2 = init, a3 = init;
+  for (int r = 0; r < n_rows; r++) {
+    const float *src = rows[r];
+    for (int kx = 0; kx < 3; kx++) {
+      v8f kv = k[r * 3 + kx];
+      a0 += load8(src + kx * c) * kv;
+      a1 += load8(src + step + kx * c) * kv;
+      a2 += load8(src + 2 * step + kx * c) * kv;
+      a3 += load8(src + 3 * step + kx * c) * kv;
+    }
+  }
+  memcpy(dst, &a0, sizeof a0);
+  memcpy(dst + oc, &a1, sizeof a1);
+  memcpy(dst + 2 * oc, &a2, sizeof a2);
+  memcpy(dst + 3 * oc, &a3, sizeof a3);
+}
+
+/* One interior output of one 8-channel group. */
+static void one_3x3(const float *const *rows, int n_rows, const v8f *k, v8f init, int64_t c,
+                    float *dst) {
+  v8f a = init;
+  for (int r = 0; r < n_rows; r++)
+    for (int kx = 0; kx < 3; kx++) a += load8(rows[r] + kx * c) * k[r * 3 + kx];
+  memcpy(dst, &a, sizeof a);
+}
+
+/* The interior columns of output row (image, oy) for channels [0, c - c % 8). */
+static void interior_3x3(const cn_window *w, const float *image, int64_t oy, const float *kernel,
+                         const float *bias, float *out, int64_t lo, int64_t hi) {
+  int64_t c = w->c, y0 = oy * w->sh - w->pad_top, step = w->sw * c;
+  int range[2];
+  valid_taps(y0, 3, 1, w->ih, &range[0], &range[1]);
+  int n_rows = range[1] - range[0];
+  for (int64_t c0 = 0; c0 + 8 <= c; c0 += 8) {
+    v8f k[9], init = {0};
+    const float *rows[3];
+    for (int r = 0; r < n_rows; r++) {
+      for (int kx = 0; kx < 3; kx++)
+        k[r * 3 + kx] = load8(kernel + ((range[0] + r) * 3 + kx) * c + c0);
+      rows[r] = image + (((y0 + range[0] + r) * w->iw) + lo * w->sw - w->pad_left) * c + c0;
+    }
+    if (bias) init = load8(bias + c0);
+    int64_t ox = lo;
+    float *dst = out + lo * c + c0;
+    for (; ox + 4 <= hi; ox += 4, dst += 4 * c) {
+      row4_3x3(rows, n_rows, k, init, step, c, dst, c);
+      for (int r = 0; r < n_rows; r++) rows[r] += 4 * step;
+    }
+    for (; ox < hi; ox++, dst += c) {
+      one_3x3(rows, n_rows, k, init, c, dst);
+      for (int r = 0; r < n_rows; r++) rows[r] += step;
+    }
+  }
+}
+
+static int is_plain_3x3(const cn_window *w, int mult) {
+  return mult == 1 && w->kh == 3 && w->kw == 3 && w->dh == 1 && w->dw == 1 && w->c >= 8;
+}
+
+/* Output row r (over batch and height), any geometry: the 3x3 path for the interior columns and
+ * whole 8-channel groups, the per-pixel path for the rest. */
+static void depthwise_row(const cn_window *w, int mult, const float *x, const float *kernel,
+                          const float *bias, float *out, int64_t r) {
+  int64_t b = r / w->oh, oy = r % w->oh, oc = w->c * mult, lo = 0, hi = 0;
+  const float *image = x + b * w->ih * w->iw * w->c;
+  if (is_plain_3x3(w, mult)) interior_columns(w, &lo, &hi);
+  if (hi > lo) {
+    interior_3x3(w, image, oy, kernel, bias, out, lo, hi);
+    int64_t done = w->c / 8 * 8; /* leftover channels of the interior columns */
+    for (int64_t ox = lo; done < w->c && ox < hi; ox++) {
+      int64_t y0 = oy * w->sh - w->pad_top, x0 = ox * w->sw - w->pad_left;
+      int range[4];
+      valid_taps(y0, 3, 1, w->ih, &range[0], &range[1]);
+      range[2] = 0, range[3] = 3;
+      general_pixel(w, 1, image, y0, x0, range, kernel, bias, done, out + ox * oc);
+    }
+  }
+  for (int64_t ox = 0; ox < w->ow; ox++)
+    if (ox < lo || ox >= hi) depthwise_pixel(w, mult, image, oy, ox, kernel, bias, out + ox * oc);
+}
+
 void cn_depthwise(const cn_window *w, int mult, const float *x, const float *kernel,
                   const float *bias, const cn_activation *act, float *y, int threads) {
   int64_t oc = w->c * mult, rows = w->batch * w->oh;
-#pragma omp parallel for num_threads(threads) schedule(static)
+  /* Small layers (late MobileNet blocks at batch 1) are not worth waking a second thread. */
+  int parallel = rows * w->ow * oc * w->kh * w->kw > PARALLEL_MIN_MACS;
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
   for (int64_t r = 0; r < rows; r++) {
-    int64_t b = r / w->oh, oy = r % w->oh;
-    const float *image = x + b * w->ih * w->iw * w->c;
     float *out = y + r * w->ow * oc;
-    for (int64_t ox = 0; ox < w->ow; ox++)
-      depthwise_pixel(w, mult, image, oy, ox, kernel, bias, out + ox * oc);
+    depthwise_row(w, mult, x, kernel, bias, out, r);
     if (act->kind == CN_ACT_SOFTMAX) /* per pixel; elementwise ones over the whole row */
       for (int64_t ox = 0; ox < w->ow; ox++) cn_bias_act_row(out + ox * oc, oc, NULL, act);
     else
