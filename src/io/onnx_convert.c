@@ -686,6 +686,34 @@ static cn_status conv_global_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int 
   return st;
 }
 
+/* ReduceMean / ReduceMax over exactly the spatial axes of a 4-D tensor: a global pooling. */
+static cn_status conv_reduce(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  cn_status st = act_input(x, n, 0, &v);
+  if (st != CN_OK) return st;
+  int64_t axes[8];
+  int na = attr_ints(n, "axes", axes, 8);
+  const cn_onnx_const *ac = const_input(x, n, 1);
+  if (na < 0 && ac && ac->is_int && ac->numel <= 8)
+    for (na = 0; na < (int)ac->numel; na++) axes[na] = ac->i[na];
+  int spatial = v->rank == 4 && na == 2;
+  for (int k = 0; spatial && k < 2; k++) {
+    int64_t a = axes[k] < 0 ? axes[k] + 4 : axes[k];
+    spatial = a == 2 + k || a == 3 - k;
+  }
+  if (!spatial || axes[0] == axes[1])
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "only over the two spatial axes of a 4-D tensor");
+  int keep = cn_onnx_attr_int(n, "keepdims", 1) != 0, node;
+  st = cn_onnx_nhwc(x, v, &node);
+  cn_global_pool_attrs a = {.keepdims = keep};
+  int is_max = strcmp(n->op_type, "ReduceMax") == 0;
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, is_max ? &cn_op_global_maxpool : &cn_op_global_avgpool, out_name(n),
+                          NULL, &node, 1, &a, &node);
+  if (st == CN_OK) st = set_output(x, n, 0, node, keep ? CN_ONNX_NHWC : CN_ONNX_PLAIN);
+  return st;
+}
+
 static cn_status conv_global_avgpool(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   return conv_global_pool(x, n, 0);
 }
@@ -1180,6 +1208,8 @@ static const struct {
     {"Pad", conv_pad},
     {"Pow", conv_binary},
     {"ConvTranspose", conv_conv_transpose},
+    {"ReduceMean", conv_reduce},
+    {"ReduceMax", conv_reduce},
 };
 
 cn_status cn_onnx_convert(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
