@@ -112,7 +112,12 @@ static cn_status fold_constant_of_shape(cn_onnx_ctx *x, const Onnx__NodeProto *n
     st = cn_onnx_const_alloc(out, (int)shape->numel, shape->i, a && a->t ? value.is_int : 0,
                              label(n));
   double v = st == CN_OK && a && a->t ? cn_onnx_const_get(&value, 0) : 0.0;
-  for (int64_t k = 0; st == CN_OK && k < out->numel; k++) put(out, k, v);
+  if (st == CN_OK && v != 0) { /* the buffer starts zeroed */
+    if (out->is_int)
+      for (int64_t k = 0; k < out->numel; k++) out->i[k] = (int64_t)v;
+    else
+      for (int64_t k = 0; k < out->numel; k++) out->f[k] = (float)v;
+  }
   cn_onnx_const_free(&value);
   return st;
 }

@@ -18,7 +18,7 @@ typedef struct cn_model cn_model;
 #define CN_ONNX_MAX_ELEMENTS ((int64_t)1 << 28)
 /* Most constant elements a model may hold in total, counting those folding creates (a tiny file
  * can ask ConstantOfShape for gigabytes). */
-#define CN_ONNX_MAX_CONST_ELEMENTS ((int64_t)1 << 29)
+#define CN_ONNX_MAX_CONST_ELEMENTS ((int64_t)1 << 28)
 /* Most nodes, initializers and graph inputs accepted. */
 #define CN_ONNX_MAX_NODES 200000
 /* Highest tensor rank accepted (ONNX has no limit; the engine has CN_MAX_RANK with batch). */
