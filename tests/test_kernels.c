@@ -281,24 +281,28 @@ static void test_pooling(void) {
 }
 
 static void test_gemm(void) {
-  int64_t sizes[][3] = {{1, 1000, 64}, {5000, 7, 9}, {37, 129, 300}};
-  for (int id = 0; id < 3; id++) {
+  /* One row (Dense at batch 1), tall (row blocks), short and wide (column split, with a softmax
+   * over the whole row and a tanh), odd column counts. */
+  int64_t sizes[][3] = {{1, 1000, 300}, {5000, 7, 9},    {37, 129, 300},
+                        {49, 333, 160}, {3, 1000, 1280}, {196, 97, 577}};
+  for (int id = 0; id < 6; id++) {
     int64_t m = sizes[id][0], n = sizes[id][1], k = sizes[id][2];
     float *x = random_floats((size_t)(m * k)), *w = random_floats((size_t)(k * n));
     float *bias = random_floats((size_t)n);
     float *y = malloc((size_t)(m * n) * sizeof(float)),
           *ref = malloc((size_t)(m * n) * sizeof(float));
-    cn_activation act = id == 0 ? cn_act_softmax() : cn_act_simple(CN_ACT_TANH);
+    int softmax = id == 0 || id == 4;
+    cn_activation act = softmax ? cn_act_softmax() : cn_act_simple(CN_ACT_TANH);
     cn_gemm_bias_act(m, n, k, x, k, w, n, bias, &act, y, n, 2);
     for (int64_t r = 0; r < m; r++) {
       double sum = 0;
       for (int64_t j = 0; j < n; j++) {
         double acc = bias[j];
         for (int64_t i = 0; i < k; i++) acc += x[r * k + i] * w[i * n + j];
-        ref[r * n + j] = (float)(id == 0 ? acc : tanh(acc));
-        sum += id == 0 ? exp(acc) : 0;
+        ref[r * n + j] = (float)(softmax ? acc : tanh(acc));
+        sum += softmax ? exp(acc) : 0;
       }
-      if (id == 0)
+      if (softmax)
         for (int64_t j = 0; j < n; j++) ref[r * n + j] = (float)(exp(ref[r * n + j]) / sum);
     }
     check_close("gemm", id, y, ref, (size_t)(m * n));
