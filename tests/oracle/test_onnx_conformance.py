@@ -1,0 +1,60 @@
+"""The ONNX project's conformance tests through `convnet run` (scripts/onnx_conformance.py): no
+selected test may fail (wrong values or a crash). Refusals (a clean one-line error for an
+operator form convnet does not support, such as 3-D pooling or an operation on the batch axis)
+are allowed here and listed in docs/onnx.md. The nine light/ models are slow-marked."""
+import importlib.util
+import pathlib
+
+import pytest
+
+from conftest import ROOT
+
+SCRIPT = ROOT / "scripts" / "onnx_conformance.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("onnx_conformance", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+conf = load_script()
+# Known failure: light_squeezenet's constant weights give logits of ~9.5e9 that are exactly equal
+# in the reference; float32 summation-order differences of one ulp (2048 there) between channel
+# blocks make the softmax of those channels underflow. Not an importer error (see docs/onnx.md).
+KNOWN_FAILURES = {"squeezenet"}
+
+
+def node_tests(shared):
+    if not (shared / "onnx").is_dir():
+        return []
+    return [pytest.param(test_dir, id=f"{suite}/{test_dir.name}")
+            for suite, test_dir, _ in conf.select(str(shared), None)]
+
+
+def pytest_generate_tests(metafunc):
+    from conftest import SHARED
+    if "node_test" in metafunc.fixturenames:
+        metafunc.parametrize("node_test", node_tests(SHARED) or [None])
+    if "light_model" in metafunc.fixturenames:
+        tests = list(conf.light_tests(str(SHARED), None)) if (SHARED / "onnx").is_dir() else []
+        metafunc.parametrize("light_model", [pytest.param(t, id=t[0]) for t in tests] or [None])
+
+
+def test_node(convnet_bin, node_test):
+    if node_test is None:
+        pytest.skip("ONNX conformance data not present")
+    status, msg = conf.run_test(convnet_bin, node_test)
+    assert status != "failed", msg
+
+
+@pytest.mark.slow
+def test_light_model(convnet_bin, light_model):
+    if light_model is None:
+        pytest.skip("ONNX light models not present")
+    name, path, tol = light_model
+    status, msg = conf.run_light(convnet_bin, path, tol)
+    if name in KNOWN_FAILURES and status == "failed":
+        pytest.xfail(f"{name}: {msg} (ill-conditioned reference)")
+    assert status == "passed", msg
