@@ -323,21 +323,20 @@ static void reap_child(cn_h5src *src, double max_wait) {
   src->child = 0;
 }
 
-/* Ends the session after a crash, hang or nonsense: every later call fails the same way. */
-static cn_status broken(cn_h5src *src, int timed_out) {
+enum { CHILD_GONE, CHILD_LATE, CHILD_BABBLING };
+
+/* Ends the session after a crash (the socket closed), a hang or nonsense: every later call fails
+ * the same way. */
+static cn_status broken(cn_h5src *src, int why) {
   if (src->broken == CN_OK) {
     src->broken = CN_ERR_FORMAT;
-    if (timed_out)
-      snprintf(src->broken_msg, sizeof src->broken_msg,
-               "%s: damaged HDF5 file (the HDF5 library did not finish reading it in time)",
-               src->file);
-    else
-      snprintf(src->broken_msg, sizeof src->broken_msg,
-               "%s: damaged HDF5 file (the HDF5 library failed reading it)", src->file);
+    snprintf(src->broken_msg, sizeof src->broken_msg, "%s: damaged HDF5 file (the HDF5 library %s)",
+             src->file,
+             why == CHILD_LATE ? "did not finish reading it in time" : "failed reading it");
     if (src->sock >= 0) close(src->sock);
     src->sock = -1;
-    /* a crashed child is already gone; a hung or babbling one is killed now */
-    reap_child(src, timed_out ? 0 : 2.0);
+    /* a child that closed the socket is exiting; a hung or babbling one is killed now */
+    reap_child(src, why == CHILD_GONE ? 2.0 : 0);
   }
   return cn_fail(src->broken, "%s", src->broken_msg);
 }
@@ -359,10 +358,10 @@ static cn_status parent_send(cn_h5src *src, const void *buf, size_t n) {
   const char *p = buf;
   while (n > 0) {
     int ready = wait_ready(src, POLLOUT);
-    if (ready <= 0) return broken(src, ready == 0);
+    if (ready <= 0) return broken(src, ready == 0 ? CHILD_LATE : CHILD_GONE);
     ssize_t k = send(src->sock, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (k < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (k <= 0) return broken(src, 0);
+    if (k <= 0) return broken(src, CHILD_GONE);
     p += k;
     n -= (size_t)k;
   }
@@ -373,10 +372,10 @@ static cn_status parent_recv(cn_h5src *src, void *buf, size_t n) {
   char *p = buf;
   while (n > 0) {
     int ready = wait_ready(src, POLLIN);
-    if (ready <= 0) return broken(src, ready == 0);
+    if (ready <= 0) return broken(src, ready == 0 ? CHILD_LATE : CHILD_GONE);
     ssize_t k = recv(src->sock, p, n, MSG_DONTWAIT);
     if (k < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (k <= 0) return broken(src, 0);
+    if (k <= 0) return broken(src, CHILD_GONE);
     p += k;
     n -= (size_t)k;
   }
@@ -401,35 +400,36 @@ static cn_status send_request(cn_h5src *src, const h5req *rq) {
 
 static cn_status decode_list(cn_h5src *src, const char *p, size_t len, cn_strlist *out) {
   uint32_t n, k;
-  if (len < 4) return broken(src, 0);
+  if (len < 4) return broken(src, CHILD_BABBLING);
   memcpy(&n, p, 4);
   size_t at = 4;
-  if (n > CN_KERAS_MAX_NAMES) return broken(src, 0);
+  if (n > CN_KERAS_MAX_NAMES) return broken(src, CHILD_BABBLING);
   for (uint32_t i = 0; i < n; i++) {
-    if (len - at < 4) return broken(src, 0);
+    if (len - at < 4) return broken(src, CHILD_BABBLING);
     memcpy(&k, p + at, 4);
     at += 4;
-    if (k > len - at) return broken(src, 0);
+    if (k > len - at) return broken(src, CHILD_BABBLING);
     cn_status st = cn_strlist_push(out, p + at, k);
     if (st != CN_OK) return st;
     at += k;
   }
-  return at == len ? CN_OK : broken(src, 0);
+  return at == len ? CN_OK : broken(src, CHILD_BABBLING);
 }
 
 static cn_status decode_shape(cn_h5src *src, const char *p, size_t len, cn_shape *shape) {
   int32_t rank;
-  if (len != SHAPE_PAYLOAD) return broken(src, 0);
+  if (len != SHAPE_PAYLOAD) return broken(src, CHILD_BABBLING);
   memcpy(&rank, p, 4);
-  if (rank < 0 || rank > CN_MAX_RANK) return broken(src, 0);
+  if (rank < 0 || rank > CN_MAX_RANK) return broken(src, CHILD_BABBLING);
   shape->rank = rank;
   memcpy(shape->dim, p + 4, 8 * CN_MAX_RANK);
   int64_t numel = 1;
   for (int i = 0; i < rank; i++) {
-    if (shape->dim[i] < 0 || shape->dim[i] > CN_KERAS_MAX_ELEMENTS) return broken(src, 0);
+    if (shape->dim[i] < 0 || shape->dim[i] > CN_KERAS_MAX_ELEMENTS)
+      return broken(src, CHILD_BABBLING);
     numel = numel > CN_KERAS_MAX_ELEMENTS ? numel * (shape->dim[i] != 0) : numel * shape->dim[i];
   }
-  return numel <= CN_KERAS_MAX_ELEMENTS ? CN_OK : broken(src, 0);
+  return numel <= CN_KERAS_MAX_ELEMENTS ? CN_OK : broken(src, CHILD_BABBLING);
 }
 
 static cn_status decode_payload(cn_h5src *src, int op, const char *p, size_t len, h5reply *rp) {
@@ -437,9 +437,9 @@ static cn_status decode_payload(cn_h5src *src, int op, const char *p, size_t len
   switch (op) {
   case OP_EXISTS:
   case OP_HAS_ATTR:
-    if (len != 4) return broken(src, 0);
+    if (len != 4) return broken(src, CHILD_BABBLING);
     memcpy(&flag, p, 4);
-    if (flag != 0 && flag != 1) return broken(src, 0);
+    if (flag != 0 && flag != 1) return broken(src, CHILD_BABBLING);
     rp->flag = flag;
     return CN_OK;
   case OP_ATTR_STRINGS:
@@ -448,14 +448,15 @@ static cn_status decode_payload(cn_h5src *src, int op, const char *p, size_t len
   case OP_SHAPE:
     return decode_shape(src, p, len, &rp->shape);
   default:
-    return len == 0 ? CN_OK : broken(src, 0);
+    return len == 0 ? CN_OK : broken(src, CHILD_BABBLING);
   }
 }
 
 /* The child's error, as one line whatever the file's names contain. */
 static cn_status relay_error(cn_h5src *src, int32_t status, size_t len) {
   char msg[MAX_MESSAGE + 1];
-  if (status <= CN_OK || status >= CN_STATUS_COUNT || len > MAX_MESSAGE) return broken(src, 0);
+  if (status <= CN_OK || status >= CN_STATUS_COUNT || len > MAX_MESSAGE)
+    return broken(src, CHILD_BABBLING);
   cn_status st = parent_recv(src, msg, len);
   if (st != CN_OK) return st;
   msg[len] = 0;
@@ -466,7 +467,7 @@ static cn_status relay_error(cn_h5src *src, int32_t status, size_t len) {
 
 static cn_status receive_result(cn_h5src *src, int op, const frame_header *h, h5reply *rp) {
   if (h->status != CN_OK) return relay_error(src, h->status, h->len);
-  if (h->len > MAX_REPLY) return broken(src, 0);
+  if (h->len > MAX_REPLY) return broken(src, CHILD_BABBLING);
   char *payload = malloc(h->len ? h->len : 1);
   if (!payload) return cn_fail(CN_ERR_NOMEM, "out of memory");
   cn_status st = parent_recv(src, payload, h->len);
@@ -495,13 +496,14 @@ static cn_status receive_reply(cn_h5src *src, const h5req *rq, h5reply *rp, floa
     cn_status st = parent_recv(src, &h, sizeof h);
     if (st != CN_OK) return st;
     if (h.kind == FRAME_RESULT) {
-      if (h.status == CN_OK && rq->op == OP_FLOATS && got != rq->numel) return broken(src, 0);
+      if (h.status == CN_OK && rq->op == OP_FLOATS && got != rq->numel)
+        return broken(src, CHILD_BABBLING);
       return receive_result(src, rq->op, &h, rp);
     }
     uint64_t n = h.len / sizeof(float);
     if (h.kind != FRAME_DATA || rq->op != OP_FLOATS || h.len % sizeof(float) != 0 ||
         n > SLAB_FLOATS || n > (uint64_t)(rq->numel - got) || (h.status != 0 && h.status != 1))
-      return broken(src, 0);
+      return broken(src, CHILD_BABBLING);
     memcpy(dst + got, src->window + (size_t)h.status * SLAB_FLOATS, h.len);
     if (!all_finite(dst + got, n)) src->nonfinite = 1;
     got += (int64_t)n;
