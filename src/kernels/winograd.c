@@ -26,7 +26,7 @@ enum { POINTS = 36, TILE = 4, SPAN = 6, ROWS = 6, COLS = 16 };
 enum { WINO_BUDGET = 1 << 20, WINO_SLICE = CN_WINO_SLICE, MIN_TILES = 12 };
 /* Limits of usefulness: enough tiles to amortise the transforms, enough input channels for the
  * products to dominate, and a transformed kernel (4x the weights) of bounded size. */
-enum { MIN_TOTAL_TILES = 24, MIN_CHANNELS = 8, MAX_KERNEL_FLOATS = 1 << 22 };
+enum { MIN_TOTAL_TILES = 24, MIN_CHANNELS = 8, MAX_KERNEL_FLOATS = 1 << 22, MAX_BLOCK_TILES = 64 };
 enum { MIN_TILES_PER_WORKER = 24 };
 
 static int64_t round_up(int64_t n, int64_t to) {
@@ -37,11 +37,20 @@ static int64_t tile_count(const cn_window *w) {
   return w->batch * ((w->oh + TILE - 1) / TILE) * ((w->ow + TILE - 1) / TILE);
 }
 
+/* Tiles per block for which streaming the transformed kernel (once per block) costs no more than
+ * the blocks' own V and M: cin * filters / (cin + filters). Wide layers would need blocks too
+ * large for the caches, and there Winograd measured slower than im2col (256 -> 256 channels). */
+static int64_t block_tiles(const cn_window *w, int64_t filters) {
+  int64_t ld = round_up(filters, COLS), n = w->c * ld / (w->c + ld);
+  return n < MIN_TILES ? MIN_TILES : n;
+}
+
 int cn_winograd_applies(const cn_window *w, int64_t filters, int groups) {
   if (groups != 1 || w->kh != 3 || w->kw != 3 || w->sh != 1 || w->sw != 1 || w->dh != 1 ||
       w->dw != 1)
     return 0;
   if (w->c < MIN_CHANNELS || w->c * round_up(filters, COLS) > MAX_KERNEL_FLOATS / POINTS) return 0;
+  if (block_tiles(w, filters) > MAX_BLOCK_TILES) return 0;
   return tile_count(w) >= MIN_TOTAL_TILES;
 }
 
@@ -59,8 +68,9 @@ static int64_t fixed_floats(const cn_window *w, int64_t filters) {
          (ROWS - 1) * per_tile(w, filters);
 }
 
+/* Room for two workers' blocks of block_tiles (more threads share it and get fewer workers). */
 size_t cn_winograd_scratch(const cn_window *w, int64_t filters) {
-  int64_t need = MIN_TILES * per_tile(w, filters) + fixed_floats(w, filters);
+  int64_t need = 2 * (block_tiles(w, filters) * per_tile(w, filters) + fixed_floats(w, filters));
   int64_t all = tile_count(w) * per_tile(w, filters) + fixed_floats(w, filters);
   int64_t budget = need > WINO_BUDGET ? need : WINO_BUDGET;
   return (size_t)(all < budget ? all : budget);
@@ -283,10 +293,11 @@ void cn_winograd_conv(const cn_window *w, int64_t filters, const float *x, const
   int64_t scratch_floats = (int64_t)cn_winograd_scratch(w, filters);
   int64_t workers = threads < 1 ? 1 : threads;
   if (tiles < MIN_TILES_PER_WORKER * workers) workers = 1;
-  while (workers > 1 && scratch_floats / workers < MIN_TILES * unit + fixed) workers--;
+  int64_t want = block_tiles(w, filters);
+  while (workers > 1 && scratch_floats / workers < want * unit + fixed) workers--;
   int64_t slice = scratch_floats / workers;
   int64_t cap = ((slice < WINO_SLICE ? slice : WINO_SLICE) - fixed) / unit;
-  if (cap < MIN_TILES) cap = MIN_TILES; /* the slice always holds MIN_TILES (or every tile) */
+  if (cap < want) cap = want; /* the slice holds `want` tiles (or every tile) */
   if (cap > tiles) cap = tiles;
   /* Equal blocks, a multiple of the workers. */
   int64_t blocks = round_up((tiles + cap - 1) / cap, workers);
