@@ -107,22 +107,6 @@ static int add_path(const char **paths, int *n, const char *path, const char *fl
   return CLI_OK;
 }
 
-/* TODO(lead): drop once cn_model_load dispatches .onnx to the ONNX importer. */
-cn_status cn_onnx_load(const char *path, cn_model **out);
-
-static int has_suffix(const char *s, const char *suffix) {
-  size_t n = strlen(s), m = strlen(suffix);
-  return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-static int open_model(cli_model_args *a, cn_model **model) {
-  if (has_suffix(a->model, ".onnx") && !a->weights) {
-    if (cn_onnx_load(a->model, model) != CN_OK) return cli_lib_error();
-    return CLI_OK;
-  }
-  return cli_open_model("run", a, model);
-}
-
 int cmd_run(int argc, char **argv) {
   static const struct option options[] = {
       {"model", required_argument, NULL, 'm'}, {"weights", required_argument, NULL, 'w'},
@@ -165,7 +149,7 @@ int cmd_run(int argc, char **argv) {
   if (!a.model || !io.n_in || !io.n_out)
     return cli_usage("run", "-m MODEL, --input and --output are required");
   cn_model *model;
-  if ((rc = open_model(&a, &model)) != CLI_OK) return rc;
+  if ((rc = cli_open_model("run", &a, &model)) != CLI_OK) return rc;
   rc = run_model(model, &io);
   cn_model_free(model);
   return rc;

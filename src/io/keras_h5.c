@@ -523,10 +523,8 @@ static cn_status load_h5_model(const char *path, cn_h5src *src, cn_model **out) 
   return CN_OK;
 }
 
-cn_status cn_model_load(const char *path, cn_model **out) {
-  if (!out) return cn_fail(CN_ERR_ARG, "cn_model_load: NULL output");
+cn_status cn_keras_model_load(const char *path, cn_model **out) {
   *out = NULL;
-  if (!path) return cn_fail(CN_ERR_ARG, "cn_model_load: NULL path");
   if (looks_like_json(path)) return load_json_model(path, out);
   cn_h5src *src;
   cn_status st = cn_h5src_open(path, NULL, 0, &src);
@@ -536,8 +534,7 @@ cn_status cn_model_load(const char *path, cn_model **out) {
   return st;
 }
 
-cn_status cn_model_load_weights(cn_model *model, const char *path) {
-  if (!model || !path) return cn_fail(CN_ERR_ARG, "cn_model_load_weights: NULL argument");
+cn_status cn_keras_model_load_weights(cn_model *model, const char *path) {
   cn_graph *g = model->graph;
   cn_h5src *src;
   cn_status st = cn_h5src_open(path, g->params, g->n_param_floats * sizeof(float), &src);

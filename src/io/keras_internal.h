@@ -8,6 +8,7 @@
 #include <hdf5.h>
 
 #include "convnet/image.h"
+#include "convnet/model.h"
 #include "core/graph.h"
 
 /* Largest model_config / JSON file accepted, in bytes; also the most string bytes one attribute
@@ -77,5 +78,10 @@ cn_preprocess cn_keras_guess_preprocess(const char *model_name, int channels);
 struct cn_h5src;
 /* Loads every parameter of g from an open Keras file (any of the three layouts). */
 cn_status cn_keras_load_weights(cn_graph *g, struct cn_h5src *src);
+
+/* cn_model_load and cn_model_load_weights for Keras files (.h5, .weights.h5, .json); the public
+ * functions in src/io/model_files.c choose the reader by the file's content. */
+cn_status cn_keras_model_load(const char *path, cn_model **out);
+cn_status cn_keras_model_load_weights(cn_model *model, const char *path);
 
 #endif

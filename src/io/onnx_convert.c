@@ -360,7 +360,7 @@ static cn_status resize_attrs(cn_onnx_ctx *x, const Onnx__NodeProto *n, const cn
   const char *mode = cn_onnx_attr_string(n, "mode", "nearest", mode_buf, sizeof mode_buf);
   if (strcmp(mode, "nearest") && strcmp(mode, "linear") && strcmp(mode, "bilinear"))
     return FAIL(x, n, CN_ERR_UNSUPPORTED, "mode %s", mode);
-  r->mode = mode[0] == 'n' ? CN_RESIZE_NEAREST : CN_RESIZE_LINEAR;
+  r->mode = mode[0] == 'n' ? CN_RESIZE_MODE_NEAREST : CN_RESIZE_MODE_LINEAR;
   const char *coord =
       upsample || x->opset < 11
           ? "asymmetric"

@@ -9,8 +9,7 @@
 
 #include "convnet/core.h"
 
-/* Declared here rather than through convnet/model.h, whose image enums clash with ops_onnx.h. */
-typedef struct cn_model cn_model;
+#include "convnet/model.h"
 
 /* Largest .onnx file accepted (protobuf's own limit is 2 GiB). */
 #define CN_ONNX_MAX_FILE ((size_t)2 << 30)

@@ -161,7 +161,7 @@ typedef struct cn_pad_attrs {
 
 /* ---- Resize / Upsample ---------------------------------------------------------------------- */
 
-typedef enum cn_resize_mode { CN_RESIZE_NEAREST, CN_RESIZE_LINEAR } cn_resize_mode;
+typedef enum cn_resize_mode { CN_RESIZE_MODE_NEAREST, CN_RESIZE_MODE_LINEAR } cn_resize_mode;
 
 typedef enum cn_resize_coord {
   CN_COORD_HALF_PIXEL,

@@ -21,7 +21,7 @@ static cn_status resize_infer(cn_graph *g, cn_node *node) {
   if (x->rank != 3 || x->dim[0] < 1 || x->dim[1] < 1)
     return cn_fail(CN_ERR_SHAPE, "%s: expects a (height, width, channels) input, got %s",
                    node->name, cn_shape_format(x, buf, sizeof buf));
-  if ((int)a->mode < CN_RESIZE_NEAREST || a->mode > CN_RESIZE_LINEAR ||
+  if ((int)a->mode < CN_RESIZE_MODE_NEAREST || a->mode > CN_RESIZE_MODE_LINEAR ||
       (int)a->coord < CN_COORD_HALF_PIXEL || a->coord > CN_COORD_HALF_PIXEL_SYMMETRIC ||
       (int)a->nearest < CN_NEAREST_ROUND_PREFER_FLOOR || a->nearest > CN_NEAREST_CEIL)
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: unknown resize mode", node->name);
@@ -144,7 +144,7 @@ static void resize_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, c
     int64_t b = r / g.oh, oy = r % g.oh;
     const float *img = in[0].data + b * g.ih * g.iw * g.c;
     float *dst = out->data + r * g.ow * g.c;
-    if (a->mode == CN_RESIZE_LINEAR)
+    if (a->mode == CN_RESIZE_MODE_LINEAR)
       resize_row_linear(a, &g, img, oy, dst);
     else
       resize_row_nearest(a, &g, img, oy, dst);

@@ -1,0 +1,61 @@
+/* cn_model_load and cn_model_load_weights: choose the reader by what the file is. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/model.h"
+#include "io/keras_internal.h"
+#include "io/onnx_internal.h"
+#include "io/pytorch_internal.h"
+
+typedef enum file_kind { KIND_UNKNOWN, KIND_HDF5, KIND_JSON, KIND_ZIP, KIND_PICKLE } file_kind;
+
+/* Sniffs the first bytes; a missing file is left to the reader, which names the problem. */
+static file_kind sniff(const char *path) {
+  unsigned char head[8] = {0};
+  FILE *f = fopen(path, "rb");
+  if (!f) return KIND_UNKNOWN;
+  size_t n = fread(head, 1, sizeof head, f);
+  fclose(f);
+  static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  if (n == 8 && memcmp(head, hdf5, 8) == 0) return KIND_HDF5;
+  if (n >= 4 && memcmp(head, "PK\3\4", 4) == 0) return KIND_ZIP;
+  if (n >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) return KIND_PICKLE;
+  size_t i = 0;
+  while (i < n && (head[i] == ' ' || head[i] == '\n' || head[i] == '\r' || head[i] == '\t')) i++;
+  if (i < n && head[i] == '{') return KIND_JSON;
+  return KIND_UNKNOWN;
+}
+
+static int has_suffix(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+cn_status cn_model_load(const char *path, cn_model **out) {
+  if (!out) return cn_fail(CN_ERR_ARG, "cn_model_load: NULL output");
+  *out = NULL;
+  if (!path) return cn_fail(CN_ERR_ARG, "cn_model_load: NULL path");
+  file_kind kind = sniff(path);
+  if (kind == KIND_HDF5 || kind == KIND_JSON || has_suffix(path, ".h5") ||
+      has_suffix(path, ".json"))
+    return cn_keras_model_load(path, out);
+  if (kind == KIND_ZIP || kind == KIND_PICKLE)
+    return cn_fail(CN_ERR_UNSUPPORTED,
+                   "%s: a PyTorch checkpoint holds weights only: build the model (-m NAME) and "
+                   "load it as weights (-w FILE)",
+                   path);
+  /* ONNX has no magic number: anything else is parsed as ONNX, which names what is wrong. */
+  return cn_onnx_load(path, out);
+}
+
+cn_status cn_model_load_weights(cn_model *model, const char *path) {
+  if (!model || !path) return cn_fail(CN_ERR_ARG, "cn_model_load_weights: NULL argument");
+  switch (sniff(path)) {
+  case KIND_ZIP:
+  case KIND_PICKLE:
+    return cn_pytorch_load_weights(model, path);
+  default:
+    return cn_keras_model_load_weights(model, path);
+  }
+}
