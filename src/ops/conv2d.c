@@ -2,6 +2,7 @@
  * TensorFlow's asymmetric rule, fused activation. Also the padding rule itself and the window
  * validation that every sliding-window op shares. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/error.h"
 #include "core/mem.h"
@@ -94,12 +95,13 @@ typedef struct wino_cache {
 /* Position-weighted sums of the bit patterns: any single change, or a swap, changes it. Reading
  * the kernel once costs far less than the convolution that reads it too. */
 static uint64_t kernel_fingerprint(const float *k, size_t n) {
-  const uint32_t *bits = (const uint32_t *)(const void *)k;
   uint64_t plain = 0;
   uint32_t weighted = 0;
   for (size_t i = 0; i < n; i++) {
-    plain += bits[i];
-    weighted += bits[i] * ((uint32_t)i * 2654435761u | 1u);
+    uint32_t bits; /* memcpy: no aliasing of the floats through another type */
+    memcpy(&bits, k + i, sizeof bits);
+    plain += bits;
+    weighted += bits * ((uint32_t)i * 2654435761u | 1u);
   }
   return plain * 0x9E3779B97F4A7C15ull ^ weighted;
 }
