@@ -162,3 +162,20 @@ int cli_open_model(const char *command, const cli_model_args *args, cn_model **o
   file_args.model = name;
   return open_file(command, &file_args, out);
 }
+
+int cli_model_option(const char *command, int opt, const char *arg, cli_model_args *a, int *rc) {
+  *rc = CLI_OK;
+  switch (opt) {
+  case 'm':
+    a->model = arg;
+    return 1;
+  case 'w':
+    a->weights = arg;
+    return 1;
+  case 'a':
+    if (!cli_parse_double(command, "--alpha", arg, 0.01, 10, &a->alpha)) *rc = CLI_USAGE;
+    return 1;
+  default:
+    return 0;
+  }
+}

@@ -39,6 +39,10 @@ int cli_open_model(const char *command, const cli_model_args *args, cn_model **o
 /* Long options and parsing of "--threads N" shared by the commands that run a model. */
 int cli_set_threads(const char *command, const char *text);
 
+/* The model options every model command shares: -m, -w, --alpha (option codes 'm', 'w', 'a').
+ * Returns 1 when opt is one of them, with *rc = CLI_USAGE for a bad value, else CLI_OK. */
+int cli_model_option(const char *command, int opt, const char *arg, cli_model_args *a, int *rc);
+
 int cmd_classify(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_summary(int argc, char **argv);

@@ -202,17 +202,11 @@ int cmd_classify(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   while ((opt = getopt_long(argc, argv, ":m:w:k:h", options, NULL)) != -1) {
+    if (cli_model_option("classify", opt, optarg, &a.model, &rc)) {
+      if (rc != CLI_OK) return rc;
+      continue;
+    }
     switch (opt) {
-    case 'm':
-      a.model.model = optarg;
-      break;
-    case 'w':
-      a.model.weights = optarg;
-      break;
-    case 'a':
-      if (!cli_parse_double("classify", "--alpha", optarg, 0.01, 10, &a.model.alpha))
-        return CLI_USAGE;
-      break;
     case 'k':
       if (!cli_parse_int("classify", "-k", optarg, 1, CLASSIFY_MAX_K, &a.out.k)) return CLI_USAGE;
       break;

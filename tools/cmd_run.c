@@ -119,16 +119,11 @@ int cmd_run(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   while ((opt = getopt_long(argc, argv, ":m:w:h", options, NULL)) != -1) {
+    if (cli_model_option("run", opt, optarg, &a, &rc)) {
+      if (rc != CLI_OK) return rc;
+      continue;
+    }
     switch (opt) {
-    case 'm':
-      a.model = optarg;
-      break;
-    case 'w':
-      a.weights = optarg;
-      break;
-    case 'a':
-      if (!cli_parse_double("run", "--alpha", optarg, 0.01, 10, &a.alpha)) return CLI_USAGE;
-      break;
     case 't':
       if (!cli_set_threads("run", optarg)) return CLI_USAGE;
       break;

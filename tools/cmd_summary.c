@@ -107,16 +107,11 @@ int cmd_summary(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   while ((opt = getopt_long(argc, argv, ":m:w:h", options, NULL)) != -1) {
+    if (cli_model_option("summary", opt, optarg, &a, &rc)) {
+      if (rc != CLI_OK) return rc;
+      continue;
+    }
     switch (opt) {
-    case 'm':
-      a.model = optarg;
-      break;
-    case 'w':
-      a.weights = optarg;
-      break;
-    case 'a':
-      if (!cli_parse_double("summary", "--alpha", optarg, 0.01, 10, &a.alpha)) return CLI_USAGE;
-      break;
     case 'T':
       a.no_top = 1;
       break;
