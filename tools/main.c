@@ -15,6 +15,7 @@ static const struct {
     {"run", cmd_run, "run a model on a .npy tensor and write the output as .npy"},
     {"summary", cmd_summary, "print a model's layers and parameter counts, as Keras does"},
     {"fetch", cmd_fetch, "download official keras.applications weights into the cache"},
+    {"evaluate", cmd_evaluate, "top-1/top-5 accuracy of a model on a labelled image folder"},
 };
 
 static void print_help(void) {
