@@ -24,7 +24,7 @@ int cli_parse_double(const char *command, const char *flag, const char *text, do
 
 /* How -m/-w/--alpha and the summary's architecture flags pick a model. */
 typedef struct cli_model_args {
-  const char *model;   /* zoo name or model file; NULL: mobilenet */
+  const char *model;   /* zoo name or model file; NULL: efficientnet_lite0 (classify) */
   const char *weights; /* -w */
   double alpha;        /* 0: default */
   int no_top;
