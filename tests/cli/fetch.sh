@@ -13,19 +13,7 @@ stop_server() {
   SERVER_PID=
 }
 trap 'stop_server; rm -rf "$TMP"' EXIT
-passed=0 failed=0
-check() { # check DESCRIPTION CONDITION...
-  local what=$1
-  shift
-  if "$@"; then
-    echo "ok: $what"
-    passed=$((passed + 1))
-  else
-    echo "FAIL: $what"
-    sed 's/^/    /' "$TMP/err" 2>/dev/null
-    failed=$((failed + 1))
-  fi
-}
+. "$(dirname "$0")/lib/check.sh"
 
 # The fake bucket: <root>/resnet/<file>, as the real one is laid out.
 FILE=resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5

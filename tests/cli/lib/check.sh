@@ -1,0 +1,15 @@
+# Sourced by the CLI test scripts: counts checks and prints the closing "N passed, N failed".
+# check DESCRIPTION COMMAND...: runs COMMAND; on failure shows $TMP/err, indented.
+passed=0 failed=0
+check() {
+  local what=$1
+  shift
+  if "$@"; then
+    echo "ok: $what"
+    passed=$((passed + 1))
+  else
+    echo "FAIL: $what"
+    sed 's/^/    /' "$TMP/err" 2>/dev/null
+    failed=$((failed + 1))
+  fi
+}
