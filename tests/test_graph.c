@@ -16,8 +16,10 @@ static void scale_forward(cn_node *n, const cn_tensor *in, cn_tensor *out, const
   int64_t count = cn_shape_numel(&out->shape);
   for (int64_t i = 0; i < count; i++) out->data[i] = in[0].data[i] * n->params[0].data[0] + 1;
 }
-static const cn_op scale_op = {"Scale", 0, scale_infer, scale_forward, NULL, 1, NULL};
-static const cn_op scale_copy_op = {"ScaleCopy", 0, scale_infer, scale_forward, NULL, 0, NULL};
+static const cn_op scale_op = {
+    .type = "Scale", .infer = scale_infer, .forward = scale_forward, .inplace = 1};
+static const cn_op scale_copy_op = {
+    .type = "ScaleCopy", .infer = scale_infer, .forward = scale_forward};
 
 static cn_status sum_infer(cn_graph *g, cn_node *n) {
   n->shape = g->nodes[n->inputs[0]].shape;
@@ -27,7 +29,7 @@ static void sum_forward(cn_node *n, const cn_tensor *in, cn_tensor *out, const c
   int64_t count = cn_shape_numel(&out->shape);
   for (int64_t i = 0; i < count; i++) out->data[i] = in[0].data[i] + in[1].data[i];
 }
-static const cn_op sum_op = {"Sum", 0, sum_infer, sum_forward, NULL, 0, NULL};
+static const cn_op sum_op = {.type = "Sum", .infer = sum_infer, .forward = sum_forward};
 
 static cn_graph *chain(const cn_op *op, int length, int64_t size) {
   cn_graph *g = cn_graph_new();

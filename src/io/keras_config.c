@@ -328,6 +328,7 @@ static cn_status parse_axis(const klayer *l, int def, int *axis) {
 static cn_status layer_batchnorm(const klayer *l, int *out) {
   cn_batchnorm_attrs a = {0};
   a.epsilon = (float)jnum(l->cfg, "epsilon", 1e-3);
+  a.momentum = (float)jnum(l->cfg, "momentum", 0.99);
   a.center = jbool(l->cfg, "center", 1);
   a.scale = jbool(l->cfg, "scale", 1);
   cn_status st = parse_axis(l, -1, &a.axis);

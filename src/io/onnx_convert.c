@@ -827,7 +827,8 @@ static cn_status conv_batchnorm(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   for (int k = 0; k < 4; k++)
     if (p[k]->numel != c)
       return FAIL(x, n, CN_ERR_SHAPE, "parameters do not have %" PRId64 " values", c);
-  cn_batchnorm_attrs a = {cn_onnx_attr_float(n, "epsilon", 1e-5f), 1, 1, engine_axis(v, 1)};
+  cn_batchnorm_attrs a = {cn_onnx_attr_float(n, "epsilon", 1e-5f), 1, 1, engine_axis(v, 1),
+                          cn_onnx_attr_float(n, "momentum", 0.9f)};
   int src = v->node, node;
   if (v->layout == CN_ONNX_FLAT) st = cn_onnx_plain(x, v, &src);
   cn_onnx_value copy = *v;
@@ -1067,7 +1068,7 @@ static cn_status add_scale_shift(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_on
     copy.node = src;
   }
   int eaxis = axis ? engine_axis(&copy, axis) : -1;
-  cn_batchnorm_attrs a = {0.0f, 1, 1, eaxis};
+  cn_batchnorm_attrs a = {0.0f, 1, 1, eaxis, 0.0f};
   if (st == CN_OK)
     st = cn_onnx_add_node(x, &cn_op_batchnorm, out_name(n), NULL, &src, 1, &a, &node);
   int64_t channels = st == CN_OK ? x->g->nodes[node].params[0].shape.dim[0] : 0;

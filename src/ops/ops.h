@@ -13,6 +13,12 @@ typedef struct cn_exec {
   int batch;
   int threads;
   float *scratch; /* op->scratch(...) floats, 64-byte aligned, contents undefined */
+  /* Training (zero at inference). A training forward uses batch statistics in a trainable
+   * BatchNormalization (and moves its moving statistics by its momentum) and drops units in
+   * Dropout; a node whose `trainable` is 0 runs exactly as at inference. */
+  int training;
+  uint64_t seed; /* per step and node: stochastic ops draw from (seed, element index) only */
+  float *saved;  /* op->saved(...) floats this node keeps from its training forward for backward */
 } cn_exec;
 
 typedef struct cn_op {
@@ -32,6 +38,21 @@ typedef struct cn_op {
   int inplace;
   /* Optional: drop node->cache (called when weights change and when the graph is freed). */
   void (*release)(cn_node *node);
+
+  /* ---- training (src/train/trainer.c calls these; ops without backward cannot be trained
+   * through) ---- */
+  /* Accumulates (+=) gradients. in, out: the tensors of the training forward (distinct buffers);
+   * dout: d loss / d out. din[i].data: where to add d loss / d in[i], or NULL when input i needs
+   * none. dparams[k]: where to add d loss / d node->params[k], or NULL (frozen, or state such as
+   * moving statistics). ex->saved holds what the training forward stored, ex->scratch
+   * op->backward_scratch floats. Results must be bitwise identical for any ex->threads:
+   * partition reductions over the batch in fixed chunks, never by thread. */
+  void (*backward)(cn_node *node, const cn_tensor *in, const cn_tensor *out, const cn_tensor *dout,
+                   const cn_tensor *din, float *const *dparams, const cn_exec *ex);
+  /* Floats the training forward keeps for backward in ex->saved (NULL: none). */
+  size_t (*saved)(const cn_graph *g, const cn_node *node, int batch);
+  /* Workspace floats backward needs (NULL: none). */
+  size_t (*backward_scratch)(const cn_graph *g, const cn_node *node, int batch);
 } cn_op;
 
 /* ---- attributes ---------------------------------------------------------------------------- */
@@ -129,6 +150,9 @@ typedef struct cn_batchnorm_attrs {
   float epsilon;
   int center, scale;
   int axis; /* Keras style including batch: -1 = last */
+  /* Training: moving = moving * momentum + batch * (1 - momentum), with the biased batch
+   * variance as Keras does; 0 is read as Keras's default 0.99. */
+  float momentum;
 } cn_batchnorm_attrs;
 
 typedef struct cn_dropout_attrs {
@@ -168,9 +192,9 @@ extern const cn_op cn_op_flatten;        /* Flatten, no attrs */
 extern const cn_op cn_op_reshape;        /* Reshape, cn_reshape_attrs */
 extern const cn_op cn_op_dropout;        /* Dropout (identity at inference), cn_dropout_attrs */
 extern const cn_op cn_op_batchnorm;      /* BatchNormalization, cn_batchnorm_attrs */
-extern const cn_op cn_op_activation;     /* Activation / ReLU / LeakyReLU / Softmax, cn_activation */
-extern const cn_op cn_op_merge;          /* Add / Subtract / Multiply / ..., cn_merge_attrs */
-extern const cn_op cn_op_concat;         /* Concatenate, cn_concat_attrs */
+extern const cn_op cn_op_activation; /* Activation / ReLU / LeakyReLU / Softmax, cn_activation */
+extern const cn_op cn_op_merge;      /* Add / Subtract / Multiply / ..., cn_merge_attrs */
+extern const cn_op cn_op_concat;     /* Concatenate, cn_concat_attrs */
 
 /* Every operator, NULL-terminated (for tests and the registry). */
 extern const cn_op *const cn_all_ops[];
