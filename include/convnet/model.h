@@ -70,6 +70,27 @@ typedef struct cn_layer_info {
 CN_API size_t cn_model_layer_count(const cn_model *model);
 CN_API cn_status cn_model_layer_info(const cn_model *model, size_t index, cn_layer_info *info);
 
+/* Writes the model as an ONNX file (opset 13) that computes in NCHW: a Keras-layout (NHWC) model
+ * keeps its NHWC input and output shapes (transposes inside the graph), a model imported from
+ * ONNX or PyTorch keeps its NCHW boundary. The batch dimension is symbolic ("N"). Written
+ * atomically (temporary file beside path, fsync, rename). Layers with no ONNX form are refused
+ * with CN_ERR_UNSUPPORTED naming the layer. */
+CN_API cn_status cn_model_save_onnx(cn_model *model, const char *path);
+
+/* Names of the model's output classes, as training or a .cnm file gave them: the count (0 when the
+ * model has none) and name i (NULL out of range). */
+CN_API int cn_model_class_count(const cn_model *model);
+CN_API const char *cn_model_class_name(const cn_model *model, int index);
+/* Copies n names (n == 0 removes them). Names are non-empty UTF-8 without control characters, at
+ * most CN_CLASS_NAME_MAX bytes; at most CN_MAX_CLASS_NAMES of them. */
+#define CN_CLASS_NAME_MAX 1024
+#define CN_MAX_CLASS_NAMES (1 << 20)
+CN_API cn_status cn_model_set_class_names(cn_model *model, const char *const *names, int n);
+
+/* Saves the whole model (graph, weights and non-trainable state, class names, input spec, name)
+ * as one native .cnm file (docs/formats.md), written atomically. cn_model_load reads it back. */
+CN_API cn_status cn_model_save(cn_model *model, const char *path);
+
 #ifdef __cplusplus
 }
 #endif

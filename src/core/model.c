@@ -58,6 +58,7 @@ void cn_model_free(cn_model *m) {
   if (!m) return;
   cn_graph_free(m->graph);
   cn_graph_free(m->inference);
+  cn_model_release_class_names(m);
   free(m->name);
   free(m);
 }
