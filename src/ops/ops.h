@@ -88,6 +88,15 @@ cn_activation cn_act_simple(cn_act_kind kind); /* sigmoid, tanh, swish, hard_sig
 void cn_act_apply(const cn_activation *act, float *x, size_t n);
 /* Parses a Keras activation name ("relu", "relu6", "softmax", "linear", ...). */
 cn_status cn_act_parse(const char *name, cn_activation *out);
+/* Backward of an activation (src/ops/activation_grad.c): dpre[i] += dout[i] * f'(pre[i]) for n
+ * values, the derivative taken from out (= f(pre)) when that determines it, else from pre.
+ * pre_or_null may be NULL unless cn_act_needs_pre(act). SOFTMAX: the n values are one softmax
+ * row (call it per row): dpre += out * (dout - sum(dout * out)). dpre must not alias dout. */
+void cn_act_backward(const cn_activation *act, const float *pre_or_null, const float *out,
+                     const float *dout, float *dpre, size_t n);
+/* 1 when f' cannot be recovered from out alone (swish, ELU with alpha < 0, ReLU with a negative
+ * slope or a negative threshold without max_value): keep the pre-activation for backward. */
+int cn_act_needs_pre(const cn_activation *act);
 
 typedef enum cn_padding { CN_PAD_VALID, CN_PAD_SAME } cn_padding;
 
