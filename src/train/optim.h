@@ -23,6 +23,10 @@ const char *cn_loss_name(cn_loss_kind kind);
  * d loss / d pred. Computed in double, stable for any logits; the result is the mean loss. */
 double cn_loss(cn_loss_kind kind, int batch, int n, const float *pred, const float *target,
                const float *sample_weight, float *grad);
+/* Checks targets before cn_loss sees them (they come from files): sparse targets must be integral
+ * class indices in [0, n), every target finite. cn_loss itself never reads or writes out of
+ * bounds: an invalid sparse target makes the loss NaN and its gradient row zero. */
+cn_status cn_loss_check_targets(cn_loss_kind kind, int batch, int n, const float *target);
 
 /* ---- metrics ------------------------------------------------------------------------------- */
 
@@ -82,7 +86,8 @@ typedef struct cn_param_range {
 typedef struct cn_optimizer {
   cn_optim_config config;
   size_t n;       /* floats in params / grads / each slot */
-  int n_slots;    /* 0, 1 (momentum, RMSprop) or 2 (Adam m, v) */
+  int n_slots;    /* 0, 1 (SGD momentum; RMSprop velocity) or 2 (Adam m, v; RMSprop velocity,
+                     momentum when momentum > 0) */
   float *slot[2]; /* n floats each, zeroed at creation */
   int64_t iterations;
 } cn_optimizer;
@@ -96,5 +101,13 @@ double cn_optimizer_lr(const cn_optimizer *o);
  * Increments iterations. */
 void cn_optimizer_step(cn_optimizer *o, float *params, float *grads, const cn_param_range *ranges,
                        int n_ranges);
+/* Details of cn_optimizer_step (Keras 3's order and float32 arithmetic): grads += l2 * p; global
+ * norm clipping over all ranges; value clipping; then per range with lr = cn_optimizer_lr() *
+ * lr_scale: p -= p * weight_decay * lr; the optimizer's update. ranges NULL (or n_ranges 0) means
+ * the whole buffer at scale 1. A range outside the buffer makes the step do nothing (check them
+ * once with cn_optimizer_check_ranges). Keras's l2(lambda) regularizer is l2 = 2 * lambda here
+ * (this l2 is PyTorch SGD's weight_decay). */
+cn_status cn_optimizer_check_ranges(const cn_optimizer *o, const cn_param_range *ranges,
+                                    int n_ranges);
 
 #endif
