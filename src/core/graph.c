@@ -51,19 +51,21 @@ void cn_graph_free(cn_graph *g) {
   free(g);
 }
 
-static cn_status clone_node(cn_graph *dst, const cn_graph *src, int i) {
+cn_status cn_graph_copy_node(cn_graph *dst, const cn_graph *src, int i, const int *inputs,
+                             int *index) {
   const cn_node *n = &src->nodes[i];
-  int index;
-  cn_status st = cn_graph_add(dst, n->op, n->name, n->inputs, n->n_inputs, n->attrs, &index);
+  int at;
+  cn_status st = cn_graph_add(dst, n->op, n->name, inputs, n->n_inputs, n->attrs, &at);
   if (st != CN_OK) return st;
-  cn_node *copy = &dst->nodes[index];
+  cn_node *copy = &dst->nodes[at];
   copy->trainable = n->trainable;
   free(copy->type);
   copy->type = cn_strdup(n->type);
   if (!copy->type) return CN_ERR_NOMEM;
   if (copy->n_params != n->n_params)
-    return cn_fail(CN_ERR_ARG, "%s: clone declared different parameters", n->name);
+    return cn_fail(CN_ERR_ARG, "%s: copy declared different parameters", n->name);
   for (int p = 0; p < n->n_params; p++) copy->params[p].trainable = n->params[p].trainable;
+  if (index) *index = at;
   return CN_OK;
 }
 
@@ -71,7 +73,8 @@ cn_status cn_graph_clone(const cn_graph *g, cn_graph **out) {
   *out = NULL;
   cn_graph *copy = cn_graph_new();
   cn_status st = copy ? CN_OK : CN_ERR_NOMEM;
-  for (int i = 0; st == CN_OK && i < g->n_nodes; i++) st = clone_node(copy, g, i);
+  for (int i = 0; st == CN_OK && i < g->n_nodes; i++)
+    st = cn_graph_copy_node(copy, g, i, g->nodes[i].inputs, NULL);
   if (st == CN_OK && g->n_outputs) st = cn_graph_set_outputs(copy, g->outputs, g->n_outputs);
   if (st == CN_OK) st = cn_graph_alloc_params(copy);
   for (int i = 0; st == CN_OK && i < g->n_nodes; i++)

@@ -16,9 +16,9 @@ typedef struct cn_tensor {
 } cn_tensor;
 
 typedef struct cn_param {
-  char *name;   /* Keras weight name without the layer prefix: "kernel", "moving_mean", ... */
+  char *name; /* Keras weight name without the layer prefix: "kernel", "moving_mean", ... */
   cn_shape shape;
-  float *data;  /* inside cn_graph.params once cn_graph_alloc_params has run */
+  float *data;   /* inside cn_graph.params once cn_graph_alloc_params has run */
   int trainable; /* 0 for state such as BatchNormalization's moving statistics */
 } cn_param;
 
@@ -27,16 +27,16 @@ struct cn_plan;
 
 typedef struct cn_node {
   char *name;
-  char *type;    /* the class name to show (e.g. "ReLU" for an Activation op); defaults to op->type */
+  char *type; /* the class name to show (e.g. "ReLU" for an Activation op); defaults to op->type */
   const struct cn_op *op;
-  void *attrs;   /* a copy of the op's attribute struct (op->attrs_size bytes) */
+  void *attrs; /* a copy of the op's attribute struct (op->attrs_size bytes) */
   int n_inputs;
-  int *inputs;   /* indices of earlier nodes */
+  int *inputs;    /* indices of earlier nodes */
   cn_shape shape; /* output shape per sample (no batch dimension) */
   int n_params;
   cn_param params[CN_MAX_PARAMS]; /* in the order Keras lists the layer's weights */
   int trainable;
-  void *cache;   /* op-owned derived data (repacked weights...), released by op->release */
+  void *cache; /* op-owned derived data (repacked weights...), released by op->release */
 } cn_node;
 
 typedef struct cn_graph {
@@ -44,9 +44,9 @@ typedef struct cn_graph {
   cn_node *nodes;
   int n_inputs, inputs[CN_MAX_GRAPH_IO];
   int n_outputs, outputs[CN_MAX_GRAPH_IO];
-  float *params;           /* every parameter of every node, 64-byte aligned per parameter */
+  float *params; /* every parameter of every node, 64-byte aligned per parameter */
   size_t n_param_floats;
-  int weights_version;     /* bumped whenever weights change, so ops can refresh caches */
+  int weights_version; /* bumped whenever weights change, so ops can refresh caches */
   struct cn_plan *plan;
 } cn_graph;
 
@@ -59,6 +59,10 @@ cn_status cn_graph_add(cn_graph *g, const struct cn_op *op, const char *name, co
                        int n_inputs, const void *attrs, int *index);
 /* A deep copy with its own parameter buffer holding the same values; no plan, no caches. */
 cn_status cn_graph_clone(const cn_graph *g, cn_graph **out);
+/* Appends a copy of src's node i (attrs, type, trainable flags; not parameter values) to dst,
+ * reading from dst's nodes `inputs` (n_inputs of them). */
+cn_status cn_graph_copy_node(cn_graph *dst, const cn_graph *src, int i, const int *inputs,
+                             int *index);
 /* Frees what a node owns (name, attrs, inputs, parameter names, op cache), not the node itself;
  * for graph rewrites that drop nodes. */
 void cn_node_release(cn_node *node);
