@@ -48,5 +48,6 @@ int cmd_run(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 #endif

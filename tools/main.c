@@ -16,6 +16,7 @@ static const struct {
     {"summary", cmd_summary, "print a model's layers and parameter counts, as Keras does"},
     {"fetch", cmd_fetch, "download official keras.applications weights into the cache"},
     {"evaluate", cmd_evaluate, "top-1/top-5 accuracy of a model on a labelled image folder"},
+    {"convert", cmd_convert, "write a model as ONNX (chosen by the output extension)"},
 };
 
 static void print_help(void) {
