@@ -93,4 +93,11 @@ cn_status cn_act_check(const char *layer, const cn_activation *act, int sample_r
 cn_status cn_window_infer(const char *layer, const cn_shape *in, int kh, int kw, int sh, int sw,
                           int dh, int dw, cn_padding padding, cn_window *out);
 
+/* ---- gradient accumulation (src/kernels/elementwise_grad.c) -------------------------------- */
+
+/* dst[i] += src[i]; elementwise, so bitwise the same for any thread count. */
+void cn_add_into(float *dst, const float *src, int64_t n, int threads);
+/* dst[i] += src[i] * scale. */
+void cn_add_scaled_into(float *dst, const float *src, float scale, int64_t n, int threads);
+
 #endif

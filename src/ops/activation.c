@@ -153,10 +153,59 @@ static void activation_forward(cn_node *node, const cn_tensor *in, cn_tensor *ou
   cn_softmax_axis(out->data, outer, out->shape.dim[axis], inner, ex->threads);
 }
 
+enum { GRAD_CHUNK = 1 << 14, GRAD_PARALLEL_MIN = 1 << 15 };
+
+/* Softmax backward along an axis with `inner` elements after it:
+ * dx += y * (dy - sum(dy * y)) on every line. */
+static void softmax_axis_backward(const float *y, const float *dy, float *dx, int64_t outer,
+                                  int64_t n, int64_t inner, int threads) {
+  int64_t lines = outer * inner;
+#pragma omp parallel for num_threads(threads) schedule(static) if (lines * n > GRAD_PARALLEL_MIN)
+  for (int64_t l = 0; l < lines; l++) {
+    int64_t base = (l / inner) * n * inner + l % inner;
+    if (inner == 1) {
+      cn_act_backward(&(cn_activation){.kind = CN_ACT_SOFTMAX}, NULL, y + base, dy + base,
+                      dx + base, (size_t)n);
+      continue;
+    }
+    float dot = 0;
+    for (int64_t i = 0; i < n; i++) dot += dy[base + i * inner] * y[base + i * inner];
+    for (int64_t i = 0; i < n; i++)
+      dx[base + i * inner] += y[base + i * inner] * (dy[base + i * inner] - dot);
+  }
+}
+
+static void activation_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                                const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                                const cn_exec *ex) {
+  const cn_activation *act = node->attrs;
+  size_t n = (size_t)cn_shape_numel(&out->shape);
+  if (!din[0].data) return;
+  if (act->kind == CN_ACT_SOFTMAX) {
+    int axis = cn_axis_resolve(act->axis, out->shape.rank - 1) + 1;
+    int64_t outer = 1, inner = 1;
+    for (int i = 0; i < axis; i++) outer *= out->shape.dim[i];
+    for (int i = axis + 1; i < out->shape.rank; i++) inner *= out->shape.dim[i];
+    softmax_axis_backward(out->data, dout->data, din[0].data, outer, out->shape.dim[axis], inner,
+                          ex->threads);
+    return;
+  }
+  /* The pre-activation is the input, unless a caller ran the forward in place. */
+  const float *pre = in[0].data != out->data ? in[0].data : NULL;
+  int64_t chunks = (int64_t)((n + GRAD_CHUNK - 1) / GRAD_CHUNK);
+#pragma omp parallel for num_threads(ex->threads) schedule(static) if (n > GRAD_PARALLEL_MIN)
+  for (int64_t i = 0; i < chunks; i++) {
+    size_t start = (size_t)i * GRAD_CHUNK, len = n - start < GRAD_CHUNK ? n - start : GRAD_CHUNK;
+    cn_act_backward(act, pre ? pre + start : NULL, out->data + start, dout->data + start,
+                    din[0].data + start, len);
+  }
+}
+
 const cn_op cn_op_activation = {
     .type = "Activation",
     .attrs_size = sizeof(cn_activation),
     .infer = activation_infer,
     .forward = activation_forward,
     .inplace = 1,
+    .backward = activation_backward,
 };

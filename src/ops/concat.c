@@ -52,9 +52,32 @@ static void concat_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, c
   }
 }
 
+/* Each input's gradient is its slice of dout along the axis. */
+static void concat_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                            const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                            const cn_exec *ex) {
+  const cn_concat_attrs *a = node->attrs;
+  int axis = cn_axis_resolve(a->axis, dout->shape.rank - 1) + 1;
+  int64_t outer = 1, inner = 1;
+  for (int d = 0; d < axis; d++) outer *= dout->shape.dim[d];
+  for (int d = axis + 1; d < dout->shape.rank; d++) inner *= dout->shape.dim[d];
+  int64_t out_len = dout->shape.dim[axis] * inner, offset = 0;
+  for (int i = 0; i < node->n_inputs; i++) {
+    int64_t len = in[i].shape.dim[axis] * inner;
+    float *dx = din[i].data;
+    if (dx) {
+#pragma omp parallel for num_threads(ex->threads) schedule(static) if (outer * len > 32768)
+      for (int64_t o = 0; o < outer; o++)
+        cn_add_into(dx + o * len, dout->data + o * out_len + offset, len, 1);
+    }
+    offset += len;
+  }
+}
+
 const cn_op cn_op_concat = {
     .type = "Concatenate",
     .attrs_size = sizeof(cn_concat_attrs),
     .infer = concat_infer,
     .forward = concat_forward,
+    .backward = concat_backward,
 };

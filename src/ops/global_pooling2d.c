@@ -51,11 +51,53 @@ static void global_maxpool_forward(cn_node *node, const cn_tensor *in, cn_tensor
   global_pool(&in[0], out, 1, ex->threads);
 }
 
+/* Position of the first maximum of channel j among hw pixels (the one forward's fmax keeps). */
+static int64_t first_max(const float *x, int64_t hw, int64_t c, int64_t j) {
+  int64_t best = 0;
+  for (int64_t p = 1; p < hw; p++)
+    if (x[best * c + j] < x[p * c + j]) best = p;
+  return best;
+}
+
+/* Average: every pixel gets dy / hw. Max: the first maximal pixel of each channel gets dy.
+ * Images are disjoint, so splitting the batch across threads changes no sum. */
+static void global_pool_backward(const cn_tensor *in, const cn_tensor *dout, float *dx, int is_max,
+                                 int threads) {
+  int64_t batch = in->shape.dim[0], hw = in->shape.dim[1] * in->shape.dim[2];
+  int64_t c = in->shape.dim[3];
+  if (!dx) return;
+#pragma omp parallel for num_threads(threads) schedule(static) if (batch > 1)
+  for (int64_t b = 0; b < batch; b++) {
+    const float *x = in->data + b * hw * c, *dy = dout->data + b * c;
+    float *d = dx + b * hw * c;
+    if (is_max) {
+      for (int64_t j = 0; j < c; j++) d[first_max(x, hw, c, j) * c + j] += dy[j];
+      continue;
+    }
+    float inv = (float)(1.0 / (double)hw);
+    for (int64_t p = 0; p < hw; p++)
+      for (int64_t j = 0; j < c; j++) d[p * c + j] += dy[j] * inv;
+  }
+}
+
+static void global_avgpool_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                                    const cn_tensor *dout, const cn_tensor *din,
+                                    float *const *dparams, const cn_exec *ex) {
+  global_pool_backward(&in[0], dout, din[0].data, 0, ex->threads);
+}
+
+static void global_maxpool_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                                    const cn_tensor *dout, const cn_tensor *din,
+                                    float *const *dparams, const cn_exec *ex) {
+  global_pool_backward(&in[0], dout, din[0].data, 1, ex->threads);
+}
+
 const cn_op cn_op_global_avgpool = {
     .type = "GlobalAveragePooling2D",
     .attrs_size = sizeof(cn_global_pool_attrs),
     .infer = global_pool_infer,
     .forward = global_avgpool_forward,
+    .backward = global_avgpool_backward,
 };
 
 const cn_op cn_op_global_maxpool = {
@@ -63,4 +105,5 @@ const cn_op cn_op_global_maxpool = {
     .attrs_size = sizeof(cn_global_pool_attrs),
     .infer = global_pool_infer,
     .forward = global_maxpool_forward,
+    .backward = global_maxpool_backward,
 };

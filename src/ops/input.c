@@ -5,7 +5,8 @@
 static cn_status input_infer(cn_graph *g, cn_node *node) {
   const cn_input_attrs *a = node->attrs;
   if (a->shape.rank < 1 || a->shape.rank >= CN_MAX_RANK)
-    return cn_fail(CN_ERR_UNSUPPORTED, "%s: input rank %d not supported", node->name, a->shape.rank);
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: input rank %d not supported", node->name,
+                   a->shape.rank);
   for (int i = 0; i < a->shape.rank; i++)
     if (a->shape.dim[i] < 1)
       return cn_fail(CN_ERR_SHAPE, "%s: input dimensions must be known and positive", node->name);
@@ -15,9 +16,15 @@ static cn_status input_infer(cn_graph *g, cn_node *node) {
 
 static void input_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {}
 
+/* Nothing upstream: the gradient stops here (present so that every graph has a backward). */
+static void input_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                           const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                           const cn_exec *ex) {}
+
 const cn_op cn_op_input = {
     .type = "InputLayer",
     .attrs_size = sizeof(cn_input_attrs),
     .infer = input_infer,
     .forward = input_forward,
+    .backward = input_backward,
 };

@@ -54,10 +54,68 @@ static void merge_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, co
   }
 }
 
+/* The input that max/min picked for element i: the first of equal values, as forward keeps the
+ * running value unless a later one is strictly better. */
+static int winner(const cn_tensor *in, int k, int64_t i, int is_max) {
+  int best = 0;
+  float v = in[0].data[i];
+  for (int j = 1; j < k; j++) {
+    float w = in[j].data[i];
+    if (is_max ? v < w : v > w) v = w, best = j;
+  }
+  return best;
+}
+
+/* d out / d in[j] at element i (product of the other factors for multiply). */
+static float partial(cn_merge_kind kind, const cn_tensor *in, int k, int j, int64_t i) {
+  switch (kind) {
+  case CN_MERGE_SUBTRACT:
+    return j == 0 ? 1.0f : -1.0f;
+  case CN_MERGE_AVERAGE:
+    return 1.0f / (float)k;
+  case CN_MERGE_MULTIPLY: {
+    float p = 1.0f;
+    for (int m = 0; m < k; m++)
+      if (m != j) p *= in[m].data[i];
+    return p;
+  }
+  default:
+    return 1.0f;
+  }
+}
+
+static void merge_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                           const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                           const cn_exec *ex) {
+  const cn_merge_attrs *a = node->attrs;
+  int64_t n = cn_shape_numel(&dout->shape);
+  int k = node->n_inputs;
+  cn_merge_kind kind = a->kind;
+  const float *dy = dout->data;
+  if (kind == CN_MERGE_ADD) {
+    for (int j = 0; j < k; j++)
+      if (din[j].data) cn_add_into(din[j].data, dy, n, ex->threads);
+    return;
+  }
+  int pick = kind == CN_MERGE_MAXIMUM || kind == CN_MERGE_MINIMUM;
+#pragma omp parallel for num_threads(ex->threads) schedule(static) if (n * k > (1 << 15))
+  for (int64_t i = 0; i < n; i++) {
+    int w = pick ? winner(in, k, i, kind == CN_MERGE_MAXIMUM) : -1;
+    for (int j = 0; j < k; j++) {
+      if (!din[j].data) continue;
+      if (pick)
+        din[j].data[i] += j == w ? dy[i] : 0.0f;
+      else
+        din[j].data[i] += dy[i] * partial(kind, in, k, j, i);
+    }
+  }
+}
+
 const cn_op cn_op_merge = {
     .type = "Add",
     .attrs_size = sizeof(cn_merge_attrs),
     .infer = merge_infer,
     .forward = merge_forward,
     .inplace = 1,
+    .backward = merge_backward,
 };

@@ -179,11 +179,104 @@ static void avgpool_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, 
   cn_avgpool(&w, in[0].data, out->data, ex->threads);
 }
 
+/* ---- backward ------------------------------------------------------------------------------
+ * One loop serves both paths: the Keras geometry is the ONNX one with TensorFlow's SAME pads and
+ * no extensions. Work is split into (image, block of GRAD_BLOCK channels) tasks that own disjoint
+ * parts of din and scan the output in a fixed order, so the sums do not depend on threads. */
+
+enum { GRAD_BLOCK = 64 };
+
+/* The window of output pixel (oy, ox): first tap position and the valid tap ranges. */
+typedef struct pool_taps {
+  int64_t y0, x0;
+  int ylo, yhi, xlo, xhi;
+} pool_taps;
+
+static pool_taps taps_of(const pool_geom *g, int64_t oy, int64_t ox) {
+  pool_taps t = {.y0 = oy * g->sh - g->pt, .x0 = ox * g->sw - g->pl};
+  valid_taps(t.y0, g->kh, g->dh, g->ih, &t.ylo, &t.yhi);
+  valid_taps(t.x0, g->kw, g->dw, g->iw, &t.xlo, &t.xhi);
+  return t;
+}
+
+static int64_t tap_offset(const pool_geom *g, const pool_taps *t, int ky, int kx) {
+  return ((t->y0 + (int64_t)ky * g->dh) * g->iw + t->x0 + (int64_t)kx * g->dw) * g->c;
+}
+
+/* Max: dy goes to the first maximal tap in scan order, the one forward's running max keeps. */
+static void max_pixel_backward(const pool_geom *g, const pool_taps *t, const float *x,
+                               const float *dy, float *dx, int64_t c0, int64_t n) {
+  float best[GRAD_BLOCK];
+  int64_t at[GRAD_BLOCK];
+  int64_t first = tap_offset(g, t, t->ylo, t->xlo);
+  for (int64_t j = 0; j < n; j++) best[j] = -INFINITY, at[j] = first;
+  for (int ky = t->ylo; ky < t->yhi; ky++)
+    for (int kx = t->xlo; kx < t->xhi; kx++) {
+      int64_t off = tap_offset(g, t, ky, kx);
+      for (int64_t j = 0; j < n; j++)
+        if (best[j] < x[off + c0 + j]) best[j] = x[off + c0 + j], at[j] = off;
+    }
+  for (int64_t j = 0; j < n; j++) dx[at[j] + c0 + j] += dy[c0 + j];
+}
+
+/* Average: each counted tap gets dy / count; padded cells take their share nowhere. */
+static void avg_pixel_backward(const pool_geom *g, const pool_taps *t, int include_pad,
+                               const float *dy, float *dx, int64_t c0, int64_t n) {
+  int valid = (t->yhi - t->ylo) * (t->xhi - t->xlo);
+  int count = include_pad ? padded_taps(t->y0, g->kh, g->dh, g->ih, g->pb) *
+                                padded_taps(t->x0, g->kw, g->dw, g->iw, g->pr)
+                          : valid;
+  float inv = 1.0f / (float)count;
+  for (int ky = t->ylo; ky < t->yhi; ky++)
+    for (int kx = t->xlo; kx < t->xhi; kx++) {
+      float *d = dx + tap_offset(g, t, ky, kx) + c0;
+      for (int64_t j = 0; j < n; j++) d[j] += dy[c0 + j] * inv;
+    }
+}
+
+static void pool_backward(const cn_node *node, const cn_tensor *in, const cn_tensor *dout,
+                          float *dx, int is_max, int threads) {
+  const cn_pool_attrs *a = node->attrs;
+  pool_geom g = pool_geometry(a, in->shape.dim + 1);
+  g.oh = dout->shape.dim[1], g.ow = dout->shape.dim[2];
+  int64_t blocks = (g.c + GRAD_BLOCK - 1) / GRAD_BLOCK, tasks = in->shape.dim[0] * blocks;
+  int64_t image = g.ih * g.iw * g.c, pixels = g.oh * g.ow;
+#pragma omp parallel for num_threads(threads) schedule(static) if (tasks > 1)
+  for (int64_t task = 0; task < tasks; task++) {
+    int64_t b = task / blocks, c0 = task % blocks * GRAD_BLOCK;
+    int64_t n = g.c - c0 < GRAD_BLOCK ? g.c - c0 : GRAD_BLOCK;
+    const float *x = in->data + b * image;
+    float *d = dx + b * image;
+    for (int64_t p = 0; p < pixels; p++) {
+      pool_taps t = taps_of(&g, p / g.ow, p % g.ow);
+      const float *dy = dout->data + (b * pixels + p) * g.c;
+      if (t.yhi == t.ylo || t.xhi == t.xlo) continue; /* forward wrote 0 */
+      if (is_max)
+        max_pixel_backward(&g, &t, x, dy, d, c0, n);
+      else
+        avg_pixel_backward(&g, &t, a->count_include_pad, dy, d, c0, n);
+    }
+  }
+}
+
+static void maxpool_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                             const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                             const cn_exec *ex) {
+  if (din[0].data) pool_backward(node, &in[0], dout, din[0].data, 1, ex->threads);
+}
+
+static void avgpool_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                             const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                             const cn_exec *ex) {
+  if (din[0].data) pool_backward(node, &in[0], dout, din[0].data, 0, ex->threads);
+}
+
 const cn_op cn_op_maxpool = {
     .type = "MaxPooling2D",
     .attrs_size = sizeof(cn_pool_attrs),
     .infer = pool_infer,
     .forward = maxpool_forward,
+    .backward = maxpool_backward,
 };
 
 const cn_op cn_op_avgpool = {
@@ -191,4 +284,5 @@ const cn_op cn_op_avgpool = {
     .attrs_size = sizeof(cn_pool_attrs),
     .infer = pool_infer,
     .forward = avgpool_forward,
+    .backward = avgpool_backward,
 };

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "kernels/kernels.h"
 #include "ops/ops.h"
 
 enum { MAX_PAD = 1 << 16 };
@@ -38,9 +39,24 @@ static void zeropad_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, 
              in[0].data + (b * ih + y) * iw * c, row_bytes);
 }
 
+/* The gradient of the input is the interior of dout, row by row. */
+static void zeropad_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                             const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                             const cn_exec *ex) {
+  const cn_zeropad_attrs *a = node->attrs;
+  int64_t batch = in[0].shape.dim[0], ih = in[0].shape.dim[1], iw = in[0].shape.dim[2];
+  int64_t c = in[0].shape.dim[3], oh = dout->shape.dim[1], ow = dout->shape.dim[2];
+  if (!din[0].data) return;
+  for (int64_t b = 0; b < batch; b++)
+    for (int64_t y = 0; y < ih; y++)
+      cn_add_into(din[0].data + (b * ih + y) * iw * c,
+                  dout->data + ((b * oh + y + a->top) * ow + a->left) * c, iw * c, 1);
+}
+
 const cn_op cn_op_zeropad = {
     .type = "ZeroPadding2D",
     .attrs_size = sizeof(cn_zeropad_attrs),
     .infer = zeropad_infer,
     .forward = zeropad_forward,
+    .backward = zeropad_backward,
 };
