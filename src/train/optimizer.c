@@ -112,8 +112,10 @@ double cn_optimizer_lr(const cn_optimizer *o) {
     lr *= pow(c->step_gamma, floor(t / (double)c->step_every));
   else if (c->schedule == CN_SCHEDULE_COSINE)
     lr *= 0.5 * (1.0 + cos(M_PI * fmin(t, (double)c->total_steps) / (double)c->total_steps));
-  if (c->decay > 0.0f) lr /= 1.0 + (double)c->decay * t;
-  return (float)lr; /* Keras keeps the learning rate as a float32 variable */
+  float rate = (float)lr; /* Keras keeps the learning rate as a float32 variable */
+  /* Keras 2's decay is Keras 3's InverseTimeDecay(decay_steps=1), evaluated in float32 */
+  if (c->decay > 0.0f) rate = rate / (1.0f + c->decay * (float)o->iterations);
+  return rate;
 }
 
 cn_status cn_optimizer_check_ranges(const cn_optimizer *o, const cn_param_range *ranges,
