@@ -87,13 +87,36 @@ static int64_t chunk_count(const bn_geom *g) {
 /* What a chunk sums per channel. */
 typedef enum bn_sum { SUM_X, SUM_SQDEV, SUM_GRAD } bn_sum;
 
-/* Sums of one chunk of outer rows [o0, o1) into a[c] (and b[c] for SUM_GRAD):
- * SUM_X: x; SUM_SQDEV: (x - mean)^2; SUM_GRAD: dy and dy * (x - mean) * istd. */
-static void chunk_sum(const bn_geom *g, bn_sum what, int64_t o0, int64_t o1, const float *x,
-                      const float *dy, const float *mean, const float *istd, double *a, double *b) {
+/* Channels last (inner 1): whole rows of c channels at a time, which vectorises. */
+static void chunk_sum_rows(const bn_geom *g, bn_sum what, int64_t o0, int64_t o1, const float *x,
+                           const float *dy, const float *mean, double *restrict a,
+                           double *restrict b) {
+  int64_t c = g->c;
+  for (int64_t o = o0; o < o1; o++) {
+    const float *restrict xr = x + o * c;
+    const float *restrict dr = dy ? dy + o * c : NULL;
+    if (what == SUM_X)
+#pragma omp simd
+      for (int64_t j = 0; j < c; j++) a[j] += xr[j];
+    else if (what == SUM_SQDEV)
+#pragma omp simd
+      for (int64_t j = 0; j < c; j++) {
+        double d = (double)xr[j] - mean[j];
+        a[j] += d * d;
+      }
+    else
+#pragma omp simd
+      for (int64_t j = 0; j < c; j++) {
+        a[j] += dr[j];
+        b[j] += (double)dr[j] * ((double)xr[j] - mean[j]);
+      }
+  }
+}
+
+/* Any layout: one line of `inner` values per (row, channel). */
+static void chunk_sum_lines(const bn_geom *g, bn_sum what, int64_t o0, int64_t o1, const float *x,
+                            const float *dy, const float *mean, double *a, double *b) {
   int64_t c = g->c, inner = g->inner;
-  memset(a, 0, (size_t)c * sizeof *a);
-  if (b) memset(b, 0, (size_t)c * sizeof *b);
   for (int64_t o = o0; o < o1; o++)
     for (int64_t j = 0; j < c; j++) {
       const float *xl = x + (o * c + j) * inner;
@@ -109,8 +132,22 @@ static void chunk_sum(const bn_geom *g, bn_sum what, int64_t o0, int64_t o1, con
           sa += dl[i], sb += (double)dl[i] * d;
       }
       a[j] += sa;
-      if (b) b[j] += sb * (double)istd[j];
+      if (b) b[j] += sb;
     }
+}
+
+/* Sums of one chunk of outer rows [o0, o1) into a[c] (and b[c] for SUM_GRAD):
+ * SUM_X: x; SUM_SQDEV: (x - mean)^2; SUM_GRAD: dy and dy * (x - mean) * istd. */
+static void chunk_sum(const bn_geom *g, bn_sum what, int64_t o0, int64_t o1, const float *x,
+                      const float *dy, const float *mean, const float *istd, double *a, double *b) {
+  memset(a, 0, (size_t)g->c * sizeof *a);
+  if (b) memset(b, 0, (size_t)g->c * sizeof *b);
+  if (g->inner == 1)
+    chunk_sum_rows(g, what, o0, o1, x, dy, mean, a, b);
+  else
+    chunk_sum_lines(g, what, o0, o1, x, dy, mean, a, b);
+  if (b)
+    for (int64_t j = 0; j < g->c; j++) b[j] *= (double)istd[j];
 }
 
 /* Per-channel totals (a, and b for SUM_GRAD) over the whole tensor, thread-invariant: every
@@ -182,24 +219,39 @@ static void batchnorm_forward(cn_node *node, const cn_tensor *in, cn_tensor *out
 }
 
 /* din += dy * (gamma * istd) * (1 or, in training mode, minus the parts through the batch mean
- * and variance): dx = k * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M). */
+ * and variance): dx = k * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M), expanded per channel
+ * into dx += A * dy + C * x + B. coef: 3 * c floats. */
 static void input_gradient(const bn_geom *g, const float *x, const float *dy, const float *mean,
                            const float *istd, const float *gamma, const double *sum_dy,
-                           const double *sum_dy_xhat, int through_stats, float *dx, int threads) {
+                           const double *sum_dy_xhat, int through_stats, float *coef, float *dx,
+                           int threads) {
   double count = (double)g->outer * (double)g->inner;
-  int64_t lines = g->outer * g->c, inner = g->inner, c = g->c;
+  int64_t c = g->c, inner = g->inner, lines = g->outer * c;
+  float *A = coef, *B = coef + c, *C = coef + 2 * c;
+  for (int64_t j = 0; j < c; j++) {
+    double k = (double)istd[j] * (gamma ? gamma[j] : 1.0f);
+    double m1 = through_stats ? sum_dy[j] / count : 0,
+           m2 = through_stats ? sum_dy_xhat[j] / count : 0;
+    A[j] = (float)k;
+    C[j] = (float)(-k * istd[j] * m2);
+    B[j] = (float)(-k * m1 + k * istd[j] * m2 * mean[j]);
+  }
+  if (inner == 1) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (lines > 32768)
+    for (int64_t o = 0; o < g->outer; o++) {
+      const float *restrict xr = x + o * c, *restrict dr = dy + o * c;
+      float *restrict out = dx + o * c;
+#pragma omp simd
+      for (int64_t j = 0; j < c; j++) out[j] += A[j] * dr[j] + C[j] * xr[j] + B[j];
+    }
+    return;
+  }
 #pragma omp parallel for num_threads(threads) schedule(static) if (lines * inner > 32768)
   for (int64_t l = 0; l < lines; l++) {
     int64_t j = l % c;
-    float k = istd[j] * (gamma ? gamma[j] : 1.0f);
-    float m1 = through_stats ? (float)(sum_dy[j] / count) : 0.0f;
-    float m2 = through_stats ? (float)(sum_dy_xhat[j] / count) : 0.0f;
     const float *xl = x + l * inner, *dl = dy + l * inner;
     float *out = dx + l * inner;
-    for (int64_t i = 0; i < inner; i++) {
-      float xhat = (xl[i] - mean[j]) * istd[j];
-      out[i] += k * (dl[i] - m1 - xhat * m2);
-    }
+    for (int64_t i = 0; i < inner; i++) out[i] += A[j] * dl[i] + C[j] * xl[i] + B[j];
   }
 }
 
@@ -229,7 +281,7 @@ static void batchnorm_backward(cn_node *node, const cn_tensor *in, const cn_tens
   }
   if (din[0].data)
     input_gradient(&g, in[0].data, dout->data, mean, istd, p.gamma, sum_dy, sum_dy_xhat, train,
-                   din[0].data, ex->threads);
+                   (float *)(sum_dy_xhat + chunks * g.c) + g.c, din[0].data, ex->threads);
 }
 
 /* Forward: chunk partial sums (doubles) then scale and shift. */
@@ -237,9 +289,10 @@ static size_t batchnorm_scratch(const cn_graph *g, const cn_node *node, int batc
   return (2 * BN_CHUNKS + 2) * (size_t)batchnorm_channels(g, node);
 }
 
-/* Backward: two sets of chunk partial sums (doubles) and the inference inverse std. */
+/* Backward: two sets of chunk partial sums (doubles), the inference inverse std and the three
+ * per-channel coefficients of the input gradient. */
 static size_t batchnorm_backward_scratch(const cn_graph *g, const cn_node *node, int batch) {
-  return (4 * BN_CHUNKS + 1) * (size_t)batchnorm_channels(g, node);
+  return (4 * BN_CHUNKS + 4) * (size_t)batchnorm_channels(g, node);
 }
 
 /* The batch mean and inverse standard deviation. */
