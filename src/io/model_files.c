@@ -5,22 +5,32 @@
 #include "core/error.h"
 #include "core/model.h"
 #include "io/keras_internal.h"
+#include "io/native_internal.h"
 #include "io/onnx_internal.h"
 #include "io/pytorch_internal.h"
 
-typedef enum file_kind { KIND_UNKNOWN, KIND_HDF5, KIND_JSON, KIND_ZIP, KIND_PICKLE } file_kind;
+typedef enum file_kind {
+  KIND_UNKNOWN,
+  KIND_HDF5,
+  KIND_JSON,
+  KIND_ZIP,
+  KIND_PICKLE,
+  KIND_SAFETENSORS
+} file_kind;
 
 /* Sniffs the first bytes; a missing file is left to the reader, which names the problem. */
 static file_kind sniff(const char *path) {
-  unsigned char head[8] = {0};
+  unsigned char head[9] = {0};
   FILE *f = fopen(path, "rb");
   if (!f) return KIND_UNKNOWN;
   size_t n = fread(head, 1, sizeof head, f);
   fclose(f);
   static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-  if (n == 8 && memcmp(head, hdf5, 8) == 0) return KIND_HDF5;
+  if (n >= 8 && memcmp(head, hdf5, 8) == 0) return KIND_HDF5;
   if (n >= 4 && memcmp(head, "PK\3\4", 4) == 0) return KIND_ZIP;
   if (n >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) return KIND_PICKLE;
+  /* safetensors (.cnm): a little-endian header length below 2^40, then the JSON header. */
+  if (n == 9 && head[8] == '{' && !head[5] && !head[6] && !head[7]) return KIND_SAFETENSORS;
   size_t i = 0;
   while (i < n && (head[i] == ' ' || head[i] == '\n' || head[i] == '\r' || head[i] == '\t')) i++;
   if (i < n && head[i] == '{') return KIND_JSON;
@@ -37,6 +47,7 @@ cn_status cn_model_load(const char *path, cn_model **out) {
   *out = NULL;
   if (!path) return cn_fail(CN_ERR_ARG, "cn_model_load: NULL path");
   file_kind kind = sniff(path);
+  if (kind == KIND_SAFETENSORS) return cn_native_load(path, out);
   if (kind == KIND_HDF5 || kind == KIND_JSON || has_suffix(path, ".h5") ||
       has_suffix(path, ".json"))
     return cn_keras_model_load(path, out);
@@ -55,6 +66,8 @@ cn_status cn_model_load_weights(cn_model *model, const char *path) {
   case KIND_ZIP:
   case KIND_PICKLE:
     return cn_pytorch_load_weights(model, path);
+  case KIND_SAFETENSORS:
+    return cn_native_load_weights(model, path);
   default:
     return cn_keras_model_load_weights(model, path);
   }
