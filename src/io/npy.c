@@ -8,10 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include "convnet/io.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/mem.h"
 
@@ -274,20 +273,8 @@ static cn_status format_header(const cn_shape *shape, char *buf, size_t cap, siz
   return CN_OK;
 }
 
-static cn_status write_all(int fd, const char *path, const void *buf, size_t n) {
-  const char *p = buf;
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return cn_fail(CN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    p += w;
-    n -= (size_t)w;
-  }
-  return CN_OK;
-}
-
-static cn_status write_npy_fd(int fd, const char *path, const cn_shape *shape, const float *data,
-                              size_t numel) {
+static cn_status write_npy(cn_atomic_file *f, const cn_shape *shape, const float *data,
+                           size_t numel) {
   char header[512];
   size_t hlen = 0;
   cn_status st = format_header(shape, header, sizeof header, &hlen);
@@ -298,11 +285,9 @@ static cn_status write_npy_fd(int fd, const char *path, const cn_shape *shape, c
   pre[7] = 0;
   pre[8] = (unsigned char)(hlen & 0xff);
   pre[9] = (unsigned char)(hlen >> 8);
-  st = write_all(fd, path, pre, sizeof pre);
-  if (st == CN_OK) st = write_all(fd, path, header, hlen);
-  if (st == CN_OK) st = write_all(fd, path, data, numel * sizeof(float));
-  if (st == CN_OK && fsync(fd) != 0)
-    st = cn_fail(CN_ERR_IO, "%s: fsync: %s", path, strerror(errno));
+  st = cn_atomic_write(f, pre, sizeof pre);
+  if (st == CN_OK) st = cn_atomic_write(f, header, hlen);
+  if (st == CN_OK) st = cn_atomic_write(f, data, numel * sizeof(float));
   return st;
 }
 
@@ -316,22 +301,13 @@ cn_status cn_npy_write(const char *path, const cn_shape *shape, const float *dat
   int64_t numel = cn_shape_numel(shape);
   if (numel < 0 || (uint64_t)numel > SIZE_MAX / sizeof(float))
     return cn_fail(CN_ERR_LIMIT, "%s: array too large", path);
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 16);
-  if (!tmp) return cn_fail(CN_ERR_NOMEM, "%s: out of memory", path);
-  snprintf(tmp, plen + 16, "%s.tmpXXXXXX", path); /* same directory, so rename is atomic */
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    free(tmp);
-    return cn_fail(CN_ERR_IO, "%s: cannot create a temporary file: %s", path, strerror(errno));
+  cn_atomic_file f;
+  cn_status st = cn_atomic_open(&f, path);
+  if (st != CN_OK) return st;
+  st = write_npy(&f, shape, data, (size_t)numel);
+  if (st != CN_OK) {
+    cn_atomic_abort(&f);
+    return st;
   }
-  fchmod(fd, 0644);
-  cn_status st = write_npy_fd(fd, path, shape, data, (size_t)numel);
-  if (close(fd) != 0 && st == CN_OK)
-    st = cn_fail(CN_ERR_IO, "%s: close: %s", path, strerror(errno));
-  if (st == CN_OK && rename(tmp, path) != 0)
-    st = cn_fail(CN_ERR_IO, "%s: rename: %s", path, strerror(errno));
-  if (st != CN_OK) unlink(tmp);
-  free(tmp);
-  return st;
+  return cn_atomic_commit(&f);
 }
