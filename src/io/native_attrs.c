@@ -3,6 +3,7 @@
  * field to an attrs struct means adding one line here (and nothing per op). */
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/error.h"
