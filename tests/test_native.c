@@ -222,6 +222,7 @@ static void test_tables(void) {
       CHECK(strcmp((*p)->type, (*o)->type) != 0);
   }
   CHECK(ops == described);
+  CHECK_OK(cn_native_check_tables());
   /* The spec's enum names are the command line's. */
   for (int r = 0; r < CN_RESIZE_COUNT; r++) {
     cn_input_spec s = {.resize = (cn_resize)r, .preprocess = (cn_preprocess)(r % CN_PRE_COUNT)};

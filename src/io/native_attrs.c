@@ -237,7 +237,8 @@ static const field resize_fields[] = {ENUM(cn_resize_attrs, mode, resize_mode_na
                                       FLT(cn_resize_attrs, scale_h, 0, 65536),
                                       FLT(cn_resize_attrs, scale_w, 0, 65536),
                                       I64(cn_resize_attrs, out_h, 0, BIG),
-                                      I64(cn_resize_attrs, out_w, 0, BIG)};
+                                      I64(cn_resize_attrs, out_w, 0, BIG),
+                                      INT(cn_resize_attrs, spec_align_corners, 0, 1)};
 static const layout resize_layout = LAYOUT(cn_resize_attrs, resize_fields);
 
 static const field conv_transpose_fields[] = {INT(cn_conv_transpose_attrs, filters, 1, BIG),
@@ -309,6 +310,75 @@ int cn_native_op_supported(const cn_op *op) {
   if (op->attrs_size == 0) return 1;
   const layout *l = layout_of(op);
   return l && l->size == op->attrs_size;
+}
+
+/* ---- completeness: a field added to an attrs struct but not to its table is caught ---- */
+
+static size_t field_size(const field *f) {
+  switch (f->kind) {
+  case F_I64:
+  case F_DOUBLE:
+    return 8;
+  case F_SHAPE:
+    return sizeof(cn_shape);
+  case F_INT_LIST:
+    return CN_MAX_RANK * sizeof(int);
+  case F_I64_LIST:
+    return CN_MAX_RANK * sizeof(int64_t);
+  case F_STRUCT:
+    return f->sub->size;
+  default:
+    return 4;
+  }
+}
+
+static size_t layout_align(const layout *l);
+
+static size_t field_align(const field *f) {
+  if (f->kind == F_STRUCT) return layout_align(f->sub);
+  if (f->kind == F_SHAPE) return _Alignof(cn_shape);
+  return f->kind == F_I64 || f->kind == F_DOUBLE || f->kind == F_I64_LIST ? 8 : 4;
+}
+
+static size_t layout_align(const layout *l) {
+  size_t align = 1;
+  for (int i = 0; i < l->n_fields; i++)
+    if (field_align(&l->fields[i]) > align) align = field_align(&l->fields[i]);
+  return align;
+}
+
+/* Fields in offset order leave no gap that could hold a field (only alignment padding), and the
+ * last one ends where the struct's tail padding begins. */
+static cn_status check_layout(const layout *l) {
+  size_t end = 0, align = 4;
+  for (size_t at = 0; at < l->size;) {
+    const field *next = NULL;
+    for (int i = 0; i < l->n_fields; i++)
+      if (l->fields[i].offset >= at && (!next || l->fields[i].offset < next->offset))
+        next = &l->fields[i];
+    if (!next) break;
+    if (next->offset - end >= field_align(next))
+      return cn_fail(CN_ERR_ARG, "%s: bytes %zu..%zu are not described (before '%s')", l->name, end,
+                     next->offset, next->name);
+    if (field_align(next) > align) align = field_align(next);
+    end = next->offset + field_size(next);
+    at = next->offset + 1;
+  }
+  if ((end + align - 1) / align * align != l->size)
+    return cn_fail(CN_ERR_ARG, "%s: %zu bytes, the description covers %zu", l->name, l->size, end);
+  return CN_OK;
+}
+
+cn_status cn_native_check_tables(void) {
+  cn_status st = check_layout(&spec_layout);
+  for (const cn_op *const *o = cn_all_ops; st == CN_OK && *o; o++) {
+    if ((*o)->attrs_size == 0) continue;
+    const layout *l = layout_of(*o);
+    if (!l || l->size != (*o)->attrs_size)
+      return cn_fail(CN_ERR_ARG, "op %s: no attrs description of its size", (*o)->type);
+    st = check_layout(l);
+  }
+  return st;
 }
 
 /* ---- writing ---- */

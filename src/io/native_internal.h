@@ -15,6 +15,10 @@
 
 /* ---- attributes (native_attrs.c): one table per attrs struct, shared by writer and reader ---- */
 
+/* CN_OK when every op of cn_all_ops with attributes has a description covering every byte of its
+ * struct but padding (so a field added to a struct and not to its table is caught by the tests);
+ * else the message names the struct. */
+cn_status cn_native_check_tables(void);
 /* 1 when op is in cn_all_ops and its attrs struct has a description of the same size. */
 int cn_native_op_supported(const cn_op *op);
 /* The attrs of a node as a JSON object of named fields (enums by name, +-infinity as "inf" /
