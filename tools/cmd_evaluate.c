@@ -1,5 +1,4 @@
 /* convnet evaluate: top-1 / top-5 accuracy of a model on a labelled image folder. */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -60,64 +59,22 @@ static void samples_free(sample_list *s) {
   *s = (sample_list){0};
 }
 
+/* Adds dir/name, or name alone when dir is NULL. */
 static int samples_add(sample_list *s, const char *dir, const char *name, int label) {
-  if (s->count >= EVAL_MAX_SAMPLES) return cli_error(dir, "more than %d images", EVAL_MAX_SAMPLES);
+  if (s->count >= EVAL_MAX_SAMPLES)
+    return cli_error(dir ? dir : "evaluate", "more than %d images", EVAL_MAX_SAMPLES);
   if (s->count == s->cap) {
     int cap = s->cap ? s->cap * 2 : 64;
     sample *grown = realloc(s->items, (size_t)cap * sizeof *grown);
     if (!grown) return cli_error("evaluate", "out of memory");
     s->items = grown, s->cap = cap;
   }
-  size_t n = strlen(dir) + strlen(name) + 2;
+  size_t n = (dir ? strlen(dir) + 1 : 0) + strlen(name) + 1;
   char *path = malloc(n);
   if (!path) return cli_error("evaluate", "out of memory");
-  snprintf(path, n, "%s/%s", dir, name);
+  snprintf(path, n, "%s%s%s", dir ? dir : "", dir ? "/" : "", name);
   s->items[s->count++] = (sample){path, label};
   return CLI_OK;
-}
-
-static int is_dir(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-static int by_name(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted entry names of dir (no dot files); subdirs selects folders (1) or other entries (0). */
-static int list_dir(const char *dir, int subdirs, char ***names, int *count) {
-  DIR *d = opendir(dir);
-  *names = NULL, *count = 0;
-  if (!d) return cli_error(dir, "%s", strerror(errno));
-  int cap = 0, rc = CLI_OK;
-  struct dirent *e;
-  char path[4096];
-  while (rc == CLI_OK && (e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.') continue;
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    if (is_dir(path) != subdirs) continue;
-    if (*count >= EVAL_MAX_SAMPLES) rc = cli_error(dir, "too many entries");
-    if (rc == CLI_OK && *count == cap) {
-      cap = cap ? cap * 2 : 64;
-      char **grown = realloc(*names, (size_t)cap * sizeof *grown);
-      if (!grown)
-        rc = cli_error("evaluate", "out of memory");
-      else
-        *names = grown;
-    }
-    if (rc == CLI_OK && !((*names)[*count] = strdup(e->d_name)))
-      rc = cli_error("evaluate", "out of memory");
-    if (rc == CLI_OK) ++*count;
-  }
-  closedir(d);
-  if (*count) qsort(*names, (size_t)*count, sizeof **names, by_name);
-  return rc;
-}
-
-static void free_names(char **names, int count) {
-  for (int i = 0; i < count; i++) free(names[i]);
-  free(names);
 }
 
 /* Class index of a folder named by WordNet id or class name; -1 if none matches. */
@@ -130,24 +87,23 @@ static int class_of_folder(const cn_labels *labels, const char *name) {
   return -1;
 }
 
-static int scan_class_folders(const char *data, char **folders, int nfolders, sample_list *s) {
+/* The images of the library's class-folder scan, labelled by ImageNet index instead of the
+ * scan's folder order. */
+static int add_class_folders(const char *data, const cn_dataset *ds, sample_list *s) {
   cn_labels *labels = NULL;
   if (cn_labels_imagenet(&labels) != CN_OK) return cli_lib_error();
-  int rc = CLI_OK;
-  char dir[4096];
-  for (int f = 0; rc == CLI_OK && f < nfolders; f++) {
-    int label = class_of_folder(labels, folders[f]);
-    if (label < 0) {
-      rc = cli_error(data, "folder '%s' is not an ImageNet WordNet id or class name", folders[f]);
-      break;
-    }
-    snprintf(dir, sizeof dir, "%s/%s", data, folders[f]);
-    char **files;
-    int nfiles;
-    rc = list_dir(dir, 0, &files, &nfiles);
-    for (int i = 0; rc == CLI_OK && i < nfiles; i++) rc = samples_add(s, dir, files[i], label);
-    free_names(files, nfiles);
+  int nclasses = cn_dataset_class_count(ds), rc = CLI_OK;
+  int *imagenet = malloc((size_t)nclasses * sizeof *imagenet);
+  if (!imagenet) rc = cli_error("evaluate", "out of memory");
+  for (int c = 0; rc == CLI_OK && c < nclasses; c++) {
+    const char *folder = cn_dataset_class_name(ds, c);
+    imagenet[c] = class_of_folder(labels, folder);
+    if (imagenet[c] < 0)
+      rc = cli_error(data, "folder '%s' is not an ImageNet WordNet id or class name", folder);
   }
+  for (int64_t i = 0; rc == CLI_OK && i < cn_dataset_count(ds); i++)
+    rc = samples_add(s, NULL, cn_dataset_path(ds, i), imagenet[cn_dataset_label(ds, i)]);
+  free(imagenet);
   cn_labels_free(labels);
   return rc;
 }
@@ -210,21 +166,20 @@ static int collect_samples(const eval_args *a, sample_list *s) {
   struct stat sb;
   if (stat(a->data, &sb) != 0) return cli_error(a->data, "%s", strerror(errno));
   if (!S_ISDIR(sb.st_mode)) return cli_error(a->data, "not a directory");
-  int rc;
-  if (a->labels_path) {
-    rc = read_labels_tsv(a->data, a->labels_path, s);
-  } else {
-    char **folders;
-    int nfolders;
-    rc = list_dir(a->data, 1, &folders, &nfolders);
-    char tsv[4096];
-    snprintf(tsv, sizeof tsv, "%s/labels.tsv", a->data);
-    if (rc == CLI_OK && nfolders)
-      rc = scan_class_folders(a->data, folders, nfolders, s);
-    else if (rc == CLI_OK && stat(tsv, &sb) == 0)
-      rc = read_labels_tsv(a->data, tsv, s);
-    free_names(folders, nfolders);
-  }
+  if (a->labels_path) return read_labels_tsv(a->data, a->labels_path, s);
+  /* Class folders as training reads them, but one class, empty ones or none are fine here. */
+  cn_dataset *ds = NULL;
+  if (cn_dataset_scan_dir(a->data, CN_SCAN_ONE_CLASS | CN_SCAN_EMPTY_CLASS | CN_SCAN_NO_CLASSES,
+                          &ds) != CN_OK)
+    return cli_lib_error();
+  char tsv[4096];
+  snprintf(tsv, sizeof tsv, "%s/labels.tsv", a->data);
+  int rc = CLI_OK;
+  if (cn_dataset_class_count(ds) > 0)
+    rc = add_class_folders(a->data, ds, s);
+  else if (stat(tsv, &sb) == 0)
+    rc = read_labels_tsv(a->data, tsv, s);
+  cn_dataset_free(ds);
   if (rc == CLI_OK && s->count == 0)
     rc = cli_error(a->data, "no images (want class folders or a labels TSV)");
   return rc;
