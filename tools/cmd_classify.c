@@ -12,8 +12,8 @@ static const char classify_help[] =
     "                        IMAGE...\n\n"
     "Prints the k most likely classes of each image (JPEG, PNG, BMP, PPM/PGM).\n\n"
     "  -m, --model NAME|FILE  zoo name (vgg16, vgg19, inception_v3, resnet50, mobilenet,\n"
-    "                         mobilenet_v2, efficientnet_lite0/1/2) or model file (.h5 full\n"
-    "                         model, .json with -w, .onnx); default: efficientnet_lite0\n"
+    "                         mobilenet_v2, efficientnet_lite0/1/2) or model file (.cnm,\n"
+    "                         .h5 full model, .json with -w, .onnx); default: efficientnet_lite0\n"
     "                         with the weights from scripts/fetch_efficientnet_lite.sh\n"
     "  -w, --weights FILE     weights (default for a zoo model: the fetched ones in the cache;\n"
     "                         Keras models: `convnet fetch NAME`; efficientnet_liteN:\n"
@@ -21,7 +21,8 @@ static const char classify_help[] =
     "  --alpha A              MobileNet width multiplier (0.25, 0.5, 0.75, 1.0)\n"
     "  -k, --top K            classes shown per image (default 5)\n"
     "  --labels FILE          class names: synset_words.txt, imagenet_class_index.json or one\n"
-    "                         name per line (default: ImageNet for 1000 classes, else class N)\n"
+    "                         name per line (default: the model's own class names (.cnm),\n"
+    "                         else ImageNet for 1000 classes, else class N)\n"
     "  --resize P             nearest, bilinear, area, pil-bilinear (default: the model's)\n"
     "  --crop F               keep the central fraction F of each side, 0 < F <= 1\n"
     "  --preprocess M         raw, caffe, tf, torch, unit (default: the model's)\n"
@@ -33,7 +34,8 @@ enum { CLASSIFY_BATCH = 8, CLASSIFY_MAX_K = 1000 };
 
 typedef struct classify_opts {
   int k, json;
-  const cn_labels *labels; /* NULL: "class N" */
+  const cn_labels *labels; /* --labels or ImageNet; NULL: the model's class names or "class N" */
+  const cn_model *named;   /* the model when its own class names label the outputs */
 } classify_opts;
 
 static void json_string(const char *s) {
@@ -79,7 +81,9 @@ static void print_result(const char *file, const float *probs, size_t n, const c
   }
   for (int i = 0; i < k; i++) {
     size_t c = best[i];
-    const char *name = o->labels ? cn_labels_name(o->labels, c) : NULL;
+    const char *name = o->labels  ? cn_labels_name(o->labels, c)
+                       : o->named ? cn_model_class_name(o->named, (int)c)
+                                  : NULL;
     const char *id = o->labels ? cn_labels_id(o->labels, c) : NULL;
     char fallback[32];
     if (!name) snprintf(fallback, sizeof fallback, "class %zu", c), name = fallback;
@@ -156,11 +160,20 @@ static int apply_overrides(const classify_args *a, cn_input_spec *spec) {
   return CLI_OK;
 }
 
+/* 1 when the model carries one class name per output (a .cnm from training). */
+static int has_own_names(const cn_model *model) {
+  cn_shape out = cn_model_output_shape(model);
+  return out.rank == 1 && cn_model_class_count(model) == out.dim[0];
+}
+
+/* Names come from --labels, else the model's own class names, else ImageNet's for 1000 classes,
+ * else "class N". */
 static int load_labels(const classify_args *a, const cn_model *model, cn_labels **labels) {
   cn_shape out = cn_model_output_shape(model);
   *labels = NULL;
   if (a->labels_path && cn_labels_load(a->labels_path, labels) != CN_OK) return cli_lib_error();
-  if (!a->labels_path && out.rank == 1 && out.dim[0] == 1000 && cn_labels_imagenet(labels) != CN_OK)
+  if (!a->labels_path && !has_own_names(model) && out.rank == 1 && out.dim[0] == 1000 &&
+      cn_labels_imagenet(labels) != CN_OK)
     return cli_lib_error();
   return check_output(model, *labels, a->labels_path);
 }
@@ -176,6 +189,7 @@ static int classify_all(cn_model *model, const classify_args *a, char **files, i
   }
   classify_opts o = a->out;
   o.labels = labels;
+  o.named = !labels && has_own_names(model) ? model : NULL;
   cn_shape out = cn_model_output_shape(model);
   size_t in_numel = (size_t)spec.height * spec.width * spec.channels;
   float *input = malloc(CLASSIFY_BATCH * in_numel * sizeof *input);

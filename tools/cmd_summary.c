@@ -11,7 +11,8 @@ static const char summary_help[] =
     "Prints each layer (name and type, output shape, parameters, inputs) and the parameter\n"
     "totals, as Keras' model.summary() does.\n\n"
     "  -m, --model MODEL      zoo name (vgg16, vgg19, inception_v3, resnet50, mobilenet,\n"
-    "                         mobilenet_v2) or a model file (.h5 full model, .json architecture)\n"
+    "                         mobilenet_v2) or a model file (.cnm, .h5 full model, .json\n"
+    "                         architecture, .onnx)\n"
     "  -w, --weights FILE     weights to load (not needed for counting parameters)\n"
     "  --alpha A              MobileNet width multiplier\n"
     "  --no-top               zoo model without the classifier (include_top=False)\n"
@@ -62,6 +63,17 @@ static void print_layer(const cn_layer_info *info) {
     printf(" %-38s %-26s %s\n", name_type, shape, params);
 }
 
+/* The class names a model carries (a .cnm from training): the first few. */
+static void print_classes(const cn_model *model) {
+  enum { SHOWN = 10 };
+  int n = cn_model_class_count(model);
+  if (!n) return;
+  printf("Classes: %d (", n);
+  for (int i = 0; i < n && i < SHOWN; i++)
+    printf("%s%s", i ? ", " : "", cn_model_class_name(model, i));
+  printf("%s)\n", n > SHOWN ? ", ..." : "");
+}
+
 static int print_summary(const cn_model *model) {
   size_t count = cn_model_layer_count(model);
   long long total = 0, trainable = 0;
@@ -81,6 +93,7 @@ static int print_summary(const cn_model *model) {
   printf("Total params: %s\n", with_commas(total, buf, sizeof buf));
   printf("Trainable params: %s\n", with_commas(trainable, buf, sizeof buf));
   printf("Non-trainable params: %s\n", with_commas(total - trainable, buf, sizeof buf));
+  print_classes(model);
   rule('_');
   return CLI_OK;
 }
