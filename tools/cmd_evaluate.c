@@ -14,8 +14,9 @@ static const char evaluate_help[] =
     "                        [--resize P] [--crop F] [--preprocess M] [--batch N] [--threads N]\n"
     "                        [--json]\n\n"
     "Top-1 and top-5 accuracy of an ImageNet classifier on a labelled folder of images.\n\n"
-    "  --data DIR             one subfolder per class, named by WordNet id (n01440764) or\n"
-    "                         ImageNet class name; or a flat folder with a labels TSV\n"
+    "  --data DIR             one subfolder per class, named by the model's own class names\n"
+    "                         (a .cnm from training) or by WordNet id (n01440764) or ImageNet\n"
+    "                         class name; or a flat folder with a labels TSV\n"
     "  --labels FILE          TSV of \"file<TAB>class_index\" (paths relative to DIR); a header\n"
     "                         line naming a class_index column is understood. Default for a\n"
     "                         flat folder: DIR/labels.tsv\n"
@@ -77,8 +78,12 @@ static int samples_add(sample_list *s, const char *dir, const char *name, int la
   return CLI_OK;
 }
 
-/* Class index of a folder named by WordNet id or class name; -1 if none matches. */
-static int class_of_folder(const cn_labels *labels, const char *name) {
+/* Class index of a folder: the model's own class name (a .cnm from training) when it has them,
+ * else an ImageNet WordNet id or class name; -1 if none matches. */
+static int class_of_folder(const cn_model *model, const cn_labels *labels, const char *name) {
+  for (int i = 0; i < cn_model_class_count(model); i++)
+    if (strcmp(cn_model_class_name(model, i), name) == 0) return i;
+  if (cn_model_class_count(model)) return -1;
   size_t n = cn_labels_count(labels);
   for (size_t i = 0; i < n; i++) {
     const char *id = cn_labels_id(labels, i), *label = cn_labels_name(labels, i);
@@ -89,7 +94,8 @@ static int class_of_folder(const cn_labels *labels, const char *name) {
 
 /* The images of the library's class-folder scan, labelled by ImageNet index instead of the
  * scan's folder order. */
-static int add_class_folders(const char *data, const cn_dataset *ds, sample_list *s) {
+static int add_class_folders(const char *data, const cn_dataset *ds, const cn_model *model,
+                             sample_list *s) {
   cn_labels *labels = NULL;
   if (cn_labels_imagenet(&labels) != CN_OK) return cli_lib_error();
   int nclasses = cn_dataset_class_count(ds), rc = CLI_OK;
@@ -97,9 +103,11 @@ static int add_class_folders(const char *data, const cn_dataset *ds, sample_list
   if (!imagenet) rc = cli_error("evaluate", "out of memory");
   for (int c = 0; rc == CLI_OK && c < nclasses; c++) {
     const char *folder = cn_dataset_class_name(ds, c);
-    imagenet[c] = class_of_folder(labels, folder);
+    imagenet[c] = class_of_folder(model, labels, folder);
     if (imagenet[c] < 0)
-      rc = cli_error(data, "folder '%s' is not an ImageNet WordNet id or class name", folder);
+      rc = cli_error(data, "folder '%s' is not %s", folder,
+                     cn_model_class_count(model) ? "one of the model's classes"
+                                                 : "an ImageNet WordNet id or class name");
   }
   for (int64_t i = 0; rc == CLI_OK && i < cn_dataset_count(ds); i++)
     rc = samples_add(s, NULL, cn_dataset_path(ds, i), imagenet[cn_dataset_label(ds, i)]);
@@ -162,7 +170,7 @@ static int read_labels_tsv(const char *data, const char *path, sample_list *s) {
   return rc;
 }
 
-static int collect_samples(const eval_args *a, sample_list *s) {
+static int collect_samples(const eval_args *a, const cn_model *model, sample_list *s) {
   struct stat sb;
   if (stat(a->data, &sb) != 0) return cli_error(a->data, "%s", strerror(errno));
   if (!S_ISDIR(sb.st_mode)) return cli_error(a->data, "not a directory");
@@ -176,7 +184,7 @@ static int collect_samples(const eval_args *a, sample_list *s) {
   snprintf(tsv, sizeof tsv, "%s/labels.tsv", a->data);
   int rc = CLI_OK;
   if (cn_dataset_class_count(ds) > 0)
-    rc = add_class_folders(a->data, ds, s);
+    rc = add_class_folders(a->data, ds, model, s);
   else if (stat(tsv, &sb) == 0)
     rc = read_labels_tsv(a->data, tsv, s);
   cn_dataset_free(ds);
@@ -360,18 +368,16 @@ int cmd_evaluate(int argc, char **argv) {
   int rc = parse_args(argc, argv, &a);
   if (rc != CLI_OK) return rc < 0 ? CLI_OK : rc;
   sample_list s = {0};
-  if ((rc = collect_samples(&a, &s)) != CLI_OK) {
-    samples_free(&s);
-    return rc;
-  }
   cn_model *model;
-  if ((rc = cli_open_model("evaluate", &a.model, &model)) == CLI_OK) {
+  if ((rc = cli_open_model("evaluate", &a.model, &model)) != CLI_OK) return rc;
+  /* Folders are matched against the model's own class names, so the model comes first. */
+  if ((rc = collect_samples(&a, model, &s)) == CLI_OK) {
     eval_counts c = {0};
     rc = evaluate_all(model, &a, &s, &c);
     if (rc == CLI_OK) print_counts(&c, a.json);
     if (rc == CLI_OK && c.skipped) rc = CLI_FAILED;
-    cn_model_free(model);
   }
+  cn_model_free(model);
   samples_free(&s);
   return rc;
 }
