@@ -61,6 +61,37 @@ void cn_winograd_conv(const cn_window *w, int64_t filters, const float *x, const
                       const float *bias, const cn_activation *act, float *y, float *scratch,
                       int threads);
 
+/* ---- backward of Conv2D / DepthwiseConv2D / Dense (src/kernels/conv2d_grad.c,
+ * depthwise_grad.c) ---- */
+
+/* The tensors of one convolution backward. Gradients are added (+=) into dx, dkernel, dbias; a
+ * NULL one is skipped. pre: the pre-activation, needed only when cn_act_needs_pre(act). */
+typedef struct cn_conv_grad {
+  const float *x, *kernel, *out, *pre, *dout;
+  const cn_activation *act;
+  float *dx, *dkernel, *dbias;
+} cn_conv_grad;
+
+/* Conv2D (and Dense as a 1x1 convolution over rows): tiles of output pixels of a size fixed by
+ * the geometry, im2col + GEMM per tile, so results are bitwise the same for any thread count. */
+size_t cn_conv2d_backward_scratch(const cn_window *w, int64_t filters, int groups);
+void cn_conv2d_backward(const cn_window *w, int64_t filters, int groups, const cn_conv_grad *io,
+                        float *scratch, int threads);
+/* DepthwiseConv2D: threads split the channels, so every sum keeps its order. */
+size_t cn_depthwise_backward_scratch(const cn_window *w, int mult);
+void cn_depthwise_backward(const cn_window *w, int mult, const cn_conv_grad *io, float *scratch,
+                           int threads);
+
+/* The fused-activation forward of Conv2D, DepthwiseConv2D and Dense (src/ops/conv2d.c): a
+ * training forward whose activation needs the pre-activation for backward runs the layer linear,
+ * copies the result to ex->saved and then applies the activation (the same bits as fused). */
+typedef void (*cn_fused_run)(cn_node *node, const cn_tensor *in, cn_tensor *out,
+                             const cn_exec *ex, const cn_activation *act);
+void cn_fused_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,
+                      const cn_activation *act, cn_fused_run run);
+/* The op->saved of such a layer: its output size when the activation needs the pre-activation. */
+size_t cn_fused_saved(const cn_graph *g, const cn_node *node, int batch, const cn_activation *act);
+
 /* DepthwiseConv2D: kernel (kh, kw, c, mult), output channel c * mult + m. */
 void cn_depthwise(const cn_window *w, int mult, const float *x, const float *kernel,
                   const float *bias, const cn_activation *act, float *y, int threads);

@@ -121,8 +121,13 @@ static const float *winograd_kernel(cn_node *node, int64_t c, int threads) {
   size_t n = (size_t)(9 * c * a->filters);
   uint64_t print = kernel_fingerprint(kernel, n);
   wino_cache *cache = node->cache;
-  if (cache && cache->kernel == kernel && cache->n == n && cache->fingerprint == print)
+  if (cache && cache->kernel == kernel && cache->n == n) {
+    if (cache->fingerprint != print) { /* trained in place: same size, refresh the buffer */
+      cn_winograd_transform_kernel(kernel, c, a->filters, cache->u, threads);
+      cache->fingerprint = print;
+    }
     return cache->u;
+  }
   conv_release(node);
   cache = calloc(1, sizeof *cache);
   float *u = cn_alloc_aligned(cn_winograd_kernel_floats(c, a->filters) * sizeof(float));
@@ -137,20 +142,83 @@ static const float *winograd_kernel(cn_node *node, int64_t c, int threads) {
   return u;
 }
 
-static void conv_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
+/* The convolution with activation `act` (the fused one, or linear when the training forward
+ * keeps the pre-activation). */
+static void conv_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,
+                     const cn_activation *act) {
   const cn_conv2d_attrs *a = node->attrs;
   cn_window w = conv_window(a, &in[0].shape);
   const float *bias = a->use_bias ? node->params[1].data : NULL;
   if (cn_winograd_applies(&w, a->filters, a->groups)) {
     const float *u = winograd_kernel(node, w.c, ex->threads);
     if (u) {
-      cn_winograd_conv(&w, a->filters, in[0].data, u, bias, &a->act, out->data, ex->scratch,
+      cn_winograd_conv(&w, a->filters, in[0].data, u, bias, act, out->data, ex->scratch,
                        ex->threads);
       return;
     }
   }
-  cn_conv2d(&w, a->filters, a->groups, in[0].data, node->params[0].data, bias, &a->act, out->data,
+  cn_conv2d(&w, a->filters, a->groups, in[0].data, node->params[0].data, bias, act, out->data,
             ex->scratch, ex->threads);
+}
+
+/* Whether this forward stores the pre-activation in ex->saved for backward. */
+static int keeps_pre(const cn_activation *act, const cn_exec *ex) {
+  return ex->training && ex->saved && cn_act_needs_pre(act);
+}
+
+/* Runs `run` with the fused activation, or (keeping the pre-activation) linear, then saves the
+ * result and applies the activation: the same operations in the same order, so the same bits. */
+void cn_fused_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,
+                      const cn_activation *act, cn_fused_run run) {
+  if (!keeps_pre(act, ex)) {
+    run(node, in, out, ex, act);
+    return;
+  }
+  cn_activation linear = cn_act_linear();
+  size_t n = (size_t)cn_shape_numel(&out->shape);
+  run(node, in, out, ex, &linear);
+  memcpy(ex->saved, out->data, n * sizeof(float));
+  cn_act_apply_parallel(act, out->data, n, ex->threads);
+}
+
+size_t cn_fused_saved(const cn_graph *g, const cn_node *node, int batch, const cn_activation *act) {
+  (void)g;
+  if (!cn_act_needs_pre(act)) return 0;
+  return (size_t)(batch * cn_shape_numel(&node->shape));
+}
+
+static void conv_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
+  const cn_conv2d_attrs *a = node->attrs;
+  cn_fused_forward(node, in, out, ex, &a->act, conv_run);
+}
+
+static size_t conv_saved(const cn_graph *g, const cn_node *node, int batch) {
+  const cn_conv2d_attrs *a = node->attrs;
+  return cn_fused_saved(g, node, batch, &a->act);
+}
+
+static void conv_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                          const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                          const cn_exec *ex) {
+  const cn_conv2d_attrs *a = node->attrs;
+  cn_window w = conv_window(a, &in[0].shape);
+  cn_conv_grad io = {.x = in[0].data,
+                     .kernel = node->params[0].data,
+                     .out = out->data,
+                     .pre = cn_act_needs_pre(&a->act) ? ex->saved : NULL,
+                     .dout = dout->data,
+                     .act = &a->act,
+                     .dx = din ? din[0].data : NULL,
+                     .dkernel = dparams ? dparams[0] : NULL,
+                     .dbias = dparams && a->use_bias ? dparams[1] : NULL};
+  cn_conv2d_backward(&w, a->filters, a->groups, &io, ex->scratch, ex->threads);
+}
+
+static size_t conv_backward_scratch(const cn_graph *g, const cn_node *node, int batch) {
+  const cn_conv2d_attrs *a = node->attrs;
+  cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
+  cn_window w = conv_window(a, &in);
+  return cn_conv2d_backward_scratch(&w, a->filters, a->groups);
 }
 
 static size_t conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
@@ -170,4 +238,7 @@ const cn_op cn_op_conv2d = {
     .forward = conv_forward,
     .scratch = conv_scratch,
     .release = conv_release,
+    .backward = conv_backward,
+    .saved = conv_saved,
+    .backward_scratch = conv_backward_scratch,
 };

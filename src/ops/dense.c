@@ -26,13 +26,70 @@ static cn_status dense_infer(cn_graph *g, cn_node *node) {
   return st;
 }
 
-static void dense_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
+static void dense_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,
+                      const cn_activation *act) {
   const cn_dense_attrs *a = node->attrs;
   int64_t features = in[0].shape.dim[in[0].shape.rank - 1];
   int64_t rows = cn_shape_numel(&in[0].shape) / features;
   const float *bias = a->use_bias ? node->params[1].data : NULL;
   cn_gemm_bias_act(rows, a->units, features, in[0].data, features, node->params[0].data, a->units,
-                   bias, &a->act, out->data, a->units, ex->threads);
+                   bias, act, out->data, a->units, ex->threads);
+}
+
+static void dense_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
+  const cn_dense_attrs *a = node->attrs;
+  cn_fused_forward(node, in, out, ex, &a->act, dense_run);
+}
+
+static size_t dense_saved(const cn_graph *g, const cn_node *node, int batch) {
+  const cn_dense_attrs *a = node->attrs;
+  return cn_fused_saved(g, node, batch, &a->act);
+}
+
+/* Dense is a 1x1 convolution over rows x features: one "image" per row. */
+static cn_window dense_window(int64_t rows, int64_t features) {
+  cn_window w = {.batch = rows,
+                 .ih = 1,
+                 .iw = 1,
+                 .c = features,
+                 .oh = 1,
+                 .ow = 1,
+                 .kh = 1,
+                 .kw = 1,
+                 .sh = 1,
+                 .sw = 1,
+                 .dh = 1,
+                 .dw = 1};
+  return w;
+}
+
+static cn_window dense_window_of(const cn_shape *in) {
+  int64_t features = in->dim[in->rank - 1];
+  return dense_window(cn_shape_numel(in) / features, features);
+}
+
+static void dense_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                           const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                           const cn_exec *ex) {
+  const cn_dense_attrs *a = node->attrs;
+  cn_window w = dense_window_of(&in[0].shape);
+  cn_conv_grad io = {.x = in[0].data,
+                     .kernel = node->params[0].data,
+                     .out = out->data,
+                     .pre = cn_act_needs_pre(&a->act) ? ex->saved : NULL,
+                     .dout = dout->data,
+                     .act = &a->act,
+                     .dx = din ? din[0].data : NULL,
+                     .dkernel = dparams ? dparams[0] : NULL,
+                     .dbias = dparams && a->use_bias ? dparams[1] : NULL};
+  cn_conv2d_backward(&w, a->units, 1, &io, ex->scratch, ex->threads);
+}
+
+static size_t dense_backward_scratch(const cn_graph *g, const cn_node *node, int batch) {
+  const cn_dense_attrs *a = node->attrs;
+  cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
+  cn_window w = dense_window_of(&in);
+  return cn_conv2d_backward_scratch(&w, a->units, 1);
 }
 
 const cn_op cn_op_dense = {
@@ -40,4 +97,7 @@ const cn_op cn_op_dense = {
     .attrs_size = sizeof(cn_dense_attrs),
     .infer = dense_infer,
     .forward = dense_forward,
+    .backward = dense_backward,
+    .saved = dense_saved,
+    .backward_scratch = dense_backward_scratch,
 };

@@ -25,13 +25,52 @@ static cn_status depthwise_infer(cn_graph *g, cn_node *node) {
   return st;
 }
 
+static cn_window depthwise_window(const cn_depthwise_attrs *a, const cn_shape *in) {
+  return cn_window_make(in, a->kh, a->kw, a->sh, a->sw, a->dh, a->dw, a->padding);
+}
+
+static void depthwise_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,
+                          const cn_activation *act) {
+  const cn_depthwise_attrs *a = node->attrs;
+  cn_window w = depthwise_window(a, &in[0].shape);
+  const float *bias = a->use_bias ? node->params[1].data : NULL;
+  cn_depthwise(&w, a->depth_multiplier, in[0].data, node->params[0].data, bias, act, out->data,
+               ex->threads);
+}
+
 static void depthwise_forward(cn_node *node, const cn_tensor *in, cn_tensor *out,
                               const cn_exec *ex) {
   const cn_depthwise_attrs *a = node->attrs;
-  cn_window w = cn_window_make(&in[0].shape, a->kh, a->kw, a->sh, a->sw, a->dh, a->dw, a->padding);
-  const float *bias = a->use_bias ? node->params[1].data : NULL;
-  cn_depthwise(&w, a->depth_multiplier, in[0].data, node->params[0].data, bias, &a->act, out->data,
-               ex->threads);
+  cn_fused_forward(node, in, out, ex, &a->act, depthwise_run);
+}
+
+static size_t depthwise_saved(const cn_graph *g, const cn_node *node, int batch) {
+  const cn_depthwise_attrs *a = node->attrs;
+  return cn_fused_saved(g, node, batch, &a->act);
+}
+
+static void depthwise_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                               const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                               const cn_exec *ex) {
+  const cn_depthwise_attrs *a = node->attrs;
+  cn_window w = depthwise_window(a, &in[0].shape);
+  cn_conv_grad io = {.x = in[0].data,
+                     .kernel = node->params[0].data,
+                     .out = out->data,
+                     .pre = cn_act_needs_pre(&a->act) ? ex->saved : NULL,
+                     .dout = dout->data,
+                     .act = &a->act,
+                     .dx = din ? din[0].data : NULL,
+                     .dkernel = dparams ? dparams[0] : NULL,
+                     .dbias = dparams && a->use_bias ? dparams[1] : NULL};
+  cn_depthwise_backward(&w, a->depth_multiplier, &io, ex->scratch, ex->threads);
+}
+
+static size_t depthwise_backward_scratch(const cn_graph *g, const cn_node *node, int batch) {
+  const cn_depthwise_attrs *a = node->attrs;
+  cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
+  cn_window w = depthwise_window(a, &in);
+  return cn_depthwise_backward_scratch(&w, a->depth_multiplier);
 }
 
 const cn_op cn_op_depthwise = {
@@ -39,4 +78,7 @@ const cn_op cn_op_depthwise = {
     .attrs_size = sizeof(cn_depthwise_attrs),
     .infer = depthwise_infer,
     .forward = depthwise_forward,
+    .backward = depthwise_backward,
+    .saved = depthwise_saved,
+    .backward_scratch = depthwise_backward_scratch,
 };

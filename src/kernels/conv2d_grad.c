@@ -1,0 +1,197 @@
+/* Conv2D backward as GEMMs over tiles of output pixels (flattened over batch, height, width):
+ *   g    = dout * act'          (the pre-activation gradient of the tile)
+ *   db  += column sums of g
+ *   dW  += im2col(x)^T g        (per group: the HWIO kernel is the (kh*kw*cin, filters) matrix)
+ *   dx  += col2im(g W^T)
+ * The tile size depends on the geometry only, and inside a tile every output element is owned
+ * by one fixed block (rows of dW, columns of db, rows of g W^T, channels of col2im) whatever
+ * the thread count: each sum is then taken in one order, so results are bitwise the same for
+ * any number of threads. GEMMs run single-threaded inside the parallel region. A 1x1 stride-1
+ * convolution (and Dense) needs no im2col: x and dx are the matrices themselves. */
+#include <cblas.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+/* Scratch floats for one tile (g and the unfolded patches); rows of dW and of g W^T per block;
+ * channels per col2im block and columns per bias block (one cache line). */
+enum { TILE_BUDGET = 1 << 18, ROW_BLOCK = 32, COL_BLOCK = 64, CHAN_BLOCK = 16, ACT_ROWS = 16 };
+/* Below this many multiply-adds per tile, a second thread costs more than it saves. */
+enum { PARALLEL_MIN_MACS = 1 << 18 };
+
+static int is_pointwise(const cn_window *w) {
+  return w->kh == 1 && w->kw == 1 && w->sh == 1 && w->sw == 1 && w->pad_top == 0 &&
+         w->pad_left == 0;
+}
+
+/* Unfolded patch length per pixel and group (0 for pointwise: x itself is the matrix). */
+static int64_t col_width(const cn_window *w, int groups) {
+  return is_pointwise(w) ? 0 : (int64_t)w->kh * w->kw * (w->c / groups);
+}
+
+static int64_t tile_pixels(const cn_window *w, int64_t filters, int groups) {
+  int64_t pixels = w->batch * w->oh * w->ow, per = filters + col_width(w, groups);
+  int64_t n = TILE_BUDGET / per;
+  if (n < 1) n = 1;
+  return n < pixels ? n : pixels;
+}
+
+size_t cn_conv2d_backward_scratch(const cn_window *w, int64_t filters, int groups) {
+  return (size_t)(tile_pixels(w, filters, groups) * (filters + col_width(w, groups)));
+}
+
+static int64_t min64(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+
+/* Output pixels [p0, p0 + np) of the whole batch and one group's channels [c0, c0 + cg). */
+typedef struct tile {
+  int64_t p0, np;
+  const float *g; /* np x filters */
+  float *col;     /* np x kdim: patches, then g W^T */
+} tile;
+
+/* Unfolds the tile's patches for channels [c0, c0 + cg): one row of kh*kw*cg per pixel. */
+static void unfold_pixel(const cn_window *w, const float *x, int64_t c0, int64_t cg, int64_t p,
+                         float *dst) {
+  int64_t b = p / (w->oh * w->ow), oy = p / w->ow % w->oh, ox = p % w->ow;
+  const float *image = x + b * w->ih * w->iw * w->c + c0;
+  for (int ky = 0; ky < w->kh; ky++) {
+    int64_t iy = oy * w->sh - w->pad_top + (int64_t)ky * w->dh;
+    for (int kx = 0; kx < w->kw; kx++, dst += cg) {
+      int64_t ix = ox * w->sw - w->pad_left + (int64_t)kx * w->dw;
+      if (iy < 0 || iy >= w->ih || ix < 0 || ix >= w->iw)
+        memset(dst, 0, (size_t)cg * sizeof(float));
+      else
+        memcpy(dst, image + (iy * w->iw + ix) * w->c, (size_t)cg * sizeof(float));
+    }
+  }
+}
+
+/* Adds channels [c0, c1) of the tile's patch gradients (group channel offset gc) into dx. */
+static void fold_channels(const cn_window *w, const tile *t, int64_t gc, int64_t cg, int64_t c0,
+                          int64_t c1, float *dx) {
+  int64_t kdim = (int64_t)w->kh * w->kw * cg;
+  for (int64_t p = t->p0; p < t->p0 + t->np; p++) {
+    int64_t b = p / (w->oh * w->ow), oy = p / w->ow % w->oh, ox = p % w->ow;
+    float *image = dx + b * w->ih * w->iw * w->c + gc;
+    const float *src = t->col + (p - t->p0) * kdim;
+    for (int ky = 0; ky < w->kh; ky++) {
+      int64_t iy = oy * w->sh - w->pad_top + (int64_t)ky * w->dh;
+      for (int kx = 0; kx < w->kw; kx++, src += cg) {
+        int64_t ix = ox * w->sw - w->pad_left + (int64_t)kx * w->dw;
+        if (iy < 0 || iy >= w->ih || ix < 0 || ix >= w->iw) continue;
+        float *dst = image + (iy * w->iw + ix) * w->c;
+        for (int64_t c = c0; c < c1; c++) dst[c] += src[c];
+      }
+    }
+  }
+}
+
+/* g for the tile: dout times the activation's derivative, ACT_ROWS pixels per block. */
+static void tile_act_grad(const cn_conv_grad *io, int64_t filters, int64_t p0, int64_t np,
+                          float *g) {
+  int softmax = io->act->kind == CN_ACT_SOFTMAX;
+#pragma omp for schedule(static)
+  for (int64_t r = 0; r < np; r += ACT_ROWS) {
+    int64_t rows = min64(ACT_ROWS, np - r);
+    size_t at = (size_t)((p0 + r) * filters), len = (size_t)(rows * filters);
+    float *dst = g + r * filters;
+    const float *pre = io->pre ? io->pre + at : NULL;
+    memset(dst, 0, len * sizeof(float));
+    if (!softmax) {
+      cn_act_backward(io->act, pre, io->out + at, io->dout + at, dst, len);
+      continue;
+    }
+    for (int64_t i = 0; i < rows; i++) {
+      size_t o = (size_t)(i * filters);
+      cn_act_backward(io->act, pre ? pre + o : NULL, io->out + at + o, io->dout + at + o, dst + o,
+                      (size_t)filters);
+    }
+  }
+}
+
+static void tile_bias_grad(const tile *t, int64_t filters, float *dbias) {
+#pragma omp for schedule(static)
+  for (int64_t j0 = 0; j0 < filters; j0 += CHAN_BLOCK) {
+    int64_t j1 = min64(j0 + CHAN_BLOCK, filters);
+    for (int64_t p = 0; p < t->np; p++) {
+      const float *row = t->g + p * filters;
+      for (int64_t j = j0; j < j1; j++) dbias[j] += row[j];
+    }
+  }
+}
+
+/* dW[:, group] += patches^T g[:, group], in fixed (ROW_BLOCK x COL_BLOCK) blocks of dW. The
+ * patches are x itself for pointwise (ld = c), the unfolded tile otherwise. */
+static void group_kernel_grad(const cn_window *w, int64_t filters, int groups, int gi,
+                              const cn_conv_grad *io, const tile *t) {
+  int64_t cg = w->c / groups, fg = filters / groups,
+          kdim = is_pointwise(w) ? cg : col_width(w, groups);
+  const float *a = is_pointwise(w) ? io->x + t->p0 * w->c + gi * cg : t->col;
+  int64_t lda = is_pointwise(w) ? w->c : kdim;
+  if (!is_pointwise(w)) {
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < t->np; p++)
+      unfold_pixel(w, io->x, gi * cg, cg, t->p0 + p, t->col + p * kdim);
+  }
+  int64_t row_blocks = (kdim + ROW_BLOCK - 1) / ROW_BLOCK,
+          col_blocks = (fg + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp for schedule(static)
+  for (int64_t blk = 0; blk < row_blocks * col_blocks; blk++) {
+    int64_t r0 = blk / col_blocks * ROW_BLOCK, j0 = blk % col_blocks * COL_BLOCK;
+    int64_t rows = min64(ROW_BLOCK, kdim - r0), cols = min64(COL_BLOCK, fg - j0);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)cols, (int)t->np, 1.0f,
+                a + r0, (int)lda, t->g + gi * fg + j0, (int)filters, 1.0f,
+                io->dkernel + r0 * filters + gi * fg + j0, (int)filters);
+  }
+}
+
+/* dx += col2im(g[:, group] W[:, group]^T); pointwise adds the product straight into dx. */
+static void group_input_grad(const cn_window *w, int64_t filters, int groups, int gi,
+                             const cn_conv_grad *io, const tile *t) {
+  int64_t cg = w->c / groups, fg = filters / groups;
+  int point = is_pointwise(w);
+  int64_t kdim = point ? cg : col_width(w, groups);
+#pragma omp for schedule(static)
+  for (int64_t r = 0; r < t->np; r += ROW_BLOCK) {
+    int64_t rows = min64(ROW_BLOCK, t->np - r);
+    float *c = point ? io->dx + (t->p0 + r) * w->c + gi * cg : t->col + r * kdim;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)kdim, (int)fg, 1.0f,
+                t->g + r * filters + gi * fg, (int)filters, io->kernel + gi * fg, (int)filters,
+                point ? 1.0f : 0.0f, c, (int)(point ? w->c : kdim));
+  }
+  if (point) return;
+#pragma omp for schedule(static)
+  for (int64_t c0 = 0; c0 < cg; c0 += CHAN_BLOCK)
+    fold_channels(w, t, gi * cg, cg, c0, min64(c0 + CHAN_BLOCK, cg), io->dx);
+}
+
+/* Every thread of the region runs this; the worksharing loops inside split the blocks. */
+static void backward_tiles(const cn_window *w, int64_t filters, int groups, const cn_conv_grad *io,
+                           float *scratch) {
+  int64_t pixels = w->batch * w->oh * w->ow, step = tile_pixels(w, filters, groups);
+  int linear = io->act->kind == CN_ACT_LINEAR;
+  for (int64_t p0 = 0; p0 < pixels; p0 += step) {
+    tile t = {p0, min64(step, pixels - p0), NULL, scratch + step * filters};
+    if (linear) {
+      t.g = io->dout + p0 * filters;
+    } else {
+      tile_act_grad(io, filters, p0, t.np, scratch);
+      t.g = scratch;
+    }
+    if (io->dbias) tile_bias_grad(&t, filters, io->dbias);
+    for (int gi = 0; gi < groups; gi++) {
+      if (io->dkernel) group_kernel_grad(w, filters, groups, gi, io, &t);
+      if (io->dx) group_input_grad(w, filters, groups, gi, io, &t);
+    }
+  }
+}
+
+void cn_conv2d_backward(const cn_window *w, int64_t filters, int groups, const cn_conv_grad *io,
+                        float *scratch, int threads) {
+  int64_t macs = tile_pixels(w, filters, groups) * filters * (w->kh * w->kw * w->c / groups);
+  int parallel = threads > 1 && macs >= PARALLEL_MIN_MACS;
+#pragma omp parallel num_threads(threads) if (parallel)
+  backward_tiles(w, filters, groups, io, scratch);
+}
