@@ -1,7 +1,14 @@
-/* Runs one zoo model's forward pass repeatedly, for perf / callgrind, and optionally times every
- * layer by wrapping each node's operator with a timing shim (no change to the library).
+/* Runs one model's forward pass repeatedly, for perf / callgrind and for bench/bench_onnx.py, and
+ * optionally times every layer by wrapping each node's operator with a timing shim (no change to
+ * the library).
  *
  *   profile_forward MODEL [--weights FILE] [--batch N] [--threads N] [--iters N] [--layers]
+ *                   [--input X.npy] [--output Y.npy]
+ *
+ * MODEL is a zoo name or a model file (.onnx, .h5, ...: anything cn_model_load reads). --input
+ * feeds that tensor (its first dimension is the batch) instead of a fixed pseudo-random one;
+ * --output writes the last forward's result. The model is loaded once; the first forward is an
+ * untimed warm-up (plan, weight repacking).
  *
  * Built outside the main build on purpose (bench/CMakeLists.txt); see bench/README.md. */
 #include <stdio.h>
@@ -14,7 +21,7 @@
 #include "ops/ops.h"
 
 typedef struct options {
-  const char *model, *weights;
+  const char *model, *weights, *input, *output;
   int batch, threads, iters, layers;
 } options;
 
@@ -33,6 +40,10 @@ static int parse_options(int argc, char **argv, options *o) {
       o->layers = 1;
     } else if (v && !strcmp(a, "--weights")) {
       o->weights = argv[++i];
+    } else if (v && !strcmp(a, "--input")) {
+      o->input = argv[++i];
+    } else if (v && !strcmp(a, "--output")) {
+      o->output = argv[++i];
     } else if (v && !strcmp(a, "--batch")) {
       o->batch = atoi(argv[++i]);
     } else if (v && !strcmp(a, "--threads")) {
@@ -124,7 +135,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static float *filled_input(const cn_model *m, int batch, int64_t *numel_out) {
-  cn_shape in = cn_model_input_shape(m);
+  cn_shape in = cn_model_input_shape_at(m, 0);
   int64_t n = cn_shape_numel(&in) * batch;
   float *x = malloc((size_t)n * sizeof *x);
   if (!x) return NULL;
@@ -137,42 +148,89 @@ static float *filled_input(const cn_model *m, int batch, int64_t *numel_out) {
   return x;
 }
 
+/* The --input tensor, checked against the model's input shape; sets the batch from it. */
+static float *read_input(const cn_model *m, const char *path, int *batch) {
+  cn_shape shape, in = cn_model_input_shape_at(m, 0);
+  float *x = NULL;
+  if (cn_npy_read(path, &shape, &x) != CN_OK) return NULL;
+  int64_t per_sample = cn_shape_numel(&in);
+  if (shape.rank < 1 || shape.dim[0] < 1 || shape.dim[0] > 4096 ||
+      cn_shape_numel(&shape) != per_sample * shape.dim[0]) {
+    char a[96], b[96];
+    fprintf(stderr, "profile_forward: %s has shape %s, the model takes (batch,)+%s\n", path,
+            cn_shape_format(&shape, a, sizeof a), cn_shape_format(&in, b, sizeof b));
+    free(x);
+    return NULL;
+  }
+  *batch = (int)shape.dim[0];
+  return x;
+}
+
+/* A path (it has a '/' or a '.') is loaded as a model file, anything else built from the zoo. */
+static cn_status load_model(const options *o, cn_model **m) {
+  cn_zoo_options zo = {.name = o->model};
+  cn_status st = strchr(o->model, '/') || strchr(o->model, '.') ? cn_model_load(o->model, m)
+                                                                : cn_zoo_build(&zo, m);
+  if (st == CN_OK && o->weights) st = cn_model_load_weights(*m, o->weights);
+  return st;
+}
+
+static cn_status forward(cn_model *m, int batch, const float *x, float *y) {
+  const float *inputs[1] = {x};
+  float *outputs[1] = {y};
+  return cn_model_forward_multi(m, batch, inputs, outputs);
+}
+
+static int write_output(const cn_model *m, int batch, const char *path, const float *y) {
+  cn_shape per = cn_model_output_shape_at(m, 0), out = {.rank = per.rank + 1, .dim = {batch}};
+  if (out.rank > CN_MAX_RANK) return 0;
+  for (int d = 0; d < per.rank; d++) out.dim[d + 1] = per.dim[d];
+  return cn_npy_write(path, &out, y) == CN_OK;
+}
+
+static void report(const options *o, int batch, double *times, const float *y) {
+  qsort(times, (size_t)o->iters, sizeof *times, cmp_double);
+  printf("%s batch %d threads %d: median %.2f ms, min %.2f ms over %d runs (y[0]=%g)\n", o->model,
+         batch, o->threads, times[o->iters / 2], times[0], o->iters, y[0]);
+}
+
 static int run(const options *o) {
   cn_set_threads(o->threads);
-  cn_zoo_options zo = {.name = o->model};
   cn_model *m = NULL;
-  if (cn_zoo_build(&zo, &m) != CN_OK ||
-      (o->weights && cn_model_load_weights(m, o->weights) != CN_OK)) {
+  if (load_model(o, &m) != CN_OK) {
     fprintf(stderr, "profile_forward: %s\n", cn_last_error());
     cn_model_free(m);
     return 1;
   }
+  if (cn_model_input_count(m) != 1 || cn_model_output_count(m) != 1) {
+    fprintf(stderr, "profile_forward: %s: only one-input, one-output models\n", o->model);
+    cn_model_free(m);
+    return 1;
+  }
   int64_t n_in = 0;
-  float *x = filled_input(m, o->batch, &n_in);
-  cn_shape out_shape = cn_model_output_shape(m);
-  float *y = malloc((size_t)(cn_shape_numel(&out_shape) * o->batch) * sizeof *y);
+  int batch = o->batch;
+  float *x = o->input ? read_input(m, o->input, &batch) : filled_input(m, batch, &n_in);
+  cn_shape out_shape = cn_model_output_shape_at(m, 0);
+  float *y = malloc((size_t)(cn_shape_numel(&out_shape) * batch) * sizeof *y);
   double *times = malloc((size_t)o->iters * sizeof *times);
   int ok = x && y && times;
-  if (ok) ok = cn_model_forward(m, o->batch, x, y) == CN_OK; /* warm-up: plan + weight repack */
+  if (ok) ok = forward(m, batch, x, y) == CN_OK; /* warm-up: plan + weight repack */
   /* After the first forward, m->inference (when non-NULL) is the folded graph that runs. */
   cn_graph *run_graph = m->inference ? m->inference : m->graph;
   if (ok && o->layers) ok = install_shims(run_graph);
   for (int i = 0; ok && i < o->iters; i++) {
     double start = now_ms();
-    ok = cn_model_forward(m, o->batch, x, y) == CN_OK;
+    ok = forward(m, batch, x, y) == CN_OK;
     times[i] = now_ms() - start;
   }
+  if (ok && o->output) ok = write_output(m, batch, o->output, y);
   if (ok) {
-    qsort(times, (size_t)o->iters, sizeof *times, cmp_double);
-    printf("%s batch %d threads %d: median %.2f ms, min %.2f ms over %d runs (y[0]=%g)\n", o->model,
-           o->batch, o->threads, times[o->iters / 2], times[0], o->iters, y[0]);
-    if (o->layers) {
-      double sum = 0;
-      for (int i = 0; i < o->iters; i++) sum += times[i];
-      print_layers(run_graph, o->iters, sum / o->iters);
-    }
+    double sum = 0;
+    for (int i = 0; i < o->iters; i++) sum += times[i];
+    report(o, batch, times, y);
+    if (o->layers) print_layers(run_graph, o->iters, sum / o->iters);
   } else {
-    fprintf(stderr, "profile_forward: %s\n", x && y && times ? cn_last_error() : "out of memory");
+    fprintf(stderr, "profile_forward: %s\n", x && y && times ? cn_last_error() : "no input");
   }
   if (o->layers) remove_shims(run_graph);
   free(layer_ms);
@@ -187,7 +245,7 @@ int main(int argc, char **argv) {
   options o;
   if (!parse_options(argc, argv, &o)) {
     fprintf(stderr, "usage: profile_forward MODEL [--weights FILE] [--batch N] [--threads N] "
-                    "[--iters N] [--layers]\n");
+                    "[--iters N] [--layers] [--input X.npy] [--output Y.npy]\n");
     return 2;
   }
   return run(&o);
