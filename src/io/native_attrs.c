@@ -237,8 +237,7 @@ static const field resize_fields[] = {ENUM(cn_resize_attrs, mode, resize_mode_na
                                       FLT(cn_resize_attrs, scale_h, 0, 65536),
                                       FLT(cn_resize_attrs, scale_w, 0, 65536),
                                       I64(cn_resize_attrs, out_h, 0, BIG),
-                                      I64(cn_resize_attrs, out_w, 0, BIG),
-                                      INT(cn_resize_attrs, spec_align_corners, 0, 1)};
+                                      I64(cn_resize_attrs, out_w, 0, BIG)};
 static const layout resize_layout = LAYOUT(cn_resize_attrs, resize_fields);
 
 static const field conv_transpose_fields[] = {INT(cn_conv_transpose_attrs, filters, 1, BIG),
