@@ -13,9 +13,10 @@
 
 #include "kernels/kernels.h"
 
-/* Scratch floats for one tile (g and the unfolded patches); rows of dW and of g W^T per block;
- * channels per col2im block and columns per bias block (one cache line). */
-enum { TILE_BUDGET = 1 << 18, ROW_BLOCK = 32, COL_BLOCK = 64, CHAN_BLOCK = 16, ACT_ROWS = 16 };
+/* Scratch floats for one tile (g and the unfolded patches; few tiles keep the barriers few); rows
+ * of dW and of g W^T per block; channels per col2im block and columns per bias block (one cache
+ * line). */
+enum { TILE_BUDGET = 1 << 20, ROW_BLOCK = 32, COL_BLOCK = 64, CHAN_BLOCK = 16, ACT_ROWS = 16 };
 /* Below this many multiply-adds per tile, a second thread costs more than it saves. */
 enum { PARALLEL_MIN_MACS = 1 << 18 };
 

@@ -89,9 +89,19 @@ static void pixel_grad(const cn_window *w, int mult, const cn_conv_grad *io, int
   }
 }
 
-static void backward_bands(const cn_window *w, int mult, const cn_conv_grad *io, float *scratch) {
+/* Channels [*c0, *c1) of block `blk` of `blocks`, in whole cache lines. Each channel's sums keep
+ * their order whatever the split, so the split may follow the thread count (fewer, longer
+ * channel runs per tap). */
+static void block_channels(int64_t c, int64_t blk, int64_t blocks, int64_t *c0, int64_t *c1) {
+  int64_t lines = (c + CHAN_BLOCK - 1) / CHAN_BLOCK;
+  *c0 = lines * blk / blocks * CHAN_BLOCK;
+  *c1 = lines * (blk + 1) / blocks * CHAN_BLOCK;
+  if (*c1 > c) *c1 = c;
+}
+
+static void backward_bands(const cn_window *w, int mult, const cn_conv_grad *io, float *scratch,
+                           int64_t blocks) {
   int64_t rows = w->batch * w->oh, step = band_rows(w, mult), oc = w->c * mult;
-  int64_t blocks = (w->c + CHAN_BLOCK - 1) / CHAN_BLOCK;
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     int64_t nr = rows - r0 < step ? rows - r0 : step;
     const float *g = io->dout + r0 * w->ow * oc;
@@ -101,9 +111,10 @@ static void backward_bands(const cn_window *w, int mult, const cn_conv_grad *io,
     }
 #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < blocks; blk++) {
-      int64_t c0 = blk * CHAN_BLOCK, c1 = c0 + CHAN_BLOCK < w->c ? c0 + CHAN_BLOCK : w->c;
+      int64_t c0, c1;
+      block_channels(w->c, blk, blocks, &c0, &c1);
       for (int64_t r = 0; r < nr; r++)
-        for (int64_t ox = 0; ox < w->ow; ox++)
+        for (int64_t ox = 0; c0 < c1 && ox < w->ow; ox++)
           pixel_grad(w, mult, io, (r0 + r) / w->oh, (r0 + r) % w->oh, ox, g + (r * w->ow + ox) * oc,
                      c0, c1);
     }
@@ -113,7 +124,9 @@ static void backward_bands(const cn_window *w, int mult, const cn_conv_grad *io,
 void cn_depthwise_backward(const cn_window *w, int mult, const cn_conv_grad *io, float *scratch,
                            int threads) {
   int64_t macs = w->batch * w->oh * w->ow * w->c * mult * w->kh * w->kw;
-  int parallel = threads > 1 && macs >= PARALLEL_MIN_MACS && w->c > CHAN_BLOCK;
+  int64_t lines = (w->c + CHAN_BLOCK - 1) / CHAN_BLOCK;
+  int parallel = threads > 1 && macs >= PARALLEL_MIN_MACS && lines > 1;
+  int64_t blocks = parallel ? (threads < lines ? threads : lines) : 1;
 #pragma omp parallel num_threads(threads) if (parallel)
-  backward_bands(w, mult, io, scratch);
+  backward_bands(w, mult, io, scratch, blocks);
 }
