@@ -12,10 +12,11 @@ static const char convert_help[] =
     "Writes the model IN in the format OUT's extension names:\n"
     "  .onnx   ONNX (opset 13), computing in NCHW; a Keras (NHWC) model keeps its NHWC input\n"
     "          and output shapes, an ONNX or PyTorch model its NCHW ones; batch symbolic\n"
-    "  .cnm    convnet's native model file (not available in this build yet)\n"
+    "  .cnm    convnet's native model file (graph, weights, class names, input pipeline)\n"
     "The file is written atomically. Layers that have no form in the target format are refused\n"
     "by name.\n\n"
-    "  IN                   zoo name or model file (.h5 full model, .json with -w, .onnx, .pth)\n"
+    "  IN                   zoo name or model file (.h5 full model, .json with -w, .onnx, .pth,\n"
+    "                       .cnm)\n"
     "  -w, --weights FILE   weights (default for a zoo model: the fetched ones in the cache)\n"
     "  --alpha A            MobileNet width multiplier\n"
     "  -h, --help           this help\n";
@@ -25,13 +26,15 @@ static int has_extension(const char *path, const char *ext) {
   return dot && (!slash || dot > slash) && strcasecmp(dot, ext) == 0;
 }
 
-/* Checks OUT's extension before the (possibly slow) model load. */
-static int check_output(const char *out) {
-  if (has_extension(out, ".onnx")) return CLI_OK;
-  if (has_extension(out, ".cnm"))
-    return cli_error(out, "writing native .cnm models is not available yet (cn_model_save is "
-                          "not in this build); .onnx is");
-  return cli_usage("convert", "%s: unknown output format (use .onnx)", out);
+typedef cn_status (*model_writer)(cn_model *model, const char *path);
+
+/* The writer for OUT's extension, checked before the (possibly slow) model load; NULL after
+ * printing a usage error. */
+static model_writer writer_for(const char *out) {
+  if (has_extension(out, ".onnx")) return cn_model_save_onnx;
+  if (has_extension(out, ".cnm")) return cn_model_save;
+  cli_usage("convert", "%s: unknown output format (use .onnx or .cnm)", out);
+  return NULL;
 }
 
 int cmd_convert(int argc, char **argv) {
@@ -58,10 +61,11 @@ int cmd_convert(int argc, char **argv) {
     return cli_usage("convert", "expected IN and OUT, got %d argument(s)", argc - optind);
   a.model = argv[optind];
   const char *out = argv[optind + 1];
-  if ((rc = check_output(out)) != CLI_OK) return rc;
+  model_writer write = writer_for(out);
+  if (!write) return CLI_USAGE;
   cn_model *model;
   if ((rc = cli_open_model("convert", &a, &model)) != CLI_OK) return rc;
-  rc = cn_model_save_onnx(model, out) == CN_OK ? CLI_OK : cli_lib_error();
+  rc = write(model, out) == CN_OK ? CLI_OK : cli_lib_error();
   cn_model_free(model);
   return rc;
 }

@@ -27,7 +27,6 @@ check "unknown option: usage error" expect 2 "convert" convert --bogus a b.onnx
 check "bad --alpha: usage error" expect 2 "alpha" convert mobilenet b.onnx --alpha x
 check "unknown extension refused" expect 2 "unknown output format" convert "$MODEL" "$TMP/m.txt"
 check "no extension refused" expect 2 "unknown output format" convert "$MODEL" "$TMP/m"
-check ".cnm refused, naming what exists" expect 1 ".onnx is" convert "$MODEL" "$TMP/m.cnm"
 check "missing input file" expect 1 "No such file" convert "$TMP/missing.h5" "$TMP/m.onnx"
 check "unknown zoo name" expect 1 "unknown model" convert nosuchmodel "$TMP/m.onnx"
 check "unwritable destination" expect 1 "temporary file" convert "$MODEL" "/nonexistent-dir/m.onnx"
@@ -39,6 +38,9 @@ if [ -f "$MODEL" ]; then
   check "replaced the old file" sh -c '[ "$(stat -c %s "$0")" -gt 1000000 ]' "$TMP/m.onnx"
   check "no temporary file left" sh -c '! ls "$0" | grep -q tmp' "$TMP"
   check "the export loads back" sh -c '"$0" summary -m "$1" >/dev/null 2>"$2"' "$CONVNET" "$TMP/m.onnx" "$TMP/err"
+  check "writes a native .cnm" "$CONVNET" convert "$MODEL" "$TMP/m.cnm"
+  check ".cnm to .onnx" "$CONVNET" convert "$TMP/m.cnm" "$TMP/m2.onnx"
+  check "same ONNX either way" cmp "$TMP/m.onnx" "$TMP/m2.onnx"
 else
   echo "skip: $MODEL absent (export checks)"
 fi
