@@ -59,7 +59,7 @@ def check_export(convnet_bin, tmp_path, model_path, x, scale=1.0):
     diff = max_diff(got, want)
     tol = TOL * max(scale, 1.0)
     assert diff <= tol, f"{model_path.name}: max |diff| {diff:.3g} > {tol:.3g}"
-    print(f"{model_path.name}: max |diff| {diff:.3g}")
+    print(f"{model_path.name}: max |diff| {diff:.3g} (max |output| {float(np.abs(want).max()):.3g})")
     return diff
 
 
