@@ -502,7 +502,11 @@ static void time_cats_dogs(void) {
   CHECK(cn_dataset_count(ds) == 2000 && cn_dataset_class_count(ds) == 2);
   for (int workers = 1; workers <= 2; workers++) {
     cn_loader_options o = {0};
-    o.spec = (cn_input_spec){224, 224, 3, CN_RESIZE_BILINEAR, 0, CN_PRE_TF};
+    o.spec = (cn_input_spec){.height = 224,
+                             .width = 224,
+                             .channels = 3,
+                             .resize = CN_RESIZE_BILINEAR,
+                             .preprocess = CN_PRE_TF};
     o.batch = 32, o.workers = workers, o.shuffle = 1, o.seed = 1;
     cn_loader *l = NULL;
     CHECK_OK(cn_loader_new(ds, &o, &l));

@@ -49,5 +49,6 @@ int cmd_summary(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const struct {
     {"fetch", cmd_fetch, "download official keras.applications weights into the cache"},
     {"evaluate", cmd_evaluate, "top-1/top-5 accuracy of a model on a labelled image folder"},
     {"convert", cmd_convert, "write a model as ONNX (chosen by the output extension)"},
+    {"train", cmd_train, "transfer learning: train a new head (and fine-tune) on image folders"},
 };
 
 static void print_help(void) {

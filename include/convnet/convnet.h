@@ -7,6 +7,7 @@
 #include "convnet/image.h"
 #include "convnet/io.h"
 #include "convnet/model.h"
+#include "convnet/train.h"
 
 #define CONVNET_VERSION "0.1.0"
 

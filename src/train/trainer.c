@@ -285,6 +285,7 @@ cn_status cn_trainer_backward(cn_trainer *t, const float *doutput) {
 int cn_trainer_ranges(const cn_trainer *t, cn_param_range *ranges, int cap) {
   const cn_graph *g = t->g;
   int count = 0;
+  cn_param_range last = {0, 0, 0};
   for (int i = 0; i < g->n_nodes; i++) {
     const cn_node *n = &g->nodes[i];
     if (!n->trainable || !t->reach[i]) continue;
@@ -292,13 +293,13 @@ int cn_trainer_ranges(const cn_trainer *t, cn_param_range *ranges, int cap) {
       if (!n->params[k].trainable) continue;
       size_t off = (size_t)(n->params[k].data - g->params);
       size_t len = (size_t)cn_shape_numel(&n->params[k].shape);
-      cn_param_range *last = count && count <= cap ? &ranges[count - 1] : NULL;
-      if (last && last->offset + last->count == off && last->lr_scale == t->lr_scale[i]) {
-        last->count += len;
-        continue;
+      if (count && last.offset + last.count == off && last.lr_scale == t->lr_scale[i]) {
+        last.count += len;
+      } else {
+        last = (cn_param_range){off, len, t->lr_scale[i]};
+        count++;
       }
-      if (count < cap) ranges[count] = (cn_param_range){off, len, t->lr_scale[i]};
-      count++;
+      if (count <= cap) ranges[count - 1] = last;
     }
   }
   return count;

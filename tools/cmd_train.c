@@ -1,0 +1,342 @@
+/* convnet train: transfer learning from the command line; a thin shell over cn_train. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char train_help[] =
+    "usage: convnet train --base NAME|FILE [-w WEIGHTS] [--alpha A] --data DIR\n"
+    "                     [--val DIR | --val-split F] --out MODEL.cnm [options]\n\n"
+    "Trains a new classifier head on a pretrained network (transfer learning), then optionally\n"
+    "fine-tunes the top of the network. DIR holds one sub-folder of images per class; classes\n"
+    "are the folder names in byte order, and the trained model keeps them.\n\n"
+    "model:\n"
+    "  --base NAME|FILE       zoo name (mobilenet, efficientnet_lite0, ...) or model file\n"
+    "  -w, --weights FILE     weights for a zoo base; --alpha A: MobileNet width\n"
+    "  --cut LAYER            last base layer kept (default: the last spatial layer)\n"
+    "  --head avg|max|flatten pooling of the head (default avg)\n"
+    "  --dense N              a Dense(N, relu) hidden layer in the head\n"
+    "  --dropout F            Dropout(F) before the classifier\n"
+    "  --freeze all|none|LAYER  frozen part (default all: the whole base)\n"
+    "data:\n"
+    "  --val DIR              validation folder with the same classes\n"
+    "  --val-split F          or hold out the fraction F of DIR (stratified, seeded)\n"
+    "  --class-weights        weight classes by n / (classes * count)\n"
+    "  --flip                 augmentation: random horizontal flips\n"
+    "  --rotation DEG, --shift F, --zoom F   more augmentation (turns the feature cache off)\n"
+    "  --fatal-bad-images     stop at an undecodable image (default: skip, count, name it)\n"
+    "optimisation:\n"
+    "  --epochs N (10)  --batch N (32)  --optimizer sgd|adam|rmsprop (adam)\n"
+    "  --lr F  --momentum F  --nesterov  --decay F  --weight-decay F  --clip-norm F\n"
+    "  --schedule constant|cosine|step  --patience N (early stopping on val_loss)\n"
+    "fine-tuning (after the head):\n"
+    "  --fine-tune LAYER      train every layer after LAYER too (BatchNormalization stays frozen)\n"
+    "  --fine-tune-lr F       its learning rate (default lr / 10)\n"
+    "  --fine-tune-epochs N   its epochs (default --epochs)\n"
+    "run:\n"
+    "  --cache DIR            feature cache (default $CONVNET_CACHE/features or\n"
+    "                         ~/.cache/convnet/features);  --no-cache: none\n"
+    "  --seed N  --threads N  --log FILE (JSON lines)  --resume CKPT\n"
+    "  -h, --help             this help\n\n"
+    "Writes MODEL, MODEL.best.cnm (best validation loss) and MODEL.ckpt (after every epoch,\n"
+    "atomically). After an interruption, run the same command with --resume MODEL.ckpt: the\n"
+    "result is bit-identical to an uninterrupted run, for any --threads.\n";
+
+typedef struct train_cli {
+  cli_model_args model;
+  cn_train_options o;
+  int no_cache, tty;
+  char cache[4096];
+} train_cli;
+
+static void on_message(void *ctx, const char *line) {
+  train_cli *c = ctx;
+  if (c->tty) fputc('\n', stderr);
+  fprintf(stderr, "convnet: warning: %s\n", line);
+}
+
+static void on_progress(void *ctx, const cn_train_progress *p) {
+  train_cli *c = ctx;
+  if (!p->epoch_done) {
+    if (!c->tty || p->steps <= 0) return;
+    int width = 30, filled = (int)(width * p->step / p->steps);
+    fprintf(stderr, "\r%s %d/%d [%.*s%*s] %lld/%lld", p->phase, p->epoch, p->epochs, filled,
+            "==============================", width - filled, "", (long long)p->step,
+            (long long)p->steps);
+    if (!isnan(p->loss)) fprintf(stderr, " loss %.4f acc %.4f", p->loss, p->accuracy);
+    fflush(stderr);
+    return;
+  }
+  if (c->tty) fprintf(stderr, "\r\033[K");
+  printf("%s epoch %d/%d: loss %.4f acc %.4f", p->phase, p->epoch, p->epochs, p->loss, p->accuracy);
+  if (!isnan(p->val_loss)) printf(" val_loss %.4f val_acc %.4f", p->val_loss, p->val_accuracy);
+  printf(" lr %.3g %.1fs %.0f img/s\n", p->lr, p->seconds, p->images_per_second);
+  fflush(stdout);
+}
+
+static void default_cache(train_cli *c) {
+  const char *env;
+  if ((env = getenv("CONVNET_CACHE")) && *env)
+    snprintf(c->cache, sizeof c->cache, "%s/features", env);
+  else if ((env = getenv("XDG_CACHE_HOME")) && *env)
+    snprintf(c->cache, sizeof c->cache, "%s/convnet/features", env);
+  else if ((env = getenv("HOME")) && *env)
+    snprintf(c->cache, sizeof c->cache, "%s/.cache/convnet/features", env);
+}
+
+enum {
+  OPT_BASE = 1000,
+  OPT_DATA,
+  OPT_VAL,
+  OPT_VAL_SPLIT,
+  OPT_OUT,
+  OPT_EPOCHS,
+  OPT_BATCH,
+  OPT_OPTIMIZER,
+  OPT_LR,
+  OPT_MOMENTUM,
+  OPT_NESTEROV,
+  OPT_DECAY,
+  OPT_FREEZE,
+  OPT_HEAD,
+  OPT_DENSE,
+  OPT_DROPOUT,
+  OPT_CACHE,
+  OPT_NO_CACHE,
+  OPT_FINE_TUNE,
+  OPT_FINE_TUNE_LR,
+  OPT_FINE_TUNE_EPOCHS,
+  OPT_SEED,
+  OPT_THREADS,
+  OPT_RESUME,
+  OPT_LOG,
+  OPT_CUT,
+  OPT_CLASS_WEIGHTS,
+  OPT_FLIP,
+  OPT_ROTATION,
+  OPT_SHIFT,
+  OPT_ZOOM,
+  OPT_FATAL_BAD,
+  OPT_WEIGHT_DECAY,
+  OPT_CLIP_NORM,
+  OPT_SCHEDULE,
+  OPT_PATIENCE
+};
+
+static const struct option train_options[] = {
+    {"base", required_argument, NULL, OPT_BASE},
+    {"weights", required_argument, NULL, 'w'},
+    {"alpha", required_argument, NULL, 'a'},
+    {"data", required_argument, NULL, OPT_DATA},
+    {"val", required_argument, NULL, OPT_VAL},
+    {"val-split", required_argument, NULL, OPT_VAL_SPLIT},
+    {"out", required_argument, NULL, OPT_OUT},
+    {"epochs", required_argument, NULL, OPT_EPOCHS},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"optimizer", required_argument, NULL, OPT_OPTIMIZER},
+    {"lr", required_argument, NULL, OPT_LR},
+    {"momentum", required_argument, NULL, OPT_MOMENTUM},
+    {"nesterov", no_argument, NULL, OPT_NESTEROV},
+    {"decay", required_argument, NULL, OPT_DECAY},
+    {"weight-decay", required_argument, NULL, OPT_WEIGHT_DECAY},
+    {"clip-norm", required_argument, NULL, OPT_CLIP_NORM},
+    {"schedule", required_argument, NULL, OPT_SCHEDULE},
+    {"patience", required_argument, NULL, OPT_PATIENCE},
+    {"freeze", required_argument, NULL, OPT_FREEZE},
+    {"head", required_argument, NULL, OPT_HEAD},
+    {"dense", required_argument, NULL, OPT_DENSE},
+    {"dropout", required_argument, NULL, OPT_DROPOUT},
+    {"cut", required_argument, NULL, OPT_CUT},
+    {"cache", required_argument, NULL, OPT_CACHE},
+    {"no-cache", no_argument, NULL, OPT_NO_CACHE},
+    {"fine-tune", required_argument, NULL, OPT_FINE_TUNE},
+    {"fine-tune-lr", required_argument, NULL, OPT_FINE_TUNE_LR},
+    {"fine-tune-epochs", required_argument, NULL, OPT_FINE_TUNE_EPOCHS},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"resume", required_argument, NULL, OPT_RESUME},
+    {"log", required_argument, NULL, OPT_LOG},
+    {"class-weights", no_argument, NULL, OPT_CLASS_WEIGHTS},
+    {"flip", no_argument, NULL, OPT_FLIP},
+    {"rotation", required_argument, NULL, OPT_ROTATION},
+    {"shift", required_argument, NULL, OPT_SHIFT},
+    {"zoom", required_argument, NULL, OPT_ZOOM},
+    {"fatal-bad-images", no_argument, NULL, OPT_FATAL_BAD},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_float(const char *flag, const char *arg, double lo, double hi, float *out) {
+  double v;
+  if (!cli_parse_double("train", flag, arg, lo, hi, &v)) return CLI_USAGE;
+  *out = (float)v;
+  return CLI_OK;
+}
+
+/* Options with a number; returns CLI_USAGE for a bad value, -1 when opt is not one of them. */
+static int numeric_option(train_cli *c, int opt, const char *arg) {
+  cn_train_options *o = &c->o;
+  switch (opt) {
+  case OPT_VAL_SPLIT:
+    return parse_float("--val-split", arg, 0.001, 0.999, &o->val_split);
+  case OPT_EPOCHS:
+    return cli_parse_int("train", "--epochs", arg, 1, 100000, &o->epochs) ? 0 : 2;
+  case OPT_BATCH:
+    return cli_parse_int("train", "--batch", arg, 1, 4096, &o->batch) ? 0 : 2;
+  case OPT_LR:
+    return parse_float("--lr", arg, 1e-12, 100, &o->lr);
+  case OPT_MOMENTUM:
+    return parse_float("--momentum", arg, 0, 0.999999, &o->momentum);
+  case OPT_DECAY:
+    return parse_float("--decay", arg, 0, 1e6, &o->decay);
+  case OPT_WEIGHT_DECAY:
+    return parse_float("--weight-decay", arg, 0, 1, &o->weight_decay);
+  case OPT_CLIP_NORM:
+    return parse_float("--clip-norm", arg, 0, 1e9, &o->clip_norm);
+  case OPT_PATIENCE:
+    return cli_parse_int("train", "--patience", arg, 1, 100000, &o->patience) ? 0 : 2;
+  case OPT_DENSE:
+    return cli_parse_int("train", "--dense", arg, 1, 1 << 20, &o->dense) ? 0 : 2;
+  case OPT_DROPOUT:
+    return parse_float("--dropout", arg, 0, 0.99, &o->dropout);
+  case OPT_FINE_TUNE_LR:
+    return parse_float("--fine-tune-lr", arg, 1e-12, 100, &o->fine_tune_lr);
+  case OPT_FINE_TUNE_EPOCHS:
+    return cli_parse_int("train", "--fine-tune-epochs", arg, 1, 100000, &o->fine_tune_epochs) ? 0
+                                                                                              : 2;
+  case OPT_ROTATION:
+    return parse_float("--rotation", arg, 0, 360, &o->augment.rotation_range);
+  case OPT_SHIFT:
+    if (parse_float("--shift", arg, 0, 0.99, &o->augment.width_shift_range)) return CLI_USAGE;
+    o->augment.height_shift_range = o->augment.width_shift_range;
+    return CLI_OK;
+  case OPT_ZOOM:
+    return parse_float("--zoom", arg, 0, 0.99, &o->augment.zoom_range);
+  case OPT_SEED: {
+    char *end = NULL;
+    unsigned long long v = strtoull(arg, &end, 10);
+    if (!*arg || *end) return cli_usage("train", "--seed needs a non-negative integer");
+    o->seed = v;
+    return CLI_OK;
+  }
+  default:
+    return -1;
+  }
+}
+
+static int option(train_cli *c, int opt, const char *arg) {
+  cn_train_options *o = &c->o;
+  int rc = numeric_option(c, opt, arg);
+  if (rc >= 0) return rc;
+  switch (opt) {
+  case OPT_BASE:
+    c->model.model = arg;
+    return CLI_OK;
+  case OPT_DATA:
+    o->data_dir = arg;
+    return CLI_OK;
+  case OPT_VAL:
+    o->val_dir = arg;
+    return CLI_OK;
+  case OPT_OUT:
+    o->out = arg;
+    return CLI_OK;
+  case OPT_OPTIMIZER:
+    o->optimizer = arg;
+    return CLI_OK;
+  case OPT_NESTEROV:
+    o->nesterov = 1;
+    return CLI_OK;
+  case OPT_SCHEDULE:
+    o->schedule = arg;
+    return CLI_OK;
+  case OPT_FREEZE:
+    o->freeze = arg;
+    return CLI_OK;
+  case OPT_HEAD:
+    o->head = arg;
+    return CLI_OK;
+  case OPT_CUT:
+    o->cut = arg;
+    return CLI_OK;
+  case OPT_CACHE:
+    snprintf(c->cache, sizeof c->cache, "%s", arg);
+    return CLI_OK;
+  case OPT_NO_CACHE:
+    c->no_cache = 1;
+    return CLI_OK;
+  case OPT_FINE_TUNE:
+    o->fine_tune = arg;
+    return CLI_OK;
+  case OPT_THREADS:
+    return cli_set_threads("train", arg);
+  case OPT_RESUME:
+    o->resume = arg;
+    return CLI_OK;
+  case OPT_LOG:
+    o->log_path = arg;
+    return CLI_OK;
+  case OPT_CLASS_WEIGHTS:
+    o->class_weights = 1;
+    return CLI_OK;
+  case OPT_FLIP:
+    o->augment.horizontal_flip = 1;
+    return CLI_OK;
+  case OPT_FATAL_BAD:
+    o->fatal_bad_images = 1;
+    return CLI_OK;
+  default:
+    return CLI_USAGE;
+  }
+}
+
+static int parse(train_cli *c, int argc, char **argv) {
+  int opt, rc = CLI_OK;
+  optind = 1;
+  while ((opt = getopt_long(argc, argv, ":hw:a:", train_options, NULL)) != -1) {
+    if (opt == 'h') {
+      fputs(train_help, stdout);
+      return -1;
+    }
+    if (opt == '?' || opt == ':') return cli_bad_option("train", opt, argv);
+    if (cli_model_option("train", opt, optarg, &c->model, &rc)) {
+      if (rc != CLI_OK) return rc;
+      continue;
+    }
+    if (option(c, opt, optarg) != CLI_OK) return CLI_USAGE;
+  }
+  if (optind < argc) return cli_usage("train", "unexpected argument \"%s\"", argv[optind]);
+  if (!c->model.model) return cli_usage("train", "--base is required");
+  if (!c->o.data_dir) return cli_usage("train", "--data is required");
+  if (!c->o.out) return cli_usage("train", "--out is required");
+  if (c->o.val_dir && c->o.val_split > 0)
+    return cli_usage("train", "--val and --val-split exclude each other");
+  if (c->o.fine_tune_lr > 0 && !c->o.fine_tune)
+    return cli_usage("train", "--fine-tune-lr needs --fine-tune LAYER");
+  return CLI_OK;
+}
+
+int cmd_train(int argc, char **argv) {
+  train_cli c = {0};
+  default_cache(&c);
+  int rc = parse(&c, argc, argv);
+  if (rc != CLI_OK) return rc < 0 ? CLI_OK : rc;
+  c.model.need_weights = 1;
+  c.tty = isatty(STDERR_FILENO);
+  c.o.cache_dir = c.no_cache || !c.cache[0] ? NULL : c.cache;
+  c.o.progress = on_progress;
+  c.o.message = on_message;
+  c.o.ctx = &c;
+  cn_model *base = NULL;
+  rc = cli_open_model("train", &c.model, &base);
+  if (rc != CLI_OK) return rc;
+  cn_status st = cn_train(base, &c.o, NULL);
+  cn_model_free(base);
+  if (st != CN_OK) return cli_lib_error();
+  printf("wrote %s\n", c.o.out);
+  return CLI_OK;
+}
