@@ -64,6 +64,23 @@ static const char *out_name(const Onnx__NodeProto *n) {
   cn_fail_context(cn_fail(status, __VA_ARGS__), "%s: node %s (%s)", (x)->file, label(n),           \
                   (n)->op_type)
 
+/* A refusal that only the batch axis causes: the driver retries with each tensor as one sample. */
+#define BATCH_FAIL(x, n, ...)                                                                      \
+  ((x)->want_whole = !(x)->whole, FAIL(x, n, CN_ERR_UNSUPPORTED, __VA_ARGS__))
+
+/* The ONNX rank of an activation. */
+static int onnx_rank(const cn_onnx_ctx *x, const cn_onnx_value *v) {
+  return v->rank - x->whole;
+}
+
+/* ONNX axis `axis` (negative from the end) of activation v as an index into v->dims, or -1 when
+ * out of range. */
+static int dims_axis(const cn_onnx_ctx *x, const cn_onnx_value *v, int64_t axis) {
+  int r = onnx_rank(x, v);
+  if (axis < 0) axis += r;
+  return axis < 0 || axis >= r ? -1 : (int)axis + x->whole;
+}
+
 static cn_onnx_value *input(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k) {
   if (k >= n->n_input || !*n->input[k]) return NULL;
   return cn_onnx_find(x, n->input[k]);
@@ -172,8 +189,11 @@ cn_status cn_onnx_nhwc(cn_onnx_ctx *x, cn_onnx_value *v, int *node) {
     *node = v->nhwc_node;
     return CN_OK;
   }
-  if (v->rank != 4)
-    return cn_fail(CN_ERR_UNSUPPORTED, "%s: '%s' must be a 4-D (N,C,H,W) tensor", x->file, v->name);
+  if (v->rank != 4 || x->whole)
+    return cn_fail(CN_ERR_UNSUPPORTED,
+                   "%s: '%s' must be a 4-D (N,C,H,W) tensor with the batch first (the graph also "
+                   "works across its first axis)",
+                   x->file, v->name);
   int plain;
   cn_status st = cn_onnx_plain(x, v, &plain);
   if (st == CN_OK) st = add_transpose(x, plain, "/nhwc", 3, (int[]){1, 2, 0}, node);
@@ -310,11 +330,9 @@ static cn_status softmax_like(cn_onnx_ctx *x, const Onnx__NodeProto *n, int log)
   cn_onnx_value *v;
   cn_status st = act_input(x, n, 0, &v);
   if (st != CN_OK) return st;
-  int64_t axis = cn_onnx_attr_int(n, "axis", x->opset >= 13 ? -1 : 1);
-  if (axis < 0) axis += v->rank;
-  if (axis < 1 || axis >= v->rank)
-    return FAIL(x, n, CN_ERR_UNSUPPORTED, "axis %" PRId64 " (the batch axis is not supported)",
-                axis);
+  int64_t axis = dims_axis(x, v, cn_onnx_attr_int(n, "axis", x->opset >= 13 ? -1 : 1));
+  if (axis < 0) return FAIL(x, n, CN_ERR_FORMAT, "axis out of range");
+  if (axis == 0) return BATCH_FAIL(x, n, "axis 0 (the batch axis)");
   /* Before opset 13 softmax runs over all axes from `axis` on, flattened; from axis 1 that set
    * is the whole sample in any layout. */
   int flatten = x->opset < 13 && axis < v->rank - 1;
@@ -394,6 +412,24 @@ static cn_status resize_attrs(cn_onnx_ctx *x, const Onnx__NodeProto *n, const cn
   return CN_OK;
 }
 
+/* align_corners given scales: ONNX maps x to x * (in - 1) / (in * scale - 1), with in * scale
+ * fractional when the scale does not divide evenly (cn_op_resize's align_corners uses the whole
+ * output size). That is the asymmetric transform x / s with s = (in * scale - 1) / (in - 1) and
+ * the output size floor(in * scale). With in == 1 or one output pixel every x maps to 0. */
+static void align_corners_scales(cn_resize_attrs *r, int64_t ih, int64_t iw, double fh, double fw) {
+  int64_t in[2] = {ih, iw};
+  double f[2] = {fh, fw}, s[2];
+  int64_t out[2];
+  for (int a = 0; a < 2; a++) {
+    double resized = (double)in[a] * f[a];
+    out[a] = (int64_t)floor(resized);
+    s[a] = in[a] > 1 && resized > 1 ? (resized - 1) / (double)(in[a] - 1) : 1.0;
+  }
+  r->coord = CN_COORD_ASYMMETRIC;
+  r->out_h = out[0], r->out_w = out[1];
+  r->scale_h = (float)s[0], r->scale_w = (float)s[1];
+}
+
 static cn_status conv_resize(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   cn_onnx_value *v;
   cn_status st = act_input(x, n, 0, &v);
@@ -427,6 +463,8 @@ static cn_status conv_resize(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
     return FAIL(x, n, CN_ERR_UNSUPPORTED, "resizing the batch or channel axis");
   if (sz) {
     r.out_h = size[2], r.out_w = size[3];
+  } else if (r.coord == CN_COORD_ALIGN_CORNERS) {
+    align_corners_scales(&r, v->dims[2], v->dims[3], f[2], f[3]);
   } else {
     r.scale_h = (float)f[2], r.scale_w = (float)f[3];
   }
@@ -447,7 +485,7 @@ static cn_status conv_pad(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   cn_onnx_value *v;
   cn_status st = act_input(x, n, 0, &v);
   if (st != CN_OK) return st;
-  int r = v->rank;
+  int r = onnx_rank(x, v);
   int64_t pads[2 * CN_MAX_RANK], axes[CN_MAX_RANK];
   const cn_onnx_const *pc = const_input(x, n, 1), *vc = const_input(x, n, 2),
                       *ac = const_input(x, n, 3);
@@ -463,6 +501,7 @@ static cn_status conv_pad(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
     axes[k] = ac ? ac->i[k] : k;
     if (axes[k] < 0) axes[k] += r;
     if (axes[k] < 0 || axes[k] >= r) return FAIL(x, n, CN_ERR_FORMAT, "bad axes");
+    axes[k] += x->whole;
   }
   char buf[16];
   const char *mode = cn_onnx_attr_string(n, "mode", "constant", buf, sizeof buf);
@@ -472,7 +511,7 @@ static cn_status conv_pad(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
                                                          : CN_PADMODE_CONSTANT,
                     .value = vc && vc->numel == 1 ? (float)cn_onnx_const_get(vc, 0)
                                                   : cn_onnx_attr_float(n, "value", 0.0f),
-                    .rank = r - 1};
+                    .rank = v->rank - 1};
   if (a.mode == CN_PADMODE_CONSTANT && strcmp(mode, "constant") != 0)
     return FAIL(x, n, CN_ERR_UNSUPPORTED, "mode %s", mode);
   int src;
@@ -480,7 +519,7 @@ static cn_status conv_pad(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   st = layout == CN_ONNX_NHWC ? cn_onnx_nhwc(x, v, &src) : cn_onnx_plain(x, v, &src);
   for (int k = 0; st == CN_OK && k < na; k++) {
     if (axes[k] == 0) {
-      if (pads[k] || pads[k + na]) return FAIL(x, n, CN_ERR_UNSUPPORTED, "padding the batch axis");
+      if (pads[k] || pads[k + na]) return BATCH_FAIL(x, n, "padding the batch axis");
       continue;
     }
     int e = sample_axis(layout, (int)axes[k]);
@@ -822,13 +861,13 @@ static cn_status conv_batchnorm(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
     return FAIL(x, n, CN_ERR_UNSUPPORTED, "spatial 0");
   for (size_t k = 1; k < n->n_output; k++)
     if (*n->output[k]) return FAIL(x, n, CN_ERR_UNSUPPORTED, "running statistics outputs");
-  if (v->rank < 2) return FAIL(x, n, CN_ERR_UNSUPPORTED, "input without a channel axis");
-  int64_t c = v->dims[1];
+  if (onnx_rank(x, v) < 2) return FAIL(x, n, CN_ERR_UNSUPPORTED, "input without a channel axis");
+  int64_t c = v->dims[1 + x->whole];
   for (int k = 0; k < 4; k++)
     if (p[k]->numel != c)
       return FAIL(x, n, CN_ERR_SHAPE, "parameters do not have %" PRId64 " values", c);
-  cn_batchnorm_attrs a = {cn_onnx_attr_float(n, "epsilon", 1e-5f), 1, 1, engine_axis(v, 1),
-                          cn_onnx_attr_float(n, "momentum", 0.9f)};
+  cn_batchnorm_attrs a = {cn_onnx_attr_float(n, "epsilon", 1e-5f), 1, 1,
+                          engine_axis(v, 1 + x->whole), cn_onnx_attr_float(n, "momentum", 0.9f)};
   int src = v->node, node;
   if (v->layout == CN_ONNX_FLAT) st = cn_onnx_plain(x, v, &src);
   cn_onnx_value copy = *v;
@@ -837,6 +876,24 @@ static cn_status conv_batchnorm(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
     st = cn_onnx_add_node(x, &cn_op_batchnorm, out_name(n), NULL, &src, 1, &a, &node);
   for (int k = 0; st == CN_OK && k < 4; k++) st = set_param_copy(x, node, k, p[k], c);
   if (st == CN_OK) alias_output(x, n, 0, &copy, node);
+  return st;
+}
+
+static cn_status add_const_op(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                              const cn_onnx_const *c, const cn_op *op, void *attrs,
+                              cn_shape *shape_field);
+static int const_spans_batch(const cn_onnx_ctx *x, const cn_onnx_value *v, const cn_onnx_const *c);
+
+/* Output 0 of n: v in ONNX order reshaped to the per-sample dims (rank values). */
+static cn_status reshape_output(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                                int rank, const int64_t *dims) {
+  if (rank < 1 || rank > CN_MAX_RANK - 1)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "a result of rank %d", rank + 1 - x->whole);
+  int src, node;
+  cn_status st = cn_onnx_plain(x, v, &src);
+  cn_reshape_attrs a = {cn_shape_make(rank, dims)};
+  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_reshape, out_name(n), NULL, &src, 1, &a, &node);
+  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_PLAIN);
   return st;
 }
 
@@ -870,71 +927,175 @@ static cn_status dense_input(cn_onnx_ctx *x, cn_onnx_value *v, int *node) {
   return cn_onnx_plain(x, v, node);
 }
 
+/* A Dense node on src (v's engine node, or v transposed) computing v * op(B) * alpha + bias;
+ * bias (units values or NULL) is taken over. */
+static cn_status dense_node(cn_onnx_ctx *x, const Onnx__NodeProto *n, const cn_onnx_value *v,
+                            int src, const cn_onnx_const *b, int trans, float alpha, float *bias,
+                            int64_t units, int *node) {
+  cn_dense_attrs a = {(int)units, bias != NULL, cn_act_linear()};
+  cn_status st = cn_onnx_add_node(x, &cn_op_dense, out_name(n), NULL, &src, 1, &a, node);
+  float *w = st == CN_OK ? dense_kernel(b, trans, alpha, v) : NULL;
+  if (st == CN_OK && !w) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st == CN_OK) st = cn_onnx_set_param(x, *node, 0, w);
+  if (st == CN_OK && bias) {
+    st = cn_onnx_set_param(x, *node, 1, bias);
+    bias = NULL;
+  }
+  free(bias);
+  return st;
+}
+
 static cn_status add_dense(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
                            const cn_onnx_const *b, int trans, float alpha, float *bias,
                            int64_t units) {
   int src, node;
   cn_status st = dense_input(x, v, &src);
-  cn_dense_attrs a = {(int)units, bias != NULL, cn_act_linear()};
-  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_dense, out_name(n), NULL, &src, 1, &a, &node);
-  float *w = st == CN_OK ? dense_kernel(b, trans, alpha, v) : NULL;
-  if (st == CN_OK && !w) st = cn_fail(CN_ERR_NOMEM, "out of memory");
-  if (st == CN_OK) st = cn_onnx_set_param(x, node, 0, w);
-  if (st == CN_OK && bias) {
-    st = cn_onnx_set_param(x, node, 1, bias);
-    bias = NULL;
-  }
-  free(bias);
+  if (st == CN_OK)
+    st = dense_node(x, n, v, src, b, trans, alpha, bias, units, &node);
+  else
+    free(bias);
   if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_PLAIN);
   return st;
 }
 
+/* Gemm's C when it is not a per-column bias: a constant matrix or column (beta * C, which varies
+ * along ONNX's first axis) or a computed tensor, added to the product already in output 0. */
+static cn_status gemm_add_c(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *c,
+                            float beta) {
+  cn_onnx_value prod = *cn_onnx_find(x, n->output[0]);
+  if (c->kind == CN_ONNX_CONST) {
+    cn_onnx_const scaled = c->c;
+    scaled.f = float_copy(&c->c, c->c.numel);
+    if (!scaled.f) return cn_fail(CN_ERR_NOMEM, "out of memory");
+    for (int64_t k = 0; k < scaled.numel; k++) scaled.f[k] *= beta;
+    cn_binary_attrs a = {CN_BIN_ADD, CN_CONST_LAST, {0}};
+    cn_status st = add_const_op(x, n, &prod, &scaled, &cn_op_binary, &a, &a.b_shape);
+    free(scaled.f);
+    return st;
+  }
+  if (beta != 1.0f) return FAIL(x, n, CN_ERR_UNSUPPORTED, "beta with a computed C");
+  if (c->rank != prod.rank) return FAIL(x, n, CN_ERR_UNSUPPORTED, "a computed C of another rank");
+  int srcs[2] = {prod.node}, node;
+  cn_status st = cn_onnx_plain(x, c, &srcs[1]);
+  cn_binary_attrs a = {CN_BIN_ADD, CN_CONST_NONE, {0}};
+  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_binary, out_name(n), "/c", srcs, 2, &a, &node);
+  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  return st;
+}
+
+/* Gemm's A as a Dense input: as it is, or transposed (only when each tensor is one sample). */
+static cn_status gemm_input(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v, int trans_a,
+                            int *src) {
+  if (!trans_a) return dense_input(x, v, src);
+  if (!x->whole) return BATCH_FAIL(x, n, "transA (moves the batch axis)");
+  cn_status st = cn_onnx_plain(x, v, src);
+  if (st == CN_OK) st = add_transpose(x, *src, "/T", 2, (int[]){1, 0}, src);
+  return st;
+}
+
 static cn_status conv_gemm(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
-  cn_onnx_value *v;
-  const cn_onnx_const *b, *c = NULL;
+  cn_onnx_value *v, *cv = input(x, n, 2);
+  const cn_onnx_const *b = NULL;
   cn_status st = act_input(x, n, 0, &v);
   if (st == CN_OK) st = weight_input(x, n, 1, &b);
-  if (st == CN_OK && input(x, n, 2)) st = weight_input(x, n, 2, &c);
+  if (st == CN_OK && cv && cv->kind == CN_ONNX_CONST) st = cn_onnx_const_to_float(&cv->c, cv->name);
+  if (st == CN_OK && cv && cv->kind == CN_ONNX_NONE)
+    st = FAIL(x, n, CN_ERR_UNSUPPORTED, "input '%s' is not computed", cv->name);
   if (st != CN_OK) return st;
   int trans = cn_onnx_attr_int(n, "transB", 0) != 0;
+  int trans_a = cn_onnx_attr_int(n, "transA", 0) != 0;
   float alpha = cn_onnx_attr_float(n, "alpha", 1.0f), beta = cn_onnx_attr_float(n, "beta", 1.0f);
-  if (cn_onnx_attr_int(n, "transA", 0) != 0)
-    return FAIL(x, n, CN_ERR_UNSUPPORTED, "transA (the batch axis would move)");
-  if (v->rank != 2 || b->rank != 2 || v->dims[1] != b->dims[trans ? 1 : 0])
+  if (onnx_rank(x, v) != 2 || b->rank != 2 ||
+      v->dims[x->whole + (trans_a ? 0 : 1)] != b->dims[trans ? 1 : 0])
     return FAIL(x, n, CN_ERR_SHAPE, "A and B do not multiply");
   int64_t units = b->dims[trans ? 0 : 1];
-  /* C broadcasts to (M, N): only a per-column bias keeps the batch rows independent. */
-  if (c && !(c->numel == 1 || (c->numel == units && c->dims[c->rank - 1] == units)))
-    return FAIL(x, n, CN_ERR_UNSUPPORTED, "C must be a scalar or a row of %" PRId64, units);
+  const cn_onnx_const *c = cv && cv->kind == CN_ONNX_CONST ? &cv->c : NULL;
+  int row_bias = c && (c->numel == 1 || (c->numel == units && c->dims[c->rank - 1] == units));
+  if (c && !row_bias && !x->whole)
+    return BATCH_FAIL(x, n, "C varies along the batch axis (it is not a row of %" PRId64 ")",
+                      units);
   float *bias = NULL;
-  if (c) {
+  if (row_bias) {
     bias = float_copy(c, units);
     if (!bias) return cn_fail(CN_ERR_NOMEM, "out of memory");
     for (int64_t j = 0; j < units; j++) bias[j] *= beta;
   }
-  return add_dense(x, n, v, b, trans, alpha, bias, units);
+  int src, node;
+  st = gemm_input(x, n, v, trans_a, &src);
+  cn_onnx_value plain_a = *v;
+  if (trans_a) plain_a.layout = CN_ONNX_PLAIN; /* no row permutation for the transposed A */
+  if (st == CN_OK)
+    st = dense_node(x, n, &plain_a, src, b, trans, alpha, bias, units, &node);
+  else
+    free(bias);
+  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  if (st == CN_OK && cv && !row_bias) st = gemm_add_c(x, n, cv, beta);
+  return st;
+}
+
+/* MatMul with a constant B that is not a plain 2-D weight: numpy matmul through cn_op_matmul. A
+ * has ONNX rank ra; with a B of higher rank, A gets leading ones (numpy broadcasting), and a 1-D
+ * A's inserted row axis is dropped again from the result. */
+static cn_status matmul_general(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                                const cn_onnx_const *b) {
+  int ra = onnx_rank(x, v), rb = b->rank;
+  if (const_spans_batch(x, v, b)) return BATCH_FAIL(x, n, "B varies along the batch axis");
+  if (rb > CN_MAX_RANK - 1) return FAIL(x, n, CN_ERR_UNSUPPORTED, "B of rank %d", rb);
+  int src;
+  cn_status st = cn_onnx_plain(x, v, &src);
+  if (st == CN_OK && rb > ra) {
+    int64_t dims[CN_MAX_RANK];
+    for (int k = 0; k < rb; k++) dims[k] = k < rb - ra ? 1 : v->dims[x->whole + k - (rb - ra)];
+    cn_reshape_attrs r = {cn_shape_make(rb - !x->whole, dims + !x->whole)};
+    st = cn_onnx_add_node(x, &cn_op_reshape, out_name(n), "/a", &src, 1, &r, &src);
+  }
+  cn_matmul_attrs a = {1, cn_shape_make(rb, b->dims)};
+  int node;
+  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_matmul, out_name(n), NULL, &src, 1, &a, &node);
+  if (st == CN_OK) st = set_param_copy(x, node, 0, b, b->numel);
+  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  if (st != CN_OK || ra != 1 || rb < 3) return st;
+  cn_onnx_value *o = cn_onnx_find(x, n->output[0]); /* (1, ..., 1, n): drop the row axis */
+  int64_t dims[CN_MAX_RANK];
+  int r = o->rank - 1;
+  memcpy(dims, o->dims + 1, (size_t)r * sizeof *dims);
+  dims[r - 2] = dims[r - 1];
+  cn_onnx_value prod = *o;
+  return reshape_output(x, n, &prod, r - 1, dims);
 }
 
 static cn_status conv_matmul(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   cn_onnx_value *v;
-  const cn_onnx_const *b;
+  const cn_onnx_const *b = NULL;
   cn_status st = act_input(x, n, 0, &v);
   if (st == CN_OK) st = weight_input(x, n, 1, &b);
   if (st != CN_OK) return st;
-  if (v->rank < 2 || b->rank != 2 || v->dims[v->rank - 1] != b->dims[0])
-    return FAIL(x, n, CN_ERR_UNSUPPORTED, "only an activation times a 2-D constant");
-  return add_dense(x, n, v, b, 0, 1.0f, NULL, b->dims[1]);
+  if (v->rank >= 2 && b->rank == 2 && v->dims[v->rank - 1] == b->dims[0])
+    return add_dense(x, n, v, b, 0, 1.0f, NULL, b->dims[1]);
+  return matmul_general(x, n, v, b);
 }
 
 /* ---- shape operators ----------------------------------------------------------------------- */
+
+/* Flatten at an axis other than 1 mixes ONNX's first axis into the result: one sample. */
+static cn_status flatten_whole(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                               int64_t axis) {
+  int r = onnx_rank(x, v);
+  if (axis < 0) axis += r;
+  if (axis < 0 || axis > r) return FAIL(x, n, CN_ERR_FORMAT, "axis out of range");
+  if (!x->whole) return BATCH_FAIL(x, n, "axis %" PRId64 " (mixes the batch axis)", axis);
+  int64_t dims[2] = {1, 1};
+  for (int k = 0; k < r; k++) dims[k >= axis] *= v->dims[k + 1];
+  return reshape_output(x, n, v, 2, dims);
+}
 
 static cn_status conv_flatten(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   cn_onnx_value *v;
   cn_status st = act_input(x, n, 0, &v);
   if (st != CN_OK) return st;
   int64_t axis = cn_onnx_attr_int(n, "axis", 1);
-  if (axis < 0) axis += v->rank;
-  if (axis != 1) return FAIL(x, n, CN_ERR_UNSUPPORTED, "axis %" PRId64 " (only 1)", axis);
+  if (axis < 0) axis += onnx_rank(x, v);
+  if (axis != 1 || x->whole) return flatten_whole(x, n, v, axis);
   int node;
   if (v->layout == CN_ONNX_NHWC) {
     /* Flatten in NHWC order; Gemm/MatMul consumers permute their weights instead, any other
@@ -973,17 +1134,13 @@ static cn_status conv_reshape(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   if (!shape) return FAIL(x, n, CN_ERR_UNSUPPORTED, "the target shape must be a constant");
   int rank;
   int64_t dims[CN_ONNX_MAX_RANK];
-  st = cn_onnx_reshape_dims(label(n), v->rank, v->dims, shape,
+  st = cn_onnx_reshape_dims(label(n), onnx_rank(x, v), v->dims + x->whole, shape,
                             (int)cn_onnx_attr_int(n, "allowzero", 0), &rank, dims);
   if (st != CN_OK) return st;
-  if (rank < 2 || rank > CN_MAX_RANK || dims[0] != v->dims[0])
-    return FAIL(x, n, CN_ERR_UNSUPPORTED, "the batch axis must stay first and unchanged");
-  int src, node;
-  st = cn_onnx_plain(x, v, &src);
-  cn_reshape_attrs a = {cn_shape_make(rank - 1, dims + 1)};
-  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_reshape, out_name(n), NULL, &src, 1, &a, &node);
-  if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_PLAIN);
-  return st;
+  if (x->whole) return reshape_output(x, n, v, rank, dims);
+  if (rank < 1 || dims[0] != v->dims[0])
+    return BATCH_FAIL(x, n, "the batch axis must stay first and unchanged");
+  return reshape_output(x, n, v, rank - 1, dims + 1);
 }
 
 static cn_status conv_transpose(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
@@ -992,11 +1149,17 @@ static cn_status conv_transpose(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   if (st != CN_OK) return st;
   int64_t perm[CN_MAX_RANK];
   int np = attr_ints(n, "perm", perm, CN_MAX_RANK);
+  int r = onnx_rank(x, v);
   if (np < 0)
-    for (np = 0; np < v->rank; np++) perm[np] = v->rank - 1 - np;
-  if (np != v->rank)
-    return FAIL(x, n, CN_ERR_FORMAT, "perm has %d values for rank %d", np, v->rank);
-  if (perm[0] != 0) return FAIL(x, n, CN_ERR_UNSUPPORTED, "perm moves the batch axis");
+    for (np = 0; np < r; np++) perm[np] = r - 1 - np;
+  if (np != r) return FAIL(x, n, CN_ERR_FORMAT, "perm has %d values for rank %d", np, r);
+  if (x->whole) {
+    for (int k = 0; k < np; k++) perm[k]++; /* the leading engine batch stays first */
+    memmove(perm + 1, perm, (size_t)np * sizeof *perm);
+    perm[0] = 0;
+    np++;
+  }
+  if (perm[0] != 0) return BATCH_FAIL(x, n, "perm moves the batch axis");
   /* (N,C,H,W) stored NHWC, permuted to (N,H,W,C): the stored values already are the result. */
   if (v->layout == CN_ONNX_NHWC && perm[1] == 2 && perm[2] == 3 && perm[3] == 1)
     return set_output(x, n, 0, v->node, CN_ONNX_PLAIN);
@@ -1013,7 +1176,7 @@ static cn_status conv_transpose(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
 
 static cn_status conv_concat(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   if (n->n_input < 1 || n->n_input > 64) return FAIL(x, n, CN_ERR_UNSUPPORTED, "1 to 64 inputs");
-  cn_onnx_value *vs[64];
+  cn_onnx_value *vs[64] = {NULL};
   int any_nhwc = 0, srcs[64], node;
   for (size_t k = 0; k < n->n_input; k++) {
     cn_status st = act_input(x, n, k, &vs[k]);
@@ -1021,11 +1184,9 @@ static cn_status conv_concat(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
     if (vs[k]->rank != vs[0]->rank) return FAIL(x, n, CN_ERR_SHAPE, "ranks differ");
     any_nhwc |= vs[k]->layout == CN_ONNX_NHWC;
   }
-  int64_t axis = cn_onnx_attr_int(n, "axis", x->opset < 4 ? 1 : 0);
-  if (axis < 0) axis += vs[0]->rank;
-  if (axis < 1 || axis >= vs[0]->rank)
-    return FAIL(x, n, CN_ERR_UNSUPPORTED, "axis %" PRId64 " (the batch axis is not supported)",
-                axis);
+  int64_t axis = dims_axis(x, vs[0], cn_onnx_attr_int(n, "axis", x->opset < 4 ? 1 : 0));
+  if (axis < 0) return FAIL(x, n, CN_ERR_FORMAT, "axis out of range");
+  if (axis == 0) return BATCH_FAIL(x, n, "axis 0 (the batch axis)");
   int nhwc = any_nhwc && vs[0]->rank == 4;
   for (size_t k = 0; k < n->n_input; k++) {
     cn_status st = nhwc ? cn_onnx_nhwc(x, vs[k], &srcs[k]) : cn_onnx_plain(x, vs[k], &srcs[k]);
@@ -1158,6 +1319,11 @@ static cn_binary_kind binary_kind(const char *op) {
   return CN_BIN_COUNT;
 }
 
+/* 1 when constant c, broadcast onto activation v, would differ between samples. */
+static int const_spans_batch(const cn_onnx_ctx *x, const cn_onnx_value *v, const cn_onnx_const *c) {
+  return !x->whole && c->rank >= v->rank && (c->rank > v->rank || c->dims[0] != 1);
+}
+
 /* Activation (op) constant: a per-channel or scalar Add/Sub/Mul/Div becomes a scale-shift
  * (which folds into a preceding convolution); anything else broadcasts through cn_op_binary. */
 static cn_status binary_with_const(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
@@ -1165,6 +1331,8 @@ static cn_status binary_with_const(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_
   const char *op = n->op_type;
   cn_status st = cn_onnx_const_to_float(c, n->input[const_first ? 0 : 1]);
   if (st != CN_OK) return st;
+  if (const_spans_batch(x, v, c))
+    return BATCH_FAIL(x, n, "a constant operand that varies along the batch axis");
   int axis = const_channel_axis(v, c);
   int is_add = strcmp(op, "Add") == 0 || strcmp(op, "Sum") == 0, is_mul = strcmp(op, "Mul") == 0;
   int is_sub = strcmp(op, "Sub") == 0, is_div = strcmp(op, "Div") == 0 && !const_first;
@@ -1197,8 +1365,17 @@ static cn_status conv_prelu(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   if (!s || s->kind != CN_ONNX_CONST)
     return FAIL(x, n, CN_ERR_UNSUPPORTED, "the slope must be a constant");
   if ((st = cn_onnx_const_to_float(&s->c, s->name)) != CN_OK) return st;
+  cn_onnx_const slope = s->c; /* shares the values */
+  int r = onnx_rank(x, v);
+  if (x->opset < 7 && slope.rank == 1 && r > 2 && slope.numel == v->dims[1 + x->whole]) {
+    /* Before opset 7 a 1-D slope is per channel (axis 1), as PyTorch exports it. */
+    slope.rank = r - 1;
+    for (int k = 1; k < slope.rank; k++) slope.dims[k] = 1;
+  }
+  if (const_spans_batch(x, v, &slope))
+    return BATCH_FAIL(x, n, "a slope that varies along the batch axis");
   cn_prelu_attrs a = {0};
-  return add_const_op(x, n, v, &s->c, &cn_op_prelu, &a, &a.slope_shape);
+  return add_const_op(x, n, v, &slope, &cn_op_prelu, &a, &a.slope_shape);
 }
 
 static cn_status conv_binary(cn_onnx_ctx *x, const Onnx__NodeProto *n) {

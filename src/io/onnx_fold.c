@@ -124,8 +124,8 @@ static cn_status fold_constant_of_shape(cn_onnx_ctx *x, const Onnx__NodeProto *n
 
 static cn_status fold_shape(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_const *out) {
   cn_onnx_value *v = cn_onnx_find(x, n->input[0]);
-  int rank = v->kind == CN_ONNX_CONST ? v->c.rank : v->rank;
-  const int64_t *dims = v->kind == CN_ONNX_CONST ? v->c.dims : v->dims;
+  int rank = v->kind == CN_ONNX_CONST ? v->c.rank : v->rank - x->whole;
+  const int64_t *dims = v->kind == CN_ONNX_CONST ? v->c.dims : v->dims + x->whole;
   int64_t start = cn_onnx_attr_int(n, "start", 0), end = cn_onnx_attr_int(n, "end", rank);
   if (start < 0) start += rank;
   if (end < 0) end += rank;

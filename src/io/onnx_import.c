@@ -134,7 +134,8 @@ static cn_status add_initializers(cn_onnx_ctx *x) {
   return CN_OK;
 }
 
-/* The ONNX dims of a float graph input; dim 0 may be symbolic (the batch). */
+/* The ONNX dims of a float graph input; dim 0 may be symbolic (the batch). With x->whole the
+ * ONNX dims follow a leading 1 (the engine batch) and must all be known. */
 static cn_status input_dims(cn_onnx_ctx *x, const Onnx__ValueInfoProto *vi, int *rank,
                             int64_t *dims) {
   const Onnx__TypeProto *t = vi->type;
@@ -144,17 +145,21 @@ static cn_status input_dims(cn_onnx_ctx *x, const Onnx__ValueInfoProto *vi, int 
   if (tt->elem_type != 1)
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: input %s: element type %d is not float", x->file,
                    vi->name, (int)tt->elem_type);
-  if (!tt->shape || tt->shape->n_dim < 2 || tt->shape->n_dim > CN_MAX_RANK)
-    return cn_fail(CN_ERR_UNSUPPORTED, "%s: input %s: rank must be 2 to %d (batch first)", x->file,
-                   vi->name, CN_MAX_RANK);
-  *rank = (int)tt->shape->n_dim;
-  for (int k = 0; k < *rank; k++) {
+  size_t n_dim = tt->shape ? tt->shape->n_dim : 0;
+  if (n_dim == 1 && !x->whole) x->want_whole = 1; /* one sample, without a batch axis */
+  if (n_dim + (size_t)x->whole < 2 || n_dim + (size_t)x->whole > CN_MAX_RANK)
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: input %s: rank must be %d to %d (batch first)", x->file,
+                   vi->name, 2 - x->whole, CN_MAX_RANK - x->whole);
+  *rank = (int)n_dim + x->whole;
+  dims[0] = 1;
+  for (int k = 0; k < (int)n_dim; k++) {
     const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
     int known = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-    dims[k] = known ? d->dim_value : (k == 0 ? 1 : -1);
-    if (dims[k] < 1 || dims[k] > CN_ONNX_MAX_ELEMENTS)
+    int64_t v = known ? d->dim_value : (k == 0 && !x->whole ? 1 : -1);
+    if (v < 1 || v > CN_ONNX_MAX_ELEMENTS)
       return cn_fail(CN_ERR_UNSUPPORTED, "%s: input %s: dimension %d must be known and positive",
                      x->file, vi->name, k);
+    dims[k + x->whole] = v;
   }
   return CN_OK;
 }
@@ -388,6 +393,23 @@ static cn_status import_model(cn_onnx_ctx *x, const Onnx__ModelProto *m, cn_mode
   return st;
 }
 
+/* Imports with ONNX's first axis as the engine batch; when that fails only because the graph
+ * works across that axis, imports again with each ONNX tensor as one sample (x->whole). If that
+ * fails too, the first error stands (it names what needs the batch axis). */
+static cn_status import_either_way(const Onnx__ModelProto *m, const char *name, cn_model **out) {
+  cn_onnx_ctx x = {.file = name};
+  cn_status st = import_model(&x, m, out);
+  int retry = st != CN_OK && x.want_whole;
+  ctx_free(&x);
+  if (!retry) return st;
+  char first[512];
+  snprintf(first, sizeof first, "%s", cn_last_error());
+  cn_onnx_ctx whole = {.file = name, .whole = 1};
+  cn_status st2 = import_model(&whole, m, out);
+  ctx_free(&whole);
+  return st2 == CN_OK ? CN_OK : cn_fail(st, "%s", first);
+}
+
 cn_status cn_onnx_load_buffer(const uint8_t *data, size_t size, const char *name, cn_model **out) {
   if (!out) return cn_fail(CN_ERR_ARG, "cn_onnx_load: NULL output");
   *out = NULL;
@@ -395,9 +417,7 @@ cn_status cn_onnx_load_buffer(const uint8_t *data, size_t size, const char *name
     return cn_fail(CN_ERR_LIMIT, "%s: larger than %zu bytes", name, CN_ONNX_MAX_FILE);
   Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, size, data);
   if (!m) return cn_fail(CN_ERR_FORMAT, "%s: not an ONNX model (protobuf parse failed)", name);
-  cn_onnx_ctx x = {.file = name};
-  cn_status st = import_model(&x, m, out);
-  ctx_free(&x);
+  cn_status st = import_either_way(m, name, out);
   onnx__model_proto__free_unpacked(m, NULL);
   return st;
 }

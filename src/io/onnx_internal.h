@@ -123,6 +123,11 @@ typedef struct cn_onnx_ctx {
   int n_pending, cap_pending;
   int64_t batch;          /* the first graph input's dim 0 (1 when symbolic), for folding Shape */
   int64_t const_elements; /* constant elements held so far */
+  /* whole = 1: the graph works across ONNX's first axis (or has a rank-1 input), so each ONNX
+   * tensor is one engine sample: activations carry a leading engine batch of 1 that ONNX does
+   * not see (dims[0] = 1, ONNX axis a is dims[a + 1]). want_whole: a conversion with whole = 0
+   * failed only because of the batch axis; the driver then imports again with whole = 1. */
+  int whole, want_whole;
 } cn_onnx_ctx;
 
 /* The value called name, or NULL. */

@@ -24,9 +24,6 @@ conf = load_script()
 # in the reference; float32 summation-order differences of one ulp (2048 there) between channel
 # blocks make the softmax of those channels underflow. Not an importer error (see docs/onnx.md).
 KNOWN_FAILURES = {"squeezenet"}
-# cn_op_resize's align_corners maps with (in - 1) / (out - 1); ONNX, given scales, uses
-# (in - 1) / (in * scale - 1) (fractional), which differs when in * scale is not whole.
-KNOWN_NODE_FAILURES = {"test_resize_downsample_scales_linear_align_corners"}
 
 
 def node_tests(shared):
@@ -49,8 +46,6 @@ def test_node(convnet_bin, node_test):
     if node_test is None:
         pytest.skip("ONNX conformance data not present")
     status, msg = conf.run_test(convnet_bin, node_test)
-    if node_test.name in KNOWN_NODE_FAILURES and status == "failed":
-        pytest.xfail(msg)
     assert status != "failed", msg
 
 
