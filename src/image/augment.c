@@ -83,38 +83,49 @@ static void copy_pass(const cn_image *src, const draw *d, cn_image *dst) {
   }
 }
 
-/* Bilinear sample at (sx, sy), clamped to the image: edge pixels extend outwards. */
-static void sample(const cn_image *src, float sx, float sy, float gain, uint8_t *out) {
-  float mx = (float)(src->width - 1), my = (float)(src->height - 1);
-  sx = sx < 0 ? 0 : sx > mx ? mx : sx;
-  sy = sy < 0 ? 0 : sy > my ? my : sy;
-  int x0 = (int)sx, y0 = (int)sy;
-  int x1 = x0 < src->width - 1 ? x0 + 1 : x0, y1 = y0 < src->height - 1 ? y0 + 1 : y0;
-  float fx = sx - (float)x0, fy = sy - (float)y0;
+/* Source coordinates in 16.16 fixed point: bilinear weights of 8 bits are plenty for
+ * augmentation and keep the inner loop in integers. */
+enum { FIX_SHIFT = 16 };
+
+/* Bilinear sample at fixed-point (sx, sy), both already clamped to the image, so that edge
+ * pixels extend outwards (fill_mode "nearest"); lut applies the brightness. */
+static void sample(const cn_image *src, int64_t sx, int64_t sy, const uint8_t *lut, uint8_t *out) {
+  int x0 = (int)(sx >> FIX_SHIFT), y0 = (int)(sy >> FIX_SHIFT);
+  int x1 = x0 + (x0 < src->width - 1), y1 = y0 + (y0 < src->height - 1);
+  uint32_t fx = (uint32_t)(sx >> 8) & 255, fy = (uint32_t)(sy >> 8) & 255;
   size_t row0 = (size_t)y0 * src->width, row1 = (size_t)y1 * src->width;
   const uint8_t *a = src->pixels + 3 * (row0 + x0), *b = src->pixels + 3 * (row0 + x1);
   const uint8_t *c = src->pixels + 3 * (row1 + x0), *e = src->pixels + 3 * (row1 + x1);
   for (int k = 0; k < 3; k++) {
-    float top = a[k] + (b[k] - a[k]) * fx, bottom = c[k] + (e[k] - c[k]) * fx;
-    out[k] = clamp_u8((top + (bottom - top) * fy) * gain);
+    uint32_t top = a[k] * (256 - fx) + b[k] * fx, bottom = c[k] * (256 - fx) + e[k] * fx;
+    out[k] = lut[(top * (256 - fy) + bottom * fy + 32768) >> 16];
   }
 }
 
 /* Output (x, y) samples source R(angle) Z (p - centre) + centre + shift, with p mirrored first
  * when flipping (Keras flips the transformed image). */
 static void warp_pass(const cn_image *src, const draw *d, cn_image *dst) {
+  uint8_t lut[256];
+  for (int v = 0; v < 256; v++) lut[v] = clamp_u8((float)v * d->brightness);
   int w = src->width, h = src->height;
   double cx = (w - 1) * 0.5, cy = (h - 1) * 0.5, c = cos(d->angle), s = sin(d->angle);
-  double mirror = d->flip ? -1.0 : 1.0;
+  double mirror = d->flip ? -1.0 : 1.0, one = 1 << FIX_SHIFT;
+  /* 64 bits: a 2^28-pixel-wide image shifted by 16 bits overflows 32 */
+  int64_t max_x = (int64_t)(w - 1) << FIX_SHIFT, max_y = (int64_t)(h - 1) << FIX_SHIFT;
   /* source = [a00 a01; a10 a11] (x - cx, y - cy) + (cx + tx, cy + ty), x mirrored */
   double a00 = c * d->zx * mirror, a01 = -s * d->zy, a10 = s * d->zx * mirror, a11 = c * d->zy;
   for (int y = 0; y < h; y++) {
     double v = y - cy;
-    double bx = a01 * v + cx + d->tx, by = a11 * v + cy + d->ty;
+    double bx = a01 * v + cx + d->tx - a00 * cx, by = a11 * v + cy + d->ty - a10 * cx;
     uint8_t *out = dst->pixels + (size_t)y * w * 3;
-    for (int x = 0; x < w; x++) {
-      double u = x - cx;
-      sample(src, (float)(a00 * u + bx), (float)(a10 * u + by), d->brightness, out + 3 * x);
+    /* Coordinates step along the row in fixed point: the rounded step drifts by at most
+     * 2^-17 pixel per pixel, a few hundredths of a pixel across a photo. */
+    int64_t sx = (int64_t)llround(bx * one), sy = (int64_t)llround(by * one);
+    int64_t dx = (int64_t)llround(a00 * one), dy = (int64_t)llround(a10 * one);
+    for (int x = 0; x < w; x++, sx += dx, sy += dy) {
+      int64_t cxf = sx <= 0 ? 0 : sx >= max_x ? max_x : sx;
+      int64_t cyf = sy <= 0 ? 0 : sy >= max_y ? max_y : sy;
+      sample(src, cxf, cyf, lut, out + 3 * x);
     }
   }
 }
