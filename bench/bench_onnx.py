@@ -7,11 +7,13 @@ once with torch.onnx.export (opset 13, dynamic batch) into a cache directory out
 Then, per model and batch size, on the same NCHW input in [-1, 1]:
 
 - ONNX Runtime runs the file (intra_op threads = --threads, inter_op 1, sequential, all graph
-  optimizations) and PyTorch runs the module (torch.set_num_threads(--threads)), interleaved:
-  one call of each per round, median over --repeat rounds after --warmup rounds;
-- convnet loads the same .onnx in bench/profile_forward.c (one process per model and batch, the
-  model loaded once, one untimed forward, then the median of --repeat cn_model_forward_multi
-  calls) with OMP_WAIT_POLICY=passive, as the CLI runs, and writes its output for the check.
+  optimizations) and PyTorch runs the module (torch.set_num_threads(--threads));
+- convnet loads the same .onnx in bench/profile_forward.c --serve (one process per model and
+  batch, the model loaded once, one untimed forward), with OMP_WAIT_POLICY=passive as the CLI
+  runs, and times one cn_model_forward_multi call per request; it writes its output for the check.
+
+All three are interleaved: one call of each per round, --warmup rounds first, then the median of
+--repeat rounds, so that drift in the load of this shared machine hits every engine alike.
 
 The ratios convnet/ORT and convnet/PyTorch are printed (lower is better) with max |diff| of the
 outputs against ORT's. See bench/README.md."""
@@ -49,8 +51,8 @@ def parse_args():
     p.add_argument("--models", default=",".join(ORDER), help="comma-separated: " + ", ".join(ORDER))
     p.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
     p.add_argument("--threads", type=int, default=2, help="threads for every engine")
-    p.add_argument("--repeat", type=int, default=5, help="timed calls per engine (median)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed rounds of ORT and PyTorch first")
+    p.add_argument("--repeat", type=int, default=3, help="timed rounds (median)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     p.add_argument("--tol", type=float, default=1e-4,
                    help="max |convnet - ORT| allowed, relative to max |ORT output| (at least 1)")
     p.add_argument("--cache", default=default_cache(),
@@ -129,19 +131,34 @@ def timed(fn):
     return (time.perf_counter() - start) * 1e3
 
 
-def run_convnet(args, onnx_path, x_path, y_path):
-    """Median ms of convnet's forward over --repeat calls, or (None, reason)."""
-    cmd = [args.driver, str(onnx_path), "--input", str(x_path), "--output", str(y_path),
-           "--threads", str(args.threads), "--iters", str(args.repeat)]
-    env = dict(os.environ, OMP_WAIT_POLICY="passive")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()] or ["no output"]
-        return None, lines[-1].removeprefix("profile_forward: ")
-    for word in proc.stdout.split(","):
-        if "median" in word:
-            return float(word.split("median")[1].split("ms")[0]), ""
-    return None, "unexpected driver output: " + proc.stdout.strip()[:200]
+class ConvnetDriver:
+    """profile_forward --serve on one .onnx and one input: loads the model once and runs one
+    warm-up forward; then each call() is one forward timed inside the driver (no pipe latency).
+    close() makes it write the last output to y_path."""
+
+    def __init__(self, args, onnx_path, x_path, y_path):
+        cmd = [args.driver, str(onnx_path), "--input", str(x_path), "--output", str(y_path),
+               "--threads", str(args.threads), "--serve"]
+        env = dict(os.environ, OMP_WAIT_POLICY="passive")  # as the CLI runs itself
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=env)
+        self.error = "" if self.proc.stdout.readline().strip() == "ready" else self.close()
+
+    def call(self):
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(self.close())
+        return float(line)
+
+    def close(self):
+        """Ends the driver; returns its error line ("" when it exited cleanly)."""
+        _, err = self.proc.communicate()
+        if self.proc.returncode == 0:
+            return ""
+        lines = [ln for ln in err.splitlines() if ln.strip()] or [f"exit {self.proc.returncode}"]
+        return lines[-1].removeprefix("profile_forward: ")
 
 
 # ---- one model -------------------------------------------------------------------------------
@@ -153,20 +170,27 @@ def bench_batch(args, name, onnx_path, ort_run, torch_run, side, batch, tmp):
     x_path, y_path = tmp / f"{name}-{batch}-x.npy", tmp / f"{name}-{batch}-y.npy"
     np.save(x_path, x)
     row = {"model": name, "batch": batch}
-    row["convnet_ms"], row["convnet_error"] = run_convnet(args, onnx_path, x_path, y_path)
-
-    engines = {"ort": lambda: ort_run(x)}
+    driver = ConvnetDriver(args, onnx_path, x_path, y_path)
+    row["convnet_error"] = driver.error
+    # name: a call returning its ms (convnet's driver times itself)
+    engines = {"ort": lambda: timed(lambda: ort_run(x))}
     if torch_run:
-        engines["torch"] = lambda: torch_run(x)
+        engines["torch"] = lambda: timed(lambda: torch_run(x))
+    if not driver.error:
+        engines["convnet"] = driver.call
     for _ in range(max(args.warmup, 1)):
         for fn in engines.values():
             fn()
     times = {k: [] for k in engines}
     for _ in range(args.repeat):
         for k, fn in engines.items():
-            times[k].append(timed(fn))
+            times[k].append(fn())
+    if not driver.error:
+        row["convnet_error"] = driver.close()
+    row["convnet_ms"] = None if row["convnet_error"] else statistics.median(times["convnet"])
     row["ort_ms"] = statistics.median(times["ort"])
     row["torch_ms"] = statistics.median(times["torch"]) if torch_run else None
+    row["times_ms"] = times
 
     ref = ort_run(x)
     scale = max(1.0, float(np.max(np.abs(ref))))

@@ -3,12 +3,13 @@
  * the library).
  *
  *   profile_forward MODEL [--weights FILE] [--batch N] [--threads N] [--iters N] [--layers]
- *                   [--input X.npy] [--output Y.npy]
+ *                   [--input X.npy] [--output Y.npy] [--serve]
  *
  * MODEL is a zoo name or a model file (.onnx, .h5, ...: anything cn_model_load reads). --input
  * feeds that tensor (its first dimension is the batch) instead of a fixed pseudo-random one;
  * --output writes the last forward's result. The model is loaded once; the first forward is an
- * untimed warm-up (plan, weight repacking).
+ * untimed warm-up (plan, weight repacking). --serve (for bench_onnx.py, which interleaves engines)
+ * prints "ready", then runs one timed forward per line read on stdin and prints its ms, until EOF.
  *
  * Built outside the main build on purpose (bench/CMakeLists.txt); see bench/README.md. */
 #include <stdio.h>
@@ -22,7 +23,7 @@
 
 typedef struct options {
   const char *model, *weights, *input, *output;
-  int batch, threads, iters, layers;
+  int batch, threads, iters, layers, serve;
 } options;
 
 static double now_ms(void) {
@@ -38,6 +39,8 @@ static int parse_options(int argc, char **argv, options *o) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--layers")) {
       o->layers = 1;
+    } else if (!strcmp(a, "--serve")) {
+      o->serve = 1;
     } else if (v && !strcmp(a, "--weights")) {
       o->weights = argv[++i];
     } else if (v && !strcmp(a, "--input")) {
@@ -194,6 +197,21 @@ static void report(const options *o, int batch, double *times, const float *y) {
          batch, o->threads, times[o->iters / 2], times[0], o->iters, y[0]);
 }
 
+/* --serve: one timed forward per line of stdin, its time printed at once (the caller's clock
+ * would add the pipe's latency). */
+static int serve(cn_model *m, int batch, const float *x, float *y) {
+  char line[64];
+  printf("ready\n");
+  fflush(stdout);
+  while (fgets(line, sizeof line, stdin)) {
+    double start = now_ms();
+    if (forward(m, batch, x, y) != CN_OK) return 0;
+    printf("%.3f\n", now_ms() - start);
+    fflush(stdout);
+  }
+  return 1;
+}
+
 static int run(const options *o) {
   cn_set_threads(o->threads);
   cn_model *m = NULL;
@@ -218,18 +236,19 @@ static int run(const options *o) {
   /* After the first forward, m->inference (when non-NULL) is the folded graph that runs. */
   cn_graph *run_graph = m->inference ? m->inference : m->graph;
   if (ok && o->layers) ok = install_shims(run_graph);
-  for (int i = 0; ok && i < o->iters; i++) {
+  if (ok && o->serve) ok = serve(m, batch, x, y);
+  for (int i = 0; ok && !o->serve && i < o->iters; i++) {
     double start = now_ms();
     ok = forward(m, batch, x, y) == CN_OK;
     times[i] = now_ms() - start;
   }
   if (ok && o->output) ok = write_output(m, batch, o->output, y);
-  if (ok) {
+  if (ok && !o->serve) {
     double sum = 0;
     for (int i = 0; i < o->iters; i++) sum += times[i];
     report(o, batch, times, y);
     if (o->layers) print_layers(run_graph, o->iters, sum / o->iters);
-  } else {
+  } else if (!ok) {
     fprintf(stderr, "profile_forward: %s\n", x && y && times ? cn_last_error() : "no input");
   }
   if (o->layers) remove_shims(run_graph);
@@ -245,7 +264,7 @@ int main(int argc, char **argv) {
   options o;
   if (!parse_options(argc, argv, &o)) {
     fprintf(stderr, "usage: profile_forward MODEL [--weights FILE] [--batch N] [--threads N] "
-                    "[--iters N] [--layers] [--input X.npy] [--output Y.npy]\n");
+                    "[--iters N] [--layers] [--input X.npy] [--output Y.npy] [--serve]\n");
     return 2;
   }
   return run(&o);
