@@ -273,7 +273,7 @@ static int option(train_cli *c, int opt, const char *arg) {
     o->fine_tune = arg;
     return CLI_OK;
   case OPT_THREADS:
-    return cli_set_threads("train", arg);
+    return cli_set_threads("train", arg) ? CLI_OK : CLI_USAGE;
   case OPT_RESUME:
     o->resume = arg;
     return CLI_OK;

@@ -61,3 +61,25 @@ cn_status cn_atomic_commit(cn_atomic_file *f) {
   f->tmp = NULL;
   return st;
 }
+
+cn_status cn_make_dirs(const char *dir) {
+  size_t n = strlen(dir);
+  char *path = malloc(n + 1);
+  if (!path) return cn_fail(CN_ERR_NOMEM, "out of memory");
+  memcpy(path, dir, n + 1);
+  cn_status st = CN_OK;
+  for (char *p = path + 1; st == CN_OK; p++) {
+    if (*p != '/' && *p != '\0') continue;
+    char saved = *p;
+    *p = '\0';
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+      st = cn_fail(CN_ERR_IO, "%s: cannot create directory: %s", path, strerror(errno));
+    *p = saved;
+    if (!saved) break;
+  }
+  free(path);
+  struct stat sb;
+  if (st == CN_OK && (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
+    st = cn_fail(CN_ERR_IO, "%s: not a directory", dir);
+  return st;
+}

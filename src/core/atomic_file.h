@@ -24,4 +24,7 @@ cn_status cn_atomic_commit(cn_atomic_file *f);
 /* Closes and removes the temporary file (after a failure); safe on a closed f. */
 void cn_atomic_abort(cn_atomic_file *f);
 
+/* mkdir -p: creates dir and its missing parents; fails naming the part that cannot be made. */
+cn_status cn_make_dirs(const char *dir);
+
 #endif

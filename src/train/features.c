@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/mem.h"
 #include "io/safetensors.h"
@@ -214,8 +215,7 @@ cn_status fit_features_compute(fit_run *r, const cn_dataset *ds, const char *whi
   int cached = r->o->cache_dir && r->prefix;
   char fp[65] = "";
   cn_status st = cached ? fit_model_fingerprint(r->prefix, fp) : CN_OK;
-  if (cached && st == CN_OK && mkdir(r->o->cache_dir, 0777) != 0 && errno != EEXIST)
-    st = cn_fail(CN_ERR_IO, "%s: cannot create the cache folder", r->o->cache_dir);
+  if (cached && st == CN_OK) st = cn_make_dirs(r->o->cache_dir);
   int64_t total = cn_dataset_count(ds), done = 0;
   if (st == CN_OK) st = reserve(out, total);
   for (int64_t first = 0; st == CN_OK && first < total; first += CHUNK) {

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# convnet train on a small sample of ../shared/data/cats_dogs with the real MobileNet 0.25 base:
+# learning happens, the trained model classifies with its own class names, kill -9 during
+# epoch 3 and --resume give the same bytes as an uninterrupted run, --threads 1 and 2 agree,
+# and bad data folders fail with one clear line.
+set -u
+: "${CONVNET:?set CONVNET to the convnet binary}"
+DATA="${CN_SHARED_DATA:-$(dirname "$0")/../../../shared/data}"
+DATA=$(cd "$DATA" 2>/dev/null && pwd) || DATA=/nonexistent
+BASE="$DATA/weights/keras/mobilenet_v1_0.25_224.h5"
+CD="$DATA/cats_dogs"
+if [ ! -f "$BASE" ] || [ ! -d "$CD/train/cats" ]; then
+  echo "skip: $BASE or $CD absent"
+  exit 77
+fi
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+export CONVNET_CACHE="$TMP/cache"
+. "$(dirname "$0")/lib/check.sh"
+
+# 24 training and 8 validation images per class, as symbolic links
+sample() { # SRC DST N
+  mkdir -p "$2"
+  ls "$1" | sort | head -n "$3" | while read -r f; do ln -s "$1/$f" "$2/$f"; done
+}
+for c in cats dogs; do
+  sample "$CD/train/$c" "$TMP/data/train/$c" 24
+  sample "$CD/validation/$c" "$TMP/data/val/$c" 8
+done
+TRAIN=(train --base "$BASE" --data "$TMP/data/train" --val "$TMP/data/val" --batch 8 --seed 3)
+
+# ---- learning, class names, files written ----
+learns() {
+  "$CONVNET" "${TRAIN[@]}" --epochs 4 --lr 0.01 --out "$TMP/a.cnm" --log "$TMP/a.jsonl" \
+    >"$TMP/out" 2>"$TMP/err" || return 1
+  [ -f "$TMP/a.cnm" ] && [ -f "$TMP/a.cnm.ckpt" ] && [ -f "$TMP/a.cnm.best.cnm" ] || return 1
+  [ "$(wc -l <"$TMP/a.jsonl")" -eq 4 ] || return 1
+  first=$(head -1 "$TMP/a.jsonl" | sed 's/.*"loss": \([0-9.]*\).*/\1/')
+  last=$(tail -1 "$TMP/a.jsonl" | sed 's/.*"loss": \([0-9.]*\).*/\1/')
+  awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }'
+}
+check "training lowers the loss and writes model, best model, checkpoint and log" learns
+
+names() {
+  "$CONVNET" classify -m "$TMP/a.cnm" -k 2 "$CD/validation/dogs/$(ls "$CD/validation/dogs" | sort | tail -1)" \
+    >"$TMP/out" 2>"$TMP/err" && grep -q "dogs" "$TMP/out" && grep -q "cats" "$TMP/out"
+}
+check "classify prints the trained class names" names
+
+# ---- kill -9 during epoch 3, then --resume: same bytes as an uninterrupted run ----
+STREAM=("${TRAIN[@]}" --flip --epochs 4 --no-cache)
+"$CONVNET" "${STREAM[@]}" --out "$TMP/full.cnm" >/dev/null 2>"$TMP/err"
+interrupted() {
+  "$CONVNET" "${STREAM[@]}" --out "$TMP/int.cnm" --log "$TMP/int.jsonl" >/dev/null 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 600); do
+    [ -f "$TMP/int.jsonl" ] && [ "$(wc -l <"$TMP/int.jsonl")" -ge 2 ] && break
+    sleep 0.1
+  done
+  sleep 0.3 # into epoch 3
+  kill -9 $pid 2>/dev/null
+  wait $pid 2>/dev/null
+  [ ! -f "$TMP/int.cnm" ] || { echo "the run finished before it was killed" >"$TMP/err"; return 1; }
+  "$CONVNET" "${STREAM[@]}" --out "$TMP/int.cnm" --resume "$TMP/int.cnm.ckpt" \
+    --log "$TMP/int.jsonl" >/dev/null 2>"$TMP/err" || return 1
+  cmp "$TMP/full.cnm" "$TMP/int.cnm" >"$TMP/err" 2>&1
+}
+check "kill -9 in epoch 3 + --resume equals the uninterrupted run byte for byte" interrupted
+
+threads() {
+  "$CONVNET" "${TRAIN[@]}" --epochs 2 --no-cache --threads 1 --out "$TMP/t1.cnm" >/dev/null 2>"$TMP/err" &&
+    "$CONVNET" "${TRAIN[@]}" --epochs 2 --no-cache --threads 2 --out "$TMP/t2.cnm" >/dev/null 2>"$TMP/err" &&
+    cmp "$TMP/t1.cnm" "$TMP/t2.cnm" >"$TMP/err" 2>&1
+}
+check "--threads 1 and --threads 2 give the same model bytes" threads
+
+resume_other_options() {
+  ! "$CONVNET" "${TRAIN[@]}" --epochs 5 --lr 0.5 --out "$TMP/a.cnm" --resume "$TMP/a.cnm.ckpt" \
+    >"$TMP/out" 2>"$TMP/err" && grep -q "different training options" "$TMP/err"
+}
+check "resuming with other options is refused" resume_other_options
+
+# ---- bad data: one line on stderr, exit 1, nothing written ----
+fails_with() { # DESCRIPTION PATTERN DATA_DIR
+  local pattern=$2 dir=$3
+  "$CONVNET" train --base "$BASE" --data "$dir" --out "$TMP/bad.cnm" --epochs 1 \
+    >"$TMP/out" 2>"$TMP/err"
+  local rc=$?
+  [ $rc -eq 1 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -qi -- "$pattern" "$TMP/err" &&
+    [ ! -f "$TMP/bad.cnm" ]
+}
+mkdir -p "$TMP/empty/cats" "$TMP/empty/dogs"
+ln -s "$CD/train/cats/$(ls "$CD/train/cats" | head -1)" "$TMP/empty/cats/"
+check "an empty class folder is named" fails_with empty "empty" "$TMP/empty"
+mkdir -p "$TMP/single/cats"
+ln -s "$CD/train/cats/$(ls "$CD/train/cats" | head -1)" "$TMP/single/cats/"
+check "a single class is refused" fails_with single "class" "$TMP/single"
+mkdir -p "$TMP/case/Cats" "$TMP/case/cats"
+ln -s "$CD/train/cats/$(ls "$CD/train/cats" | head -1)" "$TMP/case/Cats/"
+ln -s "$CD/train/cats/$(ls "$CD/train/cats" | head -1)" "$TMP/case/cats/"
+check "class names differing only in case are refused" fails_with case "case" "$TMP/case"
+mkdir -p "$TMP/noimg/a" "$TMP/noimg/b"
+echo "not an image" >"$TMP/noimg/a/readme.txt"
+echo "not an image" >"$TMP/noimg/b/notes.txt"
+check "folders without images are refused" fails_with noimg "image\|empty" "$TMP/noimg"
+check "a missing folder is named" fails_with missing "$TMP/nope" "$TMP/nope"
+
+bad_images() { # a corrupt JPEG among good ones: skipped with a warning naming it
+  cp -r "$TMP/data/train" "$TMP/withbad"
+  head -c 300 "$CD/train/cats/$(ls "$CD/train/cats" | head -1)" >"$TMP/withbad/cats/zz_truncated.jpg"
+  "$CONVNET" train --base "$BASE" --data "$TMP/withbad" --out "$TMP/wb.cnm" --epochs 1 --batch 8 \
+    >"$TMP/out" 2>"$TMP/err" && grep -q "zz_truncated.jpg" "$TMP/err" && [ -f "$TMP/wb.cnm" ]
+}
+check "an undecodable image is skipped and named" bad_images
+
+fatal_bad_images() {
+  ! "$CONVNET" train --base "$BASE" --data "$TMP/withbad" --out "$TMP/wf.cnm" --epochs 1 \
+    --fatal-bad-images >"$TMP/out" 2>"$TMP/err" && grep -q "zz_truncated.jpg" "$TMP/err"
+}
+check "--fatal-bad-images stops at it" fatal_bad_images
+
+nan_loss() { # a learning rate that makes the loss overflow: a clear stop, checkpoint kept
+  cp "$TMP/a.cnm.ckpt" "$TMP/keep.ckpt"
+  ! "$CONVNET" "${TRAIN[@]}" --epochs 3 --optimizer sgd --lr 100 --out "$TMP/nan.cnm" \
+    >"$TMP/out" 2>"$TMP/err" && grep -qi "loss became" "$TMP/err" && [ ! -f "$TMP/nan.cnm" ]
+}
+check "a diverging loss stops with a clear message" nan_loss
+
+usage() {
+  "$CONVNET" train --data x --out y >"$TMP/out" 2>"$TMP/err"
+  [ $? -eq 2 ] && grep -q -- "--base" "$TMP/err"
+}
+check "missing --base is a usage error" usage
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
