@@ -264,7 +264,7 @@ static void test_resize_and_prepare(void) {
   cn_image_free(&dst);
   CHECK(cn_image_center_crop(&src, 0, &dst) == CN_ERR_ARG);
 
-  cn_input_spec spec = {2, 4, 3, CN_RESIZE_NEAREST, 0, CN_PRE_TF};
+  cn_input_spec spec = {2, 4, 3, CN_RESIZE_NEAREST, 0, CN_PRE_TF, 0};
   float out[24];
   CHECK_OK(cn_image_prepare(&src, &spec, out));
   CHECK_NEAR(out[5], 50 / 127.5 - 1, 1e-6);
@@ -277,14 +277,45 @@ static void test_resize_and_prepare(void) {
   spec.preprocess = CN_PRE_RAW;
   CHECK_OK(cn_image_prepare(&src, &spec, out));
   CHECK_NEAR(out[0], (0 * 19595 + 10 * 38470 + 20 * 7471 + 0x8000) >> 16, 0);
-  spec = (cn_input_spec){2, 2, 3, CN_RESIZE_BILINEAR, 0.875, CN_PRE_UNIT};
+  spec = (cn_input_spec){2, 2, 3, CN_RESIZE_BILINEAR, 0.875, CN_PRE_UNIT, 0};
   CHECK_OK(cn_image_prepare(&src, &spec, out));
   CHECK(out[0] >= 0 && out[0] <= 1);
+}
+
+/* channels_first writes the same values as HWC, plane by plane (ONNX / PyTorch NCHW input). */
+static void test_channels_first(void) {
+  uint8_t px[4 * 3 * 3];
+  for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 7 % 256);
+  cn_image src = {4, 3, px};
+  for (int mode = 0; mode < CN_PRE_COUNT; mode++) {
+    cn_input_spec hwc = {3, 4, 3, CN_RESIZE_PIL_BILINEAR, 0, (cn_preprocess)mode, 0};
+    cn_input_spec chw = hwc;
+    chw.channels_first = 1;
+    float a[36], b[36];
+    CHECK_OK(cn_image_prepare(&src, &hwc, a));
+    CHECK_OK(cn_image_prepare(&src, &chw, b));
+    int same = 1;
+    for (int i = 0; i < 12; i++)
+      for (int c = 0; c < 3; c++) same &= a[3 * i + c] == b[c * 12 + i];
+    CHECK(same);
+  }
+  /* torch mode, red plane first: (x / 255 - 0.485) / 0.229 of the first pixel's red. */
+  cn_input_spec torch = {3, 4, 3, CN_RESIZE_NEAREST, 0, CN_PRE_TORCH, 1};
+  float y[36];
+  CHECK_OK(cn_image_prepare(&src, &torch, y));
+  CHECK_NEAR(y[0], (px[0] / 255.0 - 0.485) / 0.229, 1e-5);
+  CHECK_NEAR(y[12], (px[1] / 255.0 - 0.456) / 0.224, 1e-5);
+  CHECK_NEAR(y[24 + 11], (px[35] / 255.0 - 0.406) / 0.225, 1e-5);
+  /* Grey input has one plane: channels_first changes nothing. */
+  cn_input_spec grey = {3, 4, 1, CN_RESIZE_NEAREST, 0, CN_PRE_RAW, 1};
+  CHECK_OK(cn_image_prepare(&src, &grey, y));
+  CHECK_NEAR(y[0], (px[0] * 19595 + px[1] * 38470 + px[2] * 7471 + 0x8000) >> 16, 0);
 }
 
 int main(void) {
   test_names();
   test_resize_and_prepare();
+  test_channels_first();
   test_bad_inputs();
   test_exif_rotation();
   test_photos();

@@ -57,16 +57,19 @@ CN_API cn_status cn_image_resize(const cn_image *src, int width, int height, cn_
 CN_API cn_status cn_image_center_crop(const cn_image *src, double fraction, cn_image *dst);
 
 /* How a model wants its input image. crop == 0 or 1 means no crop; with a crop, the image is
- * resized so that the cropped centre is height x width. */
+ * resized so that the cropped centre is height x width. channels_first: the model takes CHW
+ * (ONNX / PyTorch NCHW) instead of HWC. */
 typedef struct cn_input_spec {
   int height, width, channels;
   cn_resize resize;
   double crop;
   cn_preprocess preprocess;
+  int channels_first;
 } cn_input_spec;
 
-/* Writes height*width*channels floats (HWC) for the image following spec. channels == 1 averages
- * to grey with ITU-R 601 luma weights (PIL convert("L")). */
+/* Writes height*width*channels floats for the image following spec: HWC, or CHW with
+ * spec->channels_first. channels == 1 averages to grey with ITU-R 601 luma weights (PIL
+ * convert("L")). */
 CN_API cn_status cn_image_prepare(const cn_image *image, const cn_input_spec *spec, float *out);
 /* Applies a preprocessing mode in place to n RGB pixels (3n floats, values 0..255). */
 CN_API void cn_preprocess_apply(cn_preprocess mode, float *pixels, size_t n);

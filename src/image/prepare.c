@@ -97,6 +97,17 @@ static void grey_preprocess(cn_preprocess mode, float *v) {
   }
 }
 
+/* HWC to CHW in place, through a copy of the n pixels. */
+static cn_status to_channels_first(float *out, size_t n) {
+  float *hwc = malloc(3 * n * sizeof *hwc);
+  if (!hwc) return cn_fail(CN_ERR_NOMEM, "prepare: out of memory");
+  memcpy(hwc, out, 3 * n * sizeof *hwc);
+  for (size_t i = 0; i < n; i++)
+    for (size_t c = 0; c < 3; c++) out[c * n + i] = hwc[3 * i + c];
+  free(hwc);
+  return CN_OK;
+}
+
 cn_status cn_image_prepare(const cn_image *image, const cn_input_spec *spec, float *out) {
   cn_status st = check_spec(image, spec, out);
   if (st != CN_OK) return st;
@@ -116,5 +127,5 @@ cn_status cn_image_prepare(const cn_image *image, const cn_input_spec *spec, flo
     }
   }
   cn_image_free(&sized);
-  return CN_OK;
+  return spec->channels_first && spec->channels == 3 ? to_channels_first(out, n) : CN_OK;
 }

@@ -341,17 +341,23 @@ static cn_status set_outputs(cn_onnx_ctx *x) {
   return cn_graph_set_outputs(x->g, outs, (int)n);
 }
 
-/* A CHW image input gets a matching image spec; anything else none. */
-static cn_input_spec onnx_spec(const cn_graph *g) {
+/* A CHW image input gets the preprocessing torchvision's ImageNet models use: PIL bilinear
+ * resize so that the central 87.5 % (224 of 256) is the input size, that centre, ImageNet
+ * mean/std, written CHW. A graph that runs as one sample (x->whole) or any other input gets no
+ * image spec. */
+static cn_input_spec onnx_spec(const cn_graph *g, int whole) {
   cn_input_spec spec = {0};
   const cn_shape *s = &g->nodes[g->inputs[0]].shape;
-  if (s->rank == 3) {
-    spec.channels = (int)s->dim[0];
-    spec.height = (int)s->dim[1];
-    spec.width = (int)s->dim[2];
-  }
   spec.resize = CN_RESIZE_NEAREST;
   spec.preprocess = CN_PRE_RAW;
+  if (s->rank != 3 || whole) return spec;
+  spec.channels = (int)s->dim[0];
+  spec.height = (int)s->dim[1];
+  spec.width = (int)s->dim[2];
+  spec.channels_first = 1;
+  spec.resize = CN_RESIZE_PIL_BILINEAR;
+  spec.crop = 0.875;
+  spec.preprocess = spec.channels == 3 ? CN_PRE_TORCH : CN_PRE_UNIT;
   return spec;
 }
 
@@ -365,7 +371,7 @@ static cn_status make_model(cn_onnx_ctx *x, const char *name, cn_model **out) {
   }
   m->graph = x->g;
   x->g = NULL;
-  m->spec = onnx_spec(m->graph);
+  m->spec = onnx_spec(m->graph, x->whole);
   m->inference_version = -1;
   *out = m;
   return CN_OK;
