@@ -188,7 +188,7 @@ static int numeric_option(train_cli *c, int opt, const char *arg) {
   case OPT_BATCH:
     return cli_parse_int("train", "--batch", arg, 1, 4096, &o->batch) ? 0 : 2;
   case OPT_LR:
-    return parse_float("--lr", arg, 1e-12, 100, &o->lr);
+    return parse_float("--lr", arg, 1e-12, 3e38, &o->lr);
   case OPT_MOMENTUM:
     return parse_float("--momentum", arg, 0, 0.999999, &o->momentum);
   case OPT_DECAY:

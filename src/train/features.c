@@ -71,6 +71,7 @@ static cn_status chunk_path(const fit_run *r, const char *model_fp, const cn_dat
     return cn_fail(CN_ERR_NOMEM, "cannot start a SHA-256 digest");
   }
   hash_str(ctx, model_fp);
+  hash_str(ctx, r->o->fatal_bad_images ? "bad images fatal" : "bad images skipped");
   for (int64_t i = first; i < first + count; i++) {
     struct stat sb;
     char line[96];

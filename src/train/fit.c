@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/mem.h"
@@ -295,11 +296,14 @@ static cn_status train_step(fit_run *r, batch_buffers *b, int count, uint64_t ke
   if (st != CN_OK) return st;
   double loss =
       cn_loss(CN_LOSS_SPARSE_CE, count, r->classes, logits, b->targets, b->weights, b->dlogits);
-  if (!isfinite(loss))
+  if (!isfinite(loss)) {
+    int saved = access(r->checkpoint_path, F_OK) == 0;
     return cn_fail(CN_ERR_ARG,
-                   "the loss became %g at step %lld of epoch %d; the last good "
-                   "checkpoint is %s (try a lower --lr)",
-                   loss, (long long)r->opt.iterations, r->epoch + 1, r->checkpoint_path);
+                   "the loss became %g at step %lld of epoch %d (try a lower --lr); %s%s", loss,
+                   (long long)r->opt.iterations + 1, r->epoch + 1,
+                   saved ? "the last good checkpoint is " : "no checkpoint was written yet",
+                   saved ? r->checkpoint_path : "");
+  }
   for (int i = 0; i < count; i++)
     s->correct += argmax(logits + (size_t)i * (size_t)r->classes, r->classes) == (int)b->targets[i];
   s->loss_sum += loss * count;

@@ -121,7 +121,7 @@ check "--fatal-bad-images stops at it" fatal_bad_images
 
 nan_loss() { # a learning rate that makes the loss overflow: a clear stop, checkpoint kept
   cp "$TMP/a.cnm.ckpt" "$TMP/keep.ckpt"
-  ! "$CONVNET" "${TRAIN[@]}" --epochs 3 --optimizer sgd --lr 100 --out "$TMP/nan.cnm" \
+  ! "$CONVNET" "${TRAIN[@]}" --epochs 3 --optimizer sgd --lr 1e37 --out "$TMP/nan.cnm" \
     >"$TMP/out" 2>"$TMP/err" && grep -qi "loss became" "$TMP/err" && [ ! -f "$TMP/nan.cnm" ]
 }
 check "a diverging loss stops with a clear message" nan_loss
