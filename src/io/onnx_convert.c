@@ -532,6 +532,9 @@ static cn_status conv_pad(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   return st;
 }
 
+static cn_status reshape_output(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                                int rank, const int64_t *dims);
+
 /* ---- convolution and pooling --------------------------------------------------------------- */
 
 /* Padding of one spatial axis: before and after. */
@@ -539,9 +542,32 @@ typedef struct pads2 {
   int top, bottom, left, right;
 } pads2;
 
+/* A window attribute (kernel_shape, strides, dilations: 2 values; pads: 4) into out. A 1-D
+ * window (one_d) is the 2-D window of height 1 over an (N, C, 1, L) view: its values go to the
+ * width axis, the height axis gets `fill` (pads: 0). Returns the 2-D count, or -1 when absent
+ * or too long. */
+static int window_ints(const Onnx__NodeProto *n, const char *name, int one_d, int64_t fill,
+                       int64_t *out) {
+  int64_t v[8];
+  int count = attr_ints(n, name, v, 8);
+  if (!one_d || count < 0) {
+    for (int k = 0; k < count; k++) out[k] = v[k];
+    return count;
+  }
+  if (count == 1) {
+    out[0] = fill, out[1] = v[0];
+    return 2;
+  }
+  if (count == 2 && strcmp(name, "pads") == 0) {
+    out[0] = 0, out[1] = v[0], out[2] = 0, out[3] = v[1];
+    return 4;
+  }
+  return count + 8; /* never a valid 2-D count */
+}
+
 /* The pads of a sliding window from auto_pad / pads, for input (ih, iw). */
 static cn_status window_pads(cn_onnx_ctx *x, const Onnx__NodeProto *n, int64_t ih, int64_t iw,
-                             const int *k, const int *s, const int *d, pads2 *p) {
+                             const int *k, const int *s, const int *d, int one_d, pads2 *p) {
   char buf[32];
   const char *mode = cn_onnx_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
   int64_t in[2] = {ih, iw}, before[2] = {0, 0}, after[2] = {0, 0};
@@ -554,8 +580,8 @@ static cn_status window_pads(cn_onnx_ctx *x, const Onnx__NodeProto *n, int64_t i
       after[a] = total - before[a];
     }
   } else if (strcmp(mode, "NOTSET") == 0) {
-    int64_t pads[4] = {0, 0, 0, 0};
-    int np = attr_ints(n, "pads", pads, 4);
+    int64_t pads[8] = {0, 0, 0, 0};
+    int np = window_ints(n, "pads", one_d, 0, pads);
     if (np != -1 && np != 4) return FAIL(x, n, CN_ERR_FORMAT, "pads must have 4 values");
     before[0] = pads[0], before[1] = pads[1], after[0] = pads[2], after[1] = pads[3];
   } else if (strcmp(mode, "VALID") != 0) {
@@ -568,18 +594,18 @@ static cn_status window_pads(cn_onnx_ctx *x, const Onnx__NodeProto *n, int64_t i
   return CN_OK;
 }
 
-/* Kernel, strides and dilations (2-D only). */
+/* Kernel, strides and dilations (2-D, or 1-D as height 1). */
 static cn_status window_geometry(cn_onnx_ctx *x, const Onnx__NodeProto *n, int *k, int *s, int *d,
-                                 int need_kernel) {
+                                 int need_kernel, int one_d) {
   int64_t v[8];
-  int nk = attr_ints(n, "kernel_shape", v, 8);
-  if (nk >= 0 && nk != 2) return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 2-D windows");
+  int nk = window_ints(n, "kernel_shape", one_d, 1, v);
+  if (nk >= 0 && nk != 2) return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 1-D and 2-D windows");
   if (nk < 0 && need_kernel) return FAIL(x, n, CN_ERR_FORMAT, "kernel_shape is missing");
   for (int a = 0; a < 2; a++) k[a] = nk == 2 ? (int)v[a] : 0;
-  int ns = attr_ints(n, "strides", v, 8);
+  int ns = window_ints(n, "strides", one_d, 1, v);
   if (ns >= 0 && ns != 2) return FAIL(x, n, CN_ERR_FORMAT, "strides must have 2 values");
   for (int a = 0; a < 2; a++) s[a] = ns == 2 ? (int)v[a] : 1;
-  int nd = attr_ints(n, "dilations", v, 8);
+  int nd = window_ints(n, "dilations", one_d, 1, v);
   if (nd >= 0 && nd != 2) return FAIL(x, n, CN_ERR_FORMAT, "dilations must have 2 values");
   for (int a = 0; a < 2; a++) d[a] = nd == 2 ? (int)v[a] : 1;
   for (int a = 0; a < 2; a++)
@@ -614,7 +640,7 @@ static cn_status padded_input(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_
                               cn_padding *padding) {
   pads2 p;
   cn_status st = cn_onnx_nhwc(x, v, node);
-  if (st == CN_OK) st = window_pads(x, n, v->dims[2], v->dims[3], k, s, d, &p);
+  if (st == CN_OK) st = window_pads(x, n, v->dims[2], v->dims[3], k, s, d, 0, &p);
   if (st != CN_OK) return st;
   *padding = CN_PAD_VALID;
   if (pads_zero(&p)) return CN_OK;
@@ -651,7 +677,7 @@ static cn_status conv_conv(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   cn_status st = act_input(x, n, 0, &v);
   if (st == CN_OK) st = weight_input(x, n, 1, &w);
   if (st == CN_OK && input(x, n, 2)) st = weight_input(x, n, 2, &b);
-  if (st == CN_OK) st = window_geometry(x, n, k, s, d, 0);
+  if (st == CN_OK) st = window_geometry(x, n, k, s, d, 0, 0);
   if (st != CN_OK) return st;
   if (v->rank != 4 || w->rank != 4) return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 2-D convolutions");
   int64_t group = cn_onnx_attr_int(n, "group", 1), cin = v->dims[1], filters = w->dims[0];
@@ -689,7 +715,7 @@ static cn_status deconv_pads(cn_onnx_ctx *x, const Onnx__NodeProto *n, const cn_
   const char *mode = cn_onnx_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
   int64_t shape[4];
   int ns = attr_ints(n, "output_shape", shape, 4);
-  if (ns < 0 && strncmp(mode, "SAME", 4) != 0) return window_pads(x, n, 1, 1, k, s, d, p);
+  if (ns < 0 && strncmp(mode, "SAME", 4) != 0) return window_pads(x, n, 1, 1, k, s, d, 0, p);
   if (ns >= 0 && ns != 2) return FAIL(x, n, CN_ERR_UNSUPPORTED, "output_shape of %d values", ns);
   int before[2], after[2];
   for (int a = 0; a < 2; a++) {
@@ -728,7 +754,7 @@ static cn_status conv_conv_transpose(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   cn_status st = act_input(x, n, 0, &v);
   if (st == CN_OK) st = weight_input(x, n, 1, &w);
   if (st == CN_OK && input(x, n, 2)) st = weight_input(x, n, 2, &b);
-  if (st == CN_OK) st = window_geometry(x, n, k, s, d, 0);
+  if (st == CN_OK) st = window_geometry(x, n, k, s, d, 0, 0);
   if (st != CN_OK) return st;
   if (v->rank != 4 || w->rank != 4)
     return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 2-D transposed convolutions");
@@ -757,18 +783,48 @@ static cn_status conv_conv_transpose(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   return st;
 }
 
-static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max) {
-  cn_onnx_value *v;
-  int k[2], s[2], d[2], node;
-  cn_status st = act_input(x, n, 0, &v);
-  if (st == CN_OK) st = window_geometry(x, n, k, s, d, 1);
+/* A 1-D window op's input (N, C, L) as the 4-D value (N, C, 1, L) in *v4. */
+static cn_status height_one_view(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                                 cn_onnx_value *v4) {
+  int src;
+  cn_status st = cn_onnx_plain(x, v, &src);
+  cn_reshape_attrs a = {cn_shape_make(3, (int64_t[]){v->dims[1], 1, v->dims[2]})};
+  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_reshape, out_name(n), "/2d", &src, 1, &a, &src);
   if (st != CN_OK) return st;
-  if (v->rank != 4) return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 2-D pooling");
+  *v4 = *v;
+  memset(&v4->c, 0, sizeof v4->c);
+  v4->rank = 4;
+  v4->dims[2] = 1;
+  v4->dims[3] = v->dims[2];
+  v4->node = v4->plain_node = src;
+  v4->layout = CN_ONNX_PLAIN;
+  v4->nhwc_node = -1;
+  return CN_OK;
+}
+
+/* Output 0, computed as (N, C, 1, L), back to ONNX's (N, C, L). */
+static cn_status drop_height(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value o = *cn_onnx_find(x, n->output[0]);
+  return reshape_output(x, n, &o, 2, (int64_t[]){o.dims[1], o.dims[3]});
+}
+
+static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max) {
+  cn_onnx_value *in, view, *v = &view;
+  int k[2], s[2], d[2], node;
+  cn_status st = act_input(x, n, 0, &in);
+  int one_d = st == CN_OK && in->rank == 3 && !x->whole;
+  if (st == CN_OK) st = window_geometry(x, n, k, s, d, 1, one_d);
+  if (st != CN_OK) return st;
+  if (in->rank != 4 && !one_d) return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 1-D and 2-D pooling");
   if (n->n_output > 1 && *n->output[1]) return FAIL(x, n, CN_ERR_UNSUPPORTED, "the Indices output");
   if (cn_onnx_attr_int(n, "storage_order", 0) != 0)
     return FAIL(x, n, CN_ERR_UNSUPPORTED, "storage_order 1");
+  if (one_d)
+    st = height_one_view(x, n, in, &view);
+  else
+    v = in;
   pads2 p;
-  st = window_pads(x, n, v->dims[2], v->dims[3], k, s, d, &p);
+  if (st == CN_OK) st = window_pads(x, n, v->dims[2], v->dims[3], k, s, d, one_d, &p);
   if (st == CN_OK) st = cn_onnx_nhwc(x, v, &node);
   if (st != CN_OK) return st;
   int include_pad = !is_max && cn_onnx_attr_int(n, "count_include_pad", 0) != 0;
@@ -785,6 +841,7 @@ static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max)
   st = cn_onnx_add_node(x, is_max ? &cn_op_maxpool : &cn_op_avgpool, out_name(n), NULL, &node, 1,
                         &a, &node);
   if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_NHWC);
+  if (st == CN_OK && one_d) st = drop_height(x, n);
   return st;
 }
 
