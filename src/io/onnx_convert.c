@@ -708,14 +708,40 @@ static cn_status conv_conv(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   return st;
 }
 
+/* A 1-D window op's input (N, C, L) as the 4-D value (N, C, 1, L) in *v4. */
+static cn_status height_one_view(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                                 cn_onnx_value *v4) {
+  int src;
+  cn_status st = cn_onnx_plain(x, v, &src);
+  cn_reshape_attrs a = {cn_shape_make(3, (int64_t[]){v->dims[1], 1, v->dims[2]})};
+  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_reshape, out_name(n), "/2d", &src, 1, &a, &src);
+  if (st != CN_OK) return st;
+  *v4 = *v;
+  memset(&v4->c, 0, sizeof v4->c);
+  v4->rank = 4;
+  v4->dims[2] = 1;
+  v4->dims[3] = v->dims[2];
+  v4->node = v4->plain_node = src;
+  v4->layout = CN_ONNX_PLAIN;
+  v4->nhwc_node = -1;
+  return CN_OK;
+}
+
+/* Output 0, computed as (N, C, 1, L), back to ONNX's (N, C, L). */
+static cn_status drop_height(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value o = *cn_onnx_find(x, n->output[0]);
+  return reshape_output(x, n, &o, 2, (int64_t[]){o.dims[1], o.dims[3]});
+}
+
 /* ConvTranspose pads: explicit, or from auto_pad / output_shape as the ONNX spec derives them. */
 static cn_status deconv_pads(cn_onnx_ctx *x, const Onnx__NodeProto *n, const cn_onnx_value *v,
-                             const int *k, const int *s, const int *d, int64_t *out_pad, pads2 *p) {
+                             const int *k, const int *s, const int *d, int one_d, int64_t *out_pad,
+                             pads2 *p) {
   char buf[32];
   const char *mode = cn_onnx_attr_string(n, "auto_pad", "NOTSET", buf, sizeof buf);
-  int64_t shape[4];
-  int ns = attr_ints(n, "output_shape", shape, 4);
-  if (ns < 0 && strncmp(mode, "SAME", 4) != 0) return window_pads(x, n, 1, 1, k, s, d, 0, p);
+  int64_t shape[8];
+  int ns = window_ints(n, "output_shape", one_d, 1, shape);
+  if (ns < 0 && strncmp(mode, "SAME", 4) != 0) return window_pads(x, n, 1, 1, k, s, d, one_d, p);
   if (ns >= 0 && ns != 2) return FAIL(x, n, CN_ERR_UNSUPPORTED, "output_shape of %d values", ns);
   int before[2], after[2];
   for (int a = 0; a < 2; a++) {
@@ -748,26 +774,37 @@ static float *deconv_kernel(const cn_onnx_const *w) {
 }
 
 static cn_status conv_conv_transpose(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
-  cn_onnx_value *v;
-  const cn_onnx_const *w, *b = NULL;
+  cn_onnx_value *in, view, *v = &view;
+  const cn_onnx_const *w3 = NULL, *b = NULL;
   int k[2], s[2], d[2], node;
-  cn_status st = act_input(x, n, 0, &v);
-  if (st == CN_OK) st = weight_input(x, n, 1, &w);
+  cn_status st = act_input(x, n, 0, &in);
+  if (st == CN_OK) st = weight_input(x, n, 1, &w3);
   if (st == CN_OK && input(x, n, 2)) st = weight_input(x, n, 2, &b);
-  if (st == CN_OK) st = window_geometry(x, n, k, s, d, 0, 0);
+  int one_d = st == CN_OK && in->rank == 3 && w3->rank == 3 && !x->whole;
+  if (st == CN_OK) st = window_geometry(x, n, k, s, d, 0, one_d);
   if (st != CN_OK) return st;
-  if (v->rank != 4 || w->rank != 4)
-    return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 2-D transposed convolutions");
+  if ((in->rank != 4 || w3->rank != 4) && !one_d)
+    return FAIL(x, n, CN_ERR_UNSUPPORTED, "only 1-D and 2-D transposed convolutions");
+  cn_onnx_const w4 = *w3, *w = &w4; /* a 1-D kernel (in, out, k) viewed as (in, out, 1, k) */
+  if (one_d) {
+    w4.rank = 4;
+    w4.dims[3] = w3->dims[2];
+    w4.dims[2] = 1;
+    st = height_one_view(x, n, in, &view);
+  } else {
+    v = in;
+  }
+  if (st != CN_OK) return st;
   int64_t group = cn_onnx_attr_int(n, "group", 1), filters = w->dims[1] * group;
   if (k[0] == 0) k[0] = (int)w->dims[2], k[1] = (int)w->dims[3];
   if (k[0] != w->dims[2] || k[1] != w->dims[3] || group < 1 || w->dims[0] != v->dims[1] ||
       v->dims[1] % group || filters > (1 << 24) || (b && b->numel != filters))
     return FAIL(x, n, CN_ERR_SHAPE, "weights do not match the input, group or kernel_shape");
-  int64_t out_pad[2] = {0, 0};
-  int nop = attr_ints(n, "output_padding", out_pad, 2);
+  int64_t out_pad[8] = {0, 0};
+  int nop = window_ints(n, "output_padding", one_d, 0, out_pad);
   if (nop >= 0 && nop != 2) return FAIL(x, n, CN_ERR_FORMAT, "output_padding needs 2 values");
   pads2 p;
-  st = deconv_pads(x, n, v, k, s, d, out_pad, &p);
+  st = deconv_pads(x, n, v, k, s, d, one_d, out_pad, &p);
   if (st == CN_OK) st = cn_onnx_nhwc(x, v, &node);
   cn_conv_transpose_attrs a = {
       (int)filters,   k[0],      k[1],  s[0],   s[1],     d[0],    d[1],
@@ -780,32 +817,8 @@ static cn_status conv_conv_transpose(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   if (st == CN_OK) st = cn_onnx_set_param(x, node, 0, kernel);
   if (st == CN_OK && b) st = set_param_copy(x, node, 1, b, filters);
   if (st == CN_OK) st = set_output(x, n, 0, node, CN_ONNX_NHWC);
+  if (st == CN_OK && one_d) st = drop_height(x, n);
   return st;
-}
-
-/* A 1-D window op's input (N, C, L) as the 4-D value (N, C, 1, L) in *v4. */
-static cn_status height_one_view(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
-                                 cn_onnx_value *v4) {
-  int src;
-  cn_status st = cn_onnx_plain(x, v, &src);
-  cn_reshape_attrs a = {cn_shape_make(3, (int64_t[]){v->dims[1], 1, v->dims[2]})};
-  if (st == CN_OK) st = cn_onnx_add_node(x, &cn_op_reshape, out_name(n), "/2d", &src, 1, &a, &src);
-  if (st != CN_OK) return st;
-  *v4 = *v;
-  memset(&v4->c, 0, sizeof v4->c);
-  v4->rank = 4;
-  v4->dims[2] = 1;
-  v4->dims[3] = v->dims[2];
-  v4->node = v4->plain_node = src;
-  v4->layout = CN_ONNX_PLAIN;
-  v4->nhwc_node = -1;
-  return CN_OK;
-}
-
-/* Output 0, computed as (N, C, 1, L), back to ONNX's (N, C, L). */
-static cn_status drop_height(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
-  cn_onnx_value o = *cn_onnx_find(x, n->output[0]);
-  return reshape_output(x, n, &o, 2, (int64_t[]){o.dims[1], o.dims[3]});
 }
 
 static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max) {
