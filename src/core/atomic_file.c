@@ -1,6 +1,7 @@
 #include "core/atomic_file.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,23 @@ void cn_atomic_abort(cn_atomic_file *f) {
   f->tmp = NULL;
 }
 
+/* Makes the rename itself durable. Best effort: some file systems refuse fsync on directories. */
+static void sync_parent(const char *path) {
+  const char *slash = strrchr(path, '/');
+  size_t n = slash ? (size_t)(slash - path) : 1;
+  char *dir = malloc(n + 2);
+  if (!dir) return;
+  memcpy(dir, slash ? path : ".", n);
+  dir[n] = '\0';
+  if (n == 0) dir[0] = '/', dir[1] = '\0';
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+  free(dir);
+}
+
 cn_status cn_atomic_commit(cn_atomic_file *f) {
   cn_status st = CN_OK;
   if (fsync(f->fd) != 0) st = cn_fail(CN_ERR_IO, "%s: fsync: %s", f->path, strerror(errno));
@@ -57,6 +75,7 @@ cn_status cn_atomic_commit(cn_atomic_file *f) {
   if (st == CN_OK && rename(f->tmp, f->path) != 0)
     st = cn_fail(CN_ERR_IO, "%s: rename: %s", f->path, strerror(errno));
   if (st != CN_OK) unlink(f->tmp);
+  if (st == CN_OK) sync_parent(f->path);
   free(f->tmp);
   f->tmp = NULL;
   return st;
