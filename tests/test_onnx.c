@@ -1,6 +1,7 @@
 /* ONNX import: a small model built here with protobuf-c runs with the values worked out by hand;
  * hostile models (truncated, corrupt, cyclic, lying tensor sizes, huge shapes, unknown operators,
  * undefined inputs) each fail with a one-line error naming the problem. */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,68 @@ static void test_unsupported_and_missing(void) {
   CHECK(one_line_containing("opset"));
 }
 
+/* x (2, 3) -> Softmax over axis 0 -> [MaxPool 1x1 ->] y: the graph works across ONNX's first
+ * axis, so each tensor is one engine sample. */
+static size_t build_softmax_axis0(int with_pool, uint8_t *buf) {
+  static const int64_t shape[] = {2, 3}, shape4[] = {2, 3, 1, 1};
+  pb graph = {0}, model = {0}, opset = {0}, softmax = {0}, axis = {0};
+  pb_str(&softmax, 1, "x");
+  pb_str(&softmax, 2, with_pool ? "s" : "y");
+  pb_str(&softmax, 3, "softmax");
+  pb_str(&softmax, 4, "Softmax");
+  pb_str(&axis, 1, "axis");
+  pb_int(&axis, 3, 0);
+  pb_int(&axis, 20, 2); /* INT */
+  pb_msg(&softmax, 5, &axis);
+  pb_msg(&graph, 1, &softmax);
+  if (with_pool) {
+    pb pool = {0}, kernel = {0};
+    pb_str(&pool, 1, "s");
+    pb_str(&pool, 2, "y");
+    pb_str(&pool, 3, "pool");
+    pb_str(&pool, 4, "MaxPool");
+    pb_str(&kernel, 1, "kernel_shape");
+    pb_int(&kernel, 8, 1);
+    pb_int(&kernel, 8, 1);
+    pb_int(&kernel, 20, 7); /* INTS */
+    pb_msg(&pool, 5, &kernel);
+    pb_msg(&graph, 1, &pool);
+  }
+  value_info(&graph, 11, "x", with_pool ? 4 : 2, with_pool ? shape4 : shape);
+  value_info(&graph, 12, "y", with_pool ? 4 : 2, with_pool ? shape4 : shape);
+  pb_int(&model, 1, 8);
+  pb_msg(&model, 7, &graph);
+  pb_int(&opset, 2, 13);
+  pb_msg(&model, 8, &opset);
+  memcpy(buf, model.data, model.len);
+  return model.len;
+}
+
+static void test_whole_tensor_as_one_sample(void) {
+  uint8_t buf[4096];
+  size_t size = build_softmax_axis0(0, buf);
+  cn_model *m = NULL;
+  CHECK_OK(cn_onnx_load_buffer(buf, size, "softmax0.onnx", &m));
+  if (!m) return;
+  cn_shape in = cn_model_input_shape_at(m, 0);
+  CHECK(in.rank == 2 && in.dim[0] == 2 && in.dim[1] == 3); /* the full ONNX shape */
+  const float x[6] = {0, 1, 2, 0, 3, 2};
+  float y[6] = {0};
+  const float *xs[1] = {x};
+  float *ys[1] = {y};
+  CHECK_OK(cn_model_forward_multi(m, 1, xs, ys));
+  CHECK_NEAR(y[0], 0.5, 1e-6);                /* equal column */
+  CHECK_NEAR(y[1], 1 / (1 + exp(2.0)), 1e-6); /* e^1 / (e^1 + e^3) */
+  CHECK_NEAR(y[1] + y[4], 1, 1e-6);
+  cn_model_free(m);
+
+  /* With a 2-D pooling too, no import works: the first error (the batch axis) is reported. */
+  size = build_softmax_axis0(1, buf);
+  CHECK(cn_onnx_load_buffer(buf, size, "softmax0_pool.onnx", &m) == CN_ERR_UNSUPPORTED);
+  CHECK(one_line_containing("softmax (Softmax): axis 0 (the batch axis)"));
+  cn_model_free(m);
+}
+
 static void test_missing_file(void) {
   cn_model *m = NULL;
   CHECK(cn_onnx_load("/nonexistent/model.onnx", &m) == CN_ERR_IO);
@@ -263,6 +326,7 @@ int main(void) {
   test_cycle();
   test_tensor_sizes();
   test_unsupported_and_missing();
+  test_whole_tensor_as_one_sample();
   test_missing_file();
   test_light_vgg19();
   return cn_test_finish();
