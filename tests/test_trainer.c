@@ -214,9 +214,11 @@ static void test_split_refuses_skip_connections(void) {
   int mid = cn_graph_find(m->graph, "conv2_block1_1_relu");
   CHECK(mid >= 0);
   cn_graph *prefix = NULL, *suffix = NULL;
+  CHECK(!cn_graph_can_split(m->graph, mid));
   CHECK(cn_graph_split(m->graph, mid, &prefix, &suffix) == CN_ERR_UNSUPPORTED);
   CHECK(prefix == NULL && suffix == NULL);
   int out = cn_graph_find(m->graph, "conv2_block1_out");
+  CHECK(cn_graph_can_split(m->graph, out));
   CHECK_OK(cn_graph_split(m->graph, out, &prefix, &suffix));
   cn_graph_free(prefix);
   cn_graph_free(suffix);

@@ -130,14 +130,8 @@ static int trains(const cn_node *n) {
 static int frozen_boundary(const cn_graph *g) {
   int first = 0;
   while (first < g->n_nodes && !trains(&g->nodes[first])) first++;
-  for (int b = first - 1; b > 0; b--) {
-    if (g->nodes[b].op == &cn_op_dropout) continue;
-    cn_graph *prefix = NULL, *suffix = NULL;
-    cn_status st = cn_graph_split(g, b, &prefix, &suffix);
-    cn_graph_free(prefix);
-    cn_graph_free(suffix);
-    if (st == CN_OK) return b;
-  }
+  for (int b = first - 1; b > 0; b--)
+    if (g->nodes[b].op != &cn_op_dropout && cn_graph_can_split(g, b)) return b;
   return -1;
 }
 

@@ -139,6 +139,20 @@ static cn_status build_suffix(const cn_graph *g, int b, cn_graph **out) {
   return CN_OK;
 }
 
+int cn_graph_can_split(const cn_graph *g, int b) {
+  int output = g->n_outputs ? g->outputs[0] : g->n_nodes - 1;
+  if (b < 0 || b >= output) return 0;
+  char *keep = ancestors(g, output);
+  int clean = keep != NULL;
+  for (int i = b + 1; clean && i < g->n_nodes; i++) {
+    if (!keep[i]) continue;
+    for (int k = 0; k < g->nodes[i].n_inputs; k++)
+      if (g->nodes[i].inputs[k] < b) clean = 0;
+  }
+  free(keep);
+  return clean;
+}
+
 cn_status cn_graph_split(const cn_graph *g, int b, cn_graph **prefix, cn_graph **suffix) {
   *prefix = *suffix = NULL;
   if (b < 0 || b >= g->n_nodes) return cn_fail(CN_ERR_ARG, "no layer %d to split at", b);

@@ -19,6 +19,9 @@ cn_status cn_graph_cut(const cn_graph *g, int last, cn_graph **out);
 /* Splits g at node b: *prefix = cut(g, b); *suffix = an Input named like b (with b's shape)
  * followed by every later node the output depends on. Refused (CN_ERR_UNSUPPORTED, naming the
  * layer) when a node after b reads a node before b: b is then not a clean boundary. */
+/* 1 when cn_graph_split(g, b, ...) would succeed: no later node the output needs reads a node
+ * before b. Cheap: nothing is copied. */
+int cn_graph_can_split(const cn_graph *g, int b);
 cn_status cn_graph_split(const cn_graph *g, int b, cn_graph **prefix, cn_graph **suffix);
 
 typedef enum cn_head_pool { CN_HEAD_AVG, CN_HEAD_MAX, CN_HEAD_FLATTEN } cn_head_pool;
