@@ -1,22 +1,26 @@
-/* convnet evaluate: top-1 / top-5 accuracy of a model on a labelled image folder. */
+/* convnet evaluate: accuracy, top-5, per-class results and the confusion matrix of a model on a
+ * labelled image folder. The library (cn_evaluate) matches folders to classes and scores; this
+ * file finds the samples and prints. */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "cli.h"
 
 static const char evaluate_help[] =
     "usage: convnet evaluate [-m NAME|FILE] [-w WEIGHTS] [--alpha A] --data DIR [--labels FILE]\n"
     "                        [--resize P] [--crop F] [--preprocess M] [--batch N] [--threads N]\n"
-    "                        [--json]\n\n"
-    "Top-1 and top-5 accuracy of an ImageNet classifier on a labelled folder of images.\n\n"
-    "  --data DIR             one subfolder per class, named by the model's own class names\n"
-    "                         (a .cnm from training) or by WordNet id (n01440764) or ImageNet\n"
-    "                         class name; or a flat folder with a labels TSV\n"
+    "                        [--per-class] [--json]\n\n"
+    "Accuracy, top-5, per-class results and the confusion matrix of a classifier (a trained\n"
+    ".cnm or an ImageNet model) on a labelled folder of images.\n\n"
+    "  --data DIR             one subfolder per class, matched by name to the model's own class\n"
+    "                         names (a .cnm from training), or for an ImageNet model named by\n"
+    "                         WordNet id (n01440764) or class name; or a flat folder with a\n"
+    "                         labels TSV\n"
     "  --labels FILE          TSV of \"file<TAB>class_index\" (paths relative to DIR); a header\n"
     "                         line naming a class_index column is understood. Default for a\n"
     "                         flat folder: DIR/labels.tsv\n"
@@ -26,19 +30,23 @@ static const char evaluate_help[] =
     "  --preprocess M         raw, caffe, tf, torch, unit (default: the model's)\n"
     "  --batch N              images per forward pass (default 8)\n"
     "  --threads N            threads (0: all cores)\n"
+    "  --per-class            the per-class table also for models of more than 50 classes\n"
+    "                         (classes with samples or predictions only)\n"
     "  --json                 one JSON object instead of text\n"
     "  -h, --help             this help\n\n"
-    "Images that fail to decode are reported, skipped, and make the exit status 1.\n";
+    "Top-5 is shown for models of 5 classes or more. Models of at most 50 classes also get the\n"
+    "per-class table (samples, recall, precision) and the confusion matrix (rows: true class,\n"
+    "columns: predicted). Images that fail to decode are reported, skipped, and make the exit\n"
+    "status 1.\n";
 
 enum { EVAL_MAX_SAMPLES = 10000000, EVAL_MAX_BATCH = 256, EVAL_LINE = 8192 };
+/* Up to this many classes the per-class table and the confusion matrix are always printed. */
+enum { EVAL_SMALL = 50, EVAL_TOP_K = 5, EVAL_HEADER_NAME = 12 };
 
-typedef struct sample {
-  char *path;
-  int label;
-} sample;
-
+/* Image files and their class indices, from a labels TSV. */
 typedef struct sample_list {
-  sample *items;
+  char **paths;
+  int *labels;
   int count, cap;
 } sample_list;
 
@@ -46,74 +54,46 @@ typedef struct eval_args {
   cli_model_args model;
   const char *data, *labels_path, *resize, *preprocess;
   double crop;
-  int batch, json;
+  int batch, json, per_class;
 } eval_args;
 
-typedef struct eval_counts {
-  int images, top1, top5, skipped;
-  double seconds;
-} eval_counts;
+/* What is printed, and the names of the model's outputs. */
+typedef struct eval_report {
+  const cn_evaluation *e;
+  const cn_model *model;
+  cn_labels *imagenet; /* names of a 1000-class model without its own */
+  int per_class, matrix;
+} eval_report;
 
 static void samples_free(sample_list *s) {
-  for (int i = 0; i < s->count; i++) free(s->items[i].path);
-  free(s->items);
+  for (int i = 0; i < s->count; i++) free(s->paths[i]);
+  free(s->paths);
+  free(s->labels);
   *s = (sample_list){0};
 }
 
-/* Adds dir/name, or name alone when dir is NULL. */
-static int samples_add(sample_list *s, const char *dir, const char *name, int label) {
-  if (s->count >= EVAL_MAX_SAMPLES)
-    return cli_error(dir ? dir : "evaluate", "more than %d images", EVAL_MAX_SAMPLES);
-  if (s->count == s->cap) {
-    int cap = s->cap ? s->cap * 2 : 64;
-    sample *grown = realloc(s->items, (size_t)cap * sizeof *grown);
-    if (!grown) return cli_error("evaluate", "out of memory");
-    s->items = grown, s->cap = cap;
-  }
-  size_t n = (dir ? strlen(dir) + 1 : 0) + strlen(name) + 1;
-  char *path = malloc(n);
-  if (!path) return cli_error("evaluate", "out of memory");
-  snprintf(path, n, "%s%s%s", dir ? dir : "", dir ? "/" : "", name);
-  s->items[s->count++] = (sample){path, label};
+static int samples_grow(sample_list *s) {
+  int cap = s->cap ? s->cap * 2 : 64;
+  char **paths = realloc(s->paths, (size_t)cap * sizeof *paths);
+  if (paths) s->paths = paths;
+  int *labels = realloc(s->labels, (size_t)cap * sizeof *labels);
+  if (labels) s->labels = labels;
+  if (!paths || !labels) return cli_error("evaluate", "out of memory");
+  s->cap = cap;
   return CLI_OK;
 }
 
-/* Class index of a folder: the model's own class name (a .cnm from training) when it has them,
- * else an ImageNet WordNet id or class name; -1 if none matches. */
-static int class_of_folder(const cn_model *model, const cn_labels *labels, const char *name) {
-  for (int i = 0; i < cn_model_class_count(model); i++)
-    if (strcmp(cn_model_class_name(model, i), name) == 0) return i;
-  if (cn_model_class_count(model)) return -1;
-  size_t n = cn_labels_count(labels);
-  for (size_t i = 0; i < n; i++) {
-    const char *id = cn_labels_id(labels, i), *label = cn_labels_name(labels, i);
-    if ((id && strcmp(id, name) == 0) || (label && strcmp(label, name) == 0)) return (int)i;
-  }
-  return -1;
-}
-
-/* The images of the library's class-folder scan, labelled by ImageNet index instead of the
- * scan's folder order. */
-static int add_class_folders(const char *data, const cn_dataset *ds, const cn_model *model,
-                             sample_list *s) {
-  cn_labels *labels = NULL;
-  if (cn_labels_imagenet(&labels) != CN_OK) return cli_lib_error();
-  int nclasses = cn_dataset_class_count(ds), rc = CLI_OK;
-  int *imagenet = malloc((size_t)nclasses * sizeof *imagenet);
-  if (!imagenet) rc = cli_error("evaluate", "out of memory");
-  for (int c = 0; rc == CLI_OK && c < nclasses; c++) {
-    const char *folder = cn_dataset_class_name(ds, c);
-    imagenet[c] = class_of_folder(model, labels, folder);
-    if (imagenet[c] < 0)
-      rc = cli_error(data, "folder '%s' is not %s", folder,
-                     cn_model_class_count(model) ? "one of the model's classes"
-                                                 : "an ImageNet WordNet id or class name");
-  }
-  for (int64_t i = 0; rc == CLI_OK && i < cn_dataset_count(ds); i++)
-    rc = samples_add(s, NULL, cn_dataset_path(ds, i), imagenet[cn_dataset_label(ds, i)]);
-  free(imagenet);
-  cn_labels_free(labels);
-  return rc;
+/* Adds dir/name. */
+static int samples_add(sample_list *s, const char *dir, const char *name, int label) {
+  if (s->count >= EVAL_MAX_SAMPLES) return cli_error(dir, "more than %d images", EVAL_MAX_SAMPLES);
+  if (s->count == s->cap && samples_grow(s) != CLI_OK) return CLI_FAILED;
+  size_t n = strlen(dir) + 1 + strlen(name) + 1;
+  char *path = malloc(n);
+  if (!path) return cli_error("evaluate", "out of memory");
+  snprintf(path, n, "%s/%s", dir, name);
+  s->paths[s->count] = path;
+  s->labels[s->count++] = label;
+  return CLI_OK;
 }
 
 /* Splits line at tabs in place; returns the number of fields (at most max). */
@@ -170,83 +150,11 @@ static int read_labels_tsv(const char *data, const char *path, sample_list *s) {
   return rc;
 }
 
-static int collect_samples(const eval_args *a, const cn_model *model, sample_list *s) {
-  struct stat sb;
-  if (stat(a->data, &sb) != 0) return cli_error(a->data, "%s", strerror(errno));
-  if (!S_ISDIR(sb.st_mode)) return cli_error(a->data, "not a directory");
-  if (a->labels_path) return read_labels_tsv(a->data, a->labels_path, s);
-  /* Class folders as training reads them, but one class, empty ones or none are fine here. */
-  cn_dataset *ds = NULL;
-  if (cn_dataset_scan_dir(a->data, CN_SCAN_ONE_CLASS | CN_SCAN_EMPTY_CLASS | CN_SCAN_NO_CLASSES,
-                          &ds) != CN_OK)
-    return cli_lib_error();
-  char tsv[4096];
-  snprintf(tsv, sizeof tsv, "%s/labels.tsv", a->data);
-  int rc = CLI_OK;
-  if (cn_dataset_class_count(ds) > 0)
-    rc = add_class_folders(a->data, ds, model, s);
-  else if (stat(tsv, &sb) == 0)
-    rc = read_labels_tsv(a->data, tsv, s);
-  cn_dataset_free(ds);
-  if (rc == CLI_OK && s->count == 0)
-    rc = cli_error(a->data, "no images (want class folders or a labels TSV)");
-  return rc;
-}
+/* ---- running ------------------------------------------------------------------------------- */
 
-static double now_seconds(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* Rank of the true class: how many classes score strictly higher (ties favour the truth). */
-static size_t rank_of(const float *p, size_t n, size_t truth) {
-  if (p[truth] != p[truth]) return n; /* NaN score: never correct */
-  size_t higher = 0;
-  for (size_t j = 0; j < n; j++) higher += p[j] > p[truth];
-  return higher;
-}
-
-static void score_batch(const sample *batch, const int *ok, int n, const float *output,
-                        size_t classes, eval_counts *c) {
-  for (int i = 0, j = 0; i < n; i++) {
-    if (!ok[i]) continue;
-    const float *p = output + (size_t)j++ * classes;
-    size_t r = rank_of(p, classes, (size_t)batch[i].label);
-    c->images++;
-    c->top1 += r < 1;
-    c->top5 += r < 5;
-  }
-}
-
-/* Decodes and prepares one image; on failure prints one line naming the file, returns 0. */
-static int prepare_one(const sample *item, const cn_input_spec *spec, size_t classes, float *out) {
-  if (item->label < 0 || (size_t)item->label >= classes) {
-    cli_error(item->path, "class index %d outside the model's %zu classes", item->label, classes);
-    return 0;
-  }
-  cn_image image = {0};
-  int ok =
-      cn_image_load(item->path, &image) == CN_OK && cn_image_prepare(&image, spec, out) == CN_OK;
-  cn_image_free(&image);
-  if (!ok) cli_lib_error();
-  return ok;
-}
-
-static int eval_batch(cn_model *model, const cn_input_spec *spec, const sample *batch, int n,
-                      float *input, float *output, eval_counts *c) {
-  size_t in_numel = (size_t)spec->height * spec->width * spec->channels;
-  cn_shape out_shape = cn_model_output_shape(model);
-  size_t classes = (size_t)cn_shape_numel(&out_shape);
-  int ok[EVAL_MAX_BATCH], good = 0;
-  for (int i = 0; i < n; i++) {
-    ok[i] = prepare_one(&batch[i], spec, classes, input + (size_t)good * in_numel);
-    good += ok[i];
-    c->skipped += !ok[i];
-  }
-  if (good && cn_model_forward(model, good, input, output) != CN_OK) return cli_lib_error();
-  score_batch(batch, ok, n, output, classes, c);
-  return CLI_OK;
+static void print_skipped(void *ctx, const char *line) {
+  (void)ctx;
+  fprintf(stderr, "convnet: %s\n", line);
 }
 
 static int apply_overrides(const eval_args *a, cn_input_spec *spec) {
@@ -258,64 +166,245 @@ static int apply_overrides(const eval_args *a, cn_input_spec *spec) {
   return CLI_OK;
 }
 
-static int evaluate_all(cn_model *model, const eval_args *a, const sample_list *s, eval_counts *c) {
-  cn_input_spec spec = cn_model_input_spec(model);
-  int rc = apply_overrides(a, &spec);
-  if (rc != CLI_OK) return rc;
-  cn_shape out = cn_model_output_shape(model);
-  char buf[96];
-  if (out.rank != 1 || out.dim[0] < 1)
-    return cli_error(cn_model_name(model), "output %s is not a vector of class scores",
-                     cn_shape_format(&out, buf, sizeof buf));
-  size_t in_numel = (size_t)spec.height * spec.width * spec.channels;
-  float *input = malloc((size_t)a->batch * in_numel * sizeof *input);
-  float *output = malloc((size_t)a->batch * (size_t)out.dim[0] * sizeof *output);
-  if (!input || !output) rc = cli_error("evaluate", "out of memory");
-  double start = now_seconds();
-  for (int i = 0; rc == CLI_OK && i < s->count; i += a->batch) {
-    int n = s->count - i < a->batch ? s->count - i : a->batch;
-    rc = eval_batch(model, &spec, s->items + i, n, input, output, c);
-  }
-  c->seconds = now_seconds() - start;
-  free(input);
-  free(output);
+static int evaluate_tsv(cn_model *model, const eval_args *a, const char *tsv,
+                        const cn_evaluate_options *o, cn_evaluation **e) {
+  sample_list s = {0};
+  int rc = read_labels_tsv(a->data, tsv, &s);
+  if (rc == CLI_OK && s.count == 0) rc = cli_error(tsv, "no images listed");
+  if (rc == CLI_OK &&
+      cn_evaluate_files(model, s.count, (const char *const *)s.paths, s.labels, o, e) != CN_OK)
+    rc = cli_lib_error();
+  samples_free(&s);
   return rc;
 }
 
-static double percent(int part, int whole) {
-  return whole ? 100.0 * part / whole : 0.0;
+/* Class folders through the library's scan and name matching, else a labels TSV. */
+static int evaluate_data(cn_model *model, const eval_args *a, const cn_evaluate_options *o,
+                         cn_evaluation **e) {
+  struct stat sb;
+  if (stat(a->data, &sb) != 0) return cli_error(a->data, "%s", strerror(errno));
+  if (!S_ISDIR(sb.st_mode)) return cli_error(a->data, "not a directory");
+  if (a->labels_path) return evaluate_tsv(model, a, a->labels_path, o, e);
+  /* Class folders as training reads them, but one class, empty ones or none are fine here. */
+  cn_dataset *ds = NULL;
+  if (cn_dataset_scan_dir(a->data, CN_SCAN_ONE_CLASS | CN_SCAN_EMPTY_CLASS | CN_SCAN_NO_CLASSES,
+                          &ds) != CN_OK)
+    return cli_lib_error();
+  char tsv[4096];
+  snprintf(tsv, sizeof tsv, "%s/labels.tsv", a->data);
+  int rc = CLI_OK;
+  if (cn_dataset_class_count(ds) > 0 && cn_evaluate(model, ds, o, e) != CN_OK)
+    rc = cli_lib_error();
+  else if (cn_dataset_class_count(ds) == 0 && stat(tsv, &sb) == 0)
+    rc = evaluate_tsv(model, a, tsv, o, e);
+  cn_dataset_free(ds);
+  if (rc == CLI_OK && cn_evaluation_images(*e) + cn_evaluation_skipped(*e) == 0)
+    rc = cli_error(a->data, "no images (want class folders or a labels TSV)");
+  return rc;
 }
 
-static void print_counts(const eval_counts *c, int json) {
-  double rate = c->seconds > 0 ? c->images / c->seconds : 0.0;
-  if (json) {
-    printf("{\"images\":%d,\"top1\":%.4f,\"top5\":%.4f,\"top1_correct\":%d,\"top5_correct\":%d,"
-           "\"images_per_second\":%.3f,\"seconds\":%.3f,\"skipped\":%d}\n",
-           c->images, percent(c->top1, c->images) / 100, percent(c->top5, c->images) / 100, c->top1,
-           c->top5, rate, c->seconds, c->skipped);
-    return;
+/* ---- printing ------------------------------------------------------------------------------ */
+
+static void json_string(const char *s) {
+  putchar('"');
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      printf("\\%c", *p);
+    else if (*p < 0x20 || *p == 0x7f)
+      printf("\\u%04x", *p);
+    else
+      putchar(*p);
   }
-  printf("images:   %d\n", c->images);
-  printf("top-1:    %.2f%% (%d)\n", percent(c->top1, c->images), c->top1);
-  printf("top-5:    %.2f%% (%d)\n", percent(c->top5, c->images), c->top5);
-  printf("speed:    %.2f images/s (%.2f s)\n", rate, c->seconds);
-  printf("skipped:  %d\n", c->skipped);
+  putchar('"');
+}
+
+/* The name of output c: the model's own, the ImageNet one, or its index. */
+static const char *class_name(const eval_report *r, int c, char *buf, size_t cap) {
+  const char *name = NULL;
+  if (cn_model_class_count(r->model) > 0)
+    name = cn_model_class_name(r->model, c);
+  else if (r->imagenet)
+    name = cn_labels_name(r->imagenet, (size_t)c);
+  if (name) return name;
+  snprintf(buf, cap, "%d", c);
+  return buf;
+}
+
+/* Whether class c gets a per-class row: always for small models, else when it took part. */
+static int class_shown(const eval_report *r, int c) {
+  return cn_evaluation_class_count(r->e) <= EVAL_SMALL || cn_evaluation_samples(r->e, c) > 0 ||
+         cn_evaluation_predicted(r->e, c) > 0;
+}
+
+static double percent(int64_t part, int64_t whole) {
+  return whole ? 100.0 * (double)part / (double)whole : 0.0;
+}
+
+static double rate(const cn_evaluation *e) {
+  double s = cn_evaluation_seconds(e);
+  return s > 0 ? (double)cn_evaluation_images(e) / s : 0.0;
+}
+
+static void json_fraction(const char *key, double v) {
+  if (isnan(v))
+    printf(",\"%s\":null", key);
+  else
+    printf(",\"%s\":%.4f", key, v);
+}
+
+static void json_per_class(const eval_report *r) {
+  const cn_evaluation *e = r->e;
+  char buf[32];
+  int first = 1;
+  fputs(",\"per_class\":[", stdout);
+  for (int c = 0; c < cn_evaluation_class_count(e); c++) {
+    if (!class_shown(r, c)) continue;
+    printf("%s{\"index\":%d,\"class\":", first ? "" : ",", c);
+    json_string(class_name(r, c, buf, sizeof buf));
+    printf(",\"samples\":%lld,\"correct\":%lld,\"predicted\":%lld",
+           (long long)cn_evaluation_samples(e, c), (long long)cn_evaluation_confusion(e, c, c),
+           (long long)cn_evaluation_predicted(e, c));
+    json_fraction("recall", cn_evaluation_recall(e, c));
+    json_fraction("precision", cn_evaluation_precision(e, c));
+    putchar('}');
+    first = 0;
+  }
+  putchar(']');
+}
+
+static void json_confusion(const cn_evaluation *e) {
+  int n = cn_evaluation_class_count(e);
+  fputs(",\"confusion\":[", stdout);
+  for (int t = 0; t < n; t++) {
+    printf("%s[", t ? "," : "");
+    for (int p = 0; p < n; p++)
+      printf("%s%lld", p ? "," : "", (long long)cn_evaluation_confusion(e, t, p));
+    putchar(']');
+  }
+  putchar(']');
+}
+
+static void print_json(const eval_report *r) {
+  const cn_evaluation *e = r->e;
+  int64_t images = cn_evaluation_images(e);
+  printf("{\"images\":%lld,\"classes\":%d,\"top1\":%.4f,\"top1_correct\":%lld", (long long)images,
+         cn_evaluation_class_count(e), cn_evaluation_accuracy(e),
+         (long long)cn_evaluation_correct(e));
+  if (cn_evaluation_class_count(e) >= EVAL_TOP_K)
+    printf(",\"top5\":%.4f,\"top5_correct\":%lld", cn_evaluation_top_k_accuracy(e),
+           (long long)cn_evaluation_top_k_correct(e));
+  printf(",\"images_per_second\":%.3f,\"seconds\":%.3f,\"skipped\":%lld", rate(e),
+         cn_evaluation_seconds(e), (long long)cn_evaluation_skipped(e));
+  if (r->per_class) json_per_class(r);
+  if (r->matrix) json_confusion(e);
+  puts("}");
+}
+
+static void print_percent_cell(double fraction) {
+  if (isnan(fraction))
+    printf(" %10s", "-");
+  else
+    printf(" %9.2f%%", 100.0 * fraction);
+}
+
+/* Width of the class-name column: the longest name shown, at least that of "class". */
+static int name_width(const eval_report *r) {
+  char buf[32];
+  int width = 5;
+  for (int c = 0; c < cn_evaluation_class_count(r->e); c++) {
+    int len = (int)strlen(class_name(r, c, buf, sizeof buf));
+    if (class_shown(r, c) && len > width) width = len;
+  }
+  return width;
+}
+
+static void print_per_class(const eval_report *r) {
+  const cn_evaluation *e = r->e;
+  char buf[32];
+  int w = name_width(r);
+  printf("\n%5s  %-*s %8s %8s %10s %10s\n", "#", w, "class", "samples", "correct", "recall",
+         "precision");
+  for (int c = 0; c < cn_evaluation_class_count(e); c++) {
+    if (!class_shown(r, c)) continue;
+    printf("%5d  %-*s %8lld %8lld", c, w, class_name(r, c, buf, sizeof buf),
+           (long long)cn_evaluation_samples(e, c), (long long)cn_evaluation_confusion(e, c, c));
+    print_percent_cell(cn_evaluation_recall(e, c));
+    print_percent_cell(cn_evaluation_precision(e, c));
+    putchar('\n');
+  }
+}
+
+/* Rows: true class (name), columns: predicted, headed by the names when they are short, else by
+ * the class numbers of the per-class table. */
+static void print_matrix(const eval_report *r) {
+  const cn_evaluation *e = r->e;
+  int n = cn_evaluation_class_count(e), w = name_width(r), by_name = w <= EVAL_HEADER_NAME;
+  char buf[32], count[24];
+  int cell = by_name ? w : 5;
+  for (int t = 0; t < n; t++)
+    for (int p = 0; p < n; p++) {
+      int len = snprintf(count, sizeof count, "%lld", (long long)cn_evaluation_confusion(e, t, p));
+      if (len > cell) cell = len;
+    }
+  printf("\nconfusion (rows: true class, columns: predicted%s):\n%*s",
+         by_name ? "" : " class number", w, "");
+  for (int p = 0; p < n; p++) {
+    if (by_name)
+      printf(" %*s", cell, class_name(r, p, buf, sizeof buf));
+    else
+      printf(" %*d", cell, p);
+  }
+  putchar('\n');
+  for (int t = 0; t < n; t++) {
+    printf("%-*s", w, class_name(r, t, buf, sizeof buf));
+    for (int p = 0; p < n; p++) printf(" %*lld", cell, (long long)cn_evaluation_confusion(e, t, p));
+    putchar('\n');
+  }
+}
+
+static void print_text(const eval_report *r) {
+  const cn_evaluation *e = r->e;
+  int64_t images = cn_evaluation_images(e);
+  printf("images:   %lld\n", (long long)images);
+  printf("top-1:    %.2f%% (%lld)\n", percent(cn_evaluation_correct(e), images),
+         (long long)cn_evaluation_correct(e));
+  if (cn_evaluation_class_count(e) >= EVAL_TOP_K)
+    printf("top-5:    %.2f%% (%lld)\n", percent(cn_evaluation_top_k_correct(e), images),
+           (long long)cn_evaluation_top_k_correct(e));
+  printf("speed:    %.2f images/s (%.2f s)\n", rate(e), cn_evaluation_seconds(e));
+  printf("skipped:  %lld\n", (long long)cn_evaluation_skipped(e));
+  if (r->per_class) print_per_class(r);
+  if (r->matrix) print_matrix(r);
+}
+
+static int print_report(const cn_model *model, const cn_evaluation *e, const eval_args *a) {
+  int classes = cn_evaluation_class_count(e);
+  eval_report r = {.e = e,
+                   .model = model,
+                   .per_class = classes <= EVAL_SMALL || a->per_class,
+                   .matrix = classes <= EVAL_SMALL};
+  if (cn_model_class_count(model) == 0 && cn_labels_imagenet(&r.imagenet) == CN_OK &&
+      cn_labels_count(r.imagenet) != (size_t)classes) {
+    cn_labels_free(r.imagenet); /* not an ImageNet head: numbers serve as names */
+    r.imagenet = NULL;
+  }
+  if (a->json)
+    print_json(&r);
+  else
+    print_text(&r);
+  cn_labels_free(r.imagenet);
+  return CLI_OK;
 }
 
 static int parse_args(int argc, char **argv, eval_args *a) {
-  static const struct option options[] = {{"model", required_argument, NULL, 'm'},
-                                          {"weights", required_argument, NULL, 'w'},
-                                          {"alpha", required_argument, NULL, 'a'},
-                                          {"data", required_argument, NULL, 'd'},
-                                          {"labels", required_argument, NULL, 'l'},
-                                          {"resize", required_argument, NULL, 'r'},
-                                          {"crop", required_argument, NULL, 'c'},
-                                          {"preprocess", required_argument, NULL, 'p'},
-                                          {"batch", required_argument, NULL, 'b'},
-                                          {"threads", required_argument, NULL, 't'},
-                                          {"json", no_argument, NULL, 'j'},
-                                          {"help", no_argument, NULL, 'h'},
-                                          {NULL, 0, NULL, 0}};
+  static const struct option options[] = {
+      {"model", required_argument, NULL, 'm'},  {"weights", required_argument, NULL, 'w'},
+      {"alpha", required_argument, NULL, 'a'},  {"data", required_argument, NULL, 'd'},
+      {"labels", required_argument, NULL, 'l'}, {"resize", required_argument, NULL, 'r'},
+      {"crop", required_argument, NULL, 'c'},   {"preprocess", required_argument, NULL, 'p'},
+      {"batch", required_argument, NULL, 'b'},  {"threads", required_argument, NULL, 't'},
+      {"json", no_argument, NULL, 'j'},         {"per-class", no_argument, NULL, 'P'},
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
   int opt, rc;
   opterr = 0;
   optind = 1;
@@ -339,6 +428,9 @@ static int parse_args(int argc, char **argv, eval_args *a) {
       break;
     case 'j':
       a->json = 1;
+      break;
+    case 'P':
+      a->per_class = 1;
       break;
     case 'c':
       if (!cli_parse_double("evaluate", "--crop", optarg, 1e-3, 1, &a->crop)) return CLI_USAGE;
@@ -367,17 +459,17 @@ int cmd_evaluate(int argc, char **argv) {
   eval_args a = {.model = {.need_weights = 1}, .batch = 8};
   int rc = parse_args(argc, argv, &a);
   if (rc != CLI_OK) return rc < 0 ? CLI_OK : rc;
-  sample_list s = {0};
   cn_model *model;
   if ((rc = cli_open_model("evaluate", &a.model, &model)) != CLI_OK) return rc;
-  /* Folders are matched against the model's own class names, so the model comes first. */
-  if ((rc = collect_samples(&a, model, &s)) == CLI_OK) {
-    eval_counts c = {0};
-    rc = evaluate_all(model, &a, &s, &c);
-    if (rc == CLI_OK) print_counts(&c, a.json);
-    if (rc == CLI_OK && c.skipped) rc = CLI_FAILED;
-  }
+  cn_input_spec spec = cn_model_input_spec(model);
+  apply_overrides(&a, &spec); /* already checked by parse_args */
+  cn_evaluate_options o = {
+      .spec = &spec, .batch = a.batch, .top_k = EVAL_TOP_K, .message = print_skipped};
+  cn_evaluation *e = NULL;
+  rc = evaluate_data(model, &a, &o, &e);
+  if (rc == CLI_OK) rc = print_report(model, e, &a);
+  if (rc == CLI_OK && cn_evaluation_skipped(e)) rc = CLI_FAILED;
+  cn_evaluation_free(e);
   cn_model_free(model);
-  samples_free(&s);
   return rc;
 }

@@ -73,6 +73,62 @@ typedef struct cn_train_options {
  * be NULL) receives the trained model. */
 CN_API cn_status cn_train(const cn_model *base, const cn_train_options *o, cn_model **trained);
 
+/* ---- evaluation ---------------------------------------------------------------------------- */
+
+/* Accuracy, top-k hits and a confusion matrix (rows: true class, columns: predicted) accumulated
+ * over scored images. The predicted class is the first maximum score (ties go to the lower class
+ * index, as numpy's argmax does); a NaN score counts as lower than any number. */
+typedef struct cn_evaluation cn_evaluation;
+
+/* An empty evaluation of `classes` classes counting top-`top_k` hits (k is capped at classes). */
+CN_API cn_status cn_evaluation_new(int classes, int top_k, cn_evaluation **out);
+/* Adds batch rows of scores (batch x classes) with their true classes; a label outside
+ * [0, classes) is not counted. */
+CN_API void cn_evaluation_add(cn_evaluation *e, int batch, const float *scores, const int *labels);
+CN_API void cn_evaluation_free(cn_evaluation *e);
+
+CN_API int cn_evaluation_class_count(const cn_evaluation *e);
+CN_API int cn_evaluation_top_k(const cn_evaluation *e); /* k as counted: min(top_k, classes) */
+CN_API int64_t cn_evaluation_images(const cn_evaluation *e); /* images scored */
+CN_API int64_t cn_evaluation_correct(const cn_evaluation *e); /* top-1 hits */
+CN_API int64_t cn_evaluation_top_k_correct(const cn_evaluation *e);
+CN_API double cn_evaluation_accuracy(const cn_evaluation *e); /* 0 without images */
+CN_API double cn_evaluation_top_k_accuracy(const cn_evaluation *e);
+/* Images of class `truth` predicted as `predicted`; 0 out of range. */
+CN_API int64_t cn_evaluation_confusion(const cn_evaluation *e, int truth, int predicted);
+CN_API int64_t cn_evaluation_samples(const cn_evaluation *e, int cls);   /* its row's sum */
+CN_API int64_t cn_evaluation_predicted(const cn_evaluation *e, int cls); /* its column's sum */
+CN_API double cn_evaluation_recall(const cn_evaluation *e, int cls);    /* NAN: no samples */
+CN_API double cn_evaluation_precision(const cn_evaluation *e, int cls); /* NAN: never predicted */
+/* Set by cn_evaluate: images that could not be scored, and the wall time of decoding, preparing
+ * and the forward passes (0 for an evaluation filled by cn_evaluation_add). */
+CN_API int64_t cn_evaluation_skipped(const cn_evaluation *e);
+CN_API double cn_evaluation_seconds(const cn_evaluation *e);
+
+typedef struct cn_evaluate_options {
+  const cn_input_spec *spec; /* NULL: the model's (same input size; resize, crop, preprocessing
+                              * may differ) */
+  int batch;                 /* images per forward pass, at most 256; 0: 8 */
+  int top_k;                 /* 0: 5 */
+  int fatal_bad_images;      /* 1: fail at the first image that cannot be scored */
+  void (*message)(void *ctx, const char *line); /* one line per skipped image, naming it */
+  void *ctx;
+} cn_evaluate_options;
+
+/* Scores model on a labelled class-folder data set (cn_dataset_scan_dir). Folder classes are
+ * matched BY NAME: to the model's class names when it has them (a .cnm from training), else to
+ * ImageNet WordNet ids or class names. A folder that matches no class fails with CN_ERR_ARG naming
+ * it; a model class without a folder simply has no samples. The evaluation's classes are the
+ * model's outputs. o may be NULL. Images are decoded on cn_get_threads() threads. */
+CN_API cn_status cn_evaluate(cn_model *model, const cn_dataset *ds, const cn_evaluate_options *o,
+                             cn_evaluation **out);
+/* The same for n image files with their true classes given as output indices. An image that fails
+ * to decode, or whose label is outside the model's outputs, is skipped: named through
+ * o->message and counted (or the call fails with fatal_bad_images). */
+CN_API cn_status cn_evaluate_files(cn_model *model, int64_t n, const char *const *paths,
+                                   const int *labels, const cn_evaluate_options *o,
+                                   cn_evaluation **out);
+
 #ifdef __cplusplus
 }
 #endif
