@@ -88,7 +88,7 @@ CN_API void cn_evaluation_add(cn_evaluation *e, int batch, const float *scores, 
 CN_API void cn_evaluation_free(cn_evaluation *e);
 
 CN_API int cn_evaluation_class_count(const cn_evaluation *e);
-CN_API int cn_evaluation_top_k(const cn_evaluation *e); /* k as counted: min(top_k, classes) */
+CN_API int cn_evaluation_top_k(const cn_evaluation *e);      /* k as counted: min(top_k, classes) */
 CN_API int64_t cn_evaluation_images(const cn_evaluation *e); /* images scored */
 CN_API int64_t cn_evaluation_correct(const cn_evaluation *e); /* top-1 hits */
 CN_API int64_t cn_evaluation_top_k_correct(const cn_evaluation *e);
@@ -98,8 +98,8 @@ CN_API double cn_evaluation_top_k_accuracy(const cn_evaluation *e);
 CN_API int64_t cn_evaluation_confusion(const cn_evaluation *e, int truth, int predicted);
 CN_API int64_t cn_evaluation_samples(const cn_evaluation *e, int cls);   /* its row's sum */
 CN_API int64_t cn_evaluation_predicted(const cn_evaluation *e, int cls); /* its column's sum */
-CN_API double cn_evaluation_recall(const cn_evaluation *e, int cls);    /* NAN: no samples */
-CN_API double cn_evaluation_precision(const cn_evaluation *e, int cls); /* NAN: never predicted */
+CN_API double cn_evaluation_recall(const cn_evaluation *e, int cls);     /* NAN: no samples */
+CN_API double cn_evaluation_precision(const cn_evaluation *e, int cls);  /* NAN: never predicted */
 /* Set by cn_evaluate: images that could not be scored, and the wall time of decoding, preparing
  * and the forward passes (0 for an evaluation filled by cn_evaluation_add). */
 CN_API int64_t cn_evaluation_skipped(const cn_evaluation *e);
