@@ -114,8 +114,9 @@ static float *read_batch(const char *dir, const char *name, const cn_shape *samp
   float *data = NULL;
   snprintf(path, sizeof path, "%s/%s", dir, name);
   if (cn_npy_read(path, &shape, &data) != CN_OK) return fail(path), NULL;
-  cn_shape want = cn_shape_batch((int)shape.dim[0], sample);
-  if (shape.rank < 1 || shape.dim[0] < 1 || !cn_shape_equal(&shape, &want)) {
+  int ok = shape.rank >= 1 && shape.dim[0] >= 1 && shape.dim[0] <= (1 << 20);
+  cn_shape want = cn_shape_batch(ok ? (int)shape.dim[0] : 1, sample);
+  if (!ok || !cn_shape_equal(&shape, &want)) {
     fprintf(stderr, "probe_grad: %s: wrong shape\n", path);
     free(data);
     return NULL;
