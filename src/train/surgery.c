@@ -95,37 +95,18 @@ static int *new_map(int n) {
   return map;
 }
 
-cn_status cn_graph_cut(const cn_graph *g, int last, cn_graph **out) {
+/* A new graph of the ancestors of `output`; with from >= 0, only of the nodes after `from`, read
+ * through an Input standing for it. */
+static cn_status copy_subgraph(const cn_graph *g, int from, int output, cn_graph **out) {
   *out = NULL;
-  if (last < 0 || last >= g->n_nodes) return cn_fail(CN_ERR_ARG, "no layer %d to cut at", last);
-  char *keep = ancestors(g, last);
-  int *map = new_map(g->n_nodes);
-  cn_graph *dst = cn_graph_new();
-  cn_status st = keep && map && dst ? CN_OK : cn_fail(CN_ERR_NOMEM, "out of memory");
-  if (st == CN_OK) st = copy_marked(dst, g, keep, map);
-  if (st == CN_OK) st = finish_copy(dst, g, keep, map, last);
-  free(keep);
-  free(map);
-  if (st != CN_OK) {
-    cn_graph_free(dst);
-    return st;
-  }
-  *out = dst;
-  return CN_OK;
-}
-
-/* The suffix after b: an Input standing for b, then every later node the output needs. */
-static cn_status build_suffix(const cn_graph *g, int b, cn_graph **out) {
-  int output = g->n_outputs ? g->outputs[0] : g->n_nodes - 1;
-  if (output <= b) return cn_fail(CN_ERR_ARG, "%s: nothing follows this layer", g->nodes[b].name);
   char *keep = ancestors(g, output);
   int *map = new_map(g->n_nodes);
   cn_graph *dst = cn_graph_new();
   cn_status st = keep && map && dst ? CN_OK : cn_fail(CN_ERR_NOMEM, "out of memory");
-  if (st == CN_OK) {
-    for (int i = 0; i <= b; i++) keep[i] = 0;
-    cn_input_attrs in = {g->nodes[b].shape};
-    st = cn_graph_add(dst, &cn_op_input, g->nodes[b].name, NULL, 0, &in, &map[b]);
+  if (st == CN_OK && from >= 0) {
+    for (int i = 0; i <= from; i++) keep[i] = 0;
+    cn_input_attrs in = {g->nodes[from].shape};
+    st = cn_graph_add(dst, &cn_op_input, g->nodes[from].name, NULL, 0, &in, &map[from]);
   }
   if (st == CN_OK) st = copy_marked(dst, g, keep, map);
   if (st == CN_OK) st = finish_copy(dst, g, keep, map, output);
@@ -137,6 +118,19 @@ static cn_status build_suffix(const cn_graph *g, int b, cn_graph **out) {
   }
   *out = dst;
   return CN_OK;
+}
+
+cn_status cn_graph_cut(const cn_graph *g, int last, cn_graph **out) {
+  *out = NULL;
+  if (last < 0 || last >= g->n_nodes) return cn_fail(CN_ERR_ARG, "no layer %d to cut at", last);
+  return copy_subgraph(g, -1, last, out);
+}
+
+/* The suffix after b: an Input standing for b, then every later node the output needs. */
+static cn_status build_suffix(const cn_graph *g, int b, cn_graph **out) {
+  int output = g->n_outputs ? g->outputs[0] : g->n_nodes - 1;
+  if (output <= b) return cn_fail(CN_ERR_ARG, "%s: nothing follows this layer", g->nodes[b].name);
+  return copy_subgraph(g, b, output, out);
 }
 
 int cn_graph_can_split(const cn_graph *g, int b) {
