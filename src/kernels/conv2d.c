@@ -3,10 +3,13 @@
  * bounded whatever the image size, and each tile is multiplied by the HWIO kernel, which is
  * already the (kh*kw*cin, filters) matrix GEMM wants. Groups use column slices of the kernel.
  *
- * Threads split the tiles: each unfolds its own tile into its own slice of the scratch and runs a
- * single-threaded GEMM on it (OpenBLAS runs on the calling thread inside a parallel region), so
- * nothing waits on a serial im2col or on a barrier per GEMM. Small layers, where the tiles would
- * be too thin, keep one tile at a time and let OpenBLAS split the GEMM instead. */
+ * Determinism: the tiles and the GEMM blocks are a function of the geometry only, each GEMM is a
+ * single-threaded sgemm call (OpenBLAS runs on the calling thread inside an active parallel
+ * region), and threads only choose which tiles or blocks they compute, so the output is bitwise
+ * the same for any thread count. Large layers are cut into worker tiles: each thread unfolds its
+ * own tile into its own slice of the scratch and multiplies it, so nothing waits on a serial
+ * im2col or on a barrier per GEMM. Small layers, whose tiles would be too thin, are unfolded
+ * whole by the team and multiplied in blocks of rows and columns (cn_gemm_plan). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdint.h>
@@ -15,13 +18,18 @@
 #include "kernels/kernels.h"
 
 /* im2col scratch in floats, whatever the thread count (a tile always holds at least one output
- * pixel, so a single pixel's patch can exceed it); each thread's tile is at most TILE_MAX. */
+ * pixel, so a single pixel's patch can exceed it). */
 #ifndef CN_IM2COL_BUDGET
 #define CN_IM2COL_BUDGET (1 << 20)
 #endif
-enum { IM2COL_BUDGET = CN_IM2COL_BUDGET, TILE_MAX = 1 << 17 };
-/* Below this many output pixels per thread, the tiles are not worth splitting. */
-enum { MIN_PIXELS_PER_THREAD = 96 };
+/* A worker's tile (floats of unfolded patches: it stays in a core's cache between im2col and
+ * GEMM), and the tiles below which a layer is not cut into worker tiles but unfolded whole and
+ * multiplied by the team in blocks (cn_gemm_plan). */
+enum { IM2COL_BUDGET = CN_IM2COL_BUDGET, TILE_FLOATS = 1 << 17, MIN_WORKER_TILES = 4 };
+/* Pixels per im2col chunk in team mode; multiply-adds OpenBLAS always computes on the calling
+ * thread (its own threshold for splitting is 4 times larger). */
+enum { UNFOLD_CHUNK = 16 };
+#define SERIAL_MACS 65536.0
 
 static int is_pointwise(const cn_window *w) {
   return w->kh == 1 && w->kw == 1 && w->sh == 1 && w->sw == 1 && w->pad_top == 0 &&
@@ -41,27 +49,42 @@ size_t cn_conv2d_scratch(const cn_window *w, int64_t filters, int groups) {
   return kdim > IM2COL_BUDGET ? (size_t)kdim : IM2COL_BUDGET;
 }
 
-/* How the output pixels are cut into tiles and tiles shared among workers. */
+/* How the output pixels are cut into tiles: a function of the geometry only, so that every
+ * output is computed by the same GEMM call whatever the thread count. Worker mode: each tile is
+ * unfolded and multiplied by one thread in its own slice of the scratch. Team mode (few tiles):
+ * a tile fills the scratch and the team unfolds it, then multiplies it in cn_gemm_plan blocks. */
 typedef struct tiling {
-  int workers;
-  int64_t tile_pixels, tiles, slice; /* slice: scratch floats per worker */
+  int team;
+  int64_t tile_pixels, tiles;
+  int64_t workers; /* worker mode: tiles at a time, scratch / slice */
 } tiling;
+
+static int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 static tiling plan_tiles(const cn_window *w, int64_t filters, int groups, int threads) {
   int64_t kdim = patch_size(w, groups), pixels = w->batch * w->oh * w->ow;
   int64_t scratch = (int64_t)cn_conv2d_scratch(w, filters, groups);
-  int64_t workers = threads < 1 ? 1 : threads;
-  if (pixels < MIN_PIXELS_PER_THREAD * workers) workers = 1;
-  if (scratch / workers < kdim) workers = scratch / kdim;
-  if (workers < 1) workers = 1;
-  int64_t slice = scratch / workers, per_tile = slice < TILE_MAX ? slice : TILE_MAX;
-  if (workers == 1) per_tile = slice; /* one big GEMM: OpenBLAS splits it */
-  int64_t max_pixels = per_tile / kdim < 1 ? 1 : per_tile / kdim;
-  /* Equal tiles, a multiple of the workers, so that every thread gets the same work. */
-  int64_t tiles = (pixels + max_pixels - 1) / max_pixels;
-  tiles = (tiles + workers - 1) / workers * workers;
-  tiling t = {(int)workers, (pixels + tiles - 1) / tiles, 0, slice};
-  t.tiles = (pixels + t.tile_pixels - 1) / t.tile_pixels;
+  tiling t = {0, TILE_FLOATS / kdim < 1 ? 1 : TILE_FLOATS / kdim, 0, 1};
+  if (t.tile_pixels > pixels) t.tile_pixels = pixels;
+  t.tiles = ceil_div(pixels, t.tile_pixels);
+  if (t.tiles < MIN_WORKER_TILES) {
+    t.team = 1;
+    t.tile_pixels = scratch / kdim < 1 ? 1 : scratch / kdim;
+    if (t.tile_pixels > pixels) t.tile_pixels = pixels;
+    t.tiles = ceil_div(pixels, t.tile_pixels);
+  } else {
+    t.tiles += t.tiles % 2; /* an even count keeps two threads equally busy */
+  }
+  t.tile_pixels = ceil_div(pixels, t.tiles); /* equal tiles */
+  t.tiles = ceil_div(pixels, t.tile_pixels);
+  if (!t.team) {
+    int64_t fit = scratch / (t.tile_pixels * kdim);
+    t.workers = threads < fit ? threads : fit;
+    if (t.workers > t.tiles) t.workers = t.tiles;
+    if (t.workers < 1) t.workers = 1;
+  }
   return t;
 }
 
@@ -107,11 +130,11 @@ static void conv_pointwise(const cn_window *w, int64_t filters, int groups, cons
   cn_bias_act_rows(y, m, filters, filters, bias, act, threads);
 }
 
-/* One tile: unfold, multiply per group, then bias and activation while the tile is in cache.
- * `threads` only matters outside a parallel region (OpenBLAS and the epilogue). */
+/* One tile on one thread: unfold and multiply per group (single-threaded GEMMs), then bias and
+ * activation while the tile is in cache. */
 static void conv_tile(const cn_window *w, int64_t filters, int groups, const float *x,
                       const float *kernel, const float *bias, const cn_activation *act, float *y,
-                      float *col, int64_t p0, int64_t np, int threads) {
+                      float *col, int64_t p0, int64_t np) {
   int64_t cg = w->c / groups, fg = filters / groups, kdim = patch_size(w, groups);
   float *out = y + p0 * filters;
   for (int g = 0; g < groups; g++) {
@@ -119,7 +142,53 @@ static void conv_tile(const cn_window *w, int64_t filters, int groups, const flo
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)np, (int)fg, (int)kdim, 1.0f, col,
                 (int)kdim, kernel + g * fg, (int)filters, 0.0f, out + g * fg, (int)filters);
   }
-  cn_bias_act_rows(out, np, filters, filters, bias, act, threads);
+  cn_bias_act_rows(out, np, filters, filters, bias, act, 1);
+}
+
+/* Worker mode, run by every thread of the region: thread i < workers takes tiles i, i + workers,
+ * ... in its own slice. Threads beyond the workers only keep the region active (so that OpenBLAS
+ * stays on the calling thread). */
+static void conv_workers(const cn_window *w, int64_t filters, int groups, const float *x,
+                         const float *kernel, const float *bias, const cn_activation *act, float *y,
+                         float *scratch, const tiling *t) {
+  int64_t pixels = w->batch * w->oh * w->ow, slice = t->tile_pixels * patch_size(w, groups);
+  int64_t me = omp_get_thread_num();
+  if (me >= t->workers) return;
+  for (int64_t i = me; i < t->tiles; i += t->workers) {
+    int64_t p0 = i * t->tile_pixels,
+            np = pixels - p0 < t->tile_pixels ? pixels - p0 : t->tile_pixels;
+    conv_tile(w, filters, groups, x, kernel, bias, act, y, scratch + me * slice, p0, np);
+  }
+}
+
+/* Team mode, run by every thread of the region (or serially): per tile and group, the team
+ * unfolds the tile, then multiplies it in the blocks of a plan fixed by the tile's shape. */
+static void conv_team(const cn_window *w, int64_t filters, int groups, const float *x,
+                      const float *kernel, const float *bias, const cn_activation *act, float *y,
+                      float *col, const tiling *t) {
+  int64_t pixels = w->batch * w->oh * w->ow, cg = w->c / groups, fg = filters / groups;
+  int64_t kdim = patch_size(w, groups);
+  cn_activation linear = cn_act_linear();
+  for (int64_t p0 = 0; p0 < pixels; p0 += t->tile_pixels) {
+    int64_t np = pixels - p0 < t->tile_pixels ? pixels - p0 : t->tile_pixels;
+    float *out = y + p0 * filters;
+    cn_gemm_plan plan = cn_gemm_plan_make(np, fg, kdim);
+    for (int g = 0; g < groups; g++) {
+#pragma omp for schedule(static)
+      for (int64_t q = 0; q < np; q += UNFOLD_CHUNK)
+        im2col(w, x, g * cg, cg, p0 + q, np - q < UNFOLD_CHUNK ? np - q : UNFOLD_CHUNK,
+               col + q * kdim);
+      if (groups == 1)
+        cn_gemm_plan_run(&plan, col, kdim, kernel, filters, bias, act, out, filters);
+      else
+        cn_gemm_plan_run(&plan, col, kdim, kernel + g * fg, filters, NULL, &linear, out + g * fg,
+                         filters);
+    }
+    if (groups > 1 && (bias || act->kind != CN_ACT_LINEAR)) {
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < np; r++) cn_bias_act_row(out + r * filters, filters, bias, act);
+    }
+  }
 }
 
 void cn_conv2d(const cn_window *w, int64_t filters, int groups, const float *x, const float *kernel,
@@ -128,24 +197,18 @@ void cn_conv2d(const cn_window *w, int64_t filters, int groups, const float *x, 
     conv_pointwise(w, filters, groups, x, kernel, bias, act, y, threads);
     return;
   }
-  int64_t pixels = w->batch * w->oh * w->ow;
   tiling t = plan_tiles(w, filters, groups, threads);
-  if (t.workers == 1) {
-    for (int64_t i = 0; i < t.tiles; i++) {
-      int64_t p0 = i * t.tile_pixels,
-              np = pixels - p0 < t.tile_pixels ? pixels - p0 : t.tile_pixels;
-      conv_tile(w, filters, groups, x, kernel, bias, act, y, scratch, p0, np, threads);
-    }
+  double macs =
+      (double)(w->batch * w->oh * w->ow) * (double)filters * (double)patch_size(w, groups);
+  if (!t.team) {
+    /* Several tiles, or one tile too large for OpenBLAS's serial path: a team. */
+    int parallel = threads > 1 && (t.workers > 1 || macs > SERIAL_MACS);
+#pragma omp parallel num_threads(t.workers > 1 ? (int)t.workers : 2) if (parallel)
+    conv_workers(w, filters, groups, x, kernel, bias, act, y, scratch, &t);
     return;
   }
-#pragma omp parallel num_threads(t.workers)
-  {
-    float *col = scratch + omp_get_thread_num() * t.slice;
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < t.tiles; i++) {
-      int64_t p0 = i * t.tile_pixels,
-              np = pixels - p0 < t.tile_pixels ? pixels - p0 : t.tile_pixels;
-      conv_tile(w, filters, groups, x, kernel, bias, act, y, col, p0, np, 1);
-    }
-  }
+  cn_gemm_plan plan = cn_gemm_plan_make(t.tile_pixels, filters / groups, patch_size(w, groups));
+  int parallel = cn_gemm_plan_parallel(&plan, threads) || (threads > 1 && t.tiles > 1);
+#pragma omp parallel num_threads(threads) if (parallel)
+  conv_team(w, filters, groups, x, kernel, bias, act, y, scratch, &t);
 }

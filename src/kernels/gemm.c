@@ -1,40 +1,104 @@
-/* Matrix products through OpenBLAS, with the bias and activation applied per block of rows while
- * the block is still in cache. Tall products (1x1 convolutions on large images) are split into
- * row blocks that the threads take in turn, each calling a single-threaded GEMM (OpenBLAS runs on
- * the calling thread inside a parallel region); short ones let OpenBLAS split the work. */
+/* Matrix products through OpenBLAS, with the bias and activation applied per block while the block
+ * is still in cache.
+ *
+ * Determinism: OpenBLAS's result bits depend on how a product is cut (its edge micro-kernels
+ * accumulate differently) and on how many threads it splits a call over. So a product is cut into
+ * a fixed grid of blocks that depends on its shape (m, n, k) only, and every block is one
+ * single-threaded sgemm call; threads only decide who computes which block. OpenBLAS runs on the
+ * calling thread inside an active parallel region, and, outside one, for products of at most
+ * BLAS_SERIAL_MACS multiply-adds (65536 * GEMM_MULTITHREAD_THRESHOLD, 4 by default) or when the
+ * library runs on one thread (cn_set_threads(1)). The result is then bitwise the same for any
+ * thread count. */
 #include <cblas.h>
 
 #include "kernels/kernels.h"
 
-/* Rows per GEMM call: large enough for BLAS to be efficient, small enough that the epilogue
- * finds the block in cache and that sizes fit BLAS's int. */
-enum { GEMM_ROWS = 4096, BLOCK_ROWS = 256, MIN_ROWS_PER_THREAD = 128 };
+/* Rows per block at most (the epilogue finds the block in cache; sizes fit BLAS's int), rows and
+ * columns per block at least once a product is split (thinner blocks repack too much), blocks
+ * wanted for balance on a few threads, and the work below which a block is not worth splitting. */
+enum { ROW_MAX = 256, ROW_MIN = 32, COL_MIN = 64, COL_ALIGN = 16, WANT_BLOCKS = 4 };
+#define MIN_BLOCK_MACS 131072.0
+#define BLAS_SERIAL_MACS 262144.0
 
-static void gemm_block(int64_t rows, int64_t n, int64_t k, const float *x, int64_t ldx,
+static int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) {
+  return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Equal blocks of `len` in `count` pieces, `align`ed: the piece size, and the count it needs. */
+static void cut(int64_t len, int64_t count, int64_t align, int64_t *piece, int64_t *pieces) {
+  *piece = ceil_div(ceil_div(len, count), align) * align;
+  if (*piece > len) *piece = len;
+  *pieces = ceil_div(len, *piece);
+}
+
+cn_gemm_plan cn_gemm_plan_make(int64_t m, int64_t n, int64_t k) {
+  cn_gemm_plan p = {m, n, k, m, n, 1, 1};
+  if (m < 1 || n < 1) return p;
+  double macs = (double)m * (double)n * (double)k;
+  int64_t want = macs >= WANT_BLOCKS * MIN_BLOCK_MACS ? WANT_BLOCKS
+                 : macs >= 2 * MIN_BLOCK_MACS         ? 2
+                                                      : 1;
+  int64_t rb = ceil_div(m, ROW_MAX), cb = 1;
+  if (rb < want && m >= n) rb = clamp64(want, rb, m / ROW_MIN > rb ? m / ROW_MIN : rb);
+  if (rb < want) cb = clamp64(ceil_div(want, rb), 1, n / COL_MIN > 1 ? n / COL_MIN : 1);
+  if (rb * cb < want && rb < m / ROW_MIN) rb = clamp64(ceil_div(want, cb), rb, m / ROW_MIN);
+  /* An even count of blocks keeps two threads equally busy. */
+  if (rb * cb > 1 && rb * cb % 2) {
+    if (cb > 1 && n / (cb + 1) >= COL_ALIGN)
+      cb++;
+    else if (m / (rb + 1) >= 1)
+      rb++;
+  }
+  cut(m, rb, 1, &p.block_rows, &p.row_blocks);
+  cut(n, cb, cb > 1 ? COL_ALIGN : 1, &p.block_cols, &p.col_blocks);
+  return p;
+}
+
+int64_t cn_gemm_plan_blocks(const cn_gemm_plan *p) {
+  return p->row_blocks * p->col_blocks;
+}
+
+int cn_gemm_plan_parallel(const cn_gemm_plan *p, int threads) {
+  double macs = (double)p->m * (double)p->n * (double)p->k;
+  return threads > 1 && (cn_gemm_plan_blocks(p) > 1 || macs > BLAS_SERIAL_MACS);
+}
+
+/* Block i: y = x w + bias, then the activation when it is elementwise (softmax needs whole rows
+ * and runs after every block of the row is done). */
+static void gemm_block(const cn_gemm_plan *p, int64_t i, const float *x, int64_t ldx,
                        const float *w, int64_t ldw, const float *bias, const cn_activation *act,
-                       float *y, int64_t ldy, int threads) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n, (int)k, 1.0f, x,
-              (int)ldx, w, (int)ldw, 0.0f, y, (int)ldy);
-  cn_bias_act_rows(y, rows, n, ldy, bias, act, threads);
+                       float *y, int64_t ldy) {
+  int64_t r0 = i / p->col_blocks * p->block_rows, c0 = i % p->col_blocks * p->block_cols;
+  int64_t rows = p->m - r0 < p->block_rows ? p->m - r0 : p->block_rows;
+  int64_t cols = p->n - c0 < p->block_cols ? p->n - c0 : p->block_cols;
+  float *out = y + r0 * ldy + c0;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)p->k, 1.0f,
+              x + r0 * ldx, (int)ldx, w + c0, (int)ldw, 0.0f, out, (int)ldy);
+  cn_activation linear = cn_act_linear();
+  const cn_activation *block_act = act->kind == CN_ACT_SOFTMAX ? &linear : act;
+  cn_bias_act_rows(out, rows, cols, ldy, bias ? bias + c0 : NULL, block_act, 1);
+}
+
+void cn_gemm_plan_run(const cn_gemm_plan *p, const float *x, int64_t ldx, const float *w,
+                      int64_t ldw, const float *bias, const cn_activation *act, float *y,
+                      int64_t ldy) {
+  int64_t blocks = cn_gemm_plan_blocks(p);
+#pragma omp for schedule(static)
+  for (int64_t i = 0; i < blocks; i++) gemm_block(p, i, x, ldx, w, ldw, bias, act, y, ldy);
+  if (act->kind != CN_ACT_SOFTMAX) return;
+#pragma omp for schedule(static)
+  for (int64_t r = 0; r < p->m; r++) cn_bias_act_row(y + r * ldy, p->n, NULL, act);
 }
 
 void cn_gemm_bias_act(int64_t m, int64_t n, int64_t k, const float *x, int64_t ldx, const float *w,
                       int64_t ldw, const float *bias, const cn_activation *act, float *y,
                       int64_t ldy, int threads) {
-  if (threads > 1 && m >= MIN_ROWS_PER_THREAD * threads) {
-    /* Equal blocks, a multiple of the thread count. */
-    int64_t blocks = (m + BLOCK_ROWS - 1) / BLOCK_ROWS;
-    blocks = (blocks + threads - 1) / threads * threads;
-    int64_t step = (m + blocks - 1) / blocks;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r0 = 0; r0 < m; r0 += step) {
-      int64_t rows = m - r0 < step ? m - r0 : step;
-      gemm_block(rows, n, k, x + r0 * ldx, ldx, w, ldw, bias, act, y + r0 * ldy, ldy, 1);
-    }
-    return;
-  }
-  for (int64_t r0 = 0; r0 < m; r0 += GEMM_ROWS) {
-    int64_t rows = m - r0 < GEMM_ROWS ? m - r0 : GEMM_ROWS;
-    gemm_block(rows, n, k, x + r0 * ldx, ldx, w, ldw, bias, act, y + r0 * ldy, ldy, threads);
-  }
+  cn_gemm_plan p = cn_gemm_plan_make(m, n, k);
+  int64_t blocks = cn_gemm_plan_blocks(&p);
+  int team = threads < blocks ? threads : blocks < 2 ? 2 : (int)blocks;
+#pragma omp parallel num_threads(team) if (cn_gemm_plan_parallel(&p, threads))
+  cn_gemm_plan_run(&p, x, ldx, w, ldw, bias, act, y, ldy);
 }

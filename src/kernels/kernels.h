@@ -43,6 +43,22 @@ void cn_gemm_bias_act(int64_t m, int64_t n, int64_t k, const float *x, int64_t l
                       int64_t ldw, const float *bias, const cn_activation *act, float *y,
                       int64_t ldy, int threads);
 
+/* The fixed grid of blocks cn_gemm_bias_act cuts an (m x n, depth k) product into: a function of
+ * the shape only, each block one single-threaded sgemm, so results are bitwise the same for any
+ * thread count. cn_gemm_plan_run is a worksharing loop: call it from every thread of a parallel
+ * region (a team) or from serial code; it runs in a team when cn_gemm_plan_parallel says so
+ * (otherwise OpenBLAS might split a block over threads itself). */
+typedef struct cn_gemm_plan {
+  int64_t m, n, k;
+  int64_t block_rows, block_cols, row_blocks, col_blocks;
+} cn_gemm_plan;
+cn_gemm_plan cn_gemm_plan_make(int64_t m, int64_t n, int64_t k);
+int64_t cn_gemm_plan_blocks(const cn_gemm_plan *p);
+int cn_gemm_plan_parallel(const cn_gemm_plan *p, int threads);
+void cn_gemm_plan_run(const cn_gemm_plan *p, const float *x, int64_t ldx, const float *w,
+                      int64_t ldw, const float *bias, const cn_activation *act, float *y,
+                      int64_t ldy);
+
 /* Conv2D: kernel (kh, kw, c/groups, filters). scratch holds cn_conv2d_scratch floats. */
 size_t cn_conv2d_scratch(const cn_window *w, int64_t filters, int groups);
 void cn_conv2d(const cn_window *w, int64_t filters, int groups, const float *x, const float *kernel,
@@ -85,8 +101,8 @@ void cn_depthwise_backward(const cn_window *w, int mult, const cn_conv_grad *io,
 /* The fused-activation forward of Conv2D, DepthwiseConv2D and Dense (src/ops/conv2d.c): a
  * training forward whose activation needs the pre-activation for backward runs the layer linear,
  * copies the result to ex->saved and then applies the activation (the same bits as fused). */
-typedef void (*cn_fused_run)(cn_node *node, const cn_tensor *in, cn_tensor *out,
-                             const cn_exec *ex, const cn_activation *act);
+typedef void (*cn_fused_run)(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,
+                             const cn_activation *act);
 void cn_fused_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,
                       const cn_activation *act, cn_fused_run run);
 /* The op->saved of such a layer: its output size when the activation needs the pre-activation. */
