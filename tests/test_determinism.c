@@ -212,6 +212,8 @@ static void test_plan(void) {
     CHECK(p.row_blocks * p.block_rows >= p.m && (p.row_blocks - 1) * p.block_rows < p.m);
     CHECK(p.col_blocks * p.block_cols >= p.n && (p.col_blocks - 1) * p.block_cols < p.n);
   }
+  cn_gemm_plan empty = cn_gemm_plan_make(0, 10, 10);
+  CHECK(cn_gemm_plan_blocks(&empty) == 0);
   /* A Dense layer at batch 1 still gives two threads work. */
   cn_gemm_plan p = cn_gemm_plan_make(1, 1000, 2048);
   CHECK(cn_gemm_plan_blocks(&p) >= 2 && cn_gemm_plan_blocks(&p) % 2 == 0);

@@ -36,7 +36,8 @@ static void cut(int64_t len, int64_t count, int64_t align, int64_t *piece, int64
 
 cn_gemm_plan cn_gemm_plan_make(int64_t m, int64_t n, int64_t k) {
   cn_gemm_plan p = {m, n, k, m, n, 1, 1};
-  if (m < 1 || n < 1) return p;
+  if (m < 1 || n < 1) /* an empty product: no block */
+    return (cn_gemm_plan){m, n, k, 1, 1, 0, 0};
   double macs = (double)m * (double)n * (double)k;
   int64_t want = macs >= WANT_BLOCKS * MIN_BLOCK_MACS ? WANT_BLOCKS
                  : macs >= 2 * MIN_BLOCK_MACS         ? 2
