@@ -15,8 +15,10 @@
 
 /* Rows per block at most (the epilogue finds the block in cache; sizes fit BLAS's int), rows and
  * columns per block at least once a product is split (thinner blocks repack too much), blocks
- * wanted for balance on a few threads, and the work below which a block is not worth splitting. */
-enum { ROW_MAX = 256, ROW_MIN = 32, COL_MIN = 64, COL_ALIGN = 16, WANT_BLOCKS = 4 };
+ * wanted for small products (two: both cores of the machines we measure on busy, with the least
+ * repacking; 4 measured no faster on 2 threads and cost 1.4 % more instructions on one), and the
+ * work below which a block is not worth splitting. */
+enum { ROW_MAX = 256, ROW_MIN = 32, COL_MIN = 64, COL_ALIGN = 16, WANT_BLOCKS = 2 };
 #define MIN_BLOCK_MACS 131072.0
 #define BLAS_SERIAL_MACS 262144.0
 
