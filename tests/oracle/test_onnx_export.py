@@ -252,12 +252,13 @@ def test_torch_exports(convnet_bin, tmp_path):
     """PyTorch models exported by torch.onnx (test_onnx_torch.py's), imported and re-exported."""
     torch_python = os.environ.get("CN_TORCH_PYTHON", "/usr/bin/python3")
     script = ROOT / "tests" / "oracle" / "test_onnx_torch.py"
-    proc = subprocess.run([torch_python, str(script), str(tmp_path)], capture_output=True,
+    names = ["resnet", "mobilenet_v2", "inception"]  # the small models of test_onnx_torch.py
+    proc = subprocess.run([torch_python, str(script), str(tmp_path), *names], capture_output=True,
                           text=True)
     if proc.returncode != 0:
         pytest.skip(f"torch export unavailable: {proc.stderr.strip()[-300:]}")
     models = sorted(tmp_path.glob("*.onnx"))
-    assert models
+    assert len(models) == len(names), proc.stderr
     for path in models:
         x = np.load(str(path)[: -len(".onnx")] + ".x.npy")
         sub = tmp_path / path.stem
