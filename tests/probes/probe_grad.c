@@ -11,9 +11,11 @@
  *   probe_grad train <model.json> <dir> <config.json>
  *       reads <dir>/x.npy (n x input shape), <dir>/y.npy (n class indices), <dir>/order.npy
  *       (steps x batch sample indices); per step: training forward (seed = step), sparse
- *       categorical cross-entropy on the logits, backward, optimizer step. Writes losses.npy
- *       (the loss before each step) and final_<layer>__<param>.npy.
- *       config.json: {"lr", "momentum", "nesterov"} (SGD). */
+ *       categorical cross-entropy on the logits, backward, optimizer step.
+ *       config.json: {"optimizer": "sgd" (default) | "adam", "lr", "momentum", "nesterov"
+ *       (SGD), "beta1", "beta2", "epsilon" (Adam; absent: the Keras defaults)}. Layers with
+ *       "trainable": false in the model config are frozen (BatchNormalization in inference mode).
+ *       Writes losses.npy (the loss before each step) and final_<layer>__<param>.npy. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,10 +264,17 @@ static int run_train(char **argv) {
   cJSON *j = text ? cJSON_Parse(text) : NULL;
   free(text);
   if (!j) return fail("config");
-  cn_optim_config config = {.kind = CN_OPTIM_SGD,
+  const cJSON *kind = cJSON_GetObjectItemCaseSensitive(j, "optimizer");
+  int adam = cJSON_IsString(kind) && strcmp(kind->valuestring, "adam") == 0;
+  if (cJSON_IsString(kind) && !adam && strcmp(kind->valuestring, "sgd") != 0)
+    return cJSON_Delete(j), fail("config: optimizer must be sgd or adam");
+  cn_optim_config config = {.kind = adam ? CN_OPTIM_ADAM : CN_OPTIM_SGD,
                             .lr = (float)config_number(j, "lr"),
                             .momentum = (float)config_number(j, "momentum"),
-                            .nesterov = (int)config_number(j, "nesterov")};
+                            .nesterov = (int)config_number(j, "nesterov"),
+                            .beta1 = (float)config_number(j, "beta1"),
+                            .beta2 = (float)config_number(j, "beta2"),
+                            .epsilon = (float)config_number(j, "epsilon")};
   cJSON_Delete(j);
   cn_graph *g = load_graph(argv[2]);
   if (!g) return fail(argv[2]);
