@@ -71,8 +71,8 @@ def block_params(rng):
     with h5py.File(need_file(H5), "r") as f:
         for name, _, _, pnames in TOP_BLOCK[:-1]:
             for pname in pnames:
-                params[f"{name}__{pname}"] = np.asarray(f["model_weights"][name][name][f"{pname}:0"],
-                                                        np.float32)
+                stored = f["model_weights"][name][name][f"{pname}:0"]
+                params[f"{name}__{pname}"] = np.asarray(stored, np.float32)
     limit = np.sqrt(6 / (256 + 2))
     params["predictions__kernel"] = rng.uniform(-limit, limit, (256, 2)).astype(np.float32)
     params["predictions__bias"] = np.zeros(2, np.float32)
@@ -146,7 +146,8 @@ def test_adam_fine_tuning_matches_keras_step_for_step(tmp_path):
     print(f"{len(order)} steps, loss {ref[0]:.4f} -> {ref[-1]:.4f}; max |dloss| {diff.max():.2e} "
           f"at step {diff.argmax()}")
     assert ref[-1] < 0.7 * ref[0], "the run must learn, or it checks little"
-    assert diff[:EARLY_STEPS].max() <= EARLY_TOL, f"losses part at step {np.argmax(diff > EARLY_TOL)}"
+    early = diff[:EARLY_STEPS]
+    assert early.max() <= EARLY_TOL, f"losses part at step {np.argmax(early > EARLY_TOL)}"
     assert diff.max() <= LOSS_TOL, f"losses part at step {np.argmax(diff > LOSS_TOL)}"
     for name, want in ref_final.items():
         moved = np.abs(want - params[name]).max()
