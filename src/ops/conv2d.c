@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/mem.h"
+#include "kernels/conv_small.h"
 #include "kernels/kernels.h"
 #include "ops/ops.h"
 
@@ -149,6 +150,11 @@ static void conv_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const c
   const cn_conv2d_attrs *a = node->attrs;
   cn_window w = conv_window(a, &in[0].shape);
   const float *bias = a->use_bias ? node->params[1].data : NULL;
+  if (cn_conv_small_applies(&w, a->filters, a->groups)) {
+    cn_conv_small(&w, a->filters, in[0].data, node->params[0].data, bias, act, out->data,
+                  ex->threads);
+    return;
+  }
   if (cn_winograd_applies(&w, a->filters, a->groups)) {
     const float *u = winograd_kernel(node, w.c, ex->threads);
     if (u) {
@@ -225,6 +231,7 @@ static size_t conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
   const cn_conv2d_attrs *a = node->attrs;
   cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
   cn_window w = conv_window(a, &in);
+  if (cn_conv_small_applies(&w, a->filters, a->groups)) return 0; /* registers, no im2col */
   size_t im2col = cn_conv2d_scratch(&w, a->filters, a->groups);
   if (!cn_winograd_applies(&w, a->filters, a->groups)) return im2col;
   size_t wino = cn_winograd_scratch(&w, a->filters);

@@ -1,0 +1,165 @@
+/* Short-patch convolution as a register-blocked product without packing: a tile of ROWS output
+ * pixels times 16 (or 8) filters lives in registers for the whole patch; the kernel's rows are
+ * read in place (HWIO is already the (patch, filters) matrix) and the patches too when the
+ * convolution is 1x1 and unpadded, otherwise they are gathered per tile into a small buffer. */
+#include "kernels/conv_small.h"
+
+#include <string.h>
+
+/* Pixels per register tile (6 x 16 accumulators + 2 kernel vectors + 1 broadcast = 15 of AVX's
+ * 16 registers); multiply-adds below which a layer runs on one thread (waking a second one costs
+ * more than it saves). */
+enum { ROWS = 6, PARALLEL_MIN_MACS = 1 << 19 };
+/* Tiles per chunk at most: 96 pixels, whose gathered patches (at most 24 KB) stay in L1/L2. */
+enum { CHUNK_TILES = 16 };
+/* The longest patch read in place (1x1), and the largest kernel taken by this path (512 KB, four
+ * times that when the filter count is not a power of two). */
+enum { DEEP_K = 512, KERNEL_FLOATS = 1 << 17 };
+
+typedef float v8f __attribute__((vector_size(32)));
+
+static inline v8f load8(const float *p) {
+  v8f v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void store8(float *p, v8f v) {
+  memcpy(p, &v, sizeof v);
+}
+
+static int in_place(const cn_window *w) {
+  return w->kh == 1 && w->kw == 1 && w->pad_top == 0 && w->pad_left == 0;
+}
+
+int cn_conv_small_applies(const cn_window *w, int64_t filters, int groups) {
+  int64_t kdim = (int64_t)w->kh * w->kw * w->c;
+  /* The kernel is re-read per chunk of pixels, so it must stay in cache; its rows are `filters`
+   * floats apart, and a large power of two puts them all in the same few L1 sets (measured: 1.3x
+   * OpenBLAS's time for 256x1024 on 14x14 pixels, a tie for 512x1000 on 13x13). */
+  if (groups != 1 || filters % 8 != 0 || filters < 8 || kdim < 1) return 0;
+  int64_t floats = kdim * filters, pow2 = (filters & (filters - 1)) == 0;
+  if (floats > (pow2 ? KERNEL_FLOATS : 4 * KERNEL_FLOATS)) return 0;
+  return kdim <= CN_CONV_SMALL_K || (in_place(w) && kdim <= DEEP_K);
+}
+
+/* ROWS pixels x 16 filters: out[r][0..16) = bias + sum_k rows[r][k] * kernel[k][0..16). */
+static void tile16(const float *const *rows, int64_t kdim, const float *kernel, int64_t ldk,
+                   const float *bias, float *const *out) {
+  v8f b0 = {0}, b1 = {0};
+  if (bias) b0 = load8(bias), b1 = load8(bias + 8);
+  v8f acc0[ROWS], acc1[ROWS];
+  for (int r = 0; r < ROWS; r++) acc0[r] = b0, acc1[r] = b1;
+  for (int64_t k = 0; k < kdim; k++) {
+    v8f w0 = load8(kernel + k * ldk), w1 = load8(kernel + k * ldk + 8);
+    for (int r = 0; r < ROWS; r++) {
+      float s = rows[r][k];
+      v8f a = {s, s, s, s, s, s, s, s};
+      acc0[r] += a * w0;
+      acc1[r] += a * w1;
+    }
+  }
+  for (int r = 0; r < ROWS; r++) store8(out[r], acc0[r]), store8(out[r] + 8, acc1[r]);
+}
+
+/* The same for the last 8 filters when their count is not a multiple of 16. */
+static void tile8(const float *const *rows, int64_t kdim, const float *kernel, int64_t ldk,
+                  const float *bias, float *const *out) {
+  v8f b0 = {0};
+  if (bias) b0 = load8(bias);
+  v8f acc[ROWS];
+  for (int r = 0; r < ROWS; r++) acc[r] = b0;
+  for (int64_t k = 0; k < kdim; k++) {
+    v8f w0 = load8(kernel + k * ldk);
+    for (int r = 0; r < ROWS; r++) {
+      float s = rows[r][k];
+      acc[r] += (v8f){s, s, s, s, s, s, s, s} * w0;
+    }
+  }
+  for (int r = 0; r < ROWS; r++) store8(out[r], acc[r]);
+}
+
+/* An output pixel: its image and position. */
+typedef struct pixel {
+  int64_t b, oy, ox;
+} pixel;
+
+static pixel pixel_at(const cn_window *w, int64_t p) {
+  return (pixel){p / (w->oh * w->ow), p / w->ow % w->oh, p % w->ow};
+}
+
+static void pixel_next(const cn_window *w, pixel *q) {
+  if (++q->ox < w->ow) return;
+  q->ox = 0;
+  if (++q->oy == w->oh) q->oy = 0, q->b++;
+}
+
+/* A pixel's patch in the kernel's (ky, kx, c) order: a pointer into x when it is one input pixel,
+ * else gathered into buf (zeros outside the image). */
+static const float *patch(const cn_window *w, const float *x, pixel q, float *buf) {
+  const float *image = x + q.b * w->ih * w->iw * w->c;
+  if (in_place(w)) return image + (q.oy * w->sh * w->iw + q.ox * w->sw) * w->c;
+  float *dst = buf;
+  for (int ky = 0; ky < w->kh; ky++) {
+    int64_t iy = q.oy * w->sh - w->pad_top + (int64_t)ky * w->dh;
+    for (int kx = 0; kx < w->kw; kx++, dst += w->c) {
+      int64_t ix = q.ox * w->sw - w->pad_left + (int64_t)kx * w->dw;
+      const float *src = image + (iy * w->iw + ix) * w->c;
+      int inside = iy >= 0 && iy < w->ih && ix >= 0 && ix < w->iw;
+      for (int64_t c = 0; c < w->c; c++) dst[c] = inside ? src[c] : 0.0f;
+    }
+  }
+  return buf;
+}
+
+/* A chunk of output pixels [p0, p0 + count), count <= CHUNK_TILES * ROWS: its patches stay in
+ * cache while every block of 16 filters runs over all its tiles. Rows past the end repeat the
+ * first patch into a sink. Each output is the same sum in the same order whatever the chunk, so
+ * chunks may depend on the thread count. */
+static void pixel_chunk(const cn_window *w, int64_t filters, const float *x, const float *kernel,
+                        const float *bias, const cn_activation *act, float *y, int64_t p0,
+                        int count) {
+  float buf[CHUNK_TILES * ROWS * CN_CONV_SMALL_K], sink[16];
+  const float *rows[CHUNK_TILES * ROWS];
+  int64_t kdim = (int64_t)w->kh * w->kw * w->c;
+  int tiles = (count + ROWS - 1) / ROWS;
+  pixel q = pixel_at(w, p0);
+  for (int r = 0; r < tiles * ROWS; r++, pixel_next(w, &q))
+    rows[r] = r < count ? patch(w, x, q, buf + r * kdim) : rows[0];
+  for (int64_t c0 = 0; c0 < filters; c0 += 16) {
+    const float *b = bias ? bias + c0 : NULL;
+    for (int t = 0; t < tiles; t++) {
+      float *out[ROWS];
+      for (int r = 0; r < ROWS; r++) {
+        int64_t at = (int64_t)t * ROWS + r;
+        out[r] = at < count ? y + (p0 + at) * filters + c0 : sink;
+      }
+      if (filters - c0 >= 16)
+        tile16(rows + t * ROWS, kdim, kernel + c0, filters, b, out);
+      else
+        tile8(rows + t * ROWS, kdim, kernel + c0, filters, b, out);
+    }
+  }
+  float *first = y + p0 * filters;
+  if (act->kind == CN_ACT_SOFTMAX)
+    for (int r = 0; r < count; r++) cn_bias_act_row(first + r * filters, filters, NULL, act);
+  else if (act->kind != CN_ACT_LINEAR)
+    cn_act_apply(act, first, (size_t)count * (size_t)filters);
+}
+
+void cn_conv_small(const cn_window *w, int64_t filters, const float *x, const float *kernel,
+                   const float *bias, const cn_activation *act, float *y, int threads) {
+  int64_t pixels = w->batch * w->oh * w->ow, tiles = (pixels + ROWS - 1) / ROWS;
+  double macs = (double)pixels * (double)filters * (double)(w->kh * w->kw * w->c);
+  int parallel = threads > 1 && macs > PARALLEL_MIN_MACS;
+  /* Chunks small enough to give every thread two of them. */
+  int64_t team = parallel ? threads : 1, per_chunk = (tiles + 2 * team - 1) / (2 * team);
+  if (per_chunk > CHUNK_TILES) per_chunk = CHUNK_TILES;
+  if (per_chunk < 1) per_chunk = 1;
+  int64_t chunk_pixels = per_chunk * ROWS, chunks = (pixels + chunk_pixels - 1) / chunk_pixels;
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+  for (int64_t i = 0; i < chunks; i++) {
+    int64_t p0 = i * chunk_pixels;
+    int count = pixels - p0 < chunk_pixels ? (int)(pixels - p0) : (int)chunk_pixels;
+    pixel_chunk(w, filters, x, kernel, bias, act, y, p0, count);
+  }
+}
