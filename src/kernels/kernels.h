@@ -105,6 +105,11 @@ typedef void (*cn_fused_run)(cn_node *node, const cn_tensor *in, cn_tensor *out,
                              const cn_activation *act);
 void cn_fused_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,
                       const cn_activation *act, cn_fused_run run);
+/* The cn_conv_grad of such a layer's backward: its kernel is node->params[0], its bias (when
+ * use_bias) params[1], and the pre-activation what cn_fused_forward saved. */
+cn_conv_grad cn_fused_grad(const cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                           const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                           const cn_exec *ex, const cn_activation *act, int use_bias);
 /* The op->saved of such a layer: its output size when the activation needs the pre-activation. */
 size_t cn_fused_saved(const cn_graph *g, const cn_node *node, int batch, const cn_activation *act);
 

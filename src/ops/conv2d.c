@@ -193,6 +193,21 @@ size_t cn_fused_saved(const cn_graph *g, const cn_node *node, int batch, const c
   return (size_t)(batch * cn_shape_numel(&node->shape));
 }
 
+cn_conv_grad cn_fused_grad(const cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                           const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                           const cn_exec *ex, const cn_activation *act, int use_bias) {
+  cn_conv_grad io = {.x = in[0].data,
+                     .kernel = node->params[0].data,
+                     .out = out->data,
+                     .pre = cn_act_needs_pre(act) ? ex->saved : NULL,
+                     .dout = dout->data,
+                     .act = act,
+                     .dx = din ? din[0].data : NULL,
+                     .dkernel = dparams ? dparams[0] : NULL,
+                     .dbias = dparams && use_bias ? dparams[1] : NULL};
+  return io;
+}
+
 static void conv_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
   const cn_conv2d_attrs *a = node->attrs;
   cn_fused_forward(node, in, out, ex, &a->act, conv_run);
@@ -208,15 +223,7 @@ static void conv_backward(cn_node *node, const cn_tensor *in, const cn_tensor *o
                           const cn_exec *ex) {
   const cn_conv2d_attrs *a = node->attrs;
   cn_window w = conv_window(a, &in[0].shape);
-  cn_conv_grad io = {.x = in[0].data,
-                     .kernel = node->params[0].data,
-                     .out = out->data,
-                     .pre = cn_act_needs_pre(&a->act) ? ex->saved : NULL,
-                     .dout = dout->data,
-                     .act = &a->act,
-                     .dx = din ? din[0].data : NULL,
-                     .dkernel = dparams ? dparams[0] : NULL,
-                     .dbias = dparams && a->use_bias ? dparams[1] : NULL};
+  cn_conv_grad io = cn_fused_grad(node, in, out, dout, din, dparams, ex, &a->act, a->use_bias);
   cn_conv2d_backward(&w, a->filters, a->groups, &io, ex->scratch, ex->threads);
 }
 

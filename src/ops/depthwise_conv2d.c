@@ -54,15 +54,7 @@ static void depthwise_backward(cn_node *node, const cn_tensor *in, const cn_tens
                                const cn_exec *ex) {
   const cn_depthwise_attrs *a = node->attrs;
   cn_window w = depthwise_window(a, &in[0].shape);
-  cn_conv_grad io = {.x = in[0].data,
-                     .kernel = node->params[0].data,
-                     .out = out->data,
-                     .pre = cn_act_needs_pre(&a->act) ? ex->saved : NULL,
-                     .dout = dout->data,
-                     .act = &a->act,
-                     .dx = din ? din[0].data : NULL,
-                     .dkernel = dparams ? dparams[0] : NULL,
-                     .dbias = dparams && a->use_bias ? dparams[1] : NULL};
+  cn_conv_grad io = cn_fused_grad(node, in, out, dout, din, dparams, ex, &a->act, a->use_bias);
   cn_depthwise_backward(&w, a->depth_multiplier, &io, ex->scratch, ex->threads);
 }
 
