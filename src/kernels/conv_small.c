@@ -3,6 +3,7 @@
  * read in place (HWIO is already the (patch, filters) matrix) and the patches too when the
  * convolution is 1x1 and unpadded, otherwise they are gathered per tile into a small buffer. */
 #include "kernels/conv_small.h"
+#include "kernels/simd.h"
 
 #include <string.h>
 
@@ -15,17 +16,6 @@ enum { CHUNK_TILES = 16 };
 /* The longest patch read in place (1x1), and the largest kernel taken by this path (512 KB, four
  * times that when the filter count is not a power of two). */
 enum { DEEP_K = 512, KERNEL_FLOATS = 1 << 17 };
-
-typedef float v8f __attribute__((vector_size(32)));
-
-static inline v8f load8(const float *p) {
-  v8f v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline void store8(float *p, v8f v) {
-  memcpy(p, &v, sizeof v);
-}
 
 static int in_place(const cn_window *w) {
   return w->kh == 1 && w->kw == 1 && w->pad_top == 0 && w->pad_left == 0;

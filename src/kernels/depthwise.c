@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/simd.h"
 
 /* Channels accumulated in registers at a time when the multiplier is 1; multiply-adds below
  * which a layer runs on one thread. */
@@ -21,13 +22,6 @@ static void valid_taps(int64_t start, int k, int dilation, int64_t n, int *lo, i
 
 /* Eight floats as one value: GCC/Clang vector extensions, so the accumulators live in registers
  * (one AVX register each, or two SSE ones) whatever the -march. */
-typedef float v8f __attribute__((vector_size(32)));
-
-static inline v8f load8(const float *p) {
-  v8f v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
 
 /* One block of BLOCK channels (multiplier 1) summed over the taps in registers. */
 static void block_pixel(const cn_window *w, const float *image, int64_t y0, int64_t x0,

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/simd.h"
 
 enum { POINTS = 36, TILE = 4, SPAN = 6, ROWS = 6, COLS = 16 };
 /* All workers' scratch, whatever the thread count, and each worker's block bound, so that V and M
@@ -77,17 +78,6 @@ size_t cn_winograd_scratch(const cn_window *w, int64_t filters) {
 }
 
 /* ---- the transforms, each over n contiguous channels ----------------------------------------- */
-
-typedef float v8f __attribute__((vector_size(32)));
-
-static inline v8f load8(const float *p) {
-  v8f v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline void store8(float *p, v8f v) {
-  memcpy(p, &v, sizeof v);
-}
 
 /* Each transform maps `ni` vectors in[j * is] to `no` vectors out[i * os], 8 channels at a time
  * (explicit vectors: with run-time strides the compiler cannot prove the outputs disjoint). The

@@ -1,0 +1,21 @@
+/* Eight floats as one value: GCC/Clang vector extensions, so accumulators live in registers (one
+ * AVX register each, or two SSE ones) whatever the -march. Loads and stores go through memcpy,
+ * so they need no alignment. Shared by the hand-blocked kernels. */
+#ifndef CN_KERNELS_SIMD_H
+#define CN_KERNELS_SIMD_H
+
+#include <string.h>
+
+typedef float v8f __attribute__((vector_size(32)));
+
+static inline v8f load8(const float *p) {
+  v8f v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline void store8(float *p, v8f v) {
+  memcpy(p, &v, sizeof v);
+}
+
+#endif
