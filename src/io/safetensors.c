@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/sha256.h"
 #include "core/graph.h"
 #include "core/mem.h"
 
@@ -23,7 +23,7 @@
 #error "safetensors.c reads and writes little-endian data in place"
 #endif
 
-enum { ST_DATA_ALIGN = 64, SHA256_LEN = 32 };
+enum { ST_DATA_ALIGN = 64 };
 /* Integers in the header are JSON numbers, read as doubles: larger ones would lose precision. */
 #define ST_MAX_JSON_INT 9007199254740992.0 /* 2^53 */
 
@@ -54,10 +54,6 @@ static int is_valid_name(const char *name) {
   for (; name[n]; n++)
     if ((unsigned char)name[n] < 0x20 || n >= CN_ST_MAX_NAME) return 0;
   return n > 0;
-}
-
-static void hex_digest(const unsigned char *digest, char *hex) {
-  for (int i = 0; i < SHA256_LEN; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
 }
 
 /* ---- a growable text buffer for the header ----------------------------------------------- */
@@ -208,19 +204,13 @@ static void plan_free(write_plan *p) {
 }
 
 static cn_status data_digest(const write_plan *p, char *hex) {
-  unsigned char digest[SHA256_LEN];
-  unsigned int len = 0;
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-  for (int i = 0; ok && i < p->n; i++) {
+  cn_sha256 h;
+  cn_status st = cn_sha256_begin(&h);
+  for (int i = 0; st == CN_OK && i < p->n; i++) {
     int t = p->order[i];
-    ok = EVP_DigestUpdate(ctx, p->tensors[t].data, p->bytes[t]);
+    cn_sha256_add(&h, p->tensors[t].data, p->bytes[t]);
   }
-  ok = ok && EVP_DigestFinal_ex(ctx, digest, &len) && len == SHA256_LEN;
-  EVP_MD_CTX_free(ctx);
-  if (!ok) return cn_fail(CN_ERR_NOMEM, "SHA-256 failed");
-  hex_digest(digest, hex);
-  return CN_OK;
+  return st == CN_OK ? cn_sha256_hex(&h, hex) : st;
 }
 
 static void header_metadata(strbuf *t, const cn_st_meta *meta, int n_meta, const char *digest) {
@@ -283,7 +273,7 @@ cn_status cn_safetensors_write(const char *path, const cn_st_tensor *tensors, in
                                const cn_st_meta *meta, int n_meta) {
   if (!path) return cn_fail(CN_ERR_ARG, "cn_safetensors_write: NULL path");
   write_plan p;
-  char digest[2 * SHA256_LEN + 1];
+  char digest[CN_SHA256_HEX];
   strbuf header = {0};
   cn_status st = plan_write(path, tensors, n, &p);
   if (st == CN_OK) st = check_meta(path, meta, n_meta);
@@ -512,12 +502,9 @@ static cn_status parse_header(cn_safetensors *f, const char *text, size_t len) {
 static cn_status verify_checksum(const cn_safetensors *f) {
   const char *want = cn_safetensors_meta(f, CN_ST_CHECKSUM_KEY);
   if (!want) return CN_OK;
-  unsigned char digest[SHA256_LEN];
-  unsigned int len = 0;
-  char hex[2 * SHA256_LEN + 1];
-  if (!EVP_Digest(f->data, f->data_size, digest, &len, EVP_sha256(), NULL) || len != SHA256_LEN)
+  char hex[CN_SHA256_HEX];
+  if (cn_sha256_of(f->data, f->data_size, hex) != CN_OK)
     return cn_fail(CN_ERR_NOMEM, "%s: SHA-256 failed", f->path);
-  hex_digest(digest, hex);
   if (strcmp(hex, want) != 0)
     return cn_fail(CN_ERR_CHECKSUM,
                    "%s: data checksum mismatch (the file is damaged or was changed): sha256 %s, "

@@ -5,22 +5,22 @@
  * order, augmentation and dropout draws are functions of (seed, phase, epoch, step), so these
  * counters are the whole random state. */
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/sha256.h"
 #include "io/safetensors.h"
 #include "train/fit_internal.h"
 
 enum { MAX_TENSORS_EXTRA = 3 };
 
-static void hash_opt(EVP_MD_CTX *ctx, const char *key, const char *value) {
-  EVP_DigestUpdate(ctx, key, strlen(key) + 1);
-  EVP_DigestUpdate(ctx, value ? value : "", strlen(value ? value : "") + 1);
+static void hash_opt(cn_sha256 *ctx, const char *key, const char *value) {
+  cn_sha256_add_str(ctx, key);
+  cn_sha256_add_str(ctx, value ? value : "");
 }
 
-static void hash_num(EVP_MD_CTX *ctx, const char *key, double v) {
+static void hash_num(cn_sha256 *ctx, const char *key, double v) {
   char buf[64];
   snprintf(buf, sizeof buf, "%.9g", v);
   hash_opt(ctx, key, buf);
@@ -28,19 +28,14 @@ static void hash_num(EVP_MD_CTX *ctx, const char *key, double v) {
 
 /* The options that change the weights a run produces (not threads, paths of outputs or logs). */
 static void options_fingerprint(const cn_train_options *o, int batch, char hex[65]) {
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  unsigned char d[32];
-  unsigned int len = 0;
+  cn_sha256 h, *ctx = &h;
   hex[0] = 0;
-  if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-    EVP_MD_CTX_free(ctx);
-    return;
-  }
+  if (cn_sha256_begin(ctx) != CN_OK) return;
   hash_opt(ctx, "data", o->data_dir);
   hash_opt(ctx, "val", o->val_dir);
   hash_num(ctx, "val_split", o->val_split);
   hash_num(ctx, "class_weights", o->class_weights);
-  EVP_DigestUpdate(ctx, &o->augment, sizeof o->augment);
+  cn_sha256_add(ctx, &o->augment, sizeof o->augment);
   hash_opt(ctx, "cut", o->cut);
   hash_opt(ctx, "head", o->head);
   hash_num(ctx, "dense", o->dense);
@@ -61,9 +56,7 @@ static void options_fingerprint(const cn_train_options *o, int batch, char hex[6
   hash_num(ctx, "fine_tune_lr", o->fine_tune_lr);
   hash_num(ctx, "fine_tune_epochs", o->fine_tune_epochs);
   hash_num(ctx, "seed", (double)o->seed);
-  EVP_DigestFinal_ex(ctx, d, &len);
-  EVP_MD_CTX_free(ctx);
-  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+  cn_sha256_hex(ctx, hex);
 }
 
 static int count_params(const cn_graph *g) {

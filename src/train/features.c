@@ -4,7 +4,6 @@
  * extraction resumes where it stopped and later runs skip it entirely. */
 #include <errno.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,6 +11,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/mem.h"
+#include "core/sha256.h"
 #include "io/safetensors.h"
 #include "ops/ops.h"
 #include "train/fit_internal.h"
@@ -24,71 +24,53 @@ void fit_features_free(fit_features *f) {
   memset(f, 0, sizeof *f);
 }
 
-static void hex_digest(EVP_MD_CTX *ctx, char hex[65]) {
-  unsigned char d[32];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, d, &len);
-  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
-}
-
-static void hash_str(EVP_MD_CTX *ctx, const char *s) {
-  EVP_DigestUpdate(ctx, s, strlen(s) + 1);
-}
-
 cn_status fit_model_fingerprint(const cn_model *m, char hex[65]) {
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-    EVP_MD_CTX_free(ctx);
-    return cn_fail(CN_ERR_NOMEM, "cannot start a SHA-256 digest");
-  }
+  cn_sha256 h;
+  cn_status st = cn_sha256_begin(&h);
+  if (st != CN_OK) return st;
   const cn_graph *g = m->graph;
   char line[256];
   cn_input_spec s = m->spec;
   snprintf(line, sizeof line, "spec %d %d %d %d %.17g %d", s.height, s.width, s.channels,
            (int)s.resize, s.crop, (int)s.preprocess);
-  hash_str(ctx, line);
+  cn_sha256_add_str(&h, line);
   for (int i = 0; i < g->n_nodes; i++) {
     const cn_node *n = &g->nodes[i];
     char shape[96];
-    hash_str(ctx, n->name);
-    hash_str(ctx, n->op->type);
-    hash_str(ctx, cn_shape_format(&n->shape, shape, sizeof shape));
+    cn_sha256_add_str(&h, n->name);
+    cn_sha256_add_str(&h, n->op->type);
+    cn_sha256_add_str(&h, cn_shape_format(&n->shape, shape, sizeof shape));
     for (int k = 0; k < n->n_params; k++)
-      EVP_DigestUpdate(ctx, n->params[k].data,
-                       (size_t)cn_shape_numel(&n->params[k].shape) * sizeof(float));
+      cn_sha256_add(&h, n->params[k].data,
+                    (size_t)cn_shape_numel(&n->params[k].shape) * sizeof(float));
   }
-  hex_digest(ctx, hex);
-  EVP_MD_CTX_free(ctx);
-  return CN_OK;
+  return cn_sha256_hex(&h, hex);
 }
 
 /* The cache file of one chunk: the model's fingerprint and each file's path, size and mtime. */
 static cn_status chunk_path(const fit_run *r, const char *model_fp, const cn_dataset *ds,
                             int64_t first, int64_t count, char *path, size_t cap) {
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-    EVP_MD_CTX_free(ctx);
-    return cn_fail(CN_ERR_NOMEM, "cannot start a SHA-256 digest");
-  }
-  hash_str(ctx, model_fp);
-  hash_str(ctx, r->o->fatal_bad_images ? "bad images fatal" : "bad images skipped");
+  cn_sha256 h;
+  cn_status st = cn_sha256_begin(&h);
+  if (st != CN_OK) return st;
+  cn_sha256_add_str(&h, model_fp);
+  cn_sha256_add_str(&h, r->o->fatal_bad_images ? "bad images fatal" : "bad images skipped");
   for (int64_t i = first; i < first + count; i++) {
     struct stat sb;
     char line[96];
     const char *p = cn_dataset_path(ds, i);
-    hash_str(ctx, p);
+    cn_sha256_add_str(&h, p);
     if (stat(p, &sb) == 0)
       snprintf(line, sizeof line, "%d %lld %lld.%09ld", cn_dataset_label(ds, i),
                (long long)sb.st_size, (long long)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec);
     else
       snprintf(line, sizeof line, "%d missing", cn_dataset_label(ds, i));
-    hash_str(ctx, line);
+    cn_sha256_add_str(&h, line);
   }
-  char hex[65];
-  hex_digest(ctx, hex);
-  EVP_MD_CTX_free(ctx);
-  snprintf(path, cap, "%s/%.32s.features", r->o->cache_dir, hex);
-  return CN_OK;
+  char hex[CN_SHA256_HEX];
+  st = cn_sha256_hex(&h, hex);
+  if (st == CN_OK) snprintf(path, cap, "%s/%.32s.features", r->o->cache_dir, hex);
+  return st;
 }
 
 /* Room for cap rows in out (dim set). */
