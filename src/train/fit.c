@@ -121,10 +121,9 @@ static cn_status build_full(fit_run *r) {
 /* The last node of the frozen prefix the trainer does not need to see: every node up to it is
  * frozen and deterministic, and the graph splits cleanly there; -1 when there is none. */
 static int trains(const cn_node *n) {
-  if (!n->trainable) return 0;
-  for (int k = 0; k < n->n_params; k++)
-    if (n->params[k].trainable) return 1;
-  return n->op == &cn_op_batchnorm || n->op == &cn_op_dropout; /* batch statistics, masks */
+  if (cn_node_trainable_count(n) > 0) return 1;
+  /* batch statistics, masks */
+  return n->trainable && (n->op == &cn_op_batchnorm || n->op == &cn_op_dropout);
 }
 
 static int frozen_boundary(const cn_graph *g) {
@@ -140,15 +139,8 @@ static int frozen_boundary(const cn_graph *g) {
 static cn_status optim_config(const cn_train_options *o, float lr, int epochs, int64_t steps,
                               cn_optim_config *c) {
   memset(c, 0, sizeof *c);
-  const char *name = o->optimizer ? o->optimizer : "adam";
-  if (!strcmp(name, "sgd"))
-    c->kind = CN_OPTIM_SGD;
-  else if (!strcmp(name, "adam"))
-    c->kind = CN_OPTIM_ADAM;
-  else if (!strcmp(name, "rmsprop"))
-    c->kind = CN_OPTIM_RMSPROP;
-  else
-    return cn_fail(CN_ERR_ARG, "optimizer must be sgd, adam or rmsprop, not \"%s\"", name);
+  cn_status st = cn_optim_parse(o->optimizer, &c->kind);
+  if (st != CN_OK) return st;
   c->lr = lr;
   c->momentum = o->momentum;
   c->nesterov = o->nesterov;
@@ -471,7 +463,7 @@ static cn_status run_phase(fit_run *r, const fit_phase *p, const char *resume) {
     st = cn_fail(CN_ERR_ARG, "%s: no usable images", r->o->data_dir);
   int64_t steps = (r->train_x.n + r->batch - 1) / r->batch;
   cn_optim_config c;
-  if (st == CN_OK) st = optim_config(r->o, p->optim.lr, p->epochs, steps, &c);
+  if (st == CN_OK) st = optim_config(r->o, p->lr, p->epochs, steps, &c);
   if (st == CN_OK) st = cn_optimizer_init(&r->opt, &c, cn_trainer_param_floats(r->trainer));
   if (st == CN_OK && resume) st = fit_checkpoint_restore_optimizer(r, resume);
   if (st == CN_OK) st = run_epochs(r, p);
@@ -492,7 +484,7 @@ static cn_status make_phases(const fit_run *r, fit_phase phases[2], int *n) {
   const cn_train_options *o = r->o;
   phases[0] =
       (fit_phase){.name = "head", .index = 0, .epochs = o->epochs ? o->epochs : DEFAULT_EPOCHS};
-  phases[0].optim.lr = o->lr;
+  phases[0].lr = o->lr;
   *n = 1;
   if (!o->fine_tune) return CN_OK;
   int at;
@@ -501,16 +493,11 @@ static cn_status make_phases(const fit_run *r, fit_phase phases[2], int *n) {
   phases[1] = (fit_phase){.name = "fine-tune",
                           .index = 1,
                           .epochs = o->fine_tune_epochs ? o->fine_tune_epochs : phases[0].epochs};
-  float lr = o->lr;
-  if (lr == 0) {
-    cn_optim_config c = {.kind = CN_OPTIM_ADAM};
-    if (o->optimizer && !strcmp(o->optimizer, "sgd")) c.kind = CN_OPTIM_SGD;
-    if (o->optimizer && !strcmp(o->optimizer, "rmsprop")) c.kind = CN_OPTIM_RMSPROP;
-    cn_optimizer tmp;
-    if (cn_optimizer_init(&tmp, &c, 1) == CN_OK) lr = (float)cn_optimizer_lr(&tmp);
-    cn_optimizer_free(&tmp);
-  }
-  phases[1].optim.lr = o->fine_tune_lr > 0 ? o->fine_tune_lr : lr / 10;
+  cn_optim_kind kind;
+  st = cn_optim_parse(o->optimizer, &kind);
+  if (st != CN_OK) return st;
+  float lr = o->lr > 0 ? o->lr : cn_optim_default_lr(kind);
+  phases[1].lr = o->fine_tune_lr > 0 ? o->fine_tune_lr : lr / 10;
   *n = 2;
   return CN_OK;
 }

@@ -23,7 +23,7 @@ typedef struct fit_phase {
   const char *name; /* "head" or "fine-tune" */
   int index;        /* 0 or 1 */
   int epochs;
-  cn_optim_config optim;
+  float lr; /* 0: the optimizer's default */
 } fit_phase;
 
 typedef struct fit_run {

@@ -92,6 +92,11 @@ typedef struct cn_optimizer {
   int64_t iterations;
 } cn_optimizer;
 
+/* "sgd", "adam" or "rmsprop" (NULL: adam); anything else fails naming the choices. */
+cn_status cn_optim_parse(const char *name, cn_optim_kind *out);
+/* The learning rate lr = 0 stands for: Keras's default for the kind. */
+float cn_optim_default_lr(cn_optim_kind kind);
+
 cn_status cn_optimizer_init(cn_optimizer *o, const cn_optim_config *config, size_t n);
 void cn_optimizer_free(cn_optimizer *o);
 /* The learning rate the next step uses (schedule and decay applied), before lr_scale. */

@@ -23,8 +23,24 @@
  * independently, so the bits do not depend on the split). */
 #define PARALLEL_MIN (1 << 16)
 
+float cn_optim_default_lr(cn_optim_kind kind) {
+  return kind == CN_OPTIM_SGD ? 0.01f : 0.001f;
+}
+
+cn_status cn_optim_parse(const char *name, cn_optim_kind *out) {
+  if (!name || !strcmp(name, "adam"))
+    *out = CN_OPTIM_ADAM;
+  else if (!strcmp(name, "sgd"))
+    *out = CN_OPTIM_SGD;
+  else if (!strcmp(name, "rmsprop"))
+    *out = CN_OPTIM_RMSPROP;
+  else
+    return cn_fail(CN_ERR_ARG, "optimizer must be sgd, adam or rmsprop, not \"%s\"", name);
+  return CN_OK;
+}
+
 static void resolve_defaults(cn_optim_config *c) {
-  if (c->lr == 0.0f) c->lr = c->kind == CN_OPTIM_SGD ? 0.01f : 0.001f;
+  if (c->lr == 0.0f) c->lr = cn_optim_default_lr(c->kind);
   if (c->beta1 == 0.0f) c->beta1 = 0.9f;
   if (c->beta2 == 0.0f) c->beta2 = 0.999f;
   if (c->rho == 0.0f) c->rho = 0.9f;

@@ -53,13 +53,6 @@ static void split_output_activation(cn_trainer *t) {
     act->kind = CN_ACT_LINEAR;
 }
 
-static int has_trainable_param(const cn_node *n) {
-  if (!n->trainable) return 0;
-  for (int k = 0; k < n->n_params; k++)
-    if (n->params[k].trainable) return 1;
-  return 0;
-}
-
 /* reach: the node is an ancestor of (or is) the output. need: it also has a trainable node at or
  * before it, so backward must pass a gradient through its output. */
 static void mark_nodes(cn_trainer *t) {
@@ -70,7 +63,7 @@ static void mark_nodes(cn_trainer *t) {
       for (int k = 0; k < g->nodes[i].n_inputs; k++) t->reach[g->nodes[i].inputs[k]] = 1;
   for (int i = 0; i <= t->output; i++) {
     const cn_node *n = &g->nodes[i];
-    int need = has_trainable_param(n) || (t->input_grad && n->op == &cn_op_input);
+    int need = cn_node_trainable_count(n) > 0 || (t->input_grad && n->op == &cn_op_input);
     for (int k = 0; k < n->n_inputs; k++) need |= t->need[n->inputs[k]];
     t->need[i] = (char)(need && t->reach[i]);
   }
