@@ -16,6 +16,7 @@
 #include "core/model.h"
 #include "io/pytorch_internal.h"
 #include "ops/ops.h"
+#include "pytorch_small_model.h"
 #include "testlib.h"
 
 /* ---- a byte buffer for pickles and files ------------------------------------------------------
@@ -287,27 +288,6 @@ static void test_zip(void) {
 /* ---- into a model -------------------------------------------------------------------------------
  */
 
-/* input (4,4,2) -> conv "c" 3x3 -> 3 filters -> bn "bn" -> depthwise "d" -> pool -> dense "fc" */
-static cn_model *small_model(void) {
-  cn_graph *g = cn_graph_new();
-  int x;
-  cn_input_attrs in = {.shape = {3, {4, 4, 2}}};
-  cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x);
-  cn_conv2d_attrs c = {3, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_linear()};
-  cn_graph_add(g, &cn_op_conv2d, "c", &x, 1, &c, &x);
-  cn_batchnorm_attrs bn = {1e-3f, 1, 1, -1, 0.0f};
-  cn_graph_add(g, &cn_op_batchnorm, "bn", &x, 1, &bn, &x);
-  cn_depthwise_attrs d = {3, 3, 1, 1, 1, 1, 1, 0, CN_PAD_SAME, cn_act_linear()};
-  cn_graph_add(g, &cn_op_depthwise, "d", &x, 1, &d, &x);
-  cn_global_pool_attrs p = {0};
-  cn_graph_add(g, &cn_op_global_avgpool, "pool", &x, 1, &p, &x);
-  cn_dense_attrs fc = {2, 1, cn_act_linear()};
-  cn_graph_add(g, &cn_op_dense, "fc", &x, 1, &fc, &x);
-  cn_model *m = NULL;
-  cn_input_spec spec = cn_input_spec_default(&in.shape, CN_PRE_RAW);
-  return cn_model_wrap(g, "small", &spec, &m) == CN_OK ? m : NULL;
-}
-
 static cn_pt_tensor tensor(const char *name, int rank, const int64_t *dims) {
   cn_pt_tensor t = {.name = strdup(name), .dtype = CN_PT_FLOAT32, .shape = {rank, {0}}};
   int64_t n = 1;
@@ -318,7 +298,7 @@ static cn_pt_tensor tensor(const char *name, int rank, const int64_t *dims) {
 }
 
 static void test_load_state(void) {
-  cn_model *m = small_model();
+  cn_model *m = pytorch_small_model();
   CHECK(m != NULL);
   if (!m) return;
   cn_pt_tensor t[10] = {
