@@ -48,16 +48,15 @@ names() {
 check "classify prints the trained class names" names
 
 # ---- kill -9 during epoch 3, then --resume: same bytes as an uninterrupted run ----
-STREAM=("${TRAIN[@]}" --flip --epochs 4 --no-cache)
+STREAM=("${TRAIN[@]}" --flip --epochs 8 --no-cache)
 "$CONVNET" "${STREAM[@]}" --out "$TMP/full.cnm" >/dev/null 2>"$TMP/err"
 interrupted() {
   "$CONVNET" "${STREAM[@]}" --out "$TMP/int.cnm" --log "$TMP/int.jsonl" >/dev/null 2>&1 &
   local pid=$!
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 3000); do
     [ -f "$TMP/int.jsonl" ] && [ "$(wc -l <"$TMP/int.jsonl")" -ge 2 ] && break
-    sleep 0.1
+    sleep 0.02
   done
-  sleep 0.3 # into epoch 3
   kill -9 $pid 2>/dev/null
   wait $pid 2>/dev/null
   [ ! -f "$TMP/int.cnm" ] || { echo "the run finished before it was killed" >"$TMP/err"; return 1; }
