@@ -18,7 +18,7 @@
 #include <time.h>
 
 #include "convnet/convnet.h"
-#include "core/model.h"
+#include "model/model.h"
 #include "ops/ops.h"
 
 typedef struct options {

@@ -9,7 +9,7 @@
 
 #include "convnet/model.h"
 #define CN_ONNX_ENTRY_ONLY
-#include "io/onnx_internal.h"
+#include "io/onnx/internal.h"
 
 /* Largest input tensor the target runs, in floats (keeps each execution fast). */
 enum { MAX_RUN_FLOATS = 1 << 16 };

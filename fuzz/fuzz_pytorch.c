@@ -8,8 +8,8 @@
 #include <stdlib.h>
 
 #include "core/graph.h"
-#include "core/model.h"
-#include "io/pytorch_internal.h"
+#include "model/model.h"
+#include "io/pytorch/internal.h"
 #include "ops/ops.h"
 #include "../tests/pytorch_small_model.h"
 

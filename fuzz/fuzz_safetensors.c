@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/native_internal.h"
-#include "io/safetensors.h"
+#include "io/native/internal.h"
+#include "io/native/safetensors.h"
 
 /* Largest input the target runs, in floats (keeps each execution fast). */
 enum { MAX_RUN_FLOATS = 1 << 14 };

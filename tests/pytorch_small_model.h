@@ -5,7 +5,7 @@
 #define CN_TESTS_PYTORCH_SMALL_MODEL_H
 
 #include "core/graph.h"
-#include "core/model.h"
+#include "model/model.h"
 #include "ops/ops.h"
 
 static inline cn_model *pytorch_small_model(void) {

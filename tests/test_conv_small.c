@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "core/graph.h"
 #include "kernels/conv_small.h"
 #include "testlib.h"
 

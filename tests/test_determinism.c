@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "convnet/model.h"
-#include "core/model.h"
+#include "model/model.h"
 #include "kernels/kernels.h"
 #include "testlib.h"
 

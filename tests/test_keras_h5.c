@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "convnet/model.h"
-#include "core/model.h"
+#include "model/model.h"
 #include "testlib.h"
 
 static char path_buf[8][512];

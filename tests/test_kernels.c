@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "ops/ops.h"
 #include "testlib.h"
 
 static unsigned rng = 2024;

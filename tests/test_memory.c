@@ -7,7 +7,7 @@
 #include <sys/resource.h>
 
 #include "convnet/model.h"
-#include "core/model.h"
+#include "model/model.h"
 #include "testlib.h"
 
 #define LIMIT_MB 150.0

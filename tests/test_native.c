@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "convnet/convnet.h"
-#include "core/model.h"
-#include "io/native_internal.h"
+#include "model/model.h"
+#include "io/native/internal.h"
 #include "ops/ops_onnx.h"
 #include "testlib.h"
 

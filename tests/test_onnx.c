@@ -8,7 +8,7 @@
 
 #include "convnet/convnet.h"
 #define CN_ONNX_ENTRY_ONLY
-#include "io/onnx_internal.h"
+#include "io/onnx/internal.h"
 #include "testlib.h"
 
 /* ---- a minimal protobuf writer, so that tests can also write what no encoder would ---------- */

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "convnet/convnet.h"
-#include "core/model.h"
+#include "model/model.h"
 #include "ops/ops.h"
 #include "testlib.h"
 

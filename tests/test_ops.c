@@ -8,8 +8,8 @@
 #include "core/error.h"
 #include "convnet/model.h"
 #include "core/graph.h"
-#include "core/model.h"
-#include "ops/fuse.h"
+#include "model/model.h"
+#include "model/fuse.h"
 #include "ops/ops.h"
 #include "testlib.h"
 

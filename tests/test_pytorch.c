@@ -13,8 +13,8 @@
 
 #include "convnet/convnet.h"
 #include "core/error.h"
-#include "core/model.h"
-#include "io/pytorch_internal.h"
+#include "model/model.h"
+#include "io/pytorch/internal.h"
 #include "ops/ops.h"
 #include "pytorch_small_model.h"
 #include "testlib.h"

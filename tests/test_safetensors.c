@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/safetensors.h"
+#include "io/native/safetensors.h"
 #include "testlib.h"
 
 static char tmp_path[512];

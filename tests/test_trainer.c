@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "convnet/convnet.h"
-#include "core/model.h"
+#include "model/model.h"
 #include "core/rng.h"
 #include "ops/ops.h"
 #include "testlib.h"

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "convnet/model.h"
-#include "core/model.h"
+#include "model/model.h"
 #include "testlib.h"
 
 typedef struct zoo_case {

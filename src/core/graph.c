@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "core/mem.h"
-#include "ops/ops.h"
+#include "core/op.h"
 
 /* The memory plan: each node's output lives in a slot of the arena; a slot is reused once every
  * consumer of every node stored in it has run. */
@@ -182,8 +182,7 @@ cn_status cn_graph_add(cn_graph *g, const cn_op *op, const char *name, const int
   if (n_inputs) memcpy(n->inputs, inputs, (size_t)n_inputs * sizeof *inputs);
   n->n_inputs = n_inputs;
   g->n_nodes++;
-  if (op == &cn_op_input && g->n_inputs < CN_MAX_GRAPH_IO)
-    g->inputs[g->n_inputs++] = g->n_nodes - 1;
+  if (op->graph_input && g->n_inputs < CN_MAX_GRAPH_IO) g->inputs[g->n_inputs++] = g->n_nodes - 1;
   st = op->infer(g, n);
   if (st != CN_OK) return st;
   if (n->shape.rank >= CN_MAX_RANK)
@@ -398,7 +397,7 @@ cn_status cn_graph_run(cn_graph *g, int batch, const float *const *inputs, float
   cn_tensor in[CN_MAX_NODE_INPUTS];
   for (int i = 0; i < g->n_nodes; i++) {
     cn_node *n = &g->nodes[i];
-    if (n->op == &cn_op_input) continue;
+    if (n->op->graph_input) continue;
     if (n->n_inputs > CN_MAX_NODE_INPUTS)
       return cn_fail(CN_ERR_UNSUPPORTED, "%s: more than %d inputs", n->name, CN_MAX_NODE_INPUTS);
     for (int k = 0; k < n->n_inputs; k++) in[k] = node_tensor(g, n->inputs[k]);

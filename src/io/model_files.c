@@ -3,11 +3,11 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/model.h"
-#include "io/keras_internal.h"
-#include "io/native_internal.h"
-#include "io/onnx_internal.h"
-#include "io/pytorch_internal.h"
+#include "model/model.h"
+#include "io/keras/internal.h"
+#include "io/native/internal.h"
+#include "io/onnx/internal.h"
+#include "io/pytorch/internal.h"
 
 typedef enum file_kind {
   KIND_UNKNOWN,

@@ -7,7 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ops/ops.h"
+#include "convnet/core.h"
+#include "kernels/activation.h"
 
 /* Geometry of a sliding-window op (convolution, depthwise, pooling) on an NHWC batch. */
 typedef struct cn_window {
@@ -17,14 +18,11 @@ typedef struct cn_window {
   int pad_top, pad_left;
 } cn_window;
 
-/* max/min that compile to one vector instruction (fmaxf is a libm call without -ffast-math);
- * a NaN in `a` propagates, as TensorFlow's relu does. */
-static inline float cn_maxf(float a, float b) {
-  return a < b ? b : a;
-}
-static inline float cn_minf(float a, float b) {
-  return a > b ? b : a;
-}
+typedef enum cn_padding { CN_PAD_VALID, CN_PAD_SAME } cn_padding;
+
+/* TensorFlow's padding rule: output size and the (asymmetric, extra at the end) leading pad. */
+int64_t cn_conv_out_size(int64_t in, int k, int stride, int dilation, cn_padding pad);
+int cn_conv_pad_before(int64_t in, int k, int stride, int dilation, cn_padding pad);
 
 /* Bias (may be NULL) and activation (softmax over the row) on one row of n values. */
 void cn_bias_act_row(float *y, int64_t n, const float *bias, const cn_activation *act);
@@ -98,21 +96,6 @@ size_t cn_depthwise_backward_scratch(const cn_window *w, int mult);
 void cn_depthwise_backward(const cn_window *w, int mult, const cn_conv_grad *io, float *scratch,
                            int threads);
 
-/* The fused-activation forward of Conv2D, DepthwiseConv2D and Dense (src/ops/conv2d.c): a
- * training forward whose activation needs the pre-activation for backward runs the layer linear,
- * copies the result to ex->saved and then applies the activation (the same bits as fused). */
-typedef void (*cn_fused_run)(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,
-                             const cn_activation *act);
-void cn_fused_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,
-                      const cn_activation *act, cn_fused_run run);
-/* The cn_conv_grad of such a layer's backward: its kernel is node->params[0], its bias (when
- * use_bias) params[1], and the pre-activation what cn_fused_forward saved. */
-cn_conv_grad cn_fused_grad(const cn_node *node, const cn_tensor *in, const cn_tensor *out,
-                           const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
-                           const cn_exec *ex, const cn_activation *act, int use_bias);
-/* The op->saved of such a layer: its output size when the activation needs the pre-activation. */
-size_t cn_fused_saved(const cn_graph *g, const cn_node *node, int batch, const cn_activation *act);
-
 /* DepthwiseConv2D: kernel (kh, kw, c, mult), output channel c * mult + m. */
 void cn_depthwise(const cn_window *w, int mult, const float *x, const float *kernel,
                   const float *bias, const cn_activation *act, float *y, int threads);
@@ -130,20 +113,6 @@ void cn_act_apply_parallel(const cn_activation *act, float *x, size_t n, int thr
 /* y = x * scale[c] + shift[c] for x viewed as (outer, c, inner); y may equal x. */
 void cn_scale_shift(const float *x, float *y, int64_t outer, int64_t c, int64_t inner,
                     const float *scale, const float *shift, int threads);
-
-/* ---- helpers the ops share (implemented in src/ops/) ---------------------------------------- */
-
-/* A Keras axis (counting the batch dimension, negative from the end) as an index into the
- * per-sample shape of rank sample_rank, or -1 when it is out of range or the batch axis. */
-int cn_axis_resolve(int axis, int sample_rank);
-/* Validates an activation for a layer whose per-sample output has rank sample_rank. When
- * last_axis_only, softmax must run over the last axis (fused activations of Conv2D, Dense). */
-cn_status cn_act_check(const char *layer, const cn_activation *act, int sample_rank,
-                       int last_axis_only);
-/* Validates a window's sizes and computes it for the per-sample input (h, w, c); fails naming the
- * layer when the input rank is wrong or the output would be empty. Batch is set to 1. */
-cn_status cn_window_infer(const char *layer, const cn_shape *in, int kh, int kw, int sh, int sw,
-                          int dh, int dw, cn_padding padding, cn_window *out);
 
 /* ---- gradient accumulation (src/kernels/elementwise_grad.c) -------------------------------- */
 

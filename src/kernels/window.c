@@ -1,6 +1,20 @@
 /* Sliding-window geometry shared by convolution, depthwise convolution and pooling. */
 #include "kernels/kernels.h"
 
+int64_t cn_conv_out_size(int64_t in, int k, int stride, int dilation, cn_padding pad) {
+  if (in < 0 || k < 1 || stride < 1 || dilation < 1) return -1;
+  if (pad == CN_PAD_SAME) return (in + stride - 1) / stride;
+  int64_t span = (int64_t)(k - 1) * dilation + 1;
+  return in < span ? 0 : (in - span) / stride + 1;
+}
+
+int cn_conv_pad_before(int64_t in, int k, int stride, int dilation, cn_padding pad) {
+  if (pad != CN_PAD_SAME) return 0;
+  int64_t out = cn_conv_out_size(in, k, stride, dilation, pad);
+  int64_t total = (out - 1) * stride + (int64_t)(k - 1) * dilation + 1 - in;
+  return total > 0 ? (int)(total / 2) : 0;
+}
+
 cn_window cn_window_make(const cn_shape *in, int kh, int kw, int sh, int sw, int dh, int dw,
                          cn_padding padding) {
   cn_window w = {.batch = in->dim[0], .ih = in->dim[1], .iw = in->dim[2], .c = in->dim[3]};

@@ -27,4 +27,5 @@ const cn_op cn_op_input = {
     .infer = input_infer,
     .forward = input_forward,
     .backward = input_backward,
+    .graph_input = 1,
 };

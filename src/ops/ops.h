@@ -7,102 +7,14 @@
 #include <math.h>
 
 #include "core/graph.h"
-
-/* What forward gets besides its tensors. */
-typedef struct cn_exec {
-  int batch;
-  int threads;
-  float *scratch; /* op->scratch(...) floats, 64-byte aligned, contents undefined */
-  /* Training (zero at inference). A training forward uses batch statistics in a trainable
-   * BatchNormalization (and moves its moving statistics by its momentum) and drops units in
-   * Dropout; a node whose `trainable` is 0 runs exactly as at inference. */
-  int training;
-  uint64_t seed; /* per step and node: stochastic ops draw from (seed, element index) only */
-  float *saved;  /* op->saved(...) floats this node keeps from its training forward for backward */
-} cn_exec;
-
-typedef struct cn_op {
-  const char *type;  /* Keras class name, e.g. "Conv2D" */
-  size_t attrs_size; /* bytes of the attribute struct cn_graph_add copies */
-  /* Sets node->shape from the inputs' per-sample shapes (g->nodes[node->inputs[i]].shape),
-   * validates attributes and declares parameters with cn_node_add_param, in Keras order.
-   * Failures name the layer: cn_fail(CN_ERR_SHAPE, "%s: ...", node->name). */
-  cn_status (*infer)(cn_graph *g, cn_node *node);
-  /* Computes out from in[0..n_inputs-1]; shapes include the batch dimension. May not fail:
-   * everything that can go wrong is checked by infer. */
-  void (*forward)(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex);
-  /* Workspace floats forward needs for this batch (NULL: none). Keep it bounded (tile im2col)
-   * so that large models fit: VGG16 at 224 must peak below weights + 150 MB. */
-  size_t (*scratch)(const cn_graph *g, const cn_node *node, int batch);
-  /* 1: out may be the same buffer as in[0] (elementwise ops, reshapes). */
-  int inplace;
-  /* Optional: drop node->cache (called when weights change and when the graph is freed). */
-  void (*release)(cn_node *node);
-
-  /* ---- training (src/train/trainer.c calls these; ops without backward cannot be trained
-   * through) ---- */
-  /* Accumulates (+=) gradients. in, out: the tensors of the training forward (distinct buffers);
-   * dout: d loss / d out. din[i].data: where to add d loss / d in[i], or NULL when input i needs
-   * none. dparams[k]: where to add d loss / d node->params[k], or NULL (frozen, or state such as
-   * moving statistics). ex->saved holds what the training forward stored, ex->scratch
-   * op->backward_scratch floats. Results must be bitwise identical for any ex->threads:
-   * partition reductions over the batch in fixed chunks, never by thread. */
-  void (*backward)(cn_node *node, const cn_tensor *in, const cn_tensor *out, const cn_tensor *dout,
-                   const cn_tensor *din, float *const *dparams, const cn_exec *ex);
-  /* Floats the training forward keeps for backward in ex->saved (NULL: none). */
-  size_t (*saved)(const cn_graph *g, const cn_node *node, int batch);
-  /* Workspace floats backward needs (NULL: none). */
-  size_t (*backward_scratch)(const cn_graph *g, const cn_node *node, int batch);
-} cn_op;
+#include "core/op.h"
+#include "kernels/activation.h"
+#include "kernels/kernels.h"
 
 /* ---- attributes ---------------------------------------------------------------------------- */
 
-typedef enum cn_act_kind {
-  CN_ACT_LINEAR,
-  CN_ACT_RELU, /* with negative_slope, max_value, threshold: Keras ReLU / LeakyReLU / relu6 */
-  CN_ACT_SIGMOID,
-  CN_ACT_TANH,
-  CN_ACT_SOFTMAX, /* over `axis` (Keras style: -1 last) */
-  CN_ACT_ELU,
-  CN_ACT_SWISH,
-  CN_ACT_HARD_SIGMOID,
-  CN_ACT_COUNT
-} cn_act_kind;
-
-typedef struct cn_activation {
-  cn_act_kind kind;
-  float negative_slope; /* RELU: slope below threshold (LeakyReLU alpha); 0 for plain relu */
-  float max_value;      /* RELU: clamp above (6 for relu6); INFINITY for none */
-  float threshold;      /* RELU: 0 normally */
-  float alpha;          /* ELU alpha */
-  int axis;             /* SOFTMAX axis, Keras style including batch: -1 = last */
-} cn_activation;
-
-/* Plain activations; use these rather than filling the struct by hand. */
-cn_activation cn_act_linear(void);
-cn_activation cn_act_relu(void);
-cn_activation cn_act_relu6(void);
-cn_activation cn_act_softmax(void);
-cn_activation cn_act_simple(cn_act_kind kind); /* sigmoid, tanh, swish, hard_sigmoid */
-/* Applies an elementwise activation in place to n values (not SOFTMAX). */
-void cn_act_apply(const cn_activation *act, float *x, size_t n);
 /* Parses a Keras activation name ("relu", "relu6", "softmax", "linear", ...). */
 cn_status cn_act_parse(const char *name, cn_activation *out);
-/* Backward of an activation (src/ops/activation_grad.c): dpre[i] += dout[i] * f'(pre[i]) for n
- * values, the derivative taken from out (= f(pre)) when that determines it, else from pre.
- * pre_or_null may be NULL unless cn_act_needs_pre(act). SOFTMAX: the n values are one softmax
- * row (call it per row): dpre += out * (dout - sum(dout * out)). dpre must not alias dout. */
-void cn_act_backward(const cn_activation *act, const float *pre_or_null, const float *out,
-                     const float *dout, float *dpre, size_t n);
-/* 1 when f' cannot be recovered from out alone (swish, ELU with alpha < 0, ReLU with a negative
- * slope or a negative threshold without max_value): keep the pre-activation for backward. */
-int cn_act_needs_pre(const cn_activation *act);
-
-typedef enum cn_padding { CN_PAD_VALID, CN_PAD_SAME } cn_padding;
-
-/* TensorFlow's padding rule: output size and the (asymmetric, extra at the end) leading pad. */
-int64_t cn_conv_out_size(int64_t in, int k, int stride, int dilation, cn_padding pad);
-int cn_conv_pad_before(int64_t in, int k, int stride, int dilation, cn_padding pad);
 
 typedef struct cn_input_attrs {
   cn_shape shape; /* per sample */
@@ -185,6 +97,35 @@ typedef enum cn_merge_kind {
 typedef struct cn_merge_attrs {
   cn_merge_kind kind;
 } cn_merge_attrs;
+
+/* ---- helpers the ops share ------------------------------------------------------------------ */
+
+/* A Keras axis (counting the batch dimension, negative from the end) as an index into the
+ * per-sample shape of rank sample_rank, or -1 when it is out of range or the batch axis. */
+int cn_axis_resolve(int axis, int sample_rank);
+/* Validates an activation for a layer whose per-sample output has rank sample_rank. When
+ * last_axis_only, softmax must run over the last axis (fused activations of Conv2D, Dense). */
+cn_status cn_act_check(const char *layer, const cn_activation *act, int sample_rank,
+                       int last_axis_only);
+/* Validates a window's sizes and computes it for the per-sample input (h, w, c); fails naming the
+ * layer when the input rank is wrong or the output would be empty. Batch is set to 1. */
+cn_status cn_window_infer(const char *layer, const cn_shape *in, int kh, int kw, int sh, int sw,
+                          int dh, int dw, cn_padding padding, cn_window *out);
+
+/* The fused-activation forward of Conv2D, DepthwiseConv2D and Dense (src/ops/conv2d.c): a
+ * training forward whose activation needs the pre-activation for backward runs the layer linear,
+ * copies the result to ex->saved and then applies the activation (the same bits as fused). */
+typedef void (*cn_fused_run)(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,
+                             const cn_activation *act);
+void cn_fused_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,
+                      const cn_activation *act, cn_fused_run run);
+/* The cn_conv_grad of such a layer's backward: its kernel is node->params[0], its bias (when
+ * use_bias) params[1], and the pre-activation what cn_fused_forward saved. */
+cn_conv_grad cn_fused_grad(const cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                           const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                           const cn_exec *ex, const cn_activation *act, int use_bias);
+/* The op->saved of such a layer: its output size when the activation needs the pre-activation. */
+size_t cn_fused_saved(const cn_graph *g, const cn_node *node, int batch, const cn_activation *act);
 
 /* ---- the operators ------------------------------------------------------------------------ */
 

@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "core/sha256.h"
-#include "io/safetensors.h"
+#include "io/native/safetensors.h"
 #include "train/fit_internal.h"
 
 enum { MAX_TENSORS_EXTRA = 3 };

@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "core/mem.h"
 #include "core/sha256.h"
-#include "io/safetensors.h"
+#include "io/native/safetensors.h"
 #include "ops/ops.h"
 #include "train/fit_internal.h"
 

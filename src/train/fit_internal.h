@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 #include "convnet/train.h"
-#include "core/model.h"
+#include "model/model.h"
 #include "train/dataset.h"
 #include "train/optim.h"
 #include "train/trainer.h"

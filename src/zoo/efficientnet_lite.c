@@ -3,7 +3,7 @@
  * squeeze-excitation, BatchNorm eps 1e-3, a fixed 32-channel stem and 1280-channel head, and
  * TensorFlow-style "same" padding (the package pads total//2 before and the rest after, which is
  * what CN_PAD_SAME does). Nodes with weights are named after the PyTorch module paths
- * ("_blocks.3._depthwise_conv"), so state_dicts load by name (io/pytorch.c). */
+ * ("_blocks.3._depthwise_conv"), so state_dicts load by name (io/pytorch/pth.c). */
 #include <math.h>
 #include <stdio.h>
 

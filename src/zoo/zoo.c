@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/model.h"
+#include "model/model.h"
 #include "zoo/zoo.h"
 
 /* Larger inputs than this are surely a mistake (and would need gigabytes of activations). */

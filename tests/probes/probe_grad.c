@@ -23,7 +23,7 @@
 
 #include "convnet/io.h"
 #include "core/graph.h"
-#include "io/keras_internal.h"
+#include "io/keras/internal.h"
 #include "train/optim.h"
 #include "train/trainer.h"
 

@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "convnet/convnet.h"
-#include "core/model.h"
-#include "io/safetensors.h"
+#include "model/model.h"
+#include "io/native/safetensors.h"
 
 static int fail(const char *what) {
   fprintf(stderr, "probe_safetensors: %s: %s\n", what, cn_last_error());

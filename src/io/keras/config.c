@@ -1,0 +1,793 @@
+/* Keras model JSON (model.to_json(), or the model_config attribute of a full-model .h5) to a graph.
+ * Sequential and Functional models, Keras 2 and Keras 3 spellings, nested models inlined with
+ * their layers named "<model>/<layer>" (weights of a nested model live under the model's name in
+ * every Keras file layout, so the prefix is what weight matching needs). */
+#include <cJSON.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/mem.h"
+#include "io/keras/internal.h"
+#include "ops/ops.h"
+
+#define MAX_NAME 512
+#define MAX_DEPTH 16
+#define MAX_REFS 256
+#define MAX_LAYERS 100000
+
+typedef struct kctx {
+  const char *file;
+  cn_graph *g;
+  int depth;
+  int frozen; /* > 0 inside a model whose config says trainable: false */
+} kctx;
+
+/* The outputs of one Keras layer (several for a nested model with several outputs). */
+typedef struct kentry {
+  const char *name;
+  int n;
+  int out[CN_MAX_GRAPH_IO];
+} kentry;
+
+typedef struct kscope {
+  kentry *e;
+  int n;
+} kscope;
+
+typedef struct kref {
+  const char *layer;
+  int tensor;
+} kref;
+
+/* ---- JSON helpers -------------------------------------------------------------------------- */
+
+static const char *jstr(const cJSON *o, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int jhas(const cJSON *o, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  return v && !cJSON_IsNull(v);
+}
+
+static double jnum(const cJSON *o, const char *key, double def) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+static int jbool(const cJSON *o, const char *key, int def) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  return cJSON_IsBool(v) ? cJSON_IsTrue(v) : def;
+}
+
+static cn_status bad(kctx *k, const char *layer, const char *what) {
+  return cn_fail(CN_ERR_FORMAT, "%s: layer %s: %s", k->file, layer, what);
+}
+
+/* A whole number in [lo, hi] (Keras writes integers, sometimes as 2.0). */
+static int int_in(const cJSON *v, int lo, int hi, int *out) {
+  if (!cJSON_IsNumber(v)) return 0;
+  double d = v->valuedouble;
+  if (!(d >= lo && d <= hi) || d != floor(d)) return 0;
+  *out = (int)d;
+  return 1;
+}
+
+static cn_status jint(kctx *k, const char *layer, const cJSON *o, const char *key, int def, int lo,
+                      int hi, int *out) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  if (!v || cJSON_IsNull(v)) {
+    *out = def;
+    return CN_OK;
+  }
+  if (int_in(v, lo, hi, out)) return CN_OK;
+  return cn_fail(CN_ERR_FORMAT, "%s: layer %s: bad %s", k->file, layer, key);
+}
+
+/* kernel_size, strides, dilation_rate, pool_size: an int or a pair. */
+static cn_status jpair(kctx *k, const char *layer, const cJSON *o, const char *key, int def, int *a,
+                       int *b) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  if (!v || cJSON_IsNull(v)) {
+    *a = *b = def;
+    return CN_OK;
+  }
+  if (int_in(v, 1, 65535, a)) {
+    *b = *a;
+    return CN_OK;
+  }
+  if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2 &&
+      int_in(cJSON_GetArrayItem(v, 0), 1, 65535, a) &&
+      int_in(cJSON_GetArrayItem(v, 1), 1, 65535, b))
+    return CN_OK;
+  return cn_fail(CN_ERR_FORMAT, "%s: layer %s: bad %s", k->file, layer, key);
+}
+
+static cn_status check_channels_last(kctx *k, const char *layer, const cJSON *cfg) {
+  const char *df = jstr(cfg, "data_format");
+  if (df && strcmp(df, "channels_last") != 0)
+    return cn_fail(CN_ERR_UNSUPPORTED,
+                   "%s: layer %s: data_format %s is not supported (only channels_last)", k->file,
+                   layer, df);
+  return CN_OK;
+}
+
+static cn_status parse_padding(kctx *k, const char *layer, const cJSON *cfg, cn_padding *out) {
+  const char *p = jstr(cfg, "padding");
+  if (!p || strcmp(p, "valid") == 0)
+    *out = CN_PAD_VALID;
+  else if (strcmp(p, "same") == 0)
+    *out = CN_PAD_SAME;
+  else
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: layer %s: padding %s not supported", k->file, layer, p);
+  return CN_OK;
+}
+
+static cn_status parse_activation(kctx *k, const char *layer, const cJSON *cfg,
+                                  cn_activation *act) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, "activation");
+  if (!v || cJSON_IsNull(v)) {
+    *act = cn_act_linear();
+    return CN_OK;
+  }
+  const char *name = cJSON_IsString(v) ? v->valuestring : NULL;
+  /* Keras 3 may serialize a built-in activation as {"class_name": "function", "config": "relu"}. */
+  if (!name && cJSON_IsObject(v)) name = jstr(v, "config");
+  if (!name) return cn_fail(CN_ERR_UNSUPPORTED, "%s: layer %s: custom activation", k->file, layer);
+  if (cn_act_parse(name, act) != CN_OK)
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: layer %s: unsupported activation %s", k->file, layer,
+                   name);
+  return CN_OK;
+}
+
+/* ---- adding nodes -------------------------------------------------------------------------- */
+
+static cn_status add_node(kctx *k, const char *name, const char *cls, const cJSON *cfg,
+                          const cn_op *op, const int *in, int n_in, const void *attrs, int *out) {
+  cn_status st = cn_graph_add(k->g, op, name, in, n_in, attrs, out);
+  if (st != CN_OK) return cn_fail_context(st, "%s", k->file);
+  cn_node *node = &k->g->nodes[*out];
+  node->trainable = !k->frozen && jbool(cfg, "trainable", 1);
+  if (strcmp(node->type, cls) != 0) {
+    char *type = cn_strdup(cls);
+    if (!type) return CN_ERR_NOMEM;
+    free(node->type);
+    node->type = type;
+  }
+  return CN_OK;
+}
+
+typedef struct klayer {
+  kctx *k;
+  const char *name; /* full node name, with the nested-model prefix */
+  const char *cls;
+  const cJSON *cfg;
+  const int *in;
+  int n_in;
+} klayer;
+
+static cn_status need_inputs(const klayer *l, int n) {
+  if (l->n_in != n)
+    return cn_fail(CN_ERR_FORMAT, "%s: layer %s: expects %d input(s), has %d", l->k->file, l->name,
+                   n, l->n_in);
+  return CN_OK;
+}
+
+static cn_status add_simple(const klayer *l, const cn_op *op, const void *attrs, int *out) {
+  cn_status st = need_inputs(l, 1);
+  if (st == CN_OK) st = add_node(l->k, l->name, l->cls, l->cfg, op, l->in, 1, attrs, out);
+  return st;
+}
+
+static cn_status layer_conv2d(const klayer *l, int *out) {
+  cn_conv2d_attrs a = {0};
+  kctx *k = l->k;
+  cn_status st = check_channels_last(k, l->name, l->cfg);
+  if (st == CN_OK) st = jint(k, l->name, l->cfg, "filters", 0, 1, 1 << 20, &a.filters);
+  if (st == CN_OK && !jhas(l->cfg, "filters")) st = bad(k, l->name, "no filters");
+  if (st == CN_OK) st = jpair(k, l->name, l->cfg, "kernel_size", 0, &a.kh, &a.kw);
+  if (st == CN_OK && !jhas(l->cfg, "kernel_size")) st = bad(k, l->name, "no kernel_size");
+  if (st == CN_OK) st = jpair(k, l->name, l->cfg, "strides", 1, &a.sh, &a.sw);
+  if (st == CN_OK) st = jpair(k, l->name, l->cfg, "dilation_rate", 1, &a.dh, &a.dw);
+  if (st == CN_OK) st = jint(k, l->name, l->cfg, "groups", 1, 1, 1 << 20, &a.groups);
+  if (st == CN_OK) st = parse_padding(k, l->name, l->cfg, &a.padding);
+  if (st == CN_OK) st = parse_activation(k, l->name, l->cfg, &a.act);
+  a.use_bias = jbool(l->cfg, "use_bias", 1);
+  return st == CN_OK ? add_simple(l, &cn_op_conv2d, &a, out) : st;
+}
+
+static cn_status layer_depthwise(const klayer *l, int *out) {
+  cn_depthwise_attrs a = {0};
+  kctx *k = l->k;
+  cn_status st = check_channels_last(k, l->name, l->cfg);
+  if (st == CN_OK) st = jpair(k, l->name, l->cfg, "kernel_size", 0, &a.kh, &a.kw);
+  if (st == CN_OK && !jhas(l->cfg, "kernel_size")) st = bad(k, l->name, "no kernel_size");
+  if (st == CN_OK) st = jpair(k, l->name, l->cfg, "strides", 1, &a.sh, &a.sw);
+  if (st == CN_OK) st = jpair(k, l->name, l->cfg, "dilation_rate", 1, &a.dh, &a.dw);
+  if (st == CN_OK)
+    st = jint(k, l->name, l->cfg, "depth_multiplier", 1, 1, 1 << 16, &a.depth_multiplier);
+  if (st == CN_OK) st = parse_padding(k, l->name, l->cfg, &a.padding);
+  if (st == CN_OK) st = parse_activation(k, l->name, l->cfg, &a.act);
+  a.use_bias = jbool(l->cfg, "use_bias", 1);
+  return st == CN_OK ? add_simple(l, &cn_op_depthwise, &a, out) : st;
+}
+
+/* ZeroPadding2D padding: n, (h, w) or ((top, bottom), (left, right)). */
+static cn_status layer_zeropad(const klayer *l, int *out) {
+  cn_zeropad_attrs a = {0};
+  const cJSON *p = cJSON_GetObjectItemCaseSensitive(l->cfg, "padding");
+  const int hi = 1 << 16;
+  int ok = 0, v0, v1;
+  cn_status st = check_channels_last(l->k, l->name, l->cfg);
+  if (st != CN_OK) return st;
+  if (int_in(p, 0, hi, &v0)) {
+    a.top = a.bottom = a.left = a.right = v0;
+    ok = 1;
+  } else if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 2) {
+    const cJSON *h = cJSON_GetArrayItem(p, 0), *w = cJSON_GetArrayItem(p, 1);
+    if (int_in(h, 0, hi, &v0) && int_in(w, 0, hi, &v1)) {
+      a.top = a.bottom = v0;
+      a.left = a.right = v1;
+      ok = 1;
+    } else if (cJSON_IsArray(h) && cJSON_IsArray(w) && cJSON_GetArraySize(h) == 2 &&
+               cJSON_GetArraySize(w) == 2) {
+      ok = int_in(cJSON_GetArrayItem(h, 0), 0, hi, &a.top) &&
+           int_in(cJSON_GetArrayItem(h, 1), 0, hi, &a.bottom) &&
+           int_in(cJSON_GetArrayItem(w, 0), 0, hi, &a.left) &&
+           int_in(cJSON_GetArrayItem(w, 1), 0, hi, &a.right);
+    }
+  }
+  if (!ok) return bad(l->k, l->name, "bad padding");
+  return add_simple(l, &cn_op_zeropad, &a, out);
+}
+
+static cn_status layer_pool(const klayer *l, const cn_op *op, int *out) {
+  cn_pool_attrs a = {0};
+  kctx *k = l->k;
+  cn_status st = check_channels_last(k, l->name, l->cfg);
+  if (st == CN_OK) st = jpair(k, l->name, l->cfg, "pool_size", 2, &a.ph, &a.pw);
+  if (st == CN_OK) st = jpair(k, l->name, l->cfg, "strides", 0, &a.sh, &a.sw);
+  if (st == CN_OK && a.sh == 0) { /* strides None means the pool size */
+    a.sh = a.ph;
+    a.sw = a.pw;
+  }
+  if (st == CN_OK) st = parse_padding(k, l->name, l->cfg, &a.padding);
+  return st == CN_OK ? add_simple(l, op, &a, out) : st;
+}
+
+static cn_status layer_maxpool(const klayer *l, int *out) {
+  return layer_pool(l, &cn_op_maxpool, out);
+}
+static cn_status layer_avgpool(const klayer *l, int *out) {
+  return layer_pool(l, &cn_op_avgpool, out);
+}
+
+static cn_status layer_global_pool(const klayer *l, const cn_op *op, int *out) {
+  cn_global_pool_attrs a = {.keepdims = jbool(l->cfg, "keepdims", 0)};
+  cn_status st = check_channels_last(l->k, l->name, l->cfg);
+  return st == CN_OK ? add_simple(l, op, &a, out) : st;
+}
+
+static cn_status layer_gap(const klayer *l, int *out) {
+  return layer_global_pool(l, &cn_op_global_avgpool, out);
+}
+static cn_status layer_gmp(const klayer *l, int *out) {
+  return layer_global_pool(l, &cn_op_global_maxpool, out);
+}
+
+static cn_status layer_dense(const klayer *l, int *out) {
+  cn_dense_attrs a = {0};
+  cn_status st = jint(l->k, l->name, l->cfg, "units", 0, 1, 1 << 24, &a.units);
+  if (st == CN_OK && !jhas(l->cfg, "units")) st = bad(l->k, l->name, "no units");
+  if (st == CN_OK) st = parse_activation(l->k, l->name, l->cfg, &a.act);
+  a.use_bias = jbool(l->cfg, "use_bias", 1);
+  return st == CN_OK ? add_simple(l, &cn_op_dense, &a, out) : st;
+}
+
+static cn_status layer_flatten(const klayer *l, int *out) {
+  cn_status st = check_channels_last(l->k, l->name, l->cfg);
+  return st == CN_OK ? add_simple(l, &cn_op_flatten, NULL, out) : st;
+}
+
+static cn_status layer_reshape(const klayer *l, int *out) {
+  cn_reshape_attrs a = {0};
+  const cJSON *t = cJSON_GetObjectItemCaseSensitive(l->cfg, "target_shape");
+  int n = cJSON_IsArray(t) ? cJSON_GetArraySize(t) : -1;
+  if (n < 1 || n >= CN_MAX_RANK) return bad(l->k, l->name, "bad target_shape");
+  a.target.rank = n;
+  for (int i = 0; i < n; i++) {
+    int d;
+    if (!int_in(cJSON_GetArrayItem(t, i), -1, 1 << 30, &d) || d == 0)
+      return bad(l->k, l->name, "bad target_shape");
+    a.target.dim[i] = d;
+  }
+  return add_simple(l, &cn_op_reshape, &a, out);
+}
+
+static cn_status layer_dropout(const klayer *l, int *out) {
+  cn_dropout_attrs a = {.rate = (float)jnum(l->cfg, "rate", 0)};
+  return add_simple(l, &cn_op_dropout, &a, out);
+}
+
+/* Keras axes count the batch dimension; a one-element list is the same as its element. */
+static cn_status parse_axis(const klayer *l, int def, int *axis) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(l->cfg, "axis");
+  if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1) v = cJSON_GetArrayItem(v, 0);
+  if (!v || cJSON_IsNull(v)) {
+    *axis = def;
+    return CN_OK;
+  }
+  if (int_in(v, -CN_MAX_RANK, CN_MAX_RANK, axis)) return CN_OK;
+  return cn_fail(CN_ERR_UNSUPPORTED, "%s: layer %s: axis not supported", l->k->file, l->name);
+}
+
+static cn_status layer_batchnorm(const klayer *l, int *out) {
+  cn_batchnorm_attrs a = {0};
+  a.epsilon = (float)jnum(l->cfg, "epsilon", 1e-3);
+  a.momentum = (float)jnum(l->cfg, "momentum", 0.99);
+  a.center = jbool(l->cfg, "center", 1);
+  a.scale = jbool(l->cfg, "scale", 1);
+  cn_status st = parse_axis(l, -1, &a.axis);
+  return st == CN_OK ? add_simple(l, &cn_op_batchnorm, &a, out) : st;
+}
+
+static cn_status layer_activation(const klayer *l, int *out) {
+  cn_activation a;
+  cn_status st = parse_activation(l->k, l->name, l->cfg, &a);
+  return st == CN_OK ? add_simple(l, &cn_op_activation, &a, out) : st;
+}
+
+static cn_status layer_relu(const klayer *l, int *out) {
+  cn_activation a = cn_act_relu();
+  if (jhas(l->cfg, "max_value")) a.max_value = (float)jnum(l->cfg, "max_value", INFINITY);
+  a.negative_slope = (float)jnum(l->cfg, "negative_slope", 0);
+  a.threshold = (float)jnum(l->cfg, "threshold", 0);
+  return add_simple(l, &cn_op_activation, &a, out);
+}
+
+static cn_status layer_leaky_relu(const klayer *l, int *out) {
+  cn_activation a = cn_act_relu();
+  /* Keras 2 calls the slope alpha, Keras 3 negative_slope; both default to 0.3. */
+  a.negative_slope = (float)jnum(l->cfg, "alpha", jnum(l->cfg, "negative_slope", 0.3));
+  return add_simple(l, &cn_op_activation, &a, out);
+}
+
+static cn_status layer_softmax(const klayer *l, int *out) {
+  cn_activation a = cn_act_softmax();
+  cn_status st = parse_axis(l, -1, &a.axis);
+  return st == CN_OK ? add_simple(l, &cn_op_activation, &a, out) : st;
+}
+
+static cn_status layer_merge(const klayer *l, cn_merge_kind kind, int *out) {
+  cn_merge_attrs a = {.kind = kind};
+  if (l->n_in < 2) return bad(l->k, l->name, "a merge needs at least two inputs");
+  return add_node(l->k, l->name, l->cls, l->cfg, &cn_op_merge, l->in, l->n_in, &a, out);
+}
+
+static cn_status layer_add(const klayer *l, int *o) {
+  return layer_merge(l, CN_MERGE_ADD, o);
+}
+static cn_status layer_sub(const klayer *l, int *o) {
+  return layer_merge(l, CN_MERGE_SUBTRACT, o);
+}
+static cn_status layer_mul(const klayer *l, int *o) {
+  return layer_merge(l, CN_MERGE_MULTIPLY, o);
+}
+static cn_status layer_avg(const klayer *l, int *o) {
+  return layer_merge(l, CN_MERGE_AVERAGE, o);
+}
+static cn_status layer_max(const klayer *l, int *o) {
+  return layer_merge(l, CN_MERGE_MAXIMUM, o);
+}
+static cn_status layer_min(const klayer *l, int *o) {
+  return layer_merge(l, CN_MERGE_MINIMUM, o);
+}
+
+static cn_status layer_concat(const klayer *l, int *out) {
+  cn_concat_attrs a = {0};
+  if (l->n_in < 1) return bad(l->k, l->name, "no inputs");
+  cn_status st = parse_axis(l, -1, &a.axis);
+  if (st != CN_OK) return st;
+  return add_node(l->k, l->name, l->cls, l->cfg, &cn_op_concat, l->in, l->n_in, &a, out);
+}
+
+typedef struct layer_class {
+  const char *name;
+  cn_status (*add)(const klayer *l, int *out);
+} layer_class;
+
+static const layer_class layer_classes[] = {
+    {"Conv2D", layer_conv2d},
+    {"Convolution2D", layer_conv2d},
+    {"DepthwiseConv2D", layer_depthwise},
+    {"ZeroPadding2D", layer_zeropad},
+    {"MaxPooling2D", layer_maxpool},
+    {"MaxPool2D", layer_maxpool},
+    {"AveragePooling2D", layer_avgpool},
+    {"AvgPool2D", layer_avgpool},
+    {"GlobalAveragePooling2D", layer_gap},
+    {"GlobalAvgPool2D", layer_gap},
+    {"GlobalMaxPooling2D", layer_gmp},
+    {"GlobalMaxPool2D", layer_gmp},
+    {"Dense", layer_dense},
+    {"Flatten", layer_flatten},
+    {"Reshape", layer_reshape},
+    {"Dropout", layer_dropout},
+    {"BatchNormalization", layer_batchnorm},
+    {"Activation", layer_activation},
+    {"ReLU", layer_relu},
+    {"LeakyReLU", layer_leaky_relu},
+    {"Softmax", layer_softmax},
+    {"Add", layer_add},
+    {"Subtract", layer_sub},
+    {"Multiply", layer_mul},
+    {"Average", layer_avg},
+    {"Maximum", layer_max},
+    {"Minimum", layer_min},
+    {"Concatenate", layer_concat},
+};
+
+/* ---- inputs -------------------------------------------------------------------------------- */
+
+/* [null, h, w, c] (batch_input_shape in Keras 2, batch_shape in Keras 3) to a per-sample shape. */
+static cn_status parse_batch_shape(kctx *k, const char *layer, const cJSON *cfg, cn_shape *shape) {
+  const cJSON *s = cJSON_GetObjectItemCaseSensitive(cfg, "batch_input_shape");
+  if (!s || cJSON_IsNull(s)) s = cJSON_GetObjectItemCaseSensitive(cfg, "batch_shape");
+  int n = cJSON_IsArray(s) ? cJSON_GetArraySize(s) : 0;
+  if (n < 2 || n > CN_MAX_RANK)
+    return cn_fail(CN_ERR_FORMAT, "%s: layer %s: no usable input shape", k->file, layer);
+  shape->rank = n - 1;
+  for (int i = 1; i < n; i++) {
+    int d;
+    if (!int_in(cJSON_GetArrayItem(s, i), 1, 1 << 30, &d))
+      return cn_fail(CN_ERR_UNSUPPORTED,
+                     "%s: layer %s: input dimensions must be known (set input_shape when saving)",
+                     k->file, layer);
+    shape->dim[i - 1] = d;
+  }
+  return CN_OK;
+}
+
+static cn_status add_input(kctx *k, const char *name, const cJSON *cfg, int *out) {
+  cn_input_attrs a = {0};
+  cn_status st = parse_batch_shape(k, name, cfg, &a.shape);
+  if (st == CN_OK) st = add_node(k, name, "InputLayer", cfg, &cn_op_input, NULL, 0, &a, out);
+  return st;
+}
+
+/* ---- models -------------------------------------------------------------------------------- */
+
+static cn_status build_model(kctx *k, const cJSON *model, const char *prefix, const int *in,
+                             int n_in, int *out, int *n_out);
+
+static cn_status full_name(kctx *k, const char *prefix, const char *name, char *buf) {
+  if (!name || !*name) return cn_fail(CN_ERR_FORMAT, "%s: a layer has no name", k->file);
+  if (strlen(prefix) + strlen(name) + 1 > MAX_NAME)
+    return cn_fail(CN_ERR_LIMIT, "%s: layer name %s too long", k->file, name);
+  snprintf(buf, MAX_NAME, "%s%s", prefix, name);
+  return CN_OK;
+}
+
+static const char *layer_name(const cJSON *layer) {
+  const char *n = jstr(cJSON_GetObjectItemCaseSensitive(layer, "config"), "name");
+  return n ? n : jstr(layer, "name");
+}
+
+static int is_model_class(const char *cls) {
+  return strcmp(cls, "Sequential") == 0 || strcmp(cls, "Functional") == 0 ||
+         strcmp(cls, "Model") == 0;
+}
+
+/* Adds one Keras layer (or a nested model) fed by in; its output node(s) go to out. */
+static cn_status add_layer(kctx *k, const cJSON *layer, const char *prefix, const int *in, int n_in,
+                           int *out, int *n_out) {
+  const char *cls = jstr(layer, "class_name");
+  const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(layer, "config");
+  char name[MAX_NAME];
+  cn_status st = full_name(k, prefix, layer_name(layer), name);
+  if (st != CN_OK) return st;
+  if (!cls || !cJSON_IsObject(cfg)) return bad(k, name, "no class_name or config");
+  if (is_model_class(cls)) {
+    char inner[MAX_NAME + 1];
+    snprintf(inner, sizeof inner, "%s/", name);
+    return build_model(k, layer, inner, in, n_in, out, n_out);
+  }
+  for (size_t i = 0; i < sizeof layer_classes / sizeof layer_classes[0]; i++) {
+    if (strcmp(cls, layer_classes[i].name) != 0) continue;
+    klayer l = {.k = k, .name = name, .cls = cls, .cfg = cfg, .in = in, .n_in = n_in};
+    *n_out = 1;
+    return layer_classes[i].add(&l, out);
+  }
+  return cn_fail(CN_ERR_UNSUPPORTED, "%s: layer %s: unsupported layer class %s", k->file, name,
+                 cls);
+}
+
+static cn_status build_sequential(kctx *k, const cJSON *layers, const char *prefix, const int *in,
+                                  int n_in, int *out, int *n_out) {
+  int cur = n_in > 0 ? in[0] : -1;
+  if (n_in > 1) return cn_fail(CN_ERR_FORMAT, "%s: a Sequential model takes one input", k->file);
+  const cJSON *layer;
+  cJSON_ArrayForEach(layer, layers) {
+    const char *cls = jstr(layer, "class_name");
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(layer, "config");
+    char name[MAX_NAME];
+    cn_status st = full_name(k, prefix, layer_name(layer), name);
+    if (st != CN_OK) return st;
+    if (cls && strcmp(cls, "InputLayer") == 0) {
+      if (cur < 0 && (st = add_input(k, name, cfg, &cur)) != CN_OK) return st;
+      continue;
+    }
+    if (cur < 0) { /* Keras 2 puts the input shape on the first layer and names it <layer>_input */
+      char input[MAX_NAME + 8];
+      snprintf(input, sizeof input, "%s_input", name);
+      if ((st = add_input(k, input, cfg, &cur)) != CN_OK) return st;
+    }
+    int outs[CN_MAX_GRAPH_IO], n = 0;
+    if ((st = add_layer(k, layer, prefix, &cur, 1, outs, &n)) != CN_OK) return st;
+    if (n != 1) return bad(k, name, "a layer of a Sequential model must have one output");
+    cur = outs[0];
+  }
+  if (cur < 0) return cn_fail(CN_ERR_FORMAT, "%s: empty Sequential model", k->file);
+  out[0] = cur;
+  *n_out = 1;
+  return CN_OK;
+}
+
+/* A reference to a tensor: ["name", node, tensor(, kwargs)] (Keras 2 and Keras 3 input_layers) or
+ * {"class_name": "__keras_tensor__", "config": {"keras_history": [name, node, tensor]}}. */
+static int parse_ref(const cJSON *v, kref *ref) {
+  if (cJSON_IsObject(v)) {
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(v, "config");
+    v = cJSON_GetObjectItemCaseSensitive(cfg, "keras_history");
+  }
+  if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) < 3) return 0;
+  const cJSON *name = cJSON_GetArrayItem(v, 0);
+  if (!cJSON_IsString(name)) return 0;
+  ref->layer = name->valuestring;
+  return int_in(cJSON_GetArrayItem(v, 2), 0, CN_MAX_GRAPH_IO - 1, &ref->tensor);
+}
+
+static int is_keras_tensor(const cJSON *v) {
+  const char *cls = jstr(v, "class_name");
+  return cls && strcmp(cls, "__keras_tensor__") == 0;
+}
+
+/* Every Keras 3 tensor inside args, in order (a merge layer's args are a list of tensors). */
+static cn_status collect_k3_refs(kctx *k, const char *layer, const cJSON *v, kref *refs, int *n,
+                                 int depth) {
+  if (depth > 8) return bad(k, layer, "inbound nodes nested too deeply");
+  if (is_keras_tensor(v)) {
+    if (*n >= MAX_REFS) return bad(k, layer, "too many inputs");
+    if (!parse_ref(v, &refs[*n])) return bad(k, layer, "bad keras_history");
+    (*n)++;
+    return CN_OK;
+  }
+  const cJSON *item;
+  if (cJSON_IsArray(v)) cJSON_ArrayForEach(item, v) {
+      cn_status st = collect_k3_refs(k, layer, item, refs, n, depth + 1);
+      if (st != CN_OK) return st;
+    }
+  return CN_OK;
+}
+
+static cn_status collect_refs(kctx *k, const char *layer, const cJSON *inbound, kref *refs,
+                              int *n) {
+  *n = 0;
+  int calls = cJSON_IsArray(inbound) ? cJSON_GetArraySize(inbound) : 0;
+  if (calls == 0) return bad(k, layer, "no inbound nodes");
+  if (calls > 1)
+    return cn_fail(CN_ERR_UNSUPPORTED,
+                   "%s: layer %s: used %d times (shared layers are not supported)", k->file, layer,
+                   calls);
+  const cJSON *node = cJSON_GetArrayItem(inbound, 0);
+  if (cJSON_IsObject(node))
+    return collect_k3_refs(k, layer, cJSON_GetObjectItemCaseSensitive(node, "args"), refs, n, 0);
+  const cJSON *item;
+  cJSON_ArrayForEach(item, node) {
+    if (*n >= MAX_REFS) return bad(k, layer, "too many inputs");
+    if (!parse_ref(item, &refs[*n])) return bad(k, layer, "bad inbound node");
+    (*n)++;
+  }
+  return CN_OK;
+}
+
+static const kentry *scope_find(const kscope *s, const char *name) {
+  for (int i = 0; i < s->n; i++)
+    if (strcmp(s->e[i].name, name) == 0) return &s->e[i];
+  return NULL;
+}
+
+/* 1 when every ref is already built; then idx receives the node indices. */
+static int resolve_refs(const kscope *s, const kref *refs, int n, int *idx) {
+  for (int i = 0; i < n; i++) {
+    const kentry *e = scope_find(s, refs[i].layer);
+    if (!e || refs[i].tensor >= e->n) return 0;
+    idx[i] = e->out[refs[i].tensor];
+  }
+  return 1;
+}
+
+/* input_layers / output_layers: a list of refs, or a single ref (Keras 3 with one input). */
+static cn_status parse_io_list(kctx *k, const cJSON *cfg, const char *key, kref *refs, int *n) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+  *n = 0;
+  if (!cJSON_IsArray(v)) return cn_fail(CN_ERR_FORMAT, "%s: model has no %s", k->file, key);
+  if (cJSON_IsString(cJSON_GetArrayItem(v, 0))) {
+    *n = 1;
+    return parse_ref(v, refs) ? CN_OK : cn_fail(CN_ERR_FORMAT, "%s: bad %s", k->file, key);
+  }
+  const cJSON *item;
+  cJSON_ArrayForEach(item, v) {
+    if (*n >= CN_MAX_GRAPH_IO) return cn_fail(CN_ERR_UNSUPPORTED, "%s: too many %s", k->file, key);
+    if (!parse_ref(item, &refs[*n])) return cn_fail(CN_ERR_FORMAT, "%s: bad %s", k->file, key);
+    (*n)++;
+  }
+  if (*n == 0) return cn_fail(CN_ERR_FORMAT, "%s: empty %s", k->file, key);
+  return CN_OK;
+}
+
+/* An InputLayer of a Functional model: a new graph input at top level, the caller's tensor when
+ * the model is nested. */
+static cn_status functional_input(kctx *k, const cJSON *layer, const char *prefix, const kref *ins,
+                                  int n_ins, const int *in, int n_in, kentry *e) {
+  const char *name = layer_name(layer);
+  e->n = 1;
+  if (!in) {
+    char full[MAX_NAME];
+    cn_status st = full_name(k, prefix, name, full);
+    return st == CN_OK
+               ? add_input(k, full, cJSON_GetObjectItemCaseSensitive(layer, "config"), &e->out[0])
+               : st;
+  }
+  for (int i = 0; i < n_ins && i < n_in; i++)
+    if (name && strcmp(ins[i].layer, name) == 0) {
+      e->out[0] = in[i];
+      return CN_OK;
+    }
+  return cn_fail(CN_ERR_FORMAT, "%s: nested input %s%s is not fed", k->file, prefix,
+                 name ? name : "?");
+}
+
+/* Builds the layers whose inputs are ready; *progress counts them. */
+static cn_status functional_pass(kctx *k, const cJSON *layers, const char *prefix, const kref *ins,
+                                 int n_ins, const int *in, int n_in, kscope *s, char *done,
+                                 int *progress) {
+  kref refs[MAX_REFS];
+  int idx[MAX_REFS], i = 0;
+  const cJSON *layer;
+  cJSON_ArrayForEach(layer, layers) {
+    int at = i++;
+    if (done[at]) continue;
+    kentry *e = &s->e[s->n];
+    e->name = layer_name(layer);
+    const char *cls = jstr(layer, "class_name");
+    cn_status st;
+    if (cls && strcmp(cls, "InputLayer") == 0) {
+      st = functional_input(k, layer, prefix, ins, n_ins, in, n_in, e);
+    } else {
+      int n = 0;
+      st = collect_refs(k, e->name ? e->name : "?",
+                        cJSON_GetObjectItemCaseSensitive(layer, "inbound_nodes"), refs, &n);
+      if (st != CN_OK) return st;
+      if (!resolve_refs(s, refs, n, idx)) continue;
+      st = add_layer(k, layer, prefix, idx, n, e->out, &e->n);
+    }
+    if (st != CN_OK) return st;
+    if (!e->name) return cn_fail(CN_ERR_FORMAT, "%s: a layer has no name", k->file);
+    done[at] = 1;
+    s->n++;
+    (*progress)++;
+  }
+  return CN_OK;
+}
+
+static cn_status build_functional(kctx *k, const cJSON *cfg, const char *prefix, const int *in,
+                                  int n_in, int *out, int *n_out) {
+  const cJSON *layers = cJSON_GetObjectItemCaseSensitive(cfg, "layers");
+  int n_layers = cJSON_GetArraySize(layers);
+  if (n_layers < 1 || n_layers > MAX_LAYERS)
+    return cn_fail(CN_ERR_FORMAT, "%s: bad layer list", k->file);
+  kref ins[CN_MAX_GRAPH_IO], outs[CN_MAX_GRAPH_IO];
+  int n_ins, n_outs;
+  cn_status st = parse_io_list(k, cfg, "input_layers", ins, &n_ins);
+  if (st == CN_OK) st = parse_io_list(k, cfg, "output_layers", outs, &n_outs);
+  if (st != CN_OK) return st;
+  kscope s = {.e = calloc((size_t)n_layers, sizeof(kentry))};
+  char *done = calloc((size_t)n_layers, 1);
+  if (!s.e || !done) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  /* Keras lists layers in a usable order, but does not promise it: repeat until nothing moves. */
+  for (int progress = 1; st == CN_OK && progress && s.n < n_layers;) {
+    progress = 0;
+    st = functional_pass(k, layers, prefix, ins, n_ins, in, n_in, &s, done, &progress);
+  }
+  if (st == CN_OK && s.n < n_layers)
+    st = cn_fail(CN_ERR_FORMAT,
+                 "%s: some layers' inputs are never produced (missing layer or cycle)", k->file);
+  if (st == CN_OK && !resolve_refs(&s, outs, n_outs, out))
+    st = cn_fail(CN_ERR_FORMAT, "%s: output layer %s not found", k->file, outs[0].layer);
+  *n_out = n_outs;
+  free(s.e);
+  free(done);
+  return st;
+}
+
+static cn_status build_model(kctx *k, const cJSON *model, const char *prefix, const int *in,
+                             int n_in, int *out, int *n_out) {
+  const char *cls = jstr(model, "class_name");
+  const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(model, "config");
+  if (!cls || !is_model_class(cls))
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: not a Sequential or Functional model (%s)", k->file,
+                   cls ? cls : "no class_name");
+  if (k->depth >= MAX_DEPTH) return cn_fail(CN_ERR_LIMIT, "%s: models nested too deeply", k->file);
+  int frozen = cJSON_IsObject(cfg) && !jbool(cfg, "trainable", 1);
+  k->depth++;
+  k->frozen += frozen;
+  cn_status st;
+  /* Keras 2.0-2.1 wrote a Sequential config as the bare list of layers. */
+  if (cJSON_IsArray(cfg))
+    st = build_sequential(k, cfg, prefix, in, n_in, out, n_out);
+  else if (!cJSON_IsObject(cfg))
+    st = cn_fail(CN_ERR_FORMAT, "%s: model has no config", k->file);
+  else if (strcmp(cls, "Sequential") == 0)
+    st = build_sequential(k, cJSON_GetObjectItemCaseSensitive(cfg, "layers"), prefix, in, n_in, out,
+                          n_out);
+  else
+    st = build_functional(k, cfg, prefix, in, n_in, out, n_out);
+  k->depth--;
+  k->frozen -= frozen;
+  return st;
+}
+
+static cn_status model_name(const cJSON *root, char **name) {
+  const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(root, "config");
+  const char *n = cJSON_IsObject(cfg) ? jstr(cfg, "name") : NULL;
+  *name = cn_strdup(n && *n ? n : "model");
+  return *name ? CN_OK : CN_ERR_NOMEM;
+}
+
+cn_status cn_keras_build_graph(const char *file, const char *json, cn_graph **out, char **name) {
+  *out = NULL;
+  *name = NULL;
+  cJSON *root = cJSON_Parse(json);
+  if (!root) return cn_fail(CN_ERR_FORMAT, "%s: model config is not valid JSON", file);
+  kctx k = {.file = file, .g = cn_graph_new()};
+  cn_status st = k.g ? CN_OK : CN_ERR_NOMEM;
+  int outs[CN_MAX_GRAPH_IO], n_outs = 0;
+  if (st == CN_OK) st = build_model(&k, root, "", NULL, 0, outs, &n_outs);
+  if (st == CN_OK) st = cn_graph_set_outputs(k.g, outs, n_outs);
+  if (st == CN_OK && (k.g->n_inputs != 1 || n_outs != 1))
+    st = cn_fail(CN_ERR_UNSUPPORTED,
+                 "%s: models with %d inputs and %d outputs are not supported "
+                 "(one each)",
+                 file, k.g->n_inputs, n_outs);
+  if (st == CN_OK) st = model_name(root, name);
+  cJSON_Delete(root);
+  if (st != CN_OK) {
+    cn_graph_free(k.g);
+    return st;
+  }
+  *out = k.g;
+  return CN_OK;
+}
+
+static int starts_with(const char *s, const char *prefix) {
+  return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+cn_preprocess cn_keras_guess_preprocess(const char *model_name, int channels) {
+  char low[128];
+  size_t i = 0;
+  for (; model_name && model_name[i] && i + 1 < sizeof low; i++)
+    low[i] = (char)tolower((unsigned char)model_name[i]);
+  low[i] = 0;
+  /* As keras.applications: ResNet V2 uses "tf" mode, ResNet V1 and VGG "caffe". */
+  if (starts_with(low, "mobilenet") || starts_with(low, "inception") ||
+      starts_with(low, "xception") || (starts_with(low, "resnet") && strstr(low, "v2")))
+    return CN_PRE_TF;
+  if (starts_with(low, "vgg") || starts_with(low, "resnet")) return CN_PRE_CAFFE;
+  return channels == 1 ? CN_PRE_UNIT : CN_PRE_RAW;
+}

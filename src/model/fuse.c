@@ -1,0 +1,178 @@
+/* BatchNormalization folding: conv -> BN becomes one conv with scaled kernel and shifted bias. */
+#include "model/fuse.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/mem.h"
+#include "kernels/kernels.h"
+#include "ops/ops.h"
+
+static int readers(const cn_graph *g, int node) {
+  int count = 0;
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int k = 0; k < g->nodes[i].n_inputs; k++) count += g->nodes[i].inputs[k] == node;
+  return count;
+}
+
+static int is_output(const cn_graph *g, int node) {
+  for (int i = 0; i < g->n_outputs; i++)
+    if (g->outputs[i] == node) return 1;
+  return 0;
+}
+
+/* The fused activation of a convolution (or, with dense, a Dense) node; NULL for other ops. */
+static cn_activation *fused_activation(cn_node *n, int dense) {
+  if (n->op == &cn_op_conv2d) return &((cn_conv2d_attrs *)n->attrs)->act;
+  if (n->op == &cn_op_depthwise) return &((cn_depthwise_attrs *)n->attrs)->act;
+  if (dense && n->op == &cn_op_dense) return &((cn_dense_attrs *)n->attrs)->act;
+  return NULL;
+}
+
+/* Node p may absorb what follows it: linear, read only by that one node, not a graph output. */
+static int absorbable(cn_graph *g, int p, int dense) {
+  const cn_activation *act = fused_activation(&g->nodes[p], dense);
+  return act && act->kind == CN_ACT_LINEAR && !is_output(g, p) && readers(g, p) == 1;
+}
+
+static int *conv_use_bias(cn_node *n) {
+  if (n->op == &cn_op_conv2d) return &((cn_conv2d_attrs *)n->attrs)->use_bias;
+  return &((cn_depthwise_attrs *)n->attrs)->use_bias;
+}
+
+/* The producer index when node i is a foldable BatchNormalization, else -1. */
+static int foldable(cn_graph *g, int i) {
+  const cn_node *bn = &g->nodes[i];
+  if (bn->op != &cn_op_batchnorm || bn->n_inputs != 1) return -1;
+  int p = bn->inputs[0];
+  const cn_batchnorm_attrs *a = bn->attrs;
+  if (!absorbable(g, p, 0)) return -1;
+  if (cn_axis_resolve(a->axis, g->nodes[p].shape.rank) != g->nodes[p].shape.rank - 1) return -1;
+  return p;
+}
+
+/* Adds a zero bias to convolutions about to absorb a BN shift; keeps every parameter's values
+ * across the reallocation of the parameter buffer. */
+static cn_status add_missing_biases(cn_graph *g) {
+  int added = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    int p = foldable(g, i);
+    if (p < 0 || *conv_use_bias(&g->nodes[p])) continue;
+    cn_node *conv = &g->nodes[p];
+    cn_status st = cn_node_add_param(conv, "bias", cn_shape_make(1, &conv->shape.dim[2]));
+    if (st != CN_OK) return st;
+    *conv_use_bias(conv) = 1;
+    added = 1;
+  }
+  if (!added) return CN_OK;
+  float **old = calloc((size_t)g->n_nodes * CN_MAX_PARAMS, sizeof *old);
+  if (!old) return cn_fail(CN_ERR_NOMEM, "out of memory folding batch normalization");
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int k = 0; k < g->nodes[i].n_params; k++)
+      old[i * CN_MAX_PARAMS + k] = g->nodes[i].params[k].data;
+  float *old_buffer = g->params;
+  g->params = NULL;
+  cn_status st = cn_graph_alloc_params(g);
+  for (int i = 0; st == CN_OK && i < g->n_nodes; i++)
+    for (int k = 0; k < g->nodes[i].n_params; k++) {
+      const float *src = old[i * CN_MAX_PARAMS + k];
+      cn_param *dst = &g->nodes[i].params[k];
+      if (src) memcpy(dst->data, src, (size_t)cn_shape_numel(&dst->shape) * sizeof(float));
+    }
+  if (st != CN_OK)
+    g->params = old_buffer; /* pointers still valid: nothing changed */
+  else
+    cn_free_aligned(old_buffer);
+  free(old);
+  return st;
+}
+
+/* Scales the kernel's output columns and folds the shift into the bias. */
+static void fold_weights(cn_node *conv, const cn_node *bn) {
+  const cn_batchnorm_attrs *a = bn->attrs;
+  int p = 0;
+  const float *gamma = a->scale ? bn->params[p++].data : NULL;
+  const float *beta = a->center ? bn->params[p++].data : NULL;
+  const float *mean = bn->params[p].data, *var = bn->params[p + 1].data;
+  float *kernel = conv->params[0].data, *bias = conv->params[1].data;
+  int64_t oc = conv->shape.dim[2], rows = cn_shape_numel(&conv->params[0].shape) / oc;
+  for (int64_t j = 0; j < oc; j++) {
+    float inv = 1.0f / sqrtf(var[j] + a->epsilon);
+    if (gamma) inv *= gamma[j];
+    for (int64_t r = 0; r < rows; r++) kernel[r * oc + j] *= inv;
+    bias[j] = bias[j] * inv + ((beta ? beta[j] : 0.0f) - mean[j] * inv);
+  }
+}
+
+static int remap(int index, int removed, int replacement) {
+  if (index == removed) return replacement;
+  return index > removed ? index - 1 : index;
+}
+
+/* Removes node i, whose readers now read `replacement` (an earlier node). */
+static cn_status remove_node(cn_graph *g, int i, int replacement) {
+  cn_node_release(&g->nodes[i]);
+  memmove(&g->nodes[i], &g->nodes[i + 1], (size_t)(g->n_nodes - i - 1) * sizeof *g->nodes);
+  g->n_nodes--;
+  for (int n = i; n < g->n_nodes; n++)
+    for (int k = 0; k < g->nodes[n].n_inputs; k++)
+      g->nodes[n].inputs[k] = remap(g->nodes[n].inputs[k], i, replacement);
+  for (int k = 0; k < g->n_inputs; k++) g->inputs[k] = remap(g->inputs[k], i, replacement);
+  int outputs[CN_MAX_GRAPH_IO];
+  for (int k = 0; k < g->n_outputs; k++) outputs[k] = remap(g->outputs[k], i, replacement);
+  return cn_graph_set_outputs(g, outputs, g->n_outputs); /* also drops the memory plan */
+}
+
+/* Graph outputs are pinned before nodes move (the default output is "the last node"). */
+static cn_status pin_outputs(cn_graph *g) {
+  if (g->n_outputs > 0 || g->n_nodes == 0) return CN_OK;
+  int last = g->n_nodes - 1;
+  return cn_graph_set_outputs(g, &last, 1);
+}
+
+static int activation_foldable(cn_graph *g, int i) {
+  const cn_node *n = &g->nodes[i];
+  const cn_activation *act = n->attrs;
+  if (n->op != &cn_op_activation || n->n_inputs != 1 || act->kind == CN_ACT_SOFTMAX) return 0;
+  return absorbable(g, n->inputs[0], 1);
+}
+
+int cn_graph_can_fold(cn_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++)
+    if (foldable(g, i) >= 0 || activation_foldable(g, i)) return 1;
+  return 0;
+}
+
+cn_status cn_graph_fold_activations(cn_graph *g) {
+  cn_status st = pin_outputs(g);
+  for (int i = 0; st == CN_OK && i < g->n_nodes; i++) {
+    if (!activation_foldable(g, i)) continue;
+    cn_node *n = &g->nodes[i];
+    int p = n->inputs[0];
+    *fused_activation(&g->nodes[p], 1) = *(const cn_activation *)n->attrs;
+    st = remove_node(g, i, p);
+    i--;
+  }
+  return st;
+}
+
+cn_status cn_graph_fold_batchnorm(cn_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++)
+    if (foldable(g, i) >= 0 && !g->nodes[i].params[0].data)
+      return cn_fail(CN_ERR_ARG, "%s: fold batch normalization: weights are not allocated",
+                     g->nodes[i].name);
+  cn_status st = pin_outputs(g);
+  if (st == CN_OK) st = add_missing_biases(g);
+  if (st != CN_OK) return st;
+  for (int i = 0; i < g->n_nodes; i++) {
+    int p = foldable(g, i);
+    if (p < 0) continue;
+    fold_weights(&g->nodes[p], &g->nodes[i]);
+    st = remove_node(g, i, p);
+    if (st != CN_OK) return st;
+    i--;
+  }
+  g->weights_version++;
+  return CN_OK;
+}

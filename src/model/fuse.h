@@ -1,0 +1,23 @@
+/* Graph rewrites for inference. */
+#ifndef CN_MODEL_FUSE_H
+#define CN_MODEL_FUSE_H
+
+#include "core/graph.h"
+
+/* Folds every BatchNormalization over the channel axis into the Conv2D or DepthwiseConv2D that
+ * feeds it, when that convolution has a linear activation, is not a graph output and has no
+ * other reader: the kernel is scaled per output channel, the bias (added if absent) absorbs the
+ * shift, and the BatchNormalization node is removed (node indices after it shift down). Call
+ * after the weights are loaded; the parameter buffer is reallocated when biases are added. */
+cn_status cn_graph_fold_batchnorm(cn_graph *g);
+
+/* Moves every elementwise Activation (ReLU, relu6, sigmoid... not softmax) into the Conv2D,
+ * DepthwiseConv2D or Dense before it, under the same conditions (linear activation, no other
+ * reader, not a graph output), and removes the Activation node. Run after the BN fold so that
+ * conv -> BN -> ReLU becomes one node. */
+cn_status cn_graph_fold_activations(cn_graph *g);
+
+/* 1 when either fold above would change the graph (so a caller can skip copying it). */
+int cn_graph_can_fold(cn_graph *g);
+
+#endif

@@ -1,0 +1,33 @@
+/* The model behind the opaque cn_model handle: a graph plus what the user needs around it. */
+#ifndef CN_MODEL_MODEL_H
+#define CN_MODEL_MODEL_H
+
+#include "convnet/model.h"
+#include "core/graph.h"
+
+struct cn_model {
+  char *name;
+  cn_graph *graph;    /* owned */
+  cn_input_spec spec; /* how images become this model's input */
+  /* What forward runs: a copy of graph with BatchNormalization and activations folded into the
+   * convolutions before them, rebuilt when the weights change; NULL when nothing folds. The
+   * model's own graph keeps Keras's layers so that summaries and weight loading see them. */
+  cn_graph *inference;
+  int inference_version; /* graph->weights_version that inference was built from; -1: none */
+  /* Names of the output classes (cn_model_set_class_names, .cnm files); NULL / 0 when unknown. */
+  char **class_names;
+  int n_class_names;
+};
+
+/* Wraps a graph (taking ownership, also on failure) into a model: allocates parameters if that
+ * has not happened, and checks that the graph has one image-like input and one output. */
+cn_status cn_model_wrap(cn_graph *graph, const char *name, const cn_input_spec *spec,
+                        cn_model **out);
+
+/* Frees the class names (src/model/model_classes.c); cn_model_free calls it. */
+void cn_model_release_class_names(cn_model *m);
+
+/* The default image pipeline for a model of this input shape and preprocessing. */
+cn_input_spec cn_input_spec_default(const cn_shape *input, cn_preprocess preprocess);
+
+#endif
