@@ -161,9 +161,21 @@ static cn_status check_new_node(const cn_graph *g, const char *name, const int *
   return CN_OK;
 }
 
+static cn_status check_input_count(const cn_op *op, const char *name, int n_inputs) {
+  int lo = op->min_inputs, hi = op->max_inputs;
+  if (op->graph_input) return n_inputs ? cn_fail(CN_ERR_SHAPE, "%s: takes no inputs", name) : CN_OK;
+  if (n_inputs >= lo && (hi == 0 || n_inputs <= hi)) return CN_OK;
+  if (lo == 1 && hi == 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", name);
+  if (lo == hi) return cn_fail(CN_ERR_SHAPE, "%s: expects %d inputs, got %d", name, lo, n_inputs);
+  if (hi == 0)
+    return cn_fail(CN_ERR_SHAPE, "%s: expects at least %d inputs, got %d", name, lo, n_inputs);
+  return cn_fail(CN_ERR_SHAPE, "%s: expects %d to %d inputs, got %d", name, lo, hi, n_inputs);
+}
+
 cn_status cn_graph_add(cn_graph *g, const cn_op *op, const char *name, const int *inputs,
                        int n_inputs, const void *attrs, int *index) {
   cn_status st = check_new_node(g, name, inputs, n_inputs);
+  if (st == CN_OK) st = check_input_count(op, name, n_inputs);
   if (st == CN_OK) st = grow_nodes(g);
   if (st != CN_OK) return st;
   cn_node *n = &g->nodes[g->n_nodes];

@@ -21,6 +21,10 @@ typedef struct cn_exec {
 typedef struct cn_op {
   const char *type;  /* Keras class name, e.g. "Conv2D" */
   size_t attrs_size; /* bytes of the attribute struct cn_graph_add copies */
+  /* How many inputs a node of this op takes (max_inputs 0: no upper bound; a graph_input op
+   * takes none). cn_graph_add refuses other counts before infer runs, so infer may read
+   * inputs[0 .. min_inputs - 1]. Ops whose count depends on their attributes narrow it in infer. */
+  int min_inputs, max_inputs;
   /* Sets node->shape from the inputs' per-sample shapes (g->nodes[node->inputs[i]].shape),
    * validates attributes and declares parameters with cn_node_add_param, in Keras order.
    * Failures name the layer: cn_fail(CN_ERR_SHAPE, "%s: ...", node->name). */

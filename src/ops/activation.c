@@ -61,7 +61,6 @@ cn_status cn_act_check(const char *layer, const cn_activation *act, int sample_r
 }
 
 static cn_status activation_infer(cn_graph *g, cn_node *node) {
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   node->shape = g->nodes[node->inputs[0]].shape;
   return cn_act_check(node->name, node->attrs, node->shape.rank, 0);
 }
@@ -133,6 +132,8 @@ static void activation_backward(cn_node *node, const cn_tensor *in, const cn_ten
 const cn_op cn_op_activation = {
     .type = "Activation",
     .attrs_size = sizeof(cn_activation),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = activation_infer,
     .forward = activation_forward,
     .inplace = 1,

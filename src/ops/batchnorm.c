@@ -29,7 +29,6 @@ typedef struct bn_params {
 
 static cn_status batchnorm_infer(cn_graph *g, cn_node *node) {
   const cn_batchnorm_attrs *a = node->attrs;
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   const cn_shape *in = &g->nodes[node->inputs[0]].shape;
   int axis = cn_axis_resolve(a->axis, in->rank);
   if (axis < 0)
@@ -303,6 +302,8 @@ static size_t batchnorm_saved(const cn_graph *g, const cn_node *node, int batch)
 const cn_op cn_op_batchnorm = {
     .type = "BatchNormalization",
     .attrs_size = sizeof(cn_batchnorm_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = batchnorm_infer,
     .forward = batchnorm_forward,
     .scratch = batchnorm_scratch,

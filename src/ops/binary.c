@@ -70,7 +70,7 @@ static cn_status binary_infer(cn_graph *g, cn_node *node) {
                    (int)a->const_operand);
   int total = n_operands(node, a);
   int two_only = a->kind == CN_BIN_SUB || a->kind == CN_BIN_DIV || a->kind == CN_BIN_POW;
-  if (node->n_inputs < 1 || total > MAX_OPERANDS || (two_only && total != 2))
+  if (total > MAX_OPERANDS || (two_only && total != 2))
     return cn_fail(CN_ERR_SHAPE, "%s: %s cannot take %d operands (%d inputs)", node->name,
                    kind_name(a->kind), total, node->n_inputs);
   const cn_shape *first = &g->nodes[node->inputs[0]].shape;
@@ -243,6 +243,8 @@ static void binary_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, c
 const cn_op cn_op_binary = {
     .type = "Binary",
     .attrs_size = sizeof(cn_binary_attrs),
+    .min_inputs = 1,
+    .max_inputs = 0,
     .infer = binary_infer,
     .forward = binary_forward,
 };
@@ -251,7 +253,6 @@ const cn_op cn_op_binary = {
 
 static cn_status prelu_infer(cn_graph *g, cn_node *node) {
   const cn_prelu_attrs *a = node->attrs;
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   const cn_shape *x = &g->nodes[node->inputs[0]].shape;
   int full = x->rank + 1;
   if (full > CN_MAX_RANK)
@@ -284,6 +285,8 @@ static void prelu_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, co
 const cn_op cn_op_prelu = {
     .type = "PRelu",
     .attrs_size = sizeof(cn_prelu_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = prelu_infer,
     .forward = prelu_forward,
     .inplace = 1,

@@ -20,7 +20,6 @@ static cn_status concat_check_input(const cn_node *node, const cn_shape *first,
 
 static cn_status concat_infer(cn_graph *g, cn_node *node) {
   const cn_concat_attrs *a = node->attrs;
-  if (node->n_inputs < 1) return cn_fail(CN_ERR_SHAPE, "%s: expects inputs", node->name);
   const cn_shape *first = &g->nodes[node->inputs[0]].shape;
   int axis = cn_axis_resolve(a->axis, first->rank);
   if (axis < 0)
@@ -77,6 +76,8 @@ static void concat_backward(cn_node *node, const cn_tensor *in, const cn_tensor 
 const cn_op cn_op_concat = {
     .type = "Concatenate",
     .attrs_size = sizeof(cn_concat_attrs),
+    .min_inputs = 1,
+    .max_inputs = 0,
     .infer = concat_infer,
     .forward = concat_forward,
     .backward = concat_backward,

@@ -51,7 +51,6 @@ static cn_status conv_check_channels(const cn_node *node, const cn_window *w) {
 
 static cn_status conv_infer(cn_graph *g, cn_node *node) {
   const cn_conv2d_attrs *a = node->attrs;
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   cn_window w = {0};
   cn_status st = cn_window_infer(node->name, &g->nodes[node->inputs[0]].shape, a->kh, a->kw, a->sh,
                                  a->sw, a->dh, a->dw, a->padding, &w);
@@ -234,6 +233,8 @@ static size_t conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
 const cn_op cn_op_conv2d = {
     .type = "Conv2D",
     .attrs_size = sizeof(cn_conv2d_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = conv_infer,
     .forward = conv_forward,
     .scratch = conv_scratch,

@@ -58,7 +58,6 @@ static cn_status ct_check_attrs(const cn_node *node, const cn_conv_transpose_att
 static cn_status ct_infer(cn_graph *g, cn_node *node) {
   const cn_conv_transpose_attrs *a = node->attrs;
   char buf[96];
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   const cn_shape *x = &g->nodes[node->inputs[0]].shape;
   if (x->rank != 3 || x->dim[0] < 1 || x->dim[1] < 1 || x->dim[2] < 1)
     return cn_fail(CN_ERR_SHAPE, "%s: expects a (height, width, channels) input, got %s",
@@ -145,6 +144,8 @@ static void ct_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const
 const cn_op cn_op_conv_transpose = {
     .type = "ConvTranspose",
     .attrs_size = sizeof(cn_conv_transpose_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = ct_infer,
     .forward = ct_forward,
     .scratch = ct_scratch,

@@ -8,7 +8,6 @@ enum { MAX_UNITS = 1 << 24 };
 
 static cn_status dense_infer(cn_graph *g, cn_node *node) {
   const cn_dense_attrs *a = node->attrs;
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   const cn_shape *in = &g->nodes[node->inputs[0]].shape;
   if (in->rank < 1) return cn_fail(CN_ERR_SHAPE, "%s: input has no features axis", node->name);
   int64_t features = in->dim[in->rank - 1];
@@ -87,6 +86,8 @@ static size_t dense_backward_scratch(const cn_graph *g, const cn_node *node, int
 const cn_op cn_op_dense = {
     .type = "Dense",
     .attrs_size = sizeof(cn_dense_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = dense_infer,
     .forward = dense_forward,
     .backward = dense_backward,

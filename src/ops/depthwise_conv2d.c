@@ -8,7 +8,6 @@ enum { MAX_CHANNELS = 1 << 24 };
 
 static cn_status depthwise_infer(cn_graph *g, cn_node *node) {
   const cn_depthwise_attrs *a = node->attrs;
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   cn_window w = {0};
   cn_status st = cn_window_infer(node->name, &g->nodes[node->inputs[0]].shape, a->kh, a->kw, a->sh,
                                  a->sw, a->dh, a->dw, a->padding, &w);
@@ -68,6 +67,8 @@ static size_t depthwise_backward_scratch(const cn_graph *g, const cn_node *node,
 const cn_op cn_op_depthwise = {
     .type = "DepthwiseConv2D",
     .attrs_size = sizeof(cn_depthwise_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = depthwise_infer,
     .forward = depthwise_forward,
     .backward = depthwise_backward,

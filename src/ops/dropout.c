@@ -14,7 +14,6 @@ enum { PARALLEL_MIN = 1 << 15 };
 
 static cn_status dropout_infer(cn_graph *g, cn_node *node) {
   const cn_dropout_attrs *a = node->attrs;
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   if (!(a->rate >= 0.0f && a->rate <= 1.0f))
     return cn_fail(CN_ERR_FORMAT, "%s: rate must be in [0, 1]", node->name);
   node->shape = g->nodes[node->inputs[0]].shape;
@@ -66,6 +65,8 @@ static void dropout_backward(cn_node *node, const cn_tensor *in, const cn_tensor
 const cn_op cn_op_dropout = {
     .type = "Dropout",
     .attrs_size = sizeof(cn_dropout_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = dropout_infer,
     .forward = dropout_forward,
     .inplace = 1,

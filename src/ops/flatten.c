@@ -6,7 +6,6 @@
 #include "ops/ops.h"
 
 static cn_status flatten_infer(cn_graph *g, cn_node *node) {
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   int64_t n = cn_shape_numel(&g->nodes[node->inputs[0]].shape);
   if (n < 0) return cn_fail(CN_ERR_LIMIT, "%s: input too large", node->name);
   node->shape = cn_shape_make(1, &n);
@@ -28,6 +27,8 @@ static void flatten_backward(cn_node *node, const cn_tensor *in, const cn_tensor
 
 const cn_op cn_op_flatten = {
     .type = "Flatten",
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = flatten_infer,
     .forward = copy_forward,
     .inplace = 1,

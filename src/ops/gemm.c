@@ -32,7 +32,6 @@ static cn_status check_c_shape(const cn_node *node, const cn_shape *c, int64_t n
 static cn_status gemm_infer(cn_graph *g, cn_node *node) {
   const cn_gemm_attrs *a = node->attrs;
   char buf[96];
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   const cn_shape *x = &g->nodes[node->inputs[0]].shape;
   if (x->rank != 1)
     return cn_fail(CN_ERR_SHAPE, "%s: Gemm input must be (batch, k), got per-sample %s", node->name,
@@ -80,6 +79,8 @@ static void gemm_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, con
 const cn_op cn_op_gemm = {
     .type = "Gemm",
     .attrs_size = sizeof(cn_gemm_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = gemm_infer,
     .forward = gemm_forward,
 };
@@ -219,6 +220,8 @@ static void matmul_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, c
 const cn_op cn_op_matmul = {
     .type = "MatMul",
     .attrs_size = sizeof(cn_matmul_attrs),
+    .min_inputs = 1,
+    .max_inputs = 2,
     .infer = matmul_infer,
     .forward = matmul_forward,
 };

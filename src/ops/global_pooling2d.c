@@ -13,7 +13,6 @@ static cn_status global_pool_infer(cn_graph *g, cn_node *node) {
   const cn_global_pool_attrs *a = node->attrs;
   const cn_shape *in = &g->nodes[node->inputs[0]].shape;
   char buf[96];
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   if (in->rank != 3)
     return cn_fail(CN_ERR_SHAPE, "%s: expects a (height, width, channels) input, got %s",
                    node->name, cn_shape_format(in, buf, sizeof buf));
@@ -95,6 +94,8 @@ static void global_maxpool_backward(cn_node *node, const cn_tensor *in, const cn
 const cn_op cn_op_global_avgpool = {
     .type = "GlobalAveragePooling2D",
     .attrs_size = sizeof(cn_global_pool_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = global_pool_infer,
     .forward = global_avgpool_forward,
     .backward = global_avgpool_backward,
@@ -103,6 +104,8 @@ const cn_op cn_op_global_avgpool = {
 const cn_op cn_op_global_maxpool = {
     .type = "GlobalMaxPooling2D",
     .attrs_size = sizeof(cn_global_pool_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = global_pool_infer,
     .forward = global_maxpool_forward,
     .backward = global_maxpool_backward,

@@ -6,7 +6,6 @@
 
 static cn_status lrn_infer(cn_graph *g, cn_node *node) {
   const cn_lrn_attrs *a = node->attrs;
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   const cn_shape *x = &g->nodes[node->inputs[0]].shape;
   if (x->rank < 1) return cn_fail(CN_ERR_SHAPE, "%s: needs a channel axis", node->name);
   if (a->size < 1 || a->size > (1 << 16))
@@ -39,6 +38,8 @@ static void lrn_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, cons
 const cn_op cn_op_lrn = {
     .type = "LRN",
     .attrs_size = sizeof(cn_lrn_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = lrn_infer,
     .forward = lrn_forward,
 };

@@ -10,7 +10,7 @@ static cn_status merge_infer(cn_graph *g, cn_node *node) {
   const cn_merge_attrs *a = node->attrs;
   if ((int)a->kind < CN_MERGE_ADD || a->kind > CN_MERGE_MINIMUM)
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: unknown merge kind %d", node->name, (int)a->kind);
-  if (node->n_inputs < 2 || (a->kind == CN_MERGE_SUBTRACT && node->n_inputs != 2))
+  if (a->kind == CN_MERGE_SUBTRACT && node->n_inputs != 2)
     return cn_fail(CN_ERR_SHAPE, "%s: wrong number of inputs (%d)", node->name, node->n_inputs);
   const cn_shape *first = &g->nodes[node->inputs[0]].shape;
   for (int i = 1; i < node->n_inputs; i++) {
@@ -114,6 +114,8 @@ static void merge_backward(cn_node *node, const cn_tensor *in, const cn_tensor *
 const cn_op cn_op_merge = {
     .type = "Add",
     .attrs_size = sizeof(cn_merge_attrs),
+    .min_inputs = 2,
+    .max_inputs = 0,
     .infer = merge_infer,
     .forward = merge_forward,
     .inplace = 1,

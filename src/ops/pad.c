@@ -8,7 +8,6 @@ enum { MAX_PAD = 1 << 20 };
 
 static cn_status pad_infer(cn_graph *g, cn_node *node) {
   const cn_pad_attrs *a = node->attrs;
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   const cn_shape *x = &g->nodes[node->inputs[0]].shape;
   if ((int)a->mode < CN_PADMODE_CONSTANT || a->mode > CN_PADMODE_WRAP)
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: unknown pad mode %d", node->name, (int)a->mode);
@@ -87,6 +86,8 @@ static void pad_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, cons
 const cn_op cn_op_pad = {
     .type = "Pad",
     .attrs_size = sizeof(cn_pad_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = pad_infer,
     .forward = pad_forward,
 };

@@ -87,7 +87,6 @@ static cn_status extended_infer(cn_graph *g, cn_node *node) {
 
 static cn_status pool_infer(cn_graph *g, cn_node *node) {
   const cn_pool_attrs *a = node->attrs;
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   if (is_extended(a)) return extended_infer(g, node);
   cn_window w = {0};
   cn_status st = cn_window_infer(node->name, &g->nodes[node->inputs[0]].shape, a->ph, a->pw, a->sh,
@@ -274,6 +273,8 @@ static void avgpool_backward(cn_node *node, const cn_tensor *in, const cn_tensor
 const cn_op cn_op_maxpool = {
     .type = "MaxPooling2D",
     .attrs_size = sizeof(cn_pool_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = pool_infer,
     .forward = maxpool_forward,
     .backward = maxpool_backward,
@@ -282,6 +283,8 @@ const cn_op cn_op_maxpool = {
 const cn_op cn_op_avgpool = {
     .type = "AveragePooling2D",
     .attrs_size = sizeof(cn_pool_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = pool_infer,
     .forward = avgpool_forward,
     .backward = avgpool_backward,

@@ -7,7 +7,6 @@
 
 static cn_status reshape_infer(cn_graph *g, cn_node *node) {
   const cn_reshape_attrs *a = node->attrs;
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   const cn_shape *in = &g->nodes[node->inputs[0]].shape;
   int64_t total = cn_shape_numel(in), known = 1;
   int unknown = -1;
@@ -46,6 +45,8 @@ static void reshape_backward(cn_node *node, const cn_tensor *in, const cn_tensor
 const cn_op cn_op_reshape = {
     .type = "Reshape",
     .attrs_size = sizeof(cn_reshape_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = reshape_infer,
     .forward = reshape_forward,
     .inplace = 1,

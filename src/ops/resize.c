@@ -16,7 +16,6 @@ static void axis_geometry(int64_t in, float scale, int64_t size, int64_t *out, f
 static cn_status resize_infer(cn_graph *g, cn_node *node) {
   const cn_resize_attrs *a = node->attrs;
   char buf[96];
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   const cn_shape *x = &g->nodes[node->inputs[0]].shape;
   if (x->rank != 3 || x->dim[0] < 1 || x->dim[1] < 1)
     return cn_fail(CN_ERR_SHAPE, "%s: expects a (height, width, channels) input, got %s",
@@ -154,6 +153,8 @@ static void resize_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, c
 const cn_op cn_op_resize = {
     .type = "Resize",
     .attrs_size = sizeof(cn_resize_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = resize_infer,
     .forward = resize_forward,
 };

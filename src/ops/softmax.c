@@ -6,7 +6,6 @@
 
 static cn_status softmax_infer(cn_graph *g, cn_node *node) {
   const cn_softmax_attrs *a = node->attrs;
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   const cn_shape *x = &g->nodes[node->inputs[0]].shape;
   if (cn_axis_resolve(a->axis, x->rank) < 0)
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: axis %d is the batch or outside rank %d", node->name,
@@ -54,6 +53,8 @@ static void softmax_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, 
 const cn_op cn_op_softmax = {
     .type = "Softmax",
     .attrs_size = sizeof(cn_softmax_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = softmax_infer,
     .forward = softmax_forward,
     .inplace = 1,

@@ -7,7 +7,6 @@
 
 static cn_status transpose_infer(cn_graph *g, cn_node *node) {
   const cn_transpose_attrs *a = node->attrs;
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   const cn_shape *x = &g->nodes[node->inputs[0]].shape;
   if (a->rank != x->rank)
     return cn_fail(CN_ERR_SHAPE, "%s: perm has %d axes, the input per-sample rank is %d",
@@ -60,6 +59,8 @@ static void transpose_forward(cn_node *node, const cn_tensor *in, cn_tensor *out
 const cn_op cn_op_transpose = {
     .type = "Transpose",
     .attrs_size = sizeof(cn_transpose_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = transpose_infer,
     .forward = transpose_forward,
 };

@@ -8,7 +8,6 @@
 
 static cn_status unary_infer(cn_graph *g, cn_node *node) {
   const cn_unary_attrs *a = node->attrs;
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   if ((int)a->kind < 0 || a->kind >= CN_UN_COUNT)
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: unknown elementwise kind %d", node->name, (int)a->kind);
   if (a->kind == CN_UN_CLIP && (isnan(a->lo) || isnan(a->hi)))
@@ -78,6 +77,8 @@ static void unary_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, co
 const cn_op cn_op_unary = {
     .type = "Unary",
     .attrs_size = sizeof(cn_unary_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = unary_infer,
     .forward = unary_forward,
     .inplace = 1,

@@ -15,7 +15,6 @@ static cn_status zeropad_infer(cn_graph *g, cn_node *node) {
   const cn_zeropad_attrs *a = node->attrs;
   const cn_shape *in = &g->nodes[node->inputs[0]].shape;
   char buf[96];
-  if (node->n_inputs != 1) return cn_fail(CN_ERR_SHAPE, "%s: expects one input", node->name);
   if (in->rank != 3)
     return cn_fail(CN_ERR_SHAPE, "%s: expects a (height, width, channels) input, got %s",
                    node->name, cn_shape_format(in, buf, sizeof buf));
@@ -56,6 +55,8 @@ static void zeropad_backward(cn_node *node, const cn_tensor *in, const cn_tensor
 const cn_op cn_op_zeropad = {
     .type = "ZeroPadding2D",
     .attrs_size = sizeof(cn_zeropad_attrs),
+    .min_inputs = 1,
+    .max_inputs = 1,
     .infer = zeropad_infer,
     .forward = zeropad_forward,
     .backward = zeropad_backward,

@@ -86,6 +86,8 @@ const char *cn_ex_activation(cn_ex_ctx *x, const cn_activation *a, const char *i
 
 /* Exports engine node i; fails naming the layer when the op has no ONNX form. */
 cn_status cn_ex_convert(cn_ex_ctx *x, int i);
+/* 1 when op has an ONNX translation (operators without one are refused by name on export). */
+int cn_ex_op_supported(const cn_op *op);
 
 /* Sets x->st (if not yet set) to a refusal naming the layer; returns it. */
 cn_status cn_ex_refuse(cn_ex_ctx *x, int node, const char *fmt, ...)

@@ -763,6 +763,12 @@ static const struct {
     {&cn_op_conv_transpose, ex_conv_transpose},
 };
 
+int cn_ex_op_supported(const cn_op *op) {
+  for (size_t k = 0; k < sizeof table / sizeof *table; k++)
+    if (table[k].op == op) return 1;
+  return 0;
+}
+
 cn_status cn_ex_convert(cn_ex_ctx *x, int i) {
   const cn_node *n = node_at(x, i);
   for (size_t k = 0; k < sizeof table / sizeof *table; k++)
