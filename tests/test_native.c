@@ -212,6 +212,26 @@ static void test_onnx_ops_graph(void) {
   cn_model_free(m);
 }
 
+/* An imported ONNX model holds the importer's layout Transposes (NCHW <-> NHWC around the channel
+ * shuffles); they are the registered Transpose op, so the model saves as .cnm and runs the same. */
+static void test_onnx_import(void) {
+  const char *path = cn_test_data("onnx/light/light_shufflenet.onnx");
+  if (!path) {
+    printf("note: light_shufflenet.onnx absent, ONNX-import round trip skipped\n");
+    return;
+  }
+  cn_model *m = NULL;
+  CHECK_OK(cn_model_load(path, &m));
+  if (!m) return;
+  fill_params(m);
+  int transposes = 0;
+  for (int i = 0; i < m->graph->n_nodes; i++)
+    transposes += m->graph->nodes[i].op == &cn_op_transpose;
+  CHECK(transposes > 0);
+  cn_model_free(round_trip(m, "shufflenet.cnm", 1));
+  cn_model_free(m);
+}
+
 static void test_tables(void) {
   int ops = 0, described = 0;
   for (const cn_op *const *o = cn_all_ops; *o; o++, ops++) {
@@ -413,6 +433,7 @@ int main(void) {
   test_tables();
   test_zoo_mobilenet();
   test_keras_mnist();
+  test_onnx_import();
   test_onnx_ops_graph();
   test_damaged();
   return cn_test_finish();

@@ -217,16 +217,7 @@ static cJSON *parse_meta_json(const reader *r, const char *key, int required, cn
   return json;
 }
 
-static int valid_node_name(const char *s) {
-  size_t n = strlen(s);
-  if (n == 0 || n > MAX_NODE_NAME) return 0;
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)s[i] < 0x20 || s[i] == '/') return 0;
-  return 1;
-}
-
-/* Model names may hold '/' (some importers use the file path). */
-static int valid_model_name(const char *s) {
+static int valid_name(const char *s) {
   size_t n = strlen(s);
   if (n == 0 || n > MAX_NODE_NAME) return 0;
   for (size_t i = 0; i < n; i++)
@@ -282,7 +273,7 @@ static cn_status check_node_keys(const reader *r, const cJSON *o, const char *na
 static cn_status finish_node(const reader *r, const cJSON *o, cn_node *node) {
   const cJSON *type = cJSON_GetObjectItemCaseSensitive(o, "type");
   const cJSON *trainable = cJSON_GetObjectItemCaseSensitive(o, "trainable");
-  if (type && (!cJSON_IsString(type) || !valid_node_name(type->valuestring)))
+  if (type && (!cJSON_IsString(type) || !valid_name(type->valuestring)))
     return cn_fail(CN_ERR_FORMAT, "%s: %s: bad 'type'", r->path, node->name);
   if (trainable && !cJSON_IsBool(trainable))
     return cn_fail(CN_ERR_FORMAT, "%s: %s: 'trainable' is not true or false", r->path, node->name);
@@ -301,10 +292,10 @@ static cn_status add_node(reader *r, const cJSON *o) {
     return cn_fail(CN_ERR_FORMAT, "%s: a graph node is not an object", r->path);
   const char *name = string_member(r, o, "name", "graph node", &st);
   if (!name) return st;
-  if (!valid_node_name(name))
+  if (!valid_name(name))
     return cn_fail(CN_ERR_FORMAT,
-                   "%s: layer name '%.64s' is empty, too long or has '/' or control characters",
-                   r->path, name);
+                   "%s: layer name '%.64s' is empty, too long or has control characters", r->path,
+                   name);
   const char *type = string_member(r, o, "op", name, &st);
   if (st == CN_OK) st = check_node_keys(r, o, name);
   if (st != CN_OK) return st;
@@ -465,7 +456,7 @@ static cn_status check_header(const reader *r, const char *format) {
   if (!version || strcmp(version, CN_NATIVE_VERSION) != 0)
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: version '%.16s' (this convnet reads version %s)",
                    r->path, version ? version : "(none)", CN_NATIVE_VERSION);
-  if (!name || !valid_model_name(name))
+  if (!name || !valid_name(name))
     return cn_fail(CN_ERR_FORMAT, "%s: bad or missing model 'name'", r->path);
   for (int i = 0; !r->allow_extra && i < cn_safetensors_meta_count(r->f); i++) {
     const char *key = cn_safetensors_meta_at(r->f, i)->key;
