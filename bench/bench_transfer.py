@@ -17,7 +17,7 @@ both sides. convnet's extraction time is a cold-cache run minus the same run wit
 Epoch and step times are medians over epochs of the training pass only (validation excluded);
 Keras' first epoch includes tracing, hence the median.
 
-    /work/main/.venv/bin/python bench/bench_transfer.py [--build build-tl] [--skip-lite]
+    .venv/bin/python bench/bench_transfer.py [--build build-tl] [--skip-lite]
 """
 import argparse
 import json

@@ -2,11 +2,16 @@
 # Creates a throwaway venv with tf2onnx + onnx on top of the oracle venv's packages, used only to
 # export the benchmark models to ONNX (tf2onnx is kept out of the oracle venv on purpose: it pulls
 # its own onnx and may pin protobuf). Usage: bash bench/setup_onnx_venv.sh [ORACLE_PY] [DIR]
-# then: bench_models.py --onnx-python DIR/bin/python
+# then: bench_models.py --onnx-python DIR/bin/python. ORACLE_PY defaults to the project's .venv
+# (scripts/setup-venv.sh creates it).
 set -euo pipefail
-oracle=${1:-/work/main/.venv/bin/python}
-dir=${2:-/tmp/convnet-onnx-venv}
-if [[ ! -x $oracle ]]; then oracle=/work/venv-probe/bin/python; fi
+root=$(cd "$(dirname "$0")/.." && pwd)
+oracle=${1:-$root/.venv/bin/python}
+dir=${2:-${TMPDIR:-/tmp}/convnet-onnx-venv}
+if [[ ! -x $oracle ]]; then
+  echo "setup_onnx_venv: no python at $oracle (run scripts/setup-venv.sh first)" >&2
+  exit 1
+fi
 "$oracle" -m venv "$dir"
 site=$("$oracle" -c 'import site; print(site.getsitepackages()[0])')
 own=$("$dir/bin/python" -c 'import site; print(site.getsitepackages()[0])')

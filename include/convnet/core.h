@@ -34,7 +34,7 @@ typedef enum cn_status {
 /* The message of the last failure on this thread ("" when none). Valid until the next call that
  * fails on this thread. */
 CN_API const char *cn_last_error(void);
-/* A short stable name for a status, e.g. "format". */
+/* A short stable name for a status, e.g. "bad format" for CN_ERR_FORMAT. */
 CN_API const char *cn_status_name(cn_status status);
 
 /* Threads used by every parallel kernel; n <= 0 means all cores. One pool serves the library. */

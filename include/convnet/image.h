@@ -98,32 +98,6 @@ CN_API int cn_augment_active(const cn_augment *a);
 CN_API cn_status cn_image_augment(const cn_image *src, const cn_augment *a, uint64_t seed,
                                   cn_image *dst);
 
-/* ---- labelled image folders ---------------------------------------------------------------- */
-
-/* Images found in a folder with one sub-folder per class (the Keras/ImageNet layout). Classes are
- * the sub-folder names sorted byte-wise (strcmp); label i is the i-th name. Files of a class are
- * the images anywhere below its folder (extensions jpg, jpeg, png, bmp, ppm, pgm in any case),
- * sorted byte-wise by their path inside the class folder. Names starting with '.' are ignored;
- * symbolic links are followed, a link back to an enclosing folder is not. */
-typedef struct cn_dataset cn_dataset;
-
-/* Relaxations of cn_dataset_scan_dir's checks (0: the strict rules training needs). */
-enum {
-  CN_SCAN_ONE_CLASS = 1,   /* a single class folder is fine */
-  CN_SCAN_EMPTY_CLASS = 2, /* a class folder without images is fine (it gets no samples) */
-  CN_SCAN_NO_CLASSES = 4,  /* a folder without sub-folders gives an empty data set */
-};
-CN_API cn_status cn_dataset_scan_dir(const char *dir, unsigned flags, cn_dataset **out);
-CN_API int64_t cn_dataset_count(const cn_dataset *ds);
-CN_API int cn_dataset_class_count(const cn_dataset *ds);
-/* NULL when c is out of range. */
-CN_API const char *cn_dataset_class_name(const cn_dataset *ds, int c);
-/* The path of image i as dir/class/...; NULL when i is out of range. */
-CN_API const char *cn_dataset_path(const cn_dataset *ds, int64_t i);
-/* The class of image i; -1 when i is out of range. */
-CN_API int cn_dataset_label(const cn_dataset *ds, int64_t i);
-CN_API void cn_dataset_free(cn_dataset *ds);
-
 #ifdef __cplusplus
 }
 #endif

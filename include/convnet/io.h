@@ -28,11 +28,12 @@ CN_API cn_status cn_npy_write(const char *path, const cn_shape *shape, const flo
 
 /* Fetching official Keras weights. */
 typedef struct cn_fetch_options {
-  const char *cache_dir; /* NULL: $CONVNET_CACHE, else $XDG_CACHE_HOME/convnet, else ~/.cache/convnet */
-  const char *base_url;  /* NULL: $CONVNET_WEIGHTS_URL, else the published keras.applications URL */
-  int no_top;            /* the _notop file */
-  int offline;           /* only look in the cache */
-  int quiet;             /* no progress on stderr */
+  const char
+      *cache_dir; /* NULL: $CONVNET_CACHE, else $XDG_CACHE_HOME/convnet, else ~/.cache/convnet */
+  const char *base_url; /* NULL: $CONVNET_WEIGHTS_URL, else the published keras.applications URL */
+  int no_top;           /* the _notop file */
+  int offline;          /* only look in the cache */
+  int quiet;            /* no progress on stderr */
 } cn_fetch_options;
 
 /* Names accepted by cn_fetch_weights (the zoo names, plus mobilenet_<alpha>_<size>). */

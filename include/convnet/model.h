@@ -13,12 +13,12 @@ typedef struct cn_model cn_model;
 
 /* Options for cn_zoo_build, mirroring keras.applications. Zero fields take the defaults. */
 typedef struct cn_zoo_options {
-  const char *name;     /* "vgg16", "vgg19", "inception_v3", "resnet50", "mobilenet", "mobilenet_v2" */
-  int no_top;           /* 1: include_top=False */
-  const char *pooling;  /* with no_top: NULL, "avg" or "max" */
-  int height, width;    /* input size; 0: the model's default (224, or 299 for inception_v3) */
-  int classes;          /* 0: 1000 */
-  float alpha;          /* MobileNet width multiplier; 0: 1.0 */
+  const char *name; /* "vgg16", "vgg19", "inception_v3", "resnet50", "mobilenet", "mobilenet_v2" */
+  int no_top;       /* 1: include_top=False */
+  const char *pooling; /* with no_top: NULL, "avg" or "max" */
+  int height, width;   /* input size; 0: the model's default (224, or 299 for inception_v3) */
+  int classes;         /* 0: 1000 */
+  float alpha;         /* MobileNet width multiplier; 0: 1.0 */
 } cn_zoo_options;
 
 /* Names of the zoo models, NULL-terminated. */
@@ -26,11 +26,20 @@ CN_API const char *const *cn_zoo_names(void);
 /* Builds the architecture with zeroed weights; load weights with cn_model_load_weights. */
 CN_API cn_status cn_zoo_build(const cn_zoo_options *options, cn_model **out);
 
-/* Loads a model file: a Keras full-model .h5 (model.save: graph from model_config and weights
- * from /model_weights) or a Keras model.to_json() architecture (.json, weights zero). */
+/* Loads a model file, choosing the reader by the file's content (docs/cli.md):
+ * - a Keras full-model .h5 (model.save: graph from model_config, weights from /model_weights);
+ * - a Keras model.to_json() architecture (.json; weights zero until cn_model_load_weights);
+ * - an ONNX model (.onnx: graph and initializers; the operators of docs/onnx.md);
+ * - a convnet .cnm (cn_model_save: graph, weights, class names, input spec; docs/formats.md).
+ * A PyTorch .pth holds weights only: build the model (cn_zoo_build) and load it as weights. A file
+ * of no known kind fails with "unknown model format". */
 CN_API cn_status cn_model_load(const char *path, cn_model **out);
-/* Loads weights by layer name with shape checks from a Keras save_weights .h5 (Keras 1 and 2),
- * a full-model .h5, or a Keras 3 .weights.h5. */
+/* Loads weights into a model by layer name, with shape checks, from:
+ * - a Keras save_weights .h5 (Keras 1 and 2), a full-model .h5, or a Keras 3 .weights.h5;
+ * - a PyTorch .pth state_dict (torch.save, zip or legacy form; docs/pytorch.md), its keys mapped
+ *   to the model's layer names;
+ * - a convnet .cnm (or any safetensors file of F32 "<layer>/<param>" tensors): every parameter
+ *   of the model must be there with its shape; other tensors are ignored. */
 CN_API cn_status cn_model_load_weights(cn_model *model, const char *path);
 CN_API void cn_model_free(cn_model *model);
 
@@ -59,10 +68,10 @@ CN_API cn_status cn_model_forward_multi(cn_model *model, int batch, const float 
 /* A layer as `convnet summary` shows it. Strings stay valid while the model lives. */
 typedef struct cn_layer_info {
   const char *name;
-  const char *type;   /* Keras class name, e.g. "Conv2D" */
-  cn_shape output;    /* per sample */
-  int64_t params;     /* all parameters */
-  int64_t trainable;  /* trainable parameters */
+  const char *type;  /* Keras class name, e.g. "Conv2D" */
+  cn_shape output;   /* per sample */
+  int64_t params;    /* all parameters */
+  int64_t trainable; /* trainable parameters */
   int n_inputs;
   const char *inputs[8]; /* names of the first inputs */
 } cn_layer_info;

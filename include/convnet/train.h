@@ -73,6 +73,32 @@ typedef struct cn_train_options {
  * be NULL) receives the trained model. */
 CN_API cn_status cn_train(const cn_model *base, const cn_train_options *o, cn_model **trained);
 
+/* ---- labelled image folders (src/train/dataset.c) ------------------------------------------ */
+
+/* Images found in a folder with one sub-folder per class (the Keras/ImageNet layout). Classes are
+ * the sub-folder names sorted byte-wise (strcmp); label i is the i-th name. Files of a class are
+ * the images anywhere below its folder (extensions jpg, jpeg, png, bmp, ppm, pgm in any case),
+ * sorted byte-wise by their path inside the class folder. Names starting with '.' are ignored;
+ * symbolic links are followed, a link back to an enclosing folder is not. */
+typedef struct cn_dataset cn_dataset;
+
+/* Relaxations of cn_dataset_scan_dir's checks (0: the strict rules training needs). */
+enum {
+  CN_SCAN_ONE_CLASS = 1,   /* a single class folder is fine */
+  CN_SCAN_EMPTY_CLASS = 2, /* a class folder without images is fine (it gets no samples) */
+  CN_SCAN_NO_CLASSES = 4,  /* a folder without sub-folders gives an empty data set */
+};
+CN_API cn_status cn_dataset_scan_dir(const char *dir, unsigned flags, cn_dataset **out);
+CN_API int64_t cn_dataset_count(const cn_dataset *ds);
+CN_API int cn_dataset_class_count(const cn_dataset *ds);
+/* NULL when c is out of range. */
+CN_API const char *cn_dataset_class_name(const cn_dataset *ds, int c);
+/* The path of image i as dir/class/...; NULL when i is out of range. */
+CN_API const char *cn_dataset_path(const cn_dataset *ds, int64_t i);
+/* The class of image i; -1 when i is out of range. */
+CN_API int cn_dataset_label(const cn_dataset *ds, int64_t i);
+CN_API void cn_dataset_free(cn_dataset *ds);
+
 /* ---- evaluation ---------------------------------------------------------------------------- */
 
 /* Accuracy, top-k hits and a confusion matrix (rows: true class, columns: predicted) accumulated

@@ -10,7 +10,9 @@
 #include "io/pytorch/internal.h"
 
 typedef enum file_kind {
+  KIND_UNREADABLE, /* left to the reader, which names the problem */
   KIND_UNKNOWN,
+  KIND_PROTOBUF, /* starts with a field tag of ONNX's ModelProto */
   KIND_HDF5,
   KIND_JSON,
   KIND_ZIP,
@@ -18,13 +20,24 @@ typedef enum file_kind {
   KIND_SAFETENSORS
 } file_kind;
 
-/* Sniffs the first bytes; a missing file is left to the reader, which names the problem. */
+/* 1 when b is the first byte of a field tag ModelProto has (ir_version, producer_name,
+ * producer_version, domain, model_version, doc_string, graph, opset_import, metadata_props, and
+ * the two-byte tags of fields 16 and up); ONNX files have no magic number. */
+static int onnx_first_byte(unsigned char b) {
+  static const unsigned char tags[] = {0x08, 0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42, 0x72,
+                                       0x82, 0x8a, 0x92, 0x9a, 0xa2, 0xaa, 0xb2, 0xba, 0xc2};
+  return memchr(tags, b, sizeof tags) != NULL;
+}
+
+/* Sniffs the first bytes. */
 static file_kind sniff(const char *path) {
   unsigned char head[9] = {0};
   FILE *f = fopen(path, "rb");
-  if (!f) return KIND_UNKNOWN;
+  if (!f) return KIND_UNREADABLE;
   size_t n = fread(head, 1, sizeof head, f);
+  int unreadable = ferror(f); /* a folder, say */
   fclose(f);
+  if (unreadable) return KIND_UNREADABLE;
   static const unsigned char hdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
   if (n >= 8 && memcmp(head, hdf5, 8) == 0) return KIND_HDF5;
   if (n >= 4 && memcmp(head, "PK\3\4", 4) == 0) return KIND_ZIP;
@@ -34,6 +47,7 @@ static file_kind sniff(const char *path) {
   size_t i = 0;
   while (i < n && (head[i] == ' ' || head[i] == '\n' || head[i] == '\r' || head[i] == '\t')) i++;
   if (i < n && head[i] == '{') return KIND_JSON;
+  if (n >= 1 && onnx_first_byte(head[0])) return KIND_PROTOBUF;
   return KIND_UNKNOWN;
 }
 
@@ -56,7 +70,11 @@ cn_status cn_model_load(const char *path, cn_model **out) {
                    "%s: a PyTorch checkpoint holds weights only: build the model (-m NAME) and "
                    "load it as weights (-w FILE)",
                    path);
-  /* ONNX has no magic number: anything else is parsed as ONNX, which names what is wrong. */
+  if (kind == KIND_UNKNOWN && !has_suffix(path, ".onnx"))
+    return cn_fail(CN_ERR_FORMAT,
+                   "%s: unknown model format (expected Keras .h5/.json, ONNX, PyTorch .pth or "
+                   ".cnm)",
+                   path);
   return cn_onnx_load(path, out);
 }
 

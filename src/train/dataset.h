@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "convnet/image.h"
+#include "convnet/train.h"
 
 /* Safety caps on what a folder may hold (CN_ERR_LIMIT beyond them). */
 #define CN_DATASET_MAX_FILES 10000000

@@ -73,6 +73,22 @@ fi
 # Model files and names
 expect_fail 1 "missing model file" classify -m "$TMP/missing.h5" x.jpg
 expect_fail 1 "model file that is text" summary -m "$TMP/text.jpg"
+# A file of no model kind is named as such (not as a failed ONNX parse); one named .onnx is ONNX's.
+expect_message() {
+  if grep -qF "$1" "$TMP/err"; then
+    passed=$((passed + 1))
+  else
+    echo "FAIL: stderr lacks '$1':"
+    sed 's/^/    /' "$TMP/err"
+    failed=$((failed + 1))
+  fi
+}
+expect_message "unknown model format (expected Keras .h5/.json, ONNX, PyTorch .pth or .cnm)"
+expect_fail 1 "empty model file" summary -m "$TMP/empty.jpg"
+expect_message "unknown model format"
+cp "$TMP/text.jpg" "$TMP/text.onnx"
+expect_fail 1 "text file named .onnx" summary -m "$TMP/text.onnx"
+expect_message "not an ONNX model"
 expect_fail 1 "unknown zoo name" classify -m nosuchnet x.jpg
 expect_fail 1 "zoo model without fetched weights" classify -m vgg16 x.jpg
 expect_fail 1 "default model without fetched weights" classify x.jpg
