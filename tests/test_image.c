@@ -164,6 +164,40 @@ static void make_bmp(uint8_t bmp[70]) {
   bmp[26] = 1, bmp[28] = 24;
 }
 
+/* An 8-bit 2x2 BMP with its whole 256-entry palette present, announcing `colours` entries. */
+static cn_status decode_8bit_bmp(uint32_t colours) {
+  enum { PALETTE = 54, PIXELS = PALETTE + 256 * 4, SIZE = PIXELS + 2 * 4 };
+  static uint8_t bmp[SIZE];
+  memset(bmp, 0, sizeof bmp);
+  bmp[0] = 'B', bmp[1] = 'M';
+  put_le32(bmp + 2, SIZE);
+  put_le32(bmp + 10, PIXELS);
+  put_le32(bmp + 14, 40);
+  put_le32(bmp + 18, 2);
+  put_le32(bmp + 22, 2);
+  bmp[26] = 1, bmp[28] = 8;
+  put_le32(bmp + 46, colours);
+  for (int i = 0; i < 256; i++) bmp[PALETTE + 4 * i] = (uint8_t)i;
+  cn_image img;
+  cn_status st = cn_image_decode(bmp, sizeof bmp, "count.bmp", &img);
+  if (st == CN_OK) cn_image_free(&img);
+  return st;
+}
+
+/* More palette entries than 2^bits is refused (as Pillow does), not clamped; up to 2^bits, and 0
+ * (meaning 2^bits), decode. */
+static void test_bmp_palette_count(void) {
+  CHECK_OK(decode_8bit_bmp(0));
+  CHECK_OK(decode_8bit_bmp(2));
+  CHECK_OK(decode_8bit_bmp(256));
+  const uint32_t bad[] = {257, 1u << 28, 0xffffffffu};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    CHECK(decode_8bit_bmp(bad[i]) == CN_ERR_FORMAT);
+    CHECK(strstr(cn_last_error(), "count.bmp: BMP palette of") != NULL);
+    CHECK(strchr(cn_last_error(), '\n') == NULL);
+  }
+}
+
 static void test_bad_bmp(void) {
   uint8_t bmp[70];
   make_bmp(bmp);
@@ -190,6 +224,7 @@ static void test_bad_bmp(void) {
   bmp[28] = 8;
   put_le32(bmp + 46, 0xffffffffu); /* absurd palette count, palette mostly missing */
   expect_refused("palette.bmp", bmp, 54, CN_ERR_FORMAT);
+  test_bmp_palette_count();
 }
 
 static void test_bad_pnm(void) {

@@ -2,6 +2,7 @@
  * 1/4/8-bit palettes, 16/24/32-bit pixels, BI_RGB and BI_BITFIELDS, bottom-up or top-down.
  * Every offset and size is checked against the file size before it is used. */
 #include <stdlib.h>
+#include <inttypes.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -44,8 +45,12 @@ static cn_status read_masks(const uint8_t *data, size_t size, const char *name, 
 static cn_status read_palette(const uint8_t *data, size_t size, uint32_t header_bytes,
                               uint32_t colours_used, const char *name, bmp_info *bmp) {
   int capacity = 1 << bmp->bpp;
-  bmp->palette_count =
-      colours_used && colours_used < (uint32_t)capacity ? (int)colours_used : capacity;
+  /* More entries than the pixels can index is a broken header, refused as Pillow does. */
+  if (colours_used > (uint32_t)capacity)
+    return cn_fail(CN_ERR_FORMAT,
+                   "%s: BMP palette of %" PRIu32 " colours for %d-bit pixels (at most %d)", name,
+                   colours_used, bmp->bpp, capacity);
+  bmp->palette_count = colours_used ? (int)colours_used : capacity;
   size_t at = FILE_HEADER_BYTES + (size_t)header_bytes;
   if (at > size || (size - at) / 4 < (size_t)bmp->palette_count) {
     /* Some writers store fewer entries than they announce; keep what the file holds. */

@@ -231,6 +231,21 @@ def test_bmp_top_down_matches(lib):
     assert max_diff(decode_bytes(lib, bytes(data)), rgb) == 0
 
 
+@pytest.mark.parametrize("colours", [1 << 28, 0xFFFFFFFF])
+def test_bmp_oversized_palette_refused_like_pil(lib, colours):
+    """An 8-bit BMP announcing an absurd palette: Pillow refuses it, and so do we. (Pillow reads up
+    to 65536 entries whatever the bit depth; convnet refuses any count above 2^bits, test_image.c.)"""
+    data = bytearray(encode(Image.fromarray(synthetic(4, 3)).convert("P"), "BMP"))
+    assert data[28] == 8
+    data[46:50] = colours.to_bytes(4, "little")
+    with pytest.raises(OSError):
+        Image.open(io.BytesIO(bytes(data))).convert("RGB")
+    img = CnImage()
+    st = lib.cn_image_decode(bytes(data), len(data), b"pal.bmp", ctypes.byref(img))
+    assert st != 0
+    assert "pal.bmp: BMP palette of" in lib.cn_last_error().decode()
+
+
 @pytest.mark.parametrize("magic,maxval", [("P6", 255), ("P6", 100), ("P6", 1000), ("P6", 65535),
                                           ("P5", 255), ("P5", 7), ("P5", 10)])
 def test_pnm_matches_pil(lib, magic, maxval):
