@@ -1,4 +1,7 @@
-/* The computation graph: named layers (nodes) in topological order, their named parameters in one
+/* src/core: tensors, the graph and its memory plan, the operator interface, errors, threads, RNG.
+ * Calls libc and OpenMP only.
+ *
+ * The computation graph: named layers (nodes) in topological order, their named parameters in one
  * contiguous buffer, and a memory plan that reuses activation buffers by liveness. */
 #ifndef CN_CORE_GRAPH_H
 #define CN_CORE_GRAPH_H

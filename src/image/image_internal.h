@@ -1,4 +1,7 @@
-/* Internal pieces of the image module: one decoder per file format, pixel allocation with the
+/* src/image: decoding, resizing, preprocessing and augmentation of images. Calls core/ and the
+ * codec libraries.
+ *
+ * Internal pieces of the image module: one decoder per file format, pixel allocation with the
  * size limit, and EXIF orientation. Every decoder reads untrusted bytes from memory. */
 #ifndef CN_IMAGE_INTERNAL_H
 #define CN_IMAGE_INTERNAL_H

@@ -3,11 +3,7 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "model/model.h"
-#include "io/keras/internal.h"
-#include "io/native/internal.h"
-#include "io/onnx/internal.h"
-#include "io/pytorch/internal.h"
+#include "io/io.h"
 
 typedef enum file_kind {
   KIND_UNREADABLE, /* left to the reader, which names the problem */

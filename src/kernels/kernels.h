@@ -1,4 +1,7 @@
-/* The hot loops behind the operators. Everything is NHWC with the batch dimension first, kernels
+/* src/kernels: the hot loops (GEMM blocks, im2col, Winograd, depthwise, pooling) and the pure math
+ * they share (activations, window sizes). Includes nothing of src/ above it.
+ *
+ * The hot loops behind the operators. Everything is NHWC with the batch dimension first, kernels
  * HWIO. Kernels never fail: the ops validate shapes in infer. OpenMP loops use `threads`; BLAS is
  * only ever called from serial code (no nested parallelism). */
 #ifndef CN_KERNELS_KERNELS_H

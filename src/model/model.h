@@ -1,4 +1,7 @@
-/* The model behind the opaque cn_model handle: a graph plus what the user needs around it. */
+/* src/model: the cn_model object (graph, input spec, class names) and its inference passes
+ * (BatchNormalization and activation folding). Calls ops/ and core/.
+ *
+ * The model behind the opaque cn_model handle: a graph plus what the user needs around it. */
 #ifndef CN_MODEL_MODEL_H
 #define CN_MODEL_MODEL_H
 

@@ -1,4 +1,7 @@
-/* Operators: the op table entry every operator provides and the attribute struct of each.
+/* src/ops: one file per operator (shape rule, forward, backward, parameters). Calls core/ and
+ * kernels/.
+ *
+ * Operators: the op table entry every operator provides and the attribute struct of each.
  * One file per operator in src/ops/ implements infer (shape rule + parameter declaration) and
  * forward (calling the hot loops in src/kernels/). */
 #ifndef CN_OPS_OPS_H

@@ -1,4 +1,7 @@
-/* The training executor: forward with every activation kept, backward in reverse topological
+/* src/train: losses, optimizers, the trainer, fit loop, data sets, feature cache, checkpoints,
+ * evaluation. Calls io/, model/, ops/, image/, core/.
+ *
+ * The training executor: forward with every activation kept, backward in reverse topological
  * order, parameters and gradients in two collated buffers with the same offsets. It trains its
  * own copy of a graph (the output's softmax or sigmoid split off, so the loss can be fused with
  * it) and copies the parameters back on request. */

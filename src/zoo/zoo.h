@@ -1,4 +1,7 @@
-/* Internal helpers shared by the zoo builders: validated options and a graph builder whose
+/* src/zoo: the Keras applications and EfficientNet-Lite builders, with the layer names their
+ * weight files use. Calls model/, ops/, core/.
+ *
+ * Internal helpers shared by the zoo builders: validated options and a graph builder whose
  * calls can be chained without checking each one (the first failure sticks and later calls do
  * nothing), so that every builder reads like the Keras definition it mirrors. */
 #ifndef CN_ZOO_ZOO_H

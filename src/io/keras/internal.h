@@ -1,9 +1,13 @@
-/* Keras file loading, shared between the parts: the libhdf5 calls, which treat every file as
+/* src/io/keras: Keras HDF5 and JSON models and weights.
+ *
+ * Keras file loading, shared between the parts: the libhdf5 calls, which treat every file as
  * hostile (h5.c), the reader the loaders go through, which runs those calls in a child
  * process (h5_guard.c, see h5_guard.h), model_config JSON to graph (config.c) and weight
  * matching (weights.c). Only h5.c and h5_guard.c call libhdf5. */
 #ifndef CN_IO_KERAS_INTERNAL_H
 #define CN_IO_KERAS_INTERNAL_H
+
+#include "io/io.h"
 
 #include <hdf5.h>
 
@@ -78,10 +82,5 @@ cn_preprocess cn_keras_guess_preprocess(const char *model_name, int channels);
 struct cn_h5src;
 /* Loads every parameter of g from an open Keras file (any of the three layouts). */
 cn_status cn_keras_load_weights(cn_graph *g, struct cn_h5src *src);
-
-/* cn_model_load and cn_model_load_weights for Keras files (.h5, .weights.h5, .json); the public
- * functions in src/io/model_files.c choose the reader by the file's content. */
-cn_status cn_keras_model_load(const char *path, cn_model **out);
-cn_status cn_keras_model_load_weights(cn_model *model, const char *path);
 
 #endif

@@ -1,8 +1,12 @@
-/* The native model file (.cnm, docs/formats.md): a safetensors file holding a model's parameters
+/* src/io/native: the safetensors container, the .cnm model file and the file form of checkpoints.
+ *
+ * The native model file (.cnm, docs/formats.md): a safetensors file holding a model's parameters
  * as "<layer>/<param>" and its graph, class names, input spec and name as metadata. Checkpoints
  * reuse it with a different "format" and extra tensors / metadata of their own. */
 #ifndef CN_IO_NATIVE_INTERNAL_H
 #define CN_IO_NATIVE_INTERNAL_H
+
+#include "io/io.h"
 
 #include <cjson/cJSON.h>
 
@@ -46,11 +50,5 @@ cn_status cn_native_write(cn_model *m, const char *path, const char *format,
  * they are left for the caller (a checkpoint's optimizer state). */
 cn_status cn_native_read(const cn_safetensors *f, const char *format, int allow_extra,
                          cn_model **out);
-/* cn_model_load for .cnm files. */
-cn_status cn_native_load(const char *path, cn_model **out);
-/* cn_model_load_weights from a .cnm (or any safetensors file with "<layer>/<param>" F32
- * tensors): every parameter of the model must be there with its shape; other tensors are
- * ignored. */
-cn_status cn_native_load_weights(cn_model *m, const char *path);
 
 #endif

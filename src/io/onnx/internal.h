@@ -1,7 +1,11 @@
-/* ONNX import, shared between its parts: validated tensors (tensor.c), constant folding (fold.c),
+/* src/io/onnx: ONNX import (onnx.proto, tensors, folding, conversion) and export.
+ *
+ * ONNX import, shared between its parts: validated tensors (tensor.c), constant folding (fold.c),
  * operator conversion (convert*.c, see convert.h) and the driver (import.c). */
 #ifndef CN_IO_ONNX_INTERNAL_H
 #define CN_IO_ONNX_INTERNAL_H
+
+#include "io/io.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -22,8 +26,6 @@
 /* Highest tensor rank accepted (ONNX has no limit; the engine has CN_MAX_RANK with batch). */
 #define CN_ONNX_MAX_RANK 8
 
-/* Internal entry point behind cn_model_load for .onnx files. */
-cn_status cn_onnx_load(const char *path, cn_model **out);
 /* The same from bytes in memory (tests, fuzzing); name appears in messages. */
 cn_status cn_onnx_load_buffer(const uint8_t *data, size_t size, const char *name, cn_model **out);
 

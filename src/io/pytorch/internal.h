@@ -1,8 +1,12 @@
-/* PyTorch checkpoints: a restricted unpickler (pickle.c) that builds plain values and never runs
+/* src/io/pytorch: PyTorch state_dicts (.pth) through a restricted unpickler.
+ *
+ * PyTorch checkpoints: a restricted unpickler (pickle.c) that builds plain values and never runs
  * code, the two file formats around it (pth.c: the zip format of torch >= 1.6 and the legacy
  * stream format) and the mapping of state_dict keys onto a model's parameters. */
 #ifndef CN_IO_PYTORCH_INTERNAL_H
 #define CN_IO_PYTORCH_INTERNAL_H
+
+#include "io/io.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -119,13 +123,6 @@ cn_status cn_pt_read_memory(const void *data, size_t size, const char *name, cn_
 void cn_pt_state_free(cn_pt_state *state);
 const cn_pt_tensor *cn_pt_find(const cn_pt_state *state, const char *name);
 
-/* Loads a state_dict into a model whose node names are PyTorch module paths ("_blocks.3._bn1"):
- * key "<node>.<param>" maps to the node's parameter by the node's type (Conv2D weight -> kernel
- * OIHW -> HWIO; DepthwiseConv2D weight (C,1,kh,kw) -> (kh,kw,C,1); Dense weight (out,in) ->
- * (in,out); BatchNormalization weight/bias/running_mean/running_var -> gamma/beta/moving_mean/
- * moving_variance; num_batches_tracked ignored). Every parameter of the model must be present;
- * keys of modules the model lacks (a removed classifier) are ignored. */
-cn_status cn_pytorch_load_weights(cn_model *m, const char *path);
 /* The same from a state already read. */
 cn_status cn_pytorch_load_state(cn_model *m, const cn_pt_state *state, const char *path);
 
