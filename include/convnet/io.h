@@ -26,6 +26,12 @@ CN_API cn_status cn_npy_read(const char *path, cn_shape *shape, float **data);
 /* Writes a float32 .npy (format 1.0), atomically (temp file, fsync, rename). */
 CN_API cn_status cn_npy_write(const char *path, const cn_shape *shape, const float *data);
 
+/* Reads an IDX file, the format of MNIST and Fashion-MNIST (unsigned or signed bytes, 16- or
+ * 32-bit integers, float32 or float64, big-endian; plain or gzip-compressed), as float32 values in
+ * C order: train-images-idx3-ubyte.gz gives shape (60000, 28, 28) with values 0 to 255. *data is
+ * allocated with malloc: release it with free(). At most 2^28 values. */
+CN_API cn_status cn_idx_read(const char *path, cn_shape *shape, float **data);
+
 /* Fetching official Keras weights. */
 typedef struct cn_fetch_options {
   const char

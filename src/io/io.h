@@ -1,6 +1,6 @@
 /* src/io: reading and writing model files, one folder per format (keras/, onnx/, pytorch/,
- * native/); npy, labels, weight fetching and format sniffing (model_files.c) at the top. Calls
- * model/, ops/, core/ and the format libraries.
+ * native/); npy and IDX tensors, labels, weight fetching and format sniffing (model_files.c) at
+ * the top. Calls model/, ops/, core/ and the format libraries.
  *
  * The readers' entry points, between which cn_model_load and cn_model_load_weights choose by the
  * file's content. */
@@ -31,5 +31,9 @@ cn_status cn_native_load(const char *path, cn_model **out);
  * tensors): every parameter of the model must be there with its shape; other tensors are
  * ignored. */
 cn_status cn_native_load_weights(cn_model *m, const char *path);
+
+/* cn_idx_read from bytes in memory (tests, fuzzing); name appears in messages. */
+cn_status cn_idx_read_memory(const uint8_t *data, size_t size, const char *name, cn_shape *shape,
+                             float **out);
 
 #endif

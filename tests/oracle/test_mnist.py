@@ -50,3 +50,24 @@ def test_mnist_accuracy(libconvnet, shared_data):
     correct = int((probs.argmax(1) == labels).sum())
     print(f"MNIST t10k: {correct} / 10000 = {correct / 100:.2f} %")
     assert correct == 9895
+
+
+class CnShape(ctypes.Structure):
+    _fields_ = [("rank", ctypes.c_int), ("dim", ctypes.c_int64 * 6)]
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist/t10k-images-idx3-ubyte.gz",
+                                  "fashion-mnist/t10k-labels-idx1-ubyte.gz",
+                                  "mnist/t10k-images-idx3-ubyte.gz",
+                                  "mnist/train-labels-idx1-ubyte.gz"])
+def test_idx_matches_numpy(libconvnet, shared_data, name):
+    """cn_idx_read gives numpy's reading of the same gzip IDX file, value for value."""
+    path = need_file(shared_data / name)
+    want = read_idx(path)
+    lib = libconvnet
+    shape, data = CnShape(), ctypes.POINTER(ctypes.c_float)()
+    assert lib.cn_idx_read(str(path).encode(), ctypes.byref(shape), ctypes.byref(data)) == 0
+    got = np.ctypeslib.as_array(data, shape=tuple(shape.dim[:shape.rank])).copy()
+    ctypes.CDLL(None).free(data)
+    assert got.shape == want.shape
+    assert np.array_equal(got, want.astype(np.float32))
