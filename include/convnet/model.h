@@ -41,6 +41,12 @@ CN_API cn_status cn_model_load(const char *path, cn_model **out);
  * - a convnet .cnm (or any safetensors file of F32 "<layer>/<param>" tensors): every parameter
  *   of the model must be there with its shape; other tensors are ignored. */
 CN_API cn_status cn_model_load_weights(cn_model *model, const char *path);
+/* Initialises every parameter from seed, as Keras builds a fresh model: each weight by the
+ * initializer its Keras file names (kernel_initializer, bias_initializer, ...), else by Keras's
+ * default for it (glorot_uniform kernels, zero biases and betas, unit gammas and moving
+ * variances). The values follow Keras's distributions but are drawn from convnet's own seeded
+ * streams; the same seed always gives the same weights. */
+CN_API cn_status cn_model_init_weights(cn_model *model, uint64_t seed);
 CN_API void cn_model_free(cn_model *model);
 
 CN_API const char *cn_model_name(const cn_model *model);

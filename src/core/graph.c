@@ -64,7 +64,10 @@ cn_status cn_graph_copy_node(cn_graph *dst, const cn_graph *src, int i, const in
   if (!copy->type) return CN_ERR_NOMEM;
   if (copy->n_params != n->n_params)
     return cn_fail(CN_ERR_ARG, "%s: copy declared different parameters", n->name);
-  for (int p = 0; p < n->n_params; p++) copy->params[p].trainable = n->params[p].trainable;
+  for (int p = 0; p < n->n_params; p++) {
+    copy->params[p].trainable = n->params[p].trainable;
+    copy->params[p].init = n->params[p].init;
+  }
   if (index) *index = at;
   return CN_OK;
 }

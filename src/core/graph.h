@@ -18,11 +18,38 @@ typedef struct cn_tensor {
   float *data;
 } cn_tensor;
 
+/* How a parameter is initialised (Keras's initializers; src/model/init.c draws them). */
+typedef enum cn_init_kind {
+  CN_INIT_DEFAULT, /* Keras's default for the weight's name (init.c) */
+  CN_INIT_ZEROS,
+  CN_INIT_ONES,
+  CN_INIT_CONSTANT,         /* a */
+  CN_INIT_RANDOM_UNIFORM,   /* in [a, b) */
+  CN_INIT_RANDOM_NORMAL,    /* mean a, stddev b */
+  CN_INIT_TRUNCATED_NORMAL, /* mean a, stddev b, redrawn beyond 2 stddev */
+  CN_INIT_VARIANCE_SCALING, /* scale a / fan (mode), drawn from `distribution` */
+  CN_INIT_UNSUPPORTED,      /* named in `name`; initialising fails naming it */
+} cn_init_kind;
+typedef enum cn_fan_mode { CN_FAN_IN, CN_FAN_OUT, CN_FAN_AVG } cn_fan_mode;
+typedef enum cn_init_distribution {
+  CN_DIST_TRUNCATED_NORMAL,
+  CN_DIST_UNTRUNCATED_NORMAL,
+  CN_DIST_UNIFORM,
+} cn_init_distribution;
+typedef struct cn_init {
+  cn_init_kind kind;
+  float a, b;
+  cn_fan_mode mode;
+  cn_init_distribution distribution;
+  char name[32]; /* the initializer's name as the file gave it, for messages */
+} cn_init;
+
 typedef struct cn_param {
   char *name; /* Keras weight name without the layer prefix: "kernel", "moving_mean", ... */
   cn_shape shape;
   float *data;   /* inside cn_graph.params once cn_graph_alloc_params has run */
   int trainable; /* 0 for state such as BatchNormalization's moving statistics */
+  cn_init init;  /* how cn_model_init_weights fills it */
 } cn_param;
 
 struct cn_op;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "model/init.h"
 #include "core/rng.h"
 #include "ops/ops.h"
 
@@ -159,12 +160,6 @@ cn_status cn_graph_split(const cn_graph *g, int b, cn_graph **prefix, cn_graph *
   return st;
 }
 
-void cn_init_glorot_uniform(float *w, int64_t n, int64_t fan_in, int64_t fan_out, uint64_t key) {
-  double limit = sqrt(6.0 / (double)(fan_in + fan_out));
-  cn_rng r = cn_rng_make(key);
-  for (int64_t i = 0; i < n; i++) w[i] = (float)((2.0 * cn_rng_float(&r) - 1.0) * limit);
-}
-
 static cn_status add_pool(cn_graph *g, cn_head_pool pool, int *at) {
   cn_global_pool_attrs gp = {0};
   int from = *at;
@@ -180,15 +175,11 @@ static cn_status add_dense(cn_graph *g, const char *name, int units, cn_activati
   return cn_graph_add(g, &cn_op_dense, name, &from, 1, &a, at);
 }
 
+/* Keras's defaults: Glorot-uniform kernel, zero bias. */
 static void init_dense(cn_graph *g, const char *name, uint64_t key) {
   int i = cn_graph_find(g, name);
   if (i < 0) return;
-  cn_param *k = cn_node_find_param(&g->nodes[i], "kernel");
-  cn_param *b = cn_node_find_param(&g->nodes[i], "bias");
-  if (k)
-    cn_init_glorot_uniform(k->data, cn_shape_numel(&k->shape), k->shape.dim[0], k->shape.dim[1],
-                           key);
-  if (b) memset(b->data, 0, (size_t)cn_shape_numel(&b->shape) * sizeof(float));
+  for (int k = 0; k < g->nodes[i].n_params; k++) cn_param_init(&g->nodes[i].params[k], name, key);
 }
 
 cn_status cn_graph_with_head(const cn_graph *g, int from, const cn_head_options *o,

@@ -53,7 +53,4 @@ void cn_graph_freeze_batchnorm(cn_graph *g);
  * must agree); nodes of src missing from dst are an error unless they have no parameters. */
 cn_status cn_graph_copy_params_by_name(cn_graph *dst, const cn_graph *src);
 
-/* Glorot-uniform initialisation of a (fan_in, fan_out) kernel of n floats. */
-void cn_init_glorot_uniform(float *w, int64_t n, int64_t fan_in, int64_t fan_out, uint64_t key);
-
 #endif

@@ -5,6 +5,7 @@
 #include <cJSON.h>
 #include <ctype.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,6 +145,102 @@ static cn_status parse_activation(kctx *k, const char *layer, const cJSON *cfg,
   return CN_OK;
 }
 
+/* ---- initializers ---------------------------------------------------------------------------- */
+
+/* Keras's initializers, by class name (Keras 2 and 3 objects) and by string name. */
+static const struct {
+  const char *cls, *snake;
+  cn_init init;
+} initializers[] = {
+#define VS(scale, fan, dist)                                                                       \
+  { .kind = CN_INIT_VARIANCE_SCALING, .a = scale, .mode = fan, .distribution = dist }
+    {"GlorotUniform", "glorot_uniform", VS(1, CN_FAN_AVG, CN_DIST_UNIFORM)},
+    {"GlorotNormal", "glorot_normal", VS(1, CN_FAN_AVG, CN_DIST_TRUNCATED_NORMAL)},
+    {"HeUniform", "he_uniform", VS(2, CN_FAN_IN, CN_DIST_UNIFORM)},
+    {"HeNormal", "he_normal", VS(2, CN_FAN_IN, CN_DIST_TRUNCATED_NORMAL)},
+    {"LecunUniform", "lecun_uniform", VS(1, CN_FAN_IN, CN_DIST_UNIFORM)},
+    {"LecunNormal", "lecun_normal", VS(1, CN_FAN_IN, CN_DIST_TRUNCATED_NORMAL)},
+    {"VarianceScaling", "variance_scaling", VS(1, CN_FAN_IN, CN_DIST_TRUNCATED_NORMAL)},
+#undef VS
+    {"Zeros", "zeros", {.kind = CN_INIT_ZEROS}},
+    {"Ones", "ones", {.kind = CN_INIT_ONES}},
+    {"Constant", "constant", {.kind = CN_INIT_CONSTANT}},
+    {"RandomUniform", "random_uniform", {.kind = CN_INIT_RANDOM_UNIFORM, .a = -0.05f, .b = 0.05f}},
+    {"RandomNormal", "random_normal", {.kind = CN_INIT_RANDOM_NORMAL, .b = 0.05f}},
+    {"TruncatedNormal", "truncated_normal", {.kind = CN_INIT_TRUNCATED_NORMAL, .b = 0.05f}},
+};
+
+/* The configurable values of an initializer object ("config": {"scale": 2, ...}). */
+static cn_status initializer_config(kctx *k, const char *layer, const cJSON *cfg, cn_init *in) {
+  if (!cJSON_IsObject(cfg)) return CN_OK;
+  switch (in->kind) {
+  case CN_INIT_CONSTANT:
+    in->a = (float)jnum(cfg, "value", 0);
+    break;
+  case CN_INIT_RANDOM_UNIFORM:
+    in->a = (float)jnum(cfg, "minval", in->a), in->b = (float)jnum(cfg, "maxval", in->b);
+    break;
+  case CN_INIT_RANDOM_NORMAL:
+  case CN_INIT_TRUNCATED_NORMAL:
+    in->a = (float)jnum(cfg, "mean", in->a), in->b = (float)jnum(cfg, "stddev", in->b);
+    break;
+  case CN_INIT_VARIANCE_SCALING: {
+    in->a = (float)jnum(cfg, "scale", in->a);
+    const char *mode = jstr(cfg, "mode"), *dist = jstr(cfg, "distribution");
+    if (mode)
+      in->mode = strcmp(mode, "fan_out") == 0   ? CN_FAN_OUT
+                 : strcmp(mode, "fan_avg") == 0 ? CN_FAN_AVG
+                                                : CN_FAN_IN;
+    if (dist)
+      in->distribution = strcmp(dist, "uniform") == 0              ? CN_DIST_UNIFORM
+                         : strcmp(dist, "untruncated_normal") == 0 ? CN_DIST_UNTRUNCATED_NORMAL
+                                                                   : CN_DIST_TRUNCATED_NORMAL;
+    if (!(in->a > 0)) return bad(k, layer, "VarianceScaling scale must be positive");
+    break;
+  }
+  default:
+    break;
+  }
+  if (!isfinite(in->a) || !isfinite(in->b)) return bad(k, layer, "initializer value not finite");
+  return CN_OK;
+}
+
+/* An initializer given as "he_normal" or {"class_name": "HeNormal", "config": {...}}; one convnet
+ * does not know is kept by name and refused only when a model is initialised from it. */
+static cn_status parse_initializer(kctx *k, const char *layer, const cJSON *v, cn_init *out) {
+  const char *name = cJSON_IsString(v) ? v->valuestring : jstr(v, "class_name");
+  if (!name) return bad(k, layer, "an initializer without a class_name");
+  for (size_t i = 0; i < sizeof initializers / sizeof *initializers; i++)
+    if (strcmp(name, initializers[i].cls) == 0 || strcmp(name, initializers[i].snake) == 0) {
+      *out = initializers[i].init;
+      snprintf(out->name, sizeof out->name, "%s", initializers[i].cls);
+      return cJSON_IsObject(v) ? initializer_config(k, layer, cJSON_GetObjectItem(v, "config"), out)
+                               : CN_OK;
+    }
+  *out = (cn_init){.kind = CN_INIT_UNSUPPORTED};
+  snprintf(out->name, sizeof out->name, "%s", name);
+  return CN_OK;
+}
+
+/* Each parameter's "<name>_initializer" (depthwise_kernel: "depthwise_initializer"). */
+static cn_status parse_initializers(kctx *k, cn_node *node, const cJSON *cfg) {
+  for (int p = 0; p < node->n_params; p++) {
+    const char *param = node->params[p].name;
+    char key[64];
+    size_t len = strlen(param);
+    if (len > 7 && strcmp(param + len - 7, "_kernel") == 0 && strcmp(param, "kernel") != 0)
+      snprintf(key, sizeof key, "%.*s_initializer", (int)(len - 7), param);
+    else
+      snprintf(key, sizeof key, "%s_initializer", param);
+    const cJSON *v = cJSON_GetObjectItem(cfg, key);
+    if (v && !cJSON_IsNull(v)) {
+      cn_status st = parse_initializer(k, node->name, v, &node->params[p].init);
+      if (st != CN_OK) return st;
+    }
+  }
+  return CN_OK;
+}
+
 /* ---- adding nodes -------------------------------------------------------------------------- */
 
 static cn_status add_node(kctx *k, const char *name, const char *cls, const cJSON *cfg,
@@ -152,6 +249,8 @@ static cn_status add_node(kctx *k, const char *name, const char *cls, const cJSO
   if (st != CN_OK) return cn_fail_context(st, "%s", k->file);
   cn_node *node = &k->g->nodes[*out];
   node->trainable = !k->frozen && jbool(cfg, "trainable", 1);
+  st = parse_initializers(k, node, cfg);
+  if (st != CN_OK) return st;
   if (strcmp(node->type, cls) != 0) {
     char *type = cn_strdup(cls);
     if (!type) return CN_ERR_NOMEM;
