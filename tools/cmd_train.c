@@ -9,14 +9,25 @@
 #include "cli.h"
 
 static const char train_help[] =
-    "usage: convnet train --base NAME|FILE [-w WEIGHTS] [--alpha A] --data DIR\n"
-    "                     [--val DIR | --val-split F] --out MODEL.cnm [options]\n\n"
+    "usage: convnet train --base NAME|FILE [-w WEIGHTS] [--alpha A] --data DATA\n"
+    "                     [--val DATA | --val-split F] --out MODEL.cnm [options]\n"
+    "       convnet train --model FILE [--init] --data DATA ... (a whole model)\n\n"
     "Trains a new classifier head on a pretrained network (transfer learning), then optionally\n"
-    "fine-tunes the top of the network. DIR holds one sub-folder of images per class; classes\n"
-    "are the folder names in byte order, and the trained model keeps them.\n\n"
+    "fine-tunes the top of the network; or, with --model, trains a whole model such as a Keras\n"
+    "model.to_json() architecture from its initializers (Keras's model.fit).\n"
+    "DATA is a folder with one sub-folder of images per class (classes are the folder names in\n"
+    "byte order, and the trained model keeps them), or IDX files as MNIST ships them: a folder\n"
+    "holding train-images-idx3-ubyte[.gz] (its t10k-* files validate), or an images file whose\n"
+    "labels lie beside it (*-labels-idx1-*); IDX classes are the labels 0..max.\n\n"
     "model:\n"
     "  --base NAME|FILE       zoo name (mobilenet, efficientnet_lite0, ...) or model file\n"
     "  -w, --weights FILE     weights for a zoo base; --alpha A: MobileNet width\n"
+    "  --model FILE           train this model as it is (no cut, no head); its output must be a\n"
+    "                         softmax over the classes; --freeze defaults to none\n"
+    "  --init                 draw its weights from its initializers first (--seed); the\n"
+    "                         default for a Keras .json architecture, which has no weights\n"
+    "  --preprocess MODE      the input pipeline's scaling: raw, unit (x/255), tf, caffe, torch\n"
+    "                         (default: the model's; unit for a --model that has raw)\n"
     "  --cut LAYER            last base layer kept (default: the last spatial layer)\n"
     "  --head avg|max|flatten pooling of the head (default avg)\n"
     "  --dense N              a Dense(N, relu) hidden layer in the head\n"
@@ -49,6 +60,8 @@ static const char train_help[] =
 typedef struct train_cli {
   cli_model_args model;
   cn_train_options o;
+  cn_preprocess preprocess;
+  int have_preprocess;
   int no_cache, tty;
   char cache[4096];
 } train_cli;
@@ -90,6 +103,9 @@ static void default_cache(train_cli *c) {
 
 enum {
   OPT_BASE = 1000,
+  OPT_MODEL,
+  OPT_INIT,
+  OPT_PREPROCESS,
   OPT_DATA,
   OPT_VAL,
   OPT_VAL_SPLIT,
@@ -129,6 +145,9 @@ enum {
 
 static const struct option train_options[] = {
     {"base", required_argument, NULL, OPT_BASE},
+    {"model", required_argument, NULL, OPT_MODEL},
+    {"init", no_argument, NULL, OPT_INIT},
+    {"preprocess", required_argument, NULL, OPT_PREPROCESS},
     {"weights", required_argument, NULL, 'w'},
     {"alpha", required_argument, NULL, 'a'},
     {"data", required_argument, NULL, OPT_DATA},
@@ -234,7 +253,18 @@ static int option(train_cli *c, int opt, const char *arg) {
   if (rc >= 0) return rc;
   switch (opt) {
   case OPT_BASE:
+  case OPT_MODEL:
+    if (c->model.model) return cli_usage("train", "give one of --base and --model, once");
     c->model.model = arg;
+    o->whole_model = opt == OPT_MODEL;
+    return CLI_OK;
+  case OPT_INIT:
+    o->init_weights = 1;
+    return CLI_OK;
+  case OPT_PREPROCESS:
+    if (cn_preprocess_parse(arg, &c->preprocess) != CN_OK)
+      return cli_usage("train", "--preprocess must be raw, unit, tf, caffe or torch");
+    c->have_preprocess = 1;
     return CLI_OK;
   case OPT_DATA:
     o->data_dir = arg;
@@ -310,7 +340,8 @@ static int parse(train_cli *c, int argc, char **argv) {
     if (option(c, opt, optarg) != CLI_OK) return CLI_USAGE;
   }
   if (optind < argc) return cli_usage("train", "unexpected argument \"%s\"", argv[optind]);
-  if (!c->model.model) return cli_usage("train", "--base is required");
+  if (!c->model.model) return cli_usage("train", "--base or --model is required");
+  if (c->o.init_weights && !c->o.whole_model) return cli_usage("train", "--init needs --model");
   if (!c->o.data_dir) return cli_usage("train", "--data is required");
   if (!c->o.out) return cli_usage("train", "--out is required");
   if (c->o.val_dir && c->o.val_split > 0)
@@ -325,7 +356,10 @@ int cmd_train(int argc, char **argv) {
   default_cache(&c);
   int rc = parse(&c, argc, argv);
   if (rc != CLI_OK) return rc < 0 ? CLI_OK : rc;
-  c.model.need_weights = 1;
+  c.model.need_weights = !c.o.whole_model;
+  size_t len = strlen(c.model.model);
+  if (c.o.whole_model && len > 5 && strcmp(c.model.model + len - 5, ".json") == 0)
+    c.o.init_weights = 1; /* an architecture without weights */
   c.tty = isatty(STDERR_FILENO);
   c.o.cache_dir = c.no_cache || !c.cache[0] ? NULL : c.cache;
   c.o.progress = on_progress;
@@ -334,6 +368,11 @@ int cmd_train(int argc, char **argv) {
   cn_model *base = NULL;
   rc = cli_open_model("train", &c.model, &base);
   if (rc != CLI_OK) return rc;
+  cn_input_spec spec = cn_model_input_spec(base);
+  if (c.have_preprocess || (c.o.whole_model && spec.preprocess == CN_PRE_RAW)) {
+    spec.preprocess = c.have_preprocess ? c.preprocess : CN_PRE_UNIT;
+    cn_model_set_input_spec(base, &spec);
+  }
   cn_status st = cn_train(base, &c.o, NULL);
   cn_model_free(base);
   if (st != CN_OK) return cli_lib_error();

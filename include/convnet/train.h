@@ -13,7 +13,8 @@ extern "C" {
 #endif
 
 /* What a progress callback sees: once per batch (epoch_done 0) and once per epoch with the
- * validation results (epoch_done 1). phase is "features", "head" or "fine-tune". */
+ * validation results (epoch_done 1). phase is "features", "head" or "fine-tune" ("train" for a
+ * whole model). */
 typedef struct cn_train_progress {
   const char *phase;
   int epoch, epochs;     /* 1-based */
@@ -28,13 +29,23 @@ typedef struct cn_train_progress {
 
 typedef struct cn_train_options {
   /* ---- data ---- */
-  const char *data_dir; /* one sub-folder per class */
-  const char *val_dir;  /* NULL: val_split of data_dir (NULL and 0: no validation) */
+  /* One sub-folder per class; or IDX files (MNIST's format): an images file whose labels lie
+   * beside it (train-images-idx3-ubyte.gz -> train-labels-idx1-ubyte.gz), or a folder holding
+   * train-images-idx3-ubyte[.gz] and its labels, whose t10k-* files then validate (unless
+   * val_dir or val_split says otherwise). IDX labels are the classes 0 .. max, named "0", "1"...;
+   * IDX values (0..255) are preprocessed as the model's input spec says (unit: x / 255). */
+  const char *data_dir;
+  const char *val_dir;  /* the same kinds; NULL: val_split of data_dir (NULL and 0: none) */
   float val_split;      /* fraction held out, stratified and seeded */
   int fatal_bad_images; /* 0: skip undecodable images (counted and named); 1: stop */
   int class_weights;    /* 1: weight the loss by n / (classes * count_c) */
   cn_augment augment;   /* all zero: none (then frozen features are cached) */
-  /* ---- model surgery ---- */
+  /* ---- a whole model (the lecture's model.fit on an architecture of its own) ---- */
+  int whole_model;  /* 1: train the model as it is, no cut and no head (its output must be a
+                     * softmax over the data's classes); freeze defaults to "none" */
+  int init_weights; /* 1: first draw every weight from its initializer with seed
+                     * (cn_model_init_weights), as a freshly built Keras model */
+  /* ---- model surgery (transfer learning; ignored with whole_model) ---- */
   const char *cut;    /* the base's last layer; NULL: its last spatial layer */
   const char *head;   /* "avg" (default), "max" or "flatten" */
   int dense;          /* > 0: a Dense(dense, relu) hidden layer in the head */

@@ -34,6 +34,8 @@ static void options_fingerprint(const cn_train_options *o, int batch, char hex[6
   hash_opt(ctx, "data", o->data_dir);
   hash_opt(ctx, "val", o->val_dir);
   hash_num(ctx, "val_split", o->val_split);
+  hash_num(ctx, "whole_model", o->whole_model);
+  hash_num(ctx, "init_weights", o->init_weights);
   hash_num(ctx, "class_weights", o->class_weights);
   cn_sha256_add(ctx, &o->augment, sizeof o->augment);
   hash_opt(ctx, "cut", o->cut);
@@ -206,8 +208,7 @@ cn_status fit_checkpoint_restore_optimizer(fit_run *r, const char *path) {
 cn_status fit_make_model(const fit_run *r, cn_model **out) {
   cn_graph *copy = NULL;
   cn_status st = cn_graph_clone(r->full, &copy);
-  cn_input_spec spec = cn_model_input_spec(r->base);
-  if (st == CN_OK) st = cn_model_wrap(copy, cn_model_name(r->base), &spec, out);
+  if (st == CN_OK) st = cn_model_wrap(copy, cn_model_name(r->base), &r->spec, out);
   if (st != CN_OK) return st;
   const char **names = malloc((size_t)r->classes * sizeof *names);
   if (!names) {
@@ -215,7 +216,7 @@ cn_status fit_make_model(const fit_run *r, cn_model **out) {
     *out = NULL;
     return cn_fail(CN_ERR_NOMEM, "out of memory");
   }
-  for (int c = 0; c < r->classes; c++) names[c] = cn_dataset_class_name(r->train, c);
+  for (int c = 0; c < r->classes; c++) names[c] = fit_class_name(r, c);
   st = cn_model_set_class_names(*out, names, r->classes);
   free(names);
   if (st != CN_OK) {

@@ -115,7 +115,7 @@ static cn_status extract_chunk(fit_run *r, const cn_dataset *ds, int64_t first, 
   cn_dataset *part = NULL;
   cn_loader *l = NULL;
   cn_status st = cn_dataset_subset(ds, first, count, &part);
-  cn_loader_options lo = {.spec = cn_model_input_spec(r->base),
+  cn_loader_options lo = {.spec = r->spec,
                           .batch = r->batch,
                           .bad_images =
                               r->o->fatal_bad_images ? CN_BAD_IMAGES_FATAL : CN_BAD_IMAGES_SKIP,

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/mem.h"
 #include "core/rng.h"
+#include "model/init.h"
 #include "ops/ops.h"
 #include "train/fit_internal.h"
 #include "train/surgery.h"
@@ -39,9 +40,14 @@ static double now_seconds(void) {
 
 /* ---- data --------------------------------------------------------------------------------- */
 
+const char *fit_class_name(const fit_run *r, int c) {
+  return r->idx_class_names ? r->idx_class_names[c] : cn_dataset_class_name(r->train, c);
+}
+
 static cn_status open_data(fit_run *r) {
   const cn_train_options *o = r->o;
   if (!o->data_dir) return cn_fail(CN_ERR_ARG, "no training data folder given");
+  if (fit_idx_wanted(o->data_dir)) return fit_idx_open(r);
   cn_dataset *all = NULL;
   cn_status st = cn_dataset_open_dir(o->data_dir, &all);
   if (st != CN_OK) return st;
@@ -89,8 +95,28 @@ static cn_status find_layer(const cn_graph *g, const char *name, int *index) {
   return CN_OK;
 }
 
+/* The model as it is: its output must be a softmax over the data's classes. */
+static cn_status build_whole(fit_run *r) {
+  const cn_train_options *o = r->o;
+  cn_shape out = cn_model_output_shape(r->base);
+  if (out.rank != 1 || out.dim[0] != r->classes)
+    return cn_fail(CN_ERR_SHAPE, "%s: its output has %lld values per sample, the data %d classes",
+                   cn_model_name(r->base), (long long)cn_shape_numel(&out), r->classes);
+  cn_status st = cn_graph_clone(r->base->graph, &r->full);
+  if (st == CN_OK && o->freeze && strcmp(o->freeze, "none") != 0) {
+    int upto = -1;
+    st = strcmp(o->freeze, "all") == 0
+             ? cn_fail(CN_ERR_ARG, "--freeze all leaves nothing to train in a whole model")
+             : find_layer(r->full, o->freeze, &upto);
+    if (st == CN_OK) cn_graph_freeze_upto(r->full, upto);
+  }
+  if (st == CN_OK && o->init_weights) st = cn_graph_init_params(r->full, o->seed);
+  return st;
+}
+
 static cn_status build_full(fit_run *r) {
   const cn_train_options *o = r->o;
+  if (o->whole_model) return build_whole(r);
   const cn_graph *g = r->base->graph;
   int cut = -1;
   cn_head_options h = {
@@ -189,8 +215,7 @@ static cn_status start_trainer(fit_run *r) {
   if (b >= 0) {
     st = cn_graph_split(r->full, b, &prefix, &suffix);
     if (st == CN_OK) {
-      cn_input_spec spec = cn_model_input_spec(r->base);
-      st = cn_model_wrap(prefix, "prefix", &spec, &r->prefix);
+      st = cn_model_wrap(prefix, "prefix", &r->spec, &r->prefix);
     }
   }
   cn_trainer_options to = {.max_batch = r->batch};
@@ -360,7 +385,7 @@ static cn_status train_epoch(fit_run *r, const fit_phase *p, batch_buffers *b, e
 static cn_status validate(fit_run *r, batch_buffers *b, double *loss, double *accuracy) {
   const fit_features *f = &r->val_x;
   *loss = *accuracy = NAN;
-  if (!r->val || f->n == 0) return CN_OK;
+  if (f->n == 0) return CN_OK;
   double sum = 0;
   int64_t correct = 0;
   for (int64_t first = 0; first < f->n; first += r->batch) {
@@ -430,7 +455,7 @@ static cn_status run_epochs(fit_run *r, const fit_phase *p) {
 }
 
 static cn_status start_loader(fit_run *r) {
-  cn_loader_options lo = {.spec = cn_model_input_spec(r->base),
+  cn_loader_options lo = {.spec = r->spec,
                           .batch = r->batch,
                           .shuffle = 1,
                           .seed = r->o->seed,
@@ -454,10 +479,14 @@ static cn_status start_loader(fit_run *r) {
 
 static cn_status run_phase(fit_run *r, const fit_phase *p, const char *resume) {
   cn_status st = start_trainer(r);
-  if (st == CN_OK && cn_augment_active(&r->o->augment))
+  if (st == CN_OK && r->idx_train.n) {
+    st = fit_idx_features(r, &r->idx_train, &r->train_x);
+    if (st == CN_OK) st = fit_idx_features(r, &r->idx_val, &r->val_x);
+  } else if (st == CN_OK && cn_augment_active(&r->o->augment)) {
     st = start_loader(r);
-  else if (st == CN_OK)
+  } else if (st == CN_OK) {
     st = fit_features_compute(r, r->train, "train", &r->train_x);
+  }
   if (st == CN_OK && r->val) st = fit_features_compute(r, r->val, "val", &r->val_x);
   if (st == CN_OK && r->train_x.n == 0)
     st = cn_fail(CN_ERR_ARG, "%s: no usable images", r->o->data_dir);
@@ -482,8 +511,9 @@ static char *with_suffix(const char *path, const char *suffix) {
 
 static cn_status make_phases(const fit_run *r, fit_phase phases[2], int *n) {
   const cn_train_options *o = r->o;
-  phases[0] =
-      (fit_phase){.name = "head", .index = 0, .epochs = o->epochs ? o->epochs : DEFAULT_EPOCHS};
+  phases[0] = (fit_phase){.name = o->whole_model ? "train" : "head",
+                          .index = 0,
+                          .epochs = o->epochs ? o->epochs : DEFAULT_EPOCHS};
   phases[0].lr = o->lr;
   *n = 1;
   if (!o->fine_tune) return CN_OK;
@@ -514,6 +544,7 @@ static cn_status setup(fit_run *r) {
   if (!o->out) return cn_fail(CN_ERR_ARG, "no output model path given");
   r->batch = o->batch ? o->batch : DEFAULT_BATCH;
   if (r->batch < 1 || r->batch > 4096) return cn_fail(CN_ERR_ARG, "batch must be in 1..4096");
+  r->spec = cn_model_input_spec(r->base);
   r->best_val_loss = INFINITY;
   r->best_val_accuracy = NAN;
   r->checkpoint_path = with_suffix(o->out, ".ckpt");
@@ -535,6 +566,7 @@ static void cleanup(fit_run *r) {
   if (r->log) fclose(r->log);
   cn_dataset_free(r->train);
   cn_dataset_free(r->val);
+  fit_idx_free(r);
   cn_graph_free(r->full);
   free(r->class_weight);
   free(r->checkpoint_path);

@@ -29,7 +29,11 @@ typedef struct fit_phase {
 typedef struct fit_run {
   const cn_train_options *o;
   const cn_model *base;
-  cn_dataset *train, *val;
+  cn_input_spec spec;      /* the base's input pipeline, which the trained model carries */
+  cn_dataset *train, *val; /* image folders; NULL with IDX data */
+  /* IDX data (idx_data.c): every sample in memory, preprocessed; n == 0 for image folders */
+  fit_features idx_train, idx_val;
+  char **idx_class_names; /* "0", "1", ... */
   int classes;
   float *class_weight; /* NULL: all ones */
   cn_graph *full;      /* base + head: the model being trained, updated after every epoch */
@@ -63,6 +67,19 @@ cn_status fit_features_compute(fit_run *r, const cn_dataset *ds, const char *whi
 void fit_features_free(fit_features *f);
 /* SHA-256 of the prefix (structure, weights) and the input pipeline, as 64 hex digits. */
 cn_status fit_model_fingerprint(const cn_model *prefix, char hex[65]);
+
+/* The name of class c (the folder's, or the IDX label's number). */
+const char *fit_class_name(const fit_run *r, int c);
+
+/* idx_data.c: IDX training data (MNIST's format). */
+/* 1 when the data path names IDX data: an IDX file, or a folder holding train-images-idx3-ubyte. */
+int fit_idx_wanted(const char *path);
+/* Reads o->data_dir (and o->val_dir, or the folder's t10k files, or o->val_split of the
+ * training set) into r->idx_train / r->idx_val, sets r->classes, the class names and weights. */
+cn_status fit_idx_open(fit_run *r);
+/* The trained part's inputs for an IDX set: src itself, or src through the frozen prefix. */
+cn_status fit_idx_features(fit_run *r, const fit_features *src, fit_features *out);
+void fit_idx_free(fit_run *r);
 
 /* checkpoint.c */
 cn_status fit_checkpoint_write(const fit_run *r);
