@@ -202,7 +202,8 @@ static int64_t tap_offset(const pool_geom *g, const pool_taps *t, int ky, int kx
   return ((t->y0 + (int64_t)ky * g->dh) * g->iw + t->x0 + (int64_t)kx * g->dw) * g->c;
 }
 
-/* Max: dy goes to the first maximal tap in scan order, the one forward's running max keeps. */
+/* Max: dy goes to the first maximal tap in scan order, the one forward's running max keeps. The
+ * winning tap's offset is kept with selects (no branches), so the scan vectorises. */
 static void max_pixel_backward(const pool_geom *g, const pool_taps *t, const float *x,
                                const float *dy, float *dx, int64_t c0, int64_t n) {
   float best[GRAD_BLOCK];
@@ -212,10 +213,21 @@ static void max_pixel_backward(const pool_geom *g, const pool_taps *t, const flo
   for (int ky = t->ylo; ky < t->yhi; ky++)
     for (int kx = t->xlo; kx < t->xhi; kx++) {
       int64_t off = tap_offset(g, t, ky, kx);
-      for (int64_t j = 0; j < n; j++)
-        if (best[j] < x[off + c0 + j]) best[j] = x[off + c0 + j], at[j] = off;
+      const float *restrict v = x + off + c0;
+      for (int64_t j = 0; j < n; j++) {
+        int wins = best[j] < v[j];
+        best[j] = wins ? v[j] : best[j];
+        at[j] = wins ? off : at[j];
+      }
     }
-  for (int64_t j = 0; j < n; j++) dx[at[j] + c0 + j] += dy[c0 + j];
+  /* Every tap's cells in turn, contiguous over channels (a scatter to the winners misses the
+   * cache); a tap that did not win adds 0. */
+  for (int ky = t->ylo; ky < t->yhi; ky++)
+    for (int kx = t->xlo; kx < t->xhi; kx++) {
+      int64_t off = tap_offset(g, t, ky, kx);
+      float *restrict d = dx + off + c0;
+      for (int64_t j = 0; j < n; j++) d[j] += at[j] == off ? dy[c0 + j] : 0.0f;
+    }
 }
 
 /* Average: each counted tap gets dy / count; padded cells take their share nowhere. */
