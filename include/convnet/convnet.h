@@ -6,6 +6,7 @@
 #include "convnet/core.h"
 #include "convnet/image.h"
 #include "convnet/io.h"
+#include "convnet/layers.h"
 #include "convnet/model.h"
 #include "convnet/train.h"
 

@@ -51,6 +51,38 @@ cn_init cn_init_default(const char *name) {
   return i;
 }
 
+static const struct {
+  const char *cls, *snake;
+  cn_init init;
+} known[] = {
+#define VS(scale, fan, dist)                                                                       \
+  { .kind = CN_INIT_VARIANCE_SCALING, .a = scale, .mode = fan, .distribution = dist }
+    {"GlorotUniform", "glorot_uniform", VS(1, CN_FAN_AVG, CN_DIST_UNIFORM)},
+    {"GlorotNormal", "glorot_normal", VS(1, CN_FAN_AVG, CN_DIST_TRUNCATED_NORMAL)},
+    {"HeUniform", "he_uniform", VS(2, CN_FAN_IN, CN_DIST_UNIFORM)},
+    {"HeNormal", "he_normal", VS(2, CN_FAN_IN, CN_DIST_TRUNCATED_NORMAL)},
+    {"LecunUniform", "lecun_uniform", VS(1, CN_FAN_IN, CN_DIST_UNIFORM)},
+    {"LecunNormal", "lecun_normal", VS(1, CN_FAN_IN, CN_DIST_TRUNCATED_NORMAL)},
+    {"VarianceScaling", "variance_scaling", VS(1, CN_FAN_IN, CN_DIST_TRUNCATED_NORMAL)},
+#undef VS
+    {"Zeros", "zeros", {.kind = CN_INIT_ZEROS}},
+    {"Ones", "ones", {.kind = CN_INIT_ONES}},
+    {"Constant", "constant", {.kind = CN_INIT_CONSTANT}},
+    {"RandomUniform", "random_uniform", {.kind = CN_INIT_RANDOM_UNIFORM, .a = -0.05f, .b = 0.05f}},
+    {"RandomNormal", "random_normal", {.kind = CN_INIT_RANDOM_NORMAL, .b = 0.05f}},
+    {"TruncatedNormal", "truncated_normal", {.kind = CN_INIT_TRUNCATED_NORMAL, .b = 0.05f}},
+};
+
+int cn_init_by_name(const char *name, cn_init *out) {
+  for (size_t i = 0; name && i < sizeof known / sizeof *known; i++)
+    if (strcmp(name, known[i].cls) == 0 || strcmp(name, known[i].snake) == 0) {
+      *out = known[i].init;
+      snprintf(out->name, sizeof out->name, "%s", known[i].cls);
+      return 1;
+    }
+  return 0;
+}
+
 /* A normal draw with the given mean and stddev, redrawn until within 2 stddev when truncated. */
 static float normal(cn_rng *r, double mean, double stddev, int truncated) {
   double z;

@@ -11,6 +11,9 @@ void cn_init_fans(const cn_shape *shape, double *fan_in, double *fan_out);
  * ones for gamma and moving_variance, zeros for the rest. */
 cn_init cn_init_default(const char *param_name);
 cn_init cn_init_glorot_uniform(void);
+/* Keras's initializer of this class ("HeNormal") or string name ("he_normal") with its default
+ * configuration into *out; 0 when Keras has none of that name. */
+int cn_init_by_name(const char *name, cn_init *out);
 /* Fills p from its initializer (CN_INIT_DEFAULT: the default for its name) with the stream of
  * `key`; fails naming the layer when the initializer is not supported. */
 cn_status cn_param_init(cn_param *p, const char *layer, uint64_t key);

@@ -22,8 +22,11 @@ struct cn_model {
   int n_class_names;
 };
 
-/* Wraps a graph (taking ownership, also on failure) into a model: allocates parameters if that
- * has not happened, and checks that the graph has one image-like input and one output. */
+/* Wraps a graph (taking ownership, also on failure) into a model of any number of inputs and
+ * outputs (none set: the last node), allocating parameters if that has not happened. */
+cn_status cn_model_wrap_graph(cn_graph *graph, const char *name, const cn_input_spec *spec,
+                              cn_model **out);
+/* The same for a model of one image-like input and one output, which it checks. */
 cn_status cn_model_wrap(cn_graph *graph, const char *name, const cn_input_spec *spec,
                         cn_model **out);
 

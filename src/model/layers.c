@@ -1,0 +1,359 @@
+/* The public layer-by-layer builder (convnet/layers.h): each call fills an op's attribute struct
+ * the way keras.layers defaults do and adds one node; the first failure sticks. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convnet/layers.h"
+#include "core/error.h"
+#include "core/mem.h"
+#include "model/init.h"
+#include "model/model.h"
+#include "ops/ops.h"
+
+enum { MAX_COUNTERS = 32, MAX_MERGE = 64 };
+
+/* Keras names unnamed layers after their class with a per-class counter: conv2d, conv2d_1... */
+typedef struct name_counter {
+  const char *base;
+  int next;
+} name_counter;
+
+struct cn_net {
+  char *name;
+  uint32_t id;
+  cn_graph *g;
+  cn_status status;
+  char error[512]; /* the first failure's message, restored for cn_net_build */
+  int n_counters;
+  name_counter counters[MAX_COUNTERS];
+};
+
+static const cn_sym invalid = {-1, 0};
+
+cn_status cn_net_new(const char *name, cn_net **out) {
+  static atomic_uint next_id = 1;
+  if (!out) return cn_fail(CN_ERR_ARG, "cn_net_new: NULL output");
+  *out = NULL;
+  cn_net *net = calloc(1, sizeof *net);
+  if (!net) return cn_fail(CN_ERR_NOMEM, "out of memory");
+  net->name = cn_strdup(name && *name ? name : "model");
+  net->g = cn_graph_new();
+  net->id = atomic_fetch_add(&next_id, 1);
+  if (!net->name || !net->g) {
+    cn_net_free(net);
+    return cn_fail(CN_ERR_NOMEM, "out of memory");
+  }
+  *out = net;
+  return CN_OK;
+}
+
+void cn_net_free(cn_net *net) {
+  if (!net) return;
+  cn_graph_free(net->g);
+  free(net->name);
+  free(net);
+}
+
+cn_status cn_net_status(const cn_net *net) {
+  return net ? net->status : CN_ERR_ARG;
+}
+
+/* Records the first failure (the message cn_fail just set) and returns the invalid symbol. */
+static cn_sym failed(cn_net *net, cn_status st) {
+  if (net->status == CN_OK) {
+    net->status = st;
+    snprintf(net->error, sizeof net->error, "%s", cn_last_error());
+  }
+  return invalid;
+}
+
+static const char *auto_name(cn_net *net, const char *base, char *buf, size_t cap) {
+  name_counter *c = NULL;
+  for (int i = 0; i < net->n_counters; i++)
+    if (strcmp(net->counters[i].base, base) == 0) c = &net->counters[i];
+  if (!c && net->n_counters < MAX_COUNTERS) {
+    c = &net->counters[net->n_counters++];
+    *c = (name_counter){base, 0};
+  }
+  if (!c || c->next == 0)
+    snprintf(buf, cap, "%s", base);
+  else
+    snprintf(buf, cap, "%s_%d", base, c->next);
+  if (c) c->next++;
+  return buf;
+}
+
+/* A symbol made by this net for one of its layers. */
+static int valid(const cn_net *net, cn_sym s) {
+  return s.net == net->id && s.node >= 0 && s.node < net->g->n_nodes;
+}
+
+/* Adds a node of op reading xs; a NULL name takes the automatic name of base. */
+static cn_sym add(cn_net *net, const cn_op *op, const char *name, const char *base,
+                  const cn_sym *xs, int n, const void *attrs) {
+  if (!net || net->status != CN_OK) return invalid;
+  char auto_buf[64];
+  if (!name) name = auto_name(net, base, auto_buf, sizeof auto_buf);
+  if (cn_graph_find(net->g, name) >= 0)
+    return failed(net, cn_fail(CN_ERR_ARG, "%s: a layer of that name exists already", name));
+  int inputs[MAX_MERGE];
+  if (n > MAX_MERGE)
+    return failed(net, cn_fail(CN_ERR_ARG, "%s: more than %d inputs", name, MAX_MERGE));
+  for (int i = 0; i < n; i++) {
+    if (!valid(net, xs[i]))
+      return failed(net, cn_fail(CN_ERR_ARG,
+                                 "%s: input %d is not a layer output of this net (used before it "
+                                 "was defined, or from another net)",
+                                 name, i));
+    inputs[i] = xs[i].node;
+  }
+  int index;
+  cn_status st = cn_graph_add(net->g, op, name, inputs, n, attrs, &index);
+  if (st != CN_OK) return failed(net, st);
+  return (cn_sym){index, net->id};
+}
+
+/* The node just added, to set its initializers. */
+static cn_status set_init(cn_net *net, cn_sym s, const char *param, const char *initializer) {
+  if (!initializer || s.node < 0) return CN_OK;
+  cn_node *n = &net->g->nodes[s.node];
+  cn_param *p = cn_node_find_param(n, param);
+  if (!p) return CN_OK; /* no bias with no_bias */
+  if (!cn_init_by_name(initializer, &p->init))
+    return cn_fail(CN_ERR_ARG, "%s: unknown initializer \"%.64s\"", n->name, initializer);
+  return CN_OK;
+}
+
+static cn_sym with_inits(cn_net *net, cn_sym s, const char *p1, const char *i1, const char *p2,
+                         const char *i2) {
+  if (s.node < 0) return s;
+  cn_status st = set_init(net, s, p1, i1);
+  if (st == CN_OK) st = set_init(net, s, p2, i2);
+  return st == CN_OK ? s : failed(net, st);
+}
+
+static cn_status parse_act(const char *layer, const char *name, cn_activation *act) {
+  if (!name) {
+    *act = cn_act_linear();
+    return CN_OK;
+  }
+  cn_status st = cn_act_parse(name, act);
+  return st == CN_OK ? CN_OK : cn_fail_context(st, "%s", layer ? layer : "layer");
+}
+
+static cn_status parse_padding(const char *layer, const char *name, cn_padding *pad) {
+  if (!name || strcmp(name, "valid") == 0) {
+    *pad = CN_PAD_VALID;
+  } else if (strcmp(name, "same") == 0) {
+    *pad = CN_PAD_SAME;
+  } else {
+    return cn_fail(CN_ERR_ARG, "%s: padding must be \"valid\" or \"same\", not \"%.32s\"",
+                   layer ? layer : "layer", name);
+  }
+  return CN_OK;
+}
+
+static int or1(int v) {
+  return v ? v : 1;
+}
+
+cn_sym cn_net_input(cn_net *net, const char *name, int rank, const int64_t *dims) {
+  if (!net || net->status != CN_OK) return invalid;
+  if (rank < 1 || rank >= CN_MAX_RANK || !dims)
+    return failed(net, cn_fail(CN_ERR_ARG, "%s: an input has rank 1 to %d", name ? name : "input",
+                               CN_MAX_RANK - 1));
+  cn_input_attrs a = {.shape = cn_shape_make(rank, dims)};
+  return add(net, &cn_op_input, name, "input_layer", NULL, 0, &a);
+}
+
+cn_sym cn_net_conv2d(cn_net *net, cn_sym x, const cn_conv2d_options *o) {
+  if (!net || net->status != CN_OK) return invalid;
+  cn_conv2d_attrs a = {.filters = o->filters,
+                       .kh = o->kernel_size[0],
+                       .kw = o->kernel_size[1],
+                       .sh = or1(o->strides[0]),
+                       .sw = or1(o->strides[1]),
+                       .dh = or1(o->dilation_rate[0]),
+                       .dw = or1(o->dilation_rate[1]),
+                       .groups = or1(o->groups),
+                       .use_bias = !o->no_bias};
+  cn_status st = parse_padding(o->name, o->padding, &a.padding);
+  if (st == CN_OK) st = parse_act(o->name, o->activation, &a.act);
+  if (st != CN_OK) return failed(net, st);
+  cn_sym s = add(net, &cn_op_conv2d, o->name, "conv2d", &x, 1, &a);
+  return with_inits(net, s, "kernel", o->kernel_initializer, "bias", o->bias_initializer);
+}
+
+cn_sym cn_net_depthwise_conv2d(cn_net *net, cn_sym x, const cn_depthwise_conv2d_options *o) {
+  if (!net || net->status != CN_OK) return invalid;
+  cn_depthwise_attrs a = {.kh = o->kernel_size[0],
+                          .kw = o->kernel_size[1],
+                          .sh = or1(o->strides[0]),
+                          .sw = or1(o->strides[1]),
+                          .dh = or1(o->dilation_rate[0]),
+                          .dw = or1(o->dilation_rate[1]),
+                          .depth_multiplier = or1(o->depth_multiplier),
+                          .use_bias = !o->no_bias};
+  cn_status st = parse_padding(o->name, o->padding, &a.padding);
+  if (st == CN_OK) st = parse_act(o->name, o->activation, &a.act);
+  if (st != CN_OK) return failed(net, st);
+  cn_sym s = add(net, &cn_op_depthwise, o->name, "depthwise_conv2d", &x, 1, &a);
+  return with_inits(net, s, "depthwise_kernel", o->depthwise_initializer, "bias",
+                    o->bias_initializer);
+}
+
+cn_sym cn_net_dense(cn_net *net, cn_sym x, const cn_dense_options *o) {
+  if (!net || net->status != CN_OK) return invalid;
+  cn_dense_attrs a = {.units = o->units, .use_bias = !o->no_bias};
+  cn_status st = parse_act(o->name, o->activation, &a.act);
+  if (st == CN_OK && o->units < 1)
+    st = cn_fail(CN_ERR_ARG, "%s: units must be positive", o->name ? o->name : "dense");
+  if (st != CN_OK) return failed(net, st);
+  cn_sym s = add(net, &cn_op_dense, o->name, "dense", &x, 1, &a);
+  return with_inits(net, s, "kernel", o->kernel_initializer, "bias", o->bias_initializer);
+}
+
+static cn_sym pool(cn_net *net, cn_sym x, const cn_pool2d_options *o, const cn_op *op,
+                   const char *base) {
+  if (!net || net->status != CN_OK) return invalid;
+  int ph = o->pool_size[0] ? o->pool_size[0] : 2, pw = o->pool_size[1] ? o->pool_size[1] : 2;
+  cn_pool_attrs a = {.ph = ph,
+                     .pw = pw,
+                     .sh = o->strides[0] ? o->strides[0] : ph,
+                     .sw = o->strides[1] ? o->strides[1] : pw};
+  cn_status st = parse_padding(o->name, o->padding, &a.padding);
+  if (st != CN_OK) return failed(net, st);
+  return add(net, op, o->name, base, &x, 1, &a);
+}
+
+cn_sym cn_net_max_pool2d(cn_net *net, cn_sym x, const cn_pool2d_options *o) {
+  return pool(net, x, o, &cn_op_maxpool, "max_pooling2d");
+}
+
+cn_sym cn_net_avg_pool2d(cn_net *net, cn_sym x, const cn_pool2d_options *o) {
+  return pool(net, x, o, &cn_op_avgpool, "average_pooling2d");
+}
+
+cn_sym cn_net_global_avg_pool2d(cn_net *net, cn_sym x, const char *name) {
+  cn_global_pool_attrs a = {0};
+  return add(net, &cn_op_global_avgpool, name, "global_average_pooling2d", &x, 1, &a);
+}
+
+cn_sym cn_net_global_max_pool2d(cn_net *net, cn_sym x, const char *name) {
+  cn_global_pool_attrs a = {0};
+  return add(net, &cn_op_global_maxpool, name, "global_max_pooling2d", &x, 1, &a);
+}
+
+cn_sym cn_net_batch_norm(cn_net *net, cn_sym x, const cn_batch_norm_options *o) {
+  cn_batchnorm_attrs a = {.epsilon = o->epsilon > 0 ? o->epsilon : 1e-3f,
+                          .center = !o->no_center,
+                          .scale = !o->no_scale,
+                          .axis = o->axis ? o->axis : -1,
+                          .momentum = o->momentum};
+  return add(net, &cn_op_batchnorm, o->name, "batch_normalization", &x, 1, &a);
+}
+
+cn_sym cn_net_dropout(cn_net *net, cn_sym x, float rate, const char *name) {
+  if (net && net->status == CN_OK && !(rate >= 0 && rate < 1))
+    return failed(
+        net, cn_fail(CN_ERR_ARG, "%s: dropout rate must be in [0, 1)", name ? name : "dropout"));
+  cn_dropout_attrs a = {.rate = rate};
+  return add(net, &cn_op_dropout, name, "dropout", &x, 1, &a);
+}
+
+cn_sym cn_net_activation(cn_net *net, cn_sym x, const char *activation, const char *name) {
+  if (!net || net->status != CN_OK) return invalid;
+  cn_activation a;
+  cn_status st = parse_act(name, activation, &a);
+  if (st != CN_OK) return failed(net, st);
+  return add(net, &cn_op_activation, name, "activation", &x, 1, &a);
+}
+
+cn_sym cn_net_leaky_relu(cn_net *net, cn_sym x, float slope, const char *name) {
+  cn_activation a = cn_act_relu();
+  a.negative_slope = slope ? slope : 0.3f;
+  return add(net, &cn_op_activation, name, "leaky_re_lu", &x, 1, &a);
+}
+
+cn_sym cn_net_flatten(cn_net *net, cn_sym x, const char *name) {
+  return add(net, &cn_op_flatten, name, "flatten", &x, 1, NULL);
+}
+
+cn_sym cn_net_reshape(cn_net *net, cn_sym x, int rank, const int64_t *dims, const char *name) {
+  if (!net || net->status != CN_OK) return invalid;
+  if (rank < 1 || rank >= CN_MAX_RANK || !dims)
+    return failed(net, cn_fail(CN_ERR_ARG, "%s: a target of rank 1 to %d", name ? name : "reshape",
+                               CN_MAX_RANK - 1));
+  cn_reshape_attrs a = {.target = cn_shape_make(rank, dims)};
+  return add(net, &cn_op_reshape, name, "reshape", &x, 1, &a);
+}
+
+cn_sym cn_net_zero_padding2d(cn_net *net, cn_sym x, int top, int bottom, int left, int right,
+                             const char *name) {
+  cn_zeropad_attrs a = {top, bottom, left, right};
+  return add(net, &cn_op_zeropad, name, "zero_padding2d", &x, 1, &a);
+}
+
+cn_sym cn_net_concatenate(cn_net *net, const cn_sym *xs, int n, int axis, const char *name) {
+  cn_concat_attrs a = {.axis = axis ? axis : -1};
+  return add(net, &cn_op_concat, name, "concatenate", xs, n, &a);
+}
+
+static cn_sym merge(cn_net *net, const cn_sym *xs, int n, cn_merge_kind kind, const char *base,
+                    const char *name) {
+  cn_merge_attrs a = {.kind = kind};
+  return add(net, &cn_op_merge, name, base, xs, n, &a);
+}
+
+cn_sym cn_net_add(cn_net *net, const cn_sym *xs, int n, const char *name) {
+  return merge(net, xs, n, CN_MERGE_ADD, "add", name);
+}
+
+cn_sym cn_net_subtract(cn_net *net, cn_sym a, cn_sym b, const char *name) {
+  cn_sym xs[2] = {a, b};
+  return merge(net, xs, 2, CN_MERGE_SUBTRACT, "subtract", name);
+}
+
+cn_sym cn_net_multiply(cn_net *net, const cn_sym *xs, int n, const char *name) {
+  return merge(net, xs, n, CN_MERGE_MULTIPLY, "multiply", name);
+}
+
+cn_sym cn_net_average(cn_net *net, const cn_sym *xs, int n, const char *name) {
+  return merge(net, xs, n, CN_MERGE_AVERAGE, "average", name);
+}
+
+cn_sym cn_net_maximum(cn_net *net, const cn_sym *xs, int n, const char *name) {
+  return merge(net, xs, n, CN_MERGE_MAXIMUM, "maximum", name);
+}
+
+cn_sym cn_net_minimum(cn_net *net, const cn_sym *xs, int n, const char *name) {
+  return merge(net, xs, n, CN_MERGE_MINIMUM, "minimum", name);
+}
+
+cn_status cn_net_build(cn_net *net, const cn_sym *outputs, int n_outputs, cn_model **out) {
+  if (!net || !out || (!outputs && n_outputs))
+    return cn_fail(CN_ERR_ARG, "cn_net_build: NULL argument");
+  *out = NULL;
+  if (net->status != CN_OK) return cn_fail(net->status, "%s", net->error);
+  if (net->g->n_inputs == 0) return cn_fail(CN_ERR_ARG, "%s: the net has no input", net->name);
+  if (n_outputs < 1 || n_outputs > CN_MAX_GRAPH_IO)
+    return cn_fail(CN_ERR_ARG, "%s: a model has 1 to %d outputs", net->name, CN_MAX_GRAPH_IO);
+  int idx[CN_MAX_GRAPH_IO];
+  for (int i = 0; i < n_outputs; i++) {
+    if (!valid(net, outputs[i]))
+      return cn_fail(CN_ERR_ARG, "%s: output %d is not a layer output of this net", net->name, i);
+    idx[i] = outputs[i].node;
+  }
+  cn_graph *copy = NULL;
+  cn_status st = cn_graph_clone(net->g, &copy);
+  if (st == CN_OK) st = cn_graph_set_outputs(copy, idx, n_outputs);
+  if (st != CN_OK) {
+    cn_graph_free(copy);
+    return st;
+  }
+  const cn_shape *in = &copy->nodes[copy->inputs[0]].shape;
+  cn_input_spec spec = cn_input_spec_default(in, CN_PRE_UNIT);
+  return cn_model_wrap_graph(copy, net->name, &spec, out);
+}
