@@ -467,24 +467,15 @@ static cn_status check_header(const reader *r, const char *format) {
 }
 
 static cn_status make_model(reader *r, const cn_input_spec *spec, cn_model **out) {
-  cn_model *m = calloc(1, sizeof *m);
-  if (!m) return cn_fail(CN_ERR_NOMEM, "out of memory");
-  m->name = cn_strdup(cn_safetensors_meta(r->f, "name"));
-  if (!m->name) {
-    free(m);
-    return CN_ERR_NOMEM;
-  }
-  m->graph = r->g;
+  cn_graph *g = r->g;
   r->g = NULL;
-  m->spec = *spec;
-  m->inference_version = -1;
-  cn_status st = read_classes(r, m);
+  cn_status st = cn_model_wrap_graph(g, cn_safetensors_meta(r->f, "name"), spec, out);
+  if (st == CN_OK) st = read_classes(r, *out);
   if (st != CN_OK) {
-    cn_model_free(m);
-    return st;
+    cn_model_free(*out);
+    *out = NULL;
   }
-  *out = m;
-  return CN_OK;
+  return st;
 }
 
 cn_status cn_native_read(const cn_safetensors *f, const char *format, int allow_extra,

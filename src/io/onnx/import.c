@@ -362,19 +362,10 @@ static cn_input_spec onnx_spec(const cn_graph *g, int whole) {
 }
 
 static cn_status make_model(cn_onnx_ctx *x, const char *name, cn_model **out) {
-  cn_model *m = calloc(1, sizeof *m);
-  if (!m) return cn_fail(CN_ERR_NOMEM, "out of memory");
-  m->name = cn_strdup(name);
-  if (!m->name) {
-    free(m);
-    return CN_ERR_NOMEM;
-  }
-  m->graph = x->g;
+  cn_graph *g = x->g;
   x->g = NULL;
-  m->spec = onnx_spec(m->graph, x->whole);
-  m->inference_version = -1;
-  *out = m;
-  return CN_OK;
+  cn_input_spec spec = onnx_spec(g, x->whole);
+  return cn_model_wrap_graph(g, name, &spec, out);
 }
 
 static cn_status import_model(cn_onnx_ctx *x, const Onnx__ModelProto *m, cn_model **out) {
