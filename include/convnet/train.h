@@ -84,6 +84,50 @@ typedef struct cn_train_options {
  * be NULL) receives the trained model. */
 CN_API cn_status cn_train(const cn_model *base, const cn_train_options *o, cn_model **trained);
 
+/* ---- step-by-step training (Keras's compile + train_on_batch) ------------------------------ */
+
+/* A model being trained one batch at a time, with a loss and an optimizer of its own; for
+ * training loops written in C (autoencoders, GANs: two sessions in alternation). The session
+ * trains a copy of the model's weights: cn_session_sync writes them back. */
+typedef struct cn_session cn_session;
+
+typedef struct cn_session_options {
+  /* Keras's names: "mse" / "mean_squared_error", "mae" / "mean_absolute_error",
+   * "binary_crossentropy" (the model must end in a sigmoid: computed from its logits),
+   * "categorical_crossentropy" and "sparse_categorical_crossentropy" (the model must end in a
+   * softmax; sparse targets are class indices as floats). */
+  const char *loss;
+  const char *optimizer; /* "sgd", "adam" (default) or "rmsprop" */
+  float lr;              /* 0: the optimizer's Keras default */
+  float momentum;
+  int nesterov;
+  float weight_decay; /* decoupled */
+  float clip_norm;
+  int max_batch;  /* 0: 128 */
+  uint64_t seed;  /* dropout masks are drawn from (seed, step) */
+  int input_grad; /* 1: keep d loss / d input of every step (cn_session_input_grad) */
+} cn_session_options;
+
+/* The model (one input, one output) is only read; its trainable layers train. */
+CN_API cn_status cn_session_new(const cn_model *model, const cn_session_options *o,
+                                cn_session **out);
+CN_API void cn_session_free(cn_session *s);
+/* One step on `batch` samples: x (batch x input shape), targets y (batch x output shape; batch
+ * class indices for sparse_categorical_crossentropy). Forward in training mode (dropout, batch
+ * statistics), the loss, backward, one optimizer update; *loss (may be NULL) is the batch's mean
+ * loss before the update. A non-finite loss fails and changes nothing. */
+CN_API cn_status cn_session_step(cn_session *s, int batch, const float *x, const float *y,
+                                 double *loss);
+/* The loss of the current weights in inference mode, without updating; pred (may be NULL)
+ * receives the model's output (batch x output shape). */
+CN_API cn_status cn_session_evaluate(cn_session *s, int batch, const float *x, const float *y,
+                                     double *loss, float *pred);
+/* d loss / d x of the last step (batch x input shape), with input_grad; else NULL. */
+CN_API const float *cn_session_input_grad(const cn_session *s);
+/* Writes the trained weights (and BatchNormalization statistics) into model, which must be the
+ * model the session was made from. */
+CN_API cn_status cn_session_sync(const cn_session *s, cn_model *model);
+
 /* ---- labelled image folders (src/train/dataset.c) ------------------------------------------ */
 
 /* Images found in a folder with one sub-folder per class (the Keras/ImageNet layout). Classes are

@@ -4,6 +4,7 @@
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "core/error.h"
 #include "train/optim.h"
@@ -13,11 +14,27 @@ static const char *const loss_names[] = {
     [CN_LOSS_SPARSE_CE] = "sparse_categorical_crossentropy",
     [CN_LOSS_BINARY_CE] = "binary_crossentropy",
     [CN_LOSS_MSE] = "mean_squared_error",
+    [CN_LOSS_MAE] = "mean_absolute_error",
 };
 _Static_assert(sizeof loss_names / sizeof loss_names[0] == CN_LOSS_COUNT, "one name per loss");
 
 const char *cn_loss_name(cn_loss_kind kind) {
   return (unsigned)kind < CN_LOSS_COUNT ? loss_names[kind] : "unknown";
+}
+
+cn_status cn_loss_parse(const char *name, cn_loss_kind *out) {
+  static const struct {
+    const char *alias;
+    cn_loss_kind kind;
+  } aliases[] = {{"mse", CN_LOSS_MSE}, {"mae", CN_LOSS_MAE}};
+  for (size_t i = 0; name && i < sizeof aliases / sizeof *aliases; i++)
+    if (strcmp(name, aliases[i].alias) == 0) return *out = aliases[i].kind, CN_OK;
+  for (int k = 0; name && k < CN_LOSS_COUNT; k++)
+    if (strcmp(name, loss_names[k]) == 0) return *out = (cn_loss_kind)k, CN_OK;
+  return cn_fail(CN_ERR_ARG,
+                 "loss must be mse, mae, binary_crossentropy, categorical_crossentropy or "
+                 "sparse_categorical_crossentropy, not \"%.64s\"",
+                 name ? name : "(none)");
 }
 
 /* The class index a float sparse target names, or -1 when it is not an integer in [0, n). */
@@ -91,6 +108,16 @@ static double mse_row(int n, const float *p, const float *t, double scale, float
   return loss / n;
 }
 
+static double mae_row(int n, const float *p, const float *t, double scale, float *g) {
+  double loss = 0.0;
+  for (int j = 0; j < n; j++) {
+    double d = (double)p[j] - t[j];
+    loss += fabs(d);
+    if (g) g[j] = (float)(scale / n * (d > 0 ? 1.0 : d < 0 ? -1.0 : 0.0));
+  }
+  return loss / n;
+}
+
 double cn_loss(cn_loss_kind kind, int batch, int n, const float *pred, const float *target,
                const float *sample_weight, float *grad) {
   if ((unsigned)kind >= CN_LOSS_COUNT || batch <= 0 || n <= 0 || !pred || !target) return NAN;
@@ -108,6 +135,9 @@ double cn_loss(cn_loss_kind kind, int batch, int n, const float *pred, const flo
       break;
     case CN_LOSS_BINARY_CE:
       loss = binary_row(n, x, target + (size_t)i * n, scale, g);
+      break;
+    case CN_LOSS_MAE:
+      loss = mae_row(n, x, target + (size_t)i * n, scale, g);
       break;
     default:
       loss = mse_row(n, x, target + (size_t)i * n, scale, g);

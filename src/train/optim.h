@@ -14,10 +14,13 @@ typedef enum cn_loss_kind {
   CN_LOSS_SPARSE_CE,      /* pred: logits (softmax fused); target: batch class indices as floats */
   CN_LOSS_BINARY_CE,      /* pred: logits (sigmoid fused); target: batch x n in [0, 1] */
   CN_LOSS_MSE,            /* pred: values; target: batch x n */
+  CN_LOSS_MAE,            /* pred: values; target: batch x n (the gradient of |0| is 0) */
   CN_LOSS_COUNT
 } cn_loss_kind;
 
 const char *cn_loss_name(cn_loss_kind kind);
+/* Keras's loss names ("mse" and "mean_squared_error", "mae", "binary_crossentropy", ...). */
+cn_status cn_loss_parse(const char *name, cn_loss_kind *out);
 /* Keras's reduction: sum over samples of weight_i * loss_i, divided by batch (the sum of weights
  * is NOT the divisor). sample_weight: NULL for all ones. grad (batch x n, may be NULL) receives
  * d loss / d pred. Computed in double, stable for any logits; the result is the mean loss. */
