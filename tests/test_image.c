@@ -347,7 +347,25 @@ static void test_channels_first(void) {
   CHECK_NEAR(y[0], (px[0] * 19595 + px[1] * 38470 + px[2] * 7471 + 0x8000) >> 16, 0);
 }
 
+/* A PNG written and read back gives the same pixels; a folder that does not exist fails by name
+ * and leaves nothing behind. */
+static void test_save_png(void) {
+  uint8_t px[5 * 3 * 3];
+  for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 17 + 3);
+  cn_image img = {.width = 5, .height = 3, .pixels = px}, back;
+  char path[1024];
+  snprintf(path, sizeof path, "%s/out.png", cn_test_tmpdir());
+  CHECK_OK(cn_image_save_png(&img, path));
+  CHECK_OK(cn_image_load(path, &back));
+  CHECK(back.width == 5 && back.height == 3 && memcmp(back.pixels, px, sizeof px) == 0);
+  cn_image_free(&back);
+  snprintf(path, sizeof path, "%s/missing/out.png", cn_test_tmpdir());
+  CHECK(cn_image_save_png(&img, path) != CN_OK);
+  CHECK(strstr(cn_last_error(), "missing") != NULL);
+}
+
 int main(void) {
+  test_save_png();
   test_names();
   test_resize_and_prepare();
   test_channels_first();

@@ -24,6 +24,8 @@ CN_API cn_status cn_image_load(const char *path, cn_image *out);
 /* The same from memory; name is used in error messages only. */
 CN_API cn_status cn_image_decode(const void *data, size_t size, const char *name, cn_image *out);
 CN_API void cn_image_free(cn_image *image);
+/* Writes an image as an 8-bit RGB PNG, atomically (temporary file, fsync, rename). */
+CN_API cn_status cn_image_save_png(const cn_image *image, const char *path);
 
 typedef enum cn_resize {
   CN_RESIZE_NEAREST,      /* identical to PIL Image.NEAREST (Keras load_img default) */
