@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The examples/ programs, run briefly on real data: each finishes, learns something, and writes
+# the files it promises.
+set -u
+: "${CN_EXAMPLES:?set CN_EXAMPLES to the built examples folder}"
+FASHION=${CN_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
+if [ ! -f "$FASHION/train-images-idx3-ubyte.gz" ]; then
+  echo "skip: $FASHION has no Fashion-MNIST (apt-get install dataset-fashion-mnist)"
+  exit 77
+fi
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+. "$(dirname "$0")/lib/check.sh"
+
+classifier() {
+  "$CN_EXAMPLES/fashion_classifier" "$FASHION" 1 3000 "$TMP/f" >"$TMP/out" 2>"$TMP/err" || return 1
+  acc=$(sed -n 's/.*test accuracy \([0-9.]*\).*/\1/p' "$TMP/out" | tail -1)
+  awk -v a="$acc" 'BEGIN { exit !(a > 0.6) }' || { cat "$TMP/out" >"$TMP/err"; return 1; }
+  [ -s "$TMP/f.cnm" ] && [ -s "$TMP/f_mistakes.png" ]
+}
+check "fashion_classifier: one epoch on 3000 images, test accuracy > 0.6, model and PNG" classifier
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
