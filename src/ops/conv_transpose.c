@@ -1,9 +1,21 @@
 /* ConvTranspose (transposed 2-D convolution) on NHWC with explicit pads, output padding,
  * dilations and groups. Kernel (kh, kw, filters/groups, in). Per sample, group and block of input
  * rows: one GEMM gives every input pixel's contribution to its kh*kw output taps (cols), then
- * col2im adds them into the output, in parallel over output rows (each row has one writer). */
+ * col2im adds them into the output, in parallel over output rows (each row has one writer).
+ *
+ * Backward. Input pixel p (iy, ix) reaches output (iy*sh - pad_top + ky*dh, ix*sw - pad_left +
+ * kx*dw) through tap (ky, kx), so unfolding dout at those places (zeros outside) gives, per input
+ * pixel and group, the row dcols[p] of kh*kw*filters/groups values that forward's cols row met:
+ *   dx[p, group]  += dcols[p] K[:, group]       (an ordinary convolution of dout)
+ *   dK[:, group]  += dcols^T x[:, group]        (a correlation of dout with x)
+ *   dbias         += column sums of dout
+ * The input pixels (flattened over batch, height, width) are cut into tiles whose size depends
+ * on the geometry only; inside a tile every gradient element is owned by one fixed block (rows of
+ * dx, (taps x channels) blocks of dK, channel blocks of dbias), each one single-threaded sgemm or
+ * loop, and tiles run in order, so every sum is taken in one order whatever the thread count. */
 #include <cblas.h>
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -20,6 +32,30 @@ enum {
 typedef struct ct_geom {
   int64_t ih, iw, cin, oh, ow, fg, cg, taps; /* taps = kh * kw * fg */
 } ct_geom;
+
+/* Keras sets the output length (valid: (in - 1) * s + k' + output_padding, where output_padding
+ * defaults to max(k', s) - k'; same: in * s, or (in - 1) * s + k' % 2 + output_padding;
+ * k' = (k - 1) * d + 1) and TensorFlow computes the transpose of the convolution that maps that
+ * length back to `in`, padded as its SAME/VALID rule says: pad_before = total / 2 with
+ * total = max((in - 1) * s + k' - length, 0) for same, 0 for valid. The rest of the length is
+ * output padding (when longer) or end padding. */
+int cn_conv_transpose_keras_axis(int64_t in, int k, int s, int d, cn_padding padding,
+                                 int output_padding, int *before, int *after, int *out_pad) {
+  int has_op = output_padding >= 0, op = output_padding;
+  int64_t keff = (int64_t)(k - 1) * d + 1, len;
+  if (padding == CN_PAD_VALID)
+    len = (in - 1) * s + keff + (has_op ? op : (keff > s ? keff : s) - keff);
+  else
+    len = has_op ? (in - 1) * s + keff % 2 + op : in * s;
+  int64_t total = padding == CN_PAD_SAME ? (in - 1) * s + keff - len : 0;
+  if (total < 0) total = 0;
+  int64_t pad0 = total / 2, extra = len - ((in - 1) * s + keff - pad0);
+  if (len < 1 || pad0 > INT_MAX || -extra > INT_MAX || extra > INT_MAX) return -1;
+  *before = (int)pad0;
+  *after = extra < 0 ? (int)-extra : 0;
+  *out_pad = extra > 0 ? (int)extra : 0;
+  return 0;
+}
 
 static ct_geom ct_geometry(const cn_conv_transpose_attrs *a, const int64_t *in /* h, w, c */) {
   ct_geom g = {.ih = in[0], .iw = in[1], .cin = in[2]};
@@ -141,6 +177,137 @@ static void ct_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const
   }
 }
 
+/* ---- backward ------------------------------------------------------------------------------ */
+
+/* Floats of unfolded dout per tile; input pixels per dx block and taps per dK block; dK columns
+ * per block and channels per bias block; below PARALLEL_MIN_MACS multiply-adds per tile a second
+ * thread costs more than it saves. */
+enum {
+  GRAD_TILE_BUDGET = 1 << 20,
+  ROW_BLOCK = 32,
+  COL_BLOCK = 64,
+  CHAN_BLOCK = 16,
+  PARALLEL_MIN_MACS = 1 << 18
+};
+
+static int64_t min64(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+
+/* Input pixels per backward tile: a function of the geometry and batch only. */
+static int64_t grad_tile_pixels(const ct_geom *g, int64_t batch) {
+  int64_t pixels = batch * g->ih * g->iw, n = GRAD_TILE_BUDGET / g->taps;
+  if (n < 1) n = 1;
+  return n < pixels ? n : pixels;
+}
+
+static size_t ct_backward_scratch(const cn_graph *gr, const cn_node *node, int batch) {
+  ct_geom g = ct_geometry(node->attrs, gr->nodes[node->inputs[0]].shape.dim);
+  return (size_t)(grad_tile_pixels(&g, batch) * g.taps);
+}
+
+typedef struct ct_grad {
+  const cn_conv_transpose_attrs *a;
+  ct_geom g;
+  int64_t batch;
+  const float *x, *kernel, *dout;
+  float *dx, *dkernel, *dbias;
+} ct_grad;
+
+/* dcols row of input pixel p (flattened over the batch) for group grp: for each tap (ky, kx) the
+ * group's fg channels of dout at the output pixel the tap reaches, or zeros outside the output. */
+static void unfold_dout(const ct_grad *io, int grp, int64_t p, float *dst) {
+  const cn_conv_transpose_attrs *a = io->a;
+  const ct_geom *g = &io->g;
+  int64_t b = p / (g->ih * g->iw), iy = p / g->iw % g->ih, ix = p % g->iw;
+  const float *image = io->dout + b * g->oh * g->ow * a->filters + grp * g->fg;
+  size_t bytes = (size_t)g->fg * sizeof(float);
+  for (int ky = 0; ky < a->kh; ky++) {
+    int64_t oy = iy * a->sh - a->pad_top + (int64_t)ky * a->dh;
+    for (int kx = 0; kx < a->kw; kx++, dst += g->fg) {
+      int64_t ox = ix * a->sw - a->pad_left + (int64_t)kx * a->dw;
+      if (oy < 0 || oy >= g->oh || ox < 0 || ox >= g->ow)
+        memset(dst, 0, bytes);
+      else
+        memcpy(dst, image + (oy * g->ow + ox) * a->filters, bytes);
+    }
+  }
+}
+
+/* dbias += sums of dout over every output pixel, CHAN_BLOCK channels per block. */
+static void bias_grad(const ct_grad *io) {
+  int64_t filters = io->a->filters, pixels = io->batch * io->g.oh * io->g.ow;
+#pragma omp for schedule(static)
+  for (int64_t j0 = 0; j0 < filters; j0 += CHAN_BLOCK) {
+    int64_t j1 = min64(j0 + CHAN_BLOCK, filters);
+    for (int64_t p = 0; p < pixels; p++) {
+      const float *row = io->dout + p * filters;
+      for (int64_t j = j0; j < j1; j++) io->dbias[j] += row[j];
+    }
+  }
+}
+
+/* One tile (input pixels [p0, p0 + np)) and group: unfold, then dx and dK by fixed blocks. */
+static void tile_group_grad(const ct_grad *io, int grp, int64_t p0, int64_t np, float *col) {
+  const ct_geom *g = &io->g;
+  int64_t taps = g->taps, cg = g->cg, cin = g->cin;
+#pragma omp for schedule(static)
+  for (int64_t p = 0; p < np; p++) unfold_dout(io, grp, p0 + p, col + p * taps);
+  if (io->dx) {
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < np; r += ROW_BLOCK) {
+      int64_t rows = min64(ROW_BLOCK, np - r);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cg, (int)taps, 1.0f,
+                  col + r * taps, (int)taps, io->kernel + grp * cg, (int)cin, 1.0f,
+                  io->dx + (p0 + r) * cin + grp * cg, (int)cin);
+    }
+  }
+  if (io->dkernel) {
+    int64_t row_blocks = (taps + ROW_BLOCK - 1) / ROW_BLOCK,
+            col_blocks = (cg + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp for schedule(static)
+    for (int64_t blk = 0; blk < row_blocks * col_blocks; blk++) {
+      int64_t r0 = blk / col_blocks * ROW_BLOCK, j0 = blk % col_blocks * COL_BLOCK;
+      int64_t rows = min64(ROW_BLOCK, taps - r0), cols = min64(COL_BLOCK, cg - j0);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)cols, (int)np, 1.0f,
+                  col + r0, (int)taps, io->x + p0 * cin + grp * cg + j0, (int)cin, 1.0f,
+                  io->dkernel + r0 * cin + grp * cg + j0, (int)cin);
+    }
+  }
+}
+
+/* Every thread of the region runs this; the worksharing loops inside split the blocks (their
+ * implicit barriers keep the shared unfolded tile consistent). */
+static void backward_tiles(const ct_grad *io, float *scratch) {
+  if (io->dbias) bias_grad(io);
+  if (!io->dx && !io->dkernel) return;
+  int64_t pixels = io->batch * io->g.ih * io->g.iw, step = grad_tile_pixels(&io->g, io->batch);
+  for (int64_t p0 = 0; p0 < pixels; p0 += step)
+    for (int grp = 0; grp < io->a->groups; grp++)
+      tile_group_grad(io, grp, p0, min64(step, pixels - p0), scratch);
+}
+
+static void ct_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                        const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                        const cn_exec *ex) {
+  (void)out;
+  const cn_conv_transpose_attrs *a = node->attrs;
+  ct_grad io = {.a = a,
+                .g = ct_geometry(a, in[0].shape.dim + 1),
+                .batch = in[0].shape.dim[0],
+                .x = in[0].data,
+                .kernel = node->params[0].data,
+                .dout = dout->data,
+                .dx = din[0].data,
+                .dkernel = dparams[0],
+                .dbias = a->use_bias ? dparams[1] : NULL};
+  if (!io.dx && !io.dkernel && !io.dbias) return;
+  double macs = (double)grad_tile_pixels(&io.g, io.batch) * (double)io.g.taps * (double)io.g.cin;
+  int parallel = ex->threads > 1 && macs >= PARALLEL_MIN_MACS;
+#pragma omp parallel num_threads(ex->threads) if (parallel)
+  backward_tiles(&io, ex->scratch);
+}
+
 const cn_op cn_op_conv_transpose = {
     .type = "ConvTranspose",
     .attrs_size = sizeof(cn_conv_transpose_attrs),
@@ -149,4 +316,6 @@ const cn_op cn_op_conv_transpose = {
     .infer = ct_infer,
     .forward = ct_forward,
     .scratch = ct_scratch,
+    .backward = ct_backward,
+    .backward_scratch = ct_backward_scratch,
 };

@@ -205,6 +205,12 @@ typedef struct cn_conv_transpose_attrs {
   int out_pad_h, out_pad_w;
 } cn_conv_transpose_attrs;
 
+/* Keras's Conv2DTranspose geometry along one axis (input length in, kernel k, stride s, dilation
+ * d, padding, output_padding or -1 for none) as explicit pads before and after and output padding;
+ * -1 when the output would be empty or too large. */
+int cn_conv_transpose_keras_axis(int64_t in, int k, int s, int d, cn_padding padding,
+                                 int output_padding, int *before, int *after, int *out_pad);
+
 /* ---- the operators -------------------------------------------------------------------------- */
 
 extern const cn_op cn_op_transpose;      /* Transpose, cn_transpose_attrs */

@@ -1,6 +1,12 @@
 /* Resize / Upsample of NHWC images along h and w with ONNX's coordinate transforms: nearest (four
  * rounding rules) and bilinear. Each output pixel maps to source coordinates computed in float,
- * as onnxruntime does; output rows run in parallel and the channel loop is innermost. */
+ * as onnxruntime does; output rows run in parallel and the channel loop is innermost.
+ *
+ * Backward, for every mode the forward has: the output is a fixed linear map of the input (the
+ * source pixels and weights depend on the geometry only), so d input is its adjoint: each output
+ * pixel's gradient goes back to the one source pixel (nearest) or to its four taps with the
+ * bilinear weights. Threads split the input rows: each input row gathers from the output rows
+ * that read it, in output order, so every sum is taken in one order whatever the thread count. */
 #include "core/error.h"
 #include "kernels/kernels.h"
 #include "ops/ops_onnx.h"
@@ -150,6 +156,71 @@ static void resize_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, c
   }
 }
 
+/* ---- backward ------------------------------------------------------------------------------ */
+
+/* dst (one input row) += the nearest-mode gradient of output row grad along x. */
+static void unresize_row_nearest(const cn_resize_attrs *a, const geometry *g, const float *grad,
+                                 float *dst) {
+  for (int64_t ox = 0; ox < g->ow; ox++) {
+    int64_t ix = nearest_index(a->nearest, source_coord(a->coord, ox, g->sw, g->iw, g->ow), g->iw);
+    float *d = dst + ix * g->c;
+    const float *src = grad + ox * g->c;
+    for (int64_t j = 0; j < g->c; j++) d[j] += src[j];
+  }
+}
+
+/* dst (one input row) += wy * the bilinear gradient of output row grad along x. */
+static void unresize_row_linear(const cn_resize_attrs *a, const geometry *g, const float *grad,
+                                float wy, float *dst) {
+  for (int64_t ox = 0; ox < g->ow; ox++) {
+    taps tx = linear_taps(source_coord(a->coord, ox, g->sw, g->iw, g->ow), g->iw);
+    float w1 = wy * tx.w1, w0 = wy * (1 - tx.w1);
+    float *d0 = dst + tx.i0 * g->c, *d1 = dst + tx.i1 * g->c;
+    const float *src = grad + ox * g->c;
+    for (int64_t j = 0; j < g->c; j++) d0[j] += w0 * src[j];
+    if (tx.w1 != 0)
+      for (int64_t j = 0; j < g->c; j++) d1[j] += w1 * src[j];
+  }
+}
+
+/* Input row iy of one sample gathers from every output row that reads it. */
+static void unresize_row(const cn_resize_attrs *a, const geometry *g, const float *grad, int64_t iy,
+                         float *dst) {
+  for (int64_t oy = 0; oy < g->oh; oy++) {
+    float c = source_coord(a->coord, oy, g->sh, g->ih, g->oh);
+    const float *row = grad + oy * g->ow * g->c;
+    if (a->mode != CN_RESIZE_MODE_LINEAR) {
+      if (nearest_index(a->nearest, c, g->ih) == iy) unresize_row_nearest(a, g, row, dst);
+      continue;
+    }
+    taps ty = linear_taps(c, g->ih);
+    /* i1 == i0 only at the clamped end, where w1 is 0. */
+    if (ty.i0 == iy) unresize_row_linear(a, g, row, 1 - ty.w1, dst);
+    if (ty.i1 == iy && ty.i1 != ty.i0 && ty.w1 != 0) unresize_row_linear(a, g, row, ty.w1, dst);
+  }
+}
+
+static void resize_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                            const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                            const cn_exec *ex) {
+  (void)dparams;
+  if (!din[0].data) return;
+  const cn_resize_attrs *a = node->attrs;
+  geometry g = {.ih = in[0].shape.dim[1], .iw = in[0].shape.dim[2], .c = in[0].shape.dim[3]};
+  int64_t oh, ow;
+  axis_geometry(g.ih, a->scale_h, a->out_h, &oh, &g.sh);
+  axis_geometry(g.iw, a->scale_w, a->out_w, &ow, &g.sw);
+  g.oh = out->shape.dim[1];
+  g.ow = out->shape.dim[2];
+  int64_t batch = in[0].shape.dim[0], rows = batch * g.ih;
+#pragma omp parallel for num_threads(ex->threads)                                                  \
+    schedule(static) if (batch * g.oh * g.ow * g.c > 4096)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t b = r / g.ih, iy = r % g.ih;
+    unresize_row(a, &g, dout->data + b * g.oh * g.ow * g.c, iy, din[0].data + r * g.iw * g.c);
+  }
+}
+
 const cn_op cn_op_resize = {
     .type = "Resize",
     .attrs_size = sizeof(cn_resize_attrs),
@@ -157,4 +228,5 @@ const cn_op cn_op_resize = {
     .max_inputs = 1,
     .infer = resize_infer,
     .forward = resize_forward,
+    .backward = resize_backward,
 };

@@ -102,6 +102,15 @@ def pad_same(x, kh, kw, sh, sw, dh=1, dw=1, value=0.0):
     return F.pad(x, (left, right, top, bottom), value=value)
 
 
+def keras_deconv_length(size, k, s, d, padding, output_padding):
+    """Keras's Conv2DTranspose output length (output_padding None: Keras's default)."""
+    k = (k - 1) * d + 1
+    if padding == "valid":
+        extra = max(k, s) - k if output_padding is None else output_padding
+        return (size - 1) * s + k + extra
+    return size * s if output_padding is None else (size - 1) * s + k % 2 + output_padding
+
+
 def nchw(x):
     return x.permute(0, 3, 1, 2)
 
@@ -172,6 +181,37 @@ class Reference:
         if c.get("use_bias", True):
             y = y + self.param(c["name"], "bias", (c["filters"],))
         return activation(y, c.get("activation"))
+
+    def Conv2DTranspose(self, c, x):
+        """The full transposed convolution (torch, no padding), then cut to Keras's output length
+        the way TensorFlow places it: as the input gradient of the convolution of an L-long input
+        (SAME: TensorFlow's forward padding of that input, the extra pixel after)."""
+        kh, kw = pair(c["kernel_size"], 1)
+        sh, sw = pair(c.get("strides"), 1)
+        dh, dw = pair(c.get("dilation_rate"), 1)
+        oph, opw = pair(c["output_padding"], 0) if c.get("output_padding") is not None \
+            else (None, None)
+        cin = x.shape[-1]
+        k = self.param(c["name"], "kernel", (kh, kw, c["filters"], cin))
+        y = F.conv_transpose2d(nchw(x), k.permute(3, 2, 0, 1), stride=(sh, sw), dilation=(dh, dw))
+        pads = []
+        for size, full, kk, s, d, op in ((x.shape[2], y.shape[3], kw, sw, dw, opw),
+                                        (x.shape[1], y.shape[2], kh, sh, dh, oph)):
+            length = keras_deconv_length(size, kk, s, d, c.get("padding", "valid"), op)
+            before = same_pads(length, kk, s, d)[0] if c.get("padding") == "same" else 0
+            pads += [-before, length - (full - before)]  # negative pads crop
+        y = nhwc(F.pad(y, tuple(pads)))
+        if c.get("use_bias", True):
+            y = y + self.param(c["name"], "bias", (c["filters"],))
+        return activation(y, c.get("activation"))
+
+    def UpSampling2D(self, c, x):
+        sh, sw = pair(c.get("size"), 2)
+        if c.get("interpolation", "nearest") == "nearest":
+            return x.repeat_interleave(sh, dim=1).repeat_interleave(sw, dim=2)
+        # PyTorch's align_corners=False is the half-pixel rule of tf.image.resize (no antialias)
+        return nhwc(F.interpolate(nchw(x), scale_factor=(sh, sw), mode="bilinear",
+                                  align_corners=False))
 
     def DepthwiseConv2D(self, c, x):
         kh, kw = pair(c["kernel_size"], 1)
@@ -392,6 +432,53 @@ CASES = {
     "conv_1x1": ((5, 5, 6), single("Conv2D", filters=7, kernel_size=1)),
     "conv_1x1_s2": ((7, 7, 4), single("Conv2D", filters=5, kernel_size=1, strides=2)),
     "conv_wide": ((12, 12, 16), single("Conv2D", filters=24, kernel_size=3, padding="same")),
+    # Conv2DTranspose
+    "convt_k3_s1_valid": ((4, 5, 2), single("Conv2DTranspose", filters=3, kernel_size=3)),
+    "convt_k3_s2_same": ((5, 6, 3), single("Conv2DTranspose", filters=4, kernel_size=3,
+                                           strides=2, padding="same")),  # 1 cut after
+    "convt_k4_s2_same": ((4, 5, 3), single("Conv2DTranspose", filters=3, kernel_size=4,
+                                           strides=2, padding="same")),  # 1 cut before and after
+    "convt_k2_s3_valid": ((4, 3, 2), single("Conv2DTranspose", filters=3, kernel_size=2,
+                                            strides=3)),  # output padding 1 by default
+    "convt_k3_s2_valid_outpad1": ((4, 4, 2), single("Conv2DTranspose", filters=3, kernel_size=3,
+                                                    strides=2, output_padding=1)),
+    "convt_k3_s2_same_outpad1": ((4, 5, 3), single("Conv2DTranspose", filters=4, kernel_size=3,
+                                                   strides=2, padding="same", output_padding=1)),
+    "convt_k3x2_s3x2_same_outpad": ((3, 4, 2), single("Conv2DTranspose", filters=3,
+                                                      kernel_size=[3, 2], strides=[3, 2],
+                                                      padding="same", output_padding=[2, 1])),
+    "convt_k5_s3_same": ((3, 4, 2), single("Conv2DTranspose", filters=2, kernel_size=5, strides=3,
+                                           padding="same")),
+    "convt_dilation2_same": ((5, 5, 2), single("Conv2DTranspose", filters=3, kernel_size=3,
+                                               dilation_rate=2, padding="same")),
+    "convt_dilation2_valid": ((4, 5, 3), single("Conv2DTranspose", filters=2, kernel_size=[2, 3],
+                                                dilation_rate=[1, 2])),
+    "convt_no_bias_relu": ((5, 5, 3), single("Conv2DTranspose", filters=4, kernel_size=3,
+                                             strides=2, padding="same", use_bias=False,
+                                             activation="relu")),
+    "convt_tanh": ((4, 4, 3), single("Conv2DTranspose", filters=3, kernel_size=2, strides=2,
+                                     activation="tanh")),
+    "convt_sigmoid": ((4, 4, 3), not_last(single("Conv2DTranspose", filters=2, kernel_size=3,
+                                                 strides=2, padding="same",
+                                                 activation="sigmoid"))),
+    "convt_wide": ((8, 8, 16), single("Conv2DTranspose", filters=24, kernel_size=3, strides=2,
+                                      padding="same")),
+    # UpSampling2D
+    "upsample_nearest2": ((3, 4, 3), single("UpSampling2D", size=2)),
+    "upsample_nearest3": ((3, 3, 2), single("UpSampling2D", size=3)),
+    "upsample_nearest_2x3": ((3, 4, 2), single("UpSampling2D", size=[2, 3])),
+    "upsample_bilinear2": ((3, 4, 3), single("UpSampling2D", size=2, interpolation="bilinear")),
+    "upsample_bilinear3": ((4, 3, 2), single("UpSampling2D", size=3, interpolation="bilinear")),
+    "upsample_bilinear_3x2": ((3, 4, 2), single("UpSampling2D", size=[3, 2],
+                                                interpolation="bilinear")),
+    # A small decoder: every upsampling layer in one backward
+    "decoder": ((4, 4, 3), [
+        conv("c1", filters=4, kernel_size=3, padding="same", activation="relu"),
+        layer("UpSampling2D", "up1", "c1", size=2, interpolation="bilinear"),
+        layer("Conv2DTranspose", "t1", "up1", filters=4, kernel_size=3, strides=2,
+              padding="same", output_padding=1, activation="relu"),
+        layer("UpSampling2D", "up2", "t1", size=[1, 2]),
+        conv("op", "up2", filters=2, kernel_size=3)]),
     # DepthwiseConv2D
     "dw_m1_same": ((7, 7, 4), single("DepthwiseConv2D", kernel_size=3, padding="same")),
     "dw_m2_same_s2": ((8, 8, 3), single("DepthwiseConv2D", kernel_size=3, depth_multiplier=2,

@@ -2,7 +2,8 @@
 
 Small Sequential, Functional and nested models cover every layer class the loader knows, with the
 configurations that usually go wrong (same padding with stride 2 on odd sizes, dilation, groups,
-depth_multiplier 2, same pooling, merges, nested models, ReLU(max_value=6), LeakyReLU). Weights are
+depth_multiplier 2, same pooling, merges, nested models, ReLU(max_value=6), LeakyReLU,
+Conv2DTranspose output lengths, UpSampling2D nearest and bilinear). Weights are
 random, BatchNormalization moving statistics included. Each model is checked as a full-model .h5,
 as a legacy save_weights .h5 with the to_json() architecture, and as a Keras 3 .weights.h5."""
 import ctypes
@@ -141,7 +142,36 @@ def nested_model():
     return keras.Model(inp, layers.Dense(4, name="head")(x), name="nested")
 
 
-MODELS = {"sequential": sequential_model, "functional": functional_model, "nested": nested_model}
+def upsampling_model():
+    """Conv2DTranspose in each geometry Keras computes (same/valid, strides above and below the
+    kernel, output_padding, dilation, fused activations, no bias) and UpSampling2D nearest and
+    bilinear, each flattened into one output."""
+    inp = keras.Input((5, 6, 3), name="img")
+    t_same = layers.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu",
+                                    name="t_same")(inp)
+    t_k4 = layers.Conv2DTranspose(2, 4, strides=2, padding="same", name="t_k4")(inp)
+    t_outpad = layers.Conv2DTranspose(3, (3, 2), strides=(3, 2), padding="same",
+                                      output_padding=(2, 1), name="t_outpad")(inp)
+    t_valid = layers.Conv2DTranspose(2, 2, strides=3, use_bias=False, name="t_valid")(inp)
+    t_valid_op = layers.Conv2DTranspose(2, 3, strides=2, output_padding=1, activation="sigmoid",
+                                        name="t_valid_op")(inp)
+    t_dil = layers.Conv2DTranspose(3, 3, dilation_rate=2, padding="same", activation="tanh",
+                                   name="t_dil")(inp)
+    t_dil_valid = layers.Conv2DTranspose(2, (2, 3), dilation_rate=(1, 2), name="t_dil_valid")(inp)
+    ups = [
+        layers.UpSampling2D(2, name="up_nearest")(t_dil),
+        layers.UpSampling2D((3, 2), name="up_nearest_32")(inp),
+        layers.UpSampling2D(2, interpolation="bilinear", name="up_bilinear")(t_dil),
+        layers.UpSampling2D((1, 3), interpolation="bilinear", name="up_bilinear_13")(inp),
+        layers.UpSampling2D(3, interpolation="bilinear", name="up_bilinear_3")(t_same),
+    ]
+    parts = [t_same, t_k4, t_outpad, t_valid, t_valid_op, t_dil_valid, *ups]
+    flat = [layers.Flatten(name=f"flat{i}")(p) for i, p in enumerate(parts)]
+    return keras.Model(inp, layers.Concatenate(name="all")(flat), name="upsampling")
+
+
+MODELS = {"sequential": sequential_model, "functional": functional_model, "nested": nested_model,
+          "upsampling": upsampling_model}
 
 
 def build(name, seed=0):

@@ -12,7 +12,9 @@
 #include "core/error.h"
 #include "core/mem.h"
 #include "io/keras/internal.h"
+#include "model/init.h"
 #include "ops/ops.h"
+#include "ops/ops_onnx.h"
 
 #define MAX_NAME 512
 #define MAX_DEPTH 16
@@ -147,29 +149,6 @@ static cn_status parse_activation(kctx *k, const char *layer, const cJSON *cfg,
 
 /* ---- initializers ---------------------------------------------------------------------------- */
 
-/* Keras's initializers, by class name (Keras 2 and 3 objects) and by string name. */
-static const struct {
-  const char *cls, *snake;
-  cn_init init;
-} initializers[] = {
-#define VS(scale, fan, dist)                                                                       \
-  { .kind = CN_INIT_VARIANCE_SCALING, .a = scale, .mode = fan, .distribution = dist }
-    {"GlorotUniform", "glorot_uniform", VS(1, CN_FAN_AVG, CN_DIST_UNIFORM)},
-    {"GlorotNormal", "glorot_normal", VS(1, CN_FAN_AVG, CN_DIST_TRUNCATED_NORMAL)},
-    {"HeUniform", "he_uniform", VS(2, CN_FAN_IN, CN_DIST_UNIFORM)},
-    {"HeNormal", "he_normal", VS(2, CN_FAN_IN, CN_DIST_TRUNCATED_NORMAL)},
-    {"LecunUniform", "lecun_uniform", VS(1, CN_FAN_IN, CN_DIST_UNIFORM)},
-    {"LecunNormal", "lecun_normal", VS(1, CN_FAN_IN, CN_DIST_TRUNCATED_NORMAL)},
-    {"VarianceScaling", "variance_scaling", VS(1, CN_FAN_IN, CN_DIST_TRUNCATED_NORMAL)},
-#undef VS
-    {"Zeros", "zeros", {.kind = CN_INIT_ZEROS}},
-    {"Ones", "ones", {.kind = CN_INIT_ONES}},
-    {"Constant", "constant", {.kind = CN_INIT_CONSTANT}},
-    {"RandomUniform", "random_uniform", {.kind = CN_INIT_RANDOM_UNIFORM, .a = -0.05f, .b = 0.05f}},
-    {"RandomNormal", "random_normal", {.kind = CN_INIT_RANDOM_NORMAL, .b = 0.05f}},
-    {"TruncatedNormal", "truncated_normal", {.kind = CN_INIT_TRUNCATED_NORMAL, .b = 0.05f}},
-};
-
 /* The configurable values of an initializer object ("config": {"scale": 2, ...}). */
 static cn_status initializer_config(kctx *k, const char *layer, const cJSON *cfg, cn_init *in) {
   if (!cJSON_IsObject(cfg)) return CN_OK;
@@ -210,13 +189,9 @@ static cn_status initializer_config(kctx *k, const char *layer, const cJSON *cfg
 static cn_status parse_initializer(kctx *k, const char *layer, const cJSON *v, cn_init *out) {
   const char *name = cJSON_IsString(v) ? v->valuestring : jstr(v, "class_name");
   if (!name) return bad(k, layer, "an initializer without a class_name");
-  for (size_t i = 0; i < sizeof initializers / sizeof *initializers; i++)
-    if (strcmp(name, initializers[i].cls) == 0 || strcmp(name, initializers[i].snake) == 0) {
-      *out = initializers[i].init;
-      snprintf(out->name, sizeof out->name, "%s", initializers[i].cls);
-      return cJSON_IsObject(v) ? initializer_config(k, layer, cJSON_GetObjectItem(v, "config"), out)
-                               : CN_OK;
-    }
+  if (cn_init_by_name(name, out))
+    return cJSON_IsObject(v) ? initializer_config(k, layer, cJSON_GetObjectItem(v, "config"), out)
+                             : CN_OK;
   *out = (cn_init){.kind = CN_INIT_UNSUPPORTED};
   snprintf(out->name, sizeof out->name, "%s", name);
   return CN_OK;
@@ -313,6 +288,95 @@ static cn_status layer_depthwise(const klayer *l, int *out) {
   if (st == CN_OK) st = parse_activation(k, l->name, l->cfg, &a.act);
   a.use_bias = jbool(l->cfg, "use_bias", 1);
   return st == CN_OK ? add_simple(l, &cn_op_depthwise, &a, out) : st;
+}
+
+/* Conv2DTranspose output_padding: null, n or (h, w), each below the stride (checked by the op). */
+static cn_status parse_output_padding(const klayer *l, int *has, int *h, int *w) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(l->cfg, "output_padding");
+  *has = 0;
+  *h = *w = 0;
+  if (!v || cJSON_IsNull(v)) return CN_OK;
+  *has = 1;
+  if (int_in(v, 0, 65535, h)) {
+    *w = *h;
+    return CN_OK;
+  }
+  if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2 &&
+      int_in(cJSON_GetArrayItem(v, 0), 0, 65535, h) &&
+      int_in(cJSON_GetArrayItem(v, 1), 0, 65535, w))
+    return CN_OK;
+  return bad(l->k, l->name, "bad output_padding");
+}
+
+/* Conv2DTranspose: cn_op_conv_transpose, whose kernel is Keras's (kh, kw, filters, in); a fused
+ * activation becomes an Activation node "<layer>/activation" after it. */
+static cn_status layer_conv_transpose(const klayer *l, int *out) {
+  cn_conv_transpose_attrs a = {.groups = 1};
+  kctx *k = l->k;
+  cn_padding padding = CN_PAD_VALID;
+  cn_activation act;
+  int has_op = 0, op_h = 0, op_w = 0, groups = 1;
+  cn_status st = need_inputs(l, 1);
+  if (st == CN_OK) st = check_channels_last(k, l->name, l->cfg);
+  if (st == CN_OK) st = jint(k, l->name, l->cfg, "filters", 0, 1, 1 << 20, &a.filters);
+  if (st == CN_OK && !jhas(l->cfg, "filters")) st = bad(k, l->name, "no filters");
+  if (st == CN_OK) st = jpair(k, l->name, l->cfg, "kernel_size", 0, &a.kh, &a.kw);
+  if (st == CN_OK && !jhas(l->cfg, "kernel_size")) st = bad(k, l->name, "no kernel_size");
+  if (st == CN_OK) st = jpair(k, l->name, l->cfg, "strides", 1, &a.sh, &a.sw);
+  if (st == CN_OK) st = jpair(k, l->name, l->cfg, "dilation_rate", 1, &a.dh, &a.dw);
+  if (st == CN_OK) st = jint(k, l->name, l->cfg, "groups", 1, 1, 1 << 20, &groups);
+  if (st == CN_OK && groups != 1)
+    st = cn_fail(CN_ERR_UNSUPPORTED, "%s: layer %s: groups %d are not supported", k->file, l->name,
+                 groups);
+  if (st == CN_OK) st = parse_padding(k, l->name, l->cfg, &padding);
+  if (st == CN_OK) st = parse_output_padding(l, &has_op, &op_h, &op_w);
+  if (st == CN_OK) st = parse_activation(k, l->name, l->cfg, &act);
+  if (st != CN_OK) return st;
+  a.use_bias = jbool(l->cfg, "use_bias", 1);
+  const cn_shape *x = &k->g->nodes[l->in[0]].shape;
+  char buf[96];
+  if (x->rank != 3)
+    return cn_fail(CN_ERR_SHAPE, "%s: layer %s: expects a (height, width, channels) input, got %s",
+                   k->file, l->name, cn_shape_format(x, buf, sizeof buf));
+  if (cn_conv_transpose_keras_axis(x->dim[0], a.kh, a.sh, a.dh, padding, has_op ? op_h : -1,
+                                   &a.pad_top, &a.pad_bottom, &a.out_pad_h) != 0 ||
+      cn_conv_transpose_keras_axis(x->dim[1], a.kw, a.sw, a.dw, padding, has_op ? op_w : -1,
+                                   &a.pad_left, &a.pad_right, &a.out_pad_w) != 0)
+    return cn_fail(CN_ERR_SHAPE, "%s: layer %s: output would be empty or too large", k->file,
+                   l->name);
+  if (st == CN_OK) st = add_simple(l, &cn_op_conv_transpose, &a, out);
+  if (st != CN_OK || act.kind == CN_ACT_LINEAR) return st;
+  char name[MAX_NAME + 16];
+  snprintf(name, sizeof name, "%s/activation", l->name);
+  int conv = *out;
+  return add_node(k, name, "Activation", l->cfg, &cn_op_activation, &conv, 1, &act, out);
+}
+
+/* UpSampling2D: Keras repeats pixels (nearest: floor(o / size), ONNX's asymmetric + floor) or
+ * resizes bilinearly with half-pixel centres and no antialiasing, as tf.image.resize does. */
+static cn_status layer_upsampling2d(const klayer *l, int *out) {
+  cn_resize_attrs a = {0};
+  kctx *k = l->k;
+  int sh = 2, sw = 2;
+  cn_status st = check_channels_last(k, l->name, l->cfg);
+  if (st == CN_OK) st = jpair(k, l->name, l->cfg, "size", 2, &sh, &sw);
+  if (st != CN_OK) return st;
+  const char *interp = jstr(l->cfg, "interpolation");
+  if (!interp || strcmp(interp, "nearest") == 0) {
+    a.mode = CN_RESIZE_MODE_NEAREST;
+    a.coord = CN_COORD_ASYMMETRIC;
+    a.nearest = CN_NEAREST_FLOOR;
+  } else if (strcmp(interp, "bilinear") == 0) {
+    a.mode = CN_RESIZE_MODE_LINEAR;
+    a.coord = CN_COORD_HALF_PIXEL;
+  } else {
+    return cn_fail(CN_ERR_UNSUPPORTED,
+                   "%s: layer %s: interpolation %s is not supported (nearest or bilinear)", k->file,
+                   l->name, interp);
+  }
+  a.scale_h = (float)sh;
+  a.scale_w = (float)sw;
+  return add_simple(l, &cn_op_resize, &a, out);
 }
 
 /* ZeroPadding2D padding: n, (h, w) or ((top, bottom), (left, right)). */
@@ -503,6 +567,9 @@ static const layer_class layer_classes[] = {
     {"Conv2D", layer_conv2d},
     {"Convolution2D", layer_conv2d},
     {"DepthwiseConv2D", layer_depthwise},
+    {"Conv2DTranspose", layer_conv_transpose},
+    {"Convolution2DTranspose", layer_conv_transpose},
+    {"UpSampling2D", layer_upsampling2d},
     {"ZeroPadding2D", layer_zeropad},
     {"MaxPooling2D", layer_maxpool},
     {"MaxPool2D", layer_maxpool},
