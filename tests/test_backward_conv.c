@@ -139,19 +139,20 @@ typedef struct conv_case {
 
 static void check_conv_geometries(void) {
   static const conv_case cases[] = {
-      {7, 5, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME},   /* odd sizes, SAME */
-      {7, 7, 3, 4, 3, 3, 2, 2, 1, 1, 1, 1, CN_PAD_SAME},   /* stride 2, asymmetric pad */
-      {8, 6, 3, 4, 3, 3, 2, 2, 1, 1, 1, 0, CN_PAD_SAME},   /* even sizes, no bias */
-      {7, 6, 2, 3, 3, 3, 2, 2, 1, 1, 1, 1, CN_PAD_VALID},  /* stride 2 VALID */
-      {9, 8, 2, 3, 3, 3, 1, 1, 2, 2, 1, 1, CN_PAD_SAME},   /* dilation 2 SAME */
-      {9, 9, 2, 3, 3, 2, 1, 1, 2, 1, 1, 0, CN_PAD_VALID},  /* dilation VALID, 3x2 */
-      {6, 7, 2, 3, 2, 3, 2, 1, 1, 1, 1, 1, CN_PAD_SAME},   /* 2x3 kernel, strides 2x1 */
-      {6, 5, 4, 6, 3, 3, 1, 1, 1, 1, 2, 1, CN_PAD_SAME},   /* groups 2 */
-      {7, 7, 6, 6, 3, 3, 2, 2, 1, 1, 3, 0, CN_PAD_SAME},   /* groups 3, stride 2 */
-      {5, 4, 3, 5, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID},  /* pointwise */
-      {5, 4, 4, 6, 1, 1, 1, 1, 1, 1, 2, 1, CN_PAD_SAME},   /* pointwise, groups 2 */
-      {7, 5, 3, 4, 1, 1, 2, 2, 1, 1, 1, 1, CN_PAD_SAME},   /* 1x1 stride 2 */
-      {16, 16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME}, /* the Winograd forward */
+      {7, 5, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME},    /* odd sizes, SAME */
+      {7, 7, 3, 4, 3, 3, 2, 2, 1, 1, 1, 1, CN_PAD_SAME},    /* stride 2, asymmetric pad */
+      {8, 6, 3, 4, 3, 3, 2, 2, 1, 1, 1, 0, CN_PAD_SAME},    /* even sizes, no bias */
+      {7, 6, 2, 3, 3, 3, 2, 2, 1, 1, 1, 1, CN_PAD_VALID},   /* stride 2 VALID */
+      {9, 8, 2, 3, 3, 3, 1, 1, 2, 2, 1, 1, CN_PAD_SAME},    /* dilation 2 SAME */
+      {9, 9, 2, 3, 3, 2, 1, 1, 2, 1, 1, 0, CN_PAD_VALID},   /* dilation VALID, 3x2 */
+      {6, 7, 2, 3, 2, 3, 2, 1, 1, 1, 1, 1, CN_PAD_SAME},    /* 2x3 kernel, strides 2x1 */
+      {6, 5, 4, 6, 3, 3, 1, 1, 1, 1, 2, 1, CN_PAD_SAME},    /* groups 2 */
+      {7, 7, 6, 6, 3, 3, 2, 2, 1, 1, 3, 0, CN_PAD_SAME},    /* groups 3, stride 2 */
+      {5, 4, 3, 5, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID},   /* pointwise */
+      {5, 4, 4, 6, 1, 1, 1, 1, 1, 1, 2, 1, CN_PAD_SAME},    /* pointwise, groups 2 */
+      {7, 5, 3, 4, 1, 1, 2, 2, 1, 1, 1, 1, CN_PAD_SAME},    /* 1x1 stride 2 */
+      {16, 16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME},  /* Winograd forward and dx */
+      {18, 17, 8, 9, 3, 3, 1, 1, 1, 1, 1, 0, CN_PAD_VALID}, /* Winograd dx, no padding */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const conv_case *k = &cases[i];
@@ -276,7 +277,13 @@ static void check_thread_invariance(void) {
   cn_depthwise_attrs dw = {3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_simple(CN_ACT_TANH)};
   cn_depthwise_attrs dw2 = {3, 3, 2, 2, 1, 1, 2, 1, CN_PAD_SAME, cn_act_softmax()};
   cn_dense_attrs dense = {64, 1, cn_act_softmax()};
+  cn_conv2d_attrs wino = {16, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_simple(CN_ACT_TANH)};
   cn_gradcheck_case cases[] = {
+      {.label = "conv Winograd dx 2 threads",
+       .op = &cn_op_conv2d,
+       .attrs = &wino,
+       .inputs = {hwc(20, 20, 16)},
+       .input_scale = 0.2f},
       {.label = "conv swish 2 threads",
        .op = &cn_op_conv2d,
        .attrs = &conv,
@@ -303,7 +310,8 @@ static void check_thread_invariance(void) {
        .inputs = {cn_shape_make(1, (int64_t[]){128})},
        .batch = 64},
   };
-  const cn_activation *acts[] = {&conv.act, &conv2.act, &point.act, &dw.act, &dw2.act, &dense.act};
+  const cn_activation *acts[] = {&wino.act, &conv.act, &conv2.act, &point.act,
+                                 &dw.act,   &dw2.act,  &dense.act};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     cases[i].n_inputs = 1;
     cases[i].training = 1;

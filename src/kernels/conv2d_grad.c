@@ -37,8 +37,61 @@ static int64_t tile_pixels(const cn_window *w, int64_t filters, int groups) {
   return n < pixels ? n : pixels;
 }
 
+/* ---- dx of a 3x3 stride-1 convolution by Winograd ---------------------------------------------
+ * The input gradient of such a convolution is itself a 3x3 convolution: of g with the kernel
+ * turned by 180 degrees and its channel axes swapped, padded by 2 - pad. Winograd F(4x4, 3x3)
+ * computes it with a fraction of the GEMM's multiplications and no col2im, a few samples at a
+ * time (each sample's dx depends on its own g only, so the chunks do not change any sum). */
+
+enum { DX_CHUNK_FLOATS = 1 << 21 };
+
+/* The dx convolution's window for `samples` samples: input g (oh, ow, filters), output dx. */
+static cn_window dx_window(const cn_window *w, int64_t filters, int64_t samples) {
+  cn_window d = {.batch = samples,
+                 .ih = w->oh,
+                 .iw = w->ow,
+                 .c = filters,
+                 .oh = w->ih,
+                 .ow = w->iw,
+                 .kh = 3,
+                 .kw = 3,
+                 .sh = 1,
+                 .sw = 1,
+                 .dh = 1,
+                 .dw = 1,
+                 .pad_top = 2 - w->pad_top,
+                 .pad_left = 2 - w->pad_left};
+  return d;
+}
+
+static int64_t dx_chunk_samples(const cn_window *w, int64_t filters) {
+  int64_t per = w->oh * w->ow * filters + w->ih * w->iw * w->c;
+  int64_t n = DX_CHUNK_FLOATS / (per > 0 ? per : 1);
+  if (n < 1) n = 1;
+  return n < w->batch ? n : w->batch;
+}
+
+static int dx_by_winograd(const cn_window *w, int64_t filters, int groups) {
+  if (groups != 1 || w->kh != 3 || w->kw != 3 || w->sh != 1 || w->sw != 1 || w->dh != 1 ||
+      w->dw != 1 || w->pad_top > 2 || w->pad_left > 2)
+    return 0;
+  cn_window d = dx_window(w, filters, dx_chunk_samples(w, filters));
+  return cn_winograd_applies(&d, w->c, 1);
+}
+
+/* Scratch of the Winograd dx: flipped kernel, its transform, g and dx of a chunk, Winograd's. */
+static size_t dx_scratch(const cn_window *w, int64_t filters) {
+  int64_t s = dx_chunk_samples(w, filters);
+  cn_window d = dx_window(w, filters, s);
+  return (size_t)(9 * filters * w->c) + cn_winograd_kernel_floats(filters, w->c) +
+         (size_t)(s * (w->oh * w->ow * filters + w->ih * w->iw * w->c)) +
+         cn_winograd_scratch(&d, w->c);
+}
+
 size_t cn_conv2d_backward_scratch(const cn_window *w, int64_t filters, int groups) {
-  return (size_t)(tile_pixels(w, filters, groups) * (filters + col_width(w, groups)));
+  size_t tiles = (size_t)(tile_pixels(w, filters, groups) * (filters + col_width(w, groups)));
+  size_t dx = dx_by_winograd(w, filters, groups) ? dx_scratch(w, filters) : 0;
+  return tiles > dx ? tiles : dx;
 }
 
 static int64_t min64(int64_t a, int64_t b) {
@@ -189,10 +242,44 @@ static void backward_tiles(const cn_window *w, int64_t filters, int groups, cons
   }
 }
 
+/* dx += the Winograd convolution of g with the flipped kernel, chunk by chunk of samples. */
+static void input_grad_winograd(const cn_window *w, int64_t filters, const cn_conv_grad *io,
+                                float *scratch, int threads) {
+  int64_t c = w->c, s = dx_chunk_samples(w, filters);
+  float *flipped = scratch, *u = flipped + 9 * filters * c;
+  float *g = u + cn_winograd_kernel_floats(filters, c), *y = g + s * w->oh * w->ow * filters;
+  float *work = y + s * w->ih * w->iw * c;
+  for (int k = 0; k < 9; k++) /* tap (ky, kx) of the flipped kernel reads tap 8 - k */
+    for (int64_t f = 0; f < filters; f++)
+      for (int64_t ci = 0; ci < c; ci++)
+        flipped[(k * filters + f) * c + ci] = io->kernel[((8 - k) * c + ci) * filters + f];
+  cn_winograd_transform_kernel(flipped, filters, c, u, threads);
+  cn_activation linear = cn_act_linear();
+  int64_t pixels = w->oh * w->ow;
+  for (int64_t b0 = 0; b0 < w->batch; b0 += s) {
+    int64_t n = w->batch - b0 < s ? w->batch - b0 : s;
+    const float *gc = io->dout + b0 * pixels * filters;
+    if (io->act->kind != CN_ACT_LINEAR) {
+#pragma omp parallel num_threads(threads) if (threads > 1)
+      tile_act_grad(io, filters, b0 * pixels, n * pixels, g);
+      gc = g;
+    }
+    cn_window d = dx_window(w, filters, n);
+    cn_winograd_conv(&d, c, gc, u, NULL, &linear, y, work, threads);
+    cn_add_into(io->dx + b0 * w->ih * w->iw * c, y, n * w->ih * w->iw * c, threads);
+  }
+}
+
 void cn_conv2d_backward(const cn_window *w, int64_t filters, int groups, const cn_conv_grad *io,
                         float *scratch, int threads) {
   int64_t macs = tile_pixels(w, filters, groups) * filters * (w->kh * w->kw * w->c / groups);
   int parallel = threads > 1 && macs >= PARALLEL_MIN_MACS;
+  cn_conv_grad rest = *io;
+  int winograd = io->dx && dx_by_winograd(w, filters, groups);
+  if (winograd) rest.dx = NULL;
+  if (rest.dx || rest.dkernel || rest.dbias) {
 #pragma omp parallel num_threads(threads) if (parallel)
-  backward_tiles(w, filters, groups, io, scratch);
+    backward_tiles(w, filters, groups, &rest, scratch);
+  }
+  if (winograd) input_grad_winograd(w, filters, io, scratch, threads);
 }
