@@ -63,6 +63,8 @@ static void gradcheck_loss(cn_loss_kind kind, float scale) {
   cn_loss(kind, B, N, x, t, w, g);
   int bad = 0;
   for (int i = 0; i < B * N; i++) {
+    /* |p - t| has a kink at p = t: a difference across it is not the derivative. */
+    if (kind == CN_LOSS_MAE && fabsf(x[i] - t[i]) < 2e-2f) continue;
     float keep = x[i], up = keep + 1e-2f, down = keep - 1e-2f;
     x[i] = up;
     double lu = cn_loss(kind, B, N, x, t, w, NULL);
