@@ -114,6 +114,37 @@ static void test_inputs_outputs(void) {
   cn_model_free(m);
 }
 
+/* A decoder: Keras's output sizes for Conv2DTranspose (same: in * s; valid: (in - 1) * s + k)
+ * and UpSampling2D, and the activation layer after the transpose. */
+static void test_decoder(void) {
+  cn_net *net = NULL;
+  CHECK_OK(cn_net_new("decoder", &net));
+  cn_sym x = cn_net_input(net, "z", 3, (int64_t[]){7, 7, 4});
+  cn_sym same = cn_net_conv2d_transpose(net, x,
+                                        &(cn_conv2d_transpose_options){.name = "up1",
+                                                                       .filters = 8,
+                                                                       .kernel_size = {3, 3},
+                                                                       .strides = {2, 2},
+                                                                       .padding = "same",
+                                                                       .activation = "relu"});
+  cn_sym valid = cn_net_conv2d_transpose(
+      net, x,
+      &(cn_conv2d_transpose_options){.filters = 2, .kernel_size = {3, 3}, .strides = {2, 2}});
+  cn_sym up = cn_net_upsampling2d(net, same, (int[]){2, 2}, "bilinear", NULL);
+  cn_sym outs[2] = {up, valid};
+  cn_model *m = NULL;
+  CHECK_OK(cn_net_build(net, outs, 2, &m));
+  cn_net_free(net);
+  if (!m) return;
+  cn_shape a = cn_model_output_shape_at(m, 0), b = cn_model_output_shape_at(m, 1);
+  CHECK(a.rank == 3 && a.dim[0] == 28 && a.dim[1] == 28 && a.dim[2] == 8);
+  CHECK(b.rank == 3 && b.dim[0] == 15 && b.dim[1] == 15 && b.dim[2] == 2);
+  cn_layer_info info;
+  CHECK_OK(cn_model_layer_info(m, 2, &info));
+  CHECK(strcmp(info.name, "up1/activation") == 0);
+  cn_model_free(m);
+}
+
 static void expect_build_fails(cn_net *net, cn_sym out, cn_status want, const char *words) {
   cn_model *m = (cn_model *)net;
   cn_status st = cn_net_build(net, &out, 1, &m);
@@ -186,6 +217,7 @@ static void test_mistakes(void) {
 int main(void) {
   test_matches_keras_json();
   test_inputs_outputs();
+  test_decoder();
   test_mistakes();
   return cn_test_finish();
 }

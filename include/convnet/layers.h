@@ -79,6 +79,25 @@ typedef struct cn_depthwise_conv2d_options {
 } cn_depthwise_conv2d_options;
 CN_API cn_sym cn_net_depthwise_conv2d(cn_net *net, cn_sym x, const cn_depthwise_conv2d_options *o);
 
+typedef struct cn_conv2d_transpose_options {
+  const char *name;
+  int filters;
+  int kernel_size[2];
+  int strides[2];         /* {0, 0}: 1 */
+  const char *padding;    /* "valid" (default) or "same": Keras's output sizes */
+  int output_padding[2];  /* used when has_output_padding */
+  int has_output_padding; /* 0: Keras's output_padding=None */
+  int dilation_rate[2];
+  int no_bias;
+  const char *activation; /* applied by an Activation layer "<name>/activation" after it */
+  const char *kernel_initializer, *bias_initializer;
+} cn_conv2d_transpose_options;
+/* Keras's Conv2DTranspose (kernel (kh, kw, filters, in)), for decoders. */
+CN_API cn_sym cn_net_conv2d_transpose(cn_net *net, cn_sym x, const cn_conv2d_transpose_options *o);
+/* UpSampling2D by (size_h, size_w) ({0, 0}: 2 x 2): "nearest" (default) or "bilinear". */
+CN_API cn_sym cn_net_upsampling2d(cn_net *net, cn_sym x, const int size[2],
+                                  const char *interpolation, const char *name);
+
 typedef struct cn_dense_options {
   const char *name;
   int units;

@@ -11,6 +11,7 @@
 #include "model/init.h"
 #include "model/model.h"
 #include "ops/ops.h"
+#include "ops/ops_onnx.h"
 
 enum { MAX_COUNTERS = 32, MAX_MERGE = 64 };
 
@@ -202,6 +203,67 @@ cn_sym cn_net_depthwise_conv2d(cn_net *net, cn_sym x, const cn_depthwise_conv2d_
   cn_sym s = add(net, &cn_op_depthwise, o->name, "depthwise_conv2d", &x, 1, &a);
   return with_inits(net, s, "depthwise_kernel", o->depthwise_initializer, "bias",
                     o->bias_initializer);
+}
+
+/* Keras's output sizes become explicit pads and output padding of the op. */
+static cn_status transpose_geometry(const cn_net *net, cn_sym x, const char *name,
+                                    const cn_conv2d_transpose_options *o, cn_padding pad,
+                                    cn_conv_transpose_attrs *a) {
+  if (!valid(net, x)) return CN_OK; /* add() names the bad input */
+  const cn_shape *s = &net->g->nodes[x.node].shape;
+  if (s->rank != 3)
+    return cn_fail(CN_ERR_SHAPE, "%s: expects a (height, width, channels) input",
+                   name ? name : "conv2d_transpose");
+  int oh = o->has_output_padding ? o->output_padding[0] : -1,
+      ow = o->has_output_padding ? o->output_padding[1] : -1;
+  if (cn_conv_transpose_keras_axis(s->dim[0], a->kh, a->sh, a->dh, pad, oh, &a->pad_top,
+                                   &a->pad_bottom, &a->out_pad_h) != 0 ||
+      cn_conv_transpose_keras_axis(s->dim[1], a->kw, a->sw, a->dw, pad, ow, &a->pad_left,
+                                   &a->pad_right, &a->out_pad_w) != 0)
+    return cn_fail(CN_ERR_SHAPE, "%s: the output would be empty or too large",
+                   name ? name : "conv2d_transpose");
+  return CN_OK;
+}
+
+cn_sym cn_net_conv2d_transpose(cn_net *net, cn_sym x, const cn_conv2d_transpose_options *o) {
+  if (!net || net->status != CN_OK) return invalid;
+  cn_conv_transpose_attrs a = {.filters = o->filters,
+                               .kh = o->kernel_size[0],
+                               .kw = o->kernel_size[1],
+                               .sh = or1(o->strides[0]),
+                               .sw = or1(o->strides[1]),
+                               .dh = or1(o->dilation_rate[0]),
+                               .dw = or1(o->dilation_rate[1]),
+                               .groups = 1,
+                               .use_bias = !o->no_bias};
+  cn_padding pad = CN_PAD_VALID;
+  cn_activation act;
+  cn_status st = parse_padding(o->name, o->padding, &pad);
+  if (st == CN_OK) st = parse_act(o->name, o->activation, &act);
+  if (st == CN_OK) st = transpose_geometry(net, x, o->name, o, pad, &a);
+  if (st != CN_OK) return failed(net, st);
+  cn_sym s = add(net, &cn_op_conv_transpose, o->name, "conv2d_transpose", &x, 1, &a);
+  s = with_inits(net, s, "kernel", o->kernel_initializer, "bias", o->bias_initializer);
+  if (s.node < 0 || act.kind == CN_ACT_LINEAR) return s;
+  char name[300];
+  snprintf(name, sizeof name, "%.280s/activation", net->g->nodes[s.node].name);
+  return add(net, &cn_op_activation, name, "activation", &s, 1, &act);
+}
+
+cn_sym cn_net_upsampling2d(cn_net *net, cn_sym x, const int size[2], const char *interpolation,
+                           const char *name) {
+  if (!net || net->status != CN_OK) return invalid;
+  cn_resize_attrs a = {.scale_h = size && size[0] ? (float)size[0] : 2.0f,
+                       .scale_w = size && size[1] ? (float)size[1] : 2.0f};
+  if (!interpolation || strcmp(interpolation, "nearest") == 0) {
+    a.mode = CN_RESIZE_MODE_NEAREST, a.coord = CN_COORD_ASYMMETRIC, a.nearest = CN_NEAREST_FLOOR;
+  } else if (strcmp(interpolation, "bilinear") == 0) {
+    a.mode = CN_RESIZE_MODE_LINEAR, a.coord = CN_COORD_HALF_PIXEL;
+  } else {
+    return failed(net, cn_fail(CN_ERR_ARG, "%s: interpolation must be nearest or bilinear",
+                               name ? name : "up_sampling2d"));
+  }
+  return add(net, &cn_op_resize, name, "up_sampling2d", &x, 1, &a);
 }
 
 cn_sym cn_net_dense(cn_net *net, cn_sym x, const cn_dense_options *o) {
