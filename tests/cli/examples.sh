@@ -20,5 +20,14 @@ classifier() {
 }
 check "fashion_classifier: one epoch on 3000 images, test accuracy > 0.6, model and PNG" classifier
 
+autoencoder() {
+  "$CN_EXAMPLES/autoencoder" "$FASHION" 1 6000 "$TMP/ae" >"$TMP/out" 2>"$TMP/err" || return 1
+  mse=$(sed -n 's/.*reconstruction MSE \([0-9.]*\).*/\1/p' "$TMP/out" | tail -1)
+  awk -v m="$mse" 'BEGIN { exit !(m < 0.05) }' || { cat "$TMP/out" >"$TMP/err"; return 1; }
+  [ -s "$TMP/ae.cnm" ] && [ -s "$TMP/ae.png" ]
+}
+check "autoencoder: one epoch on 6000 images, test reconstruction MSE < 0.05, model and PNG" \
+  autoencoder
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
