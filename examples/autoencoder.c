@@ -1,7 +1,7 @@
 /* Lesson 2: a convolutional autoencoder squeezes Fashion-MNIST through a 7 x 7 x 16 code and
  * draws it back, written with the public API only.
  *
- *   autoencoder [DATA_DIR [EPOCHS [TRAIN_SAMPLES [OUT_PREFIX]]]]
+ *   autoencoder [DATA_DIR [EPOCHS [TRAIN_SAMPLES [OUT_PREFIX [SEED]]]]]
  *
  * Encoder: two Conv2D with stride 2 (28 -> 14 -> 7); decoder: two Conv2DTranspose with stride 2
  * (7 -> 14 -> 28) and a Conv2D with a sigmoid, trained to reproduce its input with binary
@@ -33,7 +33,7 @@ static cn_status load_images(const char *dir, const char *set, float **x, int64_
   return CN_OK;
 }
 
-static cn_status build(cn_model **model) {
+static cn_status build(cn_model **model, uint64_t seed) {
   cn_net *net;
   cn_status st = cn_net_new("autoencoder", &net);
   if (st != CN_OK) return st;
@@ -69,7 +69,7 @@ static cn_status build(cn_model **model) {
           .filters = 1, .kernel_size = {3, 3}, .padding = "same", .activation = "sigmoid"});
   st = cn_net_build(net, &x, 1, model);
   cn_net_free(net);
-  return st == CN_OK ? cn_model_init_weights(*model, 1) : st;
+  return st == CN_OK ? cn_model_init_weights(*model, seed) : st;
 }
 
 /* One epoch of reconstruction steps in a shuffled order (the targets are the inputs). */
@@ -134,6 +134,7 @@ int main(int argc, char **argv) {
   int epochs = argc > 2 ? atoi(argv[2]) : 10;
   int64_t limit = argc > 3 ? atoll(argv[3]) : 0;
   const char *out = argc > 4 ? argv[4] : "autoencoder";
+  uint64_t seed = argc > 5 ? strtoull(argv[5], NULL, 10) : 1;
   float *xt = NULL, *xv = NULL, shown[SHOWN * PIXELS];
   int64_t nt, nv;
   if (load_images(dir, "train", &xt, &nt) != CN_OK || load_images(dir, "t10k", &xv, &nv) != CN_OK)
@@ -141,12 +142,12 @@ int main(int argc, char **argv) {
   if (limit > 0 && limit < nt) nt = limit;
   cn_model *model;
   cn_session *s;
-  if (build(&model) != CN_OK) return fail();
+  if (build(&model, seed) != CN_OK) return fail();
   cn_session_options o = {
-      .loss = "binary_crossentropy", .optimizer = "adam", .max_batch = BATCH, .seed = 1};
+      .loss = "binary_crossentropy", .optimizer = "adam", .max_batch = BATCH, .seed = seed};
   if (cn_session_new(model, &o, &s) != CN_OK) return fail();
   for (int e = 1; e <= epochs; e++) {
-    if (epoch(s, xt, nt, (unsigned)e) != CN_OK) return fail();
+    if (epoch(s, xt, nt, (unsigned)(e + 1000 * seed)) != CN_OK) return fail();
     printf("epoch %d/%d: test reconstruction MSE %.5f\n", e, epochs, test_mse(s, xv, nv, shown));
   }
   char path[4096];
