@@ -1,7 +1,8 @@
 /* Elementwise ops of two or more operands with numpy broadcasting (ONNX Add, Sub, Mul, Div, Max,
  * Min, Sum, Mean, Pow), optionally with one constant operand, and PRelu (a broadcast slope).
  * Operands are aligned right on full shapes (batch first); forward coalesces the dims that are
- * contiguous in every operand, then runs a strided inner loop over the last one. */
+ * contiguous in every operand, then runs a strided inner loop over the last one. Backward sums each
+ * operand's gradient over the dims it broadcasts along, in an order fixed by the shape. */
 #include <string.h>
 
 #include "core/error.h"
@@ -240,6 +241,289 @@ static void binary_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, c
   }
 }
 
+/* ---- backward ------------------------------------------------------------------------------ */
+
+/* Each operand's gradient is dout times its partial derivative, summed over the dims along which
+ * the operand broadcasts. Partial derivatives: Add 1; Sub 1 and -1; Mean 1/count; Mul the product
+ * of the other operands; Div 1/y and -x/y^2; Pow y * x^(y-1) and x^y * log(x) (0 where x <= 0, as
+ * TensorFlow does); Max and Min 1 for the operand forward picked and 0 for the others: on a tie
+ * the first operand holding the value, as forward keeps its running value unless a later one is
+ * strictly better (or NaN); PRelu 1 (x > 0) or slope for x, 0 (x > 0) or x for the slope (at
+ * x = 0 the slope, as TensorFlow's leaky relu).
+ *
+ * Determinism: the output's (merged) dims start with the dims the operand keeps, P positions;
+ * behind them the sum runs over the rest, S positions per kept prefix. With P >= DIRECT_MIN (or no
+ * broadcast at all) blocks of prefixes run in parallel, each summing its own operand elements in
+ * index order. Otherwise the first broadcast dim is cut into at most GRAD_CHUNKS chunks, each
+ * summing into its own double copy of the operand (scratch), and the copies are added in chunk
+ * order. Both depend on the shape only, so results are bitwise the same for any thread count. */
+
+enum { GRAD_CHUNKS = 16, GRAD_BLOCK = 4096, DIRECT_MIN = 16, GRAD_PARALLEL_MIN = 1 << 15 };
+
+/* The operands of one node read against the output (dims merged where contiguous in all). */
+typedef struct operands {
+  int kind, count, rank;
+  int64_t dim[CN_MAX_RANK];
+  int64_t stride[MAX_OPERANDS][CN_MAX_RANK];
+  int64_t size[MAX_OPERANDS];
+  const float *data[MAX_OPERANDS];
+  float *grad[MAX_OPERANDS]; /* where the operand's gradient goes, or NULL */
+} operands;
+
+static void operands_add(operands *o, const float *data, float *grad, const int64_t *dims,
+                         int full) {
+  int k = o->count++;
+  o->data[k] = data;
+  o->grad[k] = grad;
+  o->size[k] = 1;
+  for (int i = 0; i < full; i++) o->size[k] *= dims[i];
+}
+
+/* Merges the output dims (full rank `full`, dims `od`) over every operand's full dims. */
+static void operands_layout(operands *o, const int64_t *od, int full,
+                            int64_t (*dims)[CN_MAX_RANK]) {
+  int64_t st[MAX_OPERANDS][CN_MAX_RANK];
+  for (int k = 0; k < o->count; k++) operand_strides(dims[k], od, full, st[k]);
+  o->rank = 0;
+  for (int i = 0; i < full; i++) {
+    if (od[i] == 1) continue;
+    int r = o->rank, merge = r > 0;
+    for (int k = 0; k < o->count && merge; k++) merge = o->stride[k][r - 1] == st[k][i] * od[i];
+    if (merge) {
+      o->dim[r - 1] *= od[i];
+      for (int k = 0; k < o->count; k++) o->stride[k][r - 1] = st[k][i];
+      continue;
+    }
+    o->dim[r] = od[i];
+    for (int k = 0; k < o->count; k++) o->stride[k][r] = st[k][i];
+    o->rank++;
+  }
+  if (o->rank == 0) { /* a single element */
+    o->rank = 1;
+    o->dim[0] = 1;
+    for (int k = 0; k < o->count; k++) o->stride[k][0] = 1;
+  }
+}
+
+/* Whether the partial derivative reads the operands' values. */
+static int needs_values(int kind, int count) {
+  return count > 1 && kind != CN_BIN_ADD && kind != CN_BIN_SUB && kind != CN_BIN_MEAN;
+}
+
+/* d out / d operand j where it does not depend on the values (!needs_values). */
+static float constant_partial(int kind, int j, int count) {
+  if (kind == CN_BIN_SUB) return j == 0 ? 1.0f : -1.0f;
+  if (kind == CN_BIN_MEAN) return 1.0f / (float)count;
+  return 1.0f; /* add, and any kind of a single operand */
+}
+
+/* d out / d operand j at one position; v: every operand's value there. */
+static inline float partial(int kind, int j, int count, const float *v) {
+  switch (kind) {
+  case CN_BIN_MUL: {
+    float p = 1.0f;
+    for (int m = 0; m < count; m++)
+      if (m != j) p *= v[m];
+    return p;
+  }
+  case CN_BIN_DIV:
+    return j == 0 ? 1.0f / v[1] : -(v[0] / v[1]) / v[1];
+  case CN_BIN_POW:
+    if (j == 0) return v[1] * powf(v[0], v[1] - 1.0f);
+    return v[0] > 0 ? powf(v[0], v[1]) * logf(v[0]) : 0.0f;
+  case CN_BIN_MAX:
+  case CN_BIN_MIN: { /* the operand forward's fold keeps */
+    int best = 0, is_max = kind == CN_BIN_MAX;
+    for (int m = 1; m < count; m++)
+      if ((is_max ? v[best] < v[m] : v[best] > v[m]) || isnan(v[m])) best = m;
+    return j == best ? 1.0f : 0.0f;
+  }
+  case KIND_PRELU:
+    if (j == 0) return v[0] > 0 ? 1.0f : v[1];
+    return v[0] > 0 ? 0.0f : v[0];
+  default:
+    return constant_partial(kind, j, count);
+  }
+}
+
+/* Adds dy * d out / d operand j at the output positions [a, b) (flat, in order) into the
+ * operand-shaped target: tf (floats) or td (doubles). */
+static void accumulate(const operands *o, int j, const float *dy, int64_t a, int64_t b, float *tf,
+                       double *td) {
+  int last = o->rank - 1, values = needs_values(o->kind, o->count);
+  int64_t n = o->dim[last], row = a / n, col = a % n;
+  int64_t off[MAX_OPERANDS];
+  float v[MAX_OPERANDS];
+  float fixed = constant_partial(o->kind, j, o->count);
+  int lo = values ? 0 : j, hi = values ? o->count : j + 1; /* the operands whose offsets we need */
+  while (a < b) {
+    int64_t rem = row;
+    for (int m = lo; m < hi; m++) off[m] = 0;
+    for (int i = last - 1; i >= 0; i--) {
+      int64_t idx = rem % o->dim[i];
+      rem /= o->dim[i];
+      for (int m = lo; m < hi; m++) off[m] += idx * o->stride[m][i];
+    }
+    int64_t end = b - a < n - col ? col + (b - a) : n;
+    const float *d = dy + row * n;
+    int64_t inc = o->stride[j][last];
+    for (int64_t c = col; c < end; c++) {
+      float g;
+      if (!values) {
+        g = d[c] * fixed;
+      } else if (o->count == 2) { /* the common case, without the loop over operands */
+        v[0] = o->data[0][off[0] + c * o->stride[0][last]];
+        v[1] = o->data[1][off[1] + c * o->stride[1][last]];
+        g = d[c] * partial(o->kind, j, 2, v);
+      } else {
+        for (int m = 0; m < o->count; m++) v[m] = o->data[m][off[m] + c * o->stride[m][last]];
+        g = d[c] * partial(o->kind, j, o->count, v);
+      }
+      int64_t t = off[j] + c * inc;
+      if (td)
+        td[t] += g;
+      else
+        tf[t] += g;
+    }
+    a += end - col;
+    col = 0;
+    row++;
+  }
+}
+
+/* Operand j's gradient, added into o->grad[j]. scratch: grad_scratch floats. */
+static void operand_backward(const operands *o, int j, const float *dy, float *scratch,
+                             int threads) {
+  float *g = o->grad[j];
+  int64_t total = 1;
+  for (int i = 0; i < o->rank; i++) total *= o->dim[i];
+  int axis = 0;
+  int64_t prefix = 1;
+  while (axis < o->rank && o->stride[j][axis] != 0) prefix *= o->dim[axis++];
+  if (axis == o->rank && !needs_values(o->kind, o->count)) { /* same shape, constant factor */
+    float f = constant_partial(o->kind, j, o->count);
+    if (f == 1.0f)
+      cn_add_into(g, dy, total, threads);
+    else
+      cn_add_scaled_into(g, dy, f, total, threads);
+    return;
+  }
+  int64_t span = axis < o->rank ? o->dim[axis] : 1, inner = 1;
+  for (int i = axis + 1; i < o->rank; i++) inner *= o->dim[i];
+  int64_t per_prefix = span * inner; /* output positions behind one kept prefix */
+  if (axis == o->rank || prefix >= DIRECT_MIN) {
+    int64_t group = per_prefix >= GRAD_BLOCK ? 1 : GRAD_BLOCK / per_prefix;
+    int64_t blocks = (prefix + group - 1) / group;
+#pragma omp parallel for num_threads(threads) schedule(static) if (total > GRAD_PARALLEL_MIN)
+    for (int64_t k = 0; k < blocks; k++) {
+      int64_t p1 = (k + 1) * group < prefix ? (k + 1) * group : prefix;
+      accumulate(o, j, dy, k * group * per_prefix, p1 * per_prefix, g, NULL);
+    }
+    return;
+  }
+  int64_t len = (span + GRAD_CHUNKS - 1) / GRAD_CHUNKS, chunks = (span + len - 1) / len;
+  int64_t size = o->size[j];
+  double *part = (double *)(void *)scratch;
+#pragma omp parallel for num_threads(threads) schedule(static) if (total > GRAD_PARALLEL_MIN)
+  for (int64_t c = 0; c < chunks; c++) {
+    double *mine = part + c * size;
+    int64_t s1 = (c + 1) * len < span ? (c + 1) * len : span;
+    for (int64_t t = 0; t < size; t++) mine[t] = 0;
+    for (int64_t p = 0; p < prefix; p++)
+      accumulate(o, j, dy, p * per_prefix + c * len * inner, p * per_prefix + s1 * inner, NULL,
+                 mine);
+  }
+#pragma omp parallel for num_threads(threads)                                                      \
+    schedule(static) if (size * chunks > GRAD_PARALLEL_MIN)
+  for (int64_t t = 0; t < size; t++) {
+    double sum = 0;
+    for (int64_t c = 0; c < chunks; c++) sum += part[c * size + t];
+    g[t] += (float)sum;
+  }
+}
+
+/* Scratch floats operand_backward needs for an operand of full dims `dims` against the output
+ * `od` (full rank): none without broadcast or with a kept prefix of DIRECT_MIN or more, else the
+ * chunk copies (doubles) of the operand, at most GRAD_CHUNKS and at most as many as the run of
+ * broadcast dims behind the prefix holds (merging with the other operands can only shorten it). */
+static size_t operand_scratch(const int64_t *od, const int64_t *dims, int full) {
+  int64_t size = 1, prefix = 1, span = 1;
+  int i = 0;
+  for (int k = 0; k < full; k++) size *= dims[k];
+  for (; i < full && (od[i] == 1 || dims[i] == od[i]); i++) prefix *= od[i];
+  if (i == full || prefix >= DIRECT_MIN) return 0;
+  for (; i < full && (od[i] == 1 || dims[i] != od[i]); i++) span *= od[i];
+  return 2 * (size_t)(span < GRAD_CHUNKS ? span : GRAD_CHUNKS) * (size_t)size;
+}
+
+/* The most any batch up to `batch` needs (the kept prefix and the spans change with it): the
+ * operands are the per-sample shapes `sample` (n of them; is_const: the batch dim is 1) against
+ * the output's per-sample shape, right-aligned. */
+static size_t operands_scratch(const cn_shape *out, const cn_shape *sample, const int *is_const,
+                               int n, int batch) {
+  int full = out->rank + 1;
+  int64_t od[CN_MAX_RANK], dims[CN_MAX_RANK];
+  size_t most = 0;
+  for (int b = 1; b <= batch; b++) {
+    od[0] = b;
+    for (int i = 1; i < full; i++) od[i] = out->dim[i - 1];
+    for (int k = 0; k < n; k++) {
+      align_right(&sample[k], full, dims);
+      if (!is_const[k]) dims[0] = b;
+      size_t s = operand_scratch(od, dims, full);
+      most = s > most ? s : most;
+    }
+  }
+  return most;
+}
+
+static void run_backward(operands *o, const int64_t *od, int full, int64_t (*dims)[CN_MAX_RANK],
+                         const float *dy, const cn_exec *ex) {
+  operands_layout(o, od, full, dims);
+  for (int j = 0; j < o->count; j++)
+    if (o->grad[j]) operand_backward(o, j, dy, ex->scratch, ex->threads);
+}
+
+static void binary_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                            const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                            const cn_exec *ex) {
+  const cn_binary_attrs *a = node->attrs;
+  int full = out->shape.rank;
+  operands o;
+  int64_t dims[MAX_OPERANDS][CN_MAX_RANK];
+  o.kind = (int)a->kind;
+  o.count = 0;
+  float *dconst = a->const_operand != CN_CONST_NONE ? dparams[0] : NULL;
+  if (a->const_operand == CN_CONST_FIRST) {
+    align_right(&a->b_shape, full, dims[o.count]);
+    operands_add(&o, node->params[0].data, dconst, dims[o.count], full);
+  }
+  for (int i = 0; i < node->n_inputs; i++) {
+    tensor_dims(&in[i], full, dims[o.count]);
+    operands_add(&o, in[i].data, din[i].data, dims[o.count], full);
+  }
+  if (a->const_operand == CN_CONST_LAST) {
+    align_right(&a->b_shape, full, dims[o.count]);
+    operands_add(&o, node->params[0].data, dconst, dims[o.count], full);
+  }
+  run_backward(&o, out->shape.dim, full, dims, dout->data, ex);
+}
+
+static size_t binary_backward_scratch(const cn_graph *g, const cn_node *node, int batch) {
+  const cn_binary_attrs *a = node->attrs;
+  cn_shape shapes[MAX_OPERANDS];
+  int is_const[MAX_OPERANDS], n = 0;
+  for (int i = 0; i < node->n_inputs && n < MAX_OPERANDS; i++, n++) {
+    shapes[n] = g->nodes[node->inputs[i]].shape;
+    is_const[n] = 0;
+  }
+  if (a->const_operand != CN_CONST_NONE && n < MAX_OPERANDS) {
+    shapes[n] = a->b_shape;
+    is_const[n++] = 1;
+  }
+  return operands_scratch(&node->shape, shapes, is_const, n, batch);
+}
+
 const cn_op cn_op_binary = {
     .type = "Binary",
     .attrs_size = sizeof(cn_binary_attrs),
@@ -247,6 +531,8 @@ const cn_op cn_op_binary = {
     .max_inputs = 0,
     .infer = binary_infer,
     .forward = binary_forward,
+    .backward = binary_backward,
+    .backward_scratch = binary_backward_scratch,
 };
 
 /* ---- PRelu --------------------------------------------------------------------------------- */
@@ -282,6 +568,28 @@ static void prelu_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, co
   combine(KIND_PRELU, &b, in[0].data, node->params[0].data, out->data, ex->threads);
 }
 
+static void prelu_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                           const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                           const cn_exec *ex) {
+  const cn_prelu_attrs *a = node->attrs;
+  int full = out->shape.rank;
+  operands o;
+  int64_t dims[2][CN_MAX_RANK];
+  o.kind = KIND_PRELU;
+  o.count = 0;
+  tensor_dims(&in[0], full, dims[0]);
+  operands_add(&o, in[0].data, din[0].data, dims[0], full);
+  align_right(&a->slope_shape, full, dims[1]);
+  operands_add(&o, node->params[0].data, dparams[0], dims[1], full);
+  run_backward(&o, out->shape.dim, full, dims, dout->data, ex);
+}
+
+static size_t prelu_backward_scratch(const cn_graph *g, const cn_node *node, int batch) {
+  const cn_prelu_attrs *a = node->attrs;
+  (void)g;
+  return operands_scratch(&node->shape, &a->slope_shape, (int[]){1}, 1, batch);
+}
+
 const cn_op cn_op_prelu = {
     .type = "PRelu",
     .attrs_size = sizeof(cn_prelu_attrs),
@@ -290,4 +598,6 @@ const cn_op cn_op_prelu = {
     .infer = prelu_infer,
     .forward = prelu_forward,
     .inplace = 1,
+    .backward = prelu_backward,
+    .backward_scratch = prelu_backward_scratch,
 };

@@ -79,7 +79,8 @@ typedef enum cn_const_operand {
  * The constant "B" has ONNX full shape b_shape, right-aligned against the activations' full shape:
  * its rank may not exceed theirs, and a dim aligned with the batch must be 1. Sub, Div and Pow
  * take exactly two operands (counting B); Add, Mul, Max, Min, Mean fold any number left to right.
- * Div is IEEE float division (no integer semantics). */
+ * Div is IEEE float division (no integer semantics). Backward: Max/Min ties give the gradient to
+ * the first operand holding the value; Pow's exponent gradient is 0 where the base is <= 0. */
 typedef struct cn_binary_attrs {
   cn_binary_kind kind;
   cn_const_operand const_operand;
@@ -118,7 +119,8 @@ typedef struct cn_unary_attrs {
 
 /* PRelu: x >= 0 ? x : slope * x, with parameter "slope" of ONNX full shape slope_shape broadcast
  * unidirectionally onto the input (right-aligned; a dim aligned with the batch must be 1). Per
- * channel in NHWC is slope_shape (c) or (1, 1, c); the importer converts ONNX's (c, 1, 1). */
+ * channel in NHWC is slope_shape (c) or (1, 1, c); the importer converts ONNX's (c, 1, 1). At
+ * x = 0 the input's gradient is the slope. */
 typedef struct cn_prelu_attrs {
   cn_shape slope_shape;
 } cn_prelu_attrs;

@@ -1,5 +1,5 @@
 /* Transpose of the per-sample axes (the batch stays first). Each output row (the last output axis)
- * is gathered with one input stride; rows run in parallel. */
+ * is gathered with one input stride; rows run in parallel. Backward scatters the same way back. */
 #include <string.h>
 
 #include "core/error.h"
@@ -24,17 +24,34 @@ static cn_status transpose_infer(cn_graph *g, cn_node *node) {
   return CN_OK;
 }
 
+/* The input strides of the output's axes (the batch first) over a full shape. */
+static void gather_strides(const cn_transpose_attrs *a, const cn_shape *in, int64_t *stride) {
+  int full = in->rank;
+  int64_t in_stride[CN_MAX_RANK] = {0}, step = 1;
+  for (int i = full - 1; i >= 0; i--) {
+    in_stride[i] = step;
+    step *= in->dim[i];
+  }
+  stride[0] = in_stride[0];
+  for (int i = 1; i < full; i++) stride[i] = in_stride[a->perm[i - 1] + 1];
+}
+
+/* Input offset of the first element of output row r (rows: the last output axis). */
+static int64_t row_offset(const int64_t *od, const int64_t *stride, int full, int64_t r) {
+  int64_t off = 0, rem = r;
+  for (int i = full - 2; i >= 0; i--) {
+    off += (rem % od[i]) * stride[i];
+    rem /= od[i];
+  }
+  return off;
+}
+
 static void transpose_forward(cn_node *node, const cn_tensor *in, cn_tensor *out,
                               const cn_exec *ex) {
   const cn_transpose_attrs *a = node->attrs;
   int full = out->shape.rank;
-  int64_t in_stride[CN_MAX_RANK] = {0}, stride[CN_MAX_RANK] = {0}, step = 1;
-  for (int i = full - 1; i >= 0; i--) {
-    in_stride[i] = step;
-    step *= in[0].shape.dim[i];
-  }
-  stride[0] = in_stride[0];
-  for (int i = 1; i < full; i++) stride[i] = in_stride[a->perm[i - 1] + 1];
+  int64_t stride[CN_MAX_RANK] = {0};
+  gather_strides(a, &in[0].shape, stride);
   const int64_t *od = out->shape.dim;
   int64_t n = od[full - 1], rows = cn_shape_numel(&out->shape) / (n ? n : 1);
   int64_t inc = stride[full - 1];
@@ -42,17 +59,38 @@ static void transpose_forward(cn_node *node, const cn_tensor *in, cn_tensor *out
   float *y = out->data;
 #pragma omp parallel for num_threads(ex->threads) schedule(static) if (rows * n > (1 << 15))
   for (int64_t r = 0; r < rows; r++) {
-    int64_t off = 0, rem = r;
-    for (int i = full - 2; i >= 0; i--) {
-      off += (rem % od[i]) * stride[i];
-      rem /= od[i];
-    }
+    int64_t off = row_offset(od, stride, full, r);
     float *dst = y + r * n;
     if (inc == 1) {
       memcpy(dst, x + off, (size_t)n * sizeof(float));
     } else {
       for (int64_t j = 0; j < n; j++) dst[j] = x[off + j * inc];
     }
+  }
+}
+
+/* The inverse permutation: every output element adds into the one input element it came from.
+ * Each input element receives exactly one term, so output rows run in parallel without races
+ * and the result does not depend on the thread count. */
+static void transpose_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                               const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                               const cn_exec *ex) {
+  (void)out, (void)dparams;
+  const cn_transpose_attrs *a = node->attrs;
+  float *dx = din[0].data;
+  if (!dx) return;
+  int full = dout->shape.rank;
+  int64_t stride[CN_MAX_RANK] = {0};
+  gather_strides(a, &in[0].shape, stride);
+  const int64_t *od = dout->shape.dim;
+  int64_t n = od[full - 1], rows = cn_shape_numel(&dout->shape) / (n ? n : 1);
+  int64_t inc = stride[full - 1];
+  const float *dy = dout->data;
+#pragma omp parallel for num_threads(ex->threads) schedule(static) if (rows * n > (1 << 15))
+  for (int64_t r = 0; r < rows; r++) {
+    float *dst = dx + row_offset(od, stride, full, r);
+    const float *src = dy + r * n;
+    for (int64_t j = 0; j < n; j++) dst[j * inc] += src[j];
   }
 }
 
@@ -63,4 +101,5 @@ const cn_op cn_op_transpose = {
     .max_inputs = 1,
     .infer = transpose_infer,
     .forward = transpose_forward,
+    .backward = transpose_backward,
 };

@@ -1,5 +1,5 @@
 /* Elementwise functions of one input with ONNX semantics: Clip, HardSigmoid, HardSwish, Elu,
- * LeakyRelu and the plain math functions the importer maps one to one. */
+ * LeakyRelu and the plain math functions the importer maps one to one, with their derivatives. */
 #include <string.h>
 
 #include "core/error.h"
@@ -74,6 +74,85 @@ static void unary_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, co
   for (int64_t i = 0; i < n; i++) y[i] = unary(a, x[i]);
 }
 
+/* ---- backward ------------------------------------------------------------------------------ */
+
+/* d unary(x) / dx, with y = unary(x) (the training forward's output). At kinks the choice follows
+ * TensorFlow: relu passes nothing at 0, leaky relu and ELU their negative-side slope, abs 0, Clip
+ * passes only strictly inside (lo, hi), HardSigmoid and HardSwish take the slope of the flat side
+ * at their corners. Floor and Ceil have zero gradient almost everywhere, and get zero. */
+static inline float unary_slope(const cn_unary_attrs *a, float x, float y) {
+  switch (a->kind) {
+  case CN_UN_CLIP:
+    return x > a->lo && x < a->hi ? 1.0f : 0.0f;
+  case CN_UN_HARD_SIGMOID: {
+    float v = a->alpha * x + a->beta;
+    return v > 0.0f && v < 1.0f ? a->alpha : 0.0f;
+  }
+  case CN_UN_HARD_SWISH: {
+    float t = x / 6.0f + 0.5f;
+    return t <= 0.0f ? 0.0f : t >= 1.0f ? 1.0f : x / 3.0f + 0.5f;
+  }
+  case CN_UN_ELU:
+    return x > 0 ? 1.0f : a->alpha * expf(x);
+  case CN_UN_LEAKY_RELU:
+    return x > 0 ? 1.0f : a->alpha;
+  case CN_UN_RELU:
+    return x > 0 ? 1.0f : 0.0f;
+  case CN_UN_SIGMOID:
+    return y * (1.0f - y);
+  case CN_UN_TANH:
+    return 1.0f - y * y;
+  case CN_UN_SOFTPLUS: { /* the logistic function, computed without overflow */
+    float e = expf(-fabsf(x));
+    return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+  }
+  case CN_UN_NEG:
+    return -1.0f;
+  case CN_UN_ABS:
+    return x > 0 ? 1.0f : x < 0 ? -1.0f : 0.0f;
+  case CN_UN_SQRT:
+    return 0.5f / y;
+  case CN_UN_EXP:
+    return y;
+  case CN_UN_LOG:
+    return 1.0f / x;
+  case CN_UN_RECIPROCAL:
+    return -(y * y);
+  case CN_UN_ERF: /* 2 / sqrt(pi) * exp(-x^2) */
+    return 1.1283791670955126f * expf(-x * x);
+  default: /* identity */
+    return 1.0f;
+  }
+}
+
+enum { UNARY_CHUNK = 1 << 14 };
+
+static void unary_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                           const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
+                           const cn_exec *ex) {
+  (void)dparams;
+  const cn_unary_attrs *a = node->attrs;
+  float *dx = din[0].data;
+  if (!dx || a->kind == CN_UN_FLOOR || a->kind == CN_UN_CEIL) return;
+  int64_t n = cn_shape_numel(&out->shape);
+  const float *x = in[0].data, *y = out->data, *dy = dout->data;
+  if (a->kind == CN_UN_IDENTITY) {
+    cn_add_into(dx, dy, n, ex->threads);
+    return;
+  }
+  if (a->kind == CN_UN_NEG) {
+    cn_add_scaled_into(dx, dy, -1.0f, n, ex->threads);
+    return;
+  }
+  /* Elementwise: every element is written by one thread, whatever the count. */
+  int64_t chunks = (n + UNARY_CHUNK - 1) / UNARY_CHUNK;
+#pragma omp parallel for num_threads(ex->threads) schedule(static) if (n > (1 << 15))
+  for (int64_t c = 0; c < chunks; c++) {
+    int64_t end = (c + 1) * UNARY_CHUNK < n ? (c + 1) * UNARY_CHUNK : n;
+    for (int64_t i = c * UNARY_CHUNK; i < end; i++) dx[i] += dy[i] * unary_slope(a, x[i], y[i]);
+  }
+}
+
 const cn_op cn_op_unary = {
     .type = "Unary",
     .attrs_size = sizeof(cn_unary_attrs),
@@ -82,4 +161,5 @@ const cn_op cn_op_unary = {
     .infer = unary_infer,
     .forward = unary_forward,
     .inplace = 1,
+    .backward = unary_backward,
 };
