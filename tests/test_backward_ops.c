@@ -231,13 +231,13 @@ static void test_batchnorm_gradients(void) {
     cn_batchnorm_attrs a;
     cn_shape in;
   } cases[] = {
-      {"bn last axis", {1e-3f, 1, 1, -1, 0.9f}, s3(3, 4, 5)},
-      {"bn no scale", {1e-3f, 1, 0, -1, 0}, s3(3, 4, 5)},
-      {"bn no center", {1e-3f, 0, 1, -1, 0}, s3(3, 4, 5)},
-      {"bn neither", {1e-3f, 0, 0, -1, 0}, s3(3, 4, 5)},
-      {"bn channels first", {1e-3f, 1, 1, 1, 0}, s3(5, 3, 4)},
-      {"bn middle axis", {1e-3f, 1, 1, 2, 0}, s3(3, 4, 5)},
-      {"bn rank 1", {1e-3f, 1, 1, -1, 0}, s1(6)},
+      {"bn last axis", {1e-3f, 1, 1, -1, 0.9f, 0}, s3(3, 4, 5)},
+      {"bn no scale", {1e-3f, 1, 0, -1, 0, 0}, s3(3, 4, 5)},
+      {"bn no center", {1e-3f, 0, 1, -1, 0, 0}, s3(3, 4, 5)},
+      {"bn neither", {1e-3f, 0, 0, -1, 0, 0}, s3(3, 4, 5)},
+      {"bn channels first", {1e-3f, 1, 1, 1, 0, 0}, s3(5, 3, 4)},
+      {"bn middle axis", {1e-3f, 1, 1, 2, 0, 0}, s3(3, 4, 5)},
+      {"bn rank 1", {1e-3f, 1, 1, -1, 0, 0}, s1(6)},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     for (int training = 0; training <= 1; training++) {
@@ -247,11 +247,11 @@ static void test_batchnorm_gradients(void) {
       c.seed = 41 + i;
       check_grad(&c);
     }
-  cn_batchnorm_attrs a = {1e-3f, 1, 1, -1, 0};
+  cn_batchnorm_attrs a = {1e-3f, 1, 1, -1, 0, 0};
   cn_gradcheck_case big = one("bn threads", &cn_op_batchnorm, &a, s3(16, 16, 40));
   big.training = 1, big.batch = 5;
   CHECK(cn_gradcheck_thread_invariant(&big));
-  cn_batchnorm_attrs first = {1e-3f, 1, 1, 1, 0};
+  cn_batchnorm_attrs first = {1e-3f, 1, 1, 1, 0, 0};
   big = one("bn threads channels first", &cn_op_batchnorm, &first, s3(6, 40, 40));
   big.training = 1, big.batch = 5;
   CHECK(cn_gradcheck_thread_invariant(&big));
@@ -267,7 +267,7 @@ typedef struct bn_setup {
 
 static void bn_make(bn_setup *s, float momentum, int batch) {
   enum { C = 4 };
-  cn_batchnorm_attrs a = {1e-3f, 1, 1, -1, momentum};
+  cn_batchnorm_attrs a = {1e-3f, 1, 1, -1, momentum, 0};
   cn_input_attrs ia = {s3(2, 3, C)};
   int id, node;
   s->g = cn_graph_new();

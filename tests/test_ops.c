@@ -339,7 +339,7 @@ static void test_reshapes(void) {
 
 static void check_batchnorm(int axis, int scale, int center) {
   int batch = 2, d0 = 3, d1 = 4;
-  cn_batchnorm_attrs a = {1e-3f, center, scale, axis, 0.0f};
+  cn_batchnorm_attrs a = {1e-3f, center, scale, axis, 0.0f, 0};
   float x[2 * 3 * 4];
   fill(x, 24);
   cn_graph *g;
@@ -483,7 +483,7 @@ static void test_errors(void) {
   expect_fail(&cn_op_reshape, &r, &img, 1);
   cn_reshape_attrs two_unknown = {cn_shape_make(2, (int64_t[]){-1, -1})};
   expect_fail(&cn_op_reshape, &two_unknown, &img, 1);
-  cn_batchnorm_attrs bn = {1e-3f, 1, 1, 0, 0.0f}; /* the batch axis */
+  cn_batchnorm_attrs bn = {1e-3f, 1, 1, 0, 0.0f, 0}; /* the batch axis */
   expect_fail(&cn_op_batchnorm, &bn, &img, 1);
   cn_activation sm = cn_act_softmax();
   sm.axis = 4;
@@ -531,7 +531,7 @@ static void test_fold_batchnorm(void) {
   int x;
   CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x));
   cn_conv2d_attrs conv = {8, 3, 3, 1, 1, 1, 1, 1, 0, CN_PAD_SAME, cn_act_linear()};
-  cn_batchnorm_attrs bn = {1e-3f, 1, 1, -1, 0.0f}, bn_scale_only = {1e-3f, 0, 1, 3, 0.0f};
+  cn_batchnorm_attrs bn = {1e-3f, 1, 1, -1, 0.0f, 0}, bn_scale_only = {1e-3f, 0, 1, 3, 0.0f, 0};
   cn_depthwise_attrs dw = {3, 3, 2, 2, 1, 1, 2, 1, CN_PAD_SAME, cn_act_linear()};
   cn_conv2d_attrs conv_relu = {4, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_relu()};
   cn_conv2d_attrs conv_b = {5, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_linear()};

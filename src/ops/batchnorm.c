@@ -173,7 +173,8 @@ static float bn_momentum(const cn_batchnorm_attrs *a) {
 }
 
 static int training_mode(const cn_node *node, const cn_exec *ex) {
-  return ex->training && node->trainable;
+  const cn_batchnorm_attrs *a = node->attrs;
+  return ex->training && node->trainable && !a->affine;
 }
 
 /* Batch mean and inverse standard deviation into saved (mean[c], istd[c]) and the moving

@@ -77,6 +77,9 @@ typedef struct cn_batchnorm_attrs {
   /* Training: moving = moving * momentum + batch * (1 - momentum), with the biased batch
    * variance as Keras does; 0 is read as Keras's default 0.99. */
   float momentum;
+  /* 1: a per-channel scale and shift and nothing more (the ONNX importer's Mul/Add/Sub/Div by a
+   * constant): no statistics, the inference formula in training too, gamma and beta train. */
+  int affine;
 } cn_batchnorm_attrs;
 
 typedef struct cn_dropout_attrs {

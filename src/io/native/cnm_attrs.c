@@ -176,7 +176,7 @@ static const layout reshape_layout = LAYOUT(cn_reshape_attrs, reshape_fields);
 static const field batchnorm_fields[] = {
     FLT(cn_batchnorm_attrs, epsilon, 0, 1e6), INT(cn_batchnorm_attrs, center, 0, 1),
     INT(cn_batchnorm_attrs, scale, 0, 1), INT(cn_batchnorm_attrs, axis, -CN_MAX_RANK, CN_MAX_RANK),
-    FLT(cn_batchnorm_attrs, momentum, 0, 1)};
+    FLT(cn_batchnorm_attrs, momentum, 0, 1), INT(cn_batchnorm_attrs, affine, 0, 1)};
 static const layout batchnorm_layout = LAYOUT(cn_batchnorm_attrs, batchnorm_fields);
 
 static const field dropout_fields[] = {FLT(cn_dropout_attrs, rate, 0, 1)};

@@ -421,9 +421,11 @@ static cn_status conv_batchnorm(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   for (int k = 0; k < 4; k++)
     if (p[k]->numel != c)
       return CN_ONNX_FAIL(x, n, CN_ERR_SHAPE, "parameters do not have %" PRId64 " values", c);
-  cn_batchnorm_attrs a = {cn_onnx_attr_float(n, "epsilon", 1e-5f), 1, 1,
-                          cn_onnx_engine_axis(v, 1 + x->whole),
-                          cn_onnx_attr_float(n, "momentum", 0.9f)};
+  cn_batchnorm_attrs a = {.epsilon = cn_onnx_attr_float(n, "epsilon", 1e-5f),
+                          .center = 1,
+                          .scale = 1,
+                          .axis = cn_onnx_engine_axis(v, 1 + x->whole),
+                          .momentum = cn_onnx_attr_float(n, "momentum", 0.9f)};
   int src = v->node, node;
   if (v->layout == CN_ONNX_FLAT) st = cn_onnx_plain(x, v, &src);
   cn_onnx_value copy = *v;

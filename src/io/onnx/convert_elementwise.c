@@ -72,6 +72,24 @@ static cn_status conv_hard_swish(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   return add_unary(x, n, (cn_unary_attrs){.kind = CN_UN_HARD_SWISH});
 }
 
+/* The attribute-free elementwise functions, by ONNX name. */
+static const struct {
+  const char *op;
+  cn_unary_kind kind;
+} plain_unary[] = {
+    {"Exp", CN_UN_EXP},           {"Log", CN_UN_LOG}, {"Sqrt", CN_UN_SQRT},
+    {"Abs", CN_UN_ABS},           {"Neg", CN_UN_NEG}, {"Reciprocal", CN_UN_RECIPROCAL},
+    {"Softplus", CN_UN_SOFTPLUS}, {"Erf", CN_UN_ERF}, {"Floor", CN_UN_FLOOR},
+    {"Ceil", CN_UN_CEIL},
+};
+
+static cn_status conv_plain_unary(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  for (size_t k = 0; k < sizeof plain_unary / sizeof *plain_unary; k++)
+    if (strcmp(plain_unary[k].op, n->op_type) == 0)
+      return add_unary(x, n, (cn_unary_attrs){.kind = plain_unary[k].kind});
+  return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "not an elementwise function");
+}
+
 /* Clip's bound: an attribute before opset 11, an optional constant input after. */
 static cn_status clip_bound(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k, const char *attr,
                             float dflt, float *out) {
@@ -198,7 +216,7 @@ static cn_status add_scale_shift(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_on
     copy.node = src;
   }
   int eaxis = axis ? cn_onnx_engine_axis(&copy, axis) : -1;
-  cn_batchnorm_attrs a = {0.0f, 1, 1, eaxis, 0.0f};
+  cn_batchnorm_attrs a = {.epsilon = 0.0f, .center = 1, .scale = 1, .axis = eaxis, .affine = 1};
   if (st == CN_OK)
     st = cn_onnx_add_node(x, &cn_op_batchnorm, cn_onnx_out_name(n), NULL, &src, 1, &a, &node);
   int64_t channels = st == CN_OK ? x->g->nodes[node].params[0].shape.dim[0] : 0;
@@ -421,6 +439,16 @@ const cn_onnx_converter cn_onnx_elementwise_converters[] = {
     {"Softmax", conv_softmax},
     {"LogSoftmax", conv_log_softmax},
     {"HardSwish", conv_hard_swish},
+    {"Exp", conv_plain_unary},
+    {"Log", conv_plain_unary},
+    {"Sqrt", conv_plain_unary},
+    {"Abs", conv_plain_unary},
+    {"Neg", conv_plain_unary},
+    {"Reciprocal", conv_plain_unary},
+    {"Softplus", conv_plain_unary},
+    {"Erf", conv_plain_unary},
+    {"Floor", conv_plain_unary},
+    {"Ceil", conv_plain_unary},
     {"PRelu", conv_prelu},
     {"LRN", conv_lrn},
     {"Pow", conv_binary},
