@@ -13,13 +13,7 @@
 #include "ops/ops.h"
 #include "ops/ops_onnx.h"
 
-enum { MAX_COUNTERS = 32, MAX_MERGE = 64 };
-
-/* Keras names unnamed layers after their class with a per-class counter: conv2d, conv2d_1... */
-typedef struct name_counter {
-  const char *base;
-  int next;
-} name_counter;
+enum { MAX_MERGE = 64 };
 
 struct cn_net {
   char *name;
@@ -27,8 +21,7 @@ struct cn_net {
   cn_graph *g;
   cn_status status;
   char error[512]; /* the first failure's message, restored for cn_net_build */
-  int n_counters;
-  name_counter counters[MAX_COUNTERS];
+  cn_name_counters names;
 };
 
 static const cn_sym invalid = {-1, 0};
@@ -70,22 +63,6 @@ static cn_sym failed(cn_net *net, cn_status st) {
   return invalid;
 }
 
-static const char *auto_name(cn_net *net, const char *base, char *buf, size_t cap) {
-  name_counter *c = NULL;
-  for (int i = 0; i < net->n_counters; i++)
-    if (strcmp(net->counters[i].base, base) == 0) c = &net->counters[i];
-  if (!c && net->n_counters < MAX_COUNTERS) {
-    c = &net->counters[net->n_counters++];
-    *c = (name_counter){base, 0};
-  }
-  if (!c || c->next == 0)
-    snprintf(buf, cap, "%s", base);
-  else
-    snprintf(buf, cap, "%s_%d", base, c->next);
-  if (c) c->next++;
-  return buf;
-}
-
 /* A symbol made by this net for one of its layers. */
 static int valid(const cn_net *net, cn_sym s) {
   return s.net == net->id && s.node >= 0 && s.node < net->g->n_nodes;
@@ -96,7 +73,7 @@ static cn_sym add(cn_net *net, const cn_op *op, const char *name, const char *ba
                   const cn_sym *xs, int n, const void *attrs) {
   if (!net || net->status != CN_OK) return invalid;
   char auto_buf[64];
-  if (!name) name = auto_name(net, base, auto_buf, sizeof auto_buf);
+  if (!name) name = cn_auto_name(&net->names, base, auto_buf, sizeof auto_buf);
   if (cn_graph_find(net->g, name) >= 0)
     return failed(net, cn_fail(CN_ERR_ARG, "%s: a layer of that name exists already", name));
   int inputs[MAX_MERGE];

@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +68,18 @@ cn_status cn_model_wrap(cn_graph *graph, const char *name, const cn_input_spec *
     return st;
   }
   return cn_model_wrap_graph(graph, name, spec, out);
+}
+
+const char *cn_auto_name(cn_name_counters *c, const char *base, char *buf, size_t cap) {
+  int i = 0;
+  while (i < c->n && strcmp(c->at[i].base, base) != 0) i++;
+  if (i == c->n && c->n < CN_NAME_COUNTERS) c->at[c->n++].base = base, c->at[i].next = 0;
+  int next = i < c->n ? c->at[i].next++ : 0;
+  if (next == 0)
+    snprintf(buf, cap, "%s", base);
+  else
+    snprintf(buf, cap, "%s_%d", base, next);
+  return buf;
 }
 
 void cn_model_free(cn_model *m) {

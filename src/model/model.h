@@ -30,6 +30,19 @@ cn_status cn_model_wrap_graph(cn_graph *graph, const char *name, const cn_input_
 cn_status cn_model_wrap(cn_graph *graph, const char *name, const cn_input_spec *spec,
                         cn_model **out);
 
+/* Keras names unnamed layers after their class with a per-class counter: conv2d, conv2d_1, ...
+ * One counter set per model being built (the zoo builders and convnet/layers.h use it). */
+#define CN_NAME_COUNTERS 32
+typedef struct cn_name_counters {
+  int n;
+  struct {
+    const char *base; /* borrowed: a string literal */
+    int next;
+  } at[CN_NAME_COUNTERS];
+} cn_name_counters;
+/* The next automatic name of class `base` into buf; returns buf. */
+const char *cn_auto_name(cn_name_counters *c, const char *base, char *buf, size_t cap);
+
 /* Frees the class names (src/model/model_classes.c); cn_model_free calls it. */
 void cn_model_release_class_names(cn_model *m);
 

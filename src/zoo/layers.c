@@ -8,28 +8,11 @@
 #include "core/mem.h"
 #include "zoo/zoo.h"
 
-const char *zoo_auto_name(zoo_builder *b, const char *base, char *buf, size_t cap) {
-  zoo_counter *c = NULL;
-  for (int i = 0; i < b->n_counters; i++)
-    if (strcmp(b->counters[i].base, base) == 0) c = &b->counters[i];
-  if (!c && b->n_counters < ZOO_MAX_COUNTERS) {
-    c = &b->counters[b->n_counters++];
-    c->base = base;
-    c->next = 0;
-  }
-  if (!c || c->next == 0)
-    snprintf(buf, cap, "%s", base);
-  else
-    snprintf(buf, cap, "%s_%d", base, c->next);
-  if (c) c->next++;
-  return buf;
-}
-
 int zoo_add(zoo_builder *b, const cn_op *op, const char *name, const char *auto_base,
             const int *inputs, int n_inputs, const void *attrs) {
   if (b->status != CN_OK) return -1;
   char auto_name[64];
-  if (!name) name = zoo_auto_name(b, auto_base, auto_name, sizeof auto_name);
+  if (!name) name = cn_auto_name(&b->names, auto_base, auto_name, sizeof auto_name);
   int index = -1;
   b->status = cn_graph_add(b->g, op, name, inputs, n_inputs, attrs, &index);
   return b->status == CN_OK ? index : -1;

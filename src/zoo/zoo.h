@@ -9,6 +9,7 @@
 
 #include "convnet/model.h"
 #include "core/graph.h"
+#include "model/model.h"
 #include "ops/ops.h"
 
 typedef enum zoo_pooling { ZOO_POOL_NONE, ZOO_POOL_AVG, ZOO_POOL_MAX } zoo_pooling;
@@ -22,19 +23,10 @@ typedef struct zoo_config {
   double alpha; /* exactly one of the values Keras lists, as Python's double */
 } zoo_config;
 
-#define ZOO_MAX_COUNTERS 16
-
-/* Keras 3 names unnamed layers after their class with a per-class counter: conv2d, conv2d_1... */
-typedef struct zoo_counter {
-  const char *base;
-  int next;
-} zoo_counter;
-
 typedef struct zoo_builder {
   cn_graph *g;
-  cn_status status; /* the first failure; every helper is a no-op returning -1 after it */
-  int n_counters;
-  zoo_counter counters[ZOO_MAX_COUNTERS];
+  cn_status status;       /* the first failure; every helper is a no-op returning -1 after it */
+  cn_name_counters names; /* Keras's automatic names: conv2d, conv2d_1... */
 } zoo_builder;
 
 /* The builder of one family: adds the model's layers to b->g. */
@@ -49,9 +41,6 @@ void zoo_mobilenet_v2(zoo_builder *b, const zoo_config *c);
 void zoo_efficientnet_lite0(zoo_builder *b, const zoo_config *c);
 void zoo_efficientnet_lite1(zoo_builder *b, const zoo_config *c);
 void zoo_efficientnet_lite2(zoo_builder *b, const zoo_config *c);
-
-/* Writes the next automatic Keras name for a class base ("conv2d") into buf; returns buf. */
-const char *zoo_auto_name(zoo_builder *b, const char *base, char *buf, size_t cap);
 
 /* Layer helpers. Each returns the new node's index, or -1 once the builder has failed.
  * A NULL name takes the next automatic Keras name of the layer's class. */
