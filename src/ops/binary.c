@@ -574,7 +574,7 @@ static void prelu_backward(cn_node *node, const cn_tensor *in, const cn_tensor *
   const cn_prelu_attrs *a = node->attrs;
   int full = out->shape.rank;
   operands o;
-  int64_t dims[2][CN_MAX_RANK];
+  int64_t dims[2][CN_MAX_RANK] = {{0}};
   o.kind = KIND_PRELU;
   o.count = 0;
   tensor_dims(&in[0], full, dims[0]);
