@@ -17,6 +17,7 @@ typedef struct cn_plan {
   size_t *offset; /* per node, in floats */
   float *scratch;
   size_t scratch_floats;
+  char *needed; /* per node: an output depends on it (others are never run) */
 } cn_plan;
 
 cn_graph *cn_graph_new(void) {
@@ -30,6 +31,7 @@ static void plan_free(cn_plan *p) {
   cn_free_aligned(p->arena);
   cn_free_aligned(p->scratch);
   free(p->offset);
+  free(p->needed);
   free(p);
 }
 
@@ -222,6 +224,12 @@ cn_status cn_graph_set_outputs(cn_graph *g, const int *outputs, int n_outputs) {
   return CN_OK;
 }
 
+cn_status cn_graph_default_outputs(cn_graph *g) {
+  if (g->n_outputs > 0 || g->n_nodes == 0) return CN_OK;
+  int last = g->n_nodes - 1;
+  return cn_graph_set_outputs(g, &last, 1);
+}
+
 static size_t aligned_floats(size_t n) {
   size_t per = CN_ALIGN / sizeof(float);
   return (n + per - 1) / per * per;
@@ -333,6 +341,15 @@ static size_t place_slots(slot *slots, int n_slots) {
   return arena;
 }
 
+/* needed[i]: node i is an output or an input of a needed node (a model built from part of a net,
+ * or an import with a branch nobody reads, runs only what its outputs use). */
+static void compute_needed(const cn_graph *g, char *needed) {
+  for (int i = 0; i < g->n_nodes; i++) needed[i] = (char)is_output(g, i);
+  for (int i = g->n_nodes - 1; i >= 0; i--)
+    if (needed[i])
+      for (int k = 0; k < g->nodes[i].n_inputs; k++) needed[g->nodes[i].inputs[k]] = 1;
+}
+
 static cn_status plan_build(cn_graph *g, int batch) {
   int n = g->n_nodes;
   int *last_use = malloc((size_t)n * sizeof *last_use);
@@ -346,6 +363,8 @@ static cn_status plan_build(cn_graph *g, int batch) {
   }
   p->batch = batch;
   p->offset = malloc((size_t)n * sizeof *p->offset);
+  p->needed = malloc((size_t)(n ? n : 1));
+  if (p->needed) compute_needed(g, p->needed);
   compute_last_use(g, last_use);
   int n_slots = assign_slots(g, batch, last_use, node_slot, slots);
   p->arena_floats = place_slots(slots, n_slots);
@@ -361,7 +380,8 @@ static cn_status plan_build(cn_graph *g, int batch) {
   }
   p->arena = cn_alloc_aligned(p->arena_floats * sizeof(float));
   p->scratch = cn_alloc_aligned(aligned_floats(p->scratch_floats + 1) * sizeof(float));
-  if (!p->offset || p->arena_floats == SIZE_MAX || (p->arena_floats && !p->arena) || !p->scratch) {
+  if (!p->offset || !p->needed || p->arena_floats == SIZE_MAX || (p->arena_floats && !p->arena) ||
+      !p->scratch) {
     st = cn_fail(CN_ERR_NOMEM, "out of memory for activations (batch %d)", batch);
     goto done;
   }
@@ -391,19 +411,10 @@ enum { CN_MAX_NODE_INPUTS = 64 };
 
 cn_status cn_graph_run(cn_graph *g, int batch, const float *const *inputs, float *const *outputs) {
   if (batch < 1) return cn_fail(CN_ERR_ARG, "batch must be at least 1");
-  if (g->n_outputs == 0 && g->n_nodes > 0) {
-    int last = g->n_nodes - 1;
-    cn_status st = cn_graph_set_outputs(g, &last, 1);
-    if (st != CN_OK) return st;
-  }
-  if (!g->params && g->n_param_floats == 0) {
-    cn_status st = cn_graph_alloc_params(g);
-    if (st != CN_OK) return st;
-  }
-  if (!g->plan || g->plan->batch != batch) {
-    cn_status st = plan_build(g, batch);
-    if (st != CN_OK) return st;
-  }
+  cn_status st = cn_graph_default_outputs(g);
+  if (st == CN_OK && !g->params && g->n_param_floats == 0) st = cn_graph_alloc_params(g);
+  if (st == CN_OK && (!g->plan || g->plan->batch != batch)) st = plan_build(g, batch);
+  if (st != CN_OK) return st;
   for (int i = 0; i < g->n_inputs; i++) {
     cn_tensor t = node_tensor(g, g->inputs[i]);
     memcpy(t.data, inputs[i], (size_t)cn_shape_numel(&t.shape) * sizeof(float));
@@ -412,7 +423,7 @@ cn_status cn_graph_run(cn_graph *g, int batch, const float *const *inputs, float
   cn_tensor in[CN_MAX_NODE_INPUTS];
   for (int i = 0; i < g->n_nodes; i++) {
     cn_node *n = &g->nodes[i];
-    if (n->op->graph_input) continue;
+    if (n->op->graph_input || !g->plan->needed[i]) continue;
     if (n->n_inputs > CN_MAX_NODE_INPUTS)
       return cn_fail(CN_ERR_UNSUPPORTED, "%s: more than %d inputs", n->name, CN_MAX_NODE_INPUTS);
     for (int k = 0; k < n->n_inputs; k++) in[k] = node_tensor(g, n->inputs[k]);

@@ -105,6 +105,8 @@ cn_status cn_node_add_state(cn_node *node, const char *name, cn_shape shape);
 cn_param *cn_node_find_param(cn_node *node, const char *name);
 /* Default: the graph's inputs are its Input nodes and its output the last node. */
 cn_status cn_graph_set_outputs(cn_graph *g, const int *outputs, int n_outputs);
+/* Sets that default (the last node) when no outputs are set yet. */
+cn_status cn_graph_default_outputs(cn_graph *g);
 /* Allocates (zeroed) storage for every declared parameter; call after the last cn_graph_add. */
 cn_status cn_graph_alloc_params(cn_graph *g);
 int64_t cn_node_param_count(const cn_node *node);

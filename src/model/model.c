@@ -24,11 +24,7 @@ cn_input_spec cn_input_spec_default(const cn_shape *input, cn_preprocess preproc
 cn_status cn_model_wrap_graph(cn_graph *graph, const char *name, const cn_input_spec *spec,
                               cn_model **out) {
   *out = NULL;
-  cn_status st = CN_OK;
-  if (graph->n_outputs == 0 && graph->n_nodes > 0) {
-    int last = graph->n_nodes - 1;
-    st = cn_graph_set_outputs(graph, &last, 1);
-  }
+  cn_status st = cn_graph_default_outputs(graph);
   if (st == CN_OK && !graph->params) st = cn_graph_alloc_params(graph);
   cn_model *m = NULL;
   if (st == CN_OK) {
@@ -57,10 +53,7 @@ cn_status cn_model_wrap(cn_graph *graph, const char *name, const cn_input_spec *
   *out = NULL;
   cn_status st = CN_OK;
   if (graph->n_inputs != 1) st = cn_fail(CN_ERR_UNSUPPORTED, "%s: expected one input", name);
-  if (st == CN_OK && graph->n_outputs == 0 && graph->n_nodes > 0) {
-    int last = graph->n_nodes - 1;
-    st = cn_graph_set_outputs(graph, &last, 1);
-  }
+  if (st == CN_OK) st = cn_graph_default_outputs(graph);
   if (st == CN_OK && graph->n_outputs != 1)
     st = cn_fail(CN_ERR_UNSUPPORTED, "%s: expected one output", name);
   if (st != CN_OK) {
