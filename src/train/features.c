@@ -19,8 +19,10 @@
 enum { CHUNK = 512, SHA_HEX = 64 };
 
 void fit_features_free(fit_features *f) {
-  cn_free_aligned(f->x);
-  free(f->y);
+  if (!f->borrowed) {
+    cn_free_aligned(f->x);
+    free(f->y);
+  }
   memset(f, 0, sizeof *f);
 }
 

@@ -15,8 +15,9 @@
  * prefix (or preprocessed images when nothing is frozen) in data-set order, bad images left out. */
 typedef struct fit_features {
   int64_t n, dim, cap;
-  float *x; /* n x dim (room for cap rows) */
-  int *y;   /* n labels */
+  float *x;     /* n x dim (room for cap rows) */
+  int *y;       /* n labels */
+  int borrowed; /* x and y belong to another set: fit_features_free only forgets them */
 } fit_features;
 
 typedef struct fit_phase {
@@ -77,7 +78,8 @@ int fit_idx_wanted(const char *path);
 /* Reads o->data_dir (and o->val_dir, or the folder's t10k files, or o->val_split of the
  * training set) into r->idx_train / r->idx_val, sets r->classes, the class names and weights. */
 cn_status fit_idx_open(fit_run *r);
-/* The trained part's inputs for an IDX set: src itself, or src through the frozen prefix. */
+/* The trained part's inputs for an IDX set: src itself (borrowed, not copied), or src through the
+ * frozen prefix. */
 cn_status fit_idx_features(fit_run *r, const fit_features *src, fit_features *out);
 void fit_idx_free(fit_run *r);
 

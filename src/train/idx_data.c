@@ -201,11 +201,16 @@ cn_status fit_idx_open(fit_run *r) {
   return st;
 }
 
-/* Copies (or runs the frozen prefix over) src, batch by batch. */
+/* src itself when nothing is frozen; else the frozen prefix run over src, batch by batch. */
 cn_status fit_idx_features(fit_run *r, const fit_features *src, fit_features *out) {
   memset(out, 0, sizeof *out);
   if (src->n == 0) return CN_OK;
-  cn_shape shape = r->prefix ? cn_model_output_shape(r->prefix) : (cn_shape){1, {src->dim}};
+  if (!r->prefix) {
+    *out = *src;
+    out->borrowed = 1;
+    return CN_OK;
+  }
+  cn_shape shape = cn_model_output_shape(r->prefix);
   int64_t dim = cn_shape_numel(&shape);
   out->x = cn_alloc_aligned((size_t)(src->n * dim) * sizeof(float));
   out->y = malloc((size_t)src->n * sizeof *out->y);
@@ -216,10 +221,6 @@ cn_status fit_idx_features(fit_run *r, const fit_features *src, fit_features *ou
   out->n = out->cap = src->n;
   out->dim = dim;
   memcpy(out->y, src->y, (size_t)src->n * sizeof *out->y);
-  if (!r->prefix) {
-    memcpy(out->x, src->x, (size_t)(src->n * dim) * sizeof(float));
-    return CN_OK;
-  }
   for (int64_t first = 0; first < src->n; first += r->batch) {
     int count = (int)(src->n - first < r->batch ? src->n - first : r->batch);
     cn_status st =
