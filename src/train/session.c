@@ -154,7 +154,7 @@ cn_status cn_session_step(cn_session *s, int batch, const float *x, const float 
   uint64_t key = cn_rng_key(s->seed, SESSION_STREAM, s->steps);
   if (st == CN_OK) st = cn_trainer_forward(s->trainer, batch, x, 1, key, &logits);
   if (st != CN_OK) return st;
-  activate(s, batch, logits);
+  if (!fused(s)) activate(s, batch, logits); /* the fused losses read the logits alone */
   double l = loss_of(s, batch, logits, y, 1);
   if (loss) *loss = l;
   if (!isfinite(l))
