@@ -4,7 +4,6 @@
  * mode, transposes, Gemm, MatMul in both forms and LRN; bitwise thread invariance (1 against 2
  * threads) on shapes large enough for the parallel paths; and the tie rule of Max / Min. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,14 +12,7 @@
 #include "ops/ops_onnx.h"
 #include "testlib.h"
 
-static cn_shape S(int rank, ...) {
-  cn_shape s = {.rank = rank};
-  va_list ap;
-  va_start(ap, rank);
-  for (int i = 0; i < rank; i++) s.dim[i] = va_arg(ap, int);
-  va_end(ap);
-  return s;
-}
+#define S cn_test_shape
 
 static void check_grad(const cn_gradcheck_case *c) {
   int bad = cn_gradcheck(c);

@@ -2,7 +2,6 @@
  * against onnxruntime), naive references written here for broadcasting, transposes, pads, GEMMs,
  * transposed convolutions and pooling, and the validation errors of infer. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,14 +19,7 @@ static void fill(float *x, size_t n) {
   for (size_t i = 0; i < n; i++) x[i] = rnd();
 }
 
-static cn_shape S(int rank, ...) {
-  cn_shape s = {.rank = rank};
-  va_list ap;
-  va_start(ap, rank);
-  for (int i = 0; i < rank; i++) s.dim[i] = va_arg(ap, int);
-  va_end(ap);
-  return s;
-}
+#define S cn_test_shape
 
 /* Inputs in0..in{n-1} of the given per-sample shapes feeding one node "layer" with random
  * parameters. NULL (after checking the status) when infer fails. */

@@ -1,6 +1,7 @@
 #include "testlib.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,4 +45,13 @@ double cn_test_max_abs_diff(const float *a, const float *b, size_t n) {
     if (d > worst || d != d) worst = d != d ? INFINITY : d;
   }
   return worst;
+}
+
+cn_shape cn_test_shape(int rank, ...) {
+  cn_shape s = {.rank = rank};
+  va_list ap;
+  va_start(ap, rank);
+  for (int i = 0; i < rank && i < CN_MAX_RANK; i++) s.dim[i] = va_arg(ap, int);
+  va_end(ap);
+  return s;
 }

@@ -5,6 +5,8 @@
 
 #include <stdio.h>
 
+#include "convnet/core.h"
+
 extern int cn_test_passed, cn_test_failed;
 
 #define CHECK(cond)                                                                                \
@@ -49,6 +51,8 @@ const char *cn_test_data(const char *relative);
 void cn_test_skip(const char *why) __attribute__((noreturn));
 /* A fresh temporary directory for this test process. */
 const char *cn_test_tmpdir(void);
+/* A shape from its rank and that many int dimensions: cn_test_shape(3, 4, 5, 6). */
+cn_shape cn_test_shape(int rank, ...);
 /* Max |a - b| over n floats. */
 double cn_test_max_abs_diff(const float *a, const float *b, size_t n);
 
