@@ -10,7 +10,6 @@ after the last epoch and the wall time of the whole run.
     .venv/bin/python bench/bench_autoencoder.py [--build build] [--epochs 10] [--seeds 1,2,3]
 """
 import argparse
-import gzip
 import os
 import pathlib
 import re
@@ -22,16 +21,9 @@ import time
 
 import numpy as np
 
+from fashion_mnist import DATA, cpu_name, images
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DATA = pathlib.Path("/usr/share/datasets/fashion-mnist")
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    rank = data[3]
-    dims = np.frombuffer(data, ">u4", rank, 4).astype(int)
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * rank).reshape(dims)
 
 
 def run_convnet(args, seed, tmp):
@@ -79,9 +71,8 @@ def main():
     d = pathlib.Path(args.data)
     if not (d / "train-images-idx3-ubyte.gz").exists():
         sys.exit(f"no Fashion-MNIST in {d} (apt-get install dataset-fashion-mnist)")
-    load = lambda s: (read_idx(d / f"{s}-images-idx3-ubyte.gz")[..., None] / 255.0).astype("float32")
-    xt, xv = load("train"), load("t10k")
-    print(f"{args.epochs} epochs, batch 128, {args.threads} threads")
+    xt, xv = images(d, "train"), images(d, "t10k")
+    print(f"CPU: {cpu_name()}, {args.threads} threads; {args.epochs} epochs, batch 128")
     print(f"{'seed':>4} {'convnet MSE':>11} {'keras MSE':>9} {'convnet s':>9} {'keras s':>8}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,23 +14,20 @@ its median, and so is convnet's for symmetry).
     .venv/bin/python bench/bench_scratch.py [--build build] [--epochs 5] [--seeds 1,2,3]
 """
 import argparse
-import gzip
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-import numpy as np
+from fashion_mnist import DATA, cpu_name, images, labels
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("CN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 ARCH = SHARED / "weights" / "keras" / "mnist_cnn.json"
-DATA = pathlib.Path("/usr/share/datasets/fashion-mnist")
 
 
 def parse_args():
@@ -45,23 +42,6 @@ def parse_args():
     args = p.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     return args
-
-
-def cpu_name():
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            flags = pathlib.Path("/proc/cpuinfo").read_text()
-            simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
-            return f"{line.split(':', 1)[1].strip()} ({simd})"
-    return platform.processor()
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    rank = data[3]
-    dims = np.frombuffer(data, ">u4", rank, 4).astype(int)
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * rank).reshape(dims)
 
 
 def run_convnet(args, seed, tmp):
@@ -127,8 +107,7 @@ def main():
     d = pathlib.Path(args.data)
     data = None
     if not args.skip_keras:
-        load = lambda s: ((read_idx(d / f"{s}-images-idx3-ubyte.gz")[..., None] / 255.0)
-                          .astype("float32"), read_idx(d / f"{s}-labels-idx1-ubyte.gz"))
+        load = lambda s: (images(d, s), labels(d, s))
         data = (load("train"), load("t10k"))
     print(f"CPU: {cpu_name()}, {args.threads} threads; {args.epochs} epochs, batch {args.batch}")
     print(f"{'seed':>4} {'convnet acc':>11} {'keras acc':>9} {'convnet s/epoch':>15} "
