@@ -201,6 +201,16 @@ typedef struct mm_geom {
   int b_vector; /* B is 1-D: the last output dim is dropped */
 } mm_geom;
 
+/* The number of matrices of the output, of A and of B (products of their batch dims). */
+static void mm_batches(const mm_geom *g, int64_t *mats, int64_t *a_mats, int64_t *b_mats) {
+  *mats = *a_mats = *b_mats = 1;
+  for (int i = 0; i < g->nb; i++) {
+    *mats *= g->out_b[i];
+    *a_mats *= g->a_b[i];
+    *b_mats *= g->b_b[i];
+  }
+}
+
 /* From A's and B's full shapes; returns 0 when they do not multiply (infer reports it). */
 static int mm_geometry(const cn_shape *a, const cn_shape *b, mm_geom *g) {
   *g = (mm_geom){0};
@@ -305,12 +315,8 @@ static void matmul_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, c
   const float *b = a->const_b ? node->params[0].data : in[1].data;
   mm_geom g;
   mm_geometry(&in[0].shape, bf, &g);
-  int64_t mats = 1, a_mats = 1, b_mats = 1;
-  for (int i = 0; i < g.nb; i++) {
-    mats *= g.out_b[i];
-    a_mats *= g.a_b[i];
-    b_mats *= g.b_b[i];
-  }
+  int64_t mats, a_mats, b_mats;
+  mm_batches(&g, &mats, &a_mats, &b_mats);
   if (b_mats == 1 && a_mats == mats) { /* one B for every row of A */
     sgemm_rows(mats * g.m, g.n, g.k, in[0].data, b, out->data);
     return;
@@ -366,12 +372,8 @@ static void matmul_backward(cn_node *node, const cn_tensor *in, const cn_tensor 
   float *da = din[0].data, *db = a->const_b ? dparams[0] : din[1].data;
   mm_geom g;
   mm_geometry(&in[0].shape, bf, &g);
-  int64_t mats = 1, a_mats = 1, b_mats = 1;
-  for (int i = 0; i < g.nb; i++) {
-    mats *= g.out_b[i];
-    a_mats *= g.a_b[i];
-    b_mats *= g.b_b[i];
-  }
+  int64_t mats, a_mats, b_mats;
+  mm_batches(&g, &mats, &a_mats, &b_mats);
   if (b_mats == 1 && a_mats == mats) { /* one B for every row of A, as forward */
     int64_t rows = mats * g.m;
     if (da) {

@@ -108,6 +108,17 @@ typedef struct geometry {
   float sh, sw;
 } geometry;
 
+/* The geometry of a run from the NHWC input and output shapes (with the batch). */
+static geometry run_geometry(const cn_resize_attrs *a, const cn_shape *in, const cn_shape *out) {
+  geometry g = {.ih = in->dim[1], .iw = in->dim[2], .c = in->dim[3]};
+  int64_t oh, ow;
+  axis_geometry(g.ih, a->scale_h, a->out_h, &oh, &g.sh);
+  axis_geometry(g.iw, a->scale_w, a->out_w, &ow, &g.sw);
+  g.oh = out->dim[1];
+  g.ow = out->dim[2];
+  return g;
+}
+
 static void resize_row_nearest(const cn_resize_attrs *a, const geometry *g, const float *img,
                                int64_t oy, float *dst) {
   int64_t iy = nearest_index(a->nearest, source_coord(a->coord, oy, g->sh, g->ih, g->oh), g->ih);
@@ -137,12 +148,7 @@ static void resize_row_linear(const cn_resize_attrs *a, const geometry *g, const
 
 static void resize_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
   const cn_resize_attrs *a = node->attrs;
-  geometry g = {.ih = in[0].shape.dim[1], .iw = in[0].shape.dim[2], .c = in[0].shape.dim[3]};
-  int64_t oh, ow;
-  axis_geometry(g.ih, a->scale_h, a->out_h, &oh, &g.sh);
-  axis_geometry(g.iw, a->scale_w, a->out_w, &ow, &g.sw);
-  g.oh = out->shape.dim[1];
-  g.ow = out->shape.dim[2];
+  geometry g = run_geometry(a, &in[0].shape, &out->shape);
   int64_t rows = out->shape.dim[0] * g.oh;
 #pragma omp parallel for num_threads(ex->threads) schedule(static) if (rows * g.ow * g.c > 4096)
   for (int64_t r = 0; r < rows; r++) {
@@ -206,12 +212,7 @@ static void resize_backward(cn_node *node, const cn_tensor *in, const cn_tensor 
   (void)dparams;
   if (!din[0].data) return;
   const cn_resize_attrs *a = node->attrs;
-  geometry g = {.ih = in[0].shape.dim[1], .iw = in[0].shape.dim[2], .c = in[0].shape.dim[3]};
-  int64_t oh, ow;
-  axis_geometry(g.ih, a->scale_h, a->out_h, &oh, &g.sh);
-  axis_geometry(g.iw, a->scale_w, a->out_w, &ow, &g.sw);
-  g.oh = out->shape.dim[1];
-  g.ow = out->shape.dim[2];
+  geometry g = run_geometry(a, &in[0].shape, &out->shape);
   int64_t batch = in[0].shape.dim[0], rows = batch * g.ih;
 #pragma omp parallel for num_threads(ex->threads)                                                  \
     schedule(static) if (batch * g.oh * g.ow * g.c > 4096)
