@@ -18,3 +18,10 @@ void cn_rng_shuffle(cn_rng *r, int64_t *items, int64_t n) {
     items[j] = t;
   }
 }
+
+float cn_rng_normal_at(uint64_t key, uint64_t index) {
+  uint64_t a = cn_mix64(key ^ cn_mix64(2 * index)), b = cn_mix64(key ^ cn_mix64(2 * index + 1));
+  double u1 = 1.0 - (double)(a >> 11) * (1.0 / 9007199254740992.0);
+  double u2 = (double)(b >> 11) * (1.0 / 9007199254740992.0);
+  return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}

@@ -26,6 +26,9 @@ static inline float cn_rng_uniform_at(uint64_t key, uint64_t index) {
   return (float)(cn_mix64(key ^ cn_mix64(index)) >> 40) * (1.0f / 16777216.0f);
 }
 
+/* Counter-based: a standard normal value for element `index` under `key` (Box-Muller). */
+float cn_rng_normal_at(uint64_t key, uint64_t index);
+
 /* A sequential stream; copy the struct to save or restore it. */
 typedef struct cn_rng {
   uint64_t state;

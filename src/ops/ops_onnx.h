@@ -107,6 +107,8 @@ typedef enum cn_unary_kind {
   CN_UN_CEIL,
   CN_UN_ERF,
   CN_UN_IDENTITY,
+  CN_UN_SQUARE,
+  CN_UN_AFFINE, /* alpha * x + beta */
   CN_UN_COUNT
 } cn_unary_kind;
 

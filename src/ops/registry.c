@@ -1,5 +1,6 @@
 /* The operator registry: every op, NULL-terminated, for lookups by Keras class name and tests. */
 #include "ops/ops.h"
+#include "ops/ops_math.h"
 #include "ops/ops_onnx.h"
 
 const cn_op *const cn_all_ops[] = {
@@ -30,5 +31,8 @@ const cn_op *const cn_all_ops[] = {
     &cn_op_matmul,
     &cn_op_resize,
     &cn_op_conv_transpose,
+    &cn_op_loss,
+    &cn_op_reduce,
+    &cn_op_gaussian_sample,
     NULL,
 };

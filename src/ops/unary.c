@@ -56,6 +56,10 @@ static inline float unary(const cn_unary_attrs *a, float x) {
     return ceilf(x);
   case CN_UN_ERF:
     return erff(x);
+  case CN_UN_SQUARE:
+    return x * x;
+  case CN_UN_AFFINE:
+    return a->alpha * x + a->beta;
   default:
     return x;
   }
@@ -120,6 +124,10 @@ static inline float unary_slope(const cn_unary_attrs *a, float x, float y) {
     return -(y * y);
   case CN_UN_ERF: /* 2 / sqrt(pi) * exp(-x^2) */
     return 1.1283791670955126f * expf(-x * x);
+  case CN_UN_SQUARE:
+    return 2.0f * x;
+  case CN_UN_AFFINE:
+    return a->alpha;
   default: /* identity */
     return 1.0f;
   }

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "io/native/internal.h"
+#include "ops/ops_math.h"
 #include "ops/ops_onnx.h"
 
 typedef enum field_kind {
@@ -90,7 +91,8 @@ static const char *const const_operand_names[] = {"none", "last", "first", NULL}
 static const char *const unary_names[] = {
     "clip",       "hard_sigmoid", "hard_swish", "elu", "leaky_relu", "relu", "sigmoid",
     "tanh",       "softplus",     "neg",        "abs", "sqrt",       "exp",  "log",
-    "reciprocal", "floor",        "ceil",       "erf", "identity",   NULL};
+    "reciprocal", "floor",        "ceil",       "erf", "identity",   "square",
+    "affine",     NULL};
 _Static_assert(NAMES_OF(unary_names) == CN_UN_COUNT, "unary_names must name every kind");
 static const char *const pad_mode_names[] = {"constant", "reflect", "edge", "wrap", NULL};
 static const char *const resize_mode_names[] = {"nearest", "linear", NULL};
@@ -257,6 +259,25 @@ static const field conv_transpose_fields[] = {INT(cn_conv_transpose_attrs, filte
                                               INT(cn_conv_transpose_attrs, out_pad_w, 0, 65536)};
 static const layout conv_transpose_layout = LAYOUT(cn_conv_transpose_attrs, conv_transpose_fields);
 
+static const char *const loss_fn_names[] = {
+    "mse",   "mae",   "binary_crossentropy_from_logits",      "binary_crossentropy",
+    "categorical_crossentropy_from_logits",   "categorical_crossentropy",
+    "sparse_categorical_crossentropy_from_logits", "sparse_categorical_crossentropy",
+    "contrastive", "kl_gaussian", NULL};
+_Static_assert(NAMES_OF(loss_fn_names) == CN_LOSS_FN_COUNT, "loss_fn_names must name every loss");
+static const field loss_fields[] = {ENUM(cn_loss_attrs, fn, loss_fn_names),
+                                    FLT(cn_loss_attrs, margin, 0, BIG)};
+static const layout loss_layout = LAYOUT(cn_loss_attrs, loss_fields);
+
+static const char *const reduce_names[] = {"sum", "mean", "max", "min", NULL};
+static const field reduce_fields[] = {ENUM(cn_reduce_attrs, kind, reduce_names),
+                                      INT(cn_reduce_attrs, axes, 1, (1 << CN_MAX_RANK) - 1),
+                                      INT(cn_reduce_attrs, keepdims, 0, 1)};
+static const layout reduce_layout = LAYOUT(cn_reduce_attrs, reduce_fields);
+
+static const field sample_fields[] = {I64(cn_gaussian_sample_attrs, seed, 0, 9007199254740992.0)};
+static const layout sample_layout = LAYOUT(cn_gaussian_sample_attrs, sample_fields);
+
 static const field spec_fields[] = {
     INT(cn_input_spec, height, 0, 65536),   INT(cn_input_spec, width, 0, 65536),
     INT(cn_input_spec, channels, 0, 65536), ENUM(cn_input_spec, resize, image_resize_names),
@@ -294,6 +315,9 @@ static const struct {
     {&cn_op_matmul, &matmul_layout},
     {&cn_op_resize, &resize_layout},
     {&cn_op_conv_transpose, &conv_transpose_layout},
+    {&cn_op_loss, &loss_layout},
+    {&cn_op_reduce, &reduce_layout},
+    {&cn_op_gaussian_sample, &sample_layout},
 };
 
 static const layout *layout_of(const cn_op *op) {

@@ -94,6 +94,13 @@ static const char *hard_sigmoid(cn_ex_ctx *x, const char *in, float alpha, float
   return out;
 }
 
+/* alpha * x + beta: Mul then Add. */
+static const char *affine(cn_ex_ctx *x, const char *in, float alpha, float beta,
+                          const char *base) {
+  const char *scaled = cn_ex_binary(x, "Mul", in, cn_ex_scalar(x, base, alpha), base);
+  return cn_ex_binary(x, "Add", scaled, cn_ex_scalar(x, base, beta), base);
+}
+
 const char *cn_ex_activation(cn_ex_ctx *x, const cn_activation *a, const char *in, int softmax_axis,
                              const char *base) {
   Onnx__NodeProto *n;
@@ -605,6 +612,10 @@ static cn_status ex_unary(cn_ex_ctx *x, int i) {
     out = clip(x, in, a->lo, a->hi, n->name);
   } else if (a->kind == CN_UN_HARD_SIGMOID) {
     out = hard_sigmoid(x, in, a->alpha, a->beta, n->name);
+  } else if (a->kind == CN_UN_SQUARE) {
+    out = cn_ex_binary(x, "Mul", in, in, n->name);
+  } else if (a->kind == CN_UN_AFFINE) {
+    out = affine(x, in, a->alpha, a->beta, n->name);
   } else if (a->kind == CN_UN_HARD_SWISH) { /* HardSwish itself is opset 14 */
     out = cn_ex_binary(x, "Mul", in, hard_sigmoid(x, in, 1.0f / 6.0f, 0.5f, n->name), n->name);
   } else {
