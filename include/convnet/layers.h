@@ -45,9 +45,16 @@ CN_API cn_status cn_net_new(const char *name, cn_net **out);
 CN_API void cn_net_free(cn_net *net);
 /* The first failure so far (CN_OK while none); its message is the one cn_last_error gave then. */
 CN_API cn_status cn_net_status(const cn_net *net);
-/* The model from the net's inputs (in the order they were made) to these outputs. The net may
- * be freed afterwards; the model owns its graph. */
+/* The model of the layers these outputs depend on, from the net's inputs they need (in the order
+ * the inputs were made) to these outputs. The net may be freed afterwards; the model owns its
+ * graph. Weights are zero until initialised or loaded: two models built from one net do not
+ * share weights (copy them with cn_model_copy_weights). */
 CN_API cn_status cn_net_build(cn_net *net, const cn_sym *outputs, int n_outputs, cn_model **out);
+/* The same from chosen layers: each of `inputs` becomes an input layer of the model (named as
+ * the layer), so a VAE's decoder is the net from its latent sample to its reconstruction. Fails
+ * when the outputs need an input of the net that is not among them. */
+CN_API cn_status cn_net_build_from(cn_net *net, const cn_sym *inputs, int n_inputs,
+                                   const cn_sym *outputs, int n_outputs, cn_model **out);
 
 /* An input of the given per-sample shape (rank 1 to 5, every dimension positive). */
 CN_API cn_sym cn_net_input(cn_net *net, const char *name, int rank, const int64_t *dims);
@@ -148,6 +155,46 @@ CN_API cn_sym cn_net_multiply(cn_net *net, const cn_sym *xs, int n, const char *
 CN_API cn_sym cn_net_average(cn_net *net, const cn_sym *xs, int n, const char *name);
 CN_API cn_sym cn_net_maximum(cn_net *net, const cn_sym *xs, int n, const char *name);
 CN_API cn_sym cn_net_minimum(cn_net *net, const cn_sym *xs, int n, const char *name);
+
+/* ---- math and losses: a model may end in the scalar it is trained on -------------------------
+ * A session made with no loss name (cn_session_options.loss NULL) minimises the batch mean of the
+ * model's first output, which must be one value per sample: a loss layer below, or any scalar
+ * built from these functions. Shapes are per sample; the batch axis is never reduced here. */
+
+/* An elementwise function: "exp", "log", "sqrt", "square", "abs", "neg", "reciprocal", "sigmoid",
+ * "tanh", "relu", "softplus". */
+CN_API cn_sym cn_net_math(cn_net *net, cn_sym x, const char *fn, const char *name);
+/* x * scale + shift (Keras's Rescaling). */
+CN_API cn_sym cn_net_scale(cn_net *net, cn_sym x, float scale, float shift, const char *name);
+/* min(max(x, lo), hi); +-INFINITY for no bound. */
+CN_API cn_sym cn_net_clip(cn_net *net, cn_sym x, float lo, float hi, const char *name);
+/* "sum", "mean", "max" or "min" over axes counted Keras-style (1 the first per-sample axis, -1
+ * the last; NULL: every per-sample axis), keeping them as size 1 with keepdims. */
+CN_API cn_sym cn_net_reduce(cn_net *net, cn_sym x, const char *how, const int *axes, int n_axes,
+                            int keepdims, const char *name);
+/* mean + exp(log_var / 2) * eps with eps ~ N(0, 1): the reparameterisation trick of a VAE. The
+ * draw is a pure function of seed, the training step and the element (at inference: of seed and
+ * the element), so runs repeat exactly. */
+CN_API cn_sym cn_net_gaussian_sample(cn_net *net, cn_sym mean, cn_sym log_var, uint64_t seed,
+                                     const char *name);
+/* A per-sample loss of pred against target, Keras's formulas: "mse", "mae",
+ * "binary_crossentropy" (pred probabilities, clipped to [1e-7, 1 - 1e-7]),
+ * "categorical_crossentropy" (pred probabilities over the last axis, renormalised),
+ * "sparse_categorical_crossentropy" (target: class index per row, the shape of pred without its
+ * last axis or with it 1), each of those three also "..._from_logits". The cross-entropies average
+ * over rows of the last axis, the others over every element. */
+CN_API cn_sym cn_net_loss(cn_net *net, const char *loss, cn_sym pred, cn_sym target,
+                          const char *name);
+/* mean((1 - label) * d^2 + label * max(margin - d, 0)^2) for a distance d: label 0 for a similar
+ * pair, 1 for a dissimilar one (Hadsell et al. 2006). */
+CN_API cn_sym cn_net_contrastive_loss(cn_net *net, cn_sym distance, cn_sym label, float margin,
+                                      const char *name);
+/* KL(N(mean, exp(log_var)) || N(0, 1)) summed over the sample: -1/2 sum(1 + log_var - mean^2 -
+ * exp(log_var)). */
+CN_API cn_sym cn_net_kl_gaussian(cn_net *net, cn_sym mean, cn_sym log_var, const char *name);
+/* sum_i weights[i] * xs[i] over tensors of one shape (weights NULL: all 1). */
+CN_API cn_sym cn_net_weighted_sum(cn_net *net, const cn_sym *xs, const float *weights, int n,
+                                  const char *name);
 
 #ifdef __cplusplus
 }

@@ -47,6 +47,10 @@ CN_API cn_status cn_model_load_weights(cn_model *model, const char *path);
  * variances). The values follow Keras's distributions but are drawn from convnet's own seeded
  * streams; the same seed always gives the same weights. */
 CN_API cn_status cn_model_init_weights(cn_model *model, uint64_t seed);
+/* Copies the weights (and statistics) of every layer of dst that src has under the same name,
+ * as Keras's load_weights(by_name=True); *copied (may be NULL) counts the layers. A layer whose
+ * weight shapes differ fails naming it, and nothing is copied. */
+CN_API cn_status cn_model_copy_weights(cn_model *dst, const cn_model *src, int *copied);
 CN_API void cn_model_free(cn_model *model);
 
 CN_API const char *cn_model_name(const cn_model *model);

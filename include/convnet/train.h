@@ -92,7 +92,9 @@ CN_API cn_status cn_train(const cn_model *base, const cn_train_options *o, cn_mo
 typedef struct cn_session cn_session;
 
 typedef struct cn_session_options {
-  /* Keras's names: "mse" / "mean_squared_error", "mae" / "mean_absolute_error",
+  /* NULL: the model computes its own loss: its first output (one value per sample, e.g. a loss
+   * layer of convnet/layers.h) is minimised as its batch mean, and no targets are given.
+   * Otherwise Keras's names: "mse" / "mean_squared_error", "mae" / "mean_absolute_error",
    * "binary_crossentropy" (the model must end in a sigmoid: computed from its logits),
    * "categorical_crossentropy" and "sparse_categorical_crossentropy" (the model must end in a
    * softmax; sparse targets are class indices as floats). */
@@ -106,9 +108,13 @@ typedef struct cn_session_options {
   int max_batch;  /* 0: 128 */
   uint64_t seed;  /* dropout masks are drawn from (seed, step) */
   int input_grad; /* 1: keep d loss / d input of every step (cn_session_input_grad) */
+  /* Layers whose gradient d loss / d output each step keeps (cn_session_layer_grad). */
+  const char *const *grad_layers;
+  int n_grad_layers;
 } cn_session_options;
 
-/* The model (one input, one output) is only read; its trainable layers train. */
+/* The model is only read; its trainable layers train. With a loss name it has one input and its
+ * first output is compared with the targets; with none it may have several inputs. */
 CN_API cn_status cn_session_new(const cn_model *model, const cn_session_options *o,
                                 cn_session **out);
 CN_API void cn_session_free(cn_session *s);
@@ -122,8 +128,22 @@ CN_API cn_status cn_session_step(cn_session *s, int batch, const float *x, const
  * receives the model's output (batch x output shape). */
 CN_API cn_status cn_session_evaluate(cn_session *s, int batch, const float *x, const float *y,
                                      double *loss, float *pred);
+/* The same for a model of several inputs: inputs[k] (batch x input k's shape) feeds input k; y
+ * the targets, or NULL when the model computes its own loss. */
+CN_API cn_status cn_session_step_inputs(cn_session *s, int batch, const float *const *inputs,
+                                        const float *y, double *loss);
+CN_API cn_status cn_session_evaluate_inputs(cn_session *s, int batch, const float *const *inputs,
+                                            const float *y, double *loss);
+/* Output k of the model (batch x its shape) as the last step or evaluation computed it (training
+ * mode after a step), valid until the next call; NULL when out of range. */
+CN_API const float *cn_session_output(cn_session *s, int k);
 /* d loss / d x of the last step (batch x input shape), with input_grad; else NULL. */
 CN_API const float *cn_session_input_grad(const cn_session *s);
+/* The same for input k. */
+CN_API const float *cn_session_input_grad_at(const cn_session *s, int k);
+/* d loss / d (output of the named layer) of the last step, for a layer of grad_layers; else
+ * NULL. */
+CN_API const float *cn_session_layer_grad(const cn_session *s, const char *layer);
 /* Writes the trained weights (and BatchNormalization statistics) into model, which must be the
  * model the session was made from. */
 CN_API cn_status cn_session_sync(const cn_session *s, cn_model *model);

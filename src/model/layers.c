@@ -10,19 +10,9 @@
 #include "core/mem.h"
 #include "model/init.h"
 #include "model/model.h"
+#include "model/net.h"
 #include "ops/ops.h"
 #include "ops/ops_onnx.h"
-
-enum { MAX_MERGE = 64 };
-
-struct cn_net {
-  char *name;
-  uint32_t id;
-  cn_graph *g;
-  cn_status status;
-  char error[512]; /* the first failure's message, restored for cn_net_build */
-  cn_name_counters names;
-};
 
 static const cn_sym invalid = {-1, 0};
 
@@ -55,7 +45,7 @@ cn_status cn_net_status(const cn_net *net) {
 }
 
 /* Records the first failure (the message cn_fail just set) and returns the invalid symbol. */
-static cn_sym failed(cn_net *net, cn_status st) {
+cn_sym cn_net_failed(cn_net *net, cn_status st) {
   if (net->status == CN_OK) {
     net->status = st;
     snprintf(net->error, sizeof net->error, "%s", cn_last_error());
@@ -64,32 +54,32 @@ static cn_sym failed(cn_net *net, cn_status st) {
 }
 
 /* A symbol made by this net for one of its layers. */
-static int valid(const cn_net *net, cn_sym s) {
+int cn_net_valid(const cn_net *net, cn_sym s) {
   return s.net == net->id && s.node >= 0 && s.node < net->g->n_nodes;
 }
 
-/* Adds a node of op reading xs; a NULL name takes the automatic name of base. */
-static cn_sym add(cn_net *net, const cn_op *op, const char *name, const char *base,
-                  const cn_sym *xs, int n, const void *attrs) {
+cn_sym cn_net_add_node(cn_net *net, const cn_op *op, const char *name, const char *base,
+                       const cn_sym *xs, int n, const void *attrs) {
   if (!net || net->status != CN_OK) return invalid;
   char auto_buf[64];
   if (!name) name = cn_auto_name(&net->names, base, auto_buf, sizeof auto_buf);
   if (cn_graph_find(net->g, name) >= 0)
-    return failed(net, cn_fail(CN_ERR_ARG, "%s: a layer of that name exists already", name));
+    return cn_net_failed(net, cn_fail(CN_ERR_ARG, "%s: a layer of that name exists already", name));
   int inputs[MAX_MERGE];
   if (n > MAX_MERGE)
-    return failed(net, cn_fail(CN_ERR_ARG, "%s: more than %d inputs", name, MAX_MERGE));
+    return cn_net_failed(net, cn_fail(CN_ERR_ARG, "%s: more than %d inputs", name, MAX_MERGE));
   for (int i = 0; i < n; i++) {
-    if (!valid(net, xs[i]))
-      return failed(net, cn_fail(CN_ERR_ARG,
-                                 "%s: input %d is not a layer output of this net (used before it "
-                                 "was defined, or from another net)",
-                                 name, i));
+    if (!cn_net_valid(net, xs[i]))
+      return cn_net_failed(net,
+                           cn_fail(CN_ERR_ARG,
+                                   "%s: input %d is not a layer output of this net (used before it "
+                                   "was defined, or from another net)",
+                                   name, i));
     inputs[i] = xs[i].node;
   }
   int index;
   cn_status st = cn_graph_add(net->g, op, name, inputs, n, attrs, &index);
-  if (st != CN_OK) return failed(net, st);
+  if (st != CN_OK) return cn_net_failed(net, st);
   return (cn_sym){index, net->id};
 }
 
@@ -109,7 +99,7 @@ static cn_sym with_inits(cn_net *net, cn_sym s, const char *p1, const char *i1, 
   if (s.node < 0) return s;
   cn_status st = set_init(net, s, p1, i1);
   if (st == CN_OK) st = set_init(net, s, p2, i2);
-  return st == CN_OK ? s : failed(net, st);
+  return st == CN_OK ? s : cn_net_failed(net, st);
 }
 
 static cn_status parse_act(const char *layer, const char *name, cn_activation *act) {
@@ -140,10 +130,10 @@ static int or1(int v) {
 cn_sym cn_net_input(cn_net *net, const char *name, int rank, const int64_t *dims) {
   if (!net || net->status != CN_OK) return invalid;
   if (rank < 1 || rank >= CN_MAX_RANK || !dims)
-    return failed(net, cn_fail(CN_ERR_ARG, "%s: an input has rank 1 to %d", name ? name : "input",
-                               CN_MAX_RANK - 1));
+    return cn_net_failed(net, cn_fail(CN_ERR_ARG, "%s: an input has rank 1 to %d",
+                                      name ? name : "input", CN_MAX_RANK - 1));
   cn_input_attrs a = {.shape = cn_shape_make(rank, dims)};
-  return add(net, &cn_op_input, name, "input_layer", NULL, 0, &a);
+  return cn_net_add_node(net, &cn_op_input, name, "input_layer", NULL, 0, &a);
 }
 
 cn_sym cn_net_conv2d(cn_net *net, cn_sym x, const cn_conv2d_options *o) {
@@ -159,8 +149,8 @@ cn_sym cn_net_conv2d(cn_net *net, cn_sym x, const cn_conv2d_options *o) {
                        .use_bias = !o->no_bias};
   cn_status st = parse_padding(o->name, o->padding, &a.padding);
   if (st == CN_OK) st = parse_act(o->name, o->activation, &a.act);
-  if (st != CN_OK) return failed(net, st);
-  cn_sym s = add(net, &cn_op_conv2d, o->name, "conv2d", &x, 1, &a);
+  if (st != CN_OK) return cn_net_failed(net, st);
+  cn_sym s = cn_net_add_node(net, &cn_op_conv2d, o->name, "conv2d", &x, 1, &a);
   return with_inits(net, s, "kernel", o->kernel_initializer, "bias", o->bias_initializer);
 }
 
@@ -176,8 +166,8 @@ cn_sym cn_net_depthwise_conv2d(cn_net *net, cn_sym x, const cn_depthwise_conv2d_
                           .use_bias = !o->no_bias};
   cn_status st = parse_padding(o->name, o->padding, &a.padding);
   if (st == CN_OK) st = parse_act(o->name, o->activation, &a.act);
-  if (st != CN_OK) return failed(net, st);
-  cn_sym s = add(net, &cn_op_depthwise, o->name, "depthwise_conv2d", &x, 1, &a);
+  if (st != CN_OK) return cn_net_failed(net, st);
+  cn_sym s = cn_net_add_node(net, &cn_op_depthwise, o->name, "depthwise_conv2d", &x, 1, &a);
   return with_inits(net, s, "depthwise_kernel", o->depthwise_initializer, "bias",
                     o->bias_initializer);
 }
@@ -186,7 +176,7 @@ cn_sym cn_net_depthwise_conv2d(cn_net *net, cn_sym x, const cn_depthwise_conv2d_
 static cn_status transpose_geometry(const cn_net *net, cn_sym x, const char *name,
                                     const cn_conv2d_transpose_options *o, cn_padding pad,
                                     cn_conv_transpose_attrs *a) {
-  if (!valid(net, x)) return CN_OK; /* add() names the bad input */
+  if (!cn_net_valid(net, x)) return CN_OK; /* add() names the bad input */
   const cn_shape *s = &net->g->nodes[x.node].shape;
   if (s->rank != 3)
     return cn_fail(CN_ERR_SHAPE, "%s: expects a (height, width, channels) input",
@@ -218,13 +208,13 @@ cn_sym cn_net_conv2d_transpose(cn_net *net, cn_sym x, const cn_conv2d_transpose_
   cn_status st = parse_padding(o->name, o->padding, &pad);
   if (st == CN_OK) st = parse_act(o->name, o->activation, &act);
   if (st == CN_OK) st = transpose_geometry(net, x, o->name, o, pad, &a);
-  if (st != CN_OK) return failed(net, st);
-  cn_sym s = add(net, &cn_op_conv_transpose, o->name, "conv2d_transpose", &x, 1, &a);
+  if (st != CN_OK) return cn_net_failed(net, st);
+  cn_sym s = cn_net_add_node(net, &cn_op_conv_transpose, o->name, "conv2d_transpose", &x, 1, &a);
   s = with_inits(net, s, "kernel", o->kernel_initializer, "bias", o->bias_initializer);
   if (s.node < 0 || act.kind == CN_ACT_LINEAR) return s;
   char name[300];
   snprintf(name, sizeof name, "%.280s/activation", net->g->nodes[s.node].name);
-  return add(net, &cn_op_activation, name, "activation", &s, 1, &act);
+  return cn_net_add_node(net, &cn_op_activation, name, "activation", &s, 1, &act);
 }
 
 cn_sym cn_net_upsampling2d(cn_net *net, cn_sym x, const int size[2], const char *interpolation,
@@ -237,10 +227,10 @@ cn_sym cn_net_upsampling2d(cn_net *net, cn_sym x, const int size[2], const char 
   } else if (strcmp(interpolation, "bilinear") == 0) {
     a.mode = CN_RESIZE_MODE_LINEAR, a.coord = CN_COORD_HALF_PIXEL;
   } else {
-    return failed(net, cn_fail(CN_ERR_ARG, "%s: interpolation must be nearest or bilinear",
-                               name ? name : "up_sampling2d"));
+    return cn_net_failed(net, cn_fail(CN_ERR_ARG, "%s: interpolation must be nearest or bilinear",
+                                      name ? name : "up_sampling2d"));
   }
-  return add(net, &cn_op_resize, name, "up_sampling2d", &x, 1, &a);
+  return cn_net_add_node(net, &cn_op_resize, name, "up_sampling2d", &x, 1, &a);
 }
 
 cn_sym cn_net_dense(cn_net *net, cn_sym x, const cn_dense_options *o) {
@@ -249,8 +239,8 @@ cn_sym cn_net_dense(cn_net *net, cn_sym x, const cn_dense_options *o) {
   cn_status st = parse_act(o->name, o->activation, &a.act);
   if (st == CN_OK && o->units < 1)
     st = cn_fail(CN_ERR_ARG, "%s: units must be positive", o->name ? o->name : "dense");
-  if (st != CN_OK) return failed(net, st);
-  cn_sym s = add(net, &cn_op_dense, o->name, "dense", &x, 1, &a);
+  if (st != CN_OK) return cn_net_failed(net, st);
+  cn_sym s = cn_net_add_node(net, &cn_op_dense, o->name, "dense", &x, 1, &a);
   return with_inits(net, s, "kernel", o->kernel_initializer, "bias", o->bias_initializer);
 }
 
@@ -263,8 +253,8 @@ static cn_sym pool(cn_net *net, cn_sym x, const cn_pool2d_options *o, const cn_o
                      .sh = o->strides[0] ? o->strides[0] : ph,
                      .sw = o->strides[1] ? o->strides[1] : pw};
   cn_status st = parse_padding(o->name, o->padding, &a.padding);
-  if (st != CN_OK) return failed(net, st);
-  return add(net, op, o->name, base, &x, 1, &a);
+  if (st != CN_OK) return cn_net_failed(net, st);
+  return cn_net_add_node(net, op, o->name, base, &x, 1, &a);
 }
 
 cn_sym cn_net_max_pool2d(cn_net *net, cn_sym x, const cn_pool2d_options *o) {
@@ -277,12 +267,12 @@ cn_sym cn_net_avg_pool2d(cn_net *net, cn_sym x, const cn_pool2d_options *o) {
 
 cn_sym cn_net_global_avg_pool2d(cn_net *net, cn_sym x, const char *name) {
   cn_global_pool_attrs a = {0};
-  return add(net, &cn_op_global_avgpool, name, "global_average_pooling2d", &x, 1, &a);
+  return cn_net_add_node(net, &cn_op_global_avgpool, name, "global_average_pooling2d", &x, 1, &a);
 }
 
 cn_sym cn_net_global_max_pool2d(cn_net *net, cn_sym x, const char *name) {
   cn_global_pool_attrs a = {0};
-  return add(net, &cn_op_global_maxpool, name, "global_max_pooling2d", &x, 1, &a);
+  return cn_net_add_node(net, &cn_op_global_maxpool, name, "global_max_pooling2d", &x, 1, &a);
 }
 
 cn_sym cn_net_batch_norm(cn_net *net, cn_sym x, const cn_batch_norm_options *o) {
@@ -291,59 +281,59 @@ cn_sym cn_net_batch_norm(cn_net *net, cn_sym x, const cn_batch_norm_options *o) 
                           .scale = !o->no_scale,
                           .axis = o->axis ? o->axis : -1,
                           .momentum = o->momentum};
-  return add(net, &cn_op_batchnorm, o->name, "batch_normalization", &x, 1, &a);
+  return cn_net_add_node(net, &cn_op_batchnorm, o->name, "batch_normalization", &x, 1, &a);
 }
 
 cn_sym cn_net_dropout(cn_net *net, cn_sym x, float rate, const char *name) {
   if (net && net->status == CN_OK && !(rate >= 0 && rate < 1))
-    return failed(
+    return cn_net_failed(
         net, cn_fail(CN_ERR_ARG, "%s: dropout rate must be in [0, 1)", name ? name : "dropout"));
   cn_dropout_attrs a = {.rate = rate};
-  return add(net, &cn_op_dropout, name, "dropout", &x, 1, &a);
+  return cn_net_add_node(net, &cn_op_dropout, name, "dropout", &x, 1, &a);
 }
 
 cn_sym cn_net_activation(cn_net *net, cn_sym x, const char *activation, const char *name) {
   if (!net || net->status != CN_OK) return invalid;
   cn_activation a;
   cn_status st = parse_act(name, activation, &a);
-  if (st != CN_OK) return failed(net, st);
-  return add(net, &cn_op_activation, name, "activation", &x, 1, &a);
+  if (st != CN_OK) return cn_net_failed(net, st);
+  return cn_net_add_node(net, &cn_op_activation, name, "activation", &x, 1, &a);
 }
 
 cn_sym cn_net_leaky_relu(cn_net *net, cn_sym x, float slope, const char *name) {
   cn_activation a = cn_act_relu();
   a.negative_slope = slope ? slope : 0.3f;
-  return add(net, &cn_op_activation, name, "leaky_re_lu", &x, 1, &a);
+  return cn_net_add_node(net, &cn_op_activation, name, "leaky_re_lu", &x, 1, &a);
 }
 
 cn_sym cn_net_flatten(cn_net *net, cn_sym x, const char *name) {
-  return add(net, &cn_op_flatten, name, "flatten", &x, 1, NULL);
+  return cn_net_add_node(net, &cn_op_flatten, name, "flatten", &x, 1, NULL);
 }
 
 cn_sym cn_net_reshape(cn_net *net, cn_sym x, int rank, const int64_t *dims, const char *name) {
   if (!net || net->status != CN_OK) return invalid;
   if (rank < 1 || rank >= CN_MAX_RANK || !dims)
-    return failed(net, cn_fail(CN_ERR_ARG, "%s: a target of rank 1 to %d", name ? name : "reshape",
-                               CN_MAX_RANK - 1));
+    return cn_net_failed(net, cn_fail(CN_ERR_ARG, "%s: a target of rank 1 to %d",
+                                      name ? name : "reshape", CN_MAX_RANK - 1));
   cn_reshape_attrs a = {.target = cn_shape_make(rank, dims)};
-  return add(net, &cn_op_reshape, name, "reshape", &x, 1, &a);
+  return cn_net_add_node(net, &cn_op_reshape, name, "reshape", &x, 1, &a);
 }
 
 cn_sym cn_net_zero_padding2d(cn_net *net, cn_sym x, int top, int bottom, int left, int right,
                              const char *name) {
   cn_zeropad_attrs a = {top, bottom, left, right};
-  return add(net, &cn_op_zeropad, name, "zero_padding2d", &x, 1, &a);
+  return cn_net_add_node(net, &cn_op_zeropad, name, "zero_padding2d", &x, 1, &a);
 }
 
 cn_sym cn_net_concatenate(cn_net *net, const cn_sym *xs, int n, int axis, const char *name) {
   cn_concat_attrs a = {.axis = axis ? axis : -1};
-  return add(net, &cn_op_concat, name, "concatenate", xs, n, &a);
+  return cn_net_add_node(net, &cn_op_concat, name, "concatenate", xs, n, &a);
 }
 
 static cn_sym merge(cn_net *net, const cn_sym *xs, int n, cn_merge_kind kind, const char *base,
                     const char *name) {
   cn_merge_attrs a = {.kind = kind};
-  return add(net, &cn_op_merge, name, base, xs, n, &a);
+  return cn_net_add_node(net, &cn_op_merge, name, base, xs, n, &a);
 }
 
 cn_sym cn_net_add(cn_net *net, const cn_sym *xs, int n, const char *name) {
@@ -369,30 +359,4 @@ cn_sym cn_net_maximum(cn_net *net, const cn_sym *xs, int n, const char *name) {
 
 cn_sym cn_net_minimum(cn_net *net, const cn_sym *xs, int n, const char *name) {
   return merge(net, xs, n, CN_MERGE_MINIMUM, "minimum", name);
-}
-
-cn_status cn_net_build(cn_net *net, const cn_sym *outputs, int n_outputs, cn_model **out) {
-  if (!net || !out || (!outputs && n_outputs))
-    return cn_fail(CN_ERR_ARG, "cn_net_build: NULL argument");
-  *out = NULL;
-  if (net->status != CN_OK) return cn_fail(net->status, "%s", net->error);
-  if (net->g->n_inputs == 0) return cn_fail(CN_ERR_ARG, "%s: the net has no input", net->name);
-  if (n_outputs < 1 || n_outputs > CN_MAX_GRAPH_IO)
-    return cn_fail(CN_ERR_ARG, "%s: a model has 1 to %d outputs", net->name, CN_MAX_GRAPH_IO);
-  int idx[CN_MAX_GRAPH_IO];
-  for (int i = 0; i < n_outputs; i++) {
-    if (!valid(net, outputs[i]))
-      return cn_fail(CN_ERR_ARG, "%s: output %d is not a layer output of this net", net->name, i);
-    idx[i] = outputs[i].node;
-  }
-  cn_graph *copy = NULL;
-  cn_status st = cn_graph_clone(net->g, &copy);
-  if (st == CN_OK) st = cn_graph_set_outputs(copy, idx, n_outputs);
-  if (st != CN_OK) {
-    cn_graph_free(copy);
-    return st;
-  }
-  const cn_shape *in = &copy->nodes[copy->inputs[0]].shape;
-  cn_input_spec spec = cn_input_spec_default(in, CN_PRE_UNIT);
-  return cn_model_wrap_graph(copy, net->name, &spec, out);
 }

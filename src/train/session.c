@@ -19,14 +19,18 @@
 
 struct cn_session {
   cn_trainer *trainer;
+  int own_loss; /* no loss name: the model's first output is its per-sample loss */
   cn_loss_kind loss;
   cn_output_kind out_kind;
   cn_optimizer opt;
   cn_param_range *ranges;
   int n_ranges, max_batch, n; /* n: output values per sample */
-  int64_t in_floats;          /* input values per sample */
+  int last_batch;
   uint64_t seed, steps;
   float *pred, *dpred, *dlogits;
+  int n_grad_layers;
+  int *grad_nodes;
+  char **grad_names;
 };
 
 void cn_session_free(cn_session *s) {
@@ -37,18 +41,36 @@ void cn_session_free(cn_session *s) {
   cn_free_aligned(s->pred);
   cn_free_aligned(s->dpred);
   cn_free_aligned(s->dlogits);
+  for (int i = 0; i < s->n_grad_layers; i++) free(s->grad_names[i]);
+  free(s->grad_names);
+  free(s->grad_nodes);
   free(s);
 }
 
-/* The cross-entropies are fused with the activation they assume. */
-static cn_status check_loss(const cn_session *s, const char *model) {
+/* The cross-entropies are fused with the activation they assume; a model that computes its own
+ * loss ends in one value per sample. */
+static cn_status check_loss(const cn_session *s, const cn_model *model) {
+  if (s->own_loss) {
+    cn_shape os = cn_trainer_output_shape(s->trainer);
+    char buf[96];
+    if (s->n != 1)
+      return cn_fail(CN_ERR_SHAPE,
+                     "with no loss name the first output (%s) must be one value per sample "
+                     "(a loss), not %s",
+                     cn_trainer_graph(s->trainer)->nodes[model->graph->outputs[0]].name,
+                     cn_shape_format(&os, buf, sizeof buf));
+    return CN_OK;
+  }
+  if (cn_model_input_count(model) != 1)
+    return cn_fail(CN_ERR_ARG,
+                   "%s trains a model of one input; for %d inputs build the loss into the "
+                   "model and give no loss name",
+                   cn_loss_name(s->loss), cn_model_input_count(model));
   int ce = s->loss == CN_LOSS_CATEGORICAL_CE || s->loss == CN_LOSS_SPARSE_CE;
   if (ce && s->out_kind != CN_OUTPUT_SOFTMAX)
-    return cn_fail(CN_ERR_ARG, "%s: %s needs a model that ends in a softmax", model,
-                   cn_loss_name(s->loss));
+    return cn_fail(CN_ERR_ARG, "%s needs a model that ends in a softmax", cn_loss_name(s->loss));
   if (s->loss == CN_LOSS_BINARY_CE && s->out_kind != CN_OUTPUT_SIGMOID)
-    return cn_fail(CN_ERR_ARG, "%s: binary_crossentropy needs a model that ends in a sigmoid",
-                   model);
+    return cn_fail(CN_ERR_ARG, "binary_crossentropy needs a model that ends in a sigmoid");
   return CN_OK;
 }
 
@@ -76,6 +98,27 @@ static cn_status make_buffers(cn_session *s) {
   return s->pred && s->dpred && s->dlogits ? CN_OK : cn_fail(CN_ERR_NOMEM, "out of memory");
 }
 
+/* The layers whose gradients the session keeps, by index in the model's graph (the trainer's
+ * copy has the same indices). */
+static cn_status find_grad_layers(cn_session *s, const cn_model *model,
+                                  const cn_session_options *o) {
+  if (o->n_grad_layers <= 0) return CN_OK;
+  if (!o->grad_layers) return cn_fail(CN_ERR_ARG, "grad_layers is NULL");
+  s->grad_nodes = calloc((size_t)o->n_grad_layers, sizeof *s->grad_nodes);
+  s->grad_names = calloc((size_t)o->n_grad_layers, sizeof *s->grad_names);
+  if (!s->grad_nodes || !s->grad_names) return cn_fail(CN_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < o->n_grad_layers; i++) {
+    const char *name = o->grad_layers[i] ? o->grad_layers[i] : "(null)";
+    s->grad_nodes[i] = cn_graph_find(model->graph, name);
+    s->grad_names[i] = cn_strdup(name);
+    s->n_grad_layers = i + 1;
+    if (!s->grad_names[i]) return cn_fail(CN_ERR_NOMEM, "out of memory");
+    if (s->grad_nodes[i] < 0)
+      return cn_fail(CN_ERR_ARG, "grad_layers: no layer named \"%.64s\"", name);
+  }
+  return CN_OK;
+}
+
 cn_status cn_session_new(const cn_model *model, const cn_session_options *o, cn_session **out) {
   if (!model || !o || !out) return cn_fail(CN_ERR_ARG, "cn_session_new: NULL argument");
   *out = NULL;
@@ -83,15 +126,20 @@ cn_status cn_session_new(const cn_model *model, const cn_session_options *o, cn_
   if (!s) return cn_fail(CN_ERR_NOMEM, "out of memory");
   s->max_batch = o->max_batch > 0 ? o->max_batch : 128;
   s->seed = o->seed;
-  cn_status st = cn_loss_parse(o->loss, &s->loss);
-  cn_trainer_options to = {.max_batch = s->max_batch, .input_grad = o->input_grad};
+  s->own_loss = o->loss == NULL;
+  cn_status st = s->own_loss ? CN_OK : cn_loss_parse(o->loss, &s->loss);
+  if (st == CN_OK) st = find_grad_layers(s, model, o);
+  cn_trainer_options to = {.max_batch = s->max_batch,
+                           .input_grad = o->input_grad,
+                           .keep_output_activation = s->own_loss,
+                           .grad_nodes = s->grad_nodes,
+                           .n_grad_nodes = s->n_grad_layers};
   if (st == CN_OK) st = cn_trainer_new(model->graph, &to, &s->trainer);
   if (st == CN_OK) {
     s->out_kind = cn_trainer_output_kind(s->trainer);
-    cn_shape os = cn_trainer_output_shape(s->trainer), is = cn_model_input_shape(model);
+    cn_shape os = cn_trainer_output_shape(s->trainer);
     s->n = (int)cn_shape_numel(&os);
-    s->in_floats = cn_shape_numel(&is);
-    st = check_loss(s, cn_model_name(model));
+    st = check_loss(s, model);
   }
   if (st == CN_OK) st = make_optimizer(s, o);
   if (st == CN_OK) st = make_buffers(s);
@@ -139,24 +187,48 @@ static double loss_of(cn_session *s, int batch, const float *logits, const float
   return loss;
 }
 
-static cn_status check_batch(const cn_session *s, int batch, const float *x, const float *y) {
-  if (!x || !y) return cn_fail(CN_ERR_ARG, "cn_session: NULL input or target");
+static cn_status check_batch(const cn_session *s, int batch, const float *const *inputs,
+                             const float *y) {
+  if (!inputs) return cn_fail(CN_ERR_ARG, "cn_session: NULL inputs");
   if (batch < 1 || batch > s->max_batch)
     return cn_fail(CN_ERR_ARG, "cn_session: batch %d outside 1..%d (max_batch)", batch,
                    s->max_batch);
+  if (s->own_loss)
+    return y ? cn_fail(CN_ERR_ARG, "cn_session: the model computes its own loss: give no targets")
+             : CN_OK;
+  if (!y) return cn_fail(CN_ERR_ARG, "cn_session: NULL targets");
   return cn_loss_check_targets(s->loss, batch, s->n, y);
 }
 
-cn_status cn_session_step(cn_session *s, int batch, const float *x, const float *y, double *loss) {
-  if (!s) return cn_fail(CN_ERR_ARG, "cn_session_step: NULL session");
-  cn_status st = check_batch(s, batch, x, y);
+/* The model's own loss: the batch mean of its per-sample output, each sample's gradient
+ * 1 / batch (Keras's sum_over_batch_size). */
+static double own_loss_of(cn_session *s, int batch, const float *out) {
+  double sum = 0.0;
+  for (int i = 0; i < batch; i++) {
+    sum += out[i];
+    s->dlogits[i] = 1.0f / (float)batch;
+  }
+  return sum / batch;
+}
+
+/* One forward (training mode when train), the loss, and when train backward and an update. */
+static cn_status run(cn_session *s, int batch, const float *const *inputs, const float *y,
+                     int train, double *loss) {
+  cn_status st = check_batch(s, batch, inputs, y);
   const float *logits = NULL;
-  uint64_t key = cn_rng_key(s->seed, SESSION_STREAM, s->steps);
-  if (st == CN_OK) st = cn_trainer_forward(s->trainer, batch, x, 1, key, &logits);
+  uint64_t key = train ? cn_rng_key(s->seed, SESSION_STREAM, s->steps) : 0;
+  if (st == CN_OK) st = cn_trainer_forward_inputs(s->trainer, batch, inputs, train, key, &logits);
   if (st != CN_OK) return st;
-  if (!fused(s)) activate(s, batch, logits); /* the fused losses read the logits alone */
-  double l = loss_of(s, batch, logits, y, 1);
+  s->last_batch = batch;
+  double l;
+  if (s->own_loss) {
+    l = own_loss_of(s, batch, logits);
+  } else {
+    if (!fused(s) || !train) activate(s, batch, logits); /* fused losses read the logits alone */
+    l = loss_of(s, batch, logits, y, train);
+  }
   if (loss) *loss = l;
+  if (!train) return CN_OK;
   if (!isfinite(l))
     return cn_fail(CN_ERR_ARG, "the loss became %g at step %llu (try a lower learning rate)", l,
                    (unsigned long long)s->steps + 1);
@@ -169,22 +241,58 @@ cn_status cn_session_step(cn_session *s, int batch, const float *x, const float 
   return CN_OK;
 }
 
+cn_status cn_session_step(cn_session *s, int batch, const float *x, const float *y, double *loss) {
+  if (!s) return cn_fail(CN_ERR_ARG, "cn_session_step: NULL session");
+  return run(s, batch, x ? &x : NULL, y, 1, loss);
+}
+
+cn_status cn_session_step_inputs(cn_session *s, int batch, const float *const *inputs,
+                                 const float *y, double *loss) {
+  if (!s) return cn_fail(CN_ERR_ARG, "cn_session_step: NULL session");
+  return run(s, batch, inputs, y, 1, loss);
+}
+
+cn_status cn_session_evaluate_inputs(cn_session *s, int batch, const float *const *inputs,
+                                     const float *y, double *loss) {
+  if (!s) return cn_fail(CN_ERR_ARG, "cn_session_evaluate: NULL session");
+  return run(s, batch, inputs, y, 0, loss);
+}
+
 cn_status cn_session_evaluate(cn_session *s, int batch, const float *x, const float *y,
                               double *loss, float *pred) {
   if (!s) return cn_fail(CN_ERR_ARG, "cn_session_evaluate: NULL session");
-  cn_status st = check_batch(s, batch, x, y);
-  const float *logits = NULL;
-  if (st == CN_OK) st = cn_trainer_forward(s->trainer, batch, x, 0, 0, &logits);
-  if (st != CN_OK) return st;
-  activate(s, batch, logits);
-  double l = loss_of(s, batch, logits, y, 0);
-  if (loss) *loss = l;
-  if (pred) memcpy(pred, s->pred, (size_t)batch * (size_t)s->n * sizeof(float));
-  return CN_OK;
+  cn_status st = run(s, batch, x ? &x : NULL, y, 0, loss);
+  const float *out = st == CN_OK && pred ? cn_session_output(s, 0) : NULL;
+  if (out) memcpy(pred, out, (size_t)batch * (size_t)s->n * sizeof(float));
+  return st;
+}
+
+const float *cn_session_output(cn_session *s, int k) {
+  if (!s || s->last_batch < 1) return NULL;
+  cn_graph *g = cn_trainer_graph(s->trainer);
+  if (k < 0 || k >= g->n_outputs) return NULL;
+  if (k > 0 || s->own_loss) return cn_trainer_node_output(s->trainer, g->outputs[k]);
+  const float *logits = cn_trainer_node_output(s->trainer, g->outputs[0]);
+  activate(s, s->last_batch, logits); /* the model's output, its activation included */
+  return s->pred;
+}
+
+const float *cn_session_input_grad_at(const cn_session *s, int k) {
+  if (!s) return NULL;
+  cn_graph *g = cn_trainer_graph(s->trainer);
+  if (k < 0 || k >= g->n_inputs) return NULL;
+  return cn_trainer_node_grad(s->trainer, g->inputs[k]);
+}
+
+const float *cn_session_layer_grad(const cn_session *s, const char *layer) {
+  for (int i = 0; s && layer && i < s->n_grad_layers; i++)
+    if (strcmp(s->grad_names[i], layer) == 0)
+      return cn_trainer_node_grad(s->trainer, s->grad_nodes[i]);
+  return NULL;
 }
 
 const float *cn_session_input_grad(const cn_session *s) {
-  return s ? cn_trainer_input_grad(s->trainer) : NULL;
+  return s && cn_trainer_input_grad(s->trainer) ? cn_session_input_grad_at(s, 0) : NULL;
 }
 
 cn_status cn_session_sync(const cn_session *s, cn_model *model) {

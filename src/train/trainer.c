@@ -24,6 +24,8 @@ struct cn_trainer {
   float *saved, *scratch, *grads;
   float *lr_scale;
   int input_grad;
+  const int *grad_nodes; /* the options', valid during cn_trainer_new only */
+  int n_grad_nodes;
   uint64_t last_seed; /* of the last forward: backward recomputes stochastic draws from it */
   int last_training;
 };
@@ -53,20 +55,33 @@ static void split_output_activation(cn_trainer *t) {
     act->kind = CN_ACT_LINEAR;
 }
 
-/* reach: the node is an ancestor of (or is) the output. need: it also has a trainable node at or
- * before it, so backward must pass a gradient through its output. */
+static int watched(const cn_trainer *t, int i) {
+  for (int k = 0; k < t->n_grad_nodes; k++)
+    if (t->grad_nodes[k] == i) return 1;
+  return 0;
+}
+
+/* reach: the node is an ancestor of (or is) an output. need: it feeds the first output (where
+ * backward starts) and has a trainable or watched node at or before it, so backward must pass a
+ * gradient through its output. */
 static void mark_nodes(cn_trainer *t) {
   cn_graph *g = t->g;
-  t->reach[t->output] = 1;
-  for (int i = t->output; i >= 0; i--)
-    if (t->reach[i])
-      for (int k = 0; k < g->nodes[i].n_inputs; k++) t->reach[g->nodes[i].inputs[k]] = 1;
-  for (int i = 0; i <= t->output; i++) {
+  char *feeds = t->need; /* first: the ancestors of the first output */
+  for (int k = 0; k < g->n_outputs; k++) t->reach[g->outputs[k]] = 1;
+  t->reach[t->output] = feeds[t->output] = 1;
+  for (int i = g->n_nodes - 1; i >= 0; i--)
+    for (int k = 0; k < g->nodes[i].n_inputs; k++) {
+      t->reach[g->nodes[i].inputs[k]] |= t->reach[i];
+      feeds[g->nodes[i].inputs[k]] |= feeds[i];
+    }
+  for (int i = 0; i < g->n_nodes; i++) {
     const cn_node *n = &g->nodes[i];
-    int need = cn_node_trainable_count(n) > 0 || (t->input_grad && n->op == &cn_op_input);
-    for (int k = 0; k < n->n_inputs; k++) need |= t->need[n->inputs[k]];
-    t->need[i] = (char)(need && t->reach[i]);
+    int need =
+        cn_node_trainable_count(n) > 0 || watched(t, i) || (t->input_grad && n->op == &cn_op_input);
+    for (int k = 0; k < n->n_inputs; k++) need |= t->need[n->inputs[k]] > 1;
+    t->need[i] = (char)(feeds[i] ? 1 + need : 0);
   }
+  for (int i = 0; i < g->n_nodes; i++) t->need[i] = t->need[i] > 1;
 }
 
 static size_t node_floats(const cn_graph *g, int i, int batch) {
@@ -80,7 +95,7 @@ static float *zeroed(size_t n) {
 }
 
 static cn_status check_backward(const cn_trainer *t) {
-  for (int i = 0; i <= t->output; i++) {
+  for (int i = 0; i < t->g->n_nodes; i++) {
     const cn_node *n = &t->g->nodes[i];
     if (t->need[i] && n->op != &cn_op_input && !n->op->backward)
       return cn_fail(CN_ERR_UNSUPPORTED, "%s (%s): training through this layer is not supported",
@@ -92,6 +107,7 @@ static cn_status check_backward(const cn_trainer *t) {
 static cn_status allocate(cn_trainer *t) {
   cn_graph *g = t->g;
   int n = g->n_nodes, b = t->max_batch;
+  if (n < 1) return cn_fail(CN_ERR_ARG, "an empty graph");
   t->act = calloc((size_t)n, sizeof *t->act);
   t->grad = calloc((size_t)n, sizeof *t->grad);
   t->saved_off = calloc((size_t)n + 1, sizeof *t->saved_off);
@@ -126,26 +142,32 @@ static cn_status allocate(cn_trainer *t) {
 
 cn_status cn_trainer_new(const cn_graph *g, const cn_trainer_options *o, cn_trainer **out) {
   *out = NULL;
-  if (g->n_inputs != 1 || g->n_outputs > 1 || g->n_nodes == 0)
-    return cn_fail(CN_ERR_UNSUPPORTED, "training needs a graph with one input and one output");
+  if (g->n_inputs < 1 || g->n_nodes == 0)
+    return cn_fail(CN_ERR_UNSUPPORTED, "training needs a graph with an input");
   if (o->max_batch < 1) return cn_fail(CN_ERR_ARG, "batch must be at least 1");
   cn_trainer *t = calloc(1, sizeof *t);
   if (!t) return cn_fail(CN_ERR_NOMEM, "out of memory");
   t->max_batch = o->max_batch;
   t->input_grad = o->input_grad;
+  t->grad_nodes = o->grad_nodes;
+  t->n_grad_nodes = o->n_grad_nodes;
   cn_status st = cn_graph_clone(g, &t->g);
   if (st == CN_OK) {
-    t->output = t->g->n_outputs ? t->g->outputs[0] : t->g->n_nodes - 1;
-    split_output_activation(t);
+    st = cn_graph_default_outputs(t->g);
+    t->output = t->g->outputs[0];
+    if (!o->keep_output_activation) split_output_activation(t);
     t->reach = calloc((size_t)t->g->n_nodes, 1);
     t->need = calloc((size_t)t->g->n_nodes, 1);
     if (!t->reach || !t->need) st = cn_fail(CN_ERR_NOMEM, "out of memory");
   }
   if (st == CN_OK) {
+    if (t->output != t->g->outputs[0]) t->g->outputs[0] = t->output; /* the split logits */
     mark_nodes(t);
     st = check_backward(t);
   }
   if (st == CN_OK) st = allocate(t);
+  t->grad_nodes = NULL;
+  t->n_grad_nodes = 0;
   if (st != CN_OK) {
     cn_trainer_free(t);
     return st;
@@ -196,6 +218,14 @@ const float *cn_trainer_input_grad(const cn_trainer *t) {
   return t->input_grad ? t->grad[t->g->inputs[0]] : NULL;
 }
 
+const float *cn_trainer_node_output(const cn_trainer *t, int node) {
+  return node >= 0 && node < t->g->n_nodes ? t->act[node] : NULL;
+}
+
+const float *cn_trainer_node_grad(const cn_trainer *t, int node) {
+  return node >= 0 && node < t->g->n_nodes ? t->grad[node] : NULL;
+}
+
 static cn_tensor tensor_of(const cn_trainer *t, float *const *bufs, int i) {
   cn_tensor x = {cn_shape_batch(t->batch, &t->g->nodes[i].shape), bufs[i]};
   return x;
@@ -213,14 +243,24 @@ static cn_exec exec_for(const cn_trainer *t, int i, int training, uint64_t seed)
 
 cn_status cn_trainer_forward(cn_trainer *t, int batch, const float *input, int training,
                              uint64_t seed, const float **output) {
+  if (t->g->n_inputs != 1)
+    return cn_fail(CN_ERR_ARG, "the model has %d inputs: give each", t->g->n_inputs);
+  return cn_trainer_forward_inputs(t, batch, &input, training, seed, output);
+}
+
+cn_status cn_trainer_forward_inputs(cn_trainer *t, int batch, const float *const *inputs,
+                                    int training, uint64_t seed, const float **output) {
   if (batch < 1 || batch > t->max_batch)
     return cn_fail(CN_ERR_ARG, "batch %d is outside 1..%d", batch, t->max_batch);
   cn_graph *g = t->g;
   t->batch = batch;
-  int in = g->inputs[0];
-  memcpy(t->act[in], input, node_floats(g, in, batch) * sizeof(float));
+  for (int k = 0; k < g->n_inputs; k++) {
+    int in = g->inputs[k];
+    if (!inputs[k]) return cn_fail(CN_ERR_ARG, "no data for input %s", g->nodes[in].name);
+    if (t->act[in]) memcpy(t->act[in], inputs[k], node_floats(g, in, batch) * sizeof(float));
+  }
   cn_tensor ins[MAX_NODE_INPUTS];
-  for (int i = 0; i <= t->output; i++) {
+  for (int i = 0; i < g->n_nodes; i++) {
     cn_node *n = &g->nodes[i];
     if (!t->reach[i] || n->op == &cn_op_input) continue;
     if (n->n_inputs > MAX_NODE_INPUTS)
@@ -266,11 +306,11 @@ cn_status cn_trainer_backward(cn_trainer *t, const float *doutput) {
   cn_graph *g = t->g;
   if (t->batch < 1) return cn_fail(CN_ERR_ARG, "backward before forward");
   memset(t->grads, 0, g->n_param_floats * sizeof(float));
-  for (int i = 0; i <= t->output; i++)
+  for (int i = 0; i < g->n_nodes; i++)
     if (t->grad[i]) memset(t->grad[i], 0, node_floats(g, i, t->batch) * sizeof(float));
   if (!t->need[t->output]) return CN_OK; /* nothing trainable */
   memcpy(t->grad[t->output], doutput, node_floats(g, t->output, t->batch) * sizeof(float));
-  for (int i = t->output; i >= 0; i--)
+  for (int i = g->n_nodes - 1; i >= 0; i--)
     if (t->need[i] && g->nodes[i].op != &cn_op_input) backward_node(t, i);
   return CN_OK;
 }

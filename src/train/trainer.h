@@ -21,12 +21,19 @@ typedef enum cn_output_kind {
 
 typedef struct cn_trainer_options {
   int max_batch;
-  /* Also compute d loss / d input (for gradient probes); training never needs it. */
+  /* Also compute d loss / d input of every graph input (gradient probes, input optimisation). */
   int input_grad;
+  /* 1: keep the output's final softmax or sigmoid (the output kind stays LINEAR): for graphs
+   * that end in their own loss. */
+  int keep_output_activation;
+  /* Nodes whose gradient backward keeps (cn_trainer_node_grad), by index. */
+  const int *grad_nodes;
+  int n_grad_nodes;
 } cn_trainer_options;
 
-/* Copies g (one input, one output). Nodes with trainable == 0 are frozen: no parameter
- * gradients, and BatchNormalization runs in inference mode. */
+/* Copies g. Backward starts from its first output; every output is computed. Nodes with
+ * trainable == 0 are frozen: no parameter gradients, and BatchNormalization runs in inference
+ * mode. */
 cn_status cn_trainer_new(const cn_graph *g, const cn_trainer_options *options, cn_trainer **out);
 void cn_trainer_free(cn_trainer *t);
 
@@ -41,6 +48,15 @@ cn_graph *cn_trainer_graph(cn_trainer *t);
  * output shape), valid until the next forward. */
 cn_status cn_trainer_forward(cn_trainer *t, int batch, const float *input, int training,
                              uint64_t seed, const float **output);
+/* The same for a graph of several inputs: inputs[k] feeds graph input k. */
+cn_status cn_trainer_forward_inputs(cn_trainer *t, int batch, const float *const *inputs,
+                                    int training, uint64_t seed, const float **output);
+/* Node i's activation of the last forward (batch x its shape), or NULL when no output needs it. */
+const float *cn_trainer_node_output(const cn_trainer *t, int node);
+/* Node i's gradient of the last backward, or NULL when it was not kept (grad_nodes, input_grad)
+ * or nothing trainable depends on it. */
+const float *cn_trainer_node_grad(const cn_trainer *t, int node);
+
 /* Backward of the last forward from d loss / d output (batch x output shape): sets the gradient
  * buffer (parameter gradients of trainable parameters, zero elsewhere). */
 cn_status cn_trainer_backward(cn_trainer *t, const float *doutput);

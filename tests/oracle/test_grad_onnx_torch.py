@@ -22,7 +22,8 @@ class SessionOptions(ctypes.Structure):
                 ("momentum", ctypes.c_float), ("nesterov", ctypes.c_int),
                 ("weight_decay", ctypes.c_float), ("clip_norm", ctypes.c_float),
                 ("max_batch", ctypes.c_int), ("seed", ctypes.c_uint64),
-                ("input_grad", ctypes.c_int)]
+                ("input_grad", ctypes.c_int),
+                ("grad_layers", ctypes.POINTER(ctypes.c_char_p)), ("n_grad_layers", ctypes.c_int)]
 
 
 def to_torch(a):

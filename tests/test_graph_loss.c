@@ -1,0 +1,209 @@
+/* Models that compute their own loss (convnet/layers.h math and loss layers, a session with no
+ * loss name): a tiny VAE learns and repeats exactly for a seed; gradients to every input and to
+ * a named layer match central differences of the loss; sub-models from chosen layers; and the
+ * errors that name the layer (a loss that is not a scalar, targets given to a model that has its
+ * own loss, an unknown layer, an input a sub-model lacks). */
+#include <math.h>
+#include <string.h>
+
+#include "convnet/convnet.h"
+#include "testlib.h"
+
+enum { B = 5, D = 6, Z = 2 };
+
+typedef struct vae {
+  cn_model *model, *decoder;
+} vae;
+
+/* x (D) -> Dense(8, relu) -> mean, log_var (Z) -> sample -> Dense(D, sigmoid); loss = D * bce +
+ * KL. Outputs: the loss, the reconstruction. */
+static vae tiny_vae(void) {
+  vae v = {0};
+  cn_net *net = NULL;
+  CHECK_OK(cn_net_new("vae", &net));
+  cn_sym x = cn_net_input(net, "x", 1, (int64_t[]){D});
+  cn_sym h = cn_net_dense(net, x, &(cn_dense_options){.units = 8, .activation = "relu"});
+  cn_sym mean = cn_net_dense(net, h, &(cn_dense_options){.name = "z_mean", .units = Z});
+  cn_sym log_var = cn_net_dense(net, h, &(cn_dense_options){.name = "z_log_var", .units = Z});
+  cn_sym z = cn_net_gaussian_sample(net, mean, log_var, 7, "z");
+  cn_sym recon = cn_net_dense(
+      net, z, &(cn_dense_options){.name = "recon", .units = D, .activation = "sigmoid"});
+  cn_sym terms[2] = {cn_net_loss(net, "binary_crossentropy", recon, x, "bce"),
+                     cn_net_kl_gaussian(net, mean, log_var, "kl")};
+  cn_sym loss = cn_net_weighted_sum(net, terms, (float[]){D, 1}, 2, "loss");
+  cn_sym outs[2] = {loss, recon};
+  CHECK_OK(cn_net_build(net, outs, 2, &v.model));
+  CHECK_OK(cn_net_build_from(net, &z, 1, &recon, 1, &v.decoder));
+  /* A model of the reconstruction alone needs x, which the decoder does not have. */
+  cn_model *bad = NULL;
+  CHECK(cn_net_build_from(net, &z, 1, &loss, 1, &bad) == CN_ERR_ARG);
+  CHECK(strstr(cn_last_error(), "vae: the outputs depend on input x, which is not among") != NULL);
+  cn_net_free(net);
+  return v;
+}
+
+static float data[B][D];
+
+static void fill_data(void) {
+  for (int i = 0; i < B; i++)
+    for (int j = 0; j < D; j++) data[i][j] = (float)((i * 7 + j * 3) % 5) / 4.0f;
+}
+
+static double train(cn_model *m, int steps, float *recon_out) {
+  cn_session *s = NULL;
+  CHECK_OK(cn_session_new(m, &(cn_session_options){.lr = 0.02f, .seed = 3}, &s));
+  if (!s) return NAN;
+  const float *in[1] = {&data[0][0]};
+  double first = 0, loss = 0;
+  for (int k = 0; k < steps; k++) {
+    CHECK_OK(cn_session_step_inputs(s, B, in, NULL, &loss));
+    if (k == 0) first = loss;
+  }
+  CHECK(loss < first - 0.3); /* the BCE of these targets is at least their entropy, ~3.5 */
+  const float *recon = cn_session_output(s, 1);
+  CHECK(recon != NULL);
+  if (recon) memcpy(recon_out, recon, sizeof data);
+  CHECK(cn_session_output(s, 2) == NULL);
+  CHECK_OK(cn_session_sync(s, m));
+  cn_session_free(s);
+  return loss;
+}
+
+static void test_vae_learns(void) {
+  vae a = tiny_vae(), b = tiny_vae();
+  if (!a.model || !b.model) return;
+  CHECK(cn_model_input_count(a.decoder) == 1 && cn_model_input_shape(a.decoder).dim[0] == Z);
+  CHECK_OK(cn_model_init_weights(a.model, 5));
+  CHECK_OK(cn_model_init_weights(b.model, 5));
+  float ra[B][D], rb[B][D];
+  double la = train(a.model, 150, &ra[0][0]), lb = train(b.model, 150, &rb[0][0]);
+  CHECK(la == lb && memcmp(ra, rb, sizeof ra) == 0); /* the same seed repeats exactly */
+  /* The decoder takes the trained weights by layer name and decodes a latent point. */
+  int copied = 0;
+  CHECK_OK(cn_model_copy_weights(a.decoder, a.model, &copied));
+  CHECK(copied == 1);
+  float zero[Z] = {0, 0}, out[D];
+  CHECK_OK(cn_model_forward(a.decoder, 1, zero, out));
+  for (int j = 0; j < D; j++) CHECK(out[j] > 0.0f && out[j] < 1.0f);
+  cn_model_free(a.model), cn_model_free(a.decoder);
+  cn_model_free(b.model), cn_model_free(b.decoder);
+}
+
+/* Two inputs -> dense each -> subtract -> sum of squares -> sqrt (a distance) -> contrastive
+ * against a label input. */
+static cn_model *pair_model(void) {
+  cn_net *net = NULL;
+  CHECK_OK(cn_net_new("pairs", &net));
+  cn_sym a = cn_net_input(net, "a", 1, (int64_t[]){3});
+  cn_sym b = cn_net_input(net, "b", 1, (int64_t[]){3});
+  cn_sym label = cn_net_input(net, "label", 1, (int64_t[]){1});
+  cn_sym ea = cn_net_dense(net, a, &(cn_dense_options){.name = "ea", .units = 2});
+  cn_sym eb = cn_net_dense(net, b, &(cn_dense_options){.name = "eb", .units = 2});
+  cn_sym sq = cn_net_math(net, cn_net_subtract(net, ea, eb, "diff"), "square", "sq");
+  cn_sym sum = cn_net_reduce(net, sq, "sum", (int[]){-1}, 1, 1, "sum");
+  cn_sym d = cn_net_math(net, cn_net_clip(net, sum, 1e-6f, INFINITY, "floor"), "sqrt", "distance");
+  cn_sym loss = cn_net_contrastive_loss(net, d, label, 1.0f, "loss");
+  cn_model *m = NULL;
+  CHECK_OK(cn_net_build(net, &loss, 1, &m));
+  cn_net_free(net);
+  return m;
+}
+
+static double pair_loss(cn_session *s, float *const *in) {
+  double loss = NAN;
+  CHECK_OK(cn_session_evaluate_inputs(s, 2, (const float *const *)in, NULL, &loss));
+  return loss;
+}
+
+/* d loss / d input k and d loss / d "distance" against central differences (in float: 1e-2). */
+static void test_input_and_layer_grads(void) {
+  cn_model *m = pair_model();
+  if (!m) return;
+  CHECK(cn_model_input_count(m) == 3);
+  CHECK_OK(cn_model_init_weights(m, 2));
+  float a[2][3] = {{0.5f, -1, 2}, {1, 0.25f, -0.5f}}, b[2][3] = {{-1, 1, 0}, {0.2f, 0.3f, 0.4f}};
+  float label[2] = {0, 1};
+  float *in[3] = {&a[0][0], &b[0][0], label};
+  const char *watch[1] = {"distance"};
+  cn_session *s = NULL;
+  CHECK_OK(cn_session_new(m,
+                          &(cn_session_options){.optimizer = "sgd",
+                                                .lr = 1e-30f,
+                                                .input_grad = 1,
+                                                .grad_layers = watch,
+                                                .n_grad_layers = 1},
+                          &s));
+  if (!s) return;
+  CHECK_OK(cn_session_step_inputs(s, 2, (const float *const *)in, NULL, NULL));
+  for (int k = 0; k < 2; k++) {
+    const float *g = cn_session_input_grad_at(s, k);
+    CHECK(g != NULL);
+    for (int e = 0; g && e < 6; e++) {
+      float keep = in[k][e], h = 1e-2f;
+      in[k][e] = keep + h;
+      double up = pair_loss(s, in);
+      in[k][e] = keep - h;
+      double down = pair_loss(s, in);
+      in[k][e] = keep;
+      CHECK_NEAR(g[e], (up - down) / (2 * h), 2e-3);
+    }
+  }
+  CHECK(cn_session_input_grad_at(s, 3) == NULL);
+  const float *gd = cn_session_layer_grad(s, "distance");
+  CHECK(gd != NULL && cn_session_layer_grad(s, "sum") == NULL);
+  cn_session_free(s);
+  cn_model_free(m);
+}
+
+static void test_refused(void) {
+  cn_model *m = pair_model();
+  if (!m) return;
+  cn_session *s = NULL;
+  CHECK(cn_session_new(m, &(cn_session_options){.loss = "mse"}, &s) == CN_ERR_ARG);
+  CHECK(strstr(cn_last_error(), "pairs: mean_squared_error trains a model of one input") != NULL);
+  CHECK(cn_session_new(
+            m, &(cn_session_options){.grad_layers = (const char *[]){"nope"}, .n_grad_layers = 1},
+            &s) == CN_ERR_ARG);
+  CHECK(strstr(cn_last_error(), "no layer named \"nope\"") != NULL);
+  CHECK_OK(cn_session_new(m, &(cn_session_options){0}, &s));
+  float x[3] = {0}, label[1] = {0};
+  const float *in[3] = {x, x, label};
+  CHECK(cn_session_step_inputs(s, 1, in, label, NULL) == CN_ERR_ARG);
+  CHECK(strstr(cn_last_error(), "computes its own loss: give no targets") != NULL);
+  cn_session_free(s);
+  cn_model_free(m);
+
+  /* A loss that is not one value per sample. */
+  cn_net *net = NULL;
+  CHECK_OK(cn_net_new("notscalar", &net));
+  cn_sym x1 = cn_net_input(net, "x", 1, (int64_t[]){4});
+  cn_sym y = cn_net_dense(net, x1, &(cn_dense_options){.name = "d", .units = 3});
+  CHECK_OK(cn_net_build(net, &y, 1, &m));
+  CHECK(cn_session_new(m, &(cn_session_options){0}, &s) == CN_ERR_SHAPE);
+  CHECK(strstr(cn_last_error(), "the first output (d) must be one value per sample") != NULL);
+  cn_model_free(m);
+  /* Loss shapes and unknown names fail naming the layer. */
+  cn_sym bad = cn_net_loss(net, "mse", y, x1, "recon_loss");
+  CHECK(bad.node < 0);
+  CHECK(cn_net_build(net, &bad, 1, &m) == CN_ERR_SHAPE);
+  CHECK(strstr(cn_last_error(), "recon_loss: the target's shape (4,) does not fit") != NULL);
+  cn_net_free(net);
+  CHECK_OK(cn_net_new("names", &net));
+  x1 = cn_net_input(net, "x", 1, (int64_t[]){4});
+  CHECK(cn_net_math(net, x1, "cube", "c").node < 0);
+  CHECK(strstr(cn_last_error(), "c: unknown function \"cube\"") != NULL);
+  cn_net_free(net);
+  CHECK_OK(cn_net_new("axes", &net));
+  x1 = cn_net_input(net, "x", 1, (int64_t[]){4});
+  CHECK(cn_net_reduce(net, x1, "sum", (int[]){0}, 1, 0, "total").node < 0);
+  CHECK(strstr(cn_last_error(), "total: axis 0 is outside 1..1") != NULL);
+  cn_net_free(net);
+}
+
+int main(void) {
+  fill_data();
+  test_vae_learns();
+  test_input_and_layer_grads();
+  test_refused();
+  return cn_test_finish();
+}
