@@ -169,7 +169,8 @@ CN_API cn_sym cn_net_scale(cn_net *net, cn_sym x, float scale, float shift, cons
 /* min(max(x, lo), hi); +-INFINITY for no bound. */
 CN_API cn_sym cn_net_clip(cn_net *net, cn_sym x, float lo, float hi, const char *name);
 /* "sum", "mean", "max" or "min" over axes counted Keras-style (1 the first per-sample axis, -1
- * the last; NULL: every per-sample axis), keeping them as size 1 with keepdims. */
+ * the last; NULL: every per-sample axis, and a scalar as it is), keeping them as size 1 with
+ * keepdims. */
 CN_API cn_sym cn_net_reduce(cn_net *net, cn_sym x, const char *how, const int *axes, int n_axes,
                             int keepdims, const char *name);
 /* mean + exp(log_var / 2) * eps with eps ~ N(0, 1): the reparameterisation trick of a VAE. The

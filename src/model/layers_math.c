@@ -55,7 +55,7 @@ static cn_status axes_mask(const char *layer, const int *axes, int n_axes, int r
   *mask = 0;
   if (!axes || n_axes == 0) {
     *mask = (1 << rank) - 1;
-    return rank ? CN_OK : cn_fail(CN_ERR_SHAPE, "%s: nothing to reduce in a scalar", layer);
+    return CN_OK;
   }
   for (int i = 0; i < n_axes; i++) {
     int k = cn_axis_resolve(axes[i], rank);
@@ -83,8 +83,11 @@ cn_sym cn_net_reduce(cn_net *net, cn_sym x, const char *how, const int *axes, in
                          cn_fail(CN_ERR_ARG, "%s: reduction must be sum, mean, max or min", layer));
   if (!cn_net_valid(net, x))
     return cn_net_add_node(net, &cn_op_reduce, name, bases[kind], &x, 1, NULL);
+  int rank = net->g->nodes[x.node].shape.rank;
+  if (rank == 0 && (!axes || n_axes == 0)) /* a scalar reduced over all of its no axes */
+    return cn_net_scale(net, x, 1.0f, 0.0f, name);
   cn_reduce_attrs a = {.kind = (cn_reduce_kind)kind, .keepdims = keepdims != 0};
-  cn_status st = axes_mask(layer, axes, n_axes, net->g->nodes[x.node].shape.rank, &a.axes);
+  cn_status st = axes_mask(layer, axes, n_axes, rank, &a.axes);
   if (st != CN_OK) return cn_net_failed(net, st);
   return cn_net_add_node(net, &cn_op_reduce, name, bases[kind], &x, 1, &a);
 }

@@ -1,0 +1,232 @@
+"""Loss layers and reductions built with the public builder (convnet/layers.h), against PyTorch.
+
+Each case builds, through ctypes, a net with inputs `pred` and `target` and one scalar per sample
+(a loss layer, or a reduction followed by the sum of squares), trains one step with a session
+that has no loss name (the model's own loss, batch mean) and input_grad on, and compares the
+batch loss and d loss / d pred and d loss / d target with PyTorch autograd of the same formula in
+float64: |a - b| <= 1e-3 * max(1, |b|)."""
+import ctypes
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.filterwarnings("ignore:Failed to initialize NumPy")
+N = 3  # batch
+EPS = 1e-7
+
+
+class Sym(ctypes.Structure):
+    _fields_ = [("node", ctypes.c_int), ("net", ctypes.c_uint32)]
+
+
+class SessionOptions(ctypes.Structure):
+    _fields_ = [("loss", ctypes.c_char_p), ("optimizer", ctypes.c_char_p), ("lr", ctypes.c_float),
+                ("momentum", ctypes.c_float), ("nesterov", ctypes.c_int),
+                ("weight_decay", ctypes.c_float), ("clip_norm", ctypes.c_float),
+                ("max_batch", ctypes.c_int), ("seed", ctypes.c_uint64),
+                ("input_grad", ctypes.c_int),
+                ("grad_layers", ctypes.POINTER(ctypes.c_char_p)), ("n_grad_layers", ctypes.c_int)]
+
+
+FP = ctypes.POINTER(ctypes.c_float)
+
+
+@pytest.fixture(scope="module")
+def lib(libconvnet):
+    L = libconvnet
+    L.cn_last_error.restype = ctypes.c_char_p
+    L.cn_net_input.restype = Sym
+    L.cn_net_input.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
+                               ctypes.POINTER(ctypes.c_int64)]
+    L.cn_net_loss.restype = Sym
+    L.cn_net_loss.argtypes = [ctypes.c_void_p, ctypes.c_char_p, Sym, Sym, ctypes.c_char_p]
+    L.cn_net_contrastive_loss.restype = Sym
+    L.cn_net_contrastive_loss.argtypes = [ctypes.c_void_p, Sym, Sym, ctypes.c_float,
+                                          ctypes.c_char_p]
+    L.cn_net_kl_gaussian.restype = Sym
+    L.cn_net_kl_gaussian.argtypes = [ctypes.c_void_p, Sym, Sym, ctypes.c_char_p]
+    L.cn_net_reduce.restype = Sym
+    L.cn_net_reduce.argtypes = [ctypes.c_void_p, Sym, ctypes.c_char_p,
+                                ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int,
+                                ctypes.c_char_p]
+    L.cn_net_math.restype = Sym
+    L.cn_net_math.argtypes = [ctypes.c_void_p, Sym, ctypes.c_char_p, ctypes.c_char_p]
+    L.cn_net_build.argtypes = [ctypes.c_void_p, ctypes.POINTER(Sym), ctypes.c_int,
+                               ctypes.POINTER(ctypes.c_void_p)]
+    L.cn_session_input_grad_at.restype = FP
+    L.cn_session_input_grad_at.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    return L
+
+
+def shape_arg(shape):
+    return len(shape), (ctypes.c_int64 * len(shape))(*shape)
+
+
+def build(lib, shapes, make):
+    """A model of inputs with these per-sample shapes and the scalar make(net, syms) returns."""
+    net = ctypes.c_void_p()
+    assert lib.cn_net_new(b"case", ctypes.byref(net)) == 0
+    try:
+        syms = [lib.cn_net_input(net, f"in{k}".encode(), *shape_arg(s))
+                for k, s in enumerate(shapes)]
+        out = make(net, syms)
+        model = ctypes.c_void_p()
+        assert lib.cn_net_build(net, ctypes.byref(out), 1, ctypes.byref(model)) == 0, \
+            lib.cn_last_error().decode()
+        return model
+    finally:
+        lib.cn_net_free(net)
+
+
+def convnet_grads(lib, model, arrays):
+    """The batch loss and d loss / d input k for every input, after one step."""
+    opts = SessionOptions(None, b"sgd", 1e-30, 0, 0, 0, 0, N, 1, 1, None, 0)
+    session = ctypes.c_void_p()
+    try:
+        assert lib.cn_session_new(model, ctypes.byref(opts), ctypes.byref(session)) == 0, \
+            lib.cn_last_error().decode()
+        xs = [np.ascontiguousarray(a, np.float32) for a in arrays]
+        ptrs = (FP * len(xs))(*[x.ctypes.data_as(FP) for x in xs])
+        loss = ctypes.c_double()
+        assert lib.cn_session_step_inputs(session, N, ptrs, None, ctypes.byref(loss)) == 0, \
+            lib.cn_last_error().decode()
+        grads = []
+        for k, x in enumerate(xs):
+            g = lib.cn_session_input_grad_at(session, k)
+            grads.append(np.ctypeslib.as_array(g, shape=(x.size,)).astype(np.float64)
+                         .reshape(x.shape))
+        return loss.value, grads
+    finally:
+        lib.cn_session_free(session)
+        lib.cn_model_free(model)
+
+
+def torch_grads(fn, arrays):
+    ts = [torch.tensor(np.asarray(a, np.float64).tolist(), dtype=torch.float64,
+                       requires_grad=True) for a in arrays]
+    loss = fn(*ts).mean()
+    loss.backward()
+    return loss.item(), [np.array(t.grad.tolist(), dtype=np.float64) if t.grad is not None
+                         else np.zeros(t.shape) for t in ts]
+
+
+def close(got, want):
+    return np.all(np.abs(got - want) <= 1e-3 * np.maximum(1.0, np.abs(want)))
+
+
+def per_sample_mean(v):
+    return v.reshape(v.shape[0], -1).mean(1)
+
+
+def bce_probs(p, t):
+    c = p.clamp(EPS, 1 - EPS)
+    return per_sample_mean(-(t * torch.log(c) + (1 - t) * torch.log(1 - c)))
+
+
+def cce_probs(p, t):
+    q = (p / p.sum(-1, keepdim=True)).clamp(EPS, 1 - EPS)
+    return per_sample_mean(-(t * torch.log(q)).sum(-1))
+
+
+def sparse_probs(p, t):
+    q = (p / p.sum(-1, keepdim=True)).clamp(EPS, 1 - EPS)
+    return per_sample_mean(-torch.log(q.gather(-1, t.long())).squeeze(-1))
+
+
+def sparse_logits(p, t):
+    return per_sample_mean(-torch.log_softmax(p, -1).gather(-1, t.long()).squeeze(-1))
+
+
+def contrastive(d, y, margin=1.0):
+    return per_sample_mean((1 - y) * d ** 2 + y * torch.clamp(margin - d, min=0) ** 2)
+
+
+def kl(m, lv):
+    return (-0.5 * (1 + lv - m ** 2 - torch.exp(lv))).reshape(m.shape[0], -1).sum(1)
+
+
+rng = np.random.default_rng(4)
+SHAPE = (2, 5)
+probs = rng.uniform(0.05, 0.95, (N,) + SHAPE)
+targets01 = rng.uniform(0, 1, (N,) + SHAPE)
+onehot_soft = rng.dirichlet(np.ones(5), (N, 2))
+classes = rng.integers(0, 5, (N, 2, 1)).astype(np.float64)
+values = rng.normal(0, 1, (N,) + SHAPE)
+values2 = rng.normal(0, 1, (N,) + SHAPE)
+labels = rng.integers(0, 2, (N,) + SHAPE).astype(np.float64)
+distances = rng.uniform(0.05, 1.8, (N,) + SHAPE)
+
+LOSSES = [
+    ("mse", values, values2, lambda p, t: per_sample_mean((p - t) ** 2)),
+    ("mae", values, values2, lambda p, t: per_sample_mean((p - t).abs())),
+    ("binary_crossentropy", probs, targets01, bce_probs),
+    ("binary_crossentropy_from_logits", values, targets01,
+     lambda p, t: per_sample_mean(torch.nn.functional.binary_cross_entropy_with_logits(
+         p, t, reduction="none"))),
+    ("categorical_crossentropy", probs, onehot_soft, cce_probs),
+    ("categorical_crossentropy_from_logits", values, onehot_soft,
+     lambda p, t: per_sample_mean(-(t * torch.log_softmax(p, -1)).sum(-1))),
+    ("sparse_categorical_crossentropy", probs, classes, sparse_probs),
+    ("sparse_categorical_crossentropy_from_logits", values, classes, sparse_logits),
+]
+
+
+@pytest.mark.parametrize("name,pred,target,fn", LOSSES, ids=[c[0] for c in LOSSES])
+def test_loss(lib, name, pred, target, fn):
+    model = build(lib, [SHAPE, target.shape[1:]],
+                  lambda net, s: lib.cn_net_loss(net, name.encode(), s[0], s[1], b"loss"))
+    loss, grads = convnet_grads(lib, model, [pred, target])
+    want_loss, want = torch_grads(fn, [pred, target])
+    assert abs(loss - want_loss) <= 1e-5 * max(1, abs(want_loss))
+    assert close(grads[0], want[0]), np.max(np.abs(grads[0] - want[0]))
+    if not name.startswith("sparse"):  # a class index has no gradient
+        assert close(grads[1], want[1]), np.max(np.abs(grads[1] - want[1]))
+
+
+def test_contrastive(lib):
+    model = build(lib, [SHAPE, SHAPE],
+                  lambda net, s: lib.cn_net_contrastive_loss(net, s[0], s[1], 1.0, b"loss"))
+    loss, grads = convnet_grads(lib, model, [distances, labels])
+    want_loss, want = torch_grads(contrastive, [distances, labels])
+    assert abs(loss - want_loss) <= 1e-5 * max(1, abs(want_loss))
+    assert close(grads[0], want[0]) and close(grads[1], want[1])
+
+
+def test_kl_gaussian(lib):
+    model = build(lib, [SHAPE, SHAPE],
+                  lambda net, s: lib.cn_net_kl_gaussian(net, s[0], s[1], b"kl"))
+    loss, grads = convnet_grads(lib, model, [values, values2])
+    want_loss, want = torch_grads(kl, [values, values2])
+    assert abs(loss - want_loss) <= 1e-5 * max(1, abs(want_loss))
+    assert close(grads[0], want[0]) and close(grads[1], want[1])
+
+
+AXES = [(1,), (2,), (3,), (1, 2), (1, 3), (2, 3), (1, 2, 3), (-1,)]
+
+
+@pytest.mark.parametrize("how", ["sum", "mean", "max", "min"])
+@pytest.mark.parametrize("axes", AXES, ids=[str(a) for a in AXES])
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_reduce(lib, how, axes, keepdims):
+    shape = (2, 3, 4)
+    x = rng.permutation(N * 24).reshape((N,) + shape) / 10.0 - 3  # no ties
+
+    def make(net, s):
+        arr = (ctypes.c_int * len(axes))(*axes)
+        r = lib.cn_net_reduce(net, s[0], how.encode(), arr, len(axes), keepdims, b"r")
+        sq = lib.cn_net_math(net, r, b"square", b"sq")
+        return lib.cn_net_reduce(net, sq, b"sum", None, 0, 0, b"total")
+
+    def fn(t):
+        dims = tuple(a if a > 0 else len(shape) + 1 + a for a in axes)
+        r = {"sum": lambda: t.sum(dims, keepdim=bool(keepdims)),
+             "mean": lambda: t.mean(dims, keepdim=bool(keepdims)),
+             "max": lambda: t.amax(dims, keepdim=bool(keepdims)),
+             "min": lambda: t.amin(dims, keepdim=bool(keepdims))}[how]()
+        return (r ** 2).reshape(t.shape[0], -1).sum(1)
+
+    loss, grads = convnet_grads(lib, build(lib, [shape], make), [x])
+    want_loss, want = torch_grads(fn, [x])
+    assert abs(loss - want_loss) <= 1e-4 * max(1, abs(want_loss))
+    assert close(grads[0], want[0]), np.max(np.abs(grads[0] - want[0]))
