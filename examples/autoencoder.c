@@ -14,23 +14,13 @@
 
 #include <convnet/convnet.h>
 
-enum { SIDE = 28, PIXELS = SIDE * SIDE, BATCH = 128, SHOWN = 10 };
+#include "fashion_mnist.h"
+
+enum { SIDE = FM_SIDE, PIXELS = FM_PIXELS, BATCH = 128, SHOWN = 10 };
 
 static int fail(void) {
   fprintf(stderr, "autoencoder: %s\n", cn_last_error());
   return 1;
-}
-
-/* The images of one set, scaled to [0, 1]. */
-static cn_status load_images(const char *dir, const char *set, float **x, int64_t *n) {
-  char path[4096];
-  cn_shape shape;
-  snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte.gz", dir, set);
-  cn_status st = cn_idx_read(path, &shape, x);
-  if (st != CN_OK) return st;
-  *n = shape.dim[0];
-  for (int64_t i = 0; i < *n * PIXELS; i++) (*x)[i] /= 255.0f;
-  return CN_OK;
 }
 
 static cn_status build(cn_model **model, uint64_t seed) {
@@ -74,14 +64,9 @@ static cn_status build(cn_model **model, uint64_t seed) {
 
 /* One epoch of reconstruction steps in a shuffled order (the targets are the inputs). */
 static cn_status epoch(cn_session *s, const float *x, int64_t n, unsigned seed) {
-  int64_t *order = malloc((size_t)n * sizeof *order);
+  int64_t *order = fm_shuffled(n, seed);
   float *batch = malloc(sizeof(float) * BATCH * PIXELS);
   if (!order || !batch) return CN_ERR_NOMEM;
-  for (int64_t i = 0; i < n; i++) order[i] = i;
-  for (int64_t i = n - 1; i > 0; i--) {
-    int64_t j = rand_r(&seed) % (i + 1), t = order[i];
-    order[i] = order[j], order[j] = t;
-  }
   cn_status st = CN_OK;
   for (int64_t at = 0; st == CN_OK && at < n; at += BATCH) {
     int count = (int)(n - at < BATCH ? n - at : BATCH);
@@ -109,24 +94,12 @@ static double test_mse(cn_session *s, const float *x, int64_t n, float *shown) {
   return sum / (double)(n * PIXELS);
 }
 
-/* Originals on top, reconstructions below, each image twice its size. */
+/* Originals on top, reconstructions below. */
 static cn_status draw(const float *top, const float *bottom, const char *path) {
-  int scale = 2, cell = SIDE * scale + 2;
-  cn_image img = {SHOWN * cell, 2 * cell, calloc((size_t)SHOWN * cell * 2 * cell, 3)};
-  if (!img.pixels) return CN_ERR_NOMEM;
-  for (int row = 0; row < 2; row++)
-    for (int k = 0; k < SHOWN; k++)
-      for (int py = 0; py < SIDE * scale; py++)
-        for (int px = 0; px < SIDE * scale; px++) {
-          const float *src = row ? bottom : top;
-          float v = src[k * PIXELS + (py / scale) * SIDE + px / scale];
-          uint8_t *dst = img.pixels + 3 * ((size_t)(row * cell + 1 + py) * img.width +
-                                           (size_t)(k * cell + 1 + px));
-          dst[0] = dst[1] = dst[2] = (uint8_t)(255.0f * (v < 0 ? 0 : v > 1 ? 1 : v));
-        }
-  cn_status st = cn_image_save_png(&img, path);
-  free(img.pixels);
-  return st;
+  const float *cells[2 * SHOWN];
+  for (int k = 0; k < SHOWN; k++)
+    cells[k] = top + k * PIXELS, cells[SHOWN + k] = bottom + k * PIXELS;
+  return fm_draw_grid(cells, 2 * SHOWN, SHOWN, path);
 }
 
 int main(int argc, char **argv) {
@@ -137,7 +110,8 @@ int main(int argc, char **argv) {
   uint64_t seed = argc > 5 ? strtoull(argv[5], NULL, 10) : 1;
   float *xt = NULL, *xv = NULL, shown[SHOWN * PIXELS];
   int64_t nt, nv;
-  if (load_images(dir, "train", &xt, &nt) != CN_OK || load_images(dir, "t10k", &xv, &nv) != CN_OK)
+  if (fm_load_images(dir, "train", &xt, &nt) != CN_OK ||
+      fm_load_images(dir, "t10k", &xv, &nv) != CN_OK)
     return fail();
   if (limit > 0 && limit < nt) nt = limit;
   cn_model *model;

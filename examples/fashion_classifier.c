@@ -13,7 +13,9 @@
 
 #include <convnet/convnet.h>
 
-enum { SIDE = 28, PIXELS = SIDE * SIDE, CLASSES = 10, BATCH = 64 };
+#include "fashion_mnist.h"
+
+enum { SIDE = FM_SIDE, PIXELS = FM_PIXELS, CLASSES = 10, BATCH = 64 };
 
 static const char *const names[CLASSES] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
                                            "Coat",        "Sandal",    "Shirt",    "Sneaker",
@@ -26,15 +28,8 @@ static int fail(void) {
 
 /* images (n x 28 x 28, scaled to [0, 1]) and labels of one set ("train" or "t10k"). */
 static cn_status load_set(const char *dir, const char *set, float **x, float **y, int64_t *n) {
-  char path[4096];
-  cn_shape shape;
-  snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte.gz", dir, set);
-  cn_status st = cn_idx_read(path, &shape, x);
-  if (st != CN_OK) return st;
-  *n = shape.dim[0];
-  for (int64_t i = 0; i < *n * PIXELS; i++) (*x)[i] /= 255.0f;
-  snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte.gz", dir, set);
-  return cn_idx_read(path, &shape, y);
+  cn_status st = fm_load_images(dir, set, x, n);
+  return st == CN_OK ? fm_load_labels(dir, set, y) : st;
 }
 
 /* Conv(32) -> pool -> Conv(64) -> pool -> Flatten -> Dropout(0.3) -> Dense(10, softmax). */
@@ -85,14 +80,9 @@ static double accuracy(cn_session *s, const float *x, const float *y, int64_t n,
 /* One epoch over the training set in a shuffled order. */
 static cn_status epoch(cn_session *s, const float *x, const float *y, int64_t n, unsigned seed,
                        double *mean_loss) {
-  int64_t *order = malloc((size_t)n * sizeof *order);
+  int64_t *order = fm_shuffled(n, seed);
   float *bx = malloc(sizeof(float) * BATCH * PIXELS), by[BATCH];
   if (!order || !bx) return CN_ERR_NOMEM;
-  for (int64_t i = 0; i < n; i++) order[i] = i;
-  for (int64_t i = n - 1; i > 0; i--) {
-    int64_t j = rand_r(&seed) % (i + 1), t = order[i];
-    order[i] = order[j], order[j] = t;
-  }
   cn_status st = CN_OK;
   double sum = 0;
   for (int64_t at = 0; st == CN_OK && at < n; at += BATCH) {
@@ -111,22 +101,13 @@ static cn_status epoch(cn_session *s, const float *x, const float *y, int64_t n,
   return st;
 }
 
-/* The mistakes, 8 to a row, each image twice its size. */
+/* The mistakes, 8 to a row. */
 static cn_status draw(const float *x, const int64_t *idx, int n, const char *path) {
-  if (n == 0) return CN_OK;
-  int scale = 2, cell = SIDE * scale + 2, cols = 8, rows = (n + cols - 1) / cols;
-  cn_image img = {cols * cell, rows * cell, calloc((size_t)cols * cell * rows * cell, 3)};
-  if (!img.pixels) return CN_ERR_NOMEM;
-  for (int k = 0; k < n; k++)
-    for (int py = 0; py < SIDE * scale; py++)
-      for (int px = 0; px < SIDE * scale; px++) {
-        float v = x[idx[k] * PIXELS + (py / scale) * SIDE + px / scale];
-        uint8_t *dst = img.pixels + 3 * ((size_t)(k / cols * cell + 1 + py) * img.width +
-                                         (size_t)(k % cols * cell + 1 + px));
-        dst[0] = dst[1] = dst[2] = (uint8_t)(255.0f * v);
-      }
-  cn_status st = cn_image_save_png(&img, path);
-  free(img.pixels);
+  const float **cells = malloc((size_t)(n ? n : 1) * sizeof *cells);
+  if (!cells) return CN_ERR_NOMEM;
+  for (int k = 0; k < n; k++) cells[k] = x + idx[k] * PIXELS;
+  cn_status st = n ? fm_draw_grid(cells, n, 8, path) : CN_OK;
+  free(cells);
   return st;
 }
 

@@ -29,5 +29,13 @@ autoencoder() {
 check "autoencoder: one epoch on 6000 images, test reconstruction MSE < 0.05, model and PNG" \
   autoencoder
 
+vae() {
+  "$CN_EXAMPLES/vae" "$FASHION" 1 6000 "$TMP/vae" >"$TMP/out" 2>"$TMP/err" || return 1
+  elbo=$(sed -n 's/.*test ELBO \(-[0-9.]*\).*/\1/p' "$TMP/out" | tail -1)
+  awk -v e="$elbo" 'BEGIN { exit !(e != "" && e > -550) }' || { cat "$TMP/out" >"$TMP/err"; return 1; }
+  [ -s "$TMP/vae.cnm" ] && [ -s "$TMP/vae.png" ]
+}
+check "vae: one epoch on 6000 images, test ELBO above -550, model and PNG" vae
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

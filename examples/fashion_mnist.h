@@ -1,0 +1,64 @@
+/* What the Fashion-MNIST examples share, on the public API only: reading the IDX files of
+ * Debian's dataset-fashion-mnist, a shuffled order for each epoch, and a PNG grid of images. */
+#ifndef EXAMPLES_FASHION_MNIST_H
+#define EXAMPLES_FASHION_MNIST_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <convnet/convnet.h>
+
+enum { FM_SIDE = 28, FM_PIXELS = FM_SIDE * FM_SIDE };
+
+/* The images of one set ("train" or "t10k"), n x 28 x 28 scaled to [0, 1]. */
+static inline cn_status fm_load_images(const char *dir, const char *set, float **x, int64_t *n) {
+  char path[4096];
+  cn_shape shape;
+  snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte.gz", dir, set);
+  cn_status st = cn_idx_read(path, &shape, x);
+  if (st != CN_OK) return st;
+  *n = shape.dim[0];
+  for (int64_t i = 0; i < *n * FM_PIXELS; i++) (*x)[i] /= 255.0f;
+  return CN_OK;
+}
+
+/* The labels of one set, class indices as floats. */
+static inline cn_status fm_load_labels(const char *dir, const char *set, float **y) {
+  char path[4096];
+  cn_shape shape;
+  snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte.gz", dir, set);
+  return cn_idx_read(path, &shape, y);
+}
+
+/* 0 .. n-1 in a random order drawn from seed (Fisher-Yates); free() it. */
+static inline int64_t *fm_shuffled(int64_t n, unsigned seed) {
+  int64_t *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+  if (!order) return NULL;
+  for (int64_t i = 0; i < n; i++) order[i] = i;
+  for (int64_t i = n - 1; i > 0; i--) {
+    int64_t j = rand_r(&seed) % (i + 1), t = order[i];
+    order[i] = order[j], order[j] = t;
+  }
+  return order;
+}
+
+/* n images (NULL: an empty cell), `cols` to a row, each twice its size, into a PNG. */
+static inline cn_status fm_draw_grid(const float *const *images, int n, int cols,
+                                     const char *path) {
+  int scale = 2, cell = FM_SIDE * scale + 2, rows = (n + cols - 1) / cols;
+  cn_image img = {cols * cell, rows * cell, calloc((size_t)cols * cell * rows * cell, 3)};
+  if (!img.pixels) return CN_ERR_NOMEM;
+  for (int k = 0; k < n; k++)
+    for (int py = 0; images[k] && py < FM_SIDE * scale; py++)
+      for (int px = 0; px < FM_SIDE * scale; px++) {
+        float v = images[k][(py / scale) * FM_SIDE + px / scale];
+        uint8_t *dst = img.pixels + 3 * ((size_t)(k / cols * cell + 1 + py) * img.width +
+                                         (size_t)(k % cols * cell + 1 + px));
+        dst[0] = dst[1] = dst[2] = (uint8_t)(255.0f * (v < 0 ? 0 : v > 1 ? 1 : v));
+      }
+  cn_status st = cn_image_save_png(&img, path);
+  free(img.pixels);
+  return st;
+}
+
+#endif
