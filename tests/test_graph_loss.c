@@ -1,9 +1,11 @@
 /* Models that compute their own loss (convnet/layers.h math and loss layers, a session with no
  * loss name): a tiny VAE learns and repeats exactly for a seed; gradients to every input and to
- * a named layer match central differences of the loss; sub-models from chosen layers; and the
+ * a named layer match central differences of the loss; sub-models from chosen layers; a GAN of
+ * two sessions in alternation with a frozen discriminator learns a 1-D distribution; and the
  * errors that name the layer (a loss that is not a scalar, targets given to a model that has its
  * own loss, an unknown layer, an input a sub-model lacks). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "convnet/convnet.h"
@@ -200,10 +202,80 @@ static void test_refused(void) {
   cn_net_free(net);
 }
 
+/* The discriminator's layers d1, d2 on x; with generator layers g1, g2 in front when `gan`. */
+static cn_model *gan_part(int gan) {
+  cn_net *net = NULL;
+  CHECK_OK(cn_net_new(gan ? "gan" : "discriminator", &net));
+  cn_sym x = cn_net_input(net, gan ? "z" : "x", 1, (int64_t[]){1});
+  cn_sym label = cn_net_input(net, "label", 1, (int64_t[]){1});
+  cn_sym fake = x;
+  if (gan) {
+    cn_sym h =
+        cn_net_dense(net, x, &(cn_dense_options){.name = "g1", .units = 8, .activation = "relu"});
+    fake = cn_net_dense(net, h, &(cn_dense_options){.name = "g2", .units = 1});
+  }
+  cn_sym h =
+      cn_net_dense(net, fake, &(cn_dense_options){.name = "d1", .units = 8, .activation = "relu"});
+  cn_sym p =
+      cn_net_dense(net, h, &(cn_dense_options){.name = "d2", .units = 1, .activation = "sigmoid"});
+  cn_sym outs[2] = {cn_net_loss(net, "binary_crossentropy", p, label, "bce"), fake};
+  cn_model *m = NULL;
+  CHECK_OK(cn_net_build(net, outs, gan ? 2 : 1, &m));
+  cn_net_free(net);
+  return m;
+}
+
+/* A GAN on one number: real samples are 3 + noise in [-0.5, 0.5]. Two sessions in alternation
+ * with their own optimizers: the discriminator on real (label 1) and generated (label 0) values,
+ * then the generator through the frozen discriminator, which takes the discriminator session's
+ * weights first. The generated mean moves from near 0 to near 3. */
+static void test_gan(void) {
+  enum { N = 32 };
+  cn_model *d = gan_part(0), *gan = gan_part(1);
+  if (!d || !gan) return;
+  CHECK_OK(cn_model_init_weights(gan, 3));
+  CHECK(cn_model_set_trainable(gan, "nope", 0) == CN_ERR_ARG);
+  CHECK_OK(cn_model_set_trainable(gan, "d1", 0));
+  CHECK_OK(cn_model_set_trainable(gan, "d2", 0));
+  CHECK_OK(cn_model_copy_weights(d, gan, NULL));
+  cn_session *ds = NULL, *gs = NULL;
+  CHECK_OK(cn_session_new(d, &(cn_session_options){.lr = 0.01f, .max_batch = 2 * N}, &ds));
+  CHECK_OK(cn_session_new(gan, &(cn_session_options){.lr = 0.01f, .max_batch = N}, &gs));
+  if (!ds || !gs) return;
+  float z[N], x[2 * N], labels[2 * N], ones[N];
+  unsigned seed = 5;
+  double mean = 0;
+  for (int step = 0; step < 600; step++) {
+    for (int i = 0; i < N; i++) {
+      z[i] = (float)rand_r(&seed) / RAND_MAX * 2 - 1;
+      x[i] = 3.0f + (float)rand_r(&seed) / RAND_MAX - 0.5f;
+      labels[i] = 1, labels[N + i] = 0, ones[i] = 1;
+    }
+    CHECK_OK(cn_session_evaluate_inputs(gs, N, (const float *[]){z, ones}, NULL, NULL));
+    const float *fake = cn_session_output(gs, 1);
+    if (!fake) break;
+    memcpy(x + N, fake, sizeof(float) * N);
+    if (step == 0 || step == 599) {
+      mean = 0;
+      for (int i = 0; i < N; i++) mean += fake[i] / N;
+      if (step == 0) CHECK(fabs(mean) < 1.5);
+    }
+    CHECK_OK(cn_session_step_inputs(ds, 2 * N, (const float *[]){x, labels}, NULL, NULL));
+    int copied = 0;
+    CHECK_OK(cn_session_copy_weights(gs, ds, &copied));
+    CHECK(copied == 2);
+    CHECK_OK(cn_session_step_inputs(gs, N, (const float *[]){z, ones}, NULL, NULL));
+  }
+  CHECK(fabs(mean - 3.0) < 0.5);
+  cn_session_free(ds), cn_session_free(gs);
+  cn_model_free(d), cn_model_free(gan);
+}
+
 int main(void) {
   fill_data();
   test_vae_learns();
   test_input_and_layer_grads();
   test_refused();
+  test_gan();
   return cn_test_finish();
 }

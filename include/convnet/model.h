@@ -51,6 +51,10 @@ CN_API cn_status cn_model_init_weights(cn_model *model, uint64_t seed);
  * as Keras's load_weights(by_name=True); *copied (may be NULL) counts the layers. A layer whose
  * weight shapes differ fails naming it, and nothing is copied. */
 CN_API cn_status cn_model_copy_weights(cn_model *dst, const cn_model *src, int *copied);
+/* Freezes (trainable 0) or unfreezes a layer, or every layer when layer is NULL, as Keras's
+ * layer.trainable: a session made afterwards computes no gradients for its weights, and a frozen
+ * BatchNormalization runs in inference mode. */
+CN_API cn_status cn_model_set_trainable(cn_model *model, const char *layer, int trainable);
 CN_API void cn_model_free(cn_model *model);
 
 CN_API const char *cn_model_name(const cn_model *model);

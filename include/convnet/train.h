@@ -144,6 +144,9 @@ CN_API const float *cn_session_input_grad_at(const cn_session *s, int k);
 /* d loss / d (output of the named layer) of the last step, for a layer of grad_layers; else
  * NULL. */
 CN_API const float *cn_session_layer_grad(const cn_session *s, const char *layer);
+/* Copies into dst's weights those of src's layers of the same names (the GAN step: the combined
+ * model's frozen discriminator takes the discriminator session's weights); *copied may be NULL. */
+CN_API cn_status cn_session_copy_weights(cn_session *dst, const cn_session *src, int *copied);
 /* Writes the trained weights (and BatchNormalization statistics) into model, which must be the
  * model the session was made from. */
 CN_API cn_status cn_session_sync(const cn_session *s, cn_model *model);

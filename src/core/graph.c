@@ -460,3 +460,35 @@ int cn_shape_equal(const cn_shape *a, const cn_shape *b) {
     if (a->dim[i] != b->dim[i]) return 0;
   return 1;
 }
+
+/* Node `from` holds weights that fit node n: the same count and shapes. */
+static cn_status same_weights(const cn_node *n, const cn_node *from) {
+  int fits = n->n_params == from->n_params;
+  for (int k = 0; fits && k < n->n_params; k++)
+    fits = cn_shape_equal(&n->params[k].shape, &from->params[k].shape);
+  return fits ? CN_OK
+              : cn_fail(CN_ERR_SHAPE, "%s: the source's weights of that layer differ in shape",
+                        n->name);
+}
+
+cn_status cn_graph_copy_weights(cn_graph *dst, const cn_graph *src, int *copied) {
+  int count = 0;
+  for (int pass = 0; pass < 2; pass++) /* check everything, then copy */
+    for (int i = 0; i < dst->n_nodes; i++) {
+      cn_node *n = &dst->nodes[i];
+      int j = n->n_params ? cn_graph_find(src, n->name) : -1;
+      if (j < 0) continue;
+      if (pass == 0) {
+        cn_status st = same_weights(n, &src->nodes[j]);
+        if (st != CN_OK) return st;
+        continue;
+      }
+      for (int k = 0; k < n->n_params; k++)
+        memcpy(n->params[k].data, src->nodes[j].params[k].data,
+               (size_t)cn_shape_numel(&n->params[k].shape) * sizeof(float));
+      count++;
+    }
+  dst->weights_version++;
+  if (copied) *copied = count;
+  return CN_OK;
+}

@@ -96,6 +96,9 @@ cn_status cn_graph_copy_node(cn_graph *dst, const cn_graph *src, int i, const in
 /* Frees what a node owns (name, attrs, inputs, parameter names, op cache), not the node itself;
  * for graph rewrites that drop nodes. */
 void cn_node_release(cn_node *node);
+/* Copies the parameters of every node of dst that src has under the same name (the same shapes,
+ * or nothing is copied and the first misfit is named); *copied (may be NULL) counts the nodes. */
+cn_status cn_graph_copy_weights(cn_graph *dst, const cn_graph *src, int *copied);
 /* Node index by name, or -1. */
 int cn_graph_find(const cn_graph *g, const char *name);
 /* Declared by an op's infer function, in Keras weight order. */

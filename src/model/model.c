@@ -183,37 +183,18 @@ cn_status cn_model_layer_info(const cn_model *m, size_t index, cn_layer_info *in
   return CN_OK;
 }
 
-/* Node j of src holds weights that fit dst's node n: the same count and shapes. */
-static cn_status same_weights(const cn_node *n, const cn_node *from) {
-  int fits = n->n_params == from->n_params;
-  for (int k = 0; fits && k < n->n_params; k++)
-    fits = cn_shape_equal(&n->params[k].shape, &from->params[k].shape);
-  return fits ? CN_OK
-              : cn_fail(CN_ERR_SHAPE, "%s: the source model's weights of that layer differ in shape",
-                        n->name);
-}
-
 cn_status cn_model_copy_weights(cn_model *dst, const cn_model *src, int *copied) {
   if (!dst || !src) return cn_fail(CN_ERR_ARG, "cn_model_copy_weights: NULL model");
-  cn_graph *d = dst->graph;
-  const cn_graph *s = src->graph;
-  int count = 0;
-  for (int pass = 0; pass < 2; pass++) /* check everything, then copy */
-    for (int i = 0; i < d->n_nodes; i++) {
-      cn_node *n = &d->nodes[i];
-      int j = n->n_params ? cn_graph_find(s, n->name) : -1;
-      if (j < 0) continue;
-      if (pass == 0) {
-        cn_status st = same_weights(n, &s->nodes[j]);
-        if (st != CN_OK) return st;
-        continue;
-      }
-      for (int k = 0; k < n->n_params; k++)
-        memcpy(n->params[k].data, s->nodes[j].params[k].data,
-               (size_t)cn_shape_numel(&n->params[k].shape) * sizeof(float));
-      count++;
-    }
-  d->weights_version++;
-  if (copied) *copied = count;
+  return cn_graph_copy_weights(dst->graph, src->graph, copied);
+}
+
+cn_status cn_model_set_trainable(cn_model *model, const char *layer, int trainable) {
+  if (!model) return cn_fail(CN_ERR_ARG, "cn_model_set_trainable: NULL model");
+  cn_graph *g = model->graph;
+  int at = layer ? cn_graph_find(g, layer) : -1;
+  if (layer && at < 0)
+    return cn_fail(CN_ERR_ARG, "%s: no layer named \"%.64s\"", model->name, layer);
+  for (int i = 0; i < g->n_nodes; i++)
+    if (!layer || i == at) g->nodes[i].trainable = trainable != 0;
   return CN_OK;
 }

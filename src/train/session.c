@@ -301,3 +301,11 @@ cn_status cn_session_sync(const cn_session *s, cn_model *model) {
   if (st == CN_OK) model->graph->weights_version++;
   return st;
 }
+
+cn_status cn_session_copy_weights(cn_session *dst, const cn_session *src, int *copied) {
+  if (!dst || !src) return cn_fail(CN_ERR_ARG, "cn_session_copy_weights: NULL session");
+  cn_status st =
+      cn_graph_copy_weights(cn_trainer_graph(dst->trainer), cn_trainer_graph(src->trainer), copied);
+  if (st == CN_OK) cn_trainer_weights_changed(dst->trainer);
+  return st;
+}
