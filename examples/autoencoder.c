@@ -70,8 +70,7 @@ static cn_status epoch(cn_session *s, const float *x, int64_t n, unsigned seed) 
   cn_status st = CN_OK;
   for (int64_t at = 0; st == CN_OK && at < n; at += BATCH) {
     int count = (int)(n - at < BATCH ? n - at : BATCH);
-    for (int i = 0; i < count; i++)
-      memcpy(batch + i * PIXELS, x + order[at + i] * PIXELS, sizeof(float) * PIXELS);
+    fm_gather(x, order, at, count, batch);
     st = cn_session_step(s, count, batch, batch, NULL);
   }
   free(order);

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <convnet/convnet.h>
 
@@ -40,6 +41,13 @@ static inline int64_t *fm_shuffled(int64_t n, unsigned seed) {
     order[i] = order[j], order[j] = t;
   }
   return order;
+}
+
+/* Copies images order[at .. at + count) of x into batch. */
+static inline void fm_gather(const float *x, const int64_t *order, int64_t at, int count,
+                             float *batch) {
+  for (int i = 0; i < count; i++)
+    memcpy(batch + (size_t)i * FM_PIXELS, x + order[at + i] * FM_PIXELS, sizeof(float) * FM_PIXELS);
 }
 
 /* n images (NULL: an empty cell), `cols` to a row, each twice its size, into a PNG. */

@@ -10,6 +10,8 @@ import ctypes
 import numpy as np
 import pytest
 
+from conftest import SessionOptions
+
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to initialize NumPy")
 N = 3  # batch
@@ -18,15 +20,6 @@ EPS = 1e-7
 
 class Sym(ctypes.Structure):
     _fields_ = [("node", ctypes.c_int), ("net", ctypes.c_uint32)]
-
-
-class SessionOptions(ctypes.Structure):
-    _fields_ = [("loss", ctypes.c_char_p), ("optimizer", ctypes.c_char_p), ("lr", ctypes.c_float),
-                ("momentum", ctypes.c_float), ("nesterov", ctypes.c_int),
-                ("weight_decay", ctypes.c_float), ("clip_norm", ctypes.c_float),
-                ("max_batch", ctypes.c_int), ("seed", ctypes.c_uint64),
-                ("input_grad", ctypes.c_int),
-                ("grad_layers", ctypes.POINTER(ctypes.c_char_p)), ("n_grad_layers", ctypes.c_int)]
 
 
 FP = ctypes.POINTER(ctypes.c_float)
