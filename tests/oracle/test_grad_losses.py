@@ -223,3 +223,51 @@ def test_reduce(lib, how, axes, keepdims):
     want_loss, want = torch_grads(fn, [x])
     assert abs(loss - want_loss) <= 1e-4 * max(1, abs(want_loss))
     assert close(grads[0], want[0]), np.max(np.abs(grads[0] - want[0]))
+
+
+class Conv2DOptions(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("filters", ctypes.c_int),
+                ("kernel_size", ctypes.c_int * 2), ("strides", ctypes.c_int * 2),
+                ("padding", ctypes.c_char_p), ("dilation_rate", ctypes.c_int * 2),
+                ("groups", ctypes.c_int), ("no_bias", ctypes.c_int),
+                ("activation", ctypes.c_char_p), ("kernel_initializer", ctypes.c_char_p),
+                ("bias_initializer", ctypes.c_char_p)]
+
+
+@pytest.mark.parametrize("how", ["sum", "mean", "max", "min"])
+@pytest.mark.parametrize("axes", [(1,), (3,), (1, 2), (2, 3), (-1,), (1, 2, 3)],
+                         ids=lambda a: str(a))
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_reduce_onnx_export(lib, tmp_path, how, axes, keepdims):
+    """A reduction after a convolution (whose output ONNX holds channels-first) exports to ONNX
+    and ONNX Runtime computes what convnet does."""
+    ort = pytest.importorskip("onnxruntime")
+    lib.cn_net_conv2d.restype = Sym
+    lib.cn_net_conv2d.argtypes = [ctypes.c_void_p, Sym, ctypes.POINTER(Conv2DOptions)]
+
+    def make(net, s):
+        o = Conv2DOptions(b"conv", 4, (3, 3), (1, 1), b"same")
+        h = lib.cn_net_conv2d(net, s[0], ctypes.byref(o))
+        arr = (ctypes.c_int * len(axes))(*axes)
+        return lib.cn_net_reduce(net, h, how.encode(), arr, len(axes), keepdims, b"r")
+
+    model = build(lib, [(5, 6, 3)], make)
+    try:
+        assert lib.cn_model_init_weights(model, ctypes.c_uint64(3)) == 0
+        x = rng.normal(0, 1, (2, 5, 6, 3)).astype(np.float32)
+        out_shape = [2] + [1 if (i + 1) in [a if a > 0 else 3 + 1 + a for a in axes] else d
+                           for i, d in enumerate((5, 6, 4))]
+        if not keepdims:
+            out_shape = [d for i, d in enumerate(out_shape)
+                         if i == 0 or i not in [a if a > 0 else 4 + a for a in axes]]
+        got = np.zeros(out_shape, np.float32)
+        lib.cn_model_forward.argtypes = [ctypes.c_void_p, ctypes.c_int, FP, FP]
+        assert lib.cn_model_forward(model, 2, x.ctypes.data_as(FP), got.ctypes.data_as(FP)) == 0
+        path = tmp_path / "r.onnx"
+        assert lib.cn_model_save_onnx(model, str(path).encode()) == 0, lib.cn_last_error().decode()
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        assert want.shape == got.shape
+        assert np.allclose(got, want, rtol=1e-4, atol=1e-4)
+    finally:
+        lib.cn_model_free(model)

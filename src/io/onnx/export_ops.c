@@ -10,6 +10,7 @@
 #include "io/onnx/export_internal.h"
 #include "io/onnx/internal.h"
 #include "kernels/kernels.h"
+#include "ops/ops_math.h"
 
 typedef cn_status (*ex_fn)(cn_ex_ctx *x, int i);
 
@@ -95,8 +96,7 @@ static const char *hard_sigmoid(cn_ex_ctx *x, const char *in, float alpha, float
 }
 
 /* alpha * x + beta: Mul then Add. */
-static const char *affine(cn_ex_ctx *x, const char *in, float alpha, float beta,
-                          const char *base) {
+static const char *affine(cn_ex_ctx *x, const char *in, float alpha, float beta, const char *base) {
   const char *scaled = cn_ex_binary(x, "Mul", in, cn_ex_scalar(x, base, alpha), base);
   return cn_ex_binary(x, "Add", scaled, cn_ex_scalar(x, base, beta), base);
 }
@@ -677,6 +677,46 @@ static cn_status ex_softmax(cn_ex_ctx *x, int i) {
   return x->st;
 }
 
+/* ---- reductions and sampling ------------------------------------------------------------------
+ */
+
+/* Reduce over per-sample axes: in the value's own layout (axes mapped through its perm) with
+ * keepdims, else in the engine's layout so that the remaining axes keep their order. Opset 13:
+ * ReduceSum takes its axes as an input, the others as an attribute. */
+static cn_status ex_reduce(cn_ex_ctx *x, int i) {
+  static const char *const ops[] = {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin"};
+  const cn_node *n = node_at(x, i);
+  const cn_reduce_attrs *a = n->attrs;
+  const cn_ex_value *v = &x->values[n->inputs[0]];
+  int64_t axes[CN_MAX_RANK];
+  int k = 0;
+  for (int d = 0; d + 1 < v->rank; d++)
+    if (a->axes >> d & 1) axes[k++] = a->keepdims ? cn_ex_axis(v, d + 1) : d + 1;
+  const char *in = a->keepdims ? v->name : cn_ex_input_plain(x, n->inputs[0]);
+  const char *out = cn_ex_name(x, n->name, ops[a->kind]);
+  const char *ins[2] = {in, a->kind == CN_REDUCE_SUM ? cn_ex_init_ints(x, n->name, axes, k) : ""};
+  Onnx__NodeProto *node = cn_ex_node(x, ops[a->kind], ins, a->kind == CN_REDUCE_SUM ? 2 : 1, out);
+  if (node && a->kind != CN_REDUCE_SUM) cn_ex_attr_ints(x, node, "axes", axes, k);
+  if (node) cn_ex_attr_int(x, node, "keepdims", a->keepdims);
+  cn_ex_set(x, i, out, a->keepdims ? v->perm : NULL);
+  return x->st;
+}
+
+/* mean + exp(log_var / 2) * RandomNormalLike(mean): ONNX draws its own noise, so an exported
+ * model samples like convnet's but not the same values. */
+static cn_status ex_gaussian_sample(cn_ex_ctx *x, int i) {
+  const cn_node *n = node_at(x, i);
+  const char *mean = cn_ex_input_plain(x, n->inputs[0]);
+  const char *log_var = cn_ex_input_plain(x, n->inputs[1]);
+  const char *eps = cn_ex_unary(x, "RandomNormalLike", mean, n->name);
+  const char *half = cn_ex_binary(x, "Mul", log_var, cn_ex_scalar(x, n->name, 0.5f), n->name);
+  const char *scale = cn_ex_unary(x, "Exp", half, n->name);
+  const char *out =
+      cn_ex_binary(x, "Add", mean, cn_ex_binary(x, "Mul", scale, eps, n->name), n->name);
+  cn_ex_set(x, i, out, NULL);
+  return x->st;
+}
+
 /* ---- resize -------------------------------------------------------------------------------- */
 
 static const char *const coord_names[] = {
@@ -772,6 +812,8 @@ static const struct {
     {&cn_op_matmul, ex_matmul},
     {&cn_op_resize, ex_resize},
     {&cn_op_conv_transpose, ex_conv_transpose},
+    {&cn_op_reduce, ex_reduce},
+    {&cn_op_gaussian_sample, ex_gaussian_sample},
 };
 
 int cn_ex_op_supported(const cn_op *op) {
