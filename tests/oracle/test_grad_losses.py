@@ -271,3 +271,43 @@ def test_reduce_onnx_export(lib, tmp_path, how, axes, keepdims):
         assert np.allclose(got, want, rtol=1e-4, atol=1e-4)
     finally:
         lib.cn_model_free(model)
+
+
+def test_gaussian_sample(lib):
+    """z = mean + exp(log_var / 2) * eps with convnet's noise: eps is recovered from z, and
+    PyTorch's gradient of sum(z^2) with that eps fixed must match convnet's."""
+    lib.cn_net_gaussian_sample.restype = Sym
+    lib.cn_net_gaussian_sample.argtypes = [ctypes.c_void_p, Sym, Sym, ctypes.c_uint64,
+                                           ctypes.c_char_p]
+    lib.cn_session_output.restype = FP
+    net = ctypes.c_void_p()
+    assert lib.cn_net_new(b"sample", ctypes.byref(net)) == 0
+    m = lib.cn_net_input(net, b"mean", *shape_arg(SHAPE))
+    lv = lib.cn_net_input(net, b"log_var", *shape_arg(SHAPE))
+    z = lib.cn_net_gaussian_sample(net, m, lv, 11, b"z")
+    sq = lib.cn_net_math(net, z, b"square", b"sq")
+    outs = (Sym * 2)(lib.cn_net_reduce(net, sq, b"sum", None, 0, 0, b"loss"), z)
+    model = ctypes.c_void_p()
+    assert lib.cn_net_build(net, outs, 2, ctypes.byref(model)) == 0, lib.cn_last_error().decode()
+    lib.cn_net_free(net)
+    opts = SessionOptions(None, b"sgd", 1e-30, 0, 0, 0, 0, N, 1, 1, None, 0)
+    session = ctypes.c_void_p()
+    try:
+        assert lib.cn_session_new(model, ctypes.byref(opts), ctypes.byref(session)) == 0
+        mean = np.ascontiguousarray(values, np.float32)
+        log_var = np.ascontiguousarray(values2 * 0.5, np.float32)
+        ptrs = (FP * 2)(mean.ctypes.data_as(FP), log_var.ctypes.data_as(FP))
+        assert lib.cn_session_step_inputs(session, N, ptrs, None, None) == 0
+        zs = np.ctypeslib.as_array(lib.cn_session_output(session, 1), shape=(mean.size,))
+        eps = (zs.reshape(mean.shape).astype(np.float64) - mean) / np.exp(log_var / 2.0)
+        assert abs(eps.mean()) < 0.5 and 0.5 < eps.std() < 1.5  # standard normal draws
+        got = [np.ctypeslib.as_array(lib.cn_session_input_grad_at(session, k),
+                                     shape=(mean.size,)).reshape(mean.shape).astype(np.float64)
+               for k in range(2)]
+    finally:
+        lib.cn_session_free(session)
+        lib.cn_model_free(model)
+    e = torch.tensor(eps.tolist(), dtype=torch.float64)
+    _, want = torch_grads(lambda a, b: ((a + torch.exp(b / 2) * e) ** 2).reshape(N, -1).sum(1),
+                          [mean, log_var])
+    assert close(got[0], want[0]) and close(got[1], want[1])
