@@ -213,6 +213,20 @@ typedef struct cn_conv_transpose_attrs {
 int cn_conv_transpose_keras_axis(int64_t in, int k, int s, int d, cn_padding padding,
                                  int output_padding, int *before, int *after, int *out_pad);
 
+/* ---- Conv / ConvTranspose with computed weights -------------------------------------------- */
+
+/* ONNX Conv (transpose = 0) or ConvTranspose (1) whose weights are inputs, not parameters:
+ * inputs x of per-sample shape (n, c, h, w) (a graph that runs as one engine sample: the whole
+ * NCHW tensor per sample), W (m, c/groups, kh, kw) for Conv or (c, m/groups, kh, kw) for
+ * ConvTranspose, and optionally B (m). Output (n, m, oh, ow): Conv oh = (h + pads - ((kh - 1) *
+ * dh + 1)) / sh + 1; ConvTranspose oh = sh * (h - 1) + out_pad_h + (kh - 1) * dh + 1 - pads.
+ * Plain loops (the weights change every run, so nothing is repacked); no backward. */
+typedef struct cn_conv_runtime_attrs {
+  int transpose, groups, kh, kw, sh, sw, dh, dw;
+  int pad_top, pad_left, pad_bottom, pad_right;
+  int out_pad_h, out_pad_w;
+} cn_conv_runtime_attrs;
+
 /* ---- the operators -------------------------------------------------------------------------- */
 
 extern const cn_op cn_op_transpose;      /* Transpose, cn_transpose_attrs */
@@ -226,6 +240,7 @@ extern const cn_op cn_op_lrn;            /* LRN, cn_lrn_attrs */
 extern const cn_op cn_op_pad;            /* Pad, cn_pad_attrs */
 extern const cn_op cn_op_resize;         /* Resize / Upsample, cn_resize_attrs */
 extern const cn_op cn_op_conv_transpose; /* ConvTranspose, cn_conv_transpose_attrs */
+extern const cn_op cn_op_conv_runtime; /* Conv/ConvTranspose on computed W, cn_conv_runtime_attrs */
 
 /* Pooling with ONNX attributes uses cn_op_maxpool / cn_op_avgpool with the extra fields at the end
  * of cn_pool_attrs (ops.h): explicit pads, ceil_mode, count_include_pad, dilations. */

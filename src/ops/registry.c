@@ -30,5 +30,6 @@ const cn_op *const cn_all_ops[] = {
     &cn_op_matmul,
     &cn_op_resize,
     &cn_op_conv_transpose,
+    &cn_op_conv_runtime,
     NULL,
 };

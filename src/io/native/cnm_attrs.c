@@ -173,10 +173,12 @@ static const layout dense_layout = LAYOUT(cn_dense_attrs, dense_fields);
 static const field reshape_fields[] = {SHAPE(cn_reshape_attrs, target, -1, BIG)};
 static const layout reshape_layout = LAYOUT(cn_reshape_attrs, reshape_fields);
 
-static const field batchnorm_fields[] = {
-    FLT(cn_batchnorm_attrs, epsilon, 0, 1e6), INT(cn_batchnorm_attrs, center, 0, 1),
-    INT(cn_batchnorm_attrs, scale, 0, 1), INT(cn_batchnorm_attrs, axis, -CN_MAX_RANK, CN_MAX_RANK),
-    FLT(cn_batchnorm_attrs, momentum, 0, 1), INT(cn_batchnorm_attrs, affine, 0, 1)};
+static const field batchnorm_fields[] = {FLT(cn_batchnorm_attrs, epsilon, 0, 1e6),
+                                         INT(cn_batchnorm_attrs, center, 0, 1),
+                                         INT(cn_batchnorm_attrs, scale, 0, 1),
+                                         INT(cn_batchnorm_attrs, axis, -CN_MAX_RANK, CN_MAX_RANK),
+                                         FLT(cn_batchnorm_attrs, momentum, 0, 1),
+                                         INT(cn_batchnorm_attrs, affine, 0, 1)};
 static const layout batchnorm_layout = LAYOUT(cn_batchnorm_attrs, batchnorm_fields);
 
 static const field dropout_fields[] = {FLT(cn_dropout_attrs, rate, 0, 1)};
@@ -256,6 +258,21 @@ static const field conv_transpose_fields[] = {INT(cn_conv_transpose_attrs, filte
                                               INT(cn_conv_transpose_attrs, out_pad_h, 0, 65536),
                                               INT(cn_conv_transpose_attrs, out_pad_w, 0, 65536)};
 static const layout conv_transpose_layout = LAYOUT(cn_conv_transpose_attrs, conv_transpose_fields);
+static const field conv_runtime_fields[] = {INT(cn_conv_runtime_attrs, transpose, 0, 1),
+                                            INT(cn_conv_runtime_attrs, groups, 1, BIG),
+                                            INT(cn_conv_runtime_attrs, kh, 1, 65536),
+                                            INT(cn_conv_runtime_attrs, kw, 1, 65536),
+                                            INT(cn_conv_runtime_attrs, sh, 1, 65536),
+                                            INT(cn_conv_runtime_attrs, sw, 1, 65536),
+                                            INT(cn_conv_runtime_attrs, dh, 1, 65536),
+                                            INT(cn_conv_runtime_attrs, dw, 1, 65536),
+                                            INT(cn_conv_runtime_attrs, pad_top, 0, 65536),
+                                            INT(cn_conv_runtime_attrs, pad_left, 0, 65536),
+                                            INT(cn_conv_runtime_attrs, pad_bottom, 0, 65536),
+                                            INT(cn_conv_runtime_attrs, pad_right, 0, 65536),
+                                            INT(cn_conv_runtime_attrs, out_pad_h, 0, 65536),
+                                            INT(cn_conv_runtime_attrs, out_pad_w, 0, 65536)};
+static const layout conv_runtime_layout = LAYOUT(cn_conv_runtime_attrs, conv_runtime_fields);
 
 static const field spec_fields[] = {
     INT(cn_input_spec, height, 0, 65536),   INT(cn_input_spec, width, 0, 65536),
@@ -294,6 +311,7 @@ static const struct {
     {&cn_op_matmul, &matmul_layout},
     {&cn_op_resize, &resize_layout},
     {&cn_op_conv_transpose, &conv_transpose_layout},
+    {&cn_op_conv_runtime, &conv_runtime_layout},
 };
 
 static const layout *layout_of(const cn_op *op) {
