@@ -145,7 +145,84 @@ static float *conv_kernel(const cn_onnx_const *w, int depthwise) {
   return k;
 }
 
+static cn_status deconv_pads(cn_onnx_ctx *x, const Onnx__NodeProto *n, const cn_onnx_value *v,
+                             const int *k, const int *s, const int *d, int one_d, int64_t *out_pad,
+                             pads2 *p);
+
+/* 1 when the weights (input 1) or the bias (input 2) are computed rather than constants. */
+static int computed_weights(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *w = cn_onnx_input(x, n, 1), *b = cn_onnx_input(x, n, 2);
+  return (w && w->kind == CN_ONNX_ACT) || (b && b->kind == CN_ONNX_ACT);
+}
+
+/* (n, c, l) as (n, c, 1, l); 4-D dims as they are. */
+static void dims_2d(const int64_t *d, int one_d, int64_t *out) {
+  out[0] = d[0], out[1] = d[1];
+  out[2] = one_d ? 1 : d[2];
+  out[3] = one_d ? d[2] : d[3];
+}
+
+/* Activation v in ONNX order, as the 4-D per-sample shape dims (a 1-D window's height-1 view). */
+static cn_status runtime_operand(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                                 int one_d, const int64_t *dims, int *node) {
+  cn_status st = cn_onnx_plain(x, v, node);
+  cn_reshape_attrs a = {cn_shape_make(4, dims)};
+  if (st == CN_OK && one_d)
+    st = cn_onnx_add_node(x, &cn_op_reshape, cn_onnx_out_name(n), "/2d", node, 1, &a, node);
+  return st;
+}
+
+/* Conv / ConvTranspose with computed weights: cn_op_conv_runtime on the whole NCHW tensor, which
+ * needs the graph to run as one engine sample (W has no batch axis). */
+static cn_status conv_runtime(cn_onnx_ctx *x, const Onnx__NodeProto *n, int transpose) {
+  if (!x->whole) return CN_ONNX_BATCH_FAIL(x, n, "weights computed at run time");
+  cn_onnx_value *v, *wv, *bv = NULL;
+  cn_status st = cn_onnx_act_input(x, n, 0, &v);
+  if (st == CN_OK) st = cn_onnx_act_input(x, n, 1, &wv);
+  if (st == CN_OK && cn_onnx_input(x, n, 2)) st = cn_onnx_act_input(x, n, 2, &bv);
+  if (st != CN_OK) return st;
+  int r = cn_onnx_rank(x, v), one_d = r == 3;
+  if ((r != 3 && r != 4) || cn_onnx_rank(x, wv) != r || (bv && cn_onnx_rank(x, bv) != 1))
+    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "only 1-D and 2-D windows");
+  cn_onnx_value view = *v; /* the input's ONNX dims at dims[0..3], as the pads helpers read them */
+  int64_t wd[4];
+  dims_2d(v->dims + 1, one_d, view.dims);
+  dims_2d(wv->dims + 1, one_d, wd);
+  cn_conv_runtime_attrs a = {.transpose = transpose,
+                             .groups = (int)cn_onnx_attr_int(n, "group", 1)};
+  int k[2], s[2], d[2];
+  if ((st = window_geometry(x, n, k, s, d, 0, one_d)) != CN_OK) return st;
+  if (k[0] == 0) k[0] = (int)wd[2], k[1] = (int)wd[3];
+  if (k[0] != wd[2] || k[1] != wd[3] || a.groups < 1 || a.groups > view.dims[1])
+    return CN_ONNX_FAIL(x, n, CN_ERR_SHAPE, "weights do not match kernel_shape or group");
+  pads2 p;
+  int64_t out_pad[8] = {0, 0};
+  if (transpose) {
+    int nop = window_ints(n, "output_padding", one_d, 0, out_pad);
+    if (nop >= 0 && nop != 2)
+      return CN_ONNX_FAIL(x, n, CN_ERR_FORMAT, "output_padding needs 2 values");
+    st = deconv_pads(x, n, &view, k, s, d, one_d, out_pad, &p);
+  } else {
+    st = window_pads(x, n, view.dims[2], view.dims[3], k, s, d, one_d, &p);
+  }
+  a.kh = k[0], a.kw = k[1], a.sh = s[0], a.sw = s[1], a.dh = d[0], a.dw = d[1];
+  a.pad_top = p.top, a.pad_bottom = p.bottom, a.pad_left = p.left, a.pad_right = p.right;
+  a.out_pad_h = (int)out_pad[0], a.out_pad_w = (int)out_pad[1];
+  int in[3], node;
+  if (st == CN_OK) st = runtime_operand(x, n, v, one_d, view.dims, &in[0]);
+  if (st == CN_OK) st = runtime_operand(x, n, wv, one_d, wd, &in[1]);
+  if (st == CN_OK && bv) st = cn_onnx_plain(x, bv, &in[2]);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_conv_runtime, cn_onnx_out_name(n), NULL, in, bv ? 3 : 2, &a,
+                          &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  if (st != CN_OK || !one_d) return st;
+  cn_onnx_value o = *cn_onnx_find(x, n->output[0]); /* (1, n, m, 1, l) back to (n, m, l) */
+  return cn_onnx_reshape_output(x, n, &o, 3, (int64_t[]){o.dims[1], o.dims[2], o.dims[4]});
+}
+
 static cn_status conv_conv(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  if (computed_weights(x, n)) return conv_runtime(x, n, 0);
   cn_onnx_value *v;
   const cn_onnx_const *w, *b = NULL;
   int k[2], s[2], d[2], node;
@@ -254,6 +331,7 @@ static float *deconv_kernel(const cn_onnx_const *w) {
 }
 
 static cn_status conv_conv_transpose(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  if (computed_weights(x, n)) return conv_runtime(x, n, 1);
   cn_onnx_value *in, view, *v = &view;
   const cn_onnx_const *w3 = NULL, *b = NULL;
   int k[2], s[2], d[2], node;
@@ -402,7 +480,60 @@ static cn_status conv_global_maxpool(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
 
 /* ---- normalization ------------------------------------------------------------------------- */
 
+/* Parameter k (1..4: scale, bias, mean, var) of a BatchNormalization on rank-r input with c
+ * channels, computed at run time, as an engine node of shape (1, c, 1, ...) that broadcasts. */
+static cn_status bn_operand(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k, int r, int64_t c,
+                            int *node) {
+  cn_onnx_value *p;
+  cn_status st = cn_onnx_act_input(x, n, k, &p);
+  if (st != CN_OK) return st;
+  if (cn_onnx_rank(x, p) != 1 || p->dims[1] != c)
+    return CN_ONNX_FAIL(x, n, CN_ERR_SHAPE, "parameters do not have %" PRId64 " values", c);
+  int64_t dims[CN_MAX_RANK];
+  for (int d = 0; d < r; d++) dims[d] = d == 1 ? c : 1;
+  cn_reshape_attrs a = {cn_shape_make(r, dims)};
+  st = cn_onnx_plain(x, p, node);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_reshape, cn_onnx_out_name(n), "/param", node, 1, &a, node);
+  return st;
+}
+
+/* BatchNormalization with parameters computed at run time, spelled out with broadcasting ops:
+ * (x - mean) / sqrt(var + epsilon) * scale + bias. */
+static cn_status batchnorm_runtime(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  cn_status st = cn_onnx_need_whole(x, n, "parameters");
+  if (st == CN_OK) st = cn_onnx_act_input(x, n, 0, &v);
+  if (st != CN_OK) return st;
+  int r = cn_onnx_rank(x, v), p[4], node;
+  if (r < 2) return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "input without a channel axis");
+  for (size_t k = 0; st == CN_OK && k < 4; k++) st = bn_operand(x, n, k + 1, r, v->dims[2], &p[k]);
+  if (st == CN_OK) st = cn_onnx_plain(x, v, &node);
+  float eps = cn_onnx_attr_float(n, "epsilon", 1e-5f);
+  cn_unary_attrs sq = {.kind = CN_UN_SQRT};
+  int den;
+  if (st == CN_OK) st = cn_onnx_scalar_op(x, n, CN_BIN_ADD, p[3], eps, "/var_eps", &den);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_unary, cn_onnx_out_name(n), "/std", &den, 1, &sq, &den);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_SUB, node, p[2], "/centred", &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_DIV, node, den, "/normed", &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_MUL, node, p[0], "/scaled", &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_ADD, node, p[1], NULL, &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  return st;
+}
+
+static int any_computed(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t from, size_t to) {
+  for (size_t k = from; k <= to; k++) {
+    cn_onnx_value *v = cn_onnx_input(x, n, k);
+    if (v && v->kind == CN_ONNX_ACT) return 1;
+  }
+  return 0;
+}
+
 static cn_status conv_batchnorm(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  if (any_computed(x, n, 1, 4) && cn_onnx_attr_int(n, "training_mode", 0) == 0)
+    return batchnorm_runtime(x, n);
   cn_onnx_value *v;
   const cn_onnx_const *p[4];
   cn_status st = cn_onnx_act_input(x, n, 0, &v);
