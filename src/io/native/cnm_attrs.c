@@ -93,14 +93,10 @@ static const char *const unary_names[] = {
     "reciprocal", "floor",        "ceil",       "erf", "identity",   NULL};
 _Static_assert(NAMES_OF(unary_names) == CN_UN_COUNT, "unary_names must name every kind");
 static const char *const pad_mode_names[] = {"constant", "reflect", "edge", "wrap", NULL};
-static const char *const resize_mode_names[] = {"nearest", "linear", NULL};
-static const char *const coord_names[] = {"half_pixel",
-                                          "asymmetric",
-                                          "align_corners",
-                                          "pytorch_half_pixel",
-                                          "tf_half_pixel_for_nn",
-                                          "half_pixel_symmetric",
-                                          NULL};
+static const char *const resize_mode_names[] = {"nearest", "linear", "cubic", NULL};
+static const char *const coord_names[] = {
+    "half_pixel",           "asymmetric",           "align_corners",      "pytorch_half_pixel",
+    "tf_half_pixel_for_nn", "half_pixel_symmetric", "tf_crop_and_resize", NULL};
 static const char *const nearest_names[] = {"round_prefer_floor", "round_prefer_ceil", "floor",
                                             "ceil", NULL};
 /* The command-line names (cn_resize_name, cn_preprocess_name); test_native checks they agree. */
@@ -239,7 +235,15 @@ static const field resize_fields[] = {ENUM(cn_resize_attrs, mode, resize_mode_na
                                       FLT(cn_resize_attrs, scale_h, 0, 65536),
                                       FLT(cn_resize_attrs, scale_w, 0, 65536),
                                       I64(cn_resize_attrs, out_h, 0, BIG),
-                                      I64(cn_resize_attrs, out_w, 0, BIG)};
+                                      I64(cn_resize_attrs, out_w, 0, BIG),
+                                      INT(cn_resize_attrs, antialias, 0, 1),
+                                      INT(cn_resize_attrs, exclude_outside, 0, 1),
+                                      FLT(cn_resize_attrs, cubic_a, -BIG, BIG),
+                                      FLT(cn_resize_attrs, roi_h0, -BIG, BIG),
+                                      FLT(cn_resize_attrs, roi_w0, -BIG, BIG),
+                                      FLT(cn_resize_attrs, roi_h1, -BIG, BIG),
+                                      FLT(cn_resize_attrs, roi_w1, -BIG, BIG),
+                                      FLT(cn_resize_attrs, extrapolation, -BIG, BIG)};
 static const layout resize_layout = LAYOUT(cn_resize_attrs, resize_fields);
 
 static const field conv_transpose_fields[] = {INT(cn_conv_transpose_attrs, filters, 1, BIG),

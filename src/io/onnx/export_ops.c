@@ -698,6 +698,8 @@ static cn_status ex_resize(cn_ex_ctx *x, int i) {
   const cn_node *n = node_at(x, i);
   const cn_resize_attrs *a = n->attrs;
   const cn_shape *s = input_shape(x, i, 0);
+  if (a->mode == CN_RESIZE_MODE_CUBIC || a->antialias || a->coord == CN_COORD_TF_CROP_AND_RESIZE)
+    return cn_ex_refuse(x, i, "cubic, antialias and tf_crop_and_resize have no export yet");
   if ((int)a->coord < 0 || a->coord > CN_COORD_HALF_PIXEL_SYMMETRIC || !coord_names[a->coord] ||
       (int)a->nearest < 0 || a->nearest > CN_NEAREST_CEIL)
     return cn_ex_refuse(x, i, "coordinate mode needs opset 19");
