@@ -106,10 +106,13 @@ def run_convnet(convnet, model_path, inputs, n_out, tmp, timeout=600):
 
 def compare(got, want, rtol, atol):
     for g, w in zip(got, want):
-        if g.dtype != w.dtype and not (w.dtype == np.bool_ and g.dtype == np.float32):
-            return f"dtype {g.dtype} != {w.dtype}"
+        # `convnet run` writes every output as float32: an integer or bool output (MaxPool's
+        # Indices, Dropout's mask) must hold exactly the expected values.
+        exact = w.dtype != np.float32
+        if g.dtype != np.float32 or not (w.dtype == np.float32 or w.dtype == np.bool_ or
+                                         np.issubdtype(w.dtype, np.integer)):
+            return f"dtype {g.dtype} for {w.dtype}"
         w = np.asarray(w, dtype=np.float32)
-        g = np.asarray(g, dtype=np.float32)
         # A graph that works across ONNX's first axis runs as one engine sample: `convnet run`
         # writes its outputs with that batch of 1 in front.
         if g.shape == (1,) + w.shape:
@@ -119,6 +122,8 @@ def compare(got, want, rtol, atol):
             g = g.reshape(())
         if g.shape != w.shape:
             return f"shape {g.shape} != {w.shape}"
+        if exact and not np.array_equal(g, w):
+            return f"{np.count_nonzero(g != w)} integer value(s) differ"
         if not np.allclose(g, w, rtol=rtol, atol=atol, equal_nan=True):
             return f"max abs diff {np.max(np.abs(g - w)):.3g}"
     return ""

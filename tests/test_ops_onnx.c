@@ -1085,6 +1085,31 @@ static void test_pool_onnx(void) {
   expect_fail(&cn_op_avgpool, &bad, (cn_shape[]){S(3, 3, 3, 1)}, 1, CN_ERR_FORMAT);
 }
 
+/* MaxPool's Indices: flat NCHW indices of the first maximum, for two samples and both storage
+ * orders. Channel 0 has a clear maximum per window, channel 1 only ties (the first wins). */
+static void test_pool_indices(void) {
+  static const float img[9] = {1, 5, 2, 3, 4, 9, 0, 8, 7};
+  float x[2 * 9 * 2];
+  for (int b = 0; b < 2; b++)
+    for (int p = 0; p < 9; p++) x[(b * 9 + p) * 2] = img[p], x[(b * 9 + p) * 2 + 1] = 1.0f;
+  cn_pool_attrs a = {.ph = 2, .pw = 2, .sh = 1, .sw = 1, .padding = CN_PAD_VALID, .indices = 1};
+  /* (oy, ox, c) NHWC; plane (n * C + c) * 9 */
+  static const float rows[8] = {1, 9 + 0, 5, 9 + 1, 7, 9 + 3, 5, 9 + 4};
+  float *y = run_single(&cn_op_maxpool, &a, S(3, 3, 3, 2), 2, x, 16);
+  for (int i = 0; i < 8; i++) {
+    CHECK(y[i] == rows[i]);
+    CHECK(y[8 + i] == rows[i] + 18);
+  }
+  free(y);
+  a.storage_order = 1; /* column major: h + w * H */
+  static const float cols[8] = {3, 9 + 0, 7, 9 + 3, 5, 9 + 1, 7, 9 + 4};
+  y = run_single(&cn_op_maxpool, &a, S(3, 3, 3, 2), 1, x, 8);
+  for (int i = 0; i < 8; i++) CHECK(y[i] == cols[i]);
+  free(y);
+  a.indices = 2;
+  expect_fail(&cn_op_maxpool, &a, (cn_shape[]){S(3, 3, 3, 2)}, 1, CN_ERR_FORMAT);
+}
+
 int main(void) {
   test_binary();
   test_prelu();
@@ -1098,5 +1123,6 @@ int main(void) {
   test_resize();
   test_conv_transpose();
   test_pool_onnx();
+  test_pool_indices();
   return cn_test_finish();
 }

@@ -155,7 +155,9 @@ static const field pool_fields[] = {INT(cn_pool_attrs, ph, 1, 65536),
                                     INT(cn_pool_attrs, ceil_mode, 0, 1),
                                     INT(cn_pool_attrs, count_include_pad, 0, 1),
                                     INT(cn_pool_attrs, dh, 0, 65536),
-                                    INT(cn_pool_attrs, dw, 0, 65536)};
+                                    INT(cn_pool_attrs, dw, 0, 65536),
+                                    INT(cn_pool_attrs, indices, 0, 1),
+                                    INT(cn_pool_attrs, storage_order, 0, 1)};
 static const layout pool_layout = LAYOUT(cn_pool_attrs, pool_fields);
 
 static const field global_pool_fields[] = {INT(cn_global_pool_attrs, keepdims, 0, 1)};

@@ -175,9 +175,12 @@ static cn_status runtime_operand(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_on
 /* Conv / ConvTranspose with computed weights: cn_op_conv_runtime on the whole NCHW tensor, which
  * needs the graph to run as one engine sample (W has no batch axis). */
 static cn_status conv_runtime(cn_onnx_ctx *x, const Onnx__NodeProto *n, int transpose) {
-  if (!x->whole) return CN_ONNX_BATCH_FAIL(x, n, "weights computed at run time");
   cn_onnx_value *v, *wv, *bv = NULL;
   cn_status st = cn_onnx_act_input(x, n, 0, &v);
+  if (st == CN_OK && (cn_onnx_rank(x, v) < 3 || cn_onnx_rank(x, v) > 4))
+    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "only 1-D and 2-D windows (%d-D given)",
+                        cn_onnx_rank(x, v) - 2);
+  if (st == CN_OK && !x->whole) return CN_ONNX_BATCH_FAIL(x, n, "weights computed at run time");
   if (st == CN_OK) st = cn_onnx_act_input(x, n, 1, &wv);
   if (st == CN_OK && cn_onnx_input(x, n, 2)) st = cn_onnx_act_input(x, n, 2, &bv);
   if (st != CN_OK) return st;
@@ -381,6 +384,28 @@ static cn_status conv_conv_transpose(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   return st;
 }
 
+/* MaxPool's Indices output (output 1): a second pooling node, on the same NHWC input, that
+ * writes the flat NCHW index of each maximum. */
+static cn_status pool_indices(cn_onnx_ctx *x, const Onnx__NodeProto *n, int src,
+                              const cn_pool_attrs *values, int storage_order, int one_d) {
+  cn_pool_attrs a = *values;
+  int node;
+  a.indices = 1;
+  a.storage_order = storage_order; /* on a 1-D window's (1, L) view both orders agree */
+  cn_status st =
+      cn_onnx_add_node(x, &cn_op_maxpool, cn_onnx_out_name(n), "/indices", &src, 1, &a, &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 1, node, CN_ONNX_NHWC);
+  if (st != CN_OK || !one_d) return st;
+  cn_onnx_value *o = cn_onnx_find(x, n->output[1]);
+  int plain;
+  cn_reshape_attrs r = {cn_shape_make(2, (int64_t[]){o->dims[1], o->dims[3]})};
+  st = cn_onnx_plain(x, o, &plain);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_reshape, n->output[1], NULL, &plain, 1, &r, &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 1, node, CN_ONNX_PLAIN);
+  return st;
+}
+
 static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max) {
   cn_onnx_value *in, view, *v = &view;
   int k[2], s[2], d[2], node;
@@ -390,10 +415,9 @@ static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max)
   if (st != CN_OK) return st;
   if (in->rank != 4 && !one_d)
     return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "only 1-D and 2-D pooling");
-  if (n->n_output > 1 && *n->output[1])
-    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "the Indices output");
-  if (cn_onnx_attr_int(n, "storage_order", 0) != 0)
-    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "storage_order 1");
+  int storage_order = (int)cn_onnx_attr_int(n, "storage_order", 0);
+  if (storage_order != 0 && storage_order != 1)
+    return CN_ONNX_FAIL(x, n, CN_ERR_FORMAT, "storage_order %d", storage_order);
   if (one_d)
     st = height_one_view(x, n, in, &view);
   else
@@ -413,10 +437,13 @@ static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max)
     a.pad_top = p.top, a.pad_left = p.left, a.pad_bottom = p.bottom, a.pad_right = p.right;
     a.ceil_mode = ceil_mode, a.count_include_pad = include_pad, a.dh = d[0], a.dw = d[1];
   }
+  int src = node;
   st = cn_onnx_add_node(x, is_max ? &cn_op_maxpool : &cn_op_avgpool, cn_onnx_out_name(n), NULL,
-                        &node, 1, &a, &node);
+                        &src, 1, &a, &node);
   if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_NHWC);
   if (st == CN_OK && one_d) st = drop_height(x, n);
+  if (st == CN_OK && is_max && n->n_output > 1 && *n->output[1])
+    st = pool_indices(x, n, src, &a, storage_order, one_d);
   return st;
 }
 
@@ -523,6 +550,87 @@ static cn_status batchnorm_runtime(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   return st;
 }
 
+/* The mean over every axis but ONNX axis 1 of engine node src (ONNX dims d, rank r), per channel:
+ * axis 1 to the front, the rest flattened, times a constant column of 1 / count. */
+static cn_status channel_mean(cn_onnx_ctx *x, const Onnx__NodeProto *n, int src, int r,
+                              const int64_t *d, const char *suffix, int *node) {
+  int perm[CN_MAX_RANK];
+  int64_t count = 1;
+  for (int k = 0; k < r; k++) {
+    perm[k] = k == 0 ? 1 : k == 1 ? 0 : k;
+    if (k != 1) count *= d[k];
+  }
+  cn_reshape_attrs flat = {cn_shape_make(2, (int64_t[]){d[1], count})};
+  cn_matmul_attrs mean = {1, cn_shape_make(1, &count)};
+  cn_status st = cn_onnx_add_transpose(x, src, suffix, r, perm, node);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_reshape, cn_onnx_out_name(n), suffix, node, 1, &flat, node);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_matmul, cn_onnx_out_name(n), suffix, node, 1, &mean, node);
+  float *w = st == CN_OK ? malloc((size_t)count * sizeof *w) : NULL;
+  if (st == CN_OK && !w) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st != CN_OK) return st;
+  for (int64_t k = 0; k < count; k++) w[k] = 1.0f / (float)count;
+  return cn_onnx_set_param(x, *node, 0, w);
+}
+
+/* stat (c) as (1, c, 1, ...) of rank r, to broadcast against the input. */
+static cn_status channel_shape(cn_onnx_ctx *x, const Onnx__NodeProto *n, int stat, int r, int64_t c,
+                               int *node) {
+  int64_t dims[CN_MAX_RANK];
+  for (int d = 0; d < r; d++) dims[d] = d == 1 ? c : 1;
+  cn_reshape_attrs a = {cn_shape_make(r, dims)};
+  return cn_onnx_add_node(x, &cn_op_reshape, cn_onnx_out_name(n), "/bcast", &stat, 1, &a, node);
+}
+
+/* Output k (running mean 1, running variance 2): input * momentum + batch * (1 - momentum). */
+static cn_status running_stat(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k, int batch) {
+  if (k >= n->n_output || !*n->output[k]) return CN_OK;
+  float momentum = cn_onnx_attr_float(n, "momentum", 0.9f);
+  cn_onnx_value *in = cn_onnx_input(x, n, k + 2);
+  int old, node;
+  cn_status st = cn_onnx_plain(x, in, &old);
+  if (st == CN_OK) st = cn_onnx_scalar_op(x, n, CN_BIN_MUL, old, momentum, "/kept", &old);
+  if (st == CN_OK) st = cn_onnx_scalar_op(x, n, CN_BIN_MUL, batch, 1 - momentum, "/new", &batch);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_ADD, old, batch, "/running", &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, k, node, CN_ONNX_PLAIN);
+  return st;
+}
+
+/* BatchNormalization with training_mode 1: normalises by the batch statistics (mean and biased
+ * variance over every axis but 1) and outputs the updated running statistics. The parameters
+ * must be computed (graph inputs): the graph runs as one sample, the batch axis being data. */
+static cn_status batchnorm_training(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  cn_status st = cn_onnx_need_whole(x, n, "training-mode statistics");
+  if (st == CN_OK) st = cn_onnx_act_input(x, n, 0, &v);
+  if (st != CN_OK) return st;
+  int r = cn_onnx_rank(x, v), p[4], src, mean, var, node;
+  if (r < 2 || n->n_output > 3)
+    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "training mode of this form");
+  int64_t c = v->dims[2];
+  for (size_t k = 0; st == CN_OK && k < 4; k++) st = bn_operand(x, n, k + 1, r, c, &p[k]);
+  if (st == CN_OK) st = cn_onnx_plain(x, v, &src);
+  if (st == CN_OK) st = channel_mean(x, n, src, r, v->dims + 1, "/mean", &mean);
+  if (st == CN_OK) st = channel_shape(x, n, mean, r, c, &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_SUB, src, node, "/centred", &src);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_MUL, src, src, "/squared", &node);
+  if (st == CN_OK) st = channel_mean(x, n, node, r, v->dims + 1, "/var", &var);
+  if (st == CN_OK) st = channel_shape(x, n, var, r, c, &node);
+  float eps = cn_onnx_attr_float(n, "epsilon", 1e-5f);
+  cn_unary_attrs sq = {.kind = CN_UN_SQRT};
+  if (st == CN_OK) st = cn_onnx_scalar_op(x, n, CN_BIN_ADD, node, eps, "/var_eps", &node);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_unary, cn_onnx_out_name(n), "/std", &node, 1, &sq, &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_DIV, src, node, "/normed", &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_MUL, node, p[0], "/scaled", &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_ADD, node, p[1], NULL, &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  if (st == CN_OK) st = running_stat(x, n, 1, mean);
+  if (st == CN_OK) st = running_stat(x, n, 2, var);
+  return st;
+}
+
 static int any_computed(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t from, size_t to) {
   for (size_t k = from; k <= to; k++) {
     cn_onnx_value *v = cn_onnx_input(x, n, k);
@@ -532,8 +640,9 @@ static int any_computed(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t from, s
 }
 
 static cn_status conv_batchnorm(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
-  if (any_computed(x, n, 1, 4) && cn_onnx_attr_int(n, "training_mode", 0) == 0)
-    return batchnorm_runtime(x, n);
+  if (cn_onnx_attr_int(n, "training_mode", 0) != 0 && x->opset >= 14)
+    return batchnorm_training(x, n);
+  if (any_computed(x, n, 1, 4)) return batchnorm_runtime(x, n);
   cn_onnx_value *v;
   const cn_onnx_const *p[4];
   cn_status st = cn_onnx_act_input(x, n, 0, &v);

@@ -159,7 +159,14 @@ static cn_status conv_dropout(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
     return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "training_mode is set");
   if (cn_onnx_attr_int(n, "is_test", 1) == 0 && x->opset < 7)
     return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "is_test is 0");
-  return conv_identity(x, n); /* the mask output stays uncomputed: using it fails by name */
+  cn_status st = conv_identity(x, n);
+  if (st != CN_OK || n->n_output < 2 || !*n->output[1]) return st;
+  /* The mask keeps every element at inference: ones of x's shape, as x ** 0 (1 even for NaN). */
+  cn_onnx_value *v = cn_onnx_input(x, n, 0);
+  int node;
+  st = cn_onnx_scalar_op(x, n, CN_BIN_POW, v->node, 0.0f, "/mask", &node);
+  if (st == CN_OK) cn_onnx_alias_output(x, n, 1, v, node);
+  return st;
 }
 
 /* ---- softmax ------------------------------------------------------------------------------- */

@@ -280,6 +280,7 @@ static cn_status ex_pool(cn_ex_ctx *x, int i) {
   const cn_pool_attrs *a = n->attrs;
   int is_max = n->op == &cn_op_maxpool;
   int dh = a->dh > 1 ? a->dh : 1, dw = a->dw > 1 ? a->dw : 1;
+  if (a->indices) return cn_ex_refuse(x, i, "MaxPool's Indices output has no export yet");
   if (!is_max && (dh > 1 || dw > 1))
     return cn_ex_refuse(x, i, "dilated average pooling needs opset 19");
   const cn_shape *s = input_shape(x, i, 0);

@@ -162,6 +162,11 @@ static cn_status input_dims(cn_onnx_ctx *x, const Onnx__ValueInfoProto *vi, int 
     const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
     int known = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
     int64_t v = known ? d->dim_value : (k == 0 && !x->whole ? 1 : -1);
+    if (v == 0 && known) /* the engine has no empty tensors */
+      return cn_fail(CN_ERR_UNSUPPORTED,
+                     "%s: input %s: dimension %d is 0 (empty tensors are not "
+                     "supported)",
+                     x->file, vi->name, k);
     if (v < 1 || v > CN_ONNX_MAX_ELEMENTS)
       return cn_fail(CN_ERR_UNSUPPORTED, "%s: input %s: dimension %d must be known and positive",
                      x->file, vi->name, k);
