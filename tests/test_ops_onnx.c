@@ -1110,6 +1110,22 @@ static void test_pool_indices(void) {
   expect_fail(&cn_op_maxpool, &a, (cn_shape[]){S(3, 3, 3, 2)}, 1, CN_ERR_FORMAT);
 }
 
+/* Empty tensors (ONNX's allowzero Reshape of a (0, 3, 4) input): a 0 in the target is real, and
+ * the element counts must still agree. */
+static void test_empty_reshape(void) {
+  cn_reshape_attrs a = {S(3, 3, 4, 0)};
+  cn_status st;
+  cn_graph *g = build(&cn_op_reshape, &a, (cn_shape[]){S(3, 0, 3, 4)}, 1, &st);
+  CHECK_OK(st);
+  if (g) {
+    CHECK(cn_shape_numel(&layer(g)->shape) == 0 && layer(g)->shape.dim[2] == 0);
+    float dummy = 0;
+    free(run(g, 1, (const float *[]){&dummy}));
+    cn_graph_free(g);
+  }
+  expect_fail(&cn_op_reshape, &a, (cn_shape[]){S(2, 3, 4)}, 1, CN_ERR_SHAPE);
+}
+
 int main(void) {
   test_binary();
   test_prelu();
@@ -1124,5 +1140,6 @@ int main(void) {
   test_conv_transpose();
   test_pool_onnx();
   test_pool_indices();
+  test_empty_reshape();
   return cn_test_finish();
 }

@@ -135,6 +135,25 @@ static cn_status add_initializers(cn_onnx_ctx *x) {
   return CN_OK;
 }
 
+/* 1 when every use of tensor `name`, and of what those uses compute, is a Reshape of it (input 0),
+ * an Identity or a Flatten: the only operators trusted with empty tensors (they move no data). */
+static int only_reshaped(const cn_onnx_ctx *x, const char *name, int depth) {
+  if (depth > 64) return 0;
+  for (size_t i = 0; i < x->graph->n_node; i++) {
+    const Onnx__NodeProto *n = x->graph->node[i];
+    for (size_t k = 0; k < n->n_input; k++) {
+      if (strcmp(n->input[k], name) != 0) continue;
+      int moves =
+          n->op_type && ((strcmp(n->op_type, "Reshape") == 0 && k == 0) ||
+                         strcmp(n->op_type, "Identity") == 0 || strcmp(n->op_type, "Flatten") == 0);
+      if (!moves) return 0;
+      for (size_t o = 0; o < n->n_output; o++)
+        if (*n->output[o] && !only_reshaped(x, n->output[o], depth + 1)) return 0;
+    }
+  }
+  return 1;
+}
+
 /* The ONNX dims of a float graph input; dim 0 may be symbolic (the batch). With x->whole the
  * ONNX dims follow a leading 1 (the engine batch) and must all be known. */
 static cn_status input_dims(cn_onnx_ctx *x, const Onnx__ValueInfoProto *vi, int *rank,
@@ -162,11 +181,15 @@ static cn_status input_dims(cn_onnx_ctx *x, const Onnx__ValueInfoProto *vi, int 
     const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
     int known = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
     int64_t v = known ? d->dim_value : (k == 0 && !x->whole ? 1 : -1);
-    if (v == 0 && known) /* the engine has no empty tensors */
-      return cn_fail(CN_ERR_UNSUPPORTED,
-                     "%s: input %s: dimension %d is 0 (empty tensors are not "
-                     "supported)",
-                     x->file, vi->name, k);
+    if (v == 0 && known) { /* empty: only as one sample, and only to be reshaped */
+      if (!only_reshaped(x, vi->name, 0))
+        return cn_fail(CN_ERR_UNSUPPORTED,
+                       "%s: input %s: dimension %d is 0 (an empty tensor may only be reshaped)",
+                       x->file, vi->name, k);
+      x->want_whole |= !x->whole;
+      dims[k + x->whole] = 0;
+      continue;
+    }
     if (v < 1 || v > CN_ONNX_MAX_ELEMENTS)
       return cn_fail(CN_ERR_UNSUPPORTED, "%s: input %s: dimension %d must be known and positive",
                      x->file, vi->name, k);
