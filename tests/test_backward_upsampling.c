@@ -332,51 +332,94 @@ typedef struct rs_case {
   int64_t h, w, c;
 } rs_case;
 
+/* Positional attributes of the fast paths; the general form's fields stay zero. */
+#define RS(m, c, n, sh, sw, oh, ow)                                                                \
+  { .mode = m, .coord = c, .nearest = n, .scale_h = sh, .scale_w = sw, .out_h = oh, .out_w = ow }
+
+/* The general separable form: cubic, antialias, exclude_outside, tf_crop_and_resize. */
+static void test_resize_general(void) {
+  const rs_case cases[] = {
+      {"cubic x2",
+       {.mode = CN_RESIZE_MODE_CUBIC, .scale_h = 2, .scale_w = 2, .cubic_a = -0.75f},
+       4,
+       3,
+       2},
+      {"cubic down exclude_outside",
+       {.mode = CN_RESIZE_MODE_CUBIC,
+        .out_h = 3,
+        .out_w = 2,
+        .cubic_a = -0.5f,
+        .exclude_outside = 1},
+       5,
+       4,
+       2},
+      {"cubic antialias down",
+       {.mode = CN_RESIZE_MODE_CUBIC,
+        .scale_h = 0.6f,
+        .scale_w = 0.5f,
+        .cubic_a = -0.75f,
+        .antialias = 1},
+       6,
+       7,
+       2},
+      {"linear antialias down",
+       {.mode = CN_RESIZE_MODE_LINEAR, .out_h = 2, .out_w = 3, .antialias = 1},
+       5,
+       7,
+       3},
+      {"linear crop",
+       {.mode = CN_RESIZE_MODE_LINEAR,
+        .coord = CN_COORD_TF_CROP_AND_RESIZE,
+        .out_h = 4,
+        .out_w = 3,
+        .roi_h0 = 0.2f,
+        .roi_h1 = 1.3f,
+        .roi_w0 = -0.1f,
+        .roi_w1 = 0.7f,
+        .extrapolation = 2.5f},
+       4,
+       5,
+       2},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const rs_case *t = &cases[i];
+    cn_gradcheck_case c = one(t->label, &cn_op_resize, &t->a, s3(t->h, t->w, t->c), 500 + i);
+    c.batch = 2;
+    check_case(&c);
+  }
+}
+
 static void test_resize(void) {
   const cn_resize_mode N = CN_RESIZE_MODE_NEAREST, L = CN_RESIZE_MODE_LINEAR;
   const rs_case cases[] = {
       /* UpSampling2D nearest: floor(o / size) */
-      {"nearest x2", {N, CN_COORD_ASYMMETRIC, CN_NEAREST_FLOOR, 2, 2, 0, 0}, 4, 5, 3},
-      {"nearest x3", {N, CN_COORD_ASYMMETRIC, CN_NEAREST_FLOOR, 3, 3, 0, 0}, 6, 5, 8},
-      {"nearest 2x3", {N, CN_COORD_ASYMMETRIC, CN_NEAREST_FLOOR, 2, 3, 0, 0}, 3, 4, 2},
+      {"nearest x2", RS(N, CN_COORD_ASYMMETRIC, CN_NEAREST_FLOOR, 2, 2, 0, 0), 4, 5, 3},
+      {"nearest x3", RS(N, CN_COORD_ASYMMETRIC, CN_NEAREST_FLOOR, 3, 3, 0, 0), 6, 5, 8},
+      {"nearest 2x3", RS(N, CN_COORD_ASYMMETRIC, CN_NEAREST_FLOOR, 2, 3, 0, 0), 3, 4, 2},
       /* ONNX's other nearest rules and transforms, up and down */
       {"nearest half_pixel prefer_floor",
-       {N, CN_COORD_HALF_PIXEL, CN_NEAREST_ROUND_PREFER_FLOOR, 2, 2, 0, 0},
-       4,
-       3,
-       2},
+       RS(N, CN_COORD_HALF_PIXEL, CN_NEAREST_ROUND_PREFER_FLOOR, 2, 2, 0, 0), 4, 3, 2},
       {"nearest half_pixel prefer_ceil",
-       {N, CN_COORD_HALF_PIXEL, CN_NEAREST_ROUND_PREFER_CEIL, 3, 2, 0, 0},
-       3,
-       3,
-       2},
+       RS(N, CN_COORD_HALF_PIXEL, CN_NEAREST_ROUND_PREFER_CEIL, 3, 2, 0, 0), 3, 3, 2},
       {"nearest tf_half_pixel ceil",
-       {N, CN_COORD_TF_HALF_PIXEL_FOR_NN, CN_NEAREST_CEIL, 0, 0, 7, 5},
-       4,
-       3,
-       2},
+       RS(N, CN_COORD_TF_HALF_PIXEL_FOR_NN, CN_NEAREST_CEIL, 0, 0, 7, 5), 4, 3, 2},
       {"nearest align_corners down",
-       {N, CN_COORD_ALIGN_CORNERS, CN_NEAREST_ROUND_PREFER_FLOOR, 0, 0, 3, 4},
-       7,
-       9,
-       2},
-      {"nearest asymmetric down",
-       {N, CN_COORD_ASYMMETRIC, CN_NEAREST_FLOOR, 0.5f, 0.5f, 0, 0},
-       8,
-       6,
-       3},
+       RS(N, CN_COORD_ALIGN_CORNERS, CN_NEAREST_ROUND_PREFER_FLOOR, 0, 0, 3, 4), 7, 9, 2},
+      {"nearest asymmetric down", RS(N, CN_COORD_ASYMMETRIC, CN_NEAREST_FLOOR, 0.5f, 0.5f, 0, 0), 8,
+       6, 3},
       /* UpSampling2D bilinear: half_pixel */
-      {"bilinear x2", {L, CN_COORD_HALF_PIXEL, 0, 2, 2, 0, 0}, 4, 5, 3},
-      {"bilinear x3", {L, CN_COORD_HALF_PIXEL, 0, 3, 3, 0, 0}, 6, 5, 8},
-      {"bilinear 3x2", {L, CN_COORD_HALF_PIXEL, 0, 3, 2, 0, 0}, 3, 4, 2},
-      {"bilinear 1 row", {L, CN_COORD_HALF_PIXEL, 0, 2, 2, 0, 0}, 1, 3, 2},
+      {"bilinear x2", RS(L, CN_COORD_HALF_PIXEL, 0, 2, 2, 0, 0), 4, 5, 3},
+      {"bilinear x3", RS(L, CN_COORD_HALF_PIXEL, 0, 3, 3, 0, 0), 6, 5, 8},
+      {"bilinear 3x2", RS(L, CN_COORD_HALF_PIXEL, 0, 3, 2, 0, 0), 3, 4, 2},
+      {"bilinear 1 row", RS(L, CN_COORD_HALF_PIXEL, 0, 2, 2, 0, 0), 1, 3, 2},
       /* the other transforms, sizes given, downsampling */
-      {"bilinear align_corners", {L, CN_COORD_ALIGN_CORNERS, 0, 0, 0, 7, 9}, 4, 5, 2},
-      {"bilinear asymmetric", {L, CN_COORD_ASYMMETRIC, 0, 2, 3, 0, 0}, 3, 3, 2},
-      {"bilinear pytorch_half_pixel", {L, CN_COORD_PYTORCH_HALF_PIXEL, 0, 0, 0, 1, 7}, 4, 3, 2},
-      {"bilinear tf_half_pixel", {L, CN_COORD_TF_HALF_PIXEL_FOR_NN, 0, 2, 2, 0, 0}, 3, 4, 2},
-      {"bilinear half_pixel_symmetric", {L, CN_COORD_HALF_PIXEL_SYMMETRIC, 0, 0, 0, 8, 5}, 3, 4, 2},
-      {"bilinear down", {L, CN_COORD_HALF_PIXEL, 0, 0.6f, 0.45f, 0, 0}, 9, 10, 3},
+      {"bilinear align_corners", RS(L, CN_COORD_ALIGN_CORNERS, 0, 0, 0, 7, 9), 4, 5, 2},
+      {"bilinear asymmetric", RS(L, CN_COORD_ASYMMETRIC, 0, 2, 3, 0, 0), 3, 3, 2},
+      {"bilinear pytorch_half_pixel", RS(L, CN_COORD_PYTORCH_HALF_PIXEL, 0, 0, 0, 1, 7), 4, 3, 2},
+      {"bilinear tf_half_pixel", RS(L, CN_COORD_TF_HALF_PIXEL_FOR_NN, 0, 2, 2, 0, 0), 3, 4, 2},
+      {"bilinear half_pixel_symmetric", RS(L, CN_COORD_HALF_PIXEL_SYMMETRIC, 0, 0, 0, 8, 5), 3, 4,
+       2},
+      {"bilinear down", RS(L, CN_COORD_HALF_PIXEL, 0, 0.6f, 0.45f, 0, 0), 9, 10, 3},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const rs_case *t = &cases[i];
@@ -385,7 +428,7 @@ static void test_resize(void) {
     check_case(&c);
   }
   /* Large enough for the parallel loop. */
-  cn_resize_attrs up = {L, CN_COORD_HALF_PIXEL, 0, 3, 3, 0, 0};
+  cn_resize_attrs up = RS(L, CN_COORD_HALF_PIXEL, 0, 3, 3, 0, 0);
   cn_gradcheck_case c = one("bilinear big", &cn_op_resize, &up, s3(20, 24, 16), 400);
   c.max_checks = 16;
   check_case(&c);
@@ -398,9 +441,9 @@ static void test_resize(void) {
 /* Nearest x2 backward sums each 2x2 block of dout exactly; bilinear x2 sends every dout value's
  * total weight 1 somewhere, so the sums of din and dout agree. */
 static void test_resize_sums(void) {
-  cn_resize_attrs near = {
-      CN_RESIZE_MODE_NEAREST, CN_COORD_ASYMMETRIC, CN_NEAREST_FLOOR, 2, 2, 0, 0};
-  cn_resize_attrs lin = {CN_RESIZE_MODE_LINEAR, CN_COORD_HALF_PIXEL, 0, 2, 2, 0, 0};
+  cn_resize_attrs near =
+      RS(CN_RESIZE_MODE_NEAREST, CN_COORD_ASYMMETRIC, CN_NEAREST_FLOOR, 2, 2, 0, 0);
+  cn_resize_attrs lin = RS(CN_RESIZE_MODE_LINEAR, CN_COORD_HALF_PIXEL, 0, 2, 2, 0, 0);
   const cn_resize_attrs *attrs[] = {&near, &lin};
   for (int m = 0; m < 2; m++) {
     cn_graph *g = cn_graph_new();
@@ -529,6 +572,7 @@ int main(void) {
   test_conv_transpose_contract();
   test_resize();
   test_resize_sums();
+  test_resize_general();
   test_keras_layers();
   return cn_test_finish();
 }

@@ -99,6 +99,32 @@ static void test_float64_and_versions(void) {
   free(data);
 }
 
+/* Integer and bool arrays (shape inputs of ONNX graphs) arrive as floats. */
+static void test_integers(void) {
+  cn_shape shape;
+  float *data;
+  int64_t i8[3] = {-3, 0, 1 << 20};
+  const char *h8 = "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }\n";
+  CHECK_OK(cn_npy_read(make_npy("i8.npy", 1, h8, i8, sizeof i8), &shape, &data));
+  CHECK(shape.rank == 1 && shape.dim[0] == 3);
+  CHECK(data[0] == -3.0f && data[1] == 0.0f && data[2] == (float)(1 << 20));
+  free(data);
+  int16_t i2[2] = {-7, 300};
+  const char *h2 = "{'descr': '<i2', 'fortran_order': False, 'shape': (2,), }\n";
+  CHECK_OK(cn_npy_read(make_npy("i2.npy", 1, h2, i2, sizeof i2), &shape, &data));
+  CHECK(data[0] == -7.0f && data[1] == 300.0f);
+  free(data);
+  uint8_t u1[2] = {255, 1};
+  const char *hu = "{'descr': '|u1', 'fortran_order': False, 'shape': (2,), }\n";
+  CHECK_OK(cn_npy_read(make_npy("u1.npy", 1, hu, u1, sizeof u1), &shape, &data));
+  CHECK(data[0] == 255.0f && data[1] == 1.0f);
+  free(data);
+  const char *hb = "{'descr': '|b1', 'fortran_order': False, 'shape': (2,), }\n";
+  CHECK_OK(cn_npy_read(make_npy("b1.npy", 1, hb, (uint8_t[]){0, 1}, 2), &shape, &data));
+  CHECK(data[0] == 0.0f && data[1] == 1.0f);
+  free(data);
+}
+
 static void test_bad_files(void) {
   float f[8] = {0};
   const char *good = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }\n";
@@ -115,7 +141,10 @@ static void test_bad_files(void) {
   const char *bad_headers[] = {
       "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }\n",
       "{'descr': '>f4', 'fortran_order': False, 'shape': (2, 2), }\n",
-      "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 2), }\n",
+      "{'descr': '<c8', 'fortran_order': False, 'shape': (2, 2), }\n",
+      "{'descr': '<i3', 'fortran_order': False, 'shape': (2, 2), }\n",
+      "{'descr': '|i4', 'fortran_order': False, 'shape': (2, 2), }\n",
+      "{'descr': '<f2', 'fortran_order': False, 'shape': (2, 2), }\n",
       "{'descr': '<f4', 'fortran_order': False, 'shape': (4), }\n",
       "{'descr': '<f4', 'fortran_order': False, 'shape': (2, -2), }\n",
       "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2.0), }\n",
@@ -163,6 +192,7 @@ static void test_write_errors(void) {
 int main(void) {
   test_round_trip();
   test_float64_and_versions();
+  test_integers();
   test_bad_files();
   test_write_errors();
   return cn_test_finish();

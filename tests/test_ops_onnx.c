@@ -21,6 +21,10 @@ static void fill(float *x, size_t n) {
 
 #define S cn_test_shape
 
+/* Positional Resize attributes of the fast paths; the general form's fields stay zero. */
+#define RS(m, c, n, sh, sw, oh, ow)                                                                \
+  { .mode = m, .coord = c, .nearest = n, .scale_h = sh, .scale_w = sw, .out_h = oh, .out_w = ow }
+
 /* Inputs in0..in{n-1} of the given per-sample shapes feeding one node "layer" with random
  * parameters. NULL (after checking the status) when infer fails. */
 static cn_graph *build(const cn_op *op, const void *attrs, const cn_shape *in_shapes, int n,
@@ -789,7 +793,7 @@ static const struct {
 /* Resizes the (h, w, c) input x as variant t under coordinate transformation coord. */
 static void check_resize_case(size_t case_no, const resize_variant *t, cn_resize_coord coord,
                               const float *want, const float *x, int h, int w, int c) {
-  cn_resize_attrs a = {t->mode, coord, t->nearest, t->scale_h, t->scale_w, t->out_h, t->out_w};
+  cn_resize_attrs a = RS(t->mode, coord, t->nearest, t->scale_h, t->scale_w, t->out_h, t->out_w);
   cn_status st;
   cn_graph *g = build(&cn_op_resize, &a, (cn_shape[]){S(3, h, w, c)}, 1, &st);
   CHECK_OK(st);
@@ -804,6 +808,8 @@ static void check_resize_case(size_t case_no, const resize_variant *t, cn_resize
   cn_graph_free(g);
 }
 
+static void test_resize_general(const float *x, int h, int w, int c);
+
 static void test_resize(void) {
   /* x[h][w][c] = (h * 3 + w)^1.5 * (c ? -0.5 : 1) + c, as the generator wrote it (NCHW). */
   enum { H = 2, W = 3, C = 2 };
@@ -817,7 +823,7 @@ static void test_resize(void) {
       check_resize_case(i * RESIZE_VARIANTS + (size_t)v, &resize_variants[v], resize_cases[i].coord,
                         resize_cases[i].want[v], x, H, W, C);
   /* Batches are independent; and the errors. */
-  cn_resize_attrs up = {CN_RESIZE_MODE_LINEAR, CN_COORD_HALF_PIXEL, 0, 2, 2, 0, 0};
+  cn_resize_attrs up = RS(CN_RESIZE_MODE_LINEAR, CN_COORD_HALF_PIXEL, 0, 2, 2, 0, 0);
   cn_status st;
   cn_graph *g = build(&cn_op_resize, &up, (cn_shape[]){S(3, H, W, C)}, 1, &st);
   float xx[2 * H * W * C];
@@ -827,13 +833,40 @@ static void test_resize(void) {
   check_close(y + 4 * 6 * C, y, 4 * 6 * C, 0);
   free(y);
   cn_graph_free(g);
-  cn_resize_attrs bad = {CN_RESIZE_MODE_NEAREST, CN_COORD_HALF_PIXEL, 0, 0, 1, 0, 0};
+  cn_resize_attrs bad = RS(CN_RESIZE_MODE_NEAREST, CN_COORD_HALF_PIXEL, 0, 0, 1, 0, 0);
   expect_fail(&cn_op_resize, &bad, (cn_shape[]){S(3, H, W, C)}, 1, CN_ERR_FORMAT);
-  bad = (cn_resize_attrs){CN_RESIZE_MODE_NEAREST, CN_COORD_HALF_PIXEL, 0, 0.1f, 1, 0, 0};
+  bad = (cn_resize_attrs)RS(CN_RESIZE_MODE_NEAREST, CN_COORD_HALF_PIXEL, 0, 0.1f, 1, 0, 0);
   expect_fail(&cn_op_resize, &bad, (cn_shape[]){S(3, H, W, C)}, 1, CN_ERR_SHAPE);
-  bad = (cn_resize_attrs){(cn_resize_mode)7, CN_COORD_HALF_PIXEL, 0, 1, 1, 0, 0};
+  bad = (cn_resize_attrs)RS((cn_resize_mode)7, CN_COORD_HALF_PIXEL, 0, 1, 1, 0, 0);
   expect_fail(&cn_op_resize, &bad, (cn_shape[]){S(3, H, W, C)}, 1, CN_ERR_UNSUPPORTED);
   expect_fail(&cn_op_resize, &up, (cn_shape[]){S(2, H, W)}, 1, CN_ERR_SHAPE);
+  test_resize_general(x, H, W, C);
+}
+
+/* The general separable form against the fast paths and fixed points. */
+static void test_resize_general(const float *x, int h, int w, int c) {
+  cn_shape in = S(3, h, w, c);
+  size_t n = (size_t)(h * w * c);
+  /* Upsampling: antialias changes nothing, so the general path must match bilinear. */
+  cn_resize_attrs fast = RS(CN_RESIZE_MODE_LINEAR, CN_COORD_HALF_PIXEL, 0, 2, 3, 0, 0), aa = fast;
+  aa.antialias = 1;
+  float *want = run_single(&cn_op_resize, &fast, in, 1, x, 64);
+  float *got = run_single(&cn_op_resize, &aa, in, 1, x, 64);
+  check_close(got, want, n * 6, 1e-5);
+  free(want);
+  free(got);
+  /* Cubic at scale 1 lands on the pixels: the identity. */
+  cn_resize_attrs cubic = RS(CN_RESIZE_MODE_CUBIC, CN_COORD_HALF_PIXEL, 0, 1, 1, 0, 0);
+  cubic.cubic_a = -0.75f;
+  got = run_single(&cn_op_resize, &cubic, in, 1, x, 64);
+  check_close(got, x, n, 1e-6);
+  free(got);
+  /* A crop box beyond the image gives the extrapolation value everywhere. */
+  cn_resize_attrs crop = RS(CN_RESIZE_MODE_LINEAR, CN_COORD_TF_CROP_AND_RESIZE, 0, 0, 0, 2, 2);
+  crop.roi_h0 = 1.5f, crop.roi_h1 = 2.0f, crop.roi_w1 = 1.0f, crop.extrapolation = 7.0f;
+  got = run_single(&cn_op_resize, &crop, in, 1, x, 64);
+  for (int i = 0; i < 4 * c; i++) CHECK(got[i] == 7.0f);
+  free(got);
 }
 
 /* ---- ConvTranspose -------------------------------------------------------------------------- */
@@ -1052,6 +1085,47 @@ static void test_pool_onnx(void) {
   expect_fail(&cn_op_avgpool, &bad, (cn_shape[]){S(3, 3, 3, 1)}, 1, CN_ERR_FORMAT);
 }
 
+/* MaxPool's Indices: flat NCHW indices of the first maximum, for two samples and both storage
+ * orders. Channel 0 has a clear maximum per window, channel 1 only ties (the first wins). */
+static void test_pool_indices(void) {
+  static const float img[9] = {1, 5, 2, 3, 4, 9, 0, 8, 7};
+  float x[2 * 9 * 2];
+  for (int b = 0; b < 2; b++)
+    for (int p = 0; p < 9; p++) x[(b * 9 + p) * 2] = img[p], x[(b * 9 + p) * 2 + 1] = 1.0f;
+  cn_pool_attrs a = {.ph = 2, .pw = 2, .sh = 1, .sw = 1, .padding = CN_PAD_VALID, .indices = 1};
+  /* (oy, ox, c) NHWC; plane (n * C + c) * 9 */
+  static const float rows[8] = {1, 9 + 0, 5, 9 + 1, 7, 9 + 3, 5, 9 + 4};
+  float *y = run_single(&cn_op_maxpool, &a, S(3, 3, 3, 2), 2, x, 16);
+  for (int i = 0; i < 8; i++) {
+    CHECK(y[i] == rows[i]);
+    CHECK(y[8 + i] == rows[i] + 18);
+  }
+  free(y);
+  a.storage_order = 1; /* column major: h + w * H */
+  static const float cols[8] = {3, 9 + 0, 7, 9 + 3, 5, 9 + 1, 7, 9 + 4};
+  y = run_single(&cn_op_maxpool, &a, S(3, 3, 3, 2), 1, x, 8);
+  for (int i = 0; i < 8; i++) CHECK(y[i] == cols[i]);
+  free(y);
+  a.indices = 2;
+  expect_fail(&cn_op_maxpool, &a, (cn_shape[]){S(3, 3, 3, 2)}, 1, CN_ERR_FORMAT);
+}
+
+/* Empty tensors (ONNX's allowzero Reshape of a (0, 3, 4) input): a 0 in the target is real, and
+ * the element counts must still agree. */
+static void test_empty_reshape(void) {
+  cn_reshape_attrs a = {S(3, 3, 4, 0)};
+  cn_status st;
+  cn_graph *g = build(&cn_op_reshape, &a, (cn_shape[]){S(3, 0, 3, 4)}, 1, &st);
+  CHECK_OK(st);
+  if (g) {
+    CHECK(cn_shape_numel(&layer(g)->shape) == 0 && layer(g)->shape.dim[2] == 0);
+    float dummy = 0;
+    free(run(g, 1, (const float *[]){&dummy}));
+    cn_graph_free(g);
+  }
+  expect_fail(&cn_op_reshape, &a, (cn_shape[]){S(2, 3, 4)}, 1, CN_ERR_SHAPE);
+}
+
 int main(void) {
   test_binary();
   test_prelu();
@@ -1065,5 +1139,7 @@ int main(void) {
   test_resize();
   test_conv_transpose();
   test_pool_onnx();
+  test_pool_indices();
+  test_empty_reshape();
   return cn_test_finish();
 }

@@ -186,7 +186,7 @@ static int open_file(const char *command, const cli_model_args *a, cn_model **ou
   struct stat sb;
   if (stat(a->model, &sb) != 0) return cli_error(a->model, "%s", strerror(errno));
   if (!S_ISREG(sb.st_mode)) return cli_error(a->model, "not a regular file");
-  if (cn_model_load(a->model, out) != CN_OK) return cli_lib_error();
+  if (cn_model_load_inputs(a->model, a->values, a->n_values, out) != CN_OK) return cli_lib_error();
   if (a->weights && cn_model_load_weights(*out, a->weights) != CN_OK) {
     cn_model_free(*out);
     *out = NULL;

@@ -31,6 +31,10 @@ typedef struct cli_model_args {
   const char *pooling;
   int height, width; /* 0: default */
   int need_weights;  /* a zoo model without -w takes the fetched weights from the cache */
+  /* Values for the graph inputs of a model file (convnet run), n_values of them: inputs that
+   * define shapes are bound to them (cn_model_load_inputs). */
+  cn_input_value *values;
+  int n_values;
 } cli_model_args;
 
 /* Opens the model as args say; prints the error itself and returns CLI_FAILED or CLI_USAGE. */

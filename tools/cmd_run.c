@@ -13,7 +13,10 @@ static const char run_help[] =
     "preprocessed, and writes each output as float32 with a batch dimension. Inputs may lack the\n"
     "batch dimension (one sample). Tensors are in the model's own layout: NHWC for Keras and zoo\n"
     "models, NCHW (as the file says) for ONNX models. A model with several inputs or outputs\n"
-    "takes --input once per graph input and --output once per graph output, in graph order.\n\n"
+    "takes --input once per graph input and --output once per graph output, in graph order.\n"
+    "An ONNX input that defines a shape (Reshape's shape, Resize's roi/scales/sizes, Upsample's\n"
+    "scales, Pad's pads/constant_value/axes, Dropout's ratio/training_mode; .npy of int64 or\n"
+    "float) is bound to its value before the graph is planned: the model is specialised to it.\n\n"
     "  -m, --model MODEL    zoo name or model file (.h5 full model, .json with -w, .onnx)\n"
     "  -w, --weights FILE   weights (default for a zoo model: the fetched ones in the cache)\n"
     "  --alpha A            MobileNet width multiplier\n"
@@ -38,18 +41,44 @@ typedef struct run_io {
   int n_in, n_out;
   const char *in_path[RUN_MAX_IO], *out_path[RUN_MAX_IO];
   cn_shape in[RUN_MAX_IO], out[RUN_MAX_IO];
+  cn_input_value values[RUN_MAX_IO]; /* every --input as read */
   float *x[RUN_MAX_IO], *y[RUN_MAX_IO];
   int64_t batch;
 } run_io;
 
-/* Reads every input and checks that they agree on the batch size. */
-static int read_inputs(cn_model *model, run_io *io) {
+/* Reads every --input (before the model: shape-defining ones are bound while loading it). */
+static int read_files(run_io *io) {
+  for (int i = 0; i < io->n_in; i++) {
+    float *data;
+    if (cn_npy_read(io->in_path[i], &io->values[i].shape, &data) != CN_OK) return cli_lib_error();
+    io->values[i].data = io->x[i] = data;
+  }
+  return CLI_OK;
+}
+
+/* Drops the inputs the model bound, keeping the rest in order. */
+static void drop_bound(run_io *io) {
+  int kept = 0;
+  for (int i = 0; i < io->n_in; i++) {
+    if (io->values[i].bound) {
+      free(io->x[i]);
+      continue;
+    }
+    io->values[kept] = io->values[i];
+    io->in_path[kept] = io->in_path[i];
+    io->x[kept++] = io->x[i];
+  }
+  for (int i = kept; i < io->n_in; i++) io->x[i] = NULL;
+  io->n_in = kept;
+}
+
+/* Checks the inputs against the model and that they agree on the batch size. */
+static int check_inputs(cn_model *model, run_io *io) {
   char have[96], want[96];
   io->batch = -1;
   for (int i = 0; i < io->n_in; i++) {
-    cn_shape xs;
+    cn_shape xs = io->values[i].shape;
     io->in[i] = cn_model_input_shape_at(model, i);
-    if (cn_npy_read(io->in_path[i], &xs, &io->x[i]) != CN_OK) return cli_lib_error();
     int64_t b = batch_of(&xs, &io->in[i]);
     if (b < 1 || b > (1 << 20))
       return cli_error(
@@ -92,13 +121,16 @@ static int run_model(cn_model *model, run_io *io) {
     return cli_usage("run",
                      "the model has %d input(s) and %d output(s): got %d --input, %d --output",
                      want_in, want_out, io->n_in, io->n_out);
-  int rc = read_inputs(model, io);
+  int rc = check_inputs(model, io);
   if (rc == CLI_OK) rc = forward_all(model, io);
+  return rc;
+}
+
+static void free_io(run_io *io) {
   for (int i = 0; i < RUN_MAX_IO; i++) {
     free(io->x[i]);
     free(io->y[i]);
   }
-  return rc;
 }
 
 static int add_path(const char **paths, int *n, const char *path, const char *flag) {
@@ -143,9 +175,16 @@ int cmd_run(int argc, char **argv) {
   if (optind != argc) return cli_usage("run", "unexpected argument '%s'", argv[optind]);
   if (!a.model || !io.n_in || !io.n_out)
     return cli_usage("run", "-m MODEL, --input and --output are required");
-  cn_model *model;
-  if ((rc = cli_open_model("run", &a, &model)) != CLI_OK) return rc;
-  rc = run_model(model, &io);
+  cn_model *model = NULL;
+  a.values = io.values;
+  a.n_values = io.n_in;
+  rc = read_files(&io);
+  if (rc == CLI_OK) rc = cli_open_model("run", &a, &model);
+  if (rc == CLI_OK) {
+    drop_bound(&io);
+    rc = run_model(model, &io);
+  }
   cn_model_free(model);
+  free_io(&io);
   return rc;
 }

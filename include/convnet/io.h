@@ -20,8 +20,9 @@ CN_API const char *cn_labels_name(const cn_labels *labels, size_t index); /* NUL
 CN_API const char *cn_labels_id(const cn_labels *labels, size_t index);   /* wnid, or NULL */
 CN_API void cn_labels_free(cn_labels *labels);
 
-/* Reads a little-endian float32 (or float64, converted) C-order .npy file. *data is allocated
- * with malloc: release it with free(). */
+/* Reads a little-endian float32 C-order .npy file; float64, integer (int8..int64, uint8..uint64)
+ * and bool arrays are converted to float32 (integers are exact up to 2^24, enough for shapes and
+ * indices). *data is allocated with malloc: release it with free(). */
 CN_API cn_status cn_npy_read(const char *path, cn_shape *shape, float **data);
 /* Writes a float32 .npy (format 1.0), atomically (temp file, fsync, rename). */
 CN_API cn_status cn_npy_write(const char *path, const cn_shape *shape, const float *data);

@@ -34,6 +34,21 @@ CN_API cn_status cn_zoo_build(const cn_zoo_options *options, cn_model **out);
  * A PyTorch .pth holds weights only: build the model (cn_zoo_build) and load it as weights. A file
  * of no known kind fails with "unknown model format". */
 CN_API cn_status cn_model_load(const char *path, cn_model **out);
+/* A value for one graph input of a model file, known before the file is loaded. */
+typedef struct cn_input_value {
+  cn_shape shape;    /* the full shape, as the file names the input */
+  const float *data; /* numel(shape) values (integers as floats) */
+  int bound;         /* set by the loader: 1 when the value became part of the model */
+} cn_input_value;
+
+/* cn_model_load with values for the file's graph inputs, in graph order (n of them). An ONNX graph
+ * input that defines a shape or a mode rather than data (Reshape's shape; Resize's roi, scales and
+ * sizes; Upsample's scales; Pad's pads, constant_value and axes; Dropout's ratio and training_mode)
+ * is bound to its value as a constant before the graph is planned (shape specialisation): the
+ * loader sets .bound, and the model's inputs are the inputs left unbound, in order. Such an input
+ * without a value is refused by name. Other formats bind nothing. */
+CN_API cn_status cn_model_load_inputs(const char *path, cn_input_value *values, int n,
+                                      cn_model **out);
 /* Loads weights into a model by layer name, with shape checks, from:
  * - a Keras save_weights .h5 (Keras 1 and 2), a full-model .h5, or a Keras 3 .weights.h5;
  * - a PyTorch .pth state_dict (torch.save, zip or legacy form; docs/pytorch.md), its keys mapped

@@ -16,6 +16,8 @@ cn_status cn_keras_model_load_weights(cn_model *model, const char *path);
 
 /* Internal entry point behind cn_model_load for .onnx files. */
 cn_status cn_onnx_load(const char *path, cn_model **out);
+/* The same with values for graph inputs (cn_model_load_inputs). */
+cn_status cn_onnx_load_inputs(const char *path, cn_input_value *values, int n, cn_model **out);
 
 /* Loads a state_dict into a model whose node names are PyTorch module paths ("_blocks.3._bn1"):
  * key "<node>.<param>" maps to the node's parameter by the node's type (Conv2D weight -> kernel

@@ -53,7 +53,13 @@ static int has_suffix(const char *s, const char *suffix) {
 }
 
 cn_status cn_model_load(const char *path, cn_model **out) {
+  return cn_model_load_inputs(path, NULL, 0, out);
+}
+
+cn_status cn_model_load_inputs(const char *path, cn_input_value *values, int n, cn_model **out) {
   if (!out) return cn_fail(CN_ERR_ARG, "cn_model_load: NULL output");
+  if (n < 0 || (n && !values)) return cn_fail(CN_ERR_ARG, "cn_model_load: bad input values");
+  for (int i = 0; i < n; i++) values[i].bound = 0;
   *out = NULL;
   if (!path) return cn_fail(CN_ERR_ARG, "cn_model_load: NULL path");
   file_kind kind = sniff(path);
@@ -71,7 +77,7 @@ cn_status cn_model_load(const char *path, cn_model **out) {
                    "%s: unknown model format (expected Keras .h5/.json, ONNX, PyTorch .pth or "
                    ".cnm)",
                    path);
-  return cn_onnx_load(path, out);
+  return cn_onnx_load_inputs(path, values, n, out);
 }
 
 cn_status cn_model_load_weights(cn_model *model, const char *path) {

@@ -28,8 +28,12 @@ static const char npy_magic[NPY_MAGIC_LEN] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
 /* Largest array read, in bytes of the file's data (4 GiB). */
 #define NPY_MAX_DATA ((int64_t)1 << 32)
 
+/* Element kinds read; integers and booleans become floats (exact up to 2^24: shapes, indices). */
+typedef enum npy_kind { NPY_FLOAT, NPY_INT, NPY_UINT } npy_kind;
+
 typedef struct npy_header {
-  int item_size; /* 4 or 8 */
+  npy_kind kind;
+  int item_size; /* floats 4 or 8; integers 1, 2, 4 or 8 */
   int fortran;
   cn_shape shape;
   int have_descr, have_fortran, have_shape;
@@ -105,6 +109,29 @@ static int parse_shape(cursor *c, cn_shape *shape) {
   }
 }
 
+/* '<f4', '<f8', '<i8', '|u1', '|b1', ...: 1 when read. Single bytes have no byte order ('|'). */
+static int parse_descr(const char *d, npy_header *h) {
+  if (strlen(d) != 3 || (d[0] != '<' && d[0] != '|')) return 0;
+  int size = d[2] - '0';
+  if (size != 1 && size != 2 && size != 4 && size != 8) return 0;
+  if ((d[0] == '|') != (size == 1)) return 0;
+  h->item_size = size;
+  switch (d[1]) {
+  case 'f':
+    h->kind = NPY_FLOAT;
+    return size == 4 || size == 8;
+  case 'i':
+    h->kind = NPY_INT;
+    return 1;
+  case 'u':
+  case 'b':
+    h->kind = NPY_UINT;
+    return d[1] == 'u' || size == 1;
+  default:
+    return 0;
+  }
+}
+
 static cn_status parse_entry(const char *path, cursor *c, npy_header *h) {
   char key[32], descr[16];
   if (!parse_string(c, key, sizeof key) || !accept(c, ':'))
@@ -113,12 +140,9 @@ static cn_status parse_entry(const char *path, cursor *c, npy_header *h) {
     h->have_descr = 1;
     if (!parse_string(c, descr, sizeof descr))
       return cn_fail(CN_ERR_FORMAT, "%s: malformed 'descr' in .npy header", path);
-    if (strcmp(descr, "<f4") == 0)
-      h->item_size = 4;
-    else if (strcmp(descr, "<f8") == 0)
-      h->item_size = 8;
-    else
-      return cn_fail(CN_ERR_UNSUPPORTED, "%s: dtype '%s' (only '<f4' and '<f8' are read)", path,
+    if (!parse_descr(descr, h))
+      return cn_fail(CN_ERR_UNSUPPORTED,
+                     "%s: dtype '%s' (float32/64, integers and bool are read, little-endian)", path,
                      descr);
   } else if (strcmp(key, "fortran_order") == 0 && !h->have_fortran) {
     h->have_fortran = 1;
@@ -194,12 +218,23 @@ static cn_status read_header(FILE *f, const char *path, npy_header *h, long *dat
   return st;
 }
 
-static void widen_doubles(const unsigned char *raw, float *out, size_t n) {
-  for (size_t i = 0; i < n; i++) {
+/* Little-endian element i of raw as a float. */
+static float element(const unsigned char *raw, size_t i, const npy_header *h) {
+  const unsigned char *p = raw + i * (size_t)h->item_size;
+  uint64_t u = 0;
+  for (int b = h->item_size - 1; b >= 0; b--) u = u << 8 | p[b];
+  if (h->kind == NPY_FLOAT) {
     double d;
-    memcpy(&d, raw + i * 8, 8);
-    out[i] = (float)d;
+    memcpy(&d, &u, 8);
+    return (float)d;
   }
+  if (h->kind == NPY_UINT) return (float)u;
+  int shift = 64 - 8 * h->item_size; /* sign-extend */
+  return (float)((int64_t)(u << shift) >> shift);
+}
+
+static void widen(const unsigned char *raw, float *out, size_t n, const npy_header *h) {
+  for (size_t i = 0; i < n; i++) out[i] = element(raw, i, h);
 }
 
 static cn_status read_data(FILE *f, const char *path, const npy_header *h, size_t numel,
@@ -207,15 +242,15 @@ static cn_status read_data(FILE *f, const char *path, const npy_header *h, size_
   float *out = cn_alloc_aligned((numel ? numel : 1) * sizeof(float));
   if (!out) return cn_fail(CN_ERR_NOMEM, "%s: out of memory for %zu floats", path, numel);
   cn_status st = CN_OK;
-  if (h->item_size == 4) {
+  if (h->item_size == 4 && h->kind == NPY_FLOAT) {
     st = read_exact(f, path, out, numel * 4, ".npy data");
   } else {
     enum { CHUNK = 4096 };
     unsigned char raw[CHUNK * 8];
     for (size_t done = 0; st == CN_OK && done < numel; done += CHUNK) {
       size_t n = numel - done < CHUNK ? numel - done : CHUNK;
-      st = read_exact(f, path, raw, n * 8, ".npy data");
-      if (st == CN_OK) widen_doubles(raw, out + done, n);
+      st = read_exact(f, path, raw, n * (size_t)h->item_size, ".npy data");
+      if (st == CN_OK) widen(raw, out + done, n, h);
     }
   }
   if (st != CN_OK) {

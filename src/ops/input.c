@@ -7,9 +7,12 @@ static cn_status input_infer(cn_graph *g, cn_node *node) {
   if (a->shape.rank < 1 || a->shape.rank >= CN_MAX_RANK)
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: input rank %d not supported", node->name,
                    a->shape.rank);
+  /* 0 is allowed: an empty ONNX tensor that is only reshaped (the importer checks that; the Keras
+   * and .cnm readers refuse empty inputs themselves). */
   for (int i = 0; i < a->shape.rank; i++)
-    if (a->shape.dim[i] < 1)
-      return cn_fail(CN_ERR_SHAPE, "%s: input dimensions must be known and positive", node->name);
+    if (a->shape.dim[i] < 0)
+      return cn_fail(CN_ERR_SHAPE, "%s: input dimensions must be known and not negative",
+                     node->name);
   node->shape = a->shape;
   return CN_OK;
 }

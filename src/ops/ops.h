@@ -52,6 +52,11 @@ typedef struct cn_pool_attrs {
   int pad_top, pad_left, pad_bottom, pad_right;
   int ceil_mode, count_include_pad;
   int dh, dw;
+  /* MaxPool only, ONNX's Indices output: 1 makes the node output, per window, the flat index of
+   * its maximum in the ONNX (N, C, H, W) input (the engine batch is N), as floats (exact below
+   * 2^24): (n * C + c) * H * W + h * W + w, or h + w * H when storage_order is 1 (column major).
+   * Ties keep the first in row order; no gradient flows through indices. */
+  int indices, storage_order;
 } cn_pool_attrs;
 
 typedef struct cn_global_pool_attrs {

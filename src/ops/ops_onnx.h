@@ -165,7 +165,11 @@ typedef struct cn_pad_attrs {
 
 /* ---- Resize / Upsample ---------------------------------------------------------------------- */
 
-typedef enum cn_resize_mode { CN_RESIZE_MODE_NEAREST, CN_RESIZE_MODE_LINEAR } cn_resize_mode;
+typedef enum cn_resize_mode {
+  CN_RESIZE_MODE_NEAREST,
+  CN_RESIZE_MODE_LINEAR,
+  CN_RESIZE_MODE_CUBIC /* Keys cubic with coefficient cubic_a */
+} cn_resize_mode;
 
 typedef enum cn_resize_coord {
   CN_COORD_HALF_PIXEL,
@@ -173,7 +177,8 @@ typedef enum cn_resize_coord {
   CN_COORD_ALIGN_CORNERS,
   CN_COORD_PYTORCH_HALF_PIXEL,
   CN_COORD_TF_HALF_PIXEL_FOR_NN,
-  CN_COORD_HALF_PIXEL_SYMMETRIC
+  CN_COORD_HALF_PIXEL_SYMMETRIC,
+  CN_COORD_TF_CROP_AND_RESIZE /* the roi_* box; outside the image: extrapolation */
 } cn_resize_coord;
 
 typedef enum cn_resize_nearest {
@@ -186,14 +191,21 @@ typedef enum cn_resize_nearest {
 /* Resize of an NHWC (h, w, c) input along h and w (ONNX's N and C scales must be 1).
  * Output size: out_h/out_w when > 0 (ONNX "sizes"), else floor(in * scale) (ONNX "scales").
  * The coordinate transform uses scale_h/scale_w when > 0, else out / in, as ONNX does (with
- * sizes given, ONNX derives the scale from them). roi (tf_crop_and_resize), cubic and antialias
- * are not supported; linear is bilinear with the input coordinate clamped to the image. */
+ * sizes given, ONNX derives the scale from them). Nearest and linear (bilinear, the input
+ * coordinate clamped to the image) have fast paths; cubic, antialias and tf_crop_and_resize take
+ * ONNX's general separable form: per axis, each output index weighs the n source indices nearest
+ * its coordinate (edge-clamped; exclude_outside drops and renormalises those outside), with
+ * coefficients from the mode, stretched by 1 / scale when antialias downsamples. */
 typedef struct cn_resize_attrs {
   cn_resize_mode mode;
   cn_resize_coord coord;
   cn_resize_nearest nearest;
   float scale_h, scale_w;
   int64_t out_h, out_w;
+  int antialias, exclude_outside;
+  float cubic_a;                        /* CUBIC: ONNX cubic_coeff_a (default -0.75) */
+  float roi_h0, roi_w0, roi_h1, roi_w1; /* TF_CROP_AND_RESIZE: box as fractions of (in - 1) */
+  float extrapolation;                  /* TF_CROP_AND_RESIZE: value outside the image */
 } cn_resize_attrs;
 
 /* ---- ConvTranspose -------------------------------------------------------------------------- */
@@ -215,6 +227,20 @@ typedef struct cn_conv_transpose_attrs {
 int cn_conv_transpose_keras_axis(int64_t in, int k, int s, int d, cn_padding padding,
                                  int output_padding, int *before, int *after, int *out_pad);
 
+/* ---- Conv / ConvTranspose with computed weights -------------------------------------------- */
+
+/* ONNX Conv (transpose = 0) or ConvTranspose (1) whose weights are inputs, not parameters:
+ * inputs x of per-sample shape (n, c, h, w) (a graph that runs as one engine sample: the whole
+ * NCHW tensor per sample), W (m, c/groups, kh, kw) for Conv or (c, m/groups, kh, kw) for
+ * ConvTranspose, and optionally B (m). Output (n, m, oh, ow): Conv oh = (h + pads - ((kh - 1) *
+ * dh + 1)) / sh + 1; ConvTranspose oh = sh * (h - 1) + out_pad_h + (kh - 1) * dh + 1 - pads.
+ * Plain loops (the weights change every run, so nothing is repacked); no backward. */
+typedef struct cn_conv_runtime_attrs {
+  int transpose, groups, kh, kw, sh, sw, dh, dw;
+  int pad_top, pad_left, pad_bottom, pad_right;
+  int out_pad_h, out_pad_w;
+} cn_conv_runtime_attrs;
+
 /* ---- the operators -------------------------------------------------------------------------- */
 
 extern const cn_op cn_op_transpose;      /* Transpose, cn_transpose_attrs */
@@ -228,6 +254,7 @@ extern const cn_op cn_op_lrn;            /* LRN, cn_lrn_attrs */
 extern const cn_op cn_op_pad;            /* Pad, cn_pad_attrs */
 extern const cn_op cn_op_resize;         /* Resize / Upsample, cn_resize_attrs */
 extern const cn_op cn_op_conv_transpose; /* ConvTranspose, cn_conv_transpose_attrs */
+extern const cn_op cn_op_conv_runtime; /* Conv/ConvTranspose on computed W, cn_conv_runtime_attrs */
 
 /* Pooling with ONNX attributes uses cn_op_maxpool / cn_op_avgpool with the extra fields at the end
  * of cn_pool_attrs (ops.h): explicit pads, ceil_mode, count_include_pad, dilations. */

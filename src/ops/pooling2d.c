@@ -16,7 +16,7 @@ typedef struct pool_geom {
 
 static int is_extended(const cn_pool_attrs *a) {
   return a->pad_top || a->pad_left || a->pad_bottom || a->pad_right || a->ceil_mode ||
-         a->count_include_pad || a->dh > 1 || a->dw > 1;
+         a->count_include_pad || a->dh > 1 || a->dw > 1 || a->indices;
 }
 
 /* Output length along one axis; ceil mode drops a last window that starts in the end padding,
@@ -74,6 +74,8 @@ static cn_status extended_infer(cn_graph *g, cn_node *node) {
   int explicit_pads = a->pad_top || a->pad_left || a->pad_bottom || a->pad_right;
   if ((int)a->padding != CN_PAD_VALID && (int)a->padding != CN_PAD_SAME)
     return cn_fail(CN_ERR_FORMAT, "%s: unknown padding %d", node->name, (int)a->padding);
+  if ((a->indices != 0 && a->indices != 1) || (a->storage_order != 0 && a->storage_order != 1))
+    return cn_fail(CN_ERR_FORMAT, "%s: bad indices or storage_order", node->name);
   if (a->padding == CN_PAD_SAME && (explicit_pads || a->ceil_mode))
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: SAME padding with explicit pads or ceil_mode",
                    node->name);
@@ -140,6 +142,30 @@ static void pool_pixel(const pool_geom *g, const float *image, int64_t oy, int64
   for (int64_t j = 0; j < g->c; j++) dst[j] *= inv;
 }
 
+/* The Indices output at one window: the ONNX flat index of the first maximum (row order), or 0
+ * for a window wholly in the padding. plane is the index of image (n, c=0) in NCHW. */
+static void index_pixel(const pool_geom *g, const float *image, int64_t oy, int64_t ox,
+                        int64_t plane, int column_major, float *dst) {
+  int64_t y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
+  int ylo, yhi, xlo, xhi;
+  valid_taps(y0, g->kh, g->dh, g->ih, &ylo, &yhi);
+  valid_taps(x0, g->kw, g->dw, g->iw, &xlo, &xhi);
+  for (int64_t j = 0; j < g->c; j++) {
+    float best = 0;
+    int64_t at = -1;
+    for (int ky = ylo; ky < yhi; ky++)
+      for (int kx = xlo; kx < xhi; kx++) {
+        int64_t y = y0 + (int64_t)ky * g->dh, x = x0 + (int64_t)kx * g->dw;
+        float v = image[(y * g->iw + x) * g->c + j];
+        if (at < 0 || v > best) {
+          best = v;
+          at = column_major ? y + x * g->ih : y * g->iw + x;
+        }
+      }
+    dst[j] = at < 0 ? 0.0f : (float)((plane + j) * g->ih * g->iw + at);
+  }
+}
+
 static void extended_pool(const cn_node *node, const cn_tensor *in, cn_tensor *out, int is_max,
                           int threads) {
   const cn_pool_attrs *a = node->attrs;
@@ -150,8 +176,12 @@ static void extended_pool(const cn_node *node, const cn_tensor *in, cn_tensor *o
     int64_t b = r / g.oh, oy = r % g.oh;
     const float *image = in->data + b * g.ih * g.iw * g.c;
     for (int64_t ox = 0; ox < g.ow; ox++)
-      pool_pixel(&g, image, oy, ox, is_max, a->count_include_pad,
-                 out->data + (r * g.ow + ox) * g.c);
+      if (a->indices)
+        index_pixel(&g, image, oy, ox, b * g.c, a->storage_order,
+                    out->data + (r * g.ow + ox) * g.c);
+      else
+        pool_pixel(&g, image, oy, ox, is_max, a->count_include_pad,
+                   out->data + (r * g.ow + ox) * g.c);
   }
 }
 
@@ -273,7 +303,8 @@ static void pool_backward(const cn_node *node, const cn_tensor *in, const cn_ten
 static void maxpool_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
                              const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
                              const cn_exec *ex) {
-  if (din[0].data) pool_backward(node, &in[0], dout, din[0].data, 1, ex->threads);
+  const cn_pool_attrs *a = node->attrs;
+  if (din[0].data && !a->indices) pool_backward(node, &in[0], dout, din[0].data, 1, ex->threads);
 }
 
 static void avgpool_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,

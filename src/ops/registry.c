@@ -34,5 +34,6 @@ const cn_op *const cn_all_ops[] = {
     &cn_op_loss,
     &cn_op_reduce,
     &cn_op_gaussian_sample,
+    &cn_op_conv_runtime,
     NULL,
 };

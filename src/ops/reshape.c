@@ -1,4 +1,5 @@
-/* Reshape to a per-sample target shape with at most one -1 (inferred). */
+/* Reshape to a per-sample target shape with at most one -1 (inferred). A 0 in the target is a
+ * real 0 (an empty tensor reshaped, as ONNX's allowzero does); the element counts must agree. */
 #include <string.h>
 
 #include "core/error.h"
@@ -17,7 +18,7 @@ static cn_status reshape_infer(cn_graph *g, cn_node *node) {
     int64_t d = a->target.dim[i];
     if (d == -1 && unknown < 0) {
       unknown = i;
-    } else if (d < 1 || __builtin_mul_overflow(known, d, &known)) {
+    } else if (d < 0 || __builtin_mul_overflow(known, d, &known)) {
       return cn_fail(CN_ERR_FORMAT, "%s: bad target shape", node->name);
     }
   }

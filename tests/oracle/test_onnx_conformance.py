@@ -1,6 +1,6 @@
 """The ONNX project's conformance tests through `convnet run` (scripts/onnx_conformance.py): no
 selected test may fail (wrong values or a crash). Refusals (a clean one-line error for an
-operator form convnet does not support, such as 3-D pooling or cubic Resize)
+operator form convnet does not support: 3-D pooling and ConvTranspose, empty tensors)
 are allowed here and listed in docs/onnx.md. The nine light/ models are slow-marked."""
 import importlib.util
 import pathlib

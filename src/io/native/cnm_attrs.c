@@ -95,14 +95,10 @@ static const char *const unary_names[] = {
     "affine",     NULL};
 _Static_assert(NAMES_OF(unary_names) == CN_UN_COUNT, "unary_names must name every kind");
 static const char *const pad_mode_names[] = {"constant", "reflect", "edge", "wrap", NULL};
-static const char *const resize_mode_names[] = {"nearest", "linear", NULL};
-static const char *const coord_names[] = {"half_pixel",
-                                          "asymmetric",
-                                          "align_corners",
-                                          "pytorch_half_pixel",
-                                          "tf_half_pixel_for_nn",
-                                          "half_pixel_symmetric",
-                                          NULL};
+static const char *const resize_mode_names[] = {"nearest", "linear", "cubic", NULL};
+static const char *const coord_names[] = {
+    "half_pixel",           "asymmetric",           "align_corners",      "pytorch_half_pixel",
+    "tf_half_pixel_for_nn", "half_pixel_symmetric", "tf_crop_and_resize", NULL};
 static const char *const nearest_names[] = {"round_prefer_floor", "round_prefer_ceil", "floor",
                                             "ceil", NULL};
 /* The command-line names (cn_resize_name, cn_preprocess_name); test_native checks they agree. */
@@ -161,7 +157,9 @@ static const field pool_fields[] = {INT(cn_pool_attrs, ph, 1, 65536),
                                     INT(cn_pool_attrs, ceil_mode, 0, 1),
                                     INT(cn_pool_attrs, count_include_pad, 0, 1),
                                     INT(cn_pool_attrs, dh, 0, 65536),
-                                    INT(cn_pool_attrs, dw, 0, 65536)};
+                                    INT(cn_pool_attrs, dw, 0, 65536),
+                                    INT(cn_pool_attrs, indices, 0, 1),
+                                    INT(cn_pool_attrs, storage_order, 0, 1)};
 static const layout pool_layout = LAYOUT(cn_pool_attrs, pool_fields);
 
 static const field global_pool_fields[] = {INT(cn_global_pool_attrs, keepdims, 0, 1)};
@@ -175,10 +173,12 @@ static const layout dense_layout = LAYOUT(cn_dense_attrs, dense_fields);
 static const field reshape_fields[] = {SHAPE(cn_reshape_attrs, target, -1, BIG)};
 static const layout reshape_layout = LAYOUT(cn_reshape_attrs, reshape_fields);
 
-static const field batchnorm_fields[] = {
-    FLT(cn_batchnorm_attrs, epsilon, 0, 1e6), INT(cn_batchnorm_attrs, center, 0, 1),
-    INT(cn_batchnorm_attrs, scale, 0, 1), INT(cn_batchnorm_attrs, axis, -CN_MAX_RANK, CN_MAX_RANK),
-    FLT(cn_batchnorm_attrs, momentum, 0, 1), INT(cn_batchnorm_attrs, affine, 0, 1)};
+static const field batchnorm_fields[] = {FLT(cn_batchnorm_attrs, epsilon, 0, 1e6),
+                                         INT(cn_batchnorm_attrs, center, 0, 1),
+                                         INT(cn_batchnorm_attrs, scale, 0, 1),
+                                         INT(cn_batchnorm_attrs, axis, -CN_MAX_RANK, CN_MAX_RANK),
+                                         FLT(cn_batchnorm_attrs, momentum, 0, 1),
+                                         INT(cn_batchnorm_attrs, affine, 0, 1)};
 static const layout batchnorm_layout = LAYOUT(cn_batchnorm_attrs, batchnorm_fields);
 
 static const field dropout_fields[] = {FLT(cn_dropout_attrs, rate, 0, 1)};
@@ -239,7 +239,15 @@ static const field resize_fields[] = {ENUM(cn_resize_attrs, mode, resize_mode_na
                                       FLT(cn_resize_attrs, scale_h, 0, 65536),
                                       FLT(cn_resize_attrs, scale_w, 0, 65536),
                                       I64(cn_resize_attrs, out_h, 0, BIG),
-                                      I64(cn_resize_attrs, out_w, 0, BIG)};
+                                      I64(cn_resize_attrs, out_w, 0, BIG),
+                                      INT(cn_resize_attrs, antialias, 0, 1),
+                                      INT(cn_resize_attrs, exclude_outside, 0, 1),
+                                      FLT(cn_resize_attrs, cubic_a, -BIG, BIG),
+                                      FLT(cn_resize_attrs, roi_h0, -BIG, BIG),
+                                      FLT(cn_resize_attrs, roi_w0, -BIG, BIG),
+                                      FLT(cn_resize_attrs, roi_h1, -BIG, BIG),
+                                      FLT(cn_resize_attrs, roi_w1, -BIG, BIG),
+                                      FLT(cn_resize_attrs, extrapolation, -BIG, BIG)};
 static const layout resize_layout = LAYOUT(cn_resize_attrs, resize_fields);
 
 static const field conv_transpose_fields[] = {INT(cn_conv_transpose_attrs, filters, 1, BIG),
@@ -258,6 +266,21 @@ static const field conv_transpose_fields[] = {INT(cn_conv_transpose_attrs, filte
                                               INT(cn_conv_transpose_attrs, out_pad_h, 0, 65536),
                                               INT(cn_conv_transpose_attrs, out_pad_w, 0, 65536)};
 static const layout conv_transpose_layout = LAYOUT(cn_conv_transpose_attrs, conv_transpose_fields);
+static const field conv_runtime_fields[] = {INT(cn_conv_runtime_attrs, transpose, 0, 1),
+                                            INT(cn_conv_runtime_attrs, groups, 1, BIG),
+                                            INT(cn_conv_runtime_attrs, kh, 1, 65536),
+                                            INT(cn_conv_runtime_attrs, kw, 1, 65536),
+                                            INT(cn_conv_runtime_attrs, sh, 1, 65536),
+                                            INT(cn_conv_runtime_attrs, sw, 1, 65536),
+                                            INT(cn_conv_runtime_attrs, dh, 1, 65536),
+                                            INT(cn_conv_runtime_attrs, dw, 1, 65536),
+                                            INT(cn_conv_runtime_attrs, pad_top, 0, 65536),
+                                            INT(cn_conv_runtime_attrs, pad_left, 0, 65536),
+                                            INT(cn_conv_runtime_attrs, pad_bottom, 0, 65536),
+                                            INT(cn_conv_runtime_attrs, pad_right, 0, 65536),
+                                            INT(cn_conv_runtime_attrs, out_pad_h, 0, 65536),
+                                            INT(cn_conv_runtime_attrs, out_pad_w, 0, 65536)};
+static const layout conv_runtime_layout = LAYOUT(cn_conv_runtime_attrs, conv_runtime_fields);
 
 static const char *const loss_fn_names[] = {
     "mse",   "mae",   "binary_crossentropy_from_logits",      "binary_crossentropy",
@@ -318,6 +341,7 @@ static const struct {
     {&cn_op_loss, &loss_layout},
     {&cn_op_reduce, &reduce_layout},
     {&cn_op_gaussian_sample, &sample_layout},
+    {&cn_op_conv_runtime, &conv_runtime_layout},
 };
 
 static const layout *layout_of(const cn_op *op) {

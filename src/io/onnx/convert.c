@@ -207,6 +207,44 @@ cn_status cn_onnx_set_param_copy(cn_onnx_ctx *x, int node, int param, const cn_o
   return cn_onnx_set_param(x, node, param, f);
 }
 
+/* ---- graphs with computed weights (x->whole) --------------------------------------------- */
+
+cn_status cn_onnx_need_whole(cn_onnx_ctx *x, const Onnx__NodeProto *n, const char *what) {
+  return x->whole ? CN_OK : CN_ONNX_BATCH_FAIL(x, n, "%s computed at run time", what);
+}
+
+cn_status cn_onnx_ranked(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v, int rank,
+                         int *node) {
+  int r = cn_onnx_rank(x, v);
+  cn_status st = cn_onnx_plain(x, v, node);
+  if (st != CN_OK || r == rank) return st;
+  if (!x->whole || r > rank || rank > CN_MAX_RANK - 1)
+    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "operands of ranks %d and %d", r, rank);
+  int64_t dims[CN_MAX_RANK];
+  for (int k = 0; k < rank; k++) dims[k] = k < rank - r ? 1 : v->dims[1 + k - (rank - r)];
+  cn_reshape_attrs a = {cn_shape_make(rank, dims)};
+  return cn_onnx_add_node(x, &cn_op_reshape, cn_onnx_out_name(n), "/rank", node, 1, &a, node);
+}
+
+cn_status cn_onnx_binary_nodes(cn_onnx_ctx *x, const Onnx__NodeProto *n, int kind, int a, int b,
+                               const char *suffix, int *node) {
+  cn_binary_attrs attrs = {(cn_binary_kind)kind, CN_CONST_NONE, {0}};
+  return cn_onnx_add_node(x, &cn_op_binary, cn_onnx_out_name(n), suffix, (int[]){a, b}, 2, &attrs,
+                          node);
+}
+
+cn_status cn_onnx_scalar_op(cn_onnx_ctx *x, const Onnx__NodeProto *n, int kind, int a, float value,
+                            const char *suffix, int *node) {
+  cn_binary_attrs attrs = {(cn_binary_kind)kind, CN_CONST_LAST, cn_shape_make(0, NULL)};
+  cn_status st =
+      cn_onnx_add_node(x, &cn_op_binary, cn_onnx_out_name(n), suffix, &a, 1, &attrs, node);
+  float *f = st == CN_OK ? malloc(sizeof *f) : NULL;
+  if (st == CN_OK && !f) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st != CN_OK) return st;
+  *f = value;
+  return cn_onnx_set_param(x, *node, 0, f);
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
 static const cn_onnx_converter *const converter_tables[] = {

@@ -66,6 +66,22 @@ float *cn_onnx_float_copy(const cn_onnx_const *c, int64_t numel);
 cn_status cn_onnx_set_param_copy(cn_onnx_ctx *x, int node, int param, const cn_onnx_const *c,
                                  int64_t numel);
 
+/* ---- graphs with computed weights (convert.c) ---- */
+
+/* Weights, bounds or parameters computed at run time (graph inputs) have no batch axis: they need
+ * the graph to run as one engine sample (x->whole). Fails asking for that retry otherwise. */
+cn_status cn_onnx_need_whole(cn_onnx_ctx *x, const Onnx__NodeProto *n, const char *what);
+/* Activation v in ONNX order with leading ones up to ONNX rank `rank` (numpy's alignment), as an
+ * engine node; a lower rank needs x->whole (per-sample shape = ONNX shape). */
+cn_status cn_onnx_ranked(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v, int rank,
+                         int *node);
+/* cn_op_binary of engine nodes a and b (kind: a cn_binary_kind). */
+cn_status cn_onnx_binary_nodes(cn_onnx_ctx *x, const Onnx__NodeProto *n, int kind, int a, int b,
+                               const char *suffix, int *node);
+/* cn_op_binary of engine node a and a scalar constant: a (kind) value. */
+cn_status cn_onnx_scalar_op(cn_onnx_ctx *x, const Onnx__NodeProto *n, int kind, int a, float value,
+                            const char *suffix, int *node);
+
 /* ---- shared by several converter files ---- */
 
 /* The engine's Keras-style axis (counting the batch) for ONNX axis `axis` of value v

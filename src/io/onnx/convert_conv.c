@@ -145,7 +145,87 @@ static float *conv_kernel(const cn_onnx_const *w, int depthwise) {
   return k;
 }
 
+static cn_status deconv_pads(cn_onnx_ctx *x, const Onnx__NodeProto *n, const cn_onnx_value *v,
+                             const int *k, const int *s, const int *d, int one_d, int64_t *out_pad,
+                             pads2 *p);
+
+/* 1 when the weights (input 1) or the bias (input 2) are computed rather than constants. */
+static int computed_weights(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *w = cn_onnx_input(x, n, 1), *b = cn_onnx_input(x, n, 2);
+  return (w && w->kind == CN_ONNX_ACT) || (b && b->kind == CN_ONNX_ACT);
+}
+
+/* (n, c, l) as (n, c, 1, l); 4-D dims as they are. */
+static void dims_2d(const int64_t *d, int one_d, int64_t *out) {
+  out[0] = d[0], out[1] = d[1];
+  out[2] = one_d ? 1 : d[2];
+  out[3] = one_d ? d[2] : d[3];
+}
+
+/* Activation v in ONNX order, as the 4-D per-sample shape dims (a 1-D window's height-1 view). */
+static cn_status runtime_operand(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                                 int one_d, const int64_t *dims, int *node) {
+  cn_status st = cn_onnx_plain(x, v, node);
+  cn_reshape_attrs a = {cn_shape_make(4, dims)};
+  if (st == CN_OK && one_d)
+    st = cn_onnx_add_node(x, &cn_op_reshape, cn_onnx_out_name(n), "/2d", node, 1, &a, node);
+  return st;
+}
+
+/* Conv / ConvTranspose with computed weights: cn_op_conv_runtime on the whole NCHW tensor, which
+ * needs the graph to run as one engine sample (W has no batch axis). */
+static cn_status conv_runtime(cn_onnx_ctx *x, const Onnx__NodeProto *n, int transpose) {
+  cn_onnx_value *v, *wv, *bv = NULL;
+  cn_status st = cn_onnx_act_input(x, n, 0, &v);
+  if (st == CN_OK && (cn_onnx_rank(x, v) < 3 || cn_onnx_rank(x, v) > 4))
+    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "only 1-D and 2-D windows (%d-D given)",
+                        cn_onnx_rank(x, v) - 2);
+  if (st == CN_OK && !x->whole) return CN_ONNX_BATCH_FAIL(x, n, "weights computed at run time");
+  if (st == CN_OK) st = cn_onnx_act_input(x, n, 1, &wv);
+  if (st == CN_OK && cn_onnx_input(x, n, 2)) st = cn_onnx_act_input(x, n, 2, &bv);
+  if (st != CN_OK) return st;
+  int r = cn_onnx_rank(x, v), one_d = r == 3;
+  if ((r != 3 && r != 4) || cn_onnx_rank(x, wv) != r || (bv && cn_onnx_rank(x, bv) != 1))
+    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "only 1-D and 2-D windows");
+  cn_onnx_value view = *v; /* the input's ONNX dims at dims[0..3], as the pads helpers read them */
+  int64_t wd[4];
+  dims_2d(v->dims + 1, one_d, view.dims);
+  dims_2d(wv->dims + 1, one_d, wd);
+  cn_conv_runtime_attrs a = {.transpose = transpose,
+                             .groups = (int)cn_onnx_attr_int(n, "group", 1)};
+  int k[2], s[2], d[2];
+  if ((st = window_geometry(x, n, k, s, d, 0, one_d)) != CN_OK) return st;
+  if (k[0] == 0) k[0] = (int)wd[2], k[1] = (int)wd[3];
+  if (k[0] != wd[2] || k[1] != wd[3] || a.groups < 1 || a.groups > view.dims[1])
+    return CN_ONNX_FAIL(x, n, CN_ERR_SHAPE, "weights do not match kernel_shape or group");
+  pads2 p;
+  int64_t out_pad[8] = {0, 0};
+  if (transpose) {
+    int nop = window_ints(n, "output_padding", one_d, 0, out_pad);
+    if (nop >= 0 && nop != 2)
+      return CN_ONNX_FAIL(x, n, CN_ERR_FORMAT, "output_padding needs 2 values");
+    st = deconv_pads(x, n, &view, k, s, d, one_d, out_pad, &p);
+  } else {
+    st = window_pads(x, n, view.dims[2], view.dims[3], k, s, d, one_d, &p);
+  }
+  a.kh = k[0], a.kw = k[1], a.sh = s[0], a.sw = s[1], a.dh = d[0], a.dw = d[1];
+  a.pad_top = p.top, a.pad_bottom = p.bottom, a.pad_left = p.left, a.pad_right = p.right;
+  a.out_pad_h = (int)out_pad[0], a.out_pad_w = (int)out_pad[1];
+  int in[3], node;
+  if (st == CN_OK) st = runtime_operand(x, n, v, one_d, view.dims, &in[0]);
+  if (st == CN_OK) st = runtime_operand(x, n, wv, one_d, wd, &in[1]);
+  if (st == CN_OK && bv) st = cn_onnx_plain(x, bv, &in[2]);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_conv_runtime, cn_onnx_out_name(n), NULL, in, bv ? 3 : 2, &a,
+                          &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  if (st != CN_OK || !one_d) return st;
+  cn_onnx_value o = *cn_onnx_find(x, n->output[0]); /* (1, n, m, 1, l) back to (n, m, l) */
+  return cn_onnx_reshape_output(x, n, &o, 3, (int64_t[]){o.dims[1], o.dims[2], o.dims[4]});
+}
+
 static cn_status conv_conv(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  if (computed_weights(x, n)) return conv_runtime(x, n, 0);
   cn_onnx_value *v;
   const cn_onnx_const *w, *b = NULL;
   int k[2], s[2], d[2], node;
@@ -254,6 +334,7 @@ static float *deconv_kernel(const cn_onnx_const *w) {
 }
 
 static cn_status conv_conv_transpose(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  if (computed_weights(x, n)) return conv_runtime(x, n, 1);
   cn_onnx_value *in, view, *v = &view;
   const cn_onnx_const *w3 = NULL, *b = NULL;
   int k[2], s[2], d[2], node;
@@ -303,6 +384,28 @@ static cn_status conv_conv_transpose(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   return st;
 }
 
+/* MaxPool's Indices output (output 1): a second pooling node, on the same NHWC input, that
+ * writes the flat NCHW index of each maximum. */
+static cn_status pool_indices(cn_onnx_ctx *x, const Onnx__NodeProto *n, int src,
+                              const cn_pool_attrs *values, int storage_order, int one_d) {
+  cn_pool_attrs a = *values;
+  int node;
+  a.indices = 1;
+  a.storage_order = storage_order; /* on a 1-D window's (1, L) view both orders agree */
+  cn_status st =
+      cn_onnx_add_node(x, &cn_op_maxpool, cn_onnx_out_name(n), "/indices", &src, 1, &a, &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 1, node, CN_ONNX_NHWC);
+  if (st != CN_OK || !one_d) return st;
+  cn_onnx_value *o = cn_onnx_find(x, n->output[1]);
+  int plain;
+  cn_reshape_attrs r = {cn_shape_make(2, (int64_t[]){o->dims[1], o->dims[3]})};
+  st = cn_onnx_plain(x, o, &plain);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_reshape, n->output[1], NULL, &plain, 1, &r, &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 1, node, CN_ONNX_PLAIN);
+  return st;
+}
+
 static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max) {
   cn_onnx_value *in, view, *v = &view;
   int k[2], s[2], d[2], node;
@@ -312,10 +415,9 @@ static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max)
   if (st != CN_OK) return st;
   if (in->rank != 4 && !one_d)
     return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "only 1-D and 2-D pooling");
-  if (n->n_output > 1 && *n->output[1])
-    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "the Indices output");
-  if (cn_onnx_attr_int(n, "storage_order", 0) != 0)
-    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "storage_order 1");
+  int storage_order = (int)cn_onnx_attr_int(n, "storage_order", 0);
+  if (storage_order != 0 && storage_order != 1)
+    return CN_ONNX_FAIL(x, n, CN_ERR_FORMAT, "storage_order %d", storage_order);
   if (one_d)
     st = height_one_view(x, n, in, &view);
   else
@@ -335,10 +437,13 @@ static cn_status conv_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int is_max)
     a.pad_top = p.top, a.pad_left = p.left, a.pad_bottom = p.bottom, a.pad_right = p.right;
     a.ceil_mode = ceil_mode, a.count_include_pad = include_pad, a.dh = d[0], a.dw = d[1];
   }
+  int src = node;
   st = cn_onnx_add_node(x, is_max ? &cn_op_maxpool : &cn_op_avgpool, cn_onnx_out_name(n), NULL,
-                        &node, 1, &a, &node);
+                        &src, 1, &a, &node);
   if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_NHWC);
   if (st == CN_OK && one_d) st = drop_height(x, n);
+  if (st == CN_OK && is_max && n->n_output > 1 && *n->output[1])
+    st = pool_indices(x, n, src, &a, storage_order, one_d);
   return st;
 }
 
@@ -402,7 +507,142 @@ static cn_status conv_global_maxpool(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
 
 /* ---- normalization ------------------------------------------------------------------------- */
 
+/* Parameter k (1..4: scale, bias, mean, var) of a BatchNormalization on rank-r input with c
+ * channels, computed at run time, as an engine node of shape (1, c, 1, ...) that broadcasts. */
+static cn_status bn_operand(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k, int r, int64_t c,
+                            int *node) {
+  cn_onnx_value *p;
+  cn_status st = cn_onnx_act_input(x, n, k, &p);
+  if (st != CN_OK) return st;
+  if (cn_onnx_rank(x, p) != 1 || p->dims[1] != c)
+    return CN_ONNX_FAIL(x, n, CN_ERR_SHAPE, "parameters do not have %" PRId64 " values", c);
+  int64_t dims[CN_MAX_RANK];
+  for (int d = 0; d < r; d++) dims[d] = d == 1 ? c : 1;
+  cn_reshape_attrs a = {cn_shape_make(r, dims)};
+  st = cn_onnx_plain(x, p, node);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_reshape, cn_onnx_out_name(n), "/param", node, 1, &a, node);
+  return st;
+}
+
+/* BatchNormalization with parameters computed at run time, spelled out with broadcasting ops:
+ * (x - mean) / sqrt(var + epsilon) * scale + bias. */
+static cn_status batchnorm_runtime(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  cn_status st = cn_onnx_need_whole(x, n, "parameters");
+  if (st == CN_OK) st = cn_onnx_act_input(x, n, 0, &v);
+  if (st != CN_OK) return st;
+  int r = cn_onnx_rank(x, v), p[4], node;
+  if (r < 2) return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "input without a channel axis");
+  for (size_t k = 0; st == CN_OK && k < 4; k++) st = bn_operand(x, n, k + 1, r, v->dims[2], &p[k]);
+  if (st == CN_OK) st = cn_onnx_plain(x, v, &node);
+  float eps = cn_onnx_attr_float(n, "epsilon", 1e-5f);
+  cn_unary_attrs sq = {.kind = CN_UN_SQRT};
+  int den;
+  if (st == CN_OK) st = cn_onnx_scalar_op(x, n, CN_BIN_ADD, p[3], eps, "/var_eps", &den);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_unary, cn_onnx_out_name(n), "/std", &den, 1, &sq, &den);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_SUB, node, p[2], "/centred", &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_DIV, node, den, "/normed", &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_MUL, node, p[0], "/scaled", &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_ADD, node, p[1], NULL, &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  return st;
+}
+
+/* The mean over every axis but ONNX axis 1 of engine node src (ONNX dims d, rank r), per channel:
+ * axis 1 to the front, the rest flattened, times a constant column of 1 / count. */
+static cn_status channel_mean(cn_onnx_ctx *x, const Onnx__NodeProto *n, int src, int r,
+                              const int64_t *d, const char *suffix, int *node) {
+  int perm[CN_MAX_RANK];
+  int64_t count = 1;
+  for (int k = 0; k < r; k++) {
+    perm[k] = k == 0 ? 1 : k == 1 ? 0 : k;
+    if (k != 1) count *= d[k];
+  }
+  cn_reshape_attrs flat = {cn_shape_make(2, (int64_t[]){d[1], count})};
+  cn_matmul_attrs mean = {1, cn_shape_make(1, &count)};
+  cn_status st = cn_onnx_add_transpose(x, src, suffix, r, perm, node);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_reshape, cn_onnx_out_name(n), suffix, node, 1, &flat, node);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_matmul, cn_onnx_out_name(n), suffix, node, 1, &mean, node);
+  float *w = st == CN_OK ? malloc((size_t)count * sizeof *w) : NULL;
+  if (st == CN_OK && !w) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st != CN_OK) return st;
+  for (int64_t k = 0; k < count; k++) w[k] = 1.0f / (float)count;
+  return cn_onnx_set_param(x, *node, 0, w);
+}
+
+/* stat (c) as (1, c, 1, ...) of rank r, to broadcast against the input. */
+static cn_status channel_shape(cn_onnx_ctx *x, const Onnx__NodeProto *n, int stat, int r, int64_t c,
+                               int *node) {
+  int64_t dims[CN_MAX_RANK];
+  for (int d = 0; d < r; d++) dims[d] = d == 1 ? c : 1;
+  cn_reshape_attrs a = {cn_shape_make(r, dims)};
+  return cn_onnx_add_node(x, &cn_op_reshape, cn_onnx_out_name(n), "/bcast", &stat, 1, &a, node);
+}
+
+/* Output k (running mean 1, running variance 2): input * momentum + batch * (1 - momentum). */
+static cn_status running_stat(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k, int batch) {
+  if (k >= n->n_output || !*n->output[k]) return CN_OK;
+  float momentum = cn_onnx_attr_float(n, "momentum", 0.9f);
+  cn_onnx_value *in = cn_onnx_input(x, n, k + 2);
+  int old, node;
+  cn_status st = cn_onnx_plain(x, in, &old);
+  if (st == CN_OK) st = cn_onnx_scalar_op(x, n, CN_BIN_MUL, old, momentum, "/kept", &old);
+  if (st == CN_OK) st = cn_onnx_scalar_op(x, n, CN_BIN_MUL, batch, 1 - momentum, "/new", &batch);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_ADD, old, batch, "/running", &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, k, node, CN_ONNX_PLAIN);
+  return st;
+}
+
+/* BatchNormalization with training_mode 1: normalises by the batch statistics (mean and biased
+ * variance over every axis but 1) and outputs the updated running statistics. The parameters
+ * must be computed (graph inputs): the graph runs as one sample, the batch axis being data. */
+static cn_status batchnorm_training(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  cn_status st = cn_onnx_need_whole(x, n, "training-mode statistics");
+  if (st == CN_OK) st = cn_onnx_act_input(x, n, 0, &v);
+  if (st != CN_OK) return st;
+  int r = cn_onnx_rank(x, v), p[4], src, mean, var, node;
+  if (r < 2 || n->n_output > 3)
+    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "training mode of this form");
+  int64_t c = v->dims[2];
+  for (size_t k = 0; st == CN_OK && k < 4; k++) st = bn_operand(x, n, k + 1, r, c, &p[k]);
+  if (st == CN_OK) st = cn_onnx_plain(x, v, &src);
+  if (st == CN_OK) st = channel_mean(x, n, src, r, v->dims + 1, "/mean", &mean);
+  if (st == CN_OK) st = channel_shape(x, n, mean, r, c, &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_SUB, src, node, "/centred", &src);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_MUL, src, src, "/squared", &node);
+  if (st == CN_OK) st = channel_mean(x, n, node, r, v->dims + 1, "/var", &var);
+  if (st == CN_OK) st = channel_shape(x, n, var, r, c, &node);
+  float eps = cn_onnx_attr_float(n, "epsilon", 1e-5f);
+  cn_unary_attrs sq = {.kind = CN_UN_SQRT};
+  if (st == CN_OK) st = cn_onnx_scalar_op(x, n, CN_BIN_ADD, node, eps, "/var_eps", &node);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_unary, cn_onnx_out_name(n), "/std", &node, 1, &sq, &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_DIV, src, node, "/normed", &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_MUL, node, p[0], "/scaled", &node);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_ADD, node, p[1], NULL, &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  if (st == CN_OK) st = running_stat(x, n, 1, mean);
+  if (st == CN_OK) st = running_stat(x, n, 2, var);
+  return st;
+}
+
+static int any_computed(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t from, size_t to) {
+  for (size_t k = from; k <= to; k++) {
+    cn_onnx_value *v = cn_onnx_input(x, n, k);
+    if (v && v->kind == CN_ONNX_ACT) return 1;
+  }
+  return 0;
+}
+
 static cn_status conv_batchnorm(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  if (cn_onnx_attr_int(n, "training_mode", 0) != 0 && x->opset >= 14)
+    return batchnorm_training(x, n);
+  if (any_computed(x, n, 1, 4)) return batchnorm_runtime(x, n);
   cn_onnx_value *v;
   const cn_onnx_const *p[4];
   cn_status st = cn_onnx_act_input(x, n, 0, &v);

@@ -102,7 +102,38 @@ static cn_status clip_bound(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k, 
   return CN_OK;
 }
 
+/* Clip with a bound computed at run time: max(x, min) then min(., max), broadcasting. */
+static cn_status clip_runtime(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  int node, b;
+  cn_status st = cn_onnx_need_whole(x, n, "bounds");
+  if (st == CN_OK) st = cn_onnx_act_input(x, n, 0, &v);
+  if (st == CN_OK) st = cn_onnx_plain(x, v, &node);
+  for (size_t k = 1; st == CN_OK && k <= 2; k++) {
+    cn_onnx_value *bv = cn_onnx_input(x, n, k);
+    int kind = k == 1 ? CN_BIN_MAX : CN_BIN_MIN;
+    if (!bv) continue;
+    if (bv->kind == CN_ONNX_CONST) {
+      if (bv->c.numel != 1) return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "non-scalar bounds");
+      st = cn_onnx_scalar_op(x, n, kind, node, (float)cn_onnx_const_get(&bv->c, 0),
+                             k == 1 ? "/min" : "/max", &node);
+      continue;
+    }
+    st = cn_onnx_act_input(x, n, k, &bv);
+    if (st == CN_OK) st = cn_onnx_ranked(x, n, bv, cn_onnx_rank(x, v), &b);
+    if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, kind, node, b, k == 1 ? "/min" : NULL, &node);
+  }
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  return st;
+}
+
+static int input_computed(cn_onnx_ctx *x, const Onnx__NodeProto *n, size_t k) {
+  cn_onnx_value *v = cn_onnx_input(x, n, k);
+  return v && v->kind == CN_ONNX_ACT;
+}
+
 static cn_status conv_clip(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  if (input_computed(x, n, 1) || input_computed(x, n, 2)) return clip_runtime(x, n);
   float lo, hi;
   cn_status st = clip_bound(x, n, 1, "min", -INFINITY, &lo);
   if (st == CN_OK) st = clip_bound(x, n, 2, "max", INFINITY, &hi);
@@ -128,7 +159,14 @@ static cn_status conv_dropout(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
     return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "training_mode is set");
   if (cn_onnx_attr_int(n, "is_test", 1) == 0 && x->opset < 7)
     return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "is_test is 0");
-  return conv_identity(x, n); /* the mask output stays uncomputed: using it fails by name */
+  cn_status st = conv_identity(x, n);
+  if (st != CN_OK || n->n_output < 2 || !*n->output[1]) return st;
+  /* The mask keeps every element at inference: ones of x's shape, as x ** 0 (1 even for NaN). */
+  cn_onnx_value *v = cn_onnx_input(x, n, 0);
+  int node;
+  st = cn_onnx_scalar_op(x, n, CN_BIN_POW, v->node, 0.0f, "/mask", &node);
+  if (st == CN_OK) cn_onnx_alias_output(x, n, 1, v, node);
+  return st;
 }
 
 /* ---- softmax ------------------------------------------------------------------------------- */
@@ -346,10 +384,28 @@ static cn_status binary_with_const(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_
   return st;
 }
 
+/* PRelu with a slope computed at run time: relu(x) + slope * min(x, 0), broadcasting. */
+static cn_status prelu_runtime(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                               cn_onnx_value *s) {
+  int src, pos, neg, slope, node;
+  cn_activation relu = cn_act_relu();
+  cn_status st = cn_onnx_need_whole(x, n, "the slope");
+  if (st == CN_OK) st = cn_onnx_plain(x, v, &src);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_activation, cn_onnx_out_name(n), "/pos", &src, 1, &relu, &pos);
+  if (st == CN_OK) st = cn_onnx_scalar_op(x, n, CN_BIN_MIN, src, 0.0f, "/neg", &neg);
+  if (st == CN_OK) st = cn_onnx_ranked(x, n, s, cn_onnx_rank(x, v), &slope);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_MUL, neg, slope, "/sloped", &neg);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_ADD, pos, neg, NULL, &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  return st;
+}
+
 static cn_status conv_prelu(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   cn_onnx_value *v, *s = cn_onnx_input(x, n, 1);
   cn_status st = cn_onnx_act_input(x, n, 0, &v);
   if (st != CN_OK) return st;
+  if (s && s->kind == CN_ONNX_ACT) return prelu_runtime(x, n, v, s);
   if (!s || s->kind != CN_ONNX_CONST)
     return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "the slope must be a constant");
   if ((st = cn_onnx_const_to_float(&s->c, s->name)) != CN_OK) return st;
@@ -364,6 +420,26 @@ static cn_status conv_prelu(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
     return CN_ONNX_BATCH_FAIL(x, n, "a slope that varies along the batch axis");
   cn_prelu_attrs a = {0};
   return cn_onnx_add_const_op(x, n, v, &slope, &cn_op_prelu, &a, &a.slope_shape);
+}
+
+/* Computed operands of different ranks: numpy aligns them right, which the engine can follow only
+ * when the graph runs as one sample (a lower-rank operand has no batch axis). */
+static cn_status binary_ranked(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value **vs) {
+  if (!x->whole) return CN_ONNX_BATCH_FAIL(x, n, "operands of different ranks");
+  int r = 0, srcs[64], node;
+  cn_status st = CN_OK;
+  for (size_t k = 0; st == CN_OK && k < n->n_input; k++) {
+    if (!vs[k]) st = cn_onnx_act_input(x, n, k, &vs[k]);
+    if (st == CN_OK && cn_onnx_rank(x, vs[k]) > r) r = cn_onnx_rank(x, vs[k]);
+  }
+  for (size_t k = 0; st == CN_OK && k < n->n_input; k++)
+    st = cn_onnx_ranked(x, n, vs[k], r, &srcs[k]);
+  cn_binary_attrs b = {binary_kind(n->op_type), CN_CONST_NONE, {0}};
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_binary, cn_onnx_out_name(n), NULL, srcs, (int)n->n_input, &b,
+                          &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  return st;
 }
 
 static cn_status conv_binary(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
@@ -383,8 +459,7 @@ static cn_status conv_binary(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   for (size_t k = 0; k < n->n_input; k++) {
     cn_status st = cn_onnx_act_input(x, n, k, &vs[k]);
     if (st != CN_OK) return st;
-    if (vs[k]->rank != vs[0]->rank)
-      return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "operands of different ranks");
+    if (vs[k]->rank != vs[0]->rank) return binary_ranked(x, n, vs);
     same &= memcmp(vs[k]->dims, vs[0]->dims, sizeof vs[0]->dims) == 0;
     nhwc |= vs[k]->layout == CN_ONNX_NHWC;
     flat &= vs[k]->layout == CN_ONNX_FLAT && vs[k]->flat_src == vs[0]->flat_src;

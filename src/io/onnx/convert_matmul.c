@@ -85,14 +85,13 @@ static cn_status gemm_add_c(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_va
     free(scaled.f);
     return st;
   }
-  if (beta != 1.0f) return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "beta with a computed C");
-  if (c->rank != prod.rank)
-    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "a computed C of another rank");
-  int srcs[2] = {prod.node}, node;
-  cn_status st = cn_onnx_plain(x, c, &srcs[1]);
-  cn_binary_attrs a = {CN_BIN_ADD, CN_CONST_NONE, {0}};
-  if (st == CN_OK)
-    st = cn_onnx_add_node(x, &cn_op_binary, cn_onnx_out_name(n), "/c", srcs, 2, &a, &node);
+  int r = cn_onnx_rank(x, &prod), srcs[2] = {prod.node}, node;
+  if (cn_onnx_rank(x, c) != r && !x->whole)
+    return CN_ONNX_BATCH_FAIL(x, n, "a computed C of another rank");
+  cn_status st = cn_onnx_ranked(x, n, c, r, &srcs[1]);
+  if (st == CN_OK && beta != 1.0f)
+    st = cn_onnx_scalar_op(x, n, CN_BIN_MUL, srcs[1], beta, "/beta", &srcs[1]);
+  if (st == CN_OK) st = cn_onnx_binary_nodes(x, n, CN_BIN_ADD, srcs[0], srcs[1], "/c", &node);
   if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
   return st;
 }
@@ -107,7 +106,41 @@ static cn_status gemm_input(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_va
   return st;
 }
 
+/* Engine node of 2-D activation v in ONNX order, transposed when trans. */
+static cn_status matrix_operand(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                                int trans, int *node) {
+  if (cn_onnx_rank(x, v) != 2) return CN_ONNX_FAIL(x, n, CN_ERR_SHAPE, "A and B must be 2-D");
+  cn_status st = cn_onnx_plain(x, v, node);
+  if (st == CN_OK && trans) st = cn_onnx_add_transpose(x, *node, "/T", 2, (int[]){1, 0}, node);
+  return st;
+}
+
+/* Gemm with a computed B: alpha * op(A) op(B) through cn_op_matmul, then C as gemm_add_c adds
+ * it. B has no batch axis, so the graph runs as one sample. */
+static cn_status gemm_runtime(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *a, *b, *cv = cn_onnx_input(x, n, 2);
+  int ia, ib, node;
+  cn_status st = cn_onnx_need_whole(x, n, "B");
+  if (st == CN_OK) st = cn_onnx_act_input(x, n, 0, &a);
+  if (st == CN_OK) st = cn_onnx_act_input(x, n, 1, &b);
+  if (st == CN_OK) st = matrix_operand(x, n, a, cn_onnx_attr_int(n, "transA", 0) != 0, &ia);
+  if (st == CN_OK) st = matrix_operand(x, n, b, cn_onnx_attr_int(n, "transB", 0) != 0, &ib);
+  cn_matmul_attrs m = {0, {0}};
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_matmul, cn_onnx_out_name(n), NULL, (int[]){ia, ib}, 2, &m,
+                          &node);
+  float alpha = cn_onnx_attr_float(n, "alpha", 1.0f);
+  if (st == CN_OK && alpha != 1.0f)
+    st = cn_onnx_scalar_op(x, n, CN_BIN_MUL, node, alpha, "/alpha", &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  if (st == CN_OK && cv && cv->kind == CN_ONNX_CONST) st = cn_onnx_const_to_float(&cv->c, cv->name);
+  if (st == CN_OK && cv) st = gemm_add_c(x, n, cv, cn_onnx_attr_float(n, "beta", 1.0f));
+  return st;
+}
+
 static cn_status conv_gemm(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *bv = cn_onnx_input(x, n, 1);
+  if (bv && bv->kind == CN_ONNX_ACT) return gemm_runtime(x, n);
   cn_onnx_value *v, *cv = cn_onnx_input(x, n, 2);
   const cn_onnx_const *b = NULL;
   cn_status st = cn_onnx_act_input(x, n, 0, &v);
@@ -180,10 +213,53 @@ static cn_status matmul_general(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onn
   return cn_onnx_reshape_output(x, n, &prod, r - 1, dims);
 }
 
+/* Activation v (ONNX dims d, rank r) reshaped to `rank` dims: leading ones, then d. */
+static cn_status matmul_operand(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v, int r,
+                                const int64_t *d, int rank, int *node) {
+  int64_t dims[CN_MAX_RANK];
+  for (int k = 0; k < rank; k++) dims[k] = k < rank - r ? 1 : d[k - (rank - r)];
+  cn_reshape_attrs a = {cn_shape_make(rank, dims)};
+  cn_status st = cn_onnx_plain(x, v, node);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_reshape, cn_onnx_out_name(n), "/mm", node, 1, &a, node);
+  return st;
+}
+
+/* MatMul of two computed tensors (the graph runs as one sample): numpy matmul through cn_op_matmul
+ * on operands of one rank; a 1-D A gets a unit row and a 1-D B a unit column, dropped again. */
+static cn_status matmul_runtime(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *a,
+                                cn_onnx_value *b) {
+  cn_status st = cn_onnx_need_whole(x, n, "B");
+  if (st != CN_OK) return st;
+  int ra = cn_onnx_rank(x, a), rb = cn_onnx_rank(x, b);
+  int64_t ad[CN_MAX_RANK] = {1, a->dims[1]}, bd[CN_MAX_RANK] = {b->dims[1], 1};
+  int na = ra < 2 ? 2 : ra, nb = rb < 2 ? 2 : rb, r = na > nb ? na : nb, ia, ib, node;
+  if (r > CN_MAX_RANK - 1) return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "rank %d", r);
+  if (ra >= 2) memcpy(ad, a->dims + 1, (size_t)ra * sizeof *ad);
+  if (rb >= 2) memcpy(bd, b->dims + 1, (size_t)rb * sizeof *bd);
+  st = matmul_operand(x, n, a, na, ad, r, &ia);
+  if (st == CN_OK) st = matmul_operand(x, n, b, nb, bd, r, &ib);
+  cn_matmul_attrs m = {0, {0}};
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_matmul, cn_onnx_out_name(n), NULL, (int[]){ia, ib}, 2, &m,
+                          &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  if (st != CN_OK || (ra >= 2 && rb >= 2)) return st;
+  cn_onnx_value o = *cn_onnx_find(x, n->output[0]); /* (1, batch..., m, n) */
+  int64_t dims[CN_MAX_RANK];
+  int k = r - 2;
+  memcpy(dims, o.dims + 1, (size_t)k * sizeof *dims);
+  if (ra >= 2) dims[k++] = o.dims[r - 1];
+  if (rb >= 2) dims[k++] = o.dims[r];
+  if (k == 0) dims[k++] = 1; /* numpy's 0-D result, stored as (1) */
+  return cn_onnx_reshape_output(x, n, &o, k, dims);
+}
+
 static cn_status conv_matmul(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
-  cn_onnx_value *v;
+  cn_onnx_value *v, *bv = cn_onnx_input(x, n, 1);
   const cn_onnx_const *b = NULL;
   cn_status st = cn_onnx_act_input(x, n, 0, &v);
+  if (st == CN_OK && bv && bv->kind == CN_ONNX_ACT) return matmul_runtime(x, n, v, bv);
   if (st == CN_OK) st = cn_onnx_weight_input(x, n, 1, &b);
   if (st != CN_OK) return st;
   if (v->rank >= 2 && b->rank == 2 && v->dims[v->rank - 1] == b->dims[0])

@@ -15,9 +15,18 @@ static cn_status resize_attrs(cn_onnx_ctx *x, const Onnx__NodeProto *n, const cn
   int upsample = strcmp(n->op_type, "Upsample") == 0;
   char buf[40], mode_buf[16];
   const char *mode = cn_onnx_attr_string(n, "mode", "nearest", mode_buf, sizeof mode_buf);
-  if (strcmp(mode, "nearest") && strcmp(mode, "linear") && strcmp(mode, "bilinear"))
+  if (strcmp(mode, "nearest") && strcmp(mode, "linear") && strcmp(mode, "bilinear") &&
+      strcmp(mode, "cubic"))
     return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "mode %s", mode);
-  r->mode = mode[0] == 'n' ? CN_RESIZE_MODE_NEAREST : CN_RESIZE_MODE_LINEAR;
+  r->mode = mode[0] == 'n'   ? CN_RESIZE_MODE_NEAREST
+            : mode[0] == 'c' ? CN_RESIZE_MODE_CUBIC
+                             : CN_RESIZE_MODE_LINEAR;
+  r->cubic_a = cn_onnx_attr_float(n, "cubic_coeff_a", -0.75f);
+  r->exclude_outside = cn_onnx_attr_int(n, "exclude_outside", 0) != 0;
+  r->antialias = cn_onnx_attr_int(n, "antialias", 0) != 0;
+  r->extrapolation = cn_onnx_attr_float(n, "extrapolation_value", 0.0f);
+  if (r->antialias && r->mode == CN_RESIZE_MODE_NEAREST)
+    return CN_ONNX_FAIL(x, n, CN_ERR_FORMAT, "antialias with mode nearest");
   const char *coord =
       upsample || x->opset < 11
           ? "asymmetric"
@@ -27,10 +36,11 @@ static cn_status resize_attrs(cn_onnx_ctx *x, const Onnx__NodeProto *n, const cn
                                        "align_corners",
                                        "pytorch_half_pixel",
                                        "tf_half_pixel_for_nearest",
-                                       "half_pixel_symmetric"};
+                                       "half_pixel_symmetric",
+                                       "tf_crop_and_resize"};
   int c = 0;
-  while (c < 6 && strcmp(coords[c], coord) != 0) c++;
-  if (c == 6)
+  while (c < 7 && strcmp(coords[c], coord) != 0) c++;
+  if (c == 7)
     return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "coordinate_transformation_mode %s", coord);
   r->coord = (cn_resize_coord)c;
   const char *nm =
@@ -42,13 +52,52 @@ static cn_status resize_attrs(cn_onnx_ctx *x, const Onnx__NodeProto *n, const cn
   while (m < 4 && strcmp(nearest[m], nm) != 0) m++;
   if (m == 4) return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "nearest_mode %s", nm);
   r->nearest = (cn_resize_nearest)m;
-  if (cn_onnx_attr_int(n, "antialias", 0) || cn_onnx_attr_int(n, "exclude_outside", 0))
-    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "antialias / exclude_outside");
-  char kp[24];
-  if (strcmp(cn_onnx_attr_string(n, "keep_aspect_ratio_policy", "stretch", kp, sizeof kp),
-             "stretch") != 0)
-    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "keep_aspect_ratio_policy %s", kp);
   (void)v;
+  return CN_OK;
+}
+
+/* tf_crop_and_resize's roi (starts then ends, for the `axes` or all four axes) into the H and W
+ * box of r; the batch and channel axes must keep their whole extent. */
+static cn_status crop_box(cn_onnx_ctx *x, const Onnx__NodeProto *n, const int64_t *axes, int na,
+                          cn_resize_attrs *r) {
+  const cn_onnx_const *roi = cn_onnx_const_input(x, n, 1);
+  if (!roi || roi->numel != 2 * na)
+    return CN_ONNX_FAIL(x, n, CN_ERR_FORMAT, "tf_crop_and_resize needs a constant roi of %d values",
+                        2 * na);
+  float *box[4][2] = {
+      {NULL, NULL}, {NULL, NULL}, {&r->roi_h0, &r->roi_h1}, {&r->roi_w0, &r->roi_w1}};
+  r->roi_h1 = r->roi_w1 = 1.0f;
+  for (int k = 0; k < na; k++) {
+    double lo = cn_onnx_const_get(roi, k), hi = cn_onnx_const_get(roi, k + na);
+    int axis = (int)(axes[k] & 3);
+    if (axis < 2 && (lo != 0 || hi != 1))
+      return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "cropping the batch or channel axis");
+    if (axis >= 2) *box[axis][0] = (float)lo, *box[axis][1] = (float)hi;
+  }
+  return CN_OK;
+}
+
+/* keep_aspect_ratio_policy not_larger / not_smaller: one scale for the resized axes (the least
+ * or the greatest of sizes / input), sizes rounded half up from it. */
+static cn_status keep_aspect(cn_onnx_ctx *x, const Onnx__NodeProto *n, const cn_onnx_value *v,
+                             const int64_t *axes, int na, int64_t *size, double *f) {
+  char kp[24];
+  const char *policy = cn_onnx_attr_string(n, "keep_aspect_ratio_policy", "stretch", kp, sizeof kp);
+  if (strcmp(policy, "stretch") == 0) return CN_OK;
+  int larger = strcmp(policy, "not_smaller") == 0;
+  if (!larger && strcmp(policy, "not_larger") != 0)
+    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "keep_aspect_ratio_policy %s", policy);
+  double scale = 0;
+  for (int k = 0; k < na; k++) {
+    int a = (int)(axes[k] & 3);
+    double s = (double)size[a] / (double)v->dims[a];
+    if (k == 0 || (larger ? s > scale : s < scale)) scale = s;
+  }
+  for (int k = 0; k < na; k++) {
+    int a = (int)(axes[k] & 3);
+    size[a] = (int64_t)(scale * (double)v->dims[a] + 0.5);
+    f[a] = scale;
+  }
   return CN_OK;
 }
 
@@ -99,10 +148,14 @@ static cn_status conv_resize(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
     for (int k = 0; k < na; k++) size[axes[k] & 3] = sz->i[k];
   else
     return CN_ONNX_FAIL(x, n, CN_ERR_FORMAT, "needs scales or sizes for its %d axes", na);
+  if (sz) st = keep_aspect(x, n, v, axes, na, size, f);
+  if (st == CN_OK && r.coord == CN_COORD_TF_CROP_AND_RESIZE) st = crop_box(x, n, axes, na, &r);
+  if (st != CN_OK) return st;
   if (f[0] != 1 || f[1] != 1 || size[0] != v->dims[0] || size[1] != v->dims[1])
     return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "resizing the batch or channel axis");
   if (sz) {
     r.out_h = size[2], r.out_w = size[3];
+    if (f[2] != 1 || f[3] != 1) r.scale_h = (float)f[2], r.scale_w = (float)f[3];
   } else if (r.coord == CN_COORD_ALIGN_CORNERS) {
     align_corners_scales(&r, v->dims[2], v->dims[3], f[2], f[3]);
   } else {

@@ -287,6 +287,7 @@ static cn_status ex_pool(cn_ex_ctx *x, int i) {
   const cn_pool_attrs *a = n->attrs;
   int is_max = n->op == &cn_op_maxpool;
   int dh = a->dh > 1 ? a->dh : 1, dw = a->dw > 1 ? a->dw : 1;
+  if (a->indices) return cn_ex_refuse(x, i, "MaxPool's Indices output has no export yet");
   if (!is_max && (dh > 1 || dw > 1))
     return cn_ex_refuse(x, i, "dilated average pooling needs opset 19");
   const cn_shape *s = input_shape(x, i, 0);
@@ -749,6 +750,8 @@ static cn_status ex_resize(cn_ex_ctx *x, int i) {
   const cn_node *n = node_at(x, i);
   const cn_resize_attrs *a = n->attrs;
   const cn_shape *s = input_shape(x, i, 0);
+  if (a->mode == CN_RESIZE_MODE_CUBIC || a->antialias || a->coord == CN_COORD_TF_CROP_AND_RESIZE)
+    return cn_ex_refuse(x, i, "cubic, antialias and tf_crop_and_resize have no export yet");
   if ((int)a->coord < 0 || a->coord > CN_COORD_HALF_PIXEL_SYMMETRIC || !coord_names[a->coord] ||
       (int)a->nearest < 0 || a->nearest > CN_NEAREST_CEIL)
     return cn_ex_refuse(x, i, "coordinate mode needs opset 19");

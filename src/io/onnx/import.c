@@ -2,6 +2,7 @@
  * graph inputs, orders the nodes topologically, folds constant nodes and converts the rest into
  * engine nodes (convert.c), then fills the parameters. */
 #include <errno.h>
+#include <math.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +135,25 @@ static cn_status add_initializers(cn_onnx_ctx *x) {
   return CN_OK;
 }
 
+/* 1 when every use of tensor `name`, and of what those uses compute, is a Reshape of it (input 0),
+ * an Identity or a Flatten: the only operators trusted with empty tensors (they move no data). */
+static int only_reshaped(const cn_onnx_ctx *x, const char *name, int depth) {
+  if (depth > 64) return 0;
+  for (size_t i = 0; i < x->graph->n_node; i++) {
+    const Onnx__NodeProto *n = x->graph->node[i];
+    for (size_t k = 0; k < n->n_input; k++) {
+      if (strcmp(n->input[k], name) != 0) continue;
+      int moves =
+          n->op_type && ((strcmp(n->op_type, "Reshape") == 0 && k == 0) ||
+                         strcmp(n->op_type, "Identity") == 0 || strcmp(n->op_type, "Flatten") == 0);
+      if (!moves) return 0;
+      for (size_t o = 0; o < n->n_output; o++)
+        if (*n->output[o] && !only_reshaped(x, n->output[o], depth + 1)) return 0;
+    }
+  }
+  return 1;
+}
+
 /* The ONNX dims of a float graph input; dim 0 may be symbolic (the batch). With x->whole the
  * ONNX dims follow a leading 1 (the engine batch) and must all be known. */
 static cn_status input_dims(cn_onnx_ctx *x, const Onnx__ValueInfoProto *vi, int *rank,
@@ -146,7 +166,12 @@ static cn_status input_dims(cn_onnx_ctx *x, const Onnx__ValueInfoProto *vi, int 
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: input %s: element type %d is not float", x->file,
                    vi->name, (int)tt->elem_type);
   size_t n_dim = tt->shape ? tt->shape->n_dim : 0;
-  if (n_dim == 1 && !x->whole) x->want_whole = 1; /* one sample, without a batch axis */
+  if (n_dim <= 1 && !x->whole) x->want_whole = 1; /* one sample, without a batch axis */
+  if (n_dim == 0 && x->whole) { /* a scalar: stored as (1), which broadcasts the same */
+    *rank = 2;
+    dims[0] = dims[1] = 1;
+    return CN_OK;
+  }
   if (n_dim + (size_t)x->whole < 2 || n_dim + (size_t)x->whole > CN_MAX_RANK)
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: input %s: rank must be %d to %d (batch first)", x->file,
                    vi->name, 2 - x->whole, CN_MAX_RANK - x->whole);
@@ -156,6 +181,15 @@ static cn_status input_dims(cn_onnx_ctx *x, const Onnx__ValueInfoProto *vi, int 
     const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
     int known = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
     int64_t v = known ? d->dim_value : (k == 0 && !x->whole ? 1 : -1);
+    if (v == 0 && known) { /* empty: only as one sample, and only to be reshaped */
+      if (!only_reshaped(x, vi->name, 0))
+        return cn_fail(CN_ERR_UNSUPPORTED,
+                       "%s: input %s: dimension %d is 0 (an empty tensor may only be reshaped)",
+                       x->file, vi->name, k);
+      x->want_whole |= !x->whole;
+      dims[k + x->whole] = 0;
+      continue;
+    }
     if (v < 1 || v > CN_ONNX_MAX_ELEMENTS)
       return cn_fail(CN_ERR_UNSUPPORTED, "%s: input %s: dimension %d must be known and positive",
                      x->file, vi->name, k);
@@ -164,10 +198,76 @@ static cn_status input_dims(cn_onnx_ctx *x, const Onnx__ValueInfoProto *vi, int 
   return CN_OK;
 }
 
+/* Inputs that define a shape or a mode rather than data, by operator and position. */
+static int shape_slot(const char *op, size_t k) {
+  static const struct {
+    const char *op;
+    unsigned slots; /* bit k: input k */
+  } table[] = {{"Reshape", 1u << 1},
+               {"Resize", 7u << 1},
+               {"Upsample", 1u << 1},
+               {"Pad", 7u << 1},
+               {"Dropout", 3u << 1}};
+  for (size_t t = 0; t < sizeof table / sizeof *table; t++)
+    if (strcmp(table[t].op, op) == 0) return k < 32 && (table[t].slots >> k & 1);
+  return 0;
+}
+
+/* The operator using tensor `name` in a shape slot, or NULL. */
+static const char *shape_user(const cn_onnx_ctx *x, const char *name) {
+  for (size_t i = 0; i < x->graph->n_node; i++) {
+    const Onnx__NodeProto *n = x->graph->node[i];
+    for (size_t k = 1; k < n->n_input; k++)
+      if (n->op_type && strcmp(n->input[k], name) == 0 && shape_slot(n->op_type, k))
+        return n->op_type;
+  }
+  return NULL;
+}
+
+/* Graph input number `index` that defines a shape: a constant of the value given for it. */
+static cn_status bind_input(cn_onnx_ctx *x, const Onnx__ValueInfoProto *vi, int index,
+                            const char *op, cn_onnx_value *v) {
+  if (index >= x->n_inputs)
+    return cn_fail(CN_ERR_UNSUPPORTED,
+                   "%s: input %s sets a shape or mode of %s: give its value (convnet run binds "
+                   "it from its --input)",
+                   x->file, vi->name, op);
+  cn_input_value *iv = &x->inputs[index];
+  const Onnx__TypeProto *t = vi->type;
+  int is_float = t && t->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && t->tensor_type &&
+                 (t->tensor_type->elem_type == 1 || t->tensor_type->elem_type == 11 ||
+                  t->tensor_type->elem_type == 10);
+  char what[300];
+  snprintf(what, sizeof what, "%s: input %.200s", x->file, vi->name);
+  if (iv->shape.rank < 0 || iv->shape.rank > CN_ONNX_MAX_RANK)
+    return cn_fail(CN_ERR_UNSUPPORTED, "%s: rank %d", what, iv->shape.rank);
+  cn_status st = cn_onnx_const_alloc(&v->c, iv->shape.rank, iv->shape.dim, !is_float, what);
+  if (st == CN_OK) st = cn_onnx_budget(x, v->c.numel, what);
+  if (st != CN_OK) return st;
+  for (int64_t k = 0; k < v->c.numel; k++)
+    if (is_float)
+      v->c.f[k] = iv->data[k];
+    else
+      v->c.i[k] = (int64_t)llround(iv->data[k]);
+  v->kind = CN_ONNX_CONST;
+  iv->bound = 1;
+  return CN_OK;
+}
+
 static cn_status add_graph_inputs(cn_onnx_ctx *x) {
+  int index = -1;
   for (size_t i = 0; i < x->graph->n_input; i++) {
     const Onnx__ValueInfoProto *vi = x->graph->input[i];
     if (cn_onnx_find(x, vi->name)) continue; /* an initializer listed as input (IR < 4) */
+    index++;
+    const char *op = shape_user(x, vi->name);
+    if (op) {
+      cn_onnx_value *v;
+      cn_status st = cn_onnx_new_value(x, vi->name, &v);
+      if (st == CN_OK) st = bind_input(x, vi, index, op, v);
+      if (st != CN_OK) return st;
+      continue;
+    }
     if (x->g->n_inputs >= CN_MAX_GRAPH_IO)
       return cn_fail(CN_ERR_UNSUPPORTED, "%s: more than %d graph inputs", x->file, CN_MAX_GRAPH_IO);
     cn_onnx_value *v;
@@ -393,33 +493,43 @@ static cn_status import_model(cn_onnx_ctx *x, const Onnx__ModelProto *m, cn_mode
 /* Imports with ONNX's first axis as the engine batch; when that fails only because the graph
  * works across that axis, imports again with each ONNX tensor as one sample (x->whole). If that
  * fails too, the first error stands (it names what needs the batch axis). */
-static cn_status import_either_way(const Onnx__ModelProto *m, const char *name, cn_model **out) {
-  cn_onnx_ctx x = {.file = name};
+static cn_status import_either_way(const Onnx__ModelProto *m, const char *name,
+                                   cn_input_value *values, int n, cn_model **out) {
+  cn_onnx_ctx x = {.file = name, .inputs = values, .n_inputs = n};
   cn_status st = import_model(&x, m, out);
   int retry = st != CN_OK && x.want_whole;
   ctx_free(&x);
   if (!retry) return st;
   char first[512];
   snprintf(first, sizeof first, "%s", cn_last_error());
-  cn_onnx_ctx whole = {.file = name, .whole = 1};
+  cn_onnx_ctx whole = {.file = name, .whole = 1, .inputs = values, .n_inputs = n};
   cn_status st2 = import_model(&whole, m, out);
   ctx_free(&whole);
   return st2 == CN_OK ? CN_OK : cn_fail(st, "%s", first);
 }
 
 cn_status cn_onnx_load_buffer(const uint8_t *data, size_t size, const char *name, cn_model **out) {
+  return cn_onnx_load_buffer_inputs(data, size, name, NULL, 0, out);
+}
+
+cn_status cn_onnx_load_buffer_inputs(const uint8_t *data, size_t size, const char *name,
+                                     cn_input_value *values, int n, cn_model **out) {
   if (!out) return cn_fail(CN_ERR_ARG, "cn_onnx_load: NULL output");
   *out = NULL;
   if (size > CN_ONNX_MAX_FILE)
     return cn_fail(CN_ERR_LIMIT, "%s: larger than %zu bytes", name, CN_ONNX_MAX_FILE);
   Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, size, data);
   if (!m) return cn_fail(CN_ERR_FORMAT, "%s: not an ONNX model (protobuf parse failed)", name);
-  cn_status st = import_either_way(m, name, out);
+  cn_status st = import_either_way(m, name, values, n, out);
   onnx__model_proto__free_unpacked(m, NULL);
   return st;
 }
 
 cn_status cn_onnx_load(const char *path, cn_model **out) {
+  return cn_onnx_load_inputs(path, NULL, 0, out);
+}
+
+cn_status cn_onnx_load_inputs(const char *path, cn_input_value *values, int n, cn_model **out) {
   if (!out || !path) return cn_fail(CN_ERR_ARG, "cn_onnx_load: NULL argument");
   *out = NULL;
   FILE *f = fopen(path, "rb");
@@ -437,7 +547,7 @@ cn_status cn_onnx_load(const char *path, cn_model **out) {
   if (st == CN_OK && fread(buf, 1, size, f) != size)
     st = cn_fail(CN_ERR_IO, "%s: short read", path);
   fclose(f);
-  if (st == CN_OK) st = cn_onnx_load_buffer(buf, size, path, out);
+  if (st == CN_OK) st = cn_onnx_load_buffer_inputs(buf, size, path, values, n, out);
   free(buf);
   return st;
 }

@@ -28,6 +28,9 @@
 
 /* The same from bytes in memory (tests, fuzzing); name appears in messages. */
 cn_status cn_onnx_load_buffer(const uint8_t *data, size_t size, const char *name, cn_model **out);
+/* The same with values for the graph inputs (cn_model_load_inputs). */
+cn_status cn_onnx_load_buffer_inputs(const uint8_t *data, size_t size, const char *name,
+                                     cn_input_value *values, int n, cn_model **out);
 
 /* Tests that build models byte by byte need only the entry points above (the generated
  * protobuf-c header is not on their include path). */
@@ -114,6 +117,10 @@ typedef struct cn_onnx_ctx {
    * not see (dims[0] = 1, ONNX axis a is dims[a + 1]). want_whole: a conversion with whole = 0
    * failed only because of the batch axis; the driver then imports again with whole = 1. */
   int whole, want_whole;
+  /* Values for the graph inputs in graph order (cn_model_load_inputs); shape-defining inputs
+   * are bound to them as constants. */
+  cn_input_value *inputs;
+  int n_inputs;
 } cn_onnx_ctx;
 
 /* The value called name, or NULL. */
