@@ -393,8 +393,11 @@ static void test_damaged(void) {
                    CN_ERR_FORMAT, "'graph' is not valid JSON");
   check_load_fails(rewrite(src, tmp_file("bad.cnm"), "graph", NULL, NULL, NULL), CN_ERR_FORMAT,
                    "no 'graph'");
-  check_load_fails(rewrite(src, tmp_file("bad.cnm"), "version", "2", NULL, NULL),
-                   CN_ERR_UNSUPPORTED, "version '2'");
+  check_load_fails(rewrite(src, tmp_file("bad.cnm"), "version", "3", NULL, NULL),
+                   CN_ERR_UNSUPPORTED, "version '3'");
+  /* shared layers need version 2 */
+  check_graph_edit(src, "\"name\":\"head\"", "\"name\":\"head\",\"shares\":\"conv\"", CN_ERR_FORMAT,
+                   "head: 'shares' needs format version 2");
   check_load_fails(rewrite(src, tmp_file("bad.cnm"), "format", "convnet-checkpoint", NULL, NULL),
                    CN_ERR_FORMAT, "format");
   check_load_fails(rewrite(src, tmp_file("bad.cnm"), "surprise", "1", NULL, NULL), CN_ERR_FORMAT,

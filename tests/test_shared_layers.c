@@ -8,6 +8,7 @@
 #include "convnet/convnet.h"
 #include "core/rng.h"
 #include "model/fuse.h"
+#include "model/model.h"
 #include "model/init.h"
 #include "ops/ops.h"
 #include "testlib.h"
@@ -33,7 +34,7 @@ static cn_graph *siamese(int shared) {
   CHECK_OK(cn_graph_add(g, &cn_op_activation, "t", &x, 1, &tanh_act, &t));
   CHECK_OK(cn_graph_add(g, &cn_op_dense, "shared", &x, 1, &dense, &d1));
   if (shared)
-    CHECK_OK(cn_graph_add_shared(g, d1, "shared/call1", &t, 1, &d2));
+    CHECK_OK(cn_graph_add_shared(g, d1, "shared/call1", &t, 1, NULL, &d2));
   else
     CHECK_OK(cn_graph_add(g, &cn_op_dense, "twin", &t, 1, &dense, &d2));
   int ab[2] = {d1, d2};
@@ -91,17 +92,17 @@ static void test_refusals(void) {
   CHECK_OK(cn_graph_add(g, &cn_op_input, "y", NULL, 0, &a5, &y));
   CHECK_OK(cn_graph_add(g, &cn_op_dense, "dense", &x, 1, &dense, &d));
   int before = g->n_nodes;
-  CHECK(cn_graph_add_shared(g, d, "dense/call1", &y, 1, &at) == CN_ERR_SHAPE);
+  CHECK(cn_graph_add_shared(g, d, "dense/call1", &y, 1, NULL, &at) == CN_ERR_SHAPE);
   const char *want = "dense: called on an input of shape (5,) but its weights fit (4,)";
   CHECK(strcmp(cn_last_error(), want) == 0);
   if (strcmp(cn_last_error(), want) != 0) fprintf(stderr, "got: %s\n", cn_last_error());
   CHECK(g->n_nodes == before); /* the failed call left nothing behind */
-  CHECK(cn_graph_add_shared(g, x, "x/call1", NULL, 0, &at) == CN_ERR_ARG);
+  CHECK(cn_graph_add_shared(g, x, "x/call1", NULL, 0, NULL, &at) == CN_ERR_ARG);
   CHECK(strstr(cn_last_error(), "x: an input layer") != NULL);
-  CHECK(cn_graph_add_shared(g, 99, "nope", &x, 1, &at) == CN_ERR_ARG);
+  CHECK(cn_graph_add_shared(g, 99, "nope", &x, 1, NULL, &at) == CN_ERR_ARG);
   /* calling a later call again shares with the owner */
-  CHECK_OK(cn_graph_add_shared(g, d, "dense/call1", &x, 1, &at));
-  CHECK_OK(cn_graph_add_shared(g, at, "dense/call2", &x, 1, &at));
+  CHECK_OK(cn_graph_add_shared(g, d, "dense/call1", &x, 1, NULL, &at));
+  CHECK_OK(cn_graph_add_shared(g, at, "dense/call2", &x, 1, NULL, &at));
   CHECK(g->nodes[at].shares == d);
   cn_graph_free(g);
 }
@@ -129,7 +130,7 @@ static void test_no_fold(void) {
   CHECK_OK(cn_graph_add(g, &cn_op_input, "x", NULL, 0, &in, &x));
   CHECK_OK(cn_graph_add(g, &cn_op_conv2d, "conv", &x, 1, &conv, &c));
   CHECK_OK(cn_graph_add(g, &cn_op_batchnorm, "bn", &c, 1, &bn, &b));
-  CHECK_OK(cn_graph_add_shared(g, c, "conv/call1", &x, 1, &c2));
+  CHECK_OK(cn_graph_add_shared(g, c, "conv/call1", &x, 1, NULL, &c2));
   CHECK_OK(cn_graph_add(g, &cn_op_activation, "relu", &c2, 1, &relu, &r));
   int ab[2] = {b, r};
   CHECK_OK(cn_graph_add(g, &cn_op_merge, "sum", ab, 2, &add, &r));
@@ -234,7 +235,43 @@ static void test_gradient_sum(void) {
   cn_graph_free(g);
 }
 
+/* .cnm keeps the sharing (version 2, weights stored once) and reads it back. */
+static void test_cnm_round_trip(void) {
+  cn_graph *g = siamese(1);
+  cn_model *m = NULL, *back = NULL;
+  cn_input_spec spec = {0};
+  CHECK_OK(cn_model_wrap_graph(g, "siamese", &spec, &m));
+  if (!m) return;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/siamese.cnm", cn_test_tmpdir());
+  CHECK_OK(cn_model_save(m, path));
+  CHECK_OK(cn_model_load(path, &back));
+  if (back) {
+    int o = cn_graph_find(back->graph, "shared"), c = cn_graph_find(back->graph, "shared/call1");
+    CHECK(o >= 0 && c >= 0 && back->graph->nodes[c].shares == o);
+    CHECK(back->graph->n_param_floats == m->graph->n_param_floats);
+    float x[BATCH * IN], y1[BATCH * UNITS], y2[BATCH * UNITS];
+    fill(x, BATCH * IN, 4);
+    CHECK_OK(cn_model_forward(m, BATCH, x, y1));
+    CHECK_OK(cn_model_forward(back, BATCH, x, y2));
+    CHECK(cn_test_max_abs_diff(y1, y2, BATCH * UNITS) == 0);
+    /* weights only: into the owner */
+    memset(back->graph->params, 0, back->graph->n_param_floats * sizeof(float));
+    CHECK_OK(cn_model_load_weights(back, path));
+    CHECK_OK(cn_model_forward(back, BATCH, x, y2));
+    CHECK(cn_test_max_abs_diff(y1, y2, BATCH * UNITS) == 0);
+    cn_layer_info info;
+    CHECK_OK(cn_model_layer_info(back, (size_t)c, &info));
+    CHECK(info.params == 0); /* counted once, at the first call */
+    CHECK_OK(cn_model_layer_info(back, (size_t)o, &info));
+    CHECK(info.params == IN * UNITS + UNITS);
+  }
+  cn_model_free(back);
+  cn_model_free(m);
+}
+
 int main(void) {
+  test_cnm_round_trip();
   test_storage();
   test_refusals();
   test_no_fold();

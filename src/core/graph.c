@@ -347,11 +347,12 @@ static cn_status add_shared_with(cn_graph *g, int owner, const char *name, const
 }
 
 cn_status cn_graph_add_shared(cn_graph *g, int owner, const char *name, const int *inputs,
-                              int n_inputs, int *index) {
+                              int n_inputs, const void *attrs, int *index) {
   if (owner < 0 || owner >= g->n_nodes)
     return cn_fail(CN_ERR_ARG, "%s: the shared layer is not an earlier layer", name ? name : "?");
   int root = g->nodes[owner].shares >= 0 ? g->nodes[owner].shares : owner;
-  return add_shared_with(g, root, name, inputs, n_inputs, g->nodes[root].attrs, index);
+  return add_shared_with(g, root, name, inputs, n_inputs, attrs ? attrs : g->nodes[root].attrs,
+                         index);
 }
 
 /* ---- memory plan -------------------------------------------------------------------------- */

@@ -92,12 +92,14 @@ void cn_graph_free(cn_graph *g);
  * shape inference (which declares the parameters), and returns the new index in *index. */
 cn_status cn_graph_add(cn_graph *g, const struct cn_op *op, const char *name, const int *inputs,
                        int n_inputs, const void *attrs, int *index);
-/* Appends a node that calls node `owner` again (a shared layer): the owner's op and attributes
- * on new inputs, with the owner's parameters (no new storage). Fails, naming the owner, when
- * the inputs give different parameter shapes than the owner's; the graph is then unchanged.
- * An owner that itself shares resolves to the node owning the parameters. */
+/* Appends a node that calls node `owner` again (a shared layer): the owner's op on new inputs,
+ * with the owner's parameters (no new storage). attrs: the owner's attribute struct type (NULL:
+ * a copy of the owner's; a call may differ in what does not touch the weights, such as a fused
+ * activation). Fails, naming the owner, when the inputs give different parameter shapes than the
+ * owner's; the graph is then unchanged. An owner that itself shares resolves to the node owning
+ * the parameters. */
 cn_status cn_graph_add_shared(cn_graph *g, int owner, const char *name, const int *inputs,
-                              int n_inputs, int *index);
+                              int n_inputs, const void *attrs, int *index);
 /* 1 when node i shares another's parameters or another node shares its parameters (graph
  * rewrites that change one node's weights must leave such nodes alone). */
 int cn_graph_node_shared(const cn_graph *g, int i);
