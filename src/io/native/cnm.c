@@ -352,15 +352,20 @@ static cn_status add_node(reader *r, const cJSON *o) {
   return st == CN_OK ? finish_node(r, o, &r->g->nodes[index]) : st;
 }
 
-/* The inputs a file lists must be the InputLayer nodes cn_graph_add found, in order. */
+/* The inputs a file lists must be the InputLayer nodes cn_graph_add found, each once, in the
+ * model's order (a Keras model with several inputs need not list them in node order). */
 static cn_status check_inputs(const reader *r, const cJSON *names) {
   int listed[CN_MAX_GRAPH_IO], n = 0;
   cn_status st = resolve_names(r, names, "graph inputs", CN_MAX_GRAPH_IO, listed, &n);
   if (st != CN_OK) return st;
   int same = n == r->g->n_inputs;
-  for (int i = 0; same && i < n; i++) same = listed[i] == r->g->inputs[i];
+  for (int i = 0; same && i < n; i++) {
+    same = r->g->nodes[listed[i]].op->graph_input;
+    for (int j = 0; j < i; j++) same &= listed[j] != listed[i];
+  }
   if (!same)
     return cn_fail(CN_ERR_FORMAT, "%s: graph inputs are not its InputLayer nodes", r->path);
+  memcpy(r->g->inputs, listed, (size_t)n * sizeof *listed);
   return CN_OK;
 }
 
