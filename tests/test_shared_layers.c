@@ -270,7 +270,82 @@ static void test_cnm_round_trip(void) {
   cn_model_free(m);
 }
 
+/* cn_net_call: a siamese model built in C, one weight set, the same outputs as two calls of the
+ * layer by hand; failures name the layer. */
+static void test_builder(void) {
+  cn_net *net = NULL;
+  CHECK_OK(cn_net_new("siamese", &net));
+  if (!net) return;
+  cn_sym a = cn_net_input(net, "a", 1, (int64_t[]){IN});
+  cn_sym b = cn_net_input(net, "b", 1, (int64_t[]){IN});
+  cn_sym ea = cn_net_dense(net, a, &(cn_dense_options){.units = UNITS, .activation = "tanh"});
+  cn_sym eb = cn_net_call(net, "dense", &b, 1);
+  cn_sym ec = cn_net_call(net, "dense/call1", &a, 1); /* a call of a call: the same layer */
+  cn_sym d = cn_net_subtract(net, ea, eb, "diff");
+  cn_sym outs[2] = {d, ec};
+  cn_model *m = NULL;
+  CHECK_OK(cn_net_build(net, outs, 2, &m));
+  cn_net_free(net);
+  if (!m) return;
+  CHECK_OK(cn_model_init_weights(m, 3));
+  cn_graph *g = m->graph;
+  int o = cn_graph_find(g, "dense"), c1 = cn_graph_find(g, "dense/call1");
+  int c2 = cn_graph_find(g, "dense/call2");
+  CHECK(o >= 0 && c1 >= 0 && c2 >= 0);
+  CHECK(c1 >= 0 && g->nodes[c1].shares == o && c2 >= 0 && g->nodes[c2].shares == o);
+  CHECK(g->n_param_floats == 16 + 16); /* kernel and bias once, each 64-byte aligned */
+  float xa[BATCH * IN], xb[BATCH * IN], y[BATCH * UNITS], z[BATCH * UNITS];
+  fill(xa, BATCH * IN, 5);
+  fill(xb, BATCH * IN, 6);
+  const float *ins[2] = {xa, xb};
+  float *ys[2] = {y, z};
+  CHECK_OK(cn_model_forward_multi(m, BATCH, ins, ys));
+  /* by hand: tanh(x W + b) */
+  const float *w = g->nodes[o].params[0].data, *bias = g->nodes[o].params[1].data;
+  double worst = 0;
+  for (int s = 0; s < BATCH; s++)
+    for (int u = 0; u < UNITS; u++) {
+      double pa = bias[u], pb = bias[u];
+      for (int i = 0; i < IN; i++) {
+        pa += (double)xa[s * IN + i] * w[i * UNITS + u];
+        pb += (double)xb[s * IN + i] * w[i * UNITS + u];
+      }
+      worst = fmax(worst, fabs(y[s * UNITS + u] - (tanh(pa) - tanh(pb))));
+      worst = fmax(worst, fabs(z[s * UNITS + u] - tanh(pa)));
+    }
+  CHECK(worst < 1e-5);
+  cn_model_free(m);
+
+  /* refusals, each naming the layer, stick until cn_net_build */
+  struct {
+    const char *layer;
+    int input; /* 0: a (4), 1: c (5), 2: the input layer itself is called */
+    const char *message;
+  } bad[] = {
+      {"dense", 1, "dense: called on an input of shape (5,) but its weights fit (4,)"},
+      {"later", 0, "later: no such layer to call again (make it before calling it)"},
+      {"a", 0, "a: an input layer cannot be called again"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    CHECK_OK(cn_net_new("bad", &net));
+    if (!net) return;
+    cn_sym x = cn_net_input(net, "a", 1, (int64_t[]){IN});
+    cn_sym y5 = cn_net_input(net, "c", 1, (int64_t[]){IN + 1});
+    cn_net_dense(net, x, &(cn_dense_options){.units = UNITS});
+    cn_sym s = cn_net_call(net, bad[i].layer, bad[i].input == 1 ? &y5 : &x, 1);
+    CHECK(s.node < 0);
+    CHECK(cn_net_status(net) != CN_OK);
+    CHECK(strcmp(cn_last_error(), bad[i].message) == 0);
+    if (strcmp(cn_last_error(), bad[i].message) != 0) fprintf(stderr, "got: %s\n", cn_last_error());
+    cn_net_dense(net, x, &(cn_dense_options){.units = UNITS, .name = "later"});
+    CHECK(cn_net_build(net, &s, 1, &m) != CN_OK && m == NULL);
+    CHECK(strcmp(cn_last_error(), bad[i].message) == 0);
+    cn_net_free(net);
+  }
+}
+
 int main(void) {
+  test_builder();
   test_cnm_round_trip();
   test_storage();
   test_refusals();

@@ -68,6 +68,22 @@ static int valid(const cn_net *net, cn_sym s) {
   return s.net == net->id && s.node >= 0 && s.node < net->g->n_nodes;
 }
 
+/* The node indices of xs (at most MAX_MERGE), checked to be this net's. */
+static cn_status node_inputs(const cn_net *net, const char *name, const cn_sym *xs, int n,
+                             int *inputs) {
+  if (n > MAX_MERGE) return cn_fail(CN_ERR_ARG, "%s: more than %d inputs", name, MAX_MERGE);
+  if (n > 0 && !xs) return cn_fail(CN_ERR_ARG, "%s: NULL inputs", name);
+  for (int i = 0; i < n; i++) {
+    if (!valid(net, xs[i]))
+      return cn_fail(CN_ERR_ARG,
+                     "%s: input %d is not a layer output of this net (used before it was defined, "
+                     "or from another net)",
+                     name, i);
+    inputs[i] = xs[i].node;
+  }
+  return CN_OK;
+}
+
 /* Adds a node of op reading xs; a NULL name takes the automatic name of base. */
 static cn_sym add(cn_net *net, const cn_op *op, const char *name, const char *base,
                   const cn_sym *xs, int n, const void *attrs) {
@@ -77,16 +93,8 @@ static cn_sym add(cn_net *net, const cn_op *op, const char *name, const char *ba
   if (cn_graph_find(net->g, name) >= 0)
     return failed(net, cn_fail(CN_ERR_ARG, "%s: a layer of that name exists already", name));
   int inputs[MAX_MERGE];
-  if (n > MAX_MERGE)
-    return failed(net, cn_fail(CN_ERR_ARG, "%s: more than %d inputs", name, MAX_MERGE));
-  for (int i = 0; i < n; i++) {
-    if (!valid(net, xs[i]))
-      return failed(net, cn_fail(CN_ERR_ARG,
-                                 "%s: input %d is not a layer output of this net (used before it "
-                                 "was defined, or from another net)",
-                                 name, i));
-    inputs[i] = xs[i].node;
-  }
+  cn_status in_st = node_inputs(net, name, xs, n, inputs);
+  if (in_st != CN_OK) return failed(net, in_st);
   int index;
   cn_status st = cn_graph_add(net->g, op, name, inputs, n, attrs, &index);
   if (st != CN_OK) return failed(net, st);
@@ -369,6 +377,30 @@ cn_sym cn_net_maximum(cn_net *net, const cn_sym *xs, int n, const char *name) {
 
 cn_sym cn_net_minimum(cn_net *net, const cn_sym *xs, int n, const char *name) {
   return merge(net, xs, n, CN_MERGE_MINIMUM, "minimum", name);
+}
+
+/* ---- shared layers ------------------------------------------------------------------------- */
+
+cn_sym cn_net_call(cn_net *net, const char *layer, const cn_sym *inputs, int n_inputs) {
+  if (!net || net->status != CN_OK) return invalid;
+  if (!layer) return failed(net, cn_fail(CN_ERR_ARG, "cn_net_call: NULL layer name"));
+  int owner = cn_graph_find(net->g, layer);
+  if (owner < 0)
+    return failed(net, cn_fail(CN_ERR_ARG,
+                               "%.200s: no such layer to call again (make it before calling it)",
+                               layer));
+  /* the calls of a layer are named after the layer that owns the weights */
+  if (net->g->nodes[owner].shares >= 0) owner = net->g->nodes[owner].shares;
+  const char *base = net->g->nodes[owner].name;
+  char name[1200];
+  int k = 1;
+  do snprintf(name, sizeof name, "%.1000s/call%d", base, k++);
+  while (cn_graph_find(net->g, name) >= 0 && k < (1 << 20));
+  int idx[MAX_MERGE], at;
+  cn_status st = node_inputs(net, name, inputs, n_inputs, idx);
+  if (st == CN_OK) st = cn_graph_add_shared(net->g, owner, name, idx, n_inputs, NULL, &at);
+  if (st != CN_OK) return failed(net, st);
+  return (cn_sym){at, net->id};
 }
 
 cn_status cn_net_build(cn_net *net, const cn_sym *outputs, int n_outputs, cn_model **out) {
