@@ -12,6 +12,7 @@
 #include "model/init.h"
 #include "ops/ops.h"
 #include "testlib.h"
+#include "train/surgery.h"
 #include "train/trainer.h"
 
 enum { BATCH = 3, IN = 4, UNITS = 3 };
@@ -344,7 +345,22 @@ static void test_builder(void) {
   }
 }
 
+/* Splitting a graph for training (frozen prefix, trained suffix) never separates the calls of
+ * a shared layer. */
+static void test_no_split(void) {
+  cn_graph *g = cn_graph_new();
+  int x = 0, d = 0, c = 0;
+  cn_input_attrs in = {{1, {IN}}};
+  cn_dense_attrs dense = {.units = IN, .use_bias = 1, .act = cn_act_relu()};
+  CHECK_OK(cn_graph_add(g, &cn_op_input, "x", NULL, 0, &in, &x));
+  CHECK_OK(cn_graph_add(g, &cn_op_dense, "d", &x, 1, &dense, &d));
+  CHECK_OK(cn_graph_add_shared(g, d, "d/call1", &d, 1, NULL, &c));
+  CHECK(!cn_graph_can_split(g, d));
+  cn_graph_free(g);
+}
+
 int main(void) {
+  test_no_split();
   test_builder();
   test_cnm_round_trip();
   test_storage();
