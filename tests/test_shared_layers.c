@@ -359,7 +359,46 @@ static void test_no_split(void) {
   cn_graph_free(g);
 }
 
+static long file_size(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return -1;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fclose(f);
+  return n;
+}
+
+/* ONNX export writes a shared layer's weights once (both calls read the same initializers: the
+ * file is smaller than the unshared twin's, though its names are longer) and computes what the
+ * model does. */
+static void test_onnx_export(void) {
+  cn_model *m = NULL, *twin = NULL, *back = NULL;
+  cn_input_spec spec = {0};
+  CHECK_OK(cn_model_wrap_graph(siamese(1), "shared", &spec, &m));
+  CHECK_OK(cn_model_wrap_graph(siamese(0), "twin", &spec, &twin));
+  if (!m || !twin) return;
+  char a[4096], b[4096];
+  snprintf(a, sizeof a, "%s/shared.onnx", cn_test_tmpdir());
+  snprintf(b, sizeof b, "%s/twin.onnx", cn_test_tmpdir());
+  CHECK_OK(cn_model_save_onnx(m, a));
+  CHECK_OK(cn_model_save_onnx(twin, b));
+  /* (tests/oracle/test_shared_layers_keras.py counts the initializers) */
+  CHECK(file_size(a) > 0 && file_size(a) < file_size(b));
+  CHECK_OK(cn_model_load(a, &back));
+  if (back) {
+    float x[BATCH * IN], y1[BATCH * UNITS], y2[BATCH * UNITS];
+    fill(x, BATCH * IN, 8);
+    CHECK_OK(cn_model_forward(m, BATCH, x, y1));
+    CHECK_OK(cn_model_forward(back, BATCH, x, y2));
+    CHECK(cn_test_max_abs_diff(y1, y2, BATCH * UNITS) < 1e-6);
+  }
+  cn_model_free(back);
+  cn_model_free(twin);
+  cn_model_free(m);
+}
+
 int main(void) {
+  test_onnx_export();
   test_no_split();
   test_builder();
   test_cnm_round_trip();
