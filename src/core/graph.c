@@ -60,7 +60,7 @@ static cn_status add_shared_with(cn_graph *g, int owner, const char *name, const
  * the first copy of another call of the same layer that became their owner in dst. */
 static int copied_owner(const cn_graph *dst, const cn_graph *src, int owner) {
   int at = cn_graph_find(dst, src->nodes[owner].name);
-  if (at >= 0) return at;
+  if (at >= 0) return dst->nodes[at].op == src->nodes[owner].op ? at : -1;
   for (int j = 0; j < dst->n_nodes; j++) {
     if (dst->nodes[j].shares >= 0) continue;
     int s = cn_graph_find(src, dst->nodes[j].name);

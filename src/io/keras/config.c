@@ -224,9 +224,15 @@ static cn_status parse_initializers(kctx *k, cn_node *node, const cJSON *cfg) {
 
 /* ---- adding nodes -------------------------------------------------------------------------- */
 
-/* "<layer>/call<k>" with the first k >= 1 no node has: the k-th later call of a layer. */
+/* "<layer>/call<k>" with the first free k >= 1: the k-th later call of a layer. The search starts
+ * after the calls made so far, so that a layer called many times costs one pass over the graph
+ * per call. */
 static cn_status call_name(kctx *k, const char *name, char *buf, size_t cap) {
-  for (int i = 1; i <= MAX_CALLS * MAX_DEPTH; i++) {
+  snprintf(buf, cap, "%s/call", name);
+  size_t len = strlen(buf);
+  int made = 0;
+  for (int j = 0; j < k->g->n_nodes; j++) made += strncmp(k->g->nodes[j].name, buf, len) == 0;
+  for (int i = made + 1; i <= made + 1 + MAX_CALLS; i++) {
     snprintf(buf, cap, "%s/call%d", name, i);
     if (cn_graph_find(k->g, buf) < 0) return CN_OK;
   }
