@@ -68,22 +68,6 @@ static int valid(const cn_net *net, cn_sym s) {
   return s.net == net->id && s.node >= 0 && s.node < net->g->n_nodes;
 }
 
-/* The node indices of xs (at most MAX_MERGE), checked to be this net's. */
-static cn_status node_inputs(const cn_net *net, const char *name, const cn_sym *xs, int n,
-                             int *inputs) {
-  if (n > MAX_MERGE) return cn_fail(CN_ERR_ARG, "%s: more than %d inputs", name, MAX_MERGE);
-  if (n > 0 && !xs) return cn_fail(CN_ERR_ARG, "%s: NULL inputs", name);
-  for (int i = 0; i < n; i++) {
-    if (!valid(net, xs[i]))
-      return cn_fail(CN_ERR_ARG,
-                     "%s: input %d is not a layer output of this net (used before it was defined, "
-                     "or from another net)",
-                     name, i);
-    inputs[i] = xs[i].node;
-  }
-  return CN_OK;
-}
-
 /* Adds a node of op reading xs; a NULL name takes the automatic name of base. */
 static cn_sym add(cn_net *net, const cn_op *op, const char *name, const char *base,
                   const cn_sym *xs, int n, const void *attrs) {
@@ -93,8 +77,16 @@ static cn_sym add(cn_net *net, const cn_op *op, const char *name, const char *ba
   if (cn_graph_find(net->g, name) >= 0)
     return failed(net, cn_fail(CN_ERR_ARG, "%s: a layer of that name exists already", name));
   int inputs[MAX_MERGE];
-  cn_status in_st = node_inputs(net, name, xs, n, inputs);
-  if (in_st != CN_OK) return failed(net, in_st);
+  if (n > MAX_MERGE)
+    return failed(net, cn_fail(CN_ERR_ARG, "%s: more than %d inputs", name, MAX_MERGE));
+  for (int i = 0; i < n; i++) {
+    if (!valid(net, xs[i]))
+      return failed(net, cn_fail(CN_ERR_ARG,
+                                 "%s: input %d is not a layer output of this net (used before it "
+                                 "was defined, or from another net)",
+                                 name, i));
+    inputs[i] = xs[i].node;
+  }
   int index;
   cn_status st = cn_graph_add(net->g, op, name, inputs, n, attrs, &index);
   if (st != CN_OK) return failed(net, st);
@@ -139,6 +131,54 @@ static cn_status parse_padding(const char *layer, const char *name, cn_padding *
                    layer ? layer : "layer", name);
   }
   return CN_OK;
+}
+
+/* ---- shared layers (cn_net_call) --------------------------------------------------------------
+ */
+
+/* The first failure of a call sticks, as every layer function's. */
+static cn_sym call_failed(cn_net *net, cn_status st) {
+  if (net->status == CN_OK) {
+    net->status = st;
+    snprintf(net->error, sizeof net->error, "%s", cn_last_error());
+  }
+  return invalid;
+}
+
+/* "<layer>/call<k>" for the first k >= 1 no layer has. */
+static void call_name(const cn_graph *g, const char *layer, char *buf, size_t cap) {
+  int k = 1;
+  do snprintf(buf, cap, "%.1000s/call%d", layer, k++);
+  while (cn_graph_find(g, buf) >= 0 && k < (1 << 20));
+}
+
+cn_sym cn_net_call(cn_net *net, const char *layer, const cn_sym *inputs, int n_inputs) {
+  if (!net || net->status != CN_OK) return invalid;
+  if (!layer) return call_failed(net, cn_fail(CN_ERR_ARG, "cn_net_call: NULL layer name"));
+  int owner = cn_graph_find(net->g, layer);
+  if (owner < 0)
+    return call_failed(net, cn_fail(CN_ERR_ARG,
+                                    "%.200s: no such layer to call again (make it before calling "
+                                    "it)",
+                                    layer));
+  /* the calls of a layer are named after the layer that owns the weights */
+  if (net->g->nodes[owner].shares >= 0) owner = net->g->nodes[owner].shares;
+  char name[1200];
+  call_name(net->g, net->g->nodes[owner].name, name, sizeof name);
+  if (n_inputs < 0 || n_inputs > MAX_MERGE || (n_inputs > 0 && !inputs))
+    return call_failed(net, cn_fail(CN_ERR_ARG, "%s: 0 to %d inputs", name, MAX_MERGE));
+  int idx[MAX_MERGE], at;
+  for (int i = 0; i < n_inputs; i++) {
+    cn_sym s = inputs[i];
+    if (s.net != net->id || s.node < 0 || s.node >= net->g->n_nodes)
+      return call_failed(net, cn_fail(CN_ERR_ARG,
+                                      "%s: input %d is not a layer output of this net (used "
+                                      "before it was defined, or from another net)",
+                                      name, i));
+    idx[i] = s.node;
+  }
+  cn_status st = cn_graph_add_shared(net->g, owner, name, idx, n_inputs, NULL, &at);
+  return st == CN_OK ? (cn_sym){at, net->id} : call_failed(net, st);
 }
 
 static int or1(int v) {
@@ -377,30 +417,6 @@ cn_sym cn_net_maximum(cn_net *net, const cn_sym *xs, int n, const char *name) {
 
 cn_sym cn_net_minimum(cn_net *net, const cn_sym *xs, int n, const char *name) {
   return merge(net, xs, n, CN_MERGE_MINIMUM, "minimum", name);
-}
-
-/* ---- shared layers ------------------------------------------------------------------------- */
-
-cn_sym cn_net_call(cn_net *net, const char *layer, const cn_sym *inputs, int n_inputs) {
-  if (!net || net->status != CN_OK) return invalid;
-  if (!layer) return failed(net, cn_fail(CN_ERR_ARG, "cn_net_call: NULL layer name"));
-  int owner = cn_graph_find(net->g, layer);
-  if (owner < 0)
-    return failed(net, cn_fail(CN_ERR_ARG,
-                               "%.200s: no such layer to call again (make it before calling it)",
-                               layer));
-  /* the calls of a layer are named after the layer that owns the weights */
-  if (net->g->nodes[owner].shares >= 0) owner = net->g->nodes[owner].shares;
-  const char *base = net->g->nodes[owner].name;
-  char name[1200];
-  int k = 1;
-  do snprintf(name, sizeof name, "%.1000s/call%d", base, k++);
-  while (cn_graph_find(net->g, name) >= 0 && k < (1 << 20));
-  int idx[MAX_MERGE], at;
-  cn_status st = node_inputs(net, name, inputs, n_inputs, idx);
-  if (st == CN_OK) st = cn_graph_add_shared(net->g, owner, name, idx, n_inputs, NULL, &at);
-  if (st != CN_OK) return failed(net, st);
-  return (cn_sym){at, net->id};
 }
 
 cn_status cn_net_build(cn_net *net, const cn_sym *outputs, int n_outputs, cn_model **out) {
