@@ -393,8 +393,11 @@ static void test_damaged(void) {
                    CN_ERR_FORMAT, "'graph' is not valid JSON");
   check_load_fails(rewrite(src, tmp_file("bad.cnm"), "graph", NULL, NULL, NULL), CN_ERR_FORMAT,
                    "no 'graph'");
-  check_load_fails(rewrite(src, tmp_file("bad.cnm"), "version", "2", NULL, NULL),
-                   CN_ERR_UNSUPPORTED, "version '2'");
+  check_load_fails(rewrite(src, tmp_file("bad.cnm"), "version", "3", NULL, NULL),
+                   CN_ERR_UNSUPPORTED, "version '3'");
+  /* shared layers need version 2 */
+  check_graph_edit(src, "\"name\":\"head\"", "\"name\":\"head\",\"shares\":\"conv\"", CN_ERR_FORMAT,
+                   "head: 'shares' needs format version 2");
   check_load_fails(rewrite(src, tmp_file("bad.cnm"), "format", "convnet-checkpoint", NULL, NULL),
                    CN_ERR_FORMAT, "format");
   check_load_fails(rewrite(src, tmp_file("bad.cnm"), "surprise", "1", NULL, NULL), CN_ERR_FORMAT,
@@ -429,7 +432,47 @@ static void test_damaged(void) {
   cn_model_free(m);
 }
 
+/* A model with a shared layer (version 2): round trip, and damaged "shares" fields. */
+static void test_shared_damaged(void) {
+  cn_net *net = NULL;
+  CHECK_OK(cn_net_new("pair", &net));
+  if (!net) return;
+  cn_sym a = cn_net_input(net, "a", 1, (int64_t[]){4});
+  cn_sym b = cn_net_input(net, "b", 1, (int64_t[]){4});
+  cn_sym ea = cn_net_dense(net, a, &(cn_dense_options){.name = "d", .units = 3});
+  cn_sym eb = cn_net_call(net, "d", &b, 1);
+  cn_sym y = cn_net_subtract(net, ea, eb, "diff");
+  cn_model *m = NULL;
+  CHECK_OK(cn_net_build(net, &y, 1, &m));
+  cn_net_free(net);
+  if (!m) return;
+  fill_params(m);
+  char src[512];
+  snprintf(src, sizeof src, "%s", tmp_file("pair.cnm"));
+  CHECK_OK(cn_model_save(m, src));
+  cn_model_free(m);
+  cn_safetensors *f = NULL;
+  CHECK_OK(cn_safetensors_open(src, &f));
+  if (f) {
+    CHECK(strcmp(cn_safetensors_meta(f, "version"), "2") == 0);
+    CHECK(cn_safetensors_find(f, "d/kernel") && !cn_safetensors_find(f, "d/call1/kernel"));
+    cn_safetensors_close(f);
+  }
+  check_graph_edit(src, "\"shares\":\"d\"", "\"shares\":\"nothing\"", CN_ERR_FORMAT,
+                   "d/call1: shares 'nothing', which is not an earlier layer");
+  check_graph_edit(src, "\"shares\":\"d\"", "\"shares\":\"diff\"", CN_ERR_FORMAT,
+                   "not an earlier layer");
+  check_graph_edit(src, "\"shares\":\"d\"", "\"shares\":\"a\"", CN_ERR_FORMAT,
+                   "d/call1: shares the weights of a, a layer of another op");
+  check_graph_edit(src, "\"shares\":\"d\"", "\"shares\":7", CN_ERR_FORMAT, "(not a string)");
+  /* without "shares" the call is a layer of its own, whose weights the file lacks */
+  check_graph_edit(src, ",\"shares\":\"d\"", "", CN_ERR_FORMAT, "no tensor 'd/call1/kernel'");
+  check_load_fails(rewrite(src, tmp_file("bad.cnm"), "version", "1", NULL, NULL), CN_ERR_FORMAT,
+                   "d/call1: 'shares' needs format version 2");
+}
+
 int main(void) {
+  test_shared_damaged();
   test_tables();
   test_zoo_mobilenet();
   test_keras_mnist();

@@ -59,6 +59,20 @@ CN_API cn_status cn_net_build_from(cn_net *net, const cn_sym *inputs, int n_inpu
 /* An input of the given per-sample shape (rank 1 to 5, every dimension positive). */
 CN_API cn_sym cn_net_input(cn_net *net, const char *name, int rank, const int64_t *dims);
 
+/* ---- shared layers ------------------------------------------------------------------------- */
+
+/* Calls the layer named `layer` again on new inputs, sharing its weights (Keras: one layer object
+ * applied to several tensors, as in a siamese network). The call is a new layer named
+ * "<layer>/call<k>" (k = 1, 2, ...) with the layer's attributes; its weights are the layer's
+ * (stored, initialised, loaded and saved once; training sums the gradients of every call). Fails,
+ * naming the layer, when no layer has that name (a layer must be made before it is called again),
+ * when it is an input, or when the inputs do not fit its weights ("dense: called on an input of
+ * shape (5,) but its weights fit (4,)"). A layer made of two nodes (Conv2DTranspose with an
+ * activation: "<name>" then "<name>/activation") is called node by node. */
+CN_API cn_sym cn_net_call(cn_net *net, const char *layer, const cn_sym *inputs, int n_inputs);
+
+/* ---- layers -------------------------------------------------------------------------------- */
+
 typedef struct cn_conv2d_options {
   const char *name;
   int filters;

@@ -53,14 +53,33 @@ void cn_graph_free(cn_graph *g) {
   free(g);
 }
 
+static cn_status add_shared_with(cn_graph *g, int owner, const char *name, const int *inputs,
+                                 int n_inputs, const void *attrs, int *index);
+
+/* The node of dst that holds the parameters src's node `owner` owns: the copy of the owner, or
+ * the first copy of another call of the same layer that became their owner in dst. */
+static int copied_owner(const cn_graph *dst, const cn_graph *src, int owner) {
+  int at = cn_graph_find(dst, src->nodes[owner].name);
+  if (at >= 0) return dst->nodes[at].op == src->nodes[owner].op ? at : -1;
+  for (int j = 0; j < dst->n_nodes; j++) {
+    if (dst->nodes[j].shares >= 0) continue;
+    int s = cn_graph_find(src, dst->nodes[j].name);
+    if (s >= 0 && src->nodes[s].shares == owner) return j;
+  }
+  return -1;
+}
+
 cn_status cn_graph_copy_node(cn_graph *dst, const cn_graph *src, int i, const int *inputs,
                              int *index) {
   const cn_node *n = &src->nodes[i];
-  int at;
-  cn_status st = cn_graph_add(dst, n->op, n->name, inputs, n->n_inputs, n->attrs, &at);
+  int at, owner = n->shares >= 0 ? copied_owner(dst, src, n->shares) : -1;
+  cn_status st = owner >= 0
+                     ? add_shared_with(dst, owner, n->name, inputs, n->n_inputs, n->attrs, &at)
+                     : cn_graph_add(dst, n->op, n->name, inputs, n->n_inputs, n->attrs, &at);
   if (st != CN_OK) return st;
   cn_node *copy = &dst->nodes[at];
-  copy->trainable = n->trainable;
+  /* a shared layer is frozen or trained as a whole, as in Keras */
+  copy->trainable = owner >= 0 ? dst->nodes[owner].trainable : n->trainable;
   free(copy->type);
   copy->type = cn_strdup(n->type);
   if (!copy->type) return CN_ERR_NOMEM;
@@ -187,6 +206,7 @@ cn_status cn_graph_add(cn_graph *g, const cn_op *op, const char *name, const int
   memset(n, 0, sizeof *n);
   n->op = op;
   n->trainable = 1;
+  n->shares = -1;
   n->name = cn_strdup(name);
   n->type = cn_strdup(op->type);
   n->inputs = malloc((size_t)(n_inputs ? n_inputs : 1) * sizeof *n->inputs);
@@ -238,7 +258,7 @@ static size_t aligned_floats(size_t n) {
 cn_status cn_graph_alloc_params(cn_graph *g) {
   size_t total = 0;
   for (int i = 0; i < g->n_nodes; i++)
-    for (int p = 0; p < g->nodes[i].n_params; p++)
+    for (int p = 0; p < g->nodes[i].n_params && g->nodes[i].shares < 0; p++)
       total += aligned_floats((size_t)cn_shape_numel(&g->nodes[i].params[p].shape));
   cn_free_aligned(g->params);
   g->params = NULL;
@@ -250,14 +270,89 @@ cn_status cn_graph_alloc_params(cn_graph *g) {
   }
   size_t at = 0;
   for (int i = 0; i < g->n_nodes; i++) {
-    for (int p = 0; p < g->nodes[i].n_params; p++) {
-      cn_param *param = &g->nodes[i].params[p];
+    cn_node *n = &g->nodes[i];
+    for (int p = 0; p < n->n_params; p++) {
+      cn_param *param = &n->params[p];
+      if (n->shares >= 0) { /* owners come first: their storage is placed already */
+        param->data = g->nodes[n->shares].params[p].data;
+        continue;
+      }
       param->data = g->params + at;
       at += aligned_floats((size_t)cn_shape_numel(&param->shape));
     }
   }
   g->weights_version++;
   return CN_OK;
+}
+
+/* ---- shared layers ------------------------------------------------------------------------ */
+
+int cn_graph_node_shared(const cn_graph *g, int i) {
+  return g->nodes[i].shares >= 0 || cn_graph_share_count(g, i) > 0;
+}
+
+int cn_graph_share_count(const cn_graph *g, int owner) {
+  int count = 0;
+  for (int j = owner + 1; j < g->n_nodes; j++) count += g->nodes[j].shares == owner;
+  return count;
+}
+
+/* The new node declared what the owner's shapes must be; refuses a call whose inputs give other
+ * parameters, naming the layer as Keras would see it (one layer, called again). */
+static cn_status check_same_params(const cn_graph *g, const cn_node *owner, const cn_node *n) {
+  int same = owner->n_params == n->n_params;
+  for (int p = 0; same && p < n->n_params; p++)
+    same = cn_shape_equal(&owner->params[p].shape, &n->params[p].shape) &&
+           strcmp(owner->params[p].name, n->params[p].name) == 0;
+  if (same) return CN_OK;
+  char have[96] = "()", want[96] = "()";
+  if (n->n_inputs > 0 && owner->n_inputs > 0) {
+    cn_shape_format(&g->nodes[n->inputs[0]].shape, have, sizeof have);
+    cn_shape_format(&g->nodes[owner->inputs[0]].shape, want, sizeof want);
+  }
+  return cn_fail(CN_ERR_SHAPE, "%s: called on an input of shape %s but its weights fit %s",
+                 owner->name, have, want);
+}
+
+static cn_status add_shared_with(cn_graph *g, int owner, const char *name, const int *inputs,
+                                 int n_inputs, const void *attrs, int *index) {
+  if (owner < 0 || owner >= g->n_nodes)
+    return cn_fail(CN_ERR_ARG, "%s: the shared layer is not an earlier layer", name ? name : "?");
+  if (g->nodes[owner].shares >= 0) owner = g->nodes[owner].shares;
+  const cn_node *o = &g->nodes[owner];
+  if (o->op->graph_input)
+    return cn_fail(CN_ERR_ARG, "%s: an input layer cannot be called again", o->name);
+  int before = g->n_nodes, at = -1;
+  cn_status st = cn_graph_add(g, o->op, name, inputs, n_inputs, attrs, &at);
+  if (st == CN_OK) st = check_same_params(g, &g->nodes[owner], &g->nodes[at]);
+  if (st != CN_OK) { /* drop the half-made node: a failed call leaves the graph as it was */
+    while (g->n_nodes > before) cn_node_release(&g->nodes[--g->n_nodes]);
+    return st;
+  }
+  cn_node *n = &g->nodes[at];
+  o = &g->nodes[owner];
+  n->shares = owner;
+  n->trainable = o->trainable;
+  char *type = cn_strdup(o->type);
+  if (!type) return cn_fail(CN_ERR_NOMEM, "out of memory adding %s", name);
+  free(n->type);
+  n->type = type;
+  for (int p = 0; p < n->n_params; p++) {
+    n->params[p].trainable = o->params[p].trainable;
+    n->params[p].init = o->params[p].init;
+    n->params[p].data = o->params[p].data;
+  }
+  if (index) *index = at;
+  return CN_OK;
+}
+
+cn_status cn_graph_add_shared(cn_graph *g, int owner, const char *name, const int *inputs,
+                              int n_inputs, const void *attrs, int *index) {
+  if (owner < 0 || owner >= g->n_nodes)
+    return cn_fail(CN_ERR_ARG, "%s: the shared layer is not an earlier layer", name ? name : "?");
+  int root = g->nodes[owner].shares >= 0 ? g->nodes[owner].shares : owner;
+  return add_shared_with(g, root, name, inputs, n_inputs, attrs ? attrs : g->nodes[root].attrs,
+                         index);
 }
 
 /* ---- memory plan -------------------------------------------------------------------------- */

@@ -67,6 +67,11 @@ typedef struct cn_node {
   cn_param params[CN_MAX_PARAMS]; /* in the order Keras lists the layer's weights */
   int trainable;
   void *cache; /* op-owned derived data (repacked weights...), released by op->release */
+  /* A shared layer's later call (Keras: one layer object called on several tensors): the index
+   * of the earlier node whose parameters this node uses, or -1 when it owns its own. Its params[]
+   * declare the same names and shapes and their data point into the owner's storage, so the
+   * weights exist once and the trainer's gradients of them sum over every call. */
+  int shares;
 } cn_node;
 
 typedef struct cn_graph {
@@ -87,10 +92,25 @@ void cn_graph_free(cn_graph *g);
  * shape inference (which declares the parameters), and returns the new index in *index. */
 cn_status cn_graph_add(cn_graph *g, const struct cn_op *op, const char *name, const int *inputs,
                        int n_inputs, const void *attrs, int *index);
+/* Appends a node that calls node `owner` again (a shared layer): the owner's op on new inputs,
+ * with the owner's parameters (no new storage). attrs: the owner's attribute struct type (NULL:
+ * a copy of the owner's; a call may differ in what does not touch the weights, such as a fused
+ * activation). Fails, naming the owner, when the inputs give different parameter shapes than the
+ * owner's; the graph is then unchanged. An owner that itself shares resolves to the node owning
+ * the parameters. */
+cn_status cn_graph_add_shared(cn_graph *g, int owner, const char *name, const int *inputs,
+                              int n_inputs, const void *attrs, int *index);
+/* 1 when node i shares another's parameters or another node shares its parameters (graph
+ * rewrites that change one node's weights must leave such nodes alone). */
+int cn_graph_node_shared(const cn_graph *g, int i);
+/* How many nodes share node owner's parameters. */
+int cn_graph_share_count(const cn_graph *g, int owner);
 /* A deep copy with its own parameter buffer holding the same values; no plan, no caches. */
 cn_status cn_graph_clone(const cn_graph *g, cn_graph **out);
 /* Appends a copy of src's node i (attrs, type, trainable flags; not parameter values) to dst,
- * reading from dst's nodes `inputs` (n_inputs of them). */
+ * reading from dst's nodes `inputs` (n_inputs of them). A node sharing parameters shares them
+ * in dst with the node of its owner's name (or with an earlier copy of another call of the same
+ * layer); when no such node was copied it owns its parameters in dst. */
 cn_status cn_graph_copy_node(cn_graph *dst, const cn_graph *src, int i, const int *inputs,
                              int *index);
 /* Frees what a node owns (name, attrs, inputs, parameter names, op cache), not the node itself;
@@ -110,7 +130,8 @@ cn_param *cn_node_find_param(cn_node *node, const char *name);
 cn_status cn_graph_set_outputs(cn_graph *g, const int *outputs, int n_outputs);
 /* Sets that default (the last node) when no outputs are set yet. */
 cn_status cn_graph_default_outputs(cn_graph *g);
-/* Allocates (zeroed) storage for every declared parameter; call after the last cn_graph_add. */
+/* Allocates (zeroed) storage for every declared parameter; call after the last cn_graph_add.
+ * Nodes that share parameters get no storage of their own: their data point at the owner's. */
 cn_status cn_graph_alloc_params(cn_graph *g);
 int64_t cn_node_param_count(const cn_node *node);
 int64_t cn_node_trainable_count(const cn_node *node);

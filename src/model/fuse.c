@@ -47,7 +47,8 @@ static int foldable(cn_graph *g, int i) {
   if (bn->op != &cn_op_batchnorm || bn->n_inputs != 1) return -1;
   int p = bn->inputs[0];
   const cn_batchnorm_attrs *a = bn->attrs;
-  if (!absorbable(g, p, 0)) return -1;
+  /* folding rewrites the convolution's weights: not those of a layer called more than once */
+  if (!absorbable(g, p, 0) || cn_graph_node_shared(g, p) || cn_graph_node_shared(g, i)) return -1;
   if (cn_axis_resolve(a->axis, g->nodes[p].shape.rank) != g->nodes[p].shape.rank - 1) return -1;
   return p;
 }
@@ -115,9 +116,11 @@ static cn_status remove_node(cn_graph *g, int i, int replacement) {
   cn_node_release(&g->nodes[i]);
   memmove(&g->nodes[i], &g->nodes[i + 1], (size_t)(g->n_nodes - i - 1) * sizeof *g->nodes);
   g->n_nodes--;
-  for (int n = i; n < g->n_nodes; n++)
+  for (int n = i; n < g->n_nodes; n++) {
     for (int k = 0; k < g->nodes[n].n_inputs; k++)
       g->nodes[n].inputs[k] = remap(g->nodes[n].inputs[k], i, replacement);
+    if (g->nodes[n].shares > i) g->nodes[n].shares--; /* never i: shared nodes are not removed */
+  }
   for (int k = 0; k < g->n_inputs; k++) g->inputs[k] = remap(g->inputs[k], i, replacement);
   int outputs[CN_MAX_GRAPH_IO];
   for (int k = 0; k < g->n_outputs; k++) outputs[k] = remap(g->outputs[k], i, replacement);
@@ -135,7 +138,8 @@ static int activation_foldable(cn_graph *g, int i) {
   const cn_node *n = &g->nodes[i];
   const cn_activation *act = n->attrs;
   if (n->op != &cn_op_activation || n->n_inputs != 1 || act->kind == CN_ACT_SOFTMAX) return 0;
-  return absorbable(g, n->inputs[0], 1);
+  /* another call of this layer would lose its owner; the producer's attrs are its own */
+  return !cn_graph_node_shared(g, i) && absorbable(g, n->inputs[0], 1);
 }
 
 int cn_graph_can_fold(cn_graph *g) {

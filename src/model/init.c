@@ -160,7 +160,7 @@ cn_status cn_graph_init_params(cn_graph *g, uint64_t seed) {
   if (!g->params) return cn_fail(CN_ERR_ARG, "cn_graph_init_params: parameters not allocated");
   for (int i = 0; i < g->n_nodes; i++) {
     cn_node *n = &g->nodes[i];
-    for (int k = 0; k < n->n_params; k++) {
+    for (int k = 0; k < n->n_params && n->shares < 0; k++) { /* a shared layer's: drawn once */
       uint64_t key = cn_rng_key(seed, INIT_STREAM, name_hash(n->name, n->params[k].name));
       cn_status st = cn_param_init(&n->params[k], n->name, key);
       if (st != CN_OK) return st;

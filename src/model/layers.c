@@ -123,6 +123,44 @@ static cn_status parse_padding(const char *layer, const char *name, cn_padding *
   return CN_OK;
 }
 
+/* ---- shared layers (cn_net_call) ------------------------------------------------------------ */
+
+/* "<layer>/call<k>" for the first k >= 1 no layer has. */
+static void call_name(const cn_graph *g, const char *layer, char *buf, size_t cap) {
+  int k = 1;
+  do snprintf(buf, cap, "%.1000s/call%d", layer, k++);
+  while (cn_graph_find(g, buf) >= 0 && k < (1 << 20));
+}
+
+cn_sym cn_net_call(cn_net *net, const char *layer, const cn_sym *inputs, int n_inputs) {
+  if (!net || net->status != CN_OK) return invalid;
+  if (!layer) return cn_net_failed(net, cn_fail(CN_ERR_ARG, "cn_net_call: NULL layer name"));
+  int owner = cn_graph_find(net->g, layer);
+  if (owner < 0)
+    return cn_net_failed(net, cn_fail(CN_ERR_ARG,
+                                      "%.200s: no such layer to call again (make it before calling "
+                                      "it)",
+                                      layer));
+  /* the calls of a layer are named after the layer that owns the weights */
+  if (net->g->nodes[owner].shares >= 0) owner = net->g->nodes[owner].shares;
+  char name[1200];
+  call_name(net->g, net->g->nodes[owner].name, name, sizeof name);
+  if (n_inputs < 0 || n_inputs > MAX_MERGE || (n_inputs > 0 && !inputs))
+    return cn_net_failed(net, cn_fail(CN_ERR_ARG, "%s: 0 to %d inputs", name, MAX_MERGE));
+  int idx[MAX_MERGE], at;
+  for (int i = 0; i < n_inputs; i++) {
+    cn_sym s = inputs[i];
+    if (!cn_net_valid(net, s))
+      return cn_net_failed(net, cn_fail(CN_ERR_ARG,
+                                        "%s: input %d is not a layer output of this net (used "
+                                        "before it was defined, or from another net)",
+                                        name, i));
+    idx[i] = s.node;
+  }
+  cn_status st = cn_graph_add_shared(net->g, owner, name, idx, n_inputs, NULL, &at);
+  return st == CN_OK ? (cn_sym){at, net->id} : cn_net_failed(net, st);
+}
+
 static int or1(int v) {
   return v ? v : 1;
 }

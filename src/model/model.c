@@ -175,8 +175,9 @@ cn_status cn_model_layer_info(const cn_model *m, size_t index, cn_layer_info *in
   info->name = n->name;
   info->type = n->type;
   info->output = n->shape;
-  info->params = cn_node_param_count(n);
-  info->trainable = cn_node_trainable_count(n);
+  /* a shared layer's weights are counted at its first call only, as Keras's summary does */
+  info->params = n->shares < 0 ? cn_node_param_count(n) : 0;
+  info->trainable = n->shares < 0 ? cn_node_trainable_count(n) : 0;
   info->n_inputs = n->n_inputs;
   for (int i = 0; i < n->n_inputs && i < 8; i++)
     info->inputs[i] = m->graph->nodes[n->inputs[i]].name;

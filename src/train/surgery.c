@@ -143,6 +143,8 @@ int cn_graph_can_split(const cn_graph *g, int b) {
     if (!keep[i]) continue;
     for (int k = 0; k < g->nodes[i].n_inputs; k++)
       if (g->nodes[i].inputs[k] < b) clean = 0;
+    /* a shared layer called on both sides would become two layers with two weight sets */
+    if (g->nodes[i].shares >= 0 && g->nodes[i].shares <= b) clean = 0;
   }
   free(keep);
   return clean;

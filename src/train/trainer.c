@@ -315,13 +315,23 @@ cn_status cn_trainer_backward(cn_trainer *t, const float *doutput) {
   return CN_OK;
 }
 
+/* A shared layer's weights are updated once, through the node that owns them, when any call of
+ * the layer feeds the output (the calls' gradients are summed into the owner's slots). */
+static int updates_params(const cn_trainer *t, int i) {
+  const cn_graph *g = t->g;
+  if (g->nodes[i].shares >= 0) return 0;
+  for (int j = i; j < g->n_nodes; j++)
+    if (t->reach[j] && (j == i || g->nodes[j].shares == i)) return 1;
+  return 0;
+}
+
 int cn_trainer_ranges(const cn_trainer *t, cn_param_range *ranges, int cap) {
   const cn_graph *g = t->g;
   int count = 0;
   cn_param_range last = {0, 0, 0};
   for (int i = 0; i < g->n_nodes; i++) {
     const cn_node *n = &g->nodes[i];
-    if (!n->trainable || !t->reach[i]) continue;
+    if (!n->trainable || !updates_params(t, i)) continue;
     for (int k = 0; k < n->n_params; k++) {
       if (!n->params[k].trainable) continue;
       size_t off = (size_t)(n->params[k].data - g->params);

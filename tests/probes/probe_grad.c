@@ -1,6 +1,8 @@
 /* convnet's side of tests/oracle/test_grad_torch.py: gradients of a graph and a short SGD training
  * run, through .npy files. The graph is a Keras model config (model.to_json() format) and its
  * parameters are <dir>/<layer>__<param>.npy, in Keras layouts (HWIO kernels, NHWC activations).
+ * A shared layer's later calls ("<layer>/call<k>") have no files of their own: their parameters
+ * (and gradients, the sum over the calls) are the layer's.
  *
  *   probe_grad grad <model.json> <dir> <training 0|1> <seed>
  *       reads <dir>/input.npy (batch x input shape) and <dir>/dout.npy (d loss / d output of the
@@ -70,7 +72,7 @@ static void param_path(char *buf, size_t cap, const char *dir, const char *prefi
 static int read_params(cn_graph *g, const char *dir) {
   char path[4096];
   for (int i = 0; i < g->n_nodes; i++)
-    for (int k = 0; k < g->nodes[i].n_params; k++) {
+    for (int k = 0; k < g->nodes[i].n_params && g->nodes[i].shares < 0; k++) {
       cn_param *p = &g->nodes[i].params[k];
       cn_shape shape;
       float *data;
@@ -92,7 +94,7 @@ static int write_params(cn_graph *g, const float *values, const char *dir, const
   char path[4096];
   for (int i = 0; i < g->n_nodes; i++) {
     cn_node *n = &g->nodes[i];
-    for (int k = 0; k < n->n_params; k++) {
+    for (int k = 0; k < n->n_params && n->shares < 0; k++) {
       cn_param *p = &n->params[k];
       int is_trainable = n->trainable && p->trainable;
       if (trainable >= 0 && is_trainable != trainable) continue;

@@ -20,19 +20,24 @@
 #define MAX_DEPTH 16
 #define MAX_REFS 256
 #define MAX_LAYERS 100000
+#define MAX_CALLS 4096 /* calls of one shared layer */
 
 typedef struct kctx {
   const char *file;
   cn_graph *g;
   int depth;
   int frozen; /* > 0 inside a model whose config says trainable: false */
+  int again;  /* > 0 while a later call of a layer (or of a nested model) is built */
 } kctx;
 
-/* The outputs of one Keras layer (several for a nested model with several outputs). */
+/* One Keras layer of a Functional model: its calls (one per inbound node; a shared layer has
+ * several), how many are built, and the outputs of each (several for a nested model with several
+ * outputs): out[call * CN_MAX_GRAPH_IO + tensor]. */
 typedef struct kentry {
   const char *name;
+  int calls, done;
   int n;
-  int out[CN_MAX_GRAPH_IO];
+  int *out;
 } kentry;
 
 typedef struct kscope {
@@ -42,6 +47,7 @@ typedef struct kscope {
 
 typedef struct kref {
   const char *layer;
+  int call; /* Keras's node index: which call of the layer */
   int tensor;
 } kref;
 
@@ -218,10 +224,41 @@ static cn_status parse_initializers(kctx *k, cn_node *node, const cJSON *cfg) {
 
 /* ---- adding nodes -------------------------------------------------------------------------- */
 
+/* "<layer>/call<k>" with the first free k >= 1: the k-th later call of a layer. The search starts
+ * after the calls made so far, so that a layer called many times costs one pass over the graph
+ * per call. */
+static cn_status call_name(kctx *k, const char *name, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s/call", name);
+  size_t len = strlen(buf);
+  int made = 0;
+  for (int j = 0; j < k->g->n_nodes; j++) made += strncmp(k->g->nodes[j].name, buf, len) == 0;
+  for (int i = made + 1; i <= made + 1 + MAX_CALLS; i++) {
+    snprintf(buf, cap, "%s/call%d", name, i);
+    if (cn_graph_find(k->g, buf) < 0) return CN_OK;
+  }
+  return cn_fail(CN_ERR_LIMIT, "layer %s: called too many times", name);
+}
+
+/* A later call of layer `name` (its first call is the node of that name): a node sharing its
+ * weights, or a plain node when the layer has none. */
+static cn_status add_call(kctx *k, const char *name, const cn_op *op, const int *in, int n_in,
+                          const void *attrs, int *out) {
+  int owner = cn_graph_find(k->g, name);
+  if (owner < 0 || k->g->nodes[owner].op != op)
+    return cn_fail(CN_ERR_FORMAT, "layer %s: called again before its first call", name);
+  char again[MAX_NAME + 32];
+  cn_status st = call_name(k, name, again, sizeof again);
+  if (st != CN_OK) return st;
+  if (k->g->nodes[owner].n_params == 0) return cn_graph_add(k->g, op, again, in, n_in, attrs, out);
+  return cn_graph_add_shared(k->g, owner, again, in, n_in, attrs, out);
+}
+
 static cn_status add_node(kctx *k, const char *name, const char *cls, const cJSON *cfg,
                           const cn_op *op, const int *in, int n_in, const void *attrs, int *out) {
-  cn_status st = cn_graph_add(k->g, op, name, in, n_in, attrs, out);
+  cn_status st = k->again ? add_call(k, name, op, in, n_in, attrs, out)
+                          : cn_graph_add(k->g, op, name, in, n_in, attrs, out);
   if (st != CN_OK) return cn_fail_context(st, "%s", k->file);
+  if (k->g->nodes[*out].shares >= 0) return CN_OK; /* the owner's flags, type and initializers */
   cn_node *node = &k->g->nodes[*out];
   node->trainable = !k->frozen && jbool(cfg, "trainable", 1);
   st = parse_initializers(k, node, cfg);
@@ -704,7 +741,8 @@ static cn_status build_sequential(kctx *k, const cJSON *layers, const char *pref
 }
 
 /* A reference to a tensor: ["name", node, tensor(, kwargs)] (Keras 2 and Keras 3 input_layers) or
- * {"class_name": "__keras_tensor__", "config": {"keras_history": [name, node, tensor]}}. */
+ * {"class_name": "__keras_tensor__", "config": {"keras_history": [name, node, tensor]}}. The node
+ * index is the call of the layer (a shared layer's k-th inbound node). */
 static int parse_ref(const cJSON *v, kref *ref) {
   if (cJSON_IsObject(v)) {
     const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(v, "config");
@@ -714,7 +752,8 @@ static int parse_ref(const cJSON *v, kref *ref) {
   const cJSON *name = cJSON_GetArrayItem(v, 0);
   if (!cJSON_IsString(name)) return 0;
   ref->layer = name->valuestring;
-  return int_in(cJSON_GetArrayItem(v, 2), 0, CN_MAX_GRAPH_IO - 1, &ref->tensor);
+  return int_in(cJSON_GetArrayItem(v, 1), 0, MAX_CALLS - 1, &ref->call) &&
+         int_in(cJSON_GetArrayItem(v, 2), 0, CN_MAX_GRAPH_IO - 1, &ref->tensor);
 }
 
 static int is_keras_tensor(const cJSON *v) {
@@ -740,16 +779,12 @@ static cn_status collect_k3_refs(kctx *k, const char *layer, const cJSON *v, kre
   return CN_OK;
 }
 
-static cn_status collect_refs(kctx *k, const char *layer, const cJSON *inbound, kref *refs,
-                              int *n) {
+/* The inputs of call `call` of a layer: its inbound node of that index. */
+static cn_status collect_refs(kctx *k, const char *layer, const cJSON *inbound, int call,
+                              kref *refs, int *n) {
   *n = 0;
-  int calls = cJSON_IsArray(inbound) ? cJSON_GetArraySize(inbound) : 0;
-  if (calls == 0) return bad(k, layer, "no inbound nodes");
-  if (calls > 1)
-    return cn_fail(CN_ERR_UNSUPPORTED,
-                   "%s: layer %s: used %d times (shared layers are not supported)", k->file, layer,
-                   calls);
-  const cJSON *node = cJSON_GetArrayItem(inbound, 0);
+  const cJSON *node = cJSON_GetArrayItem(inbound, call);
+  if (!node) return bad(k, layer, "no inbound nodes");
   if (cJSON_IsObject(node))
     return collect_k3_refs(k, layer, cJSON_GetObjectItemCaseSensitive(node, "args"), refs, n, 0);
   const cJSON *item;
@@ -763,7 +798,7 @@ static cn_status collect_refs(kctx *k, const char *layer, const cJSON *inbound, 
 
 static const kentry *scope_find(const kscope *s, const char *name) {
   for (int i = 0; i < s->n; i++)
-    if (strcmp(s->e[i].name, name) == 0) return &s->e[i];
+    if (s->e[i].name && strcmp(s->e[i].name, name) == 0) return &s->e[i];
   return NULL;
 }
 
@@ -771,10 +806,27 @@ static const kentry *scope_find(const kscope *s, const char *name) {
 static int resolve_refs(const kscope *s, const kref *refs, int n, int *idx) {
   for (int i = 0; i < n; i++) {
     const kentry *e = scope_find(s, refs[i].layer);
-    if (!e || refs[i].tensor >= e->n) return 0;
-    idx[i] = e->out[refs[i].tensor];
+    if (!e || refs[i].call >= e->done || refs[i].tensor >= e->n) return 0;
+    idx[i] = e->out[refs[i].call * CN_MAX_GRAPH_IO + refs[i].tensor];
   }
   return 1;
+}
+
+/* Why a ref cannot be resolved once nothing more can be built; names the layer. */
+static cn_status unresolved(kctx *k, const kscope *s, const char *layer, const kref *r) {
+  const kentry *e = scope_find(s, r->layer);
+  if (!e)
+    return cn_fail(CN_ERR_FORMAT, "%s: layer %s: input %.200s is not a layer of the model", k->file,
+                   layer, r->layer);
+  if (r->call >= e->calls)
+    return cn_fail(CN_ERR_FORMAT,
+                   "%s: layer %s: input %.200s has no call %d (it is called %d times)", k->file,
+                   layer, r->layer, r->call, e->calls);
+  if (e->done > r->call && r->tensor >= e->n)
+    return cn_fail(CN_ERR_FORMAT, "%s: layer %s: input %.200s has no output %d", k->file, layer,
+                   r->layer, r->tensor);
+  return cn_fail(CN_ERR_FORMAT, "%s: layer %s: input %.200s (call %d) is never produced (a cycle?)",
+                 k->file, layer, r->layer, r->call);
 }
 
 /* input_layers / output_layers: a list of refs, or a single ref (Keras 3 with one input). */
@@ -818,36 +870,103 @@ static cn_status functional_input(kctx *k, const cJSON *layer, const char *prefi
                  name ? name : "?");
 }
 
-/* Builds the layers whose inputs are ready; *progress counts them. */
+/* Builds call e->done of a layer from the nodes in idx: the first call makes the layer's nodes,
+ * a later one nodes sharing their weights. */
+static cn_status build_call(kctx *k, const cJSON *layer, const char *prefix, const int *idx, int n,
+                            kentry *e) {
+  int outs[CN_MAX_GRAPH_IO], n_out = 0, call = e->done;
+  k->again += call > 0;
+  cn_status st = add_layer(k, layer, prefix, idx, n, outs, &n_out);
+  k->again -= call > 0;
+  if (st != CN_OK) return st;
+  if (call > 0 && n_out != e->n) return bad(k, e->name, "calls give different numbers of outputs");
+  e->n = n_out;
+  memcpy(&e->out[call * CN_MAX_GRAPH_IO], outs, (size_t)n_out * sizeof *outs);
+  e->done++;
+  return CN_OK;
+}
+
+/* Builds the layer calls whose inputs are ready, each layer's in order; *progress counts them. */
 static cn_status functional_pass(kctx *k, const cJSON *layers, const char *prefix, const kref *ins,
-                                 int n_ins, const int *in, int n_in, kscope *s, char *done,
-                                 int *progress) {
+                                 int n_ins, const int *in, int n_in, kscope *s, int *progress) {
   kref refs[MAX_REFS];
-  int idx[MAX_REFS], i = 0;
+  int idx[MAX_REFS], at = 0;
   const cJSON *layer;
   cJSON_ArrayForEach(layer, layers) {
-    int at = i++;
-    if (done[at]) continue;
-    kentry *e = &s->e[s->n];
-    e->name = layer_name(layer);
+    kentry *e = &s->e[at++];
     const char *cls = jstr(layer, "class_name");
-    cn_status st;
-    if (cls && strcmp(cls, "InputLayer") == 0) {
-      st = functional_input(k, layer, prefix, ins, n_ins, in, n_in, e);
-    } else {
-      int n = 0;
-      st = collect_refs(k, e->name ? e->name : "?",
-                        cJSON_GetObjectItemCaseSensitive(layer, "inbound_nodes"), refs, &n);
+    const cJSON *inbound = cJSON_GetObjectItemCaseSensitive(layer, "inbound_nodes");
+    while (e->done < e->calls) {
+      cn_status st;
+      if (cls && strcmp(cls, "InputLayer") == 0) {
+        st = functional_input(k, layer, prefix, ins, n_ins, in, n_in, e);
+        e->done = 1;
+      } else {
+        int n = 0;
+        st = collect_refs(k, e->name, inbound, e->done, refs, &n);
+        if (st != CN_OK) return st;
+        if (!resolve_refs(s, refs, n, idx)) break;
+        st = build_call(k, layer, prefix, idx, n, e);
+      }
       if (st != CN_OK) return st;
-      if (!resolve_refs(s, refs, n, idx)) continue;
-      st = add_layer(k, layer, prefix, idx, n, e->out, &e->n);
+      (*progress)++;
     }
-    if (st != CN_OK) return st;
-    if (!e->name) return cn_fail(CN_ERR_FORMAT, "%s: a layer has no name", k->file);
-    done[at] = 1;
-    s->n++;
-    (*progress)++;
   }
+  return CN_OK;
+}
+
+/* Names and call counts of every layer, before any is built (so that refs to later layers can be
+ * told from refs to no layer). */
+static cn_status scope_init(kctx *k, const cJSON *layers, kscope *s) {
+  const cJSON *layer;
+  cJSON_ArrayForEach(layer, layers) {
+    kentry *e = &s->e[s->n++];
+    e->name = layer_name(layer);
+    if (!e->name) return cn_fail(CN_ERR_FORMAT, "%s: a layer has no name", k->file);
+    const char *cls = jstr(layer, "class_name");
+    const cJSON *inbound = cJSON_GetObjectItemCaseSensitive(layer, "inbound_nodes");
+    e->calls = cls && strcmp(cls, "InputLayer") == 0 ? 1 : cJSON_GetArraySize(inbound);
+    if (e->calls < 1) return bad(k, e->name, "no inbound nodes");
+    if (e->calls > MAX_CALLS) return bad(k, e->name, "called too many times");
+    e->out = malloc((size_t)e->calls * CN_MAX_GRAPH_IO * sizeof *e->out);
+    if (!e->out) return cn_fail(CN_ERR_NOMEM, "out of memory");
+  }
+  return CN_OK;
+}
+
+static void scope_free(kscope *s) {
+  for (int i = 0; s->e && i < s->n; i++) free(s->e[i].out);
+  free(s->e);
+}
+
+/* After the passes stall: the first layer call that could not be built, and why. */
+static cn_status stalled(kctx *k, const cJSON *layers, kscope *s) {
+  kref refs[MAX_REFS];
+  int idx[MAX_REFS], at = 0;
+  const cJSON *layer;
+  cJSON_ArrayForEach(layer, layers) {
+    const kentry *e = &s->e[at++];
+    if (e->done == e->calls) continue;
+    int n = 0;
+    cn_status st = collect_refs(
+        k, e->name, cJSON_GetObjectItemCaseSensitive(layer, "inbound_nodes"), e->done, refs, &n);
+    if (st != CN_OK) return st;
+    for (int i = 0; i < n; i++)
+      if (!resolve_refs(s, &refs[i], 1, idx)) return unresolved(k, s, e->name, &refs[i]);
+  }
+  return cn_fail(CN_ERR_FORMAT, "%s: some layers' inputs are never produced", k->file);
+}
+
+/* At top level the graph's inputs follow input_layers (several inputs: in the model's order, not
+ * the order the layer list gives). */
+static cn_status order_inputs(kctx *k, const kscope *s, const kref *ins, int n_ins) {
+  int idx[CN_MAX_GRAPH_IO];
+  if (n_ins != k->g->n_inputs || !resolve_refs(s, ins, n_ins, idx))
+    return cn_fail(CN_ERR_FORMAT, "%s: input_layers are not the model's InputLayers", k->file);
+  for (int i = 0; i < n_ins; i++)
+    if (k->g->nodes[idx[i]].op != &cn_op_input)
+      return cn_fail(CN_ERR_FORMAT, "%s: input %s is not an InputLayer", k->file, ins[i].layer);
+  memcpy(k->g->inputs, idx, (size_t)n_ins * sizeof *idx);
   return CN_OK;
 }
 
@@ -863,21 +982,21 @@ static cn_status build_functional(kctx *k, const cJSON *cfg, const char *prefix,
   if (st == CN_OK) st = parse_io_list(k, cfg, "output_layers", outs, &n_outs);
   if (st != CN_OK) return st;
   kscope s = {.e = calloc((size_t)n_layers, sizeof(kentry))};
-  char *done = calloc((size_t)n_layers, 1);
-  if (!s.e || !done) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (!s.e) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st == CN_OK) st = scope_init(k, layers, &s);
   /* Keras lists layers in a usable order, but does not promise it: repeat until nothing moves. */
-  for (int progress = 1; st == CN_OK && progress && s.n < n_layers;) {
+  int calls = 0, built = 0;
+  for (int i = 0; i < s.n; i++) calls += s.e[i].calls;
+  for (int progress = 1; st == CN_OK && progress && built < calls; built += progress) {
     progress = 0;
-    st = functional_pass(k, layers, prefix, ins, n_ins, in, n_in, &s, done, &progress);
+    st = functional_pass(k, layers, prefix, ins, n_ins, in, n_in, &s, &progress);
   }
-  if (st == CN_OK && s.n < n_layers)
-    st = cn_fail(CN_ERR_FORMAT,
-                 "%s: some layers' inputs are never produced (missing layer or cycle)", k->file);
-  if (st == CN_OK && !resolve_refs(&s, outs, n_outs, out))
-    st = cn_fail(CN_ERR_FORMAT, "%s: output layer %s not found", k->file, outs[0].layer);
+  if (st == CN_OK && built < calls) st = stalled(k, layers, &s);
+  for (int i = 0; st == CN_OK && i < n_outs; i++)
+    if (!resolve_refs(&s, &outs[i], 1, &out[i])) st = unresolved(k, &s, "(output)", &outs[i]);
+  if (st == CN_OK && !in) st = order_inputs(k, &s, ins, n_ins);
   *n_out = n_outs;
-  free(s.e);
-  free(done);
+  scope_free(&s);
   return st;
 }
 
@@ -925,11 +1044,8 @@ cn_status cn_keras_build_graph(const char *file, const char *json, cn_graph **ou
   int outs[CN_MAX_GRAPH_IO], n_outs = 0;
   if (st == CN_OK) st = build_model(&k, root, "", NULL, 0, outs, &n_outs);
   if (st == CN_OK) st = cn_graph_set_outputs(k.g, outs, n_outs);
-  if (st == CN_OK && (k.g->n_inputs != 1 || n_outs != 1))
-    st = cn_fail(CN_ERR_UNSUPPORTED,
-                 "%s: models with %d inputs and %d outputs are not supported "
-                 "(one each)",
-                 file, k.g->n_inputs, n_outs);
+  if (st == CN_OK && k.g->n_inputs < 1)
+    st = cn_fail(CN_ERR_FORMAT, "%s: the model has no input", file);
   if (st == CN_OK) st = model_name(root, name);
   cJSON_Delete(root);
   if (st != CN_OK) {

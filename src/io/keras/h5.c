@@ -478,6 +478,8 @@ static cn_status wrap_graph(cn_graph *g, const char *name, cn_model **out) {
   const cn_shape *in = &g->nodes[g->inputs[0]].shape;
   int channels = in->rank == 3 ? (int)in->dim[2] : 0;
   cn_input_spec spec = cn_input_spec_default(in, cn_keras_guess_preprocess(name, channels));
+  /* several inputs or outputs (a siamese model...): run with cn_model_forward_multi */
+  if (g->n_inputs > 1 || g->n_outputs > 1) return cn_model_wrap_graph(g, name, &spec, out);
   return cn_model_wrap(g, name, &spec, out);
 }
 

@@ -86,7 +86,8 @@ static cn_status wmodel_build(cn_graph *g, wmodel *m) {
   if (!m->slot || !m->unit) return cn_fail(CN_ERR_NOMEM, "out of memory");
   for (int i = 0; i < g->n_nodes; i++) {
     cn_node *node = &g->nodes[i];
-    if (node->n_params == 0) continue;
+    /* a shared layer's later calls: its weights are the first call's, read once */
+    if (node->n_params == 0 || node->shares >= 0) continue;
     char name[MAX_PATH];
     unit_name_of(node->name, name);
     int u = find_unit(m, name);

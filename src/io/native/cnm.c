@@ -43,6 +43,7 @@ static cJSON *node_json(const cn_graph *g, const cn_node *n) {
   cJSON_AddItemToObject(o, "inputs", names_json(g, n->inputs, n->n_inputs));
   cJSON_AddBoolToObject(o, "trainable", n->trainable != 0);
   cJSON_AddItemToObject(o, "attrs", attrs);
+  if (n->shares >= 0) cJSON_AddStringToObject(o, "shares", g->nodes[n->shares].name);
   return o;
 }
 
@@ -108,13 +109,21 @@ static int param_total(const cn_graph *g) {
   return n;
 }
 
+/* Version 2 adds the "shares" field; files without shared layers stay version 1, which every
+ * reader of version 1 reads. */
+static const char *version_for(const cn_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i].shares >= 0) return CN_NATIVE_VERSION_SHARED;
+  return CN_NATIVE_VERSION;
+}
+
 static cn_status collect_tensors(const cn_graph *g, model_parts *p) {
   int total = param_total(g);
   p->tensors = calloc((size_t)(total ? total : 1), sizeof *p->tensors);
   p->names = calloc((size_t)(total ? total : 1), sizeof *p->names);
   if (!p->tensors || !p->names) return cn_fail(CN_ERR_NOMEM, "out of memory");
   for (int i = 0; i < g->n_nodes; i++)
-    for (int k = 0; k < g->nodes[i].n_params; k++) {
+    for (int k = 0; k < g->nodes[i].n_params && g->nodes[i].shares < 0; k++) {
       const cn_param *param = &g->nodes[i].params[k];
       size_t len = strlen(g->nodes[i].name) + strlen(param->name) + 2;
       char *name = malloc(len);
@@ -147,7 +156,7 @@ static cn_status join_meta(const model_parts *p, cn_model *m, const char *format
   if (!*out) return cn_fail(CN_ERR_NOMEM, "out of memory");
   cn_st_meta *meta = *out;
   meta[0] = (cn_st_meta){"format", format};
-  meta[1] = (cn_st_meta){"version", CN_NATIVE_VERSION};
+  meta[1] = (cn_st_meta){"version", version_for(m->graph)};
   meta[2] = (cn_st_meta){"name", m->name};
   meta[3] = (cn_st_meta){"graph", p->graph};
   meta[4] = (cn_st_meta){"classes", p->classes};
@@ -203,6 +212,7 @@ typedef struct reader {
   const char *path;
   cn_graph *g;
   int allow_extra;
+  int shares; /* the file's version allows shared layers */
 } reader;
 
 static cJSON *parse_meta_json(const reader *r, const char *key, int required, cn_status *st) {
@@ -258,7 +268,8 @@ static cn_status resolve_names(const reader *r, const cJSON *a, const char *wher
 }
 
 static cn_status check_node_keys(const reader *r, const cJSON *o, const char *name) {
-  static const char *const keys[] = {"name", "op", "type", "inputs", "trainable", "attrs"};
+  static const char *const keys[] = {"name",      "op",    "type",  "inputs",
+                                     "trainable", "attrs", "shares"};
   for (const cJSON *v = o->child; v; v = v->next) {
     int known = 0;
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
@@ -286,6 +297,26 @@ static cn_status finish_node(const reader *r, const cJSON *o, cn_node *node) {
   return CN_OK;
 }
 
+/* "shares": the name of an earlier node of the same op owning the weights (version 2); -1 when
+ * absent. */
+static cn_status shared_owner(const reader *r, const cJSON *o, const char *name, const cn_op *op,
+                              int *owner) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "shares");
+  *owner = -1;
+  if (!v) return CN_OK;
+  if (!r->shares)
+    return cn_fail(CN_ERR_FORMAT, "%s: %s: 'shares' needs format version %s", r->path, name,
+                   CN_NATIVE_VERSION_SHARED);
+  *owner = cJSON_IsString(v) ? cn_graph_find(r->g, v->valuestring) : -1;
+  if (*owner < 0)
+    return cn_fail(CN_ERR_FORMAT, "%s: %s: shares '%.64s', which is not an earlier layer", r->path,
+                   name, cJSON_IsString(v) ? v->valuestring : "(not a string)");
+  if (r->g->nodes[*owner].op != op)
+    return cn_fail(CN_ERR_FORMAT, "%s: %s: shares the weights of %s, a layer of another op",
+                   r->path, name, r->g->nodes[*owner].name);
+  return CN_OK;
+}
+
 static cn_status add_node(reader *r, const cJSON *o) {
   cn_status st = CN_OK;
   if (!cJSON_IsObject(o))
@@ -310,24 +341,31 @@ static cn_status add_node(reader *r, const cJSON *o) {
   if (!attrs) return cn_fail(CN_ERR_NOMEM, "out of memory");
   if (st == CN_OK)
     st = cn_native_attrs_from_json(op, cJSON_GetObjectItemCaseSensitive(o, "attrs"), where, attrs);
-  int index = -1;
+  int index = -1, owner = -1;
+  if (st == CN_OK) st = shared_owner(r, o, name, op, &owner);
   if (st == CN_OK) {
-    st = cn_graph_add(r->g, op, name, inputs, n_inputs, attrs, &index);
+    st = owner >= 0 ? cn_graph_add_shared(r->g, owner, name, inputs, n_inputs, attrs, &index)
+                    : cn_graph_add(r->g, op, name, inputs, n_inputs, attrs, &index);
     if (st != CN_OK) cn_fail_context(st, "%s", r->path);
   }
   free(attrs);
   return st == CN_OK ? finish_node(r, o, &r->g->nodes[index]) : st;
 }
 
-/* The inputs a file lists must be the InputLayer nodes cn_graph_add found, in order. */
+/* The inputs a file lists must be the InputLayer nodes cn_graph_add found, each once, in the
+ * model's order (a Keras model with several inputs need not list them in node order). */
 static cn_status check_inputs(const reader *r, const cJSON *names) {
   int listed[CN_MAX_GRAPH_IO], n = 0;
   cn_status st = resolve_names(r, names, "graph inputs", CN_MAX_GRAPH_IO, listed, &n);
   if (st != CN_OK) return st;
   int same = n == r->g->n_inputs;
-  for (int i = 0; same && i < n; i++) same = listed[i] == r->g->inputs[i];
+  for (int i = 0; same && i < n; i++) {
+    same = r->g->nodes[listed[i]].op->graph_input;
+    for (int j = 0; j < i; j++) same &= listed[j] != listed[i];
+  }
   if (!same)
     return cn_fail(CN_ERR_FORMAT, "%s: graph inputs are not its InputLayer nodes", r->path);
+  memcpy(r->g->inputs, listed, (size_t)n * sizeof *listed);
   return CN_OK;
 }
 
@@ -363,7 +401,7 @@ static cn_status match_params(const reader *r) {
   int matched = 0;
   for (int i = 0; i < r->g->n_nodes; i++) {
     const cn_node *n = &r->g->nodes[i];
-    for (int k = 0; k < n->n_params; k++) {
+    for (int k = 0; k < n->n_params && n->shares < 0; k++) { /* stored with their owner */
       char name[MAX_NODE_NAME + 256];
       snprintf(name, sizeof name, "%s/%s", n->name, n->params[k].name);
       const cn_st_tensor *t = cn_safetensors_find(r->f, name);
@@ -402,7 +440,7 @@ static cn_status load_params(const reader *r) {
   if (st == CN_OK) st = cn_graph_alloc_params(r->g);
   for (int i = 0; st == CN_OK && i < r->g->n_nodes; i++) {
     cn_node *n = &r->g->nodes[i];
-    for (int k = 0; st == CN_OK && k < n->n_params; k++) {
+    for (int k = 0; st == CN_OK && k < n->n_params && n->shares < 0; k++) {
       char name[MAX_NODE_NAME + 256];
       snprintf(name, sizeof name, "%s/%s", n->name, n->params[k].name);
       st = cn_safetensors_read(r->f, name, CN_ST_F32, &n->params[k].shape, n->params[k].data);
@@ -446,16 +484,19 @@ static cn_status read_spec(const reader *r, cn_input_spec *spec) {
   return st;
 }
 
-static cn_status check_header(const reader *r, const char *format) {
+static cn_status check_header(reader *r, const char *format) {
   const char *have = cn_safetensors_meta(r->f, "format");
   const char *version = cn_safetensors_meta(r->f, "version");
   const char *name = cn_safetensors_meta(r->f, "name");
   if (!have || strcmp(have, format) != 0)
     return cn_fail(CN_ERR_FORMAT, "%s: format '%.64s', expected '%s'", r->path,
                    have ? have : "(none)", format);
-  if (!version || strcmp(version, CN_NATIVE_VERSION) != 0)
-    return cn_fail(CN_ERR_UNSUPPORTED, "%s: version '%.16s' (this convnet reads version %s)",
-                   r->path, version ? version : "(none)", CN_NATIVE_VERSION);
+  int v2 = version && strcmp(version, CN_NATIVE_VERSION_SHARED) == 0;
+  if (!version || (strcmp(version, CN_NATIVE_VERSION) != 0 && !v2))
+    return cn_fail(CN_ERR_UNSUPPORTED,
+                   "%s: version '%.16s' (this convnet reads versions %s and %s)", r->path,
+                   version ? version : "(none)", CN_NATIVE_VERSION, CN_NATIVE_VERSION_SHARED);
+  r->shares = v2;
   if (!name || !valid_name(name))
     return cn_fail(CN_ERR_FORMAT, "%s: bad or missing model 'name'", r->path);
   for (int i = 0; !r->allow_extra && i < cn_safetensors_meta_count(r->f); i++) {
@@ -513,7 +554,7 @@ static cn_status copy_weights(cn_model *m, const cn_safetensors *f) {
   if (!g->params && param_total(g))
     return cn_fail(CN_ERR_ARG, "%s: parameters not allocated", m->name);
   for (int i = 0; i < g->n_nodes; i++)
-    for (int k = 0; k < g->nodes[i].n_params; k++) {
+    for (int k = 0; k < g->nodes[i].n_params && g->nodes[i].shares < 0; k++) {
       cn_param *p = &g->nodes[i].params[k];
       char name[MAX_NODE_NAME + 256];
       snprintf(name, sizeof name, "%s/%s", g->nodes[i].name, p->name);

@@ -16,6 +16,8 @@
 
 #define CN_NATIVE_FORMAT "convnet-model"
 #define CN_NATIVE_VERSION "1"
+/* Files with shared layers (a node's "shares" field); written only when the model has them. */
+#define CN_NATIVE_VERSION_SHARED "2"
 
 /* ---- attributes (cnm_attrs.c): one table per attrs struct, shared by writer and reader ---- */
 

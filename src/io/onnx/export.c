@@ -204,8 +204,27 @@ static int64_t numel_of(int rank, const int64_t *dims) {
   return n;
 }
 
+/* The owner's initializer equal to this one (same dims, same bytes), or NULL. */
+static const char *reused_init(const cn_ex_ctx *x, int rank, const int64_t *dims, const float *data,
+                               size_t bytes) {
+  for (int k = x->reuse_lo; k < x->reuse_hi; k++) {
+    const Onnx__TensorProto *t = x->inits[k];
+    if (t->data_type != TYPE_FLOAT || !t->has_raw_data || t->n_dims != (size_t)rank ||
+        t->raw_data.len != bytes)
+      continue;
+    if ((!rank || memcmp(t->dims, dims, (size_t)rank * sizeof *dims) == 0) &&
+        memcmp(t->raw_data.data, data, bytes) == 0)
+      return t->name;
+  }
+  return NULL;
+}
+
 const char *cn_ex_init_float(cn_ex_ctx *x, const char *base, int rank, const int64_t *dims,
                              const float *data) {
+  const char *reused = x->st == CN_OK ? reused_init(x, rank, dims, data,
+                                                    (size_t)numel_of(rank, dims) * sizeof(float))
+                                      : NULL;
+  if (reused) return reused;
   const char *name = "";
   Onnx__TensorProto *t = new_init(x, base, TYPE_FLOAT, rank, dims, &name);
   if (!t) return name;
@@ -371,8 +390,15 @@ static cn_status build_graph(cn_ex_ctx *x, Onnx__GraphProto *gp) {
     if (g->nodes[outs[k]].op == &cn_op_input)
       return cn_fail(CN_ERR_UNSUPPORTED, "ONNX export: graph output %s is a graph input",
                      g->nodes[outs[k]].name);
+  x->init_begin = cn_ex_alloc(x, (size_t)(g->n_nodes + 1) * sizeof *x->init_begin);
   for (int i = 0; i < g->n_nodes && x->st == CN_OK; i++) {
+    int owner = g->nodes[i].shares;
+    x->init_begin[i] = x->n_inits;
+    x->reuse_lo = owner >= 0 ? x->init_begin[owner] : 0;
+    x->reuse_hi = owner >= 0 ? x->init_begin[owner + 1] : 0;
     cn_status st = cn_ex_convert(x, i);
+    x->init_begin[i + 1] = x->n_inits;
+    x->reuse_lo = x->reuse_hi = 0;
     if (st != CN_OK) return st;
   }
   Onnx__ValueInfoProto **ins = cn_ex_alloc(x, (size_t)g->n_inputs * sizeof *ins + 1);

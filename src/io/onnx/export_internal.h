@@ -37,6 +37,11 @@ typedef struct cn_ex_ctx {
   int n_inits, cap_inits;
   int counter;         /* makes generated tensor names unique */
   uint64_t init_bytes; /* weight bytes so far (a protobuf file holds at most 2 GiB) */
+  /* Shared layers: the initializers node i made are inits[init_begin[i] .. init_begin[i + 1]);
+   * while a later call of a shared layer converts, those of its owner (reuse_lo .. reuse_hi) are
+   * reused for equal tensors, so the file holds the weights once. */
+  int *init_begin;
+  int reuse_lo, reuse_hi;
 } cn_ex_ctx;
 
 /* Zeroed memory owned by the context; NULL (with x->st set) on failure. */

@@ -580,7 +580,8 @@ cn_status cn_pytorch_load_state(cn_model *m, const cn_pt_state *state, const cha
   for (int pass = 0; pass < 2 && st == CN_OK; pass++) {
     for (int n = 0; n < g->n_nodes && st == CN_OK; n++) {
       cn_node *node = &g->nodes[n];
-      for (int k = 0; k < node->n_params && st == CN_OK; k++) {
+      /* a shared layer's weights are read into its first call, which the others point at */
+      for (int k = 0; k < node->n_params && node->shares < 0 && st == CN_OK; k++) {
         const cn_pt_tensor *t = NULL;
         pt_layout layout = PT_SAME;
         st = match_param(node, &node->params[k], state, path, &t, &layout);
