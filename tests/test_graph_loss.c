@@ -110,7 +110,7 @@ static void test_vae_learns(void) {
   cn_model_free(b.model), cn_model_free(b.decoder);
 }
 
-/* Two inputs -> dense each -> subtract -> sum of squares -> sqrt (a distance) -> contrastive
+/* Two inputs -> one shared dense -> subtract -> sum of squares -> sqrt (a distance) -> contrastive
  * against a label input. */
 static cn_model *pair_model(void) {
   cn_net *net = NULL;
@@ -119,7 +119,7 @@ static cn_model *pair_model(void) {
   cn_sym b = cn_net_input(net, "b", 1, (int64_t[]){3});
   cn_sym label = cn_net_input(net, "label", 1, (int64_t[]){1});
   cn_sym ea = cn_net_dense(net, a, &(cn_dense_options){.name = "ea", .units = 2});
-  cn_sym eb = cn_net_dense(net, b, &(cn_dense_options){.name = "eb", .units = 2});
+  cn_sym eb = cn_net_call(net, "ea", &b, 1); /* a siamese pair: one set of weights */
   cn_sym sq = cn_net_math(net, cn_net_subtract(net, ea, eb, "diff"), "square", "sq");
   cn_sym sum = cn_net_reduce(net, sq, "sum", (int[]){-1}, 1, 1, "sum");
   cn_sym d = cn_net_math(net, cn_net_clip(net, sum, 1e-6f, INFINITY, "floor"), "sqrt", "distance");
