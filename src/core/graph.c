@@ -512,7 +512,8 @@ cn_status cn_graph_run(cn_graph *g, int batch, const float *const *inputs, float
   if (st != CN_OK) return st;
   for (int i = 0; i < g->n_inputs; i++) {
     cn_tensor t = node_tensor(g, g->inputs[i]);
-    memcpy(t.data, inputs[i], (size_t)cn_shape_numel(&t.shape) * sizeof(float));
+    size_t n = (size_t)cn_shape_numel(&t.shape);
+    if (n) memcpy(t.data, inputs[i], n * sizeof(float)); /* an empty input may have no buffer */
   }
   cn_exec ex = {.batch = batch, .threads = cn_get_threads(), .scratch = g->plan->scratch};
   cn_tensor in[CN_MAX_NODE_INPUTS];
@@ -527,7 +528,8 @@ cn_status cn_graph_run(cn_graph *g, int batch, const float *const *inputs, float
   }
   for (int i = 0; i < g->n_outputs; i++) {
     cn_tensor t = node_tensor(g, g->outputs[i]);
-    memcpy(outputs[i], t.data, (size_t)cn_shape_numel(&t.shape) * sizeof(float));
+    size_t n = (size_t)cn_shape_numel(&t.shape);
+    if (n) memcpy(outputs[i], t.data, n * sizeof(float));
   }
   return CN_OK;
 }
