@@ -75,7 +75,8 @@ int main(int argc, char **argv) {
   if (fm_load_images(argv[1], "train", &xt, &nt) != CN_OK) return fail();
   int32_t *order = malloc(sizeof(int32_t) * (size_t)steps * BATCH);
   FILE *f = fopen(argv[2], "rb");
-  if (!order || !f || fread(order, sizeof(int32_t), (size_t)steps * BATCH, f) != (size_t)steps * BATCH) {
+  if (!order || !f ||
+      fread(order, sizeof(int32_t), (size_t)steps * BATCH, f) != (size_t)steps * BATCH) {
     fprintf(stderr, "ae_steps: cannot read %d batches of indices from %s\n", steps, argv[2]);
     return 1;
   }
