@@ -26,6 +26,7 @@ struct cn_session {
   cn_param_range *ranges;
   int n_ranges, max_batch, n; /* n: output values per sample */
   int last_batch;
+  int pred_fresh; /* pred holds the last forward's activated output */
   uint64_t seed, steps;
   float *pred, *dpred, *dlogits;
   int n_grad_layers;
@@ -220,11 +221,15 @@ static cn_status run(cn_session *s, int batch, const float *const *inputs, const
   if (st == CN_OK) st = cn_trainer_forward_inputs(s->trainer, batch, inputs, train, key, &logits);
   if (st != CN_OK) return st;
   s->last_batch = batch;
+  s->pred_fresh = 0;
   double l;
   if (s->own_loss) {
     l = own_loss_of(s, batch, logits);
   } else {
-    if (!fused(s) || !train) activate(s, batch, logits); /* fused losses read the logits alone */
+    if (!fused(s) || !train) { /* fused losses read the logits alone */
+      activate(s, batch, logits);
+      s->pred_fresh = 1;
+    }
     l = loss_of(s, batch, logits, y, train);
   }
   if (loss) *loss = l;
@@ -273,7 +278,8 @@ const float *cn_session_output(cn_session *s, int k) {
   if (k < 0 || k >= g->n_outputs) return NULL;
   if (k > 0 || s->own_loss) return cn_trainer_node_output(s->trainer, g->outputs[k]);
   const float *logits = cn_trainer_node_output(s->trainer, g->outputs[0]);
-  activate(s, s->last_batch, logits); /* the model's output, its activation included */
+  if (!s->pred_fresh) activate(s, s->last_batch, logits); /* its activation included */
+  s->pred_fresh = 1;
   return s->pred;
 }
 
