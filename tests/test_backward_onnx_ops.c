@@ -214,19 +214,22 @@ static void test_unary(void) {
 /* ---- Binary and PRelu ------------------------------------------------------------------------ */
 
 static const char *bin_name(cn_binary_kind k) {
-  static const char *names[] = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Mean", "Pow"};
+  static const char *names[] = {"Add",   "Sub",  "Mul",  "Div",         "Max",     "Min",
+                                "Mean",  "Pow",  "Less", "LessOrEqual", "Greater", "GreaterOrEqual",
+                                "Equal", "Where"};
+  _Static_assert(sizeof names / sizeof *names == CN_BIN_COUNT, "a name for every kind");
   return names[k];
 }
 
-/* Div and Pow on operands shifted into [1, 3] (Pow's base then positive), Max and Min on
- * operands spread apart (no near ties). */
+/* Div and Pow on operands shifted into [1, 3] (Pow's base then positive), Max, Min, the
+ * comparisons and Where on operands spread apart (no near ties, no condition near 0). */
 static cn_gradcheck_case binary_check(const char *label, const cn_binary_attrs *a,
                                       shifted_attrs *sa, int n_inputs, const cn_shape *ins,
                                       int batch, uint64_t seed) {
   *sa = (shifted_attrs){.op = &cn_op_binary};
   sa->inner.binary = *a;
   sa->shift = a->kind == CN_BIN_DIV || a->kind == CN_BIN_POW ? 2.0f : 0.0f;
-  sa->spread = a->kind == CN_BIN_MAX || a->kind == CN_BIN_MIN;
+  sa->spread = a->kind == CN_BIN_MAX || a->kind == CN_BIN_MIN || a->kind >= CN_BIN_LESS;
   int wrap = sa->shift != 0 || sa->spread;
   cn_gradcheck_case c = {.label = label, .n_inputs = n_inputs, .seed = seed, .batch = batch};
   c.op = wrap ? &shifted_op : &cn_op_binary;
@@ -247,7 +250,7 @@ static void binary_case(const char *label, cn_binary_attrs a, int n_inputs, cons
 static void test_binary_kinds(void) {
   /* Two activations of one shape, every kind. */
   cn_shape same[2] = {S(3, 3, 4, 5), S(3, 3, 4, 5)};
-  for (int k = 0; k < CN_BIN_COUNT; k++) {
+  for (int k = 0; k < CN_BIN_WHERE; k++) {
     cn_binary_attrs a = {(cn_binary_kind)k, CN_CONST_NONE, {0}};
     binary_case(bin_name(a.kind), a, 2, same, 2, 200 + (uint64_t)k, 1);
   }
@@ -259,12 +262,27 @@ static void test_binary_kinds(void) {
       {S(3, 1, 4, 1), S(3, 3, 1, 5)}, {S(3, 3, 1, 5), S(3, 3, 4, 1)},
   };
   for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++)
-    for (int k = 0; k < CN_BIN_COUNT; k++) {
+    for (int k = 0; k < CN_BIN_WHERE; k++) {
       cn_binary_attrs a = {(cn_binary_kind)k, CN_CONST_NONE, {0}};
       binary_case(bin_name(a.kind), a, 2, pairs[p], 2, 300 + 10 * p + (uint64_t)k, 0);
       cn_shape swapped[2] = {pairs[p][1], pairs[p][0]};
       binary_case(bin_name(a.kind), a, 2, swapped, 3, 400 + 10 * p + (uint64_t)k, 0);
     }
+}
+
+/* Where(cond, a, b): the gradient goes to the operand picked, none to cond; broadcasting and a
+ * constant at each position. */
+static void test_where(void) {
+  cn_binary_attrs a = {CN_BIN_WHERE, CN_CONST_NONE, {0}};
+  cn_shape same[3] = {S(3, 3, 4, 5), S(3, 3, 4, 5), S(3, 3, 4, 5)};
+  binary_case("Where", a, 3, same, 2, 900, 1);
+  cn_shape spread[3] = {S(3, 3, 1, 5), S(3, 1, 4, 5), S(3, 3, 4, 1)};
+  binary_case("Where broadcast", a, 3, spread, 2, 901, 0);
+  cn_const_operand at[] = {CN_CONST_FIRST, CN_CONST_SECOND, CN_CONST_LAST};
+  for (int p = 0; p < 3; p++) {
+    cn_binary_attrs c = {CN_BIN_WHERE, at[p], S(2, 4, 1)};
+    binary_case("Where constant", c, 2, same, 2, 910 + (uint64_t)p, 0);
+  }
 }
 
 static void test_binary_constants(void) {
@@ -273,14 +291,14 @@ static void test_binary_constants(void) {
                        S(3, 3, 1, 5), S(3, 1, 4, 1), S(4, 1, 3, 4, 5), S(4, 1, 1, 1, 1)};
   cn_shape in = S(3, 3, 4, 5);
   for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++)
-    for (int k = 0; k < CN_BIN_COUNT; k++)
+    for (int k = 0; k < CN_BIN_WHERE; k++)
       for (int first = 0; first <= 1; first++) {
         cn_binary_attrs a = {(cn_binary_kind)k, first ? CN_CONST_FIRST : CN_CONST_LAST, consts[i]};
         binary_case(bin_name(a.kind), a, 1, &in, 3, 500 + 20 * i + 2 * (uint64_t)k + first, 0);
       }
   /* A constant broadcasting the activation (the output is larger than the input). */
   cn_shape small = S(3, 3, 1, 5);
-  for (int k = 0; k < CN_BIN_COUNT; k++) {
+  for (int k = 0; k < CN_BIN_WHERE; k++) {
     cn_binary_attrs a = {(cn_binary_kind)k, CN_CONST_LAST, S(2, 4, 1)};
     binary_case(bin_name(a.kind), a, 1, &small, 2, 700 + (uint64_t)k, 0);
   }
@@ -589,6 +607,7 @@ static void test_matmul(void) {
 int main(void) {
   test_unary();
   test_binary_kinds();
+  test_where();
   test_binary_constants();
   test_binary_threads();
   test_prelu();

@@ -1,5 +1,6 @@
 /* Elementwise ops of two or more operands with numpy broadcasting (ONNX Add, Sub, Mul, Div, Max,
- * Min, Sum, Mean, Pow), optionally with one constant operand, and PRelu (a broadcast slope).
+ * Min, Sum, Mean, Pow, the comparisons and Where), optionally with one constant operand, and PRelu
+ * (a broadcast slope).
  * Operands are aligned right on full shapes (batch first); forward coalesces the dims that are
  * contiguous in every operand, then runs a strided inner loop over the last one. Backward sums each
  * operand's gradient over the dims it broadcasts along, in an order fixed by the shape. */
@@ -19,7 +20,11 @@ typedef struct bcast {
 } bcast;
 
 static const char *kind_name(int kind) {
-  static const char *names[] = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Mean", "Pow", "PRelu"};
+  static const char *names[] = {"Add",   "Sub",         "Mul",     "Div",
+                                "Max",   "Min",         "Mean",    "Pow",
+                                "Less",  "LessOrEqual", "Greater", "GreaterOrEqual",
+                                "Equal", "Where",       "PRelu"};
+  _Static_assert(sizeof names / sizeof *names == KIND_PRELU + 1, "a name for every kind");
   return kind >= 0 && kind <= KIND_PRELU ? names[kind] : "?";
 }
 
@@ -62,16 +67,42 @@ static int n_operands(const cn_node *node, const cn_binary_attrs *a) {
   return node->n_inputs + (a->const_operand != CN_CONST_NONE);
 }
 
+/* The position of the constant "B" among the `total` operands, or -1. */
+static int const_position(const cn_binary_attrs *a, int total) {
+  switch (a->const_operand) {
+  case CN_CONST_FIRST:
+    return 0;
+  case CN_CONST_SECOND:
+    return 1;
+  case CN_CONST_LAST:
+    return total - 1;
+  default:
+    return -1;
+  }
+}
+
+static int is_comparison(int kind) {
+  return kind >= CN_BIN_LESS && kind <= CN_BIN_EQUAL;
+}
+
+/* How many operands the kind takes (counting B), or 0 for any number. */
+static int fixed_operands(int kind) {
+  if (kind == CN_BIN_WHERE) return 3;
+  if (kind == CN_BIN_SUB || kind == CN_BIN_DIV || kind == CN_BIN_POW || is_comparison(kind))
+    return 2;
+  return 0;
+}
+
 static cn_status binary_infer(cn_graph *g, cn_node *node) {
   const cn_binary_attrs *a = node->attrs;
   if ((int)a->kind < 0 || a->kind >= CN_BIN_COUNT)
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: unknown elementwise kind %d", node->name, (int)a->kind);
-  if ((int)a->const_operand < CN_CONST_NONE || a->const_operand > CN_CONST_FIRST)
+  if ((int)a->const_operand < CN_CONST_NONE || a->const_operand > CN_CONST_SECOND ||
+      (a->const_operand == CN_CONST_SECOND && a->kind != CN_BIN_WHERE))
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: bad const_operand %d", node->name,
                    (int)a->const_operand);
-  int total = n_operands(node, a);
-  int two_only = a->kind == CN_BIN_SUB || a->kind == CN_BIN_DIV || a->kind == CN_BIN_POW;
-  if (total > MAX_OPERANDS || (two_only && total != 2))
+  int total = n_operands(node, a), fixed = fixed_operands(a->kind);
+  if (total > MAX_OPERANDS || (fixed && total != fixed))
     return cn_fail(CN_ERR_SHAPE, "%s: %s cannot take %d operands (%d inputs)", node->name,
                    kind_name(a->kind), total, node->n_inputs);
   const cn_shape *first = &g->nodes[node->inputs[0]].shape;
@@ -157,6 +188,16 @@ static inline float apply(int kind, float x, float y) {
     return x > y || isnan(y) ? y : x;
   case CN_BIN_POW:
     return powf(x, y);
+  case CN_BIN_LESS:
+    return x < y ? 1.0f : 0.0f;
+  case CN_BIN_LESS_EQUAL:
+    return x <= y ? 1.0f : 0.0f;
+  case CN_BIN_GREATER:
+    return x > y ? 1.0f : 0.0f;
+  case CN_BIN_GREATER_EQUAL:
+    return x >= y ? 1.0f : 0.0f;
+  case CN_BIN_EQUAL:
+    return x == y ? 1.0f : 0.0f;
   case KIND_PRELU:
     return x < 0 ? x * y : x;
   default:
@@ -204,25 +245,38 @@ static void tensor_dims(const cn_tensor *t, int full, int64_t *dims) {
   align_right(&t->shape, full, dims);
 }
 
+/* The operands in order (the inputs, with the constant at its position): their data and full
+ * dims against an output of full rank `full`. Returns how many. */
+static int gather_operands(const cn_node *node, const cn_tensor *in, int full, const float **data,
+                           int64_t (*dims)[CN_MAX_RANK]) {
+  const cn_binary_attrs *a = node->attrs;
+  int total = n_operands(node, a), pos = const_position(a, total);
+  for (int k = 0, i = 0; k < total; k++) {
+    if (k == pos) {
+      data[k] = node->params[0].data;
+      align_right(&a->b_shape, full, dims[k]);
+    } else {
+      data[k] = in[i].data;
+      tensor_dims(&in[i++], full, dims[k]);
+    }
+  }
+  return total;
+}
+
+static void select_forward(const int64_t *od, int full, int64_t (*dims)[CN_MAX_RANK],
+                           const float *const *data, float *z, int threads);
+
 static void binary_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
   const cn_binary_attrs *a = node->attrs;
-  int full = out->shape.rank, total = n_operands(node, a);
+  int full = out->shape.rank;
   const float *data[MAX_OPERANDS];
   int64_t dims[MAX_OPERANDS][CN_MAX_RANK];
-  int k = 0;
-  if (a->const_operand == CN_CONST_FIRST) {
-    data[k] = node->params[0].data;
-    align_right(&a->b_shape, full, dims[k++]);
-  }
-  for (int i = 0; i < node->n_inputs; i++) {
-    data[k] = in[i].data;
-    tensor_dims(&in[i], full, dims[k++]);
-  }
-  if (a->const_operand == CN_CONST_LAST) {
-    data[k] = node->params[0].data;
-    align_right(&a->b_shape, full, dims[k++]);
-  }
+  int total = gather_operands(node, in, full, data, dims);
   const int64_t *od = out->shape.dim;
+  if (a->kind == CN_BIN_WHERE) {
+    select_forward(od, full, dims, data, out->data, ex->threads);
+    return;
+  }
   int kind = a->kind == CN_BIN_MEAN ? CN_BIN_ADD : (int)a->kind;
   if (total == 1) { /* Sum / Max / Mean of one input */
     memcpy(out->data, data[0], (size_t)cn_shape_numel(&out->shape) * sizeof(float));
@@ -305,13 +359,39 @@ static void operands_layout(operands *o, const int64_t *od, int full,
   }
 }
 
+/* Where(cond, a, b) over the whole output (of full dims od). */
+static void select_forward(const int64_t *od, int full, int64_t (*dims)[CN_MAX_RANK],
+                           const float *const *data, float *z, int threads) {
+  operands o = {.kind = CN_BIN_WHERE};
+  for (int k = 0; k < 3; k++) operands_add(&o, data[k], NULL, dims[k], full);
+  operands_layout(&o, od, full, dims);
+  int last = o.rank - 1;
+  int64_t n = o.dim[last], rows = 1;
+  for (int i = 0; i < last; i++) rows *= o.dim[i];
+  const int64_t sc = o.stride[0][last], sa = o.stride[1][last], sb = o.stride[2][last];
+#pragma omp parallel for num_threads(threads) schedule(static) if (rows * n > (1 << 15))
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t off[3] = {0, 0, 0}, rem = r;
+    for (int i = last - 1; i >= 0; i--) {
+      int64_t idx = rem % o.dim[i];
+      rem /= o.dim[i];
+      for (int k = 0; k < 3; k++) off[k] += idx * o.stride[k][i];
+    }
+    const float *c = data[0] + off[0], *x = data[1] + off[1], *y = data[2] + off[2];
+    float *zr = z + r * n;
+    for (int64_t i = 0; i < n; i++) zr[i] = c[i * sc] != 0.0f ? x[i * sa] : y[i * sb];
+  }
+}
+
 /* Whether the partial derivative reads the operands' values. */
 static int needs_values(int kind, int count) {
-  return count > 1 && kind != CN_BIN_ADD && kind != CN_BIN_SUB && kind != CN_BIN_MEAN;
+  return count > 1 && kind != CN_BIN_ADD && kind != CN_BIN_SUB && kind != CN_BIN_MEAN &&
+         !is_comparison(kind);
 }
 
 /* d out / d operand j where it does not depend on the values (!needs_values). */
 static float constant_partial(int kind, int j, int count) {
+  if (is_comparison(kind)) return 0.0f;
   if (kind == CN_BIN_SUB) return j == 0 ? 1.0f : -1.0f;
   if (kind == CN_BIN_MEAN) return 1.0f / (float)count;
   return 1.0f; /* add, and any kind of a single operand */
@@ -338,6 +418,8 @@ static inline float partial(int kind, int j, int count, const float *v) {
       if ((is_max ? v[best] < v[m] : v[best] > v[m]) || isnan(v[m])) best = m;
     return j == best ? 1.0f : 0.0f;
   }
+  case CN_BIN_WHERE:
+    return j == 0 ? 0.0f : (v[0] != 0.0f) == (j == 1) ? 1.0f : 0.0f;
   case KIND_PRELU:
     if (j == 0) return v[0] > 0 ? 1.0f : v[1];
     return v[0] > 0 ? 0.0f : v[0];
@@ -479,6 +561,7 @@ static size_t operands_scratch(const cn_shape *out, const cn_shape *sample, cons
 
 static void run_backward(operands *o, const int64_t *od, int full, int64_t (*dims)[CN_MAX_RANK],
                          const float *dy, const cn_exec *ex) {
+  if (is_comparison(o->kind)) return; /* zero almost everywhere, and zero at the steps */
   operands_layout(o, od, full, dims);
   for (int j = 0; j < o->count; j++)
     if (o->grad[j]) operand_backward(o, j, dy, ex->scratch, ex->threads);
@@ -493,19 +576,11 @@ static void binary_backward(cn_node *node, const cn_tensor *in, const cn_tensor 
   int64_t dims[MAX_OPERANDS][CN_MAX_RANK];
   o.kind = (int)a->kind;
   o.count = 0;
-  float *dconst = a->const_operand != CN_CONST_NONE ? dparams[0] : NULL;
-  if (a->const_operand == CN_CONST_FIRST) {
-    align_right(&a->b_shape, full, dims[o.count]);
-    operands_add(&o, node->params[0].data, dconst, dims[o.count], full);
-  }
-  for (int i = 0; i < node->n_inputs; i++) {
-    tensor_dims(&in[i], full, dims[o.count]);
-    operands_add(&o, in[i].data, din[i].data, dims[o.count], full);
-  }
-  if (a->const_operand == CN_CONST_LAST) {
-    align_right(&a->b_shape, full, dims[o.count]);
-    operands_add(&o, node->params[0].data, dconst, dims[o.count], full);
-  }
+  const float *data[MAX_OPERANDS];
+  int total = gather_operands(node, in, full, data, dims);
+  int pos = const_position(a, total);
+  for (int k = 0, i = 0; k < total; k++)
+    operands_add(&o, data[k], k == pos ? dparams[0] : din[i++].data, dims[k], full);
   run_backward(&o, out->shape.dim, full, dims, dout->data, ex);
 }
 

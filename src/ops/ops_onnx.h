@@ -64,6 +64,14 @@ typedef enum cn_binary_kind {
   CN_BIN_MIN,  /* Min of n inputs */
   CN_BIN_MEAN, /* Mean of n inputs */
   CN_BIN_POW,
+  /* Comparisons: 1.0f where true, 0.0f where false (the engine holds ONNX's bool tensors as
+   * floats); exactly two operands, zero gradient. */
+  CN_BIN_LESS,
+  CN_BIN_LESS_EQUAL,
+  CN_BIN_GREATER,
+  CN_BIN_GREATER_EQUAL,
+  CN_BIN_EQUAL,
+  CN_BIN_WHERE, /* ONNX Where(cond, a, b): cond != 0 ? a : b; exactly three operands */
   CN_BIN_COUNT
 } cn_binary_kind;
 
@@ -71,16 +79,18 @@ typedef enum cn_const_operand {
   CN_CONST_NONE,  /* every operand is an input (activation) */
   CN_CONST_LAST,  /* parameter "B" is the last operand: A op B */
   CN_CONST_FIRST, /* parameter "B" is the first operand: B op A (Sub, Div, Pow are not symmetric) */
+  CN_CONST_SECOND, /* parameter "B" is the second of three operands: Where(cond, B, b) */
 } cn_const_operand;
 
 /* Elementwise ops with numpy broadcasting over full shapes (ONNX multidirectional broadcasting).
  * Activations all have the batch first, so they must have equal per-sample rank (the importer
  * inserts a Reshape when ONNX ranks differ); per-sample dims broadcast (1 against n).
  * The constant "B" has ONNX full shape b_shape, right-aligned against the activations' full shape:
- * its rank may not exceed theirs, and a dim aligned with the batch must be 1. Sub, Div and Pow
- * take exactly two operands (counting B); Add, Mul, Max, Min, Mean fold any number left to right.
- * Div is IEEE float division (no integer semantics). Backward: Max/Min ties give the gradient to
- * the first operand holding the value; Pow's exponent gradient is 0 where the base is <= 0. */
+ * its rank may not exceed theirs, and a dim aligned with the batch must be 1. Sub, Div, Pow and
+ * the comparisons take exactly two operands (counting B), Where three; Add, Mul, Max, Min, Mean
+ * fold any number left to right. Div is IEEE float division (no integer semantics). Backward:
+ * Max/Min ties give the gradient to the first operand holding the value; Pow's exponent gradient
+ * is 0 where the base is <= 0; Where passes it to the operand it picked, never to cond. */
 typedef struct cn_binary_attrs {
   cn_binary_kind kind;
   cn_const_operand const_operand;
@@ -109,13 +119,14 @@ typedef enum cn_unary_kind {
   CN_UN_IDENTITY,
   CN_UN_SQUARE,
   CN_UN_AFFINE, /* alpha * x + beta */
+  CN_UN_SELU,   /* beta * (x > 0 ? x : alpha * (exp(x) - 1)): alpha, gamma of ONNX Selu */
   CN_UN_COUNT
 } cn_unary_kind;
 
 /* Elementwise functions of one input (any shape); out may share the input's buffer. */
 typedef struct cn_unary_attrs {
   cn_unary_kind kind;
-  float alpha, beta; /* HARD_SIGMOID, ELU, LEAKY_RELU */
+  float alpha, beta; /* HARD_SIGMOID, ELU, LEAKY_RELU, AFFINE, SELU */
   float lo, hi;      /* CLIP */
 } cn_unary_attrs;
 

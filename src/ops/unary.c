@@ -1,5 +1,6 @@
 /* Elementwise functions of one input with ONNX semantics: Clip, HardSigmoid, HardSwish, Elu,
- * LeakyRelu and the plain math functions the importer maps one to one, with their derivatives. */
+ * Selu, LeakyRelu and the plain math functions the importer maps one to one, with their
+ * derivatives. */
 #include <string.h>
 
 #include "core/error.h"
@@ -60,6 +61,8 @@ static inline float unary(const cn_unary_attrs *a, float x) {
     return x * x;
   case CN_UN_AFFINE:
     return a->alpha * x + a->beta;
+  case CN_UN_SELU:
+    return a->beta * (x > 0 ? x : a->alpha * expm1f(x));
   default:
     return x;
   }
@@ -128,6 +131,8 @@ static inline float unary_slope(const cn_unary_attrs *a, float x, float y) {
     return 2.0f * x;
   case CN_UN_AFFINE:
     return a->alpha;
+  case CN_UN_SELU:
+    return a->beta * (x > 0 ? 1.0f : a->alpha * expf(x));
   default: /* identity */
     return 1.0f;
   }

@@ -84,15 +84,15 @@ _Static_assert(NAMES_OF(act_names) == CN_ACT_COUNT, "act_names must name every a
 static const char *const padding_names[] = {"valid", "same", NULL};
 static const char *const merge_names[] = {"add",     "subtract", "multiply", "average",
                                           "maximum", "minimum",  NULL};
-static const char *const binary_names[] = {"add", "sub",  "mul", "div", "max",
-                                           "min", "mean", "pow", NULL};
+static const char *const binary_names[] = {
+    "add",  "sub",        "mul",     "div",           "max",   "min",   "mean", "pow",
+    "less", "less_equal", "greater", "greater_equal", "equal", "where", NULL};
 _Static_assert(NAMES_OF(binary_names) == CN_BIN_COUNT, "binary_names must name every kind");
-static const char *const const_operand_names[] = {"none", "last", "first", NULL};
+static const char *const const_operand_names[] = {"none", "last", "first", "second", NULL};
 static const char *const unary_names[] = {
-    "clip",       "hard_sigmoid", "hard_swish", "elu", "leaky_relu", "relu", "sigmoid",
-    "tanh",       "softplus",     "neg",        "abs", "sqrt",       "exp",  "log",
-    "reciprocal", "floor",        "ceil",       "erf", "identity",   "square",
-    "affine",     NULL};
+    "clip",     "hard_sigmoid", "hard_swish", "elu",    "leaky_relu", "relu", "sigmoid",    "tanh",
+    "softplus", "neg",          "abs",        "sqrt",   "exp",        "log",  "reciprocal", "floor",
+    "ceil",     "erf",          "identity",   "square", "affine",     "selu", NULL};
 _Static_assert(NAMES_OF(unary_names) == CN_UN_COUNT, "unary_names must name every kind");
 static const char *const pad_mode_names[] = {"constant", "reflect", "edge", "wrap", NULL};
 static const char *const resize_mode_names[] = {"nearest", "linear", "cubic", NULL};
@@ -282,11 +282,17 @@ static const field conv_runtime_fields[] = {INT(cn_conv_runtime_attrs, transpose
                                             INT(cn_conv_runtime_attrs, out_pad_w, 0, 65536)};
 static const layout conv_runtime_layout = LAYOUT(cn_conv_runtime_attrs, conv_runtime_fields);
 
-static const char *const loss_fn_names[] = {
-    "mse",   "mae",   "binary_crossentropy_from_logits",      "binary_crossentropy",
-    "categorical_crossentropy_from_logits",   "categorical_crossentropy",
-    "sparse_categorical_crossentropy_from_logits", "sparse_categorical_crossentropy",
-    "contrastive", "kl_gaussian", NULL};
+static const char *const loss_fn_names[] = {"mse",
+                                            "mae",
+                                            "binary_crossentropy_from_logits",
+                                            "binary_crossentropy",
+                                            "categorical_crossentropy_from_logits",
+                                            "categorical_crossentropy",
+                                            "sparse_categorical_crossentropy_from_logits",
+                                            "sparse_categorical_crossentropy",
+                                            "contrastive",
+                                            "kl_gaussian",
+                                            NULL};
 _Static_assert(NAMES_OF(loss_fn_names) == CN_LOSS_FN_COUNT, "loss_fn_names must name every loss");
 static const field loss_fields[] = {ENUM(cn_loss_attrs, fn, loss_fn_names),
                                     FLT(cn_loss_attrs, margin, 0, BIG)};

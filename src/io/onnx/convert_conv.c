@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "io/onnx/convert.h"
+#include "ops/ops_math.h"
 #include "ops/ops_onnx.h"
 
 /* ---- convolution and pooling --------------------------------------------------------------- */
@@ -469,27 +470,74 @@ static cn_status conv_global_pool(cn_onnx_ctx *x, const Onnx__NodeProto *n, int 
   return st;
 }
 
-/* ReduceMean / ReduceMax over exactly the spatial axes of a 4-D tensor: a global pooling. */
+/* A reduction over any set of axes but the batch, in ONNX order (cn_op_reduce). na = 0: every
+ * axis. */
+static cn_status reduce_axes(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_value *v,
+                             const int64_t *axes, int na, int keep) {
+  static const struct {
+    const char *op;
+    cn_reduce_kind kind;
+  } kinds[] = {{"ReduceSum", CN_REDUCE_SUM},
+               {"ReduceMean", CN_REDUCE_MEAN},
+               {"ReduceMax", CN_REDUCE_MAX},
+               {"ReduceMin", CN_REDUCE_MIN}};
+  cn_reduce_attrs a = {.keepdims = keep};
+  for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++)
+    if (strcmp(kinds[k].op, n->op_type) == 0) a.kind = kinds[k].kind;
+  int r = cn_onnx_rank(x, v);
+  for (int k = 0; k < (na ? na : r); k++) {
+    int d = cn_onnx_dims_axis(x, v, na ? axes[k] : k);
+    if (d < 0) return CN_ONNX_FAIL(x, n, CN_ERR_FORMAT, "axis out of range for rank %d", r);
+    if (d == 0) return CN_ONNX_BATCH_FAIL(x, n, "a reduction over the batch axis");
+    a.axes |= 1 << (d - 1);
+  }
+  int node;
+  cn_status st = cn_onnx_plain(x, v, &node);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_reduce, cn_onnx_out_name(n), NULL, &node, 1, &a, &node);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  return st;
+}
+
+/* ReduceSum/Mean/Max/Min: axes an attribute (before opset 18; ReduceSum 13) or a constant input.
+ * Over exactly the spatial axes of a 4-D tensor it is a global pooling (in NHWC, as the networks
+ * that use it want); over other axes a general reduction. */
 static cn_status conv_reduce(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   cn_onnx_value *v;
   cn_status st = cn_onnx_act_input(x, n, 0, &v);
   if (st != CN_OK) return st;
-  int64_t axes[8];
-  int na = cn_onnx_attr_ints(n, "axes", axes, 8);
-  const cn_onnx_const *ac = cn_onnx_const_input(x, n, 1);
-  if (na < 0 && ac && ac->is_int && ac->numel <= 8)
+  int64_t axes[CN_ONNX_MAX_RANK];
+  int na = cn_onnx_attr_ints(n, "axes", axes, CN_ONNX_MAX_RANK);
+  cn_onnx_value *in1 = cn_onnx_input(x, n, 1);
+  if (in1 && in1->kind != CN_ONNX_CONST)
+    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "axes computed at run time");
+  const cn_onnx_const *ac = in1 ? &in1->c : NULL;
+  if (ac && (!ac->is_int || ac->rank > 1 || ac->numel > CN_ONNX_MAX_RANK))
+    return CN_ONNX_FAIL(x, n, CN_ERR_FORMAT, "axes must be a 1-D integer tensor of at most %d",
+                        CN_ONNX_MAX_RANK);
+  if (na < 0 && ac)
     for (na = 0; na < (int)ac->numel; na++) axes[na] = ac->i[na];
-  int spatial = v->rank == 4 && na == 2;
+  if (na < 0) na = 0;
+  int keep = cn_onnx_attr_int(n, "keepdims", 1) != 0, node;
+  if (na == 0 && cn_onnx_attr_int(n, "noop_with_empty_axes", 0)) {
+    cn_onnx_alias_output(x, n, 0, v, v->node);
+    return CN_OK;
+  }
+  for (int i = 0; i < na; i++)
+    for (int j = 0; j < i; j++)
+      if (cn_onnx_dims_axis(x, v, axes[i]) >= 0 &&
+          cn_onnx_dims_axis(x, v, axes[i]) == cn_onnx_dims_axis(x, v, axes[j]))
+        return CN_ONNX_FAIL(x, n, CN_ERR_FORMAT, "axis %" PRId64 " is repeated", axes[i]);
+  int is_max = strcmp(n->op_type, "ReduceMax") == 0;
+  int spatial =
+      v->rank == 4 && na == 2 && !x->whole && (is_max || strcmp(n->op_type, "ReduceMean") == 0);
   for (int k = 0; spatial && k < 2; k++) {
     int64_t a = axes[k] < 0 ? axes[k] + 4 : axes[k];
-    spatial = a == 2 + k || a == 3 - k;
+    spatial = a == 2 || a == 3;
   }
-  if (!spatial || axes[0] == axes[1])
-    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "only over the two spatial axes of a 4-D tensor");
-  int keep = cn_onnx_attr_int(n, "keepdims", 1) != 0, node;
+  if (!spatial) return reduce_axes(x, n, v, axes, na, keep);
   st = cn_onnx_nhwc(x, v, &node);
   cn_global_pool_attrs a = {.keepdims = keep};
-  int is_max = strcmp(n->op_type, "ReduceMax") == 0;
   if (st == CN_OK)
     st = cn_onnx_add_node(x, is_max ? &cn_op_global_maxpool : &cn_op_global_avgpool,
                           cn_onnx_out_name(n), NULL, &node, 1, &a, &node);
@@ -701,5 +749,7 @@ const cn_onnx_converter cn_onnx_conv_converters[] = {
     {"ConvTranspose", conv_conv_transpose},
     {"ReduceMean", conv_reduce},
     {"ReduceMax", conv_reduce},
+    {"ReduceSum", conv_reduce},
+    {"ReduceMin", conv_reduce},
     {NULL, NULL},
 };

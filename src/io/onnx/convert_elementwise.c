@@ -68,6 +68,14 @@ static cn_status conv_hard_sigmoid(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   return add_unary(x, n, a);
 }
 
+/* ONNX's defaults are the constants of Klambauer et al. 2017 as float32. */
+static cn_status conv_selu(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_unary_attrs a = {.kind = CN_UN_SELU,
+                      .alpha = cn_onnx_attr_float(n, "alpha", 1.67326319217681884765625f),
+                      .beta = cn_onnx_attr_float(n, "gamma", 1.05070102214813232421875f)};
+  return add_unary(x, n, a);
+}
+
 static cn_status conv_hard_swish(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   return add_unary(x, n, (cn_unary_attrs){.kind = CN_UN_HARD_SWISH});
 }
@@ -151,6 +159,25 @@ static cn_status conv_identity(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   cn_status st = cn_onnx_act_input(x, n, 0, &v);
   if (st == CN_OK) cn_onnx_alias_output(x, n, 0, v, v->node);
   return st;
+}
+
+/* CastLike of a computed tensor (a constant one is folded): the engine computes in float and
+ * holds comparisons' bools as 0 and 1, so a cast to float is the identity; other targets are
+ * refused. */
+static cn_status conv_cast_like(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  cn_onnx_value *v;
+  cn_status st = cn_onnx_act_input(x, n, 0, &v);
+  if (st != CN_OK) return st;
+  if (n->n_input < 2 || !*n->input[1])
+    return CN_ONNX_FAIL(x, n, CN_ERR_FORMAT, "input 1 is missing");
+  int32_t to = cn_onnx_elem_type(x, n->input[1]);
+  if (to != DT_FLOAT)
+    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED,
+                        "a cast of a computed tensor to element type %d (convnet computes in "
+                        "float32)",
+                        (int)to);
+  cn_onnx_alias_output(x, n, 0, v, v->node);
+  return CN_OK;
 }
 
 static cn_status conv_dropout(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
@@ -336,9 +363,21 @@ static cn_binary_kind binary_kind(const char *op) {
   static const struct {
     const char *op;
     cn_binary_kind kind;
-  } kinds[] = {{"Add", CN_BIN_ADD}, {"Sum", CN_BIN_ADD},   {"Sub", CN_BIN_SUB},
-               {"Mul", CN_BIN_MUL}, {"Div", CN_BIN_DIV},   {"Max", CN_BIN_MAX},
-               {"Min", CN_BIN_MIN}, {"Mean", CN_BIN_MEAN}, {"Pow", CN_BIN_POW}};
+  } kinds[] = {{"Add", CN_BIN_ADD},
+               {"Sum", CN_BIN_ADD},
+               {"Sub", CN_BIN_SUB},
+               {"Mul", CN_BIN_MUL},
+               {"Div", CN_BIN_DIV},
+               {"Max", CN_BIN_MAX},
+               {"Min", CN_BIN_MIN},
+               {"Mean", CN_BIN_MEAN},
+               {"Pow", CN_BIN_POW},
+               {"Less", CN_BIN_LESS},
+               {"LessOrEqual", CN_BIN_LESS_EQUAL},
+               {"Greater", CN_BIN_GREATER},
+               {"GreaterOrEqual", CN_BIN_GREATER_EQUAL},
+               {"Equal", CN_BIN_EQUAL},
+               {"Where", CN_BIN_WHERE}};
   for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++)
     if (strcmp(kinds[k].op, op) == 0) return kinds[k].kind;
   return CN_BIN_COUNT;
@@ -442,11 +481,55 @@ static cn_status binary_ranked(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx
   return st;
 }
 
+/* Where(cond, a, b) in ONNX order: the computed operands at one rank, at most one constant. */
+static cn_status conv_where(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
+  if (n->n_input != 3) return CN_ONNX_FAIL(x, n, CN_ERR_FORMAT, "Where takes three inputs");
+  cn_onnx_value *vs[3];
+  int pos = -1, r = 0, same = 1, srcs[3], k_src = 0, node;
+  cn_status st = CN_OK;
+  for (int k = 0; st == CN_OK && k < 3; k++) {
+    vs[k] = cn_onnx_input(x, n, (size_t)k);
+    if (vs[k] && vs[k]->kind == CN_ONNX_CONST) {
+      if (pos >= 0) return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "more than one constant input");
+      pos = k;
+      st = cn_onnx_const_to_float(&vs[k]->c, vs[k]->name);
+      continue;
+    }
+    st = cn_onnx_act_input(x, n, (size_t)k, &vs[k]);
+    if (st != CN_OK) return st;
+    if (r && cn_onnx_rank(x, vs[k]) != r) same = 0;
+    if (cn_onnx_rank(x, vs[k]) > r) r = cn_onnx_rank(x, vs[k]);
+  }
+  if (st != CN_OK) return st;
+  if (!same) st = cn_onnx_need_whole(x, n, "operands of different ranks");
+  const cn_onnx_const *c = pos >= 0 ? &vs[pos]->c : NULL;
+  cn_onnx_value *act = vs[pos == 0 ? 1 : 0];
+  if (st == CN_OK && c && c->rank > r)
+    return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "a constant of higher rank than the others");
+  if (st == CN_OK && c && cn_onnx_const_spans_batch(x, act, c))
+    return CN_ONNX_BATCH_FAIL(x, n, "a constant operand that varies along the batch axis");
+  for (int k = 0; st == CN_OK && k < 3; k++)
+    if (k != pos) st = cn_onnx_ranked(x, n, vs[k], r, &srcs[k_src++]);
+  static const cn_const_operand at[] = {CN_CONST_FIRST, CN_CONST_SECOND, CN_CONST_LAST};
+  cn_binary_attrs a = {CN_BIN_WHERE, pos < 0 ? CN_CONST_NONE : at[pos], {0}};
+  if (c) a.b_shape = cn_shape_make(c->rank, c->dims);
+  if (st == CN_OK)
+    st = cn_onnx_add_node(x, &cn_op_binary, cn_onnx_out_name(n), NULL, srcs, k_src, &a, &node);
+  if (st == CN_OK && c) st = cn_onnx_set_param_copy(x, node, 0, c, c->numel);
+  if (st == CN_OK) st = cn_onnx_set_output(x, n, 0, node, CN_ONNX_PLAIN);
+  return st;
+}
+
 static cn_status conv_binary(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   if (n->n_input < 1 || n->n_input > 64)
     return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "1 to 64 inputs");
   if (cn_onnx_attr_int(n, "broadcast", 0) && cn_onnx_attr(n, "axis"))
     return CN_ONNX_FAIL(x, n, CN_ERR_UNSUPPORTED, "legacy broadcast with axis");
+  cn_binary_kind kind = binary_kind(n->op_type);
+  int variadic = kind == CN_BIN_ADD || kind == CN_BIN_MUL || kind == CN_BIN_MAX ||
+                 kind == CN_BIN_MIN || kind == CN_BIN_MEAN;
+  if (!variadic && n->n_input != 2)
+    return CN_ONNX_FAIL(x, n, CN_ERR_FORMAT, "%s takes two inputs", n->op_type);
   if (n->n_input == 2) {
     cn_onnx_value *a0 = cn_onnx_input(x, n, 0), *a1 = cn_onnx_input(x, n, 1);
     if (a0 && a1 && a0->kind == CN_ONNX_ACT && a1->kind == CN_ONNX_CONST)
@@ -527,5 +610,13 @@ const cn_onnx_converter cn_onnx_elementwise_converters[] = {
     {"PRelu", conv_prelu},
     {"LRN", conv_lrn},
     {"Pow", conv_binary},
+    {"Less", conv_binary},
+    {"LessOrEqual", conv_binary},
+    {"Greater", conv_binary},
+    {"GreaterOrEqual", conv_binary},
+    {"Equal", conv_binary},
+    {"Where", conv_where},
+    {"CastLike", conv_cast_like},
+    {"Selu", conv_selu},
     {NULL, NULL},
 };

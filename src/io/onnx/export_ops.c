@@ -565,10 +565,22 @@ static cn_status ex_merge(cn_ex_ctx *x, int i) {
   return x->st;
 }
 
+/* A Cast node of `in` to ONNX element type `to` (1 float, 9 bool). */
+static const char *cast_to(cn_ex_ctx *x, const char *in, int to, const char *base) {
+  const char *out = cn_ex_name(x, base, to == 9 ? "bool" : "float");
+  Onnx__NodeProto *c = cn_ex_node(x, "Cast", &in, 1, out);
+  if (c) cn_ex_attr_int(x, c, "to", to);
+  return out;
+}
+
 static cn_status ex_binary(cn_ex_ctx *x, int i) {
   const cn_node *n = node_at(x, i);
   const cn_binary_attrs *a = n->attrs;
-  static const char *const ops[] = {"Sum", "Sub", "Mul", "Div", "Max", "Min", "Mean", "Pow"};
+  static const char *const ops[] = {"Sum",   "Sub",         "Mul",     "Div",
+                                    "Max",   "Min",         "Mean",    "Pow",
+                                    "Less",  "LessOrEqual", "Greater", "GreaterOrEqual",
+                                    "Equal", "Where"};
+  _Static_assert(sizeof ops / sizeof *ops == CN_BIN_COUNT, "an ONNX operator for every kind");
   if ((int)a->kind < 0 || a->kind >= CN_BIN_COUNT) return cn_ex_refuse(x, i, "unknown kind");
   if (n->n_inputs > CN_MAX_GRAPH_IO * 8) return cn_ex_refuse(x, i, "too many inputs");
   const char *names[CN_MAX_GRAPH_IO * 8 + 1] = {0};
@@ -581,14 +593,24 @@ static cn_status ex_binary(cn_ex_ctx *x, int i) {
     if (a->const_operand == CN_CONST_FIRST) {
       names[0] = b;
       first = names;
+    } else if (a->const_operand == CN_CONST_SECOND) {
+      names[0] = names[1];
+      names[1] = b;
+      first = names;
     } else {
       names[k + 1] = b;
     }
     k++;
   }
+  /* The engine holds bools as 0/1 floats; ONNX types them, so cast at both ends. */
+  if (a->kind == CN_BIN_WHERE) first[0] = cast_to(x, first[0], 9, n->name);
   int variadic = a->kind != CN_BIN_SUB && a->kind != CN_BIN_DIV && a->kind != CN_BIN_POW &&
-                 a->kind != CN_BIN_MUL;
-  cn_ex_set(x, i, fold(x, ops[a->kind], variadic, first, k, n->name), perm);
+                 a->kind != CN_BIN_MUL && a->kind < CN_BIN_LESS;
+  const char *out = a->kind == CN_BIN_WHERE ? cn_ex_name(x, n->name, "Where")
+                                            : fold(x, ops[a->kind], variadic, first, k, n->name);
+  if (a->kind == CN_BIN_WHERE) cn_ex_node(x, "Where", first, 3, out);
+  if (a->kind >= CN_BIN_LESS && a->kind <= CN_BIN_EQUAL) out = cast_to(x, out, 1, n->name);
+  cn_ex_set(x, i, out, perm);
   return x->st;
 }
 
@@ -603,7 +625,8 @@ static cn_status ex_unary(cn_ex_ctx *x, int i) {
       [CN_UN_LOG] = "Log",     [CN_UN_RECIPROCAL] = "Reciprocal",
       [CN_UN_FLOOR] = "Floor", [CN_UN_CEIL] = "Ceil",
       [CN_UN_ERF] = "Erf",     [CN_UN_IDENTITY] = "Identity",
-      [CN_UN_ELU] = "Elu",     [CN_UN_LEAKY_RELU] = "LeakyRelu"};
+      [CN_UN_ELU] = "Elu",     [CN_UN_LEAKY_RELU] = "LeakyRelu",
+      [CN_UN_SELU] = "Selu"};
   const cn_ex_value *v = &x->values[n->inputs[0]];
   int perm[CN_MAX_RANK];
   memcpy(perm, v->perm, sizeof perm);
@@ -621,8 +644,9 @@ static cn_status ex_unary(cn_ex_ctx *x, int i) {
     out = cn_ex_binary(x, "Mul", in, hard_sigmoid(x, in, 1.0f / 6.0f, 0.5f, n->name), n->name);
   } else {
     out = cn_ex_unary(x, simple[a->kind], in, n->name);
-    if (a->kind == CN_UN_ELU || a->kind == CN_UN_LEAKY_RELU)
+    if (a->kind == CN_UN_ELU || a->kind == CN_UN_LEAKY_RELU || a->kind == CN_UN_SELU)
       cn_ex_attr_float(x, last_node(x), "alpha", a->alpha);
+    if (a->kind == CN_UN_SELU) cn_ex_attr_float(x, last_node(x), "gamma", a->beta);
   }
   cn_ex_set(x, i, out, perm);
   return x->st;

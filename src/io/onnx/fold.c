@@ -267,19 +267,70 @@ static cn_status fold_concat(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_c
   return st;
 }
 
+/* Cast's values: to an integer type truncated (bool: 0 or 1), to a float type as they are. */
+static cn_status cast_const(const cn_onnx_const *data, int64_t to, const char *what,
+                            cn_onnx_const *out) {
+  int is_int = !(to == DT_FLOAT || to == DT_DOUBLE || to == DT_FLOAT16);
+  cn_status st = cn_onnx_const_alloc(out, data->rank, data->dims, is_int, what);
+  for (int64_t k = 0; st == CN_OK && k < data->numel; k++) {
+    double v = cn_onnx_const_get(data, k);
+    if (is_int && !(fabs(v) < 9e18)) v = 0; /* NaN or out of range: undefined in ONNX */
+    put(out, k, to == DT_BOOL ? (double)(v != 0) : v);
+  }
+  return st;
+}
+
 static cn_status fold_cast(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_const *out) {
   const cn_onnx_const *data;
   cn_status st = need(x, n, 0, &data);
   if (st != CN_OK) return st;
-  int64_t to = cn_onnx_attr_int(n, "to", 1);
-  int is_int = !(to == 1 || to == 11 || to == 10);
-  st = cn_onnx_const_alloc(out, data->rank, data->dims, is_int, cn_onnx_label(n));
-  for (int64_t k = 0; st == CN_OK && k < data->numel; k++) {
-    double v = cn_onnx_const_get(data, k);
-    if (is_int && !(fabs(v) < 9e18)) v = 0; /* NaN or out of range: undefined in ONNX */
-    put(out, k, to == 9 ? (double)(v != 0) : v);
-  }
-  return st;
+  return cast_const(data, cn_onnx_attr_int(n, "to", 1), cn_onnx_label(n), out);
+}
+
+/* Declared element type of a TensorProto / ValueInfoProto list entry called name, or 0. */
+static int32_t listed_type(Onnx__ValueInfoProto *const *infos, size_t n, const char *name) {
+  for (size_t k = 0; k < n; k++)
+    if (infos[k]->name && strcmp(infos[k]->name, name) == 0 && infos[k]->type &&
+        infos[k]->type->tensor_type)
+      return infos[k]->type->tensor_type->elem_type;
+  return 0;
+}
+
+/* Whether tensor name is the output of a comparison (a bool). */
+static int from_comparison(const Onnx__GraphProto *g, const char *name) {
+  static const char *const ops[] = {"Less",  "LessOrEqual", "Greater", "GreaterOrEqual",
+                                    "Equal", "Not",         "And",     "Or",
+                                    "Xor",   "IsNaN",       "IsInf"};
+  for (size_t k = 0; k < g->n_node; k++)
+    for (size_t o = 0; o < g->node[k]->n_output; o++)
+      if (strcmp(g->node[k]->output[o], name) == 0)
+        for (size_t j = 0; j < sizeof ops / sizeof *ops; j++)
+          if (strcmp(g->node[k]->op_type, ops[j]) == 0) return 1;
+  return 0;
+}
+
+int32_t cn_onnx_elem_type(cn_onnx_ctx *x, const char *name) {
+  const Onnx__GraphProto *g = x->graph;
+  int32_t t = listed_type(g->input, g->n_input, name);
+  if (!t) t = listed_type(g->value_info, g->n_value_info, name);
+  if (!t) t = listed_type(g->output, g->n_output, name);
+  for (size_t k = 0; !t && k < g->n_initializer; k++)
+    if (strcmp(g->initializer[k]->name, name) == 0) t = g->initializer[k]->data_type;
+  if (t) return t;
+  cn_onnx_value *v = cn_onnx_find(x, name);
+  if (v && v->kind == CN_ONNX_CONST && v->c.is_int) return DT_INT64;
+  return from_comparison(g, name) ? DT_BOOL : DT_FLOAT;
+}
+
+/* CastLike(constant, target): Cast to the target's element type (the target may be computed). */
+static cn_status fold_cast_like(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_const *out) {
+  const cn_onnx_const *data;
+  cn_status st = need(x, n, 0, &data);
+  if (st != CN_OK) return st;
+  if (n->n_input < 2 || !*n->input[1])
+    return cn_fail(CN_ERR_FORMAT, "%s: node %s (CastLike): input 1 is missing", x->file,
+                   cn_onnx_label(n));
+  return cast_const(data, cn_onnx_elem_type(x, n->input[1]), cn_onnx_label(n), out);
 }
 
 static cn_status fold_identity(cn_onnx_ctx *x, const Onnx__NodeProto *n, cn_onnx_const *out) {
@@ -516,6 +567,7 @@ static const struct {
     {"Transpose", fold_transpose}, {"Add", fold_arith},
     {"Sub", fold_arith},           {"Mul", fold_arith},
     {"Div", fold_arith},           {"Slice", fold_slice},
+    {"CastLike", fold_cast_like},
 };
 
 static fold_fn find_fold(const char *op) {
@@ -530,7 +582,8 @@ int cn_onnx_is_foldable(const Onnx__NodeProto *n, cn_onnx_ctx *x) {
     cn_onnx_value *v = n->n_input ? cn_onnx_find(x, n->input[0]) : NULL;
     return v && v->kind != CN_ONNX_NONE;
   }
-  for (size_t k = 0; k < n->n_input; k++) {
+  size_t needed = strcmp(n->op_type, "CastLike") == 0 ? 1 : n->n_input; /* the target's type only */
+  for (size_t k = 0; k < needed && k < n->n_input; k++) {
     if (!*n->input[k]) continue;
     cn_onnx_value *v = cn_onnx_find(x, n->input[k]);
     if (!v || v->kind != CN_ONNX_CONST) return 0;

@@ -275,6 +275,13 @@ static cn_status add_graph_inputs(cn_onnx_ctx *x) {
     if (st == CN_OK) st = input_dims(x, vi, &v->rank, v->dims);
     if (st != CN_OK) return st;
     if (x->g->n_inputs == 0) x->batch = v->dims[0];
+    if (!x->whole && v->dims[0] != x->batch) { /* they cannot share a batch axis */
+      x->want_whole = 1;
+      return cn_fail(CN_ERR_UNSUPPORTED,
+                     "%s: input %s: first dimension %" PRId64
+                     " differs from the first input's %" PRId64,
+                     x->file, vi->name, v->dims[0], x->batch);
+    }
     cn_input_attrs a = {cn_shape_make(v->rank - 1, v->dims + 1)};
     st = cn_onnx_add_node(x, &cn_op_input, vi->name, NULL, NULL, 0, &a, &v->node);
     if (st != CN_OK) return st;

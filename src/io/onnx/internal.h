@@ -42,6 +42,23 @@ cn_status cn_onnx_load_buffer_inputs(const uint8_t *data, size_t size, const cha
 
 /* ---- tensor.c ------------------------------------------------------------------------- */
 
+/* ONNX TensorProto.DataType values. */
+enum {
+  DT_FLOAT = 1,
+  DT_UINT8 = 2,
+  DT_INT8 = 3,
+  DT_UINT16 = 4,
+  DT_INT16 = 5,
+  DT_INT32 = 6,
+  DT_INT64 = 7,
+  DT_STRING = 8,
+  DT_BOOL = 9,
+  DT_FLOAT16 = 10,
+  DT_DOUBLE = 11,
+  DT_UINT32 = 12,
+  DT_UINT64 = 13,
+};
+
 /* A constant: float values (f) or integer values (i, for shapes and indices), row-major. */
 typedef struct cn_onnx_const {
   int rank;
@@ -151,6 +168,9 @@ const char *cn_onnx_attr_string(const Onnx__NodeProto *n, const char *name, cons
 int cn_onnx_is_foldable(const Onnx__NodeProto *n, cn_onnx_ctx *x);
 /* Counts numel more constant elements against CN_ONNX_MAX_CONST_ELEMENTS. */
 cn_status cn_onnx_budget(cn_onnx_ctx *x, int64_t numel, const char *what);
+/* The element type (ONNX TensorProto DataType) of tensor name: as declared in the graph, else
+ * INT64 for an integer constant, BOOL for a comparison's output, FLOAT for anything computed. */
+int32_t cn_onnx_elem_type(cn_onnx_ctx *x, const char *name);
 /* Computes the node's outputs as constants. */
 cn_status cn_onnx_fold(cn_onnx_ctx *x, const Onnx__NodeProto *n);
 

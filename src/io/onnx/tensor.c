@@ -12,23 +12,6 @@
 #error "raw_data decoding assumes a little-endian host"
 #endif
 
-/* ONNX TensorProto.DataType values. */
-enum {
-  DT_FLOAT = 1,
-  DT_UINT8 = 2,
-  DT_INT8 = 3,
-  DT_UINT16 = 4,
-  DT_INT16 = 5,
-  DT_INT32 = 6,
-  DT_INT64 = 7,
-  DT_STRING = 8,
-  DT_BOOL = 9,
-  DT_FLOAT16 = 10,
-  DT_DOUBLE = 11,
-  DT_UINT32 = 12,
-  DT_UINT64 = 13,
-};
-
 static const char *dtype_name(int t) {
   static const char *const names[] = {"undefined", "float",  "uint8",  "int8",   "uint16",
                                       "int16",     "int32",  "int64",  "string", "bool",
