@@ -176,6 +176,32 @@ static void test_input_and_layer_grads(void) {
   cn_model_free(m);
 }
 
+/* A rank-0 input (one number per sample) and a per-sample loss built from it: x^2 + 3x, whose
+ * gradient to x is 2x + 3 (the session averages the batch's losses, so over the batch size). */
+static void test_scalar_input(void) {
+  cn_net *net = NULL;
+  CHECK_OK(cn_net_new("scalar", &net));
+  cn_sym x = cn_net_input(net, "x", 0, NULL);
+  cn_sym sq = cn_net_math(net, x, "square", "sq");
+  cn_sym lin = cn_net_scale(net, x, 3.0f, 0.0f, "lin");
+  cn_sym loss = cn_net_weighted_sum(net, (cn_sym[]){sq, lin}, (float[]){1, 1}, 2, "loss");
+  cn_model *m = NULL;
+  CHECK_OK(cn_net_build(net, &loss, 1, &m));
+  cn_net_free(net);
+  if (!m) return;
+  cn_session *s = NULL;
+  CHECK_OK(cn_session_new(m, &(cn_session_options){.optimizer = "sgd", .input_grad = 1}, &s));
+  float xs[3] = {0.5f, -2.0f, 4.0f};
+  double value = NAN;
+  CHECK_OK(cn_session_step_inputs(s, 3, (const float *[]){xs}, NULL, &value));
+  CHECK_NEAR(value, (0.25 + 1.5 + 4 - 6 + 16 + 12) / 3, 1e-5);
+  const float *g = cn_session_input_grad_at(s, 0);
+  CHECK(g != NULL);
+  for (int i = 0; g && i < 3; i++) CHECK_NEAR(g[i], (2 * xs[i] + 3) / 3, 1e-6);
+  cn_session_free(s);
+  cn_model_free(m);
+}
+
 static void test_refused(void) {
   cn_model *m = pair_model();
   if (!m) return;
@@ -294,6 +320,7 @@ int main(void) {
   fill_data();
   test_vae_learns();
   test_input_and_layer_grads();
+  test_scalar_input();
   test_refused();
   test_gan();
   return cn_test_finish();

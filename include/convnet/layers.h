@@ -56,7 +56,8 @@ CN_API cn_status cn_net_build(cn_net *net, const cn_sym *outputs, int n_outputs,
 CN_API cn_status cn_net_build_from(cn_net *net, const cn_sym *inputs, int n_inputs,
                                    const cn_sym *outputs, int n_outputs, cn_model **out);
 
-/* An input of the given per-sample shape (rank 1 to 5, every dimension positive). */
+/* An input of the given per-sample shape (rank 0 to 5, every dimension positive; rank 0: one
+ * number per sample, dims may be NULL). */
 CN_API cn_sym cn_net_input(cn_net *net, const char *name, int rank, const int64_t *dims);
 
 /* ---- shared layers ------------------------------------------------------------------------- */

@@ -167,8 +167,8 @@ static int or1(int v) {
 
 cn_sym cn_net_input(cn_net *net, const char *name, int rank, const int64_t *dims) {
   if (!net || net->status != CN_OK) return invalid;
-  if (rank < 1 || rank >= CN_MAX_RANK || !dims)
-    return cn_net_failed(net, cn_fail(CN_ERR_ARG, "%s: an input has rank 1 to %d",
+  if (rank < 0 || rank >= CN_MAX_RANK || (rank > 0 && !dims))
+    return cn_net_failed(net, cn_fail(CN_ERR_ARG, "%s: an input has rank 0 to %d",
                                       name ? name : "input", CN_MAX_RANK - 1));
   cn_input_attrs a = {.shape = cn_shape_make(rank, dims)};
   return cn_net_add_node(net, &cn_op_input, name, "input_layer", NULL, 0, &a);

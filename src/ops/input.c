@@ -4,7 +4,7 @@
 
 static cn_status input_infer(cn_graph *g, cn_node *node) {
   const cn_input_attrs *a = node->attrs;
-  if (a->shape.rank < 1 || a->shape.rank >= CN_MAX_RANK)
+  if (a->shape.rank < 0 || a->shape.rank >= CN_MAX_RANK)
     return cn_fail(CN_ERR_UNSUPPORTED, "%s: input rank %d not supported", node->name,
                    a->shape.rank);
   /* 0 is allowed: an empty ONNX tensor that is only reshaped (the importer checks that; the Keras
