@@ -5,8 +5,9 @@ Keras 3 with the same recipe (the lecture's model.fit).
 The architecture is ../shared/data/weights/keras/mnist_cnn.json (Conv2D 64 -> MaxPool -> Conv2D
 128 -> MaxPool -> Flatten -> Dense 128 -> Dense 10 softmax, Glorot-uniform kernels, zero biases).
 Data: Debian's dataset-fashion-mnist (60,000 training and 10,000 test images), x / 255, labels as
-sparse classes. Adam lr 1e-3, batch 128, --epochs epochs, shuffled every epoch, the test set as
-validation data. For each seed, convnet and Keras run one after the other (interleaved, the same
+sparse classes. Adam lr 1e-3, batch 128, --epochs epochs, shuffled every epoch (Keras through
+keras_fit.fit_reshuffled: Keras's own fit(shuffle=True) repeats one order in every epoch once a
+global seed is set), the test set as validation data. For each seed, convnet and Keras run one after the other (interleaved, the same
 threads), and the script prints the test accuracy after the last epoch and the median time of a
 training epoch (validation excluded; Keras's first epoch, which traces the graph, is excluded from
 its median, and so is convnet's for symmetry).
@@ -24,6 +25,7 @@ import tempfile
 import time
 
 from fashion_mnist import DATA, cpu_name, images, labels
+from keras_fit import fit_reshuffled
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("CN_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -94,9 +96,9 @@ def run_keras(args, seed, data):
             self.times.append(time.perf_counter() - self.start)
 
     timer = Timer()
-    hist = model.fit(xt, yt, batch_size=args.batch, epochs=args.epochs, shuffle=True,
-                     validation_data=(xv, yv), callbacks=[timer], verbose=0)
-    return hist.history["val_accuracy"][-1], statistics.median(timer.times[1:] or timer.times)
+    hist = fit_reshuffled(model, xt, yt, epochs=args.epochs, batch_size=args.batch, seed=seed,
+                          validation_data=(xv, yv), callbacks=[timer])
+    return hist["val_accuracy"][-1], statistics.median(timer.times[1:] or timer.times)
 
 
 def main():
