@@ -20,8 +20,10 @@ def fit_reshuffled(model, x, y=None, *, epochs, batch_size, seed, **kwargs):
     history = {}
     for epoch in range(epochs):
         order = rng.permutation(len(x))
-        h = model.fit(x[order], None if y is None else y[order], batch_size=batch_size,
-                      epochs=epoch + 1, initial_epoch=epoch, shuffle=False, verbose=0, **kwargs)
+        # fit(x, None) would hand train_step the tuple (x,) rather than x: pass no y at all
+        data = (x[order],) if y is None else (x[order], y[order])
+        h = model.fit(*data, batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch,
+                      shuffle=False, verbose=0, **kwargs)
         for key, values in h.history.items():
             history.setdefault(key, []).extend(values)
     return history
