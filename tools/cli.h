@@ -62,12 +62,15 @@ typedef struct cli_explain_args {
   const char *layer; /* NULL: the last spatial layer */
   int class_index;   /* < 0: the top class */
   int quiet;         /* 1: no line per picture on stdout (classify prints its own) */
+  int made_dir;      /* set by cli_explain_prepare when it made dir */
 } cli_explain_args;
 /* Writes DIR/<image name>.png for each image; returns the number of images that failed. */
 int cli_explain_images(cn_model *model, const cn_input_spec *spec, const cn_labels *labels,
                        const cli_explain_args *a, char **files, int n);
 /* Refuses two images whose pictures would have the same name in dir, and makes dir. */
-int cli_explain_prepare(const cli_explain_args *a, char **files, int n);
+int cli_explain_prepare(cli_explain_args *a, char **files, int n);
+/* Removes dir again when cli_explain_prepare made it and no picture went there. */
+void cli_explain_finish(const cli_explain_args *a);
 
 int cmd_classify(int argc, char **argv);
 int cmd_run(int argc, char **argv);

@@ -177,6 +177,7 @@ static int classify_all(cn_model *model, const classify_args *a, char **files, i
     if (cli_explain_prepare(&ex, files, n) != CLI_OK ||
         cli_explain_images(model, &spec, labels, &ex, files, n) != 0)
       failed++;
+    cli_explain_finish(&ex);
   }
   free(input);
   free(output);

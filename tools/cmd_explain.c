@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -39,7 +40,7 @@ static void picture_name(const char *file, char *name, size_t cap) {
   snprintf(name, cap, "%.*s.png", len, base);
 }
 
-int cli_explain_prepare(const cli_explain_args *a, char **files, int n) {
+int cli_explain_prepare(cli_explain_args *a, char **files, int n) {
   for (int i = 0; i < n; i++)
     for (int j = 0; j < i; j++) {
       char x[512], y[512];
@@ -53,7 +54,12 @@ int cli_explain_prepare(const cli_explain_args *a, char **files, int n) {
   if (stat(a->dir, &sb) == 0)
     return S_ISDIR(sb.st_mode) ? CLI_OK : cli_error(a->dir, "not a directory");
   if (mkdir(a->dir, 0777) != 0) return cli_error(a->dir, "cannot make it: %s", strerror(errno));
+  a->made_dir = 1;
   return CLI_OK;
+}
+
+void cli_explain_finish(const cli_explain_args *a) {
+  if (a->made_dir) rmdir(a->dir); /* fails, as it should, once a picture is there */
 }
 
 /* The model's input for one photo, as classify prepares it. */
@@ -160,6 +166,7 @@ static int explain_all(cn_model *model, const explain_cmd *c, char **files, int 
   if (rc == CLI_OK) rc = cli_explain_prepare(&a, files, n);
   if (rc == CLI_OK)
     rc = cli_explain_images(model, &spec, labels, &a, files, n) ? CLI_FAILED : CLI_OK;
+  cli_explain_finish(&a);
   cn_labels_free(labels);
   return rc;
 }
