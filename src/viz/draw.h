@@ -1,5 +1,9 @@
-/* Drawing helpers of src/viz over cairo: value-to-grey scales, the geometry of tile grids (which
- * the tests use to read pictures back), tiles, text and atomic PNG output. */
+/* src/viz: what a model computes inside (Grad-CAM, feature maps) and pictures of it drawn with
+ * cairo. Calls train/ (the trainer keeps every activation and any layer's gradient), model/,
+ * ops/, image/, core/ and kernels/.
+ *
+ * Drawing helpers over cairo: value-to-grey scales, the geometry of tile grids (which the tests
+ * use to read pictures back), tiles, text and atomic PNG output. */
 #ifndef CN_VIZ_DRAW_H
 #define CN_VIZ_DRAW_H
 

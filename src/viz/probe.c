@@ -1,8 +1,4 @@
-/* src/viz: what a model computes inside (Grad-CAM, feature maps) and pictures of it (cairo).
- * Calls train/ (the trainer keeps every activation and the gradient of any layer), model/, ops/,
- * image/, core/ and kernels/.
- *
- * Grad-CAM and feature maps of one input: a trainer over a frozen copy of the model runs the
+/* Grad-CAM and feature maps of one input: a trainer over a frozen copy of the model runs the
  * input forward in inference mode, keeping the chosen layer's activation, and for Grad-CAM runs
  * backward from a one-hot gradient on the class's logit. */
 #include <math.h>
