@@ -73,14 +73,28 @@ static int prepare_input(const char *file, const cn_input_spec *spec, cn_image *
   return CLI_OK;
 }
 
-/* The part of the photo the model saw: the central crop when its input spec crops. */
-static int seen_part(const cn_input_spec *spec, cn_image *photo) {
-  if (spec->crop <= 0.0 || spec->crop >= 1.0) return CLI_OK;
-  cn_image cropped = {0};
-  if (cn_image_center_crop(photo, spec->crop, &cropped) != CN_OK) return cli_lib_error();
+enum { PICTURE_MAX_SIDE = 4096 }; /* larger photos are drawn shrunk to this */
+
+static int replace_photo(cn_image *photo, cn_status st, cn_image *changed) {
+  if (st != CN_OK) return cli_lib_error();
   cn_image_free(photo);
-  *photo = cropped;
+  *photo = *changed;
   return CLI_OK;
+}
+
+/* The part of the photo the model saw (the central crop when its input spec crops), at most
+ * PICTURE_MAX_SIDE pixels a side. */
+static int seen_part(const cn_input_spec *spec, cn_image *photo) {
+  cn_image changed = {0};
+  int rc = CLI_OK;
+  if (spec->crop > 0.0 && spec->crop < 1.0)
+    rc = replace_photo(photo, cn_image_center_crop(photo, spec->crop, &changed), &changed);
+  int side = photo->width > photo->height ? photo->width : photo->height;
+  if (rc != CLI_OK || side <= PICTURE_MAX_SIDE) return rc;
+  double f = (double)PICTURE_MAX_SIDE / side;
+  int w = (int)(photo->width * f), h = (int)(photo->height * f);
+  cn_status st = cn_image_resize(photo, w > 0 ? w : 1, h > 0 ? h : 1, CN_RESIZE_AREA, &changed);
+  return replace_photo(photo, st, &changed);
 }
 
 static int draw_one(cn_model *model, const cn_labels *labels, const cn_gradcam *cam,

@@ -58,7 +58,7 @@ static cn_status view_kernel(const cn_model *model, const char *layer, const cn_
                      .name = n->name,
                      .type = n->type};
   if (depthwise) k->mult = k->out, k->out = k->in * k->mult;
-  k->colour = !depthwise && k->in == 3;
+  k->colour = !depthwise && k->in == 3 && ((const cn_conv2d_attrs *)n->attrs)->groups <= 1;
   k->bgr = model->spec.preprocess == CN_PRE_CAFFE;
   int max_tiles = o && o->max_tiles > 0 ? o->max_tiles : DEFAULT_TILES;
   int max_channels = o && o->max_channels > 0 ? o->max_channels : DEFAULT_CHANNELS;
