@@ -99,7 +99,8 @@ cn_status viz_canvas_new(int width, int height, cairo_surface_t **surface, cairo
     *cr = NULL;
     return cairo_failure(status, "drawing");
   }
-  cairo_set_source_rgb(*cr, 1, 1, 1);
+  /* Pale blue, no grey level: a white (or black) tile stays visible against it. */
+  cairo_set_source_rgb(*cr, 0.85, 0.9, 1.0);
   cairo_paint(*cr);
   return CN_OK;
 }

@@ -58,7 +58,7 @@ cn_status viz_filters_layout(const cn_model *model, const char *layer, const cn_
 cn_status viz_activations_layout(const cn_feature_maps *maps, const cn_viz_grid_options *o,
                                  viz_grid *g);
 
-/* A white RGB picture of the grid's size, with a context on it. */
+/* A pale blue RGB picture of the grid's size, with a context on it. */
 cn_status viz_canvas_new(int width, int height, cairo_surface_t **surface, cairo_t **cr);
 void viz_canvas_free(cairo_surface_t *surface, cairo_t *cr);
 /* Width in pixels of text in the legend's font. */

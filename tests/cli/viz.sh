@@ -56,6 +56,16 @@ check "show filters of a depthwise layer, per-tile scale" \
 check "show activations" \
   eval 'ran show activations -m "$MODEL" --layer conv_pw_1_relu -o "$TMP/a.png" "$CAT" &&
     is_png "$TMP/a.png" && grep -q "16 feature maps of conv_pw_1_relu (112x112)" "$TMP/out"'
+check "a .cnm model: explain and show" \
+  eval 'ran convert "$MODEL" "$TMP/m.cnm" && ran explain -m "$TMP/m.cnm" -o "$TMP/cnm" "$COFFEE" &&
+    grep -q "espresso (class 967" "$TMP/out" && ran show filters -m "$TMP/m.cnm" -o "$TMP/cnm.png"'
+ONNX="$DATA/onnx/light/light_resnet50.onnx"
+if [ -f "$ONNX" ]; then
+  check "an ONNX model (NCHW): explain and show" \
+    eval 'ran explain -m "$ONNX" -o "$TMP/onnx" "$CAT" && is_png "$TMP/onnx/skimage_chelsea.png" &&
+      ran show filters -m "$ONNX" -o "$TMP/onnx_f.png" && grep -q "kernels of r0" "$TMP/out" &&
+      ran show activations -m "$ONNX" --layer r0 -o "$TMP/onnx_a.png" "$CAT"'
+fi
 check "--help texts" \
   eval 'ran explain --help && grep -q "Grad-CAM" "$TMP/out" && ran show --help &&
     grep -q "per-tile" "$TMP/out"'
