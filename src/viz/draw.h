@@ -51,8 +51,9 @@ cn_status viz_grid_layout(viz_grid *g, int n, int cols, int tile_w, int tile_h, 
 void viz_tile_origin(const viz_grid *g, int row, int col, int *x, int *y);
 
 /* The grids of cn_viz_filters and cn_viz_activations, as they will be drawn. Filters: a grey
- * Conv2D draws filter f, input channel c at (row f, col c); colour and depthwise kernels, and
- * feature maps, draw tile t at (row t / cols, col t % cols). */
+ * Conv2D of several input channels draws filter f, input channel c at (row f, col c); colour,
+ * depthwise and one-channel kernels, and feature maps, draw tile t at (row t / cols, col t % cols).
+ */
 cn_status viz_filters_layout(const cn_model *model, const char *layer, const cn_viz_grid_options *o,
                              viz_grid *g);
 cn_status viz_activations_layout(const cn_feature_maps *maps, const cn_viz_grid_options *o,

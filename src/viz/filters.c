@@ -113,12 +113,13 @@ static void filters_legend(const kernel_view *k, const cn_viz_grid_options *o,
   if (k->colour)
     snprintf(l->line[l->n++], sizeof l->line[0], "colour: input channels %s as red, green, blue",
              k->bgr ? "2, 1, 0" : "0, 1, 2");
-  else if (!k->mult)
+  else if (channels_of(k) > 1)
     snprintf(l->line[l->n++], sizeof l->line[0],
              "grey: one row per kernel, one tile per input channel (channels 0-%d)",
              k->shown_channels - 1);
   else
-    snprintf(l->line[l->n++], sizeof l->line[0], "grey: one tile per depthwise kernel");
+    snprintf(l->line[l->n++], sizeof l->line[0], "grey: one tile per %skernel",
+             k->mult ? "depthwise " : "");
   legend_scale(l, o ? o->scale : CN_VIZ_SCALE_SHARED, shared, "kernel");
 }
 
@@ -132,7 +133,7 @@ static int legend_width(const legend *l) {
 }
 
 static cn_status filters_grid(const kernel_view *k, const legend *l, viz_grid *g) {
-  int grey_rows = !k->colour && !k->mult;
+  int grey_rows = !k->colour && channels_of(k) > 1;
   int n = grey_rows ? k->shown * k->shown_channels : k->shown;
   return viz_grid_layout(g, n, grey_rows ? k->shown_channels : 0, k->kw, k->kh, FILTER_TILE_TARGET,
                          l->n, legend_width(l), 0);
