@@ -227,3 +227,41 @@ int cli_model_option(const char *command, int opt, const char *arg, cli_model_ar
     return 0;
   }
 }
+
+int cli_has_own_names(const cn_model *model) {
+  cn_shape out = cn_model_output_shape(model);
+  return out.rank == 1 && cn_model_class_count(model) == out.dim[0];
+}
+
+static int check_class_output(const cn_model *model, const cn_labels *labels,
+                              const char *labels_path) {
+  cn_shape out = cn_model_output_shape(model);
+  char buf[96];
+  if (out.rank != 1)
+    return cli_error(cn_model_name(model), "output %s is not a vector of class scores",
+                     cn_shape_format(&out, buf, sizeof buf));
+  if (labels && cn_labels_count(labels) != (size_t)out.dim[0])
+    return cli_error(labels_path, "%zu labels, but the model has %lld classes",
+                     cn_labels_count(labels), (long long)out.dim[0]);
+  return CLI_OK;
+}
+
+int cli_load_labels(const char *labels_path, const cn_model *model, cn_labels **labels) {
+  cn_shape out = cn_model_output_shape(model);
+  *labels = NULL;
+  if (labels_path && cn_labels_load(labels_path, labels) != CN_OK) return cli_lib_error();
+  if (!labels_path && !cli_has_own_names(model) && out.rank == 1 && out.dim[0] == 1000 &&
+      cn_labels_imagenet(labels) != CN_OK)
+    return cli_lib_error();
+  return check_class_output(model, *labels, labels_path);
+}
+
+const char *cli_class_name(const cn_labels *labels, const cn_model *model, size_t c, char *buf,
+                           size_t cap) {
+  const char *name = labels                     ? cn_labels_name(labels, c)
+                     : cli_has_own_names(model) ? cn_model_class_name(model, (int)c)
+                                                : NULL;
+  if (name) return name;
+  snprintf(buf, cap, "class %zu", c);
+  return buf;
+}

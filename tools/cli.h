@@ -47,6 +47,31 @@ int cli_set_threads(const char *command, const char *text);
  * Returns 1 when opt is one of them, with *rc = CLI_USAGE for a bad value, else CLI_OK. */
 int cli_model_option(const char *command, int opt, const char *arg, cli_model_args *a, int *rc);
 
+/* 1 when the model carries one class name per output (a .cnm from training). */
+int cli_has_own_names(const cn_model *model);
+/* Class names: labels_path (--labels), else the model's own names (*labels NULL), else ImageNet's
+ * for 1000 outputs; checks that the output is a vector of as many classes. Prints the error. */
+int cli_load_labels(const char *labels_path, const cn_model *model, cn_labels **labels);
+/* The name of class c by those rules, else "class c" written into buf. */
+const char *cli_class_name(const cn_labels *labels, const cn_model *model, size_t c, char *buf,
+                           size_t cap);
+
+/* Grad-CAM pictures for `convnet explain` and `classify --explain` (cmd_explain.c). */
+typedef struct cli_explain_args {
+  const char *dir;   /* one PNG per image written here */
+  const char *layer; /* NULL: the last spatial layer */
+  int class_index;   /* < 0: the top class */
+  int quiet;         /* 1: no line per picture on stdout (classify prints its own) */
+  int made_dir;      /* set by cli_explain_prepare when it made dir */
+} cli_explain_args;
+/* Writes DIR/<image name>.png for each image; returns the number of images that failed. */
+int cli_explain_images(cn_model *model, const cn_input_spec *spec, const cn_labels *labels,
+                       const cli_explain_args *a, char **files, int n);
+/* Refuses two images whose pictures would have the same name in dir, and makes dir. */
+int cli_explain_prepare(cli_explain_args *a, char **files, int n);
+/* Removes dir again when cli_explain_prepare made it and no picture went there. */
+void cli_explain_finish(const cli_explain_args *a);
+
 int cmd_classify(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_summary(int argc, char **argv);
@@ -54,5 +79,7 @@ int cmd_fetch(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
 
 #endif

@@ -9,7 +9,7 @@
 static const char classify_help[] =
     "usage: convnet classify [-m NAME|FILE] [-w WEIGHTS] [--alpha A] [-k K] [--labels F]\n"
     "                        [--resize P] [--crop F] [--preprocess M] [--threads N] [--json]\n"
-    "                        IMAGE...\n\n"
+    "                        [--explain DIR] IMAGE...\n\n"
     "Prints the k most likely classes of each image (JPEG, PNG, BMP, PPM/PGM).\n\n"
     "  -m, --model NAME|FILE  zoo name (vgg16, vgg19, inception_v3, resnet50, mobilenet,\n"
     "                         mobilenet_v2, efficientnet_lite0/1/2) or model file (.cnm,\n"
@@ -28,6 +28,8 @@ static const char classify_help[] =
     "  --preprocess M         raw, caffe, tf, torch, unit (default: the model's)\n"
     "  --threads N            threads (0: all cores)\n"
     "  --json                 one JSON object per image per line\n"
+    "  --explain DIR          also write DIR/<image name>.png: a Grad-CAM heat map of the top\n"
+    "                         class over the photo (see convnet explain --help)\n"
     "  -h, --help             this help\n";
 
 enum { CLASSIFY_BATCH = 8, CLASSIFY_MAX_K = 1000 };
@@ -132,21 +134,10 @@ static int classify_batch(cn_model *model, const cn_input_spec *spec, char **fil
   return failed;
 }
 
-static int check_output(const cn_model *model, const cn_labels *labels, const char *labels_path) {
-  cn_shape out = cn_model_output_shape(model);
-  char buf[96];
-  if (out.rank != 1)
-    return cli_error(cn_model_name(model), "output %s is not a vector of class scores",
-                     cn_shape_format(&out, buf, sizeof buf));
-  if (labels && cn_labels_count(labels) != (size_t)out.dim[0])
-    return cli_error(labels_path, "%zu labels, but the model has %lld classes",
-                     cn_labels_count(labels), (long long)out.dim[0]);
-  return CLI_OK;
-}
-
 typedef struct classify_args {
   cli_model_args model;
   const char *labels_path, *resize, *preprocess;
+  const char *explain_dir; /* --explain: Grad-CAM pictures of the top classes go there */
   double crop;
   classify_opts out;
 } classify_args;
@@ -160,36 +151,18 @@ static int apply_overrides(const classify_args *a, cn_input_spec *spec) {
   return CLI_OK;
 }
 
-/* 1 when the model carries one class name per output (a .cnm from training). */
-static int has_own_names(const cn_model *model) {
-  cn_shape out = cn_model_output_shape(model);
-  return out.rank == 1 && cn_model_class_count(model) == out.dim[0];
-}
-
-/* Names come from --labels, else the model's own class names, else ImageNet's for 1000 classes,
- * else "class N". */
-static int load_labels(const classify_args *a, const cn_model *model, cn_labels **labels) {
-  cn_shape out = cn_model_output_shape(model);
-  *labels = NULL;
-  if (a->labels_path && cn_labels_load(a->labels_path, labels) != CN_OK) return cli_lib_error();
-  if (!a->labels_path && !has_own_names(model) && out.rank == 1 && out.dim[0] == 1000 &&
-      cn_labels_imagenet(labels) != CN_OK)
-    return cli_lib_error();
-  return check_output(model, *labels, a->labels_path);
-}
-
 static int classify_all(cn_model *model, const classify_args *a, char **files, int n) {
   cn_input_spec spec = cn_model_input_spec(model);
   int rc = apply_overrides(a, &spec);
   cn_labels *labels = NULL;
-  if (rc == CLI_OK) rc = load_labels(a, model, &labels);
+  if (rc == CLI_OK) rc = cli_load_labels(a->labels_path, model, &labels);
   if (rc != CLI_OK) {
     cn_labels_free(labels);
     return rc;
   }
   classify_opts o = a->out;
   o.labels = labels;
-  o.named = !labels && has_own_names(model) ? model : NULL;
+  o.named = !labels && cli_has_own_names(model) ? model : NULL;
   cn_shape out = cn_model_output_shape(model);
   size_t in_numel = (size_t)spec.height * spec.width * spec.channels;
   float *input = malloc(CLASSIFY_BATCH * in_numel * sizeof *input);
@@ -199,6 +172,13 @@ static int classify_all(cn_model *model, const classify_args *a, char **files, i
   for (int i = 0; !(!input || !output) && i < n; i += CLASSIFY_BATCH)
     failed += classify_batch(model, &spec, files + i,
                              n - i < CLASSIFY_BATCH ? n - i : CLASSIFY_BATCH, input, output, &o);
+  if (a->explain_dir && input && output) {
+    cli_explain_args ex = {.dir = a->explain_dir, .class_index = -1, .quiet = 1};
+    if (cli_explain_prepare(&ex, files, n) != CLI_OK ||
+        cli_explain_images(model, &spec, labels, &ex, files, n) != 0)
+      failed++;
+    cli_explain_finish(&ex);
+  }
   free(input);
   free(output);
   cn_labels_free(labels);
@@ -206,13 +186,19 @@ static int classify_all(cn_model *model, const classify_args *a, char **files, i
 }
 
 int cmd_classify(int argc, char **argv) {
-  static const struct option options[] = {
-      {"model", required_argument, NULL, 'm'},   {"weights", required_argument, NULL, 'w'},
-      {"alpha", required_argument, NULL, 'a'},   {"top", required_argument, NULL, 'k'},
-      {"labels", required_argument, NULL, 'l'},  {"resize", required_argument, NULL, 'r'},
-      {"crop", required_argument, NULL, 'c'},    {"preprocess", required_argument, NULL, 'p'},
-      {"threads", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'},
-      {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+  static const struct option options[] = {{"model", required_argument, NULL, 'm'},
+                                          {"weights", required_argument, NULL, 'w'},
+                                          {"alpha", required_argument, NULL, 'a'},
+                                          {"top", required_argument, NULL, 'k'},
+                                          {"labels", required_argument, NULL, 'l'},
+                                          {"resize", required_argument, NULL, 'r'},
+                                          {"crop", required_argument, NULL, 'c'},
+                                          {"preprocess", required_argument, NULL, 'p'},
+                                          {"threads", required_argument, NULL, 't'},
+                                          {"json", no_argument, NULL, 'j'},
+                                          {"explain", required_argument, NULL, 'x'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
   classify_args a = {.model = {.need_weights = 1}, .out = {.k = 5}};
   int opt, rc;
   opterr = 0;
@@ -243,6 +229,9 @@ int cmd_classify(int argc, char **argv) {
       break;
     case 'j':
       a.out.json = 1;
+      break;
+    case 'x':
+      a.explain_dir = optarg;
       break;
     case 'h':
       fputs(classify_help, stdout);
