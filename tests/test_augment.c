@@ -97,6 +97,29 @@ static void test_refusals(const cn_image *src) {
   CHECK(f == CN_FILL_REFLECT && strcmp(cn_fill_name(CN_FILL_CONSTANT), "constant") == 0);
 }
 
+/* Extreme but valid parameters on tiny images: every fill mode, far shifts, huge and tiny zooms,
+ * a blur kernel far wider than the image. Nothing to compare; it must not read out of bounds
+ * (run under the sanitizers) and must keep the size. */
+static void test_extremes(void) {
+  const int sizes[3][2] = {{1, 1}, {2, 1}, {1, 3}};
+  int ok = 1;
+  for (int s = 0; s < 3; s++) {
+    cn_image img = pattern(sizes[s][0], sizes[s][1], s);
+    for (int fill = 0; fill < CN_FILL_COUNT; fill++) {
+      cn_transform t = cn_transform_identity();
+      t.fill = (cn_fill)fill, t.theta = 3599, t.tx = -1e7, t.ty = 9.99e6, t.shear = 89;
+      t.zx = 100, t.zy = 0.01, t.blur_sigma = 25, t.hue = -1, t.contrast = 100;
+      t.channel_shift[0] = 255, t.channel_shift[2] = -255, t.brightness = 100;
+      cn_image out = {0};
+      ok &= cn_image_transform(&img, &t, &out) == CN_OK && out.width == img.width &&
+            out.height == img.height;
+      cn_image_free(&out);
+    }
+    cn_image_free(&img);
+  }
+  CHECK(ok);
+}
+
 static cn_augment every_option(void) {
   cn_augment a = {.horizontal_flip = 1,
                   .vertical_flip = 1,
@@ -200,6 +223,7 @@ int main(void) {
   test_crop(&src);
   test_refusals(&src);
   cn_image_free(&src);
+  test_extremes();
   test_draw_ranges();
   test_threads();
   return cn_test_finish();
