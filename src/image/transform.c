@@ -165,7 +165,10 @@ typedef struct tap {
 } tap;
 
 static int reflect_index(int64_t i, int n) {
-  /* half-sample symmetric, period 2n: -1 -> 0, n -> n - 1 */
+  /* half-sample symmetric, period 2n: -1 -> 0, n -> n - 1; the common cases without a division */
+  if (i >= 0 && i < n) return (int)i;
+  if (i >= n && i < 2 * (int64_t)n) return (int)(2 * (int64_t)n - 1 - i);
+  if (i < 0 && i >= -(int64_t)n) return (int)(-i - 1);
   int64_t period = 2 * (int64_t)n, k = i % period;
   if (k < 0) k += period;
   return (int)(k < n ? k : period - 1 - k);
@@ -175,7 +178,7 @@ static int axis_tap(double v, int n, cn_fill fill, tap *t) {
   if (fill == CN_FILL_CONSTANT && !(v >= 0 && v <= n - 1)) return 0;
   if (fill != CN_FILL_REFLECT) v = v < 0 ? 0 : v > n - 1 ? n - 1 : v;
   /* |v| < 2^53 by the checks; reduce it first so that the index fits an int64 comfortably */
-  if (fill == CN_FILL_REFLECT) v = fmod(v, 2.0 * n);
+  if (fill == CN_FILL_REFLECT && !(v > -n && v < 2.0 * n)) v = fmod(v, 2.0 * n);
   double fl = floor(v);
   int64_t i = (int64_t)fl;
   t->f = (float)(v - fl);
