@@ -43,7 +43,6 @@ PHOTOS = ["darknet_dog.jpg", "skimage_chelsea.png", "coral_hot_dog.jpg", "darkne
 SIDE = 96  # square test images: Keras' affine maps are only centred on square images
 RESIZE = {"nearest": 0, "bilinear": 1, "area": 2, "pil-bilinear": 3}
 FILL = {"nearest": 0, "reflect": 1, "constant": 2}
-RESULTS = {}
 
 
 class CnImage(ctypes.Structure):
@@ -134,7 +133,6 @@ MAX_DIFF = []
 
 def check(name, fractions):
     worst = min(fractions)
-    RESULTS[name] = worst
     largest = max(MAX_DIFF, default=0)
     MAX_DIFF.clear()
     print(f"{name}: worst fraction within 1 grey level {worst:.5f}, largest difference {largest:g}")
