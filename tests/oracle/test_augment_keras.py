@@ -38,6 +38,9 @@ from conftest import SHARED
 
 cv2 = pytest.importorskip("cv2")
 
+# Keras' legacy image module calls scipy.ndimage.interpolation, which scipy deprecates.
+pytestmark = pytest.mark.filterwarnings("ignore:Please import `affine_transform`:DeprecationWarning")
+
 MIN_WITHIN_ONE = 0.99
 PHOTOS = ["darknet_dog.jpg", "skimage_chelsea.png", "coral_hot_dog.jpg", "darknet_horses.jpg"]
 SIDE = 96  # square test images: Keras' affine maps are only centred on square images
