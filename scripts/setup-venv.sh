@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the oracle tests' virtual environment (TensorFlow/Keras, ONNX Runtime, Pillow, OpenCV,
-# NumPy, h5py, pytest from PyPI) at $CN_VENV (default: .venv in the project). Idempotent: a venv
+# NumPy, SciPy, h5py, pytest from PyPI) at $CN_VENV (default: .venv in the project). Idempotent: a venv
 # whose stamp matches requirements is reused. The venv sees Debian's python3-torch through
 # --system-site-packages when the system python is used.
 set -euo pipefail

@@ -271,6 +271,15 @@ static cn_loader_options small_options(int workers) {
   o.augment.rotation_range = 20;
   o.augment.zoom_range = 0.2f;
   o.augment.brightness_range[0] = 0.8f, o.augment.brightness_range[1] = 1.2f;
+  /* every other augmentation too, so that worker counts and repeated epochs cover them */
+  o.augment.vertical_flip = 1;
+  o.augment.shear_range = 10;
+  o.augment.width_shift_range = o.augment.height_shift_range = 0.1f;
+  o.augment.channel_shift_range = 10, o.augment.tint_range = 10;
+  o.augment.hue_range = 0.1f, o.augment.contrast_range = 0.3f;
+  o.augment.blur_sigma[0] = 0.3f, o.augment.blur_sigma[1] = 1.5f;
+  o.augment.crop_scale[0] = 0.5f, o.augment.crop_scale[1] = 1;
+  o.augment.fill_mode = CN_FILL_REFLECT;
   return o;
 }
 

@@ -72,6 +72,61 @@ int cli_explain_prepare(cli_explain_args *a, char **files, int n);
 /* Removes dir again when cli_explain_prepare made it and no picture went there. */
 void cli_explain_finish(const cli_explain_args *a);
 
+/* ---- augmentation flags, shared by train and augment ---- */
+
+enum {
+  CLI_OPT_FLIP = 3000,
+  CLI_OPT_VFLIP,
+  CLI_OPT_ROTATION,
+  CLI_OPT_SHIFT,
+  CLI_OPT_WIDTH_SHIFT,
+  CLI_OPT_HEIGHT_SHIFT,
+  CLI_OPT_ZOOM,
+  CLI_OPT_SHEAR,
+  CLI_OPT_FILL,
+  CLI_OPT_CVAL,
+  CLI_OPT_BRIGHTNESS,
+  CLI_OPT_CONTRAST,
+  CLI_OPT_CHANNEL_SHIFT,
+  CLI_OPT_TINT,
+  CLI_OPT_HUE,
+  CLI_OPT_BLUR,
+  CLI_OPT_CROP,
+  CLI_OPT_CROP_SCALE,
+  CLI_OPT_CROP_RATIO
+};
+
+/* Entries for a command's getopt_long table. */
+#define CLI_AUGMENT_LONG_OPTIONS                                                                   \
+  {"flip", no_argument, NULL, CLI_OPT_FLIP}, {"vflip", no_argument, NULL, CLI_OPT_VFLIP},          \
+      {"rotation", required_argument, NULL, CLI_OPT_ROTATION},                                     \
+      {"shift", required_argument, NULL, CLI_OPT_SHIFT},                                           \
+      {"width-shift", required_argument, NULL, CLI_OPT_WIDTH_SHIFT},                               \
+      {"height-shift", required_argument, NULL, CLI_OPT_HEIGHT_SHIFT},                             \
+      {"zoom", required_argument, NULL, CLI_OPT_ZOOM},                                             \
+      {"shear", required_argument, NULL, CLI_OPT_SHEAR},                                           \
+      {"fill", required_argument, NULL, CLI_OPT_FILL},                                             \
+      {"cval", required_argument, NULL, CLI_OPT_CVAL},                                             \
+      {"brightness", required_argument, NULL, CLI_OPT_BRIGHTNESS},                                 \
+      {"contrast", required_argument, NULL, CLI_OPT_CONTRAST},                                     \
+      {"channel-shift", required_argument, NULL, CLI_OPT_CHANNEL_SHIFT},                           \
+      {"tint", required_argument, NULL, CLI_OPT_TINT},                                             \
+      {"hue", required_argument, NULL, CLI_OPT_HUE},                                               \
+      {"blur", required_argument, NULL, CLI_OPT_BLUR},                                             \
+      {"crop", required_argument, NULL, CLI_OPT_CROP},                                             \
+      {"crop-scale", required_argument, NULL, CLI_OPT_CROP_SCALE}, {                               \
+    "crop-ratio", required_argument, NULL, CLI_OPT_CROP_RATIO                                      \
+  }
+
+/* The flags' lines for a command's --help. */
+extern const char cli_augment_help[];
+/* Returns 1 when opt is an augmentation flag, with *rc = CLI_USAGE after printing why for a bad
+ * value, else CLI_OK; 0 when it is not one. */
+int cli_augment_option(const char *command, int opt, const char *arg, cn_augment *a, int *rc);
+/* After parsing: the combination checked by cn_augment_check, as a usage error. */
+int cli_augment_finish(const char *command, const cn_augment *a);
+
+int cmd_augment(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_summary(int argc, char **argv);

@@ -37,9 +37,10 @@ static const char train_help[] =
     "  --val DIR              validation folder with the same classes\n"
     "  --val-split F          or hold out the fraction F of DIR (stratified, seeded)\n"
     "  --class-weights        weight classes by n / (classes * count)\n"
-    "  --flip                 augmentation: random horizontal flips\n"
-    "  --rotation DEG, --shift F, --zoom F   more augmentation (turns the feature cache off)\n"
-    "  --fatal-bad-images     stop at an undecodable image (default: skip, count, name it)\n"
+    "  --fatal-bad-images     stop at an undecodable image (default: skip, count, name it)\n";
+
+/* After the augmentation flags (cli_augment_help). */
+static const char train_help_rest[] =
     "optimisation:\n"
     "  --epochs N (10)  --batch N (32)  --optimizer sgd|adam|rmsprop (adam)\n"
     "  --lr F  --momentum F  --nesterov  --decay F  --weight-decay F  --clip-norm F\n"
@@ -132,10 +133,6 @@ enum {
   OPT_LOG,
   OPT_CUT,
   OPT_CLASS_WEIGHTS,
-  OPT_FLIP,
-  OPT_ROTATION,
-  OPT_SHIFT,
-  OPT_ZOOM,
   OPT_FATAL_BAD,
   OPT_WEIGHT_DECAY,
   OPT_CLIP_NORM,
@@ -180,11 +177,8 @@ static const struct option train_options[] = {
     {"resume", required_argument, NULL, OPT_RESUME},
     {"log", required_argument, NULL, OPT_LOG},
     {"class-weights", no_argument, NULL, OPT_CLASS_WEIGHTS},
-    {"flip", no_argument, NULL, OPT_FLIP},
-    {"rotation", required_argument, NULL, OPT_ROTATION},
-    {"shift", required_argument, NULL, OPT_SHIFT},
-    {"zoom", required_argument, NULL, OPT_ZOOM},
     {"fatal-bad-images", no_argument, NULL, OPT_FATAL_BAD},
+    CLI_AUGMENT_LONG_OPTIONS,
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -227,14 +221,6 @@ static int numeric_option(train_cli *c, int opt, const char *arg) {
   case OPT_FINE_TUNE_EPOCHS:
     return cli_parse_int("train", "--fine-tune-epochs", arg, 1, 100000, &o->fine_tune_epochs) ? 0
                                                                                               : 2;
-  case OPT_ROTATION:
-    return parse_float("--rotation", arg, 0, 360, &o->augment.rotation_range);
-  case OPT_SHIFT:
-    if (parse_float("--shift", arg, 0, 0.99, &o->augment.width_shift_range)) return CLI_USAGE;
-    o->augment.height_shift_range = o->augment.width_shift_range;
-    return CLI_OK;
-  case OPT_ZOOM:
-    return parse_float("--zoom", arg, 0, 0.99, &o->augment.zoom_range);
   case OPT_SEED: {
     char *end = NULL;
     unsigned long long v = strtoull(arg, &end, 10);
@@ -313,9 +299,6 @@ static int option(train_cli *c, int opt, const char *arg) {
   case OPT_CLASS_WEIGHTS:
     o->class_weights = 1;
     return CLI_OK;
-  case OPT_FLIP:
-    o->augment.horizontal_flip = 1;
-    return CLI_OK;
   case OPT_FATAL_BAD:
     o->fatal_bad_images = 1;
     return CLI_OK;
@@ -330,10 +313,13 @@ static int parse(train_cli *c, int argc, char **argv) {
   while ((opt = getopt_long(argc, argv, ":hw:a:", train_options, NULL)) != -1) {
     if (opt == 'h') {
       fputs(train_help, stdout);
+      fputs(cli_augment_help, stdout);
+      fputs(train_help_rest, stdout);
       return -1;
     }
     if (opt == '?' || opt == ':') return cli_bad_option("train", opt, argv);
-    if (cli_model_option("train", opt, optarg, &c->model, &rc)) {
+    if (cli_model_option("train", opt, optarg, &c->model, &rc) ||
+        cli_augment_option("train", opt, optarg, &c->o.augment, &rc)) {
       if (rc != CLI_OK) return rc;
       continue;
     }
@@ -348,7 +334,7 @@ static int parse(train_cli *c, int argc, char **argv) {
     return cli_usage("train", "--val and --val-split exclude each other");
   if (c->o.fine_tune_lr > 0 && !c->o.fine_tune)
     return cli_usage("train", "--fine-tune-lr needs --fine-tune LAYER");
-  return CLI_OK;
+  return cli_augment_finish("train", &c->o.augment);
 }
 
 int cmd_train(int argc, char **argv) {

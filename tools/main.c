@@ -18,6 +18,7 @@ static const struct {
     {"evaluate", cmd_evaluate, "top-1/top-5 accuracy of a model on a labelled image folder"},
     {"convert", cmd_convert, "write a model as ONNX (chosen by the output extension)"},
     {"train", cmd_train, "transfer learning: train a new head (and fine-tune) on image folders"},
+    {"augment", cmd_augment, "preview training augmentation: a grid of randomly changed images"},
     {"explain", cmd_explain, "Grad-CAM: where in a photo a class score comes from, as PNGs"},
     {"show", cmd_show, "pictures of a convolution's kernels or a layer's feature maps"},
 };

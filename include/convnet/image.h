@@ -76,27 +76,87 @@ CN_API cn_status cn_image_prepare(const cn_image *image, const cn_input_spec *sp
 /* Applies a preprocessing mode in place to n RGB pixels (3n floats, values 0..255). */
 CN_API void cn_preprocess_apply(cn_preprocess mode, float *pixels, size_t n);
 
-/* ---- augmentation (Keras ImageDataGenerator-style) ---------------------------------------- */
+/* ---- augmentation ------------------------------------------------------------------------- */
 
-/* Random changes for training. All zero means none. Ranges mean what Keras' ImageDataGenerator
- * means by them; geometry is one affine warp of the decoded image (before the model's resize)
- * with bilinear sampling and fill_mode "nearest" (edge pixels extend outwards). */
+/* How pixels outside the source are made, as scipy.ndimage (which Keras' ImageDataGenerator
+ * calls) defines them: NEAREST repeats the edge pixel (a a | a b c d | d d); REFLECT mirrors
+ * about the pixel edge (b a | a b c d | d c); CONSTANT is cval beyond the outermost pixel
+ * centres (k k | a b c d | k k, with no blending across the edge). */
+typedef enum cn_fill { CN_FILL_NEAREST, CN_FILL_REFLECT, CN_FILL_CONSTANT, CN_FILL_COUNT } cn_fill;
+
+/* "nearest", "reflect", "constant"; the parse function returns CN_ERR_ARG for other names. */
+CN_API const char *cn_fill_name(cn_fill fill);
+CN_API cn_status cn_fill_parse(const char *name, cn_fill *out);
+
+/* One fixed change of an image: the parameters that cn_image_augment draws at random. They are
+ * applied in this order: crop (and resize), affine warp, channel shift, flips, brightness,
+ * contrast, hue, blur. Start from cn_transform_identity(), which changes nothing. The affine
+ * parameters mean what Keras' ImageDataGenerator.apply_transform means by the same names (see
+ * docs/augmentation.md for the one difference: the centre on non-square images). */
+typedef struct cn_transform {
+  /* crop: the box x, y, width, height of the source (width or height 0: the whole image), then
+   * resized to out_width x out_height with crop_resize when those are set (> 0) */
+  int crop_x, crop_y, crop_width, crop_height;
+  int out_width, out_height;
+  cn_resize crop_resize;
+  /* affine warp about the image centre, sampled bilinearly (scipy order 1) */
+  double theta;  /* rotation, degrees (counter-clockwise on screen for theta > 0) */
+  double tx, ty; /* shift in pixels: output (x, y) shows source (x + tx, y + ty) */
+  double shear;  /* shear angle, degrees */
+  double zx, zy; /* scale of the sampling grid: > 1 zooms out, < 1 zooms in; 1 unchanged */
+  cn_fill fill;
+  double cval; /* the value of CN_FILL_CONSTANT, 0..255 */
+  /* pixel changes */
+  double channel_shift[3]; /* added to R, G, B, clipped to the warped image's min and max */
+  int flip_horizontal, flip_vertical;
+  double brightness; /* factor on every channel (PIL ImageEnhance.Brightness); 1 unchanged */
+  double contrast;   /* (x - mean) * contrast + mean per channel (Keras RandomContrast) */
+  double hue;        /* turns of the hue circle, -0.5..0.5 (Keras RandomHue's factor) */
+  double blur_sigma; /* Gaussian blur, pixels; 0: none */
+} cn_transform;
+
+/* The transform that changes nothing (zoom, brightness and contrast 1, the rest 0). */
+CN_API cn_transform cn_transform_identity(void);
+/* CN_ERR_ARG for a crop box outside the image, non-finite or out-of-range values. */
+CN_API cn_status cn_transform_check(const cn_transform *t, int width, int height);
+/* Writes src changed by t into dst (a new image: the crop's size, else src's). */
+CN_API cn_status cn_image_transform(const cn_image *src, const cn_transform *t, cn_image *dst);
+
+/* Random changes for training; all zero means none. Ranges mean what Keras' ImageDataGenerator
+ * means by them, unless said otherwise. Fields are only ever appended (zero-initialise it). */
 typedef struct cn_augment {
-  int horizontal_flip;       /* mirror left-right with probability 1/2 */
-  float rotation_range;      /* degrees: angle uniform in [-r, r] */
-  float width_shift_range;   /* fraction of the width: shift uniform in [-s, s] * width */
-  float height_shift_range;  /* fraction of the height */
-  float zoom_range;          /* scale of each axis uniform in [1 - z, 1 + z] (> 1 zooms out) */
-  float brightness_range[2]; /* factor uniform in [lo, hi] on every channel; {0, 0}: off */
+  int horizontal_flip;         /* mirror left-right with probability 1/2 */
+  float rotation_range;        /* degrees: angle uniform in [-r, r] */
+  float width_shift_range;     /* fraction of the width: shift uniform in [-s, s] * width */
+  float height_shift_range;    /* fraction of the height */
+  float zoom_range;            /* scale of each axis, drawn independently, in [1 - z, 1 + z] */
+  float brightness_range[2];   /* factor uniform in [lo, hi] on every channel; {0, 0}: off */
+  int vertical_flip;           /* mirror top-bottom with probability 1/2 */
+  float shear_range;           /* degrees: shear angle uniform in [-s, s] */
+  float channel_shift_range;   /* grey levels: one shift for all three channels (Keras) */
+  float tint_range;            /* grey levels: a shift drawn for each channel (a colour cast) */
+  float hue_range;             /* turns, 0..0.5: hue rotated by uniform [-h, h] */
+  float contrast_range;        /* 0..1: contrast factor uniform in [1 - c, 1 + c] */
+  float blur_sigma[2];         /* Gaussian blur sigma uniform in [lo, hi] pixels; {0, 0}: off */
+  int crop_width, crop_height; /* fixed-size random crop (Keras RandomCrop); 0: none */
+  float crop_scale[2];         /* random-resized crop (torchvision RandomResizedCrop): area fraction
+                                * range; {0, 0}: off. Output: crop_width x crop_height, else the box */
+  float crop_ratio[2];         /* its width/height ratio range; {0, 0}: {3/4, 4/3} */
+  cn_fill fill_mode;           /* outside the source after the warp (default nearest) */
+  float cval;                  /* grey level of CN_FILL_CONSTANT */
 } cn_augment;
 
 /* CN_ERR_ARG for negative or out-of-range values (rotation > 360, shifts or zoom >= 1, a
- * brightness range with lo > hi or lo < 0); CN_OK for an all-zero struct. */
+ * range with lo > hi, ...), naming the option; CN_OK for an all-zero struct. */
 CN_API cn_status cn_augment_check(const cn_augment *a);
 /* 1 when a changes anything. */
 CN_API int cn_augment_active(const cn_augment *a);
-/* Writes a randomly changed copy of src (same size) into dst; every random draw comes from
- * seed, so one seed always gives the same image. */
+/* The transform that seed draws for a width x height image: a pure function of (a, size,
+ * seed), so results do not depend on threads or call order. */
+CN_API cn_status cn_augment_draw(const cn_augment *a, int width, int height, uint64_t seed,
+                                 cn_transform *out);
+/* cn_augment_draw then cn_image_transform: a randomly changed copy of src in dst (the crop's
+ * size when cropping, else src's). */
 CN_API cn_status cn_image_augment(const cn_image *src, const cn_augment *a, uint64_t seed,
                                   cn_image *dst);
 

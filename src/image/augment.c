@@ -1,7 +1,7 @@
-/* Training augmentation in the manner of Keras' ImageDataGenerator: flip, rotation, shifts, zoom
- * and brightness. Geometry is one affine map from output to source pixels, sampled bilinearly
- * with edge clamping (fill_mode "nearest"), so the whole change is a single pass over the output.
- * Without geometry the pass is an exact copy (mirrored and brightness-scaled as drawn). */
+/* Training augmentation: the random draw of a cn_transform from a cn_augment, then
+ * cn_image_transform. Every value is drawn with a counter-based generator at a fixed index of
+ * its own (draw_index), so a draw is a pure function of (seed, option, image size): the same
+ * for any thread count, after a resume, and unchanged when another option is turned on. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,138 +9,232 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "image/image_internal.h"
+#include "image/transform_internal.h"
 
-/* The random values of one image, drawn in a fixed order whatever is enabled, so that turning
- * one option on does not change the draws of the others. */
-typedef struct draw {
-  int flip;
-  double angle, tx, ty, zx, zy; /* radians; pixels; scales */
-  float brightness;             /* 1: unchanged */
-} draw;
+enum { RRC_ATTEMPTS = 10 }; /* torchvision's tries at a box before its fallback */
 
-static double symmetric(cn_rng *r, double range) {
-  return (2.0 * (double)cn_rng_float(r) - 1.0) * range;
+typedef enum draw_index {
+  D_HFLIP,
+  D_VFLIP,
+  D_ROTATION,
+  D_SHIFT_X,
+  D_SHIFT_Y,
+  D_SHEAR,
+  D_ZOOM_X,
+  D_ZOOM_Y,
+  D_CHANNEL_SHIFT,
+  D_TINT, /* three: R, G, B */
+  D_BRIGHTNESS = D_TINT + 3,
+  D_CONTRAST,
+  D_HUE,
+  D_BLUR,
+  D_CROP_X,
+  D_CROP_Y,
+  D_RRC /* four per attempt: area, log ratio, x, y */
+} draw_index;
+
+static double uniform(uint64_t key, uint64_t index, double lo, double hi) {
+  return lo + (hi - lo) * (double)cn_rng_uniform_at(key, index);
 }
 
-static draw draw_params(const cn_augment *a, int width, int height, uint64_t seed) {
-  cn_rng r = cn_rng_make(cn_mix64(seed));
-  draw d;
-  d.flip = cn_rng_float(&r) < 0.5f && a->horizontal_flip;
-  d.angle = symmetric(&r, a->rotation_range) * (3.14159265358979323846 / 180.0);
-  d.tx = symmetric(&r, a->width_shift_range) * width;
-  d.ty = symmetric(&r, a->height_shift_range) * height;
-  d.zx = 1.0 + symmetric(&r, a->zoom_range);
-  d.zy = 1.0 + symmetric(&r, a->zoom_range);
-  float u = cn_rng_float(&r);
-  float lo = a->brightness_range[0], hi = a->brightness_range[1];
-  d.brightness = (lo == 0 && hi == 0) ? 1.0f : lo + u * (hi - lo);
-  return d;
+/* An integer uniform in [0, n), as Keras' int(uniform(0, n)). */
+static int below(uint64_t key, uint64_t index, int n) {
+  int v = (int)((double)cn_rng_uniform_at(key, index) * n);
+  return v < n ? v : n - 1;
 }
 
-static int has_geometry(const cn_augment *a) {
-  return a->rotation_range != 0 || a->width_shift_range != 0 || a->height_shift_range != 0 ||
-         a->zoom_range != 0;
+/* ---- checks --------------------------------------------------------------------------------- */
+
+static int in_range(float v, double lo, double hi) {
+  return v >= lo && v <= hi; /* false for NaN */
 }
 
-int cn_augment_active(const cn_augment *a) {
-  return a && (a->horizontal_flip || has_geometry(a) || a->brightness_range[0] != 0 ||
-               a->brightness_range[1] != 0);
+static cn_status check_range_pair(const char *name, const float r[2], double lo, double hi) {
+  if (r[0] == 0 && r[1] == 0) return CN_OK;
+  if (!(in_range(r[0], lo, hi) && in_range(r[1], r[0], hi)))
+    return cn_fail(CN_ERR_ARG, "augment: %s range [%g, %g] is not %g <= lo <= hi <= %g", name, r[0],
+                   r[1], lo, hi);
+  return CN_OK;
 }
 
-cn_status cn_augment_check(const cn_augment *a) {
-  if (!a) return cn_fail(CN_ERR_ARG, "augment: no options given");
-  if (!(a->rotation_range >= 0 && a->rotation_range <= 360))
+static cn_status check_geometry(const cn_augment *a) {
+  if (!in_range(a->rotation_range, 0, 360))
     return cn_fail(CN_ERR_ARG, "augment: rotation range %g is not in [0, 360] degrees",
                    a->rotation_range);
+  if (!in_range(a->shear_range, 0, 89))
+    return cn_fail(CN_ERR_ARG, "augment: shear range %g is not in [0, 89] degrees", a->shear_range);
   const float fractions[3] = {a->width_shift_range, a->height_shift_range, a->zoom_range};
   static const char *const names[3] = {"width shift", "height shift", "zoom"};
   for (int i = 0; i < 3; i++)
     if (!(fractions[i] >= 0 && fractions[i] < 1))
       return cn_fail(CN_ERR_ARG, "augment: %s range %g is not in [0, 1)", names[i], fractions[i]);
-  float lo = a->brightness_range[0], hi = a->brightness_range[1];
-  if (!(lo >= 0 && hi >= lo && hi <= 100))
-    return cn_fail(CN_ERR_ARG, "augment: brightness range [%g, %g] is not 0 <= lo <= hi <= 100", lo,
-                   hi);
+  if ((unsigned)a->fill_mode >= CN_FILL_COUNT)
+    return cn_fail(CN_ERR_ARG, "augment: unknown fill mode %d", (int)a->fill_mode);
+  if (!in_range(a->cval, 0, 255))
+    return cn_fail(CN_ERR_ARG, "augment: cval %g is not in [0, 255]", a->cval);
   return CN_OK;
 }
 
-static uint8_t clamp_u8(float v) {
-  return v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)(v + 0.5f);
+static cn_status check_colour(const cn_augment *a) {
+  if (!in_range(a->channel_shift_range, 0, 255) || !in_range(a->tint_range, 0, 255))
+    return cn_fail(CN_ERR_ARG, "augment: channel shift %g or tint %g is not in [0, 255]",
+                   a->channel_shift_range, a->tint_range);
+  if (!in_range(a->hue_range, 0, 0.5))
+    return cn_fail(CN_ERR_ARG, "augment: hue range %g is not in [0, 0.5] turns", a->hue_range);
+  if (!in_range(a->contrast_range, 0, 1))
+    return cn_fail(CN_ERR_ARG, "augment: contrast range %g is not in [0, 1]", a->contrast_range);
+  cn_status st = check_range_pair("brightness", a->brightness_range, 0, 100);
+  if (st == CN_OK) st = check_range_pair("blur sigma", a->blur_sigma, 0, CN_TRANSFORM_MAX_SIGMA);
+  return st;
 }
 
-/* Flip and brightness only: every output pixel is one source pixel. */
-static void copy_pass(const cn_image *src, const draw *d, cn_image *dst) {
-  uint8_t lut[256];
-  for (int v = 0; v < 256; v++) lut[v] = clamp_u8((float)v * d->brightness);
-  int w = src->width;
-  for (int y = 0; y < src->height; y++) {
-    const uint8_t *in = src->pixels + (size_t)y * w * 3;
-    uint8_t *out = dst->pixels + (size_t)y * w * 3;
-    for (int x = 0; x < w; x++) {
-      const uint8_t *p = in + 3 * (size_t)(d->flip ? w - 1 - x : x);
-      out[3 * x] = lut[p[0]], out[3 * x + 1] = lut[p[1]], out[3 * x + 2] = lut[p[2]];
+static cn_status check_crop(const cn_augment *a) {
+  int w = a->crop_width, h = a->crop_height;
+  if ((w || h) && !(w > 0 && h > 0 && w <= CN_TRANSFORM_MAX_SIDE && h <= CN_TRANSFORM_MAX_SIDE))
+    return cn_fail(CN_ERR_ARG, "augment: crop size %dx%d is not in 1..%d", w, h,
+                   CN_TRANSFORM_MAX_SIDE);
+  if (a->crop_scale[0] == 0 && a->crop_scale[1] == 0) {
+    if (a->crop_ratio[0] != 0 || a->crop_ratio[1] != 0)
+      return cn_fail(CN_ERR_ARG, "augment: a crop ratio needs a crop scale range");
+    return CN_OK;
+  }
+  if (!(a->crop_scale[0] > 0)) return cn_fail(CN_ERR_ARG, "augment: crop scale must be > 0");
+  cn_status st = check_range_pair("crop scale", a->crop_scale, 0, 1);
+  if (st == CN_OK && !(a->crop_ratio[0] == 0 && a->crop_ratio[1] == 0)) {
+    if (!(a->crop_ratio[0] > 0)) return cn_fail(CN_ERR_ARG, "augment: crop ratio must be > 0");
+    st = check_range_pair("crop ratio", a->crop_ratio, 0.01, 100);
+  }
+  return st;
+}
+
+cn_status cn_augment_check(const cn_augment *a) {
+  if (!a) return cn_fail(CN_ERR_ARG, "augment: no options given");
+  cn_status st = check_geometry(a);
+  if (st == CN_OK) st = check_colour(a);
+  if (st == CN_OK) st = check_crop(a);
+  return st;
+}
+
+int cn_augment_active(const cn_augment *a) {
+  if (!a) return 0;
+  cn_augment none;
+  memset(&none, 0, sizeof none);
+  /* fill mode and cval alone change nothing */
+  cn_augment some = *a;
+  some.fill_mode = CN_FILL_NEAREST, some.cval = 0;
+  return memcmp(&some, &none, sizeof none) != 0;
+}
+
+/* ---- crops ---------------------------------------------------------------------------------- */
+
+static void set_box(cn_transform *t, int x, int y, int w, int h) {
+  t->crop_x = x, t->crop_y = y, t->crop_width = w, t->crop_height = h;
+}
+
+/* Keras RandomCrop: a random box when the image is larger on both sides. Else Keras starts at the
+ * corner of the centred box of the crop's aspect ratio but cuts crop_width x crop_height from
+ * there, as far as the image goes, and resizes that (bilinear, as its tf resize); so do we. */
+static void draw_fixed_crop(const cn_augment *a, int width, int height, uint64_t key,
+                            cn_transform *t) {
+  int cw = a->crop_width, ch = a->crop_height;
+  if (width > cw && height > ch) {
+    set_box(t, below(key, D_CROP_X, width - cw + 1), below(key, D_CROP_Y, height - ch + 1), cw, ch);
+    return;
+  }
+  int bh = (int)((double)width * ch / cw), bw = (int)((double)height * cw / ch);
+  bh = bh > height ? height : bh < 1 ? 1 : bh;
+  bw = bw > width ? width : bw < 1 ? 1 : bw;
+  int left = (width - bw) / 2, top = (height - bh) / 2;
+  set_box(t, left, top, cw < width - left ? cw : width - left,
+          ch < height - top ? ch : height - top);
+  t->out_width = cw, t->out_height = ch;
+  t->crop_resize = CN_RESIZE_BILINEAR;
+}
+
+/* torchvision RandomResizedCrop: up to ten tries at a box of random area and log-uniform aspect
+ * ratio that fits, else the centred box of the whole image with the ratio clamped. */
+static void draw_resized_crop(const cn_augment *a, int width, int height, uint64_t key,
+                              cn_transform *t) {
+  double lo = a->crop_ratio[0] > 0 ? a->crop_ratio[0] : 3.0 / 4;
+  double hi = a->crop_ratio[1] > 0 ? a->crop_ratio[1] : 4.0 / 3;
+  double area = (double)width * height;
+  int found = 0;
+  for (int i = 0; i < RRC_ATTEMPTS && !found; i++) {
+    uint64_t at = D_RRC + 4 * (uint64_t)i;
+    double target = area * uniform(key, at, a->crop_scale[0], a->crop_scale[1]);
+    double ratio = exp(uniform(key, at + 1, log(lo), log(hi)));
+    int w = (int)lround(sqrt(target * ratio)), h = (int)lround(sqrt(target / ratio));
+    if (w > 0 && w <= width && h > 0 && h <= height) {
+      set_box(t, below(key, at + 2, width - w + 1), below(key, at + 3, height - h + 1), w, h);
+      found = 1;
     }
   }
+  if (!found) {
+    double in_ratio = (double)width / height;
+    int w = width, h = height;
+    if (in_ratio < lo) h = (int)lround(w / lo);
+    if (in_ratio > hi) w = (int)lround(h * hi);
+    h = h < 1 ? 1 : h > height ? height : h;
+    w = w < 1 ? 1 : w > width ? width : w;
+    set_box(t, (width - w) / 2, (height - h) / 2, w, h);
+  }
+  if (a->crop_width) t->out_width = a->crop_width, t->out_height = a->crop_height;
+  t->crop_resize = CN_RESIZE_PIL_BILINEAR; /* torchvision resizes with antialiasing */
 }
 
-/* Source coordinates in 16.16 fixed point: bilinear weights of 8 bits are plenty for
- * augmentation and keep the inner loop in integers. */
-enum { FIX_SHIFT = 16 };
+/* ---- the draw ------------------------------------------------------------------------------- */
 
-/* Bilinear sample at fixed-point (sx, sy), both already clamped to the image, so that edge
- * pixels extend outwards (fill_mode "nearest"); lut applies the brightness. */
-static void sample(const cn_image *src, int64_t sx, int64_t sy, const uint8_t *lut, uint8_t *out) {
-  int x0 = (int)(sx >> FIX_SHIFT), y0 = (int)(sy >> FIX_SHIFT);
-  int x1 = x0 + (x0 < src->width - 1), y1 = y0 + (y0 < src->height - 1);
-  uint32_t fx = (uint32_t)(sx >> 8) & 255, fy = (uint32_t)(sy >> 8) & 255;
-  size_t row0 = (size_t)y0 * src->width, row1 = (size_t)y1 * src->width;
-  const uint8_t *a = src->pixels + 3 * (row0 + x0), *b = src->pixels + 3 * (row0 + x1);
-  const uint8_t *c = src->pixels + 3 * (row1 + x0), *e = src->pixels + 3 * (row1 + x1);
-  for (int k = 0; k < 3; k++) {
-    uint32_t top = a[k] * (256 - fx) + b[k] * fx, bottom = c[k] * (256 - fx) + e[k] * fx;
-    out[k] = lut[(top * (256 - fy) + bottom * fy + 32768) >> 16];
-  }
+/* Geometry on the image as the crop leaves it, width x height. Shifts follow their names (Keras'
+ * get_random_transform draws its horizontal tx from height_shift_range times the rows). */
+static void draw_geometry(const cn_augment *a, int width, int height, uint64_t key,
+                          cn_transform *t) {
+  t->theta = uniform(key, D_ROTATION, -a->rotation_range, a->rotation_range);
+  t->tx = uniform(key, D_SHIFT_X, -a->width_shift_range, a->width_shift_range) * width;
+  t->ty = uniform(key, D_SHIFT_Y, -a->height_shift_range, a->height_shift_range) * height;
+  t->shear = uniform(key, D_SHEAR, -a->shear_range, a->shear_range);
+  t->zx = uniform(key, D_ZOOM_X, 1 - a->zoom_range, 1 + a->zoom_range);
+  t->zy = uniform(key, D_ZOOM_Y, 1 - a->zoom_range, 1 + a->zoom_range);
+  t->fill = a->fill_mode;
+  t->cval = a->cval;
+  t->flip_horizontal = a->horizontal_flip && cn_rng_uniform_at(key, D_HFLIP) < 0.5f;
+  t->flip_vertical = a->vertical_flip && cn_rng_uniform_at(key, D_VFLIP) < 0.5f;
 }
 
-/* Output (x, y) samples source R(angle) Z (p - centre) + centre + shift, with p mirrored first
- * when flipping (Keras flips the transformed image). */
-static void warp_pass(const cn_image *src, const draw *d, cn_image *dst) {
-  uint8_t lut[256];
-  for (int v = 0; v < 256; v++) lut[v] = clamp_u8((float)v * d->brightness);
-  int w = src->width, h = src->height;
-  double cx = (w - 1) * 0.5, cy = (h - 1) * 0.5, c = cos(d->angle), s = sin(d->angle);
-  double mirror = d->flip ? -1.0 : 1.0, one = 1 << FIX_SHIFT;
-  /* 64 bits: a 2^28-pixel-wide image shifted by 16 bits overflows 32 */
-  int64_t max_x = (int64_t)(w - 1) << FIX_SHIFT, max_y = (int64_t)(h - 1) << FIX_SHIFT;
-  /* source = [a00 a01; a10 a11] (x - cx, y - cy) + (cx + tx, cy + ty), x mirrored */
-  double a00 = c * d->zx * mirror, a01 = -s * d->zy, a10 = s * d->zx * mirror, a11 = c * d->zy;
-  for (int y = 0; y < h; y++) {
-    double v = y - cy;
-    double bx = a01 * v + cx + d->tx - a00 * cx, by = a11 * v + cy + d->ty - a10 * cx;
-    uint8_t *out = dst->pixels + (size_t)y * w * 3;
-    /* Coordinates step along the row in fixed point: the rounded step drifts by at most
-     * 2^-17 pixel per pixel, a few hundredths of a pixel across a photo. */
-    int64_t sx = (int64_t)llround(bx * one), sy = (int64_t)llround(by * one);
-    int64_t dx = (int64_t)llround(a00 * one), dy = (int64_t)llround(a10 * one);
-    for (int x = 0; x < w; x++, sx += dx, sy += dy) {
-      int64_t cxf = sx <= 0 ? 0 : sx >= max_x ? max_x : sx;
-      int64_t cyf = sy <= 0 ? 0 : sy >= max_y ? max_y : sy;
-      sample(src, cxf, cyf, lut, out + 3 * x);
-    }
-  }
+static void draw_colour(const cn_augment *a, uint64_t key, cn_transform *t) {
+  double shared = uniform(key, D_CHANNEL_SHIFT, -a->channel_shift_range, a->channel_shift_range);
+  for (int c = 0; c < 3; c++)
+    t->channel_shift[c] = shared + uniform(key, D_TINT + c, -a->tint_range, a->tint_range);
+  const float *b = a->brightness_range;
+  t->brightness = b[0] == 0 && b[1] == 0 ? 1 : uniform(key, D_BRIGHTNESS, b[0], b[1]);
+  t->contrast = uniform(key, D_CONTRAST, 1 - a->contrast_range, 1 + a->contrast_range);
+  t->hue = uniform(key, D_HUE, -a->hue_range, a->hue_range);
+  t->blur_sigma = uniform(key, D_BLUR, a->blur_sigma[0], a->blur_sigma[1]);
+}
+
+cn_status cn_augment_draw(const cn_augment *a, int width, int height, uint64_t seed,
+                          cn_transform *out) {
+  cn_status st = cn_augment_check(a);
+  if (st != CN_OK) return st;
+  if (!out || width <= 0 || height <= 0)
+    return cn_fail(CN_ERR_ARG, "augment: no image size or output given");
+  uint64_t key = cn_mix64(seed);
+  cn_transform t = cn_transform_identity();
+  if (a->crop_scale[1] > 0)
+    draw_resized_crop(a, width, height, key, &t);
+  else if (a->crop_width > 0)
+    draw_fixed_crop(a, width, height, key, &t);
+  int w = t.out_width ? t.out_width : t.crop_width ? t.crop_width : width;
+  int h = t.out_height ? t.out_height : t.crop_height ? t.crop_height : height;
+  draw_geometry(a, w, h, key, &t);
+  draw_colour(a, key, &t);
+  *out = t;
+  return CN_OK;
 }
 
 cn_status cn_image_augment(const cn_image *src, const cn_augment *a, uint64_t seed, cn_image *dst) {
   if (!src || !src->pixels || !dst) return cn_fail(CN_ERR_ARG, "augment: no image given");
-  cn_status st = cn_augment_check(a);
+  cn_transform t;
+  cn_status st = cn_augment_draw(a, src->width, src->height, seed, &t);
   if (st != CN_OK) return st;
-  cn_image out = {0};
-  if ((st = cn_image_alloc(&out, src->width, src->height, "augment")) != CN_OK) return st;
-  draw d = draw_params(a, src->width, src->height, seed);
-  if (has_geometry(a))
-    warp_pass(src, &d, &out);
-  else
-    copy_pass(src, &d, &out);
-  *dst = out;
-  return CN_OK;
+  return cn_image_transform(src, &t, dst);
 }

@@ -26,6 +26,28 @@ static void hash_num(cn_sha256 *ctx, const char *key, double v) {
   hash_opt(ctx, key, buf);
 }
 
+/* Without augmentation the same bytes as checkpoints written before the augmentation options
+ * grew (the first seven fields, all zero), so those still resume; with it, every field by name:
+ * the draws changed then, so older augmented checkpoints are refused as different options. */
+static void hash_augment(cn_sha256 *ctx, const cn_augment *a) {
+  if (!cn_augment_active(a)) {
+    const unsigned char zeros[7 * 4] = {0};
+    cn_sha256_add(ctx, zeros, sizeof zeros);
+    return;
+  }
+  hash_num(ctx, "augment", 2);
+  const float values[] = {a->rotation_range, a->width_shift_range,   a->height_shift_range,
+                          a->zoom_range,     a->brightness_range[0], a->brightness_range[1],
+                          a->shear_range,    a->channel_shift_range, a->tint_range,
+                          a->hue_range,      a->contrast_range,      a->blur_sigma[0],
+                          a->blur_sigma[1],  a->crop_scale[0],       a->crop_scale[1],
+                          a->crop_ratio[0],  a->crop_ratio[1],       a->cval};
+  for (size_t i = 0; i < sizeof values / sizeof *values; i++) hash_num(ctx, "a", values[i]);
+  const int flags[] = {a->horizontal_flip, a->vertical_flip, a->crop_width, a->crop_height,
+                       (int)a->fill_mode};
+  for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) hash_num(ctx, "a", flags[i]);
+}
+
 /* The options that change the weights a run produces (not threads, paths of outputs or logs). */
 static void options_fingerprint(const cn_train_options *o, int batch, char hex[65]) {
   cn_sha256 h, *ctx = &h;
@@ -37,7 +59,7 @@ static void options_fingerprint(const cn_train_options *o, int batch, char hex[6
   hash_num(ctx, "whole_model", o->whole_model);
   hash_num(ctx, "init_weights", o->init_weights);
   hash_num(ctx, "class_weights", o->class_weights);
-  cn_sha256_add(ctx, &o->augment, sizeof o->augment);
+  hash_augment(ctx, &o->augment);
   hash_opt(ctx, "cut", o->cut);
   hash_opt(ctx, "head", o->head);
   hash_num(ctx, "dense", o->dense);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # convnet train on a small sample of ../shared/data/cats_dogs with the real MobileNet 0.25 base:
 # learning happens, the trained model classifies with its own class names, kill -9 during
-# epoch 3 and --resume give the same bytes as an uninterrupted run, --threads 1 and 2 agree,
-# and bad data folders fail with one clear line.
+# epoch 3 and --resume give the same bytes as an uninterrupted run (with every augmentation on),
+# --threads 1 and 2 agree (with and without augmentation), and bad data folders fail with one
+# clear line.
 set -u
 : "${CONVNET:?set CONVNET to the convnet binary}"
 DATA="${CN_SHARED_DATA:-$(dirname "$0")/../../../shared/data}"
@@ -48,7 +49,10 @@ names() {
 check "classify prints the trained class names" names
 
 # ---- kill -9 during epoch 3, then --resume: same bytes as an uninterrupted run ----
-STREAM=("${TRAIN[@]}" --flip --epochs 8 --no-cache)
+# with every kind of augmentation on: its draws are functions of (seed, epoch, image) only
+AUG=(--flip --vflip --rotation 15 --shear 5 --zoom 0.1 --shift 0.05 --fill reflect --tint 10
+  --channel-shift 5 --hue 0.05 --contrast 0.2 --brightness 0.8,1.2 --blur 0,1 --crop-scale 0.5,1)
+STREAM=("${TRAIN[@]}" "${AUG[@]}" --epochs 8 --no-cache)
 "$CONVNET" "${STREAM[@]}" --out "$TMP/full.cnm" >/dev/null 2>"$TMP/err"
 interrupted() {
   "$CONVNET" "${STREAM[@]}" --out "$TMP/int.cnm" --log "$TMP/int.jsonl" >/dev/null 2>&1 &
@@ -73,11 +77,32 @@ threads() {
 }
 check "--threads 1 and --threads 2 give the same model bytes" threads
 
+threads_augmented() {
+  "$CONVNET" "${TRAIN[@]}" "${AUG[@]}" --epochs 2 --threads 1 --out "$TMP/ta1.cnm" >/dev/null 2>"$TMP/err" &&
+    "$CONVNET" "${TRAIN[@]}" "${AUG[@]}" --epochs 2 --threads 2 --out "$TMP/ta2.cnm" >/dev/null 2>"$TMP/err" &&
+    cmp "$TMP/ta1.cnm" "$TMP/ta2.cnm" >"$TMP/err" 2>&1
+}
+check "with augmentation, --threads 1 and --threads 2 give the same model bytes" threads_augmented
+
 resume_other_options() {
   ! "$CONVNET" "${TRAIN[@]}" --epochs 5 --lr 0.5 --out "$TMP/a.cnm" --resume "$TMP/a.cnm.ckpt" \
     >"$TMP/out" 2>"$TMP/err" && grep -q "different training options" "$TMP/err"
 }
 check "resuming with other options is refused" resume_other_options
+
+resume_other_augmentation() {
+  ! "$CONVNET" "${STREAM[@]}" --hue 0.1 --out "$TMP/int2.cnm" --resume "$TMP/int.cnm.ckpt" \
+    >"$TMP/out" 2>"$TMP/err" && grep -q "different training options" "$TMP/err" &&
+    [ ! -f "$TMP/int2.cnm" ]
+}
+check "resuming with other augmentation is refused" resume_other_augmentation
+
+bad_augmentation() {
+  "$CONVNET" "${TRAIN[@]}" --hue 0.9 --out "$TMP/bad_aug.cnm" >"$TMP/out" 2>"$TMP/err"
+  [ $? -eq 2 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q -- "--hue" "$TMP/err" &&
+    [ ! -f "$TMP/bad_aug.cnm" ]
+}
+check "a bad augmentation value is a one-line usage error" bad_augmentation
 
 # ---- bad data: one line on stderr, exit 1, nothing written ----
 fails_with() { # DESCRIPTION PATTERN DATA_DIR
