@@ -235,8 +235,10 @@ static void add_worst(report_buf *b, const cn_report *r) {
   report_puts(b, "<section id=\"worst\">\n<h2>Worst-misclassified ");
   report_html(b, r->evaluation_name ? r->evaluation_name : "images");
   report_puts(b, "</h2>\n");
-  if (!n)
+  if (!n && cn_evaluation_correct(e) == cn_evaluation_images(e))
     report_puts(b, "<p class=\"none\">None misclassified.</p>\n");
+  else if (!n) /* an evaluation made without cn_evaluate_options.worst */
+    report_puts(b, "<p class=\"none\">The evaluation kept no images.</p>\n");
   else
     report_puts(b, "<p>The lowest score of the true class first; under each, the top-3 "
                    "predictions with their scores.</p>\n<div class=\"worst\">\n");
