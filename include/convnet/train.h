@@ -75,10 +75,10 @@ typedef struct cn_train_options {
   const char *out;       /* the trained model (.cnm); OUT.ckpt and OUT.best.cnm beside it */
   const char *resume;    /* a checkpoint to continue from */
   const char *log_path;  /* JSON lines, one per epoch; NULL: none */
-  /* Non-NULL: after training, the final model scores the validation images (cn_evaluate_files;
-   * image folders only) and *val_evaluation receives the result, keeping val_worst misclassified
-   * images (cn_evaluate_options.worst); NULL without validation images. Free it with
-   * cn_evaluation_free. */
+  /* Non-NULL: after training, the final model scores the validation images (cn_evaluate_files)
+   * and *val_evaluation receives the result, keeping val_worst misclassified images
+   * (cn_evaluate_options.worst; IDX samples are scored but not kept, having no files); NULL
+   * without validation data. Free it with cn_evaluation_free. */
   struct cn_evaluation **val_evaluation;
   int val_worst;
   void (*progress)(void *ctx, const cn_train_progress *p);

@@ -237,8 +237,8 @@ static void add_worst(report_buf *b, const cn_report *r) {
   report_puts(b, "</h2>\n");
   if (!n && cn_evaluation_correct(e) == cn_evaluation_images(e))
     report_puts(b, "<p class=\"none\">None misclassified.</p>\n");
-  else if (!n) /* an evaluation made without cn_evaluate_options.worst */
-    report_puts(b, "<p class=\"none\">The evaluation kept no images.</p>\n");
+  else if (!n) /* IDX samples, or an evaluation made without cn_evaluate_options.worst */
+    report_puts(b, "<p class=\"none\">No images to show (IDX data has no image files).</p>\n");
   else
     report_puts(b, "<p>The lowest score of the true class first; under each, the top-3 "
                    "predictions with their scores.</p>\n<div class=\"worst\">\n");

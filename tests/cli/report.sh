@@ -134,6 +134,27 @@ check "evaluate scores what training scored" \
 check "chromium renders the evaluation report" render "$EVAL" "$TMP/eval.png"
 check "the evaluation screenshot is not blank" looks_drawn "$TMP/eval.png" 600 0
 
+# IDX data (no image files): the history, and the validation samples scored without thumbnails.
+IDX="$DATA/fashion-mnist/t10k-images-idx3-ubyte.gz"
+idx_report() {
+  cat >"$TMP/small.json" <<'JSON'
+{"class_name": "Sequential", "config": {"name": "small", "layers": [
+  {"class_name": "Flatten", "config": {"name": "flat", "batch_input_shape": [null, 28, 28, 1]}},
+  {"class_name": "Dense", "config": {"name": "out", "units": 10, "activation": "softmax"}}]}}
+JSON
+  "$CONVNET" train --model "$TMP/small.json" --data "$IDX" --val-split 0.2 --epochs 2 --batch 64 \
+    --seed 1 --out "$TMP/idx.cnm" --report "$TMP/idx.html" >"$TMP/out" 2>"$TMP/err" || return 1
+  local acc
+  acc=$(grep "^train epoch 2/2" "$TMP/out" | sed 's/.*val_acc \([0-9.]*\).*/\1/')
+  grep -q "Scored: validation images, 2000 images, accuracy" "$TMP/idx.html" &&
+    grep -q "No images to show (IDX data" "$TMP/idx.html" && self_contained "$TMP/idx.html" &&
+    awk -v a="$acc" -v h="$(grep -o 'accuracy [0-9.]*%' "$TMP/idx.html" | head -1 | tr -dc '0-9.')" \
+      'BEGIN { exit !(a > 0 && (a * 100 - h) ^ 2 < 0.0001) }'
+}
+if [ -f "$IDX" ]; then
+  check "train --report on IDX data scores the validation samples as training did" idx_report
+fi
+
 unwritable() {
   "$CONVNET" evaluate -m "$TMP/m.cnm" --data "$TMP/data/val" --report "$TMP/none/r.html" \
     >"$TMP/out" 2>"$TMP/err"
