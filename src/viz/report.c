@@ -99,7 +99,7 @@ static const char style[] =
     "body{font-family:'DejaVu Sans',sans-serif;margin:24px;color:#222;background:#fff}"
     "h1{font-size:24px}h2{font-size:19px;margin-top:32px;border-bottom:1px solid #ccc}"
     "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
-    "text-align:right}th{background:#eef}td.name{text-align:left}"
+    "text-align:right}th{background:#eef}td.name,th:first-child{text-align:left}"
     ".worst{display:flex;flex-wrap:wrap;gap:12px}"
     "figure{margin:0;padding:8px;border:1px solid #ccc;width:180px;font-size:12px}"
     "figure img{display:block;margin:0 auto 6px;image-rendering:pixelated;"

@@ -115,7 +115,16 @@ static double metric_of(const cn_report_epoch *e, int metric, int validation) {
   return validation ? e->val_accuracy : e->accuracy;
 }
 
-/* Accuracy: 0..1; loss: 0 to a little above its largest finite value. */
+/* The smallest of 1, 2, 2.5, 5 times a power of ten that is at least v > 0. */
+static double round_step(double v) {
+  static const double steps[] = {1, 2, 2.5, 5, 10};
+  double power = pow(10, floor(log10(v)));
+  for (int i = 0; i < 4; i++)
+    if (steps[i] * power >= v) return steps[i] * power;
+  return steps[4] * power;
+}
+
+/* Accuracy: 0..1; loss: 0 to five round steps covering its largest finite value. */
 static chart_frame frame_of(const cn_report_epoch *epochs, int n, int metric) {
   chart_frame f = {.lo = 0, .hi = 1, .n = n};
   if (metric == 1) return f;
@@ -125,7 +134,7 @@ static chart_frame frame_of(const cn_report_epoch *epochs, int n, int metric) {
       double x = metric_of(&epochs[i], 0, v);
       if (isfinite(x) && x > max) max = x;
     }
-  f.hi = max > 0 ? max * 1.1 : 1.0;
+  f.hi = isfinite(max) && max > 0 ? 5 * round_step(max * 1.02 / 5) : 1.0;
   return f;
 }
 
