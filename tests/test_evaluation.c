@@ -151,6 +151,40 @@ static void test_files(cn_model *m) {
   CHECK(cn_evaluate_files(NULL, 3, paths, labels, NULL, &e) == CN_ERR_ARG);
 }
 
+/* Every score is 0.1 (zero weights): every image is predicted as class 0, top-3 0, 1, 2; ties in
+ * the true score keep file order. */
+static void test_worst(cn_model *m) {
+  char a[2048], b[2048], c[2048];
+  snprintf(a, sizeof a, "%s", at("c7/a.ppm"));
+  snprintf(b, sizeof b, "%s", at("c7/b.ppm"));
+  snprintf(c, sizeof c, "%s", at("c2/a.ppm"));
+  const char *paths[] = {a, b, c};
+  const int labels[] = {3, 0, 5};
+  cn_evaluation *e = NULL;
+  cn_evaluate_options o = {.batch = 2, .worst = 1};
+  CHECK_OK(cn_evaluate_files(m, 3, paths, labels, &o, &e));
+  CHECK(cn_evaluation_worst_count(e) == 1);
+  const cn_evaluation_miss *w = cn_evaluation_worst(e, 0);
+  CHECK(w && strcmp(w->path, a) == 0 && w->truth == 3 && fabsf(w->truth_score - 0.1f) < 1e-5f);
+  CHECK(w && w->top[0] == 0 && w->top[1] == 1 && w->top[2] == 2);
+  CHECK(cn_evaluation_worst(e, 1) == NULL && cn_evaluation_worst(e, -1) == NULL);
+  cn_evaluation_free(e);
+
+  o.worst = 5; /* the correct image b is not kept */
+  CHECK_OK(cn_evaluate_files(m, 3, paths, labels, &o, &e));
+  CHECK(cn_evaluation_worst_count(e) == 2);
+  CHECK(strcmp(cn_evaluation_worst(e, 0)->path, a) == 0);
+  CHECK(strcmp(cn_evaluation_worst(e, 1)->path, c) == 0 && cn_evaluation_worst(e, 1)->truth == 5);
+  cn_evaluation_free(e);
+
+  o.worst = CN_EVAL_MAX_WORST + 1;
+  CHECK(cn_evaluate_files(m, 3, paths, labels, &o, &e) == CN_ERR_ARG && e == NULL);
+  o.worst = 0;
+  CHECK_OK(cn_evaluate_files(m, 3, paths, labels, &o, &e));
+  CHECK(cn_evaluation_worst_count(e) == 0);
+  cn_evaluation_free(e);
+}
+
 static void remove_files(void) {
   const char *files[] = {"c7/a.ppm", "c7/b.ppm", "c2/a.ppm", "c2/notes.jpg", "c7", "c2", "zebra"};
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) remove(at(files[i]));
@@ -163,6 +197,7 @@ int main(void) {
   if (m) {
     test_class_folders(m);
     test_files(m);
+    test_worst(m);
     remove_files();
   }
   cn_model_free(m);

@@ -72,6 +72,33 @@ int cli_explain_prepare(cli_explain_args *a, char **files, int n);
 /* Removes dir again when cli_explain_prepare made it and no picture went there. */
 void cli_explain_finish(const cli_explain_args *a);
 
+/* ---- --report, shared by train and evaluate (cli_report.c) ---- */
+
+/* Thumbnails of this many worst-misclassified images. */
+enum { CLI_REPORT_WORST = 24 };
+
+/* The epochs of a training run, as its progress callback reports them. */
+typedef struct cli_epoch {
+  char phase[32];
+  int epoch;
+  double loss, accuracy, val_loss, val_accuracy;
+} cli_epoch;
+typedef struct cli_history {
+  cli_epoch *epochs;
+  int n, cap;
+} cli_history;
+void cli_history_add(cli_history *h, const cn_train_progress *p);
+void cli_history_free(cli_history *h);
+
+typedef struct cli_report_args {
+  const char *path, *title, *evaluation_name;
+  const char *notes[4];
+  int n_notes;
+} cli_report_args;
+/* Writes the report (h and e may be NULL) and prints "wrote PATH"; prints the error itself. */
+int cli_write_report(const cli_report_args *a, const cn_model *model, const cli_history *h,
+                     const cn_evaluation *e);
+
 /* ---- augmentation flags, shared by train and augment ---- */
 
 enum {

@@ -14,7 +14,7 @@
 static const char evaluate_help[] =
     "usage: convnet evaluate [-m NAME|FILE] [-w WEIGHTS] [--alpha A] --data DIR [--labels FILE]\n"
     "                        [--resize P] [--crop F] [--preprocess M] [--batch N] [--threads N]\n"
-    "                        [--per-class] [--json]\n\n"
+    "                        [--per-class] [--json] [--report FILE.html]\n\n"
     "Accuracy, top-5, per-class results and the confusion matrix of a classifier (a trained\n"
     ".cnm or an ImageNet model) on a labelled folder of images.\n\n"
     "  --data DIR             one subfolder per class, matched by name to the model's own class\n"
@@ -33,6 +33,9 @@ static const char evaluate_help[] =
     "  --per-class            the per-class table also for models of more than 50 classes\n"
     "                         (classes with samples or predictions only)\n"
     "  --json                 one JSON object instead of text\n"
+    "  --report FILE.html     also one self-contained HTML page: confusion matrix (models of\n"
+    "                         at most 50 classes), per-class recall and precision, the worst-\n"
+    "                         misclassified images with their top-3 (docs/report.md)\n"
     "  -h, --help             this help\n\n"
     "Top-5 is shown for models of 5 classes or more. Models of at most 50 classes also get the\n"
     "per-class table (samples, recall, precision) and the confusion matrix (rows: true class,\n"
@@ -52,7 +55,7 @@ typedef struct sample_list {
 
 typedef struct eval_args {
   cli_model_args model;
-  const char *data, *labels_path, *resize, *preprocess;
+  const char *data, *labels_path, *resize, *preprocess, *report;
   double crop;
   int batch, json, per_class;
 } eval_args;
@@ -396,15 +399,35 @@ static int print_report(const cn_model *model, const cn_evaluation *e, const eva
   return CLI_OK;
 }
 
+static int write_report(const eval_args *a, const cn_model *model, const cn_evaluation *e) {
+  char model_line[4200], data_line[4200];
+  snprintf(model_line, sizeof model_line, "model: %s",
+           a->model.model ? a->model.model : cn_model_name(model));
+  snprintf(data_line, sizeof data_line, "data: %s", a->data);
+  cli_report_args r = {.path = a->report,
+                       .title = "convnet evaluate",
+                       .evaluation_name = "images",
+                       .notes = {model_line, data_line},
+                       .n_notes = 2};
+  return cli_write_report(&r, model, NULL, e);
+}
+
 static int parse_args(int argc, char **argv, eval_args *a) {
-  static const struct option options[] = {
-      {"model", required_argument, NULL, 'm'},  {"weights", required_argument, NULL, 'w'},
-      {"alpha", required_argument, NULL, 'a'},  {"data", required_argument, NULL, 'd'},
-      {"labels", required_argument, NULL, 'l'}, {"resize", required_argument, NULL, 'r'},
-      {"crop", required_argument, NULL, 'c'},   {"preprocess", required_argument, NULL, 'p'},
-      {"batch", required_argument, NULL, 'b'},  {"threads", required_argument, NULL, 't'},
-      {"json", no_argument, NULL, 'j'},         {"per-class", no_argument, NULL, 'P'},
-      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+  static const struct option options[] = {{"model", required_argument, NULL, 'm'},
+                                          {"weights", required_argument, NULL, 'w'},
+                                          {"alpha", required_argument, NULL, 'a'},
+                                          {"data", required_argument, NULL, 'd'},
+                                          {"labels", required_argument, NULL, 'l'},
+                                          {"resize", required_argument, NULL, 'r'},
+                                          {"crop", required_argument, NULL, 'c'},
+                                          {"preprocess", required_argument, NULL, 'p'},
+                                          {"batch", required_argument, NULL, 'b'},
+                                          {"threads", required_argument, NULL, 't'},
+                                          {"json", no_argument, NULL, 'j'},
+                                          {"per-class", no_argument, NULL, 'P'},
+                                          {"report", required_argument, NULL, 'R'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
   int opt, rc;
   opterr = 0;
   optind = 1;
@@ -431,6 +454,9 @@ static int parse_args(int argc, char **argv, eval_args *a) {
       break;
     case 'P':
       a->per_class = 1;
+      break;
+    case 'R':
+      a->report = optarg;
       break;
     case 'c':
       if (!cli_parse_double("evaluate", "--crop", optarg, 1e-3, 1, &a->crop)) return CLI_USAGE;
@@ -463,11 +489,15 @@ int cmd_evaluate(int argc, char **argv) {
   if ((rc = cli_open_model("evaluate", &a.model, &model)) != CLI_OK) return rc;
   cn_input_spec spec = cn_model_input_spec(model);
   apply_overrides(&a, &spec); /* already checked by parse_args */
-  cn_evaluate_options o = {
-      .spec = &spec, .batch = a.batch, .top_k = EVAL_TOP_K, .message = print_skipped};
+  cn_evaluate_options o = {.spec = &spec,
+                           .batch = a.batch,
+                           .top_k = EVAL_TOP_K,
+                           .worst = a.report ? CLI_REPORT_WORST : 0,
+                           .message = print_skipped};
   cn_evaluation *e = NULL;
   rc = evaluate_data(model, &a, &o, &e);
   if (rc == CLI_OK) rc = print_report(model, e, &a);
+  if (rc == CLI_OK && a.report) rc = write_report(&a, model, e);
   if (rc == CLI_OK && cn_evaluation_skipped(e)) rc = CLI_FAILED;
   cn_evaluation_free(e);
   cn_model_free(model);

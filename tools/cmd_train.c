@@ -53,6 +53,10 @@ static const char train_help_rest[] =
     "  --cache DIR            feature cache (default $CONVNET_CACHE/features or\n"
     "                         ~/.cache/convnet/features);  --no-cache: none\n"
     "  --seed N  --threads N  --log FILE (JSON lines)  --resume CKPT\n"
+    "  --report FILE.html     one self-contained HTML page: loss and accuracy per epoch, and\n"
+    "                         the final model on the validation images (folders only):\n"
+    "                         confusion matrix, per-class recall and precision, the worst-\n"
+    "                         misclassified images with their top-3 (docs/report.md)\n"
     "  -h, --help             this help\n\n"
     "Writes MODEL, MODEL.best.cnm (best validation loss) and MODEL.ckpt (after every epoch,\n"
     "atomically). After an interruption, run the same command with --resume MODEL.ckpt: the\n"
@@ -65,6 +69,8 @@ typedef struct train_cli {
   int have_preprocess;
   int no_cache, tty;
   char cache[4096];
+  const char *report;  /* --report */
+  cli_history history; /* the epochs, for the report */
 } train_cli;
 
 static void on_message(void *ctx, const char *line) {
@@ -85,6 +91,7 @@ static void on_progress(void *ctx, const cn_train_progress *p) {
     fflush(stderr);
     return;
   }
+  if (c->report) cli_history_add(&c->history, p);
   if (c->tty) fprintf(stderr, "\r\033[K");
   printf("%s epoch %d/%d: loss %.4f acc %.4f", p->phase, p->epoch, p->epochs, p->loss, p->accuracy);
   if (!isnan(p->val_loss)) printf(" val_loss %.4f val_acc %.4f", p->val_loss, p->val_accuracy);
@@ -137,7 +144,8 @@ enum {
   OPT_WEIGHT_DECAY,
   OPT_CLIP_NORM,
   OPT_SCHEDULE,
-  OPT_PATIENCE
+  OPT_PATIENCE,
+  OPT_REPORT
 };
 
 static const struct option train_options[] = {
@@ -176,6 +184,7 @@ static const struct option train_options[] = {
     {"threads", required_argument, NULL, OPT_THREADS},
     {"resume", required_argument, NULL, OPT_RESUME},
     {"log", required_argument, NULL, OPT_LOG},
+    {"report", required_argument, NULL, OPT_REPORT},
     {"class-weights", no_argument, NULL, OPT_CLASS_WEIGHTS},
     {"fatal-bad-images", no_argument, NULL, OPT_FATAL_BAD},
     CLI_AUGMENT_LONG_OPTIONS,
@@ -296,6 +305,9 @@ static int option(train_cli *c, int opt, const char *arg) {
   case OPT_LOG:
     o->log_path = arg;
     return CLI_OK;
+  case OPT_REPORT:
+    c->report = arg;
+    return CLI_OK;
   case OPT_CLASS_WEIGHTS:
     o->class_weights = 1;
     return CLI_OK;
@@ -337,6 +349,22 @@ static int parse(train_cli *c, int argc, char **argv) {
   return cli_augment_finish("train", &c->o.augment);
 }
 
+static int write_report(const train_cli *c, const cn_model *trained, const cn_evaluation *val) {
+  char model[4200], data[4200], out[4200];
+  snprintf(model, sizeof model, "%s: %s", c->o.whole_model ? "model" : "base", c->model.model);
+  snprintf(data, sizeof data, "data: %s; validation: %s", c->o.data_dir,
+           c->o.val_dir         ? c->o.val_dir
+           : c->o.val_split > 0 ? "held out of the data"
+                                : "none");
+  snprintf(out, sizeof out, "trained model: %s", c->o.out);
+  cli_report_args a = {.path = c->report,
+                       .title = "convnet train",
+                       .evaluation_name = "validation images",
+                       .notes = {model, data, out},
+                       .n_notes = 3};
+  return cli_write_report(&a, trained, &c->history, val);
+}
+
 int cmd_train(int argc, char **argv) {
   train_cli c = {0};
   default_cache(&c);
@@ -359,9 +387,19 @@ int cmd_train(int argc, char **argv) {
     spec.preprocess = c.have_preprocess ? c.preprocess : CN_PRE_UNIT;
     cn_model_set_input_spec(base, &spec);
   }
-  cn_status st = cn_train(base, &c.o, NULL);
+  cn_evaluation *val = NULL;
+  cn_model *trained = NULL;
+  if (c.report) {
+    c.o.val_evaluation = &val;
+    c.o.val_worst = CLI_REPORT_WORST;
+  }
+  cn_status st = cn_train(base, &c.o, c.report ? &trained : NULL);
   cn_model_free(base);
-  if (st != CN_OK) return cli_lib_error();
-  printf("wrote %s\n", c.o.out);
-  return CLI_OK;
+  rc = st == CN_OK ? CLI_OK : cli_lib_error();
+  if (rc == CLI_OK) printf("wrote %s\n", c.o.out);
+  if (rc == CLI_OK && c.report) rc = write_report(&c, trained, val);
+  cn_evaluation_free(val);
+  cn_model_free(trained);
+  cli_history_free(&c.history);
+  return rc;
 }

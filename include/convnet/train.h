@@ -75,6 +75,12 @@ typedef struct cn_train_options {
   const char *out;       /* the trained model (.cnm); OUT.ckpt and OUT.best.cnm beside it */
   const char *resume;    /* a checkpoint to continue from */
   const char *log_path;  /* JSON lines, one per epoch; NULL: none */
+  /* Non-NULL: after training, the final model scores the validation images (cn_evaluate_files)
+   * and *val_evaluation receives the result, keeping val_worst misclassified images
+   * (cn_evaluate_options.worst; IDX samples are scored but not kept, having no files); NULL
+   * without validation data. Free it with cn_evaluation_free. */
+  struct cn_evaluation **val_evaluation;
+  int val_worst;
   void (*progress)(void *ctx, const cn_train_progress *p);
   void (*message)(void *ctx, const char *line); /* warnings and notes, one line each */
   void *ctx;
@@ -209,12 +215,28 @@ CN_API double cn_evaluation_precision(const cn_evaluation *e, int cls);  /* NAN:
 CN_API int64_t cn_evaluation_skipped(const cn_evaluation *e);
 CN_API double cn_evaluation_seconds(const cn_evaluation *e);
 
+/* A misclassified image kept by cn_evaluate (cn_evaluate_options.worst): the scores are the
+ * model's outputs (probabilities for a model ending in a softmax). */
+enum { CN_EVAL_MISS_TOP = 3, CN_EVAL_MAX_WORST = 256 };
+typedef struct cn_evaluation_miss {
+  const char *path; /* owned by the evaluation */
+  int truth;
+  float truth_score;
+  int top[CN_EVAL_MISS_TOP]; /* the highest-scoring classes, best first (-1: fewer classes) */
+  float top_score[CN_EVAL_MISS_TOP];
+} cn_evaluation_miss;
+/* The kept misclassified images, the lowest truth_score first (ties: file order). */
+CN_API int cn_evaluation_worst_count(const cn_evaluation *e);
+CN_API const cn_evaluation_miss *cn_evaluation_worst(const cn_evaluation *e, int i);
+
 typedef struct cn_evaluate_options {
   const cn_input_spec *spec; /* NULL: the model's (same input size; resize, crop, preprocessing
                               * may differ) */
   int batch;                 /* images per forward pass, at most 256; 0: 8 */
   int top_k;                 /* 0: 5 */
   int fatal_bad_images;      /* 1: fail at the first image that cannot be scored */
+  int worst; /* keep this many misclassified images of the lowest true-class score (at most
+              * CN_EVAL_MAX_WORST; 0: none) for cn_evaluation_worst */
   void (*message)(void *ctx, const char *line); /* one line per skipped image, naming it */
   void *ctx;
 } cn_evaluate_options;

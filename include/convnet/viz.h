@@ -7,6 +7,7 @@
 #include "convnet/core.h"
 #include "convnet/image.h"
 #include "convnet/model.h"
+#include "convnet/train.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -84,6 +85,35 @@ CN_API cn_status cn_viz_activations(const cn_feature_maps *maps, const cn_viz_gr
  * over it, and caption written on it. */
 CN_API cn_status cn_viz_gradcam(const cn_image *photo, const cn_gradcam *cam, const char *caption,
                                 const char *png_path);
+
+/* ---- training reports (one self-contained HTML file, docs/report.md) ----------------------- */
+
+/* One epoch of a training history; NAN: not measured (no validation data). */
+typedef struct cn_report_epoch {
+  const char *phase; /* "features", "head", "fine-tune", "train" */
+  int epoch;         /* 1-based within its phase */
+  double loss, accuracy, val_loss, val_accuracy;
+} cn_report_epoch;
+
+typedef struct cn_report {
+  const char *title;        /* the page's heading; NULL: "convnet report" */
+  const char *const *notes; /* lines under the heading (model, data...), shown escaped */
+  int n_notes;
+  const cn_report_epoch *epochs; /* the history charts; none: the section says so */
+  int n_epochs;
+  const cn_evaluation *evaluation; /* the confusion matrix, per-class table and worst images
+                                    * (cn_evaluation_worst); NULL: those sections say so */
+  const char *evaluation_name;     /* what was scored, e.g. "validation images" */
+  const char *const *class_names;  /* the evaluation's classes; NULL (or a NULL entry): numbers */
+  int thumb_size;                  /* thumbnails' longer side in pixels; 0: 128 */
+} cn_report;
+
+/* Writes the report as one HTML file with everything inline (charts and thumbnails as PNG data
+ * URIs drawn with cairo; no scripts, no external references), atomically. Sections: loss and
+ * accuracy per epoch (train and validation), the confusion matrix as a heat map (models of at
+ * most 50 classes), per-class recall and precision, the worst-misclassified images with their
+ * top-3. Thumbnails are read from the images' paths; one that cannot be read is named instead. */
+CN_API cn_status cn_report_write(const cn_report *r, const char *html_path);
 
 #ifdef __cplusplus
 }

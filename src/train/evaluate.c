@@ -21,6 +21,8 @@ struct cn_evaluation {
   float *row; /* one row of scores with NaN replaced, so that NaN never wins argmax */
   int64_t skipped;
   double seconds;
+  cn_evaluation_miss *worst; /* sorted by truth_score, lowest first */
+  int n_worst, max_worst;
 };
 
 /* ---- the accumulator ----------------------------------------------------------------------- */
@@ -45,6 +47,8 @@ void cn_evaluation_free(cn_evaluation *e) {
   if (!e) return;
   cn_confusion_free(&e->confusion);
   free(e->row);
+  for (int i = 0; i < e->n_worst; i++) free((char *)e->worst[i].path);
+  free(e->worst);
   free(e);
 }
 
@@ -134,6 +138,55 @@ double cn_evaluation_seconds(const cn_evaluation *e) {
   return e ? e->seconds : 0.0;
 }
 
+int cn_evaluation_worst_count(const cn_evaluation *e) {
+  return e ? e->n_worst : 0;
+}
+
+const cn_evaluation_miss *cn_evaluation_worst(const cn_evaluation *e, int i) {
+  return e && i >= 0 && i < e->n_worst ? &e->worst[i] : NULL;
+}
+
+/* ---- the worst misclassified images -------------------------------------------------------- */
+
+static cn_status worst_init(cn_evaluation *e, int max_worst) {
+  if (max_worst < 0 || max_worst > CN_EVAL_MAX_WORST)
+    return cn_fail(CN_ERR_ARG, "evaluate: worst %d outside 0..%d", max_worst, CN_EVAL_MAX_WORST);
+  e->max_worst = max_worst;
+  if (max_worst && !(e->worst = calloc((size_t)max_worst, sizeof *e->worst)))
+    return cn_fail(CN_ERR_NOMEM, "evaluate: out of memory");
+  return CN_OK;
+}
+
+/* The top classes of one row of scores (NaN already made -inf), best first; ties: lower index. */
+static void top_classes(const float *s, int classes, cn_evaluation_miss *m) {
+  for (int k = 0; k < CN_EVAL_MISS_TOP; k++) {
+    m->top[k] = -1;
+    m->top_score[k] = NAN;
+    for (int j = 0; j < classes; j++) {
+      int taken = 0;
+      for (int q = 0; q < k; q++) taken |= m->top[q] == j;
+      if (!taken && (m->top[k] < 0 || s[j] > s[m->top[k]])) m->top[k] = j;
+    }
+    if (m->top[k] >= 0) m->top_score[k] = s[m->top[k]];
+  }
+}
+
+/* Keeps image `path` when it is misclassified and among the max_worst lowest true scores. */
+static cn_status worst_offer(cn_evaluation *e, const char *path, const float *s, int label) {
+  cn_evaluation_miss m = {.truth = label, .truth_score = s[label]};
+  top_classes(s, e->confusion.classes, &m);
+  if (m.top[0] == label) return CN_OK;
+  int at = e->n_worst;
+  while (at > 0 && e->worst[at - 1].truth_score > m.truth_score) at--;
+  if (at >= e->max_worst) return CN_OK;
+  if (!(m.path = strdup(path ? path : ""))) return cn_fail(CN_ERR_NOMEM, "evaluate: out of memory");
+  if (e->n_worst == e->max_worst) free((char *)e->worst[--e->n_worst].path);
+  memmove(e->worst + at + 1, e->worst + at, (size_t)(e->n_worst - at) * sizeof *e->worst);
+  e->worst[at] = m;
+  e->n_worst++;
+  return CN_OK;
+}
+
 /* ---- scoring image files ------------------------------------------------------------------- */
 
 /* Everything one run of cn_evaluate_files needs, sized for one batch. */
@@ -145,6 +198,7 @@ typedef struct eval_run {
   size_t in_numel;
   float *input, *output;
   int *ok, *labels;
+  const char **good_paths; /* the paths of the images scored in this batch */
   char *msgs; /* batch x EVAL_MSG: why each image failed, written by its decoding thread */
   cn_evaluation *e;
 } eval_run;
@@ -190,9 +244,11 @@ static cn_status alloc_run(eval_run *r) {
   r->ok = malloc(b * sizeof *r->ok);
   r->labels = malloc(b * sizeof *r->labels);
   r->msgs = malloc(b * EVAL_MSG);
-  if (!r->input || !r->output || !r->ok || !r->labels || !r->msgs)
+  r->good_paths = malloc(b * sizeof *r->good_paths);
+  if (!r->input || !r->output || !r->ok || !r->labels || !r->msgs || !r->good_paths)
     return cn_fail(CN_ERR_NOMEM, "evaluate: out of memory for a batch of %d", r->o.batch);
-  return cn_evaluation_new(r->classes, r->o.top_k, &r->e);
+  cn_status st = cn_evaluation_new(r->classes, r->o.top_k, &r->e);
+  return st == CN_OK ? worst_init(r->e, r->o.worst) : st;
 }
 
 static void free_run(eval_run *r) {
@@ -201,6 +257,7 @@ static void free_run(eval_run *r) {
   free(r->ok);
   free(r->labels);
   free(r->msgs);
+  free(r->good_paths);
   cn_evaluation_free(r->e);
 }
 
@@ -245,13 +302,17 @@ static cn_status score_batch(eval_run *r, const char *const *paths, const int *l
     if (good != i)
       memcpy(r->input + (size_t)good * r->in_numel, r->input + (size_t)i * r->in_numel,
              r->in_numel * sizeof *r->input);
+    r->good_paths[good] = paths[i];
     r->labels[good++] = labels[i];
   }
   if (!good) return CN_OK;
   cn_status st = cn_model_forward(r->model, good, r->input, r->output);
   if (st != CN_OK) return st;
   cn_evaluation_add(r->e, good, r->output, r->labels);
-  return CN_OK;
+  for (int i = 0; st == CN_OK && r->e->max_worst && i < good; i++)
+    st = worst_offer(r->e, r->good_paths[i],
+                     without_nan(r->e, r->output + (size_t)i * (size_t)r->classes), r->labels[i]);
+  return st;
 }
 
 cn_status cn_evaluate_files(cn_model *model, int64_t n, const char *const *paths, const int *labels,

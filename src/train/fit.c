@@ -573,8 +573,55 @@ static void cleanup(fit_run *r) {
   free(r->best_path);
 }
 
+/* IDX validation samples (in memory, already preprocessed): counted without image files, so
+ * no worst images are kept. */
+static cn_status evaluate_idx(const fit_run *r, cn_model *m) {
+  const fit_features *f = &r->idx_val;
+  cn_shape in = cn_model_input_shape(m);
+  if (f->n == 0 || f->dim != cn_shape_numel(&in)) return CN_OK;
+  cn_status st = cn_evaluation_new(r->classes, 5, r->o->val_evaluation);
+  int batch = r->batch < 256 ? r->batch : 256;
+  float *out = st == CN_OK ? malloc((size_t)batch * (size_t)r->classes * sizeof *out) : NULL;
+  if (st == CN_OK && !out) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  for (int64_t first = 0; st == CN_OK && first < f->n; first += batch) {
+    int count = (int)(f->n - first < batch ? f->n - first : batch);
+    st = cn_model_forward(m, count, f->x + first * f->dim, out);
+    if (st == CN_OK) cn_evaluation_add(*r->o->val_evaluation, count, out, f->y + first);
+  }
+  free(out);
+  if (st != CN_OK) {
+    cn_evaluation_free(*r->o->val_evaluation);
+    *r->o->val_evaluation = NULL;
+  }
+  return st;
+}
+
+/* The final model over the validation images, as cn_evaluate scores them (o->val_evaluation). */
+static cn_status evaluate_validation(const fit_run *r, cn_model *m) {
+  *r->o->val_evaluation = NULL;
+  if (!r->val) return evaluate_idx(r, m);
+  int64_t n = cn_dataset_count(r->val);
+  if (n == 0) return CN_OK;
+  const char **paths = malloc((size_t)n * sizeof *paths);
+  int *labels = malloc((size_t)n * sizeof *labels);
+  cn_status st = paths && labels ? CN_OK : cn_fail(CN_ERR_NOMEM, "out of memory");
+  for (int64_t i = 0; st == CN_OK && i < n; i++) {
+    paths[i] = cn_dataset_path(r->val, i);
+    labels[i] = cn_dataset_label(r->val, i);
+  }
+  cn_evaluate_options eo = {.batch = r->batch < 256 ? r->batch : 256,
+                            .worst = r->o->val_worst,
+                            .message = r->o->message,
+                            .ctx = r->o->ctx};
+  if (st == CN_OK) st = cn_evaluate_files(m, n, paths, labels, &eo, r->o->val_evaluation);
+  free(paths);
+  free(labels);
+  return st;
+}
+
 cn_status cn_train(const cn_model *base, const cn_train_options *o, cn_model **trained) {
   if (trained) *trained = NULL;
+  if (o && o->val_evaluation) *o->val_evaluation = NULL;
   fit_run r = {.o = o, .base = base};
   fit_phase phases[2];
   int n_phases = 0;
@@ -592,6 +639,7 @@ cn_status cn_train(const cn_model *base, const cn_train_options *o, cn_model **t
   cn_model *m = NULL;
   if (st == CN_OK) st = fit_make_model(&r, &m);
   if (st == CN_OK) st = cn_model_save(m, o->out);
+  if (st == CN_OK && o->val_evaluation) st = evaluate_validation(&r, m);
   if (st == CN_OK && trained)
     *trained = m;
   else
