@@ -44,7 +44,7 @@ static const char show_help[] =
     "  --resize P             nearest, bilinear, area, pil-bilinear (default: the model's)\n"
     "  --unit U               unit: the channel (0-based)\n"
     "  --steps N              unit: gradient steps (default 150)\n"
-    "  --lr R                 unit: step size, a fraction of the input range (default 0.01)\n"
+    "  --lr R                 unit: step size, a fraction of the input range (default 0.005)\n"
     "  --jitter J             unit: largest random shift in pixels (default 4)\n"
     "  --blur-every K         unit: blur every K steps, 0 never (default 4)\n"
     "  --blur-sigma S         unit: the blur's sigma in pixels (default 0.5)\n"

@@ -60,7 +60,7 @@ CN_API void cn_feature_maps_free(cn_feature_maps *maps);
  * unit of a layer large. The objective is the mean over positions of channel `unit` of the
  * layer's output (the last dimension is the channel: H x W x C layers, and Dense outputs, where
  * it is element `unit`). Each step: shift the image by a random (dx, dy) in [-jitter, jitter]
- * (circularly), take the gradient there, shift it back, and move by lr * range * g / mean|g|
+ * (circularly), take the gradient there, shift it back, and move by lr * range * g / rms(g)
  * (range: the span of valid input values); then pull towards the middle of the range by
  * x = mid + (x - mid) * (1 - decay), blur (Gaussian, blur_sigma pixels) every blur_every steps,
  * and clip to the valid range (what pixels 0..255 become under the model's preprocessing). */
@@ -77,7 +77,7 @@ typedef struct cn_unit_options {
   uint64_t seed;    /* the noise and the shifts: the same seed gives the same image */
 } cn_unit_options;
 
-/* steps 150, lr 0.01, jitter 4, blur_every 4, blur_sigma 0.5, decay 0.001, noise 0.02, seed 1;
+/* steps 150, lr 0.005, jitter 4, blur_every 4, blur_sigma 0.5, decay 0.001, noise 0.02, seed 1;
  * layer NULL, unit 0. */
 CN_API cn_unit_options cn_unit_options_default(void);
 

@@ -23,7 +23,7 @@ enum { STREAM_NOISE = 0x756e6974, STREAM_JITTER = 0x6a697474 };
 
 cn_unit_options cn_unit_options_default(void) {
   cn_unit_options o = {.steps = 150,
-                       .lr = 0.01f,
+                       .lr = 0.005f,
                        .jitter = 4,
                        .blur_every = 4,
                        .blur_sigma = 0.5f,
@@ -190,13 +190,15 @@ static void decay_and_clip(unit_image *im, float decay) {
   }
 }
 
-/* x += lr * range * g / mean|g| (a step of the same size whatever the gradient's scale). */
+/* x += lr * range * g / rms(g): a step of the same size whatever the gradient's scale. The rms,
+ * not the mean of |g|, keeps the few pixels of a heavy-tailed gradient from overshooting (a ReLU
+ * unit pushed below zero everywhere has no gradient left to come back with). */
 static void ascend(unit_image *im, float lr) {
-  double mean = 0.0;
-  for (size_t i = 0; i < im->n; i++) mean += fabsf(im->grad[i]);
-  mean /= (double)im->n;
-  if (!(mean > 0.0)) return;
-  float step = (float)(lr * im->geo.range / mean);
+  double rms = 0.0;
+  for (size_t i = 0; i < im->n; i++) rms += (double)im->grad[i] * im->grad[i];
+  rms = sqrt(rms / (double)im->n);
+  if (!(rms > 0.0)) return;
+  float step = (float)(lr * im->geo.range / rms);
   for (size_t i = 0; i < im->n; i++) im->x[i] += step * im->grad[i];
 }
 
