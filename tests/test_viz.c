@@ -394,6 +394,17 @@ static void test_unit_picture(void) {
   CHECK_OK(cn_image_load(path, &img));
   CHECK(img.width >= 2 * SIDE && img.height >= 2 * SIDE);
   cn_image_free(&img);
+  float other[SIDE * SIDE * 3];
+  cn_unit_result rs[2] = {r, r};
+  o.unit = 4;
+  CHECK_OK(cn_activation_maximise(m, &o, other, &rs[1]));
+  const float *images[2] = {image, other};
+  const char *grid = tmp_path("units.png");
+  CHECK_OK(cn_viz_units(m, images, rs, 2, grid));
+  cn_image two = {0};
+  CHECK_OK(cn_image_load(grid, &two));
+  CHECK(two.width > 2 * SIDE); /* two tiles side by side */
+  cn_image_free(&two);
   cn_model_free(m);
 }
 

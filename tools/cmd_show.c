@@ -42,7 +42,7 @@ static const char show_help[] =
     "  --max N                kernels or feature maps drawn, the first N (default 64)\n"
     "  --max-channels N       input channels drawn per kernel in grey (default 16)\n"
     "  --resize P             nearest, bilinear, area, pil-bilinear (default: the model's)\n"
-    "  --unit U               unit: the channel (0-based)\n"
+    "  --unit U               unit: the channel (0-based); several --unit: a grid\n"
     "  --steps N              unit: gradient steps (default 150)\n"
     "  --lr R                 unit: step size, a fraction of the input range (default 0.005)\n"
     "  --jitter J             unit: largest random shift in pixels (default 4)\n"
@@ -54,13 +54,15 @@ static const char show_help[] =
     "  -o, --output F.png     the picture (written whole or not at all)\n"
     "  -h, --help             this help\n";
 
+enum { MAX_UNITS = 16 }; /* --unit given several times: a grid */
+
 typedef struct show_cmd {
   const char *what; /* "filters" or "activations" */
   cli_model_args model;
   const char *layer, *output, *resize;
   cn_viz_grid_options grid;
   cn_unit_options unit;
-  int has_unit;
+  int units[MAX_UNITS], n_units;
 } show_cmd;
 
 static int parse_scale(const char *text, cn_viz_scale *scale) {
@@ -121,8 +123,9 @@ static int show_option(show_cmd *c, int opt, char **argv) {
     c->resize = optarg;
     return CLI_OK;
   case 'U':
-    c->has_unit = 1;
-    return cli_parse_int("show", "--unit", optarg, 0, 1 << 30, &c->unit.unit) ? CLI_OK : CLI_USAGE;
+    if (c->n_units == MAX_UNITS) return cli_usage("show", "--unit: at most %d units", MAX_UNITS);
+    return cli_parse_int("show", "--unit", optarg, 0, 1 << 30, &c->units[c->n_units++]) ? CLI_OK
+                                                                                        : CLI_USAGE;
   case 'S':
   case 'R':
   case 'J':
@@ -246,32 +249,42 @@ static int check_writable(const char *path) {
   return ok ? CLI_OK : cli_error(path, "cannot be written: %s", strerror(err));
 }
 
+static void print_unit(const char *output, const cn_unit_result *r) {
+  printf("%s: layer %s unit %d: activation %.6g -> %.6g", output, r->layer, r->unit,
+         (double)r->start, (double)r->end);
+  if (r->start > 0.0f)
+    printf(", ratio %.2f", (double)(r->end / r->start));
+  else
+    printf(", ratio n/a (the start is not positive)");
+  printf(" after %d steps\n", r->steps);
+}
+
+/* Every unit first, then one picture: a failing unit leaves no file. */
 static int show_unit(cn_model *model, show_cmd *c) {
   cn_input_spec spec = cn_model_input_spec(model);
-  float *image = malloc((size_t)spec.height * spec.width * spec.channels * sizeof *image + 1);
-  cn_unit_result r;
+  size_t numel = (size_t)spec.height * spec.width * spec.channels;
+  float *block = malloc((numel * (size_t)c->n_units + 1) * sizeof *block);
+  const float *images[MAX_UNITS];
+  cn_unit_result r[MAX_UNITS];
+  int rc = block ? CLI_OK : cli_error(c->output, "out of memory");
   c->unit.layer = c->layer;
-  int rc = image ? CLI_OK : cli_error(c->output, "out of memory");
-  if (rc == CLI_OK && cn_activation_maximise(model, &c->unit, image, &r) != CN_OK)
-    rc = cli_lib_error();
-  if (rc == CLI_OK && cn_viz_unit(model, image, &r, c->output) != CN_OK) rc = cli_lib_error();
-  if (rc == CLI_OK) {
-    printf("%s: layer %s unit %d: activation %.6g -> %.6g", c->output, r.layer, c->unit.unit,
-           (double)r.start, (double)r.end);
-    if (r.start > 0.0f)
-      printf(", ratio %.2f", (double)(r.end / r.start));
-    else
-      printf(", ratio n/a (the start is not positive)");
-    printf(" after %d steps\n", r.steps);
+  for (int i = 0; rc == CLI_OK && i < c->n_units; i++) {
+    c->unit.unit = c->units[i];
+    images[i] = block + numel * (size_t)i;
+    if (cn_activation_maximise(model, &c->unit, block + numel * (size_t)i, &r[i]) != CN_OK)
+      rc = cli_lib_error();
   }
-  free(image);
+  if (rc == CLI_OK && cn_viz_units(model, images, r, c->n_units, c->output) != CN_OK)
+    rc = cli_lib_error();
+  for (int i = 0; rc == CLI_OK && i < c->n_units; i++) print_unit(c->output, &r[i]);
+  free(block);
   return rc;
 }
 
 static int check_operands(const show_cmd *c, int n_images) {
   if (strcmp(c->what, "unit") == 0) {
     if (!c->layer) return cli_usage("show", "unit: no --layer given");
-    if (!c->has_unit) return cli_usage("show", "unit: no --unit given");
+    if (c->n_units == 0) return cli_usage("show", "unit: no --unit given");
     if (n_images != 0) return cli_usage("show", "unit: takes no IMAGE");
     return check_writable(c->output);
   }

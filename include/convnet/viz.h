@@ -126,9 +126,13 @@ CN_API cn_status cn_viz_gradcam(const cn_image *photo, const cn_gradcam *cam, co
                                 const char *png_path);
 /* An image of cn_activation_maximise as a picture: the model's preprocessing undone (each channel
  * mapped back linearly from its valid range to 0..255, BGR models back to RGB), drawn twice
- * its size under a legend naming the layer, the unit and the activations. */
+ * its size under a legend naming the layer, with the unit and its activations under it. */
 CN_API cn_status cn_viz_unit(const cn_model *model, const float *image,
                              const cn_unit_result *result, const char *png_path);
+/* n images of units of one layer (results[i] for images[i]) as a near-square grid, each at its
+ * size and labelled with its unit and activations. */
+CN_API cn_status cn_viz_units(const cn_model *model, const float *const *images,
+                              const cn_unit_result *results, int n, const char *png_path);
 
 #ifdef __cplusplus
 }

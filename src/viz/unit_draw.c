@@ -1,4 +1,4 @@
-/* cn_viz_unit: the image activation maximisation grew, back in pixel space, under a legend; and
+/* cn_viz_unit(s): images activation maximisation grew, back in pixel space, in a labelled grid; and
  * the input geometry (layout and valid range) that both the ascent and the picture use. */
 #include <math.h>
 #include <stdio.h>
@@ -8,7 +8,8 @@
 #include "core/error.h"
 #include "viz/draw.h"
 
-enum { UNIT_ZOOM_TARGET = 448, UNIT_LEGEND_LINES = 3 };
+/* One unit drawn twice its size (for a 224-pixel input); several at their size. */
+enum { UNIT_ZOOM_TARGET = 448, UNIT_GRID_TARGET = 224, UNIT_LEGEND_LINES = 3 };
 
 /* The valid range of each channel: pixel values 0 and 255 through the preprocessing, which is
  * linear per channel (caffe also reorders RGB to BGR, so low/high come in the model's order). */
@@ -53,56 +54,88 @@ static void to_pixels(const viz_input_geometry *g, const float *image, uint8_t *
     }
 }
 
-static void unit_legend(const cn_model *model, const cn_unit_result *r,
+/* One legend for the picture; the numbers of each unit go under its tile. */
+static void unit_legend(const cn_model *model, const cn_unit_result *r, int n,
                         char line[UNIT_LEGEND_LINES][160]) {
-  snprintf(line[0], 160, "%s: layer %s, unit (channel) %d of %d", cn_model_name(model), r->layer,
-           r->unit, r->units);
-  char ratio[32] = "n/a";
-  if (r->start > 0.0f) snprintf(ratio, sizeof ratio, "x%.1f", (double)(r->end / r->start));
-  snprintf(line[1], 160, "mean activation %.4g -> %.4g (%s) in %d steps", (double)r->start,
-           (double)r->end, ratio, r->steps);
+  snprintf(line[0], 160, "%s: layer %s (%d units), %d steps from faint noise", cn_model_name(model),
+           r[0].layer, r[0].units, r[0].steps);
+  snprintf(line[1], 160, "%s: unit: mean activation for the noise -> for the image (ratio)",
+           n > 1 ? "under each" : "below");
   snprintf(line[2], 160, "pixels: the model's preprocessing undone (%s)",
            cn_preprocess_name(cn_model_input_spec(model).preprocess));
 }
 
-static cn_status draw_unit(const cn_model *model, const viz_input_geometry *geo, const float *image,
-                           const cn_unit_result *r, const char *path) {
-  char text[UNIT_LEGEND_LINES][160];
-  const char *lines[UNIT_LEGEND_LINES];
-  int legend_width = 0;
-  unit_legend(model, r, text);
+static void tile_label(const cn_unit_result *r, char *buf, size_t cap) {
+  char ratio[32] = "n/a";
+  if (r->start > 0.0f) snprintf(ratio, sizeof ratio, "x%.1f", (double)(r->end / r->start));
+  snprintf(buf, cap, "unit %d: %.3g -> %.3g (%s)", r->unit, (double)r->start, (double)r->end,
+           ratio);
+}
+
+static int legend_width_of(char line[UNIT_LEGEND_LINES][160], const char **lines) {
+  int width = 0;
   for (int i = 0; i < UNIT_LEGEND_LINES; i++) {
-    lines[i] = text[i];
-    int w = viz_text_width(text[i]);
-    legend_width = w > legend_width ? w : legend_width;
+    lines[i] = line[i];
+    int w = viz_text_width(line[i]);
+    width = w > width ? w : width;
   }
-  viz_grid g;
-  cn_status st = viz_grid_layout(&g, 1, 1, geo->width, geo->height, UNIT_ZOOM_TARGET,
-                                 UNIT_LEGEND_LINES, legend_width, 0);
-  uint8_t *rgb = st == CN_OK ? malloc((size_t)geo->height * geo->width * 3) : NULL;
-  if (st == CN_OK && !rgb) st = cn_fail(CN_ERR_NOMEM, "out of memory");
-  cairo_surface_t *surface = NULL;
-  cairo_t *cr = NULL;
-  if (st == CN_OK) st = viz_canvas_new(g.width, g.height, &surface, &cr);
-  if (st == CN_OK) {
-    to_pixels(geo, image, rgb);
-    viz_text_lines(cr, VIZ_MARGIN, VIZ_MARGIN, lines, UNIT_LEGEND_LINES);
+  return width;
+}
+
+static cn_status draw_tiles(cairo_t *cr, const viz_input_geometry *geo, const viz_grid *g,
+                            const float *const *images, const cn_unit_result *r, int n) {
+  uint8_t *rgb = malloc((size_t)geo->height * geo->width * 3);
+  if (!rgb) return cn_fail(CN_ERR_NOMEM, "out of memory");
+  cn_status st = CN_OK;
+  for (int i = 0; st == CN_OK && i < n; i++) {
     int x, y;
-    viz_tile_origin(&g, 0, 0, &x, &y);
-    st = viz_paint_tile(cr, rgb, geo->width, geo->height, x, y, g.zoom);
-    if (st == CN_OK) st = viz_write_png(surface, path);
-    viz_canvas_free(surface, cr);
+    viz_tile_origin(g, i / g->cols, i % g->cols, &x, &y);
+    to_pixels(geo, images[i], rgb);
+    st = viz_paint_tile(cr, rgb, geo->width, geo->height, x, y, g->zoom);
+    char label[96];
+    tile_label(&r[i], label, sizeof label);
+    const char *lines[1] = {label};
+    viz_text_lines(cr, x, y + geo->height * g->zoom, lines, 1);
   }
   free(rgb);
   return st;
 }
 
-cn_status cn_viz_unit(const cn_model *model, const float *image, const cn_unit_result *result,
-                      const char *png_path) {
-  if (!model || !image || !result || !png_path)
-    return cn_fail(CN_ERR_ARG, "cn_viz_unit: no model, image, result or path");
+static cn_status draw_units(const cn_model *model, const viz_input_geometry *geo,
+                            const float *const *images, const cn_unit_result *r, int n,
+                            const char *path) {
+  char text[UNIT_LEGEND_LINES][160];
+  const char *lines[UNIT_LEGEND_LINES];
+  unit_legend(model, r, n, text);
+  int legend_width = legend_width_of(text, lines);
+  viz_grid g;
+  cn_status st = viz_grid_layout(&g, n, 0, geo->width, geo->height,
+                                 n > 1 ? UNIT_GRID_TARGET : UNIT_ZOOM_TARGET, UNIT_LEGEND_LINES,
+                                 legend_width, VIZ_LINE);
+  cairo_surface_t *surface = NULL;
+  cairo_t *cr = NULL;
+  if (st == CN_OK) st = viz_canvas_new(g.width, g.height, &surface, &cr);
+  if (st != CN_OK) return st;
+  viz_text_lines(cr, VIZ_MARGIN, VIZ_MARGIN, lines, UNIT_LEGEND_LINES);
+  st = draw_tiles(cr, geo, &g, images, r, n);
+  if (st == CN_OK) st = viz_write_png(surface, path);
+  viz_canvas_free(surface, cr);
+  return st;
+}
+
+cn_status cn_viz_units(const cn_model *model, const float *const *images,
+                       const cn_unit_result *results, int n, const char *png_path) {
+  if (!model || !images || !results || n < 1 || !png_path)
+    return cn_fail(CN_ERR_ARG, "cn_viz_units: no model, images, results or path");
+  for (int i = 0; i < n; i++)
+    if (!images[i]) return cn_fail(CN_ERR_ARG, "cn_viz_units: image %d is missing", i);
   viz_input_geometry geo;
   cn_status st = viz_input_geometry_of(model, &geo);
   if (st != CN_OK) return st;
-  return draw_unit(model, &geo, image, result, png_path);
+  return draw_units(model, &geo, images, results, n, png_path);
+}
+
+cn_status cn_viz_unit(const cn_model *model, const float *image, const cn_unit_result *result,
+                      const char *png_path) {
+  return cn_viz_units(model, &image, result, 1, png_path);
 }

@@ -70,22 +70,22 @@ if [ -f "$ONNX" ]; then
       ran show filters -m "$ONNX" -o "$TMP/onnx_f.png" && grep -q "kernels of r0" "$TMP/out" &&
       ran show activations -m "$ONNX" --layer r0 -o "$TMP/onnx_a.png" "$CAT"'
 fi
-# The "ratio R" show unit prints is at least 10.
-ratio_at_least_10() { awk '{ for (i = 1; i < NF; i++) if ($i == "ratio") r = $(i + 1) + 0 }
-  END { exit !(r >= 10) }' "$TMP/out"; }
-check "show unit: MobileNet conv_pw_13_relu unit 22 rises >= 10x" \
-  eval 'ran show unit -m "$MODEL" --layer conv_pw_13_relu --unit 22 -o "$TMP/u22.png" &&
-    is_png "$TMP/u22.png" && ratio_at_least_10 && cat "$TMP/out"'
-check "show unit: MobileNet conv_pw_13_relu unit 5 rises >= 10x" \
+# Every "ratio R" show unit prints (one line per unit) is at least 10, and there are $1 of them.
+ratios_at_least_10() { awk -v want="$1" '{ for (i = 1; i < NF; i++) if ($i == "ratio") {
+    n++; if ($(i + 1) + 0 < 10) low = 1 } } END { exit !(n == want && !low) }' "$TMP/out"; }
+check "show unit: MobileNet conv_pw_13_relu units 22 and 5 (a grid) rise >= 10x" \
+  eval 'ran show unit -m "$MODEL" --layer conv_pw_13_relu --unit 22 --unit 5 -o "$TMP/u.png" &&
+    is_png "$TMP/u.png" && ratios_at_least_10 2 && cat "$TMP/out"'
+check "show unit: one unit" \
   eval 'ran show unit -m "$MODEL" --layer conv_pw_13_relu --unit 5 -o "$TMP/u5.png" &&
-    is_png "$TMP/u5.png" && ratio_at_least_10 && cat "$TMP/out"'
+    is_png "$TMP/u5.png" && ratios_at_least_10 1'
 check "show unit: the same picture on one thread" \
   eval 'ran show unit -m "$MODEL" --layer conv_pw_13_relu --unit 5 --threads 1 \
     -o "$TMP/u5_1.png" && cmp -s "$TMP/u5.png" "$TMP/u5_1.png"'
 if [ -f "$LITE" ]; then
   check "show unit: EfficientNet-Lite0 head_relu6 unit 0 rises >= 10x" \
     eval 'ran show unit -m efficientnet_lite0 -w "$LITE" --layer head_relu6 --unit 0 \
-      -o "$TMP/lite0.png" && is_png "$TMP/lite0.png" && ratio_at_least_10 && cat "$TMP/out"'
+      -o "$TMP/lite0.png" && is_png "$TMP/lite0.png" && ratios_at_least_10 1 && cat "$TMP/out"'
 else
   echo "note: $LITE not cached; the EfficientNet-Lite0 show unit check is skipped"
 fi
@@ -132,6 +132,8 @@ check "show unit: unwritable output" one_line_failure 1 show unit -m "$MODEL" \
   --layer conv_pw_13_relu --unit 0 -o "$TMP/no/such/dir/u.png"
 check "show unit: output is a directory" one_line_failure 1 show unit -m "$MODEL" \
   --layer conv_pw_13_relu --unit 0 -o "$TMP/bad"
+check "show unit: a grid with a unit out of range" one_line_failure 1 show unit -m "$MODEL" \
+  --layer conv_pw_13_relu --unit 3 --steps 2 --unit 300 -o "$TMP/bad/u.png"
 check "show unit: no --unit" one_line_failure 2 show unit -m "$MODEL" --layer conv_pw_13_relu \
   -o "$TMP/bad/u.png"
 check "show unit: bad --steps" one_line_failure 2 show unit -m "$MODEL" --layer conv_pw_13_relu \
