@@ -1,8 +1,11 @@
 /* convnet/viz.h on a small model built in C: Grad-CAM equals its closed form (the layer before a
  * global average pool and a linear Dense has d logit_c / d A_k = W[k, c] / positions), feature
  * maps equal the outputs of the model cut at the layer, and pictures read back as PNG hold, tile
- * by tile, exactly the levels the legend's scale gives the kernel and feature-map values. Bad
- * layers, classes and paths fail with one message and leave no file. */
+ * by tile, exactly the levels the legend's scale gives the kernel and feature-map values.
+ * Activation maximisation raises its unit (a ReLU'd convolution, a linear one, a Dense element),
+ * reports the activation the cut model gives its image, stays in the input range and repeats
+ * exactly for a seed on any thread count. Bad layers, units, classes and paths fail with one
+ * message and leave no file. */
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -326,6 +329,85 @@ static void test_gradcam_picture(void) {
   cn_model_free(m);
 }
 
+/* ---- activation maximisation --------------------------------------------------------------- */
+
+/* The mean of channel unit of layer's output for image, from the model cut there. */
+static double unit_mean(cn_model *m, const char *layer, int unit, const float *image) {
+  cn_feature_maps maps = {0};
+  CHECK_OK(cn_feature_maps_compute(m, image, layer, &maps));
+  double sum = 0.0;
+  size_t positions = (size_t)maps.height * maps.width;
+  for (size_t p = 0; maps.values && p < positions; p++)
+    sum += maps.values[p * (size_t)maps.channels + (size_t)unit];
+  cn_feature_maps_free(&maps);
+  return positions ? sum / (double)positions : NAN;
+}
+
+static void check_ascent(cn_model *m, const char *layer, int unit) {
+  cn_unit_options o = cn_unit_options_default();
+  o.layer = layer;
+  o.unit = unit;
+  o.steps = 60;
+  o.jitter = 0; /* an 8 x 8 image: a shift is a large change */
+  float image[SIDE * SIDE * 3], again[SIDE * SIDE * 3];
+  cn_unit_result r, r2;
+  CHECK_OK(cn_activation_maximise(m, &o, image, &r));
+  /* A clear rise (the small model's activations are of order 0.01 to 1): at least doubled. */
+  CHECK(r.end > r.start + 0.005f && r.end > 2.0f * fabsf(r.start));
+  CHECK(r.units > unit && r.unit == unit && r.steps == 60 && strcmp(r.layer, layer) == 0);
+  /* The small model's preprocessing is x / 255: the valid range is 0..1. */
+  int in_range = 1;
+  for (size_t i = 0; i < SIDE * SIDE * 3; i++) in_range &= image[i] >= 0.0f && image[i] <= 1.0f;
+  CHECK(in_range);
+  if (strcmp(layer, "dense") != 0) CHECK_NEAR(unit_mean(m, layer, unit, image), r.end, 1e-4);
+  int threads = cn_get_threads();
+  cn_set_threads(1);
+  CHECK_OK(cn_activation_maximise(m, &o, again, &r2));
+  cn_set_threads(threads);
+  CHECK(memcmp(image, again, sizeof image) == 0 && r2.end == r.end);
+  o.seed = 2;
+  CHECK_OK(cn_activation_maximise(m, &o, again, &r2));
+  CHECK(memcmp(image, again, sizeof image) != 0);
+}
+
+static void test_activation_maximisation(void) {
+  cn_model *m = small_model("c2", NULL);
+  if (!m) return;
+  check_ascent(m, "c1", 3);    /* after a ReLU (units 0 to 2 are 0 on grey: no gradient) */
+  check_ascent(m, "c2", 3);    /* linear, the last convolution */
+  check_ascent(m, "dense", 1); /* a vector layer: element 1 */
+  cn_model_free(m);
+}
+
+static void test_unit_picture(void) {
+  cn_model *m = small_model("c2", NULL);
+  if (!m) return;
+  cn_unit_options o = cn_unit_options_default();
+  o.layer = "c2";
+  o.steps = 10;
+  float image[SIDE * SIDE * 3];
+  cn_unit_result r;
+  CHECK_OK(cn_activation_maximise(m, &o, image, &r));
+  const char *path = tmp_path("unit.png");
+  CHECK_OK(cn_viz_unit(m, image, &r, path));
+  cn_image img = {0};
+  CHECK_OK(cn_image_load(path, &img));
+  CHECK(img.width >= 2 * SIDE && img.height >= 2 * SIDE);
+  cn_image_free(&img);
+  float other[SIDE * SIDE * 3];
+  cn_unit_result rs[2] = {r, r};
+  o.unit = 4;
+  CHECK_OK(cn_activation_maximise(m, &o, other, &rs[1]));
+  const float *images[2] = {image, other};
+  const char *grid = tmp_path("units.png");
+  CHECK_OK(cn_viz_units(m, images, rs, 2, grid));
+  cn_image two = {0};
+  CHECK_OK(cn_image_load(grid, &two));
+  CHECK(two.width > 2 * SIDE); /* two tiles side by side */
+  cn_image_free(&two);
+  cn_model_free(m);
+}
+
 /* ---- bad input ----------------------------------------------------------------------------- */
 
 static int dir_entries(const char *dir) {
@@ -369,6 +451,37 @@ static void test_bad_input(void) {
   cn_model_free(m);
 }
 
+static void test_unit_bad_input(void) {
+  cn_model *m = small_model("c2", NULL);
+  if (!m) return;
+  float image[SIDE * SIDE * 3];
+  for (size_t i = 0; i < SIDE * SIDE * 3; i++) image[i] = -7.0f;
+  cn_unit_result r;
+  cn_unit_options o = cn_unit_options_default();
+  o.layer = "nope";
+  expect_failure(cn_activation_maximise(m, &o, image, &r), CN_ERR_ARG, "no layer named \"nope\"");
+  o.layer = "c2";
+  o.unit = 5;
+  expect_failure(cn_activation_maximise(m, &o, image, &r), CN_ERR_ARG,
+                 "unit 5 is out of range: layer c2 has 5 units (0 to 4)");
+  o.unit = -1;
+  expect_failure(cn_activation_maximise(m, &o, image, &r), CN_ERR_ARG, "unit -1 is out of range");
+  o.unit = 0;
+  o.layer = "image";
+  expect_failure(cn_activation_maximise(m, &o, image, &r), CN_ERR_ARG, "layer image is the input");
+  o.layer = NULL;
+  expect_failure(cn_activation_maximise(m, &o, image, &r), CN_ERR_ARG, "no layer given");
+  CHECK(image[0] == -7.0f && image[SIDE * SIDE * 3 - 1] == -7.0f); /* untouched on failure */
+  o.layer = "c2";
+  o.steps = 1;
+  CHECK_OK(cn_activation_maximise(m, &o, image, &r));
+  int before = dir_entries(cn_test_tmpdir());
+  expect_failure(cn_viz_unit(m, image, &r, "/nonexistent-dir/u.png"), CN_ERR_IO,
+                 "/nonexistent-dir/u.png");
+  CHECK(dir_entries(cn_test_tmpdir()) == before);
+  cn_model_free(m);
+}
+
 int main(void) {
   test_gradcam_closed_form();
   test_gradcam_top_class_and_probability();
@@ -377,5 +490,8 @@ int main(void) {
   test_activation_pictures();
   test_gradcam_picture();
   test_bad_input();
+  test_activation_maximisation();
+  test_unit_picture();
+  test_unit_bad_input();
   return cn_test_finish();
 }

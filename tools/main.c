@@ -20,7 +20,7 @@ static const struct {
     {"train", cmd_train, "transfer learning: train a new head (and fine-tune) on image folders"},
     {"augment", cmd_augment, "preview training augmentation: a grid of randomly changed images"},
     {"explain", cmd_explain, "Grad-CAM: where in a photo a class score comes from, as PNGs"},
-    {"show", cmd_show, "pictures of a convolution's kernels or a layer's feature maps"},
+    {"show", cmd_show, "pictures of kernels, feature maps, or what a unit responds to"},
 };
 
 static void print_help(void) {

@@ -57,6 +57,46 @@ CN_API cn_status cn_feature_maps_compute(cn_model *model, const float *input, co
                                          cn_feature_maps *out);
 CN_API void cn_feature_maps_free(cn_feature_maps *maps);
 
+/* Activation maximisation: an input, grown from faint noise by gradient ascent, that makes one
+ * unit of a layer large. The objective is the mean over positions of channel `unit` of the
+ * layer's output (the last dimension is the channel: H x W x C layers, and Dense outputs, where
+ * it is element `unit`). Each step: shift the image by a random (dx, dy) in [-jitter, jitter]
+ * (circularly), take the gradient there, shift it back, and move by lr * range * g / rms(g)
+ * (range: the span of valid input values); then pull towards the middle of the range by
+ * x = mid + (x - mid) * (1 - decay), blur (Gaussian, blur_sigma pixels) every blur_every steps,
+ * and clip to the valid range (what pixels 0..255 become under the model's preprocessing). */
+typedef struct cn_unit_options {
+  const char *layer; /* required */
+  int unit;
+  int steps;        /* gradient steps */
+  float lr;         /* step size as a fraction of the input range */
+  int jitter;       /* largest shift, pixels (0: none) */
+  int blur_every;   /* 0: never */
+  float blur_sigma; /* pixels */
+  float decay;      /* L2 decay per step */
+  float noise;      /* the starting noise's standard deviation, as a fraction of the range */
+  uint64_t seed;    /* the noise and the shifts: the same seed gives the same image */
+} cn_unit_options;
+
+/* steps 150, lr 0.005, jitter 4, blur_every 4, blur_sigma 0.5, decay 0.001, noise 0.02, seed 1;
+ * layer NULL, unit 0. */
+CN_API cn_unit_options cn_unit_options_default(void);
+
+typedef struct cn_unit_result {
+  float start, end; /* the objective for the starting noise and for the final image */
+  int unit;         /* the unit maximised */
+  int units;        /* the layer's channels (the unit's range) */
+  int steps;        /* steps taken */
+  char layer[128];
+} cn_unit_result;
+
+/* image: the model's input size (cn_model_input_spec: height * width * channels floats, HWC or
+ * CHW as the spec says), written only on success, in the model's input space (preprocessed).
+ * Fails with one line naming the layer or the unit when they are not usable. Deterministic for a
+ * seed whatever the thread count. */
+CN_API cn_status cn_activation_maximise(cn_model *model, const cn_unit_options *o, float *image,
+                                        cn_unit_result *result);
+
 /* ---- pictures (PNG, written atomically: the old file or the whole new one) ----------------- */
 
 /* How values become grey levels (a legend in the picture states the scale and its maximum):
@@ -85,6 +125,15 @@ CN_API cn_status cn_viz_activations(const cn_feature_maps *maps, const cn_viz_gr
  * over it, and caption written on it. */
 CN_API cn_status cn_viz_gradcam(const cn_image *photo, const cn_gradcam *cam, const char *caption,
                                 const char *png_path);
+/* An image of cn_activation_maximise as a picture: the model's preprocessing undone (each channel
+ * mapped back linearly from its valid range to 0..255, BGR models back to RGB), drawn twice
+ * its size under a legend naming the layer, with the unit and its activations under it. */
+CN_API cn_status cn_viz_unit(const cn_model *model, const float *image,
+                             const cn_unit_result *result, const char *png_path);
+/* n images of units of one layer (results[i] for images[i]) as a near-square grid, each at its
+ * size and labelled with its unit and activations. */
+CN_API cn_status cn_viz_units(const cn_model *model, const float *const *images,
+                              const cn_unit_result *results, int n, const char *png_path);
 
 /* ---- training reports (one self-contained HTML file, docs/report.md) ----------------------- */
 

@@ -69,6 +69,17 @@ void viz_text_lines(cairo_t *cr, int x, int y, const char *const *lines, int n);
 /* Paints a tile of w x h pixels (rgb: 3 bytes a pixel, row-major) at (x, y), each pixel as a
  * zoom x zoom square of exactly that colour. */
 cn_status viz_paint_tile(cairo_t *cr, const uint8_t *rgb, int w, int h, int x, int y, int zoom);
+/* The model's input image: its size and layout, and per channel (in the model's order) the valid
+ * range, what pixel values 0 and 255 become under its preprocessing. range: the mean span. */
+enum { VIZ_MAX_INPUT_CHANNELS = 4 };
+typedef struct viz_input_geometry {
+  int height, width, channels, channels_first;
+  int bgr; /* the model reads B, G, R (caffe preprocessing) */
+  float low[VIZ_MAX_INPUT_CHANNELS], high[VIZ_MAX_INPUT_CHANNELS];
+  float range;
+} viz_input_geometry;
+cn_status viz_input_geometry_of(const cn_model *model, viz_input_geometry *g);
+
 /* Writes the surface as PNG through a temporary file beside path (fsync, rename). */
 cn_status viz_write_png(cairo_surface_t *surface, const char *path);
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# convnet explain, classify --explain, show filters and show activations on the real MobileNet
-# file: pictures are written (PNG, one per image), and bad input (unknown layer, a layer that is
-# not a convolution, a class out of range, an output that cannot be written) fails with one line
-# on stderr starting "convnet: ", a non-zero exit and no file left behind.
+# convnet explain, classify --explain, show filters, show activations and show unit on the real
+# MobileNet file (show unit also on EfficientNet-Lite0 when its .pth is cached): pictures are
+# written (PNG, one per image), activation maximisation raises its units at least 10-fold, and bad
+# input (unknown layer, a layer that is not a convolution, a class or unit out of range, an
+# output that cannot be written) fails with one line on stderr starting "convnet: ", a non-zero
+# exit and no file left behind.
 set -u
 : "${CONVNET:?set CONVNET to the convnet binary}"
 DATA="${CN_SHARED_DATA:-$(dirname "$0")/../../../shared/data}"
@@ -11,6 +13,8 @@ if [ ! -f "$MODEL" ]; then
   echo "SKIP: $MODEL not present"
   exit 77
 fi
+LITE_CACHE="${CONVNET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/convnet}"
+LITE="$LITE_CACHE/efficientnet_lite0/efficientnet_lite0.pth"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 export CONVNET_CACHE="$TMP/cache"
@@ -66,9 +70,28 @@ if [ -f "$ONNX" ]; then
       ran show filters -m "$ONNX" -o "$TMP/onnx_f.png" && grep -q "kernels of r0" "$TMP/out" &&
       ran show activations -m "$ONNX" --layer r0 -o "$TMP/onnx_a.png" "$CAT"'
 fi
+# Every "ratio R" show unit prints (one line per unit) is at least 10, and there are $1 of them.
+ratios_at_least_10() { awk -v want="$1" '{ for (i = 1; i < NF; i++) if ($i == "ratio") {
+    n++; if ($(i + 1) + 0 < 10) low = 1 } } END { exit !(n == want && !low) }' "$TMP/out"; }
+check "show unit: MobileNet conv_pw_13_relu units 22 and 5 (a grid) rise >= 10x" \
+  eval 'ran show unit -m "$MODEL" --layer conv_pw_13_relu --unit 22 --unit 5 -o "$TMP/u.png" &&
+    is_png "$TMP/u.png" && ratios_at_least_10 2 && cat "$TMP/out"'
+check "show unit: one unit" \
+  eval 'ran show unit -m "$MODEL" --layer conv_pw_13_relu --unit 5 -o "$TMP/u5.png" &&
+    is_png "$TMP/u5.png" && ratios_at_least_10 1'
+check "show unit: the same picture on one thread" \
+  eval 'ran show unit -m "$MODEL" --layer conv_pw_13_relu --unit 5 --threads 1 \
+    -o "$TMP/u5_1.png" && cmp -s "$TMP/u5.png" "$TMP/u5_1.png"'
+if [ -f "$LITE" ]; then
+  check "show unit: EfficientNet-Lite0 head_relu6 unit 0 rises >= 10x" \
+    eval 'ran show unit -m efficientnet_lite0 -w "$LITE" --layer head_relu6 --unit 0 \
+      -o "$TMP/lite0.png" && is_png "$TMP/lite0.png" && ratios_at_least_10 1 && cat "$TMP/out"'
+else
+  echo "note: $LITE not cached; the EfficientNet-Lite0 show unit check is skipped"
+fi
 check "--help texts" \
   eval 'ran explain --help && grep -q "Grad-CAM" "$TMP/out" && ran show --help &&
-    grep -q "per-tile" "$TMP/out"'
+    grep -q "per-tile" "$TMP/out" && grep -q "show unit" "$TMP/out"'
 
 mkdir "$TMP/bad"
 check "show filters: unknown layer" one_line_failure 1 show filters -m "$MODEL" --layer nope \
@@ -101,6 +124,20 @@ check "show activations: no image" one_line_failure 2 show activations -m "$MODE
 check "show: bad --scale" one_line_failure 2 show filters -m "$MODEL" --scale loud \
   -o "$TMP/bad/f.png"
 check "explain: no -o" one_line_failure 2 explain -m "$MODEL" "$CAT"
+check "show unit: unknown layer" one_line_failure 1 show unit -m "$MODEL" --layer nope --unit 0 \
+  -o "$TMP/bad/u.png"
+check "show unit: unit out of range" one_line_failure 1 show unit -m "$MODEL" \
+  --layer conv_pw_13_relu --unit 256 -o "$TMP/bad/u.png"
+check "show unit: unwritable output" one_line_failure 1 show unit -m "$MODEL" \
+  --layer conv_pw_13_relu --unit 0 -o "$TMP/no/such/dir/u.png"
+check "show unit: output is a directory" one_line_failure 1 show unit -m "$MODEL" \
+  --layer conv_pw_13_relu --unit 0 -o "$TMP/bad"
+check "show unit: a grid with a unit out of range" one_line_failure 1 show unit -m "$MODEL" \
+  --layer conv_pw_13_relu --unit 3 --steps 2 --unit 300 -o "$TMP/bad/u.png"
+check "show unit: no --unit" one_line_failure 2 show unit -m "$MODEL" --layer conv_pw_13_relu \
+  -o "$TMP/bad/u.png"
+check "show unit: bad --steps" one_line_failure 2 show unit -m "$MODEL" --layer conv_pw_13_relu \
+  --unit 0 --steps -3 -o "$TMP/bad/u.png"
 check "no file left behind by the failures" \
   only_files "$TMP/bad"
 
