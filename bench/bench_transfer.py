@@ -5,7 +5,8 @@
    Dense(2, softmax); Keras "tf" preprocessing, NEAREST resize to 224x224 (keras.utils.load_img's
    default; convnet gets --resize nearest, as its training default for a Keras base is bilinear);
    Adam lr 1e-3, batch 32, 10 epochs, no augmentation, fixed seed. Both sides compute the frozen
-   base's (pooled) features once and train the head on them: convnet does it itself (feature cache), Keras here with predict.
+   base's (pooled) features once and train the head on them: convnet does it itself (feature
+   cache), Keras here with predict.
 2. Fine-tuning from (1): everything after conv_pw_12_relu trains (conv_dw_13 .. conv_pw_13 and the
    head), BatchNormalization frozen in inference mode, Adam lr 1e-4, 3 epochs. Both sides again
    run the frozen part once (features at conv_pw_12_relu) and train the top block on them.
