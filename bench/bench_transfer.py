@@ -2,10 +2,11 @@
 """Transfer learning on ../shared/data/cats_dogs, convnet against Keras with the same recipe.
 
 1. MobileNet 0.25 (the real Keras .h5) frozen up to conv_pw_13_relu, GlobalAveragePooling2D,
-   Dense(2, softmax); Keras "tf" preprocessing, NEAREST resize to 224x224 (the input spec convnet
-   gives a Keras model, and keras.utils.load_img's default); Adam lr 1e-3, batch 32, 10 epochs, no
-   augmentation, fixed seed. Both sides compute the frozen base's (pooled) features once and train
-   the head on them: convnet does it itself (feature cache), Keras here with predict.
+   Dense(2, softmax); Keras "tf" preprocessing, NEAREST resize to 224x224 (keras.utils.load_img's
+   default; convnet gets --resize nearest, as its training default for a Keras base is bilinear);
+   Adam lr 1e-3, batch 32, 10 epochs, no augmentation, fixed seed. Both sides compute the frozen
+   base's (pooled) features once and train the head on them: convnet does it itself (feature
+   cache), Keras here with predict.
 2. Fine-tuning from (1): everything after conv_pw_12_relu trains (conv_dw_13 .. conv_pw_13 and the
    head), BatchNormalization frozen in inference mode, Adam lr 1e-4, 3 epochs. Both sides again
    run the frozen part once (features at conv_pw_12_relu) and train the top block on them.
@@ -66,7 +67,7 @@ def convnet_train(args, work, name, base, extra, cache):
     cmd = [str(pathlib.Path(args.build) / "convnet"), "train", "--base", str(base),
            "--data", str(DATA / "train"), "--val", str(DATA / "validation"),
            "--out", str(work / f"{name}.cnm"), "--epochs", str(args.epochs),
-           "--batch", str(args.batch), "--lr", "1e-3",
+           "--batch", str(args.batch), "--lr", "1e-3", "--resize", "nearest",
            "--threads", str(args.threads), "--cache", str(cache), "--log", str(log), *extra]
     env = dict(os.environ, OMP_WAIT_POLICY="passive")
     start = time.perf_counter()

@@ -265,3 +265,46 @@ const char *cli_class_name(const cn_labels *labels, const cn_model *model, size_
   snprintf(buf, cap, "class %zu", c);
   return buf;
 }
+
+int cli_input_option(const char *command, int opt, const char *arg, cli_input_args *a, int *rc) {
+  *rc = CLI_OK;
+  switch (opt) {
+  case CLI_OPT_RESIZE:
+    if (cn_resize_parse(arg, &a->resize) != CN_OK)
+      *rc = cli_usage(command,
+                      "--resize: unknown policy '%s' (nearest, bilinear, area, "
+                      "pil-bilinear)",
+                      arg);
+    a->have_resize = 1;
+    return 1;
+  case CLI_OPT_PREPROCESS:
+    if (cn_preprocess_parse(arg, &a->preprocess) != CN_OK)
+      *rc =
+          cli_usage(command, "--preprocess: unknown mode '%s' (raw, unit, tf, caffe, torch)", arg);
+    a->have_preprocess = 1;
+    return 1;
+  case CLI_OPT_CENTER_CROP:
+    if (!cli_parse_double(command, "--crop", arg, 1e-3, 1, &a->crop)) *rc = CLI_USAGE;
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+void cli_input_apply(const cli_input_args *a, cn_input_spec *spec) {
+  if (a->have_resize) spec->resize = a->resize;
+  if (a->have_preprocess) spec->preprocess = a->preprocess;
+  if (a->crop > 0) spec->crop = a->crop;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+int cli_is_keras_model(const char *model) {
+  /* the zoo builds keras.applications models (the EfficientNet-Lite ones carry their own
+   * resize, which the caller keeps) */
+  if (is_zoo_name(model)) return 1;
+  return ends_with(model, ".h5") || ends_with(model, ".keras") || ends_with(model, ".json");
+}

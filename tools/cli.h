@@ -47,6 +47,29 @@ int cli_set_threads(const char *command, const char *text);
  * Returns 1 when opt is one of them, with *rc = CLI_USAGE for a bad value, else CLI_OK. */
 int cli_model_option(const char *command, int opt, const char *arg, cli_model_args *a, int *rc);
 
+/* ---- --resize P, --crop F, --preprocess M: how classify, evaluate and train override the
+ * model's input spec for the images they read (one parser, one meaning) ---- */
+enum { CLI_OPT_RESIZE = 3100, CLI_OPT_CENTER_CROP, CLI_OPT_PREPROCESS };
+#define CLI_INPUT_LONG_OPTIONS                                                                     \
+  {"resize", required_argument, NULL, CLI_OPT_RESIZE},                                             \
+      {"preprocess", required_argument, NULL, CLI_OPT_PREPROCESS}, {                               \
+    "crop", required_argument, NULL, CLI_OPT_CENTER_CROP                                           \
+  }
+typedef struct cli_input_args {
+  int have_resize, have_preprocess;
+  cn_resize resize;
+  cn_preprocess preprocess;
+  double crop; /* the central fraction kept; 0: the model's */
+} cli_input_args;
+/* Returns 1 when opt is one of the three, with *rc = CLI_USAGE after a one-line error for a bad
+ * value, else CLI_OK; 0 when it is not one. */
+int cli_input_option(const char *command, int opt, const char *arg, cli_input_args *a, int *rc);
+/* Overrides the fields of spec the flags gave. */
+void cli_input_apply(const cli_input_args *a, cn_input_spec *spec);
+/* 1 when model (a zoo name or path) is a Keras model: a keras.applications zoo model or a
+ * .h5/.keras/.json file. */
+int cli_is_keras_model(const char *model);
+
 /* 1 when the model carries one class name per output (a .cnm from training). */
 int cli_has_own_names(const cn_model *model);
 /* Class names: labels_path (--labels), else the model's own names (*labels NULL), else ImageNet's

@@ -136,26 +136,17 @@ static int classify_batch(cn_model *model, const cn_input_spec *spec, char **fil
 
 typedef struct classify_args {
   cli_model_args model;
-  const char *labels_path, *resize, *preprocess;
+  const char *labels_path;
   const char *explain_dir; /* --explain: Grad-CAM pictures of the top classes go there */
-  double crop;
+  cli_input_args input;    /* --resize, --crop, --preprocess */
   classify_opts out;
 } classify_args;
 
-static int apply_overrides(const classify_args *a, cn_input_spec *spec) {
-  if (a->resize && cn_resize_parse(a->resize, &spec->resize) != CN_OK)
-    return cli_usage("classify", "--resize: unknown policy '%s'", a->resize);
-  if (a->preprocess && cn_preprocess_parse(a->preprocess, &spec->preprocess) != CN_OK)
-    return cli_usage("classify", "--preprocess: unknown mode '%s'", a->preprocess);
-  if (a->crop > 0) spec->crop = a->crop;
-  return CLI_OK;
-}
-
 static int classify_all(cn_model *model, const classify_args *a, char **files, int n) {
   cn_input_spec spec = cn_model_input_spec(model);
-  int rc = apply_overrides(a, &spec);
+  cli_input_apply(&a->input, &spec);
   cn_labels *labels = NULL;
-  if (rc == CLI_OK) rc = cli_load_labels(a->labels_path, model, &labels);
+  int rc = cli_load_labels(a->labels_path, model, &labels);
   if (rc != CLI_OK) {
     cn_labels_free(labels);
     return rc;
@@ -191,9 +182,7 @@ int cmd_classify(int argc, char **argv) {
                                           {"alpha", required_argument, NULL, 'a'},
                                           {"top", required_argument, NULL, 'k'},
                                           {"labels", required_argument, NULL, 'l'},
-                                          {"resize", required_argument, NULL, 'r'},
-                                          {"crop", required_argument, NULL, 'c'},
-                                          {"preprocess", required_argument, NULL, 'p'},
+                                          CLI_INPUT_LONG_OPTIONS,
                                           {"threads", required_argument, NULL, 't'},
                                           {"json", no_argument, NULL, 'j'},
                                           {"explain", required_argument, NULL, 'x'},
@@ -204,7 +193,8 @@ int cmd_classify(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   while ((opt = getopt_long(argc, argv, ":m:w:k:h", options, NULL)) != -1) {
-    if (cli_model_option("classify", opt, optarg, &a.model, &rc)) {
+    if (cli_model_option("classify", opt, optarg, &a.model, &rc) ||
+        cli_input_option("classify", opt, optarg, &a.input, &rc)) {
       if (rc != CLI_OK) return rc;
       continue;
     }
@@ -214,15 +204,6 @@ int cmd_classify(int argc, char **argv) {
       break;
     case 'l':
       a.labels_path = optarg;
-      break;
-    case 'r':
-      a.resize = optarg;
-      break;
-    case 'c':
-      if (!cli_parse_double("classify", "--crop", optarg, 1e-3, 1, &a.crop)) return CLI_USAGE;
-      break;
-    case 'p':
-      a.preprocess = optarg;
       break;
     case 't':
       if (!cli_set_threads("classify", optarg)) return CLI_USAGE;
@@ -241,8 +222,6 @@ int cmd_classify(int argc, char **argv) {
     }
   }
   if (optind >= argc) return cli_usage("classify", "no IMAGE given");
-  cn_input_spec probe = {0};
-  if ((rc = apply_overrides(&a, &probe)) != CLI_OK) return rc; /* bad flags before any loading */
   cn_model *model;
   if ((rc = cli_open_model("classify", &a.model, &model)) != CLI_OK) return rc;
   rc = classify_all(model, &a, argv + optind, argc - optind);

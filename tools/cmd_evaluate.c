@@ -25,7 +25,8 @@ static const char evaluate_help[] =
     "                         line naming a class_index column is understood. Default for a\n"
     "                         flat folder: DIR/labels.tsv\n"
     "  -m, -w, --alpha        the model, as for classify (default: mobilenet, fetched weights)\n"
-    "  --resize P             nearest, bilinear, area, pil-bilinear (default: the model's)\n"
+    "  --resize P             nearest, bilinear, area, pil-bilinear (default: the model's; a\n"
+    "                         trained .cnm's are those it was trained with)\n"
     "  --crop F               keep the central fraction F of each side, 0 < F <= 1\n"
     "  --preprocess M         raw, caffe, tf, torch, unit (default: the model's)\n"
     "  --batch N              images per forward pass (default 8)\n"
@@ -55,8 +56,8 @@ typedef struct sample_list {
 
 typedef struct eval_args {
   cli_model_args model;
-  const char *data, *labels_path, *resize, *preprocess, *report;
-  double crop;
+  const char *data, *labels_path, *report;
+  cli_input_args input; /* --resize, --crop, --preprocess */
   int batch, json, per_class;
 } eval_args;
 
@@ -158,15 +159,6 @@ static int read_labels_tsv(const char *data, const char *path, sample_list *s) {
 static void print_skipped(void *ctx, const char *line) {
   (void)ctx;
   fprintf(stderr, "convnet: %s\n", line);
-}
-
-static int apply_overrides(const eval_args *a, cn_input_spec *spec) {
-  if (a->resize && cn_resize_parse(a->resize, &spec->resize) != CN_OK)
-    return cli_usage("evaluate", "--resize: unknown policy '%s'", a->resize);
-  if (a->preprocess && cn_preprocess_parse(a->preprocess, &spec->preprocess) != CN_OK)
-    return cli_usage("evaluate", "--preprocess: unknown mode '%s'", a->preprocess);
-  if (a->crop > 0) spec->crop = a->crop;
-  return CLI_OK;
 }
 
 static int evaluate_tsv(cn_model *model, const eval_args *a, const char *tsv,
@@ -418,9 +410,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
                                           {"alpha", required_argument, NULL, 'a'},
                                           {"data", required_argument, NULL, 'd'},
                                           {"labels", required_argument, NULL, 'l'},
-                                          {"resize", required_argument, NULL, 'r'},
-                                          {"crop", required_argument, NULL, 'c'},
-                                          {"preprocess", required_argument, NULL, 'p'},
+                                          CLI_INPUT_LONG_OPTIONS,
                                           {"batch", required_argument, NULL, 'b'},
                                           {"threads", required_argument, NULL, 't'},
                                           {"json", no_argument, NULL, 'j'},
@@ -432,7 +422,8 @@ static int parse_args(int argc, char **argv, eval_args *a) {
   opterr = 0;
   optind = 1;
   while ((opt = getopt_long(argc, argv, ":m:w:h", options, NULL)) != -1) {
-    if (cli_model_option("evaluate", opt, optarg, &a->model, &rc)) {
+    if (cli_model_option("evaluate", opt, optarg, &a->model, &rc) ||
+        cli_input_option("evaluate", opt, optarg, &a->input, &rc)) {
       if (rc != CLI_OK) return rc;
       continue;
     }
@@ -443,12 +434,6 @@ static int parse_args(int argc, char **argv, eval_args *a) {
     case 'l':
       a->labels_path = optarg;
       break;
-    case 'r':
-      a->resize = optarg;
-      break;
-    case 'p':
-      a->preprocess = optarg;
-      break;
     case 'j':
       a->json = 1;
       break;
@@ -457,9 +442,6 @@ static int parse_args(int argc, char **argv, eval_args *a) {
       break;
     case 'R':
       a->report = optarg;
-      break;
-    case 'c':
-      if (!cli_parse_double("evaluate", "--crop", optarg, 1e-3, 1, &a->crop)) return CLI_USAGE;
       break;
     case 'b':
       if (!cli_parse_int("evaluate", "--batch", optarg, 1, EVAL_MAX_BATCH, &a->batch))
@@ -477,8 +459,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
   }
   if (optind < argc) return cli_usage("evaluate", "unexpected argument '%s'", argv[optind]);
   if (!a->data) return cli_usage("evaluate", "no --data DIR given");
-  cn_input_spec probe = {0};
-  return apply_overrides(a, &probe); /* bad flags before any loading */
+  return CLI_OK;
 }
 
 int cmd_evaluate(int argc, char **argv) {
@@ -488,7 +469,7 @@ int cmd_evaluate(int argc, char **argv) {
   cn_model *model;
   if ((rc = cli_open_model("evaluate", &a.model, &model)) != CLI_OK) return rc;
   cn_input_spec spec = cn_model_input_spec(model);
-  apply_overrides(&a, &spec); /* already checked by parse_args */
+  cli_input_apply(&a.input, &spec);
   cn_evaluate_options o = {.spec = &spec,
                            .batch = a.batch,
                            .top_k = EVAL_TOP_K,

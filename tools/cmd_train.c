@@ -26,13 +26,18 @@ static const char train_help[] =
     "                         softmax over the classes; --freeze defaults to none\n"
     "  --init                 draw its weights from its initializers first (--seed); the\n"
     "                         default for a Keras .json architecture, which has no weights\n"
-    "  --preprocess MODE      the input pipeline's scaling: raw, unit (x/255), tf, caffe, torch\n"
-    "                         (default: the model's; unit for a --model that has raw)\n"
     "  --cut LAYER            last base layer kept (default: the last spatial layer)\n"
     "  --head avg|max|flatten pooling of the head (default avg)\n"
     "  --dense N              a Dense(N, relu) hidden layer in the head\n"
     "  --dropout F            Dropout(F) before the classifier\n"
     "  --freeze all|none|LAYER  frozen part (default all: the whole base)\n"
+    "images (as convnet classify; the trained model stores them, classify then uses them):\n"
+    "  --resize P             nearest, bilinear, area, pil-bilinear (default: the model's;\n"
+    "                         bilinear for a Keras base, as Keras's image_dataset_from_directory)\n"
+    "  --crop F               keep the central fraction F of each side, 0 < F <= 1 (default:\n"
+    "                         the model's); --crop WxH is the random crop below\n"
+    "  --preprocess MODE      the input pipeline's scaling: raw, unit (x/255), tf, caffe, torch\n"
+    "                         (default: the model's; unit for a --model that has raw)\n"
     "data:\n"
     "  --val DIR              validation folder with the same classes\n"
     "  --val-split F          or hold out the fraction F of DIR (stratified, seeded)\n"
@@ -65,8 +70,7 @@ static const char train_help_rest[] =
 typedef struct train_cli {
   cli_model_args model;
   cn_train_options o;
-  cn_preprocess preprocess;
-  int have_preprocess;
+  cli_input_args input; /* --resize, --crop F, --preprocess */
   int no_cache, tty;
   char cache[4096];
   const char *report;  /* --report */
@@ -113,7 +117,6 @@ enum {
   OPT_BASE = 1000,
   OPT_MODEL,
   OPT_INIT,
-  OPT_PREPROCESS,
   OPT_DATA,
   OPT_VAL,
   OPT_VAL_SPLIT,
@@ -152,7 +155,8 @@ static const struct option train_options[] = {
     {"base", required_argument, NULL, OPT_BASE},
     {"model", required_argument, NULL, OPT_MODEL},
     {"init", no_argument, NULL, OPT_INIT},
-    {"preprocess", required_argument, NULL, OPT_PREPROCESS},
+    {"resize", required_argument, NULL, CLI_OPT_RESIZE},
+    {"preprocess", required_argument, NULL, CLI_OPT_PREPROCESS},
     {"weights", required_argument, NULL, 'w'},
     {"alpha", required_argument, NULL, 'a'},
     {"data", required_argument, NULL, OPT_DATA},
@@ -256,11 +260,6 @@ static int option(train_cli *c, int opt, const char *arg) {
   case OPT_INIT:
     o->init_weights = 1;
     return CLI_OK;
-  case OPT_PREPROCESS:
-    if (cn_preprocess_parse(arg, &c->preprocess) != CN_OK)
-      return cli_usage("train", "--preprocess must be raw, unit, tf, caffe or torch");
-    c->have_preprocess = 1;
-    return CLI_OK;
   case OPT_DATA:
     o->data_dir = arg;
     return CLI_OK;
@@ -330,7 +329,10 @@ static int parse(train_cli *c, int argc, char **argv) {
       return -1;
     }
     if (opt == '?' || opt == ':') return cli_bad_option("train", opt, argv);
+    /* --crop F (a fraction) is classify's central crop; --crop WxH the random crop */
+    if (opt == CLI_OPT_CROP && !strchr(optarg, 'x')) opt = CLI_OPT_CENTER_CROP;
     if (cli_model_option("train", opt, optarg, &c->model, &rc) ||
+        cli_input_option("train", opt, optarg, &c->input, &rc) ||
         cli_augment_option("train", opt, optarg, &c->o.augment, &rc)) {
       if (rc != CLI_OK) return rc;
       continue;
@@ -365,6 +367,19 @@ static int write_report(const train_cli *c, const cn_model *trained, const cn_ev
   return cli_write_report(&a, trained, &c->history, val);
 }
 
+/* The input spec training reads images with, which the trained model stores. Defaults that
+ * differ from prediction: unit scaling for a --model that takes raw pixels, and for a Keras base
+ * Keras's training resize (image_dataset_from_directory: tf.image.resize bilinear, not
+ * antialiased) instead of load_img's nearest (docs/training.md). The flags override both. */
+static void set_training_spec(const train_cli *c, cn_model *base) {
+  cn_input_spec spec = cn_model_input_spec(base);
+  if (c->o.whole_model && spec.preprocess == CN_PRE_RAW) spec.preprocess = CN_PRE_UNIT;
+  if (!c->o.whole_model && cli_is_keras_model(c->model.model) && spec.resize == CN_RESIZE_NEAREST)
+    spec.resize = CN_TRAIN_KERAS_RESIZE;
+  cli_input_apply(&c->input, &spec);
+  cn_model_set_input_spec(base, &spec);
+}
+
 int cmd_train(int argc, char **argv) {
   train_cli c = {0};
   default_cache(&c);
@@ -382,11 +397,7 @@ int cmd_train(int argc, char **argv) {
   cn_model *base = NULL;
   rc = cli_open_model("train", &c.model, &base);
   if (rc != CLI_OK) return rc;
-  cn_input_spec spec = cn_model_input_spec(base);
-  if (c.have_preprocess || (c.o.whole_model && spec.preprocess == CN_PRE_RAW)) {
-    spec.preprocess = c.have_preprocess ? c.preprocess : CN_PRE_UNIT;
-    cn_model_set_input_spec(base, &spec);
-  }
+  set_training_spec(&c, base);
   cn_evaluation *val = NULL;
   cn_model *trained = NULL;
   if (c.report) {

@@ -27,6 +27,13 @@ typedef struct cn_train_progress {
   double images_per_second;
 } cn_train_progress;
 
+/* The resize a Keras model's pipeline trains with: Keras 3's image_dataset_from_directory calls
+ * tf.image.resize(method="bilinear") with TF's default antialias=False, which is OpenCV's
+ * INTER_LINEAR (half-pixel centres, no antialiasing). Keras's load_img, and so convnet's default
+ * for predicting with a Keras model, resizes nearest. `convnet train` uses this for a Keras base
+ * unless --resize says otherwise (docs/training.md). */
+#define CN_TRAIN_KERAS_RESIZE CN_RESIZE_BILINEAR
+
 typedef struct cn_train_options {
   /* ---- data ---- */
   /* One sub-folder per class; or IDX files (MNIST's format): an images file whose labels lie

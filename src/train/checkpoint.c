@@ -48,8 +48,10 @@ static void hash_augment(cn_sha256 *ctx, const cn_augment *a) {
   for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) hash_num(ctx, "a", flags[i]);
 }
 
-/* The options that change the weights a run produces (not threads, paths of outputs or logs). */
-static void options_fingerprint(const cn_train_options *o, int batch, char hex[65]) {
+/* The options that change the weights a run produces (not threads, paths of outputs or logs),
+ * with the input spec the images are read with (train --resize, --crop, --preprocess). */
+static void options_fingerprint(const cn_train_options *o, int batch, const cn_input_spec *spec,
+                                char hex[65]) {
   cn_sha256 h, *ctx = &h;
   hex[0] = 0;
   if (cn_sha256_begin(ctx) != CN_OK) return;
@@ -80,6 +82,13 @@ static void options_fingerprint(const cn_train_options *o, int batch, char hex[6
   hash_num(ctx, "fine_tune_lr", o->fine_tune_lr);
   hash_num(ctx, "fine_tune_epochs", o->fine_tune_epochs);
   hash_num(ctx, "seed", (double)o->seed);
+  hash_num(ctx, "spec_height", spec->height);
+  hash_num(ctx, "spec_width", spec->width);
+  hash_num(ctx, "spec_channels", spec->channels);
+  hash_num(ctx, "spec_resize", (int)spec->resize);
+  hash_num(ctx, "spec_crop", spec->crop);
+  hash_num(ctx, "spec_preprocess", (int)spec->preprocess);
+  hash_num(ctx, "spec_channels_first", spec->channels_first);
   cn_sha256_hex(ctx, hex);
 }
 
@@ -127,7 +136,7 @@ cn_status fit_checkpoint_write(const fit_run *r) {
   snprintf(stop, sizeof stop, "%d", r->stopped_early);
   snprintf(loss, sizeof loss, "%.17g", r->best_val_loss);
   snprintf(acc, sizeof acc, "%.17g", r->best_val_accuracy);
-  options_fingerprint(r->o, r->batch, fp);
+  options_fingerprint(r->o, r->batch, &r->spec, fp);
   cn_st_meta meta[] = {{"format", "convnet-checkpoint"},
                        {"version", "1"},
                        {"phase", phase},
@@ -171,7 +180,7 @@ static cn_status check_header(const fit_run *r, const cn_safetensors *f) {
   char fp[65];
   if (!format || strcmp(format, "convnet-checkpoint"))
     return cn_fail(CN_ERR_FORMAT, "%s: not a convnet checkpoint", cn_safetensors_path(f));
-  options_fingerprint(r->o, r->batch, fp);
+  options_fingerprint(r->o, r->batch, &r->spec, fp);
   if (!options || strcmp(options, fp))
     return cn_fail(CN_ERR_ARG,
                    "%s: the checkpoint was made with different training options; resume "

@@ -317,6 +317,26 @@ def test_bilinear_matches_cv2(lib, shared_data):
                  lambda a, w, h: cv_resize(a, w, h, cv2.INTER_LINEAR), 1)
 
 
+# `convnet train` resizes a Keras base's images with CN_TRAIN_KERAS_RESIZE, "bilinear", because
+# Keras 3's image_dataset_from_directory calls tf.image.resize(method="bilinear") with TF's
+# default antialias=False (keras/src/utils/image_dataset_utils.py, load_image). convnet rounds
+# to 8 bits with OpenCV's fixed-point weights, TF keeps floats: measured max 0.76 levels. The
+# antialiased resize, which "pil-bilinear" is, is several levels away when shrinking.
+def test_bilinear_matches_keras_training_resize(lib, shared_data):
+    tf = pytest.importorskip("tensorflow")
+    worst = 0.0
+    for arr in sources(shared_data):
+        for w, h in targets(arr):
+            keras = tf.image.resize(arr, (h, w), method="bilinear").numpy()
+            ours = resize(lib, arr, w, h, "bilinear").astype(np.float64)
+            worst = max(worst, float(np.abs(ours - keras).max()))
+    assert worst < 1.0, f"bilinear against tf.image.resize: max difference {worst}"
+    arr = sources(shared_data)[0]
+    keras = tf.image.resize(arr, (15, 20), method="bilinear").numpy()
+    antialiased = resize(lib, arr, 20, 15, "pil-bilinear").astype(np.float64)
+    assert np.abs(antialiased - keras).max() > 1.0
+
+
 def test_area_matches_cv2(lib, shared_data):
     check_policy(lib, shared_data, "area", lambda a, w, h: cv_resize(a, w, h, cv2.INTER_AREA), 1)
 
