@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 
+from keras_fit import fit_reshuffled
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("CN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 H5 = SHARED / "weights" / "keras" / "mobilenet_v1_0.25_224.h5"
@@ -162,11 +164,13 @@ class EpochTimer:
         self.seconds, self.callback = [], Cb()
 
 
-def fit_timed(keras, model, x, y, args, epochs):
-    """Trains; returns the median epoch time (the first epoch also traces the graph)."""
+def fit_timed(keras, model, x, y, args, epochs, seed):
+    """Trains on a fresh seeded order every epoch (keras_fit.py: Keras's own fit(shuffle=True)
+    repeats one order once a global seed is set); returns the median epoch time (the first
+    epoch also traces the graph)."""
     timer = EpochTimer(keras)
-    model.fit(x, y, batch_size=args.batch, epochs=epochs, shuffle=True, verbose=0,
-              callbacks=[timer.callback])
+    fit_reshuffled(model, x, y, epochs=epochs, batch_size=args.batch, seed=seed,
+                   callbacks=[timer.callback])
     return statistics.median(timer.seconds)
 
 
@@ -196,7 +200,7 @@ def keras_seed(keras, full, args, data, seed):
     head_in = keras.Input((ptr.shape[1],))
     head = keras.Model(head_in, dense(head_in))
     head.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    head_s = fit_timed(keras, head, ptr, ytr, args, args.epochs)
+    head_s = fit_timed(keras, head, ptr, ytr, args, args.epochs, seed)
     head_acc = accuracy(head, pva, yva, args.batch)
     # The top block on the features at the cut; BatchNormalization frozen (inference mode).
     x = top_in = keras.Input(ctr.shape[1:])
@@ -212,7 +216,7 @@ def keras_seed(keras, full, args, data, seed):
     if abs(before - head_acc) > 0.0015:  # more than one image apart: the rebuild is wrong
         print(f"warning: Keras top block gives {before} before fine-tuning, head {head_acc}",
               file=sys.stderr)
-    ft_s = fit_timed(keras, top, ctr, ytr, args, args.fine_tune_epochs)
+    ft_s = fit_timed(keras, top, ctr, ytr, args, args.fine_tune_epochs, seed + 1000)
     return head_acc, accuracy(top, cva, yva, args.batch), head_s, ft_s
 
 
