@@ -20,7 +20,6 @@ def fit_reshuffled(model, x, y=None, *, epochs, batch_size, seed, **kwargs):
     history = {}
     for epoch in range(epochs):
         order = rng.permutation(len(x))
-        # fit(x, None) would hand train_step the tuple (x,) rather than x: pass no y at all
         data = (x[order],) if y is None else (x[order], y[order])
         h = model.fit(*data, batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch,
                       shuffle=False, verbose=0, **kwargs)
