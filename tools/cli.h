@@ -46,6 +46,11 @@ int cli_set_threads(const char *command, const char *text);
 /* The model options every model command shares: -m, -w, --alpha (option codes 'm', 'w', 'a').
  * Returns 1 when opt is one of them, with *rc = CLI_USAGE for a bad value, else CLI_OK. */
 int cli_model_option(const char *command, int opt, const char *arg, cli_model_args *a, int *rc);
+/* Their entries for a command's getopt_long table. */
+#define CLI_MODEL_LONG_OPTIONS                                                                     \
+  {"model", required_argument, NULL, 'm'}, {"weights", required_argument, NULL, 'w'}, {            \
+    "alpha", required_argument, NULL, 'a'                                                          \
+  }
 
 /* ---- --resize P, --crop F, --preprocess M: how classify, evaluate and train override the
  * model's input spec for the images they read (one parser, one meaning) ---- */

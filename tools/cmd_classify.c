@@ -177,9 +177,7 @@ static int classify_all(cn_model *model, const classify_args *a, char **files, i
 }
 
 int cmd_classify(int argc, char **argv) {
-  static const struct option options[] = {{"model", required_argument, NULL, 'm'},
-                                          {"weights", required_argument, NULL, 'w'},
-                                          {"alpha", required_argument, NULL, 'a'},
+  static const struct option options[] = {CLI_MODEL_LONG_OPTIONS,
                                           {"top", required_argument, NULL, 'k'},
                                           {"labels", required_argument, NULL, 'l'},
                                           CLI_INPUT_LONG_OPTIONS,

@@ -405,9 +405,7 @@ static int write_report(const eval_args *a, const cn_model *model, const cn_eval
 }
 
 static int parse_args(int argc, char **argv, eval_args *a) {
-  static const struct option options[] = {{"model", required_argument, NULL, 'm'},
-                                          {"weights", required_argument, NULL, 'w'},
-                                          {"alpha", required_argument, NULL, 'a'},
+  static const struct option options[] = {CLI_MODEL_LONG_OPTIONS,
                                           {"data", required_argument, NULL, 'd'},
                                           {"labels", required_argument, NULL, 'l'},
                                           CLI_INPUT_LONG_OPTIONS,

@@ -186,9 +186,7 @@ static int explain_all(cn_model *model, const explain_cmd *c, char **files, int 
 }
 
 static int parse_explain(int argc, char **argv, explain_cmd *c) {
-  static const struct option options[] = {{"model", required_argument, NULL, 'm'},
-                                          {"weights", required_argument, NULL, 'w'},
-                                          {"alpha", required_argument, NULL, 'a'},
+  static const struct option options[] = {CLI_MODEL_LONG_OPTIONS,
                                           {"class", required_argument, NULL, 'c'},
                                           {"layer", required_argument, NULL, 'L'},
                                           {"labels", required_argument, NULL, 'l'},

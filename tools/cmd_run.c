@@ -140,11 +140,12 @@ static int add_path(const char **paths, int *n, const char *path, const char *fl
 }
 
 int cmd_run(int argc, char **argv) {
-  static const struct option options[] = {
-      {"model", required_argument, NULL, 'm'}, {"weights", required_argument, NULL, 'w'},
-      {"alpha", required_argument, NULL, 'a'}, {"threads", required_argument, NULL, 't'},
-      {"input", required_argument, NULL, 'i'}, {"output", required_argument, NULL, 'o'},
-      {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+  static const struct option options[] = {CLI_MODEL_LONG_OPTIONS,
+                                          {"threads", required_argument, NULL, 't'},
+                                          {"input", required_argument, NULL, 'i'},
+                                          {"output", required_argument, NULL, 'o'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
   cli_model_args a = {.need_weights = 1};
   run_io io = {0};
   int opt, rc;

@@ -146,9 +146,7 @@ static int show_option(show_cmd *c, int opt, char **argv) {
 
 /* Returns -1 after --help. */
 static int parse_show(int argc, char **argv, show_cmd *c) {
-  static const struct option options[] = {{"model", required_argument, NULL, 'm'},
-                                          {"weights", required_argument, NULL, 'w'},
-                                          {"alpha", required_argument, NULL, 'a'},
+  static const struct option options[] = {CLI_MODEL_LONG_OPTIONS,
                                           {"layer", required_argument, NULL, 'L'},
                                           {"scale", required_argument, NULL, 's'},
                                           {"max", required_argument, NULL, 'n'},

@@ -110,11 +110,12 @@ static int parse_input_shape(const char *text, cli_model_args *a) {
 }
 
 int cmd_summary(int argc, char **argv) {
-  static const struct option options[] = {
-      {"model", required_argument, NULL, 'm'},   {"weights", required_argument, NULL, 'w'},
-      {"alpha", required_argument, NULL, 'a'},   {"no-top", no_argument, NULL, 'T'},
-      {"pooling", required_argument, NULL, 'p'}, {"input-shape", required_argument, NULL, 'i'},
-      {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+  static const struct option options[] = {CLI_MODEL_LONG_OPTIONS,
+                                          {"no-top", no_argument, NULL, 'T'},
+                                          {"pooling", required_argument, NULL, 'p'},
+                                          {"input-shape", required_argument, NULL, 'i'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
   cli_model_args a = {0};
   int opt, rc;
   opterr = 0;

@@ -6,14 +6,6 @@
 # Skips when chromium or a Python with Pillow is absent.
 set -u
 : "${CONVNET:?set CONVNET to the convnet binary}"
-DATA="${CN_SHARED_DATA:-$(dirname "$0")/../../../shared/data}"
-DATA=$(cd "$DATA" 2>/dev/null && pwd) || DATA=/nonexistent
-BASE="$DATA/weights/keras/mobilenet_v1_0.25_224.h5"
-CD="$DATA/cats_dogs"
-if [ ! -f "$BASE" ] || [ ! -d "$CD/train/cats" ]; then
-  echo "skip: $BASE or $CD absent"
-  exit 77
-fi
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 if [ -z "$CHROMIUM" ]; then
   echo "skip: chromium absent (Debian package chromium; bash scripts/install-deps.sh)"
@@ -31,10 +23,7 @@ if [ -z "$PY" ]; then
   echo "skip: no Python with Pillow to read the screenshot (set CN_PYTHON)"
   exit 77
 fi
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-export CONVNET_CACHE="$TMP/cache"
-. "$(dirname "$0")/lib/check.sh"
+. "$(dirname "$0")/lib/cats_dogs.sh"
 
 # 12 training and 6 validation images per class, as symbolic links; the cats' class name holds
 # HTML's special characters.

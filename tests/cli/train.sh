@@ -5,19 +5,7 @@
 # --threads 1 and 2 agree (with and without augmentation), and bad data folders fail with one
 # clear line.
 set -u
-: "${CONVNET:?set CONVNET to the convnet binary}"
-DATA="${CN_SHARED_DATA:-$(dirname "$0")/../../../shared/data}"
-DATA=$(cd "$DATA" 2>/dev/null && pwd) || DATA=/nonexistent
-BASE="$DATA/weights/keras/mobilenet_v1_0.25_224.h5"
-CD="$DATA/cats_dogs"
-if [ ! -f "$BASE" ] || [ ! -d "$CD/train/cats" ]; then
-  echo "skip: $BASE or $CD absent"
-  exit 77
-fi
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-export CONVNET_CACHE="$TMP/cache"
-. "$(dirname "$0")/lib/check.sh"
+. "$(dirname "$0")/lib/cats_dogs.sh"
 
 # 24 training and 8 validation images per class, as symbolic links
 sample() { # SRC DST N

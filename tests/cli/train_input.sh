@@ -4,19 +4,7 @@
 # the spec and classify uses it by default, a resume with another spec is refused, and a Keras
 # base trains with Keras's training resize (bilinear) by default.
 set -u
-: "${CONVNET:?set CONVNET to the convnet binary}"
-DATA="${CN_SHARED_DATA:-$(dirname "$0")/../../../shared/data}"
-DATA=$(cd "$DATA" 2>/dev/null && pwd) || DATA=/nonexistent
-BASE="$DATA/weights/keras/mobilenet_v1_0.25_224.h5"
-CD="$DATA/cats_dogs"
-if [ ! -f "$BASE" ] || [ ! -d "$CD/train/cats" ]; then
-  echo "skip: $BASE or $CD absent"
-  exit 77
-fi
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-export CONVNET_CACHE="$TMP/cache"
-. "$(dirname "$0")/lib/check.sh"
+. "$(dirname "$0")/lib/cats_dogs.sh"
 
 for c in cats dogs; do # 6 training and 3 validation images per class, as symbolic links
   mkdir -p "$TMP/train/$c" "$TMP/val/$c"
