@@ -56,7 +56,8 @@ class Image(ctypes.Structure):
 class Spec(ctypes.Structure):
     _fields_ = [("height", ctypes.c_int), ("width", ctypes.c_int), ("channels", ctypes.c_int),
                 ("resize", ctypes.c_int), ("crop", ctypes.c_double),
-                ("preprocess", ctypes.c_int), ("channels_first", ctypes.c_int)]
+                ("preprocess", ctypes.c_int), ("channels_first", ctypes.c_int),
+                ("decoder", ctypes.c_int)]
 
 
 # ---- the image set --------------------------------------------------------------------------
@@ -171,7 +172,7 @@ def convnet_prepare(lib, pixels, resize, preprocess):
     pixels = np.ascontiguousarray(pixels, np.uint8)
     img = Image(pixels.shape[1], pixels.shape[0],
                 pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
-    spec = Spec(SIZE, SIZE, 3, RESIZE_IDS[resize], 0.0, preprocess, 0)
+    spec = Spec(SIZE, SIZE, 3, RESIZE_IDS[resize], 0.0, preprocess, 0, 0)
     out = np.zeros((SIZE, SIZE, 3), np.float32)
     if lib.cn_image_prepare(ctypes.byref(img), ctypes.byref(spec),
                             out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))) != 0:
