@@ -4,7 +4,10 @@
 1. MobileNet 0.25 (the real Keras .h5) frozen up to conv_pw_13_relu, GlobalAveragePooling2D,
    Dense(2, softmax); Keras "tf" preprocessing, NEAREST resize to 224x224 (keras.utils.load_img's
    default; convnet gets --resize nearest, as its training default for a Keras base is bilinear);
-   Adam lr 1e-3, batch 32, 10 epochs, no augmentation, fixed seed. Both sides compute the frozen
+   Adam lr 1e-3, batch 32, 10 epochs, no augmentation, fixed seed. With --resize bilinear, Keras
+   reads images as image_dataset_from_directory(interpolation="bilinear") does (tf.io.decode_image,
+   tf.image.resize bilinear, float pixels) and convnet with its Keras-base training default
+   (--decode tf --resize tf-bilinear, the same pipeline). Both sides compute the frozen
    base's (pooled) features once and train the head on them: convnet does it itself (feature
    cache), Keras here with predict.
 2. Fine-tuning from (1): everything after conv_pw_12_relu trains (conv_dw_13 .. conv_pw_13 and the
@@ -18,7 +21,7 @@ both sides. convnet's extraction time is a cold-cache run minus the same run wit
 Epoch and step times are medians over epochs of the training pass only (validation excluded);
 Keras' first epoch includes tracing, hence the median.
 
-    .venv/bin/python bench/bench_transfer.py [--build build-tl] [--skip-lite]
+    .venv/bin/python bench/bench_transfer.py [--build build-tl] [--skip-lite] [--resize bilinear]
 """
 import argparse
 import json
