@@ -36,7 +36,8 @@ static const char train_help[] =
     "                         model's; tf-bilinear for a Keras base, as Keras's\n"
     "                         image_dataset_from_directory)\n"
     "  --decode pil|tf        decode files as PIL (load_img) or tf.io.decode_image does (default:\n"
-    "                         pil; tf for a Keras base, as image_dataset_from_directory)\n"
+    "                         pil; tf for a Keras base without --resize, as\n"
+    "                         image_dataset_from_directory)\n"
     "  --crop F               keep the central fraction F of each side, 0 < F <= 1 (default:\n"
     "                         the model's); --crop WxH is the random crop below\n"
     "  --preprocess MODE      the input pipeline's scaling: raw, unit (x/255), tf, caffe, torch\n"
@@ -381,7 +382,8 @@ static void set_training_spec(const train_cli *c, cn_model *base) {
   if (c->o.whole_model && spec.preprocess == CN_PRE_RAW) spec.preprocess = CN_PRE_UNIT;
   if (!c->o.whole_model && cli_is_keras_model(c->model.model) && spec.resize == CN_RESIZE_NEAREST) {
     spec.resize = CN_TRAIN_KERAS_RESIZE;
-    spec.decoder = CN_TRAIN_KERAS_DECODER;
+    /* Keras's decoding comes with its resize: --resize alone keeps load_img's PIL decoding */
+    if (!c->input.have_resize) spec.decoder = CN_TRAIN_KERAS_DECODER;
   }
   cli_input_apply(&c->input, &spec);
   cn_model_set_input_spec(base, &spec);
