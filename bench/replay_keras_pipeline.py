@@ -16,6 +16,8 @@ Stages, each reported as max / mean |convnet - Keras| over the images:
   5. head step     one Adam step of Dense(2, softmax) from the same features, initial weights and
                    batch: loss, gradient (through the update), updated weights
                    (tests/probes/probe_grad.c's train mode: convnet's trainer and optimizer)
+  6. head runs     (--head-seeds 1,2,3) whole head trainings on cats_dogs from Keras's features,
+                   the same initial kernel and batch order in both programs: validation accuracy
 
     .venv/bin/python bench/replay_keras_pipeline.py --build build [--resize R] [--decode D]
 
@@ -251,6 +253,56 @@ def keras_head_steps(keras, tf, kernel, x, y, order):
     return np.array(losses), k, b
 
 
+# ---- a whole head run on cats vs dogs, the same draws on both sides ------------------------------
+
+
+def cats_dogs_features(keras, tf):
+    """Keras's pooled features of cats_dogs train and validation, read as
+    image_dataset_from_directory does; (x_train, y_train, x_val, y_val)."""
+    full = keras.applications.MobileNet(alpha=0.25, weights=None, input_shape=(SIZE, SIZE, 3))
+    full.load_weights(str(H5))
+    pooled = keras.Model(full.input, keras.layers.GlobalAveragePooling2D()(
+        full.get_layer("conv_pw_13_relu").output))
+    out = []
+    for part in ("train", "validation"):
+        items = listing(SHARED / "cats_dogs" / part)
+        feats = []
+        for i in range(0, len(items), 200):
+            x = np.stack([keras_resize(tf, keras_decode(tf, p)) for p, _ in items[i:i + 200]])
+            feats.append(pooled.predict(x / np.float32(127.5) - np.float32(1), verbose=0))
+        out += [np.concatenate(feats), np.array([y for _, y in items], np.float32)]
+    return out
+
+
+def head_runs(args, work):
+    """10 epochs of the head from the same Glorot kernel and batch order in both programs
+    (batch 40: 2000 images make whole batches, as probe_grad's order file needs), then both
+    final heads scored on the same validation features."""
+    import tensorflow as tf
+    import keras
+    xt, yt, xv, yv = cats_dogs_features(keras, tf)
+    batch = 40
+    print(f"6. head runs on cats vs dogs, {args.head_epochs} epochs, batch {batch}, Adam 1e-3, "
+          "the same initial kernel and order in both; val acc (val loss):")
+    for seed in args.head_seeds:
+        rng = np.random.default_rng(seed)
+        kernel = keras.initializers.GlorotUniform(seed=seed)((xt.shape[1], 2)).numpy()
+        order = np.concatenate([rng.permutation(len(xt)) for _ in range(args.head_epochs)])
+        order = order.reshape(-1, batch)
+        _, kk, kb = keras_head_steps(keras, tf, kernel, xt, yt, order)
+        _, ck, cb = convnet_head_steps(args.build, work, kernel, xt, yt, order)
+        scores = []
+        for k, b in ((ck, cb), (kk, kb)):
+            z = xv @ k + b
+            z = z - z.max(1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+            scores.append((float(np.mean(np.argmax(z, 1) == yv)),
+                           float(-np.mean(logp[np.arange(len(yv)), yv.astype(int)]))))
+        (ca, cl), (ka, kl) = scores
+        print(f"    seed {seed}: convnet {ca:.4f} ({cl:.5f})  Keras {ka:.4f} ({kl:.5f});  "
+              f"max |kernel d| {np.abs(ck - kk).max():.3g}")
+
+
 # ---- report -----------------------------------------------------------------------------------
 
 
@@ -355,10 +407,17 @@ def main():
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--head-seeds", default="",
+                   help="also train the head on cats_dogs for these seeds (e.g. 1,2,3), the same "
+                   "draws in both programs (stage 6, a few minutes)")
+    p.add_argument("--head-epochs", type=int, default=10)
     args = p.parse_args()
+    args.head_seeds = [int(s) for s in args.head_seeds.split(",") if s]
     work = pathlib.Path(tempfile.mkdtemp(prefix="replay_keras."))
     try:
         compare(args, work)
+        if args.head_seeds:
+            head_runs(args, work)
     finally:
         if args.keep:
             print(f"kept {work}", file=sys.stderr)
