@@ -4,7 +4,10 @@
 1. MobileNet 0.25 (the real Keras .h5) frozen up to conv_pw_13_relu, GlobalAveragePooling2D,
    Dense(2, softmax); Keras "tf" preprocessing, NEAREST resize to 224x224 (keras.utils.load_img's
    default; convnet gets --resize nearest, as its training default for a Keras base is bilinear);
-   Adam lr 1e-3, batch 32, 10 epochs, no augmentation, fixed seed. Both sides compute the frozen
+   Adam lr 1e-3, batch 32, 10 epochs, no augmentation, fixed seed. With --resize bilinear, Keras
+   reads images as image_dataset_from_directory(interpolation="bilinear") does (tf.io.decode_image,
+   tf.image.resize bilinear, float pixels) and convnet with its Keras-base training default
+   (--decode tf --resize tf-bilinear, the same pipeline). Both sides compute the frozen
    base's (pooled) features once and train the head on them: convnet does it itself (feature
    cache), Keras here with predict.
 2. Fine-tuning from (1): everything after conv_pw_12_relu trains (conv_dw_13 .. conv_pw_13 and the
@@ -18,7 +21,7 @@ both sides. convnet's extraction time is a cold-cache run minus the same run wit
 Epoch and step times are medians over epochs of the training pass only (validation excluded);
 Keras' first epoch includes tracing, hence the median.
 
-    .venv/bin/python bench/bench_transfer.py [--build build-tl] [--skip-lite]
+    .venv/bin/python bench/bench_transfer.py [--build build-tl] [--skip-lite] [--resize bilinear]
 """
 import argparse
 import json
@@ -55,6 +58,13 @@ def parse_args():
                    help="comma-separated seeds: accuracy is reported per seed and averaged")
     p.add_argument("--skip-lite", action="store_true", help="no EfficientNet-Lite0 run")
     p.add_argument("--skip-keras", action="store_true", help="convnet only")
+    p.add_argument("--resize", choices=("nearest", "bilinear"), default="nearest",
+                   help="nearest: Keras load_img's default; bilinear: image_dataset_from_directory"
+                   "'s (tf.io.decode_image, tf.image.resize bilinear); convnet gets --resize "
+                   "nearest or its Keras training default")
+    p.add_argument("--convnet-resize", default=None,
+                   help="convnet's --resize (default: nearest with --resize nearest, else none: "
+                   "convnet's default for a Keras base)")
     args = p.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     return args
@@ -69,7 +79,7 @@ def convnet_train(args, work, name, base, extra, cache):
     cmd = [str(pathlib.Path(args.build) / "convnet"), "train", "--base", str(base),
            "--data", str(DATA / "train"), "--val", str(DATA / "validation"),
            "--out", str(work / f"{name}.cnm"), "--epochs", str(args.epochs),
-           "--batch", str(args.batch), "--lr", "1e-3", "--resize", "nearest",
+           "--batch", str(args.batch), "--lr", "1e-3", *convnet_resize(args),
            "--threads", str(args.threads), "--cache", str(cache), "--log", str(log), *extra]
     env = dict(os.environ, OMP_WAIT_POLICY="passive")
     start = time.perf_counter()
@@ -80,6 +90,12 @@ def convnet_train(args, work, name, base, extra, cache):
         return wall, None
     print(f"  $ {' '.join(cmd)}   ({wall:.1f} s)", file=sys.stderr)
     return wall, [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def convnet_resize(args):
+    if args.convnet_resize:
+        return ["--resize", args.convnet_resize]
+    return ["--resize", "nearest"] if args.resize == "nearest" else []
 
 
 def phase(records, name):
@@ -134,20 +150,27 @@ def image_list(folder):
     return items
 
 
-def decode(keras, items):
-    """uint8 images, NEAREST-resized as keras.utils.load_img does by default."""
+def load(keras, path, resize):
+    """One image as Keras reads it: load_img (PIL, NEAREST) or, for bilinear, what
+    image_dataset_from_directory's load_image does (float32, not rounded)."""
     import numpy as np
-    return np.stack([np.asarray(keras.utils.load_img(
-        str(p), target_size=(224, 224), interpolation="nearest"), dtype=np.uint8)
-        for p, _ in items])
+    if resize == "nearest":
+        return np.asarray(keras.utils.load_img(str(path), target_size=(224, 224),
+                                               interpolation="nearest"), dtype=np.float32)
+    import tensorflow as tf
+    img = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False)
+    return tf.image.resize(img, (224, 224), method="bilinear").numpy()
 
 
-def features(model, images, batch, chunk=256):
-    """The model on every image, "tf" preprocessing (x / 127.5 - 1) chunk by chunk."""
+def features(keras, models, items, batch, resize, chunk=256):
+    """Each model on every image, "tf" preprocessing (x / 127.5 - 1), chunk by chunk."""
     import numpy as np
-    return np.concatenate([
-        model.predict(images[i:i + chunk].astype(np.float32) / 127.5 - 1.0, batch_size=batch,
-                      verbose=0) for i in range(0, len(images), chunk)])
+    outs = [[] for _ in models]
+    for i in range(0, len(items), chunk):
+        x = np.stack([load(keras, p, resize) for p, _ in items[i:i + chunk]]) / 127.5 - 1.0
+        for out, model in zip(outs, models):
+            out.append(model.predict(x.astype(np.float32), batch_size=batch, verbose=0))
+    return [np.concatenate(o) for o in outs]
 
 
 class EpochTimer:
@@ -227,11 +250,9 @@ def keras_mobilenet(args, train, val, steps):
         full.get_layer("conv_pw_13_relu").output))
     at_cut = keras.Model(full.input, full.get_layer(FINE_TUNE_AT).output)
     start = time.perf_counter()
-    itr, iva = decode(keras, train), decode(keras, val)
-    ptr, pva = features(pooled, itr, args.batch), features(pooled, iva, args.batch)
+    ptr, pva = (features(keras, [pooled], s, args.batch, args.resize)[0] for s in (train, val))
     extract_ips = (len(train) + len(val)) / (time.perf_counter() - start)
-    ctr, cva = features(at_cut, itr, args.batch), features(at_cut, iva, args.batch)
-    del itr, iva
+    ctr, cva = (features(keras, [at_cut], s, args.batch, args.resize)[0] for s in (train, val))
     data = (ptr, pva, ctr, cva, np.array([y for _, y in train]), np.array([y for _, y in val]))
     out = {"extract_ips": extract_ips, "seeds": {}}
     for seed in args.seeds:
@@ -305,7 +326,8 @@ def main():
         sys.exit(f"need {H5} and {DATA}")
     train, val = image_list(DATA / "train"), image_list(DATA / "validation")
     steps = -(-len(train) // args.batch)
-    print(f"load before: {os.getloadavg()}", file=sys.stderr)
+    print(f"load before: {os.getloadavg()}; resize {args.resize}, convnet {convnet_resize(args)}",
+          file=sys.stderr)
     started = time.perf_counter()
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench_transfer."))
     try:

@@ -274,8 +274,15 @@ static void test_names(void) {
     CHECK_OK(cn_preprocess_parse(cn_preprocess_name((cn_preprocess)i), &p));
     CHECK(p == (cn_preprocess)i);
   }
+  for (int i = 0; i < CN_DECODE_COUNT; i++) {
+    cn_decoder d;
+    CHECK_OK(cn_decoder_parse(cn_decoder_name((cn_decoder)i), &d));
+    CHECK(d == (cn_decoder)i);
+  }
   cn_resize r;
   cn_preprocess p;
+  cn_decoder d;
+  CHECK(cn_decoder_parse("opencv", &d) == CN_ERR_ARG);
   CHECK(cn_resize_parse("bicubic", &r) == CN_ERR_ARG);
   CHECK(cn_preprocess_parse("imagenet", &p) == CN_ERR_ARG);
 }
@@ -294,12 +301,20 @@ static void test_resize_and_prepare(void) {
     cn_image_free(&dst);
   }
   CHECK(cn_image_resize(&src, 0, 3, CN_RESIZE_NEAREST, &dst) != CN_OK);
+  /* tf-bilinear keeps fractions in prepare: 4 -> 8 columns blends 0 and 30 at 1/4 and 3/4 */
+  float row[2 * 8 * 3];
+  cn_input_spec tf = {2, 8, 3, CN_RESIZE_TF_BILINEAR, 0, CN_PRE_RAW, 0, CN_DECODE_PIL};
+  CHECK_OK(cn_image_prepare(&src, &tf, row));
+  CHECK(row[0] == 0.0f && row[3] == 7.5f && row[6] == 22.5f);
+  CHECK_OK(cn_image_resize(&src, 8, 2, CN_RESIZE_TF_BILINEAR, &dst));
+  CHECK(dst.pixels[3] == 8 && dst.pixels[6] == 22); /* rounded half to even */
+  cn_image_free(&dst);
   CHECK_OK(cn_image_center_crop(&src, 0.5, &dst));
   CHECK(dst.width == 2 && dst.height == 1 && dst.pixels[0] == px[3]);
   cn_image_free(&dst);
   CHECK(cn_image_center_crop(&src, 0, &dst) == CN_ERR_ARG);
 
-  cn_input_spec spec = {2, 4, 3, CN_RESIZE_NEAREST, 0, CN_PRE_TF, 0};
+  cn_input_spec spec = {2, 4, 3, CN_RESIZE_NEAREST, 0, CN_PRE_TF, 0, CN_DECODE_PIL};
   float out[24];
   CHECK_OK(cn_image_prepare(&src, &spec, out));
   CHECK_NEAR(out[5], 50 / 127.5 - 1, 1e-6);
@@ -312,7 +327,7 @@ static void test_resize_and_prepare(void) {
   spec.preprocess = CN_PRE_RAW;
   CHECK_OK(cn_image_prepare(&src, &spec, out));
   CHECK_NEAR(out[0], (0 * 19595 + 10 * 38470 + 20 * 7471 + 0x8000) >> 16, 0);
-  spec = (cn_input_spec){2, 2, 3, CN_RESIZE_BILINEAR, 0.875, CN_PRE_UNIT, 0};
+  spec = (cn_input_spec){2, 2, 3, CN_RESIZE_BILINEAR, 0.875, CN_PRE_UNIT, 0, CN_DECODE_PIL};
   CHECK_OK(cn_image_prepare(&src, &spec, out));
   CHECK(out[0] >= 0 && out[0] <= 1);
 }
@@ -323,7 +338,7 @@ static void test_channels_first(void) {
   for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 7 % 256);
   cn_image src = {4, 3, px};
   for (int mode = 0; mode < CN_PRE_COUNT; mode++) {
-    cn_input_spec hwc = {3, 4, 3, CN_RESIZE_PIL_BILINEAR, 0, (cn_preprocess)mode, 0};
+    cn_input_spec hwc = {3, 4, 3, CN_RESIZE_PIL_BILINEAR, 0, (cn_preprocess)mode, 0, CN_DECODE_PIL};
     cn_input_spec chw = hwc;
     chw.channels_first = 1;
     float a[36], b[36];
@@ -335,14 +350,14 @@ static void test_channels_first(void) {
     CHECK(same);
   }
   /* torch mode, red plane first: (x / 255 - 0.485) / 0.229 of the first pixel's red. */
-  cn_input_spec torch = {3, 4, 3, CN_RESIZE_NEAREST, 0, CN_PRE_TORCH, 1};
+  cn_input_spec torch = {3, 4, 3, CN_RESIZE_NEAREST, 0, CN_PRE_TORCH, 1, CN_DECODE_PIL};
   float y[36];
   CHECK_OK(cn_image_prepare(&src, &torch, y));
   CHECK_NEAR(y[0], (px[0] / 255.0 - 0.485) / 0.229, 1e-5);
   CHECK_NEAR(y[12], (px[1] / 255.0 - 0.456) / 0.224, 1e-5);
   CHECK_NEAR(y[24 + 11], (px[35] / 255.0 - 0.406) / 0.225, 1e-5);
   /* Grey input has one plane: channels_first changes nothing. */
-  cn_input_spec grey = {3, 4, 1, CN_RESIZE_NEAREST, 0, CN_PRE_RAW, 1};
+  cn_input_spec grey = {3, 4, 1, CN_RESIZE_NEAREST, 0, CN_PRE_RAW, 1, CN_DECODE_PIL};
   CHECK_OK(cn_image_prepare(&src, &grey, y));
   CHECK_NEAR(y[0], (px[0] * 19595 + px[1] * 38470 + px[2] * 7471 + 0x8000) >> 16, 0);
 }

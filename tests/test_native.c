@@ -255,7 +255,18 @@ static void test_tables(void) {
   cn_input_spec s = {.preprocess = CN_PRE_UNIT};
   cJSON *j = cn_native_spec_to_json(&s);
   CHECK(strcmp(cJSON_GetObjectItem(j, "preprocess")->valuestring, "unit") == 0);
+  CHECK(strcmp(cJSON_GetObjectItem(j, "decoder")->valuestring, "pil") == 0);
   cJSON_Delete(j);
+  for (int d = 0; d < CN_DECODE_COUNT; d++) { /* and back; an absent decoder is PIL's */
+    cn_input_spec in = {.height = 2, .decoder = (cn_decoder)d}, back = {0};
+    j = cn_native_spec_to_json(&in);
+    CHECK_OK(cn_native_spec_from_json(j, "spec", &back));
+    CHECK(back.decoder == in.decoder && back.height == 2);
+    cJSON_DeleteItemFromObject(j, "decoder");
+    CHECK_OK(cn_native_spec_from_json(j, "spec", &back));
+    CHECK(back.decoder == CN_DECODE_PIL);
+    cJSON_Delete(j);
+  }
 }
 
 /* ---- damaged files ---- */

@@ -273,7 +273,7 @@ int cli_input_option(const char *command, int opt, const char *arg, cli_input_ar
     if (cn_resize_parse(arg, &a->resize) != CN_OK)
       *rc = cli_usage(command,
                       "--resize: unknown policy '%s' (nearest, bilinear, area, "
-                      "pil-bilinear)",
+                      "pil-bilinear, tf-bilinear)",
                       arg);
     a->have_resize = 1;
     return 1;
@@ -282,6 +282,11 @@ int cli_input_option(const char *command, int opt, const char *arg, cli_input_ar
       *rc =
           cli_usage(command, "--preprocess: unknown mode '%s' (raw, unit, tf, caffe, torch)", arg);
     a->have_preprocess = 1;
+    return 1;
+  case CLI_OPT_DECODE:
+    if (cn_decoder_parse(arg, &a->decoder) != CN_OK)
+      *rc = cli_usage(command, "--decode: unknown decoder '%s' (pil, tf)", arg);
+    a->have_decoder = 1;
     return 1;
   case CLI_OPT_CENTER_CROP:
     if (!cli_parse_double(command, "--crop", arg, 1e-3, 1, &a->crop)) *rc = CLI_USAGE;
@@ -295,6 +300,7 @@ void cli_input_apply(const cli_input_args *a, cn_input_spec *spec) {
   if (a->have_resize) spec->resize = a->resize;
   if (a->have_preprocess) spec->preprocess = a->preprocess;
   if (a->crop > 0) spec->crop = a->crop;
+  if (a->have_decoder) spec->decoder = a->decoder;
 }
 
 static int ends_with(const char *s, const char *suffix) {

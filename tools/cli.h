@@ -54,16 +54,18 @@ int cli_model_option(const char *command, int opt, const char *arg, cli_model_ar
 
 /* ---- --resize P, --crop F, --preprocess M: how classify, evaluate and train override the
  * model's input spec for the images they read (one parser, one meaning) ---- */
-enum { CLI_OPT_RESIZE = 3100, CLI_OPT_CENTER_CROP, CLI_OPT_PREPROCESS };
+enum { CLI_OPT_RESIZE = 3100, CLI_OPT_CENTER_CROP, CLI_OPT_PREPROCESS, CLI_OPT_DECODE };
 #define CLI_INPUT_LONG_OPTIONS                                                                     \
   {"resize", required_argument, NULL, CLI_OPT_RESIZE},                                             \
-      {"preprocess", required_argument, NULL, CLI_OPT_PREPROCESS}, {                               \
+      {"preprocess", required_argument, NULL, CLI_OPT_PREPROCESS},                                 \
+      {"decode", required_argument, NULL, CLI_OPT_DECODE}, {                                       \
     "crop", required_argument, NULL, CLI_OPT_CENTER_CROP                                           \
   }
 typedef struct cli_input_args {
-  int have_resize, have_preprocess;
+  int have_resize, have_preprocess, have_decoder;
   cn_resize resize;
   cn_preprocess preprocess;
+  cn_decoder decoder;
   double crop; /* the central fraction kept; 0: the model's */
 } cli_input_args;
 /* Returns 1 when opt is one of the three, with *rc = CLI_USAGE after a one-line error for a bad

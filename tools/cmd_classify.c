@@ -23,7 +23,9 @@ static const char classify_help[] =
     "  --labels FILE          class names: synset_words.txt, imagenet_class_index.json or one\n"
     "                         name per line (default: the model's own class names (.cnm),\n"
     "                         else ImageNet for 1000 classes, else class N)\n"
-    "  --resize P             nearest, bilinear, area, pil-bilinear (default: the model's)\n"
+    "  --resize P             nearest, bilinear, area, pil-bilinear, tf-bilinear (default: the\n"
+    "                         model's)\n"
+    "  --decode pil|tf        decode as PIL or tf.io.decode_image (default: the model's)\n"
     "  --crop F               keep the central fraction F of each side, 0 < F <= 1\n"
     "  --preprocess M         raw, caffe, tf, torch, unit (default: the model's)\n"
     "  --threads N            threads (0: all cores)\n"
@@ -117,7 +119,7 @@ static int classify_batch(cn_model *model, const cn_input_spec *spec, char **fil
   int ok[CLASSIFY_BATCH], good = 0, failed = 0;
   for (int i = 0; i < n; i++) {
     cn_image image = {0};
-    ok[i] = cn_image_load(files[i], &image) == CN_OK &&
+    ok[i] = cn_image_load_spec(files[i], spec, &image) == CN_OK &&
             cn_image_prepare(&image, spec, input + (size_t)good * in_numel) == CN_OK;
     cn_image_free(&image);
     if (ok[i])

@@ -68,7 +68,8 @@ static int prepare_input(const char *file, const cn_input_spec *spec, cn_image *
   size_t numel = (size_t)spec->height * spec->width * spec->channels;
   *input = malloc(numel * sizeof **input);
   if (!*input) return cli_error(file, "out of memory");
-  if (cn_image_load(file, photo) != CN_OK || cn_image_prepare(photo, spec, *input) != CN_OK)
+  if (cn_image_load_spec(file, spec, photo) != CN_OK ||
+      cn_image_prepare(photo, spec, *input) != CN_OK)
     return cli_lib_error();
   return CLI_OK;
 }

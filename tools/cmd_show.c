@@ -212,8 +212,8 @@ static int feature_maps_of(cn_model *model, const show_cmd *c, const char *file,
   float *input = malloc(numel * sizeof *input);
   cn_image photo = {0};
   int rc = input ? CLI_OK : cli_error(file, "out of memory");
-  if (rc == CLI_OK &&
-      (cn_image_load(file, &photo) != CN_OK || cn_image_prepare(&photo, &spec, input) != CN_OK))
+  if (rc == CLI_OK && (cn_image_load_spec(file, &spec, &photo) != CN_OK ||
+                       cn_image_prepare(&photo, &spec, input) != CN_OK))
     rc = cli_lib_error();
   if (rc == CLI_OK && cn_feature_maps_compute(model, input, c->layer, maps) != CN_OK)
     rc = cli_lib_error();

@@ -32,8 +32,12 @@ static const char train_help[] =
     "  --dropout F            Dropout(F) before the classifier\n"
     "  --freeze all|none|LAYER  frozen part (default all: the whole base)\n"
     "images (as convnet classify; the trained model stores them, classify then uses them):\n"
-    "  --resize P             nearest, bilinear, area, pil-bilinear (default: the model's;\n"
-    "                         bilinear for a Keras base, as Keras's image_dataset_from_directory)\n"
+    "  --resize P             nearest, bilinear, area, pil-bilinear, tf-bilinear (default: the\n"
+    "                         model's; tf-bilinear for a Keras base, as Keras's\n"
+    "                         image_dataset_from_directory)\n"
+    "  --decode pil|tf        decode files as PIL (load_img) or tf.io.decode_image does (default:\n"
+    "                         pil; tf for a Keras base without --resize, as\n"
+    "                         image_dataset_from_directory)\n"
     "  --crop F               keep the central fraction F of each side, 0 < F <= 1 (default:\n"
     "                         the model's); --crop WxH is the random crop below\n"
     "  --preprocess MODE      the input pipeline's scaling: raw, unit (x/255), tf, caffe, torch\n"
@@ -157,6 +161,7 @@ static const struct option train_options[] = {
     {"init", no_argument, NULL, OPT_INIT},
     {"resize", required_argument, NULL, CLI_OPT_RESIZE},
     {"preprocess", required_argument, NULL, CLI_OPT_PREPROCESS},
+    {"decode", required_argument, NULL, CLI_OPT_DECODE},
     {"weights", required_argument, NULL, 'w'},
     {"alpha", required_argument, NULL, 'a'},
     {"data", required_argument, NULL, OPT_DATA},
@@ -369,13 +374,17 @@ static int write_report(const train_cli *c, const cn_model *trained, const cn_ev
 
 /* The input spec training reads images with, which the trained model stores. Defaults that
  * differ from prediction: unit scaling for a --model that takes raw pixels, and for a Keras base
- * Keras's training resize (image_dataset_from_directory: tf.image.resize bilinear, not
- * antialiased) instead of load_img's nearest (docs/training.md). The flags override both. */
+ * Keras's training pipeline (image_dataset_from_directory: tf.io.decode_image, then
+ * tf.image.resize bilinear, not antialiased, in float) instead of load_img's PIL decoding and
+ * nearest resize (docs/training.md). The flags override them. */
 static void set_training_spec(const train_cli *c, cn_model *base) {
   cn_input_spec spec = cn_model_input_spec(base);
   if (c->o.whole_model && spec.preprocess == CN_PRE_RAW) spec.preprocess = CN_PRE_UNIT;
-  if (!c->o.whole_model && cli_is_keras_model(c->model.model) && spec.resize == CN_RESIZE_NEAREST)
+  if (!c->o.whole_model && cli_is_keras_model(c->model.model) && spec.resize == CN_RESIZE_NEAREST) {
     spec.resize = CN_TRAIN_KERAS_RESIZE;
+    /* Keras's decoding comes with its resize: --resize alone keeps load_img's PIL decoding */
+    if (!c->input.have_resize) spec.decoder = CN_TRAIN_KERAS_DECODER;
+  }
   cli_input_apply(&c->input, &spec);
   cn_model_set_input_spec(base, &spec);
 }

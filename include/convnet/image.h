@@ -17,12 +17,24 @@ typedef struct cn_image {
 /* Largest image accepted, in pixels, checked from the header before any pixel buffer exists. */
 #define CN_IMAGE_MAX_PIXELS ((int64_t)1 << 28)
 
+/* Whose decoding to reproduce. PIL: Image.open(...).convert("RGB") after
+ * ImageOps.exif_transpose (keras.utils.load_img, torchvision): JPEG with libjpeg's accurate
+ * integer DCT, EXIF orientation applied, 16-bit grey clipped to 255. TF: tf.io.decode_image(
+ * channels=3), which Keras's image_dataset_from_directory reads with: JPEG with libjpeg's fast
+ * integer DCT (JDCT_IFAST, TensorFlow's default), EXIF orientation ignored, 16-bit grey keeps
+ * its high byte. */
+typedef enum cn_decoder { CN_DECODE_PIL, CN_DECODE_TF, CN_DECODE_COUNT } cn_decoder;
+
 /* Decodes a JPEG, PNG, BMP or PPM/PGM file by its content (not its name) to RGB. Greyscale,
  * palette, 16-bit and alpha are converted (alpha is dropped, as PIL's convert("RGB") does); EXIF
- * orientation of JPEGs is applied. */
+ * orientation of JPEGs is applied. As cn_image_load_as with CN_DECODE_PIL. */
 CN_API cn_status cn_image_load(const char *path, cn_image *out);
 /* The same from memory; name is used in error messages only. */
 CN_API cn_status cn_image_decode(const void *data, size_t size, const char *name, cn_image *out);
+/* cn_image_load and cn_image_decode decoding as the given library does. */
+CN_API cn_status cn_image_load_as(const char *path, cn_decoder decoder, cn_image *out);
+CN_API cn_status cn_image_decode_as(const void *data, size_t size, const char *name,
+                                    cn_decoder decoder, cn_image *out);
 CN_API void cn_image_free(cn_image *image);
 /* Writes an image as an 8-bit RGB PNG, atomically (temporary file, fsync, rename). */
 CN_API cn_status cn_image_save_png(const cn_image *image, const char *path);
@@ -32,6 +44,8 @@ typedef enum cn_resize {
   CN_RESIZE_BILINEAR,     /* cv2.resize INTER_LINEAR (no antialiasing) */
   CN_RESIZE_AREA,         /* cv2.resize INTER_AREA */
   CN_RESIZE_PIL_BILINEAR, /* PIL Image.BILINEAR (antialiased when shrinking) */
+  CN_RESIZE_TF_BILINEAR,  /* tf.image.resize bilinear (Keras image_dataset_from_directory): float
+                             pixels in cn_image_prepare, rounded to 8 bits in cn_image_resize */
   CN_RESIZE_COUNT
 } cn_resize;
 
@@ -44,12 +58,15 @@ typedef enum cn_preprocess {
   CN_PRE_COUNT
 } cn_preprocess;
 
-/* Names used on the command line: "nearest", "bilinear", "area", "pil-bilinear";
+/* Names used on the command line: "nearest", "bilinear", "area", "pil-bilinear", "tf-bilinear";
  * "raw", "caffe", "tf", "torch", "unit". Parse functions return CN_ERR_ARG for unknown names. */
 CN_API const char *cn_resize_name(cn_resize resize);
 CN_API cn_status cn_resize_parse(const char *name, cn_resize *out);
 CN_API const char *cn_preprocess_name(cn_preprocess mode);
 CN_API cn_status cn_preprocess_parse(const char *name, cn_preprocess *out);
+/* "pil", "tf"; CN_ERR_ARG for other names. */
+CN_API const char *cn_decoder_name(cn_decoder decoder);
+CN_API cn_status cn_decoder_parse(const char *name, cn_decoder *out);
 
 /* Resizes src to width x height into a new image. */
 CN_API cn_status cn_image_resize(const cn_image *src, int width, int height, cn_resize policy,
@@ -60,14 +77,19 @@ CN_API cn_status cn_image_center_crop(const cn_image *src, double fraction, cn_i
 
 /* How a model wants its input image. crop == 0 or 1 means no crop; with a crop, the image is
  * resized so that the cropped centre is height x width. channels_first: the model takes CHW
- * (ONNX / PyTorch NCHW) instead of HWC. */
+ * (ONNX / PyTorch NCHW) instead of HWC. decoder: how its files are decoded
+ * (cn_image_load_spec). */
 typedef struct cn_input_spec {
   int height, width, channels;
   cn_resize resize;
   double crop;
   cn_preprocess preprocess;
   int channels_first;
+  cn_decoder decoder;
 } cn_input_spec;
+
+/* cn_image_load_as with spec->decoder. */
+CN_API cn_status cn_image_load_spec(const char *path, const cn_input_spec *spec, cn_image *out);
 
 /* Writes height*width*channels floats for the image following spec: HWC, or CHW with
  * spec->channels_first. channels == 1 averages to grey with ITU-R 601 luma weights (PIL

@@ -27,12 +27,15 @@ typedef struct cn_train_progress {
   double images_per_second;
 } cn_train_progress;
 
-/* The resize a Keras model's pipeline trains with: Keras 3's image_dataset_from_directory calls
- * tf.image.resize(method="bilinear") with TF's default antialias=False, which is OpenCV's
- * INTER_LINEAR (half-pixel centres, no antialiasing). Keras's load_img, and so convnet's default
- * for predicting with a Keras model, resizes nearest. `convnet train` uses this for a Keras base
- * unless --resize says otherwise (docs/training.md). */
-#define CN_TRAIN_KERAS_RESIZE CN_RESIZE_BILINEAR
+/* The resize and decoding a Keras model's pipeline trains with: Keras 3's
+ * image_dataset_from_directory decodes with tf.io.decode_image (libjpeg's fast integer DCT, no
+ * EXIF orientation) and calls tf.image.resize(method="bilinear") with TF's default
+ * antialias=False: half-pixel centres, no antialiasing, float32 pixels that are never rounded.
+ * Keras's load_img, and so convnet's default for predicting with a Keras model, decodes with PIL
+ * and resizes nearest. `convnet train` uses these for a Keras base unless --resize / --decode
+ * say otherwise (docs/training.md). */
+#define CN_TRAIN_KERAS_RESIZE CN_RESIZE_TF_BILINEAR
+#define CN_TRAIN_KERAS_DECODER CN_DECODE_TF
 
 typedef struct cn_train_options {
   /* ---- data ---- */

@@ -1,7 +1,9 @@
 /* JPEG through libjpeg-turbo: errors longjmp back here and become CN_ERR_FORMAT, warnings are
  * silent except a premature end of file, which is an error (PIL refuses truncated files too).
  * Colour handling follows PIL: grey is replicated, CMYK/YCCK is read as Adobe-inverted CMYK and
- * converted with PIL's formula; the EXIF orientation is applied afterwards. */
+ * converted with PIL's formula; the EXIF orientation is applied afterwards. CN_DECODE_TF decodes
+ * as tf.io.decode_image does: libjpeg's fast integer DCT (TensorFlow's default dct_method) and
+ * no EXIF orientation. */
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,7 +101,8 @@ static void choose_output_space(j_decompress_ptr cinfo) {
     cinfo->out_color_space = JCS_RGB;
 }
 
-cn_status cn_decode_jpeg(const uint8_t *data, size_t size, const char *name, cn_image *out) {
+cn_status cn_decode_jpeg(const uint8_t *data, size_t size, const char *name, cn_decoder decoder,
+                         cn_image *out) {
   struct jpeg_decompress_struct cinfo;
   jpeg_trap trap;
   uint8_t *volatile pixels = NULL;
@@ -127,8 +130,9 @@ cn_status cn_decode_jpeg(const uint8_t *data, size_t size, const char *name, cn_
     return st;
   }
   /* The saved markers live in the image pool, which jpeg_finish_decompress frees. */
-  int orientation = exif_orientation(&cinfo);
+  int orientation = decoder == CN_DECODE_TF ? 0 : exif_orientation(&cinfo);
   choose_output_space(&cinfo);
+  if (decoder == CN_DECODE_TF) cinfo.dct_method = JDCT_IFAST;
   jpeg_start_decompress(&cinfo);
   int width = (int)cinfo.output_width, components = cinfo.output_components;
   if (components != 1 && components != 3 && components != 4) {

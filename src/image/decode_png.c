@@ -1,6 +1,7 @@
 /* PNG through libpng, converted to 8-bit RGB as PIL's convert("RGB") does: palette and grey are
  * expanded, alpha and tRNS are dropped, 16-bit colour keeps the high byte, and 16-bit grey
- * (PIL mode "I;16") is clipped to 255, not scaled, which is what PIL does. */
+ * (PIL mode "I;16") is clipped to 255, not scaled, which is what PIL does. CN_DECODE_TF keeps the
+ * high byte of 16-bit grey too, as tf.io.decode_image does. */
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +39,10 @@ static void ignore_warning(png_structp png, png_const_charp message) {}
 
 /* Sets up transforms so rows come out as 8-bit RGB; returns 1 for 16-bit grey, which is read
  * as big-endian 16-bit samples and clipped by the caller. */
-static int request_rgb8(png_structp png, png_infop info) {
+static int request_rgb8(png_structp png, png_infop info, cn_decoder decoder) {
   int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
   png_set_interlace_handling(png);
-  if (color == PNG_COLOR_TYPE_GRAY && depth == 16) return 1;
+  if (color == PNG_COLOR_TYPE_GRAY && depth == 16 && decoder == CN_DECODE_PIL) return 1;
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   if (depth == 16) png_set_strip_16(png);
@@ -67,7 +68,8 @@ static cn_status check_ihdr_size(const uint8_t *data, size_t size, const char *n
   return cn_image_check_size(be32(data + 16), be32(data + 20), name);
 }
 
-cn_status cn_decode_png(const uint8_t *data, size_t size, const char *name, cn_image *out) {
+cn_status cn_decode_png(const uint8_t *data, size_t size, const char *name, cn_decoder decoder,
+                        cn_image *out) {
   cn_status st = check_ihdr_size(data, size, name);
   if (st != CN_OK) return st;
   png_source src = {data, size, 0, ""};
@@ -100,7 +102,7 @@ cn_status cn_decode_png(const uint8_t *data, size_t size, const char *name, cn_i
     return st;
   }
   pixels = img.pixels;
-  int is_grey16 = request_rgb8(png, info);
+  int is_grey16 = request_rgb8(png, info, decoder);
   png_read_update_info(png, info);
   size_t row_bytes = (size_t)width * (is_grey16 ? 2 : 3);
   if (png_get_rowbytes(png, info) != row_bytes) png_error(png, "unexpected row layout");

@@ -45,15 +45,23 @@ static int starts_with(const uint8_t *data, size_t size, const char *magic, size
 }
 
 cn_status cn_image_decode(const void *data, size_t size, const char *name, cn_image *out) {
+  return cn_image_decode_as(data, size, name, CN_DECODE_PIL, out);
+}
+
+cn_status cn_image_decode_as(const void *data, size_t size, const char *name, cn_decoder decoder,
+                             cn_image *out) {
   const uint8_t *bytes = data;
   if (!name) name = "(memory)";
   if (!out || (!data && size)) return cn_fail(CN_ERR_ARG, "%s: no image or output given", name);
   out->width = out->height = 0;
   out->pixels = NULL;
+  if ((unsigned)decoder >= CN_DECODE_COUNT)
+    return cn_fail(CN_ERR_ARG, "%s: unknown decoder %d", name, (int)decoder);
   if (size == 0) return cn_fail(CN_ERR_FORMAT, "%s: empty file", name);
-  if (starts_with(bytes, size, "\xff\xd8\xff", 3)) return cn_decode_jpeg(bytes, size, name, out);
+  if (starts_with(bytes, size, "\xff\xd8\xff", 3))
+    return cn_decode_jpeg(bytes, size, name, decoder, out);
   if (starts_with(bytes, size, "\x89PNG\r\n\x1a\n", 8))
-    return cn_decode_png(bytes, size, name, out);
+    return cn_decode_png(bytes, size, name, decoder, out);
   if (starts_with(bytes, size, "BM", 2)) return cn_decode_bmp(bytes, size, name, out);
   if (starts_with(bytes, size, "P5", 2) || starts_with(bytes, size, "P6", 2))
     return cn_decode_pnm(bytes, size, name, out);
@@ -87,6 +95,14 @@ static cn_status read_file(const char *path, uint8_t **data, size_t *size) {
 }
 
 cn_status cn_image_load(const char *path, cn_image *out) {
+  return cn_image_load_as(path, CN_DECODE_PIL, out);
+}
+
+cn_status cn_image_load_spec(const char *path, const cn_input_spec *spec, cn_image *out) {
+  return cn_image_load_as(path, spec ? spec->decoder : CN_DECODE_PIL, out);
+}
+
+cn_status cn_image_load_as(const char *path, cn_decoder decoder, cn_image *out) {
   if (!path || !out) return cn_fail(CN_ERR_ARG, "cn_image_load: no path or output given");
   out->width = out->height = 0;
   out->pixels = NULL;
@@ -94,7 +110,7 @@ cn_status cn_image_load(const char *path, cn_image *out) {
   size_t size = 0;
   cn_status st = read_file(path, &data, &size);
   if (st != CN_OK) return st;
-  st = cn_image_decode(data, size, path, out);
+  st = cn_image_decode_as(data, size, path, decoder, out);
   free(data);
   return st;
 }
@@ -104,14 +120,29 @@ static const char *const resize_names[CN_RESIZE_COUNT] = {
     [CN_RESIZE_BILINEAR] = "bilinear",
     [CN_RESIZE_AREA] = "area",
     [CN_RESIZE_PIL_BILINEAR] = "pil-bilinear",
+    [CN_RESIZE_TF_BILINEAR] = "tf-bilinear",
 };
-_Static_assert(CN_RESIZE_COUNT == 4, "resize_names must name every policy");
+_Static_assert(CN_RESIZE_COUNT == 5, "resize_names must name every policy");
 
 static const char *const preprocess_names[CN_PRE_COUNT] = {
     [CN_PRE_RAW] = "raw",     [CN_PRE_CAFFE] = "caffe", [CN_PRE_TF] = "tf",
     [CN_PRE_TORCH] = "torch", [CN_PRE_UNIT] = "unit",
 };
 _Static_assert(CN_PRE_COUNT == 5, "preprocess_names must name every mode");
+
+static const char *const decoder_names[CN_DECODE_COUNT] = {
+    [CN_DECODE_PIL] = "pil", [CN_DECODE_TF] = "tf"};
+_Static_assert(CN_DECODE_COUNT == 2, "decoder_names must name every decoder");
+
+const char *cn_decoder_name(cn_decoder decoder) {
+  return (unsigned)decoder < CN_DECODE_COUNT ? decoder_names[decoder] : "unknown";
+}
+
+cn_status cn_decoder_parse(const char *name, cn_decoder *out) {
+  for (int i = 0; name && i < CN_DECODE_COUNT; i++)
+    if (strcmp(name, decoder_names[i]) == 0) return *out = (cn_decoder)i, CN_OK;
+  return cn_fail(CN_ERR_ARG, "unknown decoder '%s' (pil, tf)", name ? name : "(null)");
+}
 
 const char *cn_resize_name(cn_resize resize) {
   return (unsigned)resize < CN_RESIZE_COUNT ? resize_names[resize] : "unknown";
@@ -128,7 +159,8 @@ cn_status cn_resize_parse(const char *name, cn_resize *out) {
       return CN_OK;
     }
   }
-  return cn_fail(CN_ERR_ARG, "unknown resize policy '%s' (nearest, bilinear, area, pil-bilinear)",
+  return cn_fail(CN_ERR_ARG,
+                 "unknown resize policy '%s' (nearest, bilinear, area, pil-bilinear, tf-bilinear)",
                  name ? name : "(null)");
 }
 

@@ -75,17 +75,43 @@ static cn_status check_spec(const cn_image *image, const cn_input_spec *spec, co
   return CN_OK;
 }
 
+/* The size to resize to before the centre crop (spec's size without a crop). */
+static cn_status resized_size(const cn_input_spec *spec, int *w, int *h) {
+  if (spec->crop <= 0 || spec->crop >= 1) return *w = spec->width, *h = spec->height, CN_OK;
+  double cw = lround(spec->width / spec->crop), ch = lround(spec->height / spec->crop);
+  if (cw > CN_IMAGE_MAX_PIXELS || ch > CN_IMAGE_MAX_PIXELS)
+    return cn_fail(CN_ERR_LIMIT, "prepare: crop %g needs a %gx%g image", spec->crop, cw, ch);
+  return *w = (int)cw, *h = (int)ch, CN_OK;
+}
+
 /* Resizes (and crops) to exactly spec->width x spec->height. */
 static cn_status fit(const cn_image *src, const cn_input_spec *spec, cn_image *dst) {
-  if (spec->crop <= 0 || spec->crop >= 1)
-    return cn_image_resize(src, spec->width, spec->height, spec->resize, dst);
-  double w = lround(spec->width / spec->crop), h = lround(spec->height / spec->crop);
-  if (w > CN_IMAGE_MAX_PIXELS || h > CN_IMAGE_MAX_PIXELS)
-    return cn_fail(CN_ERR_LIMIT, "prepare: crop %g needs a %gx%g image", spec->crop, w, h);
+  int w = 0, h = 0;
+  cn_status st = resized_size(spec, &w, &h);
+  if (st != CN_OK) return st;
+  if (w == spec->width && h == spec->height) return cn_image_resize(src, w, h, spec->resize, dst);
   cn_image resized = {0};
-  cn_status st = cn_image_resize(src, (int)w, (int)h, spec->resize, &resized);
+  st = cn_image_resize(src, w, h, spec->resize, &resized);
   if (st == CN_OK) st = cn_image_crop_center_to(&resized, spec->width, spec->height, dst);
   cn_image_free(&resized);
+  return st;
+}
+
+/* TF_BILINEAR keeps float pixels (tf.image.resize returns float32): the resized (and cropped)
+ * image as 3 * width * height floats in out. */
+static cn_status fit_float(const cn_image *src, const cn_input_spec *spec, float *out) {
+  int w = 0, h = 0;
+  cn_status st = resized_size(spec, &w, &h);
+  if (st != CN_OK) return st;
+  if (w == spec->width && h == spec->height) return cn_image_resize_tf(src, w, h, out);
+  float *full = malloc(sizeof *full * w * h * 3);
+  if (!full) return cn_fail(CN_ERR_NOMEM, "prepare: no memory for %dx%d", w, h);
+  st = cn_image_resize_tf(src, w, h, full);
+  int left = cn_image_center_offset(w, spec->width), top = cn_image_center_offset(h, spec->height);
+  for (int y = 0; st == CN_OK && y < spec->height; y++)
+    memcpy(out + (size_t)y * spec->width * 3, full + ((size_t)(top + y) * w + left) * 3,
+           sizeof *out * spec->width * 3);
+  free(full);
   return st;
 }
 
@@ -108,24 +134,40 @@ static cn_status to_channels_first(float *out, size_t n) {
   return CN_OK;
 }
 
+/* The resized RGB image as floats 0..255 into rgb (3 * width * height). */
+static cn_status fit_rgb(const cn_image *src, const cn_input_spec *spec, float *rgb) {
+  if (spec->resize == CN_RESIZE_TF_BILINEAR) return fit_float(src, spec, rgb);
+  cn_image sized = {0};
+  cn_status st = fit(src, spec, &sized);
+  for (size_t i = 0; st == CN_OK && i < (size_t)spec->width * spec->height * 3; i++)
+    rgb[i] = sized.pixels[i];
+  cn_image_free(&sized);
+  return st;
+}
+
+/* Grey: the "L" image resized, one channel of it kept (in place: out[i] = rgb[3 i]). */
+static cn_status prepare_grey(const cn_image *image, const cn_input_spec *spec, float *out) {
+  size_t n = (size_t)spec->width * spec->height;
+  float *rgb = malloc(sizeof *rgb * 3 * n);
+  cn_image grey = {0};
+  cn_status st = rgb ? grey_copy(image, &grey) : cn_fail(CN_ERR_NOMEM, "prepare: out of memory");
+  if (st == CN_OK) st = fit_rgb(&grey, spec, rgb);
+  for (size_t i = 0; st == CN_OK && i < n; i++) {
+    out[i] = rgb[3 * i];
+    grey_preprocess(spec->preprocess, &out[i]);
+  }
+  cn_image_free(&grey);
+  free(rgb);
+  return st;
+}
+
 cn_status cn_image_prepare(const cn_image *image, const cn_input_spec *spec, float *out) {
   cn_status st = check_spec(image, spec, out);
   if (st != CN_OK) return st;
-  cn_image grey = {0}, sized = {0};
-  if (spec->channels == 1) st = grey_copy(image, &grey);
-  if (st == CN_OK) st = fit(spec->channels == 1 ? &grey : image, spec, &sized);
-  cn_image_free(&grey);
-  if (st != CN_OK) return st;
+  if (spec->channels == 1) return prepare_grey(image, spec, out);
   size_t n = (size_t)spec->width * spec->height;
-  if (spec->channels == 3) {
-    for (size_t i = 0; i < 3 * n; i++) out[i] = sized.pixels[i];
-    cn_preprocess_apply(spec->preprocess, out, n);
-  } else {
-    for (size_t i = 0; i < n; i++) {
-      out[i] = sized.pixels[3 * i];
-      grey_preprocess(spec->preprocess, &out[i]);
-    }
-  }
-  cn_image_free(&sized);
-  return spec->channels_first && spec->channels == 3 ? to_channels_first(out, n) : CN_OK;
+  st = fit_rgb(image, spec, out);
+  if (st != CN_OK) return st;
+  cn_preprocess_apply(spec->preprocess, out, n);
+  return spec->channels_first ? to_channels_first(out, n) : CN_OK;
 }

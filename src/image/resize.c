@@ -1,7 +1,9 @@
 /* Resizing with the arithmetic of the tools models were trained with, so that pixels match:
  * NEAREST as PIL's Image.resize(NEAREST), BILINEAR and AREA as OpenCV's cv2.resize on uint8
  * (fixed-point linear weights, float area weights), PIL_BILINEAR as PIL's separable
- * convolution with 22-bit fixed-point coefficients. Center crop follows torchvision. */
+ * convolution with 22-bit fixed-point coefficients, TF_BILINEAR as TensorFlow's ResizeBilinear
+ * (half-pixel centres) in float32, unrounded for cn_image_prepare. Center crop follows
+ * torchvision. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,6 +338,75 @@ static cn_status resize_pil_bilinear(const cn_image *src, cn_image *dst) {
   return st;
 }
 
+/* ---- TF_BILINEAR: tf.image.resize(method="bilinear", antialias=False), TensorFlow's
+ * ResizeBilinear kernel with half_pixel_centers: coordinates, weights and blends in float32. */
+
+typedef struct tf_tap {
+  int lo, hi;
+  float lerp;
+} tf_tap;
+
+static void tf_taps(int in, int out, tf_tap *t) {
+  float scale = (float)in / (float)out;
+  for (int i = 0; i < out; i++) {
+    float x = ((float)i + 0.5f) * scale - 0.5f, f = floorf(x);
+    int lo = (int)f, hi = (int)ceilf(x);
+    t[i].lo = lo < 0 ? 0 : lo;
+    t[i].hi = hi > in - 1 ? in - 1 : hi;
+    t[i].lerp = x - f;
+  }
+}
+
+static float tf_lerp(float a, float b, float t) {
+  float d = (b - a) * t;
+  return a + d;
+}
+
+static void tf_bilinear_rows(const cn_image *src, const tf_tap *xt, const tf_tap *yt, int width,
+                             int height, float *out) {
+  for (int y = 0; y < height; y++) {
+    for (int x = 0; x < width; x++) {
+      const uint8_t *tl = pixel_at(src, xt[x].lo, yt[y].lo),
+                    *tr = pixel_at(src, xt[x].hi, yt[y].lo);
+      const uint8_t *bl = pixel_at(src, xt[x].lo, yt[y].hi),
+                    *br = pixel_at(src, xt[x].hi, yt[y].hi);
+      for (int c = 0; c < 3; c++) {
+        float top = tf_lerp(tl[c], tr[c], xt[x].lerp);
+        float bottom = tf_lerp(bl[c], br[c], xt[x].lerp);
+        *out++ = tf_lerp(top, bottom, yt[y].lerp);
+      }
+    }
+  }
+}
+
+cn_status cn_image_resize_tf(const cn_image *src, int width, int height, float *out) {
+  tf_tap *xt = malloc(sizeof *xt * width), *yt = malloc(sizeof *yt * height);
+  cn_status st = CN_OK;
+  if (xt && yt) {
+    tf_taps(src->width, width, xt);
+    tf_taps(src->height, height, yt);
+    tf_bilinear_rows(src, xt, yt, width, height, out);
+  } else {
+    st = cn_fail(CN_ERR_NOMEM, "resize: no memory for %dx%d", width, height);
+  }
+  free(xt), free(yt);
+  return st;
+}
+
+/* The float result rounded to the nearest level, for callers that want 8-bit pixels. */
+static cn_status resize_tf_bilinear(const cn_image *src, cn_image *dst) {
+  size_t n = (size_t)dst->width * dst->height * 3;
+  float *f = malloc(sizeof *f * n);
+  if (!f) return cn_fail(CN_ERR_NOMEM, "resize: no memory for %dx%d", dst->width, dst->height);
+  cn_status st = cn_image_resize_tf(src, dst->width, dst->height, f);
+  for (size_t i = 0; st == CN_OK && i < n; i++) {
+    long v = lrintf(f[i]);
+    dst->pixels[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+  }
+  free(f);
+  return st;
+}
+
 cn_status cn_image_resize(const cn_image *src, int width, int height, cn_resize policy,
                           cn_image *dst) {
   if (!src || !dst || !src->pixels || src->width <= 0 || src->height <= 0)
@@ -358,6 +429,8 @@ cn_status cn_image_resize(const cn_image *src, int width, int height, cn_resize 
     st = resize_bilinear(src, &out);
   } else if (policy == CN_RESIZE_AREA) {
     st = resize_area(src, &out);
+  } else if (policy == CN_RESIZE_TF_BILINEAR) {
+    st = resize_tf_bilinear(src, &out);
   } else {
     st = resize_pil_bilinear(src, &out);
   }
@@ -369,7 +442,7 @@ cn_status cn_image_resize(const cn_image *src, int width, int height, cn_resize 
 }
 
 /* torchvision: top = int(round((H - h) / 2)), with Python's round half to even. */
-static int centered_offset(int full, int part) {
+int cn_image_center_offset(int full, int part) {
   int diff = full - part;
   return diff % 2 == 0 ? diff / 2 : (diff / 2) % 2 == 0 ? diff / 2 : diff / 2 + 1;
 }
@@ -381,7 +454,8 @@ cn_status cn_image_crop_center_to(const cn_image *src, int width, int height, cn
   cn_image out = {0};
   cn_status st = new_image(&out, width, height);
   if (st != CN_OK) return st;
-  int left = centered_offset(src->width, width), top = centered_offset(src->height, height);
+  int left = cn_image_center_offset(src->width, width),
+      top = cn_image_center_offset(src->height, height);
   for (int y = 0; y < height; y++)
     memcpy(pixel_at(&out, 0, y), pixel_at(src, left, top + y), (size_t)width * 3);
   *dst = out;

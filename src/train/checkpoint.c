@@ -89,6 +89,7 @@ static void options_fingerprint(const cn_train_options *o, int batch, const cn_i
   hash_num(ctx, "spec_crop", spec->crop);
   hash_num(ctx, "spec_preprocess", (int)spec->preprocess);
   hash_num(ctx, "spec_channels_first", spec->channels_first);
+  if (spec->decoder != CN_DECODE_PIL) hash_num(ctx, "spec_decoder", (int)spec->decoder);
   cn_sha256_hex(ctx, hex);
 }
 

@@ -273,7 +273,7 @@ static int prepare_one(const eval_run *r, const char *path, int label, float *ou
     return 0;
   }
   cn_image image = {0};
-  cn_status st = cn_image_load(path, &image);
+  cn_status st = cn_image_load_spec(path, &r->spec, &image);
   if (st == CN_OK) st = cn_image_prepare(&image, &r->spec, out);
   cn_image_free(&image);
   if (st != CN_OK && strstr(cn_last_error(), path))

@@ -35,6 +35,8 @@ cn_status fit_model_fingerprint(const cn_model *m, char hex[65]) {
   cn_input_spec s = m->spec;
   snprintf(line, sizeof line, "spec %d %d %d %d %.17g %d", s.height, s.width, s.channels,
            (int)s.resize, s.crop, (int)s.preprocess);
+  if (s.decoder != CN_DECODE_PIL)
+    snprintf(line + strlen(line), sizeof line - strlen(line), " decoder %d", (int)s.decoder);
   cn_sha256_add_str(&h, line);
   for (int i = 0; i < g->n_nodes; i++) {
     const cn_node *n = &g->nodes[i];

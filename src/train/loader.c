@@ -63,7 +63,7 @@ static cn_status decode_one(const cn_loader *l, int64_t index, int64_t epoch, fl
                             char *msg) {
   const char *path = cn_dataset_path(l->ds, index);
   cn_image image = {0}, changed = {0};
-  cn_status st = cn_image_load(path, &image);
+  cn_status st = cn_image_load_spec(path, &l->o.spec, &image);
   if (st == CN_OK && cn_augment_active(&l->o.augment)) {
     st = cn_image_augment(&image, &l->o.augment, augment_seed(l, epoch, index), &changed);
     if (st == CN_OK) {

@@ -2,7 +2,7 @@
 # convnet train/evaluate --resize, --crop F, --preprocess (shared with classify): accepted,
 # bad values are one-line usage errors, they reach the image pipeline, the trained model stores
 # the spec and classify uses it by default, a resume with another spec is refused, and a Keras
-# base trains with Keras's training resize (bilinear) by default.
+# base trains with Keras's training pipeline (tf-bilinear resize, tf decoding) by default.
 set -u
 . "$(dirname "$0")/lib/cats_dogs.sh"
 
@@ -13,6 +13,8 @@ for c in cats dogs; do # 6 training and 3 validation images per class, as symbol
 done
 TRAIN=(train --base "$BASE" --data "$TMP/train" --val "$TMP/val" --batch 4 --seed 5 --epochs 2)
 
+# the losses of a --log file (its times and images per second differ from run to run)
+losses() { grep -o '"[a-z_]*loss": [0-9.]*' "$1"; }
 # the input_spec the .cnm stores (a JSON object in its header)
 spec_of() { head -c 65536 "$1" | tr -d '\\' | grep -ao '"input_spec":"{[^}]*}' | head -1; }
 
@@ -28,6 +30,7 @@ for cmd in train evaluate; do
   [ $cmd = evaluate ] && args=(-m nosuch.h5 --data nosuch)
   check "$cmd --resize bogus" usage_error --resize bogus $cmd "${args[@]}"
   check "$cmd --preprocess bogus" usage_error --preprocess bogus $cmd "${args[@]}"
+  check "$cmd --decode bogus" usage_error --decode bogus $cmd "${args[@]}"
   check "$cmd --crop 1.5" usage_error --crop 1.5 $cmd "${args[@]}"
   check "$cmd --crop 0" usage_error --crop 0 $cmd "${args[@]}"
 done
@@ -36,25 +39,35 @@ check "classify --resize bogus" usage_error --resize bogus classify nosuch.jpg
 # ---- a Keras base trains with Keras's training resize; the model stores the spec ----
 default_spec() {
   "$CONVNET" "${TRAIN[@]}" --out "$TMP/d.cnm" --log "$TMP/d.jsonl" >"$TMP/out" 2>"$TMP/err" &&
-    spec_of "$TMP/d.cnm" >"$TMP/spec" && grep -q '"resize":"bilinear"' "$TMP/spec" &&
-    grep -q '"preprocess":"tf"' "$TMP/spec"
+    spec_of "$TMP/d.cnm" >"$TMP/spec" && grep -q '"resize":"tf-bilinear"' "$TMP/spec" &&
+    grep -q '"preprocess":"tf"' "$TMP/spec" && grep -q '"decoder":"tf"' "$TMP/spec"
 }
-check "a Keras base trains with bilinear by default, and the model stores it" default_spec
+check "a Keras base trains with tf-bilinear and tf decoding by default, and the model stores it" \
+  default_spec
 
 given_spec() {
   "$CONVNET" "${TRAIN[@]}" --resize nearest --crop 0.875 --preprocess caffe --out "$TMP/n.cnm" \
     --log "$TMP/n.jsonl" >"$TMP/out" 2>"$TMP/err" && spec_of "$TMP/n.cnm" >"$TMP/spec" &&
     grep -q '"resize":"nearest"' "$TMP/spec" && grep -q '"crop":0.875' "$TMP/spec" &&
-    grep -q '"preprocess":"caffe"' "$TMP/spec"
+    grep -q '"preprocess":"caffe"' "$TMP/spec" && grep -q '"decoder":"pil"' "$TMP/spec"
 }
 check "--resize nearest --crop 0.875 --preprocess caffe are stored" given_spec
 
 reach_pipeline() { # same seed, other resize: other features, so another loss
   "$CONVNET" "${TRAIN[@]}" --resize nearest --out "$TMP/n2.cnm" --log "$TMP/n2.jsonl" \
     >"$TMP/out" 2>"$TMP/err" &&
-    ! cmp -s <(sed 's/"seconds[^,}]*//' "$TMP/d.jsonl") <(sed 's/"seconds[^,}]*//' "$TMP/n2.jsonl")
+    ! cmp -s <(losses "$TMP/d.jsonl") <(losses "$TMP/n2.jsonl")
 }
-check "--resize bilinear and nearest train on different features" reach_pipeline
+check "--resize tf-bilinear and nearest train on different features" reach_pipeline
+
+decode_pil() { # a Keras base with --decode pil keeps its tf-bilinear resize; other features
+  "$CONVNET" "${TRAIN[@]}" --decode pil --out "$TMP/p.cnm" --log "$TMP/p.jsonl" \
+    >"$TMP/out" 2>"$TMP/err" && spec_of "$TMP/p.cnm" >"$TMP/spec" &&
+    grep -q '"decoder":"pil"' "$TMP/spec" && grep -q '"resize":"tf-bilinear"' "$TMP/spec" &&
+    ! cmp -s <(losses "$TMP/d.jsonl") <(losses "$TMP/p.jsonl")
+}
+check "--decode pil overrides the Keras base's tf decoding, is stored and reaches the features" \
+  decode_pil
 
 classify_uses_stored() { # default == the stored crop and resize, != another
   local img="$CD/validation/dogs/$(ls "$CD/validation/dogs" | sort | tail -1)"

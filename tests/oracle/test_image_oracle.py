@@ -37,7 +37,8 @@ class CnImage(ctypes.Structure):
 
 class CnInputSpec(ctypes.Structure):
     _fields_ = [("height", ctypes.c_int), ("width", ctypes.c_int), ("channels", ctypes.c_int),
-                ("resize", ctypes.c_int), ("crop", ctypes.c_double), ("preprocess", ctypes.c_int)]
+                ("resize", ctypes.c_int), ("crop", ctypes.c_double), ("preprocess", ctypes.c_int),
+                ("channels_first", ctypes.c_int), ("decoder", ctypes.c_int)]
 
 
 @pytest.fixture(scope="module")
@@ -317,11 +318,12 @@ def test_bilinear_matches_cv2(lib, shared_data):
                  lambda a, w, h: cv_resize(a, w, h, cv2.INTER_LINEAR), 1)
 
 
-# `convnet train` resizes a Keras base's images with CN_TRAIN_KERAS_RESIZE, "bilinear", because
 # Keras 3's image_dataset_from_directory calls tf.image.resize(method="bilinear") with TF's
-# default antialias=False (keras/src/utils/image_dataset_utils.py, load_image). convnet rounds
-# to 8 bits with OpenCV's fixed-point weights, TF keeps floats: measured max 0.76 levels. The
-# antialiased resize, which "pil-bilinear" is, is several levels away when shrinking.
+# default antialias=False (keras/src/utils/image_dataset_utils.py, load_image). convnet's
+# "bilinear" (OpenCV's) has the same geometry but rounds to 8 bits with fixed-point weights, TF
+# keeps floats: measured max 0.76 levels. `convnet train` therefore uses "tf-bilinear" for a Keras
+# base (CN_TRAIN_KERAS_RESIZE), which is exact (test_keras_pipeline.py). The antialiased resize,
+# which "pil-bilinear" is, is several levels away when shrinking.
 def test_bilinear_matches_keras_training_resize(lib, shared_data):
     tf = pytest.importorskip("tensorflow")
     worst = 0.0

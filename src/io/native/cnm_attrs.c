@@ -73,7 +73,7 @@ _Static_assert(sizeof(cn_act_kind) == sizeof(int) && sizeof(cn_padding) == sizeo
                    sizeof(cn_merge_kind) == sizeof(int) && sizeof(cn_binary_kind) == sizeof(int) &&
                    sizeof(cn_unary_kind) == sizeof(int) && sizeof(cn_pad_mode) == sizeof(int) &&
                    sizeof(cn_resize_coord) == sizeof(int) && sizeof(cn_resize) == sizeof(int) &&
-                   sizeof(cn_preprocess) == sizeof(int),
+                   sizeof(cn_preprocess) == sizeof(int) && sizeof(cn_decoder) == sizeof(int),
                "enums are read and written as int");
 
 /* ---- enum names (the names files hold; never renumber, only append) ---- */
@@ -102,10 +102,12 @@ static const char *const coord_names[] = {
 static const char *const nearest_names[] = {"round_prefer_floor", "round_prefer_ceil", "floor",
                                             "ceil", NULL};
 /* The command-line names (cn_resize_name, cn_preprocess_name); test_native checks they agree. */
-static const char *const image_resize_names[] = {"nearest", "bilinear", "area", "pil-bilinear",
-                                                 NULL};
+static const char *const image_resize_names[] = {"nearest",      "bilinear",    "area",
+                                                 "pil-bilinear", "tf-bilinear", NULL};
 _Static_assert(NAMES_OF(image_resize_names) == CN_RESIZE_COUNT, "name every resize policy");
 static const char *const preprocess_names[] = {"raw", "caffe", "tf", "torch", "unit", NULL};
+static const char *const decoder_names[] = {"pil", "tf", NULL};
+_Static_assert(NAMES_OF(decoder_names) == CN_DECODE_COUNT, "name every decoder");
 _Static_assert(NAMES_OF(preprocess_names) == CN_PRE_COUNT, "name every preprocessing mode");
 
 /* ---- the attrs structs ---- */
@@ -308,9 +310,10 @@ static const field sample_fields[] = {I64(cn_gaussian_sample_attrs, seed, 0, 900
 static const layout sample_layout = LAYOUT(cn_gaussian_sample_attrs, sample_fields);
 
 static const field spec_fields[] = {
-    INT(cn_input_spec, height, 0, 65536),   INT(cn_input_spec, width, 0, 65536),
-    INT(cn_input_spec, channels, 0, 65536), ENUM(cn_input_spec, resize, image_resize_names),
-    DBL(cn_input_spec, crop, 0, 1),         ENUM(cn_input_spec, preprocess, preprocess_names)};
+    INT(cn_input_spec, height, 0, 65536),     INT(cn_input_spec, width, 0, 65536),
+    INT(cn_input_spec, channels, 0, 65536),   ENUM(cn_input_spec, resize, image_resize_names),
+    DBL(cn_input_spec, crop, 0, 1),           ENUM(cn_input_spec, preprocess, preprocess_names),
+    INT(cn_input_spec, channels_first, 0, 1), ENUM(cn_input_spec, decoder, decoder_names)};
 static const layout spec_layout = LAYOUT(cn_input_spec, spec_fields);
 
 /* Every op of cn_all_ops with attributes; an op with attrs_size 0 needs none. */
