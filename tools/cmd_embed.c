@@ -77,10 +77,8 @@ static int embed_all(cn_embedder *e, char **files, int n, const char *output) {
   for (int i = 0; i < n; i++)
     if (cn_embed_file(e, files[i], rows + (size_t)i * (size_t)dim) != CN_OK)
       failed += cli_lib_error();
-  int rc = CLI_OK;
-  if (failed) {
-    rc = cli_error(output, "not written: %d of %d images failed", failed, n);
-  } else {
+  int rc = failed ? CLI_FAILED : CLI_OK; /* each failure named on its line; nothing written */
+  if (!failed) {
     cn_shape shape = {.rank = 2, .dim = {n, dim}};
     if (cn_npy_write(output, &shape, rows) != CN_OK)
       rc = cli_lib_error();
