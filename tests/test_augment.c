@@ -120,6 +120,22 @@ static void test_extremes(void) {
   CHECK(ok);
 }
 
+/* A blur sigma so small that sigma * sigma underflows to 0 (found by fuzz/fuzz_transform under
+ * UBSan: the centre weight was exp(-0 / 0) = NaN, and NaN became a grey level). The limit of a
+ * vanishing sigma is no blur: the image must come back unchanged. */
+static void test_tiny_blur(const cn_image *src) {
+  const double sigmas[] = {1e-200, 5e-324, 1e-160};
+  for (size_t i = 0; i < sizeof sigmas / sizeof *sigmas; i++) {
+    cn_transform t = cn_transform_identity();
+    t.blur_sigma = sigmas[i];
+    cn_image out = {0};
+    CHECK_OK(cn_image_transform(src, &t, &out));
+    CHECK(out.pixels && out.width == src->width && out.height == src->height &&
+          memcmp(out.pixels, src->pixels, (size_t)src->width * src->height * 3) == 0);
+    cn_image_free(&out);
+  }
+}
+
 static cn_augment every_option(void) {
   cn_augment a = {.horizontal_flip = 1,
                   .vertical_flip = 1,
@@ -222,6 +238,7 @@ int main(void) {
   test_identity_and_flips(&src);
   test_crop(&src);
   test_refusals(&src);
+  test_tiny_blur(&src);
   cn_image_free(&src);
   test_extremes();
   test_draw_ranges();

@@ -102,6 +102,26 @@ int cli_explain_prepare(cli_explain_args *a, char **files, int n);
 /* Removes dir again when cli_explain_prepare made it and no picture went there. */
 void cli_explain_finish(const cli_explain_args *a);
 
+/* ---- embed and similar (cmd_embed.c): a model, a layer, the image pipeline, a cache ---- */
+enum { CLI_OPT_LAYER = 3200, CLI_OPT_CACHE, CLI_OPT_THREADS };
+#define CLI_EMBED_LONG_OPTIONS                                                                     \
+  {"layer", required_argument, NULL, CLI_OPT_LAYER},                                               \
+      {"cache", required_argument, NULL, CLI_OPT_CACHE}, {                                         \
+    "threads", required_argument, NULL, CLI_OPT_THREADS                                            \
+  }
+typedef struct cli_embed_args {
+  cli_model_args model;
+  cli_input_args input;
+  const char *layer;     /* NULL: the classifier's input features */
+  const char *cache_dir; /* NULL: no cache */
+} cli_embed_args;
+/* -m/-w/--alpha, --resize/--crop/--preprocess, --layer, --cache, --threads: returns 1 when opt
+ * is one of them, with *rc = CLI_USAGE after a one-line error for a bad value. */
+int cli_embed_option(const char *command, int opt, const char *arg, cli_embed_args *a, int *rc);
+/* The embedder of a's layer, input overrides and cache; prints the error itself. */
+int cli_open_embedder(const char *command, cn_model *model, const cli_embed_args *a,
+                      cn_embedder **out);
+
 /* ---- --report, shared by train and evaluate (cli_report.c) ---- */
 
 /* Thumbnails of this many worst-misclassified images. */
@@ -193,5 +213,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_similar(int argc, char **argv);
 
 #endif

@@ -21,6 +21,8 @@ static const struct {
     {"augment", cmd_augment, "preview training augmentation: a grid of randomly changed images"},
     {"explain", cmd_explain, "Grad-CAM: where in a photo a class score comes from, as PNGs"},
     {"show", cmd_show, "pictures of kernels, feature maps, or what a unit responds to"},
+    {"embed", cmd_embed, "one feature vector per image (a layer's pooled output) as .npy"},
+    {"similar", cmd_similar, "the images of a folder most like a query, by cosine similarity"},
 };
 
 static void print_help(void) {

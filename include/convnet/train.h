@@ -265,6 +265,38 @@ CN_API cn_status cn_evaluate_files(cn_model *model, int64_t n, const char *const
                                    const int *labels, const cn_evaluate_options *o,
                                    cn_evaluation **out);
 
+/* ---- embeddings: a layer's output as one vector per image (convnet embed, similar) ---- */
+
+/* The part of a model up to one layer, run at inference. A spatial (H, W, C) output is averaged
+ * over its positions (global average pooling) to C values; any other output is flattened. */
+typedef struct cn_embedder cn_embedder;
+/* layer NULL: the features the classifier reads: when the model ends in a Dense layer (then
+ * perhaps Softmax, Activation, Dropout, Reshape, Flatten), that Dense layer's input (before any
+ * Dropout, Flatten or Reshape in front of it); otherwise the last spatial layer, pooled. An
+ * unknown layer name fails naming it. The model is only read; the embedder keeps a copy of the
+ * layers it needs and the model's input spec. */
+CN_API cn_status cn_embedder_new(const cn_model *model, const char *layer, cn_embedder **out);
+CN_API void cn_embedder_free(cn_embedder *e);
+CN_API int64_t cn_embedder_dim(const cn_embedder *e);
+CN_API const char *cn_embedder_layer(const cn_embedder *e);
+/* The input spec images are prepared with (the model's); setting it changes the cache key. */
+CN_API cn_input_spec cn_embedder_input_spec(const cn_embedder *e);
+CN_API void cn_embedder_set_input_spec(cn_embedder *e, const cn_input_spec *spec);
+/* batch prepared inputs (cn_image_prepare for the spec) to batch x dim floats. */
+CN_API cn_status cn_embedder_run(cn_embedder *e, int batch, const float *input, float *out);
+/* With a cache folder (made if missing), cn_embed_file keeps each image's vector in
+ * DIR/<sha256>.npy, keyed by the layers' weights and names, the input spec, and the file's path,
+ * size and modification time; a later call for the same file reads it back. NULL: no cache. */
+CN_API cn_status cn_embedder_set_cache(cn_embedder *e, const char *dir);
+/* Decodes, prepares and embeds one image file into dim floats (through the cache when set). */
+CN_API cn_status cn_embed_file(cn_embedder *e, const char *path, float *out);
+
+/* Cosine similarity of a with each of the n rows of items (dim floats each), the k most similar
+ * rows first (ties: lower row first; a zero vector has similarity 0); skip: a row left out
+ * (-1: none). Writes min(k, rows) indices and scores; returns that count. */
+CN_API int cn_embed_nearest(const float *a, const float *items, int64_t n, int64_t dim, int k,
+                            int64_t skip, int64_t *index, float *score);
+
 #ifdef __cplusplus
 }
 #endif

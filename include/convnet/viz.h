@@ -135,6 +135,13 @@ CN_API cn_status cn_viz_unit(const cn_model *model, const float *image,
 CN_API cn_status cn_viz_units(const cn_model *model, const float *const *images,
                               const cn_unit_result *results, int n, const char *png_path);
 
+/* Image files side by side (at most 8 a row), each fitted into a cell x cell square (16..1024
+ * pixels; area resize, aspect kept), with two lines under each: captions[i] (NULL: none) and the
+ * file name. `convnet similar --sheet` draws the query and its nearest images this way. An image
+ * that cannot be read fails the whole picture, naming it. */
+CN_API cn_status cn_viz_contact_sheet(const char *const *paths, const char *const *captions, int n,
+                                      int cell, const char *png_path);
+
 /* ---- training reports (one self-contained HTML file, docs/report.md) ----------------------- */
 
 /* One epoch of a training history; NAN: not measured (no validation data). */

@@ -144,9 +144,12 @@ static cn_status blur_plan_make(blur_plan *p, double sigma, int width) {
   p->row = malloc(sizeof(float) * 3 * (size_t)width);
   if (!p->weights || !p->xs || !p->row) return cn_fail(CN_ERR_NOMEM, "blur: out of memory");
   double sum = 0, w[2 * CN_TRANSFORM_MAX_SIGMA * 3 + 1];
+  /* a sigma whose square underflows to 0 is the limit of no blur: only the centre tap (the
+   * formula would give exp(-0 / 0) = NaN there) */
+  double two_var = 2 * sigma * sigma;
   for (int k = 0; k < taps; k++) {
     double d = k - p->radius;
-    sum += w[k] = exp(-d * d / (2 * sigma * sigma));
+    sum += w[k] = two_var > 0 ? exp(-d * d / two_var) : d == 0;
   }
   for (int k = 0; k < taps; k++) p->weights[k] = (float)(w[k] / sum);
   for (int j = 0; j < width + taps - 1; j++) p->xs[j] = reflect101(j - p->radius, width);

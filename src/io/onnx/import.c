@@ -448,9 +448,19 @@ static cn_status set_outputs(cn_onnx_ctx *x) {
   return cn_graph_set_outputs(x->g, outs, (int)n);
 }
 
+/* 1 when an image input of per-sample shape (a, b, c) is HWC rather than CHW: a graph exported
+ * from Keras (tf2onnx, keras export) keeps Keras's NHWC input, e.g. [N, 224, 224, 3]. The last
+ * dimension must be 1 or 3 and the first not (a 3x3x3 input stays CHW). */
+static int is_hwc_image(const cn_shape *s) {
+  int last = (int)s->dim[2], first = (int)s->dim[0];
+  return (last == 1 || last == 3) && first != 1 && first != 3;
+}
+
 /* A CHW image input gets the preprocessing torchvision's ImageNet models use: PIL bilinear
  * resize so that the central 87.5 % (224 of 256) is the input size, that centre, ImageNet
- * mean/std, written CHW. A graph that runs as one sample (x->whole) or any other input gets no
+ * mean/std, written CHW. An HWC image input (a Keras export) gets what a Keras file does whose
+ * name is no keras.applications model: nearest resize (load_img), no crop, raw pixels (grey:
+ * x / 255), written HWC. A graph that runs as one sample (x->whole) or any other input gets no
  * image spec. */
 static cn_input_spec onnx_spec(const cn_graph *g, int whole) {
   cn_input_spec spec = {0};
@@ -458,6 +468,13 @@ static cn_input_spec onnx_spec(const cn_graph *g, int whole) {
   spec.resize = CN_RESIZE_NEAREST;
   spec.preprocess = CN_PRE_RAW;
   if (s->rank != 3 || whole) return spec;
+  if (is_hwc_image(s)) {
+    spec.height = (int)s->dim[0];
+    spec.width = (int)s->dim[1];
+    spec.channels = (int)s->dim[2];
+    spec.preprocess = spec.channels == 3 ? CN_PRE_RAW : CN_PRE_UNIT;
+    return spec;
+  }
   spec.channels = (int)s->dim[0];
   spec.height = (int)s->dim[1];
   spec.width = (int)s->dim[2];
