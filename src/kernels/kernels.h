@@ -77,6 +77,15 @@ size_t cn_winograd_scratch(const cn_window *w, int64_t filters);
 void cn_winograd_conv(const cn_window *w, int64_t filters, const float *x, const float *u,
                       const float *bias, const cn_activation *act, float *y, float *scratch,
                       int threads);
+/* The kernel gradient of such a convolution by the transposed algorithm, F(3x3, 4x4): sums
+ * (cn_winograd_grad_floats, zeroed by the caller) accumulate the batch's tiles of input x and
+ * output gradient g; finish adds the 3x3 gradient into dkernel (HWIO). scratch holds
+ * cn_winograd_grad_scratch floats. Bitwise the same for any thread count and batch split. */
+size_t cn_winograd_grad_floats(int64_t c, int64_t filters);
+size_t cn_winograd_grad_scratch(int64_t c, int64_t filters);
+void cn_winograd_grad_accumulate(const cn_window *w, int64_t filters, const float *x,
+                                 const float *g, float *sums, float *scratch, int threads);
+void cn_winograd_grad_finish(const float *sums, int64_t c, int64_t filters, float *dkernel);
 
 /* ---- backward of Conv2D / DepthwiseConv2D / Dense (src/kernels/conv2d_grad.c,
  * depthwise_grad.c) ---- */
