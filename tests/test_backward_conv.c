@@ -153,6 +153,8 @@ static void check_conv_geometries(void) {
       {7, 5, 3, 4, 1, 1, 2, 2, 1, 1, 1, 1, CN_PAD_SAME},    /* 1x1 stride 2 */
       {16, 16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME},  /* Winograd forward and dx */
       {18, 17, 8, 9, 3, 3, 1, 1, 1, 1, 1, 0, CN_PAD_VALID}, /* Winograd dx, no padding */
+      {9, 8, 3, 16, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME},   /* thin kernel (27 rows), RGB */
+      {10, 9, 1, 32, 3, 3, 2, 2, 1, 1, 1, 1, CN_PAD_VALID}, /* thin kernel, 1 channel, stride 2 */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const conv_case *k = &cases[i];

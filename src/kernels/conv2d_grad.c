@@ -33,6 +33,16 @@ static int64_t col_width(const cn_window *w, int groups) {
   return is_pointwise(w) ? 0 : (int64_t)w->kh * w->kw * (w->c / groups);
 }
 
+/* A thin kernel (first layers: kh*kw*c of at most SMALL_KDIM) sums its gradient in
+ * register-blocked outer products, 6 rows by 16 filters: OpenBLAS's edge kernels spend most of
+ * their work on such 9- or 27-row products. */
+enum { SMALL_KDIM = 36, OUTER_ROWS = 6, OUTER_COLS = 16, COL_SLACK = OUTER_ROWS };
+
+static int thin_kernel(const cn_window *w, int64_t filters, int groups) {
+  return groups == 1 && !is_pointwise(w) && col_width(w, 1) <= SMALL_KDIM &&
+         filters % OUTER_COLS == 0;
+}
+
 static int64_t tile_pixels(const cn_window *w, int64_t filters, int groups) {
   int64_t pixels = w->batch * w->oh * w->ow, per = filters + col_width(w, groups);
   int64_t n = TILE_BUDGET / per;
@@ -106,7 +116,8 @@ static size_t dx_floats(const cn_window *w, int64_t filters, int groups) {
 }
 
 size_t cn_conv2d_backward_scratch(const cn_window *w, int64_t filters, int groups) {
-  size_t tiles = (size_t)(tile_pixels(w, filters, groups) * (filters + col_width(w, groups)));
+  size_t tiles =
+      (size_t)(tile_pixels(w, filters, groups) * (filters + col_width(w, groups)) + COL_SLACK);
   size_t dx = dx_floats(w, filters, groups), dw = dw_floats(w, filters, groups);
   size_t wino = dx || dw ? g_floats(w, filters) + dw + dx : 0;
   return tiles > wino ? tiles : wino;
@@ -134,6 +145,8 @@ static void unfold_pixel(const cn_window *w, const float *x, int64_t c0, int64_t
       int64_t ix = ox * w->sw - w->pad_left + (int64_t)kx * w->dw;
       if (iy < 0 || iy >= w->ih || ix < 0 || ix >= w->iw)
         memset(dst, 0, (size_t)cg * sizeof(float));
+      else if (cg == 1) /* a call per float would cost more than the copy */
+        *dst = image[(iy * w->iw + ix) * w->c];
       else
         memcpy(dst, image + (iy * w->iw + ix) * w->c, (size_t)cg * sizeof(float));
     }
@@ -186,11 +199,32 @@ static void tile_act_grad(const cn_conv_grad *io, int64_t filters, int64_t p0, i
 static void tile_bias_grad(const tile *t, int64_t filters, float *dbias) {
 #pragma omp for schedule(static)
   for (int64_t j0 = 0; j0 < filters; j0 += CHAN_BLOCK) {
-    int64_t j1 = min64(j0 + CHAN_BLOCK, filters);
+    int64_t n = min64(CHAN_BLOCK, filters - j0);
+    float sum[CHAN_BLOCK]; /* in registers: dbias may alias nothing, but the compiler can't know */
+    memcpy(sum, dbias + j0, (size_t)n * sizeof(float));
     for (int64_t p = 0; p < t->np; p++) {
-      const float *row = t->g + p * filters;
-      for (int64_t j = j0; j < j1; j++) dbias[j] += row[j];
+      const float *row = t->g + p * filters + j0;
+      for (int64_t j = 0; j < n; j++) sum[j] += row[j];
     }
+    memcpy(dbias + j0, sum, (size_t)n * sizeof(float));
+  }
+}
+
+/* dW += patches^T g for a thin kernel, one block of 16 filters per task. The rows past kdim (up to
+ * the next 6) read the next pixel's patch (or the scratch's slack) into discarded sums. */
+static void thin_kernel_grad(const cn_window *w, int64_t filters, const cn_conv_grad *io,
+                             const tile *t) {
+  int64_t kdim = col_width(w, 1), rows = (kdim + OUTER_ROWS - 1) / OUTER_ROWS * OUTER_ROWS;
+#pragma omp for schedule(static)
+  for (int64_t j0 = 0; j0 < filters; j0 += OUTER_COLS) {
+    float sums[(SMALL_KDIM + OUTER_ROWS) * OUTER_COLS] = {0};
+    for (int64_t r = 0; r < kdim; r++)
+      memcpy(sums + r * OUTER_COLS, io->dkernel + r * filters + j0, OUTER_COLS * sizeof(float));
+    for (int64_t r0 = 0; r0 < rows; r0 += OUTER_ROWS)
+      cn_outer_6x16(t->col + r0, kdim, t->g + j0, filters, t->np, sums + r0 * OUTER_COLS,
+                    OUTER_COLS);
+    for (int64_t r = 0; r < kdim; r++)
+      memcpy(io->dkernel + r * filters + j0, sums + r * OUTER_COLS, OUTER_COLS * sizeof(float));
   }
 }
 
@@ -206,6 +240,10 @@ static void group_kernel_grad(const cn_window *w, int64_t filters, int groups, i
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < t->np; p++)
       unfold_pixel(w, io->x, gi * cg, cg, t->p0 + p, t->col + p * kdim);
+  }
+  if (thin_kernel(w, filters, groups)) {
+    thin_kernel_grad(w, filters, io, t);
+    return;
   }
   int64_t row_blocks = (kdim + DW_ROW_BLOCK - 1) / DW_ROW_BLOCK,
           col_blocks = (fg + COL_BLOCK - 1) / COL_BLOCK;

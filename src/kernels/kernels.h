@@ -54,6 +54,10 @@ typedef struct cn_gemm_plan {
   int64_t block_rows, block_cols, row_blocks, col_blocks;
 } cn_gemm_plan;
 cn_gemm_plan cn_gemm_plan_make(int64_t m, int64_t n, int64_t k);
+/* s[r][0..16) += sum over t < n of v[t * ldv + r] * m[t * ldm + 0..16), for the 6 rows r < 6: the
+ * register-blocked outer products of the kernel gradients (each sum in the order of t). */
+void cn_outer_6x16(const float *v, int64_t ldv, const float *m, int64_t ldm, int64_t n, float *s,
+                   int64_t lds);
 int64_t cn_gemm_plan_blocks(const cn_gemm_plan *p);
 int cn_gemm_plan_parallel(const cn_gemm_plan *p, int threads);
 void cn_gemm_plan_run(const cn_gemm_plan *p, const float *x, int64_t ldx, const float *w,
@@ -130,6 +134,8 @@ void cn_scale_shift(const float *x, float *y, int64_t outer, int64_t c, int64_t 
 
 /* dst[i] += src[i]; elementwise, so bitwise the same for any thread count. */
 void cn_add_into(float *dst, const float *src, int64_t n, int threads);
+/* x[0..n) = 0, in one slice per thread (the batch's activation gradients are megabytes). */
+void cn_zero(float *x, int64_t n, int threads);
 /* dst[i] += src[i] * scale. */
 void cn_add_scaled_into(float *dst, const float *src, float scale, int64_t n, int threads);
 

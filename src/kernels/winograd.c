@@ -380,31 +380,6 @@ static void grad_tile(const wino_ctx *cx, const float *g, int64_t t, float *m, i
     grad_1d(tmp + i * TILE * f, f, m + (i * SPAN * GRAD_TILES + slot) * ld, GRAD_TILES * ld, f);
 }
 
-/* s[r][0..16) += sum_t v[t][r] * m[t][0..16) for 6 rows r, over n tiles. */
-static void grad_product_6x16(const float *restrict v, int64_t ldv, const float *restrict m,
-                              int64_t ldm, int64_t n, float *restrict s, int64_t lds) {
-  v8f a0 = load8(s), b0 = load8(s + 8), a1 = load8(s + lds), b1 = load8(s + lds + 8);
-  v8f a2 = load8(s + 2 * lds), b2 = load8(s + 2 * lds + 8);
-  v8f a3 = load8(s + 3 * lds), b3 = load8(s + 3 * lds + 8);
-  v8f a4 = load8(s + 4 * lds), b4 = load8(s + 4 * lds + 8);
-  v8f a5 = load8(s + 5 * lds), b5 = load8(s + 5 * lds + 8);
-  for (int64_t t = 0; t < n; t++, v += ldv, m += ldm) {
-    v8f lo = load8(m), hi = load8(m + 8);
-    a0 += v[0] * lo, b0 += v[0] * hi;
-    a1 += v[1] * lo, b1 += v[1] * hi;
-    a2 += v[2] * lo, b2 += v[2] * hi;
-    a3 += v[3] * lo, b3 += v[3] * hi;
-    a4 += v[4] * lo, b4 += v[4] * hi;
-    a5 += v[5] * lo, b5 += v[5] * hi;
-  }
-  store8(s, a0), store8(s + 8, b0), s += lds;
-  store8(s, a1), store8(s + 8, b1), s += lds;
-  store8(s, a2), store8(s + 8, b2), s += lds;
-  store8(s, a3), store8(s + 8, b3), s += lds;
-  store8(s, a4), store8(s + 8, b4), s += lds;
-  store8(s, a5), store8(s + 8, b5);
-}
-
 /* S[p] += V[p]^T M[p] for the point p over the block's nt tiles. */
 static void grad_point(const wino_ctx *cx, int p, const float *v, const float *m, int64_t nt,
                        float *s) {
@@ -413,7 +388,7 @@ static void grad_point(const wino_ctx *cx, int p, const float *v, const float *m
   float *sp = s + p * rows * ld;
   for (int64_t c0 = 0; c0 < rows; c0 += ROWS)
     for (int64_t f0 = 0; f0 < ld; f0 += COLS)
-      grad_product_6x16(vp + c0, c, mp + f0, ld, nt, sp + c0 * ld + f0, ld);
+      cn_outer_6x16(vp + c0, c, mp + f0, ld, nt, sp + c0 * ld + f0, ld);
 }
 
 void cn_winograd_grad_accumulate(const cn_window *w, int64_t filters, const float *x,
