@@ -43,8 +43,14 @@ static int thin_kernel(const cn_window *w, int64_t filters, int groups) {
          filters % OUTER_COLS == 0;
 }
 
+/* Floats per pixel of the unfolded tile: a thin kernel's patch ends with a 1, so that the same
+ * outer products also sum the bias gradient (1 * g, exactly the plain sum). */
+static int64_t col_stride(const cn_window *w, int64_t filters, int groups) {
+  return col_width(w, groups) + (thin_kernel(w, filters, groups) ? 1 : 0);
+}
+
 static int64_t tile_pixels(const cn_window *w, int64_t filters, int groups) {
-  int64_t pixels = w->batch * w->oh * w->ow, per = filters + col_width(w, groups);
+  int64_t pixels = w->batch * w->oh * w->ow, per = filters + col_stride(w, filters, groups);
   int64_t n = TILE_BUDGET / per;
   if (n < 1) n = 1;
   return n < pixels ? n : pixels;
@@ -117,7 +123,8 @@ static size_t dx_floats(const cn_window *w, int64_t filters, int groups) {
 
 size_t cn_conv2d_backward_scratch(const cn_window *w, int64_t filters, int groups) {
   size_t tiles =
-      (size_t)(tile_pixels(w, filters, groups) * (filters + col_width(w, groups)) + COL_SLACK);
+      (size_t)(tile_pixels(w, filters, groups) * (filters + col_stride(w, filters, groups)) +
+               COL_SLACK);
   size_t dx = dx_floats(w, filters, groups), dw = dw_floats(w, filters, groups);
   size_t wino = dx || dw ? g_floats(w, filters) + dw + dx : 0;
   return tiles > wino ? tiles : wino;
@@ -210,21 +217,24 @@ static void tile_bias_grad(const tile *t, int64_t filters, float *dbias) {
   }
 }
 
-/* dW += patches^T g for a thin kernel, one block of 16 filters per task. The rows past kdim (up to
- * the next 6) read the next pixel's patch (or the scratch's slack) into discarded sums. */
+/* dW (and dbias, the sums of the patches' final 1) += patches^T g for a thin kernel, one block of
+ * 16 filters per task. The rows past them (up to the next 6) read the next pixel's patch (or the
+ * scratch's slack) into discarded sums. */
 static void thin_kernel_grad(const cn_window *w, int64_t filters, const cn_conv_grad *io,
                              const tile *t) {
-  int64_t kdim = col_width(w, 1), rows = (kdim + OUTER_ROWS - 1) / OUTER_ROWS * OUTER_ROWS;
+  int64_t kdim = col_width(w, 1), ld = kdim + 1, used = io->dbias ? ld : kdim;
+  int64_t rows = (used + OUTER_ROWS - 1) / OUTER_ROWS * OUTER_ROWS;
 #pragma omp for schedule(static)
   for (int64_t j0 = 0; j0 < filters; j0 += OUTER_COLS) {
-    float sums[(SMALL_KDIM + OUTER_ROWS) * OUTER_COLS] = {0};
-    for (int64_t r = 0; r < kdim; r++)
-      memcpy(sums + r * OUTER_COLS, io->dkernel + r * filters + j0, OUTER_COLS * sizeof(float));
+    float sums[(SMALL_KDIM + 1 + OUTER_ROWS) * OUTER_COLS] = {0};
+    for (int64_t r = 0; r < used; r++)
+      memcpy(sums + r * OUTER_COLS, r < kdim ? io->dkernel + r * filters + j0 : io->dbias + j0,
+             OUTER_COLS * sizeof(float));
     for (int64_t r0 = 0; r0 < rows; r0 += OUTER_ROWS)
-      cn_outer_6x16(t->col + r0, kdim, t->g + j0, filters, t->np, sums + r0 * OUTER_COLS,
-                    OUTER_COLS);
-    for (int64_t r = 0; r < kdim; r++)
-      memcpy(io->dkernel + r * filters + j0, sums + r * OUTER_COLS, OUTER_COLS * sizeof(float));
+      cn_outer_6x16(t->col + r0, ld, t->g + j0, filters, t->np, sums + r0 * OUTER_COLS, OUTER_COLS);
+    for (int64_t r = 0; r < used; r++)
+      memcpy(r < kdim ? io->dkernel + r * filters + j0 : io->dbias + j0, sums + r * OUTER_COLS,
+             OUTER_COLS * sizeof(float));
   }
 }
 
@@ -236,14 +246,20 @@ static void group_kernel_grad(const cn_window *w, int64_t filters, int groups, i
           kdim = is_pointwise(w) ? cg : col_width(w, groups);
   const float *a = is_pointwise(w) ? io->x + t->p0 * w->c + gi * cg : t->col;
   int64_t lda = is_pointwise(w) ? w->c : kdim;
+  if (thin_kernel(w, filters, groups)) {
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < t->np; p++) {
+      float *patch = t->col + p * (kdim + 1);
+      unfold_pixel(w, io->x, 0, cg, t->p0 + p, patch);
+      patch[kdim] = 1.0f;
+    }
+    thin_kernel_grad(w, filters, io, t);
+    return;
+  }
   if (!is_pointwise(w)) {
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < t->np; p++)
       unfold_pixel(w, io->x, gi * cg, cg, t->p0 + p, t->col + p * kdim);
-  }
-  if (thin_kernel(w, filters, groups)) {
-    thin_kernel_grad(w, filters, io, t);
-    return;
   }
   int64_t row_blocks = (kdim + DW_ROW_BLOCK - 1) / DW_ROW_BLOCK,
           col_blocks = (fg + COL_BLOCK - 1) / COL_BLOCK;
@@ -290,7 +306,9 @@ static void backward_tiles(const cn_window *w, int64_t filters, int groups, cons
       tile_act_grad(io, filters, p0, t.np, scratch);
       t.g = scratch;
     }
-    if (io->dbias) tile_bias_grad(&t, filters, io->dbias);
+    /* A thin kernel's outer products sum the bias too. */
+    if (io->dbias && !(io->dkernel && thin_kernel(w, filters, groups)))
+      tile_bias_grad(&t, filters, io->dbias);
     for (int gi = 0; gi < groups; gi++) {
       if (io->dkernel) group_kernel_grad(w, filters, groups, gi, io, &t);
       if (io->dx) group_input_grad(w, filters, groups, gi, io, &t);
