@@ -17,6 +17,7 @@ void cn_add_scaled_into(float *restrict dst, const float *restrict src, float sc
 }
 
 void cn_zero(float *x, int64_t n, int threads) {
+  if (n <= 0) return;
   int64_t parts = n > PARALLEL_MIN && threads > 1 ? threads : 1, step = (n + parts - 1) / parts;
 #pragma omp parallel for num_threads((int)parts) schedule(static) if (parts > 1)
   for (int64_t i = 0; i < n; i += step)
