@@ -153,6 +153,8 @@ static void check_conv_geometries(void) {
       {7, 5, 3, 4, 1, 1, 2, 2, 1, 1, 1, 1, CN_PAD_SAME},    /* 1x1 stride 2 */
       {16, 16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME},  /* Winograd forward and dx */
       {18, 17, 8, 9, 3, 3, 1, 1, 1, 1, 1, 0, CN_PAD_VALID}, /* Winograd dx, no padding */
+      {9, 8, 3, 16, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME},   /* thin kernel (27 rows), RGB */
+      {10, 9, 1, 32, 3, 3, 2, 2, 1, 1, 1, 1, CN_PAD_VALID}, /* thin kernel, 1 channel, stride 2 */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const conv_case *k = &cases[i];
@@ -454,6 +456,54 @@ static void zero_grads(layer *l) {
     memset(l->dparams[k], 0, (size_t)cn_shape_numel(&l->node->params[k].shape) * sizeof(float));
 }
 
+/* The Winograd kernel gradient (F(3x3, 4x4)) against a direct sum in double: partial edge tiles,
+ * channels not a multiple of the 6-row blocks, filters not of the 16-column ones, both paddings,
+ * and bitwise equal for one and two threads. */
+static void check_winograd_kernel_grad(void) {
+  static const conv_case cases[] = {
+      {13, 13, 10, 20, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_VALID},
+      {11, 9, 16, 8, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const conv_case *k = &cases[i];
+    cn_conv2d_attrs a = {k->filters, 3, 3, 1, 1, 1, 1, 1, 1, k->pad, cn_act_linear()};
+    layer l;
+    CHECK(layer_make(&l, &cn_op_conv2d, &a, hwc(k->h, k->w, k->c), 3));
+    cn_window w = cn_window_make(&l.in.shape, 3, 3, 1, 1, 1, 1, k->pad);
+    CHECK(cn_winograd_applies(&w, k->filters, 1));
+    int64_t nk = 9 * k->c * k->filters;
+    float *dk[2] = {NULL, NULL};
+    for (int threads = 1; threads <= 2; threads++) {
+      zero_grads(&l);
+      cn_exec ex = layer_exec(&l, 1, threads);
+      l.node->op->backward(l.node, &l.in, &l.out, &l.dout, &l.din, l.dparams, &ex);
+      dk[threads - 1] = copy_of(l.dparams[0], nk);
+    }
+    CHECK(dk[0] && dk[1] && memcmp(dk[0], dk[1], (size_t)nk * sizeof(float)) == 0);
+    double worst = 0, scale = 0;
+    for (int tap = 0; tap < 9; tap++)
+      for (int64_t c = 0; c < k->c; c++)
+        for (int64_t f = 0; f < k->filters; f++) {
+          double sum = 0;
+          for (int64_t b = 0; b < 3; b++)
+            for (int64_t oy = 0; oy < w.oh; oy++)
+              for (int64_t ox = 0; ox < w.ow; ox++) {
+                int64_t iy = oy - w.pad_top + tap / 3, ix = ox - w.pad_left + tap % 3;
+                if (iy < 0 || iy >= w.ih || ix < 0 || ix >= w.iw) continue;
+                sum += (double)l.in.data[((b * w.ih + iy) * w.iw + ix) * k->c + c] *
+                       l.dout.data[((b * w.oh + oy) * w.ow + ox) * k->filters + f];
+              }
+          double got = dk[0] ? dk[0][(tap * k->c + c) * k->filters + f] : 0;
+          worst = fmax(worst, fabs(got - sum)), scale = fmax(scale, fabs(sum));
+        }
+    if (worst > 1e-5 * scale)
+      fprintf(stderr, "Winograd kernel gradient case %zu: error %g of %g\n", i, worst, scale);
+    CHECK(worst <= 1e-5 * scale);
+    free(dk[0]), free(dk[1]);
+    layer_free(&l);
+  }
+}
+
 /* Seconds per call of forward (which = 0) or backward (1), best of a few. */
 static double time_pass(layer *l, int which, int threads) {
   cn_exec ex = layer_exec(l, 1, threads);
@@ -512,6 +562,7 @@ int main(void) {
   check_thread_invariance();
   check_training_forward();
   check_winograd_refresh();
+  check_winograd_kernel_grad();
   cn_conv2d_attrs conv = {64, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_relu()};
   report_speed(&cn_op_conv2d, &conv, "conv 3x3 56x56x64->64", hwc(56, 56, 64));
   cn_depthwise_attrs dw = {3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_relu6()};

@@ -17,6 +17,9 @@
  * of dW and of g W^T per block; channels per col2im block and columns per bias block (one cache
  * line). */
 enum { TILE_BUDGET = 1 << 20, ROW_BLOCK = 32, COL_BLOCK = 64, CHAN_BLOCK = 16, ACT_ROWS = 16 };
+/* dW blocks: large enough that OpenBLAS packs each g column block a few times, not once per 32
+ * rows. */
+enum { DW_ROW_BLOCK = 192 };
 /* Below this many multiply-adds per tile, a second thread costs more than it saves. */
 enum { PARALLEL_MIN_MACS = 1 << 18 };
 
@@ -30,18 +33,36 @@ static int64_t col_width(const cn_window *w, int groups) {
   return is_pointwise(w) ? 0 : (int64_t)w->kh * w->kw * (w->c / groups);
 }
 
+/* A thin kernel (first layers: kh*kw*c of at most SMALL_KDIM) sums its gradient in
+ * register-blocked outer products, 6 rows by 16 filters: OpenBLAS's edge kernels spend most of
+ * their work on such 9- or 27-row products. */
+enum { SMALL_KDIM = 36, OUTER_ROWS = 6, OUTER_COLS = 16, COL_SLACK = OUTER_ROWS };
+
+static int thin_kernel(const cn_window *w, int64_t filters, int groups) {
+  return groups == 1 && !is_pointwise(w) && col_width(w, 1) <= SMALL_KDIM &&
+         filters % OUTER_COLS == 0;
+}
+
+/* Floats per pixel of the unfolded tile: a thin kernel's patch ends with a 1, so that the same
+ * outer products also sum the bias gradient (1 * g, exactly the plain sum). */
+static int64_t col_stride(const cn_window *w, int64_t filters, int groups) {
+  return col_width(w, groups) + (thin_kernel(w, filters, groups) ? 1 : 0);
+}
+
 static int64_t tile_pixels(const cn_window *w, int64_t filters, int groups) {
-  int64_t pixels = w->batch * w->oh * w->ow, per = filters + col_width(w, groups);
+  int64_t pixels = w->batch * w->oh * w->ow, per = filters + col_stride(w, filters, groups);
   int64_t n = TILE_BUDGET / per;
   if (n < 1) n = 1;
   return n < pixels ? n : pixels;
 }
 
-/* ---- dx of a 3x3 stride-1 convolution by Winograd ---------------------------------------------
+/* ---- 3x3 stride-1 convolutions by Winograd -----------------------------------------------------
  * The input gradient of such a convolution is itself a 3x3 convolution: of g with the kernel
  * turned by 180 degrees and its channel axes swapped, padded by 2 - pad. Winograd F(4x4, 3x3)
- * computes it with a fraction of the GEMM's multiplications and no col2im, a few samples at a
- * time (each sample's dx depends on its own g only, so the chunks do not change any sum). */
+ * computes it with a fraction of the GEMM's multiplications and no col2im; the kernel gradient
+ * comes from the transposed algorithm (cn_winograd_grad_accumulate). Both run a few samples at
+ * a time on the same g: each sample's dx depends on its own g only, and the kernel gradient sums
+ * its tiles in order whatever the chunks, so the chunking changes no sum. */
 
 enum { DX_CHUNK_FLOATS = 1 << 21 };
 
@@ -64,7 +85,7 @@ static cn_window dx_window(const cn_window *w, int64_t filters, int64_t samples)
   return d;
 }
 
-static int64_t dx_chunk_samples(const cn_window *w, int64_t filters) {
+static int64_t chunk_samples(const cn_window *w, int64_t filters) {
   int64_t per = w->oh * w->ow * filters + w->ih * w->iw * w->c;
   int64_t n = DX_CHUNK_FLOATS / (per > 0 ? per : 1);
   if (n < 1) n = 1;
@@ -75,23 +96,38 @@ static int dx_by_winograd(const cn_window *w, int64_t filters, int groups) {
   if (groups != 1 || w->kh != 3 || w->kw != 3 || w->sh != 1 || w->sw != 1 || w->dh != 1 ||
       w->dw != 1 || w->pad_top > 2 || w->pad_left > 2)
     return 0;
-  cn_window d = dx_window(w, filters, dx_chunk_samples(w, filters));
+  cn_window d = dx_window(w, filters, chunk_samples(w, filters));
   return cn_winograd_applies(&d, w->c, 1);
 }
 
-/* Scratch of the Winograd dx: flipped kernel, its transform, g and dx of a chunk, Winograd's. */
-static size_t dx_scratch(const cn_window *w, int64_t filters) {
-  int64_t s = dx_chunk_samples(w, filters);
+static int dw_by_winograd(const cn_window *w, int64_t filters, int groups) {
+  return cn_winograd_applies(w, filters, groups);
+}
+
+/* Scratch of the Winograd backward: g of a chunk, then the kernel gradient's sums and blocks,
+ * then dx's flipped kernel, its transform, dx of a chunk and the convolution's scratch. */
+static size_t g_floats(const cn_window *w, int64_t filters) {
+  return (size_t)(chunk_samples(w, filters) * w->oh * w->ow * filters);
+}
+static size_t dw_floats(const cn_window *w, int64_t filters, int groups) {
+  if (!dw_by_winograd(w, filters, groups)) return 0;
+  return cn_winograd_grad_floats(w->c, filters) + cn_winograd_grad_scratch(w->c, filters);
+}
+static size_t dx_floats(const cn_window *w, int64_t filters, int groups) {
+  if (!dx_by_winograd(w, filters, groups)) return 0;
+  int64_t s = chunk_samples(w, filters);
   cn_window d = dx_window(w, filters, s);
   return (size_t)(9 * filters * w->c) + cn_winograd_kernel_floats(filters, w->c) +
-         (size_t)(s * (w->oh * w->ow * filters + w->ih * w->iw * w->c)) +
-         cn_winograd_scratch(&d, w->c);
+         (size_t)(s * w->ih * w->iw * w->c) + cn_winograd_scratch(&d, w->c);
 }
 
 size_t cn_conv2d_backward_scratch(const cn_window *w, int64_t filters, int groups) {
-  size_t tiles = (size_t)(tile_pixels(w, filters, groups) * (filters + col_width(w, groups)));
-  size_t dx = dx_by_winograd(w, filters, groups) ? dx_scratch(w, filters) : 0;
-  return tiles > dx ? tiles : dx;
+  size_t tiles =
+      (size_t)(tile_pixels(w, filters, groups) * (filters + col_stride(w, filters, groups)) +
+               COL_SLACK);
+  size_t dx = dx_floats(w, filters, groups), dw = dw_floats(w, filters, groups);
+  size_t wino = dx || dw ? g_floats(w, filters) + dw + dx : 0;
+  return tiles > wino ? tiles : wino;
 }
 
 static int64_t min64(int64_t a, int64_t b) {
@@ -116,6 +152,8 @@ static void unfold_pixel(const cn_window *w, const float *x, int64_t c0, int64_t
       int64_t ix = ox * w->sw - w->pad_left + (int64_t)kx * w->dw;
       if (iy < 0 || iy >= w->ih || ix < 0 || ix >= w->iw)
         memset(dst, 0, (size_t)cg * sizeof(float));
+      else if (cg == 1) /* a call per float would cost more than the copy */
+        *dst = image[(iy * w->iw + ix) * w->c];
       else
         memcpy(dst, image + (iy * w->iw + ix) * w->c, (size_t)cg * sizeof(float));
     }
@@ -168,11 +206,35 @@ static void tile_act_grad(const cn_conv_grad *io, int64_t filters, int64_t p0, i
 static void tile_bias_grad(const tile *t, int64_t filters, float *dbias) {
 #pragma omp for schedule(static)
   for (int64_t j0 = 0; j0 < filters; j0 += CHAN_BLOCK) {
-    int64_t j1 = min64(j0 + CHAN_BLOCK, filters);
+    int64_t n = min64(CHAN_BLOCK, filters - j0);
+    float sum[CHAN_BLOCK]; /* in registers: dbias may alias nothing, but the compiler can't know */
+    memcpy(sum, dbias + j0, (size_t)n * sizeof(float));
     for (int64_t p = 0; p < t->np; p++) {
-      const float *row = t->g + p * filters;
-      for (int64_t j = j0; j < j1; j++) dbias[j] += row[j];
+      const float *row = t->g + p * filters + j0;
+      for (int64_t j = 0; j < n; j++) sum[j] += row[j];
     }
+    memcpy(dbias + j0, sum, (size_t)n * sizeof(float));
+  }
+}
+
+/* dW (and dbias, the sums of the patches' final 1) += patches^T g for a thin kernel, one block of
+ * 16 filters per task. The rows past them (up to the next 6) read the next pixel's patch (or the
+ * scratch's slack) into discarded sums. */
+static void thin_kernel_grad(const cn_window *w, int64_t filters, const cn_conv_grad *io,
+                             const tile *t) {
+  int64_t kdim = col_width(w, 1), ld = kdim + 1, used = io->dbias ? ld : kdim;
+  int64_t rows = (used + OUTER_ROWS - 1) / OUTER_ROWS * OUTER_ROWS;
+#pragma omp for schedule(static)
+  for (int64_t j0 = 0; j0 < filters; j0 += OUTER_COLS) {
+    float sums[(SMALL_KDIM + 1 + OUTER_ROWS) * OUTER_COLS] = {0};
+    for (int64_t r = 0; r < used; r++)
+      memcpy(sums + r * OUTER_COLS, r < kdim ? io->dkernel + r * filters + j0 : io->dbias + j0,
+             OUTER_COLS * sizeof(float));
+    for (int64_t r0 = 0; r0 < rows; r0 += OUTER_ROWS)
+      cn_outer_6x16(t->col + r0, ld, t->g + j0, filters, t->np, sums + r0 * OUTER_COLS, OUTER_COLS);
+    for (int64_t r = 0; r < used; r++)
+      memcpy(r < kdim ? io->dkernel + r * filters + j0 : io->dbias + j0, sums + r * OUTER_COLS,
+             OUTER_COLS * sizeof(float));
   }
 }
 
@@ -184,17 +246,27 @@ static void group_kernel_grad(const cn_window *w, int64_t filters, int groups, i
           kdim = is_pointwise(w) ? cg : col_width(w, groups);
   const float *a = is_pointwise(w) ? io->x + t->p0 * w->c + gi * cg : t->col;
   int64_t lda = is_pointwise(w) ? w->c : kdim;
+  if (thin_kernel(w, filters, groups)) {
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < t->np; p++) {
+      float *patch = t->col + p * (kdim + 1);
+      unfold_pixel(w, io->x, 0, cg, t->p0 + p, patch);
+      patch[kdim] = 1.0f;
+    }
+    thin_kernel_grad(w, filters, io, t);
+    return;
+  }
   if (!is_pointwise(w)) {
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < t->np; p++)
       unfold_pixel(w, io->x, gi * cg, cg, t->p0 + p, t->col + p * kdim);
   }
-  int64_t row_blocks = (kdim + ROW_BLOCK - 1) / ROW_BLOCK,
+  int64_t row_blocks = (kdim + DW_ROW_BLOCK - 1) / DW_ROW_BLOCK,
           col_blocks = (fg + COL_BLOCK - 1) / COL_BLOCK;
 #pragma omp for schedule(static)
   for (int64_t blk = 0; blk < row_blocks * col_blocks; blk++) {
-    int64_t r0 = blk / col_blocks * ROW_BLOCK, j0 = blk % col_blocks * COL_BLOCK;
-    int64_t rows = min64(ROW_BLOCK, kdim - r0), cols = min64(COL_BLOCK, fg - j0);
+    int64_t r0 = blk / col_blocks * DW_ROW_BLOCK, j0 = blk % col_blocks * COL_BLOCK;
+    int64_t rows = min64(DW_ROW_BLOCK, kdim - r0), cols = min64(COL_BLOCK, fg - j0);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)cols, (int)t->np, 1.0f,
                 a + r0, (int)lda, t->g + gi * fg + j0, (int)filters, 1.0f,
                 io->dkernel + r0 * filters + gi * fg + j0, (int)filters);
@@ -234,7 +306,9 @@ static void backward_tiles(const cn_window *w, int64_t filters, int groups, cons
       tile_act_grad(io, filters, p0, t.np, scratch);
       t.g = scratch;
     }
-    if (io->dbias) tile_bias_grad(&t, filters, io->dbias);
+    /* A thin kernel's outer products sum the bias too. */
+    if (io->dbias && !(io->dkernel && thin_kernel(w, filters, groups)))
+      tile_bias_grad(&t, filters, io->dbias);
     for (int gi = 0; gi < groups; gi++) {
       if (io->dkernel) group_kernel_grad(w, filters, groups, gi, io, &t);
       if (io->dx) group_input_grad(w, filters, groups, gi, io, &t);
@@ -242,44 +316,74 @@ static void backward_tiles(const cn_window *w, int64_t filters, int groups, cons
   }
 }
 
-/* dx += the Winograd convolution of g with the flipped kernel, chunk by chunk of samples. */
-static void input_grad_winograd(const cn_window *w, int64_t filters, const cn_conv_grad *io,
-                                float *scratch, int threads) {
-  int64_t c = w->c, s = dx_chunk_samples(w, filters);
-  float *flipped = scratch, *u = flipped + 9 * filters * c;
-  float *g = u + cn_winograd_kernel_floats(filters, c), *y = g + s * w->oh * w->ow * filters;
-  float *work = y + s * w->ih * w->iw * c;
+/* The kernel turned by 180 degrees with its channel axes swapped, transformed for the dx
+ * convolution. */
+static void flip_kernel(const float *kernel, int64_t c, int64_t filters, float *flipped, float *u,
+                        int threads) {
   for (int k = 0; k < 9; k++) /* tap (ky, kx) of the flipped kernel reads tap 8 - k */
     for (int64_t f = 0; f < filters; f++)
       for (int64_t ci = 0; ci < c; ci++)
-        flipped[(k * filters + f) * c + ci] = io->kernel[((8 - k) * c + ci) * filters + f];
+        flipped[(k * filters + f) * c + ci] = kernel[((8 - k) * c + ci) * filters + f];
   cn_winograd_transform_kernel(flipped, filters, c, u, threads);
-  cn_activation linear = cn_act_linear();
+}
+
+/* g of samples [b0, b0 + n): dout itself for a linear activation, else dout * act' in g_buf;
+ * and the bias gradient of those pixels. */
+static const float *chunk_grad(const cn_window *w, int64_t filters, const cn_conv_grad *io,
+                               int64_t b0, int64_t n, float *g_buf, int threads) {
   int64_t pixels = w->oh * w->ow;
+  int linear = io->act->kind == CN_ACT_LINEAR;
+  const float *g = linear ? io->dout + b0 * pixels * filters : g_buf;
+  tile t = {b0 * pixels, n * pixels, g, NULL};
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    if (!linear) tile_act_grad(io, filters, t.p0, t.np, g_buf);
+    if (io->dbias) tile_bias_grad(&t, filters, io->dbias);
+  }
+  return g;
+}
+
+/* dx, dkernel (each when `do_dx`, `do_dw`) and dbias by Winograd, chunk by chunk of samples. */
+static void backward_winograd(const cn_window *w, int64_t filters, const cn_conv_grad *io,
+                              int do_dx, int do_dw, float *scratch, int threads) {
+  int64_t c = w->c, s = chunk_samples(w, filters), image = w->ih * w->iw * c;
+  float *g_buf = scratch, *sums = g_buf + g_floats(w, filters);
+  float *grad_work = sums + (do_dw ? cn_winograd_grad_floats(c, filters) : 0);
+  float *flipped = grad_work + (do_dw ? cn_winograd_grad_scratch(c, filters) : 0);
+  float *u = flipped + 9 * filters * c, *y = u + cn_winograd_kernel_floats(filters, c);
+  float *work = y + s * image;
+  if (do_dw) memset(sums, 0, cn_winograd_grad_floats(c, filters) * sizeof(float));
+  if (do_dx) flip_kernel(io->kernel, c, filters, flipped, u, threads);
+  cn_activation linear = cn_act_linear();
   for (int64_t b0 = 0; b0 < w->batch; b0 += s) {
     int64_t n = w->batch - b0 < s ? w->batch - b0 : s;
-    const float *gc = io->dout + b0 * pixels * filters;
-    if (io->act->kind != CN_ACT_LINEAR) {
-#pragma omp parallel num_threads(threads) if (threads > 1)
-      tile_act_grad(io, filters, b0 * pixels, n * pixels, g);
-      gc = g;
+    const float *g = chunk_grad(w, filters, io, b0, n, g_buf, threads);
+    cn_window chunk = *w;
+    chunk.batch = n;
+    if (do_dw)
+      cn_winograd_grad_accumulate(&chunk, filters, io->x + b0 * image, g, sums, grad_work, threads);
+    if (do_dx) {
+      cn_window d = dx_window(w, filters, n);
+      cn_winograd_conv(&d, c, g, u, NULL, &linear, y, work, threads);
+      cn_add_into(io->dx + b0 * image, y, n * image, threads);
     }
-    cn_window d = dx_window(w, filters, n);
-    cn_winograd_conv(&d, c, gc, u, NULL, &linear, y, work, threads);
-    cn_add_into(io->dx + b0 * w->ih * w->iw * c, y, n * w->ih * w->iw * c, threads);
   }
+  if (do_dw) cn_winograd_grad_finish(sums, c, filters, io->dkernel);
 }
 
 void cn_conv2d_backward(const cn_window *w, int64_t filters, int groups, const cn_conv_grad *io,
                         float *scratch, int threads) {
   int64_t macs = tile_pixels(w, filters, groups) * filters * (w->kh * w->kw * w->c / groups);
   int parallel = threads > 1 && macs >= PARALLEL_MIN_MACS;
+  int do_dx = io->dx && dx_by_winograd(w, filters, groups);
+  int do_dw = io->dkernel && dw_by_winograd(w, filters, groups);
   cn_conv_grad rest = *io;
-  int winograd = io->dx && dx_by_winograd(w, filters, groups);
-  if (winograd) rest.dx = NULL;
+  if (do_dx) rest.dx = NULL;
+  if (do_dw) rest.dkernel = NULL;
+  if (do_dx || do_dw) rest.dbias = NULL; /* the Winograd pass sums it */
   if (rest.dx || rest.dkernel || rest.dbias) {
 #pragma omp parallel num_threads(threads) if (parallel)
     backward_tiles(w, filters, groups, &rest, scratch);
   }
-  if (winograd) input_grad_winograd(w, filters, io, scratch, threads);
+  if (do_dx || do_dw) backward_winograd(w, filters, io, do_dx, do_dw, scratch, threads);
 }

@@ -12,6 +12,7 @@
 #include <cblas.h>
 
 #include "kernels/kernels.h"
+#include "kernels/simd.h"
 
 /* Rows per block at most (the epilogue finds the block in cache; sizes fit BLAS's int), rows and
  * columns per block at least once a product is split (thinner blocks repack too much), blocks
@@ -104,4 +105,28 @@ void cn_gemm_bias_act(int64_t m, int64_t n, int64_t k, const float *x, int64_t l
   int team = threads < blocks ? threads : blocks < 2 ? 2 : (int)blocks;
 #pragma omp parallel num_threads(team) if (cn_gemm_plan_parallel(&p, threads))
   cn_gemm_plan_run(&p, x, ldx, w, ldw, bias, act, y, ldy);
+}
+
+void cn_outer_6x16(const float *restrict v, int64_t ldv, const float *restrict m, int64_t ldm,
+                   int64_t n, float *restrict s, int64_t lds) {
+  v8f a0 = load8(s), b0 = load8(s + 8), a1 = load8(s + lds), b1 = load8(s + lds + 8);
+  v8f a2 = load8(s + 2 * lds), b2 = load8(s + 2 * lds + 8);
+  v8f a3 = load8(s + 3 * lds), b3 = load8(s + 3 * lds + 8);
+  v8f a4 = load8(s + 4 * lds), b4 = load8(s + 4 * lds + 8);
+  v8f a5 = load8(s + 5 * lds), b5 = load8(s + 5 * lds + 8);
+  for (int64_t t = 0; t < n; t++, v += ldv, m += ldm) {
+    v8f lo = load8(m), hi = load8(m + 8);
+    a0 += v[0] * lo, b0 += v[0] * hi;
+    a1 += v[1] * lo, b1 += v[1] * hi;
+    a2 += v[2] * lo, b2 += v[2] * hi;
+    a3 += v[3] * lo, b3 += v[3] * hi;
+    a4 += v[4] * lo, b4 += v[4] * hi;
+    a5 += v[5] * lo, b5 += v[5] * hi;
+  }
+  store8(s, a0), store8(s + 8, b0), s += lds;
+  store8(s, a1), store8(s + 8, b1), s += lds;
+  store8(s, a2), store8(s + 8, b2), s += lds;
+  store8(s, a3), store8(s + 8, b3), s += lds;
+  store8(s, a4), store8(s + 8, b4), s += lds;
+  store8(s, a5), store8(s + 8, b5);
 }

@@ -54,6 +54,10 @@ typedef struct cn_gemm_plan {
   int64_t block_rows, block_cols, row_blocks, col_blocks;
 } cn_gemm_plan;
 cn_gemm_plan cn_gemm_plan_make(int64_t m, int64_t n, int64_t k);
+/* s[r][0..16) += sum over t < n of v[t * ldv + r] * m[t * ldm + 0..16), for the 6 rows r < 6: the
+ * register-blocked outer products of the kernel gradients (each sum in the order of t). */
+void cn_outer_6x16(const float *v, int64_t ldv, const float *m, int64_t ldm, int64_t n, float *s,
+                   int64_t lds);
 int64_t cn_gemm_plan_blocks(const cn_gemm_plan *p);
 int cn_gemm_plan_parallel(const cn_gemm_plan *p, int threads);
 void cn_gemm_plan_run(const cn_gemm_plan *p, const float *x, int64_t ldx, const float *w,
@@ -77,6 +81,15 @@ size_t cn_winograd_scratch(const cn_window *w, int64_t filters);
 void cn_winograd_conv(const cn_window *w, int64_t filters, const float *x, const float *u,
                       const float *bias, const cn_activation *act, float *y, float *scratch,
                       int threads);
+/* The kernel gradient of such a convolution by the transposed algorithm, F(3x3, 4x4): sums
+ * (cn_winograd_grad_floats, zeroed by the caller) accumulate the batch's tiles of input x and
+ * output gradient g; finish adds the 3x3 gradient into dkernel (HWIO). scratch holds
+ * cn_winograd_grad_scratch floats. Bitwise the same for any thread count and batch split. */
+size_t cn_winograd_grad_floats(int64_t c, int64_t filters);
+size_t cn_winograd_grad_scratch(int64_t c, int64_t filters);
+void cn_winograd_grad_accumulate(const cn_window *w, int64_t filters, const float *x,
+                                 const float *g, float *sums, float *scratch, int threads);
+void cn_winograd_grad_finish(const float *sums, int64_t c, int64_t filters, float *dkernel);
 
 /* ---- backward of Conv2D / DepthwiseConv2D / Dense (src/kernels/conv2d_grad.c,
  * depthwise_grad.c) ---- */
@@ -121,6 +134,8 @@ void cn_scale_shift(const float *x, float *y, int64_t outer, int64_t c, int64_t 
 
 /* dst[i] += src[i]; elementwise, so bitwise the same for any thread count. */
 void cn_add_into(float *dst, const float *src, int64_t n, int threads);
+/* x[0..n) = 0, in one slice per thread (the batch's activation gradients are megabytes). */
+void cn_zero(float *x, int64_t n, int threads);
 /* dst[i] += src[i] * scale. */
 void cn_add_scaled_into(float *dst, const float *src, float scale, int64_t n, int threads);
 

@@ -300,3 +300,145 @@ void cn_winograd_conv(const cn_window *w, int64_t filters, const float *x, const
       wino_block(&cx, t0, tiles - t0 < nt ? tiles - t0 : nt, work, nt);
   }
 }
+
+/* ---- the kernel gradient: F(3x3, 4x4), the forward's algorithm transposed ---------------------
+ * The forward computes each tile as y = A^T [(G w G^T) . (B^T d B)] A, so the sum over the tiles
+ * of g . y is a sum over the 36 points of (A g A^T)(G w G^T)(B^T d B), and its derivative by w is
+ *   dW = G^T [ sum over tiles of (A g A^T) . (B^T d B) ] G.
+ * The tiles' input transforms (the forward's own) and output-gradient transforms meet in 36
+ * products S[p] += V[p]^T M[p] over every tile of the batch; the 3x3 gradient is taken from S
+ * once at the end. 4x fewer multiplications than im2col's GEMM, and no unfolded patches.
+ *
+ * Threads share each block's transforms (tiles are independent), then split the 36 points, each
+ * S[p] element summing the tiles in their order: the result does not depend on the thread
+ * count, nor on the blocking. Layouts: S[36][c rounded up to 6][filters rounded up to 16];
+ * per block V[36][GRAD_TILES][c] (+ slack, as the last row group reads past c) and
+ * M[36][GRAD_TILES][filters16]. */
+
+enum { GRAD_TILES = 32, GRAD_WORKERS = 8, GRAD_SLACK = 8 };
+
+static int64_t grad_rows(int64_t c) {
+  return round_up(c, ROWS);
+}
+
+size_t cn_winograd_grad_floats(int64_t c, int64_t filters) {
+  return (size_t)(POINTS * grad_rows(c) * round_up(filters, COLS));
+}
+
+/* One worker's buffers: the input patch and its half transform, the gradient tile's. */
+static int64_t grad_worker_floats(int64_t c, int64_t filters) {
+  return 2 * POINTS * c + SPAN * TILE * filters + TILE * TILE * filters;
+}
+
+size_t cn_winograd_grad_scratch(int64_t c, int64_t filters) {
+  int64_t blocks = GRAD_TILES * POINTS * (c + round_up(filters, COLS)) + GRAD_SLACK;
+  return (size_t)(blocks + GRAD_WORKERS * grad_worker_floats(c, filters));
+}
+
+/* A g: the 4 gradient values of a tile's row or column to the 6 points. */
+static void grad_1d(const float *in, int64_t is, float *out, int64_t os, int64_t n) {
+  TRANSFORM_LOOP(4, 6, {
+    v8f s02 = d[0] + d[2], s13 = d[1] + d[3];
+    v8f q02 = d[0] + 4 * d[2], q13 = 2 * d[1] + 8 * d[3];
+    o[0] = d[0];
+    o[1] = s02 + s13;
+    o[2] = s02 - s13;
+    o[3] = q02 + q13;
+    o[4] = q02 - q13;
+    o[5] = d[3];
+  })
+}
+
+/* G^T s: 6 points back to the 3 kernel taps. */
+static void kernel_grad_1d(const float *in, int64_t is, float *out, int64_t os, int64_t n) {
+  TRANSFORM_LOOP(6, 3, {
+    v8f s12 = d[1] + d[2], d21 = d[2] - d[1], s34 = d[3] + d[4], d34 = d[3] - d[4];
+    o[0] = d[0] / 4 - s12 / 6 + s34 / 24;
+    o[1] = d21 / 6 + d34 / 12;
+    o[2] = (s34 - s12) / 6 + d[5];
+  })
+}
+
+/* Tile t's 4x4 output gradients (zeros past the image) transformed into M[p][slot]. */
+static void grad_tile(const wino_ctx *cx, const float *g, int64_t t, float *m, int64_t slot,
+                      float *tile, float *tmp) {
+  const cn_window *w = cx->w;
+  int64_t f = cx->filters, ld = cx->ld, per_image = cx->tiles_x * cx->tiles_y;
+  int64_t b = t / per_image, ty = t % per_image / cx->tiles_x, tx = t % cx->tiles_x;
+  int64_t nh = w->oh - ty * TILE < TILE ? w->oh - ty * TILE : TILE;
+  int64_t nw = w->ow - tx * TILE < TILE ? w->ow - tx * TILE : TILE;
+  const float *src = g + ((b * w->oh + ty * TILE) * w->ow + tx * TILE) * f;
+  int64_t stride = w->ow * f;
+  if (nh < TILE || nw < TILE) {
+    memset(tile, 0, (size_t)(TILE * TILE * f) * sizeof(float));
+    for (int64_t i = 0; i < nh; i++)
+      memcpy(tile + i * TILE * f, src + i * stride, (size_t)(nw * f) * sizeof(float));
+    src = tile, stride = TILE * f;
+  }
+  for (int j = 0; j < TILE; j++) grad_1d(src + j * f, stride, tmp + j * f, TILE * f, f);
+  for (int i = 0; i < SPAN; i++)
+    grad_1d(tmp + i * TILE * f, f, m + (i * SPAN * GRAD_TILES + slot) * ld, GRAD_TILES * ld, f);
+}
+
+/* S[p] += V[p]^T M[p] for the point p over the block's nt tiles. */
+static void grad_point(const wino_ctx *cx, int p, const float *v, const float *m, int64_t nt,
+                       float *s) {
+  int64_t c = cx->w->c, ld = cx->ld, rows = grad_rows(c);
+  const float *vp = v + p * GRAD_TILES * c, *mp = m + p * GRAD_TILES * ld;
+  float *sp = s + p * rows * ld;
+  for (int64_t c0 = 0; c0 < rows; c0 += ROWS)
+    for (int64_t f0 = 0; f0 < ld; f0 += COLS)
+      cn_outer_6x16(vp + c0, c, mp + f0, ld, nt, sp + c0 * ld + f0, ld);
+}
+
+void cn_winograd_grad_accumulate(const cn_window *w, int64_t filters, const float *x,
+                                 const float *g, float *s, float *scratch, int threads) {
+  wino_ctx cx = {.w = w,
+                 .filters = filters,
+                 .ld = round_up(filters, COLS),
+                 .tiles_x = (w->ow + TILE - 1) / TILE,
+                 .tiles_y = (w->oh + TILE - 1) / TILE,
+                 .x = x};
+  int64_t c = w->c, tiles = tile_count(w);
+  float *v = scratch, *m = v + POINTS * GRAD_TILES * c + GRAD_SLACK;
+  float *workers = m + POINTS * GRAD_TILES * cx.ld;
+  int team = threads < 1 ? 1 : threads > GRAD_WORKERS ? GRAD_WORKERS : threads;
+  /* Past the last tile of a short block and past c in the last row group: read, never summed
+   * into a gradient that is used, but kept finite. */
+  memset(v, 0, (size_t)(POINTS * GRAD_TILES * c + GRAD_SLACK) * sizeof(float));
+  memset(m, 0, (size_t)(POINTS * GRAD_TILES * cx.ld) * sizeof(float));
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    float *own = workers + omp_get_thread_num() * grad_worker_floats(c, filters);
+    float *patch = own, *tmp = patch + POINTS * c, *tile = tmp + POINTS * c;
+    float *gtmp = tile + TILE * TILE * filters;
+    for (int64_t t0 = 0; t0 < tiles; t0 += GRAD_TILES) {
+      int64_t nt = tiles - t0 < GRAD_TILES ? tiles - t0 : GRAD_TILES;
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < nt; i++) {
+        input_tile(&cx, t0 + i, v, GRAD_TILES, i, patch, tmp);
+        grad_tile(&cx, g, t0 + i, m, i, tile, gtmp);
+      }
+#pragma omp for schedule(static)
+      for (int p = 0; p < POINTS; p++) grad_point(&cx, p, v, m, nt, s);
+    }
+  }
+}
+
+void cn_winograd_grad_finish(const float *s, int64_t c, int64_t filters, float *dkernel) {
+  int64_t ld = round_up(filters, COLS), point = grad_rows(c) * ld, tap = c * filters;
+  float tmp[3 * SPAN * 512], out[3 * 3 * 512];
+  for (int64_t ci = 0; ci < c; ci++)
+    for (int64_t f0 = 0; f0 < filters; f0 += 512) {
+      int64_t nf = filters - f0 < 512 ? filters - f0 : 512;
+      const float *sc = s + ci * ld + f0;
+      for (int j = 0; j < SPAN; j++)
+        kernel_grad_1d(sc + j * point, SPAN * point, tmp + j * nf, SPAN * nf, nf);
+      for (int ky = 0; ky < 3; ky++)
+        kernel_grad_1d(tmp + ky * SPAN * nf, nf, out + ky * 3 * nf, nf, nf);
+      for (int k = 0; k < 9; k++) {
+        float *d = dkernel + k * tap + ci * filters + f0;
+        for (int64_t f = 0; f < nf; f++) d[f] += out[k * nf + f];
+      }
+    }
+}

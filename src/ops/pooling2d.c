@@ -232,31 +232,23 @@ static int64_t tap_offset(const pool_geom *g, const pool_taps *t, int ky, int kx
   return ((t->y0 + (int64_t)ky * g->dh) * g->iw + t->x0 + (int64_t)kx * g->dw) * g->c;
 }
 
-/* Max: dy goes to the first maximal tap in scan order, the one forward's running max keeps. The
- * winning tap's offset is kept with selects (no branches), so the scan vectorises. */
+/* Max: dy goes to the first tap in scan order that equals the window's maximum y (the forward's
+ * output): the tap the forward's running max keeps. One pass over the taps, contiguous over
+ * channels and branch-free, so it vectorises; a tap that did not win adds 0. */
 static void max_pixel_backward(const pool_geom *g, const pool_taps *t, const float *x,
-                               const float *dy, float *dx, int64_t c0, int64_t n) {
-  float best[GRAD_BLOCK];
-  int64_t at[GRAD_BLOCK];
-  int64_t first = tap_offset(g, t, t->ylo, t->xlo);
-  for (int64_t j = 0; j < n; j++) best[j] = -INFINITY, at[j] = first;
+                               const float *y, const float *dy, float *dx, int64_t c0, int64_t n) {
+  int taken[GRAD_BLOCK] = {0};
+  const float *restrict best = y + c0, *restrict grad = dy + c0;
   for (int ky = t->ylo; ky < t->yhi; ky++)
     for (int kx = t->xlo; kx < t->xhi; kx++) {
-      int64_t off = tap_offset(g, t, ky, kx);
-      const float *restrict v = x + off + c0;
+      int64_t off = tap_offset(g, t, ky, kx) + c0;
+      const float *restrict v = x + off;
+      float *restrict d = dx + off;
       for (int64_t j = 0; j < n; j++) {
-        int wins = best[j] < v[j];
-        best[j] = wins ? v[j] : best[j];
-        at[j] = wins ? off : at[j];
+        int hit = (v[j] == best[j]) & !taken[j];
+        d[j] += hit ? grad[j] : 0.0f;
+        taken[j] |= hit;
       }
-    }
-  /* Every tap's cells in turn, contiguous over channels (a scatter to the winners misses the
-   * cache); a tap that did not win adds 0. */
-  for (int ky = t->ylo; ky < t->yhi; ky++)
-    for (int kx = t->xlo; kx < t->xhi; kx++) {
-      int64_t off = tap_offset(g, t, ky, kx);
-      float *restrict d = dx + off + c0;
-      for (int64_t j = 0; j < n; j++) d[j] += at[j] == off ? dy[c0 + j] : 0.0f;
     }
 }
 
@@ -275,8 +267,8 @@ static void avg_pixel_backward(const pool_geom *g, const pool_taps *t, int inclu
     }
 }
 
-static void pool_backward(const cn_node *node, const cn_tensor *in, const cn_tensor *dout,
-                          float *dx, int is_max, int threads) {
+static void pool_backward(const cn_node *node, const cn_tensor *in, const cn_tensor *out,
+                          const cn_tensor *dout, float *dx, int is_max, int threads) {
   const cn_pool_attrs *a = node->attrs;
   pool_geom g = pool_geometry(a, in->shape.dim + 1);
   g.oh = dout->shape.dim[1], g.ow = dout->shape.dim[2];
@@ -293,7 +285,7 @@ static void pool_backward(const cn_node *node, const cn_tensor *in, const cn_ten
       const float *dy = dout->data + (b * pixels + p) * g.c;
       if (t.yhi == t.ylo || t.xhi == t.xlo) continue; /* forward wrote 0 */
       if (is_max)
-        max_pixel_backward(&g, &t, x, dy, d, c0, n);
+        max_pixel_backward(&g, &t, x, out->data + (b * pixels + p) * g.c, dy, d, c0, n);
       else
         avg_pixel_backward(&g, &t, a->count_include_pad, dy, d, c0, n);
     }
@@ -304,13 +296,14 @@ static void maxpool_backward(cn_node *node, const cn_tensor *in, const cn_tensor
                              const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
                              const cn_exec *ex) {
   const cn_pool_attrs *a = node->attrs;
-  if (din[0].data && !a->indices) pool_backward(node, &in[0], dout, din[0].data, 1, ex->threads);
+  if (din[0].data && !a->indices)
+    pool_backward(node, &in[0], out, dout, din[0].data, 1, ex->threads);
 }
 
 static void avgpool_backward(cn_node *node, const cn_tensor *in, const cn_tensor *out,
                              const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
                              const cn_exec *ex) {
-  if (din[0].data) pool_backward(node, &in[0], dout, din[0].data, 0, ex->threads);
+  if (din[0].data) pool_backward(node, &in[0], out, dout, din[0].data, 0, ex->threads);
 }
 
 const cn_op cn_op_maxpool = {

@@ -305,9 +305,10 @@ static void backward_node(cn_trainer *t, int i) {
 cn_status cn_trainer_backward(cn_trainer *t, const float *doutput) {
   cn_graph *g = t->g;
   if (t->batch < 1) return cn_fail(CN_ERR_ARG, "backward before forward");
-  memset(t->grads, 0, g->n_param_floats * sizeof(float));
+  int threads = cn_get_threads();
+  cn_zero(t->grads, (int64_t)g->n_param_floats, threads);
   for (int i = 0; i < g->n_nodes; i++)
-    if (t->grad[i]) memset(t->grad[i], 0, node_floats(g, i, t->batch) * sizeof(float));
+    if (t->grad[i]) cn_zero(t->grad[i], (int64_t)node_floats(g, i, t->batch), threads);
   if (!t->need[t->output]) return CN_OK; /* nothing trainable */
   memcpy(t->grad[t->output], doutput, node_floats(g, t->output, t->batch) * sizeof(float));
   for (int i = g->n_nodes - 1; i >= 0; i--)
