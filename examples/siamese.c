@@ -200,13 +200,18 @@ static cn_status epoch(cn_session *s, int triplet, const float *x, const classes
   return st;
 }
 
-/* The embeddings of n images (n x EMBED into e). */
-static cn_status embed(cn_model *embedder, const float *x, int64_t n, float *e) {
+/* The embeddings of images order[0 .. n) of x (order NULL: the first n), n x EMBED into e. */
+static cn_status embed(cn_model *embedder, const float *x, const int64_t *order, int64_t n,
+                       float *e) {
+  float *batch = order ? malloc(sizeof(float) * BATCH * PIXELS) : NULL;
+  if (order && !batch) return CN_ERR_NOMEM;
   cn_status st = CN_OK;
   for (int64_t at = 0; st == CN_OK && at < n; at += BATCH) {
     int count = (int)(n - at < BATCH ? n - at : BATCH);
-    st = cn_model_forward(embedder, count, x + at * PIXELS, e + at * EMBED);
+    if (order) fm_gather(x, order, at, count, batch);
+    st = cn_model_forward(embedder, count, order ? batch : x + at * PIXELS, e + at * EMBED);
   }
+  free(batch);
   return st;
 }
 
@@ -221,7 +226,8 @@ static int by_distance(const void *p, const void *q) {
   return (a > b) - (a < b);
 }
 
-/* Distances of n pairs of rows of the embeddings e (labels 0: one class). */
+/* The distance of rows a[i] and b[i] of the embeddings e for each of n pairs (labels 0: one
+ * class). */
 static void pair_distances(const float *e, const int64_t *a, const int64_t *b, const float *label,
                            int64_t n, scored *out) {
   for (int64_t i = 0; i < n; i++) {
@@ -260,15 +266,26 @@ static double accuracy(const scored *s, int64_t n, float threshold) {
   return (double)right / (double)n;
 }
 
-/* Accuracy on EVAL_PAIRS pairs of (x, c) drawn from seed, with embeddings e of x. */
-static cn_status verify(const float *e, const classes *c, uint64_t seed, scored *s) {
-  int64_t *a = malloc(sizeof(int64_t) * 2 * EVAL_PAIRS);
+/* The distances of EVAL_PAIRS pairs of c's images x drawn from seed. e: the embeddings of every
+ * image of x, or NULL to embed just the pairs' images. */
+static cn_status verify(cn_model *embedder, const float *x, const float *e, const classes *c,
+                        uint64_t seed, scored *s) {
+  int64_t *ab = malloc(sizeof(int64_t) * 4 * EVAL_PAIRS); /* a, b, then 0 .. 2 * EVAL_PAIRS */
   float *label = malloc(sizeof(float) * EVAL_PAIRS);
-  if (!a || !label) return CN_ERR_NOMEM;
-  draw_pairs(c, EVAL_PAIRS, seed, a, a + EVAL_PAIRS, label);
-  pair_distances(e, a, a + EVAL_PAIRS, label, EVAL_PAIRS, s);
-  free(a), free(label);
-  return CN_OK;
+  float *own = e ? NULL : malloc(sizeof(float) * 2 * EVAL_PAIRS * EMBED);
+  cn_status st = ab && label && (e || own) ? CN_OK : CN_ERR_NOMEM;
+  if (st == CN_OK) {
+    draw_pairs(c, EVAL_PAIRS, seed, ab, ab + EVAL_PAIRS, label);
+    int64_t *a = ab, *b = ab + EVAL_PAIRS, *rows = ab + 2 * EVAL_PAIRS;
+    if (!e) { /* row i holds a[i], row EVAL_PAIRS + i holds b[i] */
+      for (int64_t i = 0; i < 2 * EVAL_PAIRS; i++) rows[i] = i;
+      st = embed(embedder, x, ab, 2 * EVAL_PAIRS, own);
+      a = rows, b = rows + EVAL_PAIRS, e = own;
+    }
+    if (st == CN_OK) pair_distances(e, a, b, label, EVAL_PAIRS, s);
+  }
+  free(ab), free(label), free(own);
+  return st;
 }
 
 /* ---- the picture --------------------------------------------------------------------------- */
@@ -372,15 +389,15 @@ int main(int argc, char **argv) {
   if (cn_session_sync(s, model) != CN_OK || cn_model_copy_weights(embedder, model, NULL) != CN_OK)
     return fail();
 
-  float *et = malloc(sizeof(float) * EMBED * (size_t)nt);
   float *ev = malloc(sizeof(float) * EMBED * (size_t)nv);
   scored *pairs = malloc(sizeof(scored) * EVAL_PAIRS);
-  if (!et || !ev || !pairs) return fprintf(stderr, "siamese: out of memory\n"), 1;
-  if (embed(embedder, xt, nt, et) != CN_OK || embed(embedder, xv, nv, ev) != CN_OK) return fail();
-  verify(et, &ct, epoch_seed(seed, 0), pairs);
+  if (!ev || !pairs) return fprintf(stderr, "siamese: out of memory\n"), 1;
+  if (verify(embedder, xt, NULL, &ct, epoch_seed(seed, 0), pairs) != CN_OK) return fail();
   float threshold = best_threshold(pairs, EVAL_PAIRS);
   double train_acc = accuracy(pairs, EVAL_PAIRS, threshold);
-  verify(ev, &cv, TEST_PAIRS_SEED, pairs);
+  if (embed(embedder, xv, NULL, nv, ev) != CN_OK ||
+      verify(embedder, xv, ev, &cv, TEST_PAIRS_SEED, pairs) != CN_OK)
+    return fail();
   printf("threshold %.4f (training pairs accuracy %.4f)\n", threshold, train_acc);
   printf("%s loss: verification accuracy %.4f on %d test pairs\n", loss,
          accuracy(pairs, EVAL_PAIRS, threshold), EVAL_PAIRS);
@@ -396,6 +413,6 @@ int main(int argc, char **argv) {
   cn_session_free(s);
   cn_model_free(model), cn_model_free(embedder);
   classes_free(&ct), classes_free(&cv);
-  free(xt), free(xv), free(yt), free(yv), free(lt), free(lv), free(et), free(ev), free(pairs);
+  free(xt), free(xv), free(yt), free(yv), free(lt), free(lv), free(ev), free(pairs);
   return 0;
 }
