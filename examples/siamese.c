@@ -347,7 +347,7 @@ static int *int_labels(const float *y, int64_t n) {
 }
 
 int main(int argc, char **argv) {
-  const char *positional[5] = {"/usr/share/datasets/fashion-mnist", "10", "30000", "siamese", "1"};
+  const char *positional[5] = {"/usr/share/datasets/fashion-mnist", "5", "30000", "siamese", "1"};
   const char *loss = "contrastive";
   for (int i = 1, k = 0; i < argc; i++) {
     if (strcmp(argv[i], "--loss") == 0 && i + 1 < argc)
