@@ -180,7 +180,10 @@ static cn_status epoch(cn_session *s, int triplet, const float *x, const classes
   int64_t *idx = malloc(sizeof(int64_t) * 3 * (size_t)n);
   float *label = malloc(sizeof(float) * (size_t)n);
   float *img = malloc(sizeof(float) * 3 * BATCH * PIXELS);
-  if (!idx || !label || !img) return CN_ERR_NOMEM;
+  if (!idx || !label || !img) {
+    free(idx), free(label), free(img);
+    return CN_ERR_NOMEM;
+  }
   if (triplet)
     draw_triplets(c, n, seed, idx, idx + n, idx + 2 * n);
   else
