@@ -176,6 +176,66 @@ static void test_input_and_layer_grads(void) {
   cn_model_free(m);
 }
 
+/* sqrt(sum((x - y)^2) + 1e-6), as examples/siamese.c. */
+static cn_sym distance(cn_net *net, cn_sym x, cn_sym y) {
+  cn_sym d = cn_net_math(net, cn_net_subtract(net, x, y, NULL), "square", NULL);
+  d = cn_net_reduce(net, d, "sum", NULL, 0, 0, NULL);
+  return cn_net_math(net, cn_net_scale(net, d, 1.0f, 1e-6f, NULL), "sqrt", NULL);
+}
+
+/* The triplet loss relu(d(a, p) - d(a, n) + 1) built from math layers over one Dense called on
+ * three inputs: d loss / d each input against central differences, and the Dense's weights
+ * learn from all three calls (one step moves them; the loss falls). */
+static void test_triplet_grads(void) {
+  cn_net *net = NULL;
+  CHECK_OK(cn_net_new("triplet", &net));
+  cn_sym x[3];
+  for (int k = 0; k < 3; k++)
+    x[k] = cn_net_input(net, (const char *[]){"a", "p", "n"}[k], 1, (int64_t[]){3});
+  cn_sym e[3] = {cn_net_dense(net, x[0], &(cn_dense_options){.name = "e", .units = 2})};
+  for (int k = 1; k < 3; k++) e[k] = cn_net_call(net, "e", &x[k], 1);
+  cn_sym d[2] = {distance(net, e[0], e[1]), distance(net, e[0], e[2])};
+  cn_sym loss = cn_net_weighted_sum(net, d, (float[]){1, -1}, 2, NULL);
+  loss = cn_net_math(net, cn_net_scale(net, loss, 1.0f, 1.0f, NULL), "relu", "loss");
+  cn_model *m = NULL;
+  CHECK_OK(cn_net_build(net, &loss, 1, &m));
+  cn_net_free(net);
+  if (!m) return;
+  CHECK_OK(cn_model_init_weights(m, 5));
+  float a[2][3] = {{0.5f, -1, 2}, {1, 0.25f, -0.5f}}, p[2][3] = {{0.2f, -0.5f, 1}, {-1, 1, 0}},
+        n[2][3] = {{0.4f, -0.8f, 1.8f}, {0.9f, 0.2f, -0.3f}};
+  float *in[3] = {&a[0][0], &p[0][0], &n[0][0]};
+  cn_session *s = NULL;
+  CHECK_OK(cn_session_new(
+      m, &(cn_session_options){.optimizer = "sgd", .lr = 1e-30f, .input_grad = 1}, &s));
+  if (!s) return;
+  double before = NAN, after = NAN;
+  CHECK_OK(cn_session_step_inputs(s, 2, (const float *const *)in, NULL, &before));
+  CHECK(before > 0.5); /* both hinges open, away from the kink */
+  for (int k = 0; k < 3; k++) {
+    const float *g = cn_session_input_grad_at(s, k);
+    CHECK(g != NULL);
+    for (int i = 0; g && i < 6; i++) {
+      float keep = in[k][i], h = 1e-2f;
+      in[k][i] = keep + h;
+      double up = pair_loss(s, in);
+      in[k][i] = keep - h;
+      double down = pair_loss(s, in);
+      in[k][i] = keep;
+      CHECK_NEAR(g[i], (up - down) / (2 * h), 2e-3);
+    }
+  }
+  cn_session_free(s);
+  CHECK_OK(cn_session_new(m, &(cn_session_options){.optimizer = "sgd", .lr = 0.1f}, &s));
+  if (s) {
+    CHECK_OK(cn_session_step_inputs(s, 2, (const float *const *)in, NULL, NULL));
+    CHECK_OK(cn_session_evaluate_inputs(s, 2, (const float *const *)in, NULL, &after));
+    CHECK(after < before);
+  }
+  cn_session_free(s);
+  cn_model_free(m);
+}
+
 /* A rank-0 input (one number per sample) and a per-sample loss built from it: x^2 + 3x, whose
  * gradient to x is 2x + 3 (the session averages the batch's losses, so over the batch size). */
 static void test_scalar_input(void) {
@@ -320,6 +380,7 @@ int main(void) {
   fill_data();
   test_vae_learns();
   test_input_and_layer_grads();
+  test_triplet_grads();
   test_scalar_input();
   test_refused();
   test_gan();

@@ -482,6 +482,80 @@ static void test_unit_bad_input(void) {
   cn_model_free(m);
 }
 
+/* ---- scatter plots ------------------------------------------------------------------------- */
+
+/* The first three colours of src/viz/scatter.c's palette, as 8-bit levels. */
+static const double scatter_colour[3][3] = {
+    {0.12, 0.38, 0.71}, {0.95, 0.50, 0.05}, {0.17, 0.63, 0.17}};
+
+static int is_colour(const uint8_t *p, int k) {
+  for (int c = 0; c < 3; c++)
+    if (fabs(p[c] - 255.0 * scatter_colour[k][c]) > 2.5) return 0;
+  return 1;
+}
+
+/* The centre of the pixels of class k's colour in columns [from, to); count into *n. */
+static void colour_centre(const cn_image *img, int k, int from, int to, double *x, double *y,
+                          int *n) {
+  *x = *y = 0;
+  *n = 0;
+  for (int r = 0; r < img->height; r++)
+    for (int c = from; c < to; c++)
+      if (is_colour(img->pixels + 3 * ((size_t)r * img->width + c), k)) *x += c, *y += r, ++*n;
+  if (*n) *x /= *n, *y /= *n;
+}
+
+/* Three points of three classes land where their coordinates say (x grows right, y up), in
+ * their class's colour, each class with a legend swatch at the right; bad classes and paths fail
+ * naming them and leave no file. */
+static void test_scatter_picture(void) {
+  const float xy[] = {0, 0, 1, 0, 0, 1, NAN, 0};
+  const int classes[] = {0, 1, 2, 1};
+  const char *names[] = {"a", "b", "c"};
+  cn_viz_scatter_options o = {.title = "three points",
+                              .x_label = "x",
+                              .y_label = "y",
+                              .class_names = names,
+                              .width = 400,
+                              .height = 300,
+                              .point_radius = 6};
+  const char *path = tmp_path("scatter.png");
+  CHECK_OK(cn_viz_scatter(xy, classes, 4, &o, path));
+  cn_image img = {0};
+  CHECK_OK(cn_image_load(path, &img));
+  if (!img.pixels) return;
+  CHECK(img.width == 400 && img.height == 300);
+  int plot_right = img.width - 60; /* the legend starts some 55 pixels from the right */
+  double x[3], y[3];
+  int n[3];
+  for (int k = 0; k < 3; k++) {
+    colour_centre(&img, k, 0, plot_right, &x[k], &y[k], &n[k]);
+    CHECK(n[k] > 50); /* a disc of radius 6 */
+    double lx, ly;
+    int ln;
+    colour_centre(&img, k, plot_right, img.width, &lx, &ly, &ln);
+    CHECK(ln >= 64); /* the 10 x 10 swatch */
+  }
+  CHECK(x[1] > x[0] + 100 && fabs(y[1] - y[0]) < 1.0);
+  CHECK(y[2] < y[0] - 100 && fabs(x[2] - x[0]) < 1.0);
+  cn_image_free(&img);
+
+  int before = dir_entries(cn_test_tmpdir());
+  o.classes = 2;
+  expect_failure(cn_viz_scatter(xy, classes, 4, &o, tmp_path("bad.png")), CN_ERR_ARG,
+                 "point 2 has class 2, outside 0..1");
+  o.classes = 0;
+  expect_failure(cn_viz_scatter(xy, (int[]){0, -1, 0, 0}, 4, &o, tmp_path("bad.png")), CN_ERR_ARG,
+                 "point 1 has class -1");
+  expect_failure(
+      cn_viz_scatter(xy, classes, 4, &(cn_viz_scatter_options){.width = 10}, tmp_path("bad.png")),
+      CN_ERR_ARG, "a picture of 10 x 700 pixels");
+  expect_failure(cn_viz_scatter(xy, classes, 4, NULL, "/nonexistent-dir/s.png"), CN_ERR_IO,
+                 "/nonexistent-dir/s.png");
+  CHECK(dir_entries(cn_test_tmpdir()) == before);
+  CHECK_OK(cn_viz_scatter(NULL, NULL, 0, NULL, tmp_path("empty.png"))); /* no points: axes only */
+}
+
 int main(void) {
   test_gradcam_closed_form();
   test_gradcam_top_class_and_probability();
@@ -493,5 +567,6 @@ int main(void) {
   test_activation_maximisation();
   test_unit_picture();
   test_unit_bad_input();
+  test_scatter_picture();
   return cn_test_finish();
 }

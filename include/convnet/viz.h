@@ -142,6 +142,26 @@ CN_API cn_status cn_viz_units(const cn_model *model, const float *const *images,
 CN_API cn_status cn_viz_contact_sheet(const char *const *paths, const char *const *captions, int n,
                                       int cell, const char *png_path);
 
+/* ---- scatter plots ------------------------------------------------------------------------- */
+
+typedef struct cn_viz_scatter_options {
+  const char *title;              /* a line above the plot; NULL: none */
+  const char *x_label, *y_label;  /* under the x axis, over the y axis; NULL: none */
+  const char *const *class_names; /* the legend's names; NULL (or a NULL entry): the number */
+  int classes;                    /* classes in the legend; 0: 1 + the largest class drawn */
+  int width, height;              /* the picture, at least 200 x 150; 0: 900 x 700 */
+  float point_radius;             /* pixels; 0: 1.5 */
+} cn_viz_scatter_options;
+
+/* n points (xy: x0, y0, x1, y1, ...) as a scatter plot: axes fitted to the points (5 % of their
+ * span spare on each side) with tick values, each point a small disc of its class's colour (ten
+ * distinct colours, repeating past ten; points drawn in order, so later ones lie on top), a
+ * legend of the classes at the right. classes (NULL: every point class 0) must lie in
+ * [0, o->classes) when o->classes is set, else be >= 0; a non-finite point is left out. o may be
+ * NULL. A 2-D embedding, or two principal components of one, coloured by label. */
+CN_API cn_status cn_viz_scatter(const float *xy, const int *classes, int64_t n,
+                                const cn_viz_scatter_options *o, const char *png_path);
+
 /* ---- training reports (one self-contained HTML file, docs/report.md) ----------------------- */
 
 /* One epoch of a training history; NAN: not measured (no validation data). */

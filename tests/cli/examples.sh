@@ -37,5 +37,23 @@ vae() {
 }
 check "vae: one epoch on 6000 images, test ELBO above -550, model and PNG" vae
 
+siamese() {
+  "$CN_EXAMPLES/siamese" "$FASHION" 1 3000 "$TMP/s" >"$TMP/out" 2>"$TMP/err" || return 1
+  acc=$(sed -n 's/.*verification accuracy \([0-9.]*\).*/\1/p' "$TMP/out")
+  awk -v a="$acc" 'BEGIN { exit !(a != "" && a > 0.75) }' || { cat "$TMP/out" >"$TMP/err"; return 1; }
+  [ -s "$TMP/s.cnm" ] && [ -s "$TMP/s.png" ]
+}
+check "siamese: one epoch of 3000 pairs, test verification accuracy > 0.75, model and PNG" siamese
+
+siamese_triplet() {
+  "$CN_EXAMPLES/siamese" --loss triplet "$FASHION" 1 1000 "$TMP/t" >"$TMP/out" 2>"$TMP/err" ||
+    return 1
+  acc=$(sed -n 's/.*triplet loss: verification accuracy \([0-9.]*\).*/\1/p' "$TMP/out")
+  awk -v a="$acc" 'BEGIN { exit !(a != "" && a > 0.7) }' || { cat "$TMP/out" >"$TMP/err"; return 1; }
+  [ -s "$TMP/t.cnm" ] && [ -s "$TMP/t.png" ]
+}
+check "siamese --loss triplet: one epoch of 1000 triplets, test verification accuracy > 0.7" \
+  siamese_triplet
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -311,3 +311,49 @@ def test_gaussian_sample(lib):
     _, want = torch_grads(lambda a, b: ((a + torch.exp(b / 2) * e) ** 2).reshape(N, -1).sum(1),
                           [mean, log_var])
     assert close(got[0], want[0]) and close(got[1], want[1])
+
+
+def test_triplet_from_math(lib):
+    """The triplet loss of examples/siamese.c, built from math layers: relu(d(a, p) - d(a, n) +
+    margin) with d(x, y) = sqrt(sum((x - y)^2) + 1e-6), against autograd. The batch holds
+    triplets with the hinge open and closed (none at its kink)."""
+    lib.cn_net_subtract.restype = Sym
+    lib.cn_net_subtract.argtypes = [ctypes.c_void_p, Sym, Sym, ctypes.c_char_p]
+    lib.cn_net_scale.restype = Sym
+    lib.cn_net_scale.argtypes = [ctypes.c_void_p, Sym, ctypes.c_float, ctypes.c_float,
+                                 ctypes.c_char_p]
+    lib.cn_net_weighted_sum.restype = Sym
+    lib.cn_net_weighted_sum.argtypes = [ctypes.c_void_p, ctypes.POINTER(Sym),
+                                        ctypes.POINTER(ctypes.c_float), ctypes.c_int,
+                                        ctypes.c_char_p]
+    margin, eps = 0.5, 1e-6
+
+    def distance(net, x, y, name):
+        sq = lib.cn_net_math(net, lib.cn_net_subtract(net, x, y, None), b"square", None)
+        total = lib.cn_net_reduce(net, sq, b"sum", None, 0, 0, None)
+        return lib.cn_net_math(net, lib.cn_net_scale(net, total, 1.0, eps, None), b"sqrt", name)
+
+    def make(net, s):
+        d = (Sym * 2)(distance(net, s[0], s[1], b"d_positive"),
+                      distance(net, s[0], s[2], b"d_negative"))
+        diff = lib.cn_net_weighted_sum(net, d, (ctypes.c_float * 2)(1, -1), 2, None)
+        return lib.cn_net_math(net, lib.cn_net_scale(net, diff, 1.0, margin, None), b"relu",
+                               b"triplet_loss")
+
+    def fn(a, p, n):
+        def dist(x, y):
+            return torch.sqrt(((x - y) ** 2).sum(1) + eps)
+        return torch.relu(dist(a, p) - dist(a, n) + margin)
+
+    shape = (4,)
+    a = rng.normal(0, 1, (N,) + shape)
+    p = a + rng.normal(0, 0.3, (N,) + shape)
+    n = a + rng.normal(0, 0.1, (N,) + shape)  # near: the hinge is open
+    n[0] = a[0] + 3.0  # far: the hinge is closed for this triplet
+    want_loss, want = torch_grads(fn, [a, p, n])
+    per = fn(*[torch.tensor(x.tolist(), dtype=torch.float64) for x in (a, p, n)])
+    assert per[0].item() == 0 and (per[1:] > 0.05).all()  # both sides of the hinge, off its kink
+    loss, grads = convnet_grads(lib, build(lib, [shape] * 3, make), [a, p, n])
+    assert abs(loss - want_loss) <= 1e-5 * max(1, abs(want_loss))
+    for got, w in zip(grads, want):
+        assert close(got, w), np.max(np.abs(got - w))
