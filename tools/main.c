@@ -21,6 +21,8 @@ static const struct {
     {"augment", cmd_augment, "preview training augmentation: a grid of randomly changed images"},
     {"explain", cmd_explain, "Grad-CAM: where in a photo a class score comes from, as PNGs"},
     {"show", cmd_show, "pictures of kernels, feature maps, or what a unit responds to"},
+    {"style", cmd_style, "style transfer: a content image painted in a style image's style"},
+    {"analogy", cmd_analogy, "image analogy A : A' :: B : B': B' made from B as A' from A"},
 };
 
 static void print_help(void) {

@@ -1,0 +1,289 @@
+/* Image analogies A : A' :: B : B' (Hertzmann et al., "Image Analogies", 2001; the neural
+ * version's deep-feature patch matching after Liao et al., "Visual Attribute Transfer through
+ * Deep Image Analogy", 2017), include/convnet/synth.h.
+ *
+ * Targets come from nearest-neighbour patch matches of B in A, taken exactly (one matrix product
+ * per block of B's patches); B' is then optimised with L-BFGS towards them. */
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "model/model.h"
+#include "synth/synth.h"
+
+cn_analogy_options cn_analogy_options_default(void) {
+  cn_analogy_options o = {.patch_size = 5,
+                          .pixel_weight = 1.0,
+                          .feature_weight = 0.01,
+                          .content_weight = 0.0,
+                          .tv_weight = 0.1,
+                          .iterations = 30};
+  return o;
+}
+
+/* Every position's (2r+1)^2 x c neighbourhood (edges repeated) as one row; rows scaled to unit
+ * length when normalise. */
+static float *patches_of(const float *f, int h, int w, int c, int r, int normalise) {
+  size_t d = (size_t)(2 * r + 1) * (2 * r + 1) * c;
+  float *p = malloc((size_t)h * w * d * sizeof *p);
+  if (!p) return NULL;
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      float *row = p + ((size_t)y * w + x) * d;
+      size_t j = 0;
+      for (int dy = -r; dy <= r; dy++)
+        for (int dx = -r; dx <= r; dx++) {
+          int sy = y + dy < 0 ? 0 : y + dy >= h ? h - 1 : y + dy;
+          int sx = x + dx < 0 ? 0 : x + dx >= w ? w - 1 : x + dx;
+          memcpy(row + j, f + ((size_t)sy * w + sx) * c, (size_t)c * sizeof *row);
+          j += (size_t)c;
+        }
+      if (normalise) {
+        double s = 0.0;
+        for (size_t i = 0; i < d; i++) s += (double)row[i] * row[i];
+        float inv = s > 0.0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+        for (size_t i = 0; i < d; i++) row[i] *= inv;
+      }
+    }
+  return p;
+}
+
+/* For each row of b (nb x d), the row of a (na x d) nearest in L2: argmin |a|^2 - 2 a.b. */
+static cn_status nearest(const float *a, size_t na, const float *b, size_t nb, size_t d,
+                         int *match) {
+  enum { BLOCK = 256 };
+  float *norms = malloc(na * sizeof *norms);
+  float *dots = malloc((size_t)BLOCK * na * sizeof *dots);
+  if (!norms || !dots) {
+    free(norms);
+    free(dots);
+    return cn_fail(CN_ERR_NOMEM, "out of memory for patch matching");
+  }
+  for (size_t i = 0; i < na; i++) {
+    double s = 0.0;
+    for (size_t j = 0; j < d; j++) s += (double)a[i * d + j] * a[i * d + j];
+    norms[i] = (float)s;
+  }
+  for (size_t b0 = 0; b0 < nb; b0 += BLOCK) {
+    size_t rows = nb - b0 < BLOCK ? nb - b0 : BLOCK;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)na, (int)d, 1.0f,
+                b + b0 * d, (int)d, a, (int)d, 0.0f, dots, (int)na);
+    for (size_t r = 0; r < rows; r++) {
+      const float *row = dots + r * na;
+      float best = FLT_MAX;
+      int arg = 0;
+      for (size_t i = 0; i < na; i++) {
+        float v = norms[i] - 2.0f * row[i];
+        if (v < best) {
+          best = v;
+          arg = (int)i;
+        }
+      }
+      match[b0 + r] = arg;
+    }
+  }
+  free(norms);
+  free(dots);
+  return CN_OK;
+}
+
+/* target(p) = source(match(p)), c values per position. */
+static void gather(const float *source, const int *match, size_t n, int c, float *target) {
+  for (size_t p = 0; p < n; p++)
+    memcpy(target + p * c, source + (size_t)match[p] * c, (size_t)c * sizeof *target);
+}
+
+static cn_status match_into(const float *fa, const float *fa_prime, const float *fb, int h, int w,
+                            int c, int r, int normalise, float *target) {
+  size_t n = (size_t)h * w, d = (size_t)(2 * r + 1) * (2 * r + 1) * c;
+  float *pa = patches_of(fa, h, w, c, r, normalise), *pb = patches_of(fb, h, w, c, r, normalise);
+  int *match = malloc(n * sizeof *match);
+  cn_status st = pa && pb && match ? CN_OK : cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st == CN_OK) st = nearest(pa, n, pb, n, d, match);
+  if (st == CN_OK) gather(fa_prime, match, n, c, target);
+  free(pa);
+  free(pb);
+  free(match);
+  return st;
+}
+
+typedef struct analogy_run {
+  synth_net net; /* layers 0..n_layers), then the content layer when there is one */
+  const cn_analogy_options *o;
+  int n_layers, has_content;
+  int use[CN_SYNTH_MAX_LAYERS + 1];
+  float *target[CN_SYNTH_MAX_LAYERS + 1]; /* per layer; the content layer's is F_c(B) */
+  float *pixel_target;                    /* input space */
+} analogy_run;
+
+static cn_status analogy_objective(void *ctx, const float *x, float *dx, double *value) {
+  analogy_run *s = ctx;
+  const cn_analogy_options *o = s->o;
+  int any = 0;
+  for (int k = 0; k < s->net.n; k++) any |= s->use[k];
+  cn_status st = any ? synth_net_forward(&s->net, x) : CN_OK;
+  if (st != CN_OK) return st;
+  double total = 0.0;
+  for (int k = 0; k < s->net.n; k++) {
+    if (!s->use[k]) continue;
+    synth_layer *l = &s->net.layer[k];
+    double w = k < s->n_layers ? o->feature_weight : o->content_weight, sum = 0.0;
+    for (size_t i = 0; i < l->numel; i++) {
+      double d = (double)l->out[i] - s->target[k][i];
+      sum += d * d;
+      l->grad[i] = (float)(2.0 * w * d / (double)l->numel);
+    }
+    total += w * sum / (double)l->numel;
+  }
+  if (any) {
+    st = synth_net_backward(&s->net, s->use, dx);
+    if (st != CN_OK) return st;
+  } else {
+    memset(dx, 0, s->net.numel * sizeof *dx);
+  }
+  double sum = 0.0;
+  for (size_t i = 0; i < s->net.numel; i++) {
+    double d = (double)x[i] - s->pixel_target[i];
+    sum += d * d;
+    dx[i] += (float)(2.0 * o->pixel_weight * d / (double)s->net.numel);
+  }
+  total += o->pixel_weight * sum / (double)s->net.numel;
+  if (o->tv_weight > 0.0)
+    total += o->tv_weight * synth_tv(x, s->net.height, s->net.width, o->tv_weight, dx);
+  *value = total;
+  return CN_OK;
+}
+
+static cn_status check_options(const cn_model *model, const cn_analogy_options *o) {
+  if (o->n_layers < 0 || o->n_layers > CN_SYNTH_MAX_LAYERS)
+    return cn_fail(CN_ERR_ARG, "%s: %d feature layers (0 to %d)", cn_model_name(model), o->n_layers,
+                   CN_SYNTH_MAX_LAYERS);
+  if (o->patch_size < 1 || o->patch_size > 15 || o->patch_size % 2 == 0)
+    return cn_fail(CN_ERR_ARG, "cn_image_analogy: the patch size must be odd, 1 to 15");
+  if (o->iterations < 0 || o->iterations > 100000 || !(o->pixel_weight >= 0.0) ||
+      !(o->feature_weight >= 0.0) || !(o->content_weight >= 0.0) || !(o->tv_weight >= 0.0))
+    return cn_fail(CN_ERR_ARG, "cn_image_analogy: an option is out of range");
+  return CN_OK;
+}
+
+static void image_floats(const cn_image *im, float *rgb) {
+  size_t n = (size_t)im->width * im->height * 3;
+  for (size_t i = 0; i < n; i++) rgb[i] = im->pixels[i];
+}
+
+/* Features of an image into a copy per layer. */
+static cn_status features_of(analogy_run *s, const cn_image *im, float *x, float **copy) {
+  synth_to_input(&s->net, im, x);
+  cn_status st = synth_net_forward(&s->net, x);
+  for (int k = 0; st == CN_OK && k < s->net.n; k++) {
+    copy[k] = malloc(s->net.layer[k].numel * sizeof(float));
+    if (!copy[k]) return cn_fail(CN_ERR_NOMEM, "out of memory");
+    memcpy(copy[k], s->net.layer[k].out, s->net.layer[k].numel * sizeof(float));
+  }
+  return st;
+}
+
+static cn_status analogy_targets(analogy_run *s, const cn_image *a, const cn_image *ap,
+                                 const cn_image *b, float *x) {
+  int h = s->net.height, w = s->net.width;
+  size_t n = s->net.numel;
+  float *fa[CN_SYNTH_MAX_LAYERS + 1] = {0}, *fap[CN_SYNTH_MAX_LAYERS + 1] = {0};
+  float *fb[CN_SYNTH_MAX_LAYERS + 1] = {0};
+  float *pa = malloc(n * sizeof *pa), *pap = malloc(n * sizeof *pap), *pb = malloc(n * sizeof *pb);
+  float *rgb = malloc(n * sizeof *rgb);
+  cn_status st = pa && pap && pb && rgb ? CN_OK : cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st == CN_OK) {
+    image_floats(a, pa);
+    image_floats(ap, pap);
+    image_floats(b, pb);
+    st = match_into(pa, pap, pb, h, w, 3, s->o->patch_size / 2, 0, rgb);
+  }
+  if (st == CN_OK) synth_pixels_to_input(&s->net, rgb, s->pixel_target);
+  if (st == CN_OK && s->net.n > 0) st = features_of(s, a, x, fa);
+  if (st == CN_OK && s->net.n > 0) st = features_of(s, ap, x, fap);
+  if (st == CN_OK && s->net.n > 0) st = features_of(s, b, x, fb);
+  for (int k = 0; st == CN_OK && k < s->n_layers; k++) {
+    const synth_layer *l = &s->net.layer[k];
+    st = match_into(fa[k], fap[k], fb[k], l->height, l->width, l->channels, 1, 1, s->target[k]);
+  }
+  if (st == CN_OK && s->has_content)
+    memcpy(s->target[s->n_layers], fb[s->n_layers],
+           s->net.layer[s->n_layers].numel * sizeof(float));
+  for (int k = 0; k < CN_SYNTH_MAX_LAYERS + 1; k++) {
+    free(fa[k]);
+    free(fap[k]);
+    free(fb[k]);
+  }
+  free(pa);
+  free(pap);
+  free(pb);
+  free(rgb);
+  return st;
+}
+
+static cn_status check_pair(const cn_image *a, const cn_image *ap) {
+  if (a->width != ap->width || a->height != ap->height)
+    return cn_fail(CN_ERR_ARG, "A is %dx%d but A' is %dx%d: they must be the same size", a->width,
+                   a->height, ap->width, ap->height);
+  return CN_OK;
+}
+
+/* Stage k (1-based) of n uses the k deepest feature layers. */
+static void stage_layers(analogy_run *s, int stage) {
+  for (int k = 0; k < s->n_layers; k++) {
+    int deeper = 0;
+    for (int j = 0; j < s->n_layers; j++) deeper += s->net.layer[j].node > s->net.layer[k].node;
+    s->use[k] = deeper < stage;
+  }
+  if (s->has_content) s->use[s->n_layers] = s->o->content_weight > 0.0;
+}
+
+static cn_status analogy_open(cn_model *model, const cn_analogy_options *o, analogy_run *s) {
+  const char *names[CN_SYNTH_MAX_LAYERS + 1];
+  for (int k = 0; k < o->n_layers; k++) names[k] = o->layers[k];
+  if (s->has_content) names[o->n_layers] = o->content_layer;
+  int n = o->n_layers + s->has_content;
+  cn_status st = synth_net_open(model, names, n, &s->net);
+  for (int k = 0; st == CN_OK && k < n; k++) {
+    s->target[k] = malloc(s->net.layer[k].numel * sizeof(float));
+    if (!s->target[k]) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  }
+  if (st == CN_OK) s->pixel_target = malloc(s->net.numel * sizeof(float));
+  if (st == CN_OK && !s->pixel_target) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  return st;
+}
+
+cn_status cn_image_analogy(cn_model *model, const cn_image *a, const cn_image *a_prime,
+                           const cn_image *b, const cn_analogy_options *o, cn_image *out,
+                           cn_synth_result *result) {
+  if (!model || !a || !a_prime || !b || !o || !out || !result)
+    return cn_fail(CN_ERR_ARG, "cn_image_analogy: NULL");
+  memset(result, 0, sizeof *result);
+  memset(out, 0, sizeof *out);
+  cn_status st = check_options(model, o);
+  if (st == CN_OK) st = check_pair(a, a_prime);
+  if (st != CN_OK) return st;
+  analogy_run s = {.o = o, .n_layers = o->n_layers, .has_content = o->content_layer != NULL};
+  st = analogy_open(model, o, &s);
+  if (st == CN_OK) st = synth_check_size(&s.net, a, "A");
+  if (st == CN_OK) st = synth_check_size(&s.net, b, "B");
+  float *x = st == CN_OK ? malloc(s.net.numel * sizeof *x) : NULL;
+  if (st == CN_OK && !x) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st == CN_OK) st = analogy_targets(&s, a, a_prime, b, x);
+  if (st == CN_OK) memcpy(x, s.pixel_target, s.net.numel * sizeof *x);
+  int stages = s.n_layers > 0 ? s.n_layers : 1;
+  for (int stage = 1; st == CN_OK && stage <= stages; stage++) {
+    stage_layers(&s, stage);
+    synth_lbfgs l = {analogy_objective, &s, o->iterations, stage, stages, o->progress, o->user};
+    st = synth_minimise(&l, x, s.net.numel, result);
+  }
+  if (st == CN_OK) st = synth_to_image(&s.net, x, out);
+  free(x);
+  for (int k = 0; k < CN_SYNTH_MAX_LAYERS + 1; k++) free(s.target[k]);
+  free(s.pixel_target);
+  synth_net_close(&s.net);
+  return st;
+}
