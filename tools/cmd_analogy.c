@@ -34,7 +34,7 @@ static const char analogy_help[] =
     "  --no-layers             pixel level only (no network run)\n"
     "  --content-layer L       content layer (default: the network's; used when the content\n"
     "                          weight > 0)\n"
-    "  --patch P               pixel patch size, odd (default 5)\n"
+    "  --patch P               pixel patch size, odd (default 3)\n"
     "  --pixel-weight W        default 1\n"
     "  --feature-weight W      default 0.01\n"
     "  --content-weight W      default 0\n"

@@ -64,8 +64,9 @@ CN_API cn_status cn_style_transfer(cn_model *model, const cn_image *content, con
                                    cn_synth_result *result);
 
 /* Image analogy A : A' :: B : B'. Targets: at the pixel level each pixel of B takes the pixel of
- * A' at the centre of A's best matching patch_size x patch_size patch (least squares on RGB, as
- * Hertzmann et al.'s finest level); at each feature layer each position of B's feature map takes
+ * A' at the centre of A's best matching patch_size x patch_size patch (least squares on RGB with
+ * Gaussian weights of sigma = the patch's radius, at least 1, as Hertzmann et al.'s finest
+ * level); at each feature layer each position of B's feature map takes
  * A' 's feature vector at the position of A's best matching 3x3 patch (cosine of the normalised
  * patches). B' starts at the pixel target and minimises
  *   pixel_weight * mean((x - T_0)^2) + feature_weight * sum_l mean((F_l(x) - T_l)^2)
@@ -81,7 +82,7 @@ typedef struct cn_analogy_options {
   cn_synth_progress_fn progress;
   void *user;
 } cn_analogy_options;
-/* Patch 5, weights pixel 1, feature 0.01, content 0, tv 0.1, 30 iterations per stage. */
+/* Patch 3, weights pixel 1, feature 0.01, content 0, tv 0.1, 30 iterations per stage. */
 CN_API cn_analogy_options cn_analogy_options_default(void);
 
 /* a and a_prime must be the same size; b the model's input size; a may differ from b only when

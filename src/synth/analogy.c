@@ -15,7 +15,7 @@
 #include "synth/synth.h"
 
 cn_analogy_options cn_analogy_options_default(void) {
-  cn_analogy_options o = {.patch_size = 5,
+  cn_analogy_options o = {.patch_size = 3,
                           .pixel_weight = 1.0,
                           .feature_weight = 0.01,
                           .content_weight = 0.0,
@@ -24,9 +24,10 @@ cn_analogy_options cn_analogy_options_default(void) {
   return o;
 }
 
-/* Every position's (2r+1)^2 x c neighbourhood (edges repeated) as one row; rows scaled to unit
- * length when normalise. */
-static float *patches_of(const float *f, int h, int w, int c, int r, int normalise) {
+/* Every position's (2r+1)^2 x c neighbourhood (edges repeated) as one row, each offset d scaled
+ * by sqrt(exp(-|d|^2 / (2 sigma^2))) when sigma > 0 (Hertzmann et al.'s Gaussian-weighted
+ * distance); rows scaled to unit length when normalise. */
+static float *patches_of(const float *f, int h, int w, int c, int r, float sigma, int normalise) {
   size_t d = (size_t)(2 * r + 1) * (2 * r + 1) * c;
   float *p = malloc((size_t)h * w * d * sizeof *p);
   if (!p) return NULL;
@@ -38,7 +39,10 @@ static float *patches_of(const float *f, int h, int w, int c, int r, int normali
         for (int dx = -r; dx <= r; dx++) {
           int sy = y + dy < 0 ? 0 : y + dy >= h ? h - 1 : y + dy;
           int sx = x + dx < 0 ? 0 : x + dx >= w ? w - 1 : x + dx;
-          memcpy(row + j, f + ((size_t)sy * w + sx) * c, (size_t)c * sizeof *row);
+          float g =
+              sigma > 0.0f ? expf(-(float)(dx * dx + dy * dy) / (4.0f * sigma * sigma)) : 1.0f;
+          const float *src = f + ((size_t)sy * w + sx) * c;
+          for (int k = 0; k < c; k++) row[j + k] = g * src[k];
           j += (size_t)c;
         }
       if (normalise) {
@@ -90,20 +94,40 @@ static cn_status nearest(const float *a, size_t na, const float *b, size_t nb, s
   return CN_OK;
 }
 
-/* target(p) = source(match(p)), c values per position. */
-static void gather(const float *source, const int *match, size_t n, int c, float *target) {
-  for (size_t p = 0; p < n; p++)
-    memcpy(target + p * c, source + (size_t)match[p] * c, (size_t)c * sizeof *target);
+/* Patch voting: every patch that covers p predicts p's value from its own match,
+ * target(p) = mean over offsets d of source(match(p + d) - d) (positions clamped to the map), so
+ * overlapping patches agree instead of each position copying one centre. */
+static void vote(const float *source, const int *match, int h, int w, int c, int r, float *target) {
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      float *t = target + ((size_t)y * w + x) * c;
+      memset(t, 0, (size_t)c * sizeof *t);
+      int count = 0;
+      for (int dy = -r; dy <= r; dy++)
+        for (int dx = -r; dx <= r; dx++) {
+          int ny = y + dy, nx = x + dx;
+          if (ny < 0 || ny >= h || nx < 0 || nx >= w) continue;
+          int q = match[(size_t)ny * w + nx];
+          int sy = q / w - dy, sx = q % w - dx;
+          sy = sy < 0 ? 0 : sy >= h ? h - 1 : sy;
+          sx = sx < 0 ? 0 : sx >= w ? w - 1 : sx;
+          const float *s = source + ((size_t)sy * w + sx) * c;
+          for (int k = 0; k < c; k++) t[k] += s[k];
+          count++;
+        }
+      for (int k = 0; k < c; k++) t[k] /= (float)count;
+    }
 }
 
 static cn_status match_into(const float *fa, const float *fa_prime, const float *fb, int h, int w,
-                            int c, int r, int normalise, float *target) {
+                            int c, int r, float sigma, int normalise, float *target) {
   size_t n = (size_t)h * w, d = (size_t)(2 * r + 1) * (2 * r + 1) * c;
-  float *pa = patches_of(fa, h, w, c, r, normalise), *pb = patches_of(fb, h, w, c, r, normalise);
+  float *pa = patches_of(fa, h, w, c, r, sigma, normalise);
+  float *pb = patches_of(fb, h, w, c, r, sigma, normalise);
   int *match = malloc(n * sizeof *match);
   cn_status st = pa && pb && match ? CN_OK : cn_fail(CN_ERR_NOMEM, "out of memory");
   if (st == CN_OK) st = nearest(pa, n, pb, n, d, match);
-  if (st == CN_OK) gather(fa_prime, match, n, c, target);
+  if (st == CN_OK) vote(fa_prime, match, h, w, c, r, target);
   free(pa);
   free(pb);
   free(match);
@@ -199,7 +223,9 @@ static cn_status analogy_targets(analogy_run *s, const cn_image *a, const cn_ima
     image_floats(a, pa);
     image_floats(ap, pap);
     image_floats(b, pb);
-    st = match_into(pa, pap, pb, h, w, 3, s->o->patch_size / 2, 0, rgb);
+    /* Gaussian weights of sigma = the patch's radius (at least 1) */
+    int r = s->o->patch_size / 2;
+    st = match_into(pa, pap, pb, h, w, 3, r, r > 1 ? (float)r : 1.0f, 0, rgb);
   }
   if (st == CN_OK) synth_pixels_to_input(&s->net, rgb, s->pixel_target);
   if (st == CN_OK && s->net.n > 0) st = features_of(s, a, x, fa);
@@ -207,7 +233,8 @@ static cn_status analogy_targets(analogy_run *s, const cn_image *a, const cn_ima
   if (st == CN_OK && s->net.n > 0) st = features_of(s, b, x, fb);
   for (int k = 0; st == CN_OK && k < s->n_layers; k++) {
     const synth_layer *l = &s->net.layer[k];
-    st = match_into(fa[k], fap[k], fb[k], l->height, l->width, l->channels, 1, 1, s->target[k]);
+    st = match_into(fa[k], fap[k], fb[k], l->height, l->width, l->channels, 1, 0.0f, 1,
+                    s->target[k]);
   }
   if (st == CN_OK && s->has_content)
     memcpy(s->target[s->n_layers], fb[s->n_layers],
