@@ -10,8 +10,9 @@
 static const char analogy_help[] =
     "usage: convnet analogy [-m NAME|FILE] [-w WEIGHTS] [--alpha A] [--size S] [--iters N]\n"
     "                       [--layer L]... [--no-layers] [--content-layer L] [--patch P]\n"
-    "                       [--pixel-weight W] [--feature-weight W] [--content-weight W]\n"
-    "                       [--tv-weight W] [--threads N] -o B'.png A A' B\n"
+    "                       [--linear R] [--pixel-weight W] [--feature-weight W]\n"
+    "                       [--content-weight W]"
+    " [--tv-weight W] [--threads N] -o B'.png A A' B\n"
     "\n"
     "Image analogy: B' relates to B as A' relates to A. Targets: each pixel of B takes the pixel\n"
     "of A' at the centre of A's best matching P x P patch (least squares on RGB, Hertzmann et\n"
@@ -35,10 +36,13 @@ static const char analogy_help[] =
     "  --content-layer L       content layer (default: the network's; used when the content\n"
     "                          weight > 0)\n"
     "  --patch P               pixel patch size, odd (default 3)\n"
+    "  --linear R              the pixel target is L(B) + (A' - L(A)) at the matches, L the\n"
+    "                          linear filter on (2R+1)^2 RGB taps best mapping A to A' (least\n"
+    "                          squares); 0: A' at the matches only (default 3)\n"
     "  --pixel-weight W        default 1\n"
-    "  --feature-weight W      default 0.01\n"
+    "  --feature-weight W      default 0.001\n"
     "  --content-weight W      default 0\n"
-    "  --tv-weight W           default 0.1\n"
+    "  --tv-weight W           default 0.01\n"
     "  --threads N             threads (default: all cores)\n"
     "  -o, --output B'.png     the result (PNG, written atomically)\n";
 
@@ -85,6 +89,9 @@ static int analogy_option(analogy_cmd *c, int opt, char **argv) {
     if (!cli_parse_int("analogy", "--patch", optarg, 1, 15, &c->o.patch_size)) return CLI_USAGE;
     if (c->o.patch_size % 2 == 0) return cli_usage("analogy", "--patch: must be odd");
     return CLI_OK;
+  case 'R':
+    return cli_parse_int("analogy", "--linear", optarg, 0, 5, &c->o.linear_radius) ? CLI_OK
+                                                                                   : CLI_USAGE;
   case 'L':
     if (c->o.n_layers == CN_SYNTH_MAX_LAYERS)
       return cli_usage("analogy", "--layer: at most %d layers", CN_SYNTH_MAX_LAYERS);
@@ -113,6 +120,7 @@ static int parse_analogy(int argc, char **argv, analogy_cmd *c) {
                                           {"iters", required_argument, NULL, 'N'},
                                           {"patch", required_argument, NULL, 'P'},
                                           {"layer", required_argument, NULL, 'L'},
+                                          {"linear", required_argument, NULL, 'R'},
                                           {"no-layers", no_argument, NULL, OPT_NO_LAYERS},
                                           {"content-layer", required_argument, NULL, 'C'},
                                           {"pixel-weight", required_argument, NULL, 'p'},

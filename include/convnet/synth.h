@@ -63,6 +63,12 @@ CN_API cn_status cn_style_transfer(cn_model *model, const cn_image *content, con
                                    const cn_style_options *o, cn_image *out,
                                    cn_synth_result *result);
 
+/* The objective above and its gradient at x (the model's input, height x width x 3 after its
+ * preprocessing; NULL: the content image), for checks against other implementations. */
+CN_API cn_status cn_style_objective(cn_model *model, const cn_image *content, const cn_image *style,
+                                    const cn_style_options *o, const float *x, double *loss,
+                                    float *grad);
+
 /* Image analogy A : A' :: B : B'. Targets: at the pixel level each pixel of B takes the pixel of
  * A' at the centre of A's best matching patch_size x patch_size patch (least squares on RGB with
  * Gaussian weights of sigma = the patch's radius, at least 1, as Hertzmann et al.'s finest
@@ -76,13 +82,17 @@ typedef struct cn_analogy_options {
   const char *content_layer; /* NULL: no content term */
   const char *layers[CN_SYNTH_MAX_LAYERS];
   int n_layers;
-  int patch_size; /* pixel-level patch, odd */
+  int patch_size;    /* pixel-level patch, odd */
+  int linear_radius; /* > 0: the pixel target is L(B) + (A' - L(A)) at the matches, L the linear
+                        filter of (2 r + 1)^2 x 3 taps and a constant best mapping A to A' (least
+                        squares); 0: A' at the matches */
   double pixel_weight, feature_weight, content_weight, tv_weight;
   int iterations; /* L-BFGS iterations per stage */
   cn_synth_progress_fn progress;
   void *user;
 } cn_analogy_options;
-/* Patch 3, weights pixel 1, feature 0.01, content 0, tv 0.1, 30 iterations per stage. */
+/* Patch 3, linear radius 3, weights pixel 1, feature 0.001, content 0, tv 0.01, 30 iterations
+ * per stage. */
 CN_API cn_analogy_options cn_analogy_options_default(void);
 
 /* a and a_prime must be the same size; b the model's input size; a may differ from b only when

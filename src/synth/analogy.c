@@ -16,10 +16,11 @@
 
 cn_analogy_options cn_analogy_options_default(void) {
   cn_analogy_options o = {.patch_size = 3,
+                          .linear_radius = 3,
                           .pixel_weight = 1.0,
-                          .feature_weight = 0.01,
+                          .feature_weight = 0.001,
                           .content_weight = 0.0,
-                          .tv_weight = 0.1,
+                          .tv_weight = 0.01,
                           .iterations = 30};
   return o;
 }
@@ -134,6 +135,108 @@ static cn_status match_into(const float *fa, const float *fa_prime, const float 
   return st;
 }
 
+/* Cholesky solve of the symmetric positive definite m x m system a z = y for k right-hand sides
+ * (y: m x k, overwritten with z). Returns 0 when a is not positive definite. */
+static int cholesky_solve(double *a, int m, double *y, int k) {
+  for (int j = 0; j < m; j++) {
+    double d = a[(size_t)j * m + j];
+    for (int i = 0; i < j; i++) d -= a[(size_t)j * m + i] * a[(size_t)j * m + i];
+    if (!(d > 0.0)) return 0;
+    d = sqrt(d);
+    a[(size_t)j * m + j] = d;
+    for (int r = j + 1; r < m; r++) {
+      double v = a[(size_t)r * m + j];
+      for (int i = 0; i < j; i++) v -= a[(size_t)r * m + i] * a[(size_t)j * m + i];
+      a[(size_t)r * m + j] = v / d;
+    }
+  }
+  for (int c = 0; c < k; c++) {
+    for (int r = 0; r < m; r++) { /* L u = y */
+      double v = y[(size_t)r * k + c];
+      for (int i = 0; i < r; i++) v -= a[(size_t)r * m + i] * y[(size_t)i * k + c];
+      y[(size_t)r * k + c] = v / a[(size_t)r * m + r];
+    }
+    for (int r = m - 1; r >= 0; r--) { /* L^T z = u */
+      double v = y[(size_t)r * k + c];
+      for (int i = r + 1; i < m; i++) v -= a[(size_t)i * m + r] * y[(size_t)i * k + c];
+      y[(size_t)r * k + c] = v / a[(size_t)r * m + r];
+    }
+  }
+  return 1;
+}
+
+/* Rows of (2r+1)^2 x 3 neighbourhoods and a constant 1, in double. */
+static double *design(const float *image, int h, int w, int r, size_t *cols) {
+  float *p = patches_of(image, h, w, 3, r, 0.0f, 0);
+  size_t n = (size_t)h * w, d = (size_t)(2 * r + 1) * (2 * r + 1) * 3;
+  double *x = p ? malloc(n * (d + 1) * sizeof *x) : NULL;
+  for (size_t i = 0; x && i < n; i++) {
+    for (size_t j = 0; j < d; j++) x[i * (d + 1) + j] = p[i * d + j];
+    x[i * (d + 1) + d] = 1.0;
+  }
+  free(p);
+  *cols = d + 1;
+  return x;
+}
+
+/* The linear filter that best maps A's neighbourhoods to A' (least squares), and
+ * its outputs on A (la) and B (lb). */
+static cn_status linear_filter(const float *a, const float *ap, const float *b, int h, int w, int r,
+                               float *la, float *lb) {
+  size_t n = (size_t)h * w, m;
+  double *xa = design(a, h, w, r, &m), *xb = design(b, h, w, r, &m);
+  double *g = malloc(m * m * sizeof *g), *z = malloc(m * 3 * sizeof *z);
+  double *y = malloc(n * 3 * sizeof *y), *out = malloc(n * 3 * sizeof *out);
+  cn_status st = xa && xb && g && z && y && out ? CN_OK : cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st == CN_OK) {
+    for (size_t i = 0; i < n * 3; i++) y[i] = ap[i];
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)m, (int)n, 1.0, xa, (int)m,
+                xa, (int)m, 0.0, g, (int)m);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, 3, (int)n, 1.0, xa, (int)m, y, 3,
+                0.0, z, 3);
+    /* a tiny ridge on the taps (not the constant, whose column is much smaller) */
+    double trace = 0.0;
+    for (size_t i = 0; i + 1 < m; i++) trace += g[i * m + i];
+    for (size_t i = 0; i + 1 < m; i++) g[i * m + i] += 1e-9 * trace / (double)(m - 1);
+    if (!cholesky_solve(g, (int)m, z, 3))
+      st = cn_fail(CN_ERR_ARG, "A's neighbourhoods do not determine a linear filter");
+  }
+  for (int pass = 0; st == CN_OK && pass < 2; pass++) {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, 3, (int)m, 1.0, pass ? xb : xa,
+                (int)m, z, 3, 0.0, out, 3);
+    for (size_t i = 0; i < n * 3; i++) (pass ? lb : la)[i] = (float)out[i];
+  }
+  free(xa);
+  free(xb);
+  free(g);
+  free(z);
+  free(y);
+  free(out);
+  return st;
+}
+
+/* The pixel target (RGB, 0..255) into rgb: without the linear part, A' at B's matches in A
+ * (voted); with it, L(B) + (A' - L(A)) at the matches: the example pair's linear filter L, and
+ * what it does not explain carried over by the analogy. */
+static cn_status pixel_target(const cn_analogy_options *o, const float *pa, const float *pap,
+                              const float *pb, int h, int w, float *rgb) {
+  size_t n = (size_t)h * w * 3;
+  int r = o->patch_size / 2;
+  float sigma = r > 1 ? (float)r : 1.0f; /* Gaussian weights of sigma = the radius, at least 1 */
+  if (o->linear_radius <= 0) return match_into(pa, pap, pb, h, w, 3, r, sigma, 0, rgb);
+  float *la = malloc(n * sizeof *la), *lb = malloc(n * sizeof *lb);
+  cn_status st = la && lb ? CN_OK : cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st == CN_OK) st = linear_filter(pa, pap, pb, h, w, o->linear_radius, la, lb);
+  if (st == CN_OK) {
+    for (size_t i = 0; i < n; i++) la[i] = pap[i] - la[i]; /* the residual */
+    st = match_into(pa, la, pb, h, w, 3, r, sigma, 0, rgb);
+  }
+  for (size_t i = 0; st == CN_OK && i < n; i++) rgb[i] += lb[i];
+  free(la);
+  free(lb);
+  return st;
+}
+
 typedef struct analogy_run {
   synth_net net; /* layers 0..n_layers), then the content layer when there is one */
   const cn_analogy_options *o;
@@ -185,6 +288,8 @@ static cn_status check_options(const cn_model *model, const cn_analogy_options *
   if (o->n_layers < 0 || o->n_layers > CN_SYNTH_MAX_LAYERS)
     return cn_fail(CN_ERR_ARG, "%s: %d feature layers (0 to %d)", cn_model_name(model), o->n_layers,
                    CN_SYNTH_MAX_LAYERS);
+  if (o->linear_radius < 0 || o->linear_radius > 5)
+    return cn_fail(CN_ERR_ARG, "cn_image_analogy: the linear filter's radius must be 0 to 5");
   if (o->patch_size < 1 || o->patch_size > 15 || o->patch_size % 2 == 0)
     return cn_fail(CN_ERR_ARG, "cn_image_analogy: the patch size must be odd, 1 to 15");
   if (o->iterations < 0 || o->iterations > 100000 || !(o->pixel_weight >= 0.0) ||
@@ -223,9 +328,7 @@ static cn_status analogy_targets(analogy_run *s, const cn_image *a, const cn_ima
     image_floats(a, pa);
     image_floats(ap, pap);
     image_floats(b, pb);
-    /* Gaussian weights of sigma = the patch's radius (at least 1) */
-    int r = s->o->patch_size / 2;
-    st = match_into(pa, pap, pb, h, w, 3, r, r > 1 ? (float)r : 1.0f, 0, rgb);
+    st = pixel_target(s->o, pa, pap, pb, h, w, rgb);
   }
   if (st == CN_OK) synth_pixels_to_input(&s->net, rgb, s->pixel_target);
   if (st == CN_OK && s->net.n > 0) st = features_of(s, a, x, fa);

@@ -166,26 +166,35 @@ static void style_free(style_run *s) {
   synth_net_close(&s->net);
 }
 
+static cn_status style_open(cn_model *model, const cn_image *content, const cn_image *style,
+                            const cn_style_options *o, style_run *s, float **x) {
+  *x = NULL;
+  cn_status st = check_options(model, o);
+  if (st != CN_OK) return st;
+  *s = (style_run){.o = o, .n_style = o->n_style_layers};
+  const char *names[CN_SYNTH_MAX_LAYERS + 1];
+  for (int k = 0; k < s->n_style; k++) names[k] = o->style_layers[k];
+  names[s->n_style] = o->content_layer;
+  st = synth_net_open(model, names, s->n_style + 1, &s->net);
+  if (st != CN_OK) return st;
+  st = synth_check_size(&s->net, content, "the content image");
+  if (st == CN_OK) st = synth_check_size(&s->net, style, "the style image");
+  if (st == CN_OK) st = style_buffers(s);
+  if (st == CN_OK) *x = malloc(s->net.numel * sizeof **x);
+  if (st == CN_OK && !*x) st = cn_fail(CN_ERR_NOMEM, "out of memory");
+  if (st == CN_OK) st = style_targets(s, content, style, *x);
+  return st;
+}
+
 cn_status cn_style_transfer(cn_model *model, const cn_image *content, const cn_image *style,
                             const cn_style_options *o, cn_image *out, cn_synth_result *result) {
   if (!model || !content || !style || !o || !out || !result)
     return cn_fail(CN_ERR_ARG, "cn_style_transfer: NULL");
   memset(result, 0, sizeof *result);
   memset(out, 0, sizeof *out);
-  cn_status st = check_options(model, o);
-  if (st != CN_OK) return st;
-  style_run s = {.o = o, .n_style = o->n_style_layers};
-  const char *names[CN_SYNTH_MAX_LAYERS + 1];
-  for (int k = 0; k < s.n_style; k++) names[k] = o->style_layers[k];
-  names[s.n_style] = o->content_layer;
-  st = synth_net_open(model, names, s.n_style + 1, &s.net);
-  if (st != CN_OK) return st;
-  st = synth_check_size(&s.net, content, "the content image");
-  if (st == CN_OK) st = synth_check_size(&s.net, style, "the style image");
-  if (st == CN_OK) st = style_buffers(&s);
-  float *x = st == CN_OK ? malloc(s.net.numel * sizeof *x) : NULL;
-  if (st == CN_OK && !x) st = cn_fail(CN_ERR_NOMEM, "out of memory");
-  if (st == CN_OK) st = style_targets(&s, content, style, x);
+  style_run s = {0};
+  float *x;
+  cn_status st = style_open(model, content, style, o, &s, &x);
   synth_lbfgs l = {style_objective, &s, o->iterations, 1, 1, o->progress, o->user};
   if (st == CN_OK) st = synth_minimise(&l, x, s.net.numel, result);
   if (st == CN_OK) {
@@ -195,6 +204,19 @@ cn_status cn_style_transfer(cn_model *model, const cn_image *content, const cn_i
     st = synth_to_image(&s.net, x, out);
   }
   free(x);
+  style_free(&s);
+  return st;
+}
+
+cn_status cn_style_objective(cn_model *model, const cn_image *content, const cn_image *style,
+                             const cn_style_options *o, const float *x, double *loss, float *grad) {
+  if (!model || !content || !style || !o || !loss || !grad)
+    return cn_fail(CN_ERR_ARG, "cn_style_objective: NULL");
+  style_run s = {0};
+  float *start;
+  cn_status st = style_open(model, content, style, o, &s, &start);
+  if (st == CN_OK) st = style_objective(&s, x ? x : start, grad, loss);
+  free(start);
   style_free(&s);
   return st;
 }
