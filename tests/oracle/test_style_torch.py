@@ -6,10 +6,13 @@ style weight 1e4, no TV, starting from the content image (both sides read the sa
 preprocessing x / 127.5 - 1).
 
 - at the start, the objective and its gradient to the input agree (relative 1e-3);
-- after 200 L-BFGS iterations (convnet: liblbfgs, More-Thuente line search, 6 pairs; PyTorch:
-  torch.optim.LBFGS, strong Wolfe line search, 6 pairs) the objectives agree within 5 %.
+- after 200 L-BFGS iterations (convnet: liblbfgs, More-Thuente line search, 6 pairs, in double;
+  PyTorch: torch.optim.LBFGS, strong Wolfe line search, 6 pairs, the model and the optimiser in
+  float64) the objectives agree within 5 %. Measured: convnet 37.14, PyTorch 38.67 (ratio 0.961);
+  with PyTorch in float32 it reaches 39.37 (ratio 0.943): the two L-BFGS take different paths.
+  About 10 minutes on two busy cores, nearly all of it PyTorch's.
 
-Run by hand for the numbers: python tests/oracle/test_style_torch.py (prints them).
+Run by hand for the numbers: python tests/oracle/test_style_torch.py [ITERATIONS] [double].
 """
 import pathlib
 import subprocess
@@ -154,7 +157,9 @@ def test_start_loss_and_gradient(torch_lite0, lite0_weights, tmp_path):  # noqa:
 def test_loss_after_200_iterations(torch_lite0, lite0_weights, tmp_path):  # noqa: F811
     content_path, style_path = make_images(tmp_path)
     content, style = read(content_path), read(style_path)
-    _, _, t_final, _ = torch_run(torch_lite0, content, style, ITERATIONS)
+    import copy
+    model = copy.deepcopy(torch_lite0).double()  # L-BFGS in double, as liblbfgs runs it
+    _, _, t_final, _ = torch_run(model, content, style, ITERATIONS)
     _, _, c_final = convnet_run(lite0_weights, content_path, style_path, tmp_path, ITERATIONS)
     assert abs(c_final - t_final) <= 0.05 * t_final, (c_final, t_final)
 
