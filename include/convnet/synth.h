@@ -95,8 +95,8 @@ typedef struct cn_analogy_options {
  * per stage. */
 CN_API cn_analogy_options cn_analogy_options_default(void);
 
-/* a and a_prime must be the same size; b the model's input size; a may differ from b only when
- * it is the model's input size too (all three are: the features of each come from the model). */
+/* a, a_prime and b must all be the model's input size (a and a_prime of different sizes fail
+ * saying so); out receives B', the same size (free with cn_image_free). */
 CN_API cn_status cn_image_analogy(cn_model *model, const cn_image *a, const cn_image *a_prime,
                                   const cn_image *b, const cn_analogy_options *o, cn_image *out,
                                   cn_synth_result *result);
