@@ -63,6 +63,12 @@ int cli_synth_model(const char *command, cli_model_args *args, const char *refer
   int rc = cli_open_model(command, args, model);
   if (rc != CLI_OK) return rc;
   cn_input_spec spec = cn_model_input_spec(*model);
+  if (spec.height < 1 || spec.width < 1 || spec.channels != 3 || spec.channels_first) {
+    rc = cli_error(cn_model_name(*model), "the input is not a height x width x 3 image");
+    cn_model_free(*model);
+    *model = NULL;
+    return rc;
+  }
   *height = spec.height;
   *width = spec.width;
   return CLI_OK;

@@ -59,6 +59,10 @@ check "style: a layer that is not spatial" \
 check "analogy: a layer that is not spatial" \
   eval 'one_line_failure 1 analogy -m "$MODEL" --layer predictions -o "$TMP/x.png" "$CAT" "$CAT" "$DOG" &&
     grep -q "is not spatial" "$TMP/err"'
+check "style: a model that is not an image model" \
+  eval 'one_line_failure 1 style -m "$DATA/onnx/node/test_basic_conv_without_padding/model.onnx" \
+      --content-layer y --style-layer y -o "$TMP/x.png" "$CAT" "$COFFEE" &&
+    grep -q "is not a height x width x 3 image" "$TMP/err"'
 check "style: unknown layer" \
   eval 'one_line_failure 1 style "${M[@]}" --size 64 --style-layer nope -o "$TMP/x.png" "$CAT" "$COFFEE" &&
     grep -q "no layer named \"nope\"" "$TMP/err"'
