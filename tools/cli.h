@@ -122,6 +122,26 @@ int cli_embed_option(const char *command, int opt, const char *arg, cli_embed_ar
 int cli_open_embedder(const char *command, cn_model *model, const cli_embed_args *a,
                       cn_embedder **out);
 
+/* Fails (printing the error) before long work when path cannot be written: it is a directory or
+ * its directory is missing or read-only. The file itself is still written atomically. */
+int cli_check_writable(const char *path);
+
+/* ---- style and analogy (cli_synth.c) ---- */
+
+/* Opens the feature network: -m as given, else VGG19 or VGG16 when their weights are cached,
+ * else EfficientNet-Lite0. A zoo model is built at the working size: the reference image's
+ * size scaled down so that its longer side is at most max_side; a model file keeps its input
+ * size. Prints the error itself. */
+int cli_synth_model(const char *command, cli_model_args *args, const char *reference, int max_side,
+                    cn_model **model, int *height, int *width);
+/* Loads an image resized to width x height (PIL-style bilinear). Prints the error itself. */
+int cli_synth_image(const char *path, int width, int height, cn_image *out);
+/* A progress bar on stderr (when it is a terminal), one update per L-BFGS iteration. */
+void cli_synth_progress(const cn_synth_progress *p, void *user);
+/* Parses "NAME" or "NAME:WEIGHT" (a layer and its weight). Prints a usage error. */
+int cli_synth_layer(const char *command, const char *text, const char **name, double *weight,
+                    char *buf, size_t cap);
+
 /* ---- --report, shared by train and evaluate (cli_report.c) ---- */
 
 /* Thumbnails of this many worst-misclassified images. */
@@ -212,6 +232,8 @@ int cmd_evaluate(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_show(int argc, char **argv);
+int cmd_style(int argc, char **argv);
+int cmd_analogy(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_similar(int argc, char **argv);

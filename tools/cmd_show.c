@@ -234,19 +234,6 @@ static int show_activations(cn_model *model, show_cmd *c, const char *file) {
   return rc;
 }
 
-/* Fails before the (long) ascent when the picture cannot be written: the path is a directory or
- * its directory is missing or read-only. The picture itself is still written atomically. */
-static int check_writable(const char *path) {
-  struct stat sb;
-  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return cli_error(path, "is a directory");
-  char *copy = strdup(path);
-  if (!copy) return cli_error(path, "out of memory");
-  int ok = access(dirname(copy), W_OK) == 0;
-  int err = errno;
-  free(copy);
-  return ok ? CLI_OK : cli_error(path, "cannot be written: %s", strerror(err));
-}
-
 static void print_unit(const char *output, const cn_unit_result *r) {
   printf("%s: layer %s unit %d: activation %.6g -> %.6g", output, r->layer, r->unit,
          (double)r->start, (double)r->end);
@@ -284,7 +271,7 @@ static int check_operands(const show_cmd *c, int n_images) {
     if (!c->layer) return cli_usage("show", "unit: no --layer given");
     if (c->n_units == 0) return cli_usage("show", "unit: no --unit given");
     if (n_images != 0) return cli_usage("show", "unit: takes no IMAGE");
-    return check_writable(c->output);
+    return cli_check_writable(c->output);
   }
   int activations = strcmp(c->what, "activations") == 0;
   if (activations && !c->layer) return cli_usage("show", "activations: no --layer given");

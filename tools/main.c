@@ -23,6 +23,8 @@ static const struct {
     {"show", cmd_show, "pictures of kernels, feature maps, or what a unit responds to"},
     {"embed", cmd_embed, "one feature vector per image (a layer's pooled output) as .npy"},
     {"similar", cmd_similar, "the images of a folder most like a query, by cosine similarity"},
+    {"style", cmd_style, "style transfer: a content image painted in a style image's style"},
+    {"analogy", cmd_analogy, "image analogy A : A' :: B : B': B' made from B as A' from A"},
 };
 
 static void print_help(void) {

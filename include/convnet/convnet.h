@@ -9,6 +9,7 @@
 #include "convnet/layers.h"
 #include "convnet/model.h"
 #include "convnet/train.h"
+#include "convnet/synth.h"
 #include "convnet/viz.h"
 
 #define CONVNET_VERSION "0.1.0"

@@ -316,6 +316,27 @@ cn_status cn_trainer_backward(cn_trainer *t, const float *doutput) {
   return CN_OK;
 }
 
+cn_status cn_trainer_backward_seeds(cn_trainer *t, int n, const int *nodes,
+                                    const float *const *grads) {
+  cn_graph *g = t->g;
+  if (t->batch < 1) return cn_fail(CN_ERR_ARG, "backward before forward");
+  for (int k = 0; k < n; k++)
+    if (nodes[k] < 0 || nodes[k] >= g->n_nodes || !t->need[nodes[k]] || !t->grad[nodes[k]])
+      return cn_fail(CN_ERR_ARG, "%s: no gradient flows through this node",
+                     nodes[k] >= 0 && nodes[k] < g->n_nodes ? g->nodes[nodes[k]].name : "?");
+  memset(t->grads, 0, g->n_param_floats * sizeof(float));
+  for (int i = 0; i < g->n_nodes; i++)
+    if (t->grad[i]) memset(t->grad[i], 0, node_floats(g, i, t->batch) * sizeof(float));
+  for (int k = 0; k < n; k++) {
+    float *dst = t->grad[nodes[k]];
+    size_t count = node_floats(g, nodes[k], t->batch);
+    for (size_t j = 0; j < count; j++) dst[j] += grads[k][j];
+  }
+  for (int i = g->n_nodes - 1; i >= 0; i--)
+    if (t->need[i] && g->nodes[i].op != &cn_op_input) backward_node(t, i);
+  return CN_OK;
+}
+
 /* A shared layer's weights are updated once, through the node that owns them, when any call of
  * the layer feeds the output (the calls' gradients are summed into the owner's slots). */
 static int updates_params(const cn_trainer *t, int i) {

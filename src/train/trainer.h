@@ -60,6 +60,12 @@ const float *cn_trainer_node_grad(const cn_trainer *t, int node);
 /* Backward of the last forward from d loss / d output (batch x output shape): sets the gradient
  * buffer (parameter gradients of trainable parameters, zero elsewhere). */
 cn_status cn_trainer_backward(cn_trainer *t, const float *doutput);
+/* Backward of the last forward from gradients seeded at several nodes at once: grads[k] is
+ * d loss / d (node nodes[k]'s output) (batch x its shape), added where backward reaches the node
+ * (losses on several layers, as style transfer takes them). Every node must feed the first output
+ * and carry a gradient (the input-gradient path of input_grad does); else CN_ERR_ARG. */
+cn_status cn_trainer_backward_seeds(cn_trainer *t, int n, const int *nodes,
+                                    const float *const *grads);
 
 /* The collated buffers: n floats each, the same offsets as the graph's parameter buffer. */
 float *cn_trainer_params(cn_trainer *t);
