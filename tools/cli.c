@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -226,6 +227,27 @@ int cli_model_option(const char *command, int opt, const char *arg, cli_model_ar
   default:
     return 0;
   }
+}
+
+int cli_parse_model_command(const char *command, const char *help, int argc, char **argv,
+                            const char *short_options, const struct option *options,
+                            cli_model_args *model, cli_option_fn own, void *cmd) {
+  int opt, rc;
+  opterr = 0;
+  optind = 1;
+  while ((opt = getopt_long(argc, argv, short_options, options, NULL)) != -1) {
+    if (opt == 'h') {
+      fputs(help, stdout);
+      return CLI_HELP;
+    }
+    if (opt == '?' || opt == ':') return cli_bad_option(command, opt, argv);
+    if (cli_model_option(command, opt, optarg, model, &rc)) {
+      if (rc != CLI_OK) return rc;
+      continue;
+    }
+    if ((rc = own(cmd, opt, argv)) != CLI_OK) return rc;
+  }
+  return CLI_OK;
 }
 
 int cli_has_own_names(const cn_model *model) {

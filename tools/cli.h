@@ -46,6 +46,16 @@ int cli_set_threads(const char *command, const char *text);
 /* The model options every model command shares: -m, -w, --alpha (option codes 'm', 'w', 'a').
  * Returns 1 when opt is one of them, with *rc = CLI_USAGE for a bad value, else CLI_OK. */
 int cli_model_option(const char *command, int opt, const char *arg, cli_model_args *a, int *rc);
+/* The getopt_long loop of a command that opens a model: --help prints `help` and returns
+ * CLI_HELP; -m/-w/--alpha go to `model` (cli_model_option); a missing value or an unknown option
+ * is a usage error; every other option goes to own(cmd, opt, argv), which returns CLI_OK or the
+ * exit status of its error. Leaves optind at the first operand. */
+enum { CLI_HELP = -1 };
+typedef int (*cli_option_fn)(void *cmd, int opt, char **argv);
+struct option;
+int cli_parse_model_command(const char *command, const char *help, int argc, char **argv,
+                            const char *short_options, const struct option *options,
+                            cli_model_args *model, cli_option_fn own, void *cmd);
 /* Their entries for a command's getopt_long table. */
 #define CLI_MODEL_LONG_OPTIONS                                                                     \
   {"model", required_argument, NULL, 'm'}, {"weights", required_argument, NULL, 'w'}, {            \

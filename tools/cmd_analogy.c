@@ -76,7 +76,8 @@ static int weight_option(int opt, analogy_cmd *c) {
   return -1;
 }
 
-static int analogy_option(analogy_cmd *c, int opt, char **argv) {
+static int analogy_option(void *cmd, int opt, char **argv) {
+  analogy_cmd *c = cmd;
   int rc = weight_option(opt, c);
   if (rc >= 0) return rc;
   switch (opt) {
@@ -104,7 +105,7 @@ static int analogy_option(analogy_cmd *c, int opt, char **argv) {
     c->no_layers = 1;
     return CLI_OK;
   case 't':
-    return cli_set_threads("analogy", optarg);
+    return cli_set_threads("analogy", optarg) ? CLI_OK : CLI_USAGE;
   case 'o':
     c->output = optarg;
     return CLI_OK;
@@ -113,7 +114,7 @@ static int analogy_option(analogy_cmd *c, int opt, char **argv) {
   }
 }
 
-/* Returns -1 after --help. */
+/* Returns CLI_HELP after --help. */
 static int parse_analogy(int argc, char **argv, analogy_cmd *c) {
   static const struct option options[] = {CLI_MODEL_LONG_OPTIONS,
                                           {"size", required_argument, NULL, 'S'},
@@ -131,20 +132,9 @@ static int parse_analogy(int argc, char **argv, analogy_cmd *c) {
                                           {"output", required_argument, NULL, 'o'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
-  int opt, rc;
-  opterr = 0;
-  optind = 1;
-  while ((opt = getopt_long(argc, argv, ":m:w:o:h", options, NULL)) != -1) {
-    if (opt == 'h') {
-      fputs(analogy_help, stdout);
-      return -1;
-    }
-    if (cli_model_option("analogy", opt, optarg, &c->model, &rc)) {
-      if (rc != CLI_OK) return rc;
-      continue;
-    }
-    if ((rc = analogy_option(c, opt, argv)) != CLI_OK) return rc;
-  }
+  int rc = cli_parse_model_command("analogy", analogy_help, argc, argv, ":m:w:o:h", options,
+                                   &c->model, analogy_option, c);
+  if (rc != CLI_OK) return rc;
   if (argc - optind != 3) return cli_usage("analogy", "give three images: A A' B");
   if (!c->output) return cli_usage("analogy", "no output file given (-o B'.png)");
   if (c->no_layers && (c->o.n_layers || c->content_layer))

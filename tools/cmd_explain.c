@@ -186,6 +186,32 @@ static int explain_all(cn_model *model, const explain_cmd *c, char **files, int 
   return rc;
 }
 
+static int explain_option(void *cmd, int opt, char **argv) {
+  explain_cmd *c = cmd;
+  switch (opt) {
+  case 'c':
+    c->class_text = optarg;
+    return CLI_OK;
+  case 'L':
+    c->out.layer = optarg;
+    return CLI_OK;
+  case 'l':
+    c->labels_path = optarg;
+    return CLI_OK;
+  case 'r':
+    c->resize = optarg;
+    return CLI_OK;
+  case 't':
+    return cli_set_threads("explain", optarg) ? CLI_OK : CLI_USAGE;
+  case 'o':
+    c->out.dir = optarg;
+    return CLI_OK;
+  default:
+    return cli_bad_option("explain", opt, argv);
+  }
+}
+
+/* Returns CLI_HELP after --help. */
 static int parse_explain(int argc, char **argv, explain_cmd *c) {
   static const struct option options[] = {CLI_MODEL_LONG_OPTIONS,
                                           {"class", required_argument, NULL, 'c'},
@@ -196,40 +222,9 @@ static int parse_explain(int argc, char **argv, explain_cmd *c) {
                                           {"output", required_argument, NULL, 'o'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
-  int opt, rc;
-  opterr = 0;
-  optind = 1;
-  while ((opt = getopt_long(argc, argv, ":m:w:o:h", options, NULL)) != -1) {
-    if (cli_model_option("explain", opt, optarg, &c->model, &rc)) {
-      if (rc != CLI_OK) return rc;
-      continue;
-    }
-    switch (opt) {
-    case 'c':
-      c->class_text = optarg;
-      break;
-    case 'L':
-      c->out.layer = optarg;
-      break;
-    case 'l':
-      c->labels_path = optarg;
-      break;
-    case 'r':
-      c->resize = optarg;
-      break;
-    case 't':
-      if (!cli_set_threads("explain", optarg)) return CLI_USAGE;
-      break;
-    case 'o':
-      c->out.dir = optarg;
-      break;
-    case 'h':
-      fputs(explain_help, stdout);
-      return -1;
-    default:
-      return cli_bad_option("explain", opt, argv);
-    }
-  }
+  int rc = cli_parse_model_command("explain", explain_help, argc, argv, ":m:w:o:h", options,
+                                   &c->model, explain_option, c);
+  if (rc != CLI_OK) return rc;
   if (!c->out.dir) return cli_usage("explain", "no output directory given (-o DIR)");
   if (optind >= argc) return cli_usage("explain", "no IMAGE given");
   cn_resize probe;

@@ -106,7 +106,8 @@ static int unit_option(cn_unit_options *u, int opt) {
   }
 }
 
-static int show_option(show_cmd *c, int opt, char **argv) {
+static int show_option(void *cmd, int opt, char **argv) {
+  show_cmd *c = cmd;
   switch (opt) {
   case 'L':
     c->layer = optarg;
@@ -144,7 +145,7 @@ static int show_option(show_cmd *c, int opt, char **argv) {
   }
 }
 
-/* Returns -1 after --help. */
+/* Returns CLI_HELP after --help. */
 static int parse_show(int argc, char **argv, show_cmd *c) {
   static const struct option options[] = {CLI_MODEL_LONG_OPTIONS,
                                           {"layer", required_argument, NULL, 'L'},
@@ -164,20 +165,9 @@ static int parse_show(int argc, char **argv, show_cmd *c) {
                                           {"output", required_argument, NULL, 'o'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
-  int opt, rc;
-  opterr = 0;
-  optind = 1;
-  while ((opt = getopt_long(argc, argv, ":m:w:o:h", options, NULL)) != -1) {
-    if (opt == 'h') {
-      fputs(show_help, stdout);
-      return -1;
-    }
-    if (cli_model_option("show", opt, optarg, &c->model, &rc)) {
-      if (rc != CLI_OK) return rc;
-      continue;
-    }
-    if ((rc = show_option(c, opt, argv)) != CLI_OK) return rc;
-  }
+  int rc = cli_parse_model_command("show", show_help, argc, argv, ":m:w:o:h", options, &c->model,
+                                   show_option, c);
+  if (rc != CLI_OK) return rc;
   if (!c->output) return cli_usage("show", "no output file given (-o F.png)");
   cn_resize probe;
   if (c->resize && cn_resize_parse(c->resize, &probe) != CN_OK)

@@ -41,7 +41,8 @@ typedef struct style_cmd {
   char names[CN_SYNTH_MAX_LAYERS][128];
 } style_cmd;
 
-static int style_option(style_cmd *c, int opt, char **argv) {
+static int style_option(void *cmd, int opt, char **argv) {
+  style_cmd *c = cmd;
   double v;
   switch (opt) {
   case 'S':
@@ -73,7 +74,7 @@ static int style_option(style_cmd *c, int opt, char **argv) {
     *(opt == 'c' ? &c->o.content_weight : opt == 's' ? &c->o.style_weight : &c->o.tv_weight) = v;
     return CLI_OK;
   case 't':
-    return cli_set_threads("style", optarg);
+    return cli_set_threads("style", optarg) ? CLI_OK : CLI_USAGE;
   case 'o':
     c->output = optarg;
     return CLI_OK;
@@ -82,7 +83,7 @@ static int style_option(style_cmd *c, int opt, char **argv) {
   }
 }
 
-/* Returns -1 after --help. */
+/* Returns CLI_HELP after --help. */
 static int parse_style(int argc, char **argv, style_cmd *c) {
   static const struct option options[] = {CLI_MODEL_LONG_OPTIONS,
                                           {"size", required_argument, NULL, 'S'},
@@ -96,20 +97,9 @@ static int parse_style(int argc, char **argv, style_cmd *c) {
                                           {"output", required_argument, NULL, 'o'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
-  int opt, rc;
-  opterr = 0;
-  optind = 1;
-  while ((opt = getopt_long(argc, argv, ":m:w:o:h", options, NULL)) != -1) {
-    if (opt == 'h') {
-      fputs(style_help, stdout);
-      return -1;
-    }
-    if (cli_model_option("style", opt, optarg, &c->model, &rc)) {
-      if (rc != CLI_OK) return rc;
-      continue;
-    }
-    if ((rc = style_option(c, opt, argv)) != CLI_OK) return rc;
-  }
+  int rc = cli_parse_model_command("style", style_help, argc, argv, ":m:w:o:h", options, &c->model,
+                                   style_option, c);
+  if (rc != CLI_OK) return rc;
   if (argc - optind != 2) return cli_usage("style", "give CONTENT and STYLE images");
   if (!c->output) return cli_usage("style", "no output file given (-o OUT.png)");
   return CLI_OK;

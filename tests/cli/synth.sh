@@ -47,6 +47,15 @@ check "analogy: MobileNet zoo model at --size 48" \
 check "analogy --no-layers: pixel level only" \
   eval 'ran analogy "${M[@]}" --no-layers --size 64 -o "$TMP/p.png" "$CAT" "$CAT" "$DOG" && is_png "$TMP/p.png" &&
     grep -q "pixel level only" "$TMP/out"'
+check "style --threads 1 runs" \
+  eval 'ran style "${M[@]}" --threads 1 --size 64 --iters 1 -o "$TMP/t.png" "$CAT" "$COFFEE" && is_png "$TMP/t.png"'
+check "analogy --threads 1 runs" \
+  eval 'ran analogy "${M[@]}" --threads 1 --no-layers --size 64 -o "$TMP/t2.png" "$CAT" "$CAT" "$DOG" &&
+    is_png "$TMP/t2.png"'
+check "style: a bad --threads value is a usage error" \
+  eval 'one_line_failure 2 style "${M[@]}" --threads x -o "$TMP/x.png" "$CAT" "$COFFEE"'
+check "analogy: a bad --threads value is a usage error" \
+  eval 'one_line_failure 2 analogy "${M[@]}" --threads x -o "$TMP/x.png" "$CAT" "$CAT" "$DOG"'
 check "style --help" eval 'ran style --help && grep -q "^usage: convnet style" "$TMP/out"'
 check "analogy --help" eval 'ran analogy --help && grep -q "^usage: convnet analogy" "$TMP/out"'
 
