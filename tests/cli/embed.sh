@@ -4,20 +4,9 @@
 # the same answer, --sheet writes a PNG; bad input (missing folder, unreadable image, unknown
 # layer) fails with one line on stderr starting "convnet: " that names it, and a non-zero exit.
 set -u
-: "${CONVNET:?set CONVNET to the convnet binary}"
-DATA="${CN_SHARED_DATA:-$(dirname "$0")/../../../shared/data}"
-MODEL="$DATA/weights/keras/mobilenet_v1_0.25_224.h5"
-if [ ! -f "$MODEL" ]; then
-  echo "SKIP: $MODEL not present"
-  exit 77
-fi
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-export CONVNET_CACHE="$TMP/cache"
-source "$(dirname "$0")/lib/check.sh"
+. "$(dirname "$0")/lib/mobilenet.sh"
 IMG="$DATA/images"
 
-ran() { "$CONVNET" "$@" >"$TMP/out" 2>"$TMP/err"; }
 # one_line_failure STATUS WORD ARGS...: exit STATUS, one stderr line "convnet: ..." naming WORD
 one_line_failure() {
   local want=$1 word=$2

@@ -4,24 +4,12 @@
 # of different sizes, a layer that is not spatial, an unknown layer, an unreadable image, a bad
 # option) fails with one line on stderr starting "convnet: ", a non-zero exit and no file.
 set -u
-: "${CONVNET:?set CONVNET to the convnet binary}"
-DATA="${CN_SHARED_DATA:-$(dirname "$0")/../../../shared/data}"
-MODEL="$DATA/weights/keras/mobilenet_v1_0.25_224.h5"
-if [ ! -f "$MODEL" ]; then
-  echo "SKIP: $MODEL not present"
-  exit 77
-fi
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-export CONVNET_CACHE="$TMP/cache"
-source "$(dirname "$0")/lib/check.sh"
+. "$(dirname "$0")/lib/mobilenet.sh"
 CAT="$DATA/images/skimage_chelsea.png"
 COFFEE="$DATA/images/skimage_coffee.png"
 DOG="$DATA/images/darknet_dog.jpg"
 M=(-m mobilenet --alpha 0.25 -w "$MODEL")
 
-is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
-ran() { "$CONVNET" "$@" >"$TMP/out" 2>"$TMP/err"; }
 one_line_failure() {
   local want=$1
   shift

@@ -6,24 +6,11 @@
 # output that cannot be written) fails with one line on stderr starting "convnet: ", a non-zero
 # exit and no file left behind.
 set -u
-: "${CONVNET:?set CONVNET to the convnet binary}"
-DATA="${CN_SHARED_DATA:-$(dirname "$0")/../../../shared/data}"
-MODEL="$DATA/weights/keras/mobilenet_v1_0.25_224.h5"
-if [ ! -f "$MODEL" ]; then
-  echo "SKIP: $MODEL not present"
-  exit 77
-fi
-LITE_CACHE="${CONVNET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/convnet}"
-LITE="$LITE_CACHE/efficientnet_lite0/efficientnet_lite0.pth"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-export CONVNET_CACHE="$TMP/cache"
-source "$(dirname "$0")/lib/check.sh"
+. "$(dirname "$0")/lib/mobilenet.sh"
+LITE="$USER_CACHE/efficientnet_lite0/efficientnet_lite0.pth"
 CAT="$DATA/images/skimage_chelsea.png"
 COFFEE="$DATA/images/skimage_coffee.png"
 
-is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
-ran() { "$CONVNET" "$@" >"$TMP/out" 2>"$TMP/err"; }
 one_line_failure() {
   local want=$1
   shift

@@ -13,3 +13,7 @@ check() {
     failed=$((failed + 1))
   fi
 }
+
+# ran ARGS...: runs convnet with ARGS, its output in $TMP/out and $TMP/err.
+ran() { "$CONVNET" "$@" >"$TMP/out" 2>"$TMP/err"; }
+is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
