@@ -30,7 +30,6 @@ odd sizes, upscaling, an exact 2x shrink).
 """
 import argparse
 import ctypes
-import io
 import json
 import os
 import pathlib
@@ -47,19 +46,10 @@ SHARED = pathlib.Path(os.environ.get("CN_SHARED_DATA", ROOT.parent / "shared" / 
 H5 = SHARED / "weights" / "keras" / "mobilenet_v1_0.25_224.h5"
 SIZE = 224
 DECODERS = {"pil": 0, "tf": 1}
+sys.path.insert(0, str(ROOT / "tests" / "oracle"))
+from cn_types import Image, InputSpec  # noqa: E402
+
 RESIZE_IDS = {"nearest": 0, "bilinear": 1, "area": 2, "pil-bilinear": 3, "tf-bilinear": 4}
-
-
-class Image(ctypes.Structure):
-    _fields_ = [("width", ctypes.c_int), ("height", ctypes.c_int),
-                ("pixels", ctypes.POINTER(ctypes.c_uint8))]
-
-
-class Spec(ctypes.Structure):
-    _fields_ = [("height", ctypes.c_int), ("width", ctypes.c_int), ("channels", ctypes.c_int),
-                ("resize", ctypes.c_int), ("crop", ctypes.c_double),
-                ("preprocess", ctypes.c_int), ("channels_first", ctypes.c_int),
-                ("decoder", ctypes.c_int)]
 
 
 # ---- the image set --------------------------------------------------------------------------
@@ -154,7 +144,7 @@ def load_lib(build):
     lib = ctypes.CDLL(str(pathlib.Path(build) / "libconvnet.so"))
     lib.cn_image_load_as.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(Image)]
     lib.cn_image_free.argtypes = [ctypes.POINTER(Image)]
-    lib.cn_image_prepare.argtypes = [ctypes.POINTER(Image), ctypes.POINTER(Spec),
+    lib.cn_image_prepare.argtypes = [ctypes.POINTER(Image), ctypes.POINTER(InputSpec),
                                      ctypes.POINTER(ctypes.c_float)]
     lib.cn_last_error.restype = ctypes.c_char_p
     return lib
@@ -174,7 +164,7 @@ def convnet_prepare(lib, pixels, resize, preprocess):
     pixels = np.ascontiguousarray(pixels, np.uint8)
     img = Image(pixels.shape[1], pixels.shape[0],
                 pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
-    spec = Spec(SIZE, SIZE, 3, RESIZE_IDS[resize], 0.0, preprocess, 0, 0)
+    spec = InputSpec(SIZE, SIZE, 3, RESIZE_IDS[resize], 0.0, preprocess, 0, 0)
     out = np.zeros((SIZE, SIZE, 3), np.float32)
     if lib.cn_image_prepare(ctypes.byref(img), ctypes.byref(spec),
                             out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))) != 0:

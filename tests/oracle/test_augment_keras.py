@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cn_types import Image as CnImage
 from conftest import SHARED
 
 cv2 = pytest.importorskip("cv2")
@@ -46,11 +47,6 @@ PHOTOS = ["darknet_dog.jpg", "skimage_chelsea.png", "coral_hot_dog.jpg", "darkne
 SIDE = 96  # square test images: Keras' affine maps are only centred on square images
 RESIZE = {"nearest": 0, "bilinear": 1, "area": 2, "pil-bilinear": 3}
 FILL = {"nearest": 0, "reflect": 1, "constant": 2}
-
-
-class CnImage(ctypes.Structure):
-    _fields_ = [("width", ctypes.c_int), ("height", ctypes.c_int),
-                ("pixels", ctypes.POINTER(ctypes.c_uint8))]
 
 
 class CnTransform(ctypes.Structure):

@@ -13,16 +13,13 @@ import numpy as np
 import pytest
 
 from conftest import run_convnet
+from cn_types import Shape
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
 layers = keras.layers
 
 TOL = 1e-4
-
-
-class Shape(ctypes.Structure):
-    _fields_ = [("rank", ctypes.c_int), ("dim", ctypes.c_int64 * 6)]
 
 
 def _bind(lib):

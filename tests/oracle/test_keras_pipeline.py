@@ -23,24 +23,13 @@ import numpy as np
 import pytest
 
 from conftest import SHARED, need_file
+from cn_types import Image, InputSpec
 
 SIZE = 224
 DECODE = {"pil": 0, "tf": 1}
 RESIZE = {"bilinear": 1, "tf-bilinear": 4}
 PRE_RAW, PRE_TF = 0, 2
 H5 = SHARED / "weights" / "keras" / "mobilenet_v1_0.25_224.h5"
-
-
-class Image(ctypes.Structure):
-    _fields_ = [("width", ctypes.c_int), ("height", ctypes.c_int),
-                ("pixels", ctypes.POINTER(ctypes.c_uint8))]
-
-
-class Spec(ctypes.Structure):
-    _fields_ = [("height", ctypes.c_int), ("width", ctypes.c_int), ("channels", ctypes.c_int),
-                ("resize", ctypes.c_int), ("crop", ctypes.c_double),
-                ("preprocess", ctypes.c_int), ("channels_first", ctypes.c_int),
-                ("decoder", ctypes.c_int)]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +42,7 @@ def lib(libconvnet):
     libconvnet.cn_image_load_as.argtypes = [ctypes.c_char_p, ctypes.c_int,
                                             ctypes.POINTER(Image)]
     libconvnet.cn_image_free.argtypes = [ctypes.POINTER(Image)]
-    libconvnet.cn_image_prepare.argtypes = [ctypes.POINTER(Image), ctypes.POINTER(Spec),
+    libconvnet.cn_image_prepare.argtypes = [ctypes.POINTER(Image), ctypes.POINTER(InputSpec),
                                             ctypes.POINTER(ctypes.c_float)]
     libconvnet.cn_last_error.restype = ctypes.c_char_p
     return libconvnet
@@ -105,7 +94,7 @@ def prepare(lib, pixels, resize, preprocess, crop=0.0, size=SIZE):
     pixels = np.ascontiguousarray(pixels, np.uint8)
     img = Image(pixels.shape[1], pixels.shape[0],
                 pixels.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
-    spec = Spec(size, size, 3, RESIZE[resize], crop, preprocess, 0, 0)
+    spec = InputSpec(size, size, 3, RESIZE[resize], crop, preprocess, 0, 0)
     out = np.zeros((size, size, 3), np.float32)
     assert lib.cn_image_prepare(ctypes.byref(img), ctypes.byref(spec),
                                 out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))) == 0, \

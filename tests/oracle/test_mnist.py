@@ -6,6 +6,7 @@ import gzip
 import numpy as np
 import pytest
 
+from cn_types import Shape
 from conftest import need_file
 
 
@@ -52,10 +53,6 @@ def test_mnist_accuracy(libconvnet, shared_data):
     assert correct == 9895
 
 
-class CnShape(ctypes.Structure):
-    _fields_ = [("rank", ctypes.c_int), ("dim", ctypes.c_int64 * 6)]
-
-
 @pytest.mark.parametrize("name", ["fashion-mnist/t10k-images-idx3-ubyte.gz",
                                   "fashion-mnist/t10k-labels-idx1-ubyte.gz",
                                   "mnist/t10k-images-idx3-ubyte.gz",
@@ -65,7 +62,7 @@ def test_idx_matches_numpy(libconvnet, shared_data, name):
     path = need_file(shared_data / name)
     want = read_idx(path)
     lib = libconvnet
-    shape, data = CnShape(), ctypes.POINTER(ctypes.c_float)()
+    shape, data = Shape(), ctypes.POINTER(ctypes.c_float)()
     assert lib.cn_idx_read(str(path).encode(), ctypes.byref(shape), ctypes.byref(data)) == 0
     got = np.ctypeslib.as_array(data, shape=tuple(shape.dim[:shape.rank])).copy()
     ctypes.CDLL(None).free(data)

@@ -15,14 +15,8 @@ h5py = pytest.importorskip("h5py")
 
 from keras.src.legacy.saving import legacy_h5_format  # noqa: E402
 
-MAX_RANK = 6
+from cn_types import Shape  # noqa: E402
 
-
-class Shape(ctypes.Structure):
-    _fields_ = [("rank", ctypes.c_int), ("dim", ctypes.c_int64 * MAX_RANK)]
-
-    def tuple(self):
-        return tuple(self.dim[i] for i in range(self.rank))
 
 
 class ZooOptions(ctypes.Structure):
