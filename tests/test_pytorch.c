@@ -225,6 +225,12 @@ static void test_hostile_pickles(void) {
   buf under = {0};
   put(&under, "\x80\x02s.", 4);
   CHECK(run_state_pickle(&under) == CN_ERR_FORMAT);
+  buf empty = {0}; /* MARK TUPLE on an empty stack: an empty tuple, not a state dict */
+  put(&empty, "\x80\x02(t.", 5);
+  CHECK(run_state_pickle(&empty) == CN_ERR_FORMAT);
+  buf empty_list = {0}; /* EMPTY_LIST, MARK, APPENDS with nothing after the mark */
+  put(&empty_list, "\x80\x02](e.", 6);
+  CHECK(run_state_pickle(&empty_list) == CN_ERR_FORMAT);
   buf bad_magic = {0};
   put(&bad_magic, "\x80\x02K\x01.", 5);
   cn_pt_state s;

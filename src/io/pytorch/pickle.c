@@ -148,11 +148,13 @@ static cn_status seq_append(pk_machine *m, pk_obj *seq, pk_obj *item) {
 }
 
 /* A new TUPLE of the n given values. */
-static cn_status make_tuple(pk_machine *m, pk_obj *const *values, size_t n, pk_obj **out) {
+/* A tuple of the n stack values from stack[first]; indexed, not by pointer, because the stack
+ * of a pickle that has pushed nothing yet is NULL (NULL + 0 is undefined behaviour). */
+static cn_status make_tuple(pk_machine *m, size_t first, size_t n, pk_obj **out) {
   pk_obj *t = pk_new(m, PK_TUPLE);
   if (!t) return fail(m, CN_ERR_NOMEM, "out of memory or too many values");
   for (size_t i = 0; i < n; i++) {
-    cn_status st = seq_append(m, t, values[i]);
+    cn_status st = seq_append(m, t, m->stack[first + i]);
     if (st != CN_OK) return st;
   }
   *out = t;
@@ -322,7 +324,7 @@ static cn_status op_stack_global(pk_machine *m) {
 static cn_status op_tuple_n(pk_machine *m, size_t n) {
   if (m->n_stack - floor_of(m) < n) return fail(m, CN_ERR_FORMAT, "stack underflow");
   pk_obj *t = NULL;
-  cn_status st = make_tuple(m, m->stack + m->n_stack - n, n, &t);
+  cn_status st = make_tuple(m, m->n_stack - n, n, &t);
   if (st != CN_OK) return st;
   m->n_stack -= n;
   return push(m, t);
@@ -333,7 +335,7 @@ static cn_status op_tuple_mark(pk_machine *m) {
   cn_status st = pop_mark(m, &first);
   if (st != CN_OK) return st;
   pk_obj *t = NULL;
-  st = make_tuple(m, m->stack + first, m->n_stack - first, &t);
+  st = make_tuple(m, first, m->n_stack - first, &t);
   if (st != CN_OK) return st;
   m->n_stack = first;
   return push(m, t);

@@ -46,6 +46,7 @@ static int storage_cmp(const void *a, const void *b) {
 
 static pt_storage *find_storage(pt_reader *r, const char *key) {
   pt_storage probe = {.key = key};
+  if (r->n_st == 0) return NULL; /* no table at all: bsearch must not see a NULL base */
   return bsearch(&probe, r->st, r->n_st, sizeof *r->st, storage_cmp);
 }
 
