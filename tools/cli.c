@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int cli_error(const char *subject, const char *fmt, ...) {
   va_list ap;
@@ -43,6 +44,34 @@ int cli_bad_option(const char *command, int result, char **argv) {
   if (result == ':') return cli_usage(command, "option '%s' needs a value", arg);
   if (optopt && optopt != '?') return cli_usage(command, "unknown option '-%c'", optopt);
   return cli_usage(command, "unknown option '%s'", arg);
+}
+
+/* The folder path names if it is a file, or path itself with is_folder; "." for a bare name. */
+static void output_folder(const char *path, int is_folder, char *dir, size_t cap) {
+  snprintf(dir, cap, "%s", path);
+  if (is_folder) return;
+  char *slash = strrchr(dir, '/');
+  if (!slash)
+    snprintf(dir, cap, ".");
+  else if (slash == dir)
+    slash[1] = 0; /* "/x": the root */
+  else
+    *slash = 0;
+}
+
+int cli_check_output(const char *path, int is_folder) {
+  if (!path || strcmp(path, "-") == 0) return CLI_OK;
+  char dir[4096];
+  output_folder(path, is_folder, dir, sizeof dir);
+  struct stat sb;
+  if (stat(dir, &sb) != 0) {
+    /* a folder the command creates itself needs a parent it can create it in */
+    if (is_folder && errno == ENOENT) return cli_check_output(path, 0);
+    return cli_error(dir, "output folder: %s", strerror(errno));
+  }
+  if (!S_ISDIR(sb.st_mode)) return cli_error(dir, "output folder: is not a folder");
+  if (access(dir, W_OK | X_OK) != 0) return cli_error(dir, "output folder: %s", strerror(errno));
+  return CLI_OK;
 }
 
 int cli_parse_int(const char *command, const char *flag, const char *text, int min, int max,

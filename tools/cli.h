@@ -16,6 +16,12 @@ int cli_usage(const char *command, const char *fmt, ...) __attribute__((format(p
 /* Reports getopt's '?' and ':' results for argv as a usage error. */
 int cli_bad_option(const char *command, int result, char **argv);
 
+/* An output the command will write to `path` (a file, or with is_folder a folder it fills):
+ * the folder it goes into must exist and be writable, checked before any work starts so that a
+ * typo fails at once, not after an epoch. NULL passes. Returns CLI_OK or CLI_FAILED after a
+ * one-line error naming the folder. */
+int cli_check_output(const char *path, int is_folder);
+
 /* Parse a flag value; on a bad value print a usage error and return 0. */
 int cli_parse_int(const char *command, const char *flag, const char *text, int min, int max,
                   int *out);

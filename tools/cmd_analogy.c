@@ -137,6 +137,7 @@ static int parse_analogy(int argc, char **argv, analogy_cmd *c) {
   if (rc != CLI_OK) return rc;
   if (argc - optind != 3) return cli_usage("analogy", "give three images: A A' B");
   if (!c->output) return cli_usage("analogy", "no output file given (-o B'.png)");
+  if ((rc = cli_check_output(c->output, 0)) != CLI_OK) return rc;
   if (c->no_layers && (c->o.n_layers || c->content_layer))
     return cli_usage("analogy", "--no-layers takes no --layer or --content-layer");
   return CLI_OK;

@@ -91,6 +91,7 @@ static int parse(augment_cli *c, int argc, char **argv) {
   if (!c->preview) return cli_usage("augment", "--preview GRID.png is required");
   if (!ends_with_png(c->preview))
     return cli_usage("augment", "--preview must name a .png file, not '%s'", c->preview);
+  if ((rc = cli_check_output(c->preview, 0)) != CLI_OK) return rc;
   return cli_augment_finish("augment", &c->a);
 }
 

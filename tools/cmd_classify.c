@@ -222,6 +222,7 @@ int cmd_classify(int argc, char **argv) {
     }
   }
   if (optind >= argc) return cli_usage("classify", "no IMAGE given");
+  if ((rc = cli_check_output(a.explain_dir, 1)) != CLI_OK) return rc;
   cn_model *model;
   if ((rc = cli_open_model("classify", &a.model, &model)) != CLI_OK) return rc;
   rc = classify_all(model, &a, argv + optind, argc - optind);

@@ -63,6 +63,7 @@ int cmd_convert(int argc, char **argv) {
   const char *out = argv[optind + 1];
   model_writer write = writer_for(out);
   if (!write) return CLI_USAGE;
+  if ((rc = cli_check_output(out, 0)) != CLI_OK) return rc;
   cn_model *model;
   if ((rc = cli_open_model("convert", &a, &model)) != CLI_OK) return rc;
   rc = write(model, out) == CN_OK ? CLI_OK : cli_lib_error();

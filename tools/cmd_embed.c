@@ -116,6 +116,7 @@ int cmd_embed(int argc, char **argv) {
     }
   }
   if (!output) return cli_usage("embed", "no output given: -o E.npy");
+  if ((rc = cli_check_output(output, 0)) != CLI_OK) return rc;
   if (optind >= argc) return cli_usage("embed", "no IMAGE given");
   cn_model *model;
   if ((rc = cli_open_model("embed", &a.model, &model)) != CLI_OK) return rc;

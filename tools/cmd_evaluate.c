@@ -458,7 +458,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
   }
   if (optind < argc) return cli_usage("evaluate", "unexpected argument '%s'", argv[optind]);
   if (!a->data) return cli_usage("evaluate", "no --data DIR given");
-  return CLI_OK;
+  return cli_check_output(a->report, 0);
 }
 
 int cmd_evaluate(int argc, char **argv) {

@@ -226,6 +226,7 @@ static int parse_explain(int argc, char **argv, explain_cmd *c) {
                                    &c->model, explain_option, c);
   if (rc != CLI_OK) return rc;
   if (!c->out.dir) return cli_usage("explain", "no output directory given (-o DIR)");
+  if ((rc = cli_check_output(c->out.dir, 1)) != CLI_OK) return rc;
   if (optind >= argc) return cli_usage("explain", "no IMAGE given");
   cn_resize probe;
   if (c->resize && cn_resize_parse(c->resize, &probe) != CN_OK)

@@ -176,6 +176,8 @@ int cmd_run(int argc, char **argv) {
   if (optind != argc) return cli_usage("run", "unexpected argument '%s'", argv[optind]);
   if (!a.model || !io.n_in || !io.n_out)
     return cli_usage("run", "-m MODEL, --input and --output are required");
+  for (int k = 0; k < io.n_out; k++)
+    if ((rc = cli_check_output(io.out_path[k], 0)) != CLI_OK) return rc;
   cn_model *model = NULL;
   a.values = io.values;
   a.n_values = io.n_in;

@@ -169,6 +169,7 @@ static int parse_show(int argc, char **argv, show_cmd *c) {
                                    show_option, c);
   if (rc != CLI_OK) return rc;
   if (!c->output) return cli_usage("show", "no output file given (-o F.png)");
+  if ((rc = cli_check_output(c->output, 0)) != CLI_OK) return rc;
   cn_resize probe;
   if (c->resize && cn_resize_parse(c->resize, &probe) != CN_OK)
     return cli_usage("show", "--resize: unknown policy '%s'", c->resize);

@@ -233,6 +233,7 @@ int cmd_similar(int argc, char **argv) {
   int n = argc - optind;
   if (n < 2) return cli_usage("similar", "needs a QUERY image and a DIR");
   if (a.sheet && n > 2) return cli_usage("similar", "--sheet takes one QUERY");
+  if ((rc = cli_check_output(a.sheet, 0)) != CLI_OK) return rc;
   cn_model *model;
   if ((rc = cli_open_model("similar", &a.embed.model, &model)) != CLI_OK) return rc;
   rc = similar_run(model, &a, argv + optind, n - 1, argv[argc - 1]);

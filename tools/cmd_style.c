@@ -102,6 +102,7 @@ static int parse_style(int argc, char **argv, style_cmd *c) {
   if (rc != CLI_OK) return rc;
   if (argc - optind != 2) return cli_usage("style", "give CONTENT and STYLE images");
   if (!c->output) return cli_usage("style", "no output file given (-o OUT.png)");
+  if ((rc = cli_check_output(c->output, 0)) != CLI_OK) return rc;
   return CLI_OK;
 }
 

@@ -353,6 +353,9 @@ static int parse(train_cli *c, int argc, char **argv) {
     return cli_usage("train", "--val and --val-split exclude each other");
   if (c->o.fine_tune_lr > 0 && !c->o.fine_tune)
     return cli_usage("train", "--fine-tune-lr needs --fine-tune LAYER");
+  if ((rc = cli_check_output(c->o.out, 0)) != CLI_OK || (rc = cli_check_output(c->report, 0)) ||
+      (rc = cli_check_output(c->o.log_path, 0)))
+    return rc;
   return cli_augment_finish("train", &c->o.augment);
 }
 

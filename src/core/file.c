@@ -58,6 +58,7 @@ cn_status cn_file_read_all(const char *path, size_t max_bytes, const char *what,
                            size_t *size) {
   *data = NULL;
   *size = 0;
+  if (strcmp(path, "-") == 0) return read_stream(stdin, "-", max_bytes, what, 0, data, size);
   FILE *f = fopen(path, "rb");
   if (!f) return cn_fail(CN_ERR_IO, "%s: %s", path, strerror(errno));
   struct stat sb;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "image/image_internal.h"
 
 /* Files larger than this cannot be a sane photo; refusing them bounds the read buffer. */
@@ -68,32 +69,6 @@ cn_status cn_image_decode_as(const void *data, size_t size, const char *name, cn
   return cn_fail(CN_ERR_FORMAT, "%s: not a JPEG, PNG, BMP or binary PPM/PGM file", name);
 }
 
-/* Reads a whole file into memory, refusing files over the size bound. */
-static cn_status read_file(const char *path, uint8_t **data, size_t *size) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return cn_fail(CN_ERR_IO, "%s: %s", path, strerror(errno));
-  cn_status st = CN_OK;
-  long length = -1;
-  if (fseek(f, 0, SEEK_END) == 0) length = ftell(f);
-  if (length < 0 || fseek(f, 0, SEEK_SET) != 0) {
-    st = cn_fail(CN_ERR_IO, "%s: %s", path, errno ? strerror(errno) : "cannot seek");
-  } else if ((int64_t)length > CN_IMAGE_MAX_FILE_BYTES) {
-    st = cn_fail(CN_ERR_LIMIT, "%s: file of %ld bytes is too large for an image", path, length);
-  } else {
-    *size = (size_t)length;
-    *data = malloc(*size ? *size : 1);
-    if (!*data) {
-      st = cn_fail(CN_ERR_NOMEM, "%s: no memory for %ld bytes", path, length);
-    } else if (fread(*data, 1, *size, f) != *size) {
-      st = cn_fail(CN_ERR_IO, "%s: %s", path, ferror(f) ? strerror(errno) : "file shrank");
-      free(*data);
-      *data = NULL;
-    }
-  }
-  fclose(f);
-  return st;
-}
-
 cn_status cn_image_load(const char *path, cn_image *out) {
   return cn_image_load_as(path, CN_DECODE_PIL, out);
 }
@@ -108,7 +83,7 @@ cn_status cn_image_load_as(const char *path, cn_decoder decoder, cn_image *out) 
   out->pixels = NULL;
   uint8_t *data = NULL;
   size_t size = 0;
-  cn_status st = read_file(path, &data, &size);
+  cn_status st = cn_file_read_all(path, CN_IMAGE_MAX_FILE_BYTES, "an image", &data, &size);
   if (st != CN_OK) return st;
   st = cn_image_decode_as(data, size, path, decoder, out);
   free(data);
