@@ -124,16 +124,29 @@ static int64_t tile_rows(const ct_geom *g) {
   return rows < g->ih ? rows : g->ih;
 }
 
-static size_t ct_scratch(const cn_graph *g, const cn_node *node, int batch) {
-  ct_geom cg = ct_geometry(node->attrs, g->nodes[node->inputs[0]].shape.dim);
-  return (size_t)(tile_rows(&cg) * cg.iw * cg.taps);
+/* Whole images per GEMM when one image's columns fit the budget, else 1 (taken in row tiles):
+ * one product over many small images keeps OpenBLAS's threads busy, one per image does not. */
+static int64_t tile_images(const ct_geom *g, int64_t batch) {
+  if (tile_rows(g) < g->ih) return 1;
+  int64_t n = COLS_BUDGET / (g->ih * g->iw * g->taps);
+  if (n < 1) n = 1;
+  return n < batch ? n : batch;
 }
 
-/* Adds cols (input rows [r0, r1) of group `grp`) into the output image y. */
-static void col2im(const cn_conv_transpose_attrs *a, const ct_geom *g, const float *cols,
-                   int64_t r0, int64_t r1, int grp, float *y, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static) if (g->oh * g->ow * g->fg > 4096)
-  for (int64_t oy = 0; oy < g->oh; oy++) {
+static size_t ct_scratch(const cn_graph *g, const cn_node *node, int batch) {
+  ct_geom cg = ct_geometry(node->attrs, g->nodes[node->inputs[0]].shape.dim);
+  return (size_t)(tile_images(&cg, batch) * tile_rows(&cg) * cg.iw * cg.taps);
+}
+
+/* Adds cols (input rows [r0, r1) of group `grp`, for n consecutive images) into the output
+ * images from y on. Each output pixel sums its taps in the same order whatever n and threads. */
+static void col2im(const cn_conv_transpose_attrs *a, const ct_geom *g, const float *cols, int64_t n,
+                   int64_t r0, int64_t r1, int grp, float *images, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (n * g->oh * g->ow * g->fg > 4096)
+  for (int64_t q = 0; q < n * g->oh; q++) {
+    int64_t oy = q % g->oh;
+    float *y = images + q / g->oh * g->oh * g->ow * a->filters;
+    const float *image_cols = cols + q / g->oh * (r1 - r0) * g->iw * g->taps;
     for (int ky = 0; ky < a->kh; ky++) {
       int64_t t = oy + a->pad_top - (int64_t)ky * a->dh;
       if (t < 0 || t % a->sh != 0) continue;
@@ -143,7 +156,8 @@ static void col2im(const cn_conv_transpose_attrs *a, const ct_geom *g, const flo
         for (int kx = 0; kx < a->kw; kx++) {
           int64_t ox = ix * a->sw - a->pad_left + (int64_t)kx * a->dw;
           if (ox < 0 || ox >= g->ow) continue;
-          const float *src = cols + ((iy - r0) * g->iw + ix) * g->taps + (ky * a->kw + kx) * g->fg;
+          const float *src =
+              image_cols + ((iy - r0) * g->iw + ix) * g->taps + (ky * a->kw + kx) * g->fg;
           float *dst = y + (oy * g->ow + ox) * a->filters + grp * g->fg;
           for (int64_t f = 0; f < g->fg; f++) dst[f] += src[f];
         }
@@ -155,7 +169,8 @@ static void ct_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const
   const cn_conv_transpose_attrs *a = node->attrs;
   ct_geom g = ct_geometry(a, in[0].shape.dim + 1);
   const float *kernel = node->params[0].data, *bias = a->use_bias ? node->params[1].data : NULL;
-  int64_t batch = in[0].shape.dim[0], pixels = g.oh * g.ow, rows = tile_rows(&g);
+  int64_t batch = in[0].shape.dim[0], pixels = g.oh * g.ow, rows = tile_rows(&g),
+          images = tile_images(&g, batch);
   for (int64_t p = 0; p < batch * pixels; p++) {
     float *dst = out->data + p * a->filters;
     if (bias)
@@ -163,16 +178,18 @@ static void ct_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const
     else
       memset(dst, 0, (size_t)a->filters * sizeof(float));
   }
-  for (int64_t b = 0; b < batch; b++) {
+  /* several images at a time only when each is whole (rows == ih): their rows are contiguous */
+  for (int64_t b = 0; b < batch; b += images) {
+    int64_t n = batch - b < images ? batch - b : images;
     const float *x = in[0].data + b * g.ih * g.iw * g.cin;
     float *y = out->data + b * pixels * a->filters;
     for (int grp = 0; grp < a->groups; grp++)
       for (int64_t r0 = 0; r0 < g.ih; r0 += rows) {
         int64_t r1 = r0 + rows < g.ih ? r0 + rows : g.ih;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)((r1 - r0) * g.iw), (int)g.taps,
-                    (int)g.cg, 1.0f, x + r0 * g.iw * g.cin + grp * g.cg, (int)g.cin,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(n * (r1 - r0) * g.iw),
+                    (int)g.taps, (int)g.cg, 1.0f, x + r0 * g.iw * g.cin + grp * g.cg, (int)g.cin,
                     kernel + grp * g.cg, (int)g.cin, 0.0f, ex->scratch, (int)g.taps);
-        col2im(a, &g, ex->scratch, r0, r1, grp, y, ex->threads);
+        col2im(a, &g, ex->scratch, n, r0, r1, grp, y, ex->threads);
       }
   }
 }
