@@ -243,7 +243,11 @@ static void unfold_dout(const ct_grad *io, int grp, int64_t p, float *dst) {
     int64_t oy = iy * a->sh - a->pad_top + (int64_t)ky * a->dh;
     for (int kx = 0; kx < a->kw; kx++, dst += g->fg) {
       int64_t ox = ix * a->sw - a->pad_left + (int64_t)kx * a->dw;
-      if (oy < 0 || oy >= g->oh || ox < 0 || ox >= g->ow)
+      if (g->fg == 1) /* one float: a call per tap would cost more than the copy */
+        *dst = oy < 0 || oy >= g->oh || ox < 0 || ox >= g->ow
+                   ? 0.0f
+                   : image[(oy * g->ow + ox) * a->filters];
+      else if (oy < 0 || oy >= g->oh || ox < 0 || ox >= g->ow)
         memset(dst, 0, bytes);
       else
         memcpy(dst, image + (oy * g->ow + ox) * a->filters, bytes);
