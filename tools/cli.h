@@ -236,6 +236,7 @@ int cmd_style(int argc, char **argv);
 int cmd_analogy(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+int cmd_fid(int argc, char **argv);
 int cmd_similar(int argc, char **argv);
 
 #endif

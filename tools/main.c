@@ -22,6 +22,7 @@ static const struct {
     {"explain", cmd_explain, "Grad-CAM: where in a photo a class score comes from, as PNGs"},
     {"show", cmd_show, "pictures of kernels, feature maps, or what a unit responds to"},
     {"embed", cmd_embed, "one feature vector per image (a layer's pooled output) as .npy"},
+    {"fid", cmd_fid, "Frechet distance of two image sets on a layer's features (FID)"},
     {"similar", cmd_similar, "the images of a folder most like a query, by cosine similarity"},
     {"style", cmd_style, "style transfer: a content image painted in a style image's style"},
     {"analogy", cmd_analogy, "image analogy A : A' :: B : B': B' made from B as A' from A"},
