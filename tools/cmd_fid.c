@@ -7,11 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
 static const char fid_help[] =
-    "usage: convnet fid -m MODEL [-w WEIGHTS] [--layer L] [--preprocess M] [--threads N] A B\n\n"
+    "usage: convnet fid -m MODEL [-w WEIGHTS] [--layer L] [--preprocess M] [--resize P]\n"
+    "                  [--threads N] A B\n\n"
     "Prints the Frechet distance between the images of A and of B on the features of layer L:\n"
     "|mu_A - mu_B|^2 + tr(S_A + S_B - 2 (S_A S_B)^(1/2)) of the features' means and\n"
     "covariances (the FID, with a classifier's penultimate layer). A feature vector is the\n"
@@ -20,14 +22,19 @@ static const char fid_help[] =
     "  a float .npy of shape (N, H, W, C), or (N, H, W) for one channel, with values in [0, 1]\n"
     "    (what dcgan --generate writes), or\n"
     "  an IDX images file (gzip or not) of bytes 0..255, e.g. t10k-images-idx3-ubyte.gz,\n"
-    "of the model's input size. Both become pixel values 0..255 and take the model's\n"
-    "preprocessing, as convnet train does with IDX data (unit: x / 255, so a .npy's values are\n"
-    "the model's input unchanged). Each set needs at least 2 images.\n\n"
+    "of the model's input size, or\n"
+    "  a folder of image files (jpg, jpeg, png, bmp, ppm, pgm; sub-folders too), decoded and\n"
+    "    resized as convnet embed does.\n"
+    "All become pixel values 0..255 and take the model's preprocessing, as convnet train does\n"
+    "with IDX data (unit: x / 255, so a .npy's values are the model's input unchanged). Each\n"
+    "set needs at least 2 images; an image that cannot be read stops the command.\n\n"
     "  -m, --model NAME|FILE  the feature model (zoo name or model file, e.g. a trained .cnm)\n"
     "  -w, --weights FILE     weights for a zoo model or a .json architecture\n"
     "  --layer L              the feature layer (default: the input of the final Dense layer,\n"
     "                         as for convnet embed; see convnet summary)\n"
     "  --preprocess M         raw, tf, unit (default: the model's)\n"
+    "  --resize P             for image files: nearest, bilinear, area, pil-bilinear\n"
+    "                         (default: the model's)\n"
     "  --threads N            threads (0: all cores)\n"
     "  -h, --help             this help\n";
 
@@ -61,6 +68,8 @@ static int unit_to_pixels(const char *path, float *x, int64_t count) {
 static int read_images(const char *path, const cn_input_spec *spec, float **x, int64_t *n) {
   cn_shape s;
   *x = NULL;
+  if (spec->channels_first)
+    return cli_error(path, "an NHWC array, but the model takes channels-first (NCHW) input");
   int npy = has_suffix(path, ".npy");
   if ((npy ? cn_npy_read(path, &s, x) : cn_idx_read(path, &s, x)) != CN_OK) return cli_lib_error();
   int rc = CLI_OK;
@@ -83,8 +92,37 @@ static int read_images(const char *path, const cn_input_spec *spec, float **x, i
   return CLI_OK;
 }
 
-/* The features of one file's images: n rows of the embedder's dim in *rows. */
+/* The features of a folder's image files, decoded and prepared as for convnet embed; the first
+ * file that cannot be read stops it. */
+static int embed_folder(cn_embedder *e, const char *dir, float **rows, int64_t *n) {
+  cli_file_list l = {0};
+  int rc = cli_list_images(dir, &l);
+  size_t dim = (size_t)cn_embedder_dim(e);
+  if (rc == CLI_OK && !(*rows = malloc((size_t)l.n * dim * sizeof **rows)))
+    rc = cli_error(dir, "out of memory for %d feature vectors", l.n);
+  for (int i = 0; rc == CLI_OK && i < l.n; i++)
+    if (cn_embed_file(e, l.paths[i], *rows + (size_t)i * dim) != CN_OK) rc = cli_lib_error();
+  *n = l.n;
+  cli_file_list_free(&l);
+  return rc;
+}
+
+static int is_folder(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* The features of one set's images: n rows of the embedder's dim in *rows. */
 static int embed_images(cn_embedder *e, const char *path, float **rows, int64_t *n) {
+  *rows = NULL;
+  if (is_folder(path)) {
+    int rc = embed_folder(e, path, rows, n);
+    if (rc != CLI_OK) {
+      free(*rows);
+      *rows = NULL;
+    }
+    return rc;
+  }
   cn_input_spec spec = cn_embedder_input_spec(e);
   float *x;
   int rc = read_images(path, &spec, &x, n);
@@ -106,8 +144,6 @@ static int embed_images(cn_embedder *e, const char *path, float **rows, int64_t 
 }
 
 static int fid_of(cn_embedder *e, const char *path_a, const char *path_b) {
-  if (cn_embedder_input_spec(e).channels_first)
-    return cli_error("fid", "the model takes channels-first (NCHW) input; the arrays are NHWC");
   float *a = NULL, *b = NULL;
   int64_t na = 0, nb = 0;
   int rc = embed_images(e, path_a, &a, &na);

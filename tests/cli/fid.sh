@@ -3,7 +3,8 @@
 # against itself is 0; the same images as a [0, 1] .npy, (N, H, W, 1) or (N, H, W), and as an
 # IDX file of bytes give the same features (one scale for both); different sets are apart; bad
 # input (unknown layer, wrong image size, corrupt .npy or IDX, values outside [0, 1], one image)
-# fails with one stderr line "convnet: ..." naming the file or layer.
+# fails with one stderr line "convnet: ..." naming the file or layer. A folder of image files
+# gives the features of the same images as arrays.
 set -u
 : "${CONVNET:?set CONVNET to the convnet binary}"
 DATA="${CN_SHARED_DATA:-$(dirname "$0")/../../../shared/data}"
@@ -45,6 +46,12 @@ np.save(f"{out}/noise.npy", np.random.default_rng(1).random((500, 28, 28, 1), np
 np.save(f"{out}/bytes.npy", x[:10, :, :, None].astype(np.float32))
 np.save(f"{out}/one.npy", (x[:1, :, :, None] / np.float32(255)).astype(np.float32))
 np.save(f"{out}/big.npy", np.zeros((4, 32, 32, 1), np.float32))
+import os
+os.makedirs(f"{out}/pgm/sub")
+for i in range(40):  # the first 40 test images as PGM files, half in a sub-folder
+    with open(f"{out}/pgm/{'sub/' if i % 2 else ''}{i:02d}.pgm", "wb") as f:
+        f.write(b"P5 28 28 255\n" + x[i].tobytes())
+np.save(f"{out}/first40.npy", (x[:40, :, :, None] / np.float32(255)).astype(np.float32))
 with open(f"{out}/a.idx", "wb") as f:
     f.write(bytes([0, 0, 8, 3]) + np.array([500, 28, 28], ">i4").tobytes() + x[:500].tobytes())
 PY
@@ -76,6 +83,8 @@ check "noise is farther than other test images ($noise > $ab)" \
   awk -v a="$noise" -v b="$ab" 'BEGIN { exit !(a > 4 * b) }'
 check "--layer out: the softmax outputs" fid --layer out "$TMP/a.npy" "$TMP/b.npy"
 check "a gzip IDX file against a .npy" fid "$IMAGES" "$TMP/b.npy"
+check "a folder of PGM files equals the same images as .npy (distance 0)" \
+  near "$(value "$TMP/pgm" "$TMP/first40.npy")" 0 1e-4
 
 # bad input
 printf 'not a numpy file' >"$TMP/corrupt.npy"
@@ -94,6 +103,13 @@ check "values 0..255 in a .npy refused" one_line_failure 1 "[0, 1]" fid -m "$TMP
   "$TMP/bytes.npy" "$TMP/b.npy"
 check "one image is too few" one_line_failure 1 "$TMP/one.npy" fid -m "$TMP/m.cnm" \
   "$TMP/one.npy" "$TMP/b.npy"
+mkdir -p "$TMP/bad" && cp "$TMP/pgm/00.pgm" "$TMP/pgm/02.pgm" "$TMP/bad/" &&
+  printf 'P5 28 28 255\n' >"$TMP/bad/03.pgm"
+check "an unreadable image in a folder named" one_line_failure 1 "$TMP/bad/03.pgm" \
+  fid -m "$TMP/m.cnm" "$TMP/bad" "$TMP/b.npy"
+mkdir -p "$TMP/empty"
+check "a folder without images named" one_line_failure 1 "$TMP/empty" fid -m "$TMP/m.cnm" \
+  "$TMP/empty" "$TMP/b.npy"
 check "one set is a usage error" one_line_failure 2 "A B" fid -m "$TMP/m.cnm" "$TMP/a.npy"
 check "no model is a usage error" one_line_failure 2 "-m" fid "$TMP/a.npy" "$TMP/b.npy"
 
