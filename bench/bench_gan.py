@@ -6,8 +6,10 @@ trained from scratch with convnet (bench/fid_classifier.json, layer "features").
 Both sides (the shared contract of docs/examples.md): Fashion-MNIST scaled to [-1, 1], batches of
 128, latent z ~ N(0, 1) of size 100, binary cross-entropy on logits, Adam(2e-4, beta1 0.5,
 beta2 0.999, eps 1e-7) for each network; per batch one discriminator step on the real batch
-(label 1, or 0.9 with --label-smoothing) and a fake batch (label 0), then one generator step
-(target 1) on fresh noise with the discriminator's weights left alone.
+(label 1, or 0.9 with --label-smoothing) and a fake batch from fresh noise (label 0; two passes,
+so BatchNorm normalises each batch apart; the two mean losses summed), then one generator step
+(target 1) on the same noise with the discriminator's weights left alone (its BatchNorm still on
+batch statistics). Conditional fakes are asked for the real batch's classes.
   Generator: Dense(7*7*64, no bias) -> BatchNorm -> ReLU -> Reshape(7, 7, 64) ->
              Conv2DTranspose(32, 4, stride 2, same, no bias) -> BatchNorm -> ReLU ->
              Conv2DTranspose(1, 4, stride 2, same) -> tanh
@@ -130,19 +132,16 @@ def torch_train(args):
             idx = order[at:at + BATCH]
             real, n = x[idx], len(idx)
             cls = y[idx] if y is not None else None
-            oh = onehot(cls) if onehot else None
-            fake_cls = torch.randint(0, CLASSES, (n,)) if onehot else None
-            foh = onehot(fake_cls) if onehot else None
+            oh = onehot(cls) if onehot else None  # fakes are asked for the real batch's classes
+            z = torch.randn(n, LATENT)
             with torch.no_grad():
-                fake = g(torch.randn(n, LATENT), foh)
+                fake = g(z, oh)
             d_loss = (bce(d(real, oh), torch.full((n, 1), real_label))
-                      + bce(d(fake, foh), torch.zeros(n, 1)))
+                      + bce(d(fake, oh), torch.zeros(n, 1)))
             opt_d.zero_grad()
             d_loss.backward()
             opt_d.step()
-            fake_cls = torch.randint(0, CLASSES, (n,)) if onehot else None
-            foh = onehot(fake_cls) if onehot else None
-            g_loss = bce(d(g(torch.randn(n, LATENT), foh), foh), torch.ones(n, 1))
+            g_loss = bce(d(g(z, oh), oh), torch.ones(n, 1))
             opt_g.zero_grad()
             g_loss.backward()  # only the generator's optimizer steps: D stays as it was
             opt_g.step()
