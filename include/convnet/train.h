@@ -121,9 +121,11 @@ typedef struct cn_session_options {
   int nesterov;
   float weight_decay; /* decoupled */
   float clip_norm;
-  int max_batch;  /* 0: 128 */
-  uint64_t seed;  /* dropout masks are drawn from (seed, step) */
-  int input_grad; /* 1: keep d loss / d input of every step (cn_session_input_grad) */
+  float beta1, beta2; /* Adam; 0: Keras's 0.9, 0.999 (a DCGAN takes beta1 0.5) */
+  float epsilon;      /* Adam and RMSprop; 0: Keras's 1e-7 */
+  int max_batch;      /* 0: 128 */
+  uint64_t seed;      /* dropout masks are drawn from (seed, step) */
+  int input_grad;     /* 1: keep d loss / d input of every step (cn_session_input_grad) */
   /* Layers whose gradient d loss / d output each step keeps (cn_session_layer_grad). */
   const char *const *grad_layers;
   int n_grad_layers;
@@ -166,6 +168,24 @@ CN_API cn_status cn_session_copy_weights(cn_session *dst, const cn_session *src,
 /* Writes the trained weights (and BatchNormalization statistics) into model, which must be the
  * model the session was made from. */
 CN_API cn_status cn_session_sync(const cn_session *s, cn_model *model);
+
+/* ---- checkpoints of a training loop of your own ------------------------------------------- */
+
+/* Writes n sessions and `user_bytes` bytes of the caller's own state (epoch, its RNG state...;
+ * user may be NULL when user_bytes is 0) into one safetensors file, atomically (a temporary file
+ * beside path, fsync, rename): every weight of each session's model, trainable or not
+ * (BatchNormalization's moving statistics), the optimizer's slots (momentum; Adam's m and v) and
+ * iteration count, and the dropout draws' state (seed, steps). Sessions made again from the same
+ * models and options and loaded with cn_sessions_load continue bit for bit as if never stopped. */
+CN_API cn_status cn_sessions_save(const char *path, cn_session *const *sessions, int n,
+                                  const void *user, size_t user_bytes);
+/* Restores what cn_sessions_save wrote into n sessions (in the same order) and user. The file is
+ * untrusted: it must hold exactly n sessions of the same model names, parameter names and shapes,
+ * optimizer kinds and slots, and exactly user_bytes bytes of user state; otherwise (or when it
+ * is truncated or corrupt) nothing changes and the call fails with CN_ERR_FORMAT (not a sessions
+ * checkpoint, damaged) or CN_ERR_ARG (a mismatch), naming the file and what differs. */
+CN_API cn_status cn_sessions_load(const char *path, cn_session *const *sessions, int n, void *user,
+                                  size_t user_bytes);
 
 /* ---- labelled image folders (src/train/dataset.c) ------------------------------------------ */
 

@@ -13,32 +13,17 @@
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "train/optim.h"
+#include "train/session_internal.h"
 #include "train/trainer.h"
 
 #define SESSION_STREAM 0x5e55107ULL
-
-struct cn_session {
-  cn_trainer *trainer;
-  int own_loss; /* no loss name: the model's first output is its per-sample loss */
-  cn_loss_kind loss;
-  cn_output_kind out_kind;
-  cn_optimizer opt;
-  cn_param_range *ranges;
-  int n_ranges, max_batch, n; /* n: output values per sample */
-  int last_batch;
-  int pred_fresh; /* pred holds the last forward's activated output */
-  uint64_t seed, steps;
-  float *pred, *dpred, *dlogits;
-  int n_grad_layers;
-  int *grad_nodes;
-  char **grad_names;
-};
 
 void cn_session_free(cn_session *s) {
   if (!s) return;
   cn_trainer_free(s->trainer);
   cn_optimizer_free(&s->opt);
   free(s->ranges);
+  free(s->model_name);
   cn_free_aligned(s->pred);
   cn_free_aligned(s->dpred);
   cn_free_aligned(s->dlogits);
@@ -80,7 +65,10 @@ static cn_status make_optimizer(cn_session *s, const cn_session_options *o) {
                        .momentum = o->momentum,
                        .nesterov = o->nesterov,
                        .weight_decay = o->weight_decay,
-                       .clip_norm = o->clip_norm};
+                       .clip_norm = o->clip_norm,
+                       .beta1 = o->beta1,
+                       .beta2 = o->beta2,
+                       .epsilon = o->epsilon};
   cn_status st = cn_optim_parse(o->optimizer, &c.kind);
   if (st == CN_OK) st = cn_optimizer_init(&s->opt, &c, cn_trainer_param_floats(s->trainer));
   if (st != CN_OK) return st;
@@ -128,6 +116,11 @@ cn_status cn_session_new(const cn_model *model, const cn_session_options *o, cn_
   s->max_batch = o->max_batch > 0 ? o->max_batch : 128;
   s->seed = o->seed;
   s->own_loss = o->loss == NULL;
+  s->model_name = cn_strdup(cn_model_name(model) ? cn_model_name(model) : "");
+  if (!s->model_name) {
+    free(s);
+    return cn_fail(CN_ERR_NOMEM, "out of memory");
+  }
   cn_status st = s->own_loss ? CN_OK : cn_loss_parse(o->loss, &s->loss);
   if (st == CN_OK) st = find_grad_layers(s, model, o);
   cn_trainer_options to = {.max_batch = s->max_batch,
