@@ -152,6 +152,13 @@ CN_API cn_status cn_session_step_inputs(cn_session *s, int batch, const float *c
                                         const float *y, double *loss);
 CN_API cn_status cn_session_evaluate_inputs(cn_session *s, int batch, const float *const *inputs,
                                             const float *y, double *loss);
+/* A forward pass alone: no loss, no backward, no update, no targets. training 1 runs it as a step
+ * would (batch statistics, which also move BatchNormalization's moving statistics; dropout drawn
+ * as the next step's); 0 at inference. Read the outputs with cn_session_output. A GAN's
+ * generator session makes the discriminator's fake batch this way, in training mode as the
+ * generator step will see it. */
+CN_API cn_status cn_session_forward(cn_session *s, int batch, const float *const *inputs,
+                                    int training);
 /* Output k of the model (batch x its shape) as the last step or evaluation computed it (training
  * mode after a step), valid until the next call; NULL when out of range. */
 CN_API const float *cn_session_output(cn_session *s, int k);

@@ -265,6 +265,20 @@ cn_status cn_session_evaluate(cn_session *s, int batch, const float *x, const fl
   return st;
 }
 
+cn_status cn_session_forward(cn_session *s, int batch, const float *const *inputs, int training) {
+  if (!s || !inputs) return cn_fail(CN_ERR_ARG, "cn_session_forward: NULL argument");
+  if (batch < 1 || batch > s->max_batch)
+    return cn_fail(CN_ERR_ARG, "cn_session: batch %d outside 1..%d (max_batch)", batch,
+                   s->max_batch);
+  const float *out = NULL;
+  uint64_t key = training ? cn_rng_key(s->seed, SESSION_STREAM, s->steps) : 0;
+  cn_status st = cn_trainer_forward_inputs(s->trainer, batch, inputs, training, key, &out);
+  if (st != CN_OK) return st;
+  s->last_batch = batch;
+  s->pred_fresh = 0;
+  return CN_OK;
+}
+
 const float *cn_session_output(cn_session *s, int k) {
   if (!s || s->last_batch < 1) return NULL;
   cn_graph *g = cn_trainer_graph(s->trainer);
