@@ -131,8 +131,9 @@ typedef struct cn_session_options {
   int n_grad_layers;
 } cn_session_options;
 
-/* The model is only read; its trainable layers train. With a loss name it has one input and its
- * first output is compared with the targets; with none it may have several inputs. */
+/* The model is only read; its trainable layers train. With a loss name its first output is
+ * compared with the targets; with none the model computes its own loss. A model of several inputs
+ * is fed through the _inputs calls (cn_session_step and cn_session_evaluate refuse it). */
 CN_API cn_status cn_session_new(const cn_model *model, const cn_session_options *o,
                                 cn_session **out);
 CN_API void cn_session_free(cn_session *s);

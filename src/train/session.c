@@ -47,11 +47,6 @@ static cn_status check_loss(const cn_session *s, const cn_model *model) {
                      cn_shape_format(&os, buf, sizeof buf));
     return CN_OK;
   }
-  if (cn_model_input_count(model) != 1)
-    return cn_fail(CN_ERR_ARG,
-                   "%s trains a model of one input; for %d inputs build the loss into the "
-                   "model and give no loss name",
-                   cn_loss_name(s->loss), cn_model_input_count(model));
   int ce = s->loss == CN_LOSS_CATEGORICAL_CE || s->loss == CN_LOSS_SPARSE_CE;
   if (ce && s->out_kind != CN_OUTPUT_SOFTMAX)
     return cn_fail(CN_ERR_ARG, "%s needs a model that ends in a softmax", cn_loss_name(s->loss));
@@ -239,8 +234,18 @@ static cn_status run(cn_session *s, int batch, const float *const *inputs, const
   return CN_OK;
 }
 
+/* cn_session_step and cn_session_evaluate pass one input array. */
+static cn_status check_one_input(cn_session *s) {
+  int n = cn_trainer_graph(s->trainer)->n_inputs;
+  if (n == 1) return CN_OK;
+  return cn_fail(CN_ERR_ARG, "%s has %d inputs: give them to cn_session_step_inputs", s->model_name,
+                 n);
+}
+
 cn_status cn_session_step(cn_session *s, int batch, const float *x, const float *y, double *loss) {
   if (!s) return cn_fail(CN_ERR_ARG, "cn_session_step: NULL session");
+  cn_status st = check_one_input(s);
+  if (st != CN_OK) return st;
   return run(s, batch, x ? &x : NULL, y, 1, loss);
 }
 
@@ -259,7 +264,8 @@ cn_status cn_session_evaluate_inputs(cn_session *s, int batch, const float *cons
 cn_status cn_session_evaluate(cn_session *s, int batch, const float *x, const float *y,
                               double *loss, float *pred) {
   if (!s) return cn_fail(CN_ERR_ARG, "cn_session_evaluate: NULL session");
-  cn_status st = run(s, batch, x ? &x : NULL, y, 0, loss);
+  cn_status st = check_one_input(s);
+  if (st == CN_OK) st = run(s, batch, x ? &x : NULL, y, 0, loss);
   const float *out = st == CN_OK && pred ? cn_session_output(s, 0) : NULL;
   if (out) memcpy(pred, out, (size_t)batch * (size_t)s->n * sizeof(float));
   return st;
