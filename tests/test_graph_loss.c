@@ -266,8 +266,14 @@ static void test_refused(void) {
   cn_model *m = pair_model();
   if (!m) return;
   cn_session *s = NULL;
-  CHECK(cn_session_new(m, &(cn_session_options){.loss = "mse"}, &s) == CN_ERR_ARG);
-  CHECK(strstr(cn_last_error(), "pairs: mean_squared_error trains a model of one input") != NULL);
+  /* A loss name with several inputs: they go through the _inputs calls. */
+  CHECK_OK(cn_session_new(m, &(cn_session_options){.loss = "mse"}, &s));
+  float one[3] = {0}, y1[1] = {0};
+  if (s) CHECK(cn_session_step(s, 1, one, y1, NULL) == CN_ERR_ARG);
+  CHECK(strstr(cn_last_error(), "pairs has 3 inputs: give them to cn_session_step_inputs") != NULL);
+  if (s) CHECK(cn_session_evaluate(s, 1, one, y1, NULL, NULL) == CN_ERR_ARG);
+  cn_session_free(s);
+  s = NULL;
   CHECK(cn_session_new(
             m, &(cn_session_options){.grad_layers = (const char *[]){"nope"}, .n_grad_layers = 1},
             &s) == CN_ERR_ARG);

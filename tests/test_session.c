@@ -152,7 +152,34 @@ static void test_refused(void) {
   cn_model_free(m);
 }
 
+/* cn_session_forward gives the outputs a step or an evaluation computes, without updating. */
+static void test_forward(void) {
+  cn_model *m = linear("sigmoid");
+  if (!m) return;
+  CHECK_OK(cn_model_init_weights(m, 3));
+  cn_session *s = NULL;
+  CHECK_OK(cn_session_new(m, &(cn_session_options){.loss = "binary_crossentropy", .lr = 0.1f}, &s));
+  if (!s) return;
+  const float *x[1] = {&X[0][0]};
+  float eval[B * OUT], fwd[B * OUT];
+  CHECK_OK(cn_session_evaluate(s, B, &X[0][0], &Y[0][0], NULL, eval));
+  CHECK_OK(cn_session_forward(s, B, x, 0));
+  const float *out = cn_session_output(s, 0);
+  CHECK(out && memcmp(out, eval, sizeof eval) == 0);
+  CHECK_OK(cn_session_forward(s, B, x, 1)); /* no update: the same outputs again */
+  out = cn_session_output(s, 0);
+  if (out) memcpy(fwd, out, sizeof fwd);
+  CHECK(out && memcmp(fwd, eval, sizeof eval) == 0);
+  CHECK_OK(cn_session_step(s, B, &X[0][0], &Y[0][0], NULL));
+  out = cn_session_output(s, 0); /* the step's forward, before its update */
+  CHECK(out && memcmp(out, fwd, sizeof fwd) == 0);
+  CHECK(cn_session_forward(s, B + 200, x, 1) == CN_ERR_ARG);
+  cn_session_free(s);
+  cn_model_free(m);
+}
+
 int main(void) {
+  test_forward();
   check_step("mse", NULL);
   check_step("mae", NULL);
   check_step("binary_crossentropy", "sigmoid");

@@ -138,6 +138,17 @@ int cli_embed_option(const char *command, int opt, const char *arg, cli_embed_ar
 int cli_open_embedder(const char *command, cn_model *model, const cli_embed_args *a,
                       cn_embedder **out);
 
+/* ---- image folders (similar, fid: cli_files.c) ---- */
+typedef struct cli_file_list {
+  char **paths;
+  int n, cap;
+} cli_file_list;
+/* The image files below dir and its sub-folders (jpg, jpeg, png, bmp, ppm, pgm, any case; names
+ * starting with '.' skipped), in byte order of their paths, appended to l. Prints the error
+ * itself: dir missing or not a folder, or without images. */
+int cli_list_images(const char *dir, cli_file_list *l);
+void cli_file_list_free(cli_file_list *l);
+
 /* Fails (printing the error) before long work when path cannot be written: it is a directory or
  * its directory is missing or read-only. The file itself is still written atomically. */
 int cli_check_writable(const char *path);
@@ -252,6 +263,7 @@ int cmd_style(int argc, char **argv);
 int cmd_analogy(int argc, char **argv);
 int cmd_explain(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+int cmd_fid(int argc, char **argv);
 int cmd_similar(int argc, char **argv);
 
 #endif

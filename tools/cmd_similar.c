@@ -1,14 +1,10 @@
 /* convnet similar: the images of a folder nearest to a query image, by cosine similarity of
  * their embeddings (convnet embed's vectors), and optionally a contact sheet of them. */
-#include <dirent.h>
-#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -38,76 +34,7 @@ static const char similar_help[] =
     "  --cell PX              the sheet's cell size in pixels (default 160)\n"
     "  -h, --help             this help\n";
 
-enum { SIMILAR_MAX_K = 256, SIMILAR_MAX_DEPTH = 16 };
-
-typedef struct file_list {
-  char **paths;
-  int n, cap;
-} file_list;
-
-static void file_list_free(file_list *l) {
-  for (int i = 0; i < l->n; i++) free(l->paths[i]);
-  free(l->paths);
-}
-
-static int has_image_extension(const char *name) {
-  static const char *const exts[] = {"jpg", "jpeg", "png", "bmp", "ppm", "pgm"};
-  const char *dot = strrchr(name, '.');
-  for (size_t i = 0; dot && i < sizeof exts / sizeof *exts; i++)
-    if (strcasecmp(dot + 1, exts[i]) == 0) return 1;
-  return 0;
-}
-
-static int by_path(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int add_path(file_list *l, const char *path) {
-  if (l->n == l->cap) {
-    int cap = l->cap ? 2 * l->cap : 256;
-    char **grown = realloc(l->paths, (size_t)cap * sizeof *grown);
-    if (!grown) return cli_error("similar", "out of memory");
-    l->paths = grown, l->cap = cap;
-  }
-  if (!(l->paths[l->n] = strdup(path))) return cli_error("similar", "out of memory");
-  l->n++;
-  return CLI_OK;
-}
-
-/* The images below dir (names starting with '.' skipped), appended to l. */
-static int walk(const char *dir, int depth, file_list *l) {
-  DIR *d = opendir(dir);
-  if (!d) return cli_error(dir, "%s", strerror(errno));
-  int rc = CLI_OK;
-  struct dirent *ent;
-  while (rc == CLI_OK && (ent = readdir(d)) != NULL) {
-    if (ent->d_name[0] == '.') continue;
-    char path[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, ent->d_name) >= sizeof path) {
-      rc = cli_error(dir, "%s: path too long", ent->d_name);
-      break;
-    }
-    struct stat sb;
-    if (stat(path, &sb) != 0) continue; /* a dangling link */
-    if (S_ISDIR(sb.st_mode) && depth < SIMILAR_MAX_DEPTH)
-      rc = walk(path, depth + 1, l);
-    else if (S_ISREG(sb.st_mode) && has_image_extension(ent->d_name))
-      rc = add_path(l, path);
-  }
-  closedir(d);
-  return rc;
-}
-
-static int list_images(const char *dir, file_list *l) {
-  struct stat sb;
-  if (stat(dir, &sb) != 0) return cli_error(dir, "%s", strerror(errno));
-  if (!S_ISDIR(sb.st_mode)) return cli_error(dir, "not a folder");
-  int rc = walk(dir, 0, l);
-  if (rc == CLI_OK && l->n == 0)
-    return cli_error(dir, "no images (jpg, jpeg, png, bmp, ppm or pgm files)");
-  if (l->n > 1) qsort(l->paths, (size_t)l->n, sizeof *l->paths, by_path);
-  return rc;
-}
+enum { SIMILAR_MAX_K = 256 };
 
 typedef struct similar_args {
   cli_embed_args embed;
@@ -116,7 +43,7 @@ typedef struct similar_args {
 } similar_args;
 
 /* The folder's embeddings; images that fail are named and dropped from the list. */
-static int embed_folder(cn_embedder *e, file_list *l, float **rows, int *failed) {
+static int embed_folder(cn_embedder *e, cli_file_list *l, float **rows, int *failed) {
   int64_t dim = cn_embedder_dim(e);
   *rows = malloc((size_t)l->n * (size_t)dim * sizeof **rows);
   if (!*rows) return cli_error("similar", "out of memory");
@@ -135,7 +62,7 @@ static int embed_folder(cn_embedder *e, file_list *l, float **rows, int *failed)
 }
 
 /* The row of the folder that is the query file itself, or -1. */
-static int64_t same_file(const char *query, const file_list *l) {
+static int64_t same_file(const char *query, const cli_file_list *l) {
   char a[PATH_MAX], b[PATH_MAX];
   if (!realpath(query, a)) return -1;
   for (int i = 0; i < l->n; i++)
@@ -143,7 +70,7 @@ static int64_t same_file(const char *query, const file_list *l) {
   return -1;
 }
 
-static int draw_sheet(const similar_args *a, const char *query, const file_list *l,
+static int draw_sheet(const similar_args *a, const char *query, const cli_file_list *l,
                       const int64_t *index, const float *score, int found) {
   const char *paths[SIMILAR_MAX_K + 1], *captions[SIMILAR_MAX_K + 1];
   char text[SIMILAR_MAX_K + 1][32];
@@ -158,8 +85,8 @@ static int draw_sheet(const similar_args *a, const char *query, const file_list 
   return CLI_OK;
 }
 
-static int query_one(cn_embedder *e, const similar_args *a, const char *query, const file_list *l,
-                     const float *rows) {
+static int query_one(cn_embedder *e, const similar_args *a, const char *query,
+                     const cli_file_list *l, const float *rows) {
   int64_t dim = cn_embedder_dim(e);
   float *q = malloc((size_t)dim * sizeof *q);
   int64_t index[SIMILAR_MAX_K];
@@ -180,18 +107,18 @@ static int query_one(cn_embedder *e, const similar_args *a, const char *query, c
 
 static int similar_run(cn_model *model, const similar_args *a, char **queries, int n_queries,
                        const char *dir) {
-  file_list l = {0};
+  cli_file_list l = {0};
   cn_embedder *e = NULL;
   float *rows = NULL;
   int failed = 0;
-  int rc = list_images(dir, &l);
+  int rc = cli_list_images(dir, &l);
   if (rc == CLI_OK) rc = cli_open_embedder("similar", model, &a->embed, &e);
   if (rc == CLI_OK) rc = embed_folder(e, &l, &rows, &failed);
   for (int i = 0; rc == CLI_OK && i < n_queries; i++)
     if (query_one(e, a, queries[i], &l, rows) != CLI_OK) failed++;
   free(rows);
   cn_embedder_free(e);
-  file_list_free(&l);
+  cli_file_list_free(&l);
   return rc != CLI_OK ? rc : failed ? CLI_FAILED : CLI_OK;
 }
 

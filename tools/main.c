@@ -22,6 +22,7 @@ static const struct {
     {"explain", cmd_explain, "Grad-CAM: where in a photo a class score comes from, as PNGs"},
     {"show", cmd_show, "pictures of kernels, feature maps, or what a unit responds to"},
     {"embed", cmd_embed, "one feature vector per image (a layer's pooled output) as .npy"},
+    {"fid", cmd_fid, "Frechet distance of two image sets on a layer's features (FID)"},
     {"similar", cmd_similar, "the images of a folder most like a query, by cosine similarity"},
     {"style", cmd_style, "style transfer: a content image painted in a style image's style"},
     {"analogy", cmd_analogy, "image analogy A : A' :: B : B': B' made from B as A' from A"},
@@ -37,18 +38,8 @@ static void print_help(void) {
   printf("\nexit status: 0 success, 1 failure, 2 usage error. See docs/cli.md.\n");
 }
 
-/* Idle OpenMP threads spin by default; on a busy machine (more runnable threads than cores) the
- * spinning steals the cores the working threads need, making a forward pass up to 10x slower.
- * libgomp reads OMP_WAIT_POLICY once, when it loads, so the tool sets it and re-executes
- * itself, unless the user chose a policy. A failed exec just runs on with the default. */
-static void prefer_passive_waiting(char **argv) {
-  if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-  if (setenv("OMP_WAIT_POLICY", "passive", 0) != 0) return;
-  execv("/proc/self/exe", argv);
-}
-
 int main(int argc, char **argv) {
-  prefer_passive_waiting(argv);
+  cn_prefer_passive_waiting(argv); /* idle threads sleep: see convnet/core.h */
   if (argc < 2) {
     fprintf(stderr, "convnet: no command given (see convnet --help)\n");
     return CLI_USAGE;

@@ -9,6 +9,7 @@
 #include "convnet/layers.h"
 #include "convnet/model.h"
 #include "convnet/train.h"
+#include "convnet/stats.h"
 #include "convnet/synth.h"
 #include "convnet/viz.h"
 

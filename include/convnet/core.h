@@ -40,6 +40,13 @@ CN_API const char *cn_status_name(cn_status status);
 /* Threads used by every parallel kernel; n <= 0 means all cores. One pool serves the library. */
 CN_API void cn_set_threads(int n);
 CN_API int cn_get_threads(void);
+/* Idle OpenMP threads spin by default; on a busy machine (more runnable threads than cores) the
+ * spinning steals the cores the working threads need, making training several times slower.
+ * libgomp reads OMP_WAIT_POLICY once, when it loads, so a program that wants idle threads to
+ * sleep calls this first thing in main with its argv: unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is
+ * set, it sets OMP_WAIT_POLICY=passive and re-executes the program (/proc/self/exe) once. When the
+ * exec fails it returns and the program runs on with the default. */
+CN_API void cn_prefer_passive_waiting(char **argv);
 
 /* A shape of up to CN_MAX_RANK dimensions, outermost first (NHWC for images). */
 #define CN_MAX_RANK 6

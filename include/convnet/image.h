@@ -97,6 +97,11 @@ CN_API cn_status cn_image_load_spec(const char *path, const cn_input_spec *spec,
 CN_API cn_status cn_image_prepare(const cn_image *image, const cn_input_spec *spec, float *out);
 /* Applies a preprocessing mode in place to n RGB pixels (3n floats, values 0..255). */
 CN_API void cn_preprocess_apply(cn_preprocess mode, float *pixels, size_t n);
+/* The same for n values (0..255) of images of 1 or 3 interleaved channels: 3 as above, 1 (grey)
+ * for raw, unit and tf (caffe and torch are per RGB channel: CN_ERR_UNSUPPORTED), the way
+ * cn_image_prepare treats a grey model's input. */
+CN_API cn_status cn_preprocess_apply_channels(cn_preprocess mode, int channels, float *values,
+                                              size_t n);
 
 /* ---- augmentation ------------------------------------------------------------------------- */
 

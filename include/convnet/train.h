@@ -121,16 +121,19 @@ typedef struct cn_session_options {
   int nesterov;
   float weight_decay; /* decoupled */
   float clip_norm;
-  int max_batch;  /* 0: 128 */
-  uint64_t seed;  /* dropout masks are drawn from (seed, step) */
-  int input_grad; /* 1: keep d loss / d input of every step (cn_session_input_grad) */
+  float beta1, beta2; /* Adam; 0: Keras's 0.9, 0.999 (a DCGAN takes beta1 0.5) */
+  float epsilon;      /* Adam and RMSprop; 0: Keras's 1e-7 */
+  int max_batch;      /* 0: 128 */
+  uint64_t seed;      /* dropout masks are drawn from (seed, step) */
+  int input_grad;     /* 1: keep d loss / d input of every step (cn_session_input_grad) */
   /* Layers whose gradient d loss / d output each step keeps (cn_session_layer_grad). */
   const char *const *grad_layers;
   int n_grad_layers;
 } cn_session_options;
 
-/* The model is only read; its trainable layers train. With a loss name it has one input and its
- * first output is compared with the targets; with none it may have several inputs. */
+/* The model is only read; its trainable layers train. With a loss name its first output is
+ * compared with the targets; with none the model computes its own loss. A model of several inputs
+ * is fed through the _inputs calls (cn_session_step and cn_session_evaluate refuse it). */
 CN_API cn_status cn_session_new(const cn_model *model, const cn_session_options *o,
                                 cn_session **out);
 CN_API void cn_session_free(cn_session *s);
@@ -150,6 +153,13 @@ CN_API cn_status cn_session_step_inputs(cn_session *s, int batch, const float *c
                                         const float *y, double *loss);
 CN_API cn_status cn_session_evaluate_inputs(cn_session *s, int batch, const float *const *inputs,
                                             const float *y, double *loss);
+/* A forward pass alone: no loss, no backward, no update, no targets. training 1 runs it as a step
+ * would (batch statistics, which also move BatchNormalization's moving statistics; dropout drawn
+ * as the next step's); 0 at inference. Read the outputs with cn_session_output. A GAN's
+ * generator session makes the discriminator's fake batch this way, in training mode as the
+ * generator step will see it. */
+CN_API cn_status cn_session_forward(cn_session *s, int batch, const float *const *inputs,
+                                    int training);
 /* Output k of the model (batch x its shape) as the last step or evaluation computed it (training
  * mode after a step), valid until the next call; NULL when out of range. */
 CN_API const float *cn_session_output(cn_session *s, int k);
@@ -166,6 +176,24 @@ CN_API cn_status cn_session_copy_weights(cn_session *dst, const cn_session *src,
 /* Writes the trained weights (and BatchNormalization statistics) into model, which must be the
  * model the session was made from. */
 CN_API cn_status cn_session_sync(const cn_session *s, cn_model *model);
+
+/* ---- checkpoints of a training loop of your own ------------------------------------------- */
+
+/* Writes n sessions and `user_bytes` bytes of the caller's own state (epoch, its RNG state...;
+ * user may be NULL when user_bytes is 0) into one safetensors file, atomically (a temporary file
+ * beside path, fsync, rename): every weight of each session's model, trainable or not
+ * (BatchNormalization's moving statistics), the optimizer's slots (momentum; Adam's m and v) and
+ * iteration count, and the dropout draws' state (seed, steps). Sessions made again from the same
+ * models and options and loaded with cn_sessions_load continue bit for bit as if never stopped. */
+CN_API cn_status cn_sessions_save(const char *path, cn_session *const *sessions, int n,
+                                  const void *user, size_t user_bytes);
+/* Restores what cn_sessions_save wrote into n sessions (in the same order) and user. The file is
+ * untrusted: it must hold exactly n sessions of the same model names, parameter names and shapes,
+ * optimizer kinds and slots, and exactly user_bytes bytes of user state; otherwise (or when it
+ * is truncated or corrupt) nothing changes and the call fails with CN_ERR_FORMAT (not a sessions
+ * checkpoint, damaged) or CN_ERR_ARG (a mismatch), naming the file and what differs. */
+CN_API cn_status cn_sessions_load(const char *path, cn_session *const *sessions, int n, void *user,
+                                  size_t user_bytes);
 
 /* ---- labelled image folders (src/train/dataset.c) ------------------------------------------ */
 

@@ -1,5 +1,7 @@
 /* One thread count for the whole library: OpenMP loops and OpenBLAS (built on OpenMP) share it. */
 #include <omp.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "convnet/core.h"
 
@@ -17,4 +19,10 @@ void cn_set_threads(int n) {
 int cn_get_threads(void) {
   if (thread_count == 0) cn_set_threads(0);
   return thread_count;
+}
+
+void cn_prefer_passive_waiting(char **argv) {
+  if (!argv || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+  if (setenv("OMP_WAIT_POLICY", "passive", 0) != 0) return;
+  execv("/proc/self/exe", argv);
 }

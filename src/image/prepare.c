@@ -171,3 +171,17 @@ cn_status cn_image_prepare(const cn_image *image, const cn_input_spec *spec, flo
   cn_preprocess_apply(spec->preprocess, out, n);
   return spec->channels_first ? to_channels_first(out, n) : CN_OK;
 }
+
+cn_status cn_preprocess_apply_channels(cn_preprocess mode, int channels, float *values, size_t n) {
+  if (channels == 3) {
+    cn_preprocess_apply(mode, values, n / 3);
+    return CN_OK;
+  }
+  if (channels != 1)
+    return cn_fail(CN_ERR_UNSUPPORTED, "preprocessing takes 1 or 3 channels, not %d", channels);
+  if (mode == CN_PRE_CAFFE || mode == CN_PRE_TORCH) /* per RGB channel: no grey meaning */
+    return cn_fail(CN_ERR_UNSUPPORTED, "grey values take raw, unit or tf preprocessing, not %s",
+                   cn_preprocess_name(mode));
+  for (size_t i = 0; i < n; i++) grey_preprocess(mode, &values[i]);
+  return CN_OK;
+}

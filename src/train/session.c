@@ -13,32 +13,17 @@
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "train/optim.h"
+#include "train/session_internal.h"
 #include "train/trainer.h"
 
 #define SESSION_STREAM 0x5e55107ULL
-
-struct cn_session {
-  cn_trainer *trainer;
-  int own_loss; /* no loss name: the model's first output is its per-sample loss */
-  cn_loss_kind loss;
-  cn_output_kind out_kind;
-  cn_optimizer opt;
-  cn_param_range *ranges;
-  int n_ranges, max_batch, n; /* n: output values per sample */
-  int last_batch;
-  int pred_fresh; /* pred holds the last forward's activated output */
-  uint64_t seed, steps;
-  float *pred, *dpred, *dlogits;
-  int n_grad_layers;
-  int *grad_nodes;
-  char **grad_names;
-};
 
 void cn_session_free(cn_session *s) {
   if (!s) return;
   cn_trainer_free(s->trainer);
   cn_optimizer_free(&s->opt);
   free(s->ranges);
+  free(s->model_name);
   cn_free_aligned(s->pred);
   cn_free_aligned(s->dpred);
   cn_free_aligned(s->dlogits);
@@ -62,11 +47,6 @@ static cn_status check_loss(const cn_session *s, const cn_model *model) {
                      cn_shape_format(&os, buf, sizeof buf));
     return CN_OK;
   }
-  if (cn_model_input_count(model) != 1)
-    return cn_fail(CN_ERR_ARG,
-                   "%s trains a model of one input; for %d inputs build the loss into the "
-                   "model and give no loss name",
-                   cn_loss_name(s->loss), cn_model_input_count(model));
   int ce = s->loss == CN_LOSS_CATEGORICAL_CE || s->loss == CN_LOSS_SPARSE_CE;
   if (ce && s->out_kind != CN_OUTPUT_SOFTMAX)
     return cn_fail(CN_ERR_ARG, "%s needs a model that ends in a softmax", cn_loss_name(s->loss));
@@ -80,7 +60,10 @@ static cn_status make_optimizer(cn_session *s, const cn_session_options *o) {
                        .momentum = o->momentum,
                        .nesterov = o->nesterov,
                        .weight_decay = o->weight_decay,
-                       .clip_norm = o->clip_norm};
+                       .clip_norm = o->clip_norm,
+                       .beta1 = o->beta1,
+                       .beta2 = o->beta2,
+                       .epsilon = o->epsilon};
   cn_status st = cn_optim_parse(o->optimizer, &c.kind);
   if (st == CN_OK) st = cn_optimizer_init(&s->opt, &c, cn_trainer_param_floats(s->trainer));
   if (st != CN_OK) return st;
@@ -128,6 +111,11 @@ cn_status cn_session_new(const cn_model *model, const cn_session_options *o, cn_
   s->max_batch = o->max_batch > 0 ? o->max_batch : 128;
   s->seed = o->seed;
   s->own_loss = o->loss == NULL;
+  s->model_name = cn_strdup(cn_model_name(model) ? cn_model_name(model) : "");
+  if (!s->model_name) {
+    free(s);
+    return cn_fail(CN_ERR_NOMEM, "out of memory");
+  }
   cn_status st = s->own_loss ? CN_OK : cn_loss_parse(o->loss, &s->loss);
   if (st == CN_OK) st = find_grad_layers(s, model, o);
   cn_trainer_options to = {.max_batch = s->max_batch,
@@ -246,8 +234,18 @@ static cn_status run(cn_session *s, int batch, const float *const *inputs, const
   return CN_OK;
 }
 
+/* cn_session_step and cn_session_evaluate pass one input array. */
+static cn_status check_one_input(cn_session *s) {
+  int n = cn_trainer_graph(s->trainer)->n_inputs;
+  if (n == 1) return CN_OK;
+  return cn_fail(CN_ERR_ARG, "%s has %d inputs: give them to cn_session_step_inputs", s->model_name,
+                 n);
+}
+
 cn_status cn_session_step(cn_session *s, int batch, const float *x, const float *y, double *loss) {
   if (!s) return cn_fail(CN_ERR_ARG, "cn_session_step: NULL session");
+  cn_status st = check_one_input(s);
+  if (st != CN_OK) return st;
   return run(s, batch, x ? &x : NULL, y, 1, loss);
 }
 
@@ -266,10 +264,25 @@ cn_status cn_session_evaluate_inputs(cn_session *s, int batch, const float *cons
 cn_status cn_session_evaluate(cn_session *s, int batch, const float *x, const float *y,
                               double *loss, float *pred) {
   if (!s) return cn_fail(CN_ERR_ARG, "cn_session_evaluate: NULL session");
-  cn_status st = run(s, batch, x ? &x : NULL, y, 0, loss);
+  cn_status st = check_one_input(s);
+  if (st == CN_OK) st = run(s, batch, x ? &x : NULL, y, 0, loss);
   const float *out = st == CN_OK && pred ? cn_session_output(s, 0) : NULL;
   if (out) memcpy(pred, out, (size_t)batch * (size_t)s->n * sizeof(float));
   return st;
+}
+
+cn_status cn_session_forward(cn_session *s, int batch, const float *const *inputs, int training) {
+  if (!s || !inputs) return cn_fail(CN_ERR_ARG, "cn_session_forward: NULL argument");
+  if (batch < 1 || batch > s->max_batch)
+    return cn_fail(CN_ERR_ARG, "cn_session: batch %d outside 1..%d (max_batch)", batch,
+                   s->max_batch);
+  const float *out = NULL;
+  uint64_t key = training ? cn_rng_key(s->seed, SESSION_STREAM, s->steps) : 0;
+  cn_status st = cn_trainer_forward_inputs(s->trainer, batch, inputs, training, key, &out);
+  if (st != CN_OK) return st;
+  s->last_batch = batch;
+  s->pred_fresh = 0;
+  return CN_OK;
 }
 
 const float *cn_session_output(cn_session *s, int k) {

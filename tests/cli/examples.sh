@@ -55,5 +55,43 @@ siamese_triplet() {
 check "siamese --loss triplet: one epoch of 1000 triplets, test verification accuracy > 0.7" \
   siamese_triplet
 
+dcgan_learns() {
+  "$CN_EXAMPLES/dcgan" --data "$FASHION" --epochs 2 --train-samples 1024 --out "$TMP/g" \
+    --generate 20 --generate-out "$TMP/g.npy" >"$TMP/out" 2>"$TMP/err" || return 1
+  # Two lines "epoch E d_loss X g_loss Y seconds T" with finite losses in a sane range.
+  awk '$1 == "epoch" && $3 == "d_loss" && $4 ~ /^[0-9.]+$/ && $4 > 0 && $4 < 5 &&
+       $6 ~ /^[0-9.]+$/ && $6 > 0 && $6 < 10 { ok++ } END { exit ok != 2 }' \
+    "$TMP/out" || { cat "$TMP/out" >"$TMP/err"; return 1; }
+  [ -s "$TMP/g_epoch01.png" ] && [ -s "$TMP/g_epoch02.png" ] && [ -s "$TMP/g_generator.cnm" ] &&
+    [ "$(stat -c %s "$TMP/g.npy")" -eq $((128 + 20 * 28 * 28 * 4)) ]
+}
+check "dcgan: two epochs on 1024 images, finite losses, PNGs, generator and a 20-sample .npy" \
+  dcgan_learns
+
+# Two epochs straight, and one epoch, a checkpoint, a new process resuming for the second (on
+# another thread count): the same loss lines and a byte-identical generator.
+dcgan_resume() {
+  local d="$CN_EXAMPLES/dcgan" common="--data $FASHION --train-samples 512 --conditional"
+  # shellcheck disable=SC2086
+  "$d" $common --epochs 2 --out "$TMP/s" >"$TMP/s.out" 2>"$TMP/err" &&
+    "$d" $common --epochs 1 --out "$TMP/r" --checkpoint "$TMP/r.ckpt" >"$TMP/r.out" 2>>"$TMP/err" &&
+    "$d" $common --epochs 2 --out "$TMP/r" --resume "$TMP/r.ckpt" --threads 1 \
+      >>"$TMP/r.out" 2>>"$TMP/err" || return 1
+  sed 's/ seconds .*//' "$TMP/s.out" >"$TMP/s.losses"
+  sed 's/ seconds .*//' "$TMP/r.out" >"$TMP/r.losses"
+  cmp -s "$TMP/s.losses" "$TMP/r.losses" || { paste "$TMP/s.out" "$TMP/r.out" >"$TMP/err"; return 1; }
+  cmp -s "$TMP/s_generator.cnm" "$TMP/r_generator.cnm" || { echo "generators differ" >"$TMP/err"; return 1; }
+  # A checkpoint of other settings, or not a checkpoint, is refused in one line.
+  # shellcheck disable=SC2086
+  ! "$d" $common --epochs 2 --out "$TMP/x" --resume "$TMP/r.ckpt" --label-smoothing \
+    >/dev/null 2>"$TMP/err" && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q "r.ckpt" "$TMP/err" &&
+    ! "$d" --data "$FASHION" --train-samples 512 --epochs 2 --out "$TMP/x" --resume "$TMP/r.ckpt" \
+      >/dev/null 2>"$TMP/err" && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q "r.ckpt" "$TMP/err" &&
+    ! "$d" $common --epochs 2 --out "$TMP/x" --resume "$TMP/s_generator.cnm" >/dev/null \
+      2>"$TMP/err" && [ "$(wc -l <"$TMP/err")" -eq 1 ]
+}
+check "dcgan --conditional: 2 epochs = 1 epoch + --resume + 1 epoch (losses, generator bytes)" \
+  dcgan_resume
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
