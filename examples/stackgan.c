@@ -13,7 +13,8 @@
  *       -> a residual block (Conv2D, BN, ReLU, Conv2D, BN, added back) -> ReLU
  *       -> Conv2DTranspose(32, 4, stride 2, same) -> BN -> ReLU -> Conv2D(1, 3, tanh)
  *   D1, D2: Conv2D(32, 4, stride 2) -> LeakyReLU(0.2) -> Conv2D(64, 4, stride 2) -> LeakyReLU(0.2)
- *       -> Flatten -> concat(one_hot(class)) -> Dense(1), a logit; D1 on 14 x 14 images, D2 on 28
+ *       -> concat(the class replicated over the features) -> Conv2D(64, 1) -> LeakyReLU(0.2)
+ *       -> Flatten -> Dense(1), a logit; D1 on 14 x 14 images, D2 on 28 x 28
  *
  * D1 judges stage I's pictures against the real images shrunk to 14 x 14 by 2 x 2 averaging;
  * D2 judges stage II's against the real 28 x 28 images. Each stage is a GAN of its own with the
@@ -47,6 +48,7 @@
 
 enum { SIDE2 = FM_SIDE, PIX2 = FM_PIXELS, SIDE1 = 14, PIX1 = SIDE1 * SIDE1 };
 enum { Z = 100, CLASSES = 10, BATCH = 128, NOISES = 5 };
+static const char *const D_LAYERS[4] = {"conv1", "conv2", "joint", "logit"}; /* d1_conv1, ... */
 
 static int fail(void) {
   fprintf(stderr, "stackgan: %s\n", cn_last_error());
@@ -108,6 +110,13 @@ static cn_sym concat2(cn_net *net, cn_sym a, cn_sym b) {
   return cn_net_concatenate(net, (cn_sym[]){a, b}, 2, -1, NULL);
 }
 
+/* The class replicated over a side x side picture (a 1 x 1 map enlarged by nearest-neighbour
+ * upsampling), to concatenate to its channels: how StackGAN's condition enters a picture. */
+static cn_sym class_map(cn_net *net, cn_sym onehot, int side) {
+  cn_sym c = cn_net_reshape(net, onehot, 3, (int64_t[]){1, 1, CLASSES}, NULL);
+  return cn_net_upsampling2d(net, c, (int[]){side, side}, "nearest", NULL);
+}
+
 static cn_sym generator1(cn_net *net, cn_sym z, cn_sym onehot) {
   cn_sym h =
       cn_net_dense(net, concat2(net, z, onehot),
@@ -117,11 +126,9 @@ static cn_sym generator1(cn_net *net, cn_sym z, cn_sym onehot) {
   return conv(net, h, "g1_image", 1, 3, 1, 0, "tanh");
 }
 
-/* The class re-enters stage II as StackGAN's condition does: replicated over the picture (a
- * 1 x 1 map enlarged by nearest-neighbour upsampling) and concatenated to its channels. */
+/* The class re-enters stage II, replicated over stage I's picture. */
 static cn_sym generator2(cn_net *net, cn_sym image1, cn_sym onehot) {
-  cn_sym c = cn_net_reshape(net, onehot, 3, (int64_t[]){1, 1, CLASSES}, NULL);
-  c = cn_net_upsampling2d(net, c, (int[]){SIDE1, SIDE1}, "nearest", NULL);
+  cn_sym c = class_map(net, onehot, SIDE1);
   cn_sym h =
       bn_relu(net, conv(net, concat2(net, image1, c), "g2_join", 32, 3, 1, 1, NULL), "g2_join_bn");
   cn_sym r = bn_relu(net, conv(net, h, "g2_res_a", 32, 3, 1, 1, NULL), "g2_res_a_bn");
@@ -131,16 +138,18 @@ static cn_sym generator2(cn_net *net, cn_sym image1, cn_sym onehot) {
   return conv(net, h, "g2_image", 1, 3, 1, 0, "tanh");
 }
 
-/* Layers named d1_... or d2_... by stage; the output is a logit. */
-static cn_sym discriminator(cn_net *net, cn_sym image, cn_sym onehot, int stage) {
-  char name[3][16];
-  for (int k = 0; k < 3; k++)
-    snprintf(name[k], sizeof name[k], "d%d_%s", stage,
-             (const char *[]){"conv1", "conv2", "logit"}[k]);
+/* Layers named d1_... or d2_... by stage; the output is a logit. The class joins the features
+ * before a 1 x 1 convolution, as in StackGAN's discriminators: concatenated only before the last
+ * Dense, it would add a bias per class and could not judge whether a picture fits its class. */
+static cn_sym discriminator(cn_net *net, cn_sym image, cn_sym onehot, int stage, int side) {
+  char name[4][16];
+  for (int k = 0; k < 4; k++) snprintf(name[k], sizeof name[k], "d%d_%s", stage, D_LAYERS[k]);
   cn_sym h = cn_net_leaky_relu(net, conv(net, image, name[0], 32, 4, 2, 0, NULL), 0.2f, NULL);
   h = cn_net_leaky_relu(net, conv(net, h, name[1], 64, 4, 2, 0, NULL), 0.2f, NULL);
-  h = concat2(net, cn_net_flatten(net, h, NULL), onehot);
-  return cn_net_dense(net, h, &(cn_dense_options){.name = name[2], .units = 1});
+  h = concat2(net, h, class_map(net, onehot, (side + 3) / 4));
+  h = cn_net_leaky_relu(net, conv(net, h, name[2], 64, 1, 1, 0, NULL), 0.2f, NULL);
+  return cn_net_dense(net, cn_net_flatten(net, h, NULL),
+                      &(cn_dense_options){.name = name[3], .units = 1});
 }
 
 /* One stage's two models: the discriminator (image, class, label -> loss) and the GAN (the
@@ -163,7 +172,7 @@ static cn_status build_stage(stage *s, uint64_t seed) {
   cn_sym c = cn_net_input(dnet, "class", 1, (int64_t[]){CLASSES});
   cn_sym label = cn_net_input(dnet, "label", 1, (int64_t[]){1});
   cn_sym loss = cn_net_loss(dnet, "binary_crossentropy_from_logits",
-                            discriminator(dnet, x, c, s->number), label, "d_loss");
+                            discriminator(dnet, x, c, s->number, s->side), label, "d_loss");
   st = cn_net_build(dnet, &loss, 1, &s->d);
 
   cn_sym in = s->number == 1 ? cn_net_input(gnet, "z", 1, (int64_t[]){Z})
@@ -172,16 +181,15 @@ static cn_status build_stage(stage *s, uint64_t seed) {
   label = cn_net_input(gnet, "label", 1, (int64_t[]){1});
   cn_sym fake = s->number == 1 ? generator1(gnet, in, c) : generator2(gnet, in, c);
   cn_sym outs[2] = {cn_net_loss(gnet, "binary_crossentropy_from_logits",
-                                discriminator(gnet, fake, c, s->number), label, "g_loss"),
+                                discriminator(gnet, fake, c, s->number, s->side), label, "g_loss"),
                     fake};
   if (st == CN_OK) st = cn_net_build(gnet, outs, 2, &s->gan);
   cn_net_free(dnet), cn_net_free(gnet);
   if (st == CN_OK) st = cn_model_init_weights(s->gan, seed);
   if (st == CN_OK) st = cn_model_copy_weights(s->d, s->gan, NULL);
-  for (int k = 0; k < 3 && st == CN_OK; k++) {
+  for (int k = 0; k < 4 && st == CN_OK; k++) {
     char name[16];
-    snprintf(name, sizeof name, "d%d_%s", s->number,
-             (const char *[]){"conv1", "conv2", "logit"}[k]);
+    snprintf(name, sizeof name, "d%d_%s", s->number, D_LAYERS[k]);
     st = cn_model_set_trainable(s->gan, name, 0);
   }
   cn_session_options o = {
