@@ -34,7 +34,9 @@
  * the generated batch's loss; means over the epoch's batches; T the training time only) and draws
  * PREFIX_epochEE.png: one row per class, five noises, stage I (enlarged) beside stage II. At the
  * end it saves the stacked generator (inputs z and one_hot(class); outputs the 28 x 28 picture
- * and stage I's 14 x 14) as PREFIX_generator.cnm. */
+ * and stage I's 14 x 14) as PREFIX_generator.cnm; --generate N writes N stage-II samples (sample i
+ * of class i % 10) in [0, 1] as an (N, 28, 28, 1) .npy. --checkpoint keeps the four sessions and
+ * the loop's state after every epoch (cn_sessions_save); --resume continues exactly. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
