@@ -85,14 +85,17 @@ def torch_models(conditional):
             self.conv1 = nn.Conv2d(1, 32, 4, stride=2, padding=1)
             self.conv2 = nn.Conv2d(32, 64, 4, stride=2, padding=1)
             self.bn = nn.BatchNorm2d(64, eps=1e-3, momentum=0.01)
-            self.dense = nn.Linear(7 * 7 * 64 + extra, 1)
+            self.dense = nn.Linear(7 * 7 * 64, 1)
+            # the projection discriminator of examples/dcgan.c --conditional
+            self.embed = nn.Linear(CLASSES, 7 * 7 * 64, bias=False) if extra else None
 
         def forward(self, x, onehot=None):
             x = nn.functional.leaky_relu(self.conv1(x), 0.2)
             x = nn.functional.leaky_relu(self.bn(self.conv2(x)), 0.2).flatten(1)
+            logit = self.dense(x)
             if onehot is not None:
-                x = torch.cat([x, onehot], 1)
-            return self.dense(x)
+                logit = logit + (x * self.embed(onehot)).sum(1, keepdim=True)
+            return logit
 
     g, d = Generator(), Discriminator()
     for m in list(g.modules()) + list(d.modules()):  # Keras's defaults

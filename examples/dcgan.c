@@ -8,8 +8,8 @@
  * Conv2DTranspose(32, 4, stride 2, no bias) -> BatchNorm -> ReLU -> Conv2DTranspose(1, 4, stride
  * 2) -> tanh. Discriminator: Conv2D(32, 4, stride 2) -> LeakyReLU(0.2) -> Conv2D(64, 4, stride 2)
  * -> BatchNorm -> LeakyReLU(0.2) -> Flatten -> Dense(1), a logit. With --conditional the
- * generator reads concat(z, one_hot(class)) and the discriminator's Dense reads the flattened
- * features concatenated with one_hot(class).
+ * generator reads concat(z, one_hot(class)) and the discriminator adds a class projection to its
+ * logit: the flattened features dotted with a learned embedding of the class.
  *
  * Three models, three sessions (Adam 2e-4, beta1 0.5), per batch of 128 real images in [-1, 1]:
  *  1. "generator" draws the fake batch from fresh z: a forward pass in training mode (batch
@@ -121,6 +121,23 @@ static cn_sym again(cn_net *net, const char *layer, cn_sym x) {
   return cn_net_call(net, layer, &x, 1);
 }
 
+/* The class enters the discriminator as a projection (Miyato and Koyama, 2018): the logit gains
+ * <embedding(class), features>, a learned vector per class dotted with the image's features, so
+ * the judgement depends on whether the image fits its class. (Concatenating the one-hot class
+ * to the features before Dense(1) would only add a bias per class: no such dependence.) */
+static cn_sym projection(cn_net *net, cn_sym features, cn_sym label, cn_sym logit, int call) {
+  cn_dense_options embed = {.name = "class_embedding", .units = 7 * 7 * 64, .no_bias = 1};
+  cn_sym e = call ? again(net, "class_embedding", label) : cn_net_dense(net, label, &embed);
+  cn_sym fe[2] = {features, e};
+  cn_sym product = call ? cn_net_call(net, "class_product", fe, 2)
+                        : cn_net_multiply(net, fe, 2, "class_product");
+  cn_sym match = call ? again(net, "class_match", product)
+                      : cn_net_reduce(net, product, "sum", (int[]){-1}, 1, 1, "class_match");
+  cn_sym both[2] = {logit, match};
+  return call ? cn_net_call(net, "conditional_logit", both, 2)
+              : cn_net_add(net, both, 2, "conditional_logit");
+}
+
 /* The discriminator's logit for image; `call` 1 calls the layers made by an earlier call. */
 static cn_sym discriminator(cn_net *net, cn_sym image, cn_sym label, int conditional, int call) {
   cn_conv2d_options c1 = {.name = "conv2d",
@@ -138,12 +155,8 @@ static cn_sym discriminator(cn_net *net, cn_sym image, cn_sym label, int conditi
   x = call ? again(net, "batch_normalization_2", x) : cn_net_batch_norm(net, x, &bn);
   x = call ? again(net, "leaky_re_lu_1", x) : cn_net_leaky_relu(net, x, 0.2f, "leaky_re_lu_1");
   x = call ? again(net, "flatten", x) : cn_net_flatten(net, x, "flatten");
-  if (conditional) {
-    cn_sym both[2] = {x, label};
-    x = call ? cn_net_call(net, "concatenate_1", both, 2)
-             : cn_net_concatenate(net, both, 2, -1, "concatenate_1");
-  }
-  return call ? again(net, "dense_1", x) : cn_net_dense(net, x, &logit);
+  cn_sym out = call ? again(net, "dense_1", x) : cn_net_dense(net, x, &logit);
+  return conditional ? projection(net, x, label, out, call) : out;
 }
 
 static cn_sym input(cn_net *net, const char *name, int64_t size) {
@@ -207,6 +220,12 @@ static cn_status open_gan(gan *m, const options *o) {
   if (st == CN_OK) st = cn_model_init_weights(m->discriminator, o->seed);
   if (st == CN_OK) st = cn_model_copy_weights(m->combined, m->generator, NULL);
   if (st == CN_OK) st = cn_model_copy_weights(m->combined, m->discriminator, NULL);
+  /* The generator step never keeps the discriminator's updates (its copy takes the discriminator
+   * session's weights before every step), so its weights are frozen there and their gradients
+   * are not computed; its BatchNormalization stays trainable, i.e. on batch statistics. */
+  static const char *const frozen[] = {"conv2d", "conv2d_1", "dense_1", "class_embedding"};
+  for (int k = 0; k < (o->conditional ? 4 : 3) && st == CN_OK; k++)
+    st = cn_model_set_trainable(m->combined, frozen[k], 0);
   cn_session_options adam = {.optimizer = "adam",
                              .lr = 2e-4f,
                              .beta1 = 0.5f,
@@ -444,7 +463,7 @@ int main(int argc, char **argv) {
   float *x = NULL, *y = NULL;
   int64_t n = 0;
   if (fm_load_images(o.data, "train", &x, &n) != CN_OK) return fail();
-  if (o.conditional && fm_load_labels(o.data, "train", &y) != CN_OK) return fail();
+  if (o.conditional && fm_load_labels(o.data, "train", n, &y) != CN_OK) return fail();
   for (int64_t i = 0; i < n * PIXELS; i++) x[i] = x[i] * 2.0f - 1.0f; /* [0, 1] -> [-1, 1] */
   loop_state ls = {.noise = o.seed, .seed = o.seed, .samples = n, .smoothed = o.label_smoothing};
   if (o.train_samples > 0 && o.train_samples < n) ls.samples = o.train_samples;

@@ -29,7 +29,7 @@ static int fail(void) {
 /* images (n x 28 x 28, scaled to [0, 1]) and labels of one set ("train" or "t10k"). */
 static cn_status load_set(const char *dir, const char *set, float **x, float **y, int64_t *n) {
   cn_status st = fm_load_images(dir, set, x, n);
-  return st == CN_OK ? fm_load_labels(dir, set, y) : st;
+  return st == CN_OK ? fm_load_labels(dir, set, *n, y) : st;
 }
 
 /* Conv(32) -> pool -> Conv(64) -> pool -> Flatten -> Dropout(0.3) -> Dense(10, softmax). */

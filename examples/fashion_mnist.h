@@ -11,6 +11,13 @@
 
 enum { FM_SIDE = 28, FM_PIXELS = FM_SIDE * FM_SIDE };
 
+/* A file the examples index by its shape must have the shape they expect: any other stops the
+ * program with one line naming the file (the loops would read out of bounds). */
+static inline void fm_refuse(const char *path, const char *what) {
+  fprintf(stderr, "%s: %s\n", path, what);
+  exit(1);
+}
+
 /* The images of one set ("train" or "t10k"), n x 28 x 28 scaled to [0, 1]. */
 static inline cn_status fm_load_images(const char *dir, const char *set, float **x, int64_t *n) {
   char path[4096];
@@ -18,17 +25,24 @@ static inline cn_status fm_load_images(const char *dir, const char *set, float *
   snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte.gz", dir, set);
   cn_status st = cn_idx_read(path, &shape, x);
   if (st != CN_OK) return st;
+  if (shape.rank != 3 || shape.dim[0] < 1 || shape.dim[1] != FM_SIDE || shape.dim[2] != FM_SIDE)
+    fm_refuse(path, "not a set of 28 x 28 images");
   *n = shape.dim[0];
   for (int64_t i = 0; i < *n * FM_PIXELS; i++) (*x)[i] /= 255.0f;
   return CN_OK;
 }
 
-/* The labels of one set, class indices as floats. */
-static inline cn_status fm_load_labels(const char *dir, const char *set, float **y) {
+/* The n labels of one set, class indices 0..9 as floats. */
+static inline cn_status fm_load_labels(const char *dir, const char *set, int64_t n, float **y) {
   char path[4096];
   cn_shape shape;
   snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte.gz", dir, set);
-  return cn_idx_read(path, &shape, y);
+  cn_status st = cn_idx_read(path, &shape, y);
+  if (st != CN_OK) return st;
+  if (shape.rank != 1 || shape.dim[0] != n) fm_refuse(path, "not one label for each image");
+  for (int64_t i = 0; i < n; i++)
+    if (!((*y)[i] >= 0 && (*y)[i] < 10)) fm_refuse(path, "a label is not a class 0..9");
+  return CN_OK;
 }
 
 /* 0 .. n-1 in a random order drawn from seed (Fisher-Yates); free() it. */

@@ -372,7 +372,8 @@ int main(int argc, char **argv) {
   int64_t nt, nv;
   if (fm_load_images(dir, "train", &xt, &nt) != CN_OK ||
       fm_load_images(dir, "t10k", &xv, &nv) != CN_OK ||
-      fm_load_labels(dir, "train", &yt) != CN_OK || fm_load_labels(dir, "t10k", &yv) != CN_OK)
+      fm_load_labels(dir, "train", nt, &yt) != CN_OK ||
+      fm_load_labels(dir, "t10k", nv, &yv) != CN_OK)
     return fail();
   int *lt = int_labels(yt, nt), *lv = int_labels(yv, nv);
   classes ct, cv;

@@ -238,51 +238,19 @@ typedef struct data {
   float *onehot; /* n x 10 */
 } data;
 
-/* DIR/FILE, an IDX file that must hold n >= 1 images of 28 x 28 (rank 3) or n labels (rank 1):
- * the loops below index by that shape, so any other is refused naming the file. 0: read. */
-static int read_idx(const char *dir, const char *file, int rank, float **x, int64_t *n) {
-  char path[4096], buf[64];
-  cn_shape shape;
-  snprintf(path, sizeof path, "%s/%s", dir, file);
-  if (cn_idx_read(path, &shape, x) != CN_OK) return fail();
-  *n = shape.dim[0];
-  if (shape.rank == rank && *n >= 1 &&
-      (rank == 1 || (shape.dim[1] == SIDE2 && shape.dim[2] == SIDE2)))
-    return 0;
-  fprintf(stderr, "stackgan: %s: shape %s, expected %s\n", path,
-          cn_shape_format(&shape, buf, sizeof buf), rank == 1 ? "(n) labels" : "(n,28,28) images");
-  return 1;
-}
-
-/* The training images in [-1, 1], shrunk copies, and one-hot classes; 0: read. A label that is
- * not a class 0..9 is refused rather than used as an index. */
+/* The training images in [-1, 1], shrunk copies, and one-hot classes; 0: read. */
 static int load_data(const char *dir, int64_t limit, data *d) {
   float *labels = NULL;
-  int64_t n_labels;
-  if (read_idx(dir, "train-images-idx3-ubyte.gz", 3, &d->x2, &d->n) ||
-      read_idx(dir, "train-labels-idx1-ubyte.gz", 1, &labels, &n_labels))
-    return free(labels), 1;
-  if (n_labels != d->n) {
-    fprintf(stderr, "stackgan: %s/train-labels-idx1-ubyte.gz: %lld labels for %lld images\n", dir,
-            (long long)n_labels, (long long)d->n);
-    return free(labels), 1;
-  }
+  if (fm_load_images(dir, "train", &d->x2, &d->n) != CN_OK ||
+      fm_load_labels(dir, "train", d->n, &labels) != CN_OK)
+    return free(labels), fail();
   if (limit > 0 && limit < d->n) d->n = limit;
   d->x1 = malloc(sizeof(float) * (size_t)d->n * PIX1);
   d->onehot = calloc((size_t)d->n * CLASSES, sizeof(float));
   if (!d->x1 || !d->onehot) return free(labels), fprintf(stderr, "stackgan: out of memory\n"), 1;
-  for (int64_t i = 0; i < d->n; i++) {
-    if (!(labels[i] >= 0 && labels[i] < CLASSES && labels[i] == (int)labels[i])) {
-      fprintf(
-          stderr,
-          "stackgan: %s/train-labels-idx1-ubyte.gz: label %g of image %lld is not a class 0..9\n",
-          dir, labels[i], (long long)i);
-      return free(labels), 1;
-    }
-    d->onehot[i * CLASSES + (int)labels[i]] = 1;
-  }
+  for (int64_t i = 0; i < d->n; i++) d->onehot[i * CLASSES + (int)labels[i]] = 1;
   free(labels);
-  for (int64_t i = 0; i < d->n * PIX2; i++) d->x2[i] = d->x2[i] / 127.5f - 1;
+  for (int64_t i = 0; i < d->n * PIX2; i++) d->x2[i] = d->x2[i] * 2 - 1;
   for (int64_t i = 0; i < d->n; i++)
     for (int y = 0; y < SIDE1; y++)
       for (int x = 0; x < SIDE1; x++) {
@@ -507,6 +475,7 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
+  cn_prefer_passive_waiting(argv); /* idle threads sleep rather than spin (convnet/core.h) */
   options o;
   if (!parse_options(argc, argv, &o)) return usage();
   if (o.threads > 0) cn_set_threads((int)o.threads);

@@ -93,5 +93,28 @@ dcgan_resume() {
 check "dcgan --conditional: 2 epochs = 1 epoch + --resume + 1 epoch (losses, generator bytes)" \
   dcgan_resume
 
+# IDX files of the wrong shape (a single row of bytes as "images", labels that do not match the
+# images) stop each example with one line naming the file, not an out-of-bounds read.
+bad_idx() {
+  local bad="$TMP/bad" ex
+  mkdir -p "$bad" &&
+    printf '\0\0\10\1\0\0\0\4abcd' | gzip >"$bad/train-images-idx3-ubyte.gz" &&
+    cp "$bad/train-images-idx3-ubyte.gz" "$bad/t10k-images-idx3-ubyte.gz" || return 1
+  for ex in fashion_classifier autoencoder vae siamese; do
+    ! "$CN_EXAMPLES/$ex" "$bad" 1 64 "$TMP/bad_$ex" >/dev/null 2>"$TMP/err" &&
+      [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q "train-images-idx3-ubyte.gz" "$TMP/err" || return 1
+  done
+  for ex in dcgan stackgan; do
+    ! "$CN_EXAMPLES/$ex" --data "$bad" --epochs 1 --out "$TMP/bad_$ex" >/dev/null 2>"$TMP/err" &&
+      [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q "train-images-idx3-ubyte.gz" "$TMP/err" || return 1
+  done
+  # the real images with the test set's 10,000 labels: one label for each image is missing
+  ln -sf "$FASHION/train-images-idx3-ubyte.gz" "$bad/train-images-idx3-ubyte.gz" &&
+    ln -sf "$FASHION/t10k-labels-idx1-ubyte.gz" "$bad/train-labels-idx1-ubyte.gz" &&
+    ! "$CN_EXAMPLES/dcgan" --data "$bad" --conditional --epochs 1 --out "$TMP/bad_l" >/dev/null \
+      2>"$TMP/err" && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q "labels-idx1" "$TMP/err"
+}
+check "examples: IDX files of the wrong shape, labels that do not match: one line, exit 1" bad_idx
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
