@@ -61,9 +61,11 @@ static void output_folder(const char *path, int is_folder, char *dir, size_t cap
 
 int cli_check_output(const char *path, int is_folder) {
   if (!path || strcmp(path, "-") == 0) return CLI_OK;
+  struct stat sb;
+  if (!is_folder && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+    return cli_error(path, "is a folder, not a file to write");
   char dir[4096];
   output_folder(path, is_folder, dir, sizeof dir);
-  struct stat sb;
   if (stat(dir, &sb) != 0) {
     /* a folder the command creates itself needs a parent it can create it in */
     if (is_folder && errno == ENOENT) return cli_check_output(path, 0);

@@ -147,11 +147,10 @@ typedef struct cli_file_list {
  * starting with '.' skipped), in byte order of their paths, appended to l. Prints the error
  * itself: dir missing or not a folder, or without images. */
 int cli_list_images(const char *dir, cli_file_list *l);
+/* The images the operands of classify or embed name: a folder stands for its images (as
+ * cli_list_images lists them, in their place among the operands), anything else for itself. */
+int cli_expand_images(char *const *operands, int n, cli_file_list *l);
 void cli_file_list_free(cli_file_list *l);
-
-/* Fails (printing the error) before long work when path cannot be written: it is a directory or
- * its directory is missing or read-only. The file itself is still written atomically. */
-int cli_check_writable(const char *path);
 
 /* ---- style and analogy (cli_synth.c) ---- */
 

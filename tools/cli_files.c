@@ -70,9 +70,19 @@ int cli_list_images(const char *dir, cli_file_list *l) {
   struct stat sb;
   if (stat(dir, &sb) != 0) return cli_error(dir, "%s", strerror(errno));
   if (!S_ISDIR(sb.st_mode)) return cli_error(dir, "not a folder");
-  int rc = walk(dir, 0, l);
-  if (rc == CLI_OK && l->n == 0)
+  int first = l->n, rc = walk(dir, 0, l);
+  if (rc == CLI_OK && l->n == first)
     return cli_error(dir, "no images (jpg, jpeg, png, bmp, ppm or pgm files)");
-  if (l->n > 1) qsort(l->paths, (size_t)l->n, sizeof *l->paths, by_path);
+  qsort(l->paths + first, (size_t)(l->n - first), sizeof *l->paths, by_path);
   return rc;
+}
+
+int cli_expand_images(char *const *operands, int n, cli_file_list *l) {
+  for (int i = 0; i < n; i++) {
+    struct stat sb;
+    int folder = stat(operands[i], &sb) == 0 && S_ISDIR(sb.st_mode);
+    int rc = folder ? cli_list_images(operands[i], l) : add_path(l, operands[i]);
+    if (rc != CLI_OK) return rc;
+  }
+  return CLI_OK;
 }

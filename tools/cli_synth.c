@@ -1,26 +1,12 @@
 /* Helpers of convnet style and convnet analogy: the feature network, images at the working
  * size, the progress bar. */
-#include <errno.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
-
-int cli_check_writable(const char *path) {
-  struct stat sb;
-  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return cli_error(path, "is a directory");
-  char *copy = strdup(path);
-  if (!copy) return cli_error(path, "out of memory");
-  int ok = access(dirname(copy), W_OK) == 0;
-  int err = errno;
-  free(copy);
-  return ok ? CLI_OK : cli_error(path, "cannot be written: %s", strerror(err));
-}
 
 static int is_zoo(const char *name) {
   for (const char *const *z = cn_zoo_names(); z && *z; z++)

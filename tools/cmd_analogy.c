@@ -187,8 +187,7 @@ static void print_network(const cn_model *model, const analogy_cmd *c, int h, in
 static int run_analogy(analogy_cmd *c, char **files) {
   cn_model *model = NULL;
   int h = 0, w = 0;
-  int rc = cli_check_writable(c->output);
-  if (rc == CLI_OK) rc = check_pair(files[0], files[1]);
+  int rc = check_pair(files[0], files[1]);
   if (rc == CLI_OK) rc = cli_synth_model("analogy", &c->model, files[2], c->size, &model, &h, &w);
   if (rc == CLI_OK) rc = choose_layers(model, c);
   cn_image a = {0}, ap = {0}, b = {0}, out = {0};

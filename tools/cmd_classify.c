@@ -223,9 +223,12 @@ int cmd_classify(int argc, char **argv) {
   }
   if (optind >= argc) return cli_usage("classify", "no IMAGE given");
   if ((rc = cli_check_output(a.explain_dir, 1)) != CLI_OK) return rc;
-  cn_model *model;
-  if ((rc = cli_open_model("classify", &a.model, &model)) != CLI_OK) return rc;
-  rc = classify_all(model, &a, argv + optind, argc - optind);
+  cli_file_list files = {0};
+  cn_model *model = NULL;
+  rc = cli_expand_images(argv + optind, argc - optind, &files);
+  if (rc == CLI_OK) rc = cli_open_model("classify", &a.model, &model);
+  if (rc == CLI_OK) rc = classify_all(model, &a, files.paths, files.n);
+  cli_file_list_free(&files);
   cn_model_free(model);
   return rc;
 }

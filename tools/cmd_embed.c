@@ -118,12 +118,15 @@ int cmd_embed(int argc, char **argv) {
   if (!output) return cli_usage("embed", "no output given: -o E.npy");
   if ((rc = cli_check_output(output, 0)) != CLI_OK) return rc;
   if (optind >= argc) return cli_usage("embed", "no IMAGE given");
-  cn_model *model;
-  if ((rc = cli_open_model("embed", &a.model, &model)) != CLI_OK) return rc;
-  cn_embedder *e;
-  rc = cli_open_embedder("embed", model, &a, &e);
-  if (rc == CLI_OK) rc = embed_all(e, argv + optind, argc - optind, output);
+  cli_file_list files = {0};
+  cn_model *model = NULL;
+  cn_embedder *e = NULL;
+  rc = cli_expand_images(argv + optind, argc - optind, &files);
+  if (rc == CLI_OK) rc = cli_open_model("embed", &a.model, &model);
+  if (rc == CLI_OK) rc = cli_open_embedder("embed", model, &a, &e);
+  if (rc == CLI_OK) rc = embed_all(e, files.paths, files.n, output);
   cn_embedder_free(e);
   cn_model_free(model);
+  cli_file_list_free(&files);
   return rc;
 }

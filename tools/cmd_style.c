@@ -118,8 +118,7 @@ static void print_network(const cn_model *model, const cn_style_options *o, int 
 static int run_style(style_cmd *c, const char *content_path, const char *style_path) {
   cn_model *model = NULL;
   int h = 0, w = 0;
-  int rc = cli_check_writable(c->output);
-  if (rc == CLI_OK) rc = cli_synth_model("style", &c->model, content_path, c->size, &model, &h, &w);
+  int rc = cli_synth_model("style", &c->model, content_path, c->size, &model, &h, &w);
   if (rc != CLI_OK) return rc;
   const char *defaults[CN_SYNTH_MAX_LAYERS], *content_default = NULL;
   int n_default = 0;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Command-line habits (issue 14): "-" reads an image from standard input and pipes work like
-# files; an output whose folder is missing, not a folder, or not writable fails at once, before
-# any work, with one line naming the folder, exit 1, and nothing written.
+# files; a folder among the images of classify and embed stands for its images, sorted; an
+# output whose folder is missing, not a folder, or not writable fails at once, before any work,
+# with one line naming the folder, exit 1, and nothing written.
 set -u
 . "$(dirname "$0")/lib/mobilenet.sh"
 DOG="$DATA/images/darknet_dog.jpg"
@@ -20,6 +21,29 @@ check "classify: a pipe (process substitution) gives the file's result" \
 check "classify -: empty standard input is one line naming it" \
   eval '! "$CONVNET" classify "${M[@]}" - </dev/null >"$TMP/out" 2>"$TMP/err" &&
     [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q "^convnet: -: empty file" "$TMP/err"'
+
+# A folder among the images stands for its images, recursively, in byte order of their paths.
+mkdir -p "$TMP/photos/sub" "$TMP/empty"
+cp "$DOG" "$TMP/photos/c_dog.jpg"
+cp "$CAT" "$TMP/photos/a_cat.png"
+cp "$DATA/images/skimage_coffee.png" "$TMP/photos/sub/b_coffee.png"
+echo "not an image" >"$TMP/photos/notes.txt"
+names() { grep "^[^ ]" "$TMP/out"; }
+check "classify FOLDER: its 3 photos, sorted, as if named one by one" \
+  eval 'ran classify "${M[@]}" "$TMP/photos/a_cat.png" "$TMP/photos/c_dog.jpg" \
+      "$TMP/photos/sub/b_coffee.png" && cp "$TMP/out" "$TMP/one_by_one" &&
+    ran classify "${M[@]}" "$TMP/photos" && [ "$(names | wc -l)" -eq 3 ] &&
+    names | sort -c && ! grep -q notes "$TMP/out" &&
+    [ "$(head -1 "$TMP/out")" = "$TMP/photos/a_cat.png" ] &&
+    [ "$(sed -n 2p "$TMP/one_by_one" | cut -c1-20)" = "$(sed -n 2p "$TMP/out" | cut -c1-20)" ]'
+check "classify: a file, then a folder, keep their places" \
+  eval 'ran classify "${M[@]}" "$DOG" "$TMP/photos" && [ "$(names | wc -l)" -eq 4 ] &&
+    [ "$(names | head -1)" = "$DOG" ]'
+check "embed FOLDER: one row per image of the folder" \
+  eval 'ran embed "${M[@]}" -o "$TMP/e.npy" "$TMP/photos" && grep -q "e.npy: 3 x " "$TMP/out"'
+check "classify: a folder without images is one line naming it" \
+  eval '! ran classify "${M[@]}" "$TMP/empty" && [ "$(wc -l <"$TMP/err")" -eq 1 ] &&
+    grep -q "^convnet: $TMP/empty: no images" "$TMP/err"'
 
 touch "$TMP/plain"
 # refused_output FOLDER ARGS...: exit 1, one line "convnet: FOLDER: output folder: ...", no
