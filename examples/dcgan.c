@@ -65,26 +65,6 @@ static int fail(void) {
   return 1;
 }
 
-/* ---- the noise: splitmix64 and Box-Muller, so the stream is one number to save ---- */
-
-static uint64_t next_u64(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-/* n draws of N(0, 1). */
-static void normal(uint64_t *state, float *z, int64_t n) {
-  for (int64_t i = 0; i < n; i += 2) {
-    double u1 = ((double)(next_u64(state) >> 11) + 1.0) / 9007199254740993.0; /* (0, 1] */
-    double u2 = (double)(next_u64(state) >> 11) / 9007199254740992.0;
-    double r = sqrt(-2.0 * log(u1));
-    z[i] = (float)(r * cos(2.0 * M_PI * u2));
-    if (i + 1 < n) z[i + 1] = (float)(r * sin(2.0 * M_PI * u2));
-  }
-}
-
 static void one_hot(const float *classes, int n, float *out) {
   memset(out, 0, sizeof(float) * (size_t)n * CLASSES);
   for (int i = 0; i < n; i++) out[i * CLASSES + (int)classes[i]] = 1.0f;
@@ -255,7 +235,7 @@ typedef struct batch_buffers {
 /* One discriminator step and one generator step on `count` real images; their losses added to
  * sums. */
 static cn_status train_batch(gan *m, batch_buffers *b, int count, uint64_t *noise, double sums[2]) {
-  normal(noise, b->z, (int64_t)count * LATENT);
+  fm_normal(noise, b->z, (int64_t)count * LATENT);
   const float *g_in[2] = {b->z, b->label};
   cn_status st = cn_session_copy_weights(m->g, m->gan, NULL); /* the generator's latest weights */
   if (st == CN_OK) st = cn_session_forward(m->g, count, g_in, 1);
@@ -343,7 +323,7 @@ static cn_status generate(gan *m, const options *o) {
   float *images = malloc(sizeof(float) * (size_t)o->generate * PIXELS);
   uint64_t noise = o->seed ^ 0x67656e6572617465ULL; /* "generate" */
   cn_status st = z && images ? CN_OK : CN_ERR_NOMEM;
-  if (st == CN_OK) normal(&noise, z, o->generate * LATENT);
+  if (st == CN_OK) fm_normal(&noise, z, o->generate * LATENT);
   if (st == CN_OK) st = sample(m, o->generate, z, images);
   cn_shape shape = {4, {o->generate, SIDE, SIDE, 1}};
   if (st == CN_OK) st = cn_npy_write(o->generate_out, &shape, images);
@@ -437,7 +417,7 @@ static int save_generator(gan *m, const options *o) {
 static int train(gan *m, const options *o, const float *x, const float *y, loop_state *ls) {
   float fixed[GRID * GRID * LATENT];
   uint64_t fixed_noise = o->seed ^ 0x6669786564ULL; /* "fixed" */
-  normal(&fixed_noise, fixed, GRID * GRID * LATENT);
+  fm_normal(&fixed_noise, fixed, GRID * GRID * LATENT);
   cn_session *both[2] = {m->d, m->gan};
   while (ls->epoch < o->epochs) {
     double losses[2], start = now();

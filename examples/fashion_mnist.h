@@ -3,6 +3,8 @@
 #ifndef EXAMPLES_FASHION_MNIST_H
 #define EXAMPLES_FASHION_MNIST_H
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,26 @@ static inline cn_status fm_load_labels(const char *dir, const char *set, int64_t
   for (int64_t i = 0; i < n; i++)
     if (!((*y)[i] >= 0 && (*y)[i] < 10)) fm_refuse(path, "a label is not a class 0..9");
   return CN_OK;
+}
+
+/* splitmix64 (Steele, Lea and Flood 2014): a random stream whose whole state is one number, so a
+ * checkpoint can keep it, and the same in every language. */
+static inline uint64_t fm_random(uint64_t *state) {
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/* n draws of N(0, 1) from the stream (Box-Muller, two per pair of numbers). */
+static inline void fm_normal(uint64_t *state, float *z, int64_t n) {
+  for (int64_t i = 0; i < n; i += 2) {
+    double u1 = ((double)(fm_random(state) >> 11) + 1.0) / 9007199254740993.0; /* (0, 1] */
+    double u2 = (double)(fm_random(state) >> 11) / 9007199254740992.0;
+    double r = sqrt(-2.0 * log(u1));
+    z[i] = (float)(r * cos(2.0 * M_PI * u2));
+    if (i + 1 < n) z[i + 1] = (float)(r * sin(2.0 * M_PI * u2));
+  }
 }
 
 /* 0 .. n-1 in a random order drawn from seed (Fisher-Yates); free() it. */

@@ -45,14 +45,6 @@ static int fail(void) {
 
 /* ---- pairs and triplets -------------------------------------------------------------------- */
 
-/* splitmix64 (Steele, Lea and Flood 2014): tiny, and the same in every language. */
-static uint64_t next_random(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 /* The images of each class, in file order. */
 typedef struct classes {
   int64_t n;
@@ -74,11 +66,11 @@ static void classes_free(classes *c) {
 }
 
 static int64_t random_member(const classes *c, int k, uint64_t *state) {
-  return c->members[k][next_random(state) % (uint64_t)c->count[k]];
+  return c->members[k][fm_random(state) % (uint64_t)c->count[k]];
 }
 
 static int other_class(int k, uint64_t *state) {
-  return (int)((k + 1 + next_random(state) % (CLASSES - 1)) % CLASSES);
+  return (int)((k + 1 + fm_random(state) % (CLASSES - 1)) % CLASSES);
 }
 
 /* n pairs (a[i], b[i]): even i of one class (same[i] 0), odd i of two (same[i] 1; the
@@ -87,7 +79,7 @@ static void draw_pairs(const classes *c, int64_t n, uint64_t seed, int64_t *a, i
                        float *label) {
   uint64_t state = seed;
   for (int64_t i = 0; i < n; i++) {
-    a[i] = (int64_t)(next_random(&state) % (uint64_t)c->n);
+    a[i] = (int64_t)(fm_random(&state) % (uint64_t)c->n);
     int k = c->label[a[i]];
     label[i] = (float)(i & 1);
     b[i] = random_member(c, i & 1 ? other_class(k, &state) : k, &state);
@@ -99,7 +91,7 @@ static void draw_triplets(const classes *c, int64_t n, uint64_t seed, int64_t *a
                           int64_t *q) {
   uint64_t state = seed;
   for (int64_t i = 0; i < n; i++) {
-    a[i] = (int64_t)(next_random(&state) % (uint64_t)c->n);
+    a[i] = (int64_t)(fm_random(&state) % (uint64_t)c->n);
     int k = c->label[a[i]];
     p[i] = random_member(c, k, &state);
     q[i] = random_member(c, other_class(k, &state), &state);

@@ -57,23 +57,6 @@ static int fail(void) {
   return 1;
 }
 
-/* ---- random numbers: splitmix64 and Box-Muller, one 64-bit state a checkpoint can keep ---- */
-
-static uint64_t next_random(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-static void normal_noise(uint64_t *state, float *out, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    double u1 = ((next_random(state) >> 11) + 1.0) / 9007199254740993.0; /* (0, 1] */
-    double u2 = (next_random(state) >> 11) / 9007199254740992.0;
-    out[i] = (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
-  }
-}
-
 /* ---- the networks -------------------------------------------------------------------------- */
 
 /* A 'same' convolution; before a BatchNormalization (bn 1) it has no bias, as the BN's beta is one.
@@ -311,7 +294,7 @@ static void fill_batch(batch *b, const data *d, const int64_t *order, int64_t at
     memcpy(b->onehot + (count + i) * CLASSES, d->onehot + k * CLASSES, sizeof(float) * CLASSES);
     b->label[i] = 1, b->label[count + i] = 0;
   }
-  normal_noise(rng, b->z, (int64_t)count * Z);
+  fm_normal(rng, b->z, (int64_t)count * Z);
 }
 
 /* One epoch: per batch, stage I's step, then stage II's on the pictures stage I just drew (the
@@ -382,7 +365,7 @@ static cn_status write_samples(cn_model *stacked, int64_t n, uint64_t seed, cons
   cn_status st = z && out && onehot ? CN_OK : CN_ERR_NOMEM;
   uint64_t rng = seed ^ 0x5a3b1e5ull;
   if (st == CN_OK) {
-    normal_noise(&rng, z, n * Z);
+    fm_normal(&rng, z, n * Z);
     for (int64_t i = 0; i < n; i++) onehot[i * CLASSES + i % CLASSES] = 1;
     st = generate(stacked, n, z, onehot, out, NULL);
   }
@@ -491,7 +474,7 @@ int main(int argc, char **argv) {
     return fail();
   loop_state ls = {.epoch = 0, .samples = d.n, .rng = seed, .seed = seed};
   if (o.resume && resume(st, &ls, o.resume) != 0) return 1;
-  normal_noise(&fixed_rng, fixed_z, NOISES * Z);
+  fm_normal(&fixed_rng, fixed_z, NOISES * Z);
   char path[4096];
   for (int e = (int)ls.epoch + 1; e <= o.epochs; e++) {
     losses mean[2];

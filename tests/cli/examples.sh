@@ -2,15 +2,7 @@
 # The examples/ programs, run briefly on real data: each finishes, learns something, and writes
 # the files it promises.
 set -u
-: "${CN_EXAMPLES:?set CN_EXAMPLES to the built examples folder}"
-FASHION=${CN_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
-if [ ! -f "$FASHION/train-images-idx3-ubyte.gz" ]; then
-  echo "skip: $FASHION has no Fashion-MNIST (apt-get install dataset-fashion-mnist)"
-  exit 77
-fi
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-. "$(dirname "$0")/lib/check.sh"
+. "$(dirname "$0")/lib/fashion.sh"
 
 classifier() {
   "$CN_EXAMPLES/fashion_classifier" "$FASHION" 1 3000 "$TMP/f" >"$TMP/out" 2>"$TMP/err" || return 1

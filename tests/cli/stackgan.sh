@@ -2,15 +2,7 @@
 # examples/stackgan, run briefly on 256 Fashion-MNIST images: it writes what it promises, its
 # losses are finite, --resume continues exactly, and bad input gets one line and a non-zero exit.
 set -u
-: "${CN_EXAMPLES:?set CN_EXAMPLES to the built examples folder}"
-FASHION=${CN_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
-if [ ! -f "$FASHION/train-images-idx3-ubyte.gz" ]; then
-  echo "skip: $FASHION has no Fashion-MNIST (apt-get install dataset-fashion-mnist)"
-  exit 77
-fi
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-. "$(dirname "$0")/lib/check.sh"
+. "$(dirname "$0")/lib/fashion.sh"
 SG=("$CN_EXAMPLES/stackgan" --data "$FASHION" --train-samples 256 --threads 1)
 LINE='^epoch [0-9]+ d1_loss [0-9.]+ g1_loss [0-9.]+ d2_loss [0-9.]+ g2_loss [0-9.]+ seconds [0-9.]+$'
 
