@@ -29,7 +29,7 @@ check "unknown extension refused" expect 2 "unknown output format" convert "$MOD
 check "no extension refused" expect 2 "unknown output format" convert "$MODEL" "$TMP/m"
 check "missing input file" expect 1 "No such file" convert "$TMP/missing.h5" "$TMP/m.onnx"
 check "unknown zoo name" expect 1 "unknown model" convert nosuchmodel "$TMP/m.onnx"
-check "unwritable destination" expect 1 "temporary file" convert "$MODEL" "/nonexistent-dir/m.onnx"
+check "unwritable destination" expect 1 "output folder" convert "$MODEL" "/nonexistent-dir/m.onnx"
 check "nothing written on failure" sh -c '! ls "$0" | grep -q -e onnx -e cnm -e tmp' "$TMP"
 
 if [ -f "$MODEL" ]; then
