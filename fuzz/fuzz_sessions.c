@@ -2,8 +2,9 @@
  * file and loaded into two small sessions (Adam and SGD with momentum, a model with
  * BatchNormalization and Dropout) with 8 bytes of user state; a load that succeeds is followed by
  * one training step. Build as the other targets (docs/training.md); seeds: files written by
- * cn_sessions_save, e.g. those tests/test_session_checkpoint.c writes (keep one with
- * CN_KEEP_TEST_FILES=1), then
+ * cn_sessions_save for these very sessions: with CN_FUZZ_SESSIONS_SEED=PATH in the environment
+ * the target takes one training step, saves its sessions there and exits (fuzz/make_corpus.py
+ * does this), then
  *   ./fuzz_sessions -max_len=65536 corpus/ */
 #include <stdint.h>
 #include <stdio.h>
@@ -45,11 +46,38 @@ static void setup(void) {
   }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static char path[64];
-  if (!sessions[0]) {
+/* Writes a seed that loads (after one step, so the optimizer slots are not all zero). */
+static void write_seed(const char *seed_path) {
+  float x[2 * SIDE * SIDE] = {0}, y[2 * OUT] = {0};
+  x[7] = y[1] = 1;
+  for (int k = 0; k < N; k++)
+    if (cn_session_step(sessions[k], 2, x, y, NULL) != CN_OK) abort();
+  uint64_t user = 0x0123456789abcdefu;
+  if (cn_sessions_save(seed_path, sessions, N, &user, sizeof user) != CN_OK) abort();
+  exit(0);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  (void)argc, (void)argv;
+  const char *seed = getenv("CN_FUZZ_SESSIONS_SEED");
+  if (seed && *seed) {
     setup();
+    write_seed(seed);
+  }
+  return 0;
+}
+
+static char path[64];
+
+static void remove_input_file(void) {
+  unlink(path);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (!path[0]) {
+    if (!sessions[0]) setup();
     snprintf(path, sizeof path, "/tmp/fuzz_sessions_%d.ckpt", (int)getpid());
+    atexit(remove_input_file);
   }
   FILE *f = fopen(path, "wb");
   if (!f) return 0;

@@ -2,8 +2,9 @@
 # Everything CI checks, in one command: installs what is needed (idempotent), builds with
 # warnings as errors, runs the C unit and CLI tests, the oracle tests (pytest against Keras,
 # ONNX Runtime, PyTorch, PIL, OpenCV), then the whole C suite again under AddressSanitizer and
-# UndefinedBehaviorSanitizer. Exits non-zero on the first failing stage.
-#   CN_TEST_QUICK=1   skips the slow oracle tests and the sanitizer build (for local iteration)
+# UndefinedBehaviorSanitizer, and a smoke run of every libFuzzer target (a few seconds each on the
+# committed seed corpora, scripts/fuzz.sh). Exits non-zero on the first failing stage.
+#   CN_TEST_QUICK=1   skips the slow oracle tests, the sanitizer build and the fuzz smoke run
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -34,5 +35,12 @@ if [[ ${CN_TEST_QUICK:-0} != 1 ]]; then
   # OpenBLAS and libgomp keep thread caches for the process lifetime; leaks are checked separately.
   (cd build-asan && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j"$jobs")
+
+  stage "fuzz smoke run (5 s per target, docs/fuzzing.md)"
+  if command -v clang >/dev/null; then
+    bash scripts/fuzz.sh 5
+  else
+    echo "skipped: clang is not installed (scripts/install-deps.sh installs it)"
+  fi
 fi
 stage "all tests passed"

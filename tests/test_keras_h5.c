@@ -491,6 +491,36 @@ static void test_corrupt_global_heap(cn_model *m) {
   CHECK(open_fds() == fds);
 }
 
+/* Inputs the fuzzer found that crash libhdf5 itself in-process (fuzz/regressions/keras_h5, see
+ * docs/fuzzing.md): through the public API libhdf5 runs in the reader child, and the caller
+ * survives with no child or descriptor left. The overflow is a read past a libhdf5 buffer, so
+ * what the child answers depends on the heap's contents: the status is printed, not checked. */
+static void test_fuzz_regressions(void) {
+  const char *src = getenv("CN_SOURCE_DIR");
+  char json[4096], path[4096];
+  snprintf(json, sizeof json, "%s/fuzz/corpus/keras_h5/small.json", src ? src : ".");
+  snprintf(path, sizeof path, "%s/fuzz/regressions/keras_h5/h5aexists_overflow.h5",
+           src ? src : ".");
+  cn_model *m = NULL, *full = NULL;
+  CHECK_OK(cn_model_load(json, &m)); /* fuzz_keras_h5's model, which the input was found with */
+  if (!m) return;
+  int fds = open_fds();
+  cn_status st = cn_model_load_weights(m, path);
+  printf("h5aexists_overflow.h5 as weights: %s%s%s\n", cn_status_name(st), st ? ": " : "",
+         st ? cn_last_error() : "");
+  CHECK(cn_model_load(path, &full) == CN_ERR_FORMAT && full == NULL);
+  /* libhdf5 loops on this one: the reader child is killed at CONVNET_H5_TIMEOUT */
+  snprintf(path, sizeof path, "%s/fuzz/regressions/keras_h5/libhdf5_loop.h5", src ? src : ".");
+  setenv("CONVNET_H5_TIMEOUT", "1", 1);
+  double t0 = seconds();
+  CHECK(cn_model_load_weights(m, path) == CN_ERR_FORMAT && strstr(cn_last_error(), "in time"));
+  CHECK(seconds() - t0 < 10);
+  unsetenv("CONVNET_H5_TIMEOUT");
+  CHECK(no_child_left());
+  CHECK(open_fds() == fds);
+  cn_model_free(m);
+}
+
 int main(void) {
   test_mobilenet();
   test_mnist();
@@ -512,5 +542,6 @@ int main(void) {
     cn_model_free(m);
   }
   test_bad_model_config();
+  test_fuzz_regressions();
   return cn_test_finish();
 }

@@ -13,6 +13,7 @@
 
 #include "convnet/convnet.h"
 #include "core/error.h"
+#include "core/file.h"
 #include "model/model.h"
 #include "io/pytorch/internal.h"
 #include "ops/ops.h"
@@ -434,6 +435,21 @@ static int forward(const char *zoo, const char *pth, const char *in, const char 
   return st == CN_OK ? 0 : 1;
 }
 
+/* A fuzzer finding (fuzz/corpus/pytorch/regress_zip_size_claim.pth): a 1.5 kB zip whose central
+ * directory claims a 2.9 GB storage entry was allocated before it was read. */
+static void test_zip_size_claim(void) {
+  const char *src = getenv("CN_SOURCE_DIR");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/fuzz/corpus/pytorch/regress_zip_size_claim.pth", src ? src : ".");
+  uint8_t *data = NULL;
+  size_t n = 0;
+  CHECK_OK(cn_file_read_all(path, 1 << 20, "a test file", &data, &n));
+  cn_pt_state s;
+  CHECK(data && cn_pt_read_memory(data, n, "claim.pth", &s) == CN_ERR_FORMAT &&
+        strstr(cn_last_error(), "claims"));
+  free(data);
+}
+
 int main(int argc, char **argv) {
   if (argc == 4 && strcmp(argv[1], "--dump") == 0) return dump(argv[2], argv[3]);
   if (argc == 6 && strcmp(argv[1], "--forward") == 0)
@@ -443,6 +459,7 @@ int main(int argc, char **argv) {
   test_truncated_legacy();
   test_hostile_pickles();
   test_zip();
+  test_zip_size_claim();
   test_load_state();
   test_zoo_names();
   test_real_lite0();

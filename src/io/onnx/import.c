@@ -258,6 +258,8 @@ static cn_status add_graph_inputs(cn_onnx_ctx *x) {
   int index = -1;
   for (size_t i = 0; i < x->graph->n_input; i++) {
     const Onnx__ValueInfoProto *vi = x->graph->input[i];
+    if (!vi->name || !*vi->name)
+      return cn_fail(CN_ERR_FORMAT, "%s: graph input %zu has no name", x->file, i);
     if (cn_onnx_find(x, vi->name)) continue; /* an initializer listed as input (IR < 4) */
     index++;
     const char *op = shape_user(x, vi->name);

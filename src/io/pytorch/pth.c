@@ -38,6 +38,7 @@ typedef struct pt_reader {
   pt_storage *st;
   size_t n_st;
   uint64_t total_bytes;
+  uint64_t zip_bytes; /* size of the zip archive being read */
 } pt_reader;
 
 static int storage_cmp(const void *a, const void *b) {
@@ -165,6 +166,12 @@ static cn_status zip_read_entry(pt_reader *r, zip_t *z, zip_int64_t index, uint6
   if (zs.size > cap)
     return cn_fail(CN_ERR_LIMIT, "%s: zip entry %s of %llu bytes exceeds %llu", r->name, zs.name,
                    (unsigned long long)zs.size, (unsigned long long)cap);
+  /* The stated size comes from the header: bound it by the bytes behind it (deflate expands at
+   * most 1032:1) before allocating, so that a small file cannot ask for gigabytes. */
+  if (!(zs.valid & ZIP_STAT_COMP_SIZE) || zs.comp_size > r->zip_bytes ||
+      zs.size / 1032 > zs.comp_size)
+    return cn_fail(CN_ERR_FORMAT, "%s: zip entry %s claims %llu bytes from %llu compressed",
+                   r->name, zs.name, (unsigned long long)zs.size, (unsigned long long)zs.comp_size);
   uint8_t *buf = malloc(zs.size ? (size_t)zs.size : 1);
   if (!buf) return cn_fail(CN_ERR_NOMEM, "%s: out of memory for %s", r->name, zs.name);
   zip_file_t *f = zip_fopen_index(z, (zip_uint64_t)index, 0);
@@ -256,6 +263,7 @@ static cn_status read_zip_archive(pt_reader *r, zip_t *z, pk_obj **root) {
 }
 
 static cn_status read_zip(pt_reader *r, const uint8_t *data, size_t size, pk_obj **root) {
+  r->zip_bytes = size;
   zip_error_t err;
   zip_error_init(&err);
   zip_source_t *src = zip_source_buffer_create(data, size, 0, &err);
