@@ -25,3 +25,14 @@ class InputSpec(ctypes.Structure):
                 ("resize", ctypes.c_int), ("crop", ctypes.c_double),
                 ("preprocess", ctypes.c_int), ("channels_first", ctypes.c_int),
                 ("decoder", ctypes.c_int)]
+
+
+class SessionOptions(ctypes.Structure):
+    """cn_session_options (convnet/train.h). Build it with keywords: fields get added."""
+    _fields_ = [("loss", ctypes.c_char_p), ("optimizer", ctypes.c_char_p), ("lr", ctypes.c_float),
+                ("momentum", ctypes.c_float), ("nesterov", ctypes.c_int),
+                ("weight_decay", ctypes.c_float), ("clip_norm", ctypes.c_float),
+                ("beta1", ctypes.c_float), ("beta2", ctypes.c_float), ("epsilon", ctypes.c_float),
+                ("max_batch", ctypes.c_int), ("seed", ctypes.c_uint64),
+                ("input_grad", ctypes.c_int),
+                ("grad_layers", ctypes.POINTER(ctypes.c_char_p)), ("n_grad_layers", ctypes.c_int)]

@@ -13,16 +13,6 @@ BUILD = pathlib.Path(os.environ.get("CN_BUILD_DIR", ROOT / "build"))
 SHARED = pathlib.Path(os.environ.get("CN_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
-class SessionOptions(ctypes.Structure):
-    """cn_session_options of convnet/train.h, field for field."""
-    _fields_ = [("loss", ctypes.c_char_p), ("optimizer", ctypes.c_char_p), ("lr", ctypes.c_float),
-                ("momentum", ctypes.c_float), ("nesterov", ctypes.c_int),
-                ("weight_decay", ctypes.c_float), ("clip_norm", ctypes.c_float),
-                ("max_batch", ctypes.c_int), ("seed", ctypes.c_uint64),
-                ("input_grad", ctypes.c_int),
-                ("grad_layers", ctypes.POINTER(ctypes.c_char_p)), ("n_grad_layers", ctypes.c_int)]
-
-
 @pytest.fixture(scope="session")
 def convnet_bin():
     path = BUILD / "convnet"

@@ -10,7 +10,7 @@ import ctypes
 import numpy as np
 import pytest
 
-from conftest import SessionOptions
+from cn_types import SessionOptions
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore:Failed to initialize NumPy")
@@ -74,7 +74,7 @@ def build(lib, shapes, make):
 
 def convnet_grads(lib, model, arrays):
     """The batch loss and d loss / d input k for every input, after one step."""
-    opts = SessionOptions(None, b"sgd", 1e-30, 0, 0, 0, 0, N, 1, 1, None, 0)
+    opts = SessionOptions(optimizer=b"sgd", lr=1e-30, max_batch=N, seed=1, input_grad=1)
     session = ctypes.c_void_p()
     try:
         assert lib.cn_session_new(model, ctypes.byref(opts), ctypes.byref(session)) == 0, \
@@ -290,7 +290,7 @@ def test_gaussian_sample(lib):
     model = ctypes.c_void_p()
     assert lib.cn_net_build(net, outs, 2, ctypes.byref(model)) == 0, lib.cn_last_error().decode()
     lib.cn_net_free(net)
-    opts = SessionOptions(None, b"sgd", 1e-30, 0, 0, 0, 0, N, 1, 1, None, 0)
+    opts = SessionOptions(optimizer=b"sgd", lr=1e-30, max_batch=N, seed=1, input_grad=1)
     session = ctypes.c_void_p()
     try:
         assert lib.cn_session_new(model, ctypes.byref(opts), ctypes.byref(session)) == 0

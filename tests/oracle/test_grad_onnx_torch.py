@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import SessionOptions
+from cn_types import SessionOptions
 from onnx import TensorProto, helper, numpy_helper
 
 torch = pytest.importorskip("torch")
@@ -47,7 +47,8 @@ def convnet_input_grad(lib, path, x, y_numel):
     model = ctypes.c_void_p()
     assert lib.cn_model_load(str(path).encode(), ctypes.byref(model)) == 0, \
         lib.cn_last_error().decode()
-    opts = SessionOptions(b"mse", b"sgd", 1e-30, 0, 0, 0, 0, N, 1, 1)
+    opts = SessionOptions(loss=b"mse", optimizer=b"sgd", lr=1e-30, max_batch=N, seed=1,
+                          input_grad=1)
     session = ctypes.c_void_p()
     try:
         assert lib.cn_session_new(model, ctypes.byref(opts), ctypes.byref(session)) == 0, \
