@@ -7,15 +7,6 @@ set -u
 . "$(dirname "$0")/lib/mobilenet.sh"
 IMG="$DATA/images"
 
-# one_line_failure STATUS WORD ARGS...: exit STATUS, one stderr line "convnet: ..." naming WORD
-one_line_failure() {
-  local want=$1 word=$2
-  shift 2
-  "$CONVNET" "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  [ "$rc" -eq "$want" ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] &&
-    grep -q '^convnet: ' "$TMP/err" && grep -qF -- "$word" "$TMP/err"
-}
 npy_shape() { head -c 128 "$1" | tr -d '\0' | grep -o "'shape': ([0-9, ]*)"; }
 
 check "embed --help" ran embed --help
@@ -68,26 +59,26 @@ check "similar: two blocks of 2 lines" bash -c '[ "$(wc -l <"$0")" -eq 4 ]' "$TM
 # bad input
 echo "this is not an image" >"$TMP/text.jpg"
 mkdir -p "$TMP/empty"
-check "embed: unknown layer named" one_line_failure 1 no_such_layer embed -m "$MODEL" \
+check "embed: unknown layer named" fails_naming 1 no_such_layer embed -m "$MODEL" \
   --layer no_such_layer -o "$TMP/x.npy" "$IMG/skimage_coffee.png"
-check "embed: unreadable image named, nothing written" one_line_failure 1 "$TMP/text.jpg" \
+check "embed: unreadable image named, nothing written" fails_naming 1 "$TMP/text.jpg" \
   embed -m "$MODEL" -o "$TMP/x.npy" "$IMG/skimage_coffee.png" "$TMP/text.jpg"
-check "embed: missing image named" one_line_failure 1 "$TMP/missing.jpg" \
+check "embed: missing image named" fails_naming 1 "$TMP/missing.jpg" \
   embed -m "$MODEL" -o "$TMP/x.npy" "$TMP/missing.jpg"
 check "embed: no x.npy left" bash -c '[ ! -e "$0" ]' "$TMP/x.npy"
-check "embed: no -o" one_line_failure 2 "-o" embed -m "$MODEL" "$IMG/skimage_coffee.png"
-check "similar: missing folder named" one_line_failure 1 "$TMP/nowhere" similar -m "$MODEL" \
+check "embed: no -o" fails_naming 2 "-o" embed -m "$MODEL" "$IMG/skimage_coffee.png"
+check "similar: missing folder named" fails_naming 1 "$TMP/nowhere" similar -m "$MODEL" \
   "$IMG/skimage_coffee.png" "$TMP/nowhere"
-check "similar: a file as folder" one_line_failure 1 "not a folder" similar -m "$MODEL" \
+check "similar: a file as folder" fails_naming 1 "not a folder" similar -m "$MODEL" \
   "$IMG/skimage_coffee.png" "$IMG/skimage_chelsea.png"
-check "similar: folder without images" one_line_failure 1 "no images" similar -m "$MODEL" \
+check "similar: folder without images" fails_naming 1 "no images" similar -m "$MODEL" \
   "$IMG/skimage_coffee.png" "$TMP/empty"
-check "similar: unreadable query named" one_line_failure 1 "$TMP/text.jpg" similar -m "$MODEL" \
+check "similar: unreadable query named" fails_naming 1 "$TMP/text.jpg" similar -m "$MODEL" \
   "$TMP/text.jpg" "$TMP/photos"
-check "similar: unknown layer named" one_line_failure 1 no_such_layer similar -m "$MODEL" \
+check "similar: unknown layer named" fails_naming 1 no_such_layer similar -m "$MODEL" \
   --layer no_such_layer "$IMG/skimage_coffee.png" "$TMP/photos"
-check "similar: no DIR" one_line_failure 2 "DIR" similar -m "$MODEL" "$IMG/skimage_coffee.png"
-check "similar: --sheet with two queries" one_line_failure 2 "--sheet" similar -m "$MODEL" \
+check "similar: no DIR" fails_naming 2 "DIR" similar -m "$MODEL" "$IMG/skimage_coffee.png"
+check "similar: --sheet with two queries" fails_naming 2 "--sheet" similar -m "$MODEL" \
   --sheet "$TMP/s.png" "$IMG/skimage_coffee.png" "$IMG/skimage_chelsea.png" "$TMP/photos"
 cp "$TMP/text.jpg" "$TMP/photos/broken.jpg"
 "$CONVNET" similar -m "$MODEL" -k 2 "$IMG/skimage_coffee.png" "$TMP/photos" >"$TMP/out" \

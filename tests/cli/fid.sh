@@ -59,14 +59,6 @@ PY
 fid() { "$CONVNET" fid -m "$TMP/m.cnm" "$@" >"$TMP/out" 2>"$TMP/err"; }
 value() { fid "$@" && cat "$TMP/out"; }
 near() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'; }
-one_line_failure() { # WANT_RC WORD ARGS...
-  local want=$1 word=$2
-  shift 2
-  "$CONVNET" "$@" >"$TMP/out" 2>"$TMP/err"
-  local rc=$?
-  [ "$rc" -eq "$want" ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] &&
-    grep -q '^convnet: ' "$TMP/err" && grep -qF -- "$word" "$TMP/err"
-}
 
 check "fid --help" bash -c '"$0" fid --help | grep -q "^usage: convnet fid"' "$CONVNET"
 check "convnet --help names fid" bash -c '"$0" --help | grep -q "^  fid "' "$CONVNET"
@@ -89,29 +81,29 @@ check "a folder of PGM files equals the same images as .npy (distance 0)" \
 # bad input
 printf 'not a numpy file' >"$TMP/corrupt.npy"
 head -c 5000 "$IMAGES" >"$TMP/short-images-idx3-ubyte.gz"
-check "unknown layer named" one_line_failure 1 no_such_layer fid -m "$TMP/m.cnm" \
+check "unknown layer named" fails_naming 1 no_such_layer fid -m "$TMP/m.cnm" \
   --layer no_such_layer "$TMP/a.npy" "$TMP/b.npy"
-check "wrong image size names the file" one_line_failure 1 "$TMP/big.npy" fid -m "$TMP/m.cnm" \
+check "wrong image size names the file" fails_naming 1 "$TMP/big.npy" fid -m "$TMP/m.cnm" \
   "$TMP/a.npy" "$TMP/big.npy"
-check "a corrupt .npy named" one_line_failure 1 "$TMP/corrupt.npy" fid -m "$TMP/m.cnm" \
+check "a corrupt .npy named" fails_naming 1 "$TMP/corrupt.npy" fid -m "$TMP/m.cnm" \
   "$TMP/corrupt.npy" "$TMP/b.npy"
-check "a truncated IDX named" one_line_failure 1 "$TMP/short-images-idx3-ubyte.gz" \
+check "a truncated IDX named" fails_naming 1 "$TMP/short-images-idx3-ubyte.gz" \
   fid -m "$TMP/m.cnm" "$TMP/a.npy" "$TMP/short-images-idx3-ubyte.gz"
-check "a missing file named" one_line_failure 1 "$TMP/missing.npy" fid -m "$TMP/m.cnm" \
+check "a missing file named" fails_naming 1 "$TMP/missing.npy" fid -m "$TMP/m.cnm" \
   "$TMP/a.npy" "$TMP/missing.npy"
-check "values 0..255 in a .npy refused" one_line_failure 1 "[0, 1]" fid -m "$TMP/m.cnm" \
+check "values 0..255 in a .npy refused" fails_naming 1 "[0, 1]" fid -m "$TMP/m.cnm" \
   "$TMP/bytes.npy" "$TMP/b.npy"
-check "one image is too few" one_line_failure 1 "$TMP/one.npy" fid -m "$TMP/m.cnm" \
+check "one image is too few" fails_naming 1 "$TMP/one.npy" fid -m "$TMP/m.cnm" \
   "$TMP/one.npy" "$TMP/b.npy"
 mkdir -p "$TMP/bad" && cp "$TMP/pgm/00.pgm" "$TMP/pgm/02.pgm" "$TMP/bad/" &&
   printf 'P5 28 28 255\n' >"$TMP/bad/03.pgm"
-check "an unreadable image in a folder named" one_line_failure 1 "$TMP/bad/03.pgm" \
+check "an unreadable image in a folder named" fails_naming 1 "$TMP/bad/03.pgm" \
   fid -m "$TMP/m.cnm" "$TMP/bad" "$TMP/b.npy"
 mkdir -p "$TMP/empty"
-check "a folder without images named" one_line_failure 1 "$TMP/empty" fid -m "$TMP/m.cnm" \
+check "a folder without images named" fails_naming 1 "$TMP/empty" fid -m "$TMP/m.cnm" \
   "$TMP/empty" "$TMP/b.npy"
-check "one set is a usage error" one_line_failure 2 "A B" fid -m "$TMP/m.cnm" "$TMP/a.npy"
-check "no model is a usage error" one_line_failure 2 "-m" fid "$TMP/a.npy" "$TMP/b.npy"
+check "one set is a usage error" fails_naming 2 "A B" fid -m "$TMP/m.cnm" "$TMP/a.npy"
+check "no model is a usage error" fails_naming 2 "-m" fid "$TMP/a.npy" "$TMP/b.npy"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

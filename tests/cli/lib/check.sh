@@ -17,3 +17,13 @@ check() {
 # ran ARGS...: runs convnet with ARGS, its output in $TMP/out and $TMP/err.
 ran() { "$CONVNET" "$@" >"$TMP/out" 2>"$TMP/err"; }
 is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
+# fails_naming STATUS WORD ARGS...: convnet ARGS exits STATUS with one stderr line "convnet: ..."
+# that names WORD.
+fails_naming() {
+  local want=$1 word=$2
+  shift 2
+  "$CONVNET" "$@" >"$TMP/out" 2>"$TMP/err"
+  local rc=$?
+  [ "$rc" -eq "$want" ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] &&
+    grep -q '^convnet: ' "$TMP/err" && grep -qF -- "$word" "$TMP/err"
+}
