@@ -117,6 +117,21 @@ static void refuse_half_and_corrupt(const char *relative, const char *half_name,
   free(data);
 }
 
+/* A fuzzer finding (fuzz/corpus/image/regress_corrupt_huge.jpg): 433 bytes declaring 11303 x
+ * 20512 grey pixels, whose entropy-coded data is corrupt (a bad Huffman code, then a marker).
+ * libjpeg fills the rest of the image with grey, so the 433 bytes decoded to 232 million pixels
+ * (16 s under ASan). Corrupt data is refused, as truncated data is. */
+static void test_corrupt_jpeg_data(void) {
+  const char *src = getenv("CN_SOURCE_DIR");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/fuzz/corpus/image/regress_corrupt_huge.jpg", src ? src : ".");
+  size_t size = 0;
+  uint8_t *data = read_all(path, &size);
+  CHECK(data != NULL);
+  if (data) expect_refused("corrupt_huge.jpg", data, size, CN_ERR_FORMAT);
+  free(data);
+}
+
 static void put_be32(uint8_t *p, uint32_t v) {
   p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
 }
@@ -253,6 +268,7 @@ static void test_bad_inputs(void) {
   expect_refused("stub.jpg", jpeg_header_only, sizeof jpeg_header_only, CN_ERR_FORMAT);
   refuse_half_and_corrupt("images/darknet_dog.jpg", "half.jpg", NULL);
   refuse_half_and_corrupt("images/skimage_chelsea.png", "half.png", "corrupt.png");
+  test_corrupt_jpeg_data();
   test_png_huge_header();
   test_bad_bmp();
   test_bad_pnm();

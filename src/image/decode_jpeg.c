@@ -1,5 +1,5 @@
 /* JPEG through libjpeg-turbo: errors longjmp back here and become CN_ERR_FORMAT, warnings are
- * silent except a premature end of file, which is an error (PIL refuses truncated files too).
+ * silent except a premature end of file (PIL refuses truncated files too) and corrupt data.
  * Colour handling follows PIL: grey is replicated, CMYK/YCCK is read as Adobe-inverted CMYK and
  * converted with PIL's formula; the EXIF orientation is applied afterwards. CN_DECODE_TF decodes
  * as tf.io.decode_image does: libjpeg's fast integer DCT (TensorFlow's default dct_method) and
@@ -33,13 +33,19 @@ static void trap_error_exit(j_common_ptr cinfo) {
   longjmp(trap->jump, 1);
 }
 
-/* Warnings (level -1) are ignored like PIL does, except running out of data. */
+/* Warnings (level -1) are ignored like PIL does, except running out of data and corrupt
+ * entropy-coded data (a bad Huffman code, a marker inside the data): libjpeg would go on and
+ * fill the rest of the image with grey, so that a few hundred damaged bytes declaring a huge
+ * image cost seconds of decoding and gigabytes (a fuzzer finding). PIL shows such files with the
+ * grey; they are refused as damaged, as TensorFlow's decoder does. */
 static void trap_emit_message(j_common_ptr cinfo, int level) {
-  if (level == -1 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
-    jpeg_trap *trap = (jpeg_trap *)cinfo->err;
-    snprintf(trap->message, sizeof trap->message, "truncated file");
-    longjmp(trap->jump, 1);
-  }
+  if (level != -1) return;
+  int code = cinfo->err->msg_code;
+  if (code != JWRN_JPEG_EOF && code != JWRN_HUFF_BAD_CODE && code != JWRN_HIT_MARKER) return;
+  jpeg_trap *trap = (jpeg_trap *)cinfo->err;
+  snprintf(trap->message, sizeof trap->message, "%s",
+           code == JWRN_JPEG_EOF ? "truncated file" : "corrupt image data");
+  longjmp(trap->jump, 1);
 }
 
 static void trap_output_message(j_common_ptr cinfo) {}
