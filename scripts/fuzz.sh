@@ -5,10 +5,21 @@
 # timeouts (-timeout) and allocations past -rss_limit_mb are findings: the input is saved under
 # build-fuzz/findings/<target>/ and the script exits 1 after the table. See docs/fuzzing.md.
 #   scripts/fuzz.sh [SECONDS]        all targets
+#   scripts/fuzz.sh --runs N [SECONDS]   each target until N executions (or SECONDS, default 6 h)
 #   CN_FUZZ_TARGETS="npy idx" scripts/fuzz.sh 30
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+runs=
+if [[ ${1:-} == --runs ]]; then
+  runs=${2:-}
+  if ! [[ $runs =~ ^[1-9][0-9]*$ ]]; then
+    echo "fuzz.sh: --runs needs a positive whole number, not '$runs'" >&2
+    exit 2
+  fi
+  shift 2
+  set -- "${1:-21600}"
+fi
 seconds=${1:-90}
 build=build-fuzz
 if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
@@ -67,11 +78,12 @@ for t in "${targets[@]}"; do
   mkdir -p "$work" "$findings"
   args=(-max_total_time="$seconds" -max_len="${max_len[$t]:-16384}" -timeout=10
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$findings/")
+  [[ -z $runs ]] || args+=(-runs="$runs")
   [[ -f fuzz/$t.dict ]] && args+=(-dict="fuzz/$t.dict")
   # New inputs go to build-fuzz/corpus/<target>; the committed seeds are only read.
   dirs=("$work")
   [[ -d fuzz/corpus/$t ]] && dirs+=("fuzz/corpus/$t")
-  echo "fuzz.sh: $t for ${seconds} s" >&2
+  echo "fuzz.sh: $t for ${runs:+$runs executions or }${seconds} s" >&2
   start=$(date +%s)
   before=$(ls "$findings" | grep -c '^crash-' || true)
   slow_before=$(ls "$findings" | grep -c '^slow-unit-' || true)
