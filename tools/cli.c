@@ -12,10 +12,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+cn_group *cli_group;
+
+int cli_is_main_rank(void) {
+  return cn_group_rank(cli_group) == 0;
+}
+
+/* "convnet: ", naming the rank in an mpirun job. */
+static void message_start(void) {
+  if (cli_group)
+    fprintf(stderr, "convnet: rank %d of %d: ", cn_group_rank(cli_group), cn_group_size(cli_group));
+  else
+    fputs("convnet: ", stderr);
+}
+
 int cli_error(const char *subject, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fprintf(stderr, "convnet: %s: ", subject);
+  message_start();
+  fprintf(stderr, "%s: ", subject);
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
   va_end(ap);
@@ -24,7 +39,8 @@ int cli_error(const char *subject, const char *fmt, ...) {
 
 int cli_lib_error(void) {
   const char *msg = cn_last_error();
-  fprintf(stderr, "convnet: %s\n", msg && *msg ? msg : "failed");
+  message_start();
+  fprintf(stderr, "%s\n", msg && *msg ? msg : "failed");
   return CLI_FAILED;
 }
 
@@ -60,7 +76,7 @@ static void output_folder(const char *path, int is_folder, char *dir, size_t cap
 }
 
 int cli_check_output(const char *path, int is_folder) {
-  if (!path || strcmp(path, "-") == 0) return CLI_OK;
+  if (!path || strcmp(path, "-") == 0 || !cli_is_main_rank()) return CLI_OK; /* rank 0 writes */
   struct stat sb;
   if (!is_folder && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
     return cli_error(path, "is a folder, not a file to write");

@@ -6,6 +6,13 @@
 
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 
+/* The process group of an mpirun job (convnet/dist.h), NULL when this process runs alone. Under
+ * mpirun, messages name the rank ("convnet: rank 1 of 2: ..."), and rank 0 alone writes outputs
+ * and prints results. */
+extern cn_group *cli_group;
+/* 1 on the process that writes outputs and prints results (rank 0, or the only one). */
+int cli_is_main_rank(void);
+
 /* "convnet: <subject>: <what>" on stderr; returns CLI_FAILED. */
 int cli_error(const char *subject, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* "convnet: <cn_last_error()>" on stderr (library messages already name the file); returns

@@ -84,7 +84,11 @@ typedef struct train_cli {
 static void on_message(void *ctx, const char *line) {
   train_cli *c = ctx;
   if (c->tty) fputc('\n', stderr);
-  fprintf(stderr, "convnet: warning: %s\n", line);
+  if (cli_group)
+    fprintf(stderr, "convnet: rank %d of %d: warning: %s\n", cn_group_rank(cli_group),
+            cn_group_size(cli_group), line);
+  else
+    fprintf(stderr, "convnet: warning: %s\n", line);
 }
 
 static void on_progress(void *ctx, const cn_train_progress *p) {
@@ -406,6 +410,7 @@ int cmd_train(int argc, char **argv) {
   c.o.progress = on_progress;
   c.o.message = on_message;
   c.o.ctx = &c;
+  c.o.group = cli_group;
   cn_model *base = NULL;
   rc = cli_open_model("train", &c.model, &base);
   if (rc != CLI_OK) return rc;
@@ -419,8 +424,8 @@ int cmd_train(int argc, char **argv) {
   cn_status st = cn_train(base, &c.o, c.report ? &trained : NULL);
   cn_model_free(base);
   rc = st == CN_OK ? CLI_OK : cli_lib_error();
-  if (rc == CLI_OK) printf("wrote %s\n", c.o.out);
-  if (rc == CLI_OK && c.report) rc = write_report(&c, trained, val);
+  if (rc == CLI_OK && cli_is_main_rank()) printf("wrote %s\n", c.o.out);
+  if (rc == CLI_OK && c.report && cli_is_main_rank()) rc = write_report(&c, trained, val);
   cn_evaluation_free(val);
   cn_model_free(trained);
   cli_history_free(&c.history);

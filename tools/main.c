@@ -38,6 +38,26 @@ static void print_help(void) {
   printf("\nexit status: 0 success, 1 failure, 2 usage error. See docs/cli.md.\n");
 }
 
+/* Under mpirun: joins the job and gives each rank its part of this machine's cores (--threads
+ * overrides). Returns CLI_OK or CLI_FAILED after a one-line error. */
+static int join_group(int *argc, char ***argv) {
+  if (cn_group_join(argc, argv, &cli_group) != CN_OK) return cli_lib_error();
+  int local = cn_group_local_size(cli_group);
+  if (local > 1) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cn_set_threads(cores > local ? (int)(cores / local) : 1);
+  }
+  return CLI_OK;
+}
+
+static int run_command(int argc, char **argv) {
+  const char *name = argv[1];
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    if (strcmp(name, commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "convnet: %s: unknown command (see convnet --help)\n", name);
+  return CLI_USAGE;
+}
+
 int main(int argc, char **argv) {
   cn_prefer_passive_waiting(argv); /* idle threads sleep: see convnet/core.h */
   if (argc < 2) {
@@ -53,8 +73,10 @@ int main(int argc, char **argv) {
     printf("convnet %s\n", CONVNET_VERSION);
     return CLI_OK;
   }
-  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-    if (strcmp(name, commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
-  fprintf(stderr, "convnet: %s: unknown command (see convnet --help)\n", name);
-  return CLI_USAGE;
+  if (join_group(&argc, &argv) != CLI_OK) return CLI_FAILED;
+  int rc = run_command(argc, argv);
+  /* a rank that failed ends the job: the others may be waiting for it in a collective */
+  if (rc != CLI_OK) cn_group_abort(cli_group, rc);
+  cn_group_leave(cli_group);
+  return rc;
 }

@@ -4,6 +4,7 @@
 #define CONVNET_H
 
 #include "convnet/core.h"
+#include "convnet/dist.h"
 #include "convnet/image.h"
 #include "convnet/io.h"
 #include "convnet/layers.h"

@@ -5,6 +5,7 @@
 #define CONVNET_TRAIN_H
 
 #include "convnet/core.h"
+#include "convnet/dist.h"
 #include "convnet/image.h"
 #include "convnet/model.h"
 
@@ -85,6 +86,13 @@ typedef struct cn_train_options {
   const char *out;       /* the trained model (.cnm); OUT.ckpt and OUT.best.cnm beside it */
   const char *resume;    /* a checkpoint to continue from */
   const char *log_path;  /* JSON lines, one per epoch; NULL: none */
+  /* Data-parallel over the processes of an mpirun job (convnet/dist.h; NULL: this process
+   * alone). Every rank calls cn_train with the same options; each decodes and runs its share of
+   * every global batch of `batch` images, the gradients are summed across ranks in a fixed
+   * order, and all hold the same weights. Feature extraction is split across the ranks. Rank 0
+   * alone writes out, the checkpoint, the best model, the cache and the log, and reports
+   * progress; resume needs the checkpoint readable by every rank and the same rank count. */
+  cn_group *group;
   /* Non-NULL: after training, the final model scores the validation images (cn_evaluate_files)
    * and *val_evaluation receives the result, keeping val_worst misclassified images
    * (cn_evaluate_options.worst; IDX samples are scored but not kept, having no files); NULL

@@ -4,6 +4,7 @@
 #define CN_CORE_OP_H
 
 #include "core/graph.h"
+#include "core/group.h"
 
 /* What forward gets besides its tensors. */
 typedef struct cn_exec {
@@ -16,7 +17,19 @@ typedef struct cn_exec {
   int training;
   uint64_t seed; /* per step and node: stochastic ops draw from (seed, element index) only */
   float *saved;  /* op->saved(...) floats this node keeps from its training forward for backward */
+  /* Data-parallel training: the batch is this rank's share of a global batch, starting at
+   * sample first_sample of it; stochastic ops index their draws by the global element, and a
+   * training BatchNormalization takes its statistics over the whole global batch (group). */
+  int64_t first_sample;
+  cn_group *group; /* NULL: one process */
+  int placeholder; /* 1: this rank has no sample in the step; its batch of one is a stand-in that
+                    * adds nothing to the global statistics (its gradient is zero) */
 } cn_exec;
+
+/* The global index of element 0 of a batch tensor of n elements (see first_sample). */
+static inline uint64_t cn_exec_first_element(const cn_exec *ex, int64_t n) {
+  return ex->batch > 0 ? (uint64_t)ex->first_sample * (uint64_t)(n / ex->batch) : 0;
+}
 
 typedef struct cn_op {
   const char *type;  /* Keras class name, e.g. "Conv2D" */

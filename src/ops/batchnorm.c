@@ -177,17 +177,39 @@ static int training_mode(const cn_node *node, const cn_exec *ex) {
   return ex->training && node->trainable && !a->affine;
 }
 
+/* Data-parallel training: the per-channel totals of this rank's share summed over every rank of
+ * ex->group (part[0..c), and with count the number of values they total), so that the statistics
+ * are those of the global batch. The sum's order is fixed: every rank gets the same bits. A
+ * failure of the group cannot be reported from here; the trainer's next collective reports it. */
+static void global_sums(const cn_exec *ex, double *part, int64_t c, double *count) {
+  if (!ex->group) return;
+  if (ex->placeholder) { /* this rank has no sample in the step: it adds nothing */
+    memset(part, 0, (size_t)c * sizeof *part);
+    if (count) *count = 0;
+  }
+  if (!count) {
+    cn_group_sum_f64(ex->group, part, (size_t)c);
+    return;
+  }
+  double saved = part[c];
+  part[c] = *count;
+  if (cn_group_sum_f64(ex->group, part, (size_t)c + 1) == CN_OK) *count = part[c];
+  part[c] = saved;
+}
+
 /* Batch mean and inverse standard deviation into saved (mean[c], istd[c]) and the moving
  * statistics moved towards them. part: chunk_count * c doubles. */
 static void batch_statistics(const cn_node *node, const bn_geom *g, const float *x, float *saved,
-                             double *part, int threads) {
+                             double *part, const cn_exec *ex) {
   const cn_batchnorm_attrs *a = node->attrs;
   bn_params p = bn_params_of(node);
   float *mean = saved, *istd = saved + g->c;
   double count = (double)g->outer * (double)g->inner;
-  channel_sums(g, SUM_X, x, NULL, NULL, NULL, part, NULL, threads);
+  channel_sums(g, SUM_X, x, NULL, NULL, NULL, part, NULL, ex->threads);
+  global_sums(ex, part, g->c, &count);
   for (int64_t j = 0; j < g->c; j++) mean[j] = (float)(part[j] / count);
-  channel_sums(g, SUM_SQDEV, x, NULL, mean, NULL, part, NULL, threads);
+  channel_sums(g, SUM_SQDEV, x, NULL, mean, NULL, part, NULL, ex->threads);
+  global_sums(ex, part, g->c, NULL);
   float m = bn_momentum(a);
   for (int64_t j = 0; j < g->c; j++) {
     float var = (float)(part[j] / count);
@@ -206,7 +228,7 @@ static void batchnorm_forward(cn_node *node, const cn_tensor *in, cn_tensor *out
   float *scale = ex->scratch + 2 * BN_CHUNKS * g.c, *shift = scale + g.c;
   const float *mean = p.mean, *istd = NULL;
   if (training_mode(node, ex)) {
-    batch_statistics(node, &g, in[0].data, ex->saved, part, ex->threads);
+    batch_statistics(node, &g, in[0].data, ex->saved, part, ex);
     mean = ex->saved, istd = ex->saved + g.c;
   }
   for (int64_t j = 0; j < g.c; j++) {
@@ -223,9 +245,8 @@ static void batchnorm_forward(cn_node *node, const cn_tensor *in, cn_tensor *out
  * into dx += A * dy + C * x + B. coef: 3 * c floats. */
 static void input_gradient(const bn_geom *g, const float *x, const float *dy, const float *mean,
                            const float *istd, const float *gamma, const double *sum_dy,
-                           const double *sum_dy_xhat, int through_stats, float *coef, float *dx,
-                           int threads) {
-  double count = (double)g->outer * (double)g->inner;
+                           const double *sum_dy_xhat, double count, int through_stats, float *coef,
+                           float *dx, int threads) {
   int64_t c = g->c, inner = g->inner, lines = g->outer * c;
   float *A = coef, *B = coef + c, *C = coef + 2 * c;
   for (int64_t j = 0; j < c; j++) {
@@ -267,21 +288,33 @@ static void batchnorm_backward(cn_node *node, const cn_tensor *in, const cn_tens
   int64_t chunks = chunk_count(&g);
   double *sum_dy = (double *)ex->scratch, *sum_dy_xhat = sum_dy + chunks * g.c;
   float *mean = ex->saved, *istd = ex->saved + g.c;
+  float *coef = (float *)(sum_dy_xhat + chunks * g.c) + g.c;
   if (!train) { /* the moving statistics, as the forward used them */
     mean = p.mean, istd = (float *)(sum_dy_xhat + chunks * g.c);
     for (int64_t j = 0; j < g.c; j++) istd[j] = 1.0f / sqrtf(p.var[j] + a->epsilon);
   }
+  double count = (double)g.outer * (double)g.inner;
   if (train || dgamma || dbeta) {
     channel_sums(&g, SUM_GRAD, in[0].data, dout->data, mean, istd, sum_dy, sum_dy_xhat,
                  ex->threads);
+    /* The parameter gradients are this rank's part: the trainer sums them over the ranks. */
     for (int64_t j = 0; j < g.c; j++) {
       if (dgamma) dgamma[j] += (float)sum_dy_xhat[j];
       if (dbeta) dbeta[j] += (float)sum_dy[j];
     }
   }
+  if (train && din[0].data && ex->group) {
+    /* the input gradient goes through the global batch's statistics: their totals are global */
+    double *both = (double *)ex->scratch + 2 * BN_CHUNKS * g.c + 2 * g.c;
+    memcpy(both, sum_dy, (size_t)g.c * sizeof *both);
+    memcpy(both + g.c, sum_dy_xhat, (size_t)g.c * sizeof *both);
+    both[2 * g.c] = ex->placeholder ? 0 : count;
+    global_sums(ex, both, 2 * g.c + 1, NULL);
+    sum_dy = both, sum_dy_xhat = both + g.c, count = both[2 * g.c];
+  }
   if (din[0].data)
-    input_gradient(&g, in[0].data, dout->data, mean, istd, p.gamma, sum_dy, sum_dy_xhat, train,
-                   (float *)(sum_dy_xhat + chunks * g.c) + g.c, din[0].data, ex->threads);
+    input_gradient(&g, in[0].data, dout->data, mean, istd, p.gamma, sum_dy, sum_dy_xhat, count,
+                   train, coef, din[0].data, ex->threads);
 }
 
 /* Forward: chunk partial sums (doubles) then scale and shift. */
@@ -290,9 +323,10 @@ static size_t batchnorm_scratch(const cn_graph *g, const cn_node *node, int batc
 }
 
 /* Backward: two sets of chunk partial sums (doubles), the inference inverse std and the three
- * per-channel coefficients of the input gradient. */
+ * per-channel coefficients of the input gradient; then, for data-parallel training, the two
+ * global totals and the global count (2 c + 1 doubles). */
 static size_t batchnorm_backward_scratch(const cn_graph *g, const cn_node *node, int batch) {
-  return (4 * BN_CHUNKS + 4) * (size_t)batchnorm_channels(g, node);
+  return (4 * BN_CHUNKS + 8) * (size_t)batchnorm_channels(g, node) + 2;
 }
 
 /* The batch mean and inverse standard deviation. */

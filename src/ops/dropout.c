@@ -32,10 +32,10 @@ static float keep_scale(const cn_dropout_attrs *a) {
 
 /* y[i] (+)= x[i] * scale where element i is kept, else (+)0. */
 static void masked_scale(const float *x, float *y, int64_t n, float rate, float scale,
-                         uint64_t seed, int accumulate, int threads) {
+                         uint64_t seed, uint64_t first, int accumulate, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (n > PARALLEL_MIN)
   for (int64_t i = 0; i < n; i++) {
-    float v = cn_rng_uniform_at(seed, (uint64_t)i) >= rate ? x[i] * scale : 0.0f;
+    float v = cn_rng_uniform_at(seed, first + (uint64_t)i) >= rate ? x[i] * scale : 0.0f;
     y[i] = accumulate ? y[i] + v : v;
   }
 }
@@ -44,7 +44,8 @@ static void dropout_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, 
   const cn_dropout_attrs *a = node->attrs;
   int64_t n = cn_shape_numel(&out->shape);
   if (dropping(node, ex))
-    masked_scale(in[0].data, out->data, n, a->rate, keep_scale(a), ex->seed, 0, ex->threads);
+    masked_scale(in[0].data, out->data, n, a->rate, keep_scale(a), ex->seed,
+                 cn_exec_first_element(ex, n), 0, ex->threads);
   else if (out->data != in[0].data)
     memmove(out->data, in[0].data, (size_t)n * sizeof(float));
 }
@@ -56,7 +57,8 @@ static void dropout_backward(cn_node *node, const cn_tensor *in, const cn_tensor
   int64_t n = cn_shape_numel(&dout->shape);
   if (!din[0].data) return;
   if (dropping(node, ex)) {
-    masked_scale(dout->data, din[0].data, n, a->rate, keep_scale(a), ex->seed, 1, ex->threads);
+    masked_scale(dout->data, din[0].data, n, a->rate, keep_scale(a), ex->seed,
+                 cn_exec_first_element(ex, n), 1, ex->threads);
     return;
   }
   cn_add_into(din[0].data, dout->data, n, ex->threads);

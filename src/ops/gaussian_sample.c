@@ -30,9 +30,10 @@ static void sample_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, c
   int64_t n = cn_shape_numel(&out->shape);
   uint64_t key = noise_key(node, ex);
   const float *mean = in[0].data, *log_var = in[1].data;
+  uint64_t first = cn_exec_first_element(ex, n);
 #pragma omp parallel for num_threads(ex->threads) schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; i++)
-    out->data[i] = mean[i] + expf(0.5f * log_var[i]) * cn_rng_normal_at(key, (uint64_t)i);
+    out->data[i] = mean[i] + expf(0.5f * log_var[i]) * cn_rng_normal_at(key, first + (uint64_t)i);
 }
 
 /* d z / d mean = 1; d z / d log_var = exp(log_var / 2) * eps / 2. */
@@ -44,11 +45,13 @@ static void sample_backward(cn_node *node, const cn_tensor *in, const cn_tensor 
   uint64_t key = noise_key(node, ex);
   const float *dz = dout->data, *log_var = in[1].data;
   float *dmean = din[0].data, *dlog_var = din[1].data;
+  uint64_t first = cn_exec_first_element(ex, n);
 #pragma omp parallel for num_threads(ex->threads) schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; i++) {
     if (dmean) dmean[i] += dz[i];
     if (dlog_var)
-      dlog_var[i] += dz[i] * 0.5f * expf(0.5f * log_var[i]) * cn_rng_normal_at(key, (uint64_t)i);
+      dlog_var[i] +=
+          dz[i] * 0.5f * expf(0.5f * log_var[i]) * cn_rng_normal_at(key, first + (uint64_t)i);
   }
 }
 

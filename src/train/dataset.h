@@ -54,6 +54,11 @@ typedef struct cn_loader_options {
   /* Called from cn_loader_next's thread, once per bad file, with a one-line message. */
   void (*warn)(void *ctx, const char *msg);
   void *warn_ctx;
+  /* Data-parallel training (shard_count > 1): the epoch's order and batches are the global ones,
+   * but this loader decodes and delivers only rank shard_rank's share of each batch
+   * (cn_group_share of the batch's positions), and cn_loader_next returns every batch, empty
+   * shares included. */
+  int shard_rank, shard_count;
 } cn_loader_options;
 
 typedef struct cn_loader cn_loader;
@@ -68,6 +73,8 @@ cn_status cn_loader_start_epoch(cn_loader *l, int64_t epoch);
  * and so is a batch from which bad images were skipped (a batch of only bad images is passed
  * over). With CN_BAD_IMAGES_FATAL the first bad image in order fails the call. */
 cn_status cn_loader_next(cn_loader *l, float *images, int *labels, int64_t *indices, int *count);
+/* Batches of the epoch not yet returned by cn_loader_next. */
+int64_t cn_loader_batches_left(const cn_loader *l);
 /* Distinct images skipped as bad since cn_loader_new. */
 int64_t cn_loader_bad_count(const cn_loader *l);
 /* Floats in one image of a batch (H x W x C). */

@@ -194,6 +194,66 @@ static cn_status store_chunk(const char *path, const fit_features *chunk, const 
   return st;
 }
 
+/* Rank root's rows of part (n, then the values and labels) appended to out on every rank (on
+ * root itself too, unless part is out). */
+static cn_status share_rows(fit_run *r, int root, const fit_features *part, fit_features *out) {
+  int is_root = r->rank == root;
+  int64_t n = is_root ? part->n : 0;
+  cn_status st = cn_group_broadcast(r->group, &n, sizeof n, root);
+  if (st != CN_OK || n == 0) return st;
+  size_t values = (size_t)n * (size_t)out->dim * sizeof(float), labels = (size_t)n * sizeof(int);
+  if (is_root) {
+    st = cn_group_broadcast(r->group, (void *)part->x, values, root);
+    if (st == CN_OK) st = cn_group_broadcast(r->group, (void *)part->y, labels, root);
+    if (st == CN_OK && part != out) st = append(out, part->x, part->y, n);
+    return st;
+  }
+  st = reserve(out, out->n + n);
+  if (st == CN_OK)
+    st = cn_group_broadcast(r->group, out->x + (size_t)out->n * (size_t)out->dim, values, root);
+  if (st == CN_OK) st = cn_group_broadcast(r->group, out->y + out->n, labels, root);
+  if (st == CN_OK) out->n += n;
+  return st;
+}
+
+/* One chunk of images [first, first + count) over the ranks of a group: each extracts its share
+ * of the chunk's batches (whole batches, so every image is computed with the batch companions it
+ * has in one process: the same bits), and every rank receives every share, in order. */
+static cn_status extract_chunk_shared(fit_run *r, const cn_dataset *ds, int64_t first,
+                                      int64_t count, fit_features *chunk) {
+  int64_t batches = (count + r->batch - 1) / r->batch, b0, nb;
+  cn_group_share(batches, r->rank, r->ranks, &b0, &nb);
+  fit_features mine = {.dim = chunk->dim};
+  int64_t lo = b0 * r->batch, hi = (b0 + nb) * r->batch < count ? (b0 + nb) * r->batch : count;
+  cn_status st = nb > 0 ? reserve(&mine, hi - lo) : CN_OK;
+  if (st == CN_OK && nb > 0) st = extract_chunk(r, ds, first + lo, hi - lo, &mine);
+  /* every rank learns whether any failed, so that all stop together */
+  double failed = st != CN_OK;
+  cn_status agreed = cn_group_sum_f64(r->group, &failed, 1);
+  if (st == CN_OK) st = agreed;
+  if (st == CN_OK && failed > 0)
+    st = cn_fail(CN_ERR_IO, "feature extraction failed on another rank");
+  for (int k = 0; st == CN_OK && k < r->ranks; k++) st = share_rows(r, k, &mine, chunk);
+  fit_features_free(&mine);
+  return st;
+}
+
+/* One chunk: from the cache (rank 0's, shared with the others), or extracted (split across the
+ * ranks) and then stored by rank 0. */
+static cn_status compute_chunk(fit_run *r, const cn_dataset *ds, int64_t first, int64_t count,
+                               const char *path, const char *fp, fit_features *chunk) {
+  int cached = path[0] != 0;
+  int loaded = r->rank == 0 && cached && load_chunk(path, chunk) == CN_OK;
+  cn_status st = cn_group_broadcast(r->group, &loaded, sizeof loaded, 0);
+  if (st != CN_OK) return st;
+  if (loaded) return share_rows(r, 0, chunk, chunk);
+  chunk->n = 0;
+  st = r->group ? extract_chunk_shared(r, ds, first, count, chunk)
+                : extract_chunk(r, ds, first, count, chunk);
+  if (st == CN_OK && cached && r->rank == 0) st = store_chunk(path, chunk, fp);
+  return st;
+}
+
 cn_status fit_features_compute(fit_run *r, const cn_dataset *ds, const char *which,
                                fit_features *out) {
   memset(out, 0, sizeof *out);
@@ -202,7 +262,7 @@ cn_status fit_features_compute(fit_run *r, const cn_dataset *ds, const char *whi
   int cached = r->o->cache_dir && r->prefix;
   char fp[65] = "";
   cn_status st = cached ? fit_model_fingerprint(r->prefix, fp) : CN_OK;
-  if (cached && st == CN_OK) st = cn_make_dirs(r->o->cache_dir);
+  if (cached && st == CN_OK && r->rank == 0) st = cn_make_dirs(r->o->cache_dir);
   int64_t total = cn_dataset_count(ds), done = 0;
   if (st == CN_OK) st = reserve(out, total);
   for (int64_t first = 0; st == CN_OK && first < total; first += CHUNK) {
@@ -211,15 +271,11 @@ cn_status fit_features_compute(fit_run *r, const cn_dataset *ds, const char *whi
     if (st == CN_OK) st = reserve(&chunk, count);
     char path[4200] = "";
     if (st == CN_OK && cached) st = chunk_path(r, fp, ds, first, count, path, sizeof path);
-    if (st == CN_OK && (!cached || load_chunk(path, &chunk) != CN_OK)) {
-      chunk.n = 0;
-      st = extract_chunk(r, ds, first, count, &chunk);
-      if (st == CN_OK && cached) st = store_chunk(path, &chunk, fp);
-    }
+    if (st == CN_OK) st = compute_chunk(r, ds, first, count, path, fp, &chunk);
     if (st == CN_OK) st = append(out, chunk.x, chunk.y, chunk.n);
     fit_features_free(&chunk);
     done += count;
-    if (st == CN_OK && r->o->progress) {
+    if (st == CN_OK && r->o->progress && r->rank == 0) {
       cn_train_progress p = {.phase = "features",
                              .step = done,
                              .steps = total,

@@ -218,7 +218,7 @@ static cn_status start_trainer(fit_run *r) {
       st = cn_model_wrap(prefix, "prefix", &r->spec, &r->prefix);
     }
   }
-  cn_trainer_options to = {.max_batch = r->batch};
+  cn_trainer_options to = {.max_batch = r->batch, .group = r->group};
   if (st == CN_OK) st = cn_trainer_new(suffix ? suffix : r->full, &to, &r->trainer);
   cn_graph_free(suffix);
   if (st == CN_OK && cn_trainer_output_kind(r->trainer) != CN_OUTPUT_SOFTMAX)
@@ -283,7 +283,7 @@ static cn_status alloc_buffers(const fit_run *r, int64_t dim, batch_buffers *b) 
 
 static void report(const fit_run *r, const fit_phase *p, const epoch_stats *s, int64_t steps,
                    int64_t step, int done, double val_loss, double val_acc) {
-  if (!r->o->progress) return;
+  if (!r->o->progress || r->rank != 0) return;
   cn_train_progress pr = {.phase = p->name,
                           .epoch = done ? r->epoch : r->epoch + 1,
                           .epochs = p->epochs,
@@ -300,31 +300,83 @@ static void report(const fit_run *r, const fit_phase *p, const epoch_stats *s, i
   r->o->progress(r->o->ctx, &pr);
 }
 
-/* One optimizer step on count samples; fails on a non-finite loss. */
-static cn_status train_step(fit_run *r, batch_buffers *b, int count, uint64_t key, epoch_stats *s) {
+/* One global batch: global samples, of which this rank runs count (b->x, b->targets,
+ * b->weights), the share starting at sample first. */
+typedef struct step_share {
+  int count;
+  int64_t first, global;
+} step_share;
+
+/* The loss total and correct predictions of a step, summed over the ranks. */
+static cn_status step_totals(fit_run *r, const step_share *sh, const float *logits,
+                             const float *targets, double *loss, int64_t *correct) {
+  double t[2] = {*loss, 0};
+  for (int i = 0; i < sh->count; i++)
+    t[1] += argmax(logits + (size_t)i * (size_t)r->classes, r->classes) == (int)targets[i];
+  cn_status st = cn_group_sum_f64(r->group, t, 2);
+  *loss = t[0];
+  *correct = (int64_t)t[1];
+  return st;
+}
+
+/* One optimizer step on a global batch (this rank's share of it); fails on a non-finite loss.
+ * A rank whose share is empty runs a zero stand-in of one sample that adds nothing, so that
+ * every rank takes part in each collective of the step. */
+static cn_status train_step(fit_run *r, batch_buffers *b, const step_share *sh, uint64_t key,
+                            epoch_stats *s) {
+  int placeholder = sh->count == 0, count = placeholder ? 1 : sh->count;
+  if (placeholder) {
+    memset(b->x, 0, (size_t)r->train_x.dim * sizeof(float));
+    b->targets[0] = 0, b->weights[0] = 0;
+  }
+  if (r->group) cn_trainer_set_share(r->trainer, sh->first, placeholder);
   const float *logits;
   cn_status st = cn_trainer_forward(r->trainer, count, b->x, 1, key, &logits);
   if (st != CN_OK) return st;
-  double loss =
-      cn_loss(CN_LOSS_SPARSE_CE, count, r->classes, logits, b->targets, b->weights, b->dlogits);
+  double loss = cn_loss_of_share(CN_LOSS_SPARSE_CE, count, r->classes, logits, b->targets,
+                                 b->weights, b->dlogits, sh->global);
+  if (placeholder) loss = 0;
+  int64_t correct = 0;
+  st = step_totals(r, sh, logits, b->targets, &loss, &correct);
+  if (st != CN_OK) return st;
   if (!isfinite(loss)) {
     int saved = access(r->checkpoint_path, F_OK) == 0;
     return cn_fail(CN_ERR_ARG,
-                   "the loss became %g at step %lld of epoch %d (try a lower --lr); %s%s", loss,
-                   (long long)r->opt.iterations + 1, r->epoch + 1,
+                   "the loss became %g at step %lld of epoch %d (try a lower --lr); %s%s",
+                   loss / (double)sh->global, (long long)r->opt.iterations + 1, r->epoch + 1,
                    saved ? "the last good checkpoint is " : "no checkpoint was written yet",
                    saved ? r->checkpoint_path : "");
   }
-  for (int i = 0; i < count; i++)
-    s->correct += argmax(logits + (size_t)i * (size_t)r->classes, r->classes) == (int)b->targets[i];
-  s->loss_sum += loss * count;
-  s->seen += count;
+  s->correct += correct;
+  s->loss_sum += loss;
+  s->seen += sh->global;
   st = cn_trainer_backward(r->trainer, b->dlogits);
+  if (st == CN_OK)
+    st = cn_group_sum_f32(r->group, cn_trainer_grads(r->trainer),
+                          cn_trainer_param_floats(r->trainer));
   if (st != CN_OK) return st;
   cn_optimizer_step(&r->opt, cn_trainer_params(r->trainer), cn_trainer_grads(r->trainer), r->ranges,
                     r->n_ranges);
   cn_trainer_weights_changed(r->trainer);
   return CN_OK;
+}
+
+/* The global size of a streamed batch of which this rank decoded count good images, and where
+ * its share starts: every rank's count, summed over the group. */
+static cn_status stream_share(fit_run *r, int count, step_share *sh) {
+  sh->count = count, sh->first = 0, sh->global = count;
+  if (!r->group) return CN_OK;
+  double *counts = calloc((size_t)r->ranks, sizeof *counts);
+  if (!counts) return cn_fail(CN_ERR_NOMEM, "out of memory");
+  counts[r->rank] = count;
+  cn_status st = cn_group_sum_f64(r->group, counts, (size_t)r->ranks);
+  sh->global = 0;
+  for (int k = 0; k < r->ranks; k++) {
+    if (k < r->rank) sh->first += (int64_t)counts[k];
+    sh->global += (int64_t)counts[k];
+  }
+  free(counts);
+  return st;
 }
 
 /* With augmentation every epoch sees new images: decode, augment and run the frozen prefix per
@@ -335,21 +387,25 @@ static cn_status train_epoch_streaming(fit_run *r, const fit_phase *p, batch_buf
   cn_status st = cn_loader_start_epoch(l, (int64_t)p->index * 100000 + r->epoch);
   int64_t steps = (cn_dataset_count(r->train) + r->batch - 1) / r->batch, step = 0;
   double start = now_seconds();
-  while (st == CN_OK) {
+  while (st == CN_OK && cn_loader_batches_left(l) > 0) {
     int count = 0;
+    step_share sh;
     st = cn_loader_next(l, r->images, r->labels, NULL, &count);
-    if (st != CN_OK || count == 0) break;
-    if (r->prefix)
+    /* unsharded, a batch of bad images only is passed over and 0 ends the epoch */
+    if (st != CN_OK || (count == 0 && !r->group)) break;
+    if (count > 0 && r->prefix)
       st = cn_model_forward(r->prefix, count, r->images, b->x);
-    else
+    else if (count > 0)
       memcpy(b->x, r->images, (size_t)count * cn_loader_image_floats(l) * sizeof(float));
     for (int i = 0; i < count; i++) {
       b->targets[i] = (float)r->labels[i];
       b->weights[i] = r->class_weight ? r->class_weight[r->labels[i]] : 1.0f;
     }
+    if (st == CN_OK) st = stream_share(r, count, &sh);
+    if (st != CN_OK || sh.global == 0) continue; /* no rank had a good image */
     uint64_t key = cn_rng_key(r->o->seed, STREAM_STEP,
                               (uint64_t)r->opt.iterations + ((uint64_t)p->index << 40));
-    if (st == CN_OK) st = train_step(r, b, count, key, s);
+    st = train_step(r, b, &sh, key, s);
     s->seconds = now_seconds() - start;
     if (st == CN_OK) report(r, p, s, steps, ++step, 0, NAN, NAN);
   }
@@ -369,12 +425,14 @@ static cn_status train_epoch(fit_run *r, const fit_phase *p, batch_buffers *b, e
   double start = now_seconds();
   cn_status st = CN_OK;
   for (int64_t step = 0; st == CN_OK && step < steps; step++) {
-    int64_t first = step * r->batch;
-    int count = (int)(f->n - first < r->batch ? f->n - first : r->batch);
-    gather(f, order, first, count, b->x, b->targets, r->class_weight, b->weights);
+    int64_t first = step * r->batch, share_first, share_count;
+    int64_t global = f->n - first < r->batch ? f->n - first : r->batch;
+    cn_group_share(global, r->rank, r->ranks, &share_first, &share_count);
+    step_share sh = {.count = (int)share_count, .first = share_first, .global = global};
+    gather(f, order, first + share_first, sh.count, b->x, b->targets, r->class_weight, b->weights);
     uint64_t key = cn_rng_key(r->o->seed, STREAM_STEP,
                               (uint64_t)r->opt.iterations + ((uint64_t)p->index << 40));
-    st = train_step(r, b, count, key, s);
+    st = train_step(r, b, &sh, key, s);
     s->seconds = now_seconds() - start;
     if (st == CN_OK) report(r, p, s, steps, step + 1, 0, NAN, NAN);
   }
@@ -425,8 +483,8 @@ static cn_status after_epoch(fit_run *r, double val_loss, double val_acc) {
     r->best_val_accuracy = val_acc;
     r->bad_epochs = 0;
     cn_model *m = NULL;
-    st = fit_make_model(r, &m);
-    if (st == CN_OK) st = cn_model_save(m, r->best_path);
+    if (r->rank == 0) st = fit_make_model(r, &m);
+    if (st == CN_OK && m) st = cn_model_save(m, r->best_path);
     cn_model_free(m);
   } else if (r->o->patience > 0 && ++r->bad_epochs >= r->o->patience) {
     r->stopped_early = 1;
@@ -445,7 +503,7 @@ static cn_status run_epochs(fit_run *r, const fit_phase *p) {
     if (st != CN_OK) break;
     r->epoch++;
     st = after_epoch(r, vl, va);
-    if (st == CN_OK) st = fit_checkpoint_write(r);
+    if (st == CN_OK && r->rank == 0) st = fit_checkpoint_write(r);
     if (st != CN_OK) break;
     log_epoch(r, p, &s, vl, va);
     report(r, p, &s, (r->train_x.n + r->batch - 1) / r->batch, 0, 1, vl, va);
@@ -463,7 +521,9 @@ static cn_status start_loader(fit_run *r) {
                           .bad_images =
                               r->o->fatal_bad_images ? CN_BAD_IMAGES_FATAL : CN_BAD_IMAGES_SKIP,
                           .warn = r->o->message,
-                          .warn_ctx = r->o->ctx};
+                          .warn_ctx = r->o->ctx,
+                          .shard_rank = r->rank,
+                          .shard_count = r->ranks};
   cn_status st = cn_loader_new(r->train, &lo, &r->loader);
   if (st != CN_OK) return st;
   size_t per = cn_loader_image_floats(r->loader);
@@ -542,6 +602,9 @@ static void unfreeze_for_fine_tuning(fit_run *r) {
 static cn_status setup(fit_run *r) {
   const cn_train_options *o = r->o;
   if (!o->out) return cn_fail(CN_ERR_ARG, "no output model path given");
+  r->group = o->group;
+  r->rank = cn_group_rank(o->group);
+  r->ranks = cn_group_size(o->group);
   r->batch = o->batch ? o->batch : DEFAULT_BATCH;
   if (r->batch < 1 || r->batch > 4096) return cn_fail(CN_ERR_ARG, "batch must be in 1..4096");
   r->spec = cn_model_input_spec(r->base);
@@ -554,7 +617,7 @@ static cn_status setup(fit_run *r) {
   if (st == CN_OK) st = open_data(r);
   if (st == CN_OK) st = build_full(r);
   if (st == CN_OK && o->resume) st = fit_checkpoint_read(r, o->resume);
-  if (st == CN_OK && o->log_path) {
+  if (st == CN_OK && o->log_path && r->rank == 0) {
     r->log = fopen(o->log_path, o->resume ? "a" : "w");
     if (!r->log) st = cn_fail(CN_ERR_IO, "%s: cannot open the log for writing", o->log_path);
   }
@@ -638,7 +701,7 @@ cn_status cn_train(const cn_model *base, const cn_train_options *o, cn_model **t
   }
   cn_model *m = NULL;
   if (st == CN_OK) st = fit_make_model(&r, &m);
-  if (st == CN_OK) st = cn_model_save(m, o->out);
+  if (st == CN_OK && r.rank == 0) st = cn_model_save(m, o->out);
   if (st == CN_OK && o->val_evaluation) st = evaluate_validation(&r, m);
   if (st == CN_OK && trained)
     *trained = m;

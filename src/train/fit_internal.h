@@ -57,6 +57,9 @@ typedef struct fit_run {
   char fingerprint[65];
   FILE *log;
   char *checkpoint_path, *best_path;
+  /* data-parallel (o->group): rank 0 writes files and reports */
+  cn_group *group;
+  int rank, ranks;
 } fit_run;
 
 void fit_message(const fit_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -10,11 +10,14 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/group.h"
 #include "core/mem.h"
 #include "core/rng.h"
 #include "train/dataset.h"
 
 enum { MSG_CAP = 512 };
+/* The status of a position another rank decodes (shards); not a cn_status. */
+enum { NOT_MINE = 127 };
 static const uint64_t SHUFFLE_STREAM = 0x5348554646; /* "SHUFF" */
 static const uint64_t AUGMENT_STREAM = 0x4155474d;   /* "AUGM" */
 /* Most memory the ring of decoded batches may take. */
@@ -103,6 +106,14 @@ static void finish_position(cn_loader *l, slot *s, int k, int64_t index, cn_stat
   if (++s->done == s->size) pthread_cond_broadcast(&l->done_cv);
 }
 
+/* Whether position k of the batch in slot s is this loader's to decode (always, unsharded). */
+static int mine(const cn_loader *l, const slot *s, int k) {
+  if (l->o.shard_count <= 1) return 1;
+  int64_t first, count;
+  cn_group_share(s->size, l->o.shard_rank, l->o.shard_count, &first, &count);
+  return k >= first && k < first + count;
+}
+
 static void *worker_main(void *arg) {
   cn_loader *l = arg;
   pthread_mutex_lock(&l->mu);
@@ -116,6 +127,10 @@ static void *worker_main(void *arg) {
     slot *s = &l->slots[b % l->nslots];
     if (k == 0) claim_slot(l, s, b);
     int64_t index = l->order[p];
+    if (!mine(l, s, k)) {
+      finish_position(l, s, k, index, (cn_status)NOT_MINE);
+      continue;
+    }
     l->busy++;
     pthread_mutex_unlock(&l->mu);
     cn_status st = decode_one(l, index, epoch, s->images + (size_t)k * l->numel, s->msgs[k]);
@@ -165,6 +180,8 @@ static cn_status check_options(const cn_dataset *ds, const cn_loader_options *o)
       (sp->channels != 1 && sp->channels != 3))
     return cn_fail(CN_ERR_ARG, "loader: input %dx%dx%d is not an image size", sp->height, sp->width,
                    sp->channels);
+  if (o->shard_count > 1 && (o->shard_rank < 0 || o->shard_rank >= o->shard_count))
+    return cn_fail(CN_ERR_ARG, "loader: shard %d of %d", o->shard_rank, o->shard_count);
   if (o->batch < 1 || o->batch > CN_LOADER_MAX_BATCH)
     return cn_fail(CN_ERR_ARG, "loader: batch %d is not in 1..%d", o->batch, CN_LOADER_MAX_BATCH);
   if (o->workers < 0 || o->workers > CN_LOADER_MAX_WORKERS)
@@ -282,6 +299,7 @@ static void note_bad(cn_loader *l, const slot *s, int k) {
 static int deliver(cn_loader *l, const slot *s, float *images, int *labels, int64_t *indices) {
   int count = 0;
   for (int k = 0; k < s->size; k++) {
+    if (s->status[k] == NOT_MINE) continue;
     if (s->status[k] != CN_OK) {
       if (l->o.bad_images == CN_BAD_IMAGES_FATAL) {
         snprintf(l->fail_msg, sizeof l->fail_msg, "%s", s->msgs[k]);
@@ -314,7 +332,9 @@ cn_status cn_loader_next(cn_loader *l, float *images, int *labels, int64_t *indi
   pthread_mutex_lock(&l->mu);
   cn_status st = CN_OK;
   if (!l->running) st = cn_fail(CN_ERR_ARG, "loader: cn_loader_start_epoch was not called");
-  while (st == CN_OK && l->failed == CN_OK && *count == 0 && l->consumed < l->nbatches) {
+  int sharded = l->o.shard_count > 1, tries = 0;
+  while (st == CN_OK && l->failed == CN_OK && *count == 0 && l->consumed < l->nbatches &&
+         !(sharded && tries++)) {
     slot *s = wait_batch(l, l->consumed);
     pthread_mutex_unlock(&l->mu); /* the slot stays ours until consumed moves on */
     int got = deliver(l, s, images, labels, indices);
@@ -326,6 +346,14 @@ cn_status cn_loader_next(cn_loader *l, float *images, int *labels, int64_t *indi
   if (st == CN_OK && l->failed != CN_OK) st = cn_fail(l->failed, "%s", l->fail_msg);
   pthread_mutex_unlock(&l->mu);
   return st;
+}
+
+int64_t cn_loader_batches_left(const cn_loader *l) {
+  if (!l) return 0;
+  pthread_mutex_lock((pthread_mutex_t *)&l->mu);
+  int64_t left = l->running ? l->nbatches - l->consumed : 0;
+  pthread_mutex_unlock((pthread_mutex_t *)&l->mu);
+  return left;
 }
 
 int64_t cn_loader_bad_count(const cn_loader *l) {

@@ -49,7 +49,14 @@ _Static_assert(sizeof row_fn / sizeof row_fn[0] == CN_LOSS_COUNT, "one row loss 
 
 double cn_loss(cn_loss_kind kind, int batch, int n, const float *pred, const float *target,
                const float *sample_weight, float *grad) {
-  if ((unsigned)kind >= CN_LOSS_COUNT || batch <= 0 || n <= 0 || !pred || !target) return NAN;
+  return cn_loss_of_share(kind, batch, n, pred, target, sample_weight, grad, batch) / batch;
+}
+
+double cn_loss_of_share(cn_loss_kind kind, int batch, int n, const float *pred, const float *target,
+                        const float *sample_weight, float *grad, int64_t global_batch) {
+  if ((unsigned)kind >= CN_LOSS_COUNT || batch <= 0 || n <= 0 || !pred || !target ||
+      global_batch < batch)
+    return NAN;
   if (grad) memset(grad, 0, (size_t)batch * (size_t)n * sizeof(float));
   int sparse = kind == CN_LOSS_SPARSE_CE;
   double total = 0.0;
@@ -57,9 +64,10 @@ double cn_loss(cn_loss_kind kind, int batch, int n, const float *pred, const flo
     double w = sample_weight ? sample_weight[i] : 1.0;
     const float *t = target + (size_t)i * (sparse ? 1 : (size_t)n);
     float *g = grad ? grad + (size_t)i * n : NULL;
-    total += w * cn_loss_row(row_fn[kind], n, pred + (size_t)i * n, t, 0.0f, w / batch, g, NULL);
+    total += w * cn_loss_row(row_fn[kind], n, pred + (size_t)i * n, t, 0.0f,
+                             w / (double)global_batch, g, NULL);
   }
-  return total / batch;
+  return total;
 }
 
 cn_status cn_loss_check_targets(cn_loss_kind kind, int batch, int n, const float *target) {

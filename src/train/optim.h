@@ -26,6 +26,11 @@ cn_status cn_loss_parse(const char *name, cn_loss_kind *out);
  * d loss / d pred. Computed in double, stable for any logits; the result is the mean loss. */
 double cn_loss(cn_loss_kind kind, int batch, int n, const float *pred, const float *target,
                const float *sample_weight, float *grad);
+/* Data-parallel training: the same for this rank's batch samples of a global batch of
+ * global_batch samples; returns the share's loss total (not its mean), the gradient being that of
+ * the global batch's mean loss. */
+double cn_loss_of_share(cn_loss_kind kind, int batch, int n, const float *pred, const float *target,
+                        const float *sample_weight, float *grad, int64_t global_batch);
 /* Checks targets before cn_loss sees them (they come from files): sparse targets must be integral
  * class indices in [0, n), every target finite. cn_loss itself never reads or writes out of
  * bounds: an invalid sparse target makes the loss NaN and its gradient row zero. */

@@ -28,6 +28,9 @@ struct cn_trainer {
   int n_grad_nodes;
   uint64_t last_seed; /* of the last forward: backward recomputes stochastic draws from it */
   int last_training;
+  cn_group *group;      /* data-parallel training: the batch is a share of a global batch */
+  int64_t first_sample; /* the share's first sample in the global batch */
+  int placeholder;      /* the share is empty: the batch of one stands in for it */
 };
 
 static int is_softmax_last(const cn_activation *a, const cn_shape *shape) {
@@ -148,6 +151,7 @@ cn_status cn_trainer_new(const cn_graph *g, const cn_trainer_options *o, cn_trai
   cn_trainer *t = calloc(1, sizeof *t);
   if (!t) return cn_fail(CN_ERR_NOMEM, "out of memory");
   t->max_batch = o->max_batch;
+  t->group = o->group;
   t->input_grad = o->input_grad;
   t->grad_nodes = o->grad_nodes;
   t->n_grad_nodes = o->n_grad_nodes;
@@ -237,8 +241,16 @@ static cn_exec exec_for(const cn_trainer *t, int i, int training, uint64_t seed)
                 .scratch = t->scratch,
                 .training = training,
                 .seed = cn_rng_key(seed, SEED_STREAM_NODE, (uint64_t)i),
-                .saved = t->saved + t->saved_off[i]};
+                .saved = t->saved + t->saved_off[i],
+                .first_sample = t->first_sample,
+                .group = t->group,
+                .placeholder = t->placeholder};
   return ex;
+}
+
+void cn_trainer_set_share(cn_trainer *t, int64_t first_sample, int placeholder) {
+  t->first_sample = first_sample;
+  t->placeholder = placeholder;
 }
 
 cn_status cn_trainer_forward(cn_trainer *t, int batch, const float *input, int training,

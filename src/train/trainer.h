@@ -9,6 +9,7 @@
 #define CN_TRAIN_TRAINER_H
 
 #include "core/graph.h"
+#include "core/group.h"
 #include "train/optim.h"
 
 typedef struct cn_trainer cn_trainer;
@@ -29,6 +30,10 @@ typedef struct cn_trainer_options {
   /* Nodes whose gradient backward keeps (cn_trainer_node_grad), by index. */
   const int *grad_nodes;
   int n_grad_nodes;
+  /* Data-parallel training (NULL: one process): each rank's batches are its shares of global
+   * batches (cn_trainer_set_share); a training BatchNormalization takes the global batch's
+   * statistics. The parameter gradients stay this rank's: the caller sums them. */
+  cn_group *group;
 } cn_trainer_options;
 
 /* Copies g. Backward starts from its first output; every output is computed. Nodes with
@@ -43,6 +48,11 @@ cn_shape cn_trainer_output_shape(const cn_trainer *t);
 /* The graph being trained (its parameters are the ones the optimizer updates). */
 cn_graph *cn_trainer_graph(cn_trainer *t);
 
+/* With a group: the next batches are the share of the global batch that starts at its sample
+ * first_sample (stochastic ops draw by global sample); placeholder 1 says this rank has no sample
+ * in the step and its batch of one stands in, adding nothing to global statistics (its loss
+ * gradient must be zero). Every rank must run each step's forward and backward. */
+void cn_trainer_set_share(cn_trainer *t, int64_t first_sample, int placeholder);
 /* Runs batch samples forward; training selects batch statistics and dropout. seed makes every
  * stochastic op's draw a function of (seed, node, element) only. Returns the output (batch x
  * output shape), valid until the next forward. */

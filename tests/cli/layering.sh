@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Dependencies point down: tools -> viz, synth -> train -> io/zoo -> model -> ops/image -> core ->
+# Dependencies point down: tools -> viz, synth, dist -> train -> io/zoo -> model -> ops/image -> core ->
 # kernels. A file under src/F may include headers of its own folder or of folders below it only
 # (folders on one level do not include each other). Public headers (convnet/...) and generated ones are free.
 set -u
 SRC="${CN_SOURCE_DIR:-$(dirname "$0")/../..}/src"
-declare -A level=([kernels]=0 [core]=1 [ops]=2 [image]=2 [model]=3 [io]=4 [zoo]=4 [train]=5 [viz]=6 [synth]=6)
+declare -A level=([kernels]=0 [core]=1 [ops]=2 [image]=2 [model]=3 [io]=4 [zoo]=4 [train]=5 [viz]=6 [synth]=6 [dist]=6)
 passed=0 failed=0
 while IFS= read -r line; do
   file=${line%%:*}

@@ -1,0 +1,230 @@
+/* Data-parallel training without MPI: a group of threads in one process (the same table of
+ * collectives src/dist fills from Open MPI) runs shares of one global batch, and the summed
+ * gradients, the loss and a training BatchNormalization's moving statistics must equal one
+ * process running the whole batch, to float rounding; stochastic ops (Dropout) must draw by
+ * global sample. Also cn_group_share and the NULL group. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convnet/convnet.h"
+#include "core/group.h"
+#include "core/rng.h"
+#include "ops/ops.h"
+#include "testlib.h"
+#include "train/optim.h"
+#include "train/trainer.h"
+
+enum { RANKS = 3, GLOBAL = 7, CLASSES = 3, MAX_FLOATS = 4096 };
+
+/* ---- a group of threads ---------------------------------------------------------------------- */
+
+typedef struct thread_group {
+  pthread_barrier_t barrier;
+  double slot[RANKS][MAX_FLOATS];
+  cn_group members[RANKS];
+} thread_group;
+
+static thread_group tg;
+
+static cn_status thread_sum(cn_group *g, void *data, size_t n, size_t elem) {
+  CHECK(n <= MAX_FLOATS);
+  for (size_t i = 0; i < n; i++)
+    tg.slot[g->rank][i] = elem == sizeof(float) ? ((float *)data)[i] : ((double *)data)[i];
+  pthread_barrier_wait(&tg.barrier);
+  for (size_t i = 0; i < n; i++) {
+    if (elem == sizeof(float)) {
+      float s = (float)tg.slot[0][i];
+      for (int r = 1; r < g->size; r++) s += (float)tg.slot[r][i];
+      ((float *)data)[i] = s;
+    } else {
+      double s = tg.slot[0][i];
+      for (int r = 1; r < g->size; r++) s += tg.slot[r][i];
+      ((double *)data)[i] = s;
+    }
+  }
+  pthread_barrier_wait(&tg.barrier);
+  return CN_OK;
+}
+
+static const cn_group_ops thread_ops = {.sum = thread_sum};
+
+/* ---- the model and the data ------------------------------------------------------------------ */
+
+/* Input(4,4,2) -> Conv2D 3x3 -> BatchNormalization (training) -> tanh -> Dropout ->
+ * GlobalAveragePooling2D -> Dense(3, softmax). */
+static cn_graph *small_cnn(void) {
+  cn_graph *g = cn_graph_new();
+  int x = 0, at = 0;
+  cn_input_attrs in = {{3, {4, 4, 2}}};
+  cn_conv2d_attrs conv = {.filters = 4,
+                          .kh = 3,
+                          .kw = 3,
+                          .sh = 1,
+                          .sw = 1,
+                          .dh = 1,
+                          .dw = 1,
+                          .groups = 1,
+                          .use_bias = 1,
+                          .padding = CN_PAD_SAME,
+                          .act = cn_act_linear()};
+  cn_batchnorm_attrs bn = {.epsilon = 1e-3f, .center = 1, .scale = 1, .axis = -1};
+  cn_activation tanh_act = cn_act_simple(CN_ACT_TANH);
+  cn_dropout_attrs drop = {0.3f};
+  cn_global_pool_attrs gp = {0};
+  cn_dense_attrs dense = {.units = CLASSES, .use_bias = 1, .act = cn_act_softmax()};
+  CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x));
+  CHECK_OK(cn_graph_add(g, &cn_op_conv2d, "conv", &x, 1, &conv, &at));
+  CHECK_OK(cn_graph_add(g, &cn_op_batchnorm, "bn", &at, 1, &bn, &at));
+  CHECK_OK(cn_graph_add(g, &cn_op_activation, "tanh", &at, 1, &tanh_act, &at));
+  CHECK_OK(cn_graph_add(g, &cn_op_dropout, "drop", &at, 1, &drop, &at));
+  CHECK_OK(cn_graph_add(g, &cn_op_global_avgpool, "pool", &at, 1, &gp, &at));
+  CHECK_OK(cn_graph_add(g, &cn_op_dense, "dense", &at, 1, &dense, &at));
+  CHECK_OK(cn_graph_alloc_params(g));
+  cn_rng r = cn_rng_make(5);
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int k = 0; k < g->nodes[i].n_params; k++) {
+      cn_param *p = &g->nodes[i].params[k];
+      int positive = strstr(p->name, "variance") != NULL;
+      for (int64_t j = 0; j < cn_shape_numel(&p->shape); j++)
+        p->data[j] = positive ? 0.5f + cn_rng_float(&r) : cn_rng_float(&r) - 0.5f;
+    }
+  return g;
+}
+
+enum { SAMPLE = 4 * 4 * 2 };
+static float images[GLOBAL * SAMPLE], targets[GLOBAL];
+
+/* One training step's results: summed gradients, loss total, the BN moving mean. */
+typedef struct step_result {
+  float grads[MAX_FLOATS];
+  size_t n;
+  double loss;
+  float moving_mean[4];
+} step_result;
+
+static void run_step(cn_graph *g, cn_group *group, int64_t first, int64_t count, step_result *out) {
+  cn_trainer *t = NULL;
+  CHECK_OK(cn_trainer_new(g, &(cn_trainer_options){.max_batch = GLOBAL, .group = group}, &t));
+  int placeholder = count == 0, batch = placeholder ? 1 : (int)count;
+  float x[GLOBAL * SAMPLE] = {0}, y[GLOBAL] = {0}, w[GLOBAL], dlogits[GLOBAL * CLASSES];
+  for (int i = 0; i < batch; i++) w[i] = placeholder ? 0.0f : 1.0f;
+  if (!placeholder) {
+    memcpy(x, images + first * SAMPLE, (size_t)count * SAMPLE * sizeof(float));
+    memcpy(y, targets + first, (size_t)count * sizeof(float));
+  }
+  cn_trainer_set_share(t, first, placeholder);
+  const float *logits;
+  CHECK_OK(cn_trainer_forward(t, batch, x, 1, 99, &logits));
+  out->loss = cn_loss_of_share(CN_LOSS_SPARSE_CE, batch, CLASSES, logits, y, w, dlogits, GLOBAL);
+  if (placeholder) out->loss = 0;
+  CHECK_OK(cn_trainer_backward(t, dlogits));
+  out->n = cn_trainer_param_floats(t);
+  CHECK(out->n <= MAX_FLOATS);
+  memcpy(out->grads, cn_trainer_grads(t), out->n * sizeof(float));
+  CHECK_OK(cn_group_sum_f32(group, out->grads, out->n));
+  CHECK_OK(cn_group_sum_f64(group, &out->loss, 1));
+  cn_graph *tgraph = cn_trainer_graph(t);
+  int bn = cn_graph_find(tgraph, "bn");
+  for (int k = 0; k < tgraph->nodes[bn].n_params; k++)
+    if (strcmp(tgraph->nodes[bn].params[k].name, "moving_mean") == 0)
+      memcpy(out->moving_mean, tgraph->nodes[bn].params[k].data, sizeof out->moving_mean);
+  cn_trainer_free(t);
+}
+
+typedef struct rank_job {
+  int rank, size;
+  cn_graph *g;
+  step_result result;
+} rank_job;
+
+static void *rank_main(void *arg) {
+  rank_job *j = arg;
+  int64_t first, count;
+  cn_group_share(GLOBAL, j->rank, j->size, &first, &count);
+  run_step(j->g, &tg.members[j->rank], first, count, &j->result);
+  return NULL;
+}
+
+/* The step over `size` thread ranks equals the step of one process. */
+static void check_ranks_match_one(int size, const step_result *one) {
+  pthread_barrier_init(&tg.barrier, NULL, (unsigned)size);
+  rank_job jobs[RANKS];
+  pthread_t threads[RANKS];
+  for (int r = 0; r < size; r++) {
+    tg.members[r] = (cn_group){.ops = &thread_ops, .rank = r, .size = size, .local_size = size};
+    jobs[r] = (rank_job){.rank = r, .size = size, .g = small_cnn()};
+    CHECK(pthread_create(&threads[r], NULL, rank_main, &jobs[r]) == 0);
+  }
+  for (int r = 0; r < size; r++) CHECK(pthread_join(threads[r], NULL) == 0);
+  pthread_barrier_destroy(&tg.barrier);
+  for (int r = 0; r < size; r++) {
+    const step_result *got = &jobs[r].result;
+    CHECK(got->n == one->n);
+    CHECK_NEAR(got->loss, one->loss, 1e-9 * fabs(one->loss));
+    double scale = 0;
+    for (size_t i = 0; i < one->n; i++) scale = fmax(scale, fabs(one->grads[i]));
+    for (size_t i = 0; i < one->n; i++) CHECK_NEAR(got->grads[i], one->grads[i], 1e-5 * scale);
+    for (int c = 0; c < 4; c++) CHECK_NEAR(got->moving_mean[c], one->moving_mean[c], 1e-6);
+    /* every rank holds the same bits */
+    CHECK(memcmp(got->grads, jobs[0].result.grads, got->n * sizeof(float)) == 0);
+    cn_graph_free(jobs[r].g);
+  }
+}
+
+static void test_shares_sum_to_one_process(void) {
+  cn_rng r = cn_rng_make(11);
+  for (int i = 0; i < GLOBAL * SAMPLE; i++) images[i] = 2 * cn_rng_float(&r) - 1;
+  for (int i = 0; i < GLOBAL; i++) targets[i] = (float)(i % CLASSES);
+  cn_graph *g = small_cnn();
+  step_result one;
+  run_step(g, NULL, 0, GLOBAL, &one);
+  cn_graph_free(g);
+  check_ranks_match_one(2, &one);
+  check_ranks_match_one(3, &one);
+}
+
+/* More ranks than samples: the ranks without one stand in with a placeholder. */
+static void test_empty_share(void) {
+  int64_t first, count;
+  cn_group_share(2, 2, 3, &first, &count);
+  CHECK(count == 0);
+}
+
+static void test_share(void) {
+  int64_t total = 0, next = 0;
+  for (int r = 0; r < 4; r++) {
+    int64_t first, count;
+    cn_group_share(10, r, 4, &first, &count);
+    CHECK(first == next);
+    CHECK(count == 2 || count == 3);
+    next = first + count;
+    total += count;
+  }
+  CHECK(total == 10);
+}
+
+static void test_null_group(void) {
+  CHECK(cn_group_rank(NULL) == 0);
+  CHECK(cn_group_size(NULL) == 1);
+  float v[2] = {1, 2};
+  CHECK_OK(cn_group_sum_f32(NULL, v, 2));
+  CHECK(v[0] == 1 && v[1] == 2);
+  void *all = NULL;
+  size_t total = 0;
+  CHECK_OK(cn_group_gather(NULL, "abc", 3, &all, &total));
+  CHECK(total == 3 && memcmp(all, "abc", 3) == 0);
+  free(all);
+  cn_group *g = (cn_group *)1;
+  CHECK_OK(cn_group_join(NULL, NULL, &g)); /* not started by mpirun */
+  CHECK(g == NULL);
+}
+
+int main(void) {
+  test_share();
+  test_empty_share();
+  test_null_group();
+  test_shares_sum_to_one_process();
+  return cn_test_finish();
+}
