@@ -130,7 +130,8 @@ cn_status fit_checkpoint_write(const fit_run *r) {
                             .data = r->opt.slot[s]};
   t[n++] = (cn_st_tensor){
       .name = "optimizer/iterations", .dtype = CN_ST_I64, .shape = {1, {1}}, .data = &iterations};
-  char phase[16], epoch[16], bad[16], stop[16], loss[40], acc[40], fp[65];
+  char phase[16], epoch[16], bad[16], stop[16], loss[40], acc[40], fp[65], ranks[16];
+  snprintf(ranks, sizeof ranks, "%d", r->ranks);
   snprintf(phase, sizeof phase, "%d", r->phase);
   snprintf(epoch, sizeof epoch, "%d", r->epoch);
   snprintf(bad, sizeof bad, "%d", r->bad_epochs);
@@ -146,7 +147,8 @@ cn_status fit_checkpoint_write(const fit_run *r) {
                        {"stopped_early", stop},
                        {"best_val_loss", loss},
                        {"best_val_accuracy", acc},
-                       {"options", fp}};
+                       {"options", fp},
+                       {"ranks", ranks}};
   if (st == CN_OK)
     st = cn_safetensors_write(r->checkpoint_path, t, n, meta, (int)(sizeof meta / sizeof *meta));
   for (int i = 0; i < named; i++) free((char *)t[i].name);
@@ -203,6 +205,19 @@ static cn_status read_params(cn_graph *g, const cn_safetensors *f) {
   return CN_OK;
 }
 
+/* The sums of a data-parallel run are grouped by rank: with another rank count the run goes on
+ * as well, but not bit for bit as the uninterrupted run (checkpoints before "ranks": one). */
+static void note_other_ranks(const fit_run *r, const cn_safetensors *f) {
+  const char *v = cn_safetensors_meta(f, "ranks");
+  int written = v ? atoi(v) : 1;
+  if (written != r->ranks && r->rank == 0)
+    fit_message(r,
+                "%s was written by a run of %d process(es), this one has %d: it continues, but "
+                "its sums are grouped differently, so the result is not bit for bit the one the "
+                "first run would have given",
+                cn_safetensors_path(f), written, r->ranks);
+}
+
 cn_status fit_checkpoint_read(fit_run *r, const char *path) {
   cn_safetensors *f = NULL;
   cn_status st = cn_safetensors_open(path, &f);
@@ -215,6 +230,7 @@ cn_status fit_checkpoint_read(fit_run *r, const char *path) {
   if (st == CN_OK) st = meta_double(f, "best_val_loss", &r->best_val_loss);
   if (st == CN_OK) st = meta_double(f, "best_val_accuracy", &r->best_val_accuracy);
   if (st == CN_OK) st = read_params(r->full, f);
+  if (st == CN_OK) note_other_ranks(r, f);
   cn_safetensors_close(f);
   return st;
 }
