@@ -69,7 +69,13 @@ static const char train_help_rest[] =
     "  -h, --help             this help\n\n"
     "Writes MODEL, MODEL.best.cnm (best validation loss) and MODEL.ckpt (after every epoch,\n"
     "atomically). After an interruption, run the same command with --resume MODEL.ckpt: the\n"
-    "result is bit-identical to an uninterrupted run, for any --threads.\n";
+    "result is bit-identical to an uninterrupted run, for any --threads.\n\n"
+    "Under `mpirun -np N convnet train ...` the training is data-parallel: each process decodes\n"
+    "and runs its share of every batch of --batch images, the gradients are summed over the\n"
+    "processes each step, feature extraction is split among them, and rank 0 alone writes and\n"
+    "prints. Bit-identical on every repeat for a given N, equal to one process up to float\n"
+    "rounding; --resume needs the same N. Threads default to the cores divided among the\n"
+    "processes of a machine. See docs/scale-out.md.\n";
 
 typedef struct train_cli {
   cli_model_args model;
