@@ -112,6 +112,13 @@ killed_and_resumed() {
 check "kill -9 of rank 1 names it; --resume with 2 ranks equals the uninterrupted run" \
   killed_and_resumed
 
+other_count_warns() {
+  "$CONVNET" "${LONG[@]}" --out "$TMP/int1.cnm" --resume "$TMP/int.cnm.ckpt" >/dev/null \
+    2>"$TMP/err" && grep -q "written by a run of 2 process(es), this one has 1" "$TMP/err"
+}
+check "resuming a 2-rank checkpoint in one process warns that the bits will differ" \
+  other_count_warns
+
 # ---- a rank that fails names itself and ends the job ----
 rank_fails() {
   ! "${MPIRUN[@]}" "$CONVNET" "${TRAIN[@]}" --epochs 1 --threads 1 --out "$TMP/x.cnm" \
