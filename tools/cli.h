@@ -109,6 +109,10 @@ int cli_load_labels(const char *labels_path, const cn_model *model, cn_labels **
 const char *cli_class_name(const cn_labels *labels, const cn_model *model, size_t c, char *buf,
                            size_t cap);
 
+/* --profile (cli_profile.c): times every layer over `iterations` forward passes of batch samples
+ * and prints a table (ms, share, GFLOP, GFLOP/s, share of the CPU's fp32 peak) on stdout. */
+int cli_print_profile(cn_model *model, int batch, const float *const *inputs, int iterations);
+
 /* Grad-CAM pictures for `convnet explain` and `classify --explain` (cmd_explain.c). */
 typedef struct cli_explain_args {
   const char *dir;   /* one PNG per image written here */

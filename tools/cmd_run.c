@@ -8,7 +8,8 @@
 
 static const char run_help[] =
     "usage: convnet run -m MODEL [-w WEIGHTS] [--alpha A] [--threads N] --input x.npy\n"
-    "                   [--input x2.npy ...] --output y.npy [--output y2.npy ...]\n\n"
+    "                   [--input x2.npy ...] --output y.npy [--output y2.npy ...]\n"
+    "                   [--profile N]\n\n"
     "Runs the model on the float32 (or float64) tensors in the .npy inputs, already\n"
     "preprocessed, and writes each output as float32 with a batch dimension. Inputs may lack the\n"
     "batch dimension (one sample). Tensors are in the model's own layout: NHWC for Keras and zoo\n"
@@ -23,6 +24,10 @@ static const char run_help[] =
     "  --threads N          threads (0: all cores)\n"
     "  --input FILE         input tensor (.npy), once per model input\n"
     "  --output FILE        output tensor (.npy), written atomically, once per model output\n"
+    "  --profile N          then time every layer over N forward passes of the first (up to\n"
+    "                       16) samples: ms, share, GFLOP/s and share of the CPU's fp32 peak\n"
+    "                       (the layers as they run: BatchNormalization and activations folded\n"
+    "                       into the convolution before them)\n"
     "  -h, --help           this help\n";
 
 /* Samples per forward call, which bounds the activation memory. */
@@ -44,6 +49,7 @@ typedef struct run_io {
   cn_input_value values[RUN_MAX_IO]; /* every --input as read */
   float *x[RUN_MAX_IO], *y[RUN_MAX_IO];
   int64_t batch;
+  int profile; /* --profile N: forward passes timed per layer; 0: none */
 } run_io;
 
 /* Reads every --input (before the model: shape-defining ones are bound while loading it). */
@@ -123,6 +129,10 @@ static int run_model(cn_model *model, run_io *io) {
                      want_in, want_out, io->n_in, io->n_out);
   int rc = check_inputs(model, io);
   if (rc == CLI_OK) rc = forward_all(model, io);
+  if (rc == CLI_OK && io->profile) {
+    int batch = (int)(io->batch < RUN_CHUNK ? io->batch : RUN_CHUNK);
+    rc = cli_print_profile(model, batch, (const float *const *)io->x, io->profile);
+  }
   return rc;
 }
 
@@ -144,6 +154,7 @@ int cmd_run(int argc, char **argv) {
                                           {"threads", required_argument, NULL, 't'},
                                           {"input", required_argument, NULL, 'i'},
                                           {"output", required_argument, NULL, 'o'},
+                                          {"profile", required_argument, NULL, 'p'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
   cli_model_args a = {.need_weights = 1};
@@ -165,6 +176,9 @@ int cmd_run(int argc, char **argv) {
       break;
     case 'o':
       if ((rc = add_path(io.out_path, &io.n_out, optarg, "--output")) != CLI_OK) return rc;
+      break;
+    case 'p':
+      if (!cli_parse_int("run", "--profile", optarg, 1, 100000, &io.profile)) return CLI_USAGE;
       break;
     case 'h':
       fputs(run_help, stdout);

@@ -60,6 +60,21 @@ CN_API int64_t cn_shape_numel(const cn_shape *shape);
 /* Formats "(224,224,3)" into buf; returns buf. */
 CN_API char *cn_shape_format(const cn_shape *shape, char *buf, size_t cap);
 
+/* The CPU this process runs on, read at run time (one binary serves every x86-64 machine). */
+typedef struct cn_cpu_info {
+  char name[128]; /* "AMD EPYC 9R14 ...", from /proc/cpuinfo */
+  int cores;      /* online logical CPUs */
+  int avx2, fma, avx512f, avx512_bf16;
+  double ghz;          /* nominal clock: cpufreq's maximum, else /proc/cpuinfo's "cpu MHz" */
+  int flops_per_cycle; /* fp32 floating-point operations per cycle and core at peak: FMA units x
+                        * vector lanes x 2 (AVX-512 with two FMA units: 64; AMD Zen 4's AVX-512 on
+                        * 256-bit units and AVX2 with FMA: 32; without FMA: 16) */
+} cn_cpu_info;
+CN_API void cn_cpu_detect(cn_cpu_info *cpu);
+/* The fp32 peak of `threads` cores in GFLOP/s (flops_per_cycle x ghz x threads), or
+ * CONVNET_PEAK_GFLOPS (per core) when set; 0 when the clock is unknown. */
+CN_API double cn_cpu_peak_gflops(const cn_cpu_info *cpu, int threads);
+
 #ifdef __cplusplus
 }
 #endif

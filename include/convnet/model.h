@@ -108,6 +108,21 @@ typedef struct cn_layer_info {
 CN_API size_t cn_model_layer_count(const cn_model *model);
 CN_API cn_status cn_model_layer_info(const cn_model *model, size_t index, cn_layer_info *info);
 
+/* One layer's time in cn_model_profile: the layers as forward runs them, BatchNormalization and
+ * activations folded into the convolutions before them. */
+typedef struct cn_layer_profile {
+  const char *name, *type; /* valid while the model lives and its weights do not change */
+  double ms;               /* mean wall time per forward pass */
+  double gflop;            /* operations per forward pass at the profiled batch, in 1e9 (a
+                            * multiply-add counts 2; convolutions, dense and matrix products
+                            * exactly, other layers one per output value) */
+} cn_layer_profile;
+/* Times every layer over `iterations` forward passes of `batch` samples (inputs[k] feeds model
+ * input k), after one untimed pass (planning, weight packing). *layers (malloc'd, *count
+ * entries, in execution order) receives the means; free() it. */
+CN_API cn_status cn_model_profile(cn_model *model, int batch, const float *const *inputs,
+                                  int iterations, cn_layer_profile **layers, size_t *count);
+
 /* Writes the model as an ONNX file (opset 13) that computes in NCHW: a Keras-layout (NHWC) model
  * keeps its NHWC input and output shapes (transposes inside the graph), a model imported from
  * ONNX or PyTorch keeps its NCHW boundary. The batch dimension is symbolic ("N"). Written

@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "core/mem.h"
@@ -504,6 +505,12 @@ static cn_tensor node_tensor(const cn_graph *g, int i) {
 
 enum { CN_MAX_NODE_INPUTS = 64 };
 
+static double wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
 cn_status cn_graph_run(cn_graph *g, int batch, const float *const *inputs, float *const *outputs) {
   if (batch < 1) return cn_fail(CN_ERR_ARG, "batch must be at least 1");
   cn_status st = cn_graph_default_outputs(g);
@@ -524,7 +531,9 @@ cn_status cn_graph_run(cn_graph *g, int batch, const float *const *inputs, float
       return cn_fail(CN_ERR_UNSUPPORTED, "%s: more than %d inputs", n->name, CN_MAX_NODE_INPUTS);
     for (int k = 0; k < n->n_inputs; k++) in[k] = node_tensor(g, n->inputs[k]);
     cn_tensor out = node_tensor(g, i);
+    double start = g->profile_ms ? wall_ms() : 0;
     n->op->forward(n, in, &out, &ex);
+    if (g->profile_ms) g->profile_ms[i] += wall_ms() - start;
   }
   for (int i = 0; i < g->n_outputs; i++) {
     cn_tensor t = node_tensor(g, g->outputs[i]);

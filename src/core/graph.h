@@ -83,6 +83,9 @@ typedef struct cn_graph {
   size_t n_param_floats;
   int weights_version; /* bumped whenever weights change, so ops can refresh caches */
   struct cn_plan *plan;
+  /* Per-layer timing (cn_model_profile): when non-NULL, cn_graph_run adds each node's forward
+   * wall time to profile_ms[node] (n_nodes entries, owned by the caller). */
+  double *profile_ms;
 } cn_graph;
 
 cn_graph *cn_graph_new(void);
