@@ -516,6 +516,7 @@ cn_status cn_evaluate(cn_model *model, const cn_dataset *ds, const cn_evaluate_o
     paths[i] = cn_dataset_path(ds, i);
     labels[i] = label >= 0 && label < nclasses ? map[label] : -1; /* -1: skipped, named */
   }
+  if (o && o->group) st = agree(o->group, st); /* a rank alone out of memory: all fail */
   if (st == CN_OK) st = cn_evaluate_files(model, n, paths, labels, o, out);
   free(map);
   free(paths);
