@@ -155,7 +155,7 @@ static int classify_images(cn_model *model, const cn_input_spec *spec, char **fi
   float *output = malloc(CLASSIFY_BATCH * (size_t)shape.dim[0] * sizeof *output);
   int failed = 0;
   if (!input || !output) failed = cli_error("classify", "out of memory");
-  for (int i = 0; !failed && i < n; i += CLASSIFY_BATCH)
+  for (int i = 0; input && output && i < n; i += CLASSIFY_BATCH)
     failed +=
         classify_batch(model, spec, files + i, n - i < CLASSIFY_BATCH ? n - i : CLASSIFY_BATCH,
                        input, output, o, out);
