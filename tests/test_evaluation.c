@@ -1,11 +1,15 @@
 /* cn_evaluation (counts, recall, precision, NaN scores) and cn_evaluate on class folders matched
- * to a model's class names by name, with a bad image, an unknown folder and bad options. */
+ * to a model's class names by name, with a bad image, an unknown folder and bad options; and
+ * cn_evaluate_files over a group of thread "ranks" equal to one process. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "convnet/convnet.h"
+#include "core/group.h"
 #include "testlib.h"
 
 static void test_accumulator(void) {
@@ -185,6 +189,144 @@ static void test_worst(cn_model *m) {
   cn_evaluation_free(e);
 }
 
+/* ---- a group of threads standing in for the ranks of an mpirun job ------------------------- */
+
+enum { RANKS = 3, RANK_IMAGES = 9 };
+
+static struct {
+  pthread_barrier_t barrier;
+  void *data[RANKS];
+  size_t bytes[RANKS];
+  cn_group members[RANKS];
+} tg;
+
+/* Each rank's values posted, then summed in rank order (doubles: all evaluation needs). */
+static cn_status thread_sum(cn_group *g, void *data, size_t n, size_t elem) {
+  double *sum = calloc(n ? n : 1, sizeof *sum);
+  if (elem != sizeof(double) || !sum) abort();
+  tg.data[g->rank] = data;
+  pthread_barrier_wait(&tg.barrier);
+  for (int r = 0; r < g->size; r++)
+    for (size_t i = 0; i < n; i++) sum[i] += ((const double *)tg.data[r])[i];
+  pthread_barrier_wait(&tg.barrier);
+  memcpy(data, sum, n * elem);
+  free(sum);
+  return CN_OK;
+}
+
+static cn_status thread_broadcast(cn_group *g, void *data, size_t bytes, int from) {
+  tg.data[g->rank] = data;
+  pthread_barrier_wait(&tg.barrier);
+  if (g->rank != from) memcpy(data, tg.data[from], bytes);
+  pthread_barrier_wait(&tg.barrier);
+  return CN_OK;
+}
+
+static cn_status thread_gather(cn_group *g, const void *data, size_t bytes, void **all,
+                               size_t *total) {
+  tg.data[g->rank] = (void *)data;
+  tg.bytes[g->rank] = bytes;
+  pthread_barrier_wait(&tg.barrier);
+  if (g->rank == 0) {
+    for (int r = 0; r < g->size; r++) *total += tg.bytes[r];
+    char *buf = malloc(*total + 1);
+    if (!buf) abort();
+    for (size_t r = 0, at = 0; r < (size_t)g->size; at += tg.bytes[r++])
+      memcpy(buf + at, tg.data[r], tg.bytes[r]);
+    *all = buf;
+  }
+  pthread_barrier_wait(&tg.barrier);
+  return CN_OK;
+}
+
+static const cn_group_ops thread_ops = {
+    .sum = thread_sum, .broadcast = thread_broadcast, .gather = thread_gather};
+
+typedef struct rank_job {
+  int rank;
+  const char *const *paths;
+  const int *labels;
+  cn_evaluate_options o;
+  cn_evaluation *e;
+  cn_status st;
+  char error[1024];
+} rank_job;
+
+static void *rank_main(void *arg) {
+  rank_job *j = arg;
+  cn_model *m = NULL; /* a model per rank: its forward pass keeps state */
+  const char *names[] = {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"};
+  j->st = cn_model_load(cn_test_data("weights/keras/mnist_cnn.json"), &m);
+  if (j->st == CN_OK) j->st = cn_model_set_class_names(m, names, 10);
+  if (j->st == CN_OK) j->st = cn_evaluate_files(m, RANK_IMAGES, j->paths, j->labels, &j->o, &j->e);
+  snprintf(j->error, sizeof j->error, "%s", j->st == CN_OK ? "" : cn_last_error());
+  cn_model_free(m);
+  return NULL;
+}
+
+/* cn_evaluate_files on `size` thread ranks with options o; jobs[r] holds rank r's outcome. */
+static void run_ranks(int size, const char *const *paths, const int *labels,
+                      const cn_evaluate_options *o, rank_job *jobs) {
+  pthread_barrier_init(&tg.barrier, NULL, (unsigned)size);
+  pthread_t threads[RANKS];
+  for (int r = 0; r < size; r++) {
+    tg.members[r] = (cn_group){.ops = &thread_ops, .rank = r, .size = size, .local_size = size};
+    jobs[r] = (rank_job){.rank = r, .paths = paths, .labels = labels, .o = *o};
+    jobs[r].o.group = &tg.members[r];
+    CHECK(pthread_create(&threads[r], NULL, rank_main, &jobs[r]) == 0);
+  }
+  for (int r = 0; r < size; r++) CHECK(pthread_join(threads[r], NULL) == 0);
+  pthread_barrier_destroy(&tg.barrier);
+}
+
+static void check_same_evaluation(const cn_evaluation *got, const cn_evaluation *want) {
+  CHECK(got && cn_evaluation_images(got) == cn_evaluation_images(want));
+  CHECK(cn_evaluation_skipped(got) == cn_evaluation_skipped(want));
+  CHECK(cn_evaluation_top_k_correct(got) == cn_evaluation_top_k_correct(want));
+  for (int t = 0; t < 10; t++)
+    for (int p = 0; p < 10; p++)
+      CHECK(cn_evaluation_confusion(got, t, p) == cn_evaluation_confusion(want, t, p));
+  CHECK(cn_evaluation_worst_count(got) == cn_evaluation_worst_count(want));
+  for (int i = 0; i < cn_evaluation_worst_count(want); i++) {
+    const cn_evaluation_miss *g = cn_evaluation_worst(got, i), *w = cn_evaluation_worst(want, i);
+    CHECK(g && strcmp(g->path, w->path) == 0 && g->truth == w->truth);
+    CHECK(g && g->truth_score == w->truth_score && g->top[0] == w->top[0]);
+  }
+}
+
+/* 9 images (one bad) in batches of 2 over 2 and 3 ranks: every rank gets the evaluation of one
+ * process, worst images in file order (all scores tie); with fatal_bad_images every rank fails
+ * naming the bad image. */
+static void test_ranks(cn_model *m) {
+  char a[2048], b[2048], c[2048], bad[2048];
+  snprintf(a, sizeof a, "%s", at("c7/a.ppm"));
+  snprintf(b, sizeof b, "%s", at("c7/b.ppm"));
+  snprintf(c, sizeof c, "%s", at("c2/a.ppm"));
+  snprintf(bad, sizeof bad, "%s", at("c2/notes.jpg"));
+  const char *paths[RANK_IMAGES] = {a, b, c, a, bad, b, c, a, b};
+  const int labels[RANK_IMAGES] = {3, 0, 5, 7, 1, 2, 0, 9, 4};
+  cn_evaluate_options o = {.batch = 2, .worst = 6};
+  cn_evaluation *one = NULL;
+  CHECK_OK(cn_evaluate_files(m, RANK_IMAGES, paths, labels, &o, &one));
+  CHECK(one && cn_evaluation_skipped(one) == 1 && cn_evaluation_worst_count(one) == 6);
+  rank_job jobs[RANKS];
+  for (int size = 2; one && size <= RANKS; size++) {
+    run_ranks(size, paths, labels, &o, jobs);
+    for (int r = 0; r < size; r++) {
+      CHECK(jobs[r].st == CN_OK);
+      if (jobs[r].st == CN_OK) check_same_evaluation(jobs[r].e, one);
+      cn_evaluation_free(jobs[r].e);
+    }
+  }
+  cn_evaluation_free(one);
+  o.fatal_bad_images = 1;
+  run_ranks(RANKS, paths, labels, &o, jobs);
+  for (int r = 0; r < RANKS; r++) {
+    CHECK(jobs[r].st == CN_ERR_FORMAT && jobs[r].e == NULL);
+    CHECK(strstr(jobs[r].error, "notes.jpg") != NULL);
+  }
+}
+
 static void remove_files(void) {
   const char *files[] = {"c7/a.ppm", "c7/b.ppm", "c2/a.ppm", "c2/notes.jpg", "c7", "c2", "zebra"};
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) remove(at(files[i]));
@@ -198,6 +340,7 @@ int main(void) {
     test_class_folders(m);
     test_files(m);
     test_worst(m);
+    test_ranks(m);
     remove_files();
   }
   cn_model_free(m);

@@ -18,6 +18,32 @@ int cli_is_main_rank(void) {
   return cn_group_rank(cli_group) == 0;
 }
 
+int cli_finished_together;
+
+int cli_agree_status(int rc) {
+  int size = cn_group_size(cli_group), agreed = rc;
+  double *all = calloc((size_t)size, sizeof *all);
+  if (!all) return cli_error("convnet", "out of memory");
+  all[cn_group_rank(cli_group)] = rc;
+  if (cn_group_sum_f64(cli_group, all, (size_t)size) != CN_OK) {
+    free(all);
+    return cli_lib_error(); /* not agreed: main aborts the job */
+  }
+  for (int r = 0; r < size; r++)
+    if (all[r] > agreed) agreed = (int)all[r];
+  free(all);
+  cli_finished_together = 1;
+  return agreed;
+}
+
+void cli_batch_share(int n, int batch, int *first, int *count) {
+  int64_t batches = ((int64_t)n + batch - 1) / batch, b0, nb;
+  cn_group_share(batches, cn_group_rank(cli_group), cn_group_size(cli_group), &b0, &nb);
+  int64_t lo = b0 * batch < n ? b0 * batch : n, hi = (b0 + nb) * batch < n ? (b0 + nb) * batch : n;
+  *first = (int)lo;
+  *count = (int)(hi - lo);
+}
+
 /* "convnet: ", naming the rank in an mpirun job. */
 static void message_start(void) {
   if (cli_group)

@@ -12,6 +12,16 @@ enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 extern cn_group *cli_group;
 /* 1 on the process that writes outputs and prints results (rank 0, or the only one). */
 int cli_is_main_rank(void);
+/* Set when every rank of the job has agreed on the command's exit status (cli_agree_status):
+ * main then leaves the job normally, with that status, instead of aborting it (MPI_Abort, which
+ * is for a rank that failed alone while the others may wait for it). */
+extern int cli_finished_together;
+/* Called by every rank at the same point, once no collective call is left: the highest of the
+ * ranks' statuses, on every rank (rc itself without a group). Sets cli_finished_together. */
+int cli_agree_status(int rc);
+/* The share of n items [*first, *first + *count) this rank takes in whole batches of `batch`
+ * (the whole without a group), so that each item meets the same batch companions as alone. */
+void cli_batch_share(int n, int batch, int *first, int *count);
 
 /* "convnet: <subject>: <what>" on stderr; returns CLI_FAILED. */
 int cli_error(const char *subject, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -32,7 +32,8 @@ static const char classify_help[] =
     "  --json                 one JSON object per image per line\n"
     "  --explain DIR          also write DIR/<image name>.png: a Grad-CAM heat map of the top\n"
     "                         class over the photo (see convnet explain --help)\n"
-    "  -h, --help             this help\n";
+    "  -h, --help             this help\n\n"
+    "Under mpirun -np N the images are split across the N processes and rank 0 prints.\n";
 
 enum { CLASSIFY_BATCH = 8, CLASSIFY_MAX_K = 1000 };
 
@@ -42,21 +43,21 @@ typedef struct classify_opts {
   const cn_model *named;   /* the model when its own class names label the outputs */
 } classify_opts;
 
-static void json_string(const char *s) {
-  putchar('"');
+static void json_string(FILE *out, const char *s) {
+  putc('"', out);
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     if (*p == '"' || *p == '\\')
-      printf("\\%c", *p);
+      fprintf(out, "\\%c", *p);
     else if (*p == '\n')
-      fputs("\\n", stdout);
+      fputs("\\n", out);
     else if (*p == '\t')
-      fputs("\\t", stdout);
+      fputs("\\t", out);
     else if (*p < 0x20 || *p == 0x7f)
-      printf("\\u%04x", *p);
+      fprintf(out, "\\u%04x", *p);
     else
-      putchar(*p);
+      putc(*p, out);
   }
-  putchar('"');
+  putc('"', out);
 }
 
 /* Indices of the k largest probabilities, largest first (ties: lower index first). */
@@ -72,16 +73,17 @@ static void top_k(const float *p, size_t n, int k, size_t *best) {
   }
 }
 
-static void print_result(const char *file, const float *probs, size_t n, const classify_opts *o) {
+static void print_result(FILE *out, const char *file, const float *probs, size_t n,
+                         const classify_opts *o) {
   size_t best[CLASSIFY_MAX_K];
   int k = o->k < (int)n ? o->k : (int)n;
   top_k(probs, n, k, best);
   if (o->json) {
-    fputs("{\"file\":", stdout);
-    json_string(file);
-    fputs(",\"top\":[", stdout);
+    fputs("{\"file\":", out);
+    json_string(out, file);
+    fputs(",\"top\":[", out);
   } else {
-    printf("%s\n", file);
+    fprintf(out, "%s\n", file);
   }
   for (int i = 0; i < k; i++) {
     size_t c = best[i];
@@ -92,27 +94,27 @@ static void print_result(const char *file, const float *probs, size_t n, const c
     char fallback[32];
     if (!name) snprintf(fallback, sizeof fallback, "class %zu", c), name = fallback;
     if (o->json) {
-      printf("%s{\"index\":%zu,\"id\":", i ? "," : "", c);
+      fprintf(out, "%s{\"index\":%zu,\"id\":", i ? "," : "", c);
       if (id)
-        json_string(id);
+        json_string(out, id);
       else
-        fputs("null", stdout);
-      fputs(",\"label\":", stdout);
-      json_string(name);
-      printf(",\"prob\":%.6g}", (double)probs[c]);
+        fputs("null", out);
+      fputs(",\"label\":", out);
+      json_string(out, name);
+      fprintf(out, ",\"prob\":%.6g}", (double)probs[c]);
     } else {
-      printf("  %d. %.4f  %s", i + 1, (double)probs[c], name);
-      printf(id ? " (%s)\n" : "\n", id);
+      fprintf(out, "  %d. %.4f  %s", i + 1, (double)probs[c], name);
+      fprintf(out, id ? " (%s)\n" : "\n", id);
     }
   }
-  if (o->json) puts("]}");
-  fflush(stdout);
+  if (o->json) fputs("]}\n", out);
+  fflush(out);
 }
 
-/* Decodes and prepares up to CLASSIFY_BATCH images, classifies those that decoded; returns the
- * number of images that failed. */
+/* Decodes and prepares up to CLASSIFY_BATCH images, classifies those that decoded and prints
+ * their results to out; returns the number of images that failed. */
 static int classify_batch(cn_model *model, const cn_input_spec *spec, char **files, int n,
-                          float *input, float *output, const classify_opts *o) {
+                          float *input, float *output, const classify_opts *o, FILE *out) {
   size_t in_numel = (size_t)spec->height * spec->width * spec->channels;
   cn_shape out_shape = cn_model_output_shape(model);
   size_t classes = (size_t)cn_shape_numel(&out_shape);
@@ -132,7 +134,7 @@ static int classify_batch(cn_model *model, const cn_input_spec *spec, char **fil
     return n;
   }
   for (int i = 0, j = 0; i < n; i++)
-    if (ok[i]) print_result(files[i], output + (size_t)j++ * classes, classes, o);
+    if (ok[i]) print_result(out, files[i], output + (size_t)j++ * classes, classes, o);
   return failed;
 }
 
@@ -144,38 +146,86 @@ typedef struct classify_args {
   classify_opts out;
 } classify_args;
 
+/* The results of n images printed to out; returns the number of images that failed. */
+static int classify_images(cn_model *model, const cn_input_spec *spec, char **files, int n,
+                           const classify_opts *o, FILE *out) {
+  cn_shape shape = cn_model_output_shape(model);
+  size_t in_numel = (size_t)spec->height * spec->width * spec->channels;
+  float *input = malloc(CLASSIFY_BATCH * in_numel * sizeof *input);
+  float *output = malloc(CLASSIFY_BATCH * (size_t)shape.dim[0] * sizeof *output);
+  int failed = 0;
+  if (!input || !output) failed = cli_error("classify", "out of memory");
+  for (int i = 0; input && output && i < n; i += CLASSIFY_BATCH)
+    failed +=
+        classify_batch(model, spec, files + i, n - i < CLASSIFY_BATCH ? n - i : CLASSIFY_BATCH,
+                       input, output, o, out);
+  free(input);
+  free(output);
+  return failed;
+}
+
+/* --explain: rank 0 checks the picture names of all n images and makes the folder; then each
+ * rank draws its own share [first, first + count). Returns the failures. */
+static int explain_share(cn_model *model, const cn_input_spec *spec, const cn_labels *labels,
+                         cli_explain_args *ex, char **files, int n, int first, int count) {
+  int rc = cli_is_main_rank() ? cli_explain_prepare(ex, files, n) : CLI_OK;
+  if (cli_group && cn_group_broadcast(cli_group, &rc, sizeof rc, 0) != CN_OK) rc = cli_lib_error();
+  if (rc != CLI_OK) return 1;
+  return cli_explain_images(model, spec, labels, ex, files + first, count) != 0;
+}
+
+/* Under mpirun: every rank's lines to rank 0, which prints them in rank order, the input order. */
+static int print_gathered(const char *lines, size_t len) {
+  void *all = NULL;
+  size_t total = 0;
+  if (cn_group_gather(cli_group, lines, len, &all, &total) != CN_OK) return cli_lib_error();
+  if (total) fwrite(all, 1, total, stdout);
+  fflush(stdout);
+  free(all);
+  return CLI_OK;
+}
+
+/* Alone: the results as they come. Under mpirun: this rank's whole batches of the images,
+ * printed into memory and gathered, so that stdout is that of one process. */
 static int classify_all(cn_model *model, const classify_args *a, char **files, int n) {
   cn_input_spec spec = cn_model_input_spec(model);
   cli_input_apply(&a->input, &spec);
   cn_labels *labels = NULL;
-  int rc = cli_load_labels(a->labels_path, model, &labels);
-  if (rc != CLI_OK) {
-    cn_labels_free(labels);
-    return rc;
-  }
+  int rc = cli_load_labels(a->labels_path, model, &labels), first, count;
   classify_opts o = a->out;
   o.labels = labels;
   o.named = !labels && cli_has_own_names(model) ? model : NULL;
-  cn_shape out = cn_model_output_shape(model);
-  size_t in_numel = (size_t)spec.height * spec.width * spec.channels;
-  float *input = malloc(CLASSIFY_BATCH * in_numel * sizeof *input);
-  float *output = malloc(CLASSIFY_BATCH * (size_t)out.dim[0] * sizeof *output);
-  int failed = 0;
-  if (!input || !output) failed = cli_error("classify", "out of memory");
-  for (int i = 0; !(!input || !output) && i < n; i += CLASSIFY_BATCH)
-    failed += classify_batch(model, &spec, files + i,
-                             n - i < CLASSIFY_BATCH ? n - i : CLASSIFY_BATCH, input, output, &o);
-  if (a->explain_dir && input && output) {
-    cli_explain_args ex = {.dir = a->explain_dir, .class_index = -1, .quiet = 1};
-    if (cli_explain_prepare(&ex, files, n) != CLI_OK ||
-        cli_explain_images(model, &spec, labels, &ex, files, n) != 0)
-      failed++;
-    cli_explain_finish(&ex);
+  cli_batch_share(n, CLASSIFY_BATCH, &first, &count);
+  char *lines = NULL;
+  size_t len = 0;
+  FILE *out = rc != CLI_OK ? NULL : cli_group ? open_memstream(&lines, &len) : stdout;
+  if (rc == CLI_OK && !out) rc = cli_error("classify", "out of memory");
+  cli_explain_args ex = {.dir = a->explain_dir, .class_index = -1, .quiet = 1};
+  int failed = rc == CLI_OK ? classify_images(model, &spec, files + first, count, &o, out) : 0;
+  if (rc == CLI_OK && a->explain_dir)
+    failed += explain_share(model, &spec, labels, &ex, files, n, first, count);
+  if (out && cli_group) {
+    fclose(out);
+    rc = print_gathered(lines, len);
   }
-  free(input);
-  free(output);
+  free(lines);
+  if (rc == CLI_OK) rc = cli_agree_status(failed ? CLI_FAILED : CLI_OK);
+  if (a->explain_dir) cli_explain_finish(&ex); /* after every rank has drawn */
   cn_labels_free(labels);
-  return failed ? CLI_FAILED : CLI_OK;
+  return rc;
+}
+
+/* Under mpirun only one process could read the standard input ("-"): refused by rank 0, with
+ * every rank agreeing on the status. */
+static int refuse_stdin_in_job(char **operands, int n) {
+  for (int i = 0; cli_group && i < n; i++)
+    if (strcmp(operands[i], "-") == 0) {
+      int rc = CLI_FAILED;
+      if (cli_is_main_rank())
+        cli_error("-", "an image on standard input needs a single process, not mpirun -np N");
+      return cli_agree_status(rc);
+    }
+  return CLI_OK;
 }
 
 int cmd_classify(int argc, char **argv) {
@@ -222,6 +272,7 @@ int cmd_classify(int argc, char **argv) {
     }
   }
   if (optind >= argc) return cli_usage("classify", "no IMAGE given");
+  if ((rc = refuse_stdin_in_job(argv + optind, argc - optind)) != CLI_OK) return rc;
   if ((rc = cli_check_output(a.explain_dir, 1)) != CLI_OK) return rc;
   cli_file_list files = {0};
   cn_model *model = NULL;

@@ -42,7 +42,8 @@ static const char evaluate_help[] =
     "Top-5 is shown for models of 5 classes or more. Models of at most 50 classes also get the\n"
     "per-class table (samples, recall, precision) and the confusion matrix (rows: true class,\n"
     "columns: predicted). Images that fail to decode are reported, skipped, and make the exit\n"
-    "status 1.\n";
+    "status 1. Under mpirun -np N the images are split across the N processes and rank 0\n"
+    "prints.\n";
 
 enum { EVAL_MAX_SAMPLES = 10000000, EVAL_MAX_BATCH = 256, EVAL_LINE = 8192 };
 /* Up to this many classes the per-class table and the confusion matrix are always printed. */
@@ -162,25 +163,34 @@ static void print_skipped(void *ctx, const char *line) {
   fprintf(stderr, "convnet: %s\n", line);
 }
 
+/* The library's error after an evaluation, which under mpirun every rank returned alike: rank 0
+ * tells it. */
+static int evaluation_error(void) {
+  return cli_is_main_rank() ? cli_lib_error() : CLI_FAILED;
+}
+
+/* *together: set once the library's evaluation ran (under mpirun, on every rank together). */
 static int evaluate_tsv(cn_model *model, const eval_args *a, const char *tsv,
-                        const cn_evaluate_options *o, cn_evaluation **e) {
+                        const cn_evaluate_options *o, cn_evaluation **e, int *together) {
   sample_list s = {0};
   int rc = read_labels_tsv(a->data, tsv, &s);
   if (rc == CLI_OK && s.count == 0) rc = cli_error(tsv, "no images listed");
-  if (rc == CLI_OK &&
-      cn_evaluate_files(model, s.count, (const char *const *)s.paths, s.labels, o, e) != CN_OK)
-    rc = cli_lib_error();
+  if (rc == CLI_OK) {
+    *together = 1;
+    if (cn_evaluate_files(model, s.count, (const char *const *)s.paths, s.labels, o, e) != CN_OK)
+      rc = evaluation_error();
+  }
   samples_free(&s);
   return rc;
 }
 
 /* Class folders through the library's scan and name matching, else a labels TSV. */
 static int evaluate_data(cn_model *model, const eval_args *a, const cn_evaluate_options *o,
-                         cn_evaluation **e) {
+                         cn_evaluation **e, int *together) {
   struct stat sb;
   if (stat(a->data, &sb) != 0) return cli_error(a->data, "%s", strerror(errno));
   if (!S_ISDIR(sb.st_mode)) return cli_error(a->data, "not a directory");
-  if (a->labels_path) return evaluate_tsv(model, a, a->labels_path, o, e);
+  if (a->labels_path) return evaluate_tsv(model, a, a->labels_path, o, e, together);
   /* Class folders as training reads them, but one class, empty ones or none are fine here. */
   cn_dataset *ds = NULL;
   if (cn_dataset_scan_dir(a->data, CN_SCAN_ONE_CLASS | CN_SCAN_EMPTY_CLASS | CN_SCAN_NO_CLASSES,
@@ -189,13 +199,17 @@ static int evaluate_data(cn_model *model, const eval_args *a, const cn_evaluate_
   char tsv[4096];
   snprintf(tsv, sizeof tsv, "%s/labels.tsv", a->data);
   int rc = CLI_OK;
-  if (cn_dataset_class_count(ds) > 0 && cn_evaluate(model, ds, o, e) != CN_OK)
-    rc = cli_lib_error();
-  else if (cn_dataset_class_count(ds) == 0 && stat(tsv, &sb) == 0)
-    rc = evaluate_tsv(model, a, tsv, o, e);
+  if (cn_dataset_class_count(ds) > 0) {
+    *together = 1;
+    if (cn_evaluate(model, ds, o, e) != CN_OK) rc = evaluation_error();
+  } else if (stat(tsv, &sb) == 0) {
+    rc = evaluate_tsv(model, a, tsv, o, e, together);
+  }
   cn_dataset_free(ds);
   if (rc == CLI_OK && cn_evaluation_images(*e) + cn_evaluation_skipped(*e) == 0)
-    rc = cli_error(a->data, "no images (want class folders or a labels TSV)");
+    rc = cli_is_main_rank() || !*together
+             ? cli_error(a->data, "no images (want class folders or a labels TSV)")
+             : CLI_FAILED;
   return rc;
 }
 
@@ -473,12 +487,15 @@ int cmd_evaluate(int argc, char **argv) {
                            .batch = a.batch,
                            .top_k = EVAL_TOP_K,
                            .worst = a.report ? CLI_REPORT_WORST : 0,
-                           .message = print_skipped};
+                           .message = print_skipped,
+                           .group = cli_group};
   cn_evaluation *e = NULL;
-  rc = evaluate_data(model, &a, &o, &e);
-  if (rc == CLI_OK) rc = print_report(model, e, &a);
-  if (rc == CLI_OK && a.report) rc = write_report(&a, model, e);
+  int together = 0;
+  rc = evaluate_data(model, &a, &o, &e, &together);
+  if (rc == CLI_OK && cli_is_main_rank()) rc = print_report(model, e, &a);
+  if (rc == CLI_OK && a.report && cli_is_main_rank()) rc = write_report(&a, model, e);
   if (rc == CLI_OK && cn_evaluation_skipped(e)) rc = CLI_FAILED;
+  if (together) rc = cli_agree_status(rc);
   cn_evaluation_free(e);
   cn_model_free(model);
   return rc;

@@ -75,8 +75,9 @@ int main(int argc, char **argv) {
   }
   if (join_group(&argc, &argv) != CLI_OK) return CLI_FAILED;
   int rc = run_command(argc, argv);
-  /* a rank that failed ends the job: the others may be waiting for it in a collective */
-  if (rc != CLI_OK) cn_group_abort(cli_group, rc);
+  /* a rank that failed ends the job: the others may be waiting for it in a collective; a
+   * status all ranks agreed on needs no such rescue */
+  if (rc != CLI_OK && !cli_finished_together) cn_group_abort(cli_group, rc);
   cn_group_leave(cli_group);
   return rc;
 }

@@ -285,6 +285,14 @@ typedef struct cn_evaluate_options {
               * CN_EVAL_MAX_WORST; 0: none) for cn_evaluation_worst */
   void (*message)(void *ctx, const char *line); /* one line per skipped image, naming it */
   void *ctx;
+  /* The processes of an mpirun job (convnet/dist.h; NULL: this process alone). Every rank calls
+   * with the same images and options; each decodes and scores a share of whole batches of
+   * `batch` images (so every image meets the same batch companions as in one process), and
+   * every rank receives the same evaluation, counted in file order: the numbers, the worst
+   * images and the skipped count are those of one process (seconds: this rank's wall time).
+   * message fires on the rank that met the image. When any rank fails, every rank returns the
+   * status and message of the first one that did (in rank order, hence file order). */
+  cn_group *group;
 } cn_evaluate_options;
 
 /* Scores model on a labelled class-folder data set (cn_dataset_scan_dir). Folder classes are

@@ -172,10 +172,9 @@ static void top_classes(const float *s, int classes, cn_evaluation_miss *m) {
 }
 
 /* Keeps image `path` when it is misclassified and among the max_worst lowest true scores. */
-static cn_status worst_offer(cn_evaluation *e, const char *path, const float *s, int label) {
-  cn_evaluation_miss m = {.truth = label, .truth_score = s[label]};
-  top_classes(s, e->confusion.classes, &m);
-  if (m.top[0] == label) return CN_OK;
+static cn_status worst_offer(cn_evaluation *e, const char *path, const cn_evaluation_miss *miss) {
+  cn_evaluation_miss m = *miss;
+  if (m.top[0] == m.truth) return CN_OK;
   int at = e->n_worst;
   while (at > 0 && e->worst[at - 1].truth_score > m.truth_score) at--;
   if (at >= e->max_worst) return CN_OK;
@@ -187,9 +186,46 @@ static cn_status worst_offer(cn_evaluation *e, const char *path, const float *s,
   return CN_OK;
 }
 
+/* ---- the result of one image --------------------------------------------------------------- */
+
+/* What scoring one image found: all that counting it and offering it as a worst miss need, so
+ * that in an mpirun job each rank scores its share and every rank counts all of them in file
+ * order, as one process would. Plain bytes: the ranks run the same build. */
+typedef struct eval_record {
+  int32_t scored; /* 0: skipped (could not be decoded, or its label is not a class) */
+  int32_t predicted, top_k_hit;
+  cn_evaluation_miss miss; /* truth, truth_score, top, top_score; path unused (NULL) */
+} eval_record;
+
+static void judge(const cn_evaluation *e, const float *row, int label, eval_record *rec) {
+  int predicted, hit;
+  cn_confusion_judge(&e->confusion, row, label, &predicted, &hit);
+  *rec = (eval_record){.scored = 1, .predicted = predicted, .top_k_hit = hit};
+  rec->miss.truth = label;
+  rec->miss.truth_score = row[label];
+  if (e->max_worst) top_classes(row, e->confusion.classes, &rec->miss);
+}
+
+/* Counts n records of the images paths[0 .. n), in that order. */
+static cn_status fold(cn_evaluation *e, const eval_record *recs, const char *const *paths,
+                      int64_t n) {
+  cn_status st = CN_OK;
+  for (int64_t i = 0; st == CN_OK && i < n; i++) {
+    const eval_record *rec = &recs[i];
+    if (!rec->scored) {
+      e->skipped++;
+      continue;
+    }
+    cn_confusion_count(&e->confusion, rec->miss.truth, rec->predicted, rec->top_k_hit);
+    if (e->max_worst) st = worst_offer(e, paths[i], &rec->miss);
+  }
+  return st;
+}
+
 /* ---- scoring image files ------------------------------------------------------------------- */
 
-/* Everything one run of cn_evaluate_files needs, sized for one batch. */
+/* Everything one run of cn_evaluate_files needs, sized for one batch (records: for this rank's
+ * share of the images in an mpirun job). */
 typedef struct eval_run {
   cn_model *model;
   cn_input_spec spec;
@@ -198,8 +234,10 @@ typedef struct eval_run {
   size_t in_numel;
   float *input, *output;
   int *ok, *labels;
-  const char **good_paths; /* the paths of the images scored in this batch */
-  char *msgs; /* batch x EVAL_MSG: why each image failed, written by its decoding thread */
+  int *good_index; /* the batch position of each image scored in this batch */
+  char *msgs;      /* batch x EVAL_MSG: why each image failed, written by its decoding thread */
+  eval_record *recs;
+  int64_t first, count; /* the images this rank scores: all of them without a group */
   cn_evaluation *e;
 } eval_run;
 
@@ -236,6 +274,7 @@ static cn_status check_model(eval_run *r) {
 
 static cn_status alloc_run(eval_run *r) {
   size_t b = (size_t)r->o.batch, in_bytes, out_bytes;
+  size_t n_recs = r->o.group ? (size_t)r->count : b;
   if (!cn_mul_size(b * sizeof(float), r->in_numel, &in_bytes) ||
       !cn_mul_size(b * sizeof(float), (size_t)r->classes, &out_bytes))
     return cn_fail(CN_ERR_LIMIT, "evaluate: batch buffers too large");
@@ -244,8 +283,9 @@ static cn_status alloc_run(eval_run *r) {
   r->ok = malloc(b * sizeof *r->ok);
   r->labels = malloc(b * sizeof *r->labels);
   r->msgs = malloc(b * EVAL_MSG);
-  r->good_paths = malloc(b * sizeof *r->good_paths);
-  if (!r->input || !r->output || !r->ok || !r->labels || !r->msgs || !r->good_paths)
+  r->good_index = malloc(b * sizeof *r->good_index);
+  r->recs = malloc((n_recs ? n_recs : 1) * sizeof *r->recs);
+  if (!r->input || !r->output || !r->ok || !r->labels || !r->msgs || !r->good_index || !r->recs)
     return cn_fail(CN_ERR_NOMEM, "evaluate: out of memory for a batch of %d", r->o.batch);
   cn_status st = cn_evaluation_new(r->classes, r->o.top_k, &r->e);
   return st == CN_OK ? worst_init(r->e, r->o.worst) : st;
@@ -257,7 +297,8 @@ static void free_run(eval_run *r) {
   free(r->ok);
   free(r->labels);
   free(r->msgs);
-  free(r->good_paths);
+  free(r->good_index);
+  free(r->recs);
   cn_evaluation_free(r->e);
 }
 
@@ -283,9 +324,11 @@ static int prepare_one(const eval_run *r, const char *path, int label, float *ou
   return st == CN_OK;
 }
 
-/* Images [first, first + n): decoded in parallel into their own slots, then the good ones packed
- * to the front, run through the model and counted. Failures are reported in file order. */
-static cn_status score_batch(eval_run *r, const char *const *paths, const int *labels, int n) {
+/* n images decoded in parallel into their own slots, then the good ones packed to the front and
+ * run through the model; recs[i] receives what image i gave. Failures are reported in file
+ * order. */
+static cn_status score_batch(eval_run *r, const char *const *paths, const int *labels, int n,
+                             eval_record *recs) {
 #pragma omp parallel for schedule(dynamic)
   for (int i = 0; i < n; i++)
     r->ok[i] = prepare_one(r, paths[i], labels[i], r->input + (size_t)i * r->in_numel,
@@ -293,26 +336,86 @@ static cn_status score_batch(eval_run *r, const char *const *paths, const int *l
   int good = 0;
   for (int i = 0; i < n; i++) {
     const char *msg = r->msgs + (size_t)i * EVAL_MSG;
+    recs[i] = (eval_record){0};
     if (!r->ok[i] && r->o.fatal_bad_images) return cn_fail(CN_ERR_FORMAT, "%s", msg);
     if (!r->ok[i]) {
-      r->e->skipped++;
       if (r->o.message) r->o.message(r->o.ctx, msg);
       continue;
     }
     if (good != i)
       memcpy(r->input + (size_t)good * r->in_numel, r->input + (size_t)i * r->in_numel,
              r->in_numel * sizeof *r->input);
-    r->good_paths[good] = paths[i];
+    r->good_index[good] = i;
     r->labels[good++] = labels[i];
   }
   if (!good) return CN_OK;
   cn_status st = cn_model_forward(r->model, good, r->input, r->output);
-  if (st != CN_OK) return st;
-  cn_evaluation_add(r->e, good, r->output, r->labels);
-  for (int i = 0; st == CN_OK && r->e->max_worst && i < good; i++)
-    st = worst_offer(r->e, r->good_paths[i],
-                     without_nan(r->e, r->output + (size_t)i * (size_t)r->classes), r->labels[i]);
+  for (int j = 0; st == CN_OK && j < good; j++)
+    judge(r->e, without_nan(r->e, r->output + (size_t)j * (size_t)r->classes), r->labels[j],
+          &recs[r->good_index[j]]);
   return st;
+}
+
+/* Scores this rank's images batch by batch; alone, counts each batch at once. */
+static cn_status score_share(eval_run *r, const char *const *paths, const int *labels) {
+  cn_status st = CN_OK;
+  for (int64_t i = r->first; st == CN_OK && i < r->first + r->count; i += r->o.batch) {
+    int64_t left = r->first + r->count - i;
+    int count = left < r->o.batch ? (int)left : r->o.batch;
+    eval_record *recs = r->o.group ? r->recs + (i - r->first) : r->recs;
+    st = score_batch(r, paths + i, labels + i, count, recs);
+    if (st == CN_OK && !r->o.group) st = fold(r->e, recs, paths + i, count);
+  }
+  return st;
+}
+
+/* Every rank's status made the same: that of the first rank (in rank order, hence in file
+ * order) that failed, its message sent to all, so that no rank is left waiting in a collective
+ * and all report the same error. */
+static cn_status agree(cn_group *g, cn_status st) {
+  int size = cn_group_size(g), rank = cn_group_rank(g);
+  double *failed = calloc((size_t)size, sizeof *failed);
+  if (!failed) return cn_fail(CN_ERR_NOMEM, "evaluate: out of memory");
+  failed[rank] = st != CN_OK ? (double)st : 0.0;
+  cn_status sum = cn_group_sum_f64(g, failed, (size_t)size);
+  int first = 0;
+  while (sum == CN_OK && first < size && failed[first] == 0.0) first++;
+  cn_status code = first < size ? (cn_status)failed[first] : CN_OK;
+  free(failed);
+  if (sum != CN_OK || code == CN_OK) return sum;
+  char msg[EVAL_MSG];
+  snprintf(msg, sizeof msg, "%s", rank == first ? cn_last_error() : "");
+  cn_status bc = cn_group_broadcast(g, msg, sizeof msg, first);
+  if (bc != CN_OK) return bc;
+  return cn_fail(code, "%s", msg);
+}
+
+/* Every rank's records to every rank (in rank order, which is file order: the shares are
+ * contiguous), then counted by each as one process counts them. */
+static cn_status share_records(eval_run *r, int64_t n, const char *const *paths) {
+  void *all = NULL;
+  size_t total = 0, bytes = (size_t)n * sizeof(eval_record);
+  cn_status st =
+      cn_group_gather(r->o.group, r->recs, (size_t)r->count * sizeof(eval_record), &all, &total);
+  if (st == CN_OK && cn_group_rank(r->o.group) == 0 && total != bytes)
+    st = cn_fail(CN_ERR_IO, "evaluate: gathered %zu bytes of results, expected %zu", total, bytes);
+  if (st == CN_OK && !all && !(all = malloc(bytes ? bytes : 1)))
+    st = cn_fail(CN_ERR_NOMEM, "evaluate: out of memory for %lld results", (long long)n);
+  st = agree(r->o.group, st);
+  if (st == CN_OK) st = cn_group_broadcast(r->o.group, all, bytes, 0);
+  if (st == CN_OK) st = fold(r->e, all, paths, n);
+  free(all);
+  return st;
+}
+
+/* This rank's images: whole batches of the n, so that every image shares its forward pass with
+ * the same companions as in one process (the output of a batch may depend on its size). */
+static void take_share(eval_run *r, int64_t n) {
+  int64_t batches = (n + r->o.batch - 1) / r->o.batch, first, count;
+  cn_group_share(batches, cn_group_rank(r->o.group), cn_group_size(r->o.group), &first, &count);
+  int64_t end = (first + count) * r->o.batch;
+  r->first = first * r->o.batch < n ? first * r->o.batch : n;
+  r->count = (end < n ? end : n) - r->first;
 }
 
 cn_status cn_evaluate_files(cn_model *model, int64_t n, const char *const *paths, const int *labels,
@@ -327,12 +430,12 @@ cn_status cn_evaluate_files(cn_model *model, int64_t n, const char *const *paths
   r.spec = r.o.spec ? *r.o.spec : cn_model_input_spec(model);
   cn_status st = check_options(&r.o);
   if (st == CN_OK) st = check_model(&r);
+  if (st == CN_OK) take_share(&r, n);
   if (st == CN_OK) st = alloc_run(&r);
   double start = now_seconds();
-  for (int64_t i = 0; st == CN_OK && i < n; i += r.o.batch) {
-    int count = n - i < r.o.batch ? (int)(n - i) : r.o.batch;
-    st = score_batch(&r, paths + i, labels + i, count);
-  }
+  if (st == CN_OK) st = score_share(&r, paths, labels);
+  if (r.o.group) st = agree(r.o.group, st);
+  if (st == CN_OK && r.o.group) st = share_records(&r, n, paths);
   if (st == CN_OK) {
     r.e->seconds = now_seconds() - start;
     *out = r.e;
@@ -413,6 +516,7 @@ cn_status cn_evaluate(cn_model *model, const cn_dataset *ds, const cn_evaluate_o
     paths[i] = cn_dataset_path(ds, i);
     labels[i] = label >= 0 && label < nclasses ? map[label] : -1; /* -1: skipped, named */
   }
+  if (o && o->group) st = agree(o->group, st); /* a rank alone out of memory: all fail */
   if (st == CN_OK) st = cn_evaluate_files(model, n, paths, labels, o, out);
   free(map);
   free(paths);

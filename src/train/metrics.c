@@ -46,16 +46,29 @@ static int64_t rank_of(const float *s, int n, int cls) {
   return rank;
 }
 
+void cn_confusion_judge(const cn_confusion *c, const float *scores, int label, int *predicted,
+                        int *top_k_hit) {
+  *predicted = argmax(scores, c->classes);
+  *top_k_hit = rank_of(scores, c->classes, label) < c->k;
+}
+
+void cn_confusion_count(cn_confusion *c, int label, int predicted, int top_k_hit) {
+  if (!c || !c->counts || label < 0 || label >= c->classes || predicted < 0 ||
+      predicted >= c->classes)
+    return; /* not a class of this head: counted nowhere */
+  c->counts[(size_t)label * (size_t)c->classes + (size_t)predicted]++;
+  c->total++;
+  if (top_k_hit) c->top_k_hits++;
+}
+
 void cn_confusion_add(cn_confusion *c, int batch, const float *scores, const int *labels) {
   if (!c || !c->counts || batch <= 0 || !scores || !labels) return;
   int n = c->classes;
   for (int i = 0; i < batch; i++) {
-    const float *s = scores + (size_t)i * n;
-    int label = labels[i];
-    if (label < 0 || label >= n) continue; /* not a class of this head: counted nowhere */
-    c->counts[(size_t)label * n + argmax(s, n)]++;
-    c->total++;
-    if (rank_of(s, n, label) < c->k) c->top_k_hits++;
+    int label = labels[i], predicted, hit;
+    if (label < 0 || label >= n) continue;
+    cn_confusion_judge(c, scores + (size_t)i * n, label, &predicted, &hit);
+    cn_confusion_count(c, label, predicted, hit);
   }
 }
 

@@ -50,6 +50,12 @@ void cn_confusion_free(cn_confusion *c);
 /* scores: batch x classes (probabilities or logits); labels: batch class indices. Ties go to the
  * lower class index, as numpy argmax does. */
 void cn_confusion_add(cn_confusion *c, int batch, const float *scores, const int *labels);
+/* The two halves of cn_confusion_add for one image, so that the scoring and the counting can
+ * happen in different processes (evaluation across an mpirun job): the predicted class and
+ * whether label is among the top k of scores (label in [0, classes)); then the counting. */
+void cn_confusion_judge(const cn_confusion *c, const float *scores, int label, int *predicted,
+                        int *top_k_hit);
+void cn_confusion_count(cn_confusion *c, int label, int predicted, int top_k_hit);
 double cn_confusion_accuracy(const cn_confusion *c);
 double cn_confusion_top_k(const cn_confusion *c);
 double cn_confusion_recall(const cn_confusion *c, int cls); /* NAN when the class has no samples */
