@@ -675,7 +675,8 @@ static cn_status evaluate_validation(const fit_run *r, cn_model *m) {
   cn_evaluate_options eo = {.batch = r->batch < 256 ? r->batch : 256,
                             .worst = r->o->val_worst,
                             .message = r->o->message,
-                            .ctx = r->o->ctx};
+                            .ctx = r->o->ctx,
+                            .group = r->group};
   if (st == CN_OK) st = cn_evaluate_files(m, n, paths, labels, &eo, r->o->val_evaluation);
   free(paths);
   free(labels);
