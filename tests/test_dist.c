@@ -52,48 +52,8 @@ static const cn_group_ops thread_ops = {.sum = thread_sum};
 
 /* ---- the model and the data ------------------------------------------------------------------ */
 
-/* Input(4,4,2) -> Conv2D 3x3 -> BatchNormalization (training) -> tanh -> Dropout ->
- * GlobalAveragePooling2D -> Dense(3, softmax). */
-static cn_graph *small_cnn(void) {
-  cn_graph *g = cn_graph_new();
-  int x = 0, at = 0;
-  cn_input_attrs in = {{3, {4, 4, 2}}};
-  cn_conv2d_attrs conv = {.filters = 4,
-                          .kh = 3,
-                          .kw = 3,
-                          .sh = 1,
-                          .sw = 1,
-                          .dh = 1,
-                          .dw = 1,
-                          .groups = 1,
-                          .use_bias = 1,
-                          .padding = CN_PAD_SAME,
-                          .act = cn_act_linear()};
-  cn_batchnorm_attrs bn = {.epsilon = 1e-3f, .center = 1, .scale = 1, .axis = -1};
-  cn_activation tanh_act = cn_act_simple(CN_ACT_TANH);
-  cn_dropout_attrs drop = {0.3f};
-  cn_global_pool_attrs gp = {0};
-  cn_dense_attrs dense = {.units = CLASSES, .use_bias = 1, .act = cn_act_softmax()};
-  CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x));
-  CHECK_OK(cn_graph_add(g, &cn_op_conv2d, "conv", &x, 1, &conv, &at));
-  CHECK_OK(cn_graph_add(g, &cn_op_batchnorm, "bn", &at, 1, &bn, &at));
-  CHECK_OK(cn_graph_add(g, &cn_op_activation, "tanh", &at, 1, &tanh_act, &at));
-  CHECK_OK(cn_graph_add(g, &cn_op_dropout, "drop", &at, 1, &drop, &at));
-  CHECK_OK(cn_graph_add(g, &cn_op_global_avgpool, "pool", &at, 1, &gp, &at));
-  CHECK_OK(cn_graph_add(g, &cn_op_dense, "dense", &at, 1, &dense, &at));
-  CHECK_OK(cn_graph_alloc_params(g));
-  cn_rng r = cn_rng_make(5);
-  for (int i = 0; i < g->n_nodes; i++)
-    for (int k = 0; k < g->nodes[i].n_params; k++) {
-      cn_param *p = &g->nodes[i].params[k];
-      int positive = strstr(p->name, "variance") != NULL;
-      for (int64_t j = 0; j < cn_shape_numel(&p->shape); j++)
-        p->data[j] = positive ? 0.5f + cn_rng_float(&r) : cn_rng_float(&r) - 0.5f;
-    }
-  return g;
-}
-
-enum { SAMPLE = 4 * 4 * 2 };
+/* the model: cn_test_small_cnn (BatchNormalization trains, Dropout draws) */
+enum { SAMPLE = 5 * 5 * 2 };
 static float images[GLOBAL * SAMPLE], targets[GLOBAL];
 
 /* One training step's results: summed gradients, loss total, the BN moving mean. */
@@ -154,7 +114,7 @@ static void check_ranks_match_one(int size, const step_result *one) {
   pthread_t threads[RANKS];
   for (int r = 0; r < size; r++) {
     tg.members[r] = (cn_group){.ops = &thread_ops, .rank = r, .size = size, .local_size = size};
-    jobs[r] = (rank_job){.rank = r, .size = size, .g = small_cnn()};
+    jobs[r] = (rank_job){.rank = r, .size = size, .g = cn_test_small_cnn(5)};
     CHECK(pthread_create(&threads[r], NULL, rank_main, &jobs[r]) == 0);
   }
   for (int r = 0; r < size; r++) CHECK(pthread_join(threads[r], NULL) == 0);
@@ -177,7 +137,7 @@ static void test_shares_sum_to_one_process(void) {
   cn_rng r = cn_rng_make(11);
   for (int i = 0; i < GLOBAL * SAMPLE; i++) images[i] = 2 * cn_rng_float(&r) - 1;
   for (int i = 0; i < GLOBAL; i++) targets[i] = (float)(i % CLASSES);
-  cn_graph *g = small_cnn();
+  cn_graph *g = cn_test_small_cnn(5);
   step_result one;
   run_step(g, NULL, 0, GLOBAL, &one);
   cn_graph_free(g);

@@ -14,47 +14,6 @@
 
 enum { BATCH = 3 };
 
-/* Input(5,5,2) -> Conv2D 3x3 -> BatchNormalization -> tanh -> GlobalAveragePooling2D ->
- * Dropout -> Dense(3, softmax), parameters from a seed. */
-static cn_graph *small_cnn(uint64_t seed) {
-  cn_graph *g = cn_graph_new();
-  int x = 0, at = 0;
-  cn_input_attrs in = {{3, {5, 5, 2}}};
-  cn_conv2d_attrs conv = {.filters = 4,
-                          .kh = 3,
-                          .kw = 3,
-                          .sh = 1,
-                          .sw = 1,
-                          .dh = 1,
-                          .dw = 1,
-                          .groups = 1,
-                          .use_bias = 1,
-                          .padding = CN_PAD_SAME,
-                          .act = cn_act_linear()};
-  cn_batchnorm_attrs bn = {.epsilon = 1e-3f, .center = 1, .scale = 1, .axis = -1};
-  cn_activation relu = cn_act_simple(CN_ACT_TANH); /* smooth: finite differences need no kinks */
-  cn_global_pool_attrs gp = {0};
-  cn_dropout_attrs drop = {0.25f};
-  cn_dense_attrs dense = {.units = 3, .use_bias = 1, .act = cn_act_softmax()};
-  CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x));
-  CHECK_OK(cn_graph_add(g, &cn_op_conv2d, "conv", &x, 1, &conv, &at));
-  CHECK_OK(cn_graph_add(g, &cn_op_batchnorm, "bn", &at, 1, &bn, &at));
-  CHECK_OK(cn_graph_add(g, &cn_op_activation, "relu", &at, 1, &relu, &at));
-  CHECK_OK(cn_graph_add(g, &cn_op_global_avgpool, "pool", &at, 1, &gp, &at));
-  CHECK_OK(cn_graph_add(g, &cn_op_dropout, "drop", &at, 1, &drop, &at));
-  CHECK_OK(cn_graph_add(g, &cn_op_dense, "dense", &at, 1, &dense, &at));
-  CHECK_OK(cn_graph_alloc_params(g));
-  cn_rng r = cn_rng_make(seed);
-  for (int i = 0; i < g->n_nodes; i++)
-    for (int k = 0; k < g->nodes[i].n_params; k++) {
-      cn_param *p = &g->nodes[i].params[k];
-      int positive = strstr(p->name, "variance") != NULL;
-      for (int64_t j = 0; j < cn_shape_numel(&p->shape); j++)
-        p->data[j] = positive ? 0.5f + cn_rng_float(&r) : cn_rng_float(&r) - 0.5f;
-    }
-  return g;
-}
-
 static void fill(float *x, size_t n, uint64_t seed) {
   cn_rng r = cn_rng_make(seed);
   for (size_t i = 0; i < n; i++) x[i] = 2 * cn_rng_float(&r) - 1;
@@ -70,7 +29,7 @@ static double objective(cn_trainer *t, const float *input, const float *r, int n
 }
 
 static void test_whole_graph_gradients(void) {
-  cn_graph *g = small_cnn(1);
+  cn_graph *g = cn_test_small_cnn(1);
   cn_trainer *t = NULL;
   CHECK_OK(cn_trainer_new(g, &(cn_trainer_options){.max_batch = BATCH, .input_grad = 1}, &t));
   if (!t) return;
@@ -127,7 +86,7 @@ static void backward_with_threads(cn_graph *g, int threads, float *grads_out) {
 }
 
 static void test_thread_invariance(void) {
-  cn_graph *g = small_cnn(11);
+  cn_graph *g = cn_test_small_cnn(11);
   size_t n = g->n_param_floats;
   float *one = calloc(n, sizeof *one), *two = calloc(n, sizeof *two);
   backward_with_threads(g, 1, one);
@@ -140,7 +99,7 @@ static void test_thread_invariance(void) {
 }
 
 static void test_frozen_batchnorm(void) {
-  cn_graph *g = small_cnn(21);
+  cn_graph *g = cn_test_small_cnn(21);
   int bn = cn_graph_find(g, "bn");
   cn_graph_freeze_upto(g, bn);
   cn_trainer *t = NULL;

@@ -6,6 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/graph.h"
+#include "core/rng.h"
+#include "ops/ops.h"
+
 int cn_test_passed, cn_test_failed;
 
 int cn_test_finish(void) {
@@ -54,4 +58,43 @@ cn_shape cn_test_shape(int rank, ...) {
   for (int i = 0; i < rank && i < CN_MAX_RANK; i++) s.dim[i] = va_arg(ap, int);
   va_end(ap);
   return s;
+}
+
+cn_graph *cn_test_small_cnn(uint64_t seed) {
+  cn_graph *g = cn_graph_new();
+  int x = 0, at = 0;
+  cn_input_attrs in = {{3, {5, 5, 2}}};
+  cn_conv2d_attrs conv = {.filters = 4,
+                          .kh = 3,
+                          .kw = 3,
+                          .sh = 1,
+                          .sw = 1,
+                          .dh = 1,
+                          .dw = 1,
+                          .groups = 1,
+                          .use_bias = 1,
+                          .padding = CN_PAD_SAME,
+                          .act = cn_act_linear()};
+  cn_batchnorm_attrs bn = {.epsilon = 1e-3f, .center = 1, .scale = 1, .axis = -1};
+  cn_activation relu = cn_act_simple(CN_ACT_TANH); /* smooth: finite differences need no kinks */
+  cn_global_pool_attrs gp = {0};
+  cn_dropout_attrs drop = {0.25f};
+  cn_dense_attrs dense = {.units = 3, .use_bias = 1, .act = cn_act_softmax()};
+  CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x));
+  CHECK_OK(cn_graph_add(g, &cn_op_conv2d, "conv", &x, 1, &conv, &at));
+  CHECK_OK(cn_graph_add(g, &cn_op_batchnorm, "bn", &at, 1, &bn, &at));
+  CHECK_OK(cn_graph_add(g, &cn_op_activation, "relu", &at, 1, &relu, &at));
+  CHECK_OK(cn_graph_add(g, &cn_op_global_avgpool, "pool", &at, 1, &gp, &at));
+  CHECK_OK(cn_graph_add(g, &cn_op_dropout, "drop", &at, 1, &drop, &at));
+  CHECK_OK(cn_graph_add(g, &cn_op_dense, "dense", &at, 1, &dense, &at));
+  CHECK_OK(cn_graph_alloc_params(g));
+  cn_rng r = cn_rng_make(seed);
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int k = 0; k < g->nodes[i].n_params; k++) {
+      cn_param *p = &g->nodes[i].params[k];
+      int positive = strstr(p->name, "variance") != NULL;
+      for (int64_t j = 0; j < cn_shape_numel(&p->shape); j++)
+        p->data[j] = positive ? 0.5f + cn_rng_float(&r) : cn_rng_float(&r) - 0.5f;
+    }
+  return g;
 }

@@ -55,5 +55,9 @@ const char *cn_test_tmpdir(void);
 cn_shape cn_test_shape(int rank, ...);
 /* Max |a - b| over n floats. */
 double cn_test_max_abs_diff(const float *a, const float *b, size_t n);
+/* Input(5,5,2) -> Conv2D 3x3 (4) -> BatchNormalization -> tanh -> GlobalAveragePooling2D ->
+ * Dropout(0.25) -> Dense(3, softmax), node names input, conv, bn, relu, pool, drop, dense, its
+ * parameters drawn from seed (variances positive). */
+struct cn_graph *cn_test_small_cnn(uint64_t seed);
 
 #endif

@@ -27,10 +27,6 @@ if ! "${MPIRUN[@]}" "$CONVNET" --version >"$TMP/out" 2>"$TMP/err"; then
 fi
 CLOSE="$(dirname "$0")/lib/weights_close.py"
 
-sample() { # SRC DST N
-  mkdir -p "$2"
-  ls "$1" | sort | head -n "$3" | while read -r f; do ln -s "$1/$f" "$2/$f"; done
-}
 for c in cats dogs; do
   sample "$CD/train/$c" "$TMP/data/train/$c" 40
   sample "$CD/validation/$c" "$TMP/data/val/$c" 12

@@ -28,10 +28,6 @@ fi
 # 12 training and 6 validation images per class, as symbolic links; the cats' class name holds
 # HTML's special characters.
 CATS='cats & <kittens> "x"'
-sample() { # SRC DST N
-  mkdir -p "$2"
-  ls "$1" | sort | head -n "$3" | while read -r f; do ln -s "$1/$f" "$2/$f"; done
-}
 for c in cats dogs; do
   name=$c
   [ "$c" = cats ] && name=$CATS

@@ -8,10 +8,6 @@ set -u
 . "$(dirname "$0")/lib/cats_dogs.sh"
 
 # 24 training and 8 validation images per class, as symbolic links
-sample() { # SRC DST N
-  mkdir -p "$2"
-  ls "$1" | sort | head -n "$3" | while read -r f; do ln -s "$1/$f" "$2/$f"; done
-}
 for c in cats dogs; do
   sample "$CD/train/$c" "$TMP/data/train/$c" 24
   sample "$CD/validation/$c" "$TMP/data/val/$c" 8
