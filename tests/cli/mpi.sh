@@ -12,19 +12,8 @@
 # Skipped (77) without mpirun, or when convnet was built without Open MPI.
 set -u
 . "$(dirname "$0")/lib/cats_dogs.sh"
-if ! command -v mpirun >/dev/null; then
-  echo "skip: mpirun not found (apt-get install openmpi-bin libopenmpi-dev)"
-  exit 77
-fi
-# Open MPI refuses root unless told, and its shared-memory transport needs process_vm_readv,
-# which containers often forbid.
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
+. "$(dirname "$0")/lib/mpi.sh"
 MPIRUN=(mpirun --oversubscribe -np 2)
-if ! "${MPIRUN[@]}" "$CONVNET" --version >"$TMP/out" 2>"$TMP/err"; then
-  echo "skip: mpirun -np 2 convnet fails (built without Open MPI?): $(head -n 1 "$TMP/err")"
-  exit 77
-fi
 CLOSE="$(dirname "$0")/lib/weights_close.py"
 
 for c in cats dogs; do

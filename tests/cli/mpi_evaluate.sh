@@ -10,17 +10,11 @@ set -u
 IMG="$DATA/images"
 SAMPLES="$DATA/imagenet-samples"
 VAL="$DATA/cats_dogs/validation"
-if ! command -v mpirun >/dev/null 2>&1; then
-  echo "SKIP: mpirun not found"
-  exit 77
-fi
 if [ ! -f "$SAMPLES/labels.tsv" ] || [ ! -d "$VAL/cats" ] || [ ! -d "$VAL/dogs" ]; then
   echo "SKIP: $SAMPLES/labels.tsv or $VAL absent"
   exit 77
 fi
-# what mpirun needs as root in a container, and more ranks than cores
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
+. "$(dirname "$0")/lib/mpi.sh"
 
 # mpi NP ARGS...: convnet ARGS on NP ranks, output in $TMP/mpi.out, $TMP/mpi.err, status $mpi_rc
 mpi() {
@@ -34,17 +28,6 @@ one() {
   "$CONVNET" "$@" >"$TMP/one.out" 2>"$TMP/one.err"
   one_rc=$?
 }
-
-mpi 2 classify --help
-if [ "$mpi_rc" -ne 0 ]; then
-  if grep -q "without Open MPI" "$TMP/mpi.err"; then
-    echo "SKIP: this convnet was built without Open MPI"
-    exit 77
-  fi
-  echo "SKIP: mpirun does not start (exit $mpi_rc):"
-  sed 's/^/    /' "$TMP/mpi.err" | head -n 20
-  exit 77
-fi
 
 # untimed FILE: FILE without the wall-time fields of evaluate's text and JSON output
 untimed() {
