@@ -9,7 +9,7 @@
 static const char classify_help[] =
     "usage: convnet classify [-m NAME|FILE] [-w WEIGHTS] [--alpha A] [-k K] [--labels F]\n"
     "                        [--resize P] [--crop F] [--preprocess M] [--threads N] [--json]\n"
-    "                        [--explain DIR] IMAGE...\n\n"
+    "                        [--explain DIR] [--profile N] IMAGE...\n\n"
     "Prints the k most likely classes of each image (JPEG, PNG, BMP, PPM/PGM).\n\n"
     "  -m, --model NAME|FILE  zoo name (vgg16, vgg19, inception_v3, resnet50, mobilenet,\n"
     "                         mobilenet_v2, efficientnet_lite0/1/2) or model file (.cnm,\n"
@@ -32,6 +32,8 @@ static const char classify_help[] =
     "  --json                 one JSON object per image per line\n"
     "  --explain DIR          also write DIR/<image name>.png: a Grad-CAM heat map of the top\n"
     "                         class over the photo (see convnet explain --help)\n"
+    "  --profile N            then time every layer over N forward passes of the first batch\n"
+    "                         (up to 8 images): ms, share, GFLOP/s, share of the CPU's fp32 peak\n"
     "  -h, --help             this help\n\n"
     "Under mpirun -np N the images are split across the N processes and rank 0 prints.\n";
 
@@ -113,12 +115,11 @@ static void print_result(FILE *out, const char *file, const float *probs, size_t
 
 /* Decodes and prepares up to CLASSIFY_BATCH images, classifies those that decoded and prints
  * their results to out; returns the number of images that failed. */
-static int classify_batch(cn_model *model, const cn_input_spec *spec, char **files, int n,
-                          float *input, float *output, const classify_opts *o, FILE *out) {
+/* Decodes and prepares up to CLASSIFY_BATCH images into input, one after the other; ok[i] says
+ * which did (the others' errors printed). Returns how many did. */
+static int prepare_batch(const cn_input_spec *spec, char **files, int n, float *input, int *ok) {
   size_t in_numel = (size_t)spec->height * spec->width * spec->channels;
-  cn_shape out_shape = cn_model_output_shape(model);
-  size_t classes = (size_t)cn_shape_numel(&out_shape);
-  int ok[CLASSIFY_BATCH], good = 0, failed = 0;
+  int good = 0;
   for (int i = 0; i < n; i++) {
     cn_image image = {0};
     ok[i] = cn_image_load_spec(files[i], spec, &image) == CN_OK &&
@@ -127,8 +128,17 @@ static int classify_batch(cn_model *model, const cn_input_spec *spec, char **fil
     if (ok[i])
       good++;
     else
-      failed += cli_lib_error();
+      cli_lib_error();
   }
+  return good;
+}
+
+static int classify_batch(cn_model *model, const cn_input_spec *spec, char **files, int n,
+                          float *input, float *output, const classify_opts *o, FILE *out) {
+  cn_shape out_shape = cn_model_output_shape(model);
+  size_t classes = (size_t)cn_shape_numel(&out_shape);
+  int ok[CLASSIFY_BATCH];
+  int good = prepare_batch(spec, files, n, input, ok), failed = n - good;
   if (good && cn_model_forward(model, good, input, output) != CN_OK) {
     cli_lib_error();
     return n;
@@ -144,6 +154,7 @@ typedef struct classify_args {
   const char *explain_dir; /* --explain: Grad-CAM pictures of the top classes go there */
   cli_input_args input;    /* --resize, --crop, --preprocess */
   classify_opts out;
+  int profile; /* --profile N: forward passes timed per layer; 0: none */
 } classify_args;
 
 /* The results of n images printed to out; returns the number of images that failed. */
@@ -215,6 +226,23 @@ static int classify_all(cn_model *model, const classify_args *a, char **files, i
   return rc;
 }
 
+/* --profile N: every layer timed over N forward passes of the first batch of images (those of
+ * them that decode), after the results. */
+static int profile_first_batch(cn_model *model, const classify_args *a, char **files, int n) {
+  cn_input_spec spec = cn_model_input_spec(model);
+  cli_input_apply(&a->input, &spec);
+  int count = n < CLASSIFY_BATCH ? n : CLASSIFY_BATCH, ok[CLASSIFY_BATCH];
+  float *input =
+      malloc((size_t)CLASSIFY_BATCH * spec.height * spec.width * spec.channels * sizeof *input);
+  if (!input) return cli_error("classify", "out of memory");
+  int good = prepare_batch(&spec, files, count, input, ok);
+  const float *inputs[1] = {input};
+  int rc = good ? cli_print_profile(model, good, inputs, a->profile)
+                : cli_error("classify", "--profile: none of the first images decoded");
+  free(input);
+  return rc;
+}
+
 /* Under mpirun only one process could read the standard input ("-"): refused by rank 0, with
  * every rank agreeing on the status. */
 static int refuse_stdin_in_job(char **operands, int n) {
@@ -236,6 +264,7 @@ int cmd_classify(int argc, char **argv) {
                                           {"threads", required_argument, NULL, 't'},
                                           {"json", no_argument, NULL, 'j'},
                                           {"explain", required_argument, NULL, 'x'},
+                                          {"profile", required_argument, NULL, 'p'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
   classify_args a = {.model = {.need_weights = 1}, .out = {.k = 5}};
@@ -264,6 +293,9 @@ int cmd_classify(int argc, char **argv) {
     case 'x':
       a.explain_dir = optarg;
       break;
+    case 'p':
+      if (!cli_parse_int("classify", "--profile", optarg, 1, 100000, &a.profile)) return CLI_USAGE;
+      break;
     case 'h':
       fputs(classify_help, stdout);
       return CLI_OK;
@@ -279,6 +311,8 @@ int cmd_classify(int argc, char **argv) {
   rc = cli_expand_images(argv + optind, argc - optind, &files);
   if (rc == CLI_OK) rc = cli_open_model("classify", &a.model, &model);
   if (rc == CLI_OK) rc = classify_all(model, &a, files.paths, files.n);
+  if (rc == CLI_OK && a.profile && cli_is_main_rank())
+    rc = profile_first_batch(model, &a, files.paths, files.n);
   cli_file_list_free(&files);
   cn_model_free(model);
   return rc;
