@@ -10,6 +10,7 @@ PHOTO="$DATA/images/darknet_dog.jpg"
 classify_profile() {
   ran classify -m "$MODEL" -k 1 --profile 2 "$PHOTO" "$PHOTO" || return 1
   grep -q "^  1\. " "$TMP/out" && grep -q "^profile: .*batch 2, mean of 2 forward passes" "$TMP/out" &&
+    grep -q "^Conv2D ([0-9]*) " "$TMP/out" && grep -q "^by type:" "$TMP/out" &&
     grep -q "^CPU: .*fp32 peak [0-9.]* GFLOP/s ([0-9]* FLOP/cycle x" "$TMP/out" || return 1
   # conv1 at batch 2: 2 x 2 x 112 x 112 x 8 x 27 = 0.0108 GFLOP; the whole model 2 x 0.084
   awk '$1 == "conv1" && $3 + 0 > 0 && $5 == "0.0108" { c = 1 }
