@@ -44,29 +44,28 @@ void cli_batch_share(int n, int batch, int *first, int *count) {
   *count = (int)(hi - lo);
 }
 
-/* "convnet: ", naming the rank in an mpirun job. */
-static void message_start(void) {
+void cli_message(const char *line) {
+  char prefix[64] = "convnet: ";
   if (cli_group)
-    fprintf(stderr, "convnet: rank %d of %d: ", cn_group_rank(cli_group), cn_group_size(cli_group));
-  else
-    fputs("convnet: ", stderr);
+    snprintf(prefix, sizeof prefix, "convnet: rank %d of %d: ", cn_group_rank(cli_group),
+             cn_group_size(cli_group));
+  fprintf(stderr, "%s%s\n", prefix, line);
 }
 
 int cli_error(const char *subject, const char *fmt, ...) {
+  char what[2048], line[4096];
   va_list ap;
   va_start(ap, fmt);
-  message_start();
-  fprintf(stderr, "%s: ", subject);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
+  snprintf(line, sizeof line, "%s: %s", subject, what);
+  cli_message(line);
   return CLI_FAILED;
 }
 
 int cli_lib_error(void) {
   const char *msg = cn_last_error();
-  message_start();
-  fprintf(stderr, "%s\n", msg && *msg ? msg : "failed");
+  cli_message(msg && *msg ? msg : "failed");
   return CLI_FAILED;
 }
 

@@ -23,6 +23,9 @@ int cli_agree_status(int rc);
  * (the whole without a group), so that each item meets the same batch companions as alone. */
 void cli_batch_share(int n, int batch, int *first, int *count);
 
+/* "convnet: [rank R of N: ]<line>" on stderr in one write, so that the lines of the ranks of an
+ * mpirun job, which share the stream, never interleave within a line. */
+void cli_message(const char *line);
 /* "convnet: <subject>: <what>" on stderr; returns CLI_FAILED. */
 int cli_error(const char *subject, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* "convnet: <cn_last_error()>" on stderr (library messages already name the file); returns

@@ -160,7 +160,7 @@ static int read_labels_tsv(const char *data, const char *path, sample_list *s) {
 
 static void print_skipped(void *ctx, const char *line) {
   (void)ctx;
-  fprintf(stderr, "convnet: %s\n", line);
+  cli_message(line);
 }
 
 /* The library's error after an evaluation, which under mpirun every rank returned alike: rank 0

@@ -89,12 +89,10 @@ typedef struct train_cli {
 
 static void on_message(void *ctx, const char *line) {
   train_cli *c = ctx;
+  char warning[2048];
   if (c->tty) fputc('\n', stderr);
-  if (cli_group)
-    fprintf(stderr, "convnet: rank %d of %d: warning: %s\n", cn_group_rank(cli_group),
-            cn_group_size(cli_group), line);
-  else
-    fprintf(stderr, "convnet: warning: %s\n", line);
+  snprintf(warning, sizeof warning, "warning: %s", line);
+  cli_message(warning);
 }
 
 static void on_progress(void *ctx, const cn_train_progress *p) {
