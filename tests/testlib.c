@@ -18,7 +18,7 @@ int cn_test_finish(void) {
 }
 
 const char *cn_test_data(const char *relative) {
-  static char path[4096];
+  static _Thread_local char path[4096]; /* per thread: test_evaluation runs ranks as threads */
   const char *root = getenv("CN_SHARED_DATA");
   if (!root) root = "../shared/data";
   snprintf(path, sizeof path, "%s/%s", root, relative);
