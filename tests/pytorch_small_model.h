@@ -13,11 +13,11 @@ static inline cn_model *pytorch_small_model(void) {
   int x = -1;
   cn_input_attrs in = {.shape = {3, {4, 4, 2}}};
   cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x);
-  cn_conv2d_attrs c = {3, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_linear()};
+  cn_conv2d_attrs c = {3, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_linear(), {0}};
   cn_graph_add(g, &cn_op_conv2d, "c", &x, 1, &c, &x);
   cn_batchnorm_attrs bn = {1e-3f, 1, 1, -1, 0.0f, 0};
   cn_graph_add(g, &cn_op_batchnorm, "bn", &x, 1, &bn, &x);
-  cn_depthwise_attrs d = {3, 3, 1, 1, 1, 1, 1, 0, CN_PAD_SAME, cn_act_linear()};
+  cn_depthwise_attrs d = {3, 3, 1, 1, 1, 1, 1, 0, CN_PAD_SAME, cn_act_linear(), {0}};
   cn_graph_add(g, &cn_op_depthwise, "d", &x, 1, &d, &x);
   cn_global_pool_attrs p = {0};
   cn_graph_add(g, &cn_op_global_avgpool, "pool", &x, 1, &p, &x);

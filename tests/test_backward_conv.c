@@ -158,8 +158,8 @@ static void check_conv_geometries(void) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const conv_case *k = &cases[i];
-    cn_conv2d_attrs a = {k->filters, k->kh,     k->kw,   k->sh,  k->sw,          k->dh,
-                         k->dw,      k->groups, k->bias, k->pad, cn_act_linear()};
+    cn_conv2d_attrs a = {k->filters, k->kh,     k->kw,   k->sh,  k->sw,           k->dh,
+                         k->dw,      k->groups, k->bias, k->pad, cn_act_linear(), {0}};
     char label[64];
     snprintf(label, sizeof label, "conv2d case %zu", i);
     cn_gradcheck_case c = {.label = label,
@@ -175,7 +175,7 @@ static void check_conv_geometries(void) {
 static void check_conv_activations(void) {
   for (int i = 0; i < N_ACTS; i++) {
     const char *name;
-    cn_conv2d_attrs a = {5, 3, 3, 2, 1, 1, 1, 1, 1, CN_PAD_SAME, activation(i, &name)};
+    cn_conv2d_attrs a = {5, 3, 3, 2, 1, 1, 1, 1, 1, CN_PAD_SAME, activation(i, &name), {0}};
     char label[64];
     snprintf(label, sizeof label, "conv2d %s", name);
     cn_gradcheck_case c = {.label = label,
@@ -211,8 +211,8 @@ static void check_depthwise(void) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const dw_case *k = &cases[i];
-    cn_depthwise_attrs a = {k->kh, k->kw,   k->sh,   k->sw,  k->dh,
-                            k->dw, k->mult, k->bias, k->pad, cn_act_linear()};
+    cn_depthwise_attrs a = {k->kh,   k->kw,   k->sh,  k->sw,           k->dh, k->dw,
+                            k->mult, k->bias, k->pad, cn_act_linear(), {0}};
     char label[64];
     snprintf(label, sizeof label, "depthwise case %zu", i);
     cn_gradcheck_case c = {.label = label,
@@ -225,7 +225,7 @@ static void check_depthwise(void) {
   }
   for (int i = 0; i < N_ACTS; i++) {
     const char *name;
-    cn_depthwise_attrs a = {3, 3, 2, 2, 1, 1, 2, 1, CN_PAD_SAME, activation(i, &name)};
+    cn_depthwise_attrs a = {3, 3, 2, 2, 1, 1, 2, 1, CN_PAD_SAME, activation(i, &name), {0}};
     char label[64];
     snprintf(label, sizeof label, "depthwise %s", name);
     cn_gradcheck_case c = {.label = label,
@@ -273,13 +273,16 @@ static void check_dense(void) {
 
 static void check_thread_invariance(void) {
   const char *name;
-  cn_conv2d_attrs conv = {32, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, activation(9, &name)};
-  cn_conv2d_attrs conv2 = {32, 3, 3, 2, 2, 1, 1, 2, 1, CN_PAD_SAME, cn_act_simple(CN_ACT_SIGMOID)};
-  cn_conv2d_attrs point = {48, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_simple(CN_ACT_ELU)};
-  cn_depthwise_attrs dw = {3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_simple(CN_ACT_TANH)};
-  cn_depthwise_attrs dw2 = {3, 3, 2, 2, 1, 1, 2, 1, CN_PAD_SAME, cn_act_softmax()};
+  cn_conv2d_attrs conv = {32, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, activation(9, &name), {0}};
+  cn_conv2d_attrs conv2 = {32, 3, 3, 2, 2, 1, 1, 2, 1, CN_PAD_SAME, cn_act_simple(CN_ACT_SIGMOID),
+                           {0}};
+  cn_conv2d_attrs point = {48, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_simple(CN_ACT_ELU),
+                           {0}};
+  cn_depthwise_attrs dw = {3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_simple(CN_ACT_TANH), {0}};
+  cn_depthwise_attrs dw2 = {3, 3, 2, 2, 1, 1, 2, 1, CN_PAD_SAME, cn_act_softmax(), {0}};
   cn_dense_attrs dense = {64, 1, cn_act_softmax()};
-  cn_conv2d_attrs wino = {16, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_simple(CN_ACT_TANH)};
+  cn_conv2d_attrs wino = {16, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_simple(CN_ACT_TANH),
+                          {0}};
   cn_gradcheck_case cases[] = {
       {.label = "conv Winograd dx 2 threads",
        .op = &cn_op_conv2d,
@@ -402,7 +405,7 @@ static float *copy_of(const float *x, int64_t n) {
 
 /* The training forward gives the inference forward's bits (swish keeps its pre-activation). */
 static void check_training_forward(void) {
-  cn_conv2d_attrs a = {8, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_simple(CN_ACT_SWISH)};
+  cn_conv2d_attrs a = {8, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_simple(CN_ACT_SWISH), {0}};
   layer l;
   CHECK(layer_make(&l, &cn_op_conv2d, &a, hwc(9, 9, 4), 2));
   int64_t n = cn_shape_numel(&l.out.shape);
@@ -425,7 +428,7 @@ static void check_training_forward(void) {
 
 /* Weights changed in place between training steps must not reuse the old Winograd kernel. */
 static void check_winograd_refresh(void) {
-  cn_conv2d_attrs a = {16, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_relu()};
+  cn_conv2d_attrs a = {16, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_relu(), {0}};
   layer l;
   CHECK(layer_make(&l, &cn_op_conv2d, &a, hwc(16, 16, 16), 2));
   cn_window w = cn_window_make(&l.in.shape, 3, 3, 1, 1, 1, 1, CN_PAD_SAME);
@@ -466,7 +469,7 @@ static void check_winograd_kernel_grad(void) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const conv_case *k = &cases[i];
-    cn_conv2d_attrs a = {k->filters, 3, 3, 1, 1, 1, 1, 1, 1, k->pad, cn_act_linear()};
+    cn_conv2d_attrs a = {k->filters, 3, 3, 1, 1, 1, 1, 1, 1, k->pad, cn_act_linear(), {0}};
     layer l;
     CHECK(layer_make(&l, &cn_op_conv2d, &a, hwc(k->h, k->w, k->c), 3));
     cn_window w = cn_window_make(&l.in.shape, 3, 3, 1, 1, 1, 1, k->pad);
@@ -563,11 +566,11 @@ int main(void) {
   check_training_forward();
   check_winograd_refresh();
   check_winograd_kernel_grad();
-  cn_conv2d_attrs conv = {64, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_relu()};
+  cn_conv2d_attrs conv = {64, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_relu(), {0}};
   report_speed(&cn_op_conv2d, &conv, "conv 3x3 56x56x64->64", hwc(56, 56, 64));
-  cn_depthwise_attrs dw = {3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_relu6()};
+  cn_depthwise_attrs dw = {3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_relu6(), {0}};
   report_speed(&cn_op_depthwise, &dw, "depthwise 3x3 56x56x128", hwc(56, 56, 128));
-  cn_conv2d_attrs point = {128, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_relu6()};
+  cn_conv2d_attrs point = {128, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_relu6(), {0}};
   report_speed(&cn_op_conv2d, &point, "pointwise 56x56x64->128", hwc(56, 56, 64));
   return cn_test_finish();
 }

@@ -113,9 +113,9 @@ static void ref_conv(const conv_case *t, const float *x, const float *k, const f
 }
 
 static void check_conv(conv_case t) {
-  cn_conv2d_attrs a = {t.f,          t.kh, t.kw,     t.sh,   t.sw,
-                       t.dh,         t.dw, t.groups, t.bias, t.same ? CN_PAD_SAME : CN_PAD_VALID,
-                       cn_act_relu()};
+  cn_conv2d_attrs a = {t.f,           t.kh, t.kw,     t.sh,   t.sw,
+                       t.dh,          t.dw, t.groups, t.bias, t.same ? CN_PAD_SAME : CN_PAD_VALID,
+                       cn_act_relu(), {0}};
   size_t nx = (size_t)t.batch * t.h * t.w * t.c;
   float *x = malloc(nx * sizeof(float));
   fill(x, nx);
@@ -153,7 +153,7 @@ static void test_padding_rule(void) {
 
 static void test_conv_hand(void) {
   /* 3x3 image 1..9, 2x2 kernel of ones, same padding: the one padded row/column is at the end. */
-  cn_conv2d_attrs a = {1, 2, 2, 1, 1, 1, 1, 1, 0, CN_PAD_SAME, cn_act_linear()};
+  cn_conv2d_attrs a = {1, 2, 2, 1, 1, 1, 1, 1, 0, CN_PAD_SAME, cn_act_linear(), {0}};
   float x[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
   cn_status st;
   cn_shape s = shape3(3, 3, 1);
@@ -193,7 +193,7 @@ static void test_depthwise(void) {
     int mult = cases[t].mult, k = cases[t].k, s = cases[t].s, d = cases[t].d;
     int same = cases[t].same;
     cn_depthwise_attrs a = {
-        k, k, s, s, d, d, mult, 1, same ? CN_PAD_SAME : CN_PAD_VALID, cn_act_relu6()};
+        k, k, s, s, d, d, mult, 1, same ? CN_PAD_SAME : CN_PAD_VALID, cn_act_relu6(), {0}};
     size_t nx = (size_t)batch * h * w * c;
     float *x = malloc(nx * sizeof(float));
     fill(x, nx);
@@ -464,18 +464,18 @@ static void expect_fail(const cn_op *op, const void *attrs, const cn_shape *shap
 
 static void test_errors(void) {
   cn_shape img = shape3(5, 5, 4);
-  cn_conv2d_attrs groups = {6, 3, 3, 1, 1, 1, 1, 3, 1, CN_PAD_SAME, cn_act_linear()};
+  cn_conv2d_attrs groups = {6, 3, 3, 1, 1, 1, 1, 3, 1, CN_PAD_SAME, cn_act_linear(), {0}};
   expect_fail(&cn_op_conv2d, &groups, &img, 1);
-  cn_conv2d_attrs too_big = {6, 7, 7, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear()};
+  cn_conv2d_attrs too_big = {6, 7, 7, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear(), {0}};
   expect_fail(&cn_op_conv2d, &too_big, &img, 1);
-  cn_conv2d_attrs zero_k = {6, 0, 3, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear()};
+  cn_conv2d_attrs zero_k = {6, 0, 3, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear(), {0}};
   expect_fail(&cn_op_conv2d, &zero_k, &img, 1);
-  cn_conv2d_attrs zero_stride = {6, 3, 3, 0, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear()};
+  cn_conv2d_attrs zero_stride = {6, 3, 3, 0, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear(), {0}};
   expect_fail(&cn_op_conv2d, &zero_stride, &img, 1);
   cn_shape flat = cn_shape_make(1, (int64_t[]){10});
-  cn_conv2d_attrs ok = {6, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear()};
+  cn_conv2d_attrs ok = {6, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear(), {0}};
   expect_fail(&cn_op_conv2d, &ok, &flat, 1);
-  cn_depthwise_attrs dw = {3, 3, 1, 1, 1, 1, 0, 1, CN_PAD_SAME, cn_act_linear()};
+  cn_depthwise_attrs dw = {3, 3, 1, 1, 1, 1, 0, 1, CN_PAD_SAME, cn_act_linear(), {0}};
   expect_fail(&cn_op_depthwise, &dw, &img, 1);
   cn_pool_attrs pool = {.ph = 6, .pw = 6, .sh = 1, .sw = 1, .padding = CN_PAD_VALID};
   expect_fail(&cn_op_maxpool, &pool, &img, 1);
@@ -530,12 +530,12 @@ static void test_fold_batchnorm(void) {
   cn_input_attrs in = {shape3(9, 10, 3)};
   int x;
   CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x));
-  cn_conv2d_attrs conv = {8, 3, 3, 1, 1, 1, 1, 1, 0, CN_PAD_SAME, cn_act_linear()};
+  cn_conv2d_attrs conv = {8, 3, 3, 1, 1, 1, 1, 1, 0, CN_PAD_SAME, cn_act_linear(), {0}};
   cn_batchnorm_attrs bn = {1e-3f, 1, 1, -1, 0.0f, 0}, bn_scale_only = {1e-3f, 0, 1, 3, 0.0f, 0};
-  cn_depthwise_attrs dw = {3, 3, 2, 2, 1, 1, 2, 1, CN_PAD_SAME, cn_act_linear()};
-  cn_conv2d_attrs conv_relu = {4, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_relu()};
-  cn_conv2d_attrs conv_b = {5, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_linear()};
-  cn_conv2d_attrs conv_last = {6, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear()};
+  cn_depthwise_attrs dw = {3, 3, 2, 2, 1, 1, 2, 1, CN_PAD_SAME, cn_act_linear(), {0}};
+  cn_conv2d_attrs conv_relu = {4, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_relu(), {0}};
+  cn_conv2d_attrs conv_b = {5, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_linear(), {0}};
+  cn_conv2d_attrs conv_last = {6, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear(), {0}};
   cn_activation relu = cn_act_relu();
   cn_merge_attrs add = {CN_MERGE_ADD};
   int n = add_node(g, &cn_op_conv2d, "c1", x, -1, &conv);
@@ -580,6 +580,46 @@ static void test_fold_batchnorm(void) {
 }
 
 /* Dense -> sigmoid as the graph output becomes one Dense node that is the output. */
+/* ZeroPadding2D folded into the VALID convolutions after it (the inference graph of ONNX and
+ * PyTorch models, whose stride-2 convolutions pad 1 on every side): the same output without the
+ * padded copies; a SAME convolution, a padding read twice and one that is an output stay. */
+static void test_fold_padding(void) {
+  cn_graph *g = cn_graph_new();
+  cn_input_attrs in = {shape3(11, 8, 3)};
+  int x;
+  CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x));
+  cn_zeropad_attrs p1 = {1, 1, 1, 1}, p2 = {0, 2, 1, 0}, p3 = {2, 1, 0, 1};
+  cn_conv2d_attrs conv = {5, 3, 3, 2, 2, 1, 1, 1, 1, CN_PAD_VALID, cn_act_relu(), {0}};
+  cn_depthwise_attrs dw = {3, 3, 2, 1, 1, 1, 2, 1, CN_PAD_VALID, cn_act_linear(), {0}};
+  cn_conv2d_attrs same = {4, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_linear(), {0}};
+  cn_merge_attrs add = {CN_MERGE_ADD};
+  int n = add_node(g, &cn_op_zeropad, "pad1", x, -1, &p1);
+  n = add_node(g, &cn_op_conv2d, "c1", n, -1, &conv); /* 6 x 4 x 5 */
+  n = add_node(g, &cn_op_zeropad, "pad2", n, -1, &p2);
+  n = add_node(g, &cn_op_depthwise, "d1", n, -1, &dw); /* 3 x 3 x 10 */
+  n = add_node(g, &cn_op_zeropad, "pad3", n, -1, &p3);
+  int c2 = add_node(g, &cn_op_conv2d, "c2", n, -1, &same); /* SAME: keeps pad3 */
+  n = add_node(g, &cn_op_zeropad, "pad4", c2, -1, &p1);
+  int twice = add_node(g, &cn_op_merge, "twice", n, n, &add); /* read twice: stays */
+  CHECK_OK(cn_graph_alloc_params(g));
+  fill(g->params, g->n_param_floats);
+  int64_t out = cn_shape_numel(&g->nodes[twice].shape);
+  float xv[2 * 11 * 8 * 3], before[2 * 256], after[2 * 256];
+  CHECK(out <= 256);
+  fill(xv, sizeof xv / sizeof xv[0]);
+  CHECK_OK(cn_graph_run(g, 2, (const float *[]){xv}, (float *[]){before}));
+  int nodes = g->n_nodes;
+  CHECK_OK(cn_graph_fold_padding(g));
+  CHECK(g->n_nodes == nodes - 2);
+  CHECK(cn_graph_find(g, "pad1") < 0 && cn_graph_find(g, "pad2") < 0);
+  CHECK(cn_graph_find(g, "pad3") >= 0 && cn_graph_find(g, "pad4") >= 0);
+  const cn_depthwise_attrs *d1 = g->nodes[cn_graph_find(g, "d1")].attrs;
+  CHECK(d1->pads.top == 0 && d1->pads.bottom == 2 && d1->pads.left == 1 && d1->pads.right == 0);
+  CHECK_OK(cn_graph_run(g, 2, (const float *[]){xv}, (float *[]){after}));
+  CHECK(cn_test_max_abs_diff(before, after, (size_t)(2 * out)) == 0);
+  cn_graph_free(g);
+}
+
 static void test_fold_activation_output(void) {
   cn_graph *g = cn_graph_new();
   cn_input_attrs in = {cn_shape_make(1, (int64_t[]){6})};
@@ -654,6 +694,7 @@ int main(void) {
   test_errors();
   test_registry();
   test_fold_batchnorm();
+  test_fold_padding();
   test_fold_activation_output();
   test_fold_real_mobilenet();
   return cn_test_finish();

@@ -33,6 +33,11 @@ void cn_bias_act_row(float *y, int64_t n, const float *bias, const cn_activation
 /* Builds the window for an input (n, ih, iw, c) with TensorFlow's padding rule. */
 cn_window cn_window_make(const cn_shape *in, int kh, int kw, int sh, int sw, int dh, int dw,
                          cn_padding padding);
+/* With explicit zero rows and columns around the input (top, bottom, left, right; padding must
+ * then be VALID): the output size and leading pads of a padded copy of the input, without the
+ * copy. All four 0: cn_window_make. */
+cn_window cn_window_make_padded(const cn_shape *in, int kh, int kw, int sh, int sw, int dh, int dw,
+                                cn_padding padding, int top, int bottom, int left, int right);
 
 /* Bias (may be NULL) and activation (softmax over each row) over rows of `cols` values, `ld`
  * apart. */

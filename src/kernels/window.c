@@ -25,3 +25,14 @@ cn_window cn_window_make(const cn_shape *in, int kh, int kw, int sh, int sw, int
   w.pad_left = cn_conv_pad_before(w.iw, kw, sw, dw, padding);
   return w;
 }
+
+cn_window cn_window_make_padded(const cn_shape *in, int kh, int kw, int sh, int sw, int dh, int dw,
+                                cn_padding padding, int top, int bottom, int left, int right) {
+  cn_window w = cn_window_make(in, kh, kw, sh, sw, dh, dw, padding);
+  if (!top && !bottom && !left && !right) return w;
+  w.oh = cn_conv_out_size(w.ih + top + bottom, kh, sh, dh, CN_PAD_VALID);
+  w.ow = cn_conv_out_size(w.iw + left + right, kw, sw, dw, CN_PAD_VALID);
+  w.pad_top = top;
+  w.pad_left = left;
+  return w;
+}

@@ -142,9 +142,52 @@ static int activation_foldable(cn_graph *g, int i) {
   return !cn_graph_node_shared(g, i) && absorbable(g, n->inputs[0], 1);
 }
 
+/* The padding a convolution adds itself: NULL when node c cannot take a ZeroPadding2D in (not a
+ * convolution, SAME padding, padded already, or a shared layer). */
+static cn_conv_pads *conv_pads(cn_graph *g, int c) {
+  cn_node *n = &g->nodes[c];
+  cn_conv_pads *p = NULL;
+  cn_padding mode = CN_PAD_SAME;
+  if (n->op == &cn_op_conv2d) {
+    cn_conv2d_attrs *a = n->attrs;
+    p = &a->pads, mode = a->padding;
+  } else if (n->op == &cn_op_depthwise) {
+    cn_depthwise_attrs *a = n->attrs;
+    p = &a->pads, mode = a->padding;
+  }
+  if (!p || mode != CN_PAD_VALID || p->top || p->bottom || p->left || p->right) return NULL;
+  return cn_graph_node_shared(g, c) ? NULL : p;
+}
+
+/* The convolution reading node i when i is a ZeroPadding2D it can absorb, else -1. */
+static int padding_foldable(cn_graph *g, int i) {
+  const cn_node *n = &g->nodes[i];
+  if (n->op != &cn_op_zeropad || n->n_inputs != 1 || is_output(g, i) || readers(g, i) != 1 ||
+      cn_graph_node_shared(g, i))
+    return -1;
+  const cn_zeropad_attrs *z = n->attrs;
+  if (z->top < 0 || z->bottom < 0 || z->left < 0 || z->right < 0) return -1;
+  for (int c = i + 1; c < g->n_nodes; c++)
+    if (g->nodes[c].n_inputs == 1 && g->nodes[c].inputs[0] == i) return conv_pads(g, c) ? c : -1;
+  return -1;
+}
+
+cn_status cn_graph_fold_padding(cn_graph *g) {
+  cn_status st = pin_outputs(g);
+  for (int i = 0; st == CN_OK && i < g->n_nodes; i++) {
+    int c = padding_foldable(g, i);
+    if (c < 0) continue;
+    const cn_zeropad_attrs *z = g->nodes[i].attrs;
+    *conv_pads(g, c) = (cn_conv_pads){z->top, z->bottom, z->left, z->right};
+    st = remove_node(g, i, g->nodes[i].inputs[0]);
+    i--;
+  }
+  return st;
+}
+
 int cn_graph_can_fold(cn_graph *g) {
   for (int i = 0; i < g->n_nodes; i++)
-    if (foldable(g, i) >= 0 || activation_foldable(g, i)) return 1;
+    if (foldable(g, i) >= 0 || activation_foldable(g, i) || padding_foldable(g, i) >= 0) return 1;
   return 0;
 }
 

@@ -17,7 +17,12 @@ cn_status cn_graph_fold_batchnorm(cn_graph *g);
  * conv -> BN -> ReLU becomes one node. */
 cn_status cn_graph_fold_activations(cn_graph *g);
 
-/* 1 when either fold above would change the graph (so a caller can skip copying it). */
+/* Moves every ZeroPadding2D read only by a VALID Conv2D or DepthwiseConv2D into that
+ * convolution's own padding (cn_conv_pads), so that no padded copy of the activation is made,
+ * and removes the ZeroPadding2D node. For the inference graph: a training graph keeps it. */
+cn_status cn_graph_fold_padding(cn_graph *g);
+
+/* 1 when a fold above would change the graph (so a caller can skip copying it). */
 int cn_graph_can_fold(cn_graph *g);
 
 #endif

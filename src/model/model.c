@@ -114,6 +114,7 @@ static cn_status refresh_inference_graph(cn_model *m) {
     st = cn_graph_clone(m->graph, &m->inference);
     if (st == CN_OK) st = cn_graph_fold_batchnorm(m->inference);
     if (st == CN_OK) st = cn_graph_fold_activations(m->inference);
+    if (st == CN_OK) st = cn_graph_fold_padding(m->inference);
     if (st != CN_OK) {
       cn_graph_free(m->inference);
       m->inference = NULL;

@@ -66,7 +66,9 @@ static cn_status conv_infer(cn_graph *g, cn_node *node) {
 }
 
 static cn_window conv_window(const cn_conv2d_attrs *a, const cn_shape *in) {
-  return cn_window_make(in, a->kh, a->kw, a->sh, a->sw, a->dh, a->dw, a->padding);
+  const cn_conv_pads *p = &a->pads;
+  return cn_window_make_padded(in, a->kh, a->kw, a->sh, a->sw, a->dh, a->dw, a->padding, p->top,
+                               p->bottom, p->left, p->right);
 }
 
 /* The Winograd-transformed kernel, with a fingerprint of the weights it came from: forward has

@@ -25,7 +25,9 @@ static cn_status depthwise_infer(cn_graph *g, cn_node *node) {
 }
 
 static cn_window depthwise_window(const cn_depthwise_attrs *a, const cn_shape *in) {
-  return cn_window_make(in, a->kh, a->kw, a->sh, a->sw, a->dh, a->dw, a->padding);
+  const cn_conv_pads *p = &a->pads;
+  return cn_window_make_padded(in, a->kh, a->kw, a->sh, a->sw, a->dh, a->dw, a->padding, p->top,
+                               p->bottom, p->left, p->right);
 }
 
 static void depthwise_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,

@@ -24,10 +24,18 @@ typedef struct cn_input_attrs {
 } cn_input_attrs;
 
 /* Conv2D: kernel (kh, kw, in/groups, filters) HWIO, bias (filters). */
+/* Zero padding added around a convolution's input before a VALID window: only the inference
+ * graph sets it, when it folds a ZeroPadding2D into the convolution after it
+ * (cn_graph_fold_padding), so that the padded copy is never made. */
+typedef struct cn_conv_pads {
+  int top, bottom, left, right;
+} cn_conv_pads;
+
 typedef struct cn_conv2d_attrs {
   int filters, kh, kw, sh, sw, dh, dw, groups, use_bias;
   cn_padding padding;
   cn_activation act;
+  cn_conv_pads pads;
 } cn_conv2d_attrs;
 
 /* DepthwiseConv2D: depthwise_kernel (kh, kw, in, depth_multiplier), bias (in * multiplier). */
@@ -35,6 +43,7 @@ typedef struct cn_depthwise_attrs {
   int kh, kw, sh, sw, dh, dw, depth_multiplier, use_bias;
   cn_padding padding;
   cn_activation act;
+  cn_conv_pads pads; /* as Conv2D's */
 } cn_depthwise_attrs;
 
 typedef struct cn_zeropad_attrs {

@@ -118,16 +118,22 @@ static const field activation_fields[] = {
     FLT(cn_activation, alpha, -BIG, BIG), INT(cn_activation, axis, -CN_MAX_RANK, CN_MAX_RANK)};
 static const layout activation_layout = LAYOUT(cn_activation, activation_fields);
 
+/* zero unless an inference graph folded a ZeroPadding2D in (never in a saved model) */
+static const field pads_fields[] = {
+    INT(cn_conv_pads, top, 0, 65536), INT(cn_conv_pads, bottom, 0, 65536),
+    INT(cn_conv_pads, left, 0, 65536), INT(cn_conv_pads, right, 0, 65536)};
+static const layout pads_layout = LAYOUT(cn_conv_pads, pads_fields);
+
 static const field input_fields[] = {SHAPE(cn_input_attrs, shape, 1, BIG)};
 static const layout input_layout = LAYOUT(cn_input_attrs, input_fields);
 
 static const field conv2d_fields[] = {
-    INT(cn_conv2d_attrs, filters, 1, BIG),       INT(cn_conv2d_attrs, kh, 1, 65536),
-    INT(cn_conv2d_attrs, kw, 1, 65536),          INT(cn_conv2d_attrs, sh, 1, 65536),
-    INT(cn_conv2d_attrs, sw, 1, 65536),          INT(cn_conv2d_attrs, dh, 1, 65536),
-    INT(cn_conv2d_attrs, dw, 1, 65536),          INT(cn_conv2d_attrs, groups, 1, BIG),
-    INT(cn_conv2d_attrs, use_bias, 0, 1),        ENUM(cn_conv2d_attrs, padding, padding_names),
-    SUB(cn_conv2d_attrs, act, activation_layout)};
+    INT(cn_conv2d_attrs, filters, 1, BIG),        INT(cn_conv2d_attrs, kh, 1, 65536),
+    INT(cn_conv2d_attrs, kw, 1, 65536),           INT(cn_conv2d_attrs, sh, 1, 65536),
+    INT(cn_conv2d_attrs, sw, 1, 65536),           INT(cn_conv2d_attrs, dh, 1, 65536),
+    INT(cn_conv2d_attrs, dw, 1, 65536),           INT(cn_conv2d_attrs, groups, 1, BIG),
+    INT(cn_conv2d_attrs, use_bias, 0, 1),         ENUM(cn_conv2d_attrs, padding, padding_names),
+    SUB(cn_conv2d_attrs, act, activation_layout), SUB(cn_conv2d_attrs, pads, pads_layout)};
 static const layout conv2d_layout = LAYOUT(cn_conv2d_attrs, conv2d_fields);
 
 static const field depthwise_fields[] = {INT(cn_depthwise_attrs, kh, 1, 65536),
@@ -139,7 +145,8 @@ static const field depthwise_fields[] = {INT(cn_depthwise_attrs, kh, 1, 65536),
                                          INT(cn_depthwise_attrs, depth_multiplier, 1, BIG),
                                          INT(cn_depthwise_attrs, use_bias, 0, 1),
                                          ENUM(cn_depthwise_attrs, padding, padding_names),
-                                         SUB(cn_depthwise_attrs, act, activation_layout)};
+                                         SUB(cn_depthwise_attrs, act, activation_layout),
+                                         SUB(cn_depthwise_attrs, pads, pads_layout)};
 static const layout depthwise_layout = LAYOUT(cn_depthwise_attrs, depthwise_fields);
 
 static const field zeropad_fields[] = {

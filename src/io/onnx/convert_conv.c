@@ -249,13 +249,29 @@ static cn_status conv_conv(cn_onnx_ctx *x, const Onnx__NodeProto *n) {
   if (st != CN_OK) return st;
   int depthwise = group == cin && group > 1;
   if (depthwise) {
-    cn_depthwise_attrs a = {
-        k[0],      k[1],    s[0],           s[1], d[0], d[1], (int)(filters / cin),
-        b != NULL, padding, cn_act_linear()};
+    cn_depthwise_attrs a = {.kh = k[0],
+                            .kw = k[1],
+                            .sh = s[0],
+                            .sw = s[1],
+                            .dh = d[0],
+                            .dw = d[1],
+                            .depth_multiplier = (int)(filters / cin),
+                            .use_bias = b != NULL,
+                            .padding = padding,
+                            .act = cn_act_linear()};
     st = cn_onnx_add_node(x, &cn_op_depthwise, cn_onnx_out_name(n), NULL, &node, 1, &a, &node);
   } else {
-    cn_conv2d_attrs a = {(int)filters, k[0],       k[1],      s[0],    s[1],           d[0],
-                         d[1],         (int)group, b != NULL, padding, cn_act_linear()};
+    cn_conv2d_attrs a = {.filters = (int)filters,
+                         .kh = k[0],
+                         .kw = k[1],
+                         .sh = s[0],
+                         .sw = s[1],
+                         .dh = d[0],
+                         .dw = d[1],
+                         .groups = (int)group,
+                         .use_bias = b != NULL,
+                         .padding = padding,
+                         .act = cn_act_linear()};
     st = cn_onnx_add_node(x, &cn_op_conv2d, cn_onnx_out_name(n), NULL, &node, 1, &a, &node);
   }
   float *kernel = st == CN_OK ? conv_kernel(w, depthwise) : NULL;
