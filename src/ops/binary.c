@@ -222,13 +222,19 @@ static void inner(int kind, int64_t n, const float *x, int64_t incx, const float
 }
 
 /* z = x op y over the whole output (z contiguous; it may be x when x has the output's shape). */
+/* Values per piece of a long row: operands of the same shape merge into one row, which the
+ * threads then share by pieces (elementwise, so the result does not depend on the split). */
+enum { PIECE = 1 << 14 };
+
 static void combine(int kind, const bcast *b, const float *x, const float *y, float *z,
                     int threads) {
   int last = b->rank - 1;
   int64_t n = b->dim[last], rows = 1;
   for (int i = 0; i < last; i++) rows *= b->dim[i];
+  int64_t pieces = (n + PIECE - 1) / PIECE, sx = b->stride[0][last], sy = b->stride[1][last];
 #pragma omp parallel for num_threads(threads) schedule(static) if (rows * n > (1 << 15))
-  for (int64_t r = 0; r < rows; r++) {
+  for (int64_t w = 0; w < rows * pieces; w++) {
+    int64_t r = w / pieces, start = w % pieces * PIECE, len = n - start < PIECE ? n - start : PIECE;
     int64_t ox = 0, oy = 0, rem = r;
     for (int i = last - 1; i >= 0; i--) {
       int64_t idx = rem % b->dim[i];
@@ -236,7 +242,7 @@ static void combine(int kind, const bcast *b, const float *x, const float *y, fl
       ox += idx * b->stride[0][i];
       oy += idx * b->stride[1][i];
     }
-    inner(kind, n, x + ox, b->stride[0][last], y + oy, b->stride[1][last], z + r * n);
+    inner(kind, len, x + ox + start * sx, sx, y + oy + start * sy, sy, z + r * n + start);
   }
 }
 
