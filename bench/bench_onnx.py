@@ -65,6 +65,10 @@ def parse_args():
     p.add_argument("--ort-spinning", action="store_true",
                    help="let ORT's idle workers spin (its default); without it they sleep, as "
                         "convnet's and PyTorch's do with OMP_WAIT_POLICY=passive")
+    p.add_argument("--gap-ms", type=float, default=0.0,
+                   help="idle time before each engine's call, so that the previous engine's idle "
+                        "workers (ORT's spinning ones) have let go of the cores: each engine then "
+                        "runs as if alone, as users run it (try 300 with --ort-spinning)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager column")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--json", default="", help="write the results here as JSON")
@@ -178,13 +182,18 @@ def bench_batch(args, name, onnx_path, ort_run, torch_run, side, batch, tmp):
         engines["torch"] = lambda: timed(lambda: torch_run(x))
     if not driver.error:
         engines["convnet"] = driver.call
+    def call(fn):
+        if args.gap_ms > 0:
+            time.sleep(args.gap_ms / 1e3)
+        return fn()
+
     for _ in range(max(args.warmup, 1)):
         for fn in engines.values():
-            fn()
+            call(fn)
     times = {k: [] for k in engines}
     for _ in range(args.repeat):
         for k, fn in engines.items():
-            times[k].append(fn())
+            times[k].append(call(fn))
     if not driver.error:
         row["convnet_error"] = driver.close()
     row["convnet_ms"] = None if row["convnet_error"] else statistics.median(times["convnet"])
