@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
     return CLI_OK;
   }
   if (strcmp(name, "--version") == 0) {
-    printf("convnet %s\n", CONVNET_VERSION);
+    printf("convnet %s (Open MPI: %s)\n", CONVNET_VERSION, cn_group_available() ? "yes" : "no");
     return CLI_OK;
   }
   if (join_group(&argc, &argv) != CLI_OK) return CLI_FAILED;

@@ -11,7 +11,9 @@ fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
-if ! mpirun --oversubscribe -np 2 "$CONVNET" --version >"$TMP/mpi_probe.out" 2>"$TMP/mpi_probe.err"; then
+# classify --help joins the job first (--version does not), so a build without Open MPI refuses
+if ! mpirun --oversubscribe -np 2 "$CONVNET" classify --help >"$TMP/mpi_probe.out" \
+  2>"$TMP/mpi_probe.err"; then
   if grep -q "without Open MPI" "$TMP/mpi_probe.err"; then
     echo "SKIP: this convnet was built without Open MPI"
   else
