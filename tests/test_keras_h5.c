@@ -10,6 +10,7 @@
 #include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -521,6 +522,24 @@ static void test_fuzz_regressions(void) {
   cn_model_free(m);
 }
 
+/* A fuzzer finding (fuzz/corpus/keras_h5/regress_declares_huge.h5): a 22 KB full-model file on
+ * which libhdf5, in the reader child, allocated and filled 1.7 GB before failing. The child's
+ * memory is bounded by the file's size (plus 256 MB), so the load fails cleanly and small.
+ * Sanitizer builds reserve terabytes of address space and set no bound: checked without them. */
+static void test_reader_memory_bound(void) {
+  const char *src = getenv("CN_SOURCE_DIR");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/fuzz/corpus/keras_h5/regress_declares_huge.h5", src ? src : ".");
+  cn_model *m = NULL;
+  CHECK(cn_model_load(path, &m) == CN_ERR_FORMAT && m == NULL);
+  printf("regress_declares_huge.h5: %s\n", cn_last_error());
+#if !defined(__SANITIZE_ADDRESS__)
+  struct rusage ru;
+  CHECK(getrusage(RUSAGE_CHILDREN, &ru) == 0 && ru.ru_maxrss < 1024 * 1024); /* KB: < 1 GB */
+  printf("largest reader child so far: %ld MB\n", ru.ru_maxrss / 1024);
+#endif
+}
+
 int main(void) {
   test_mobilenet();
   test_mnist();
@@ -543,5 +562,6 @@ int main(void) {
   }
   test_bad_model_config();
   test_fuzz_regressions();
+  test_reader_memory_bound();
   return cn_test_finish();
 }

@@ -57,8 +57,12 @@ enum { FRAME_RESULT = 0x48355253, FRAME_DATA = 0x48354441 };
 #define MAX_REPLY (CN_KERAS_MAX_JSON + 4 * ((size_t)CN_KERAS_MAX_NAMES + 1))
 #define MAX_MESSAGE 1023
 #define SHAPE_PAYLOAD (4 + 8 * CN_MAX_RANK)
-/* Headroom of address space the child may allocate beyond what it inherits. */
-#define CHILD_EXTRA_BYTES ((rlim_t)4 << 30)
+/* Headroom of address space the child may allocate beyond what it inherits: the file's size
+ * plus CHILD_EXTRA_BYTES (libhdf5's metadata, chunk and conversion buffers; a dataset never
+ * needs more than the file holds), at most CHILD_MAX_EXTRA_BYTES. A 22 KB file once made libhdf5
+ * allocate and fill 1.7 GB. */
+#define CHILD_EXTRA_BYTES ((rlim_t)256 << 20)
+#define CHILD_MAX_EXTRA_BYTES ((rlim_t)4 << 30)
 
 typedef struct req_header {
   uint32_t op, path_len, name_len, pad;
@@ -233,7 +237,14 @@ static void child_test_fault(int sock) {
 
 /* No core dumps of a copy of the caller's memory, no file descriptors but the socket, and (when
  * not sanitized: sanitizers reserve terabytes) a bound on the memory libhdf5 may allocate. */
-static void child_confine(int sock, pid_t parent) {
+static rlim_t child_headroom(const char *file) {
+  struct stat sb;
+  rlim_t size = stat(file, &sb) == 0 && sb.st_size > 0 ? (rlim_t)sb.st_size : 0;
+  rlim_t extra = size + CHILD_EXTRA_BYTES;
+  return extra < CHILD_MAX_EXTRA_BYTES ? extra : CHILD_MAX_EXTRA_BYTES;
+}
+
+static void child_confine(int sock, pid_t parent, const char *file) {
 #ifdef __linux__
   prctl(PR_SET_PDEATHSIG, SIGKILL);
 #endif
@@ -253,7 +264,7 @@ static void child_confine(int sock, pid_t parent) {
     rlim_t pages = n > 0 ? (rlim_t)strtoull(statm, NULL, 10) : 0;
     struct rlimit as = {0, 0};
     if (pages > 0 && getrlimit(RLIMIT_AS, &as) == 0) {
-      rlim_t want = pages * (rlim_t)sysconf(_SC_PAGESIZE) + CHILD_EXTRA_BYTES;
+      rlim_t want = pages * (rlim_t)sysconf(_SC_PAGESIZE) + child_headroom(file);
       if (as.rlim_max == RLIM_INFINITY || want < as.rlim_max) as.rlim_cur = want;
       setrlimit(RLIMIT_AS, &as);
     }
@@ -277,7 +288,7 @@ static int child_request(int sock, h5req *rq, char *path, char *name) {
 
 static _Noreturn void child_main(int sock, const char *file, pid_t parent, float *window) {
   child_window w = {.sock = sock, .half = {window, window + SLAB_FLOATS}};
-  child_confine(sock, parent);
+  child_confine(sock, parent, file);
   hid_t h5;
   cn_status st = cn_h5_open(file, &h5);
   child_reply(sock, OP_OPEN, st, NULL);
