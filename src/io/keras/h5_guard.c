@@ -237,12 +237,14 @@ static void child_test_fault(int sock) {
 
 /* No core dumps of a copy of the caller's memory, no file descriptors but the socket, and (when
  * not sanitized: sanitizers reserve terabytes) a bound on the memory libhdf5 may allocate. */
+#ifndef CN_SANITIZED
 static rlim_t child_headroom(const char *file) {
   struct stat sb;
   rlim_t size = stat(file, &sb) == 0 && sb.st_size > 0 ? (rlim_t)sb.st_size : 0;
   rlim_t extra = size + CHILD_EXTRA_BYTES;
   return extra < CHILD_MAX_EXTRA_BYTES ? extra : CHILD_MAX_EXTRA_BYTES;
 }
+#endif
 
 static void child_confine(int sock, pid_t parent, const char *file) {
 #ifdef __linux__
