@@ -122,9 +122,8 @@ static void refuse_half_and_corrupt(const char *relative, const char *half_name,
  * libjpeg fills the rest of the image with grey, so the 433 bytes decoded to 232 million pixels
  * (16 s under ASan). Corrupt data is refused, as truncated data is. */
 static void test_corrupt_jpeg_data(void) {
-  const char *src = getenv("CN_SOURCE_DIR");
   char path[4096];
-  snprintf(path, sizeof path, "%s/fuzz/corpus/image/regress_corrupt_huge.jpg", src ? src : ".");
+  cn_test_source("fuzz/corpus/image/regress_corrupt_huge.jpg", path, sizeof path);
   size_t size = 0;
   uint8_t *data = read_all(path, &size);
   CHECK(data != NULL);

@@ -497,11 +497,9 @@ static void test_corrupt_global_heap(cn_model *m) {
  * survives with no child or descriptor left. The overflow is a read past a libhdf5 buffer, so
  * what the child answers depends on the heap's contents: the status is printed, not checked. */
 static void test_fuzz_regressions(void) {
-  const char *src = getenv("CN_SOURCE_DIR");
   char json[4096], path[4096];
-  snprintf(json, sizeof json, "%s/fuzz/corpus/keras_h5/small.json", src ? src : ".");
-  snprintf(path, sizeof path, "%s/fuzz/regressions/keras_h5/h5aexists_overflow.h5",
-           src ? src : ".");
+  cn_test_source("fuzz/corpus/keras_h5/small.json", json, sizeof json);
+  cn_test_source("fuzz/regressions/keras_h5/h5aexists_overflow.h5", path, sizeof path);
   cn_model *m = NULL, *full = NULL;
   CHECK_OK(cn_model_load(json, &m)); /* fuzz_keras_h5's model, which the input was found with */
   if (!m) return;
@@ -511,7 +509,7 @@ static void test_fuzz_regressions(void) {
          st ? cn_last_error() : "");
   CHECK(cn_model_load(path, &full) == CN_ERR_FORMAT && full == NULL);
   /* libhdf5 loops on this one: the reader child is killed at CONVNET_H5_TIMEOUT */
-  snprintf(path, sizeof path, "%s/fuzz/regressions/keras_h5/libhdf5_loop.h5", src ? src : ".");
+  cn_test_source("fuzz/regressions/keras_h5/libhdf5_loop.h5", path, sizeof path);
   setenv("CONVNET_H5_TIMEOUT", "1", 1);
   double t0 = seconds();
   CHECK(cn_model_load_weights(m, path) == CN_ERR_FORMAT && strstr(cn_last_error(), "in time"));
@@ -527,9 +525,8 @@ static void test_fuzz_regressions(void) {
  * memory is bounded by the file's size (plus 256 MB), so the load fails cleanly and small.
  * Sanitizer builds reserve terabytes of address space and set no bound: checked without them. */
 static void test_reader_memory_bound(void) {
-  const char *src = getenv("CN_SOURCE_DIR");
   char path[4096];
-  snprintf(path, sizeof path, "%s/fuzz/corpus/keras_h5/regress_declares_huge.h5", src ? src : ".");
+  cn_test_source("fuzz/corpus/keras_h5/regress_declares_huge.h5", path, sizeof path);
   cn_model *m = NULL;
   CHECK(cn_model_load(path, &m) == CN_ERR_FORMAT && m == NULL);
   printf("regress_declares_huge.h5: %s\n", cn_last_error());

@@ -323,9 +323,8 @@ static void test_light_vgg19(void) {
 /* A fuzzer finding (fuzz/corpus/onnx/regress_nameless_input.onnx): a graph input without a name
  * reached strcmp as NULL (UBSan); it is refused by name now. */
 static void test_nameless_input(void) {
-  const char *src = getenv("CN_SOURCE_DIR");
   char path[4096];
-  snprintf(path, sizeof path, "%s/fuzz/corpus/onnx/regress_nameless_input.onnx", src ? src : ".");
+  cn_test_source("fuzz/corpus/onnx/regress_nameless_input.onnx", path, sizeof path);
   cn_model *m = NULL;
   CHECK(cn_model_load(path, &m) == CN_ERR_FORMAT && m == NULL);
   CHECK(strstr(cn_last_error(), "has no name") != NULL);

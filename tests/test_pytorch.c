@@ -438,9 +438,8 @@ static int forward(const char *zoo, const char *pth, const char *in, const char 
 /* A fuzzer finding (fuzz/corpus/pytorch/regress_zip_size_claim.pth): a 1.5 kB zip whose central
  * directory claims a 2.9 GB storage entry was allocated before it was read. */
 static void test_zip_size_claim(void) {
-  const char *src = getenv("CN_SOURCE_DIR");
   char path[4096];
-  snprintf(path, sizeof path, "%s/fuzz/corpus/pytorch/regress_zip_size_claim.pth", src ? src : ".");
+  cn_test_source("fuzz/corpus/pytorch/regress_zip_size_claim.pth", path, sizeof path);
   uint8_t *data = NULL;
   size_t n = 0;
   CHECK_OK(cn_file_read_all(path, 1 << 20, "a test file", &data, &n));

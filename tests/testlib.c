@@ -25,6 +25,11 @@ const char *cn_test_data(const char *relative) {
   return access(path, R_OK) == 0 ? path : NULL;
 }
 
+void cn_test_source(const char *relative, char *path, size_t cap) {
+  const char *root = getenv("CN_SOURCE_DIR");
+  snprintf(path, cap, "%s/%s", root ? root : ".", relative);
+}
+
 void cn_test_skip(const char *why) {
   printf("SKIP: %s\n", why);
   exit(77);

@@ -47,6 +47,9 @@ extern int cn_test_passed, cn_test_failed;
 int cn_test_finish(void);
 /* Path of a file under ../shared/data (CN_SHARED_DATA), or NULL when it does not exist. */
 const char *cn_test_data(const char *relative);
+/* "$CN_SOURCE_DIR/relative" (the source tree; "." when unset) into path: the committed inputs
+ * under fuzz/, such as past fuzzer findings. */
+void cn_test_source(const char *relative, char *path, size_t cap);
 /* Prints "SKIP: why" and exits with 77 (ctest counts it as skipped). */
 void cn_test_skip(const char *why) __attribute__((noreturn));
 /* A fresh temporary directory for this test process. */
