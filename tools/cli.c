@@ -36,14 +36,6 @@ int cli_agree_status(int rc) {
   return agreed;
 }
 
-void cli_batch_share(int n, int batch, int *first, int *count) {
-  int64_t batches = ((int64_t)n + batch - 1) / batch, b0, nb;
-  cn_group_share(batches, cn_group_rank(cli_group), cn_group_size(cli_group), &b0, &nb);
-  int64_t lo = b0 * batch < n ? b0 * batch : n, hi = (b0 + nb) * batch < n ? (b0 + nb) * batch : n;
-  *first = (int)lo;
-  *count = (int)(hi - lo);
-}
-
 void cli_message(const char *line) {
   char prefix[64] = "convnet: ";
   if (cli_group)

@@ -19,9 +19,6 @@ extern int cli_finished_together;
 /* Called by every rank at the same point, once no collective call is left: the highest of the
  * ranks' statuses, on every rank (rc itself without a group). Sets cli_finished_together. */
 int cli_agree_status(int rc);
-/* The share of n items [*first, *first + *count) this rank takes in whole batches of `batch`
- * (the whole without a group), so that each item meets the same batch companions as alone. */
-void cli_batch_share(int n, int batch, int *first, int *count);
 
 /* "convnet: [rank R of N: ]<line>" on stderr in one write, so that the lines of the ranks of an
  * mpirun job, which share the stream, never interleave within a line. */

@@ -202,11 +202,14 @@ static int classify_all(cn_model *model, const classify_args *a, char **files, i
   cn_input_spec spec = cn_model_input_spec(model);
   cli_input_apply(&a->input, &spec);
   cn_labels *labels = NULL;
-  int rc = cli_load_labels(a->labels_path, model, &labels), first, count;
+  int rc = cli_load_labels(a->labels_path, model, &labels);
   classify_opts o = a->out;
   o.labels = labels;
   o.named = !labels && cli_has_own_names(model) ? model : NULL;
-  cli_batch_share(n, CLASSIFY_BATCH, &first, &count);
+  int64_t first64, count64;
+  cn_group_share_batches(n, CLASSIFY_BATCH, cn_group_rank(cli_group), cn_group_size(cli_group),
+                         &first64, &count64);
+  int first = (int)first64, count = (int)count64;
   char *lines = NULL;
   size_t len = 0;
   FILE *out = rc != CLI_OK ? NULL : cli_group ? open_memstream(&lines, &len) : stdout;

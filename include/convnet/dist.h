@@ -54,6 +54,11 @@ CN_API cn_status cn_group_gather(cn_group *g, const void *data, size_t bytes, vo
 /* The share [*first, *first + *count) of n items that rank r of size takes: contiguous, in
  * order, sizes differing by at most one. */
 CN_API void cn_group_share(int64_t n, int rank, int size, int64_t *first, int64_t *count);
+/* The same over whole batches of `batch` items (the last one may be short): rank r's items
+ * [*first, *first + *count) of n. Each item then shares its forward pass with the companions it
+ * has in one process, so that the outputs are the same bits. */
+CN_API void cn_group_share_batches(int64_t n, int64_t batch, int rank, int size, int64_t *first,
+                                   int64_t *count);
 
 #ifdef __cplusplus
 }

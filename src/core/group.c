@@ -63,6 +63,15 @@ void cn_group_leave(cn_group *g) {
   if (g) g->ops->leave(g);
 }
 
+void cn_group_share_batches(int64_t n, int64_t batch, int rank, int size, int64_t *first,
+                            int64_t *count) {
+  int64_t batches = batch > 0 ? (n + batch - 1) / batch : 0, b0, nb;
+  cn_group_share(batches, rank, size, &b0, &nb);
+  int64_t lo = b0 * batch < n ? b0 * batch : n, hi = (b0 + nb) * batch < n ? (b0 + nb) * batch : n;
+  *first = lo;
+  *count = hi - lo;
+}
+
 void cn_group_share(int64_t n, int rank, int size, int64_t *first, int64_t *count) {
   if (size < 1 || rank < 0 || rank >= size || n < 0) {
     *first = 0;

@@ -411,11 +411,8 @@ static cn_status share_records(eval_run *r, int64_t n, const char *const *paths)
 /* This rank's images: whole batches of the n, so that every image shares its forward pass with
  * the same companions as in one process (the output of a batch may depend on its size). */
 static void take_share(eval_run *r, int64_t n) {
-  int64_t batches = (n + r->o.batch - 1) / r->o.batch, first, count;
-  cn_group_share(batches, cn_group_rank(r->o.group), cn_group_size(r->o.group), &first, &count);
-  int64_t end = (first + count) * r->o.batch;
-  r->first = first * r->o.batch < n ? first * r->o.batch : n;
-  r->count = (end < n ? end : n) - r->first;
+  cn_group_share_batches(n, r->o.batch, cn_group_rank(r->o.group), cn_group_size(r->o.group),
+                         &r->first, &r->count);
 }
 
 cn_status cn_evaluate_files(cn_model *model, int64_t n, const char *const *paths, const int *labels,

@@ -221,12 +221,11 @@ static cn_status share_rows(fit_run *r, int root, const fit_features *part, fit_
  * has in one process: the same bits), and every rank receives every share, in order. */
 static cn_status extract_chunk_shared(fit_run *r, const cn_dataset *ds, int64_t first,
                                       int64_t count, fit_features *chunk) {
-  int64_t batches = (count + r->batch - 1) / r->batch, b0, nb;
-  cn_group_share(batches, r->rank, r->ranks, &b0, &nb);
+  int64_t lo, n;
+  cn_group_share_batches(count, r->batch, r->rank, r->ranks, &lo, &n);
   fit_features mine = {.dim = chunk->dim};
-  int64_t lo = b0 * r->batch, hi = (b0 + nb) * r->batch < count ? (b0 + nb) * r->batch : count;
-  cn_status st = nb > 0 ? reserve(&mine, hi - lo) : CN_OK;
-  if (st == CN_OK && nb > 0) st = extract_chunk(r, ds, first + lo, hi - lo, &mine);
+  cn_status st = n > 0 ? reserve(&mine, n) : CN_OK;
+  if (st == CN_OK && n > 0) st = extract_chunk(r, ds, first + lo, n, &mine);
   /* every rank learns whether any failed, so that all stop together */
   double failed = st != CN_OK;
   cn_status agreed = cn_group_sum_f64(r->group, &failed, 1);

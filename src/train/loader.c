@@ -332,9 +332,9 @@ cn_status cn_loader_next(cn_loader *l, float *images, int *labels, int64_t *indi
   pthread_mutex_lock(&l->mu);
   cn_status st = CN_OK;
   if (!l->running) st = cn_fail(CN_ERR_ARG, "loader: cn_loader_start_epoch was not called");
-  int sharded = l->o.shard_count > 1, tries = 0;
-  while (st == CN_OK && l->failed == CN_OK && *count == 0 && l->consumed < l->nbatches &&
-         !(sharded && tries++)) {
+  /* unsharded, a batch of bad images only is passed over; sharded, every batch is returned */
+  int sharded = l->o.shard_count > 1;
+  while (st == CN_OK && l->failed == CN_OK && l->consumed < l->nbatches) {
     slot *s = wait_batch(l, l->consumed);
     pthread_mutex_unlock(&l->mu); /* the slot stays ours until consumed moves on */
     int got = deliver(l, s, images, labels, indices);
@@ -342,6 +342,7 @@ cn_status cn_loader_next(cn_loader *l, float *images, int *labels, int64_t *indi
     l->consumed++;
     pthread_cond_broadcast(&l->work_cv);
     *count = got > 0 ? got : 0;
+    if (*count > 0 || sharded) break;
   }
   if (st == CN_OK && l->failed != CN_OK) st = cn_fail(l->failed, "%s", l->fail_msg);
   pthread_mutex_unlock(&l->mu);
