@@ -4,53 +4,17 @@
  * process running the whole batch, to float rounding; stochastic ops (Dropout) must draw by
  * global sample. Also cn_group_share and the NULL group. */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "convnet/convnet.h"
-#include "core/group.h"
 #include "core/rng.h"
 #include "ops/ops.h"
 #include "testlib.h"
 #include "train/optim.h"
 #include "train/trainer.h"
 
-enum { RANKS = 3, GLOBAL = 7, CLASSES = 3, MAX_FLOATS = 4096 };
-
-/* ---- a group of threads ---------------------------------------------------------------------- */
-
-typedef struct thread_group {
-  pthread_barrier_t barrier;
-  double slot[RANKS][MAX_FLOATS];
-  cn_group members[RANKS];
-} thread_group;
-
-static thread_group tg;
-
-static cn_status thread_sum(cn_group *g, void *data, size_t n, size_t elem) {
-  CHECK(n <= MAX_FLOATS);
-  for (size_t i = 0; i < n; i++)
-    tg.slot[g->rank][i] = elem == sizeof(float) ? ((float *)data)[i] : ((double *)data)[i];
-  pthread_barrier_wait(&tg.barrier);
-  for (size_t i = 0; i < n; i++) {
-    if (elem == sizeof(float)) {
-      float s = (float)tg.slot[0][i];
-      for (int r = 1; r < g->size; r++) s += (float)tg.slot[r][i];
-      ((float *)data)[i] = s;
-    } else {
-      double s = tg.slot[0][i];
-      for (int r = 1; r < g->size; r++) s += tg.slot[r][i];
-      ((double *)data)[i] = s;
-    }
-  }
-  pthread_barrier_wait(&tg.barrier);
-  return CN_OK;
-}
-
-static const cn_group_ops thread_ops = {.sum = thread_sum};
-
-/* ---- the model and the data ------------------------------------------------------------------ */
+enum { GLOBAL = 7, CLASSES = 3, MAX_FLOATS = 4096 };
 
 /* the model: cn_test_small_cnn (BatchNormalization trains, Dropout draws) */
 enum { SAMPLE = 5 * 5 * 2 };
@@ -94,31 +58,22 @@ static void run_step(cn_graph *g, cn_group *group, int64_t first, int64_t count,
 }
 
 typedef struct rank_job {
-  int rank, size;
   cn_graph *g;
   step_result result;
 } rank_job;
 
-static void *rank_main(void *arg) {
-  rank_job *j = arg;
+static void rank_step(void *ctx, int rank, cn_group *group) {
+  rank_job *j = (rank_job *)ctx + rank;
   int64_t first, count;
-  cn_group_share(GLOBAL, j->rank, j->size, &first, &count);
-  run_step(j->g, &tg.members[j->rank], first, count, &j->result);
-  return NULL;
+  cn_group_share(GLOBAL, rank, cn_group_size(group), &first, &count);
+  run_step(j->g, group, first, count, &j->result);
 }
 
 /* The step over `size` thread ranks equals the step of one process. */
 static void check_ranks_match_one(int size, const step_result *one) {
-  pthread_barrier_init(&tg.barrier, NULL, (unsigned)size);
-  rank_job jobs[RANKS];
-  pthread_t threads[RANKS];
-  for (int r = 0; r < size; r++) {
-    tg.members[r] = (cn_group){.ops = &thread_ops, .rank = r, .size = size, .local_size = size};
-    jobs[r] = (rank_job){.rank = r, .size = size, .g = cn_test_small_cnn(5)};
-    CHECK(pthread_create(&threads[r], NULL, rank_main, &jobs[r]) == 0);
-  }
-  for (int r = 0; r < size; r++) CHECK(pthread_join(threads[r], NULL) == 0);
-  pthread_barrier_destroy(&tg.barrier);
+  rank_job jobs[CN_TEST_MAX_RANKS];
+  for (int r = 0; r < size; r++) jobs[r] = (rank_job){.g = cn_test_small_cnn(5)};
+  cn_test_run_ranks(size, rank_step, jobs);
   for (int r = 0; r < size; r++) {
     const step_result *got = &jobs[r].result;
     CHECK(got->n == one->n);

@@ -2,14 +2,12 @@
  * to a model's class names by name, with a bad image, an unknown folder and bad options; and
  * cn_evaluate_files over a group of thread "ranks" equal to one process. */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "convnet/convnet.h"
-#include "core/group.h"
 #include "testlib.h"
 
 static void test_accumulator(void) {
@@ -189,61 +187,11 @@ static void test_worst(cn_model *m) {
   cn_evaluation_free(e);
 }
 
-/* ---- a group of threads standing in for the ranks of an mpirun job ------------------------- */
+/* ---- thread ranks standing in for an mpirun job (cn_test_run_ranks) ----------------------- */
 
 enum { RANKS = 3, RANK_IMAGES = 9 };
 
-static struct {
-  pthread_barrier_t barrier;
-  void *data[RANKS];
-  size_t bytes[RANKS];
-  cn_group members[RANKS];
-} tg;
-
-/* Each rank's values posted, then summed in rank order (doubles: all evaluation needs). */
-static cn_status thread_sum(cn_group *g, void *data, size_t n, size_t elem) {
-  double *sum = calloc(n ? n : 1, sizeof *sum);
-  if (elem != sizeof(double) || !sum) abort();
-  tg.data[g->rank] = data;
-  pthread_barrier_wait(&tg.barrier);
-  for (int r = 0; r < g->size; r++)
-    for (size_t i = 0; i < n; i++) sum[i] += ((const double *)tg.data[r])[i];
-  pthread_barrier_wait(&tg.barrier);
-  memcpy(data, sum, n * elem);
-  free(sum);
-  return CN_OK;
-}
-
-static cn_status thread_broadcast(cn_group *g, void *data, size_t bytes, int from) {
-  tg.data[g->rank] = data;
-  pthread_barrier_wait(&tg.barrier);
-  if (g->rank != from) memcpy(data, tg.data[from], bytes);
-  pthread_barrier_wait(&tg.barrier);
-  return CN_OK;
-}
-
-static cn_status thread_gather(cn_group *g, const void *data, size_t bytes, void **all,
-                               size_t *total) {
-  tg.data[g->rank] = (void *)data;
-  tg.bytes[g->rank] = bytes;
-  pthread_barrier_wait(&tg.barrier);
-  if (g->rank == 0) {
-    for (int r = 0; r < g->size; r++) *total += tg.bytes[r];
-    char *buf = malloc(*total + 1);
-    if (!buf) abort();
-    for (size_t r = 0, at = 0; r < (size_t)g->size; at += tg.bytes[r++])
-      memcpy(buf + at, tg.data[r], tg.bytes[r]);
-    *all = buf;
-  }
-  pthread_barrier_wait(&tg.barrier);
-  return CN_OK;
-}
-
-static const cn_group_ops thread_ops = {
-    .sum = thread_sum, .broadcast = thread_broadcast, .gather = thread_gather};
-
 typedef struct rank_job {
-  int rank;
   const char *const *paths;
   const int *labels;
   cn_evaluate_options o;
@@ -252,31 +200,23 @@ typedef struct rank_job {
   char error[1024];
 } rank_job;
 
-static void *rank_main(void *arg) {
-  rank_job *j = arg;
+static void rank_evaluate(void *ctx, int rank, cn_group *group) {
+  rank_job *j = (rank_job *)ctx + rank;
   cn_model *m = NULL; /* a model per rank: its forward pass keeps state */
   const char *names[] = {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"};
+  j->o.group = group;
   j->st = cn_model_load(cn_test_data("weights/keras/mnist_cnn.json"), &m);
   if (j->st == CN_OK) j->st = cn_model_set_class_names(m, names, 10);
   if (j->st == CN_OK) j->st = cn_evaluate_files(m, RANK_IMAGES, j->paths, j->labels, &j->o, &j->e);
   snprintf(j->error, sizeof j->error, "%s", j->st == CN_OK ? "" : cn_last_error());
   cn_model_free(m);
-  return NULL;
 }
 
 /* cn_evaluate_files on `size` thread ranks with options o; jobs[r] holds rank r's outcome. */
 static void run_ranks(int size, const char *const *paths, const int *labels,
                       const cn_evaluate_options *o, rank_job *jobs) {
-  pthread_barrier_init(&tg.barrier, NULL, (unsigned)size);
-  pthread_t threads[RANKS];
-  for (int r = 0; r < size; r++) {
-    tg.members[r] = (cn_group){.ops = &thread_ops, .rank = r, .size = size, .local_size = size};
-    jobs[r] = (rank_job){.rank = r, .paths = paths, .labels = labels, .o = *o};
-    jobs[r].o.group = &tg.members[r];
-    CHECK(pthread_create(&threads[r], NULL, rank_main, &jobs[r]) == 0);
-  }
-  for (int r = 0; r < size; r++) CHECK(pthread_join(threads[r], NULL) == 0);
-  pthread_barrier_destroy(&tg.barrier);
+  for (int r = 0; r < size; r++) jobs[r] = (rank_job){.paths = paths, .labels = labels, .o = *o};
+  cn_test_run_ranks(size, rank_evaluate, jobs);
 }
 
 static void check_same_evaluation(const cn_evaluation *got, const cn_evaluation *want) {

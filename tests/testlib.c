@@ -1,12 +1,14 @@
 #include "testlib.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/graph.h"
+#include "core/group.h"
 #include "core/rng.h"
 #include "ops/ops.h"
 
@@ -102,4 +104,90 @@ cn_graph *cn_test_small_cnn(uint64_t seed) {
         p->data[j] = positive ? 0.5f + cn_rng_float(&r) : cn_rng_float(&r) - 0.5f;
     }
   return g;
+}
+
+/* ---- a group of threads ------------------------------------------------------------------- */
+
+static struct {
+  pthread_barrier_t barrier;
+  void *data[CN_TEST_MAX_RANKS];
+  size_t bytes[CN_TEST_MAX_RANKS];
+  cn_group members[CN_TEST_MAX_RANKS];
+} tg;
+
+/* Each rank's vector posted, then every rank adds them in rank order. */
+static cn_status thread_sum(cn_group *g, void *data, size_t n, size_t elem) {
+  char *sum = malloc(n * elem + 1);
+  if (!sum) abort();
+  tg.data[g->rank] = data;
+  pthread_barrier_wait(&tg.barrier);
+  for (size_t i = 0; i < n; i++) {
+    if (elem == sizeof(float)) {
+      float v = ((const float *)tg.data[0])[i];
+      for (int r = 1; r < g->size; r++) v += ((const float *)tg.data[r])[i];
+      ((float *)(void *)sum)[i] = v;
+    } else {
+      double v = ((const double *)tg.data[0])[i];
+      for (int r = 1; r < g->size; r++) v += ((const double *)tg.data[r])[i];
+      ((double *)(void *)sum)[i] = v;
+    }
+  }
+  pthread_barrier_wait(&tg.barrier);
+  memcpy(data, sum, n * elem);
+  free(sum);
+  return CN_OK;
+}
+
+static cn_status thread_broadcast(cn_group *g, void *data, size_t bytes, int from) {
+  tg.data[g->rank] = data;
+  pthread_barrier_wait(&tg.barrier);
+  if (g->rank != from) memcpy(data, tg.data[from], bytes);
+  pthread_barrier_wait(&tg.barrier);
+  return CN_OK;
+}
+
+static cn_status thread_gather(cn_group *g, const void *data, size_t bytes, void **all,
+                               size_t *total) {
+  tg.data[g->rank] = (void *)data;
+  tg.bytes[g->rank] = bytes;
+  pthread_barrier_wait(&tg.barrier);
+  if (g->rank == 0) {
+    for (int r = 0; r < g->size; r++) *total += tg.bytes[r];
+    char *buf = malloc(*total + 1);
+    if (!buf) abort();
+    for (size_t r = 0, at = 0; r < (size_t)g->size; at += tg.bytes[r++])
+      memcpy(buf + at, tg.data[r], tg.bytes[r]);
+    *all = buf;
+  }
+  pthread_barrier_wait(&tg.barrier);
+  return CN_OK;
+}
+
+static const cn_group_ops thread_ops = {
+    .sum = thread_sum, .broadcast = thread_broadcast, .gather = thread_gather};
+
+typedef struct rank_thread {
+  void (*fn)(void *ctx, int rank, cn_group *group);
+  void *ctx;
+  int rank;
+} rank_thread;
+
+static void *rank_thread_main(void *arg) {
+  rank_thread *t = arg;
+  t->fn(t->ctx, t->rank, &tg.members[t->rank]);
+  return NULL;
+}
+
+void cn_test_run_ranks(int size, void (*fn)(void *ctx, int rank, cn_group *group), void *ctx) {
+  CHECK(size >= 1 && size <= CN_TEST_MAX_RANKS);
+  pthread_barrier_init(&tg.barrier, NULL, (unsigned)size);
+  pthread_t threads[CN_TEST_MAX_RANKS];
+  rank_thread args[CN_TEST_MAX_RANKS];
+  for (int r = 0; r < size; r++) {
+    tg.members[r] = (cn_group){.ops = &thread_ops, .rank = r, .size = size, .local_size = size};
+    args[r] = (rank_thread){fn, ctx, r};
+    CHECK(pthread_create(&threads[r], NULL, rank_thread_main, &args[r]) == 0);
+  }
+  for (int r = 0; r < size; r++) CHECK(pthread_join(threads[r], NULL) == 0);
+  pthread_barrier_destroy(&tg.barrier);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "convnet/core.h"
+#include "convnet/dist.h"
 
 extern int cn_test_passed, cn_test_failed;
 
@@ -62,5 +63,10 @@ double cn_test_max_abs_diff(const float *a, const float *b, size_t n);
  * Dropout(0.25) -> Dense(3, softmax), node names input, conv, bn, relu, pool, drop, dense, its
  * parameters drawn from seed (variances positive). */
 struct cn_graph *cn_test_small_cnn(uint64_t seed);
+/* Runs fn(ctx, rank, group) on `size` threads (at most CN_TEST_MAX_RANKS), each a rank of one
+ * in-process group standing in for an mpirun job: sum (floats or doubles, added in rank order),
+ * broadcast and gather meet at barriers. Returns when every rank has. */
+enum { CN_TEST_MAX_RANKS = 4 };
+void cn_test_run_ranks(int size, void (*fn)(void *ctx, int rank, cn_group *group), void *ctx);
 
 #endif
