@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,8 +48,25 @@
 #define CN_SANITIZED 1
 #endif
 #endif
+#ifdef CN_SANITIZED
+/* The sanitizer runtimes' allocator interface (gcc ships no header for it). */
+size_t __sanitizer_get_allocated_size(const volatile void *p);
+int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
+                                              void (*free_hook)(const volatile void *));
+void __sanitizer_set_death_callback(void (*callback)(void));
+#endif
 
-enum { OP_OPEN, OP_EXISTS, OP_HAS_ATTR, OP_ATTR_STRINGS, OP_MEMBERS, OP_SHAPE, OP_FLOATS, OP_END };
+enum {
+  OP_OPEN,
+  OP_EXISTS,
+  OP_HAS_ATTR,
+  OP_ATTR_STRINGS,
+  OP_MEMBERS,
+  OP_SHAPE,
+  OP_FLOATS,
+  OP_CLOSE,
+  OP_END
+};
 enum { FRAME_RESULT = 0x48355253, FRAME_DATA = 0x48354441 };
 
 /* Values per DATA frame: half the shared window (2 x 8 MB). */
@@ -95,6 +113,7 @@ struct cn_h5src {
   float *window;    /* isolated: 2 x SLAB_FLOATS values shared with the child */
   int nonfinite;    /* the values received since the last read_floats hold a NaN or infinity */
   double deadline;  /* CLOCK_MONOTONIC seconds after which the child is killed */
+  int opened;       /* isolated: the reader has the file open (it expects OP_CLOSE) */
   cn_status broken; /* after a transport failure every call repeats it */
   char broken_msg[MAX_MESSAGE + 1];
 };
@@ -235,42 +254,72 @@ static void child_test_fault(int sock) {
   }
 }
 
-/* No core dumps of a copy of the caller's memory, no file descriptors but the socket, and (when
- * not sanitized: sanitizers reserve terabytes) a bound on the memory libhdf5 may allocate. */
-#ifndef CN_SANITIZED
 static rlim_t child_headroom(const char *file) {
   struct stat sb;
   rlim_t size = stat(file, &sb) == 0 && sb.st_size > 0 ? (rlim_t)sb.st_size : 0;
   rlim_t extra = size + CHILD_EXTRA_BYTES;
   return extra < CHILD_MAX_EXTRA_BYTES ? extra : CHILD_MAX_EXTRA_BYTES;
 }
+
+#ifdef CN_SANITIZED
+/* Sanitizers reserve terabytes of address space, so RLIMIT_AS cannot bound the child there; the
+ * allocator's hooks count the bytes libhdf5 holds instead, and the child ends when they pass the
+ * same headroom (where an unsanitized child's malloc would fail). Without this a fuzzed file
+ * makes libhdf5 allocate and zero gigabytes, and a sanitized test run swaps. */
+static size_t child_live_bytes, child_max_live_bytes;
+
+static void child_count_malloc(const volatile void *p, size_t size) {
+  (void)p;
+  child_live_bytes += size;
+  if (child_live_bytes > child_max_live_bytes) _exit(5);
+}
+
+static void child_count_free(const volatile void *p) {
+  size_t size = p ? __sanitizer_get_allocated_size(p) : 0;
+  child_live_bytes -= size < child_live_bytes ? size : child_live_bytes;
+}
+
+static void child_bound_memory(const char *file) {
+  static int hooked;
+  if (!hooked)
+    hooked = __sanitizer_install_malloc_and_free_hooks(child_count_malloc, child_count_free);
+  child_max_live_bytes = child_live_bytes + (size_t)child_headroom(file);
+}
+#else
+static void child_bound_memory(const char *file) {
+  char statm[128] = {0};
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t n = read(fd, statm, sizeof statm - 1);
+  close(fd);
+  rlim_t pages = n > 0 ? (rlim_t)strtoull(statm, NULL, 10) : 0;
+  struct rlimit as = {0, 0};
+  if (pages > 0 && getrlimit(RLIMIT_AS, &as) == 0) {
+    rlim_t want = pages * (rlim_t)sysconf(_SC_PAGESIZE) + child_headroom(file);
+    if (as.rlim_max == RLIM_INFINITY || want < as.rlim_max) as.rlim_cur = want;
+    setrlimit(RLIMIT_AS, &as);
+  }
+}
 #endif
 
-static void child_confine(int sock, pid_t parent, const char *file) {
+/* No core dumps of a copy of the caller's memory, no file descriptors but the socket, and a bound
+ * on the memory libhdf5 may allocate. */
+
+static void child_confine(int sock, pid_t parent) {
 #ifdef __linux__
   prctl(PR_SET_PDEATHSIG, SIGKILL);
 #endif
   if (getppid() != parent) _exit(0);
   struct rlimit no_core = {0, 0};
   setrlimit(RLIMIT_CORE, &no_core);
+#ifdef CN_SANITIZED
+  /* A sanitizer report here ends the child only: the caller's death callback (libFuzzer's saves
+   * its current input as a crash) is the caller's. */
+  __sanitizer_set_death_callback(NULL);
+#endif
 #ifdef SYS_close_range
   if (sock > 3) syscall(SYS_close_range, 3u, (unsigned)sock - 1, 0u);
   syscall(SYS_close_range, (unsigned)sock + 1, ~0u, 0u);
-#endif
-#ifndef CN_SANITIZED
-  char statm[128] = {0};
-  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ssize_t n = read(fd, statm, sizeof statm - 1);
-    close(fd);
-    rlim_t pages = n > 0 ? (rlim_t)strtoull(statm, NULL, 10) : 0;
-    struct rlimit as = {0, 0};
-    if (pages > 0 && getrlimit(RLIMIT_AS, &as) == 0) {
-      rlim_t want = pages * (rlim_t)sysconf(_SC_PAGESIZE) + child_headroom(file);
-      if (as.rlim_max == RLIM_INFINITY || want < as.rlim_max) as.rlim_cur = want;
-      setrlimit(RLIMIT_AS, &as);
-    }
-  }
 #endif
 }
 
@@ -278,8 +327,8 @@ static void child_confine(int sock, pid_t parent, const char *file) {
 static int child_request(int sock, h5req *rq, char *path, char *name) {
   req_header h;
   if (!child_recv(sock, &h, sizeof h)) return 0;
-  if (h.op <= OP_OPEN || h.op >= OP_END || h.path_len > CN_H5_MAX_PATH ||
-      h.name_len > CN_H5_MAX_PATH || h.numel < 0 || h.numel > CN_KERAS_MAX_ELEMENTS)
+  if (h.op >= OP_END || h.path_len > CN_H5_MAX_PATH || h.name_len > CN_H5_MAX_PATH || h.numel < 0 ||
+      h.numel > CN_KERAS_MAX_ELEMENTS)
     _exit(4);
   if (!child_recv(sock, path, h.path_len) || !child_recv(sock, name, h.name_len)) return 0;
   path[h.path_len] = 0;
@@ -288,24 +337,44 @@ static int child_request(int sock, h5req *rq, char *path, char *name) {
   return 1;
 }
 
-static _Noreturn void child_main(int sock, const char *file, pid_t parent, float *window) {
+/* Answers requests on one open file until OP_CLOSE (1) or the end of the session (0). */
+static int child_serve_file(int sock, hid_t h5, const char *file, float *window) {
   child_window w = {.sock = sock, .half = {window, window + SLAB_FLOATS}};
-  child_confine(sock, parent, file);
-  hid_t h5;
-  cn_status st = cn_h5_open(file, &h5);
-  child_reply(sock, OP_OPEN, st, NULL);
-  if (st != CN_OK) _exit(0);
   static char path[CN_H5_MAX_PATH + 1], name[CN_H5_MAX_PATH + 1];
   h5req rq;
   while (child_request(sock, &rq, path, name)) {
+    if (rq.op == OP_OPEN) _exit(4);
+    if (rq.op == OP_CLOSE) return 1;
     child_test_fault(sock);
     h5reply rp = {0};
-    st = run_local(h5, file, &rq, &rp, w.half[0], SLAB_FLOATS, send_slab, &w);
+    cn_status st = run_local(h5, file, &rq, &rp, w.half[0], SLAB_FLOATS, send_slab, &w);
     while (w.unacked > 0) child_wait_ack(&w);
     child_reply(sock, rq.op, st, &rp);
     cn_strlist_free(&rp.list);
   }
-  /* No H5Fclose, no exit(): nothing of the parent's (stdio buffers, atexit handlers) runs here. */
+  return 0;
+}
+
+/* The reader: OP_OPEN names a file, requests on it follow, OP_CLOSE ends them; then the next
+ * OP_OPEN (a kept reader, CONVNET_H5_KEEP_READER=1). Each file gets its own memory bound, and
+ * libhdf5 is shut down between files so that nothing one file left behind meets the next. */
+static _Noreturn void child_main(int sock, pid_t parent, float *window) {
+  child_confine(sock, parent);
+  static char file[CN_H5_MAX_PATH + 1], unused[CN_H5_MAX_PATH + 1];
+  h5req rq;
+  while (child_request(sock, &rq, file, unused)) {
+    if (rq.op != OP_OPEN) _exit(4);
+    child_bound_memory(file);
+    hid_t h5;
+    cn_status st = cn_h5_open(file, &h5);
+    child_reply(sock, OP_OPEN, st, NULL);
+    int more = st == CN_OK ? child_serve_file(sock, h5, file, window) : 1;
+    if (st == CN_OK) H5Fclose(h5);
+    H5close();
+    if (!more) break;
+    if (st == CN_OK) child_reply(sock, OP_CLOSE, CN_OK, NULL);
+  }
+  /* No exit(): nothing of the parent's (stdio buffers, atexit handlers) runs here. */
   _exit(0);
 }
 
@@ -564,7 +633,7 @@ static void advise_fork(void *spare, size_t bytes, int advice) {
 #endif
 }
 
-static cn_status start_child(cn_h5src *src, void *spare, size_t spare_bytes) {
+static cn_status spawn_reader(cn_h5src *src, void *spare, size_t spare_bytes) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     return cn_fail(CN_ERR_IO, "%s: cannot start the HDF5 reader: %s", src->file, strerror(errno));
@@ -577,14 +646,13 @@ static cn_status start_child(cn_h5src *src, void *spare, size_t spare_bytes) {
     return cn_fail(CN_ERR_NOMEM, "%s: cannot map the HDF5 reader's window", src->file);
   }
   pid_t parent = getpid();
-  src->deadline = now_seconds() + timeout_for(src->file);
   /* The parent is about to overwrite spare while the child runs: pages shared with the child
    * would each be copied on write (time, and twice the memory). The child never touches it. */
   advise_fork(spare, spare_bytes, MADV_DONTFORK);
   pid_t pid = fork();
   if (pid == 0) {
     close(sv[0]);
-    child_main(sv[1], src->file, parent, src->window);
+    child_main(sv[1], parent, src->window);
   }
   advise_fork(spare, spare_bytes, MADV_DOFORK);
   close(sv[1]);
@@ -594,10 +662,99 @@ static cn_status start_child(cn_h5src *src, void *spare, size_t spare_bytes) {
   }
   src->child = pid;
   src->sock = sv[0];
-  h5req open = {.op = OP_OPEN, .path = ""};
+  return CN_OK;
+}
+
+/* Asks the reader to open src->file; the whole load's deadline starts here. */
+static cn_status open_in_reader(cn_h5src *src) {
+  src->deadline = now_seconds() + timeout_for(src->file);
+  h5req rq = {.op = OP_OPEN, .path = src->file};
   h5reply rp;
-  memset(&rp, 0, sizeof rp);
-  return receive_reply(src, &open, &rp, NULL);
+  cn_status st = call(src, &rq, &rp, NULL);
+  src->opened = st == CN_OK;
+  return st;
+}
+
+/* Ends src's reader, if it has one, and forgets any transport failure. */
+static void drop_reader(cn_h5src *src) {
+  if (src->sock >= 0) close(src->sock);
+  src->sock = -1;
+  /* The child exits at end of stream; it has nothing left to say, so do not wait for it. */
+  if (src->child > 0) kill(src->child, SIGKILL);
+  reap_child(src, 1.0);
+  if (src->window) munmap(src->window, 2 * SLAB_FLOATS * sizeof(float));
+  src->window = NULL;
+  src->opened = 0;
+  src->broken = CN_OK;
+}
+
+/* ---- the kept reader (CONVNET_H5_KEEP_READER=1) -------------------------------------------- */
+
+/* One reader serves successive loads instead of a fork each: for processes that load many files,
+ * fuzzing first of all, where the fork of a large sanitized process costs more than reading. */
+typedef struct reader {
+  pid_t child; /* 0: none kept */
+  int sock;
+  float *window;
+} reader;
+
+static reader kept_reader;
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int keep_reader(void) {
+  const char *env = getenv("CONVNET_H5_KEEP_READER");
+  return env && strcmp(env, "1") == 0;
+}
+
+/* Moves the kept reader into src; 0 when there is none. */
+static int take_kept_reader(cn_h5src *src) {
+  pthread_mutex_lock(&kept_lock);
+  reader r = kept_reader;
+  kept_reader.child = 0;
+  pthread_mutex_unlock(&kept_lock);
+  if (r.child <= 0) return 0;
+  src->child = r.child;
+  src->sock = r.sock;
+  src->window = r.window;
+  return 1;
+}
+
+/* Moves src's reader into the kept slot when that is free. */
+static void keep_src_reader(cn_h5src *src) {
+  pthread_mutex_lock(&kept_lock);
+  int free_slot = kept_reader.child <= 0;
+  if (free_slot) kept_reader = (reader){src->child, src->sock, src->window};
+  pthread_mutex_unlock(&kept_lock);
+  if (free_slot) {
+    src->child = 0;
+    src->sock = -1;
+    src->window = NULL;
+  }
+}
+
+/* Asks the reader to close the file, so that it can take the next one. Leaves the caller's
+ * error message as it was. */
+static int reader_done(cn_h5src *src) {
+  if (!src->opened) return 1;
+  char saved[MAX_MESSAGE + 1];
+  snprintf(saved, sizeof saved, "%s", cn_last_error());
+  h5reply rp;
+  int ok = call(src, &(h5req){.op = OP_CLOSE, .path = ""}, &rp, NULL) == CN_OK;
+  if (saved[0])
+    cn_fail(CN_ERR_FORMAT, "%s", saved);
+  else
+    cn_clear_error();
+  return ok;
+}
+
+static cn_status start_reader(cn_h5src *src, void *spare, size_t spare_bytes) {
+  if (keep_reader() && take_kept_reader(src)) {
+    cn_status st = open_in_reader(src);
+    if (src->broken == CN_OK) return st; /* an answer, whether the file opened or not */
+    drop_reader(src); /* it had died (with the thread that started it, say): start afresh */
+  }
+  cn_status st = spawn_reader(src, spare, spare_bytes);
+  return st == CN_OK ? open_in_reader(src) : st;
 }
 
 static cn_status new_src(const char *path, cn_h5src **out) {
@@ -631,7 +788,7 @@ cn_status cn_h5src_open(const char *path, void *spare, size_t spare_bytes, cn_h5
   const char *inprocess = getenv("CONVNET_H5_INPROCESS");
   if (inprocess && strcmp(inprocess, "1") == 0) return cn_h5src_open_inprocess(path, out);
   cn_status st = new_src(path, out);
-  if (st == CN_OK) st = start_child(*out, spare, spare_bytes);
+  if (st == CN_OK) st = start_reader(*out, spare, spare_bytes);
   if (st != CN_OK) {
     cn_h5src_close(*out);
     *out = NULL;
@@ -642,11 +799,9 @@ cn_status cn_h5src_open(const char *path, void *spare, size_t spare_bytes, cn_h5
 void cn_h5src_close(cn_h5src *src) {
   if (!src) return;
   if (src->h5 >= 0) H5Fclose(src->h5);
-  if (src->sock >= 0) close(src->sock);
-  /* The child exits at end of stream; it has nothing left to say, so do not wait for it. */
-  if (src->child > 0) kill(src->child, SIGKILL);
-  reap_child(src, 1.0);
-  if (src->window) munmap(src->window, 2 * SLAB_FLOATS * sizeof(float));
+  if (keep_reader() && src->child > 0 && src->broken == CN_OK && reader_done(src))
+    keep_src_reader(src);
+  drop_reader(src);
   free(src->file);
   free(src);
 }
