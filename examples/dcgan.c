@@ -241,7 +241,7 @@ static cn_status train_batch(gan *m, batch_buffers *b, int count, uint64_t *nois
   if (st == CN_OK) st = cn_session_forward(m->g, count, g_in, 1);
   const float *fake = st == CN_OK ? cn_session_output(m->g, 0) : NULL;
   if (st != CN_OK) return st;
-  double d_loss, g_loss;
+  double d_loss = 0, g_loss = 0;
   const float *d_in[5] = {b->real, b->t_real, fake, b->zeros, b->label};
   st = cn_session_step_inputs(m->d, count, d_in, NULL, &d_loss);
   if (st == CN_OK) st = cn_session_copy_weights(m->gan, m->d, NULL); /* the frozen copy */

@@ -358,8 +358,8 @@ static void test_gan(void) {
   double mean = 0;
   for (int step = 0; step < 600; step++) {
     for (int i = 0; i < N; i++) {
-      z[i] = (float)rand_r(&seed) / RAND_MAX * 2 - 1;
-      x[i] = 3.0f + (float)rand_r(&seed) / RAND_MAX - 0.5f;
+      z[i] = (float)rand_r(&seed) / (float)RAND_MAX * 2 - 1;
+      x[i] = 3.0f + (float)rand_r(&seed) / (float)RAND_MAX - 0.5f;
       labels[i] = 1, labels[N + i] = 0, ones[i] = 1;
     }
     CHECK_OK(cn_session_evaluate_inputs(gs, N, (const float *[]){z, ones}, NULL, NULL));

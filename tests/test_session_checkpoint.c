@@ -68,8 +68,8 @@ static void close_run(run *r) {
 /* Step t's batch, the same in every run. */
 static void batch_of(int t, float *x, float *y) {
   unsigned seed = 100u + (unsigned)t;
-  for (int i = 0; i < B * PIXELS; i++) x[i] = (float)rand_r(&seed) / RAND_MAX - 0.5f;
-  for (int i = 0; i < B * OUT; i++) y[i] = (float)rand_r(&seed) / RAND_MAX;
+  for (int i = 0; i < B * PIXELS; i++) x[i] = (float)rand_r(&seed) / (float)RAND_MAX - 0.5f;
+  for (int i = 0; i < B * OUT; i++) y[i] = (float)rand_r(&seed) / (float)RAND_MAX;
 }
 
 /* Steps from .. to - 1 of both sessions; their losses into loss[t][k]. */
