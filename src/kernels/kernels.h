@@ -69,6 +69,38 @@ void cn_gemm_plan_run(const cn_gemm_plan *p, const float *x, int64_t ldx, const 
                       int64_t ldw, const float *bias, const cn_activation *act, float *y,
                       int64_t ldy);
 
+/* ---- bfloat16 products (src/kernels/gemm_bf16.c) ---- */
+
+enum { CN_BF16_NR = 32 }; /* columns per packed panel */
+
+uint16_t cn_bf16_from_float(float f); /* round to nearest even; NaN stays NaN */
+float cn_bf16_to_float(uint16_t h);
+/* 1 when the products run on VDPBF16PS (the CPU has AVX512_BF16), 0 when they widen to fp32
+ * (other CPUs, or CONVNET_BF16_WIDEN=1). */
+int cn_bf16_native(void);
+/* A (k x n) weight matrix in bf16, packed for the micro-kernels; native as cn_bf16_native said
+ * when it was packed. */
+typedef struct cn_bf16_matrix {
+  int64_t k, n;
+  int native;
+  const uint16_t *data; /* cn_bf16_packed_len(k, n) values */
+} cn_bf16_matrix;
+size_t cn_bf16_packed_len(int64_t k, int64_t n);
+void cn_bf16_pack(const float *w, int64_t ldw, int64_t k, int64_t n, uint16_t *dst);
+/* A row of k bf16 values as the products read it: cn_bf16_row_len(k) values (even), zero-padded. */
+int64_t cn_bf16_row_len(int64_t k);
+void cn_bf16_convert_row(const float *x, int64_t k, uint16_t *dst);
+/* y(m, n) = act(x(m, k) * w + bias) with x already in bf16 rows (ldx >= cn_bf16_row_len(k)), on
+ * the calling thread. */
+void cn_bf16_gemm_rows(int64_t m, const uint16_t *x, int64_t ldx, const cn_bf16_matrix *w,
+                       const float *bias, const cn_activation *act, float *y, int64_t ldy);
+/* The same from fp32 x, rounded a block of rows at a time into scratch (cn_bf16_gemm_scratch
+ * values), with `threads` threads. Bitwise the same for any thread count. */
+size_t cn_bf16_gemm_scratch(int64_t k, int threads);
+void cn_bf16_gemm(int64_t m, const float *x, int64_t ldx, const cn_bf16_matrix *w,
+                  const float *bias, const cn_activation *act, float *y, int64_t ldy,
+                  uint16_t *scratch, int threads);
+
 /* Conv2D: kernel (kh, kw, c/groups, filters). scratch holds cn_conv2d_scratch floats. */
 size_t cn_conv2d_scratch(const cn_window *w, int64_t filters, int groups);
 void cn_conv2d(const cn_window *w, int64_t filters, int groups, const float *x, const float *kernel,

@@ -1,0 +1,210 @@
+/* bfloat16 products: y(m, n) = act(x(m, k) * w(k, n) + bias) with w stored as bf16 (packed once
+ * per layer), x rounded to bf16 a block of rows at a time, and fp32 accumulation.
+ *
+ * Layout: w is cut into panels of NR columns; within a panel, row pairs (2kk, 2kk + 1) are
+ * interleaved column by column, so one 64-byte load holds 16 columns x 2 rows, the operand of
+ * VDPBF16PS (per fp32 lane: acc += a.lo * b.lo + a.hi * b.hi). The x rows are bf16 arrays padded
+ * to an even length, so a pair is one 32-bit value to broadcast. Rows and panels past the
+ * matrix's edge are zeros.
+ *
+ * Two micro-kernels compute the same sums: VDPBF16PS where the CPU has AVX512_BF16 (decided at
+ * run time, one binary for every x86-64), and otherwise the bf16 values widened to fp32 and
+ * multiplied with fp32 arithmetic (half the weight memory traffic of fp32, which is what limits a
+ * batch-1 fully connected layer). Every output is one micro-kernel's sum over the whole depth, in
+ * the order of k, so results are bitwise the same for any thread count and blocking. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/simd.h"
+
+#if defined(__x86_64__) && (defined(__clang__) || __GNUC__ >= 11)
+#include <immintrin.h>
+#define CN_HAVE_BF16_KERNEL 1
+#endif
+
+enum { NR = CN_BF16_NR, MR = 12, CHUNK_ROWS = 4 * MR, PANEL_GROUP = 4 };
+
+uint16_t cn_bf16_from_float(float f) {
+  uint32_t bits;
+  memcpy(&bits, &f, sizeof bits);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40); /* quiet NaN */
+  bits += 0x7fffu + ((bits >> 16) & 1u); /* round to nearest, ties to even */
+  return (uint16_t)(bits >> 16);
+}
+
+float cn_bf16_to_float(uint16_t h) {
+  uint32_t bits = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+static int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+int64_t cn_bf16_row_len(int64_t k) {
+  return (k + 1) / 2 * 2;
+}
+
+size_t cn_bf16_packed_len(int64_t k, int64_t n) {
+  return (size_t)(ceil_div(n, NR) * cn_bf16_row_len(k) * NR);
+}
+
+void cn_bf16_pack(const float *w, int64_t ldw, int64_t k, int64_t n, uint16_t *dst) {
+  int64_t pairs = cn_bf16_row_len(k) / 2, panels = ceil_div(n, NR);
+  for (int64_t p = 0; p < panels; p++)
+    for (int64_t kk = 0; kk < pairs; kk++)
+      for (int64_t j = 0; j < NR; j++)
+        for (int t = 0; t < 2; t++) {
+          int64_t row = 2 * kk + t, col = p * NR + j;
+          float v = row < k && col < n ? w[row * ldw + col] : 0.0f;
+          *dst++ = cn_bf16_from_float(v);
+        }
+}
+
+void cn_bf16_convert_row(const float *x, int64_t k, uint16_t *dst) {
+  for (int64_t i = 0; i < k; i++) dst[i] = cn_bf16_from_float(x[i]);
+  if (k % 2) dst[k] = 0;
+}
+
+/* ---- micro-kernels: rows [0, rows) of an MR x NR tile; x rows `ldx` bf16 apart; acc MR x NR ----
+ */
+
+#ifdef CN_HAVE_BF16_KERNEL
+__attribute__((target("avx512f,avx512bf16"))) static void tile_dpbf16(const uint16_t *x,
+                                                                      int64_t ldx, int rows,
+                                                                      const uint16_t *panel,
+                                                                      int64_t pairs, float *acc) {
+  const uint16_t *xr[MR];
+  for (int r = 0; r < MR; r++) xr[r] = x + (r < rows ? r : rows - 1) * ldx;
+  __m512 c0[MR], c1[MR];
+  for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+  for (int64_t kk = 0; kk < pairs; kk++) {
+    __m512bh w0 = (__m512bh)_mm512_loadu_si512(panel + kk * 2 * NR);
+    __m512bh w1 = (__m512bh)_mm512_loadu_si512(panel + kk * 2 * NR + 32);
+    for (int r = 0; r < MR; r++) {
+      int32_t pair;
+      memcpy(&pair, xr[r] + 2 * kk, sizeof pair);
+      __m512bh b = (__m512bh)_mm512_set1_epi32(pair);
+      c0[r] = _mm512_dpbf16_ps(c0[r], w0, b);
+      c1[r] = _mm512_dpbf16_ps(c1[r], w1, b);
+    }
+  }
+  for (int r = 0; r < rows; r++) {
+    _mm512_storeu_ps(acc + r * NR, c0[r]);
+    _mm512_storeu_ps(acc + r * NR + 16, c1[r]);
+  }
+}
+#endif
+
+/* The same sums with the bf16 values widened to fp32, added as VDPBF16PS adds them: the odd
+ * element's product first, then the even one's, each product exact in fp32 and each sum rounded
+ * (so the two kernels agree bit for bit, but for VDPBF16PS flushing denormals). */
+static void tile_widened(const uint16_t *x, int64_t ldx, int rows, const uint16_t *panel,
+                         int64_t pairs, float *acc) {
+  memset(acc, 0, (size_t)rows * NR * sizeof *acc);
+  for (int64_t kk = 0; kk < pairs; kk++) {
+    float even[NR], odd[NR];
+    for (int j = 0; j < NR; j++) {
+      even[j] = cn_bf16_to_float(panel[(kk * NR + j) * 2]);
+      odd[j] = cn_bf16_to_float(panel[(kk * NR + j) * 2 + 1]);
+    }
+    for (int r = 0; r < rows; r++) {
+      float e = cn_bf16_to_float(x[r * ldx + 2 * kk]),
+            o = cn_bf16_to_float(x[r * ldx + 2 * kk + 1]);
+      v8f ve = {e, e, e, e, e, e, e, e}, vo = {o, o, o, o, o, o, o, o};
+      for (int j = 0; j < NR; j += 8) {
+        v8f sum = load8(acc + r * NR + j) + vo * load8(odd + j);
+        store8(acc + r * NR + j, sum + ve * load8(even + j));
+      }
+    }
+  }
+}
+
+typedef void (*tile_fn)(const uint16_t *, int64_t, int, const uint16_t *, int64_t, float *);
+
+int cn_bf16_native(void) {
+#ifdef CN_HAVE_BF16_KERNEL
+  const char *widen = getenv("CONVNET_BF16_WIDEN"); /* 1: the other micro-kernel (tests) */
+  if (widen && strcmp(widen, "1") == 0) return 0;
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16") != 0;
+#else
+  return 0;
+#endif
+}
+
+static tile_fn pick_tile(int native) {
+#ifdef CN_HAVE_BF16_KERNEL
+  if (native) return tile_dpbf16;
+#endif
+  (void)native;
+  return tile_widened;
+}
+
+/* Rows [0, rows) of bf16 x (ld ldx) times panels [p0, p1) of w into y, then bias and activation
+ * on the finished columns. */
+static void rows_times_panels(const uint16_t *x, int64_t ldx, int64_t rows, const cn_bf16_matrix *w,
+                              int64_t p0, int64_t p1, const float *bias, const cn_activation *act,
+                              float *y, int64_t ldy) {
+  tile_fn tile = pick_tile(w->native);
+  int64_t pairs = cn_bf16_row_len(w->k) / 2;
+  float acc[MR * NR] __attribute__((aligned(64)));
+  for (int64_t p = p0; p < p1; p++) {
+    const uint16_t *panel = w->data + p * pairs * 2 * NR;
+    int64_t c0 = p * NR, cols = w->n - c0 < NR ? w->n - c0 : NR;
+    for (int64_t r0 = 0; r0 < rows; r0 += MR) {
+      int mr = rows - r0 < MR ? (int)(rows - r0) : MR;
+      tile(x + r0 * ldx, ldx, mr, panel, pairs, acc);
+      for (int r = 0; r < mr; r++)
+        memcpy(y + (r0 + r) * ldy + c0, acc + r * NR, cols * sizeof(float));
+    }
+  }
+  if (bias || act->kind != CN_ACT_LINEAR) {
+    int64_t c0 = p0 * NR, c1 = p1 * NR < w->n ? p1 * NR : w->n;
+    if (act->kind == CN_ACT_SOFTMAX) c0 = 0, c1 = w->n; /* the caller gives softmax whole rows */
+    for (int64_t r = 0; r < rows; r++)
+      cn_bias_act_row(y + r * ldy + c0, c1 - c0, bias ? bias + c0 : NULL, act);
+  }
+}
+
+void cn_bf16_gemm_rows(int64_t m, const uint16_t *x, int64_t ldx, const cn_bf16_matrix *w,
+                       const float *bias, const cn_activation *act, float *y, int64_t ldy) {
+  rows_times_panels(x, ldx, m, w, 0, ceil_div(w->n, NR), bias, act, y, ldy);
+}
+
+size_t cn_bf16_gemm_scratch(int64_t k, int threads) {
+  return (size_t)threads * CHUNK_ROWS * (size_t)cn_bf16_row_len(k);
+}
+
+void cn_bf16_gemm(int64_t m, const float *x, int64_t ldx, const cn_bf16_matrix *w,
+                  const float *bias, const cn_activation *act, float *y, int64_t ldy,
+                  uint16_t *scratch, int threads) {
+  int64_t ld = cn_bf16_row_len(w->k), panels = ceil_div(w->n, NR);
+  int64_t chunks = ceil_div(m, CHUNK_ROWS);
+  /* Few rows (a batch-1 Dense): threads split the panels instead, each rounding the rows itself.
+   * Softmax needs whole rows in one item. */
+  int64_t groups = chunks >= 2 * threads || act->kind == CN_ACT_SOFTMAX ? 1
+                   : ceil_div(panels, PANEL_GROUP) < threads ? ceil_div(panels, PANEL_GROUP)
+                                                             : threads;
+  int64_t per_group = ceil_div(panels, groups), items = chunks * groups;
+  double macs = (double)m * (double)w->n * (double)w->k;
+  int parallel = threads > 1 && items > 1 && macs > 65536.0;
+#pragma omp parallel num_threads(threads) if (parallel)
+  {
+    uint16_t *mine = scratch + (size_t)omp_get_thread_num() * CHUNK_ROWS * (size_t)ld;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < items; i++) {
+      int64_t r0 = i / groups * CHUNK_ROWS, p0 = i % groups * per_group;
+      int64_t rows = m - r0 < CHUNK_ROWS ? m - r0 : CHUNK_ROWS;
+      int64_t p1 = p0 + per_group < panels ? p0 + per_group : panels;
+      if (p0 >= p1) continue;
+      for (int64_t r = 0; r < rows; r++)
+        cn_bf16_convert_row(x + (r0 + r) * ldx, w->k, mine + r * ld);
+      rows_times_panels(mine, ld, rows, w, p0, p1, bias, act, y + r0 * ldy, ldy);
+    }
+  }
+}
