@@ -69,7 +69,7 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 h5_asan=
 if [[ ${CN_FUZZ_H5_INPROCESS:-0} != 1 ]]; then
   export CN_FUZZ_H5_CHILD=1 CONVNET_H5_KEEP_READER=1 CONVNET_H5_TIMEOUT=${CONVNET_H5_TIMEOUT:-0.05}
-  h5_asan=:max_allocation_size_mb=256:symbolize=0
+  h5_asan=:max_allocation_size_mb=256:allocator_may_return_null=1:symbolize=0
 fi
 jobs=${CN_FUZZ_JOBS:-1}
 if ! [[ $jobs =~ ^[1-9][0-9]*$ ]]; then
