@@ -260,8 +260,7 @@ static int open_file(const char *command, const cli_model_args *a, cn_model **ou
   return CLI_OK;
 }
 
-int cli_open_model(const char *command, const cli_model_args *args, cn_model **out) {
-  *out = NULL;
+static int open_model(const char *command, const cli_model_args *args, cn_model **out) {
   const char *name = args->model ? args->model : default_model;
   if (is_zoo_name(name)) return open_zoo(command, args, name, out);
   struct stat sb;
@@ -276,6 +275,13 @@ int cli_open_model(const char *command, const cli_model_args *args, cn_model **o
   return open_file(command, &file_args, out);
 }
 
+int cli_open_model(const char *command, const cli_model_args *args, cn_model **out) {
+  *out = NULL;
+  int rc = open_model(command, args, out);
+  if (rc == CLI_OK) cn_model_set_precision(*out, args->precision);
+  return rc;
+}
+
 int cli_model_option(const char *command, int opt, const char *arg, cli_model_args *a, int *rc) {
   *rc = CLI_OK;
   switch (opt) {
@@ -287,6 +293,14 @@ int cli_model_option(const char *command, int opt, const char *arg, cli_model_ar
     return 1;
   case 'a':
     if (!cli_parse_double(command, "--alpha", arg, 0.01, 10, &a->alpha)) *rc = CLI_USAGE;
+    return 1;
+  case CLI_OPT_PRECISION:
+    if (strcmp(arg, "fp32") == 0)
+      a->precision = CN_PRECISION_FP32;
+    else if (strcmp(arg, "bf16") == 0)
+      a->precision = CN_PRECISION_BF16;
+    else
+      *rc = cli_usage(command, "--precision: '%s' is not fp32 or bf16", arg);
     return 1;
   default:
     return 0;

@@ -58,6 +58,7 @@ typedef struct cli_model_args {
    * define shapes are bound to them (cn_model_load_inputs). */
   cn_input_value *values;
   int n_values;
+  cn_precision precision; /* --precision fp32|bf16 */
 } cli_model_args;
 
 /* Opens the model as args say; prints the error itself and returns CLI_FAILED or CLI_USAGE. */
@@ -80,9 +81,11 @@ int cli_parse_model_command(const char *command, const char *help, int argc, cha
                             const char *short_options, const struct option *options,
                             cli_model_args *model, cli_option_fn own, void *cmd);
 /* Their entries for a command's getopt_long table. */
+enum { CLI_OPT_PRECISION = 3090 };
 #define CLI_MODEL_LONG_OPTIONS                                                                     \
-  {"model", required_argument, NULL, 'm'}, {"weights", required_argument, NULL, 'w'}, {            \
-    "alpha", required_argument, NULL, 'a'                                                          \
+  {"model", required_argument, NULL, 'm'}, {"weights", required_argument, NULL, 'w'},              \
+      {"alpha", required_argument, NULL, 'a'}, {                                                   \
+    "precision", required_argument, NULL, CLI_OPT_PRECISION                                        \
   }
 
 /* ---- --resize P, --crop F, --preprocess M: how classify, evaluate and train override the

@@ -7,7 +7,8 @@
 #include "cli.h"
 
 static const char classify_help[] =
-    "usage: convnet classify [-m NAME|FILE] [-w WEIGHTS] [--alpha A] [-k K] [--labels F]\n"
+    "usage: convnet classify [-m NAME|FILE] [-w WEIGHTS] [--alpha A] [--precision P] [-k K]\n"
+    "                        [--labels F]\n"
     "                        [--resize P] [--crop F] [--preprocess M] [--threads N] [--json]\n"
     "                        [--explain DIR] [--profile N] IMAGE...\n\n"
     "Prints the k most likely classes of each image (JPEG, PNG, BMP, PPM/PGM).\n\n"
@@ -19,6 +20,8 @@ static const char classify_help[] =
     "                         Keras models: `convnet fetch NAME`; efficientnet_liteN:\n"
     "                         `bash scripts/fetch_efficientnet_lite.sh N`)\n"
     "  --alpha A              MobileNet width multiplier (0.25, 0.5, 0.75, 1.0)\n"
+    "  --precision P          fp32 (default) or bf16: convolution and dense weights and their\n"
+    "                         inputs rounded to bfloat16, fp32 sums (docs/precision.md)\n"
     "  -k, --top K            classes shown per image (default 5)\n"
     "  --labels FILE          class names: synset_words.txt, imagenet_class_index.json or one\n"
     "                         name per line (default: the model's own class names (.cnm),\n"

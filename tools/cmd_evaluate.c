@@ -25,6 +25,7 @@ static const char evaluate_help[] =
     "                         line naming a class_index column is understood. Default for a\n"
     "                         flat folder: DIR/labels.tsv\n"
     "  -m, -w, --alpha        the model, as for classify (default: mobilenet, fetched weights)\n"
+    "  --precision P          fp32 (default) or bf16, as for classify\n"
     "  --resize P             nearest, bilinear, area, pil-bilinear, tf-bilinear (default: the\n"
     "                         model's; a trained .cnm's are those it was trained with)\n"
     "  --decode pil|tf        decode as PIL or tf.io.decode_image (default: the model's)\n"

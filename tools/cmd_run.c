@@ -7,7 +7,8 @@
 #include "cli.h"
 
 static const char run_help[] =
-    "usage: convnet run -m MODEL [-w WEIGHTS] [--alpha A] [--threads N] --input x.npy\n"
+    "usage: convnet run -m MODEL [-w WEIGHTS] [--alpha A] [--precision P] [--threads N]\n"
+    "                   --input x.npy\n"
     "                   [--input x2.npy ...] --output y.npy [--output y2.npy ...]\n"
     "                   [--profile N]\n\n"
     "Runs the model on the float32 (or float64) tensors in the .npy inputs, already\n"
@@ -21,6 +22,7 @@ static const char run_help[] =
     "  -m, --model MODEL    zoo name or model file (.h5 full model, .json with -w, .onnx)\n"
     "  -w, --weights FILE   weights (default for a zoo model: the fetched ones in the cache)\n"
     "  --alpha A            MobileNet width multiplier\n"
+    "  --precision P        fp32 (default) or bf16 (docs/precision.md)\n"
     "  --threads N          threads (0: all cores)\n"
     "  --input FILE         input tensor (.npy), once per model input\n"
     "  --output FILE        output tensor (.npy), written atomically, once per model output\n"

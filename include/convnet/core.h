@@ -40,6 +40,9 @@ CN_API const char *cn_status_name(cn_status status);
 /* Threads used by every parallel kernel; n <= 0 means all cores. One pool serves the library. */
 CN_API void cn_set_threads(int n);
 CN_API int cn_get_threads(void);
+
+/* The arithmetic of inference (cn_model_set_precision). */
+typedef enum cn_precision { CN_PRECISION_FP32 = 0, CN_PRECISION_BF16 = 1 } cn_precision;
 /* Idle OpenMP threads spin by default; on a busy machine (more runnable threads than cores) the
  * spinning steals the cores the working threads need, making training several times slower.
  * libgomp reads OMP_WAIT_POLICY once, when it loads, so a program that wants idle threads to

@@ -84,6 +84,16 @@ CN_API void cn_model_set_input_spec(cn_model *model, const cn_input_spec *spec);
  * batch * numel(output shape) floats. */
 CN_API cn_status cn_model_forward(cn_model *model, int batch, const float *input, float *output);
 
+/* The arithmetic of cn_model_forward (and everything that runs a model for inference: classify,
+ * evaluate, features). CN_PRECISION_FP32, the default, matches Keras and ONNX Runtime.
+ * CN_PRECISION_BF16 rounds the weights of Conv2D and Dense layers to bfloat16 (packed once, half
+ * the memory) and their inputs to bfloat16 per product, and sums in fp32: on CPUs with AVX512_BF16
+ * with its dot-product instructions, elsewhere widened to fp32 (the same bits). Depthwise
+ * convolutions, pooling, normalisation and activations stay fp32, and so does training. Results
+ * differ from fp32 by about 1 % relative; they stay bitwise the same for any thread count. */
+CN_API cn_status cn_model_set_precision(cn_model *model, cn_precision precision);
+CN_API cn_precision cn_model_precision(const cn_model *model);
+
 /* Models with several inputs or outputs (ONNX graphs): counts, per-sample shapes in the model's
  * own layout (NCHW for ONNX), and a forward pass over all of them. inputs[i] holds batch *
  * numel(input i) floats; outputs[i] receives batch * numel(output i). */

@@ -13,6 +13,7 @@
  * consumer of every node stored in it has run. */
 typedef struct cn_plan {
   int batch;
+  int threads; /* cn_get_threads() when built: bf16 scratch is per thread */
   float *arena;
   size_t arena_floats;
   size_t *offset; /* per node, in floats */
@@ -34,6 +35,13 @@ static void plan_free(cn_plan *p) {
   free(p->offset);
   free(p->needed);
   free(p);
+}
+
+void cn_graph_set_precision(cn_graph *g, cn_precision precision) {
+  if (g->precision == precision) return;
+  g->precision = precision;
+  plan_free(g->plan);
+  g->plan = NULL;
 }
 
 void cn_node_release(cn_node *n) {
@@ -458,6 +466,7 @@ static cn_status plan_build(cn_graph *g, int batch) {
     goto done;
   }
   p->batch = batch;
+  p->threads = cn_get_threads();
   p->offset = malloc((size_t)n * sizeof *p->offset);
   p->needed = malloc((size_t)(n ? n : 1));
   if (p->needed) compute_needed(g, p->needed);
@@ -515,14 +524,19 @@ cn_status cn_graph_run(cn_graph *g, int batch, const float *const *inputs, float
   if (batch < 1) return cn_fail(CN_ERR_ARG, "batch must be at least 1");
   cn_status st = cn_graph_default_outputs(g);
   if (st == CN_OK && !g->params && g->n_param_floats == 0) st = cn_graph_alloc_params(g);
-  if (st == CN_OK && (!g->plan || g->plan->batch != batch)) st = plan_build(g, batch);
+  int replan = !g->plan || g->plan->batch != batch ||
+               (g->precision != CN_PRECISION_FP32 && g->plan->threads != cn_get_threads());
+  if (st == CN_OK && replan) st = plan_build(g, batch);
   if (st != CN_OK) return st;
   for (int i = 0; i < g->n_inputs; i++) {
     cn_tensor t = node_tensor(g, g->inputs[i]);
     size_t n = (size_t)cn_shape_numel(&t.shape);
     if (n) memcpy(t.data, inputs[i], n * sizeof(float)); /* an empty input may have no buffer */
   }
-  cn_exec ex = {.batch = batch, .threads = cn_get_threads(), .scratch = g->plan->scratch};
+  cn_exec ex = {.batch = batch,
+                .threads = cn_get_threads(),
+                .scratch = g->plan->scratch,
+                .precision = g->precision};
   cn_tensor in[CN_MAX_NODE_INPUTS];
   for (int i = 0; i < g->n_nodes; i++) {
     cn_node *n = &g->nodes[i];

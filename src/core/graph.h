@@ -86,9 +86,13 @@ typedef struct cn_graph {
   /* Per-layer timing (cn_model_profile): when non-NULL, cn_graph_run adds each node's forward
    * wall time to profile_ms[node] (n_nodes entries, owned by the caller). */
   double *profile_ms;
+  /* The arithmetic cn_graph_run asks of the ops (cn_exec.precision); set with
+   * cn_graph_set_precision, which drops a plan sized for the other one. */
+  cn_precision precision;
 } cn_graph;
 
 cn_graph *cn_graph_new(void);
+void cn_graph_set_precision(cn_graph *g, cn_precision precision);
 void cn_graph_free(cn_graph *g);
 
 /* Appends a node; inputs must be earlier nodes. Copies attrs (op->attrs_size bytes), runs the op's

@@ -24,6 +24,9 @@ typedef struct cn_exec {
   cn_group *group; /* NULL: one process */
   int placeholder; /* 1: this rank has no sample in the step; its batch of one is a stand-in that
                     * adds nothing to the global statistics (its gradient is zero) */
+  /* Inference only (a training forward is fp32): CN_PRECISION_BF16 lets Conv2D and Dense multiply
+   * bf16-rounded weights and inputs with fp32 sums. Ops that do not read it stay fp32. */
+  cn_precision precision;
 } cn_exec;
 
 /* The global index of element 0 of a batch tensor of n elements (see first_sample). */

@@ -212,3 +212,90 @@ void cn_conv2d(const cn_window *w, int64_t filters, int groups, const float *x, 
 #pragma omp parallel num_threads(threads) if (parallel)
   conv_team(w, filters, groups, x, kernel, bias, act, y, scratch, &t);
 }
+
+/* ---- bf16 products (CN_PRECISION_BF16): the same tiles, unfolded straight into bf16 rows ---- */
+
+/* im2col into bf16 rows of cn_bf16_row_len(kdim) values (half the floats of the fp32 tile, so
+ * the same scratch holds it). */
+static void im2col_bf16(const cn_window *w, const float *x, int64_t p0, int64_t np, uint16_t *col) {
+  int64_t kdim = patch_size(w, 1), ld = cn_bf16_row_len(kdim);
+  int64_t b = p0 / (w->oh * w->ow), oy = p0 / w->ow % w->oh, ox = p0 % w->ow;
+  for (int64_t p = 0; p < np; p++) {
+    const float *image = x + b * w->ih * w->iw * w->c;
+    uint16_t *dst = col + p * ld;
+    for (int ky = 0; ky < w->kh; ky++) {
+      int64_t iy = oy * w->sh - w->pad_top + (int64_t)ky * w->dh;
+      for (int kx = 0; kx < w->kw; kx++, dst += w->c) {
+        int64_t ix = ox * w->sw - w->pad_left + (int64_t)kx * w->dw;
+        if (iy < 0 || iy >= w->ih || ix < 0 || ix >= w->iw)
+          memset(dst, 0, (size_t)w->c * sizeof *dst);
+        else
+          for (int64_t c = 0; c < w->c; c++)
+            dst[c] = cn_bf16_from_float(image[(iy * w->iw + ix) * w->c + c]);
+      }
+    }
+    if (kdim % 2) *dst = 0;
+    if (++ox == w->ow) {
+      ox = 0;
+      if (++oy == w->oh) oy = 0, b++;
+    }
+  }
+}
+
+/* Rows of bf16 patches per multiplication in team mode (a multiple of the micro-kernel's). */
+enum { BF16_TEAM_ROWS = 48 };
+
+static void conv_bf16_workers(const cn_window *w, int64_t filters, const float *x,
+                              const cn_bf16_matrix *k, const float *bias, const cn_activation *act,
+                              float *y, float *scratch, const tiling *t) {
+  int64_t pixels = w->batch * w->oh * w->ow, slice = t->tile_pixels * patch_size(w, 1);
+  int64_t me = omp_get_thread_num(), ld = cn_bf16_row_len(patch_size(w, 1));
+  if (me >= t->workers) return;
+  uint16_t *col = (uint16_t *)(scratch + me * slice);
+  for (int64_t i = me; i < t->tiles; i += t->workers) {
+    int64_t p0 = i * t->tile_pixels,
+            np = pixels - p0 < t->tile_pixels ? pixels - p0 : t->tile_pixels;
+    im2col_bf16(w, x, p0, np, col);
+    cn_bf16_gemm_rows(np, col, ld, k, bias, act, y + p0 * filters, filters);
+  }
+}
+
+static void conv_bf16_team(const cn_window *w, int64_t filters, const float *x,
+                           const cn_bf16_matrix *k, const float *bias, const cn_activation *act,
+                           float *y, float *scratch, const tiling *t) {
+  int64_t pixels = w->batch * w->oh * w->ow, ld = cn_bf16_row_len(patch_size(w, 1));
+  uint16_t *col = (uint16_t *)scratch;
+  for (int64_t p0 = 0; p0 < pixels; p0 += t->tile_pixels) {
+    int64_t np = pixels - p0 < t->tile_pixels ? pixels - p0 : t->tile_pixels;
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < np; q += UNFOLD_CHUNK)
+      im2col_bf16(w, x, p0 + q, np - q < UNFOLD_CHUNK ? np - q : UNFOLD_CHUNK, col + q * ld);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < np; r += BF16_TEAM_ROWS)
+      cn_bf16_gemm_rows(np - r < BF16_TEAM_ROWS ? np - r : BF16_TEAM_ROWS, col + r * ld, ld, k,
+                        bias, act, y + (p0 + r) * filters, filters);
+  }
+}
+
+size_t cn_conv2d_bf16_scratch(const cn_window *w, int64_t filters, int threads) {
+  if (!is_pointwise(w)) return cn_conv2d_scratch(w, filters, 1);
+  return (cn_bf16_gemm_scratch(w->c, threads) + 1) / 2;
+}
+
+void cn_conv2d_bf16(const cn_window *w, int64_t filters, const float *x, const cn_bf16_matrix *k,
+                    const float *bias, const cn_activation *act, float *y, float *scratch,
+                    int threads) {
+  if (is_pointwise(w)) {
+    cn_bf16_gemm(w->batch * w->oh * w->ow, x, w->c, k, bias, act, y, filters, (uint16_t *)scratch,
+                 threads);
+    return;
+  }
+  tiling t = plan_tiles(w, filters, 1, threads);
+  if (!t.team) {
+#pragma omp parallel num_threads(t.workers > 1 ? (int)t.workers : 1) if (t.workers > 1)
+    conv_bf16_workers(w, filters, x, k, bias, act, y, scratch, &t);
+    return;
+  }
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  conv_bf16_team(w, filters, x, k, bias, act, y, scratch, &t);
+}

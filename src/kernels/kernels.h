@@ -106,6 +106,14 @@ size_t cn_conv2d_scratch(const cn_window *w, int64_t filters, int groups);
 void cn_conv2d(const cn_window *w, int64_t filters, int groups, const float *x, const float *kernel,
                const float *bias, const cn_activation *act, float *y, float *scratch, int threads);
 
+/* The same with the kernel packed as bf16 (k = kh*kw*c rows, filters columns; ungrouped):
+ * patches rounded to bf16 as they are unfolded, fp32 sums. scratch holds cn_conv2d_bf16_scratch
+ * floats for `threads` threads. */
+size_t cn_conv2d_bf16_scratch(const cn_window *w, int64_t filters, int threads);
+void cn_conv2d_bf16(const cn_window *w, int64_t filters, const float *x, const cn_bf16_matrix *k,
+                    const float *bias, const cn_activation *act, float *y, float *scratch,
+                    int threads);
+
 /* Winograd F(4x4, 3x3) for 3x3 stride-1 undilated ungrouped convolutions with enough tiles and
  * channels (cn_winograd_applies). The kernel is transformed once into cn_winograd_kernel_floats
  * floats; scratch holds cn_winograd_scratch floats. Agrees with the direct sum within ~1e-6

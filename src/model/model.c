@@ -162,7 +162,21 @@ cn_status cn_model_forward_multi(cn_model *m, int batch, const float *const *inp
     if (!outputs[i]) return cn_fail(CN_ERR_ARG, "cn_model_forward_multi: output %d is NULL", i);
   cn_status st = refresh_inference_graph(m);
   if (st != CN_OK) return st;
-  return cn_graph_run(m->inference ? m->inference : m->graph, batch, inputs, outputs);
+  cn_graph *g = m->inference ? m->inference : m->graph;
+  cn_graph_set_precision(g, m->precision);
+  return cn_graph_run(g, batch, inputs, outputs);
+}
+
+cn_status cn_model_set_precision(cn_model *m, cn_precision precision) {
+  if (!m) return cn_fail(CN_ERR_ARG, "cn_model_set_precision: NULL model");
+  if (precision != CN_PRECISION_FP32 && precision != CN_PRECISION_BF16)
+    return cn_fail(CN_ERR_ARG, "unknown precision %d", (int)precision);
+  m->precision = precision;
+  return CN_OK;
+}
+
+cn_precision cn_model_precision(const cn_model *m) {
+  return m ? m->precision : CN_PRECISION_FP32;
 }
 
 size_t cn_model_layer_count(const cn_model *m) {

@@ -20,6 +20,7 @@ struct cn_model {
   /* Names of the output classes (cn_model_set_class_names, .cnm files); NULL / 0 when unknown. */
   char **class_names;
   int n_class_names;
+  cn_precision precision; /* of cn_model_forward (cn_model_set_precision) */
 };
 
 /* Wraps a graph (taking ownership, also on failure) into a model of any number of inputs and

@@ -71,63 +71,25 @@ static cn_window conv_window(const cn_conv2d_attrs *a, const cn_shape *in) {
                                p->bottom, p->left, p->right);
 }
 
-/* The Winograd-transformed kernel, with a fingerprint of the weights it came from: forward has
- * no weights version to compare, and weights can change in place under a live graph. */
-typedef struct wino_cache {
-  const float *kernel;
-  size_t n;
-  uint64_t fingerprint;
-  float *u;
-} wino_cache;
-
-/* Position-weighted sums of the bit patterns: any single change, or a swap, changes it. Reading
- * the kernel once costs far less than the convolution that reads it too. */
-static uint64_t kernel_fingerprint(const float *k, size_t n) {
-  uint64_t plain = 0;
-  uint32_t weighted = 0;
-  for (size_t i = 0; i < n; i++) {
-    uint32_t bits; /* memcpy: no aliasing of the floats through another type */
-    memcpy(&bits, k + i, sizeof bits);
-    plain += bits;
-    weighted += bits * ((uint32_t)i * 2654435761u | 1u);
-  }
-  return plain * 0x9E3779B97F4A7C15ull ^ weighted;
-}
-
-static void conv_release(cn_node *node) {
-  wino_cache *c = node->cache;
-  if (c) cn_free_aligned(c->u);
-  free(c);
-  node->cache = NULL;
+static void transform_winograd(const cn_node *node, const void *ctx, void *dst, int threads) {
+  const cn_conv2d_attrs *a = node->attrs;
+  const int64_t *c = ctx;
+  cn_winograd_transform_kernel(node->params[0].data, *c, a->filters, dst, threads);
 }
 
 /* The transformed kernel for these weights, or NULL when memory is short (forward then falls
  * back to im2col, which needs no extra memory). */
 static const float *winograd_kernel(cn_node *node, int64_t c, int threads) {
   const cn_conv2d_attrs *a = node->attrs;
-  const float *kernel = node->params[0].data;
-  size_t n = (size_t)(9 * c * a->filters);
-  uint64_t print = kernel_fingerprint(kernel, n);
-  wino_cache *cache = node->cache;
-  if (cache && cache->kernel == kernel && cache->n == n) {
-    if (cache->fingerprint != print) { /* trained in place: same size, refresh the buffer */
-      cn_winograd_transform_kernel(kernel, c, a->filters, cache->u, threads);
-      cache->fingerprint = print;
-    }
-    return cache->u;
-  }
-  conv_release(node);
-  cache = calloc(1, sizeof *cache);
-  float *u = cn_alloc_aligned(cn_winograd_kernel_floats(c, a->filters) * sizeof(float));
-  if (!cache || !u) {
-    free(cache);
-    cn_free_aligned(u);
-    return NULL;
-  }
-  cn_winograd_transform_kernel(kernel, c, a->filters, u, threads);
-  *cache = (wino_cache){kernel, n, print, u};
-  node->cache = cache;
-  return u;
+  size_t bytes = cn_winograd_kernel_floats(c, a->filters) * sizeof(float);
+  return cn_derived_weights(node, CN_DERIVED_WINOGRAD, bytes, transform_winograd, &c, threads);
+}
+
+/* bf16 products (CN_PRECISION_BF16 at inference) for ungrouped convolutions; grouped ones, and
+ * those too small for im2col, stay fp32. */
+static int runs_bf16(const cn_conv2d_attrs *a, const cn_window *w, const cn_exec *ex) {
+  return ex->precision == CN_PRECISION_BF16 && !ex->training && a->groups == 1 &&
+         !cn_conv_small_applies(w, a->filters, a->groups);
 }
 
 /* The convolution with activation `act` (the fused one, or linear when the training forward
@@ -137,6 +99,14 @@ static void conv_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const c
   const cn_conv2d_attrs *a = node->attrs;
   cn_window w = conv_window(a, &in[0].shape);
   const float *bias = a->use_bias ? node->params[1].data : NULL;
+  if (runs_bf16(a, &w, ex)) {
+    cn_bf16_matrix m;
+    if (cn_bf16_kernel(node, (int64_t)a->kh * a->kw * w.c, a->filters, ex->threads, &m)) {
+      cn_conv2d_bf16(&w, a->filters, in[0].data, &m, bias, act, out->data, ex->scratch,
+                     ex->threads);
+      return;
+    }
+  }
   if (cn_conv_small_applies(&w, a->filters, a->groups)) {
     cn_conv_small(&w, a->filters, in[0].data, node->params[0].data, bias, act, out->data,
                   ex->threads);
@@ -227,6 +197,10 @@ static size_t conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
   cn_window w = conv_window(a, &in);
   if (cn_conv_small_applies(&w, a->filters, a->groups)) return 0; /* registers, no im2col */
   size_t im2col = cn_conv2d_scratch(&w, a->filters, a->groups);
+  if (g->precision == CN_PRECISION_BF16 && a->groups == 1) {
+    size_t bf16 = cn_conv2d_bf16_scratch(&w, a->filters, cn_get_threads());
+    if (bf16 > im2col) im2col = bf16;
+  }
   if (!cn_winograd_applies(&w, a->filters, a->groups)) return im2col;
   size_t wino = cn_winograd_scratch(&w, a->filters);
   return wino > im2col ? wino : im2col;
@@ -240,7 +214,7 @@ const cn_op cn_op_conv2d = {
     .infer = conv_infer,
     .forward = conv_forward,
     .scratch = conv_scratch,
-    .release = conv_release,
+    .release = cn_derived_release,
     .backward = conv_backward,
     .saved = conv_saved,
     .backward_scratch = conv_backward_scratch,

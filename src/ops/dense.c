@@ -31,8 +31,23 @@ static void dense_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const 
   int64_t features = in[0].shape.dim[in[0].shape.rank - 1];
   int64_t rows = cn_shape_numel(&in[0].shape) / features;
   const float *bias = a->use_bias ? node->params[1].data : NULL;
+  cn_bf16_matrix m;
+  if (ex->precision == CN_PRECISION_BF16 && !ex->training &&
+      cn_bf16_kernel(node, features, a->units, ex->threads, &m)) {
+    cn_bf16_gemm(rows, in[0].data, features, &m, bias, act, out->data, a->units,
+                 (uint16_t *)ex->scratch, ex->threads);
+    return;
+  }
   cn_gemm_bias_act(rows, a->units, features, in[0].data, features, node->params[0].data, a->units,
                    bias, act, out->data, a->units, ex->threads);
+}
+
+/* bf16 products round their input rows into scratch. */
+static size_t dense_scratch(const cn_graph *g, const cn_node *node, int batch) {
+  (void)batch;
+  if (g->precision != CN_PRECISION_BF16) return 0;
+  const cn_shape *in = &g->nodes[node->inputs[0]].shape;
+  return (cn_bf16_gemm_scratch(in->dim[in->rank - 1], cn_get_threads()) + 1) / 2;
 }
 
 static void dense_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
@@ -90,6 +105,8 @@ const cn_op cn_op_dense = {
     .max_inputs = 1,
     .infer = dense_infer,
     .forward = dense_forward,
+    .scratch = dense_scratch,
+    .release = cn_derived_release,
     .backward = dense_backward,
     .saved = dense_saved,
     .backward_scratch = dense_backward_scratch,

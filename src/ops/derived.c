@@ -1,0 +1,81 @@
+/* Weights an op derives from a node's kernel (a Winograd transform, a bf16 packing), kept in
+ * node->cache between runs. Forward has no weights version to compare, and weights can change in
+ * place under a live graph (training), so the cache also keeps a fingerprint of the values it was
+ * derived from and redoes the derivation when they change. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mem.h"
+#include "ops/ops.h"
+
+typedef struct derived {
+  int kind;
+  const float *kernel;
+  size_t n;
+  uint64_t fingerprint;
+  void *data;
+} derived;
+
+/* Position-weighted sums of the bit patterns: any single change, or a swap, changes it. Reading
+ * the kernel once costs far less than the convolution that reads it too. */
+static uint64_t kernel_fingerprint(const float *k, size_t n) {
+  uint64_t plain = 0;
+  uint32_t weighted = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t bits; /* memcpy: no aliasing of the floats through another type */
+    memcpy(&bits, k + i, sizeof bits);
+    plain += bits;
+    weighted += bits * ((uint32_t)i * 2654435761u | 1u);
+  }
+  return plain * 0x9E3779B97F4A7C15ull ^ weighted;
+}
+
+void cn_derived_release(cn_node *node) {
+  derived *d = node->cache;
+  if (d) cn_free_aligned(d->data);
+  free(d);
+  node->cache = NULL;
+}
+
+const void *cn_derived_weights(cn_node *node, int kind, size_t bytes, cn_derive_fn derive,
+                               const void *ctx, int threads) {
+  const float *kernel = node->params[0].data;
+  size_t n = (size_t)cn_shape_numel(&node->params[0].shape);
+  uint64_t print = kernel_fingerprint(kernel, n);
+  derived *d = node->cache;
+  if (d && d->kind == kind && d->kernel == kernel && d->n == n) {
+    if (d->fingerprint != print) { /* trained in place: same size, refresh the buffer */
+      derive(node, ctx, d->data, threads);
+      d->fingerprint = print;
+    }
+    return d->data;
+  }
+  cn_derived_release(node);
+  d = calloc(1, sizeof *d);
+  void *data = cn_alloc_aligned(bytes);
+  if (!d || !data) {
+    free(d);
+    cn_free_aligned(data);
+    return NULL;
+  }
+  derive(node, ctx, data, threads);
+  *d = (derived){kind, kernel, n, print, data};
+  node->cache = d;
+  return data;
+}
+
+static void pack_bf16(const cn_node *node, const void *ctx, void *dst, int threads) {
+  const int64_t *kn = ctx;
+  (void)threads;
+  cn_bf16_pack(node->params[0].data, kn[1], kn[0], kn[1], dst);
+}
+
+const cn_bf16_matrix *cn_bf16_kernel(cn_node *node, int64_t k, int64_t n, int threads,
+                                     cn_bf16_matrix *out) {
+  int64_t kn[2] = {k, n};
+  size_t bytes = cn_bf16_packed_len(k, n) * sizeof(uint16_t);
+  const uint16_t *data = cn_derived_weights(node, CN_DERIVED_BF16, bytes, pack_bf16, kn, threads);
+  if (!data) return NULL;
+  *out = (cn_bf16_matrix){k, n, cn_bf16_native(), data};
+  return out;
+}
