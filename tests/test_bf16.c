@@ -36,6 +36,15 @@ static void test_rounding(void) {
   CHECK(cn_bf16_from_float(from_bits(0x7f7fffffu)) == 0x7f80); /* FLT_MAX rounds to infinity */
   CHECK(isnan(cn_bf16_to_float(cn_bf16_from_float(NAN))));
   CHECK(isnan(cn_bf16_to_float(cn_bf16_from_float(from_bits(0x7f800001u))))); /* not infinity */
+  CHECK(cn_bf16_from_float(from_bits(0x007fffffu)) == 0x0000);                /* denormals flush */
+  CHECK(cn_bf16_from_float(from_bits(0x807fffffu)) == 0x8000);
+  CHECK(cn_bf16_from_float(from_bits(0x00800000u)) == 0x0080); /* the smallest normal stays */
+  float many[37];
+  uint16_t vec[37];
+  for (int i = 0; i < 37; i++) many[i] = uniform() * 1e3f;
+  many[3] = NAN, many[17] = -INFINITY, many[20] = from_bits(0x00000001u), many[33] = -0.0f;
+  cn_bf16_convert(many, 37, vec);
+  for (int i = 0; i < 37; i++) CHECK(vec[i] == cn_bf16_from_float(many[i])); /* vector = scalar */
   for (int i = 0; i < 1000; i++) { /* within half a unit in the last of 8 bits */
     float f = uniform() * 100.0f;
     float r = cn_bf16_to_float(cn_bf16_from_float(f));

@@ -230,8 +230,7 @@ static void im2col_bf16(const cn_window *w, const float *x, int64_t p0, int64_t 
         if (iy < 0 || iy >= w->ih || ix < 0 || ix >= w->iw)
           memset(dst, 0, (size_t)w->c * sizeof *dst);
         else
-          for (int64_t c = 0; c < w->c; c++)
-            dst[c] = cn_bf16_from_float(image[(iy * w->iw + ix) * w->c + c]);
+          cn_bf16_convert(image + (iy * w->iw + ix) * w->c, w->c, dst);
       }
     }
     if (kdim % 2) *dst = 0;

@@ -26,12 +26,38 @@
 
 enum { NR = CN_BF16_NR, MR = 12, CHUNK_ROWS = 4 * MR, PANEL_GROUP = 4 };
 
+/* Round to nearest even; NaN stays NaN (quieted); denormals become zeros of their sign, as the
+ * AVX512_BF16 instructions treat them (so both micro-kernels see the same values). */
 uint16_t cn_bf16_from_float(float f) {
   uint32_t bits;
   memcpy(&bits, &f, sizeof bits);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40); /* quiet NaN */
-  bits += 0x7fffu + ((bits >> 16) & 1u); /* round to nearest, ties to even */
+  uint32_t mag = bits & 0x7fffffffu;
+  if (mag > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40);
+  if (mag < 0x00800000u) return (uint16_t)((bits >> 16) & 0x8000u);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
   return (uint16_t)(bits >> 16);
+}
+
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+typedef uint16_t u16x16 __attribute__((vector_size(32)));
+
+/* cn_bf16_from_float on 16 values at once (vector extensions: AVX-512, AVX2 or SSE). */
+static void convert16(const float *x, uint16_t *dst) {
+  u32x16 b;
+  memcpy(&b, x, sizeof b);
+  u32x16 mag = b & 0x7fffffffu, high = b >> 16;
+  u32x16 r = (b + 0x7fffu + (high & 1u)) >> 16;
+  u32x16 nan = (u32x16)(mag > 0x7f800000u), tiny = (u32x16)(mag < 0x00800000u);
+  r = (r & ~nan) | ((high | 0x40u) & nan);
+  r = (r & ~tiny) | ((high & 0x8000u) & tiny);
+  u16x16 h = __builtin_convertvector(r, u16x16);
+  memcpy(dst, &h, sizeof h);
+}
+
+void cn_bf16_convert(const float *x, int64_t n, uint16_t *dst) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) convert16(x + i, dst + i);
+  for (; i < n; i++) dst[i] = cn_bf16_from_float(x[i]);
 }
 
 float cn_bf16_to_float(uint16_t h) {
@@ -66,18 +92,16 @@ void cn_bf16_pack(const float *w, int64_t ldw, int64_t k, int64_t n, uint16_t *d
 }
 
 void cn_bf16_convert_row(const float *x, int64_t k, uint16_t *dst) {
-  for (int64_t i = 0; i < k; i++) dst[i] = cn_bf16_from_float(x[i]);
+  cn_bf16_convert(x, k, dst);
   if (k % 2) dst[k] = 0;
 }
 
-/* ---- micro-kernels: rows [0, rows) of an MR x NR tile; x rows `ldx` bf16 apart; acc MR x NR ----
- */
+/* ---- micro-kernels: rows [0, rows), columns [0, cols) of an MR x NR tile of y ---- */
 
 #ifdef CN_HAVE_BF16_KERNEL
-__attribute__((target("avx512f,avx512bf16"))) static void tile_dpbf16(const uint16_t *x,
-                                                                      int64_t ldx, int rows,
-                                                                      const uint16_t *panel,
-                                                                      int64_t pairs, float *acc) {
+__attribute__((target("avx512f,avx512bf16"))) static void
+tile_dpbf16(const uint16_t *x, int64_t ldx, int rows, const uint16_t *panel, int64_t pairs,
+            float *y, int64_t ldy, int cols) {
   const uint16_t *xr[MR];
   for (int r = 0; r < MR; r++) xr[r] = x + (r < rows ? r : rows - 1) * ldx;
   __m512 c0[MR], c1[MR];
@@ -93,9 +117,11 @@ __attribute__((target("avx512f,avx512bf16"))) static void tile_dpbf16(const uint
       c1[r] = _mm512_dpbf16_ps(c1[r], w1, b);
     }
   }
+  __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+  __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1);
   for (int r = 0; r < rows; r++) {
-    _mm512_storeu_ps(acc + r * NR, c0[r]);
-    _mm512_storeu_ps(acc + r * NR + 16, c1[r]);
+    _mm512_mask_storeu_ps(y + r * ldy, m0, c0[r]);
+    _mm512_mask_storeu_ps(y + r * ldy + 16, m1, c1[r]);
   }
 }
 #endif
@@ -104,7 +130,8 @@ __attribute__((target("avx512f,avx512bf16"))) static void tile_dpbf16(const uint
  * element's product first, then the even one's, each product exact in fp32 and each sum rounded
  * (so the two kernels agree bit for bit, but for VDPBF16PS flushing denormals). */
 static void tile_widened(const uint16_t *x, int64_t ldx, int rows, const uint16_t *panel,
-                         int64_t pairs, float *acc) {
+                         int64_t pairs, float *y, int64_t ldy, int cols) {
+  float acc[MR * NR] __attribute__((aligned(64)));
   memset(acc, 0, (size_t)rows * NR * sizeof *acc);
   for (int64_t kk = 0; kk < pairs; kk++) {
     float even[NR], odd[NR];
@@ -122,9 +149,11 @@ static void tile_widened(const uint16_t *x, int64_t ldx, int rows, const uint16_
       }
     }
   }
+  for (int r = 0; r < rows; r++) memcpy(y + r * ldy, acc + r * NR, (size_t)cols * sizeof *acc);
 }
 
-typedef void (*tile_fn)(const uint16_t *, int64_t, int, const uint16_t *, int64_t, float *);
+typedef void (*tile_fn)(const uint16_t *, int64_t, int, const uint16_t *, int64_t, float *, int64_t,
+                        int);
 
 int cn_bf16_native(void) {
 #ifdef CN_HAVE_BF16_KERNEL
@@ -152,15 +181,12 @@ static void rows_times_panels(const uint16_t *x, int64_t ldx, int64_t rows, cons
                               float *y, int64_t ldy) {
   tile_fn tile = pick_tile(w->native);
   int64_t pairs = cn_bf16_row_len(w->k) / 2;
-  float acc[MR * NR] __attribute__((aligned(64)));
   for (int64_t p = p0; p < p1; p++) {
     const uint16_t *panel = w->data + p * pairs * 2 * NR;
     int64_t c0 = p * NR, cols = w->n - c0 < NR ? w->n - c0 : NR;
     for (int64_t r0 = 0; r0 < rows; r0 += MR) {
       int mr = rows - r0 < MR ? (int)(rows - r0) : MR;
-      tile(x + r0 * ldx, ldx, mr, panel, pairs, acc);
-      for (int r = 0; r < mr; r++)
-        memcpy(y + (r0 + r) * ldy + c0, acc + r * NR, cols * sizeof(float));
+      tile(x + r0 * ldx, ldx, mr, panel, pairs, y + r0 * ldy + c0, ldy, (int)cols);
     }
   }
   if (bias || act->kind != CN_ACT_LINEAR) {

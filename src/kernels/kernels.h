@@ -73,7 +73,9 @@ void cn_gemm_plan_run(const cn_gemm_plan *p, const float *x, int64_t ldx, const 
 
 enum { CN_BF16_NR = 32 }; /* columns per packed panel */
 
-uint16_t cn_bf16_from_float(float f); /* round to nearest even; NaN stays NaN */
+/* Round to nearest even; NaN stays NaN; denormals flush to zero (as AVX512_BF16 does). */
+uint16_t cn_bf16_from_float(float f);
+void cn_bf16_convert(const float *x, int64_t n, uint16_t *dst); /* n values */
 float cn_bf16_to_float(uint16_t h);
 /* 1 when the products run on VDPBF16PS (the CPU has AVX512_BF16), 0 when they widen to fp32
  * (other CPUs, or CONVNET_BF16_WIDEN=1). */

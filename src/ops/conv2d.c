@@ -85,11 +85,13 @@ static const float *winograd_kernel(cn_node *node, int64_t c, int threads) {
   return cn_derived_weights(node, CN_DERIVED_WINOGRAD, bytes, transform_winograd, &c, threads);
 }
 
-/* bf16 products (CN_PRECISION_BF16 at inference) for ungrouped convolutions; grouped ones, and
- * those too small for im2col, stay fp32. */
+/* bf16 products (CN_PRECISION_BF16 at inference) for ungrouped convolutions. Grouped ones and
+ * those too small for im2col stay fp32, and so do those Winograd computes: its fp32 products
+ * are fewer than im2col's bf16 ones cost. */
 static int runs_bf16(const cn_conv2d_attrs *a, const cn_window *w, const cn_exec *ex) {
   return ex->precision == CN_PRECISION_BF16 && !ex->training && a->groups == 1 &&
-         !cn_conv_small_applies(w, a->filters, a->groups);
+         !cn_conv_small_applies(w, a->filters, a->groups) &&
+         !cn_winograd_applies(w, a->filters, a->groups);
 }
 
 /* The convolution with activation `act` (the fused one, or linear when the training forward
