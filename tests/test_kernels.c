@@ -185,6 +185,7 @@ static void test_conv_op_cache(void) {
   float *scratch = malloc(cn_winograd_scratch(&w, 24) * sizeof(float) + 4 * (1 << 20));
   cn_node node = {.name = "conv", .op = &cn_op_conv2d, .attrs = &a, .n_params = 2};
   node.params[0].data = k, node.params[1].data = bias;
+  node.params[0].shape = (cn_shape){4, {3, 3, 16, 24}}; /* the cache reads the kernel's size */
   cn_tensor in = {{4, {1, 20, 20, 16}}, x}, out = {{4, {1, 20, 20, 24}}, y};
   cn_exec ex = {.batch = 1, .threads = 2, .scratch = scratch};
   for (int round = 0; round < 3; round++) {
