@@ -70,6 +70,8 @@ def parse_args():
                         "workers (ORT's spinning ones) have let go of the cores: each engine then "
                         "runs as if alone, as users run it (try 300 with --ort-spinning)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager column")
+    p.add_argument("--bf16", action="store_true",
+                   help="also time convnet --precision bf16 (interleaved), reported against fp32")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--json", default="", help="write the results here as JSON")
     return p.parse_args()
@@ -140,9 +142,9 @@ class ConvnetDriver:
     warm-up forward; then each call() is one forward timed inside the driver (no pipe latency).
     close() makes it write the last output to y_path."""
 
-    def __init__(self, args, onnx_path, x_path, y_path):
+    def __init__(self, args, onnx_path, x_path, y_path, precision="fp32"):
         cmd = [args.driver, str(onnx_path), "--input", str(x_path), "--output", str(y_path),
-               "--threads", str(args.threads), "--serve"]
+               "--threads", str(args.threads), "--serve", "--precision", precision]
         env = dict(os.environ, OMP_WAIT_POLICY="passive")  # as the CLI runs itself
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
@@ -182,6 +184,11 @@ def bench_batch(args, name, onnx_path, ort_run, torch_run, side, batch, tmp):
         engines["torch"] = lambda: timed(lambda: torch_run(x))
     if not driver.error:
         engines["convnet"] = driver.call
+    bf16_path = tmp / f"{name}-{batch}-y16.npy"
+    bf16 = ConvnetDriver(args, onnx_path, x_path, bf16_path, "bf16") if args.bf16 else None
+    if bf16 and not bf16.error:
+        engines["bf16"] = bf16.call
+
     def call(fn):
         if args.gap_ms > 0:
             time.sleep(args.gap_ms / 1e3)
@@ -196,6 +203,8 @@ def bench_batch(args, name, onnx_path, ort_run, torch_run, side, batch, tmp):
             times[k].append(call(fn))
     if not driver.error:
         row["convnet_error"] = driver.close()
+    if bf16:
+        row["bf16_error"] = bf16.error or bf16.close()
     row["convnet_ms"] = None if row["convnet_error"] else statistics.median(times["convnet"])
     row["ort_ms"] = statistics.median(times["ort"])
     row["torch_ms"] = statistics.median(times["torch"]) if torch_run else None
@@ -215,7 +224,13 @@ def bench_batch(args, name, onnx_path, ort_run, torch_run, side, batch, tmp):
         row["ratio_ort"] = row["convnet_ms"] / row["ort_ms"]
         if torch_run:
             row["ratio_torch"] = row["convnet_ms"] / row["torch_ms"]
-    for f in (x_path, y_path):
+        if bf16 and not row["bf16_error"]:
+            y16 = np.load(bf16_path).reshape(ref.shape)
+            row["bf16_ms"] = statistics.median(times["bf16"])
+            row["bf16_speedup"] = row["convnet_ms"] / row["bf16_ms"]
+            row["bf16_top1_agree"] = float(np.mean(np.argmax(y16, -1) ==
+                                                   np.argmax(y.reshape(ref.shape), -1)))
+    for f in (x_path, y_path, bf16_path):
         f.unlink(missing_ok=True)
     return row
 
@@ -250,6 +265,12 @@ def print_row(row, flush=False):
           f"{fmt(row.get('ratio_ort'), '.2f', 7)} {fmt(row.get('ratio_torch'), '.2f', 8)} "
           f"{fmt(row.get('diff'), '.1e', 11)} {fmt(row.get('torch_diff'), '.1e', 11)} {check:<7}",
           flush=flush)
+    if "bf16_ms" in row:
+        print(f"{'':<13} {'':>5} bf16 {row['bf16_ms']:.1f} ms: {row['bf16_speedup']:.2f}x fp32's "
+              f"speed, top-1 agrees with fp32 on {row['bf16_top1_agree']:.0%} of the batch",
+              flush=flush)
+    elif row.get("bf16_error"):
+        print(f"{'':<13} {'':>5} bf16 failed: {row['bf16_error']}", flush=flush)
 
 
 def print_report(args, rows):

@@ -3,7 +3,7 @@
  * the library).
  *
  *   profile_forward MODEL [--weights FILE] [--batch N] [--threads N] [--iters N] [--layers]
- *                   [--input X.npy] [--output Y.npy] [--serve]
+ *                   [--input X.npy] [--output Y.npy] [--serve] [--precision fp32|bf16]
  *
  * MODEL is a zoo name or a model file (.onnx, .h5, ...: anything cn_model_load reads). --input
  * feeds that tensor (its first dimension is the batch) instead of a fixed pseudo-random one;
@@ -24,6 +24,7 @@
 typedef struct options {
   const char *model, *weights, *input, *output;
   int batch, threads, iters, layers, serve;
+  cn_precision precision;
 } options;
 
 static double now_ms(void) {
@@ -47,6 +48,10 @@ static int parse_options(int argc, char **argv, options *o) {
       o->input = argv[++i];
     } else if (v && !strcmp(a, "--output")) {
       o->output = argv[++i];
+    } else if (v && !strcmp(a, "--precision")) {
+      const char *p = argv[++i];
+      if (strcmp(p, "fp32") && strcmp(p, "bf16")) return 0;
+      o->precision = strcmp(p, "bf16") ? CN_PRECISION_FP32 : CN_PRECISION_BF16;
     } else if (v && !strcmp(a, "--batch")) {
       o->batch = atoi(argv[++i]);
     } else if (v && !strcmp(a, "--threads")) {
@@ -225,6 +230,7 @@ static int run(const options *o) {
     cn_model_free(m);
     return 1;
   }
+  cn_model_set_precision(m, o->precision);
   int64_t n_in = 0;
   int batch = o->batch;
   float *x = o->input ? read_input(m, o->input, &batch) : filled_input(m, batch, &n_in);
