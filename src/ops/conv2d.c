@@ -85,13 +85,24 @@ static const float *winograd_kernel(cn_node *node, int64_t c, int threads) {
   return cn_derived_weights(node, CN_DERIVED_WINOGRAD, bytes, transform_winograd, &c, threads);
 }
 
-/* bf16 products (CN_PRECISION_BF16 at inference) for ungrouped convolutions. Grouped ones and
- * those too small for im2col stay fp32, and so do those Winograd computes: its fp32 products
- * are fewer than im2col's bf16 ones cost. */
-static int runs_bf16(const cn_conv2d_attrs *a, const cn_window *w, const cn_exec *ex) {
-  return ex->precision == CN_PRECISION_BF16 && !ex->training && a->groups == 1 &&
-         !cn_conv_small_applies(w, a->filters, a->groups) &&
+/* bf16 products (CN_PRECISION_BF16 at inference) for ungrouped convolutions of patches of at
+ * least BF16_MIN_DEPTH values followed by an activation. These stay fp32:
+ * - convolutions without an activation: projections into a residual sum and shortcuts, whose
+ *   outputs are small differences of large products (in bf16, EfficientNet-Lite0's top-1 changed
+ *   on 6 of the 1000 ImageNet samples; with these in fp32, on none);
+ * - grouped ones, and short patches (a stem over 3 channels), whose register-blocked fp32 kernel
+ *   costs less than the rounding;
+ * - those Winograd computes: its fp32 products are fewer than im2col's bf16 ones cost. */
+enum { BF16_MIN_DEPTH = 64 };
+
+static int bf16_applies(const cn_conv2d_attrs *a, const cn_window *w) {
+  int64_t depth = (int64_t)a->kh * a->kw * w->c;
+  return a->groups == 1 && depth >= BF16_MIN_DEPTH && a->act.kind != CN_ACT_LINEAR &&
          !cn_winograd_applies(w, a->filters, a->groups);
+}
+
+static int runs_bf16(const cn_conv2d_attrs *a, const cn_window *w, const cn_exec *ex) {
+  return ex->precision == CN_PRECISION_BF16 && !ex->training && bf16_applies(a, w);
 }
 
 /* The convolution with activation `act` (the fused one, or linear when the training forward
@@ -197,12 +208,12 @@ static size_t conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
   const cn_conv2d_attrs *a = node->attrs;
   cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
   cn_window w = conv_window(a, &in);
-  if (cn_conv_small_applies(&w, a->filters, a->groups)) return 0; /* registers, no im2col */
+  size_t bf16 = g->precision == CN_PRECISION_BF16 && bf16_applies(a, &w)
+                    ? cn_conv2d_bf16_scratch(&w, a->filters, cn_get_threads())
+                    : 0;
+  if (cn_conv_small_applies(&w, a->filters, a->groups)) return bf16; /* fp32: registers only */
   size_t im2col = cn_conv2d_scratch(&w, a->filters, a->groups);
-  if (g->precision == CN_PRECISION_BF16 && a->groups == 1) {
-    size_t bf16 = cn_conv2d_bf16_scratch(&w, a->filters, cn_get_threads());
-    if (bf16 > im2col) im2col = bf16;
-  }
+  if (bf16 > im2col) im2col = bf16;
   if (!cn_winograd_applies(&w, a->filters, a->groups)) return im2col;
   size_t wino = cn_winograd_scratch(&w, a->filters);
   return wino > im2col ? wino : im2col;
