@@ -92,13 +92,17 @@ static const float *winograd_kernel(cn_node *node, int64_t c, int threads) {
  *   on 6 of the 1000 ImageNet samples; with these in fp32, on none);
  * - grouped ones, and short patches (a stem over 3 channels), whose register-blocked fp32 kernel
  *   costs less than the rounding;
- * - those Winograd computes: its fp32 products are fewer than im2col's bf16 ones cost. */
+ * - those Winograd computes: its fp32 products are fewer than im2col's bf16 ones cost;
+ * - all of them on CPUs without AVX512_BF16: widened to fp32, bf16 products are fp32 products
+ *   plus the widening, and a convolution's time is in its arithmetic, not its weights (measured:
+ *   VGG16 at batch 1 took 1.1 to 1.2 times fp32's time so); there only Dense layers, whose batch-1
+ *   time is reading the weights, use bf16. */
 enum { BF16_MIN_DEPTH = 64 };
 
 static int bf16_applies(const cn_conv2d_attrs *a, const cn_window *w) {
   int64_t depth = (int64_t)a->kh * a->kw * w->c;
   return a->groups == 1 && depth >= BF16_MIN_DEPTH && a->act.kind != CN_ACT_LINEAR &&
-         !cn_winograd_applies(w, a->filters, a->groups);
+         !cn_winograd_applies(w, a->filters, a->groups) && cn_bf16_native();
 }
 
 static int runs_bf16(const cn_conv2d_attrs *a, const cn_window *w, const cn_exec *ex) {
