@@ -23,7 +23,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from conftest import BUILD, SHARED  # noqa: E402
-from test_efficientnet_lite import lite0_weights, lite_package, to_numpy, to_torch  # noqa: E402,F401
+from test_efficientnet_lite import lite_package, to_numpy, to_torch  # noqa: E402,F401
 
 torch = pytest.importorskip("torch")
 
@@ -141,7 +141,7 @@ def relative(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def test_start_loss_and_gradient(torch_lite0, lite0_weights, tmp_path):  # noqa: F811
+def test_start_loss_and_gradient(torch_lite0, lite0_weights, tmp_path):
     content_path, style_path = make_images(tmp_path)
     content, style = read(content_path), read(style_path)
     s = TorchStyle(torch_lite0, content, style)
@@ -154,7 +154,7 @@ def test_start_loss_and_gradient(torch_lite0, lite0_weights, tmp_path):  # noqa:
 
 
 @pytest.mark.slow
-def test_loss_after_200_iterations(torch_lite0, lite0_weights, tmp_path):  # noqa: F811
+def test_loss_after_200_iterations(torch_lite0, lite0_weights, tmp_path):
     content_path, style_path = make_images(tmp_path)
     content, style = read(content_path), read(style_path)
     import copy
@@ -166,7 +166,8 @@ def test_loss_after_200_iterations(torch_lite0, lite0_weights, tmp_path):  # noq
 
 if __name__ == "__main__":  # the numbers, by hand
     import tempfile
-    from test_efficientnet_lite import lite0_weights as lw, lite_package as lp
+    from conftest import lite0_weights as lw
+    from test_efficientnet_lite import lite_package as lp
     weights, package = lw.__wrapped__(), lp.__wrapped__()
     model = torch_lite0.__wrapped__(package, weights)
     if len(sys.argv) > 2 and sys.argv[2] == "double":
