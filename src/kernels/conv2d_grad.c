@@ -13,13 +13,12 @@
 
 #include "kernels/kernels.h"
 
-/* Scratch floats for one tile (g and the unfolded patches; few tiles keep the barriers few); rows
- * of dW and of g W^T per block; channels per col2im block and columns per bias block (one cache
- * line). */
-enum { TILE_BUDGET = 1 << 20, ROW_BLOCK = 32, COL_BLOCK = 64, CHAN_BLOCK = 16, ACT_ROWS = 16 };
-/* dW blocks: large enough that OpenBLAS packs each g column block a few times, not once per 32
- * rows. */
-enum { DW_ROW_BLOCK = 192 };
+/* Scratch floats for one tile (g and the unfolded patches; few tiles keep the barriers few); the
+ * fewest rows of g W^T per block; channels per col2im block and columns per bias block (one
+ * cache line). */
+enum { TILE_BUDGET = 1 << 20, ROW_BLOCK = 32, CHAN_BLOCK = 16, ACT_ROWS = 16 };
+/* The most rows of a dW block, and the number of g W^T blocks (see dw_row_block, dx_row_block). */
+enum { DW_ROW_BLOCK = 192, DX_BLOCKS = 12 };
 /* Below this many multiply-adds per tile, a second thread costs more than it saves. */
 enum { PARALLEL_MIN_MACS = 1 << 18 };
 
@@ -238,7 +237,23 @@ static void thin_kernel_grad(const cn_window *w, int64_t filters, const cn_conv_
   }
 }
 
-/* dW[:, group] += patches^T g[:, group], in fixed (ROW_BLOCK x COL_BLOCK) blocks of dW. The
+/* Rows of dW per block: an even number of blocks of at most DW_ROW_BLOCK rows, each a whole row
+ * of dW, so that two threads share the work equally and each packs its patches once (blocks of
+ * 192 rows by 64 columns left a 256-row kernel split 3:1, and packed each patch block 4 times). */
+static int64_t dw_row_block(int64_t kdim) {
+  int64_t blocks = 2 * ((kdim + 2 * DW_ROW_BLOCK - 1) / (2 * DW_ROW_BLOCK));
+  return (kdim + blocks - 1) / blocks;
+}
+
+/* Pixels of g W^T per block: DX_BLOCKS blocks (every thread count up to 4, and 6, gets an equal
+ * share) of at least ROW_BLOCK rows; each block packs W once, so fewer, taller blocks pack
+ * less (32-row blocks packed a 256 x 256 kernel 49 times at batch 32, 7 x 7). */
+static int64_t dx_row_block(int64_t np) {
+  int64_t rows = (np + DX_BLOCKS - 1) / DX_BLOCKS;
+  return rows > ROW_BLOCK ? rows : ROW_BLOCK;
+}
+
+/* dW[:, group] += patches^T g[:, group], in fixed blocks of whole rows of dW. The
  * patches are x itself for pointwise (ld = c), the unfolded tile otherwise. */
 static void group_kernel_grad(const cn_window *w, int64_t filters, int groups, int gi,
                               const cn_conv_grad *io, const tile *t) {
@@ -261,15 +276,12 @@ static void group_kernel_grad(const cn_window *w, int64_t filters, int groups, i
     for (int64_t p = 0; p < t->np; p++)
       unfold_pixel(w, io->x, gi * cg, cg, t->p0 + p, t->col + p * kdim);
   }
-  int64_t row_blocks = (kdim + DW_ROW_BLOCK - 1) / DW_ROW_BLOCK,
-          col_blocks = (fg + COL_BLOCK - 1) / COL_BLOCK;
+  int64_t block = dw_row_block(kdim);
 #pragma omp for schedule(static)
-  for (int64_t blk = 0; blk < row_blocks * col_blocks; blk++) {
-    int64_t r0 = blk / col_blocks * DW_ROW_BLOCK, j0 = blk % col_blocks * COL_BLOCK;
-    int64_t rows = min64(DW_ROW_BLOCK, kdim - r0), cols = min64(COL_BLOCK, fg - j0);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)cols, (int)t->np, 1.0f,
-                a + r0, (int)lda, t->g + gi * fg + j0, (int)filters, 1.0f,
-                io->dkernel + r0 * filters + gi * fg + j0, (int)filters);
+  for (int64_t r0 = 0; r0 < kdim; r0 += block) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)min64(block, kdim - r0), (int)fg,
+                (int)t->np, 1.0f, a + r0, (int)lda, t->g + gi * fg, (int)filters, 1.0f,
+                io->dkernel + r0 * filters + gi * fg, (int)filters);
   }
 }
 
@@ -279,9 +291,10 @@ static void group_input_grad(const cn_window *w, int64_t filters, int groups, in
   int64_t cg = w->c / groups, fg = filters / groups;
   int point = is_pointwise(w);
   int64_t kdim = point ? cg : col_width(w, groups);
+  int64_t block = dx_row_block(t->np);
 #pragma omp for schedule(static)
-  for (int64_t r = 0; r < t->np; r += ROW_BLOCK) {
-    int64_t rows = min64(ROW_BLOCK, t->np - r);
+  for (int64_t r = 0; r < t->np; r += block) {
+    int64_t rows = min64(block, t->np - r);
     float *c = point ? io->dx + (t->p0 + r) * w->c + gi * cg : t->col + r * kdim;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)kdim, (int)fg, 1.0f,
                 t->g + r * filters + gi * fg, (int)filters, io->kernel + gi * fg, (int)filters,
