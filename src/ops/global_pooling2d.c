@@ -22,6 +22,23 @@ static cn_status global_pool_infer(cn_graph *g, cn_node *node) {
   return CN_OK;
 }
 
+/* Channels [0, n) of one image, summed (or maxed) pixel by pixel in double: each channel's sum
+ * in pixel order, as one channel at a time would, but reading the image row by row (a channel
+ * at a time strided through it, 5x slower at 7 x 7 x 256). */
+enum { POOL_BLOCK = 256 };
+static void pool_channels(const float *x, int64_t hw, int64_t c, int64_t n, int is_max, float *y) {
+  double acc[POOL_BLOCK];
+  for (int64_t j = 0; j < n; j++) acc[j] = is_max ? -INFINITY : 0.0;
+  for (int64_t p = 0; p < hw; p++) {
+    const float *row = x + p * c;
+    if (is_max)
+      for (int64_t j = 0; j < n; j++) acc[j] = fmax(acc[j], (double)row[j]);
+    else
+      for (int64_t j = 0; j < n; j++) acc[j] += (double)row[j];
+  }
+  for (int64_t j = 0; j < n; j++) y[j] = is_max ? (float)acc[j] : (float)(acc[j] / (double)hw);
+}
+
 static void global_pool(const cn_tensor *in, cn_tensor *out, int is_max, int threads) {
   int64_t batch = in->shape.dim[0], hw = in->shape.dim[1] * in->shape.dim[2];
   int64_t c = in->shape.dim[3];
@@ -29,14 +46,8 @@ static void global_pool(const cn_tensor *in, cn_tensor *out, int is_max, int thr
   for (int64_t b = 0; b < batch; b++) {
     const float *x = in->data + b * hw * c;
     float *y = out->data + b * c;
-    for (int64_t j = 0; j < c; j++) {
-      double acc = is_max ? -INFINITY : 0.0;
-      for (int64_t p = 0; p < hw; p++) {
-        double v = x[p * c + j];
-        acc = is_max ? fmax(acc, v) : acc + v;
-      }
-      y[j] = is_max ? (float)acc : (float)(acc / (double)hw);
-    }
+    for (int64_t j0 = 0; j0 < c; j0 += POOL_BLOCK)
+      pool_channels(x + j0, hw, c, c - j0 < POOL_BLOCK ? c - j0 : POOL_BLOCK, is_max, y + j0);
   }
 }
 
