@@ -9,8 +9,8 @@ Then, per model and batch size, on the same NCHW input in [-1, 1]:
 - ONNX Runtime runs the file (intra_op threads = --threads, inter_op 1, sequential, all graph
   optimizations) and PyTorch runs the module (torch.set_num_threads(--threads));
 - convnet loads the same .onnx in bench/profile_forward.c --serve (one process per model and
-  batch, the model loaded once, one untimed forward), with OMP_WAIT_POLICY=passive as the CLI
-  runs, and times one cn_model_forward_multi call per request; it writes its output for the check.
+  batch, the model loaded once, one untimed forward), with GOMP_SPINCOUNT=10000 as the CLI
+  runs (idle threads spin about 0.2 ms, then sleep), and times one cn_model_forward_multi call per request; it writes its output for the check.
 
 All three are interleaved: one call of each per round, --warmup rounds first, then the median of
 --repeat rounds, so that drift in the load of this shared machine hits every engine alike.
@@ -29,8 +29,8 @@ import time
 
 # PyTorch's CPU threads are libgomp's, like convnet's: with the default (active) wait policy, the
 # idle thread spins and, on this oversubscribed shared machine, MobileNetV2 took 3.3 s instead of
-# 0.14 s per forward. Both get the passive policy (set before torch loads libgomp); ORT has its
-# own pool.
+# 0.14 s per forward. PyTorch gets the passive policy (set before torch loads libgomp), convnet
+# the CLI's short spin (ConvnetDriver); ORT has its own pool.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -64,7 +64,7 @@ def parse_args():
                         "$CN_BENCH_DRIVER or build-prof/profile_forward)")
     p.add_argument("--ort-spinning", action="store_true",
                    help="let ORT's idle workers spin (its default); without it they sleep, as "
-                        "convnet's and PyTorch's do with OMP_WAIT_POLICY=passive")
+                        "PyTorch's do with OMP_WAIT_POLICY=passive")
     p.add_argument("--gap-ms", type=float, default=0.0,
                    help="idle time before each engine's call, so that the previous engine's idle "
                         "workers (ORT's spinning ones) have let go of the cores: each engine then "
@@ -145,7 +145,8 @@ class ConvnetDriver:
     def __init__(self, args, onnx_path, x_path, y_path, precision="fp32"):
         cmd = [args.driver, str(onnx_path), "--input", str(x_path), "--output", str(y_path),
                "--threads", str(args.threads), "--serve", "--precision", precision]
-        env = dict(os.environ, OMP_WAIT_POLICY="passive")  # as the CLI runs itself
+        env = dict(os.environ, GOMP_SPINCOUNT="10000")  # as the CLI runs itself
+        env.pop("OMP_WAIT_POLICY", None)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.error = "" if self.proc.stdout.readline().strip() == "ready" else self.close()
@@ -308,7 +309,7 @@ def main():
     load = os.getloadavg()
     print(f"ONNX Runtime {onnxruntime.__version__}, PyTorch {torch.__version__}, "
           f"threads {args.threads}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} for PyTorch "
-          f"(passive for convnet), ORT spinning {'on' if args.ort_spinning else 'off'}, "
+          f"(GOMP_SPINCOUNT=10000 for convnet), ORT spinning {'on' if args.ort_spinning else 'off'}, "
           f"driver {args.driver}, load average {load[0]:.1f} on {os.cpu_count()} cores",
           flush=True)
     print(HEADER, flush=True)

@@ -43,12 +43,14 @@ CN_API int cn_get_threads(void);
 
 /* The arithmetic of inference (cn_model_set_precision). */
 typedef enum cn_precision { CN_PRECISION_FP32 = 0, CN_PRECISION_BF16 = 1 } cn_precision;
-/* Idle OpenMP threads spin by default; on a busy machine (more runnable threads than cores) the
- * spinning steals the cores the working threads need, making training several times slower.
- * libgomp reads OMP_WAIT_POLICY once, when it loads, so a program that wants idle threads to
- * sleep calls this first thing in main with its argv: unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is
- * set, it sets OMP_WAIT_POLICY=passive and re-executes the program (/proc/self/exe) once. When the
- * exec fails it returns and the program runs on with the default. */
+/* Idle OpenMP threads spin for milliseconds by default; on a busy machine (more runnable threads
+ * than cores) the spinning steals the cores the working threads need, making training several
+ * times slower; sleeping at once (OMP_WAIT_POLICY=passive) costs a wake-up between every two
+ * layers instead. libgomp reads its settings once, when it loads, so a program calls this first
+ * thing in main with its argv: unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, it sets
+ * GOMP_SPINCOUNT=10000 (idle threads spin about 0.2 ms, then sleep) and re-executes the program
+ * (/proc/self/exe) once. When the exec fails it returns and the program runs on with the
+ * default. */
 CN_API void cn_prefer_passive_waiting(char **argv);
 
 /* A shape of up to CN_MAX_RANK dimensions, outermost first (NHWC for images). */
