@@ -16,8 +16,8 @@
 3. EfficientNet-Lite0 (convnet only: Keras has no Lite) frozen, average-pool head, 10 epochs.
 
 Times are wall clock on --threads threads (TF: intra-op threads, 1 inter-op thread; convnet:
---threads, OMP_WAIT_POLICY=passive). Feature extraction includes JPEG decoding and resizing on
-both sides. convnet's extraction time is a cold-cache run minus the same run with a warm cache.
+--threads and its own wait policy: idle threads spin about 0.2 ms, then sleep). Feature
+extraction includes JPEG decoding and resizing on both sides. convnet's extraction time is a cold-cache run minus the same run with a warm cache.
 Epoch and step times are medians over epochs of the training pass only (validation excluded);
 Keras' first epoch includes tracing, hence the median.
 
@@ -58,6 +58,10 @@ def parse_args():
                    help="comma-separated seeds: accuracy is reported per seed and averaged")
     p.add_argument("--skip-lite", action="store_true", help="no EfficientNet-Lite0 run")
     p.add_argument("--skip-keras", action="store_true", help="convnet only")
+    p.add_argument("--step-rounds", type=int, default=5,
+                   help="after the accuracy runs, this many interleaved rounds of the fine-tuning "
+                   "phase alone (convnet, then Keras, from the same weights and features) for "
+                   "the step time ratio (0: none)")
     p.add_argument("--resize", choices=("nearest", "bilinear"), default="nearest",
                    help="nearest: Keras load_img's default; bilinear: image_dataset_from_directory"
                    "'s (tf.io.decode_image, tf.image.resize bilinear); convnet gets --resize "
@@ -81,7 +85,7 @@ def convnet_train(args, work, name, base, extra, cache):
            "--out", str(work / f"{name}.cnm"), "--epochs", str(args.epochs),
            "--batch", str(args.batch), "--lr", "1e-3", *convnet_resize(args),
            "--threads", str(args.threads), "--cache", str(cache), "--log", str(log), *extra]
-    env = dict(os.environ, OMP_WAIT_POLICY="passive")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
@@ -104,6 +108,14 @@ def phase(records, name):
 
 def median_seconds(records):
     return statistics.median(r["seconds"] for r in records)
+
+
+def convnet_step_ms(args, work, steps):
+    """One fine-tuning run on the warm feature cache; its median fine-tuning step (ms)."""
+    extra = ["--seed", "1", "--fine-tune", FINE_TUNE_AT, "--fine-tune-epochs",
+             str(args.fine_tune_epochs), "--fine-tune-lr", "1e-4"]
+    _, log = convnet_train(args, work, "step_round", H5, extra, work / "cache")
+    return None if log is None else 1000 * median_seconds(phase(log, "fine-tune")) / steps
 
 
 def convnet_mobilenet(args, work, n_images, steps):
@@ -214,6 +226,29 @@ def keras_setup(args):
     return keras, full
 
 
+def keras_top(keras, full, shape, dense):
+    """The top block on the features at the cut, pretrained, then `dense`; BatchNormalization
+    frozen (inference mode); Adam 1e-4."""
+    x = top_in = keras.Input(shape)
+    for name in TOP_BLOCK:
+        src = full.get_layer(name)
+        layer = src.__class__.from_config(src.get_config())
+        x = layer(x)
+        layer.set_weights(src.get_weights())
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+    top = keras.Model(top_in, dense(keras.layers.GlobalAveragePooling2D()(x)))
+    top.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+    return top
+
+
+def keras_step_ms(keras, full, args, data, steps):
+    """The fine-tuning phase alone, fresh from the pretrained weights; median step (ms)."""
+    _, _, ctr, _, ytr, _ = data
+    keras.utils.set_random_seed(1)
+    top = keras_top(keras, full, ctr.shape[1:], keras.layers.Dense(2, activation="softmax"))
+    return 1000 * fit_timed(keras, top, ctr, ytr, args, args.fine_tune_epochs, 1001) / steps
+
+
 def keras_seed(keras, full, args, data, seed):
     """Head, then fine-tuning of the top block, from the pretrained weights; val accuracies and
     the median epoch times."""
@@ -225,16 +260,7 @@ def keras_seed(keras, full, args, data, seed):
     head.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     head_s = fit_timed(keras, head, ptr, ytr, args, args.epochs, seed)
     head_acc = accuracy(head, pva, yva, args.batch)
-    # The top block on the features at the cut; BatchNormalization frozen (inference mode).
-    x = top_in = keras.Input(ctr.shape[1:])
-    for name in TOP_BLOCK:
-        src = full.get_layer(name)
-        layer = src.__class__.from_config(src.get_config())
-        x = layer(x)
-        layer.set_weights(src.get_weights())
-        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
-    top = keras.Model(top_in, dense(keras.layers.GlobalAveragePooling2D()(x)))
-    top.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+    top = keras_top(keras, full, ctr.shape[1:], dense)
     before = accuracy(top, cva, yva, args.batch)
     if abs(before - head_acc) > 0.0015:  # more than one image apart: the rebuild is wrong
         print(f"warning: Keras top block gives {before} before fine-tuning, head {head_acc}",
@@ -260,7 +286,27 @@ def keras_mobilenet(args, train, val, steps):
         out["seeds"][seed] = (head_acc, ft_acc)
         out.setdefault("head_eps", 1 / head_s)
         out.setdefault("ft_step_ms", 1000 * ft_s / steps)
+    out["step_ms"] = lambda: keras_step_ms(keras, full, args, data, steps)
     return out
+
+
+def step_rounds(args, work, steps, ke):
+    """Interleaved rounds of the fine-tuning phase, convnet then Keras; prints each round and
+    the median ratio."""
+    ratios = []
+    print(f"\nfine-tune step, batch {args.batch}, {args.fine_tune_epochs} epochs per run "
+          f"(median epoch / {steps} steps), {args.threads} threads:", flush=True)
+    for k in range(args.step_rounds):
+        a, b = convnet_step_ms(args, work, steps), ke["step_ms"]()
+        if a is None:
+            return
+        ratios.append(a / b)
+        print(f"  round {k + 1}: convnet {a:.2f} ms, Keras {b:.2f} ms, ratio {a / b:.3f} "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    median = statistics.median(ratios)
+    print(f"bar (issue 12): fine-tune step convnet/Keras median {median:.3f} over "
+          f"{len(ratios)} rounds, range {min(ratios):.3f}-{max(ratios):.3f} (want <= 0.8): "
+          f"{'PASS' if median <= 0.8 else 'FAIL'}")
 
 
 # ---- report --------------------------------------------------------------------------------
@@ -334,11 +380,13 @@ def main():
         cn = convnet_mobilenet(args, work, len(train) + len(val), steps)
         lite = None if args.skip_lite else convnet_lite(args, work)
         ke = None if args.skip_keras else keras_mobilenet(args, train, val, steps)
+        print_table(cn, ke, lite, args)
+        if cn and ke and args.step_rounds > 0:
+            step_rounds(args, work, steps, ke)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"load after: {os.getloadavg()}, {time.perf_counter() - started:.0f} s in all",
           file=sys.stderr)
-    print_table(cn, ke, lite, args)
 
 
 if __name__ == "__main__":
