@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "model/fuse.h"
 #include "ops/ops.h"
+#include "ops/ops_onnx.h"
 #include "testlib.h"
 
 static unsigned rng_state = 12345;
@@ -620,6 +621,58 @@ static void test_fold_padding(void) {
   cn_graph_free(g);
 }
 
+/* Residual Adds move into the convolution before them (Winograd, pointwise and grouped im2col
+ * paths; Keras Add and ONNX Add; the ReLU after the sum folds in too; the sum as the graph
+ * output): the same bits. An Add whose later input is no convolution, or reads a convolution
+ * read elsewhere too, stays. */
+static void test_fold_residual(void) {
+  cn_graph *g = cn_graph_new();
+  cn_input_attrs in = {shape3(16, 16, 8)};
+  int x;
+  CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x));
+  cn_conv2d_attrs wino = {16, 3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_relu(), {0}};
+  cn_conv2d_attrs point = {16, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_linear(), {0}};
+  cn_conv2d_attrs grouped = {16, 3, 3, 1, 1, 1, 1, 2, 0, CN_PAD_SAME, cn_act_linear(), {0}};
+  cn_merge_attrs add = {CN_MERGE_ADD};
+  cn_binary_attrs onnx_add = {.kind = CN_BIN_ADD, .const_operand = CN_CONST_NONE};
+  cn_activation relu = cn_act_relu();
+  int a = add_node(g, &cn_op_conv2d, "a", x, -1, &wino);
+  int b = add_node(g, &cn_op_conv2d, "b", a, -1, &point);
+  int n = add_node(g, &cn_op_merge, "add1", a, b, &add);
+  int r1 = add_node(g, &cn_op_activation, "relu1", n, -1, &relu);
+  wino.act = cn_act_linear();
+  int c = add_node(g, &cn_op_conv2d, "c", r1, -1, &wino);
+  n = add_node(g, &cn_op_binary, "add2", c, r1, &onnx_add); /* the convolution first */
+  int r2 = add_node(g, &cn_op_activation, "relu2", n, -1, &relu);
+  int d = add_node(g, &cn_op_conv2d, "d", r2, -1, &point);
+  int e = add_node(g, &cn_op_activation, "e", r2, -1, &relu);
+  n = add_node(g, &cn_op_merge, "add3", d, e, &add); /* the later input is no convolution */
+  int f = add_node(g, &cn_op_conv2d, "f", n, -1, &point);
+  int twice = add_node(g, &cn_op_merge, "add4", f, f, &add);
+  int h = add_node(g, &cn_op_conv2d, "h", twice, -1, &grouped);
+  add_node(g, &cn_op_merge, "add5", twice, h, &add); /* the output */
+  CHECK_OK(cn_graph_alloc_params(g));
+  fill(g->params, g->n_param_floats);
+  enum { OUT = 2 * 16 * 16 * 16 };
+  static float xv[2 * 16 * 16 * 8], before[OUT], after[OUT];
+  fill(xv, sizeof xv / sizeof xv[0]);
+  CHECK_OK(cn_graph_run(g, 2, (const float *[]){xv}, (float *[]){before}));
+  int nodes = g->n_nodes;
+  CHECK_OK(cn_graph_fold_residual(g));
+  CHECK_OK(cn_graph_fold_activations(g));
+  CHECK(g->n_nodes == nodes - 5);
+  CHECK(cn_graph_find(g, "add1") < 0 && cn_graph_find(g, "relu1") < 0);
+  CHECK(cn_graph_find(g, "add2") < 0 && cn_graph_find(g, "relu2") < 0);
+  CHECK(cn_graph_find(g, "add3") >= 0 && cn_graph_find(g, "add4") >= 0);
+  CHECK(cn_graph_find(g, "add5") < 0 && g->outputs[0] == cn_graph_find(g, "h"));
+  CHECK(g->nodes[cn_graph_find(g, "b")].op == &cn_op_conv2d_add);
+  CHECK(g->nodes[cn_graph_find(g, "c")].inputs[1] == cn_graph_find(g, "b"));
+  CHECK(((const cn_conv2d_attrs *)g->nodes[cn_graph_find(g, "c")].attrs)->act.kind == CN_ACT_RELU);
+  CHECK_OK(cn_graph_run(g, 2, (const float *[]){xv}, (float *[]){after}));
+  CHECK(cn_test_max_abs_diff(before, after, OUT) == 0);
+  cn_graph_free(g);
+}
+
 static void test_fold_activation_output(void) {
   cn_graph *g = cn_graph_new();
   cn_input_attrs in = {cn_shape_make(1, (int64_t[]){6})};
@@ -695,6 +748,7 @@ int main(void) {
   test_registry();
   test_fold_batchnorm();
   test_fold_padding();
+  test_fold_residual();
   test_fold_activation_output();
   test_fold_real_mobilenet();
   return cn_test_finish();

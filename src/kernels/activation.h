@@ -34,9 +34,19 @@ typedef struct cn_activation {
   float threshold;      /* RELU: 0 normally */
   float alpha;          /* ELU alpha */
   int axis;             /* SOFTMAX axis, Keras style including batch: -1 = last */
+  /* Set only for one call of a kernel (a convolution with a residual sum fused in, never in a
+   * layer's attributes): before the activation, every output row y gets the matching row of
+   * `residual`, a tensor of the output's shape whose start pairs with `residual_of`, the
+   * output's start. */
+  const float *residual, *residual_of;
 } cn_activation;
 
 /* Plain activations; use these rather than filling the struct by hand. */
+/* Whether an epilogue with this activation and no bias leaves its input as it is. */
+static inline int cn_act_is_identity(const cn_activation *a) {
+  return a->kind == CN_ACT_LINEAR && !a->residual;
+}
+
 cn_activation cn_act_linear(void);
 cn_activation cn_act_relu(void);
 cn_activation cn_act_relu6(void);

@@ -184,7 +184,7 @@ static void conv_team(const cn_window *w, int64_t filters, int groups, const flo
         cn_gemm_plan_run(&plan, col, kdim, kernel + g * fg, filters, NULL, &linear, out + g * fg,
                          filters);
     }
-    if (groups > 1 && (bias || act->kind != CN_ACT_LINEAR)) {
+    if (groups > 1 && (bias || !cn_act_is_identity(act))) {
 #pragma omp for schedule(static)
       for (int64_t r = 0; r < np; r++) cn_bias_act_row(out + r * filters, filters, bias, act);
     }

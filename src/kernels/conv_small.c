@@ -130,7 +130,7 @@ static void pixel_chunk(const cn_window *w, int64_t filters, const float *x, con
     }
   }
   float *first = y + p0 * filters;
-  if (act->kind == CN_ACT_SOFTMAX)
+  if (act->kind == CN_ACT_SOFTMAX || act->residual)
     for (int r = 0; r < count; r++) cn_bias_act_row(first + r * filters, filters, NULL, act);
   else if (act->kind != CN_ACT_LINEAR)
     cn_act_apply(act, first, (size_t)count * (size_t)filters);

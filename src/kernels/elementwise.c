@@ -32,6 +32,11 @@ void cn_bias_act_row(float *restrict y, int64_t n, const float *restrict bias,
   if (bias)
 #pragma omp simd
     for (int64_t j = 0; j < n; j++) y[j] += bias[j];
+  if (act->residual) {
+    const float *restrict r = act->residual + (y - act->residual_of);
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) y[j] += r[j];
+  }
   if (act->kind == CN_ACT_SOFTMAX)
     softmax_line(y, n, 1);
   else if (act->kind != CN_ACT_LINEAR)
@@ -40,8 +45,7 @@ void cn_bias_act_row(float *restrict y, int64_t n, const float *restrict bias,
 
 void cn_bias_act_rows(float *y, int64_t rows, int64_t cols, int64_t ld, const float *bias,
                       const cn_activation *act, int threads) {
-  int linear = act->kind == CN_ACT_LINEAR;
-  if (!bias && linear) return;
+  if (!bias && cn_act_is_identity(act)) return;
 #pragma omp parallel for num_threads(threads) schedule(static) if (rows * cols > PARALLEL_MIN)
   for (int64_t r = 0; r < rows; r++) cn_bias_act_row(y + r * ld, cols, bias, act);
 }

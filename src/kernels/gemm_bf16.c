@@ -189,7 +189,7 @@ static void rows_times_panels(const uint16_t *x, int64_t ldx, int64_t rows, cons
       tile(x + r0 * ldx, ldx, mr, panel, pairs, y + r0 * ldy + c0, ldy, (int)cols);
     }
   }
-  if (bias || act->kind != CN_ACT_LINEAR) {
+  if (bias || !cn_act_is_identity(act)) {
     int64_t c0 = p0 * NR, c1 = p1 * NR < w->n ? p1 * NR : w->n;
     if (act->kind == CN_ACT_SOFTMAX) c0 = 0, c1 = w->n; /* the caller gives softmax whole rows */
     for (int64_t r = 0; r < rows; r++)

@@ -8,6 +8,7 @@
 #include "core/mem.h"
 #include "kernels/kernels.h"
 #include "ops/ops.h"
+#include "ops/ops_onnx.h"
 
 static int readers(const cn_graph *g, int node) {
   int count = 0;
@@ -24,7 +25,8 @@ static int is_output(const cn_graph *g, int node) {
 
 /* The fused activation of a convolution (or, with dense, a Dense) node; NULL for other ops. */
 static cn_activation *fused_activation(cn_node *n, int dense) {
-  if (n->op == &cn_op_conv2d) return &((cn_conv2d_attrs *)n->attrs)->act;
+  if (n->op == &cn_op_conv2d || n->op == &cn_op_conv2d_add)
+    return &((cn_conv2d_attrs *)n->attrs)->act;
   if (n->op == &cn_op_depthwise) return &((cn_depthwise_attrs *)n->attrs)->act;
   if (dense && n->op == &cn_op_dense) return &((cn_dense_attrs *)n->attrs)->act;
   return NULL;
@@ -185,9 +187,57 @@ cn_status cn_graph_fold_padding(cn_graph *g) {
   return st;
 }
 
+/* Whether node i adds exactly two activations of its own shape, elementwise. */
+static int is_plain_add(const cn_graph *g, int i) {
+  const cn_node *n = &g->nodes[i];
+  if (n->n_inputs != 2) return 0;
+  for (int k = 0; k < 2; k++)
+    if (!cn_shape_equal(&g->nodes[n->inputs[k]].shape, &n->shape)) return 0;
+  if (n->op == &cn_op_merge) return ((const cn_merge_attrs *)n->attrs)->kind == CN_MERGE_ADD;
+  if (n->op != &cn_op_binary) return 0;
+  const cn_binary_attrs *b = n->attrs;
+  return b->kind == CN_BIN_ADD && b->const_operand == CN_CONST_NONE;
+}
+
+/* The convolution that can absorb Add node i, else -1: the later input (the other is computed
+ * by then), a plain Conv2D with a linear activation, read by this Add only. */
+static int residual_foldable(cn_graph *g, int i) {
+  if (!is_plain_add(g, i) || cn_graph_node_shared(g, i)) return -1;
+  const int *in = g->nodes[i].inputs;
+  int p = in[0] > in[1] ? in[0] : in[1];
+  if (in[0] == in[1] || g->nodes[p].op != &cn_op_conv2d || cn_graph_node_shared(g, p)) return -1;
+  return absorbable(g, p, 0) ? p : -1;
+}
+
+cn_status cn_graph_fold_residual(cn_graph *g) {
+  cn_status st = pin_outputs(g);
+  for (int i = 0; st == CN_OK && i < g->n_nodes; i++) {
+    int p = residual_foldable(g, i);
+    if (p < 0) continue;
+    cn_node *conv = &g->nodes[p];
+    const int *in = g->nodes[i].inputs;
+    int *inputs = realloc(conv->inputs, 2 * sizeof *inputs);
+    char *type = cn_strdup(cn_op_conv2d_add.type);
+    if (!inputs || !type) {
+      if (inputs) conv->inputs = inputs;
+      free(type);
+      return cn_fail(CN_ERR_NOMEM, "out of memory folding a residual sum");
+    }
+    inputs[1] = in[0] == p ? in[1] : in[0];
+    conv->inputs = inputs, conv->n_inputs = 2, conv->op = &cn_op_conv2d_add;
+    free(conv->type);
+    conv->type = type;
+    st = remove_node(g, i, p);
+    i--;
+  }
+  return st;
+}
+
 int cn_graph_can_fold(cn_graph *g) {
   for (int i = 0; i < g->n_nodes; i++)
-    if (foldable(g, i) >= 0 || activation_foldable(g, i) || padding_foldable(g, i) >= 0) return 1;
+    if (foldable(g, i) >= 0 || activation_foldable(g, i) || padding_foldable(g, i) >= 0 ||
+        residual_foldable(g, i) >= 0)
+      return 1;
   return 0;
 }
 

@@ -22,6 +22,13 @@ cn_status cn_graph_fold_activations(cn_graph *g);
  * and removes the ZeroPadding2D node. For the inference graph: a training graph keeps it. */
 cn_status cn_graph_fold_padding(cn_graph *g);
 
+/* Moves every two-input Add (Keras Add, ONNX Add of two activations of one shape) into the
+ * later of its inputs when that one is a linear Conv2D read by nothing else: the convolution
+ * takes the other input as its second (cn_op_conv2d_add) and adds it before its activation, and
+ * the Add node is removed. Run before cn_graph_fold_activations, which then moves the ReLU that
+ * followed the Add into the convolution. For the inference graph only (no backward). */
+cn_status cn_graph_fold_residual(cn_graph *g);
+
 /* 1 when a fold above would change the graph (so a caller can skip copying it). */
 int cn_graph_can_fold(cn_graph *g);
 

@@ -104,6 +104,12 @@ void cn_model_set_input_spec(cn_model *m, const cn_input_spec *spec) {
   m->spec = *spec;
 }
 
+/* CONVNET_FOLD_RESIDUAL=0 keeps residual Adds as nodes of their own (to compare). */
+static int fold_residual(void) {
+  const char *v = getenv("CONVNET_FOLD_RESIDUAL");
+  return !v || strcmp(v, "0") != 0;
+}
+
 /* Brings m->inference up to date with the weights: a folded copy, or NULL to run m->graph. */
 static cn_status refresh_inference_graph(cn_model *m) {
   if (m->inference_version == m->graph->weights_version) return CN_OK;
@@ -113,6 +119,7 @@ static cn_status refresh_inference_graph(cn_model *m) {
   if (cn_graph_can_fold(m->graph)) {
     st = cn_graph_clone(m->graph, &m->inference);
     if (st == CN_OK) st = cn_graph_fold_batchnorm(m->inference);
+    if (st == CN_OK && fold_residual()) st = cn_graph_fold_residual(m->inference);
     if (st == CN_OK) st = cn_graph_fold_activations(m->inference);
     if (st == CN_OK) st = cn_graph_fold_padding(m->inference);
     if (st != CN_OK) {

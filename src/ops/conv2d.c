@@ -87,9 +87,10 @@ static const float *winograd_kernel(cn_node *node, int64_t c, int threads) {
 
 /* bf16 products (CN_PRECISION_BF16 at inference) for ungrouped convolutions of patches of at
  * least BF16_MIN_DEPTH values followed by an activation. These stay fp32:
- * - convolutions without an activation: projections into a residual sum and shortcuts, whose
- *   outputs are small differences of large products (in bf16, EfficientNet-Lite0's top-1 changed
- *   on 6 of the 1000 ImageNet samples; with these in fp32, on none);
+ * - convolutions without an activation, or whose output is a residual sum (cn_op_conv2d_add):
+ *   projections into a residual sum and shortcuts, whose outputs are small differences of large
+ *   products (in bf16, EfficientNet-Lite0's top-1 changed on 6 of the 1000 ImageNet samples; with
+ *   these in fp32, on none);
  * - grouped ones, and short patches (a stem over 3 channels), whose register-blocked fp32 kernel
  *   costs less than the rounding;
  * - those Winograd computes: its fp32 products are fewer than im2col's bf16 ones cost;
@@ -99,14 +100,15 @@ static const float *winograd_kernel(cn_node *node, int64_t c, int threads) {
  *   time is reading the weights, use bf16. */
 enum { BF16_MIN_DEPTH = 64 };
 
-static int bf16_applies(const cn_conv2d_attrs *a, const cn_window *w) {
+static int bf16_applies(const cn_conv2d_attrs *a, const cn_window *w, const cn_activation *act) {
   int64_t depth = (int64_t)a->kh * a->kw * w->c;
-  return a->groups == 1 && depth >= BF16_MIN_DEPTH && a->act.kind != CN_ACT_LINEAR &&
-         !cn_winograd_applies(w, a->filters, a->groups) && cn_bf16_native();
+  return a->groups == 1 && depth >= BF16_MIN_DEPTH && act->kind != CN_ACT_LINEAR &&
+         !act->residual && !cn_winograd_applies(w, a->filters, a->groups) && cn_bf16_native();
 }
 
-static int runs_bf16(const cn_conv2d_attrs *a, const cn_window *w, const cn_exec *ex) {
-  return ex->precision == CN_PRECISION_BF16 && !ex->training && bf16_applies(a, w);
+static int runs_bf16(const cn_conv2d_attrs *a, const cn_window *w, const cn_exec *ex,
+                     const cn_activation *act) {
+  return ex->precision == CN_PRECISION_BF16 && !ex->training && bf16_applies(a, w, act);
 }
 
 /* The convolution with activation `act` (the fused one, or linear when the training forward
@@ -116,7 +118,7 @@ static void conv_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const c
   const cn_conv2d_attrs *a = node->attrs;
   cn_window w = conv_window(a, &in[0].shape);
   const float *bias = a->use_bias ? node->params[1].data : NULL;
-  if (runs_bf16(a, &w, ex)) {
+  if (runs_bf16(a, &w, ex, act)) {
     cn_bf16_matrix m;
     if (cn_bf16_kernel(node, (int64_t)a->kh * a->kw * w.c, a->filters, ex->threads, &m)) {
       cn_conv2d_bf16(&w, a->filters, in[0].data, &m, bias, act, out->data, ex->scratch,
@@ -212,7 +214,7 @@ static size_t conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
   const cn_conv2d_attrs *a = node->attrs;
   cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
   cn_window w = conv_window(a, &in);
-  size_t bf16 = g->precision == CN_PRECISION_BF16 && bf16_applies(a, &w)
+  size_t bf16 = g->precision == CN_PRECISION_BF16 && bf16_applies(a, &w, &a->act)
                     ? cn_conv2d_bf16_scratch(&w, a->filters, cn_get_threads())
                     : 0;
   if (cn_conv_small_applies(&w, a->filters, a->groups)) return bf16; /* fp32: registers only */
@@ -235,4 +237,36 @@ const cn_op cn_op_conv2d = {
     .backward = conv_backward,
     .saved = conv_saved,
     .backward_scratch = conv_backward_scratch,
+};
+
+/* ---- Conv2D + Add (inference graphs only) ------------------------------------------------------
+ * A linear convolution whose only reader adds it to another tensor of its shape (a residual
+ * block's last convolution) takes that tensor as its second input and adds it in its epilogue,
+ * before the activation that followed the sum (cn_graph_fold_residual): the output is written
+ * once instead of written, read twice and written again. Each element is (conv + bias) + other,
+ * the sum the Add made, so the result is the same bits. Not a layer a model file can hold: no
+ * registry entry, no backward. */
+static cn_status conv_add_infer(cn_graph *g, cn_node *node) {
+  (void)g;
+  return cn_fail(CN_ERR_UNSUPPORTED, "%s: a fused convolution is made by folding only", node->name);
+}
+
+static void conv_add_forward(cn_node *node, const cn_tensor *in, cn_tensor *out,
+                             const cn_exec *ex) {
+  const cn_conv2d_attrs *a = node->attrs;
+  cn_activation epilogue = a->act;
+  epilogue.residual = in[1].data;
+  epilogue.residual_of = out->data;
+  conv_run(node, in, out, ex, &epilogue);
+}
+
+const cn_op cn_op_conv2d_add = {
+    .type = "Conv2D+Add",
+    .attrs_size = sizeof(cn_conv2d_attrs),
+    .min_inputs = 2,
+    .max_inputs = 2,
+    .infer = conv_add_infer,
+    .forward = conv_add_forward,
+    .scratch = conv_scratch,
+    .release = cn_derived_release,
 };

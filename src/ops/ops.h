@@ -166,6 +166,7 @@ const cn_bf16_matrix *cn_bf16_kernel(cn_node *node, int64_t k, int64_t n, int th
 
 extern const cn_op cn_op_input;          /* InputLayer, cn_input_attrs */
 extern const cn_op cn_op_conv2d;         /* Conv2D, cn_conv2d_attrs */
+extern const cn_op cn_op_conv2d_add;     /* Conv2D + residual Add, cn_conv2d_attrs (folding only) */
 extern const cn_op cn_op_depthwise;      /* DepthwiseConv2D, cn_depthwise_attrs */
 extern const cn_op cn_op_zeropad;        /* ZeroPadding2D, cn_zeropad_attrs */
 extern const cn_op cn_op_maxpool;        /* MaxPooling2D, cn_pool_attrs */

@@ -22,6 +22,7 @@ typedef enum field_kind {
   F_INT_LIST,  /* int[CN_MAX_RANK], of the length held by the int field at count_offset */
   F_I64_LIST,  /* int64_t[CN_MAX_RANK], likewise */
   F_STRUCT,    /* a nested struct, written as an object */
+  F_RUNTIME,   /* a pointer set only while a kernel runs: never written, refused when read */
 } field_kind;
 
 struct layout;
@@ -64,6 +65,8 @@ typedef struct layout {
   { #F, F_I64_LIST, offsetof(S, F), LO, HI, NULL, NULL, offsetof(S, N) }
 #define SUB(S, F, L)                                                                               \
   { #F, F_STRUCT, offsetof(S, F), 0, 0, NULL, &L, 0 }
+#define RUNTIME(S, F)                                                                              \
+  { #F, F_RUNTIME, offsetof(S, F), 0, 0, NULL, NULL, 0 }
 #define LAYOUT(S, FIELDS)                                                                          \
   { #S, sizeof(S), (int)(sizeof FIELDS / sizeof *FIELDS), FIELDS }
 #define NAMES_OF(ARR) ((int)(sizeof ARR / sizeof *ARR) - 1)
@@ -115,7 +118,8 @@ _Static_assert(NAMES_OF(preprocess_names) == CN_PRE_COUNT, "name every preproces
 static const field activation_fields[] = {
     ENUM(cn_activation, kind, act_names), FLT(cn_activation, negative_slope, -BIG, BIG),
     FLT_INF(cn_activation, max_value),    FLT(cn_activation, threshold, -BIG, BIG),
-    FLT(cn_activation, alpha, -BIG, BIG), INT(cn_activation, axis, -CN_MAX_RANK, CN_MAX_RANK)};
+    FLT(cn_activation, alpha, -BIG, BIG), INT(cn_activation, axis, -CN_MAX_RANK, CN_MAX_RANK),
+    RUNTIME(cn_activation, residual),     RUNTIME(cn_activation, residual_of)};
 static const layout activation_layout = LAYOUT(cn_activation, activation_fields);
 
 /* zero unless an inference graph folded a ZeroPadding2D in (never in a saved model) */
@@ -390,6 +394,8 @@ static size_t field_size(const field *f) {
     return CN_MAX_RANK * sizeof(int64_t);
   case F_STRUCT:
     return f->sub->size;
+  case F_RUNTIME:
+    return sizeof(void *);
   default:
     return 4;
   }
@@ -400,6 +406,7 @@ static size_t layout_align(const layout *l);
 static size_t field_align(const field *f) {
   if (f->kind == F_STRUCT) return layout_align(f->sub);
   if (f->kind == F_SHAPE) return _Alignof(cn_shape);
+  if (f->kind == F_RUNTIME) return _Alignof(void *);
   return f->kind == F_I64 || f->kind == F_DOUBLE || f->kind == F_I64_LIST ? 8 : 4;
 }
 
@@ -516,6 +523,8 @@ static cJSON *field_json(const field *f, const char *base) {
     return list_json(f, base);
   case F_STRUCT:
     return struct_json(f->sub, p);
+  case F_RUNTIME:
+    return NULL;
   }
   return NULL;
 }
@@ -523,6 +532,7 @@ static cJSON *field_json(const field *f, const char *base) {
 static cJSON *struct_json(const layout *l, const void *data) {
   cJSON *o = cJSON_CreateObject();
   for (int i = 0; o && i < l->n_fields; i++) {
+    if (l->fields[i].kind == F_RUNTIME) continue;
     cJSON *v = field_json(&l->fields[i], data);
     if (!v) {
       cn_fail(CN_ERR_ARG, "%s.%s: value cannot be saved (out of range)", l->name,
@@ -655,6 +665,8 @@ static cn_status read_field(const field *f, const cJSON *v, const char *where, c
     snprintf(inner, sizeof inner, "%s.%s", where, f->name);
     return struct_from_json(f->sub, v, inner, p);
   }
+  case F_RUNTIME:
+    return bad(where, f->name, "is not an attribute a file can hold");
   }
   return bad(where, f->name, "has an unknown kind");
 }
