@@ -11,7 +11,7 @@
 typedef struct derived {
   int kind;
   const float *kernel;
-  size_t n;
+  size_t n, bytes;
   uint64_t fingerprint;
   void *data;
 } derived;
@@ -37,6 +37,16 @@ void cn_derived_release(cn_node *node) {
   node->cache = NULL;
 }
 
+size_t cn_derived_bytes(const cn_graph *g) {
+  size_t total = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const cn_node *n = &g->nodes[i];
+    if (n->op->release == cn_derived_release && n->cache)
+      total += ((const derived *)n->cache)->bytes;
+  }
+  return total;
+}
+
 const void *cn_derived_weights(cn_node *node, int kind, size_t bytes, cn_derive_fn derive,
                                const void *ctx, int threads) {
   const float *kernel = node->params[0].data;
@@ -59,7 +69,7 @@ const void *cn_derived_weights(cn_node *node, int kind, size_t bytes, cn_derive_
     return NULL;
   }
   derive(node, ctx, data, threads);
-  *d = (derived){kind, kernel, n, print, data};
+  *d = (derived){kind, kernel, n, bytes, print, data};
   node->cache = d;
   return data;
 }

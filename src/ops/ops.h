@@ -156,6 +156,8 @@ typedef void (*cn_derive_fn)(const cn_node *node, const void *ctx, void *dst, in
 const void *cn_derived_weights(cn_node *node, int kind, size_t bytes, cn_derive_fn derive,
                                const void *ctx, int threads);
 void cn_derived_release(cn_node *node);
+/* Bytes of the derived weights the graph's nodes hold now. */
+size_t cn_derived_bytes(const cn_graph *g);
 
 /* The bf16 packing of a Conv2D or Dense kernel seen as a (k x n) matrix (HWIO flattened; Dense is
  * (in, units)), for CN_PRECISION_BF16; NULL when memory is short. */
