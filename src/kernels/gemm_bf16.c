@@ -7,12 +7,21 @@
  * to an even length, so a pair is one 32-bit value to broadcast. Rows and panels past the
  * matrix's edge are zeros.
  *
- * Two micro-kernels compute the same sums: VDPBF16PS where the CPU has AVX512_BF16 (decided at
- * run time, one binary for every x86-64), and otherwise the bf16 values widened to fp32 and
- * multiplied with fp32 arithmetic (half the weight memory traffic of fp32, which is what limits a
- * batch-1 fully connected layer). Every output is one micro-kernel's sum over the whole depth, in
- * the order of k, so results are bitwise the same for any thread count and blocking. */
+ * Three micro-kernels, the best the CPU has, decided at run time (one binary for every x86-64):
+ * - AMX (TDPBF16PS on 16x16 tiles: 16 times VDPBF16PS's products per instruction) where the CPU
+ *   has AMX-BF16 and the kernel lets the process use the tile registers. The panel layout is
+ *   already AMX's: 16 row pairs of a panel are a B tile of 16 columns (64-byte rows, 128 bytes
+ *   apart). Its sums are rounded its own way (not as the pairs below), so its results differ
+ *   from the other two in the last bits, and agree with the exact sum as closely;
+ * - VDPBF16PS where the CPU has AVX512_BF16;
+ * - otherwise the bf16 values widened to fp32 and multiplied with fp32 arithmetic, rounded as
+ *   VDPBF16PS rounds (half the weight memory traffic of fp32, which is what limits a batch-1
+ *   fully connected layer).
+ * Every output is one micro-kernel's sum over the whole depth, in the order of k, each row
+ * independent of the others in its tile, so results are bitwise the same for any thread count,
+ * blocking and batch. */
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,8 +29,14 @@
 #include "kernels/simd.h"
 
 #if defined(__x86_64__) && (defined(__clang__) || __GNUC__ >= 11)
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #define CN_HAVE_BF16_KERNEL 1
+#endif
+#if defined(CN_HAVE_BF16_KERNEL) && defined(__linux__) && (defined(__clang__) || __GNUC__ >= 12)
+#define CN_HAVE_AMX_KERNEL 1
 #endif
 
 enum { NR = CN_BF16_NR, MR = 12, CHUNK_ROWS = 4 * MR, PANEL_GROUP = 4 };
@@ -152,25 +167,141 @@ static void tile_widened(const uint16_t *x, int64_t ldx, int rows, const uint16_
   for (int r = 0; r < rows; r++) memcpy(y + r * ldy, acc + r * NR, (size_t)cols * sizeof *acc);
 }
 
+#ifdef CN_HAVE_AMX_KERNEL
+/* 32 x 32 outputs in four 16 x 16 tiles: C (tmm0..3) += A (tmm4: rows 0-15, tmm5: rows 16-31)
+ * times B (tmm6: columns 0-15, tmm7: columns 16-31), 16 row pairs per step. */
+enum { AMX_ROWS = 32, AMX_PAIRS = 16, AMX_ROW_BYTES = 64 };
+
+typedef struct amx_config {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} amx_config;
+
+/* The tile shapes for ra (1..16) rows in the first A tile and rb (0..16) in the second. Loading a
+ * configuration costs more than a step, so each thread keeps the last one. */
+__attribute__((target("amx-tile"))) static void amx_configure(int ra, int rb) {
+  static _Thread_local int current = -1;
+  if (ra * 64 + rb == current) return;
+  amx_config c = {.palette = 1};
+  const int c_tiles[2][2] = {{0, 1}, {2, 3}}, a_tiles[2] = {4, 5};
+  for (int h = 0; h < 2; h++) {
+    int r = h ? rb : ra;
+    if (!r) continue;
+    c.rows[c_tiles[h][0]] = c.rows[c_tiles[h][1]] = c.rows[a_tiles[h]] = (uint8_t)r;
+    c.colsb[c_tiles[h][0]] = c.colsb[c_tiles[h][1]] = c.colsb[a_tiles[h]] = AMX_ROW_BYTES;
+  }
+  c.rows[6] = c.rows[7] = AMX_PAIRS;
+  c.colsb[6] = c.colsb[7] = AMX_ROW_BYTES;
+  _tile_loadconfig(&c);
+  current = ra * 64 + rb;
+}
+
+/* One step: A rows `a` (lda bytes apart; the second tile 16 rows on), B pair rows `b` (128 bytes
+ * apart). */
+#define AMX_STEP(a, lda, b, two)                                                                   \
+  do {                                                                                             \
+    _tile_loadd(4, (a), (lda));                                                                    \
+    _tile_loadd(6, (b), 4 * NR);                                                                   \
+    _tile_loadd(7, (b) + 2 * AMX_PAIRS, 4 * NR);                                                   \
+    _tile_dpbf16ps(0, 4, 6);                                                                       \
+    _tile_dpbf16ps(1, 4, 7);                                                                       \
+    if (two) {                                                                                     \
+      _tile_loadd(5, (const char *)(a) + 16 * (size_t)(lda), (lda));                               \
+      _tile_dpbf16ps(2, 5, 6);                                                                     \
+      _tile_dpbf16ps(3, 5, 7);                                                                     \
+    }                                                                                              \
+  } while (0)
+
+/* The compilers' tile load and store intrinsics do not tell them which memory they read or write:
+ * a barrier keeps the stores before a load, and the loads after a store, in place. */
+#define AMX_MEMORY_BARRIER() __asm__ volatile("" ::: "memory")
+
+__attribute__((target("amx-tile,amx-bf16"))) static void tile_amx(const uint16_t *x, int64_t ldx,
+                                                                  int rows, const uint16_t *panel,
+                                                                  int64_t pairs, float *y,
+                                                                  int64_t ldy, int cols) {
+  int ra = rows < 16 ? rows : 16, rb = rows - ra;
+  AMX_MEMORY_BARRIER();
+  amx_configure(ra, rb);
+  _tile_zero(0);
+  _tile_zero(1);
+  if (rb) { /* tiles outside the configuration fault */
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  size_t lda = (size_t)ldx * sizeof *x;
+  int64_t full = pairs / AMX_PAIRS * AMX_PAIRS;
+  for (int64_t kk = 0; kk < full; kk += AMX_PAIRS)
+    AMX_STEP(x + 2 * kk, lda, panel + kk * 2 * NR, rb);
+  if (full < pairs) { /* the last pairs through zero-padded copies */
+    uint16_t a[AMX_ROWS * 2 * AMX_PAIRS] = {0}, b[AMX_PAIRS * 2 * NR] = {0};
+    size_t rest = (size_t)(pairs - full) * 2 * sizeof *x;
+    for (int r = 0; r < rows; r++) memcpy(a + r * 2 * AMX_PAIRS, x + r * ldx + 2 * full, rest);
+    memcpy(b, panel + full * 2 * NR, (size_t)(pairs - full) * 2 * NR * sizeof *b);
+    AMX_MEMORY_BARRIER();
+    AMX_STEP(a, AMX_ROW_BYTES, b, rb);
+  }
+  int whole = cols == NR; /* whole tiles go straight to y, partial ones through out */
+  float out[AMX_ROWS * NR], *dst = whole ? y : out;
+  size_t ldd = (size_t)(whole ? ldy : NR) * sizeof(float);
+  _tile_stored(0, dst, ldd);
+  _tile_stored(1, dst + 16, ldd);
+  if (rb) {
+    _tile_stored(2, (char *)dst + 16 * ldd, ldd);
+    _tile_stored(3, (char *)(dst + 16) + 16 * ldd, ldd);
+  }
+  AMX_MEMORY_BARRIER();
+  if (!whole)
+    for (int r = 0; r < rows; r++) memcpy(y + r * ldy, out + r * NR, (size_t)cols * sizeof *out);
+}
+
+/* Linux hands out the tile registers' state only to processes that ask for it. */
+static int amx_usable(void) {
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+  if (!(d & (1u << 22)) || !(d & (1u << 24))) return 0; /* AMX-BF16, AMX-TILE */
+  enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+  return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+#endif
+
 typedef void (*tile_fn)(const uint16_t *, int64_t, int, const uint16_t *, int64_t, float *, int64_t,
                         int);
 
-int cn_bf16_native(void) {
+static int best_kernel = CN_BF16_WIDENED;
+static pthread_once_t best_once = PTHREAD_ONCE_INIT;
+
+static void find_best_kernel(void) {
 #ifdef CN_HAVE_BF16_KERNEL
-  const char *widen = getenv("CONVNET_BF16_WIDEN"); /* 1: the other micro-kernel (tests) */
-  if (widen && strcmp(widen, "1") == 0) return 0;
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16") != 0;
-#else
-  return 0;
+  if (__builtin_cpu_supports("avx512bf16")) best_kernel = CN_BF16_DPBF16;
+#endif
+#ifdef CN_HAVE_AMX_KERNEL
+  const char *amx = getenv("CONVNET_BF16_AMX"); /* 0: VDPBF16PS instead (comparisons) */
+  if (!(amx && strcmp(amx, "0") == 0) && amx_usable()) best_kernel = CN_BF16_AMX;
 #endif
 }
 
-static tile_fn pick_tile(int native) {
-#ifdef CN_HAVE_BF16_KERNEL
-  if (native) return tile_dpbf16;
+int cn_bf16_native(void) {
+  const char *widen = getenv("CONVNET_BF16_WIDEN"); /* 1: the fp32 micro-kernel (tests) */
+  if (widen && strcmp(widen, "1") == 0) return CN_BF16_WIDENED;
+  pthread_once(&best_once, find_best_kernel);
+  return best_kernel;
+}
+
+/* The micro-kernel for `native` and the rows it takes at once. */
+static tile_fn pick_tile(int native, int *mr) {
+  *mr = MR;
+#ifdef CN_HAVE_AMX_KERNEL
+  if (native == CN_BF16_AMX) {
+    *mr = AMX_ROWS;
+    return tile_amx;
+  }
 #endif
-  (void)native;
+#ifdef CN_HAVE_BF16_KERNEL
+  if (native != CN_BF16_WIDENED) return tile_dpbf16;
+#endif
   return tile_widened;
 }
 
@@ -179,13 +310,14 @@ static tile_fn pick_tile(int native) {
 static void rows_times_panels(const uint16_t *x, int64_t ldx, int64_t rows, const cn_bf16_matrix *w,
                               int64_t p0, int64_t p1, const float *bias, const cn_activation *act,
                               float *y, int64_t ldy) {
-  tile_fn tile = pick_tile(w->native);
+  int step;
+  tile_fn tile = pick_tile(w->native, &step);
   int64_t pairs = cn_bf16_row_len(w->k) / 2;
   for (int64_t p = p0; p < p1; p++) {
     const uint16_t *panel = w->data + p * pairs * 2 * NR;
     int64_t c0 = p * NR, cols = w->n - c0 < NR ? w->n - c0 : NR;
-    for (int64_t r0 = 0; r0 < rows; r0 += MR) {
-      int mr = rows - r0 < MR ? (int)(rows - r0) : MR;
+    for (int64_t r0 = 0; r0 < rows; r0 += step) {
+      int mr = rows - r0 < step ? (int)(rows - r0) : step;
       tile(x + r0 * ldx, ldx, mr, panel, pairs, y + r0 * ldy + c0, ldy, (int)cols);
     }
   }

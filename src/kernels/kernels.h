@@ -77,8 +77,10 @@ enum { CN_BF16_NR = 32 }; /* columns per packed panel */
 uint16_t cn_bf16_from_float(float f);
 void cn_bf16_convert(const float *x, int64_t n, uint16_t *dst); /* n values */
 float cn_bf16_to_float(uint16_t h);
-/* 1 when the products run on VDPBF16PS (the CPU has AVX512_BF16), 0 when they widen to fp32
- * (other CPUs, or CONVNET_BF16_WIDEN=1). */
+/* The micro-kernel the products run on: AMX tiles (the CPU has AMX-BF16 and the OS grants the
+ * tile state; CONVNET_BF16_AMX=0 declines them), VDPBF16PS (AVX512_BF16), or the values widened
+ * to fp32 (other CPUs, or CONVNET_BF16_WIDEN=1). Non-zero: the CPU multiplies bf16 itself. */
+enum { CN_BF16_WIDENED = 0, CN_BF16_DPBF16 = 1, CN_BF16_AMX = 2 };
 int cn_bf16_native(void);
 /* A (k x n) weight matrix in bf16, packed for the micro-kernels; native as cn_bf16_native said
  * when it was packed. */

@@ -91,19 +91,25 @@ static const float *winograd_kernel(cn_node *node, int64_t c, int threads) {
  *   projections into a residual sum and shortcuts, whose outputs are small differences of large
  *   products (in bf16, EfficientNet-Lite0's top-1 changed on 6 of the 1000 ImageNet samples; with
  *   these in fp32, on none);
- * - grouped ones, and short patches (a stem over 3 channels), whose register-blocked fp32 kernel
- *   costs less than the rounding;
- * - those Winograd computes: its fp32 products are fewer than im2col's bf16 ones cost;
+ * - grouped ones, short patches, and patches of fewer than BF16_MIN_CHANNELS channels (a stem
+ *   over 3 channels), whose fp32 kernels cost less than rounding the patches (ResNet50's 7x7
+ *   stem: 24 ms in bf16 on AMX, 18 ms in fp32, batch 8);
+ * - those Winograd computes, but on AMX: its fp32 products are fewer than im2col's VDPBF16PS
+ *   ones cost (Winograd's own products in bf16 were tried: its transforms amplify the rounding,
+ *   5 % of the output's magnitude against im2col's 0.24 %), while AMX tiles multiply 16 times
+ *   as much per instruction;
  * - all of them on CPUs without AVX512_BF16: widened to fp32, bf16 products are fp32 products
  *   plus the widening, and a convolution's time is in its arithmetic, not its weights (measured:
  *   VGG16 at batch 1 took 1.1 to 1.2 times fp32's time so); there only Dense layers, whose batch-1
  *   time is reading the weights, use bf16. */
-enum { BF16_MIN_DEPTH = 64 };
+enum { BF16_MIN_DEPTH = 64, BF16_MIN_CHANNELS = 8 };
 
 static int bf16_applies(const cn_conv2d_attrs *a, const cn_window *w, const cn_activation *act) {
   int64_t depth = (int64_t)a->kh * a->kw * w->c;
-  return a->groups == 1 && depth >= BF16_MIN_DEPTH && act->kind != CN_ACT_LINEAR &&
-         !act->residual && !cn_winograd_applies(w, a->filters, a->groups) && cn_bf16_native();
+  int kernel = cn_bf16_native();
+  return a->groups == 1 && depth >= BF16_MIN_DEPTH && w->c >= BF16_MIN_CHANNELS &&
+         act->kind != CN_ACT_LINEAR && !act->residual && kernel != CN_BF16_WIDENED &&
+         (kernel == CN_BF16_AMX || !cn_winograd_applies(w, a->filters, a->groups));
 }
 
 static int runs_bf16(const cn_conv2d_attrs *a, const cn_window *w, const cn_exec *ex,
