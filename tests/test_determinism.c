@@ -273,7 +273,8 @@ int main(void) {
   test_plan();
   test_convolutions();
   test_winograd(1, 28, 32, 64);
-  test_winograd(2, 15, 16, 24);
+  test_winograd(2, 15, 16, 24);   /* few tiles: the threads share each block */
+  test_winograd(1, 40, 256, 264); /* a large transformed kernel: shared blocks, the last partial */
   test_depthwise(56, 32, 1, 1);
   test_depthwise(56, 32, 2, 1);
   test_depthwise(28, 24, 1, 2);

@@ -161,6 +161,8 @@ static void test_winograd(void) {
   }
   /* Many tiles: several blocks per thread, the last one partial. */
   worst = fmax(worst, run_winograd_case(100, winograd_window(2, 96, 57, 61, 1), 67));
+  /* A large transformed kernel: the threads share each block (team mode). */
+  worst = fmax(worst, run_winograd_case(101, winograd_window(1, 256, 21, 23, 1), 264));
   printf("winograd F(4x4,3x3): worst error %.2g of the output magnitude\n", worst);
   /* Not taken: strides, few channels, few tiles, other kernel sizes. */
   cn_window w = winograd_window(1, 64, 40, 40, 1);

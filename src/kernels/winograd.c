@@ -8,11 +8,15 @@
  * on the kernel transformed once: OpenBLAS would repack the transformed kernel on every one of
  * the 36 calls per block, which cost more than the arithmetic at these sizes.
  *
- * Layouts: transformed kernel U[36][cin][filters rounded up to 16, zero-padded]; per block of
- * tiles (rounded up to 6, the extra rows zero) V[36][rows][cin] and M[36][rows][filters16].
+ * Layouts: transformed kernel U[36][filters / 16, rounded up][cin][16] (zero-padded): each strip
+ * of 16 filters that a product reads is contiguous, so it streams in order (one strip read row by
+ * row across cin, 2 KB apart, missed the prefetchers: half the products' time on Intel); per
+ * block of tiles (rounded up to PRODUCT_ROWS, the extra rows zero) V[36][rows][cin] and
+ * M[36][rows][filters16].
  * Threads take whole blocks with their own scratch slice. */
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -30,6 +34,17 @@ enum { WINO_BUDGET = 1 << 20, WINO_SLICE = CN_WINO_SLICE, MIN_TILES = 12 };
  * channels) of bounded size. */
 enum { MIN_TOTAL_TILES = 24, MIN_CHANNELS = 8, MAX_KERNEL_FLOATS = 1 << 24, MAX_BLOCK_TILES = 48 };
 enum { MIN_TILES_PER_WORKER = 24 };
+/* Team mode (wino_team): from this size of U on, and at most this many tiles a block. */
+#ifndef CN_TEAM_MAX_TILES
+#define CN_TEAM_MAX_TILES 96
+#endif
+enum { TEAM_KERNEL_FLOATS = 1 << 21, TEAM_MAX_TILES = CN_TEAM_MAX_TILES };
+/* Tiles per product micro-kernel call (block rows are a multiple of it). */
+#ifdef __AVX512F__
+enum { PRODUCT_ROWS = 12 };
+#else
+enum { PRODUCT_ROWS = ROWS };
+#endif
 
 static int64_t round_up(int64_t n, int64_t to) {
   return (n + to - 1) / to * to;
@@ -70,7 +85,7 @@ static int64_t per_tile(const cn_window *w, int64_t filters) {
 }
 static int64_t fixed_floats(const cn_window *w, int64_t filters) {
   return 2 * POINTS * w->c + (SPAN * TILE + TILE * TILE) * filters +
-         (ROWS - 1) * per_tile(w, filters);
+         (PRODUCT_ROWS - 1) * per_tile(w, filters);
 }
 
 /* Room for two workers' blocks of block_tiles (more threads share it and get fewer workers). */
@@ -143,27 +158,60 @@ static void kernel_1d(const float *in, int64_t is, float *out, int64_t os, int64
   })
 }
 
+/* Where the strip of filters [f0, f0 + 16) starts within a point's U. */
+static int64_t strip_offset(int64_t c, int64_t f0) {
+  return f0 * c;
+}
+
 void cn_winograd_transform_kernel(const float *kernel, int64_t c, int64_t filters, float *u,
                                   int threads) {
   int64_t tap = c * filters, ld = round_up(filters, COLS); /* HWIO: a tap is (c, filters) */
   memset(u, 0, cn_winograd_kernel_floats(c, filters) * sizeof(float));
 #pragma omp parallel for num_threads(threads) schedule(static) if (c * filters > 4096)
   for (int64_t ci = 0; ci < c; ci++) {
-    float tmp[SPAN * 3 * 512]; /* (G g) for a chunk of filters: [6][3][chunk] */
-    for (int64_t f0 = 0; f0 < filters; f0 += 512) {
-      int64_t nf = filters - f0 < 512 ? filters - f0 : 512;
+    float tmp[SPAN * 3 * COLS]; /* (G g) for one strip of filters: [6][3][16] */
+    for (int64_t f0 = 0; f0 < filters; f0 += COLS) {
+      int64_t nf = filters - f0 < COLS ? filters - f0 : COLS;
       const float *g = kernel + ci * filters + f0;
+      float *strip = u + strip_offset(c, f0) + ci * COLS;
       for (int kx = 0; kx < 3; kx++) kernel_1d(g + kx * tap, 3 * tap, tmp + kx * nf, 3 * nf, nf);
       for (int i = 0; i < SPAN; i++)
-        kernel_1d(tmp + i * 3 * nf, nf, u + (i * SPAN * c + ci) * ld + f0, c * ld, nf);
+        kernel_1d(tmp + i * 3 * nf, nf, strip + i * SPAN * c * ld, c * ld, nf);
     }
   }
 }
 
 /* ---- the products ---------------------------------------------------------------------- */
 
+#ifdef __AVX512F__
+/* With 512-bit registers (the build's CPU has AVX-512): 12 tiles x 16 filters, one register
+ * each, so that the FMA units always have 12 independent sums (6 rows of 256-bit halves used
+ * half of the two 512-bit FMA ports Intel's cores have). */
+typedef float v16f __attribute__((vector_size(64)));
+
+static inline v16f load16(const float *p) {
+  v16f v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static void product_rows(const float *restrict v, int64_t c, const float *restrict u, int64_t ldu,
+                         float *restrict m, int64_t ldm) {
+  v16f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0};
+  v16f s6 = {0}, s7 = {0}, s8 = {0}, s9 = {0}, s10 = {0}, s11 = {0};
+  for (int64_t i = 0; i < c; i++, u += ldu) {
+    v16f w = load16(u);
+    s0 += v[i] * w, s1 += v[c + i] * w, s2 += v[2 * c + i] * w, s3 += v[3 * c + i] * w;
+    s4 += v[4 * c + i] * w, s5 += v[5 * c + i] * w, s6 += v[6 * c + i] * w;
+    s7 += v[7 * c + i] * w, s8 += v[8 * c + i] * w, s9 += v[9 * c + i] * w;
+    s10 += v[10 * c + i] * w, s11 += v[11 * c + i] * w;
+  }
+  v16f all[PRODUCT_ROWS] = {s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11};
+  for (int r = 0; r < PRODUCT_ROWS; r++) memcpy(m + r * ldm, &all[r], sizeof all[r]);
+}
+#else
 /* m[r][0..16) = sum_i v[r][i] * u[i][0..16) for 6 rows r (v rows c apart, m rows ldm apart). */
-static void product_6x16(const float *restrict v, int64_t c, const float *restrict u, int64_t ldu,
+static void product_rows(const float *restrict v, int64_t c, const float *restrict u, int64_t ldu,
                          float *restrict m, int64_t ldm) {
   v8f a0 = {0}, b0 = {0}, a1 = {0}, b1 = {0}, a2 = {0}, b2 = {0};
   v8f a3 = {0}, b3 = {0}, a4 = {0}, b4 = {0}, a5 = {0}, b5 = {0};
@@ -184,16 +232,17 @@ static void product_6x16(const float *restrict v, int64_t c, const float *restri
   store8(m, a4), store8(m + 8, b4), m += ldm;
   store8(m, a5), store8(m + 8, b5);
 }
+#endif
 
-/* M[p] = V[p] * U[p] for the 36 points of a block of `rows` (a multiple of 6) tiles. */
+/* M[p] = V[p] * U[p] for the 36 points of a block of `rows` (a multiple of PRODUCT_ROWS) tiles. */
 static void block_products(const float *v, const float *u, float *m, int64_t rows, int64_t c,
                            int64_t ld) {
   for (int p = 0; p < POINTS; p++) {
     const float *vp = v + p * rows * c, *up = u + p * c * ld;
     float *mp = m + p * rows * ld;
     for (int64_t f0 = 0; f0 < ld; f0 += COLS)
-      for (int64_t r0 = 0; r0 < rows; r0 += ROWS)
-        product_6x16(vp + r0 * c, c, up + f0, ld, mp + r0 * ld + f0, ld);
+      for (int64_t r0 = 0; r0 < rows; r0 += PRODUCT_ROWS)
+        product_rows(vp + r0 * c, c, up + strip_offset(c, f0), COLS, mp + r0 * ld + f0, ld);
   }
 }
 
@@ -259,8 +308,8 @@ static void output_tile(const wino_ctx *cx, int64_t t, const float *m, int64_t r
 /* Tiles [t0, t0 + nt) through the transforms and the products; cap: the block size the worker's
  * buffers were laid out for. */
 static void wino_block(const wino_ctx *cx, int64_t t0, int64_t nt, float *work, int64_t cap) {
-  int64_t c = cx->w->c, f = cx->filters, ld = cx->ld, rows = round_up(nt, ROWS);
-  int64_t cap_rows = round_up(cap, ROWS);
+  int64_t c = cx->w->c, f = cx->filters, ld = cx->ld, rows = round_up(nt, PRODUCT_ROWS);
+  int64_t cap_rows = round_up(cap, PRODUCT_ROWS);
   float *v = work, *m = v + POINTS * cap_rows * c, *patch = m + POINTS * cap_rows * ld;
   float *tmp = patch + POINTS * c, *otmp = tmp + POINTS * c, *out = otmp + SPAN * TILE * f;
   for (int64_t s = 0; s < nt; s++) input_tile(cx, t0 + s, v, rows, s, patch, tmp);
@@ -270,21 +319,12 @@ static void wino_block(const wino_ctx *cx, int64_t t0, int64_t nt, float *work, 
   for (int64_t s = 0; s < nt; s++) output_tile(cx, t0 + s, m, rows, s, otmp, out);
 }
 
-void cn_winograd_conv(const cn_window *w, int64_t filters, const float *x, const float *u,
-                      const float *bias, const cn_activation *act, float *y, float *scratch,
-                      int threads) {
-  wino_ctx cx = {w,
-                 filters,
-                 round_up(filters, COLS),
-                 (w->ow + TILE - 1) / TILE,
-                 (w->oh + TILE - 1) / TILE,
-                 x,
-                 u,
-                 bias,
-                 act,
-                 y};
+/* Worker mode: blocks of tiles over the workers, each worker in its slice of scratch with the
+ * products' kernel streaming through its own caches. */
+static void wino_workers(const wino_ctx *cx, float *scratch, int64_t scratch_floats, int threads) {
+  const cn_window *w = cx->w;
+  int64_t filters = cx->filters;
   int64_t tiles = tile_count(w), unit = per_tile(w, filters), fixed = fixed_floats(w, filters);
-  int64_t scratch_floats = (int64_t)cn_winograd_scratch(w, filters);
   int64_t workers = threads < 1 ? 1 : threads;
   if (tiles < MIN_TILES_PER_WORKER * workers) workers = 1;
   int64_t want = block_tiles(w, filters);
@@ -301,8 +341,93 @@ void cn_winograd_conv(const cn_window *w, int64_t filters, const float *x, const
     float *work = scratch + omp_get_thread_num() * slice;
 #pragma omp for schedule(static)
     for (int64_t t0 = 0; t0 < tiles; t0 += nt)
-      wino_block(&cx, t0, tiles - t0 < nt ? tiles - t0 : nt, work, nt);
+      wino_block(cx, t0, tiles - t0 < nt ? tiles - t0 : nt, work, nt);
   }
+}
+
+/* Team mode, for few tiles or a large transformed kernel: every thread works on each block, the
+ * transforms split by tiles and the products by (point, strip of filters), so each thread reads
+ * its share of U once per block instead of all of it (a 512 -> 512 layer's U is 36 MB). */
+static int64_t team_thread_floats(const cn_window *w, int64_t filters) {
+  return 2 * POINTS * w->c + (SPAN * TILE + TILE * TILE) * filters;
+}
+
+/* Tiles per team block that the scratch holds (a multiple of PRODUCT_ROWS, or every tile), or 0. */
+static int64_t team_block(const cn_window *w, int64_t filters, int64_t scratch_floats,
+                          int threads) {
+  int64_t unit = per_tile(w, filters), tiles = tile_count(w);
+  int64_t room = scratch_floats - threads * team_thread_floats(w, filters);
+  int64_t cap = room / unit / PRODUCT_ROWS * PRODUCT_ROWS;
+  if (cap > TEAM_MAX_TILES) cap = TEAM_MAX_TILES;
+  if (cap >= tiles) return round_up(tiles, PRODUCT_ROWS) * unit <= room ? tiles : cap;
+  return cap;
+}
+
+static void wino_team(const wino_ctx *cx, float *scratch, int64_t cap, int threads) {
+  const cn_window *w = cx->w;
+  int64_t c = w->c, ld = cx->ld, tiles = tile_count(w), cap_rows = round_up(cap, PRODUCT_ROWS);
+  int64_t blocks = (tiles + cap - 1) / cap, nt = (tiles + blocks - 1) / blocks;
+  int64_t strips = ld / COLS, items = POINTS * strips;
+  float *v = scratch, *m = v + POINTS * cap_rows * c, *mine = m + POINTS * cap_rows * ld;
+#pragma omp parallel num_threads(threads)
+  {
+    float *patch = mine + omp_get_thread_num() * team_thread_floats(w, cx->filters);
+    float *tmp = patch + POINTS * c, *otmp = tmp + POINTS * c;
+    float *out = otmp + SPAN * TILE * cx->filters;
+    for (int64_t t0 = 0; t0 < tiles; t0 += nt) {
+      int64_t n = tiles - t0 < nt ? tiles - t0 : nt, rows = round_up(n, PRODUCT_ROWS);
+#pragma omp for schedule(static)
+      for (int64_t s = 0; s < rows; s++) {
+        if (s < n) {
+          input_tile(cx, t0 + s, v, rows, s, patch, tmp);
+        } else { /* the padding rows of the last row group */
+          for (int p = 0; p < POINTS; p++)
+            memset(v + (p * rows + s) * c, 0, (size_t)c * sizeof(float));
+        }
+      }
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < items; i++) {
+        int64_t p = i / strips, f0 = i % strips * COLS;
+        const float *vp = v + p * rows * c, *up = cx->u + p * c * ld + strip_offset(c, f0);
+        float *mp = m + p * rows * ld + f0;
+        for (int64_t r0 = 0; r0 < rows; r0 += PRODUCT_ROWS)
+          product_rows(vp + r0 * c, c, up, COLS, mp + r0 * ld, ld);
+      }
+#pragma omp for schedule(static)
+      for (int64_t s = 0; s < n; s++) output_tile(cx, t0 + s, m, rows, s, otmp, out);
+    }
+  }
+}
+
+/* Team mode where threads would otherwise idle (too few tiles for each its own blocks) or each
+ * stream a large U. */
+static int use_team(const cn_window *w, int64_t filters, int threads) {
+  if (threads < 2) return 0;
+  const char *mode = getenv("CONVNET_WINO_TEAM");
+  if (mode) return strcmp(mode, "1") == 0;
+  return tile_count(w) < MIN_TILES_PER_WORKER * threads ||
+         (int64_t)cn_winograd_kernel_floats(w->c, filters) > TEAM_KERNEL_FLOATS;
+}
+
+void cn_winograd_conv(const cn_window *w, int64_t filters, const float *x, const float *u,
+                      const float *bias, const cn_activation *act, float *y, float *scratch,
+                      int threads) {
+  wino_ctx cx = {w,
+                 filters,
+                 round_up(filters, COLS),
+                 (w->ow + TILE - 1) / TILE,
+                 (w->oh + TILE - 1) / TILE,
+                 x,
+                 u,
+                 bias,
+                 act,
+                 y};
+  int64_t scratch_floats = (int64_t)cn_winograd_scratch(w, filters);
+  int64_t cap = use_team(w, filters, threads) ? team_block(w, filters, scratch_floats, threads) : 0;
+  if (cap > 0)
+    wino_team(&cx, scratch, cap, threads);
+  else
+    wino_workers(&cx, scratch, scratch_floats, threads);
 }
 
 /* ---- the kernel gradient: F(3x3, 4x4), the forward's algorithm transposed ---------------------
