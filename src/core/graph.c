@@ -536,7 +536,9 @@ cn_status cn_graph_run(cn_graph *g, int batch, const float *const *inputs, float
   cn_exec ex = {.batch = batch,
                 .threads = cn_get_threads(),
                 .scratch = g->plan->scratch,
-                .precision = g->precision};
+                .precision = g->precision,
+                .weights_version = g->weights_version,
+                .versioned_weights = g->versioned_weights};
   cn_tensor in[CN_MAX_NODE_INPUTS];
   for (int i = 0; i < g->n_nodes; i++) {
     cn_node *n = &g->nodes[i];

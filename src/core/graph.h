@@ -89,6 +89,8 @@ typedef struct cn_graph {
   /* The arithmetic cn_graph_run asks of the ops (cn_exec.precision); set with
    * cn_graph_set_precision, which drops a plan sized for the other one. */
   cn_precision precision;
+  /* 1: every write of the weights bumps weights_version (cn_exec.versioned_weights). */
+  int versioned_weights;
 } cn_graph;
 
 cn_graph *cn_graph_new(void);

@@ -27,6 +27,10 @@ typedef struct cn_exec {
   /* Inference only (a training forward is fp32): CN_PRECISION_BF16 lets Conv2D and Dense multiply
    * bf16-rounded weights and inputs with fp32 sums. Ops that do not read it stay fp32. */
   cn_precision precision;
+  /* The graph's weights_version, and whether every write of its weights bumps it (a model's
+   * graphs): then weights derived from them are checked against the version, not the values. */
+  int weights_version;
+  int versioned_weights;
 } cn_exec;
 
 /* The global index of element 0 of a batch tensor of n elements (see first_sample). */

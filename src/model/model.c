@@ -128,6 +128,10 @@ static cn_status refresh_inference_graph(cn_model *m) {
       return st;
     }
   }
+  /* The model's loaders and trainers bump weights_version on every write; the inference copy is
+   * private, rebuilt when they do. */
+  m->graph->versioned_weights = 1;
+  if (m->inference) m->inference->versioned_weights = 1;
   m->inference_version = m->graph->weights_version;
   return CN_OK;
 }

@@ -79,10 +79,10 @@ static void transform_winograd(const cn_node *node, const void *ctx, void *dst, 
 
 /* The transformed kernel for these weights, or NULL when memory is short (forward then falls
  * back to im2col, which needs no extra memory). */
-static const float *winograd_kernel(cn_node *node, int64_t c, int threads) {
+static const float *winograd_kernel(cn_node *node, int64_t c, const cn_exec *ex) {
   const cn_conv2d_attrs *a = node->attrs;
   size_t bytes = cn_winograd_kernel_floats(c, a->filters) * sizeof(float);
-  return cn_derived_weights(node, CN_DERIVED_WINOGRAD, bytes, transform_winograd, &c, threads);
+  return cn_derived_weights(node, CN_DERIVED_WINOGRAD, bytes, transform_winograd, &c, ex);
 }
 
 /* bf16 products (CN_PRECISION_BF16 at inference) for ungrouped convolutions of patches of at
@@ -126,7 +126,7 @@ static void conv_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const c
   const float *bias = a->use_bias ? node->params[1].data : NULL;
   if (runs_bf16(a, &w, ex, act)) {
     cn_bf16_matrix m;
-    if (cn_bf16_kernel(node, (int64_t)a->kh * a->kw * w.c, a->filters, ex->threads, &m)) {
+    if (cn_bf16_kernel(node, (int64_t)a->kh * a->kw * w.c, a->filters, ex, &m)) {
       cn_conv2d_bf16(&w, a->filters, in[0].data, &m, bias, act, out->data, ex->scratch,
                      ex->threads);
       return;
@@ -138,7 +138,7 @@ static void conv_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const c
     return;
   }
   if (cn_winograd_applies(&w, a->filters, a->groups)) {
-    const float *u = winograd_kernel(node, w.c, ex->threads);
+    const float *u = winograd_kernel(node, w.c, ex);
     if (u) {
       cn_winograd_conv(&w, a->filters, in[0].data, u, bias, act, out->data, ex->scratch,
                        ex->threads);

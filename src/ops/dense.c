@@ -33,7 +33,7 @@ static void dense_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const 
   const float *bias = a->use_bias ? node->params[1].data : NULL;
   cn_bf16_matrix m;
   if (ex->precision == CN_PRECISION_BF16 && !ex->training &&
-      cn_bf16_kernel(node, features, a->units, ex->threads, &m)) {
+      cn_bf16_kernel(node, features, a->units, ex, &m)) {
     cn_bf16_gemm(rows, in[0].data, features, &m, bias, act, out->data, a->units,
                  (uint16_t *)ex->scratch, ex->threads);
     return;

@@ -149,19 +149,21 @@ size_t cn_fused_saved(const cn_graph *g, const cn_node *node, int batch, const c
 
 /* Weights derived from node->params[0] (src/ops/derived.c): a Winograd transform, a bf16 packing.
  * Returns the cached `bytes` of the given kind, derived again (derive(node, ctx, dst, threads))
- * when the kernel buffer or its values changed since; NULL when memory is short (the caller then
- * runs without). One derived form per node at a time; op->release is cn_derived_release. */
+ * when the kernel buffer or its values changed since (values are re-checked on every run, or
+ * only when the graph's weights_version moved where ex->versioned_weights); NULL when memory is
+ * short (the caller then runs without). One derived form per node at a time; op->release is
+ * cn_derived_release. */
 enum { CN_DERIVED_WINOGRAD = 1, CN_DERIVED_BF16 };
 typedef void (*cn_derive_fn)(const cn_node *node, const void *ctx, void *dst, int threads);
 const void *cn_derived_weights(cn_node *node, int kind, size_t bytes, cn_derive_fn derive,
-                               const void *ctx, int threads);
+                               const void *ctx, const cn_exec *ex);
 void cn_derived_release(cn_node *node);
 /* Bytes of the derived weights the graph's nodes hold now. */
 size_t cn_derived_bytes(const cn_graph *g);
 
 /* The bf16 packing of a Conv2D or Dense kernel seen as a (k x n) matrix (HWIO flattened; Dense is
  * (in, units)), for CN_PRECISION_BF16; NULL when memory is short. */
-const cn_bf16_matrix *cn_bf16_kernel(cn_node *node, int64_t k, int64_t n, int threads,
+const cn_bf16_matrix *cn_bf16_kernel(cn_node *node, int64_t k, int64_t n, const cn_exec *ex,
                                      cn_bf16_matrix *out);
 
 /* ---- the operators ------------------------------------------------------------------------ */
