@@ -1,6 +1,6 @@
-/* Eight floats as one value: GCC/Clang vector extensions, so accumulators live in registers (one
- * AVX register each, or two SSE ones) whatever the -march. Loads and stores go through memcpy,
- * so they need no alignment. Shared by the hand-blocked kernels. */
+/* Eight (or sixteen) floats as one value: GCC/Clang vector extensions, so accumulators live in
+ * registers (one AVX register each, or two SSE ones) whatever the -march. Loads and stores go
+ * through memcpy, so they need no alignment. Shared by the hand-blocked kernels. */
 #ifndef CN_KERNELS_SIMD_H
 #define CN_KERNELS_SIMD_H
 
@@ -16,6 +16,15 @@ static inline v8f load8(const float *p) {
 
 static inline void store8(float *p, v8f v) {
   memcpy(p, &v, sizeof v);
+}
+
+/* Sixteen floats: one AVX-512 register, for kernels built where the CPU has them. */
+typedef float v16f __attribute__((vector_size(64)));
+
+static inline v16f load16(const float *p) {
+  v16f v;
+  memcpy(&v, p, sizeof v);
+  return v;
 }
 
 #endif

@@ -187,14 +187,6 @@ void cn_winograd_transform_kernel(const float *kernel, int64_t c, int64_t filter
 /* With 512-bit registers (the build's CPU has AVX-512): 12 tiles x 16 filters, one register
  * each, so that the FMA units always have 12 independent sums (6 rows of 256-bit halves used
  * half of the two 512-bit FMA ports Intel's cores have). */
-typedef float v16f __attribute__((vector_size(64)));
-
-static inline v16f load16(const float *p) {
-  v16f v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
 static void product_rows(const float *restrict v, int64_t c, const float *restrict u, int64_t ldu,
                          float *restrict m, int64_t ldm) {
   v16f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, s4 = {0}, s5 = {0};
