@@ -87,10 +87,10 @@ static const float *winograd_kernel(cn_node *node, int64_t c, const cn_exec *ex)
 
 /* bf16 products (CN_PRECISION_BF16 at inference) for ungrouped convolutions of patches of at
  * least BF16_MIN_DEPTH values followed by an activation. These stay fp32:
- * - convolutions without an activation, or whose output is a residual sum (cn_op_conv2d_add):
- *   projections into a residual sum and shortcuts, whose outputs are small differences of large
- *   products (in bf16, EfficientNet-Lite0's top-1 changed on 6 of the 1000 ImageNet samples; with
- *   these in fp32, on none);
+ * - convolutions with neither an activation nor a residual sum (cn_op_conv2d_add): shortcut
+ *   projections and projections into a block's output (with every linear convolution in bf16,
+ *   EfficientNet-Lite0's top-1 changed on 6 of the 1000 ImageNet samples; with those into a
+ *   residual sum in bf16 and these fp32, on 0 with AMX and 1 with VDPBF16PS);
  * - grouped ones, short patches, and patches of fewer than BF16_MIN_CHANNELS channels (a stem
  *   over 3 channels), whose fp32 kernels cost less than rounding the patches (ResNet50's 7x7
  *   stem: 24 ms in bf16 on AMX, 18 ms in fp32, batch 8);
@@ -104,17 +104,19 @@ static const float *winograd_kernel(cn_node *node, int64_t c, const cn_exec *ex)
  *   time is reading the weights, use bf16. */
 enum { BF16_MIN_DEPTH = 64, BF16_MIN_CHANNELS = 8 };
 
-static int bf16_applies(const cn_conv2d_attrs *a, const cn_window *w, const cn_activation *act) {
+static int bf16_applies(const cn_conv2d_attrs *a, const cn_window *w, cn_act_kind act,
+                        int residual) {
   int64_t depth = (int64_t)a->kh * a->kw * w->c;
   int kernel = cn_bf16_native();
   return a->groups == 1 && depth >= BF16_MIN_DEPTH && w->c >= BF16_MIN_CHANNELS &&
-         act->kind != CN_ACT_LINEAR && !act->residual && kernel != CN_BF16_WIDENED &&
+         (act != CN_ACT_LINEAR || residual) && kernel != CN_BF16_WIDENED &&
          (kernel == CN_BF16_AMX || !cn_winograd_applies(w, a->filters, a->groups));
 }
 
 static int runs_bf16(const cn_conv2d_attrs *a, const cn_window *w, const cn_exec *ex,
                      const cn_activation *act) {
-  return ex->precision == CN_PRECISION_BF16 && !ex->training && bf16_applies(a, w, act);
+  return ex->precision == CN_PRECISION_BF16 && !ex->training &&
+         bf16_applies(a, w, act->kind, act->residual != NULL);
 }
 
 /* The convolution with activation `act` (the fused one, or linear when the training forward
@@ -220,7 +222,8 @@ static size_t conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
   const cn_conv2d_attrs *a = node->attrs;
   cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
   cn_window w = conv_window(a, &in);
-  size_t bf16 = g->precision == CN_PRECISION_BF16 && bf16_applies(a, &w, &a->act)
+  int residual = node->op == &cn_op_conv2d_add;
+  size_t bf16 = g->precision == CN_PRECISION_BF16 && bf16_applies(a, &w, a->act.kind, residual)
                     ? cn_conv2d_bf16_scratch(&w, a->filters, cn_get_threads())
                     : 0;
   if (cn_conv_small_applies(&w, a->filters, a->groups)) return bf16; /* fp32: registers only */
