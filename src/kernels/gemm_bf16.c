@@ -279,7 +279,10 @@ typedef void (*tile_fn)(const uint16_t *, int64_t, int, const uint16_t *, int64_
 static int best_kernel = CN_BF16_WIDENED;
 static pthread_once_t best_once = PTHREAD_ONCE_INIT;
 
+/* Read once: cn_bf16_native is asked for every layer of every forward. */
 static void find_best_kernel(void) {
+  const char *widen = getenv("CONVNET_BF16_WIDEN"); /* 1: the fp32 micro-kernel (tests) */
+  if (widen && strcmp(widen, "1") == 0) return;
 #ifdef CN_HAVE_BF16_KERNEL
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512bf16")) best_kernel = CN_BF16_DPBF16;
@@ -291,8 +294,6 @@ static void find_best_kernel(void) {
 }
 
 int cn_bf16_native(void) {
-  const char *widen = getenv("CONVNET_BF16_WIDEN"); /* 1: the fp32 micro-kernel (tests) */
-  if (widen && strcmp(widen, "1") == 0) return CN_BF16_WIDENED;
   pthread_once(&best_once, find_best_kernel);
   return best_kernel;
 }

@@ -227,15 +227,19 @@ static void product_rows(const float *restrict v, int64_t c, const float *restri
 #endif
 
 /* M[p] = V[p] * U[p] for the 36 points of a block of `rows` (a multiple of PRODUCT_ROWS) tiles. */
+/* Point p's product for the strip of filters [f0, f0 + 16), over the block's `rows` tiles. */
+static void strip_product(const float *v, const float *u, float *m, int64_t rows, int64_t c,
+                          int64_t ld, int p, int64_t f0) {
+  const float *vp = v + p * rows * c, *up = u + p * c * ld + strip_offset(c, f0);
+  float *mp = m + p * rows * ld + f0;
+  for (int64_t r0 = 0; r0 < rows; r0 += PRODUCT_ROWS)
+    product_rows(vp + r0 * c, c, up, COLS, mp + r0 * ld, ld);
+}
+
 static void block_products(const float *v, const float *u, float *m, int64_t rows, int64_t c,
                            int64_t ld) {
-  for (int p = 0; p < POINTS; p++) {
-    const float *vp = v + p * rows * c, *up = u + p * c * ld;
-    float *mp = m + p * rows * ld;
-    for (int64_t f0 = 0; f0 < ld; f0 += COLS)
-      for (int64_t r0 = 0; r0 < rows; r0 += PRODUCT_ROWS)
-        product_rows(vp + r0 * c, c, up + strip_offset(c, f0), COLS, mp + r0 * ld + f0, ld);
-  }
+  for (int p = 0; p < POINTS; p++)
+    for (int64_t f0 = 0; f0 < ld; f0 += COLS) strip_product(v, u, m, rows, c, ld, p, f0);
 }
 
 /* ---- the convolution ------------------------------------------------------------------------ */
@@ -378,13 +382,8 @@ static void wino_team(const wino_ctx *cx, float *scratch, int64_t cap, int threa
         }
       }
 #pragma omp for schedule(static)
-      for (int64_t i = 0; i < items; i++) {
-        int64_t p = i / strips, f0 = i % strips * COLS;
-        const float *vp = v + p * rows * c, *up = cx->u + p * c * ld + strip_offset(c, f0);
-        float *mp = m + p * rows * ld + f0;
-        for (int64_t r0 = 0; r0 < rows; r0 += PRODUCT_ROWS)
-          product_rows(vp + r0 * c, c, up, COLS, mp + r0 * ld, ld);
-      }
+      for (int64_t i = 0; i < items; i++)
+        strip_product(v, cx->u, m, rows, c, ld, (int)(i / strips), i % strips * COLS);
 #pragma omp for schedule(static)
       for (int64_t s = 0; s < n; s++) output_tile(cx, t0 + s, m, rows, s, otmp, out);
     }
