@@ -176,27 +176,31 @@ static void test_winograd(void) {
   CHECK(!cn_winograd_applies(&w, 64, 1));
 }
 
-/* Conv2D through the operator: the Winograd kernel cache follows weights changed in place. */
+/* Conv2D through the operator: the derived kernels (Winograd's for 8 images, 200 tiles; the panels
+ * for one, 25 tiles) follow weights changed in place, with batch sizes alternating. */
 static void test_conv_op_cache(void) {
   cn_conv2d_attrs a = {.filters = 24, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 1, .dw = 1};
   a.groups = 1, a.use_bias = 1, a.padding = CN_PAD_SAME, a.act = cn_act_relu();
-  cn_window w = winograd_window(1, 16, 20, 20, 1);
-  size_t nx = 20 * 20 * 16, nk = 9 * 16 * 24, ny = 20 * 20 * 24;
+  cn_window w8 = winograd_window(8, 16, 20, 20, 1);
+  size_t nx = 8 * 20 * 20 * 16, nk = 9 * 16 * 24, ny = 8 * 20 * 20 * 24;
   float *x = random_floats(nx), *k = random_floats(nk), *bias = random_floats(24);
   float *y = malloc(ny * sizeof(float)), *ref = malloc(ny * sizeof(float));
-  float *scratch = malloc(cn_winograd_scratch(&w, 24) * sizeof(float) + 4 * (1 << 20));
+  float *scratch = malloc(cn_winograd_scratch(&w8, 24) * sizeof(float) + 4 * (1 << 20));
   cn_node node = {.name = "conv", .op = &cn_op_conv2d, .attrs = &a, .n_params = 2};
   node.params[0].data = k, node.params[1].data = bias;
   node.params[0].shape = (cn_shape){4, {3, 3, 16, 24}}; /* the cache reads the kernel's size */
-  cn_tensor in = {{4, {1, 20, 20, 16}}, x}, out = {{4, {1, 20, 20, 24}}, y};
-  cn_exec ex = {.batch = 1, .threads = 2, .scratch = scratch};
-  for (int round = 0; round < 3; round++) {
-    if (round == 1) k[nk / 2] += 0.5f; /* one weight changes */
-    if (round == 2) k[0] = k[1], k[1] = 0.25f;
+  CHECK(cn_winograd_applies(&w8, 24, 1));
+  for (int round = 0; round < 6; round++) {
+    int64_t batch = round % 2 ? 8 : 1;
+    if (round == 2) k[nk / 2] += 0.5f; /* one weight changes */
+    if (round == 5) k[0] = k[1], k[1] = 0.25f;
+    cn_tensor in = {{4, {batch, 20, 20, 16}}, x}, out = {{4, {batch, 20, 20, 24}}, y};
+    cn_exec ex = {.batch = (int)batch, .threads = 2, .scratch = scratch};
     cn_op_conv2d.forward(&node, &in, &out, &ex);
     CHECK(node.cache != NULL);
+    cn_window w = winograd_window(batch, 16, 20, 20, 1);
     ref_conv(&w, 24, 1, x, k, bias, ref);
-    check_close("conv op cache", round, y, ref, ny);
+    check_close("conv op cache", round, y, ref, (size_t)(batch * 20 * 20 * 24));
   }
   cn_op_conv2d.release(&node);
   CHECK(node.cache == NULL);
@@ -314,6 +318,105 @@ static void test_gemm(void) {
   }
 }
 
+/* The product against packed panels: k across several slices and not a multiple of them, columns
+ * past the last full panel, rows past the last full strip, a residual sum; the same bits for one
+ * and two threads and for each row computed alone. */
+static void test_panels_gemm(void) {
+  int64_t sizes[][3] = {{1, 4096, 70}, {49, 600, 512}, {197, 300, 77}, {13, 1, 9}, {300, 65, 48}};
+  for (int id = 0; id < 5; id++) {
+    int64_t m = sizes[id][0], k = sizes[id][1], n = sizes[id][2];
+    float *x = random_floats((size_t)(m * k)), *w = random_floats((size_t)(k * n));
+    float *bias = random_floats((size_t)n), *other = random_floats((size_t)(m * n));
+    float *packed = malloc(cn_panels_floats(k, n) * sizeof(float));
+    float *y1 = malloc((size_t)(m * n) * sizeof(float)),
+          *y2 = malloc((size_t)(m * n) * sizeof(float));
+    float *ref = malloc((size_t)(m * n) * sizeof(float)), *row = malloc((size_t)n * sizeof(float));
+    cn_panels_pack(w, n, k, n, packed);
+    cn_panels p = {packed, k, n};
+    cn_activation act = cn_act_relu();
+    act.residual = other, act.residual_of = y1;
+    cn_panels_gemm(m, x, k, &p, bias, &act, y1, n, 1);
+    act.residual_of = y2;
+    cn_panels_gemm(m, x, k, &p, bias, &act, y2, n, 2);
+    CHECK(memcmp(y1, y2, (size_t)(m * n) * sizeof(float)) == 0);
+    int alone = 1;
+    for (int64_t r = 0; r < m; r++) {
+      act.residual_of = row - r * n; /* row r's residual */
+      cn_panels_gemm(1, x + r * k, k, &p, bias, &act, row, n, 2);
+      alone &= memcmp(row, y1 + r * n, (size_t)n * sizeof(float)) == 0;
+      for (int64_t j = 0; j < n; j++) {
+        double acc = 0;
+        for (int64_t i = 0; i < k; i++) acc += (double)x[r * k + i] * w[i * n + j];
+        ref[r * n + j] = (float)fmax(acc + bias[j] + other[r * n + j], 0);
+      }
+    }
+    CHECK(alone);
+    check_close("panels", id, y1, ref, (size_t)(m * n));
+    free(x), free(w), free(bias), free(other), free(packed), free(y1), free(y2), free(ref),
+        free(row);
+  }
+}
+
+/* Convolutions on panels against the direct sum: pointwise, padded and strided windows, worker
+ * tiles (many pixels) and team tiles (few pixels, a deep patch). */
+static void test_conv2d_panels(void) {
+  cn_window cases[] = {
+      {.batch = 2, .ih = 9, .iw = 7, .c = 70, .oh = 9, .ow = 7, .kh = 1, .kw = 1},
+      {.batch = 1,
+       .ih = 7,
+       .iw = 7,
+       .c = 96,
+       .oh = 7,
+       .ow = 7,
+       .kh = 3,
+       .kw = 3,
+       .pad_top = 1,
+       .pad_left = 1},
+      {.batch = 3,
+       .ih = 30,
+       .iw = 31,
+       .c = 20,
+       .oh = 15,
+       .ow = 15,
+       .kh = 3,
+       .kw = 3,
+       .sh = 2,
+       .sw = 2},
+      {.batch = 2,
+       .ih = 40,
+       .iw = 40,
+       .c = 64,
+       .oh = 40,
+       .ow = 40,
+       .kh = 3,
+       .kw = 3,
+       .pad_top = 1,
+       .pad_left = 1},
+  };
+  int64_t filters[] = {40, 130, 64, 33};
+  for (int id = 0; id < 4; id++) {
+    cn_window w = cases[id];
+    if (!w.sh) w.sh = w.sw = 1;
+    w.dh = w.dw = 1;
+    int64_t f = filters[id], kdim = w.kh * w.kw * w.c;
+    size_t nx = (size_t)(w.batch * w.ih * w.iw * w.c), ny = (size_t)(w.batch * w.oh * w.ow * f);
+    float *x = random_floats(nx), *k = random_floats((size_t)(kdim * f)), *bias = random_floats(f);
+    float *packed = malloc(cn_panels_floats(kdim, f) * sizeof(float));
+    float *y1 = malloc(ny * sizeof(float)), *y2 = malloc(ny * sizeof(float));
+    float *ref = malloc(ny * sizeof(float));
+    float *scratch = malloc((cn_conv2d_scratch(&w, f, 1) + 1) * sizeof(float));
+    cn_panels_pack(k, f, kdim, f, packed);
+    cn_panels p = {packed, kdim, f};
+    cn_activation relu = cn_act_relu();
+    cn_conv2d_panels(&w, f, x, &p, bias, &relu, y1, scratch, 1);
+    cn_conv2d_panels(&w, f, x, &p, bias, &relu, y2, scratch, 2);
+    CHECK(memcmp(y1, y2, ny * sizeof(float)) == 0);
+    ref_conv(&w, f, 1, x, k, bias, ref);
+    check_close("conv2d panels", id, y2, ref, ny);
+    free(x), free(k), free(bias), free(packed), free(y1), free(y2), free(ref), free(scratch);
+  }
+}
+
 static void test_softmax_and_scale(void) {
   int64_t outer = 3, n = 7, inner = 5, total = outer * n * inner;
   float *x = random_floats((size_t)total), *y = malloc((size_t)total * sizeof(float));
@@ -350,6 +453,8 @@ int main(void) {
   test_depthwise();
   test_pooling();
   test_gemm();
+  test_panels_gemm();
+  test_conv2d_panels();
   test_softmax_and_scale();
   return cn_test_finish();
 }

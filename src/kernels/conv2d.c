@@ -213,6 +213,54 @@ void cn_conv2d(const cn_window *w, int64_t filters, int groups, const float *x, 
   conv_team(w, filters, groups, x, kernel, bias, act, y, scratch, &t);
 }
 
+/* ---- fp32 products against panels packed once: the same tiles ---------------------------------
+ */
+
+static void conv_panels_workers(const cn_window *w, int64_t filters, const float *x,
+                                const cn_panels *k, const float *bias, const cn_activation *act,
+                                float *y, float *scratch, const tiling *t) {
+  int64_t pixels = w->batch * w->oh * w->ow, kdim = patch_size(w, 1);
+  int64_t me = omp_get_thread_num(), slice = t->tile_pixels * kdim;
+  if (me >= t->workers) return;
+  float *col = scratch + me * slice;
+  for (int64_t i = me; i < t->tiles; i += t->workers) {
+    int64_t p0 = i * t->tile_pixels,
+            np = pixels - p0 < t->tile_pixels ? pixels - p0 : t->tile_pixels;
+    im2col(w, x, 0, w->c, p0, np, col);
+    cn_panels_gemm_serial(np, col, kdim, k, bias, act, y + p0 * filters, filters);
+  }
+}
+
+static void conv_panels_team(const cn_window *w, int64_t filters, const float *x,
+                             const cn_panels *k, const float *bias, const cn_activation *act,
+                             float *y, float *col, const tiling *t, int threads) {
+  int64_t pixels = w->batch * w->oh * w->ow, kdim = patch_size(w, 1);
+  for (int64_t p0 = 0; p0 < pixels; p0 += t->tile_pixels) {
+    int64_t np = pixels - p0 < t->tile_pixels ? pixels - p0 : t->tile_pixels;
+#pragma omp for schedule(static)
+    for (int64_t q = 0; q < np; q += UNFOLD_CHUNK)
+      im2col(w, x, 0, w->c, p0 + q, np - q < UNFOLD_CHUNK ? np - q : UNFOLD_CHUNK, col + q * kdim);
+    cn_panels_gemm_team(np, col, kdim, k, bias, act, y + p0 * filters, filters, threads);
+  }
+}
+
+void cn_conv2d_panels(const cn_window *w, int64_t filters, const float *x, const cn_panels *k,
+                      const float *bias, const cn_activation *act, float *y, float *scratch,
+                      int threads) {
+  if (is_pointwise(w)) {
+    cn_panels_gemm(w->batch * w->oh * w->ow, x, w->c, k, bias, act, y, filters, threads);
+    return;
+  }
+  tiling t = plan_tiles(w, filters, 1, threads);
+  if (!t.team) {
+#pragma omp parallel num_threads(t.workers > 1 ? (int)t.workers : 1) if (t.workers > 1)
+    conv_panels_workers(w, filters, x, k, bias, act, y, scratch, &t);
+    return;
+  }
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  conv_panels_team(w, filters, x, k, bias, act, y, scratch, &t, threads);
+}
+
 /* ---- bf16 products (CN_PRECISION_BF16): the same tiles, unfolded straight into bf16 rows ---- */
 
 /* im2col into bf16 rows of cn_bf16_row_len(kdim) values (half the floats of the fp32 tile, so

@@ -69,6 +69,28 @@ void cn_gemm_plan_run(const cn_gemm_plan *p, const float *x, int64_t ldx, const 
                       int64_t ldw, const float *bias, const cn_activation *act, float *y,
                       int64_t ldy);
 
+/* ---- fp32 products against weights packed once (src/kernels/gemm_panels.c) ----
+ * The (k x n) weights in panels of cn_panels_cols() columns (cn_panels_floats floats, zero-padded
+ * past n), packed by cn_panels_pack; y(m, n) = act(x(m, k) * w + bias), the activation
+ * elementwise (not softmax). Each output is the same chain of multiply-adds whatever the thread
+ * count or m, so a row's result does not depend on the rows beside it. cn_panels_gemm_team is a
+ * worksharing loop: call it from every thread of a parallel region; cn_panels_gemm_serial runs on
+ * the calling thread alone. */
+typedef struct cn_panels {
+  const float *data;
+  int64_t k, n;
+} cn_panels;
+int cn_panels_cols(void);
+size_t cn_panels_floats(int64_t k, int64_t n);
+void cn_panels_pack(const float *w, int64_t ldw, int64_t k, int64_t n, float *dst);
+void cn_panels_gemm(int64_t m, const float *x, int64_t ldx, const cn_panels *w, const float *bias,
+                    const cn_activation *act, float *y, int64_t ldy, int threads);
+void cn_panels_gemm_team(int64_t m, const float *x, int64_t ldx, const cn_panels *w,
+                         const float *bias, const cn_activation *act, float *y, int64_t ldy,
+                         int threads);
+void cn_panels_gemm_serial(int64_t m, const float *x, int64_t ldx, const cn_panels *w,
+                           const float *bias, const cn_activation *act, float *y, int64_t ldy);
+
 /* ---- bfloat16 products (src/kernels/gemm_bf16.c) ---- */
 
 enum { CN_BF16_NR = 32 }; /* columns per packed panel */
@@ -110,6 +132,11 @@ size_t cn_conv2d_scratch(const cn_window *w, int64_t filters, int groups);
 void cn_conv2d(const cn_window *w, int64_t filters, int groups, const float *x, const float *kernel,
                const float *bias, const cn_activation *act, float *y, float *scratch, int threads);
 
+/* The same, ungrouped, with the kernel in fp32 panels (k = kh*kw*c rows, filters columns); scratch
+ * holds cn_conv2d_scratch(w, filters, 1) floats. */
+void cn_conv2d_panels(const cn_window *w, int64_t filters, const float *x, const cn_panels *k,
+                      const float *bias, const cn_activation *act, float *y, float *scratch,
+                      int threads);
 /* The same with the kernel packed as bf16 (k = kh*kw*c rows, filters columns; ungrouped):
  * patches rounded to bf16 as they are unfolded, fp32 sums. scratch holds cn_conv2d_bf16_scratch
  * floats for `threads` threads. */
@@ -123,6 +150,7 @@ void cn_conv2d_bf16(const cn_window *w, int64_t filters, const float *x, const c
  * floats; scratch holds cn_winograd_scratch floats. Agrees with the direct sum within ~1e-6
  * relative to the output magnitude for unit-scale data. */
 int cn_winograd_applies(const cn_window *w, int64_t filters, int groups);
+int64_t cn_winograd_tiles(const cn_window *w); /* 4x4 output tiles over the batch */
 size_t cn_winograd_kernel_floats(int64_t c, int64_t filters);
 void cn_winograd_transform_kernel(const float *kernel, int64_t c, int64_t filters, float *u,
                                   int threads);

@@ -74,6 +74,10 @@ int cn_winograd_applies(const cn_window *w, int64_t filters, int groups) {
   return tile_count(w) >= MIN_TOTAL_TILES;
 }
 
+int64_t cn_winograd_tiles(const cn_window *w) {
+  return tile_count(w);
+}
+
 size_t cn_winograd_kernel_floats(int64_t c, int64_t filters) {
   return (size_t)(POINTS * c * round_up(filters, COLS));
 }

@@ -85,6 +85,32 @@ static const float *winograd_kernel(cn_node *node, int64_t c, const cn_exec *ex)
   return cn_derived_weights(node, CN_DERIVED_WINOGRAD, bytes, transform_winograd, &c, ex);
 }
 
+/* fp32 products on the kernel packed once into panels (cn_panels_gemm): ungrouped convolutions
+ * that Winograd does not take, with an elementwise activation. */
+static int panels_mode(void) {
+  const char *mode = getenv("CONVNET_PANELS");
+  return mode ? atoi(mode) : 1;
+}
+
+/* Winograd in a forward pass: where it applies, and, when the panels are there to take the rest,
+ * over at least PANELS_MAX_TILES tiles. Fewer tiles do not amortise reading the transformed kernel
+ * (4x the weights) once per block: im2col on the panels was faster (measured, 2 threads, Intel
+ * Xeon, against Winograd from 24 tiles on: ResNet50 batch 1 0.90x the time with a limit of 64,
+ * InceptionV3 batch 1 0.95x with 64 and 0.95x again with 100; ResNet50's 28x28 layers at batch
+ * 1, 49 tiles, 0.74 to 0.84x the time each; at batch 8, Winograd stays 1.5 to 2x faster). */
+enum { PANELS_MAX_TILES = 96 };
+
+static int winograd_forward(const cn_conv2d_attrs *a, const cn_window *w) {
+  return cn_winograd_applies(w, a->filters, a->groups) &&
+         (!panels_mode() || cn_winograd_tiles(w) >= PANELS_MAX_TILES);
+}
+
+static int panels_applies(const cn_conv2d_attrs *a, const cn_window *w, cn_act_kind act) {
+  int64_t depth = (int64_t)a->kh * a->kw * w->c;
+  return panels_mode() && a->groups == 1 && act != CN_ACT_SOFTMAX && depth > CN_CONV_SMALL_K &&
+         !winograd_forward(a, w);
+}
+
 /* bf16 products (CN_PRECISION_BF16 at inference) for ungrouped convolutions of patches of at
  * least BF16_MIN_DEPTH values followed by an activation. These stay fp32:
  * - convolutions with neither an activation nor a residual sum (cn_op_conv2d_add): shortcut
@@ -110,13 +136,25 @@ static int bf16_applies(const cn_conv2d_attrs *a, const cn_window *w, cn_act_kin
   int kernel = cn_bf16_native();
   return a->groups == 1 && depth >= BF16_MIN_DEPTH && w->c >= BF16_MIN_CHANNELS &&
          (act != CN_ACT_LINEAR || residual) && kernel != CN_BF16_WIDENED &&
-         (kernel == CN_BF16_AMX || !cn_winograd_applies(w, a->filters, a->groups));
+         (kernel == CN_BF16_AMX || !winograd_forward(a, w));
 }
 
 static int runs_bf16(const cn_conv2d_attrs *a, const cn_window *w, const cn_exec *ex,
                      const cn_activation *act) {
   return ex->precision == CN_PRECISION_BF16 && !ex->training &&
          bf16_applies(a, w, act->kind, act->residual != NULL);
+}
+
+static int run_panels(cn_node *node, const cn_window *w, const cn_tensor *in, cn_tensor *out,
+                      const cn_exec *ex, const cn_activation *act) {
+  const cn_conv2d_attrs *a = node->attrs;
+  cn_panels k;
+  if (!panels_applies(a, w, act->kind) ||
+      !cn_panels_kernel(node, (int64_t)a->kh * a->kw * w->c, a->filters, ex, &k))
+    return 0;
+  cn_conv2d_panels(w, a->filters, in[0].data, &k, a->use_bias ? node->params[1].data : NULL, act,
+                   out->data, ex->scratch, ex->threads);
+  return 1;
 }
 
 /* The convolution with activation `act` (the fused one, or linear when the training forward
@@ -134,12 +172,13 @@ static void conv_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const c
       return;
     }
   }
+  if (run_panels(node, &w, in, out, ex, act)) return;
   if (cn_conv_small_applies(&w, a->filters, a->groups)) {
     cn_conv_small(&w, a->filters, in[0].data, node->params[0].data, bias, act, out->data,
                   ex->threads);
     return;
   }
-  if (cn_winograd_applies(&w, a->filters, a->groups)) {
+  if (winograd_forward(a, &w)) {
     const float *u = winograd_kernel(node, w.c, ex);
     if (u) {
       cn_winograd_conv(&w, a->filters, in[0].data, u, bias, act, out->data, ex->scratch,
@@ -226,10 +265,14 @@ static size_t conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
   size_t bf16 = g->precision == CN_PRECISION_BF16 && bf16_applies(a, &w, a->act.kind, residual)
                     ? cn_conv2d_bf16_scratch(&w, a->filters, cn_get_threads())
                     : 0;
+  if (panels_applies(a, &w, a->act.kind)) {
+    size_t panels = cn_conv2d_scratch(&w, a->filters, 1);
+    if (panels > bf16) bf16 = panels;
+  }
   if (cn_conv_small_applies(&w, a->filters, a->groups)) return bf16; /* fp32: registers only */
   size_t im2col = cn_conv2d_scratch(&w, a->filters, a->groups);
   if (bf16 > im2col) im2col = bf16;
-  if (!cn_winograd_applies(&w, a->filters, a->groups)) return im2col;
+  if (!winograd_forward(a, &w)) return im2col;
   size_t wino = cn_winograd_scratch(&w, a->filters);
   return wino > im2col ? wino : im2col;
 }

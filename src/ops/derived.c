@@ -17,7 +17,12 @@ typedef struct derived {
   uint64_t fingerprint;
   int version; /* the graph's weights_version when last checked */
   void *data;
+  struct derived *next;
 } derived;
+
+/* Forms kept per node: a layer whose batch sizes alternate between two paths (Winograd for a full
+ * batch, the panels for a short last one) keeps both instead of deriving one again each batch. */
+enum { MAX_FORMS = 2 };
 
 /* Position-weighted sums of the bit patterns: any single change, or a swap, changes it. Reading
  * the kernel once costs far less than the convolution that reads it too. */
@@ -33,19 +38,40 @@ static uint64_t kernel_fingerprint(const float *k, size_t n) {
   return plain * 0x9E3779B97F4A7C15ull ^ weighted;
 }
 
-void cn_derived_release(cn_node *node) {
-  derived *d = node->cache;
-  if (d) cn_free_aligned(d->data);
+static void free_form(derived *d) {
+  cn_free_aligned(d->data);
   free(d);
+}
+
+void cn_derived_release(cn_node *node) {
+  for (derived *d = node->cache, *next; d; d = next) {
+    next = d->next;
+    free_form(d);
+  }
   node->cache = NULL;
+}
+
+/* Unlinks and frees the form of this kind, or else the last one once the node holds MAX_FORMS. */
+static void make_room(cn_node *node, int kind) {
+  derived **at = (derived **)&node->cache, **last = NULL;
+  int count = 0;
+  for (; *at; at = &(*at)->next, count++) {
+    if ((*at)->kind == kind) break;
+    last = at;
+  }
+  if (!*at && count < MAX_FORMS) return;
+  if (!*at) at = last;
+  derived *gone = *at;
+  *at = gone->next;
+  free_form(gone);
 }
 
 size_t cn_derived_bytes(const cn_graph *g) {
   size_t total = 0;
   for (int i = 0; i < g->n_nodes; i++) {
     const cn_node *n = &g->nodes[i];
-    if (n->op->release == cn_derived_release && n->cache)
-      total += ((const derived *)n->cache)->bytes;
+    if (n->op->release == cn_derived_release)
+      for (const derived *d = n->cache; d; d = d->next) total += d->bytes;
   }
   return total;
 }
@@ -56,7 +82,8 @@ const void *cn_derived_weights(cn_node *node, int kind, size_t bytes, cn_derive_
   size_t n = (size_t)cn_shape_numel(&node->params[0].shape);
   int threads = ex->threads;
   derived *d = node->cache;
-  int same_buffer = d && d->kind == kind && d->kernel == kernel && d->n == n;
+  while (d && d->kind != kind) d = d->next;
+  int same_buffer = d && d->kernel == kernel && d->n == n;
   if (same_buffer && ex->versioned_weights && d->version == ex->weights_version) return d->data;
   uint64_t print = kernel_fingerprint(kernel, n);
   if (same_buffer) {
@@ -67,7 +94,7 @@ const void *cn_derived_weights(cn_node *node, int kind, size_t bytes, cn_derive_
     d->version = ex->weights_version;
     return d->data;
   }
-  cn_derived_release(node);
+  make_room(node, kind);
   d = calloc(1, sizeof *d);
   void *data = cn_alloc_aligned(bytes);
   if (!d || !data) {
@@ -76,7 +103,7 @@ const void *cn_derived_weights(cn_node *node, int kind, size_t bytes, cn_derive_
     return NULL;
   }
   derive(node, ctx, data, threads);
-  *d = (derived){kind, kernel, n, bytes, print, ex->weights_version, data};
+  *d = (derived){kind, kernel, n, bytes, print, ex->weights_version, data, node->cache};
   node->cache = d;
   return data;
 }
@@ -94,5 +121,21 @@ const cn_bf16_matrix *cn_bf16_kernel(cn_node *node, int64_t k, int64_t n, const 
   const uint16_t *data = cn_derived_weights(node, CN_DERIVED_BF16, bytes, pack_bf16, kn, ex);
   if (!data) return NULL;
   *out = (cn_bf16_matrix){k, n, cn_bf16_native(), data};
+  return out;
+}
+
+static void pack_panels(const cn_node *node, const void *ctx, void *dst, int threads) {
+  const int64_t *kn = ctx;
+  (void)threads;
+  cn_panels_pack(node->params[0].data, kn[1], kn[0], kn[1], dst);
+}
+
+const cn_panels *cn_panels_kernel(cn_node *node, int64_t k, int64_t n, const cn_exec *ex,
+                                  cn_panels *out) {
+  int64_t kn[2] = {k, n};
+  size_t bytes = cn_panels_floats(k, n) * sizeof(float);
+  const float *data = cn_derived_weights(node, CN_DERIVED_PANELS, bytes, pack_panels, kn, ex);
+  if (!data) return NULL;
+  *out = (cn_panels){data, k, n};
   return out;
 }

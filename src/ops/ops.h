@@ -151,9 +151,9 @@ size_t cn_fused_saved(const cn_graph *g, const cn_node *node, int batch, const c
  * Returns the cached `bytes` of the given kind, derived again (derive(node, ctx, dst, threads))
  * when the kernel buffer or its values changed since (values are re-checked on every run, or
  * only when the graph's weights_version moved where ex->versioned_weights); NULL when memory is
- * short (the caller then runs without). One derived form per node at a time; op->release is
- * cn_derived_release. */
-enum { CN_DERIVED_WINOGRAD = 1, CN_DERIVED_BF16 };
+ * short (the caller then runs without). Up to two derived forms per node at a time (a third
+ * replaces the older one); op->release is cn_derived_release. */
+enum { CN_DERIVED_WINOGRAD = 1, CN_DERIVED_BF16, CN_DERIVED_PANELS };
 typedef void (*cn_derive_fn)(const cn_node *node, const void *ctx, void *dst, int threads);
 const void *cn_derived_weights(cn_node *node, int kind, size_t bytes, cn_derive_fn derive,
                                const void *ctx, const cn_exec *ex);
@@ -165,6 +165,11 @@ size_t cn_derived_bytes(const cn_graph *g);
  * (in, units)), for CN_PRECISION_BF16; NULL when memory is short. */
 const cn_bf16_matrix *cn_bf16_kernel(cn_node *node, int64_t k, int64_t n, const cn_exec *ex,
                                      cn_bf16_matrix *out);
+
+/* The fp32 panels (cn_panels_pack) of a Conv2D or Dense kernel seen as a (k x n) matrix; NULL
+ * when memory is short. */
+const cn_panels *cn_panels_kernel(cn_node *node, int64_t k, int64_t n, const cn_exec *ex,
+                                  cn_panels *out);
 
 /* ---- the operators ------------------------------------------------------------------------ */
 

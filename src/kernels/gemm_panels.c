@@ -1,0 +1,200 @@
+/* fp32 products against weights packed once into column panels, for the products where OpenBLAS's
+ * per-call packing of the weights costs as much as the arithmetic: few rows (batch 1, late
+ * layers) against a large (k x n) kernel. VGG16's 3x3 convolutions over 14x14 pixels, or
+ * ResNet50's over 7x7, read their 9.4 MB kernel, write it packed and read it again on every
+ * call; here it is read once, in the order the micro-kernel wants it.
+ *
+ * Blocking (GotoBLAS's, with the weight side packed ahead of time): an item is up to MC rows by
+ * up to GROUP_PANELS panels; per KC-deep slice, each panel's slice (KC x NR floats, L1) is
+ * multiplied by every MR-row strip of the item's rows (L2), the item's outputs staying in L2
+ * between slices. The rows are read where they are, each strip's MR rows as MR streams: packing
+ * them (a scalar transposition per item and slice) cost more than it saved (measured, 2 threads,
+ * Intel Xeon: 49 x 4608 by 4608 x 512 took 2.29 ms with packed rows, 1.51 ms without).
+ *
+ * Determinism: every output is one chain of fused multiply-adds over k = 0, 1, ..., k - 1 from
+ * zero (a slice's partial sums are stored and reloaded unchanged), then + bias, + residual,
+ * activation. No blocking choice changes that chain, so the result is bitwise the same for any
+ * thread count, any row count (a sample alone or in a batch) and any cut into items. */
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/simd.h"
+
+#ifdef __AVX512F__
+typedef v16f vec;
+enum { MR = 12, LANES = 16 };
+static inline vec vload(const float *p) {
+  return load16(p);
+}
+#else
+typedef v8f vec;
+enum { MR = 6, LANES = 8 };
+static inline vec vload(const float *p) {
+  return load8(p);
+}
+#endif
+/* Two vectors of columns per panel; rows per item and k per slice (a panel's slice is
+ * KC * NR * 4 bytes = 32 KB with AVX-512, an item's rows' slice MC * KC * 4 = 96 KB); panels
+ * per item (its outputs, MC x 256 floats, stay in L2 between slices). */
+enum { NR = 2 * LANES, KC = 256, MC = 8 * MR, GROUP_PANELS = 256 / NR };
+
+static inline void vstore(float *p, vec v) {
+  memcpy(p, &v, sizeof v);
+}
+
+static int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+int cn_panels_cols(void) {
+  return NR;
+}
+
+size_t cn_panels_floats(int64_t k, int64_t n) {
+  return (size_t)(ceil_div(n, NR) * NR * k);
+}
+
+/* Panel p holds columns [p * NR, p * NR + NR) as k rows of NR floats, zeros past n. */
+void cn_panels_pack(const float *w, int64_t ldw, int64_t k, int64_t n, float *dst) {
+  for (int64_t p = 0; p < ceil_div(n, NR); p++) {
+    int64_t c0 = p * NR, cols = n - c0 < NR ? n - c0 : NR;
+    float *panel = dst + p * NR * k;
+    for (int64_t r = 0; r < k; r++) {
+      memcpy(panel + r * NR, w + r * ldw + c0, (size_t)cols * sizeof(float));
+      memset(panel + r * NR + cols, 0, (size_t)(NR - cols) * sizeof(float));
+    }
+  }
+}
+
+/* rows (<= MR) x NR outputs at c (row stride ldc) += rows of a (kc values each, lda apart) x
+ * panel slice (kc x NR); `first` starts the sums at zero instead of c's values. Inlined with a
+ * constant `rows` so that each row count gets its own unrolled body. */
+static inline __attribute__((always_inline)) void micro(int rows, const float *restrict a,
+                                                        int64_t lda, const float *restrict panel,
+                                                        int64_t kc, float *restrict c, int64_t ldc,
+                                                        int first) {
+  vec lo[MR], hi[MR];
+  for (int r = 0; r < rows; r++) {
+    if (first)
+      lo[r] = hi[r] = (vec){0};
+    else
+      lo[r] = vload(c + r * ldc), hi[r] = vload(c + r * ldc + LANES);
+  }
+  for (int64_t k = 0; k < kc; k++, panel += NR) {
+    vec b0 = vload(panel), b1 = vload(panel + LANES);
+    for (int r = 0; r < rows; r++) {
+      float v = a[r * lda + k];
+      lo[r] += v * b0;
+      hi[r] += v * b1;
+    }
+  }
+  for (int r = 0; r < rows; r++) vstore(c + r * ldc, lo[r]), vstore(c + r * ldc + LANES, hi[r]);
+}
+
+typedef void (*micro_fn)(const float *, int64_t, const float *, int64_t, float *, int64_t, int);
+#define MICRO(R)                                                                                   \
+  static void micro##R(const float *a, int64_t lda, const float *p, int64_t kc, float *c,          \
+                       int64_t ldc, int first) {                                                   \
+    micro(R, a, lda, p, kc, c, ldc, first);                                                        \
+  }
+MICRO(1)
+MICRO(2)
+MICRO(3)
+MICRO(4)
+MICRO(5)
+MICRO(6)
+#ifdef __AVX512F__
+MICRO(7)
+MICRO(8)
+MICRO(9)
+MICRO(10)
+MICRO(11)
+MICRO(12)
+static const micro_fn micros[MR + 1] = {NULL,   micro1, micro2, micro3,  micro4,  micro5, micro6,
+                                        micro7, micro8, micro9, micro10, micro11, micro12};
+#else
+static const micro_fn micros[MR + 1] = {NULL, micro1, micro2, micro3, micro4, micro5, micro6};
+#endif
+
+/* One item: rows [r0, r0 + rows) by panels [p0, p0 + np). A panel past n's last full one is
+ * computed into `edge` (MC x NR, on the stack: 12 KB) and its valid columns copied out. */
+static void item(const cn_panels *w, const float *x, int64_t ldx, int64_t r0, int64_t rows,
+                 int64_t p0, int64_t np, float *y, int64_t ldy, float *edge) {
+  for (int64_t k0 = 0; k0 < w->k; k0 += KC) {
+    int64_t kc = w->k - k0 < KC ? w->k - k0 : KC;
+    for (int64_t p = p0; p < p0 + np; p++) {
+      const float *panel = w->data + p * NR * w->k + k0 * NR;
+      int partial = (p + 1) * NR > w->n;
+      float *out = partial ? edge : y + r0 * ldy + p * NR;
+      int64_t ld = partial ? NR : ldy;
+      for (int64_t s = 0; s < rows; s += MR) {
+        int n = rows - s < MR ? (int)(rows - s) : MR;
+        micros[n](x + (r0 + s) * ldx + k0, ldx, panel, kc, out + s * ld, ld, k0 == 0);
+      }
+    }
+  }
+  int64_t last = p0 + np - 1;
+  if ((last + 1) * NR > w->n)
+    for (int64_t r = 0; r < rows; r++)
+      memcpy(y + (r0 + r) * ldy + last * NR, edge + r * NR,
+             (size_t)(w->n - last * NR) * sizeof(float));
+}
+
+/* Items: rows in equal blocks of at most MC (whole strips), panels in groups of at most
+ * GROUP_PANELS, halved until every thread has two items where the shape allows. */
+typedef struct panels_plan {
+  int64_t row_block, row_blocks, group, groups;
+} panels_plan;
+
+static panels_plan plan_items(int64_t m, int64_t n, int threads) {
+  int64_t panels = ceil_div(n, NR), want = 2 * (int64_t)threads;
+  panels_plan p = {0, ceil_div(m, MC), GROUP_PANELS, ceil_div(panels, GROUP_PANELS)};
+  while (p.row_blocks * p.groups < want && p.group > 1) {
+    p.group = ceil_div(p.group, 2);
+    p.groups = ceil_div(panels, p.group);
+  }
+  if (p.row_blocks * p.groups < want) p.row_blocks = ceil_div(want, p.groups);
+  if (p.row_blocks > ceil_div(m, MR)) p.row_blocks = ceil_div(m, MR);
+  p.row_block = ceil_div(ceil_div(m, p.row_blocks), MR) * MR;
+  p.row_blocks = ceil_div(m, p.row_block);
+  return p;
+}
+
+/* Item i of plan p (one thread), then its bias and activation while its outputs are in cache. */
+static void run_item(const panels_plan *p, int64_t i, int64_t m, const float *x, int64_t ldx,
+                     const cn_panels *w, const float *bias, const cn_activation *act, float *y,
+                     int64_t ldy) {
+  float edge[MC * NR];
+  int64_t panels = ceil_div(w->n, NR);
+  int64_t r0 = i / p->groups * p->row_block, q0 = i % p->groups * p->group;
+  int64_t rows = m - r0 < p->row_block ? m - r0 : p->row_block;
+  int64_t np = panels - q0 < p->group ? panels - q0 : p->group;
+  item(w, x, ldx, r0, rows, q0, np, y, ldy, edge);
+  int64_t c0 = q0 * NR, cols = w->n - c0 < np * NR ? w->n - c0 : np * NR;
+  cn_bias_act_rows(y + r0 * ldy + c0, rows, cols, ldy, bias ? bias + c0 : NULL, act, 1);
+}
+
+void cn_panels_gemm_team(int64_t m, const float *x, int64_t ldx, const cn_panels *w,
+                         const float *bias, const cn_activation *act, float *y, int64_t ldy,
+                         int threads) {
+  panels_plan p = plan_items(m, w->n, threads);
+  /* Dynamic: items differ in cost (the last rows, a partial panel), and who computes one never
+   * changes its bits. */
+#pragma omp for schedule(dynamic, 1)
+  for (int64_t i = 0; i < p.row_blocks * p.groups; i++)
+    run_item(&p, i, m, x, ldx, w, bias, act, y, ldy);
+}
+
+void cn_panels_gemm_serial(int64_t m, const float *x, int64_t ldx, const cn_panels *w,
+                           const float *bias, const cn_activation *act, float *y, int64_t ldy) {
+  panels_plan p = plan_items(m, w->n, 1);
+  for (int64_t i = 0; i < p.row_blocks * p.groups; i++)
+    run_item(&p, i, m, x, ldx, w, bias, act, y, ldy);
+}
+
+void cn_panels_gemm(int64_t m, const float *x, int64_t ldx, const cn_panels *w, const float *bias,
+                    const cn_activation *act, float *y, int64_t ldy, int threads) {
+  double macs = (double)m * (double)w->n * (double)w->k;
+#pragma omp parallel num_threads(threads) if (threads > 1 && macs > 65536.0)
+  cn_panels_gemm_team(m, x, ldx, w, bias, act, y, ldy, threads);
+}
