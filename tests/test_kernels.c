@@ -357,6 +357,43 @@ static void test_panels_gemm(void) {
   }
 }
 
+/* A few rows against a kernel read in place: k not a multiple of the depth step, columns past the
+ * last vector, a softmax over whole rows; the same bits for one and two threads and for each row
+ * alone. */
+static void test_gemm_rows(void) {
+  int64_t sizes[][3] = {{1, 3000, 1000}, {8, 77, 4100}, {3, 13, 5}, {5, 1, 40}};
+  for (int id = 0; id < 4; id++) {
+    int64_t m = sizes[id][0], k = sizes[id][1], n = sizes[id][2];
+    float *x = random_floats((size_t)(m * k)), *w = random_floats((size_t)(k * n));
+    float *bias = random_floats((size_t)n);
+    float *y1 = malloc((size_t)(m * n) * sizeof(float)),
+          *y2 = malloc((size_t)(m * n) * sizeof(float));
+    float *ref = malloc((size_t)(m * n) * sizeof(float)), *row = malloc((size_t)n * sizeof(float));
+    int softmax = id % 2 == 0;
+    cn_activation act = softmax ? cn_act_softmax() : cn_act_relu();
+    cn_gemm_rows(m, x, k, w, n, k, n, bias, &act, y1, n, 1);
+    cn_gemm_rows(m, x, k, w, n, k, n, bias, &act, y2, n, 2);
+    CHECK(memcmp(y1, y2, (size_t)(m * n) * sizeof(float)) == 0);
+    int alone = 1;
+    for (int64_t r = 0; r < m; r++) {
+      cn_gemm_rows(1, x + r * k, k, w, n, k, n, bias, &act, row, n, 2);
+      alone &= memcmp(row, y1 + r * n, (size_t)n * sizeof(float)) == 0;
+      double sum = 0;
+      for (int64_t j = 0; j < n; j++) {
+        double acc = bias[j];
+        for (int64_t i = 0; i < k; i++) acc += (double)x[r * k + i] * w[i * n + j];
+        ref[r * n + j] = (float)(softmax ? acc : fmax(acc, 0));
+        sum += softmax ? exp(acc) : 0;
+      }
+      if (softmax)
+        for (int64_t j = 0; j < n; j++) ref[r * n + j] = (float)(exp(ref[r * n + j]) / sum);
+    }
+    CHECK(alone);
+    check_close("gemm rows", id, y1, ref, (size_t)(m * n));
+    free(x), free(w), free(bias), free(y1), free(y2), free(ref), free(row);
+  }
+}
+
 /* Convolutions on panels against the direct sum: pointwise, padded and strided windows, worker
  * tiles (many pixels) and team tiles (few pixels, a deep patch). */
 static void test_conv2d_panels(void) {
@@ -454,6 +491,7 @@ int main(void) {
   test_pooling();
   test_gemm();
   test_panels_gemm();
+  test_gemm_rows();
   test_conv2d_panels();
   test_softmax_and_scale();
   return cn_test_finish();

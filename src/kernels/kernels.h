@@ -69,6 +69,12 @@ void cn_gemm_plan_run(const cn_gemm_plan *p, const float *x, int64_t ldx, const 
                       int64_t ldw, const float *bias, const cn_activation *act, float *y,
                       int64_t ldy);
 
+/* y(m, n) = act(x(m, k) * w(k, n) + bias) for a few rows, w read in place row after row (src/
+ * kernels/gemm_rows.c): each output one chain of multiply-adds over k, whatever the threads. */
+void cn_gemm_rows(int64_t m, const float *x, int64_t ldx, const float *w, int64_t ldw, int64_t k,
+                  int64_t n, const float *bias, const cn_activation *act, float *y, int64_t ldy,
+                  int threads);
+
 /* ---- fp32 products against weights packed once (src/kernels/gemm_panels.c) ----
  * The (k x n) weights in panels of cn_panels_cols() columns (cn_panels_floats floats, zero-padded
  * past n), packed by cn_panels_pack; y(m, n) = act(x(m, k) * w + bias), the activation

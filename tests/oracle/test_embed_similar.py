@@ -126,7 +126,12 @@ def test_similar_matches_numpy_cosine(convnet_bin, shared_data):
     sim = n @ n[0]
     sim[0] = -np.inf  # the query itself is left out
     order = np.argsort(-sim, kind="stable")[:3]
-    assert [p for _, _, p in got] == [files[i] for i in order]
+    # The same ranking up to near-ties: the two photos of the same cat in the folder score within
+    # 1e-7 of each other, so float rounding (a kernel's order of sums) decides their order, not
+    # the ranking. Each rank's file must score what NumPy's file at that rank scores.
+    index = {f: i for i, f in enumerate(files)}
+    assert all(p in index for _, _, p in got)
+    np.testing.assert_allclose([sim[index[p]] for _, _, p in got], sim[order], rtol=0, atol=1e-5)
     np.testing.assert_allclose([s for _, s, _ in got], sim[order], rtol=0, atol=1e-4)
 
 
