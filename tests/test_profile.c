@@ -39,6 +39,31 @@ static void test_mobilenet_counts(void) {
   cn_model_free(m);
 }
 
+/* Keras's ResNet50 (v1, strides in the first 1x1 convolution of a stage) at 224: 3.8 billion
+ * multiply-adds (He et al., Table 1), the convolutions whose residual sum is folded into them
+ * (Conv2D+Add) counted with the others. */
+static void test_resnet_counts(void) {
+  cn_model *m = NULL;
+  CHECK_OK(cn_zoo_build(&(cn_zoo_options){.name = "resnet50"}, &m));
+  if (!m) return;
+  float *x = calloc(224 * 224 * 3, sizeof *x);
+  const float *in[1] = {x};
+  cn_layer_profile *layers = NULL;
+  size_t n = 0;
+  double gflop = 0, fused = 0;
+  CHECK_OK(cn_model_profile(m, 1, in, 1, &layers, &n));
+  for (size_t i = 0; i < n; i++) {
+    gflop += layers[i].gflop;
+    if (strcmp(layers[i].type, "Conv2D+Add") == 0) fused += layers[i].gflop;
+  }
+  CHECK(fused > 1.5); /* 16 of them, 0.1 GFLOP each at least */
+  CHECK(gflop > 7.6 && gflop < 7.8);
+  printf("resnet50 at 224: %.3f GFLOP, %.3f in Conv2D+Add\n", gflop, fused);
+  free(layers);
+  free(x);
+  cn_model_free(m);
+}
+
 static void test_cpu(void) {
   cn_cpu_info cpu;
   cn_cpu_detect(&cpu);
@@ -53,6 +78,7 @@ static void test_cpu(void) {
 
 int main(void) {
   test_mobilenet_counts();
+  test_resnet_counts();
   test_cpu();
   return cn_test_finish();
 }

@@ -20,7 +20,8 @@ static double param_numel(const cn_node *n, int k) {
 
 /* Multiply-adds of the products per output value (0: not a product layer). */
 static double macs_per_output(const cn_graph *g, const cn_node *n) {
-  if (n->op == &cn_op_conv2d) {
+  /* A folded residual sum adds one operation per output, left out like a bias. */
+  if (n->op == &cn_op_conv2d || n->op == &cn_op_conv2d_add) {
     const cn_conv2d_attrs *a = n->attrs;
     return param_numel(n, 0) / (a->filters > 0 ? a->filters : 1);
   }
