@@ -33,10 +33,12 @@ static inline vec vload(const float *p) {
   return load8(p);
 }
 #endif
-/* Two vectors of columns per panel; rows per item and k per slice (a panel's slice is
- * KC * NR * 4 bytes = 32 KB with AVX-512, an item's rows' slice MC * KC * 4 = 96 KB); panels
+/* Two vectors of columns per panel; k per slice (a panel's slice is KC * NR * 4 bytes = 32 KB
+ * with AVX-512) and rows per item (their slice MC * KC * 4 = 240 KB stays in L2 while the item's
+ * panels pass; 20 strips rather than 8 read each panel slice for more rows: VGG16's 14x14 layers,
+ * 196 x 4608 by 4608 x 512, 4.9 -> 4.1 ms, larger products 0 to 4 % faster, Intel Xeon); panels
  * per item (its outputs, MC x 256 floats, stay in L2 between slices). */
-enum { NR = 2 * LANES, KC = 256, MC = 8 * MR, GROUP_PANELS = 256 / NR };
+enum { NR = 2 * LANES, KC = 256, MC = 20 * MR, GROUP_PANELS = 256 / NR };
 
 static inline void vstore(float *p, vec v) {
   memcpy(p, &v, sizeof v);
@@ -117,7 +119,7 @@ static const micro_fn micros[MR + 1] = {NULL, micro1, micro2, micro3, micro4, mi
 #endif
 
 /* One item: rows [r0, r0 + rows) by panels [p0, p0 + np). A panel past n's last full one is
- * computed into `edge` (MC x NR, on the stack: 12 KB) and its valid columns copied out. */
+ * computed into `edge` (MC x NR, on the stack: 30 KB) and its valid columns copied out. */
 static void item(const cn_panels *w, const float *x, int64_t ldx, int64_t r0, int64_t rows,
                  int64_t p0, int64_t np, float *y, int64_t ldy, float *edge) {
   for (int64_t k0 = 0; k0 < w->k; k0 += KC) {
