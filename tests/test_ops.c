@@ -621,6 +621,44 @@ static void test_fold_padding(void) {
   cn_graph_free(g);
 }
 
+/* A constant-zero Pad of the spatial axes (what PyTorch exports before an average pooling that
+ * counts the padding) folds into the AveragePooling2D after it as pads counted in the divisor:
+ * the same averages. Before a MaxPooling2D, or padding with another value, it stays. */
+static void test_fold_pool_padding(void) {
+  cn_graph *g = cn_graph_new();
+  cn_input_attrs in = {shape3(9, 10, 4)};
+  int x;
+  CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x));
+  cn_pad_attrs zero = {.mode = CN_PADMODE_CONSTANT, .rank = 3, .begin = {1, 2}, .end = {1, 0}};
+  cn_pad_attrs one = zero;
+  one.value = 1;
+  cn_pool_attrs pool = {.ph = 3, .pw = 3, .sh = 1, .sw = 1, .padding = CN_PAD_VALID};
+  cn_merge_attrs add = {CN_MERGE_ADD};
+  int n = add_node(g, &cn_op_pad, "pad1", x, -1, &zero);
+  int avg = add_node(g, &cn_op_avgpool, "avg", n, -1, &pool); /* 9 x 10 x 4 */
+  n = add_node(g, &cn_op_pad, "pad2", x, -1, &zero);
+  int max = add_node(g, &cn_op_maxpool, "max", n, -1, &pool);
+  n = add_node(g, &cn_op_pad, "pad3", x, -1, &one);
+  int ones = add_node(g, &cn_op_avgpool, "ones", n, -1, &pool);
+  n = add_node(g, &cn_op_merge, "sum1", avg, max, &add);
+  n = add_node(g, &cn_op_merge, "sum2", n, ones, &add);
+  CHECK_OK(cn_graph_alloc_params(g));
+  int64_t out = cn_shape_numel(&g->nodes[n].shape);
+  float xv[2 * 9 * 10 * 4], before[2 * 9 * 10 * 4], after[2 * 9 * 10 * 4];
+  CHECK(out == 9 * 10 * 4);
+  fill(xv, sizeof xv / sizeof xv[0]);
+  CHECK_OK(cn_graph_run(g, 2, (const float *[]){xv}, (float *[]){before}));
+  CHECK_OK(cn_graph_fold_padding(g));
+  CHECK(cn_graph_find(g, "pad1") < 0);
+  CHECK(cn_graph_find(g, "pad2") >= 0 && cn_graph_find(g, "pad3") >= 0);
+  const cn_pool_attrs *a = g->nodes[cn_graph_find(g, "avg")].attrs;
+  CHECK(a->pad_top == 1 && a->pad_bottom == 1 && a->pad_left == 2 && a->pad_right == 0);
+  CHECK(a->count_include_pad == 1);
+  CHECK_OK(cn_graph_run(g, 2, (const float *[]){xv}, (float *[]){after}));
+  CHECK(cn_test_max_abs_diff(before, after, (size_t)(2 * out)) < 1e-5);
+  cn_graph_free(g);
+}
+
 /* Residual Adds move into the convolution before them (Winograd, pointwise and grouped im2col
  * paths; Keras Add and ONNX Add; the ReLU after the sum folds in too; the sum as the graph
  * output): the same bits. An Add whose later input is no convolution, or reads a convolution
@@ -749,6 +787,7 @@ int main(void) {
   test_fold_batchnorm();
   test_fold_padding();
   test_fold_residual();
+  test_fold_pool_padding();
   test_fold_activation_output();
   test_fold_real_mobilenet();
   return cn_test_finish();

@@ -1,6 +1,7 @@
 /* BatchNormalization folding: conv -> BN becomes one conv with scaled kernel and shifted bias. */
 #include "model/fuse.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -161,16 +162,50 @@ static cn_conv_pads *conv_pads(cn_graph *g, int c) {
   return cn_graph_node_shared(g, c) ? NULL : p;
 }
 
-/* The convolution reading node i when i is a ZeroPadding2D it can absorb, else -1. */
+/* The zero rows and columns node i adds around an (h, w, c) activation: a ZeroPadding2D, or a
+ * constant-zero Pad of the two spatial axes only (ONNX: what PyTorch exports before an average
+ * pooling that counts the padding). 0 when it is neither, or crops. */
+static int zero_padding(const cn_node *n, cn_conv_pads *out) {
+  if (n->op == &cn_op_zeropad) {
+    const cn_zeropad_attrs *z = n->attrs;
+    *out = (cn_conv_pads){z->top, z->bottom, z->left, z->right};
+  } else if (n->op == &cn_op_pad) {
+    const cn_pad_attrs *p = n->attrs;
+    if (p->mode != CN_PADMODE_CONSTANT || p->value != 0.0f || p->rank != 3 || p->begin[2] ||
+        p->end[2])
+      return 0;
+    for (int k = 0; k < 2; k++)
+      if (p->begin[k] > INT32_MAX || p->end[k] > INT32_MAX) return 0;
+    *out = (cn_conv_pads){(int)p->begin[0], (int)p->end[0], (int)p->begin[1], (int)p->end[1]};
+  } else {
+    return 0;
+  }
+  return out->top >= 0 && out->bottom >= 0 && out->left >= 0 && out->right >= 0;
+}
+
+/* An average pooling over valid windows only (no pads of its own, Keras's behaviour), which can
+ * take zero padding as explicit pads that count in the divisor: the same averages. */
+static cn_pool_attrs *pool_pads(cn_graph *g, int c) {
+  cn_node *n = &g->nodes[c];
+  if (n->op != &cn_op_avgpool || cn_graph_node_shared(g, c)) return NULL;
+  cn_pool_attrs *a = n->attrs;
+  int plain = a->padding == CN_PAD_VALID && !a->pad_top && !a->pad_left && !a->pad_bottom &&
+              !a->pad_right && !a->ceil_mode && !a->count_include_pad && a->dh <= 1 && a->dw <= 1 &&
+              !a->indices;
+  return plain ? a : NULL;
+}
+
+/* The convolution or average pooling reading node i when i is zero padding it can absorb, else
+ * -1. */
 static int padding_foldable(cn_graph *g, int i) {
   const cn_node *n = &g->nodes[i];
-  if (n->op != &cn_op_zeropad || n->n_inputs != 1 || is_output(g, i) || readers(g, i) != 1 ||
+  cn_conv_pads pads;
+  if (n->n_inputs != 1 || !zero_padding(n, &pads) || is_output(g, i) || readers(g, i) != 1 ||
       cn_graph_node_shared(g, i))
     return -1;
-  const cn_zeropad_attrs *z = n->attrs;
-  if (z->top < 0 || z->bottom < 0 || z->left < 0 || z->right < 0) return -1;
   for (int c = i + 1; c < g->n_nodes; c++)
-    if (g->nodes[c].n_inputs == 1 && g->nodes[c].inputs[0] == i) return conv_pads(g, c) ? c : -1;
+    if (g->nodes[c].n_inputs == 1 && g->nodes[c].inputs[0] == i)
+      return conv_pads(g, c) || pool_pads(g, c) ? c : -1;
   return -1;
 }
 
@@ -179,8 +214,17 @@ cn_status cn_graph_fold_padding(cn_graph *g) {
   for (int i = 0; st == CN_OK && i < g->n_nodes; i++) {
     int c = padding_foldable(g, i);
     if (c < 0) continue;
-    const cn_zeropad_attrs *z = g->nodes[i].attrs;
-    *conv_pads(g, c) = (cn_conv_pads){z->top, z->bottom, z->left, z->right};
+    cn_conv_pads pads;
+    zero_padding(&g->nodes[i], &pads);
+    cn_conv_pads *conv = conv_pads(g, c);
+    if (conv) {
+      *conv = pads;
+    } else {
+      cn_pool_attrs *pool = pool_pads(g, c);
+      pool->pad_top = pads.top, pool->pad_bottom = pads.bottom;
+      pool->pad_left = pads.left, pool->pad_right = pads.right;
+      pool->count_include_pad = 1;
+    }
     st = remove_node(g, i, g->nodes[i].inputs[0]);
     i--;
   }

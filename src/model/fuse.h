@@ -17,9 +17,11 @@ cn_status cn_graph_fold_batchnorm(cn_graph *g);
  * conv -> BN -> ReLU becomes one node. */
 cn_status cn_graph_fold_activations(cn_graph *g);
 
-/* Moves every ZeroPadding2D read only by a VALID Conv2D or DepthwiseConv2D into that
- * convolution's own padding (cn_conv_pads), so that no padded copy of the activation is made,
- * and removes the ZeroPadding2D node. For the inference graph: a training graph keeps it. */
+/* Moves every ZeroPadding2D (or constant-zero spatial Pad) read only by a VALID Conv2D or
+ * DepthwiseConv2D into that convolution's own padding (cn_conv_pads), or by a plain
+ * AveragePooling2D into its explicit pads counted in the divisor, so that no padded copy of the
+ * activation is made, and removes the padding node. For the inference graph: a training graph
+ * keeps it. */
 cn_status cn_graph_fold_padding(cn_graph *g);
 
 /* Moves every two-input Add (Keras Add, ONNX Add of two activations of one shape) into the
