@@ -46,6 +46,9 @@ static int64_t row_offset(const int64_t *od, const int64_t *stride, int full, in
   return off;
 }
 
+/* Output rows come in runs along the second-to-last output axis whose input offsets step by a
+ * fixed stride: the offset is computed once per run (NCHW -> NHWC of a 3-channel image has rows of
+ * 3 values; dividing out every row's offset cost 2.3 ms for 8 images of 224x224). */
 static void transpose_forward(cn_node *node, const cn_tensor *in, cn_tensor *out,
                               const cn_exec *ex) {
   const cn_transpose_attrs *a = node->attrs;
@@ -54,17 +57,22 @@ static void transpose_forward(cn_node *node, const cn_tensor *in, cn_tensor *out
   gather_strides(a, &in[0].shape, stride);
   const int64_t *od = out->shape.dim;
   int64_t n = od[full - 1], rows = cn_shape_numel(&out->shape) / (n ? n : 1);
+  int64_t run = full >= 2 ? od[full - 2] : 1, step = full >= 2 ? stride[full - 2] : 0;
+  int64_t runs = rows / (run ? run : 1);
   int64_t inc = stride[full - 1];
   const float *x = in[0].data;
   float *y = out->data;
 #pragma omp parallel for num_threads(ex->threads) schedule(static) if (rows * n > (1 << 15))
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t off = row_offset(od, stride, full, r);
-    float *dst = y + r * n;
-    if (inc == 1) {
-      memcpy(dst, x + off, (size_t)n * sizeof(float));
-    } else {
-      for (int64_t j = 0; j < n; j++) dst[j] = x[off + j * inc];
+  for (int64_t q = 0; q < runs; q++) {
+    int64_t base = row_offset(od, stride, full, q * run);
+    for (int64_t i = 0; i < run; i++) {
+      const float *src = x + base + i * step;
+      float *dst = y + (q * run + i) * n;
+      if (inc == 1) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+      } else {
+        for (int64_t j = 0; j < n; j++) dst[j] = src[j * inc];
+      }
     }
   }
 }
