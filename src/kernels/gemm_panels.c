@@ -83,6 +83,11 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *r
       lo[r] = vload(c + r * ldc), hi[r] = vload(c + r * ldc + LANES);
   }
   for (int64_t k = 0; k < kc; k++, panel += NR) {
+    /* The first strip to pass brings the panel slice in from memory: 8 rows ahead (measured, 2
+     * threads, Intel Xeon: 49 x 4608 by 4608 x 512, ResNet50's 7x7 layers at batch 1, 1.41 ->
+     * 1.22 ms; the other shapes 0 to 4 % faster). */
+    __builtin_prefetch(panel + 8 * NR);
+    __builtin_prefetch(panel + 8 * NR + LANES);
     vec b0 = vload(panel), b1 = vload(panel + LANES);
     for (int r = 0; r < rows; r++) {
       float v = a[r * lda + k];
