@@ -357,6 +357,28 @@ static void test_panels_gemm(void) {
   }
 }
 
+/* The micro-kernels' own epilogue (bias, residual, ReLU6 in registers) gives the bits of the
+ * separate pass over plain sums, partial panels included. */
+static void test_panels_epilogue(void) {
+  int64_t m = 30, k = 300, n = 70;
+  float *x = random_floats((size_t)(m * k)), *w = random_floats((size_t)(k * n));
+  float *bias = random_floats((size_t)n), *other = random_floats((size_t)(m * n));
+  float *packed = malloc(cn_panels_floats(k, n) * sizeof(float));
+  float *fused = malloc((size_t)(m * n) * sizeof(float)),
+        *apart = malloc((size_t)(m * n) * sizeof(float));
+  cn_panels_pack(w, n, k, n, packed);
+  cn_panels p = {packed, k, n};
+  cn_activation act = cn_act_relu6(), linear = cn_act_linear();
+  for (size_t i = 0; i < (size_t)(m * n); i += 7) other[i] = -bias[i % n] - 1e9f; /* clipped */
+  act.residual = other, act.residual_of = fused;
+  cn_panels_gemm(m, x, k, &p, bias, &act, fused, n, 2);
+  cn_panels_gemm(m, x, k, &p, NULL, &linear, apart, n, 2);
+  act.residual_of = apart;
+  cn_bias_act_rows(apart, m, n, n, bias, &act, 1);
+  CHECK(memcmp(fused, apart, (size_t)(m * n) * sizeof(float)) == 0);
+  free(x), free(w), free(bias), free(other), free(packed), free(fused), free(apart);
+}
+
 /* A few rows against a kernel read in place: k not a multiple of the depth step, columns past the
  * last vector, a softmax over whole rows; the same bits for one and two threads and for each row
  * alone. */
@@ -491,6 +513,7 @@ int main(void) {
   test_pooling();
   test_gemm();
   test_panels_gemm();
+  test_panels_epilogue();
   test_gemm_rows();
   test_conv2d_panels();
   test_softmax_and_scale();

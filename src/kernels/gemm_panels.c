@@ -15,6 +15,8 @@
  * zero (a slice's partial sums are stored and reloaded unchanged), then + bias, + residual,
  * activation. No blocking choice changes that chain, so the result is bitwise the same for any
  * thread count, any row count (a sample alone or in a batch) and any cut into items. */
+#include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -26,11 +28,24 @@ enum { MR = 12, LANES = 16 };
 static inline vec vload(const float *p) {
   return load16(p);
 }
+/* cn_maxf(v, t) and cn_minf(v, t) per lane: (t > v ? t : v), (t < v ? t : v). */
+static inline vec vmax(vec t, vec v) {
+  return (vec)_mm512_max_ps((__m512)t, (__m512)v);
+}
+static inline vec vmin(vec t, vec v) {
+  return (vec)_mm512_min_ps((__m512)t, (__m512)v);
+}
 #else
 typedef v8f vec;
 enum { MR = 6, LANES = 8 };
 static inline vec vload(const float *p) {
   return load8(p);
+}
+static inline vec vmax(vec t, vec v) {
+  return (vec)_mm256_max_ps((__m256)t, (__m256)v);
+}
+static inline vec vmin(vec t, vec v) {
+  return (vec)_mm256_min_ps((__m256)t, (__m256)v);
 }
 #endif
 /* Two vectors of columns per panel; k per slice (a panel's slice is KC * NR * 4 bytes = 32 KB
@@ -68,13 +83,33 @@ void cn_panels_pack(const float *w, int64_t ldw, int64_t k, int64_t n, float *ds
   }
 }
 
+/* The epilogue of a product's last slice, applied in registers before the store: + bias, +
+ * residual, then ReLU (clipped at `top` when finite) -- cn_bias_act_row's operations in its order
+ * (vmax(0, v) is cn_maxf(v, 0), NaN included), so the same bits without another pass over the
+ * outputs. */
+typedef struct tail {
+  const float *bias;     /* at the panel's first column, or NULL */
+  const float *residual; /* at the strip's first output, rows ldc apart, or NULL */
+  int relu, clip;
+  float top;
+} tail;
+
+static inline __attribute__((always_inline)) void finish(vec *v, const float *bias,
+                                                         const float *residual, const tail *t) {
+  if (t->bias) *v += vload(bias);
+  if (t->residual) *v += vload(residual);
+  if (t->relu) *v = vmax((vec){0}, *v);
+  if (t->clip) *v = vmin((vec){0} + t->top, *v);
+}
+
 /* rows (<= MR) x NR outputs at c (row stride ldc) += rows of a (kc values each, lda apart) x
- * panel slice (kc x NR); `first` starts the sums at zero instead of c's values. Inlined with a
- * constant `rows` so that each row count gets its own unrolled body. */
+ * panel slice (kc x NR); `first` starts the sums at zero instead of c's values; `t` (the last
+ * slice, or NULL) finishes them. Inlined with a constant `rows` so that each row count gets its
+ * own unrolled body. */
 static inline __attribute__((always_inline)) void micro(int rows, const float *restrict a,
                                                         int64_t lda, const float *restrict panel,
                                                         int64_t kc, float *restrict c, int64_t ldc,
-                                                        int first) {
+                                                        int first, const tail *t) {
   vec lo[MR], hi[MR];
   for (int r = 0; r < rows; r++) {
     if (first)
@@ -95,14 +130,21 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *r
       hi[r] += v * b1;
     }
   }
+  if (t)
+    for (int r = 0; r < rows; r++) {
+      const float *res = t->residual ? t->residual + r * ldc : NULL;
+      finish(&lo[r], t->bias, res, t);
+      finish(&hi[r], t->bias ? t->bias + LANES : NULL, res ? res + LANES : NULL, t);
+    }
   for (int r = 0; r < rows; r++) vstore(c + r * ldc, lo[r]), vstore(c + r * ldc + LANES, hi[r]);
 }
 
-typedef void (*micro_fn)(const float *, int64_t, const float *, int64_t, float *, int64_t, int);
+typedef void (*micro_fn)(const float *, int64_t, const float *, int64_t, float *, int64_t, int,
+                         const tail *);
 #define MICRO(R)                                                                                   \
   static void micro##R(const float *a, int64_t lda, const float *p, int64_t kc, float *c,          \
-                       int64_t ldc, int first) {                                                   \
-    micro(R, a, lda, p, kc, c, ldc, first);                                                        \
+                       int64_t ldc, int first, const tail *t) {                                    \
+    micro(R, a, lda, p, kc, c, ldc, first, t);                                                     \
   }
 MICRO(1)
 MICRO(2)
@@ -123,20 +165,36 @@ static const micro_fn micros[MR + 1] = {NULL,   micro1, micro2, micro3,  micro4,
 static const micro_fn micros[MR + 1] = {NULL, micro1, micro2, micro3, micro4, micro5, micro6};
 #endif
 
-/* One item: rows [r0, r0 + rows) by panels [p0, p0 + np). A panel past n's last full one is
- * computed into `edge` (MC x NR, on the stack: 30 KB) and its valid columns copied out. */
+/* Whether the micro-kernels can finish with this activation: linear or a plain ReLU (Keras's
+ * relu / relu6 without slope or threshold). */
+static int fusable(const cn_activation *act) {
+  return act->kind == CN_ACT_LINEAR ||
+         (act->kind == CN_ACT_RELU && act->negative_slope == 0.0f && act->threshold == 0.0f);
+}
+
+/* One item: rows [r0, r0 + rows) by panels [p0, p0 + np), finished by the micro-kernels' tail
+ * when `fuse`. A panel past n's last full one is computed into `edge` (MC x NR, on the stack:
+ * 30 KB), its valid columns copied out, and finished by the caller. */
 static void item(const cn_panels *w, const float *x, int64_t ldx, int64_t r0, int64_t rows,
-                 int64_t p0, int64_t np, float *y, int64_t ldy, float *edge) {
+                 int64_t p0, int64_t np, float *y, int64_t ldy, float *edge, const float *bias,
+                 const cn_activation *act, int fuse) {
+  tail t = {NULL, NULL, act->kind == CN_ACT_RELU,
+            isfinite(act->max_value) && act->kind == CN_ACT_RELU, act->max_value};
   for (int64_t k0 = 0; k0 < w->k; k0 += KC) {
     int64_t kc = w->k - k0 < KC ? w->k - k0 : KC;
     for (int64_t p = p0; p < p0 + np; p++) {
       const float *panel = w->data + p * NR * w->k + k0 * NR;
-      int partial = (p + 1) * NR > w->n;
+      int partial = (p + 1) * NR > w->n, last = k0 + kc == w->k;
       float *out = partial ? edge : y + r0 * ldy + p * NR;
       int64_t ld = partial ? NR : ldy;
+      t.bias = bias ? bias + p * NR : NULL;
       for (int64_t s = 0; s < rows; s += MR) {
         int n = rows - s < MR ? (int)(rows - s) : MR;
-        micros[n](x + (r0 + s) * ldx + k0, ldx, panel, kc, out + s * ld, ld, k0 == 0);
+        int finished = fuse && last && !partial;
+        t.residual =
+            finished && act->residual ? act->residual + (out + s * ld - act->residual_of) : NULL;
+        micros[n](x + (r0 + s) * ldx + k0, ldx, panel, kc, out + s * ld, ld, k0 == 0,
+                  finished ? &t : NULL);
       }
     }
   }
@@ -167,7 +225,8 @@ static panels_plan plan_items(int64_t m, int64_t n, int threads) {
   return p;
 }
 
-/* Item i of plan p (one thread), then its bias and activation while its outputs are in cache. */
+/* Item i of plan p (one thread), then, unless the micro-kernels finished it, its bias and
+ * activation while its outputs are in cache. */
 static void run_item(const panels_plan *p, int64_t i, int64_t m, const float *x, int64_t ldx,
                      const cn_panels *w, const float *bias, const cn_activation *act, float *y,
                      int64_t ldy) {
@@ -176,8 +235,15 @@ static void run_item(const panels_plan *p, int64_t i, int64_t m, const float *x,
   int64_t r0 = i / p->groups * p->row_block, q0 = i % p->groups * p->group;
   int64_t rows = m - r0 < p->row_block ? m - r0 : p->row_block;
   int64_t np = panels - q0 < p->group ? panels - q0 : p->group;
-  item(w, x, ldx, r0, rows, q0, np, y, ldy, edge);
+  int fuse = fusable(act);
+  item(w, x, ldx, r0, rows, q0, np, y, ldy, edge, bias, act, fuse);
   int64_t c0 = q0 * NR, cols = w->n - c0 < np * NR ? w->n - c0 : np * NR;
+  if (fuse) { /* only the partial panel is left */
+    int64_t full = (w->n / NR) * NR;
+    c0 = full > c0 ? full : c0;
+    cols = w->n - c0 < q0 * NR + np * NR - c0 ? w->n - c0 : q0 * NR + np * NR - c0;
+    if (cols <= 0) return;
+  }
   cn_bias_act_rows(y + r0 * ldy + c0, rows, cols, ldy, bias ? bias + c0 : NULL, act, 1);
 }
 
