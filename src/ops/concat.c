@@ -42,12 +42,17 @@ static void concat_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, c
   int64_t outer = 1, inner = 1;
   for (int d = 0; d < axis; d++) outer *= out->shape.dim[d];
   for (int d = axis + 1; d < out->shape.rank; d++) inner *= out->shape.dim[d];
-  int64_t out_len = out->shape.dim[axis] * inner, offset = 0;
-  for (int i = 0; i < node->n_inputs; i++) {
-    int64_t len = in[i].shape.dim[axis] * inner;
-    for (int64_t o = 0; o < outer; o++)
+  int64_t out_len = out->shape.dim[axis] * inner;
+  /* Output row by output row, written in order, on the team (InceptionV3's concatenations at
+   * batch 8: 12.9 ms on one thread input by input). */
+#pragma omp parallel for num_threads(ex->threads) schedule(static) if (outer * out_len > 32768)
+  for (int64_t o = 0; o < outer; o++) {
+    int64_t offset = 0;
+    for (int i = 0; i < node->n_inputs; i++) {
+      int64_t len = in[i].shape.dim[axis] * inner;
       memcpy(out->data + o * out_len + offset, in[i].data + o * len, (size_t)len * sizeof(float));
-    offset += len;
+      offset += len;
+    }
   }
 }
 
