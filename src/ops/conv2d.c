@@ -86,10 +86,15 @@ static const float *winograd_kernel(cn_node *node, int64_t c, const cn_exec *ex)
 }
 
 /* fp32 products on the kernel packed once into panels (cn_panels_gemm): ungrouped convolutions
- * that Winograd does not take, with an elementwise activation. */
+ * that Winograd does not take, with an elementwise activation. CONVNET_PANELS=0 turns them off
+ * (OpenBLAS, conv_small and Winograd from 24 tiles, as before them), to compare; read once. */
 static int panels_mode(void) {
-  const char *mode = getenv("CONVNET_PANELS");
-  return mode ? atoi(mode) : 1;
+  static _Atomic int mode = -1; /* the same value whichever thread reads the environment */
+  if (mode < 0) {
+    const char *env = getenv("CONVNET_PANELS");
+    mode = env && strcmp(env, "0") == 0 ? 0 : 1;
+  }
+  return mode;
 }
 
 /* Winograd in a forward pass: where it applies, and, when the panels are there to take the rest,
@@ -98,7 +103,7 @@ static int panels_mode(void) {
  * Xeon, against Winograd from 24 tiles on: ResNet50 batch 1 0.90x the time with a limit of 64,
  * InceptionV3 batch 1 0.95x with 64 and 0.95x again with 100; ResNet50's 28x28 layers at batch
  * 1, 49 tiles, 0.74 to 0.84x the time each; at batch 8, Winograd stays 1.5 to 2x faster). */
-enum { PANELS_MAX_TILES = 96 };
+enum { PANELS_MAX_TILES = 96, PANELS_MIN_DEPTH = 24 };
 
 static int winograd_forward(const cn_conv2d_attrs *a, const cn_window *w) {
   return cn_winograd_applies(w, a->filters, a->groups) &&
@@ -107,8 +112,13 @@ static int winograd_forward(const cn_conv2d_attrs *a, const cn_window *w) {
 
 static int panels_applies(const cn_conv2d_attrs *a, const cn_window *w, cn_act_kind act) {
   int64_t depth = (int64_t)a->kh * a->kw * w->c;
-  return panels_mode() && a->groups == 1 && act != CN_ACT_SOFTMAX && depth > CN_CONV_SMALL_K &&
-         !winograd_forward(a, w);
+  /* Short patches (conv_small's) too when the filters fill whole panels and the patch is not
+   * tiny (measured, Intel Xeon, 2 threads: MobileNetV2 0.94x the time at batch 1, 0.97x at batch
+   * 8, its 3x3 stem over 3 channels 3.0 -> 2.4 ms at batch 8; with 16-value patches, 16 -> 96
+   * channels took 4.2 -> 5.1 ms, so those stay with conv_small). */
+  int whole_panels = a->filters % cn_panels_cols() == 0 && depth >= PANELS_MIN_DEPTH;
+  return panels_mode() && a->groups == 1 && act != CN_ACT_SOFTMAX &&
+         (depth > CN_CONV_SMALL_K || whole_panels) && !winograd_forward(a, w);
 }
 
 /* bf16 products (CN_PRECISION_BF16 at inference) for ungrouped convolutions of patches of at
