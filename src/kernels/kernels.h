@@ -87,6 +87,7 @@ typedef struct cn_panels {
   int64_t k, n;
 } cn_panels;
 int cn_panels_cols(void);
+int cn_panels_preferred(void); /* whether convolutions should take them by default (this build) */
 size_t cn_panels_floats(int64_t k, int64_t n);
 void cn_panels_pack(const float *w, int64_t ldw, int64_t k, int64_t n, float *dst);
 void cn_panels_gemm(int64_t m, const float *x, int64_t ldx, const cn_panels *w, const float *bias,

@@ -86,13 +86,15 @@ static const float *winograd_kernel(cn_node *node, int64_t c, const cn_exec *ex)
 }
 
 /* fp32 products on the kernel packed once into panels (cn_panels_gemm): ungrouped convolutions
- * that Winograd does not take, with an elementwise activation. CONVNET_PANELS=0 turns them off
- * (OpenBLAS, conv_small and Winograd from 24 tiles, as before them), to compare; read once. */
+ * that Winograd does not take, with an elementwise activation, in builds where they measured
+ * faster (cn_panels_preferred). CONVNET_PANELS=0 or 1 turns them off (OpenBLAS, conv_small and
+ * Winograd from 24 tiles, as before them) or on, to compare; read once. */
 static int panels_mode(void) {
   static _Atomic int mode = -1; /* the same value whichever thread reads the environment */
   if (mode < 0) {
     const char *env = getenv("CONVNET_PANELS");
-    mode = env && strcmp(env, "0") == 0 ? 0 : 1;
+    mode = env && (strcmp(env, "0") == 0 || strcmp(env, "1") == 0) ? env[0] == '1'
+                                                                   : cn_panels_preferred();
   }
   return mode;
 }
