@@ -18,7 +18,9 @@ static inline void store8(float *p, v8f v) {
   memcpy(p, &v, sizeof v);
 }
 
-/* Sixteen floats: one AVX-512 register, for kernels built where the CPU has them. */
+/* Sixteen floats: one AVX-512 register, for kernels built where the CPU has them (only there:
+ * elsewhere GCC warns that returning one changes the ABI, an error under -Werror). */
+#ifdef __AVX512F__
 typedef float v16f __attribute__((vector_size(64)));
 
 static inline v16f load16(const float *p) {
@@ -26,5 +28,6 @@ static inline v16f load16(const float *p) {
   memcpy(&v, p, sizeof v);
   return v;
 }
+#endif
 
 #endif
