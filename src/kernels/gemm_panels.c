@@ -15,7 +15,6 @@
  * zero (a slice's partial sums are stored and reloaded unchanged), then + bias, + residual,
  * activation. No blocking choice changes that chain, so the result is bitwise the same for any
  * thread count, any row count (a sample alone or in a batch) and any cut into items. */
-#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
@@ -28,26 +27,26 @@ enum { MR = 12, LANES = 16 };
 static inline vec vload(const float *p) {
   return load16(p);
 }
-/* cn_maxf(v, t) and cn_minf(v, t) per lane: (t > v ? t : v), (t < v ? t : v). */
-static inline vec vmax(vec t, vec v) {
-  return (vec)_mm512_max_ps((__m512)t, (__m512)v);
-}
-static inline vec vmin(vec t, vec v) {
-  return (vec)_mm512_min_ps((__m512)t, (__m512)v);
-}
 #else
 typedef v8f vec;
 enum { MR = 6, LANES = 8 };
 static inline vec vload(const float *p) {
   return load8(p);
 }
+#endif
+/* cn_maxf(v, t) and cn_minf(v, t) per lane, (t > v ? t : v) and (t < v ? t : v), NaN in v
+ * kept: vector comparisons (all ones where true) select, with no intrinsics, so any -march
+ * builds it (the fuzzing build has no AVX). */
+typedef int32_t lanes __attribute__((vector_size(sizeof(vec))));
+static inline vec vselect(lanes take_t, vec t, vec v) {
+  return (vec)((take_t & (lanes)t) | (~take_t & (lanes)v));
+}
 static inline vec vmax(vec t, vec v) {
-  return (vec)_mm256_max_ps((__m256)t, (__m256)v);
+  return vselect(t > v, t, v);
 }
 static inline vec vmin(vec t, vec v) {
-  return (vec)_mm256_min_ps((__m256)t, (__m256)v);
+  return vselect(t < v, t, v);
 }
-#endif
 /* Two vectors of columns per panel; k per slice (a panel's slice is KC * NR * 4 bytes = 32 KB
  * with AVX-512) and rows per item (their slice MC * KC * 4 = 240 KB stays in L2 while the item's
  * panels pass; 20 strips rather than 8 read each panel slice for more rows: VGG16's 14x14 layers,
