@@ -84,19 +84,8 @@ static void interior_columns(const cn_window *w, int64_t *lo, int64_t *hi) {
 /* The 3x3 interior path's channels per vector: 16 where the build CPU has AVX-512 (both of an
  * Intel core's 512-bit FMA units busy), else 8. Each channel's sum is the same chain of
  * multiply-adds either way. */
-#ifdef __AVX512F__
-typedef v16f dvec;
-enum { DW = 16 };
-static inline dvec dload(const float *p) {
-  return load16(p);
-}
-#else
-typedef v8f dvec;
-enum { DW = 8 };
-static inline dvec dload(const float *p) {
-  return load8(p);
-}
-#endif
+typedef vwide dvec;
+enum { DW = WIDE_LANES };
 
 /* Four adjacent interior outputs of one DW-channel group: the nine kernel vectors are shared by
  * the four pixels, so each tap costs one kernel load for four multiply-adds. */
@@ -107,10 +96,10 @@ static void row4_3x3(const float *const *rows, int n_rows, const dvec *k, dvec i
     const float *src = rows[r];
     for (int kx = 0; kx < 3; kx++) {
       dvec kv = k[r * 3 + kx];
-      a0 += dload(src + kx * c) * kv;
-      a1 += dload(src + step + kx * c) * kv;
-      a2 += dload(src + 2 * step + kx * c) * kv;
-      a3 += dload(src + 3 * step + kx * c) * kv;
+      a0 += loadw(src + kx * c) * kv;
+      a1 += loadw(src + step + kx * c) * kv;
+      a2 += loadw(src + 2 * step + kx * c) * kv;
+      a3 += loadw(src + 3 * step + kx * c) * kv;
     }
   }
   memcpy(dst, &a0, sizeof a0);
@@ -124,7 +113,7 @@ static void one_3x3(const float *const *rows, int n_rows, const dvec *k, dvec in
                     float *dst) {
   dvec a = init;
   for (int r = 0; r < n_rows; r++)
-    for (int kx = 0; kx < 3; kx++) a += dload(rows[r] + kx * c) * k[r * 3 + kx];
+    for (int kx = 0; kx < 3; kx++) a += loadw(rows[r] + kx * c) * k[r * 3 + kx];
   memcpy(dst, &a, sizeof a);
 }
 
@@ -140,10 +129,10 @@ static void interior_3x3(const cn_window *w, const float *image, int64_t oy, con
     const float *rows[3];
     for (int r = 0; r < n_rows; r++) {
       for (int kx = 0; kx < 3; kx++)
-        k[r * 3 + kx] = dload(kernel + ((range[0] + r) * 3 + kx) * c + c0);
+        k[r * 3 + kx] = loadw(kernel + ((range[0] + r) * 3 + kx) * c + c0);
       rows[r] = image + (((y0 + range[0] + r) * w->iw) + lo * w->sw - w->pad_left) * c + c0;
     }
-    if (bias) init = dload(bias + c0);
+    if (bias) init = loadw(bias + c0);
     int64_t ox = lo;
     float *dst = out + lo * c + c0;
     for (; ox + 4 <= hi; ox += 4, dst += 4 * c) {

@@ -21,19 +21,10 @@
 #include "kernels/kernels.h"
 #include "kernels/simd.h"
 
-#ifdef __AVX512F__
-typedef v16f vec;
-enum { MR = 12, LANES = 16 };
-static inline vec vload(const float *p) {
-  return load16(p);
-}
-#else
-typedef v8f vec;
-enum { MR = 6, LANES = 8 };
-static inline vec vload(const float *p) {
-  return load8(p);
-}
-#endif
+typedef vwide vec;
+/* Rows per strip: 12 x 2 accumulators of 16 floats fill AVX-512's 32 registers with the two panel
+ * vectors and a broadcast; 6 x 2 of 8 floats AVX2's 16. */
+enum { LANES = WIDE_LANES, MR = WIDE_LANES == 16 ? 12 : 6 };
 /* cn_maxf(v, t) and cn_minf(v, t) per lane, (t > v ? t : v) and (t < v ? t : v), NaN in v
  * kept: vector comparisons (all ones where true) select, with no intrinsics, so any -march
  * builds it (the fuzzing build has no AVX). */
@@ -53,10 +44,6 @@ static inline vec vmin(vec t, vec v) {
  * 196 x 4608 by 4608 x 512, 4.9 -> 4.1 ms, larger products 0 to 4 % faster, Intel Xeon); panels
  * per item (its outputs, MC x 256 floats, stay in L2 between slices). */
 enum { NR = 2 * LANES, KC = 256, MC = 20 * MR, GROUP_PANELS = 256 / NR };
-
-static inline void vstore(float *p, vec v) {
-  memcpy(p, &v, sizeof v);
-}
 
 static int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -107,8 +94,8 @@ typedef struct tail {
 
 static inline __attribute__((always_inline)) void finish(vec *v, const float *bias,
                                                          const float *residual, const tail *t) {
-  if (t->bias) *v += vload(bias);
-  if (t->residual) *v += vload(residual);
+  if (t->bias) *v += loadw(bias);
+  if (t->residual) *v += loadw(residual);
   if (t->relu) *v = vmax((vec){0}, *v);
   if (t->clip) *v = vmin((vec){0} + t->top, *v);
 }
@@ -126,7 +113,7 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *r
     if (first)
       lo[r] = hi[r] = (vec){0};
     else
-      lo[r] = vload(c + r * ldc), hi[r] = vload(c + r * ldc + LANES);
+      lo[r] = loadw(c + r * ldc), hi[r] = loadw(c + r * ldc + LANES);
   }
   for (int64_t k = 0; k < kc; k++, panel += NR) {
     /* The first strip to pass brings the panel slice in from memory: 8 rows ahead (measured, 2
@@ -134,7 +121,7 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *r
      * 1.22 ms; the other shapes 0 to 4 % faster). */
     __builtin_prefetch(panel + 8 * NR);
     __builtin_prefetch(panel + 8 * NR + LANES);
-    vec b0 = vload(panel), b1 = vload(panel + LANES);
+    vec b0 = loadw(panel), b1 = loadw(panel + LANES);
     for (int r = 0; r < rows; r++) {
       float v = a[r * lda + k];
       lo[r] += v * b0;
@@ -147,7 +134,7 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *r
       finish(&lo[r], t->bias, res, t);
       finish(&hi[r], t->bias ? t->bias + LANES : NULL, res ? res + LANES : NULL, t);
     }
-  for (int r = 0; r < rows; r++) vstore(c + r * ldc, lo[r]), vstore(c + r * ldc + LANES, hi[r]);
+  for (int r = 0; r < rows; r++) storew(c + r * ldc, lo[r]), storew(c + r * ldc + LANES, hi[r]);
 }
 
 typedef void (*micro_fn)(const float *, int64_t, const float *, int64_t, float *, int64_t, int,
@@ -198,10 +185,10 @@ static void item(const cn_panels *w, const float *x, int64_t ldx, int64_t r0, in
       int partial = (p + 1) * NR > w->n, last = k0 + kc == w->k;
       float *out = partial ? edge : y + r0 * ldy + p * NR;
       int64_t ld = partial ? NR : ldy;
+      int finished = fuse && last && !partial;
       t.bias = bias ? bias + p * NR : NULL;
       for (int64_t s = 0; s < rows; s += MR) {
         int n = rows - s < MR ? (int)(rows - s) : MR;
-        int finished = fuse && last && !partial;
         t.residual =
             finished && act->residual ? act->residual + (out + s * ld - act->residual_of) : NULL;
         micros[n](x + (r0 + s) * ldx + k0, ldx, panel, kc, out + s * ld, ld, k0 == 0,
@@ -249,11 +236,10 @@ static void run_item(const panels_plan *p, int64_t i, int64_t m, const float *x,
   int fuse = fusable(act);
   item(w, x, ldx, r0, rows, q0, np, y, ldy, edge, bias, act, fuse);
   int64_t c0 = q0 * NR, cols = w->n - c0 < np * NR ? w->n - c0 : np * NR;
-  if (fuse) { /* only the partial panel is left */
-    int64_t full = (w->n / NR) * NR;
-    c0 = full > c0 ? full : c0;
-    cols = w->n - c0 < q0 * NR + np * NR - c0 ? w->n - c0 : q0 * NR + np * NR - c0;
-    if (cols <= 0) return;
+  if (fuse) { /* only a partial last panel is left, computed apart in `edge` */
+    int64_t last = q0 + np - 1;
+    if ((last + 1) * NR <= w->n) return;
+    c0 = last * NR, cols = w->n - c0;
   }
   cn_bias_act_rows(y + r0 * ldy + c0, rows, cols, ldy, bias ? bias + c0 : NULL, act, 1);
 }

@@ -12,26 +12,11 @@
 #include "kernels/kernels.h"
 #include "kernels/simd.h"
 
-#ifdef __AVX512F__
-typedef v16f vec;
-enum { LANES = 16 };
-static inline vec vload(const float *p) {
-  return load16(p);
-}
-#else
-typedef v8f vec;
-enum { LANES = 8 };
-static inline vec vload(const float *p) {
-  return load8(p);
-}
-#endif
+typedef vwide vec;
+enum { LANES = WIDE_LANES };
 /* Columns per block (a kernel row's slice: one page), and the least work worth a second thread. */
 enum { BLOCK_COLS = 1024, DEPTH_STEP = 8 };
 #define PARALLEL_MACS 262144.0
-
-static inline void vstore(float *p, vec v) {
-  memcpy(p, &v, sizeof v);
-}
 
 static int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -44,12 +29,12 @@ static void add_steps(int64_t m, int steps, const float *x, int64_t ldx, const f
   int64_t c = 0;
   for (; c + LANES <= cols; c += LANES) {
     vec wv[DEPTH_STEP];
-    for (int t = 0; t < steps; t++) wv[t] = vload(w + t * ldw + c);
+    for (int t = 0; t < steps; t++) wv[t] = loadw(w + t * ldw + c);
     for (int64_t r = 0; r < m; r++) {
       const float *xr = x + r * ldx;
-      vec acc = vload(y + r * ldy + c);
+      vec acc = loadw(y + r * ldy + c);
       for (int t = 0; t < steps; t++) acc += xr[t] * wv[t];
-      vstore(y + r * ldy + c, acc);
+      storew(y + r * ldy + c, acc);
     }
   }
   for (; c < cols; c++)

@@ -30,4 +30,24 @@ static inline v16f load16(const float *p) {
 }
 #endif
 
+/* The widest of the two this build has, for kernels written once for both: vwide of WIDE_LANES
+ * floats, loadw / storew. */
+#ifdef __AVX512F__
+typedef v16f vwide;
+enum { WIDE_LANES = 16 };
+#else
+typedef v8f vwide;
+enum { WIDE_LANES = 8 };
+#endif
+
+static inline vwide loadw(const float *p) {
+  vwide v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline void storew(float *p, vwide v) {
+  memcpy(p, &v, sizeof v);
+}
+
 #endif

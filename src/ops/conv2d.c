@@ -274,16 +274,17 @@ static size_t conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
   cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
   cn_window w = conv_window(a, &in);
   int residual = node->op == &cn_op_conv2d_add;
-  size_t bf16 = g->precision == CN_PRECISION_BF16 && bf16_applies(a, &w, a->act.kind, residual)
-                    ? cn_conv2d_bf16_scratch(&w, a->filters, cn_get_threads())
-                    : 0;
+  /* The paths tried before conv_small, Winograd and plain im2col: bf16 and the panels. */
+  size_t first = g->precision == CN_PRECISION_BF16 && bf16_applies(a, &w, a->act.kind, residual)
+                     ? cn_conv2d_bf16_scratch(&w, a->filters, cn_get_threads())
+                     : 0;
   if (panels_applies(a, &w, a->act.kind)) {
     size_t panels = cn_conv2d_scratch(&w, a->filters, 1);
-    if (panels > bf16) bf16 = panels;
+    if (panels > first) first = panels;
   }
-  if (cn_conv_small_applies(&w, a->filters, a->groups)) return bf16; /* fp32: registers only */
+  if (cn_conv_small_applies(&w, a->filters, a->groups)) return first; /* fp32: registers only */
   size_t im2col = cn_conv2d_scratch(&w, a->filters, a->groups);
-  if (bf16 > im2col) im2col = bf16;
+  if (first > im2col) im2col = first;
   if (!winograd_forward(a, &w)) return im2col;
   size_t wino = cn_winograd_scratch(&w, a->filters);
   return wino > im2col ? wino : im2col;

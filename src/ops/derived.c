@@ -51,16 +51,12 @@ void cn_derived_release(cn_node *node) {
   node->cache = NULL;
 }
 
-/* Unlinks and frees the form of this kind, or else the last one once the node holds MAX_FORMS. */
+/* Unlinks and frees the form of this kind, or else the last one once the node holds MAX_FORMS:
+ * the walk stops at the first of them it meets. */
 static void make_room(cn_node *node, int kind) {
-  derived **at = (derived **)&node->cache, **last = NULL;
-  int count = 0;
-  for (; *at; at = &(*at)->next, count++) {
-    if ((*at)->kind == kind) break;
-    last = at;
-  }
-  if (!*at && count < MAX_FORMS) return;
-  if (!*at) at = last;
+  derived **at = (derived **)&node->cache;
+  for (int seen = 1; *at && (*at)->kind != kind && seen < MAX_FORMS; seen++) at = &(*at)->next;
+  if (!*at) return;
   derived *gone = *at;
   *at = gone->next;
   free_form(gone);
