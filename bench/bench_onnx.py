@@ -69,6 +69,12 @@ def parse_args():
                    help="idle time before each engine's call, so that the previous engine's idle "
                         "workers (ORT's spinning ones) have let go of the cores: each engine then "
                         "runs as if alone, as users run it (try 300 with --ort-spinning)")
+    p.add_argument("--burst", type=int, default=1,
+                   help="calls per engine turn: each turn makes one untimed call (it pays for the "
+                        "wake-up of sleeping workers) then BURST timed ones back to back, their "
+                        "median being the turn's time; the steady state of a process serving "
+                        "requests alone. With --gap-ms before each turn, the previous engine's "
+                        "spinning workers are idle again (ORT's spin about 30 ms after a run)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch eager column")
     p.add_argument("--bf16", action="store_true",
                    help="also time convnet --precision bf16 (interleaved), reported against fp32")
@@ -193,7 +199,10 @@ def bench_batch(args, name, onnx_path, ort_run, torch_run, side, batch, tmp):
     def call(fn):
         if args.gap_ms > 0:
             time.sleep(args.gap_ms / 1e3)
-        return fn()
+        if args.burst <= 1:
+            return fn()
+        fn()  # wakes the engine's workers, untimed
+        return statistics.median(fn() for _ in range(args.burst))
 
     for _ in range(max(args.warmup, 1)):
         for fn in engines.values():
@@ -278,7 +287,7 @@ def print_report(args, rows):
     print("\n" + HEADER)
     for row in rows:
         print_row(row)
-    print(f"\nthreads={args.threads} repeat={args.repeat}, median; ratio = convnet / other, "
+    print(f"\nthreads={args.threads} repeat={args.repeat} burst={args.burst} gap={args.gap_ms:g} ms, median; ratio = convnet / other, "
           f"lower is better; diffs against ORT's logits")
     for row in rows:
         if row["convnet_ms"] is None:
@@ -320,7 +329,7 @@ def main():
     status = print_report(args, rows)
     if args.json:
         meta = {"load_start": load, "load_end": os.getloadavg(), "threads": args.threads,
-                "repeat": args.repeat, "ort": onnxruntime.__version__, "torch": torch.__version__,
+                "repeat": args.repeat, "burst": args.burst, "gap_ms": args.gap_ms, "ort": onnxruntime.__version__, "torch": torch.__version__,
                 "command": sys.argv}
         pathlib.Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     return status
