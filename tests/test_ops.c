@@ -711,6 +711,111 @@ static void test_fold_residual(void) {
   cn_graph_free(g);
 }
 
+/* Runs g at `batch` on 1 and on 3 threads into out1 and out3, which must be the same bits. */
+static void run_both_thread_counts(cn_graph *g, int batch, const float *x, float *out1, float *out3,
+                                   size_t count) {
+  cn_set_threads(1);
+  CHECK_OK(cn_graph_run(g, batch, (const float *[]){x}, (float *[]){out1}));
+  cn_set_threads(3);
+  CHECK_OK(cn_graph_run(g, batch, (const float *[]){x}, (float *[]){out3}));
+  cn_set_threads(0);
+  CHECK(cn_test_max_abs_diff(out1, out3, count) == 0);
+}
+
+/* Adds a MobileNetV2 block without its residual sum: 1x1 expansion (relu6), depthwise 3x3
+ * (relu6, `stride`), 1x1 projection; returns the projection. */
+static int add_block(cn_graph *g, const char *name, int x, int expand, int stride, int out) {
+  char e[32], d[32];
+  snprintf(e, sizeof e, "%s_expand", name);
+  snprintf(d, sizeof d, "%s_dw", name);
+  cn_conv2d_attrs ex = {expand, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_relu6(), {0}};
+  cn_depthwise_attrs dw = {3, 3, stride, stride, 1, 1, 1, 1, CN_PAD_SAME, cn_act_relu6(), {0}};
+  cn_conv2d_attrs project = {out, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear(), {0}};
+  int n = add_node(g, &cn_op_conv2d, e, x, -1, &ex);
+  n = add_node(g, &cn_op_depthwise, d, n, -1, &dw);
+  return add_node(g, &cn_op_conv2d, name, n, -1, &project);
+}
+
+/* DepthwiseConv2D -> 1x1 Conv2D pairs fold into one node that multiplies band by band (on the
+ * panels with 32 or 64 filters, conv_small's tiles with 16 or 24; a residual sum; stride 2), and
+ * with `expand` the 1x1 expansions before them too (bands of expanded rows overlapping, a band
+ * starting in the padding): the same bits as the layers apart, at batch 1 and 3, on 1 and 3
+ * threads, and in bf16 (the two run apart). A depthwise read twice, with a multiplier of 2, or
+ * before a strided 1x1, stays; so does an expansion read twice or folding a depthwise in itself. */
+static void check_fold_depthwise(int expand) {
+  cn_graph *g = cn_graph_new();
+  cn_input_attrs in = {shape3(20, 18, 32)};
+  int x;
+  CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x));
+  cn_depthwise_attrs dw = {3, 3, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_relu6(), {0}};
+  cn_depthwise_attrs dw2 = {3, 3, 2, 2, 1, 1, 1, 0, CN_PAD_SAME, cn_act_relu(), {0}};
+  cn_depthwise_attrs mult2 = {3, 3, 1, 1, 1, 1, 2, 1, CN_PAD_SAME, cn_act_linear(), {0}};
+  cn_conv2d_attrs p64 = {64, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_relu(), {0}};
+  cn_conv2d_attrs p32 = {32, 1, 1, 1, 1, 1, 1, 1, 0, CN_PAD_VALID, cn_act_linear(), {0}};
+  cn_conv2d_attrs p16 = {16, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear(), {0}};
+  cn_conv2d_attrs strided = {16, 1, 1, 2, 2, 1, 1, 1, 1, CN_PAD_VALID, cn_act_linear(), {0}};
+  cn_merge_attrs add = {CN_MERGE_ADD};
+  int n = add_block(g, "p0", x, 48, 1, 32); /* 20 x 18: two bands at least */
+  n = add_node(g, &cn_op_depthwise, "d1", n, -1, &dw);
+  int a = add_node(g, &cn_op_conv2d, "a", n, -1, &p64); /* panels; folds d1 in */
+  n = add_node(g, &cn_op_depthwise, "d2", a, -1, &dw2); /* stride 2: 10 x 9 x 64 */
+  int b = add_node(g, &cn_op_conv2d, "b", n, -1, &p32); /* a is no expansion of d2 */
+  n = add_node(g, &cn_op_depthwise, "d3", b, -1, &dw);
+  n = add_node(g, &cn_op_conv2d, "c", n, -1, &p32);
+  int r = add_node(g, &cn_op_merge, "res", b, n, &add); /* c takes the residual sum */
+  n = add_node(g, &cn_op_depthwise, "d4", r, -1, &dw);
+  int s = add_node(g, &cn_op_conv2d, "s", n, -1, &p16); /* conv_small */
+  n = add_node(g, &cn_op_depthwise, "twice", s, -1, &dw);
+  int t1 = add_node(g, &cn_op_conv2d, "t1", n, -1, &p16);
+  int t2 = add_node(g, &cn_op_conv2d, "t2", n, -1, &p16); /* twice is read twice: stays */
+  n = add_node(g, &cn_op_merge, "sum", t1, t2, &add);
+  n = add_node(g, &cn_op_depthwise, "m2", n, -1, &mult2); /* multiplier 2: stays */
+  n = add_node(g, &cn_op_conv2d, "u", n, -1, &p16);
+  n = add_node(g, &cn_op_depthwise, "d5", n, -1, &dw);  /* before a strided 1x1: stays */
+  n = add_node(g, &cn_op_conv2d, "v", n, -1, &strided); /* 5 x 5 x 16 */
+  n = add_block(g, "w", n, 48, 1, 24);                  /* conv_small twice */
+  n = add_block(g, "w2", n, 72, 2, 32);                 /* 3 x 3 x 32 */
+  CHECK_OK(cn_graph_alloc_params(g));
+  fill(g->params, g->n_param_floats);
+  enum { OUT = 3 * 3 * 3 * 32 };
+  CHECK(cn_shape_numel(&g->nodes[n].shape) * 3 == OUT);
+  static float xv[3 * 20 * 18 * 32], before[OUT], after[OUT], other[OUT];
+  fill(xv, sizeof xv / sizeof xv[0]);
+  for (int batch = 1; batch <= 3; batch += 2) {
+    size_t count = (size_t)(OUT / 3 * batch);
+    run_both_thread_counts(g, batch, xv, before, other, count);
+    cn_graph *folded = NULL;
+    CHECK_OK(cn_graph_clone(g, &folded));
+    CHECK_OK(cn_graph_fold_residual(folded));
+    CHECK_OK(cn_graph_fold_activations(folded));
+    int nodes = folded->n_nodes;
+    CHECK_OK(cn_graph_fold_depthwise(folded, expand));
+    CHECK(folded->n_nodes == nodes - 7 - (expand ? 3 : 0));
+    const char *gone[] = {"p0_dw", "d1", "d2", "d3", "d4", "w_dw", "w2_dw"};
+    const char *kept[] = {"twice", "m2", "d5", "a", "b"};
+    for (int i = 0; i < 7; i++) CHECK(cn_graph_find(folded, gone[i]) < 0);
+    for (int i = 0; i < 5; i++) CHECK(cn_graph_find(folded, kept[i]) >= 0);
+    CHECK((cn_graph_find(folded, "w_expand") < 0) == expand);
+    const cn_node *c = &folded->nodes[cn_graph_find(folded, "c")];
+    CHECK(c->op == &cn_op_dw_conv && c->n_inputs == 2 && c->n_params == 3);
+    CHECK(strcmp(c->type, "DepthwiseConv2D+Conv2D+Add") == 0);
+    const cn_node *w2 = &folded->nodes[cn_graph_find(folded, "w2")];
+    CHECK(w2->n_params == (expand ? 6 : 4));
+    run_both_thread_counts(folded, batch, xv, after, other, count);
+    CHECK(cn_test_max_abs_diff(before, after, count) == 0);
+    if (!expand) { /* an expanding fold is for fp32 graphs */
+      cn_graph_set_precision(g, CN_PRECISION_BF16);
+      cn_graph_set_precision(folded, CN_PRECISION_BF16);
+      CHECK_OK(cn_graph_run(g, batch, (const float *[]){xv}, (float *[]){before}));
+      CHECK_OK(cn_graph_run(folded, batch, (const float *[]){xv}, (float *[]){after}));
+      CHECK(cn_test_max_abs_diff(before, after, count) == 0);
+      cn_graph_set_precision(g, CN_PRECISION_FP32);
+    }
+    cn_graph_free(folded);
+  }
+  cn_graph_free(g);
+}
+
 static void test_fold_activation_output(void) {
   cn_graph *g = cn_graph_new();
   cn_input_attrs in = {cn_shape_make(1, (int64_t[]){6})};
@@ -788,6 +893,8 @@ int main(void) {
   test_fold_padding();
   test_fold_residual();
   test_fold_pool_padding();
+  check_fold_depthwise(0);
+  check_fold_depthwise(1);
   test_fold_activation_output();
   test_fold_real_mobilenet();
   return cn_test_finish();

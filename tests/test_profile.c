@@ -18,7 +18,7 @@ static void test_mobilenet_counts(void) {
   cn_layer_profile *layers = NULL;
   size_t n = 0;
   CHECK_OK(cn_model_profile(m, 1, in, 2, &layers, &n));
-  CHECK(n > 20);
+  CHECK(n > 12); /* 27 convolutions, each depthwise one folded into the 1x1 after it */
   double gflop = 0, ms = 0;
   int first_conv = -1;
   for (size_t i = 0; i < n; i++) {

@@ -8,7 +8,8 @@
 
 #include "convnet/core.h"
 
-#define CN_MAX_PARAMS 4
+/* A layer has at most 4 (BatchNormalization); a fused inference node (cn_op_dw_conv) 6. */
+#define CN_MAX_PARAMS 6
 #define CN_MAX_GRAPH_IO 8
 
 /* A view of contiguous row-major floats. The shape includes the batch dimension (NHWC for

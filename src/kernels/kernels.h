@@ -199,6 +199,24 @@ void cn_depthwise_backward(const cn_window *w, int mult, const cn_conv_grad *io,
 /* DepthwiseConv2D: kernel (kh, kw, c, mult), output channel c * mult + m. */
 void cn_depthwise(const cn_window *w, int mult, const float *x, const float *kernel,
                   const float *bias, const cn_activation *act, float *y, int threads);
+/* A depthwise convolution (multiplier 1, activation `act`), then a 1x1 unpadded stride-1
+ * convolution on its output (`project`), and optionally one before it on its input (`expand`,
+ * whose rows of k values become the rows of w->c values the depthwise reads; x is then its
+ * input): y as the layers run apart, bit for bit, without the tensors between them in memory.
+ * A pointwise product turns m rows of k values at x into m rows of n values at y, on the calling
+ * thread, each row alone. On at most CN_DW_POINTWISE_WORKERS threads; scratch holds
+ * cn_depthwise_pointwise_scratch(w, expand != NULL) floats. */
+enum { CN_DW_POINTWISE_WORKERS = 8 };
+typedef void (*cn_pointwise_fn)(const void *ctx, int64_t m, const float *x, float *y);
+typedef struct cn_pointwise {
+  cn_pointwise_fn fn;
+  const void *ctx;
+  int64_t k, n;
+} cn_pointwise;
+size_t cn_depthwise_pointwise_scratch(const cn_window *w, int expand);
+void cn_depthwise_pointwise(const cn_window *w, const float *x, const cn_pointwise *expand,
+                            const float *kernel, const float *bias, const cn_activation *act,
+                            const cn_pointwise *project, float *y, float *scratch, int threads);
 
 /* Pooling; padded cells are ignored (average divides by the valid cells only). */
 void cn_maxpool(const cn_window *w, const float *x, float *y, int threads);

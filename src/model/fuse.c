@@ -56,6 +56,8 @@ static int foldable(cn_graph *g, int i) {
   return p;
 }
 
+static cn_status realloc_params(cn_graph *g);
+
 /* Adds a zero bias to convolutions about to absorb a BN shift; keeps every parameter's values
  * across the reallocation of the parameter buffer. */
 static cn_status add_missing_biases(cn_graph *g) {
@@ -69,7 +71,12 @@ static cn_status add_missing_biases(cn_graph *g) {
     *conv_use_bias(conv) = 1;
     added = 1;
   }
-  if (!added) return CN_OK;
+  return added ? realloc_params(g) : CN_OK;
+}
+
+/* Reallocates the parameter buffer after parameters were declared (cn_node_add_param), keeping
+ * the values of those that had some. */
+static cn_status realloc_params(cn_graph *g) {
   float **old = calloc((size_t)g->n_nodes * CN_MAX_PARAMS, sizeof *old);
   if (!old) return cn_fail(CN_ERR_NOMEM, "out of memory folding batch normalization");
   for (int i = 0; i < g->n_nodes; i++)
@@ -277,12 +284,134 @@ cn_status cn_graph_fold_residual(cn_graph *g) {
   return st;
 }
 
+/* Whether a convolution is 1x1, stride 1, unpadded and ungrouped. */
+static int plain_pointwise(const cn_node *n) {
+  if (n->op != &cn_op_conv2d && n->op != &cn_op_conv2d_add) return 0;
+  const cn_conv2d_attrs *a = n->attrs;
+  const cn_conv_pads *p = &a->pads;
+  return a->kh == 1 && a->kw == 1 && a->sh == 1 && a->sw == 1 && a->groups == 1 && !p->top &&
+         !p->bottom && !p->left && !p->right;
+}
+
+/* Node `at` may be folded into its only reader: not a graph output, not shared. */
+static int single_use(cn_graph *g, int at) {
+  return !is_output(g, at) && readers(g, at) == 1 && !cn_graph_node_shared(g, at);
+}
+
+/* The DepthwiseConv2D that node i, a plain 1x1 convolution, can take in (cn_op_dw_conv), else -1:
+ * multiplier 1, an elementwise activation, read by node i only. */
+static int depthwise_foldable(cn_graph *g, int i) {
+  const cn_node *n = &g->nodes[i];
+  if (!plain_pointwise(n) || cn_graph_node_shared(g, i)) return -1;
+  int d = n->inputs[0];
+  const cn_node *dn = &g->nodes[d];
+  if (dn->op != &cn_op_depthwise || !single_use(g, d) || n->n_params + dn->n_params > CN_MAX_PARAMS)
+    return -1;
+  const cn_depthwise_attrs *da = dn->attrs;
+  return da->depth_multiplier == 1 && da->act.kind != CN_ACT_SOFTMAX ? d : -1;
+}
+
+/* The 1x1 Conv2D expanding the input of depthwise node d (taken in by node i) that the fold can
+ * take in too, else -1: elementwise activation, read by d only, its product on the panels or
+ * conv_small's tiles. */
+static int expand_foldable(cn_graph *g, int i, int d) {
+  int e = g->nodes[d].inputs[0];
+  const cn_node *en = &g->nodes[e];
+  if (en->op != &cn_op_conv2d || !plain_pointwise(en) || !single_use(g, e) ||
+      g->nodes[i].n_params + g->nodes[d].n_params + en->n_params > CN_MAX_PARAMS)
+    return -1;
+  const cn_conv2d_attrs *a = en->attrs;
+  const cn_shape *in = &g->nodes[en->inputs[0]].shape;
+  return a->act.kind != CN_ACT_SOFTMAX && in->rank == 3 && cn_conv2d_pointwise_tiled(a, in->dim[2])
+             ? e
+             : -1;
+}
+
 int cn_graph_can_fold(cn_graph *g) {
   for (int i = 0; i < g->n_nodes; i++)
     if (foldable(g, i) >= 0 || activation_foldable(g, i) || padding_foldable(g, i) >= 0 ||
-        residual_foldable(g, i) >= 0)
+        residual_foldable(g, i) >= 0 || depthwise_foldable(g, i) >= 0)
       return 1;
   return 0;
+}
+
+static int index_of(const cn_graph *g, const char *name) { /* by identity: names move along */
+  for (int i = 0; i < g->n_nodes; i++)
+    if (g->nodes[i].name == name) return i;
+  return -1;
+}
+
+/* One fold: the nodes by their names' identity (indices shift as nodes go). */
+typedef struct fold {
+  const char *conv, *dw, *expand; /* expand NULL: none */
+} fold;
+
+/* Appends the parameters of node `from` (declared on `to` after its own, `at` on) to `to`. */
+static void copy_params(cn_node *to, int at, const cn_node *from) {
+  for (int k = 0; k < from->n_params; k++)
+    memcpy(to->params[at + k].data, from->params[k].data,
+           (size_t)cn_shape_numel(&from->params[k].shape) * sizeof(float));
+}
+
+/* The convolution of fold f takes in its depthwise node (and expanding one), whose parameters it
+ * declared after its own: their values copied, the first one's input becomes its input, their
+ * attributes join its own, and they are removed. */
+static cn_status take_in(cn_graph *g, const fold *f) {
+  int i = index_of(g, f->conv), d = index_of(g, f->dw), e = f->expand ? index_of(g, f->expand) : -1;
+  cn_node *conv = &g->nodes[i];
+  const cn_node *dn = &g->nodes[d], *en = e >= 0 ? &g->nodes[e] : NULL;
+  cn_dw_conv_attrs *attrs = calloc(1, sizeof *attrs);
+  char *type =
+      cn_strdup(conv->op == &cn_op_conv2d_add ? "DepthwiseConv2D+Conv2D+Add" : cn_op_dw_conv.type);
+  if (!attrs || !type) {
+    free(attrs);
+    free(type);
+    return cn_fail(CN_ERR_NOMEM, "out of memory folding a depthwise convolution");
+  }
+  int own = conv->n_params - dn->n_params - (en ? en->n_params : 0);
+  copy_params(conv, own, dn);
+  if (en) copy_params(conv, own + dn->n_params, en);
+  attrs->conv = *(const cn_conv2d_attrs *)conv->attrs;
+  attrs->dw = *(const cn_depthwise_attrs *)dn->attrs;
+  if (en) attrs->expands = 1, attrs->expand = *(const cn_conv2d_attrs *)en->attrs;
+  free(conv->attrs);
+  free(conv->type);
+  conv->attrs = attrs, conv->type = type, conv->op = &cn_op_dw_conv;
+  conv->inputs[0] = en ? en->inputs[0] : dn->inputs[0];
+  cn_status st = remove_node(g, d, dn->inputs[0]);
+  if (st == CN_OK && f->expand) st = remove_node(g, index_of(g, f->expand), 0);
+  return st;
+}
+
+cn_status cn_graph_fold_depthwise(cn_graph *g, int expand) {
+  cn_status st = pin_outputs(g);
+  size_t count = (size_t)(g->n_nodes ? g->n_nodes : 1);
+  fold *folds = calloc(count, sizeof *folds);
+  char *used = calloc(count, 1); /* in a fold already: a convolution folding a depthwise layer
+                                    in is nobody's expansion */
+  if (!folds || !used) {
+    free(folds);
+    free(used);
+    return cn_fail(CN_ERR_NOMEM, "out of memory folding depthwise convolutions");
+  }
+  int n = 0;
+  for (int i = 0; st == CN_OK && i < g->n_nodes; i++) {
+    int d = depthwise_foldable(g, i), e = d >= 0 && expand ? expand_foldable(g, i, d) : -1;
+    if (d < 0 || used[i]) continue;
+    if (e >= 0 && used[e]) e = -1;
+    used[i] = used[d] = 1;
+    if (e >= 0) used[e] = 1;
+    for (int k = 0; st == CN_OK && k < g->nodes[d].n_params; k++)
+      st = cn_node_add_param(&g->nodes[i], g->nodes[d].params[k].name, g->nodes[d].params[k].shape);
+    for (int k = 0; st == CN_OK && e >= 0 && k < g->nodes[e].n_params; k++)
+      st = cn_node_add_param(&g->nodes[i], g->nodes[e].params[k].name, g->nodes[e].params[k].shape);
+    folds[n++] = (fold){g->nodes[i].name, g->nodes[d].name, e >= 0 ? g->nodes[e].name : NULL};
+  }
+  if (st == CN_OK && n) st = realloc_params(g);
+  for (int k = 0; st == CN_OK && k < n; k++) st = take_in(g, &folds[k]);
+  free(folds);
+  free(used);
+  return st;
 }
 
 cn_status cn_graph_fold_activations(cn_graph *g) {

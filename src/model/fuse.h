@@ -31,6 +31,14 @@ cn_status cn_graph_fold_padding(cn_graph *g);
  * followed the Add into the convolution. For the inference graph only (no backward). */
 cn_status cn_graph_fold_residual(cn_graph *g);
 
+/* Moves every DepthwiseConv2D (multiplier 1, elementwise activation) read only by a 1x1
+ * unpadded stride-1 ungrouped Conv2D or Conv2D+Add into that convolution (cn_op_dw_conv), which
+ * then reads the depthwise input and multiplies each band of depthwise rows while it is in cache;
+ * with `expand` (fp32 graphs), also the 1x1 Conv2D before the depthwise layer when it is read by
+ * it only (MobileNetV2's expansion), whose input the fused node then reads. Run last. For the
+ * inference graph only (no backward). */
+cn_status cn_graph_fold_depthwise(cn_graph *g, int expand);
+
 /* 1 when a fold above would change the graph (so a caller can skip copying it). */
 int cn_graph_can_fold(cn_graph *g);
 

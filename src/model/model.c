@@ -104,24 +104,29 @@ void cn_model_set_input_spec(cn_model *m, const cn_input_spec *spec) {
   m->spec = *spec;
 }
 
-/* CONVNET_FOLD_RESIDUAL=0 keeps residual Adds as nodes of their own (to compare). */
-static int fold_residual(void) {
-  const char *v = getenv("CONVNET_FOLD_RESIDUAL");
+/* CONVNET_FOLD_RESIDUAL=0 keeps residual Adds as nodes of their own, CONVNET_FOLD_DEPTHWISE=0
+ * depthwise convolutions apart from the 1x1 ones after them (to compare). */
+static int fold_enabled(const char *name) {
+  const char *v = getenv(name);
   return !v || strcmp(v, "0") != 0;
 }
 
 /* Brings m->inference up to date with the weights: a folded copy, or NULL to run m->graph. */
 static cn_status refresh_inference_graph(cn_model *m) {
-  if (m->inference_version == m->graph->weights_version) return CN_OK;
+  if (m->inference_version == m->graph->weights_version && m->inference_precision == m->precision)
+    return CN_OK;
   cn_graph_free(m->inference);
   m->inference = NULL;
   cn_status st = CN_OK;
   if (cn_graph_can_fold(m->graph)) {
     st = cn_graph_clone(m->graph, &m->inference);
     if (st == CN_OK) st = cn_graph_fold_batchnorm(m->inference);
-    if (st == CN_OK && fold_residual()) st = cn_graph_fold_residual(m->inference);
+    if (st == CN_OK && fold_enabled("CONVNET_FOLD_RESIDUAL"))
+      st = cn_graph_fold_residual(m->inference);
     if (st == CN_OK) st = cn_graph_fold_activations(m->inference);
     if (st == CN_OK) st = cn_graph_fold_padding(m->inference);
+    if (st == CN_OK && fold_enabled("CONVNET_FOLD_DEPTHWISE"))
+      st = cn_graph_fold_depthwise(m->inference, m->precision == CN_PRECISION_FP32);
     if (st != CN_OK) {
       cn_graph_free(m->inference);
       m->inference = NULL;
@@ -133,6 +138,7 @@ static cn_status refresh_inference_graph(cn_model *m) {
   m->graph->versioned_weights = 1;
   if (m->inference) m->inference->versioned_weights = 1;
   m->inference_version = m->graph->weights_version;
+  m->inference_precision = m->precision;
   return CN_OK;
 }
 

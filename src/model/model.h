@@ -17,6 +17,7 @@ struct cn_model {
    * model's own graph keeps Keras's layers so that summaries and weight loading see them. */
   cn_graph *inference;
   int inference_version; /* graph->weights_version that inference was built from; -1: none */
+  cn_precision inference_precision; /* the precision it was folded for (fp32 folds more) */
   /* Names of the output classes (cn_model_set_class_names, .cnm files); NULL / 0 when unknown. */
   char **class_names;
   int n_class_names;

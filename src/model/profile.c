@@ -18,6 +18,19 @@ static double param_numel(const cn_node *n, int k) {
   return k < n->n_params ? numel(&n->params[k].shape) : 0;
 }
 
+/* A depthwise layer folded into the 1x1 convolution after it (and the expanding one before it):
+ * the products of all of them per output value of the last. */
+static double dw_conv_macs(const cn_graph *g, const cn_node *n) {
+  const cn_dw_conv_attrs *a = n->attrs;
+  double filters = a->conv.filters > 0 ? a->conv.filters : 1;
+  double channels = param_numel(n, 0) / filters, pixels = numel(&n->shape) / filters;
+  double macs = channels + (double)a->dw.kh * a->dw.kw * channels / filters;
+  const cn_shape *in = n->n_inputs > 0 ? &g->nodes[n->inputs[0]].shape : NULL;
+  if (a->expands && in && in->rank == 3 && pixels > 0) /* per input pixel: in x expanded */
+    macs += (double)in->dim[0] * in->dim[1] * in->dim[2] * channels / (pixels * filters);
+  return macs;
+}
+
 /* Multiply-adds of the products per output value (0: not a product layer). */
 static double macs_per_output(const cn_graph *g, const cn_node *n) {
   /* A folded residual sum adds one operation per output, left out like a bias. */
@@ -25,6 +38,7 @@ static double macs_per_output(const cn_graph *g, const cn_node *n) {
     const cn_conv2d_attrs *a = n->attrs;
     return param_numel(n, 0) / (a->filters > 0 ? a->filters : 1);
   }
+  if (n->op == &cn_op_dw_conv) return dw_conv_macs(g, n);
   if (n->op == &cn_op_depthwise) {
     const cn_depthwise_attrs *a = n->attrs;
     return (double)a->kh * a->kw;

@@ -269,11 +269,11 @@ static size_t conv_backward_scratch(const cn_graph *g, const cn_node *node, int 
   return cn_conv2d_backward_scratch(&w, a->filters, a->groups);
 }
 
-static size_t conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
+/* Scratch for conv_run on an input of shape `in` (batch included). */
+static size_t conv_scratch_for(const cn_graph *g, const cn_node *node, const cn_shape *in,
+                               int residual) {
   const cn_conv2d_attrs *a = node->attrs;
-  cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
-  cn_window w = conv_window(a, &in);
-  int residual = node->op == &cn_op_conv2d_add;
+  cn_window w = conv_window(a, in);
   /* The paths tried before conv_small, Winograd and plain im2col: bf16 and the panels. */
   size_t first = g->precision == CN_PRECISION_BF16 && bf16_applies(a, &w, a->act.kind, residual)
                      ? cn_conv2d_bf16_scratch(&w, a->filters, cn_get_threads())
@@ -288,6 +288,11 @@ static size_t conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
   if (!winograd_forward(a, &w)) return im2col;
   size_t wino = cn_winograd_scratch(&w, a->filters);
   return wino > im2col ? wino : im2col;
+}
+
+static size_t conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
+  cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
+  return conv_scratch_for(g, node, &in, node->op == &cn_op_conv2d_add);
 }
 
 const cn_op cn_op_conv2d = {
@@ -333,5 +338,171 @@ const cn_op cn_op_conv2d_add = {
     .infer = conv_add_infer,
     .forward = conv_add_forward,
     .scratch = conv_scratch,
+    .release = cn_derived_release,
+};
+
+/* ---- DepthwiseConv2D + 1x1 Conv2D (inference graphs only) ---------------------------------------
+ * A depthwise convolution read only by a 1x1 convolution (MobileNet's blocks) is folded into it,
+ * and in fp32 graphs the 1x1 convolution expanding its input too (cn_graph_fold_depthwise). In
+ * fp32, where the panels or conv_small's tiles take the 1x1 products, the block runs band by band
+ * in cache (cn_depthwise_pointwise); otherwise (bf16) the depthwise layer and the convolution run
+ * apart, the depthwise output in scratch. The same bits either way, as the layers apart. */
+static cn_window dw_window(const cn_depthwise_attrs *d, const cn_shape *in) {
+  const cn_conv_pads *p = &d->pads;
+  return cn_window_make_padded(in, d->kh, d->kw, d->sh, d->sw, d->dh, d->dw, d->padding, p->top,
+                               p->bottom, p->left, p->right);
+}
+
+static cn_shape dw_output(const cn_window *w) {
+  return cn_shape_make(4, (int64_t[]){w->batch, w->oh, w->ow, w->c});
+}
+
+/* Floats of the depthwise output kept in scratch when the two run apart, rounded up to 64 bytes
+ * so that the convolution's share starts aligned. */
+static size_t dw_apart_floats(const cn_window *w) {
+  size_t n = (size_t)(w->batch * w->oh * w->ow * w->c);
+  return (n + 15) / 16 * 16;
+}
+
+/* Where the fused node's parameters are. */
+typedef struct dw_params {
+  const float *kernel, *bias, *dw_kernel, *dw_bias, *expand_kernel, *expand_bias;
+  int expand_at; /* index of the expanding kernel */
+} dw_params;
+
+static dw_params dw_conv_params(const cn_node *node) {
+  const cn_dw_conv_attrs *a = node->attrs;
+  int at = a->conv.use_bias ? 2 : 1, e = at + (a->dw.use_bias ? 2 : 1);
+  dw_params p = {node->params[0].data,
+                 a->conv.use_bias ? node->params[1].data : NULL,
+                 node->params[at].data,
+                 a->dw.use_bias ? node->params[at + 1].data : NULL,
+                 NULL,
+                 NULL,
+                 e};
+  if (a->expands)
+    p.expand_kernel = node->params[e].data,
+    p.expand_bias = a->expand.use_bias ? node->params[e + 1].data : NULL;
+  return p;
+}
+
+/* A 1x1 product of the fused pass, serial, each row alone: on the panels, conv_small's tiles, or
+ * (the panels out of memory, conv_small not applying) plainly. */
+typedef struct pointwise {
+  const cn_panels *panels;
+  const float *kernel, *bias;
+  const cn_activation *act;
+  int64_t c, filters;
+  int small;
+} pointwise;
+
+static void plain_rows(const pointwise *p, int64_t m, const float *x, float *y) {
+  for (int64_t r = 0; r < m; r++) {
+    float *out = y + r * p->filters;
+    for (int64_t j = 0; j < p->filters; j++) out[j] = 0;
+    for (int64_t k = 0; k < p->c; k++)
+      for (int64_t j = 0; j < p->filters; j++)
+        out[j] += x[r * p->c + k] * p->kernel[k * p->filters + j];
+    cn_bias_act_row(out, p->filters, p->bias, p->act);
+  }
+}
+
+static void pointwise_rows(const void *ctx, int64_t m, const float *x, float *y) {
+  const pointwise *p = ctx;
+  if (p->panels) {
+    cn_panels_gemm_serial(m, x, p->c, p->panels, p->bias, p->act, y, p->filters);
+    return;
+  }
+  if (!p->small) {
+    plain_rows(p, m, x, y);
+    return;
+  }
+  cn_shape row = cn_shape_make(4, (int64_t[]){1, 1, m, p->c});
+  cn_window w = cn_window_make(&row, 1, 1, 1, 1, 1, 1, CN_PAD_VALID);
+  cn_conv_small(&w, p->filters, x, p->kernel, p->bias, p->act, y, 1);
+}
+
+/* The product of a 1x1 convolution over `w` on the path the convolution apart would take, the
+ * panels cached as `kind` from node->params[param]; 0 when that path is neither the panels nor
+ * conv_small (the layers then run apart). */
+static int pointwise_path(cn_node *node, int param, int kind, const cn_conv2d_attrs *a,
+                          const cn_window *w, const cn_activation *act, const cn_exec *ex,
+                          cn_panels *k, pointwise *p) {
+  *p = (pointwise){NULL, node->params[param].data, NULL, act, w->c, a->filters, 0};
+  if (panels_applies(a, w, act->kind)) {
+    p->panels = cn_panels_kernel_of(node, param, kind, w->c, a->filters, ex, k);
+    if (p->panels) return 1;
+  }
+  p->small = cn_conv_small_applies(w, a->filters, 1);
+  return p->small;
+}
+
+static void dw_conv_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
+  const cn_dw_conv_attrs *a = node->attrs;
+  dw_params prm = dw_conv_params(node);
+  cn_shape dw_in = in[0].shape;
+  if (a->expands) dw_in.dim[3] = a->expand.filters;
+  cn_window wd = dw_window(&a->dw, &dw_in);
+  cn_tensor mid = {dw_output(&wd), ex->scratch};
+  cn_window w = conv_window(&a->conv, &mid.shape);
+  cn_activation epilogue = a->conv.act;
+  if (node->n_inputs == 2) epilogue.residual = in[1].data, epilogue.residual_of = out->data;
+  cn_panels k, ke;
+  pointwise project, expand;
+  int path = pointwise_path(node, 0, CN_DERIVED_PANELS, &a->conv, &w, &epilogue, ex, &k, &project);
+  int fused = path && !runs_bf16(&a->conv, &w, ex, &epilogue);
+  if (a->expands) {
+    /* Folded in fp32 graphs only (cn_graph_fold_depthwise), where the panels or conv_small take
+     * both products: always the fused pass (plain products only when the panels find no
+     * memory, and in fp32 even if the graph is then set to bf16). */
+    cn_window we = conv_window(&a->expand, &in[0].shape);
+    pointwise_path(node, prm.expand_at, CN_DERIVED_PANELS_EXPAND, &a->expand, &we, &a->expand.act,
+                   ex, &ke, &expand);
+    expand.bias = prm.expand_bias;
+    fused = 1;
+  }
+  if (fused) {
+    project.bias = prm.bias;
+    cn_pointwise pp = {pointwise_rows, &project, wd.c, a->conv.filters};
+    cn_pointwise pe = {pointwise_rows, &expand, in[0].shape.dim[3], wd.c};
+    cn_depthwise_pointwise(&wd, in[0].data, a->expands ? &pe : NULL, prm.dw_kernel, prm.dw_bias,
+                           &a->dw.act, &pp, out->data, ex->scratch, ex->threads);
+    return;
+  }
+  cn_depthwise(&wd, 1, in[0].data, prm.dw_kernel, prm.dw_bias, &a->dw.act, mid.data, ex->threads);
+  cn_exec rest = *ex;
+  rest.scratch = ex->scratch + dw_apart_floats(&wd);
+  conv_run(node, &mid, out, &rest, &epilogue);
+}
+
+static size_t dw_conv_scratch(const cn_graph *g, const cn_node *node, int batch) {
+  const cn_dw_conv_attrs *a = node->attrs;
+  cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
+  if (a->expands) in.dim[3] = a->expand.filters;
+  cn_window wd = dw_window(&a->dw, &in);
+  cn_shape mid = dw_output(&wd);
+  size_t apart = dw_apart_floats(&wd) + conv_scratch_for(g, node, &mid, node->n_inputs == 2);
+  size_t fused = cn_depthwise_pointwise_scratch(&wd, a->expands);
+  return apart > fused ? apart : fused;
+}
+int cn_conv2d_pointwise_tiled(const cn_conv2d_attrs *a, int64_t channels) {
+  cn_shape one = cn_shape_make(4, (int64_t[]){1, 1, 1, channels});
+  cn_window w = conv_window(a, &one);
+  return panels_applies(a, &w, a->act.kind) || cn_conv_small_applies(&w, a->filters, 1);
+}
+
+static cn_status dw_conv_infer(cn_graph *g, cn_node *node) {
+  (void)g;
+  return cn_fail(CN_ERR_UNSUPPORTED, "%s: a fused convolution is made by folding only", node->name);
+}
+
+const cn_op cn_op_dw_conv = {
+    .type = "DepthwiseConv2D+Conv2D",
+    .attrs_size = sizeof(cn_dw_conv_attrs),
+    .min_inputs = 1,
+    .max_inputs = 2,
+    .infer = dw_conv_infer,
+    .forward = dw_conv_forward,
+    .scratch = dw_conv_scratch,
     .release = cn_derived_release,
 };

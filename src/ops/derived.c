@@ -74,8 +74,13 @@ size_t cn_derived_bytes(const cn_graph *g) {
 
 const void *cn_derived_weights(cn_node *node, int kind, size_t bytes, cn_derive_fn derive,
                                const void *ctx, const cn_exec *ex) {
-  const float *kernel = node->params[0].data;
-  size_t n = (size_t)cn_shape_numel(&node->params[0].shape);
+  return cn_derived_weights_of(node, 0, kind, bytes, derive, ctx, ex);
+}
+
+const void *cn_derived_weights_of(cn_node *node, int param, int kind, size_t bytes,
+                                  cn_derive_fn derive, const void *ctx, const cn_exec *ex) {
+  const float *kernel = node->params[param].data;
+  size_t n = (size_t)cn_shape_numel(&node->params[param].shape);
   int threads = ex->threads;
   derived *d = node->cache;
   while (d && d->kind != kind) d = d->next;
@@ -121,17 +126,22 @@ const cn_bf16_matrix *cn_bf16_kernel(cn_node *node, int64_t k, int64_t n, const 
 }
 
 static void pack_panels(const cn_node *node, const void *ctx, void *dst, int threads) {
-  const int64_t *kn = ctx;
+  const int64_t *pkn = ctx; /* the param, k, n */
   (void)threads;
-  cn_panels_pack(node->params[0].data, kn[1], kn[0], kn[1], dst);
+  cn_panels_pack(node->params[pkn[0]].data, pkn[2], pkn[1], pkn[2], dst);
+}
+
+const cn_panels *cn_panels_kernel_of(cn_node *node, int param, int kind, int64_t k, int64_t n,
+                                     const cn_exec *ex, cn_panels *out) {
+  int64_t pkn[3] = {param, k, n};
+  size_t bytes = cn_panels_floats(k, n) * sizeof(float);
+  const float *data = cn_derived_weights_of(node, param, kind, bytes, pack_panels, pkn, ex);
+  if (!data) return NULL;
+  *out = (cn_panels){data, k, n};
+  return out;
 }
 
 const cn_panels *cn_panels_kernel(cn_node *node, int64_t k, int64_t n, const cn_exec *ex,
                                   cn_panels *out) {
-  int64_t kn[2] = {k, n};
-  size_t bytes = cn_panels_floats(k, n) * sizeof(float);
-  const float *data = cn_derived_weights(node, CN_DERIVED_PANELS, bytes, pack_panels, kn, ex);
-  if (!data) return NULL;
-  *out = (cn_panels){data, k, n};
-  return out;
+  return cn_panels_kernel_of(node, 0, CN_DERIVED_PANELS, k, n, ex, out);
 }

@@ -46,6 +46,19 @@ typedef struct cn_depthwise_attrs {
   cn_conv_pads pads; /* as Conv2D's */
 } cn_depthwise_attrs;
 
+/* A DepthwiseConv2D folded into the 1x1 Conv2D (or Conv2D+Add) that reads it (inference graphs
+ * only, cn_graph_fold_depthwise): the convolution's attributes first (so the node reads as a
+ * Conv2D), then the depthwise layer's. Params: kernel, [bias], depthwise_kernel, [bias], and
+ * with `expands` the expanding convolution's kernel, [bias]. */
+typedef struct cn_dw_conv_attrs {
+  cn_conv2d_attrs conv;
+  cn_depthwise_attrs dw;
+  /* 1 when the 1x1 Conv2D that fed the depthwise layer (expanding its input: MobileNetV2's
+   * blocks) is folded in too, in fp32 graphs: its kernel and bias follow the depthwise ones. */
+  int expands;
+  cn_conv2d_attrs expand;
+} cn_dw_conv_attrs;
+
 typedef struct cn_zeropad_attrs {
   int top, bottom, left, right;
 } cn_zeropad_attrs;
@@ -153,10 +166,13 @@ size_t cn_fused_saved(const cn_graph *g, const cn_node *node, int batch, const c
  * only when the graph's weights_version moved where ex->versioned_weights); NULL when memory is
  * short (the caller then runs without). Up to two derived forms per node at a time (a third
  * replaces the older one); op->release is cn_derived_release. */
-enum { CN_DERIVED_WINOGRAD = 1, CN_DERIVED_BF16, CN_DERIVED_PANELS };
+enum { CN_DERIVED_WINOGRAD = 1, CN_DERIVED_BF16, CN_DERIVED_PANELS, CN_DERIVED_PANELS_EXPAND };
 typedef void (*cn_derive_fn)(const cn_node *node, const void *ctx, void *dst, int threads);
 const void *cn_derived_weights(cn_node *node, int kind, size_t bytes, cn_derive_fn derive,
                                const void *ctx, const cn_exec *ex);
+/* The same derived from node->params[param] (a fused node's second kernel). */
+const void *cn_derived_weights_of(cn_node *node, int param, int kind, size_t bytes,
+                                  cn_derive_fn derive, const void *ctx, const cn_exec *ex);
 void cn_derived_release(cn_node *node);
 /* Bytes of the derived weights the graph's nodes hold now. */
 size_t cn_derived_bytes(const cn_graph *g);
@@ -170,13 +186,20 @@ const cn_bf16_matrix *cn_bf16_kernel(cn_node *node, int64_t k, int64_t n, const 
  * when memory is short. */
 const cn_panels *cn_panels_kernel(cn_node *node, int64_t k, int64_t n, const cn_exec *ex,
                                   cn_panels *out);
+/* The same of node->params[param], cached as `kind`. */
+const cn_panels *cn_panels_kernel_of(cn_node *node, int param, int kind, int64_t k, int64_t n,
+                                     const cn_exec *ex, cn_panels *out);
 
 /* ---- the operators ------------------------------------------------------------------------ */
 
-extern const cn_op cn_op_input;          /* InputLayer, cn_input_attrs */
-extern const cn_op cn_op_conv2d;         /* Conv2D, cn_conv2d_attrs */
-extern const cn_op cn_op_conv2d_add;     /* Conv2D + residual Add, cn_conv2d_attrs (folding only) */
-extern const cn_op cn_op_depthwise;      /* DepthwiseConv2D, cn_depthwise_attrs */
+extern const cn_op cn_op_input;      /* InputLayer, cn_input_attrs */
+extern const cn_op cn_op_conv2d;     /* Conv2D, cn_conv2d_attrs */
+extern const cn_op cn_op_conv2d_add; /* Conv2D + residual Add, cn_conv2d_attrs (folding only) */
+extern const cn_op cn_op_depthwise;  /* DepthwiseConv2D, cn_depthwise_attrs */
+extern const cn_op cn_op_dw_conv;    /* Depthwise + 1x1 Conv2D, cn_dw_conv_attrs (folding only) */
+/* Whether a 1x1 unpadded stride-1 Conv2D over `channels` runs its fp32 product on the panels or
+ * conv_small's tiles (not Winograd, OpenBLAS or im2col), row by row. */
+int cn_conv2d_pointwise_tiled(const cn_conv2d_attrs *a, int64_t channels);
 extern const cn_op cn_op_zeropad;        /* ZeroPadding2D, cn_zeropad_attrs */
 extern const cn_op cn_op_maxpool;        /* MaxPooling2D, cn_pool_attrs */
 extern const cn_op cn_op_avgpool;        /* AveragePooling2D, cn_pool_attrs */
