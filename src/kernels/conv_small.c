@@ -1,21 +1,26 @@
 /* Short-patch convolution as a register-blocked product without packing: a tile of ROWS output
- * pixels times 16 (or 8) filters lives in registers for the whole patch; the kernel's rows are
- * read in place (HWIO is already the (patch, filters) matrix) and the patches too when the
- * convolution is 1x1 and unpadded, otherwise they are gathered per tile into a small buffer. */
+ * pixels times two vectors of filters (32 with AVX-512, 16 with AVX2) lives in registers for the
+ * whole patch; the kernel's rows are read in place (HWIO is already the (patch, filters) matrix)
+ * and the patches too when the convolution is 1x1 and unpadded, otherwise they are gathered per
+ * tile into a small buffer. */
 #include "kernels/conv_small.h"
 #include "kernels/simd.h"
 
 #include <string.h>
 
-/* Pixels per register tile (6 x 16 accumulators + 2 kernel vectors + 1 broadcast = 15 of AVX's
- * 16 registers); multiply-adds below which a layer runs on one thread (waking a second one costs
- * more than it saves). */
-enum { ROWS = 6, PARALLEL_MIN_MACS = 1 << 19 };
+/* Pixels per register tile: ROWS x 2 accumulators of the build's widest vectors (12 x 2 of 16
+ * floats fill AVX-512's 32 registers with the two kernel vectors and a broadcast, 6 x 2 of 8 AVX's
+ * 16); multiply-adds below which a layer runs on one thread (waking a second one costs more than
+ * it saves). */
+typedef vwide tv;
+enum { LANES = WIDE_LANES, ROWS = WIDE_LANES == 16 ? 12 : 6, PARALLEL_MIN_MACS = 1 << 19 };
 /* Tiles per chunk at most: 96 pixels, whose gathered patches (at most 24 KB) stay in L1/L2. */
-enum { CHUNK_TILES = 16 };
+enum { CHUNK_TILES = 96 / ROWS };
 /* The longest patch read in place (1x1), and the largest kernel taken by this path (512 KB, four
  * times that when the filter count is not a power of two). */
 enum { DEEP_K = 512, KERNEL_FLOATS = 1 << 17 };
+/* Every loop over a tile's rows unrolled, so that the accumulators stay in registers. */
+#define UNROLL_ROWS _Pragma("GCC unroll 16")
 
 static int in_place(const cn_window *w) {
   return w->kh == 1 && w->kw == 1 && w->pad_top == 0 && w->pad_left == 0;
@@ -32,39 +37,59 @@ int cn_conv_small_applies(const cn_window *w, int64_t filters, int groups) {
   return kdim <= CN_CONV_SMALL_K || (in_place(w) && kdim <= DEEP_K);
 }
 
-/* ROWS pixels x 16 filters: out[r][0..16) = bias + sum_k rows[r][k] * kernel[k][0..16). */
-static void tile16(const float *const *rows, int64_t kdim, const float *kernel, int64_t ldk,
-                   const float *bias, float *const *out) {
-  v8f b0 = {0}, b1 = {0};
-  if (bias) b0 = load8(bias), b1 = load8(bias + 8);
-  v8f acc0[ROWS], acc1[ROWS];
+/* ROWS pixels x 2 * LANES filters: out[r][0..2 * LANES) = bias + sum_k rows[r][k] *
+ * kernel[k][0..2 * LANES). */
+static void tile2(const float *const *rows, int64_t kdim, const float *kernel, int64_t ldk,
+                  const float *bias, float *const *out) {
+  tv b0 = {0}, b1 = {0};
+  if (bias) b0 = loadw(bias), b1 = loadw(bias + LANES);
+  tv acc0[ROWS], acc1[ROWS];
+  UNROLL_ROWS
   for (int r = 0; r < ROWS; r++) acc0[r] = b0, acc1[r] = b1;
   for (int64_t k = 0; k < kdim; k++) {
-    v8f w0 = load8(kernel + k * ldk), w1 = load8(kernel + k * ldk + 8);
+    tv w0 = loadw(kernel + k * ldk), w1 = loadw(kernel + k * ldk + LANES);
+    UNROLL_ROWS
     for (int r = 0; r < ROWS; r++) {
       float s = rows[r][k];
-      v8f a = {s, s, s, s, s, s, s, s};
-      acc0[r] += a * w0;
-      acc1[r] += a * w1;
+      acc0[r] += s * w0;
+      acc1[r] += s * w1;
     }
   }
-  for (int r = 0; r < ROWS; r++) store8(out[r], acc0[r]), store8(out[r] + 8, acc1[r]);
+  UNROLL_ROWS
+  for (int r = 0; r < ROWS; r++) storew(out[r], acc0[r]), storew(out[r] + LANES, acc1[r]);
 }
 
-/* The same for the last 8 filters when their count is not a multiple of 16. */
+/* The same for LANES filters (the last ones when their count is not a multiple of 2 * LANES). */
+static void tile1(const float *const *rows, int64_t kdim, const float *kernel, int64_t ldk,
+                  const float *bias, float *const *out) {
+  tv b0 = {0};
+  if (bias) b0 = loadw(bias);
+  tv acc[ROWS];
+  UNROLL_ROWS
+  for (int r = 0; r < ROWS; r++) acc[r] = b0;
+  for (int64_t k = 0; k < kdim; k++) {
+    tv w0 = loadw(kernel + k * ldk);
+    UNROLL_ROWS
+    for (int r = 0; r < ROWS; r++) acc[r] += rows[r][k] * w0;
+  }
+  UNROLL_ROWS
+  for (int r = 0; r < ROWS; r++) storew(out[r], acc[r]);
+}
+
+/* And for the last 8 filters with 16-float vectors. */
 static void tile8(const float *const *rows, int64_t kdim, const float *kernel, int64_t ldk,
                   const float *bias, float *const *out) {
   v8f b0 = {0};
   if (bias) b0 = load8(bias);
   v8f acc[ROWS];
+  UNROLL_ROWS
   for (int r = 0; r < ROWS; r++) acc[r] = b0;
   for (int64_t k = 0; k < kdim; k++) {
     v8f w0 = load8(kernel + k * ldk);
-    for (int r = 0; r < ROWS; r++) {
-      float s = rows[r][k];
-      acc[r] += (v8f){s, s, s, s, s, s, s, s} * w0;
-    }
+    UNROLL_ROWS
+    for (int r = 0; r < ROWS; r++) acc[r] += rows[r][k] * w0;
   }
+  UNROLL_ROWS
   for (int r = 0; r < ROWS; r++) store8(out[r], acc[r]);
 }
 
@@ -108,23 +133,27 @@ static const float *patch(const cn_window *w, const float *x, pixel q, float *bu
 static void pixel_chunk(const cn_window *w, int64_t filters, const float *x, const float *kernel,
                         const float *bias, const cn_activation *act, float *y, int64_t p0,
                         int count) {
-  float buf[CHUNK_TILES * ROWS * CN_CONV_SMALL_K], sink[16];
+  float buf[CHUNK_TILES * ROWS * CN_CONV_SMALL_K], sink[2 * LANES];
   const float *rows[CHUNK_TILES * ROWS];
   int64_t kdim = (int64_t)w->kh * w->kw * w->c;
   int tiles = (count + ROWS - 1) / ROWS;
   pixel q = pixel_at(w, p0);
   for (int r = 0; r < tiles * ROWS; r++, pixel_next(w, &q))
     rows[r] = r < count ? patch(w, x, q, buf + r * kdim) : rows[0];
-  for (int64_t c0 = 0; c0 < filters; c0 += 16) {
+  for (int64_t c0 = 0, step; c0 < filters; c0 += step) {
     const float *b = bias ? bias + c0 : NULL;
+    int64_t left = filters - c0;
+    step = left >= 2 * LANES ? 2 * LANES : left >= LANES ? LANES : 8;
     for (int t = 0; t < tiles; t++) {
       float *out[ROWS];
       for (int r = 0; r < ROWS; r++) {
         int64_t at = (int64_t)t * ROWS + r;
         out[r] = at < count ? y + (p0 + at) * filters + c0 : sink;
       }
-      if (filters - c0 >= 16)
-        tile16(rows + t * ROWS, kdim, kernel + c0, filters, b, out);
+      if (step == 2 * LANES)
+        tile2(rows + t * ROWS, kdim, kernel + c0, filters, b, out);
+      else if (step == LANES)
+        tile1(rows + t * ROWS, kdim, kernel + c0, filters, b, out);
       else
         tile8(rows + t * ROWS, kdim, kernel + c0, filters, b, out);
     }

@@ -312,8 +312,9 @@ static int depthwise_foldable(cn_graph *g, int i) {
 }
 
 /* The 1x1 Conv2D expanding the input of depthwise node d (taken in by node i) that the fold can
- * take in too, else -1: elementwise activation, read by d only, its product on the panels or
- * conv_small's tiles. */
+ * take in too, else -1: elementwise activation, read by d only, its product and node i's on the
+ * panels or conv_small's tiles (the expanded rows exist only in the fused pass, which has no
+ * other fast product: an AVX2 build's 576 -> 96 projection, OpenBLAS's, would run plainly). */
 static int expand_foldable(cn_graph *g, int i, int d) {
   int e = g->nodes[d].inputs[0];
   const cn_node *en = &g->nodes[e];
@@ -322,7 +323,10 @@ static int expand_foldable(cn_graph *g, int i, int d) {
     return -1;
   const cn_conv2d_attrs *a = en->attrs;
   const cn_shape *in = &g->nodes[en->inputs[0]].shape;
-  return a->act.kind != CN_ACT_SOFTMAX && in->rank == 3 && cn_conv2d_pointwise_tiled(a, in->dim[2])
+  const cn_shape *mid = &g->nodes[d].shape;
+  return a->act.kind != CN_ACT_SOFTMAX && in->rank == 3 && mid->rank == 3 &&
+                 cn_conv2d_pointwise_tiled(a, in->dim[2]) &&
+                 cn_conv2d_pointwise_tiled(g->nodes[i].attrs, mid->dim[2])
              ? e
              : -1;
 }
