@@ -357,13 +357,6 @@ static cn_shape dw_output(const cn_window *w) {
   return cn_shape_make(4, (int64_t[]){w->batch, w->oh, w->ow, w->c});
 }
 
-/* Floats of the depthwise output kept in scratch when the two run apart, rounded up to 64 bytes
- * so that the convolution's share starts aligned. */
-static size_t dw_apart_floats(const cn_window *w) {
-  size_t n = (size_t)(w->batch * w->oh * w->ow * w->c);
-  return (n + 15) / 16 * 16;
-}
-
 /* Where the fused node's parameters are. */
 typedef struct dw_params {
   const float *kernel, *bias, *dw_kernel, *dw_bias, *expand_kernel, *expand_bias;
@@ -437,41 +430,74 @@ static int pointwise_path(cn_node *node, int param, int kind, const cn_conv2d_at
   return p->small;
 }
 
+/* Below this many depthwise output pixels (ResNet's and MobileNet's 7x7 layers at batch 1), the
+ * layers run apart, each on every thread: bands of a row or two re-read the 1x1 kernels once each
+ * (MobileNetV2's last three blocks at batch 1: 0.03 ms slower each in bands). */
+enum { APART_PIXELS = 128 };
+
+static size_t aligned16(size_t n) {
+  return (n + 15) / 16 * 16;
+}
+
+/* The expansion over the whole input into e, on every thread. */
+static void expand_apart(const pointwise *p, const cn_window *w, const float *x, float *e,
+                         int threads) {
+  int64_t m = w->batch * w->ih * w->iw;
+  if (p->panels)
+    cn_panels_gemm(m, x, p->c, p->panels, p->bias, p->act, e, p->filters, threads);
+  else if (p->small)
+    cn_conv_small(w, p->filters, x, p->kernel, p->bias, p->act, e, threads);
+  else
+    pointwise_rows(p, m, x, e);
+}
+
 static void dw_conv_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex) {
   const cn_dw_conv_attrs *a = node->attrs;
   dw_params prm = dw_conv_params(node);
   cn_shape dw_in = in[0].shape;
   if (a->expands) dw_in.dim[3] = a->expand.filters;
   cn_window wd = dw_window(&a->dw, &dw_in);
-  cn_tensor mid = {dw_output(&wd), ex->scratch};
-  cn_window w = conv_window(&a->conv, &mid.shape);
+  int apart = wd.batch * wd.oh * wd.ow < APART_PIXELS;
+  cn_tensor x = in[0];
+  float *scratch = ex->scratch;
   cn_activation epilogue = a->conv.act;
   if (node->n_inputs == 2) epilogue.residual = in[1].data, epilogue.residual_of = out->data;
   cn_panels k, ke;
   pointwise project, expand;
-  int path = pointwise_path(node, 0, CN_DERIVED_PANELS, &a->conv, &w, &epilogue, ex, &k, &project);
-  int fused = path && !runs_bf16(&a->conv, &w, ex, &epilogue);
   if (a->expands) {
     /* Folded in fp32 graphs only (cn_graph_fold_depthwise), where the panels or conv_small take
-     * both products: always the fused pass (plain products only when the panels find no
-     * memory, and in fp32 even if the graph is then set to bf16). */
+     * both products (plain products only when the panels find no memory; fp32 even if the graph
+     * is then set to bf16). */
     cn_window we = conv_window(&a->expand, &in[0].shape);
     pointwise_path(node, prm.expand_at, CN_DERIVED_PANELS_EXPAND, &a->expand, &we, &a->expand.act,
                    ex, &ke, &expand);
     expand.bias = prm.expand_bias;
-    fused = 1;
+    if (apart) { /* expanded in full first, then as a depthwise + 1x1 fold */
+      x = (cn_tensor){dw_in, scratch};
+      expand_apart(&expand, &we, in[0].data, x.data, ex->threads);
+      scratch += aligned16((size_t)cn_shape_numel(&dw_in));
+    }
   }
-  if (fused) {
-    project.bias = prm.bias;
+  cn_tensor mid = {dw_output(&wd), scratch};
+  cn_window w = conv_window(&a->conv, &mid.shape);
+  int path = pointwise_path(node, 0, CN_DERIVED_PANELS, &a->conv, &w, &epilogue, ex, &k, &project);
+  project.bias = prm.bias;
+  if (a->expands && !apart) {
     cn_pointwise pp = {pointwise_rows, &project, wd.c, a->conv.filters};
     cn_pointwise pe = {pointwise_rows, &expand, in[0].shape.dim[3], wd.c};
-    cn_depthwise_pointwise(&wd, in[0].data, a->expands ? &pe : NULL, prm.dw_kernel, prm.dw_bias,
-                           &a->dw.act, &pp, out->data, ex->scratch, ex->threads);
+    cn_depthwise_pointwise(&wd, in[0].data, &pe, prm.dw_kernel, prm.dw_bias, &a->dw.act, &pp,
+                           out->data, scratch, ex->threads);
     return;
   }
-  cn_depthwise(&wd, 1, in[0].data, prm.dw_kernel, prm.dw_bias, &a->dw.act, mid.data, ex->threads);
+  if (path && !apart && !runs_bf16(&a->conv, &w, ex, &epilogue)) {
+    cn_pointwise pp = {pointwise_rows, &project, wd.c, a->conv.filters};
+    cn_depthwise_pointwise(&wd, x.data, NULL, prm.dw_kernel, prm.dw_bias, &a->dw.act, &pp,
+                           out->data, scratch, ex->threads);
+    return;
+  }
+  cn_depthwise(&wd, 1, x.data, prm.dw_kernel, prm.dw_bias, &a->dw.act, mid.data, ex->threads);
   cn_exec rest = *ex;
-  rest.scratch = ex->scratch + dw_apart_floats(&wd);
+  rest.scratch = scratch + aligned16((size_t)cn_shape_numel(&mid.shape));
   conv_run(node, &mid, out, &rest, &epilogue);
 }
 
@@ -481,10 +507,16 @@ static size_t dw_conv_scratch(const cn_graph *g, const cn_node *node, int batch)
   if (a->expands) in.dim[3] = a->expand.filters;
   cn_window wd = dw_window(&a->dw, &in);
   cn_shape mid = dw_output(&wd);
-  size_t apart = dw_apart_floats(&wd) + conv_scratch_for(g, node, &mid, node->n_inputs == 2);
-  size_t fused = cn_depthwise_pointwise_scratch(&wd, a->expands);
+  size_t apart = aligned16((size_t)cn_shape_numel(&mid)) +
+                 conv_scratch_for(g, node, &mid, node->n_inputs == 2);
+  if (a->expands) { /* the expanded input in full too when apart, else only the fused pass */
+    if (wd.batch * wd.oh * wd.ow >= APART_PIXELS) return cn_depthwise_pointwise_scratch(&wd, 1);
+    apart += aligned16((size_t)cn_shape_numel(&in));
+  }
+  size_t fused = cn_depthwise_pointwise_scratch(&wd, 0);
   return apart > fused ? apart : fused;
 }
+
 int cn_conv2d_pointwise_tiled(const cn_conv2d_attrs *a, int64_t channels) {
   cn_shape one = cn_shape_make(4, (int64_t[]){1, 1, 1, channels});
   cn_window w = conv_window(a, &one);
