@@ -59,39 +59,31 @@ static void tile2(const float *const *rows, int64_t kdim, const float *kernel, i
   for (int r = 0; r < ROWS; r++) storew(out[r], acc0[r]), storew(out[r] + LANES, acc1[r]);
 }
 
-/* The same for LANES filters (the last ones when their count is not a multiple of 2 * LANES). */
-static void tile1(const float *const *rows, int64_t kdim, const float *kernel, int64_t ldk,
-                  const float *bias, float *const *out) {
-  tv b0 = {0};
-  if (bias) b0 = loadw(bias);
-  tv acc[ROWS];
-  UNROLL_ROWS
-  for (int r = 0; r < ROWS; r++) acc[r] = b0;
-  for (int64_t k = 0; k < kdim; k++) {
-    tv w0 = loadw(kernel + k * ldk);
-    UNROLL_ROWS
-    for (int r = 0; r < ROWS; r++) acc[r] += rows[r][k] * w0;
+/* ROWS pixels x one vector of filters: LANES of them (the last ones when their count is not a
+ * multiple of 2 * LANES) in the widest vectors, or with 16-float vectors the last 8 in an 8-float
+ * one. */
+#define TILE_ONE(name, vec, load, store)                                                           \
+  static void name(const float *const *rows, int64_t kdim, const float *kernel, int64_t ldk,       \
+                   const float *bias, float *const *out) {                                         \
+    vec b0 = {0};                                                                                  \
+    if (bias) b0 = load(bias);                                                                     \
+    vec acc[ROWS];                                                                                 \
+    UNROLL_ROWS                                                                                    \
+    for (int r = 0; r < ROWS; r++) acc[r] = b0;                                                    \
+    for (int64_t k = 0; k < kdim; k++) {                                                           \
+      vec w0 = load(kernel + k * ldk);                                                             \
+      UNROLL_ROWS                                                                                  \
+      for (int r = 0; r < ROWS; r++) acc[r] += rows[r][k] * w0;                                    \
+    }                                                                                              \
+    UNROLL_ROWS                                                                                    \
+    for (int r = 0; r < ROWS; r++) store(out[r], acc[r]);                                          \
   }
-  UNROLL_ROWS
-  for (int r = 0; r < ROWS; r++) storew(out[r], acc[r]);
-}
-
-/* And for the last 8 filters with 16-float vectors. */
-static void tile8(const float *const *rows, int64_t kdim, const float *kernel, int64_t ldk,
-                  const float *bias, float *const *out) {
-  v8f b0 = {0};
-  if (bias) b0 = load8(bias);
-  v8f acc[ROWS];
-  UNROLL_ROWS
-  for (int r = 0; r < ROWS; r++) acc[r] = b0;
-  for (int64_t k = 0; k < kdim; k++) {
-    v8f w0 = load8(kernel + k * ldk);
-    UNROLL_ROWS
-    for (int r = 0; r < ROWS; r++) acc[r] += rows[r][k] * w0;
-  }
-  UNROLL_ROWS
-  for (int r = 0; r < ROWS; r++) store8(out[r], acc[r]);
-}
+TILE_ONE(tile1, tv, loadw, storew)
+#ifdef __AVX512F__
+TILE_ONE(tile8, v8f, load8, store8)
+#else
+#define tile8 tile1
+#endif
 
 /* An output pixel: its image and position. */
 typedef struct pixel {
