@@ -418,6 +418,25 @@ static void test_gemm_rows(void) {
 
 /* Convolutions on panels against the direct sum: pointwise, padded and strided windows, worker
  * tiles (many pixels) and team tiles (few pixels, a deep patch). */
+/* im2col written plainly: a row of kh * kw * c values per output pixel, zeros in the padding. */
+static float *unfold(const cn_window *w, const float *x) {
+  int64_t kdim = (int64_t)w->kh * w->kw * w->c, pixels = w->batch * w->oh * w->ow;
+  float *col = malloc((size_t)(pixels * kdim) * sizeof(float));
+  for (int64_t px = 0; px < pixels; px++) {
+    int64_t b = px / (w->oh * w->ow), oy = px / w->ow % w->oh, ox = px % w->ow;
+    float *dst = col + px * kdim;
+    for (int ky = 0; ky < w->kh; ky++)
+      for (int kx = 0; kx < w->kw; kx++)
+        for (int64_t c = 0; c < w->c; c++) {
+          int64_t iy = oy * w->sh - w->pad_top + ky * w->dh;
+          int64_t ix = ox * w->sw - w->pad_left + kx * w->dw;
+          int inside = iy >= 0 && iy < w->ih && ix >= 0 && ix < w->iw;
+          *dst++ = inside ? x[((b * w->ih + iy) * w->iw + ix) * w->c + c] : 0.0f;
+        }
+  }
+  return col;
+}
+
 static void test_conv2d_panels(void) {
   cn_window cases[] = {
       {.batch = 2, .ih = 9, .iw = 7, .c = 70, .oh = 9, .ow = 7, .kh = 1, .kw = 1},
@@ -451,12 +470,47 @@ static void test_conv2d_panels(void) {
        .kw = 3,
        .pad_top = 1,
        .pad_left = 1},
+      /* InceptionV3's 1x7 and 7x1, a strided and a row-dilated 3x3: patches read in place */
+      {.batch = 2,
+       .ih = 17,
+       .iw = 17,
+       .c = 40,
+       .oh = 17,
+       .ow = 17,
+       .kh = 1,
+       .kw = 7,
+       .pad_left = 3},
+      {.batch = 1, .ih = 17, .iw = 16, .c = 72, .oh = 17, .ow = 16, .kh = 7, .kw = 1, .pad_top = 3},
+      {.batch = 2,
+       .ih = 15,
+       .iw = 14,
+       .c = 64,
+       .oh = 8,
+       .ow = 7,
+       .kh = 3,
+       .kw = 3,
+       .sh = 2,
+       .sw = 2,
+       .pad_top = 1,
+       .pad_left = 0},
+      {.batch = 1,
+       .ih = 12,
+       .iw = 11,
+       .c = 32,
+       .oh = 12,
+       .ow = 11,
+       .kh = 3,
+       .kw = 3,
+       .dh = 2,
+       .pad_top = 2,
+       .pad_left = 1},
   };
-  int64_t filters[] = {40, 130, 64, 33};
-  for (int id = 0; id < 4; id++) {
+  int64_t filters[] = {40, 130, 64, 33, 48, 40, 70, 32};
+  for (int id = 0; id < 8; id++) {
     cn_window w = cases[id];
     if (!w.sh) w.sh = w.sw = 1;
-    w.dh = w.dw = 1;
+    if (!w.dh) w.dh = 1;
+    w.dw = 1;
     int64_t f = filters[id], kdim = w.kh * w.kw * w.c;
     size_t nx = (size_t)(w.batch * w.ih * w.iw * w.c), ny = (size_t)(w.batch * w.oh * w.ow * f);
     float *x = random_floats(nx), *k = random_floats((size_t)(kdim * f)), *bias = random_floats(f);
@@ -470,9 +524,15 @@ static void test_conv2d_panels(void) {
     cn_conv2d_panels(&w, f, x, &p, bias, &relu, y1, scratch, 1);
     cn_conv2d_panels(&w, f, x, &p, bias, &relu, y2, scratch, 2);
     CHECK(memcmp(y1, y2, ny * sizeof(float)) == 0);
+    /* the same bits as the panels on im2col's rows, whether the patches were read in place */
+    int64_t pixels = w.batch * w.oh * w.ow;
+    float *col = unfold(&w, x), *y3 = malloc(ny * sizeof(float));
+    cn_panels_gemm(pixels, col, kdim, &p, bias, &relu, y3, f, 1);
+    CHECK(memcmp(y1, y3, ny * sizeof(float)) == 0);
     ref_conv(&w, f, 1, x, k, bias, ref);
     check_close("conv2d panels", id, y2, ref, ny);
     free(x), free(k), free(bias), free(packed), free(y1), free(y2), free(ref), free(scratch);
+    free(col), free(y3);
   }
 }
 

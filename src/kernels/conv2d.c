@@ -253,11 +253,76 @@ static void conv_panels_team(const cn_window *w, int64_t filters, const float *x
   }
 }
 
+/* ---- the patches read in place (cn_panels_conv_team): no im2col ------------------------------
+ * Each tap row of a patch is kw * c contiguous values of the input (undilated columns), so the
+ * micro-kernels read them where they are, from a zero-padded copy of the input when the window
+ * pads: the copy is the input's size, im2col's rows kh * kw times it. Segments shorter than
+ * IMPLICIT_MIN_SEG (a stem over 3 channels: 21 values for 7x7) would restart the micro-kernel
+ * every few values; those stay with im2col. */
+enum { IMPLICIT_MIN_SEG = 64 };
+
+/* The padded input's rows and columns: the image after its leading padding, and as far as the
+ * last tap reads. */
+static void padded_size(const cn_window *w, int64_t *rows, int64_t *cols) {
+  int64_t last_row = (w->oh - 1) * w->sh + (int64_t)(w->kh - 1) * w->dh + 1;
+  int64_t last_col = (w->ow - 1) * w->sw + (int64_t)(w->kw - 1) * w->dw + 1;
+  *rows = last_row > w->ih + w->pad_top ? last_row : w->ih + w->pad_top;
+  *cols = last_col > w->iw + w->pad_left ? last_col : w->iw + w->pad_left;
+}
+
+static int pads(const cn_window *w) {
+  int64_t rows, cols;
+  padded_size(w, &rows, &cols);
+  return w->pad_top || w->pad_left || rows > w->ih || cols > w->iw;
+}
+
+static int implicit_applies(const cn_window *w, size_t scratch_floats) {
+  int64_t rows, cols;
+  padded_size(w, &rows, &cols);
+  double copy = pads(w) ? (double)w->batch * (double)rows * (double)cols * (double)w->c : 0;
+  return w->dw == 1 && (int64_t)w->kw * w->c >= IMPLICIT_MIN_SEG && copy <= (double)scratch_floats;
+}
+
+/* x into xp (rows x cols per image), zeros around it; one padded row per iteration. */
+static void pad_input(const cn_window *w, const float *x, float *xp, int64_t rows, int64_t cols) {
+  size_t row = (size_t)(w->iw * w->c) * sizeof(float);
+#pragma omp for schedule(static)
+  for (int64_t r = 0; r < w->batch * rows; r++) {
+    int64_t b = r / rows, iy = r % rows - w->pad_top;
+    float *dst = xp + r * cols * w->c;
+    if (iy < 0 || iy >= w->ih) {
+      memset(dst, 0, (size_t)(cols * w->c) * sizeof(float));
+      continue;
+    }
+    memset(dst, 0, (size_t)(w->pad_left * w->c) * sizeof(float));
+    memcpy(dst + w->pad_left * w->c, x + (b * w->ih + iy) * w->iw * w->c, row);
+    int64_t tail = cols - w->pad_left - w->iw;
+    if (tail > 0)
+      memset(dst + (w->pad_left + w->iw) * w->c, 0, (size_t)(tail * w->c) * sizeof(float));
+  }
+}
+
+static void conv_implicit(const cn_window *w, const float *x, const cn_panels *k, const float *bias,
+                          const cn_activation *act, float *y, float *scratch, int threads) {
+  int64_t rows = w->ih, cols = w->iw;
+  int copy = pads(w);
+  if (copy) padded_size(w, &rows, &cols);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    if (copy) pad_input(w, x, scratch, rows, cols); /* its loop ends in a barrier */
+    cn_panels_conv_team(w, copy ? scratch : x, rows, cols, k, bias, act, y, threads);
+  }
+}
+
 void cn_conv2d_panels(const cn_window *w, int64_t filters, const float *x, const cn_panels *k,
                       const float *bias, const cn_activation *act, float *y, float *scratch,
                       int threads) {
   if (is_pointwise(w)) {
     cn_panels_gemm(w->batch * w->oh * w->ow, x, w->c, k, bias, act, y, filters, threads);
+    return;
+  }
+  if (implicit_applies(w, cn_conv2d_scratch(w, filters, 1))) {
+    conv_implicit(w, x, k, bias, act, y, scratch, threads);
     return;
   }
   tiling t = plan_tiles(w, filters, 1, threads);

@@ -104,14 +104,14 @@ static inline __attribute__((always_inline)) void finish(vec *v, const float *bi
   if (t->clip) *v = vmin((vec){0} + t->top, *v);
 }
 
-/* rows (<= MR) x NR outputs at c (row stride ldc) += rows of a (kc values each, lda apart) x
- * panel slice (kc x NR); `first` starts the sums at zero instead of c's values; `t` (the last
- * slice, or NULL) finishes them. Inlined with a constant `rows` so that each row count gets its
- * own unrolled body. */
-static inline __attribute__((always_inline)) void micro(int rows, const float *restrict a,
-                                                        int64_t lda, const float *restrict panel,
-                                                        int64_t kc, float *restrict c, int64_t ldc,
-                                                        int first, const tail *t) {
+/* rows (<= MR) x NR outputs at c (row stride ldc) += rows a[0 .. rows) (kc values each) x panel
+ * slice (kc x NR); `first` starts the sums at zero instead of c's values; `t` (the last slice, or
+ * NULL) finishes them. Inlined with a constant `rows` so that each row count gets its own
+ * unrolled body; the rows' addresses stay in registers, as a + r * lda did. */
+static inline __attribute__((always_inline)) void micro(int rows, const float *const *a,
+                                                        const float *restrict panel, int64_t kc,
+                                                        float *restrict c, int64_t ldc, int first,
+                                                        const tail *t) {
   vec lo[MR], hi[MR];
   /* The residuals the tail adds, asked for now so that they arrive during the products: a
    * strip's rows are a row stride apart, a pattern the hardware prefetchers do not follow
@@ -140,7 +140,7 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *r
     vec b0 = loadw(panel), b1 = loadw(panel + LANES);
     UNROLL_ROWS
     for (int r = 0; r < rows; r++) {
-      float v = a[r * lda + k];
+      float v = a[r][k];
       lo[r] += v * b0;
       hi[r] += v * b1;
     }
@@ -157,12 +157,12 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *r
   for (int r = 0; r < rows; r++) storew(c + r * ldc, lo[r]), storew(c + r * ldc + LANES, hi[r]);
 }
 
-typedef void (*micro_fn)(const float *, int64_t, const float *, int64_t, float *, int64_t, int,
+typedef void (*micro_fn)(const float *const *, const float *, int64_t, float *, int64_t, int,
                          const tail *);
 #define MICRO(R)                                                                                   \
-  static void micro##R(const float *a, int64_t lda, const float *p, int64_t kc, float *c,          \
-                       int64_t ldc, int first, const tail *t) {                                    \
-    micro(R, a, lda, p, kc, c, ldc, first, t);                                                     \
+  static void micro##R(const float *const *a, const float *p, int64_t kc, float *c, int64_t ldc,   \
+                       int first, const tail *t) {                                                 \
+    micro(R, a, p, kc, c, ldc, first, t);                                                          \
   }
 MICRO(1)
 MICRO(2)
@@ -190,13 +190,33 @@ static int fusable(const cn_activation *act) {
          (act->kind == CN_ACT_RELU && act->negative_slope == 0.0f && act->threshold == 0.0f);
 }
 
+/* Where a product's rows are: row i at x + i * ldx (a matrix), or with `conv` an implicit
+ * im2col: the patch of output pixel i over x, the convolution's input zero-padded to ihp x iwp,
+ * its kh segments of kw * c values read in place (value k at x + base(i) + k / seg * ky_step +
+ * k % seg, base(i) the pixel's window corner). */
+typedef struct rows_src {
+  const float *x;
+  int64_t ldx;
+  const cn_window *conv;
+  int64_t ihp, iwp, seg, ky_step;
+} rows_src;
+
+/* The slice of k starting at k0: at most KC values, within one segment of a patch. */
+static int64_t slice_len(const rows_src *src, int64_t k, int64_t k0) {
+  int64_t kc = k - k0 < KC ? k - k0 : KC;
+  if (src->conv && src->seg - k0 % src->seg < kc) kc = src->seg - k0 % src->seg;
+  return kc;
+}
+
 /* One item: rows [r0, r0 + rows) by panels [p0, p0 + np), finished by the micro-kernels' tail
  * when `fuse`. A panel past n's last full one is computed into `edge` (MC x NR, on the stack:
  * 30 KB), its valid columns copied out, and finished by the caller. */
 typedef struct item_args {
   const cn_panels *w;
-  const float *x, *bias;
-  int64_t ldx, r0, ldy;
+  const rows_src *src;
+  const int64_t *base; /* conv: the item's rows' window corners */
+  const float *bias;
+  int64_t r0, ldy;
   float *y, *edge;
   const cn_activation *act;
   int fuse;
@@ -204,29 +224,35 @@ typedef struct item_args {
 } item_args;
 
 /* Strip s (its first row, relative to the item) of panel p, over the slice at k0. */
-static void strip(item_args *a, int64_t rows, int64_t s, int64_t p, int64_t k0) {
+static void strip(item_args *a, int64_t rows, int64_t s, int64_t p, int64_t k0, int64_t kc) {
   const cn_panels *w = a->w;
-  int64_t kc = w->k - k0 < KC ? w->k - k0 : KC;
+  const rows_src *src = a->src;
   const float *panel = w->data + p * NR * w->k + k0 * NR;
   int partial = (p + 1) * NR > w->n, last = k0 + kc == w->k;
   float *out = partial ? a->edge : a->y + a->r0 * a->ldy + p * NR;
   int64_t ld = partial ? NR : a->ldy;
   int finished = a->fuse && last && !partial;
   int n = rows - s < MR ? (int)(rows - s) : MR;
+  const float *ar[MR];
+  if (src->conv) {
+    const float *at = src->x + k0 / src->seg * src->ky_step + k0 % src->seg;
+    for (int r = 0; r < n; r++) ar[r] = at + a->base[s + r];
+  } else {
+    for (int r = 0; r < n; r++) ar[r] = src->x + (a->r0 + s + r) * src->ldx + k0;
+  }
   a->t.bias = a->bias ? a->bias + p * NR : NULL;
   a->t.residual =
       finished && a->act->residual ? a->act->residual + (out + s * ld - a->act->residual_of) : NULL;
-  micros[n](a->x + (a->r0 + s) * a->ldx + k0, a->ldx, panel, kc, out + s * ld, ld, k0 == 0,
-            finished ? &a->t : NULL);
+  micros[n](ar, panel, kc, out + s * ld, ld, k0 == 0, finished ? &a->t : NULL);
 }
 
-static void item(const cn_panels *w, const float *x, int64_t ldx, int64_t r0, int64_t rows,
-                 int64_t p0, int64_t np, float *y, int64_t ldy, float *edge, const float *bias,
-                 const cn_activation *act, int fuse) {
+static void item(const cn_panels *w, const rows_src *src, const int64_t *base, int64_t r0,
+                 int64_t rows, int64_t p0, int64_t np, float *y, int64_t ldy, float *edge,
+                 const float *bias, const cn_activation *act, int fuse) {
   item_args a = {w,
-                 x,
+                 src,
+                 base,
                  bias,
-                 ldx,
                  r0,
                  ldy,
                  y,
@@ -235,17 +261,19 @@ static void item(const cn_panels *w, const float *x, int64_t ldx, int64_t r0, in
                  fuse,
                  {NULL, NULL, act->kind == CN_ACT_RELU,
                   isfinite(act->max_value) && act->kind == CN_ACT_RELU, act->max_value}};
-  if (w->k <= KC) {
+  if (slice_len(src, w->k, 0) == w->k) {
     /* One slice: each strip passes every panel before the next strip, so that its rows' outputs
      * (and residuals) are written (read) along the row, streams the prefetchers follow; panel
      * by panel, each row's 128 bytes a row stride apart missed one by one (ResNet50's 56x56
      * 1x1 layers at batch 8, 64 -> 256 plus the residual sum: 9 GB/s). */
     for (int64_t s = 0; s < rows; s += MR)
-      for (int64_t p = p0; p < p0 + np; p++) strip(&a, rows, s, p, 0);
+      for (int64_t p = p0; p < p0 + np; p++) strip(&a, rows, s, p, 0, w->k);
   } else {
-    for (int64_t k0 = 0; k0 < w->k; k0 += KC)
+    for (int64_t k0 = 0, kc; k0 < w->k; k0 += kc) {
+      kc = slice_len(src, w->k, k0);
       for (int64_t p = p0; p < p0 + np; p++)
-        for (int64_t s = 0; s < rows; s += MR) strip(&a, rows, s, p, k0);
+        for (int64_t s = 0; s < rows; s += MR) strip(&a, rows, s, p, k0, kc);
+    }
   }
   int64_t last = p0 + np - 1;
   if ((last + 1) * NR > w->n)
@@ -274,18 +302,29 @@ static panels_plan plan_items(int64_t m, int64_t n, int threads) {
   return p;
 }
 
+/* The window corners of output pixels [r0, r0 + rows) in the padded input. */
+static void window_corners(const rows_src *src, int64_t r0, int64_t rows, int64_t *base) {
+  const cn_window *w = src->conv;
+  for (int64_t i = 0; i < rows; i++) {
+    int64_t px = r0 + i, b = px / (w->oh * w->ow), oy = px / w->ow % w->oh, ox = px % w->ow;
+    base[i] = ((b * src->ihp + oy * w->sh) * src->iwp + ox * w->sw) * w->c;
+  }
+}
+
 /* Item i of plan p (one thread), then, unless the micro-kernels finished it, its bias and
  * activation while its outputs are in cache. */
-static void run_item(const panels_plan *p, int64_t i, int64_t m, const float *x, int64_t ldx,
+static void run_item(const panels_plan *p, int64_t i, int64_t m, const rows_src *src,
                      const cn_panels *w, const float *bias, const cn_activation *act, float *y,
                      int64_t ldy) {
   float edge[MC * NR];
+  int64_t base[MC];
   int64_t panels = ceil_div(w->n, NR);
   int64_t r0 = i / p->groups * p->row_block, q0 = i % p->groups * p->group;
   int64_t rows = m - r0 < p->row_block ? m - r0 : p->row_block;
   int64_t np = panels - q0 < p->group ? panels - q0 : p->group;
   int fuse = fusable(act);
-  item(w, x, ldx, r0, rows, q0, np, y, ldy, edge, bias, act, fuse);
+  if (src->conv) window_corners(src, r0, rows, base);
+  item(w, src, base, r0, rows, q0, np, y, ldy, edge, bias, act, fuse);
   int64_t c0 = q0 * NR, cols = w->n - c0 < np * NR ? w->n - c0 : np * NR;
   if (fuse) { /* only a partial last panel is left, computed apart in `edge` */
     int64_t last = q0 + np - 1;
@@ -295,22 +334,32 @@ static void run_item(const panels_plan *p, int64_t i, int64_t m, const float *x,
   cn_bias_act_rows(y + r0 * ldy + c0, rows, cols, ldy, bias ? bias + c0 : NULL, act, 1);
 }
 
-void cn_panels_gemm_team(int64_t m, const float *x, int64_t ldx, const cn_panels *w,
-                         const float *bias, const cn_activation *act, float *y, int64_t ldy,
-                         int threads) {
+static void run_items(int64_t m, const rows_src *src, const cn_panels *w, const float *bias,
+                      const cn_activation *act, float *y, int64_t ldy, int threads, int team) {
   panels_plan p = plan_items(m, w->n, threads);
+  if (!team) {
+    for (int64_t i = 0; i < p.row_blocks * p.groups; i++)
+      run_item(&p, i, m, src, w, bias, act, y, ldy);
+    return;
+  }
   /* Dynamic: items differ in cost (the last rows, a partial panel), and who computes one never
    * changes its bits. */
 #pragma omp for schedule(dynamic, 1)
   for (int64_t i = 0; i < p.row_blocks * p.groups; i++)
-    run_item(&p, i, m, x, ldx, w, bias, act, y, ldy);
+    run_item(&p, i, m, src, w, bias, act, y, ldy);
+}
+
+void cn_panels_gemm_team(int64_t m, const float *x, int64_t ldx, const cn_panels *w,
+                         const float *bias, const cn_activation *act, float *y, int64_t ldy,
+                         int threads) {
+  rows_src src = {x, ldx, NULL, 0, 0, 0, 0};
+  run_items(m, &src, w, bias, act, y, ldy, threads, 1);
 }
 
 void cn_panels_gemm_serial(int64_t m, const float *x, int64_t ldx, const cn_panels *w,
                            const float *bias, const cn_activation *act, float *y, int64_t ldy) {
-  panels_plan p = plan_items(m, w->n, 1);
-  for (int64_t i = 0; i < p.row_blocks * p.groups; i++)
-    run_item(&p, i, m, x, ldx, w, bias, act, y, ldy);
+  rows_src src = {x, ldx, NULL, 0, 0, 0, 0};
+  run_items(m, &src, w, bias, act, y, ldy, 1, 0);
 }
 
 void cn_panels_gemm(int64_t m, const float *x, int64_t ldx, const cn_panels *w, const float *bias,
@@ -318,4 +367,11 @@ void cn_panels_gemm(int64_t m, const float *x, int64_t ldx, const cn_panels *w, 
   double macs = (double)m * (double)w->n * (double)w->k;
 #pragma omp parallel num_threads(threads) if (threads > 1 && macs > 65536.0)
   cn_panels_gemm_team(m, x, ldx, w, bias, act, y, ldy, threads);
+}
+
+void cn_panels_conv_team(const cn_window *w, const float *xp, int64_t ihp, int64_t iwp,
+                         const cn_panels *k, const float *bias, const cn_activation *act, float *y,
+                         int threads) {
+  rows_src src = {xp, 0, w, ihp, iwp, (int64_t)w->kw * w->c, (int64_t)w->dh * iwp * w->c};
+  run_items(w->batch * w->oh * w->ow, &src, k, bias, act, y, k->n, threads, 1);
 }

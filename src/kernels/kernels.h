@@ -97,6 +97,14 @@ void cn_panels_gemm_team(int64_t m, const float *x, int64_t ldx, const cn_panels
                          int threads);
 void cn_panels_gemm_serial(int64_t m, const float *x, int64_t ldx, const cn_panels *w,
                            const float *bias, const cn_activation *act, float *y, int64_t ldy);
+/* The convolution w (kernel packed from its HWIO (kh*kw*c) x n matrix; dw == 1) by the same
+ * products with the patches read in place (no im2col): xp is its input zero-padded to ihp x iwp
+ * (its pad_top and pad_left already in, and rows and columns enough at the end for every tap),
+ * y the (pixels x n) output. The same bits as cn_panels_gemm on im2col's rows. A worksharing
+ * loop, like cn_panels_gemm_team. */
+void cn_panels_conv_team(const cn_window *w, const float *xp, int64_t ihp, int64_t iwp,
+                         const cn_panels *k, const float *bias, const cn_activation *act, float *y,
+                         int threads);
 
 /* ---- bfloat16 products (src/kernels/gemm_bf16.c) ---- */
 
