@@ -25,19 +25,6 @@ typedef vwide vec;
 /* Rows per strip: 12 x 2 accumulators of 16 floats fill AVX-512's 32 registers with the two panel
  * vectors and a broadcast; 6 x 2 of 8 floats AVX2's 16. */
 enum { LANES = WIDE_LANES, MR = WIDE_LANES == 16 ? 12 : 6 };
-/* cn_maxf(v, t) and cn_minf(v, t) per lane, (t > v ? t : v) and (t < v ? t : v), NaN in v
- * kept: vector comparisons (all ones where true) select, with no intrinsics, so any -march
- * builds it (the fuzzing build has no AVX). */
-typedef int32_t lanes __attribute__((vector_size(sizeof(vec))));
-static inline vec vselect(lanes take_t, vec t, vec v) {
-  return (vec)((take_t & (lanes)t) | (~take_t & (lanes)v));
-}
-static inline vec vmax(vec t, vec v) {
-  return vselect(t > v, t, v);
-}
-static inline vec vmin(vec t, vec v) {
-  return vselect(t < v, t, v);
-}
 /* Two vectors of columns per panel; k per slice (a panel's slice is KC * NR * 4 bytes = 32 KB
  * with AVX-512) and rows per item (their slice MC * KC * 4 = 240 KB stays in L2 while the item's
  * panels pass; 20 strips rather than 8 read each panel slice for more rows: VGG16's 14x14 layers,
@@ -87,7 +74,7 @@ void cn_panels_pack(const float *w, int64_t ldw, int64_t k, int64_t n, float *ds
 
 /* The epilogue of a product's last slice, applied in registers before the store: + bias, +
  * residual, then ReLU (clipped at `top` when finite) -- cn_bias_act_row's operations in its order
- * (vmax(0, v) is cn_maxf(v, 0), NaN included), so the same bits without another pass over the
+ * (vmaxw(0, v) is cn_maxf(v, 0), NaN included), so the same bits without another pass over the
  * outputs. */
 typedef struct tail {
   const float *bias;     /* at the panel's first column, or NULL */
@@ -100,8 +87,8 @@ static inline __attribute__((always_inline)) void finish(vec *v, const float *bi
                                                          const float *residual, const tail *t) {
   if (t->bias) *v += loadw(bias);
   if (t->residual) *v += loadw(residual);
-  if (t->relu) *v = vmax((vec){0}, *v);
-  if (t->clip) *v = vmin((vec){0} + t->top, *v);
+  if (t->relu) *v = vmaxw((vec){0}, *v);
+  if (t->clip) *v = vminw((vec){0} + t->top, *v);
 }
 
 /* rows (<= MR) x NR outputs at c (row stride ldc) += rows a[0 .. rows) (kc values each) x panel

@@ -4,6 +4,7 @@
 #ifndef CN_KERNELS_SIMD_H
 #define CN_KERNELS_SIMD_H
 
+#include <stdint.h>
 #include <string.h>
 
 typedef float v8f __attribute__((vector_size(32)));
@@ -48,6 +49,20 @@ static inline vwide loadw(const float *p) {
 
 static inline void storew(float *p, vwide v) {
   memcpy(p, &v, sizeof v);
+}
+
+/* cn_maxf(v, t) and cn_minf(v, t) per lane, (t > v ? t : v) and (t < v ? t : v), NaN in v
+ * kept: vector comparisons (all ones where true) select, with no intrinsics, so any -march
+ * builds it (the fuzzing build has no AVX). */
+typedef int32_t wide_lanes __attribute__((vector_size(sizeof(vwide))));
+static inline vwide vselectw(wide_lanes take_t, vwide t, vwide v) {
+  return (vwide)((take_t & (wide_lanes)t) | (~take_t & (wide_lanes)v));
+}
+static inline vwide vmaxw(vwide t, vwide v) {
+  return vselectw(t > v, t, v);
+}
+static inline vwide vminw(vwide t, vwide v) {
+  return vselectw(t < v, t, v);
 }
 
 #endif
