@@ -37,7 +37,7 @@ static void relu_general(const cn_activation *a, float *x, size_t n) {
 }
 
 static void relu(const cn_activation *a, float *x, size_t n) {
-  if (a->negative_slope != 0.0f || a->threshold != 0.0f) {
+  if (!cn_act_is_plain_relu(a)) {
     relu_general(a, x, n);
   } else if (isfinite(a->max_value)) {
     float top = a->max_value;

@@ -47,6 +47,12 @@ static inline int cn_act_is_identity(const cn_activation *a) {
   return a->kind == CN_ACT_LINEAR && !a->residual;
 }
 
+/* Whether it is a plain ReLU (relu, relu6: no negative slope, no threshold), which kernels may
+ * apply in registers (cn_vclamp in simd.h). */
+static inline int cn_act_is_plain_relu(const cn_activation *a) {
+  return a->kind == CN_ACT_RELU && a->negative_slope == 0.0f && a->threshold == 0.0f;
+}
+
 cn_activation cn_act_linear(void);
 cn_activation cn_act_relu(void);
 cn_activation cn_act_relu6(void);

@@ -39,7 +39,7 @@ static void relu_backward(const cn_activation *a, const float *pre, const float 
     for (size_t i = 0; i < n; i++) dpre[i] += dout[i] * relu_slope_at_input(a, pre[i]);
     return;
   }
-  if (a->negative_slope == 0.0f && a->threshold == 0.0f) { /* relu, relu6: the common case */
+  if (cn_act_is_plain_relu(a)) { /* relu, relu6: the common case */
     float top = a->max_value;
     for (size_t i = 0; i < n; i++) dpre[i] += out[i] > 0.0f && out[i] < top ? dout[i] : 0.0f;
     return;

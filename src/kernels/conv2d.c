@@ -261,25 +261,19 @@ static void conv_panels_team(const cn_window *w, int64_t filters, const float *x
  * every few values; those stay with im2col. */
 enum { IMPLICIT_MIN_SEG = 64 };
 
-/* The padded input's rows and columns: the image after its leading padding, and as far as the
- * last tap reads. */
-static void padded_size(const cn_window *w, int64_t *rows, int64_t *cols) {
+/* The padded input's rows and columns (the image after its leading padding, and as far as the
+ * last tap reads); 1 when that differs from the input, which must then be copied. */
+static int padded_size(const cn_window *w, int64_t *rows, int64_t *cols) {
   int64_t last_row = (w->oh - 1) * w->sh + (int64_t)(w->kh - 1) * w->dh + 1;
   int64_t last_col = (w->ow - 1) * w->sw + (int64_t)(w->kw - 1) * w->dw + 1;
   *rows = last_row > w->ih + w->pad_top ? last_row : w->ih + w->pad_top;
   *cols = last_col > w->iw + w->pad_left ? last_col : w->iw + w->pad_left;
-}
-
-static int pads(const cn_window *w) {
-  int64_t rows, cols;
-  padded_size(w, &rows, &cols);
-  return w->pad_top || w->pad_left || rows > w->ih || cols > w->iw;
+  return *rows != w->ih || *cols != w->iw;
 }
 
 static int implicit_applies(const cn_window *w, size_t scratch_floats) {
   int64_t rows, cols;
-  padded_size(w, &rows, &cols);
-  double copy = pads(w) ? (double)w->batch * (double)rows * (double)cols * (double)w->c : 0;
+  double copy = padded_size(w, &rows, &cols) ? (double)w->batch * rows * cols * w->c : 0;
   return w->dw == 1 && (int64_t)w->kw * w->c >= IMPLICIT_MIN_SEG && copy <= (double)scratch_floats;
 }
 
@@ -304,9 +298,8 @@ static void pad_input(const cn_window *w, const float *x, float *xp, int64_t row
 
 static void conv_implicit(const cn_window *w, const float *x, const cn_panels *k, const float *bias,
                           const cn_activation *act, float *y, float *scratch, int threads) {
-  int64_t rows = w->ih, cols = w->iw;
-  int copy = pads(w);
-  if (copy) padded_size(w, &rows, &cols);
+  int64_t rows, cols;
+  int copy = padded_size(w, &rows, &cols);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     if (copy) pad_input(w, x, scratch, rows, cols); /* its loop ends in a barrier */

@@ -2,7 +2,6 @@
  * contiguous channels, which the compiler vectorises; rows of output run in parallel. The HWIO
  * kernel (kh, kw, c, mult) flattened per tap is indexed exactly like the output channel
  * c * mult + m. */
-#include <math.h>
 #include <omp.h>
 #include <string.h>
 
@@ -90,27 +89,10 @@ typedef vwide dvec;
 enum { DW = WIDE_LANES };
 
 /* Four adjacent interior outputs of one DW-channel group: the nine kernel vectors are shared by
- * the four pixels, so each tap costs one kernel load for four multiply-adds. */
-/* The activation the 3x3 path applies in registers: a plain ReLU (cn_act_apply's operations,
- * cn_maxf(v, 0) then cn_minf(v, top)), so that no second pass goes over the row. */
-typedef struct clamp {
-  int on, top_on;
-  float top;
-} clamp;
-
-static clamp clamp_of(const cn_activation *act) {
-  int plain = act->kind == CN_ACT_RELU && act->negative_slope == 0.0f && act->threshold == 0.0f;
-  return (clamp){plain, plain && isfinite(act->max_value), act->max_value};
-}
-
-static inline dvec clamped(dvec v, const clamp *cl) {
-  if (cl->on) v = vmaxw((dvec){0}, v);
-  if (cl->top_on) v = vminw((dvec){0} + cl->top, v);
-  return v;
-}
-
+ * the four pixels, so each tap costs one kernel load for four multiply-adds. A plain ReLU is
+ * applied in registers (`cl`), so that no second pass goes over the row. */
 static void row4_3x3(const float *const *rows, int n_rows, const dvec *k, dvec init, int64_t step,
-                     int64_t c, float *dst, int64_t oc, const clamp *cl) {
+                     int64_t c, float *dst, int64_t oc, const cn_vclamp *cl) {
   dvec a0 = init, a1 = init, a2 = init, a3 = init;
   for (int r = 0; r < n_rows; r++) {
     const float *src = rows[r];
@@ -122,7 +104,8 @@ static void row4_3x3(const float *const *rows, int n_rows, const dvec *k, dvec i
       a3 += loadw(src + 3 * step + kx * c) * kv;
     }
   }
-  a0 = clamped(a0, cl), a1 = clamped(a1, cl), a2 = clamped(a2, cl), a3 = clamped(a3, cl);
+  a0 = cn_vclamp_apply(a0, cl), a1 = cn_vclamp_apply(a1, cl);
+  a2 = cn_vclamp_apply(a2, cl), a3 = cn_vclamp_apply(a3, cl);
   memcpy(dst, &a0, sizeof a0);
   memcpy(dst + oc, &a1, sizeof a1);
   memcpy(dst + 2 * oc, &a2, sizeof a2);
@@ -131,17 +114,18 @@ static void row4_3x3(const float *const *rows, int n_rows, const dvec *k, dvec i
 
 /* One interior output of one DW-channel group. */
 static void one_3x3(const float *const *rows, int n_rows, const dvec *k, dvec init, int64_t c,
-                    float *dst, const clamp *cl) {
+                    float *dst, const cn_vclamp *cl) {
   dvec a = init;
   for (int r = 0; r < n_rows; r++)
     for (int kx = 0; kx < 3; kx++) a += loadw(rows[r] + kx * c) * k[r * 3 + kx];
-  a = clamped(a, cl);
+  a = cn_vclamp_apply(a, cl);
   memcpy(dst, &a, sizeof a);
 }
 
 /* The interior columns of output row (image, oy) for channels [0, c - c % DW). */
 static void interior_3x3(const cn_window *w, const float *image, int64_t oy, const float *kernel,
-                         const float *bias, float *out, int64_t lo, int64_t hi, const clamp *cl) {
+                         const float *bias, float *out, int64_t lo, int64_t hi,
+                         const cn_vclamp *cl) {
   int64_t c = w->c, y0 = oy * w->sh - w->pad_top, step = w->sw * c;
   int range[2];
   valid_taps(y0, 3, 1, w->ih, &range[0], &range[1]);
@@ -179,7 +163,7 @@ static int depthwise_row(const cn_window *w, int mult, const float *x, const flo
                          const float *bias, const cn_activation *act, float *out, int64_t r) {
   int64_t b = r / w->oh, oy = r % w->oh, oc = w->c * mult, lo = 0, hi = 0;
   const float *image = x + b * w->ih * w->iw * w->c;
-  clamp cl = clamp_of(act);
+  cn_vclamp cl = cn_vclamp_of(act);
   if (is_plain_3x3(w, mult)) interior_columns(w, &lo, &hi);
   if (hi > lo) {
     interior_3x3(w, image, oy, kernel, bias, out, lo, hi, &cl);
@@ -190,15 +174,15 @@ static int depthwise_row(const cn_window *w, int mult, const float *x, const flo
       valid_taps(y0, 3, 1, w->ih, &range[0], &range[1]);
       range[2] = 0, range[3] = 3;
       general_pixel(w, 1, image, y0, x0, range, kernel, bias, done, out + ox * oc);
-      if (cl.on) cn_act_apply(act, out + ox * oc + done, (size_t)(w->c - done));
+      if (cl.relu) cn_act_apply(act, out + ox * oc + done, (size_t)(w->c - done));
     }
   }
   for (int64_t ox = 0; ox < w->ow; ox++)
     if (ox < lo || ox >= hi) {
       depthwise_pixel(w, mult, image, oy, ox, kernel, bias, out + ox * oc);
-      if (cl.on) cn_act_apply(act, out + ox * oc, (size_t)oc);
+      if (cl.relu) cn_act_apply(act, out + ox * oc, (size_t)oc);
     }
-  return cl.on;
+  return cl.relu;
 }
 
 /* Output rows [r0, r1) (over batch and height) with their activation, row r at
@@ -261,7 +245,7 @@ static int64_t band_rows(const cn_window *w, int expand, int threads) {
 
 /* Floats of one thread's buffers: the depthwise output rows, then the expanded input rows. */
 static size_t out_floats(const cn_window *w, int expand) {
-  return (size_t)(band_rows(w, expand, 1) * w->ow * w->c + 15) / 16 * 16;
+  return cn_line_floats((size_t)(band_rows(w, expand, 1) * w->ow * w->c));
 }
 
 static size_t worker_floats(const cn_window *w, int expand) {

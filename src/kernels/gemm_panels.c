@@ -73,22 +73,19 @@ void cn_panels_pack(const float *w, int64_t ldw, int64_t k, int64_t n, float *ds
 }
 
 /* The epilogue of a product's last slice, applied in registers before the store: + bias, +
- * residual, then ReLU (clipped at `top` when finite) -- cn_bias_act_row's operations in its order
- * (vmaxw(0, v) is cn_maxf(v, 0), NaN included), so the same bits without another pass over the
- * outputs. */
+ * residual, then the plain ReLU -- cn_bias_act_row's operations in its order, so the same bits
+ * without another pass over the outputs. */
 typedef struct tail {
   const float *bias;     /* at the panel's first column, or NULL */
   const float *residual; /* at the strip's first output, rows ldc apart, or NULL */
-  int relu, clip;
-  float top;
+  cn_vclamp clamp;
 } tail;
 
 static inline __attribute__((always_inline)) void finish(vec *v, const float *bias,
                                                          const float *residual, const tail *t) {
   if (t->bias) *v += loadw(bias);
   if (t->residual) *v += loadw(residual);
-  if (t->relu) *v = vmaxw((vec){0}, *v);
-  if (t->clip) *v = vminw((vec){0} + t->top, *v);
+  *v = cn_vclamp_apply(*v, &t->clamp);
 }
 
 /* rows (<= MR) x NR outputs at c (row stride ldc) += rows a[0 .. rows) (kc values each) x panel
@@ -173,8 +170,7 @@ static const micro_fn micros[MR + 1] = {NULL, micro1, micro2, micro3, micro4, mi
 /* Whether the micro-kernels can finish with this activation: linear or a plain ReLU (Keras's
  * relu / relu6 without slope or threshold). */
 static int fusable(const cn_activation *act) {
-  return act->kind == CN_ACT_LINEAR ||
-         (act->kind == CN_ACT_RELU && act->negative_slope == 0.0f && act->threshold == 0.0f);
+  return act->kind == CN_ACT_LINEAR || cn_act_is_plain_relu(act);
 }
 
 /* Where a product's rows are: row i at x + i * ldx (a matrix), or with `conv` an implicit
@@ -236,18 +232,7 @@ static void strip(item_args *a, int64_t rows, int64_t s, int64_t p, int64_t k0, 
 static void item(const cn_panels *w, const rows_src *src, const int64_t *base, int64_t r0,
                  int64_t rows, int64_t p0, int64_t np, float *y, int64_t ldy, float *edge,
                  const float *bias, const cn_activation *act, int fuse) {
-  item_args a = {w,
-                 src,
-                 base,
-                 bias,
-                 r0,
-                 ldy,
-                 y,
-                 edge,
-                 act,
-                 fuse,
-                 {NULL, NULL, act->kind == CN_ACT_RELU,
-                  isfinite(act->max_value) && act->kind == CN_ACT_RELU, act->max_value}};
+  item_args a = {w, src, base, bias, r0, ldy, y, edge, act, fuse, {NULL, NULL, cn_vclamp_of(act)}};
   if (slice_len(src, w->k, 0) == w->k) {
     /* One slice: each strip passes every panel before the next strip, so that its rows' outputs
      * (and residuals) are written (read) along the row, streams the prefetchers follow; panel

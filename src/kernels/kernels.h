@@ -14,6 +14,12 @@
 #include "kernels/activation.h"
 
 /* Geometry of a sliding-window op (convolution, depthwise, pooling) on an NHWC batch. */
+/* n floats rounded up to whole 64-byte lines: the start of what follows them in a buffer stays
+ * aligned. */
+static inline size_t cn_line_floats(size_t n) {
+  return (n + 15) / 16 * 16;
+}
+
 typedef struct cn_window {
   int64_t batch, ih, iw, c; /* input */
   int64_t oh, ow;           /* output */

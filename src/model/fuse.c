@@ -78,7 +78,7 @@ static cn_status add_missing_biases(cn_graph *g) {
  * the values of those that had some. */
 static cn_status realloc_params(cn_graph *g) {
   float **old = calloc((size_t)g->n_nodes * CN_MAX_PARAMS, sizeof *old);
-  if (!old) return cn_fail(CN_ERR_NOMEM, "out of memory folding batch normalization");
+  if (!old) return cn_fail(CN_ERR_NOMEM, "out of memory folding layers");
   for (int i = 0; i < g->n_nodes; i++)
     for (int k = 0; k < g->nodes[i].n_params; k++)
       old[i * CN_MAX_PARAMS + k] = g->nodes[i].params[k].data;

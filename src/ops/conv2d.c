@@ -351,36 +351,22 @@ const cn_op cn_op_conv2d_add = {
  * fp32, where the panels or conv_small's tiles take the 1x1 products, the block runs band by band
  * in cache (cn_depthwise_pointwise); otherwise (bf16) the depthwise layer and the convolution run
  * apart, the depthwise output in scratch. The same bits either way, as the layers apart. */
-static cn_window dw_window(const cn_depthwise_attrs *d, const cn_shape *in) {
-  const cn_conv_pads *p = &d->pads;
-  return cn_window_make_padded(in, d->kh, d->kw, d->sh, d->sw, d->dh, d->dw, d->padding, p->top,
-                               p->bottom, p->left, p->right);
-}
-
 static cn_shape dw_output(const cn_window *w) {
   return cn_shape_make(4, (int64_t[]){w->batch, w->oh, w->ow, w->c});
 }
 
-/* Where the fused node's parameters are. */
+/* Where the fused node's parameters are: the convolution's kernel first, then [bias], the
+ * depthwise kernel, [bias], and the expanding kernel, [bias]. */
 typedef struct dw_params {
-  const float *kernel, *bias, *dw_kernel, *dw_bias, *expand_kernel, *expand_bias;
+  const float *dw_kernel, *dw_bias;
   int expand_at; /* index of the expanding kernel */
 } dw_params;
 
 static dw_params dw_conv_params(const cn_node *node) {
   const cn_dw_conv_attrs *a = node->attrs;
-  int at = a->conv.use_bias ? 2 : 1, e = at + (a->dw.use_bias ? 2 : 1);
-  dw_params p = {node->params[0].data,
-                 a->conv.use_bias ? node->params[1].data : NULL,
-                 node->params[at].data,
-                 a->dw.use_bias ? node->params[at + 1].data : NULL,
-                 NULL,
-                 NULL,
-                 e};
-  if (a->expands)
-    p.expand_kernel = node->params[e].data,
-    p.expand_bias = a->expand.use_bias ? node->params[e + 1].data : NULL;
-  return p;
+  int at = a->conv.use_bias ? 2 : 1;
+  return (dw_params){node->params[at].data, a->dw.use_bias ? node->params[at + 1].data : NULL,
+                     at + (a->dw.use_bias ? 2 : 1)};
 }
 
 /* A 1x1 product of the fused pass, serial, each row alone: on the panels, conv_small's tiles, or
@@ -419,13 +405,14 @@ static void pointwise_rows(const void *ctx, int64_t m, const float *x, float *y)
   cn_conv_small(&w, p->filters, x, p->kernel, p->bias, p->act, y, 1);
 }
 
-/* The product of a 1x1 convolution over `w` on the path the convolution apart would take, the
- * panels cached as `kind` from node->params[param]; 0 when that path is neither the panels nor
- * conv_small (the layers then run apart). */
+/* The product of a 1x1 convolution over `w` (its kernel node->params[param], its bias the next
+ * one when it has one) on the path the convolution apart would take, the panels cached as
+ * `kind`; 0 when that path is neither the panels nor conv_small (the layers then run apart). */
 static int pointwise_path(cn_node *node, int param, int kind, const cn_conv2d_attrs *a,
                           const cn_window *w, const cn_activation *act, const cn_exec *ex,
                           cn_panels *k, pointwise *p) {
-  *p = (pointwise){NULL, node->params[param].data, NULL, act, w->c, a->filters, 0};
+  const float *bias = a->use_bias ? node->params[param + 1].data : NULL;
+  *p = (pointwise){NULL, node->params[param].data, bias, act, w->c, a->filters, 0};
   if (panels_applies(a, w, act->kind)) {
     p->panels = cn_panels_kernel_of(node, param, kind, w->c, a->filters, ex, k);
     if (p->panels) return 1;
@@ -438,10 +425,6 @@ static int pointwise_path(cn_node *node, int param, int kind, const cn_conv2d_at
  * layers run apart, each on every thread: bands of a row or two re-read the 1x1 kernels once each
  * (MobileNetV2's last three blocks at batch 1: 0.03 ms slower each in bands). */
 enum { APART_PIXELS = 128 };
-
-static size_t aligned16(size_t n) {
-  return (n + 15) / 16 * 16;
-}
 
 /* The expansion over the whole input into e, on every thread. */
 static void expand_apart(const pointwise *p, const cn_window *w, const float *x, float *e,
@@ -460,7 +443,7 @@ static void dw_conv_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, 
   dw_params prm = dw_conv_params(node);
   cn_shape dw_in = in[0].shape;
   if (a->expands) dw_in.dim[3] = a->expand.filters;
-  cn_window wd = dw_window(&a->dw, &dw_in);
+  cn_window wd = cn_depthwise_window(&a->dw, &dw_in);
   int apart = wd.batch * wd.oh * wd.ow < APART_PIXELS;
   cn_tensor x = in[0];
   float *scratch = ex->scratch;
@@ -475,17 +458,15 @@ static void dw_conv_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, 
     cn_window we = conv_window(&a->expand, &in[0].shape);
     pointwise_path(node, prm.expand_at, CN_DERIVED_PANELS_EXPAND, &a->expand, &we, &a->expand.act,
                    ex, &ke, &expand);
-    expand.bias = prm.expand_bias;
     if (apart) { /* expanded in full first, then as a depthwise + 1x1 fold */
       x = (cn_tensor){dw_in, scratch};
       expand_apart(&expand, &we, in[0].data, x.data, ex->threads);
-      scratch += aligned16((size_t)cn_shape_numel(&dw_in));
+      scratch += cn_line_floats((size_t)cn_shape_numel(&dw_in));
     }
   }
   cn_tensor mid = {dw_output(&wd), scratch};
   cn_window w = conv_window(&a->conv, &mid.shape);
   int path = pointwise_path(node, 0, CN_DERIVED_PANELS, &a->conv, &w, &epilogue, ex, &k, &project);
-  project.bias = prm.bias;
   if (a->expands && !apart) {
     cn_pointwise pp = {pointwise_rows, &project, wd.c, a->conv.filters};
     cn_pointwise pe = {pointwise_rows, &expand, in[0].shape.dim[3], wd.c};
@@ -501,7 +482,7 @@ static void dw_conv_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, 
   }
   cn_depthwise(&wd, 1, x.data, prm.dw_kernel, prm.dw_bias, &a->dw.act, mid.data, ex->threads);
   cn_exec rest = *ex;
-  rest.scratch = scratch + aligned16((size_t)cn_shape_numel(&mid.shape));
+  rest.scratch = scratch + cn_line_floats((size_t)cn_shape_numel(&mid.shape));
   conv_run(node, &mid, out, &rest, &epilogue);
 }
 
@@ -509,13 +490,13 @@ static size_t dw_conv_scratch(const cn_graph *g, const cn_node *node, int batch)
   const cn_dw_conv_attrs *a = node->attrs;
   cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
   if (a->expands) in.dim[3] = a->expand.filters;
-  cn_window wd = dw_window(&a->dw, &in);
+  cn_window wd = cn_depthwise_window(&a->dw, &in);
   cn_shape mid = dw_output(&wd);
-  size_t apart = aligned16((size_t)cn_shape_numel(&mid)) +
+  size_t apart = cn_line_floats((size_t)cn_shape_numel(&mid)) +
                  conv_scratch_for(g, node, &mid, node->n_inputs == 2);
   if (a->expands) { /* the expanded input in full too when apart, else only the fused pass */
     if (wd.batch * wd.oh * wd.ow >= APART_PIXELS) return cn_depthwise_pointwise_scratch(&wd, 1);
-    apart += aligned16((size_t)cn_shape_numel(&in));
+    apart += cn_line_floats((size_t)cn_shape_numel(&in));
   }
   size_t fused = cn_depthwise_pointwise_scratch(&wd, 0);
   return apart > fused ? apart : fused;

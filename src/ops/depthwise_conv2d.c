@@ -24,7 +24,7 @@ static cn_status depthwise_infer(cn_graph *g, cn_node *node) {
   return st;
 }
 
-static cn_window depthwise_window(const cn_depthwise_attrs *a, const cn_shape *in) {
+cn_window cn_depthwise_window(const cn_depthwise_attrs *a, const cn_shape *in) {
   const cn_conv_pads *p = &a->pads;
   return cn_window_make_padded(in, a->kh, a->kw, a->sh, a->sw, a->dh, a->dw, a->padding, p->top,
                                p->bottom, p->left, p->right);
@@ -33,7 +33,7 @@ static cn_window depthwise_window(const cn_depthwise_attrs *a, const cn_shape *i
 static void depthwise_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const cn_exec *ex,
                           const cn_activation *act) {
   const cn_depthwise_attrs *a = node->attrs;
-  cn_window w = depthwise_window(a, &in[0].shape);
+  cn_window w = cn_depthwise_window(a, &in[0].shape);
   const float *bias = a->use_bias ? node->params[1].data : NULL;
   cn_depthwise(&w, a->depth_multiplier, in[0].data, node->params[0].data, bias, act, out->data,
                ex->threads);
@@ -54,7 +54,7 @@ static void depthwise_backward(cn_node *node, const cn_tensor *in, const cn_tens
                                const cn_tensor *dout, const cn_tensor *din, float *const *dparams,
                                const cn_exec *ex) {
   const cn_depthwise_attrs *a = node->attrs;
-  cn_window w = depthwise_window(a, &in[0].shape);
+  cn_window w = cn_depthwise_window(a, &in[0].shape);
   cn_conv_grad io = cn_fused_grad(node, in, out, dout, din, dparams, ex, &a->act, a->use_bias);
   cn_depthwise_backward(&w, a->depth_multiplier, &io, ex->scratch, ex->threads);
 }
@@ -62,7 +62,7 @@ static void depthwise_backward(cn_node *node, const cn_tensor *in, const cn_tens
 static size_t depthwise_backward_scratch(const cn_graph *g, const cn_node *node, int batch) {
   const cn_depthwise_attrs *a = node->attrs;
   cn_shape in = cn_shape_batch(batch, &g->nodes[node->inputs[0]].shape);
-  cn_window w = depthwise_window(a, &in);
+  cn_window w = cn_depthwise_window(a, &in);
   return cn_depthwise_backward_scratch(&w, a->depth_multiplier);
 }
 

@@ -197,12 +197,9 @@ extern const cn_op cn_op_conv2d;     /* Conv2D, cn_conv2d_attrs */
 extern const cn_op cn_op_conv2d_add; /* Conv2D + residual Add, cn_conv2d_attrs (folding only) */
 extern const cn_op cn_op_depthwise;  /* DepthwiseConv2D, cn_depthwise_attrs */
 extern const cn_op cn_op_dw_conv;    /* Depthwise + 1x1 Conv2D, cn_dw_conv_attrs (folding only) */
-/* Whether a 1x1 unpadded stride-1 Conv2D over `channels` runs its fp32 product on the panels or
- * conv_small's tiles (not Winograd, OpenBLAS or im2col), row by row. */
-int cn_conv2d_pointwise_tiled(const cn_conv2d_attrs *a, int64_t channels);
-extern const cn_op cn_op_zeropad;        /* ZeroPadding2D, cn_zeropad_attrs */
-extern const cn_op cn_op_maxpool;        /* MaxPooling2D, cn_pool_attrs */
-extern const cn_op cn_op_avgpool;        /* AveragePooling2D, cn_pool_attrs */
+extern const cn_op cn_op_zeropad;    /* ZeroPadding2D, cn_zeropad_attrs */
+extern const cn_op cn_op_maxpool;    /* MaxPooling2D, cn_pool_attrs */
+extern const cn_op cn_op_avgpool;    /* AveragePooling2D, cn_pool_attrs */
 extern const cn_op cn_op_global_avgpool; /* GlobalAveragePooling2D, cn_global_pool_attrs */
 extern const cn_op cn_op_global_maxpool; /* GlobalMaxPooling2D, cn_global_pool_attrs */
 extern const cn_op cn_op_dense;          /* Dense, cn_dense_attrs */
@@ -213,6 +210,12 @@ extern const cn_op cn_op_batchnorm;      /* BatchNormalization, cn_batchnorm_att
 extern const cn_op cn_op_activation; /* Activation / ReLU / LeakyReLU / Softmax, cn_activation */
 extern const cn_op cn_op_merge;      /* Add / Subtract / Multiply / ..., cn_merge_attrs */
 extern const cn_op cn_op_concat;     /* Concatenate, cn_concat_attrs */
+
+/* Whether a 1x1 unpadded stride-1 Conv2D over `channels` runs its fp32 product on the panels or
+ * conv_small's tiles (not Winograd, OpenBLAS or im2col), row by row. */
+int cn_conv2d_pointwise_tiled(const cn_conv2d_attrs *a, int64_t channels);
+/* A DepthwiseConv2D's window over an input of shape `in` (batch included), its pads included. */
+cn_window cn_depthwise_window(const cn_depthwise_attrs *a, const cn_shape *in);
 
 /* Every operator, NULL-terminated (for tests and the registry). */
 extern const cn_op *const cn_all_ops[];
