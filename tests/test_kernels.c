@@ -536,6 +536,39 @@ static void test_conv2d_panels(void) {
   }
 }
 
+/* A 1x1 convolution plus a residual written over the residual: by the panels where
+ * cn_panels_in_place allows it (several strips and panels, threads 1 and 2, a short last strip)
+ * and by the plain fallback, the same bits as the panels into a buffer of their own. */
+static void test_conv1x1_over_residual(void) {
+  cn_window w = {.batch = 2, .ih = 7, .iw = 9, .c = 40, .oh = 7, .ow = 9, .kh = 1, .kw = 1};
+  w.sh = w.sw = w.dh = w.dw = 1;
+  int64_t f = 2 * cn_panels_cols(), m = w.batch * w.oh * w.ow;
+  size_t ny = (size_t)(m * f);
+  float *x = random_floats((size_t)(m * w.c)), *k = random_floats((size_t)(w.c * f));
+  float *bias = random_floats((size_t)f), *residual = random_floats(ny);
+  float *packed = malloc(cn_panels_floats(w.c, f) * sizeof(float));
+  float *apart = malloc(ny * sizeof(float)), *over = malloc(ny * sizeof(float));
+  cn_panels_pack(k, f, w.c, f, packed);
+  cn_panels p = {packed, w.c, f};
+  cn_activation relu = cn_act_relu();
+  CHECK(cn_panels_in_place(w.c, f, &relu) && cn_conv2d_panels_in_place(&w, f, &relu));
+  CHECK(!cn_panels_in_place(w.c, f - 1, &relu) && !cn_panels_in_place(1000, f, &relu));
+  cn_activation softmax = cn_act_softmax();
+  CHECK(!cn_panels_in_place(w.c, f, &softmax));
+  relu.residual = residual, relu.residual_of = apart;
+  cn_panels_gemm(m, x, w.c, &p, bias, &relu, apart, f, 1);
+  for (int threads = 1; threads <= 2; threads++) {
+    memcpy(over, residual, ny * sizeof(float));
+    relu.residual = relu.residual_of = over;
+    cn_panels_gemm(m, x, w.c, &p, bias, &relu, over, f, threads);
+    CHECK(memcmp(over, apart, ny * sizeof(float)) == 0);
+  }
+  memcpy(over, residual, ny * sizeof(float));
+  cn_conv1x1_over_residual(&w, f, x, k, bias, &relu, over);
+  CHECK(memcmp(over, apart, ny * sizeof(float)) == 0);
+  free(x), free(k), free(bias), free(residual), free(packed), free(apart), free(over);
+}
+
 static void test_softmax_and_scale(void) {
   int64_t outer = 3, n = 7, inner = 5, total = outer * n * inner;
   float *x = random_floats((size_t)total), *y = malloc((size_t)total * sizeof(float));
@@ -576,6 +609,7 @@ int main(void) {
   test_panels_epilogue();
   test_gemm_rows();
   test_conv2d_panels();
+  test_conv1x1_over_residual();
   test_softmax_and_scale();
   return cn_test_finish();
 }

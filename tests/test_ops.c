@@ -722,6 +722,50 @@ static void run_both_thread_counts(cn_graph *g, int batch, const float *x, float
   CHECK(cn_test_max_abs_diff(out1, out3, count) == 0);
 }
 
+/* Bottleneck blocks whose last 1x1 convolution writes its output over the block's input (the plan
+ * gives the fused Conv2D+Add the residual's buffer where the panels allow it): the same bits as
+ * the layers apart, on 1 and 3 threads, at batch 1 and 3. */
+static void test_fold_residual_in_place(void) {
+  cn_graph *g = cn_graph_new();
+  cn_input_attrs in = {shape3(6, 7, 24)};
+  int x;
+  CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &in, &x));
+  cn_conv2d_attrs wide = {64, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_relu(), {0}};
+  cn_conv2d_attrs narrow = {48, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_relu(), {0}};
+  cn_conv2d_attrs project = {64, 1, 1, 1, 1, 1, 1, 1, 1, CN_PAD_SAME, cn_act_linear(), {0}};
+  cn_merge_attrs add = {CN_MERGE_ADD};
+  cn_activation relu = cn_act_relu();
+  int n = add_node(g, &cn_op_conv2d, "stem", x, -1, &wide);
+  for (int block = 0; block < 2; block++) {
+    char name[16];
+    snprintf(name, sizeof name, "reduce%d", block);
+    int r = add_node(g, &cn_op_conv2d, name, n, -1, &narrow);
+    snprintf(name, sizeof name, "project%d", block);
+    r = add_node(g, &cn_op_conv2d, name, r, -1, &project);
+    snprintf(name, sizeof name, "add%d", block);
+    r = add_node(g, &cn_op_merge, name, r, n, &add);
+    snprintf(name, sizeof name, "relu%d", block);
+    n = add_node(g, &cn_op_activation, name, r, -1, &relu);
+  }
+  CHECK_OK(cn_graph_alloc_params(g));
+  fill(g->params, g->n_param_floats);
+  enum { OUT = 3 * 6 * 7 * 64 };
+  static float xv[3 * 6 * 7 * 24], before[OUT], after1[OUT], after3[OUT];
+  fill(xv, sizeof xv / sizeof xv[0]);
+  for (int batch = 1; batch <= 3; batch += 2) {
+    cn_graph *folded = NULL;
+    CHECK_OK(cn_graph_clone(g, &folded));
+    CHECK_OK(cn_graph_run(g, batch, (const float *[]){xv}, (float *[]){before}));
+    CHECK_OK(cn_graph_fold_residual(folded));
+    CHECK_OK(cn_graph_fold_activations(folded));
+    CHECK(folded->nodes[cn_graph_find(folded, "project1")].op == &cn_op_conv2d_add);
+    run_both_thread_counts(folded, batch, xv, after1, after3, (size_t)(batch * OUT / 3));
+    CHECK(cn_test_max_abs_diff(before, after1, (size_t)(batch * OUT / 3)) == 0);
+    cn_graph_free(folded);
+  }
+  cn_graph_free(g);
+}
+
 /* Adds a MobileNetV2 block without its residual sum: 1x1 expansion (relu6), depthwise 3x3
  * (relu6, `stride`), 1x1 projection; returns the projection. */
 static int add_block(cn_graph *g, const char *name, int x, int expand, int stride, int out) {
@@ -892,6 +936,7 @@ int main(void) {
   test_fold_batchnorm();
   test_fold_padding();
   test_fold_residual();
+  test_fold_residual_in_place();
   test_fold_pool_padding();
   check_fold_depthwise(0);
   check_fold_depthwise(1);

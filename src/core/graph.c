@@ -388,6 +388,12 @@ static void compute_last_use(const cn_graph *g, int *last_use) {
     }
 }
 
+/* The node whose buffer n's output may take, or -1. */
+static int inplace_source(const cn_graph *g, const cn_node *n) {
+  int input = n->op->inplace ? 0 : n->op->overwrites ? n->op->overwrites(g, n) : -1;
+  return input >= 0 && input < n->n_inputs ? n->inputs[input] : -1;
+}
+
 /* Assigns a slot to each node: an in-place op takes over its input's slot when it is that
  * input's last reader. */
 static int assign_slots(const cn_graph *g, int batch, const int *last_use, int *node_slot,
@@ -396,9 +402,8 @@ static int assign_slots(const cn_graph *g, int batch, const int *last_use, int *
   for (int i = 0; i < g->n_nodes; i++) {
     const cn_node *n = &g->nodes[i];
     size_t floats = aligned_floats((size_t)batch * (size_t)cn_shape_numel(&n->shape));
-    int src = n->n_inputs > 0 ? n->inputs[0] : -1;
-    if (n->op->inplace && src >= 0 && last_use[src] == i &&
-        slots[node_slot[src]].floats >= floats) {
+    int src = inplace_source(g, n);
+    if (src >= 0 && last_use[src] == i && slots[node_slot[src]].floats >= floats) {
       node_slot[i] = node_slot[src];
     } else {
       node_slot[i] = n_slots;

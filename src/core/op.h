@@ -57,6 +57,10 @@ typedef struct cn_op {
   size_t (*scratch)(const cn_graph *g, const cn_node *node, int batch);
   /* 1: out may be the same buffer as in[0] (elementwise ops, reshapes). */
   int inplace;
+  /* Optional, for ops that are not `inplace`: the input whose buffer out may be (the plan gives
+   * out that buffer when this node is its last reader), or -1. Asked when the plan is made, so
+   * the answer may depend on the graph's precision but not on the batch. */
+  int (*overwrites)(const cn_graph *g, const cn_node *node);
   /* 1: a graph input, whose value the caller of cn_graph_run provides (InputLayer). */
   int graph_input;
   /* Optional: drop node->cache (called when weights change and when the graph is freed). */

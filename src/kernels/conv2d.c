@@ -11,6 +11,7 @@
  * im2col or on a barrier per GEMM. Small layers, whose tiles would be too thin, are unfolded
  * whole by the team and multiplied in blocks of rows and columns (cn_gemm_plan). */
 #include <cblas.h>
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
@@ -326,6 +327,28 @@ void cn_conv2d_panels(const cn_window *w, int64_t filters, const float *x, const
   }
 #pragma omp parallel num_threads(threads) if (threads > 1)
   conv_panels_team(w, filters, x, k, bias, act, y, scratch, &t, threads);
+}
+
+int cn_conv2d_panels_in_place(const cn_window *w, int64_t filters, const cn_activation *act) {
+  return is_pointwise(w) && cn_panels_in_place(w->c, filters, act);
+}
+
+void cn_conv1x1_over_residual(const cn_window *w, int64_t filters, const float *x,
+                              const float *kernel, const float *bias, const cn_activation *act,
+                              float *y) {
+  enum { CHUNK = 64 };
+  cn_activation plain = *act;
+  plain.residual = NULL;
+  for (int64_t px = 0; px < w->batch * w->oh * w->ow; px++)
+    for (int64_t j0 = 0; j0 < filters; j0 += CHUNK) {
+      int64_t cols = filters - j0 < CHUNK ? filters - j0 : CHUNK;
+      float sum[CHUNK] = {0}, *out = y + px * filters + j0;
+      for (int64_t k = 0; k < w->c; k++)
+        for (int64_t j = 0; j < cols; j++)
+          sum[j] = fmaf(x[px * w->c + k], kernel[k * filters + j0 + j], sum[j]);
+      for (int64_t j = 0; j < cols; j++) out[j] = (bias ? sum[j] + bias[j0 + j] : sum[j]) + out[j];
+      cn_act_apply(&plain, out, (size_t)cols);
+    }
 }
 
 /* ---- bf16 products (CN_PRECISION_BF16): the same tiles, unfolded straight into bf16 rows ---- */

@@ -200,6 +200,10 @@ static int fusable(const cn_activation *act) {
   return act->kind == CN_ACT_LINEAR || cn_act_is_plain_relu(act);
 }
 
+int cn_panels_in_place(int64_t k, int64_t n, const cn_activation *act) {
+  return k <= KC && n % NR == 0 && fusable(act);
+}
+
 /* Where a product's rows are: row i at x + i * ldx (a matrix), or with `conv` an implicit
  * im2col: the patch of output pixel i over x, the convolution's input zero-padded to ihp x iwp,
  * its kh segments of kw * c values read in place (value k at x + base(i) + k / seg * ky_step +

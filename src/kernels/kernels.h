@@ -103,6 +103,10 @@ void cn_panels_gemm_team(int64_t m, const float *x, int64_t ldx, const cn_panels
                          int threads);
 void cn_panels_gemm_serial(int64_t m, const float *x, int64_t ldx, const cn_panels *w,
                            const float *bias, const cn_activation *act, float *y, int64_t ldy);
+/* Whether cn_panels_gemm may write y over act->residual (the same buffer, ldy == ldx of both):
+ * true when every output reads its residual just before it is written, by the same thread (one
+ * slice of k, whole panels, an activation the micro-kernels finish). */
+int cn_panels_in_place(int64_t k, int64_t n, const cn_activation *act);
 /* The convolution w (kernel packed from its HWIO (kh*kw*c) x n matrix; dw == 1) by the same
  * products with the patches read in place (no im2col): xp is its input zero-padded to ihp x iwp
  * (its pad_top and pad_left already in, and rows and columns enough at the end for every tap),
@@ -158,6 +162,15 @@ void cn_conv2d(const cn_window *w, int64_t filters, int groups, const float *x, 
 void cn_conv2d_panels(const cn_window *w, int64_t filters, const float *x, const cn_panels *k,
                       const float *bias, const cn_activation *act, float *y, float *scratch,
                       int threads);
+/* Whether cn_conv2d_panels may write y over act->residual (cn_panels_in_place, 1x1 windows). */
+int cn_conv2d_panels_in_place(const cn_window *w, int64_t filters, const cn_activation *act);
+/* A 1x1 convolution w (stride 1, unpadded; kernel c x filters) plus act->residual, written over
+ * that residual (y == act->residual): each pixel's sums kept apart until its residual is read.
+ * cn_panels_gemm's operations in their order, so the same bits, in plain loops: the in-place
+ * fallback when the panels' weights cannot be had. */
+void cn_conv1x1_over_residual(const cn_window *w, int64_t filters, const float *x,
+                              const float *kernel, const float *bias, const cn_activation *act,
+                              float *y);
 /* The same with the kernel packed as bf16 (k = kh*kw*c rows, filters columns; ungrouped):
  * patches rounded to bf16 as they are unfolded, fp32 sums. scratch holds cn_conv2d_bf16_scratch
  * floats for `threads` threads. */
