@@ -443,6 +443,19 @@ static void test_transpose(void) {
   check_close(y, x, N, 0);
   free(y);
   cn_graph_free(g);
+  /* A 3-channel image, CHW -> HWC (the planes interleaved in runs) */
+  enum { H = 5, W = 7, RGB = BATCH * 3 * H * W };
+  float img[RGB], hwc[RGB];
+  fill(img, RGB);
+  for (int n = 0; n < BATCH; n++)
+    for (int c = 0; c < 3; c++)
+      for (int i = 0; i < H * W; i++) hwc[(n * H * W + i) * 3 + c] = img[(n * 3 + c) * H * W + i];
+  g = build(&cn_op_transpose, &back, (cn_shape[]){S(3, 3, H, W)}, 1, &st);
+  CHECK_OK(st);
+  y = run(g, BATCH, (const float *[]){img});
+  check_close(y, hwc, RGB, 0);
+  free(y);
+  cn_graph_free(g);
   cn_transpose_attrs bad = {3, {0, 0, 1}};
   expect_fail(&cn_op_transpose, &bad, (cn_shape[]){S(3, 1, 2, 3)}, 1, CN_ERR_FORMAT);
   bad = (cn_transpose_attrs){2, {1, 0}};
