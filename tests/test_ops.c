@@ -764,6 +764,22 @@ static void test_fold_residual_in_place(void) {
     cn_graph_free(folded);
   }
   cn_graph_free(g);
+  /* x + conv(x): the convolution reads the tensor it adds, so its output may not overwrite it */
+  g = cn_graph_new();
+  cn_input_attrs square = {shape3(5, 6, 64)};
+  CHECK_OK(cn_graph_add(g, &cn_op_input, "input", NULL, 0, &square, &x));
+  int c = add_node(g, &cn_op_conv2d, "project", x, -1, &project);
+  add_node(g, &cn_op_merge, "add", c, x, &add);
+  CHECK_OK(cn_graph_alloc_params(g));
+  fill(g->params, g->n_param_floats);
+  static float sq[2 * 5 * 6 * 64], sq_before[2 * 5 * 6 * 64], sq_after[2 * 5 * 6 * 64];
+  fill(sq, sizeof sq / sizeof sq[0]);
+  CHECK_OK(cn_graph_run(g, 2, (const float *[]){sq}, (float *[]){sq_before}));
+  CHECK_OK(cn_graph_fold_residual(g));
+  CHECK(g->nodes[cn_graph_find(g, "project")].op == &cn_op_conv2d_add);
+  CHECK_OK(cn_graph_run(g, 2, (const float *[]){sq}, (float *[]){sq_after}));
+  CHECK(cn_test_max_abs_diff(sq_before, sq_after, sizeof sq / sizeof sq[0]) == 0);
+  cn_graph_free(g);
 }
 
 /* Adds a MobileNetV2 block without its residual sum: 1x1 expansion (relu6), depthwise 3x3

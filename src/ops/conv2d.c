@@ -335,7 +335,8 @@ static int conv_add_overwrites(const cn_graph *g, const cn_node *node) {
   const cn_conv2d_attrs *a = node->attrs;
   cn_shape in = cn_shape_batch(1, &g->nodes[node->inputs[0]].shape);
   cn_window w = conv_window(a, &in);
-  return g->precision == CN_PRECISION_FP32 && panels_applies(a, &w, a->act.kind) &&
+  int reads_it = node->inputs[0] == node->inputs[1]; /* x + conv(x) */
+  return !reads_it && g->precision == CN_PRECISION_FP32 && panels_applies(a, &w, a->act.kind) &&
                  cn_conv2d_panels_in_place(&w, a->filters, &a->act)
              ? 1
              : -1;
