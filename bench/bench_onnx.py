@@ -9,8 +9,10 @@ Then, per model and batch size, on the same NCHW input in [-1, 1]:
 - ONNX Runtime runs the file (intra_op threads = --threads, inter_op 1, sequential, all graph
   optimizations) and PyTorch runs the module (torch.set_num_threads(--threads));
 - convnet loads the same .onnx in bench/profile_forward.c --serve (one process per model and
-  batch, the model loaded once, one untimed forward), with GOMP_SPINCOUNT=10000 as the CLI
-  runs (idle threads spin about 0.2 ms, then sleep), and times one cn_model_forward_multi call per request; it writes its output for the check.
+  batch, the model loaded once, one untimed forward), its idle threads' spin chosen as the CLI
+  chooses it (cn_prefer_passive_waiting: long when nothing else is runnable at its start, short
+  otherwise; docs/cli.md), and times one cn_model_forward_multi call per request; it writes its
+  output for the check.
 
 All three are interleaved: one call of each per round, --warmup rounds first, then the median of
 --repeat rounds, so that drift in the load of this shared machine hits every engine alike.
@@ -151,7 +153,7 @@ class ConvnetDriver:
     def __init__(self, args, onnx_path, x_path, y_path, precision="fp32"):
         cmd = [args.driver, str(onnx_path), "--input", str(x_path), "--output", str(y_path),
                "--threads", str(args.threads), "--serve", "--precision", precision]
-        env = dict(os.environ, GOMP_SPINCOUNT="10000")  # as the CLI runs itself
+        env = dict(os.environ)  # the driver picks its spin as the CLI does (docs/cli.md)
         env.pop("OMP_WAIT_POLICY", None)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
@@ -318,7 +320,7 @@ def main():
     load = os.getloadavg()
     print(f"ONNX Runtime {onnxruntime.__version__}, PyTorch {torch.__version__}, "
           f"threads {args.threads}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} for PyTorch "
-          f"(GOMP_SPINCOUNT=10000 for convnet), ORT spinning {'on' if args.ort_spinning else 'off'}, "
+          f"(convnet's spin chosen as the CLI does), ORT spinning {'on' if args.ort_spinning else 'off'}, "
           f"driver {args.driver}, load average {load[0]:.1f} on {os.cpu_count()} cores",
           flush=True)
     print(HEADER, flush=True)

@@ -267,6 +267,7 @@ static int run(const options *o) {
 }
 
 int main(int argc, char **argv) {
+  cn_prefer_passive_waiting(argv); /* the CLI's spin policy, as bench_onnx.py compares it */
   options o;
   if (!parse_options(argc, argv, &o)) {
     fprintf(stderr, "usage: profile_forward MODEL [--weights FILE] [--batch N] [--threads N] "
