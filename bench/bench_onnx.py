@@ -185,6 +185,9 @@ def bench_batch(args, name, onnx_path, ort_run, torch_run, side, batch, tmp):
     x_path, y_path = tmp / f"{name}-{batch}-x.npy", tmp / f"{name}-{batch}-y.npy"
     np.save(x_path, x)
     row = {"model": name, "batch": batch}
+    # ORT's workers spin about 30 ms after a run; the driver chooses its own spin from what else
+    # is runnable when it starts (cn_prefer_passive_waiting), so it starts on a quiet machine.
+    time.sleep(0.1)
     driver = ConvnetDriver(args, onnx_path, x_path, y_path)
     row["convnet_error"] = driver.error
     # name: a call returning its ms (convnet's driver times itself)
