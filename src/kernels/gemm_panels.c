@@ -95,7 +95,7 @@ static inline __attribute__((always_inline)) void finish(vec *v, const float *bi
  * two slices: 3.2 -> 2.9 ms). */
 typedef struct lookahead {
   const float *span;
-  const float *rows[MR]; /* rows[0] NULL: no rows to fetch */
+  const float *const *rows; /* MR addresses, or NULL: no rows to fetch */
   /* The panel slice the item takes next, fetched into L2 NR floats per k by the first strip of
    * the current one, or NULL: the weights of a layer at batch 1 are read once, from memory
    * (49 x 4608 by 4608 x 512 with its weights not in cache: 1.10 -> 1.03 ms; ResNet50, VGG16
@@ -162,7 +162,7 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *c
     products(rows, a, panel, kc, lo, hi, NULL, NULL, NULL);
   else if (next->span)
     products(rows, a, panel, kc, lo, hi, next->span, NULL, next->panel);
-  else if (next->rows[0])
+  else if (next->rows)
     products(rows, a, panel, kc, lo, hi, NULL, next->rows, next->panel);
   else
     products(rows, a, panel, kc, lo, hi, NULL, NULL, next->panel);
@@ -252,26 +252,25 @@ static const float *panel_at(const cn_panels *w, int64_t p, int64_t k0) {
   return w->data + p * NR * w->k + k0 * NR;
 }
 
-/* The addresses of rows [s, s + n) of the item (relative to its first row) at k0; the last one
- * repeated up to MR. */
-static void strip_rows(const item_args *a, int64_t s, int n, int64_t k0, const float **ar) {
+/* The addresses of the item's `rows` rows at k0, once per slice for every strip and panel; the
+ * last one repeated MR - 1 times past them, so that every strip reads MR addresses. */
+static void item_rows(const item_args *a, int64_t rows, int64_t k0, const float **at) {
   const rows_src *src = a->src;
   if (src->conv) {
-    const float *at = src->x + k0 / src->seg * src->ky_step + k0 % src->seg;
-    for (int r = 0; r < n; r++) ar[r] = at + a->base[s + r];
+    const float *x = src->x + k0 / src->seg * src->ky_step + k0 % src->seg;
+    for (int64_t r = 0; r < rows; r++) at[r] = x + a->base[r];
   } else {
-    for (int r = 0; r < n; r++) ar[r] = src->x + (a->r0 + s + r) * src->ldx + k0;
+    for (int64_t r = 0; r < rows; r++) at[r] = src->x + (a->r0 + r) * src->ldx + k0;
   }
-  for (int r = n; r < MR; r++) ar[r] = ar[n - 1];
+  for (int r = 0; r < MR - 1; r++) at[rows + r] = at[rows - 1];
 }
 
-/* What the next strip's rows [s, s + n) at k0 (kc values each) need fetched. */
-static void fetch_next(const item_args *a, int64_t s, int n, int64_t k0, int64_t kc,
-                       lookahead *next) {
-  strip_rows(a, s, n, k0, next->rows);
-  int64_t extent = next->rows[n - 1] - next->rows[0] + kc;
-  int contiguous = next->rows[n - 1] >= next->rows[0] && extent <= kc * LINE_FLOATS;
-  next->span = contiguous ? next->rows[0] : NULL;
+/* What the next strip's n rows (addresses `rows`, kc values each) need fetched. */
+static void fetch_next(const float *const *rows, int n, int64_t kc, lookahead *next) {
+  int64_t extent = rows[n - 1] - rows[0] + kc;
+  int contiguous = rows[n - 1] >= rows[0] && extent <= kc * LINE_FLOATS;
+  next->rows = rows;
+  next->span = contiguous ? rows[0] : NULL;
 }
 
 /* Strip s (its first row, relative to the item) of panel p, over the slice at k0. With `lead`
@@ -280,8 +279,8 @@ static void fetch_next(const item_args *a, int64_t s, int n, int64_t k0, int64_t
  * more than the caches hold, and their MR streams, a row stride apart, are not a pattern the
  * hardware prefetchers follow (ResNet50's 56x56 1x1 256 -> 64 layer at batch 8, its input not in
  * cache: 4.6 -> 3.1 ms, 2.9 with the input in cache). */
-static void strip(item_args *a, int64_t rows, int64_t s, int64_t p, int64_t k0, int64_t kc,
-                  int lead, const float *next_panel) {
+static void strip(item_args *a, const float *const *at, int64_t rows, int64_t s, int64_t p,
+                  int64_t k0, int64_t kc, int lead, const float *next_panel) {
   const cn_panels *w = a->w;
   const float *panel = panel_at(w, p, k0);
   int partial = (p + 1) * NR > w->n, last = k0 + kc == w->k;
@@ -289,38 +288,41 @@ static void strip(item_args *a, int64_t rows, int64_t s, int64_t p, int64_t k0, 
   int64_t ld = partial ? NR : a->ldy;
   int finished = a->fuse && last && !partial;
   int n = rows - s < MR ? (int)(rows - s) : MR;
-  const float *ar[MR];
-  lookahead next = {NULL, {NULL}, s == 0 ? next_panel : NULL};
-  strip_rows(a, s, n, k0, ar);
+  lookahead next = {NULL, NULL, s == 0 ? next_panel : NULL};
   lead = lead && s + MR < rows;
-  if (lead) fetch_next(a, s + MR, rows - s - MR < MR ? (int)(rows - s - MR) : MR, k0, kc, &next);
+  if (lead) fetch_next(at + s + MR, rows - s - MR < MR ? (int)(rows - s - MR) : MR, kc, &next);
   int look = lead || next.panel;
   a->t.bias = a->bias ? a->bias + p * NR : NULL;
   a->t.residual =
       finished && a->act->residual ? a->act->residual + (out + s * ld - a->act->residual_of) : NULL;
-  micros[n](ar, panel, kc, out + s * ld, ld, k0 == 0, finished ? &a->t : NULL, look ? &next : NULL);
+  micros[n](at + s, panel, kc, out + s * ld, ld, k0 == 0, finished ? &a->t : NULL,
+            look ? &next : NULL);
 }
 
 static void item(const cn_panels *w, const rows_src *src, const int64_t *base, int64_t r0,
                  int64_t rows, int64_t p0, int64_t np, float *y, int64_t ldy, float *edge,
                  const float *bias, const cn_activation *act, int fuse) {
   item_args a = {w, src, base, bias, r0, ldy, y, edge, act, fuse, {NULL, NULL, cn_vclamp_of(act)}};
+  const float *at[MC + MR - 1];
   if (slice_len(src, w->k, 0) == w->k) {
+    item_rows(&a, rows, 0, at);
     /* One slice: each strip passes every panel before the next strip, so that its rows' outputs
      * (and residuals) are written (read) along the row, streams the prefetchers follow; panel
      * by panel, each row's 128 bytes a row stride apart missed one by one (ResNet50's 56x56
      * 1x1 layers at batch 8, 64 -> 256 plus the residual sum: 9 GB/s). */
     for (int64_t s = 0; s < rows; s += MR)
       for (int64_t p = p0; p < p0 + np; p++)
-        strip(&a, rows, s, p, 0, w->k, p == p0, p + 1 < p0 + np ? panel_at(w, p + 1, 0) : NULL);
+        strip(&a, at, rows, s, p, 0, w->k, p == p0, p + 1 < p0 + np ? panel_at(w, p + 1, 0) : NULL);
   } else {
     for (int64_t k0 = 0, kc; k0 < w->k; k0 += kc) {
       kc = slice_len(src, w->k, k0);
+      item_rows(&a, rows, k0, at);
       for (int64_t p = p0; p < p0 + np; p++) {
         const float *following = p + 1 < p0 + np  ? panel_at(w, p + 1, k0)
                                  : k0 + kc < w->k ? panel_at(w, p0, k0 + kc)
                                                   : NULL;
-        for (int64_t s = 0; s < rows; s += MR) strip(&a, rows, s, p, k0, kc, p == p0, following);
+        for (int64_t s = 0; s < rows; s += MR)
+          strip(&a, at, rows, s, p, k0, kc, p == p0, following);
       }
     }
   }
