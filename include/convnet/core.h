@@ -51,8 +51,9 @@ typedef enum cn_precision { CN_PRECISION_FP32 = 0, CN_PRECISION_BF16 = 1 } cn_pr
  * spin from what else is runnable when it starts (/proc/loadavg): nothing else, a long one
  * (GOMP_SPINCOUNT=1000000, about 11 ms on an Intel Xeon: workers never sleep between layers);
  * anything else, a short one (GOMP_SPINCOUNT=10000, about 0.1-0.2 ms, then sleep); then it
- * re-executes the program (/proc/self/exe) once. When the exec fails it returns and the program
- * runs on with the default. */
+ * re-executes the program (/proc/self/exe) once. Under valgrind it does nothing (the re-exec
+ * would leave the tool). When the exec fails it returns and the program runs on with the
+ * default. */
 CN_API void cn_prefer_passive_waiting(char **argv);
 
 /* A shape of up to CN_MAX_RANK dimensions, outermost first (NHWC for images). */

@@ -2,6 +2,7 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "convnet/core.h"
@@ -42,10 +43,7 @@ static int others_runnable(void) {
   for (int i = 0; i < 5 && fewest != 0; i++) {
     if (i > 0) usleep(2000);
     FILE *f = fopen("/proc/loadavg", "r");
-    double load[3];
-    int running = 0, total = 0;
-    int ok =
-        f && fscanf(f, "%lf %lf %lf %d/%d", &load[0], &load[1], &load[2], &running, &total) == 5;
+    int running = 0, ok = f && fscanf(f, "%*f %*f %*f %d/", &running) == 1;
     if (f) fclose(f);
     if (!ok || running < 1) return -1;
     if (fewest < 0 || running - 1 < fewest) fewest = running - 1;
@@ -53,8 +51,16 @@ static int others_runnable(void) {
   return fewest;
 }
 
+/* Whether the program runs under valgrind, whose preloaded libraries name themselves so: there
+ * /proc/self/exe is valgrind's tool, and executing it would not run this program under the tool
+ * again. */
+static int under_valgrind(void) {
+  const char *preload = getenv("LD_PRELOAD");
+  return preload && strstr(preload, "/vgpreload_");
+}
+
 void cn_prefer_passive_waiting(char **argv) {
-  if (!argv || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+  if (!argv || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || under_valgrind()) return;
   const char *spin = others_runnable() == 0 ? IDLE_SPIN : BUSY_SPIN;
   if (setenv("GOMP_SPINCOUNT", spin, 0) != 0) return;
   execv("/proc/self/exe", argv);
