@@ -504,9 +504,43 @@ static void test_conv2d_panels(void) {
        .dh = 2,
        .pad_top = 2,
        .pad_left = 1},
+      /* stems: short tap rows (21 and 9 values) read in place as one patch */
+      {.batch = 2,
+       .ih = 23,
+       .iw = 21,
+       .c = 3,
+       .oh = 12,
+       .ow = 11,
+       .kh = 7,
+       .kw = 7,
+       .sh = 2,
+       .sw = 2,
+       .pad_top = 3,
+       .pad_left = 3},
+      {.batch = 3,
+       .ih = 19,
+       .iw = 17,
+       .c = 3,
+       .oh = 9,
+       .ow = 8,
+       .kh = 3,
+       .kw = 3,
+       .sh = 2,
+       .sw = 2},
+      {.batch = 1,
+       .ih = 10,
+       .iw = 9,
+       .c = 4,
+       .oh = 10,
+       .ow = 9,
+       .kh = 3,
+       .kw = 3,
+       .dh = 2,
+       .pad_top = 2,
+       .pad_left = 1},
   };
-  int64_t filters[] = {40, 130, 64, 33, 48, 40, 70, 32};
-  for (int id = 0; id < 8; id++) {
+  int64_t filters[] = {40, 130, 64, 33, 48, 40, 70, 32, 64, 32, 40};
+  for (int id = 0; id < 11; id++) {
     cn_window w = cases[id];
     if (!w.sh) w.sh = w.sw = 1;
     if (!w.dh) w.dh = 1;

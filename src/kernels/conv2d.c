@@ -41,13 +41,22 @@ static int64_t patch_size(const cn_window *w, int groups) {
   return (int64_t)w->kh * w->kw * (w->c / groups);
 }
 
+static int short_patch(const cn_window *w);
+static double padded_floats(const cn_window *w);
+
 size_t cn_conv2d_scratch(const cn_window *w, int64_t filters, int groups) {
   if (is_pointwise(w)) return 0;
   int64_t kdim = patch_size(w, groups), pixels = w->batch * w->oh * w->ow;
   /* A hostile size saturates (the plan's allocation fails cleanly) rather than overflowing. */
   if (kdim > (int64_t)(SIZE_MAX / 16)) return SIZE_MAX / 16;
-  if (pixels <= IM2COL_BUDGET / kdim) return (size_t)(pixels * kdim);
-  return kdim > IM2COL_BUDGET ? (size_t)kdim : IM2COL_BUDGET;
+  size_t floats = pixels <= IM2COL_BUDGET / kdim ? (size_t)(pixels * kdim)
+                  : kdim > IM2COL_BUDGET         ? (size_t)kdim
+                                                 : IM2COL_BUDGET;
+  /* A stem's padded input (3 channels) is smaller than the patches it replaces. */
+  if (groups == 1 && short_patch(w) && padded_floats(w) > (double)floats &&
+      padded_floats(w) < (double)(pixels * kdim))
+    floats = (size_t)padded_floats(w);
+  return floats;
 }
 
 /* How the output pixels are cut into tiles: a function of the geometry only, so that every
@@ -272,10 +281,21 @@ static int padded_size(const cn_window *w, int64_t *rows, int64_t *cols) {
   return *rows != w->ih || *cols != w->iw;
 }
 
-static int implicit_applies(const cn_window *w, size_t scratch_floats) {
+/* A stem's patch (7x7 over 3 channels: 147 values in 7 tap rows of 21) is read in place whole
+ * by each micro-kernel call (cn_panels_short_patch); im2col wrote every value 7 times over. */
+static int short_patch(const cn_window *w) {
+  return w->dw == 1 && cn_panels_short_patch((int64_t)w->kw * w->c, (int64_t)w->kh * w->kw * w->c);
+}
+
+/* Floats of the zero-padded copy of the input, 0 when none is needed. */
+static double padded_floats(const cn_window *w) {
   int64_t rows, cols;
-  double copy = padded_size(w, &rows, &cols) ? (double)w->batch * rows * cols * w->c : 0;
-  return w->dw == 1 && (int64_t)w->kw * w->c >= IMPLICIT_MIN_SEG && copy <= (double)scratch_floats;
+  return padded_size(w, &rows, &cols) ? (double)w->batch * rows * cols * w->c : 0;
+}
+
+static int implicit_applies(const cn_window *w, size_t scratch_floats) {
+  int long_rows = w->dw == 1 && (int64_t)w->kw * w->c >= IMPLICIT_MIN_SEG;
+  return (long_rows || short_patch(w)) && padded_floats(w) <= (double)scratch_floats;
 }
 
 /* x into xp (rows x cols per image), zeros around it; one padded row per iteration. */

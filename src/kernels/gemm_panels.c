@@ -137,6 +137,7 @@ products(int rows, const float *const *a, const float *restrict panel, int64_t k
  * unrolled body; the rows' addresses stay in registers, as a + r * lda did. */
 static inline __attribute__((always_inline)) void micro(int rows, const float *const *a,
                                                         const float *restrict panel, int64_t kc,
+                                                        int64_t segs, int64_t step,
                                                         float *restrict c, int64_t ldc, int first,
                                                         const tail *t, const lookahead *next) {
   vec lo[MR], hi[MR];
@@ -158,7 +159,16 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *c
     else
       lo[r] = loadw(c + r * ldc), hi[r] = loadw(c + r * ldc + LANES);
   }
-  if (!next)
+  if (segs > 1) {
+    /* A patch of short tap rows (a stem over 3 channels: 7 rows of 21 values) in one pass, its
+     * sums in registers from the first tap row to the last. */
+    const float *seg_rows[MR];
+    for (int64_t g = 0; g < segs; g++) {
+      UNROLL_ROWS
+      for (int r = 0; r < rows; r++) seg_rows[r] = a[r] + g * step;
+      products(rows, seg_rows, panel + g * kc * NR, kc, lo, hi, NULL, NULL, NULL);
+    }
+  } else if (!next)
     products(rows, a, panel, kc, lo, hi, NULL, NULL, NULL);
   else if (next->span)
     products(rows, a, panel, kc, lo, hi, next->span, NULL, next->panel);
@@ -178,12 +188,13 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *c
   for (int r = 0; r < rows; r++) storew(c + r * ldc, lo[r]), storew(c + r * ldc + LANES, hi[r]);
 }
 
-typedef void (*micro_fn)(const float *const *, const float *, int64_t, float *, int64_t, int,
-                         const tail *, const lookahead *);
+typedef void (*micro_fn)(const float *const *, const float *, int64_t, int64_t, int64_t, float *,
+                         int64_t, int, const tail *, const lookahead *);
 #define MICRO(R)                                                                                   \
-  static void micro##R(const float *const *a, const float *p, int64_t kc, float *c, int64_t ldc,   \
-                       int first, const tail *t, const lookahead *next) {                          \
-    micro(R, a, p, kc, c, ldc, first, t, next);                                                    \
+  static void micro##R(const float *const *a, const float *p, int64_t kc, int64_t segs,            \
+                       int64_t step, float *c, int64_t ldc, int first, const tail *t,              \
+                       const lookahead *next) {                                                    \
+    micro(R, a, p, kc, segs, step, c, ldc, first, t, next);                                        \
   }
 MICRO(1)
 MICRO(2)
@@ -217,18 +228,26 @@ int cn_panels_in_place(int64_t k, int64_t n, const cn_activation *act) {
 /* Where a product's rows are: row i at x + i * ldx (a matrix), or with `conv` an implicit
  * im2col: the patch of output pixel i over x, the convolution's input zero-padded to ihp x iwp,
  * its kh segments of kw * c values read in place (value k at x + base(i) + k / seg * ky_step +
- * k % seg, base(i) the pixel's window corner). */
+ * k % seg, base(i) the pixel's window corner). A patch of segments shorter than SHORT_SEG that
+ * fits one slice is one slice, its `segs` segments passed by each micro-kernel call in turn. */
 typedef struct rows_src {
   const float *x;
   int64_t ldx;
   const cn_window *conv;
-  int64_t ihp, iwp, seg, ky_step;
+  int64_t ihp, iwp, seg, ky_step, segs;
 } rows_src;
 
-/* The slice of k starting at k0: at most KC values, within one segment of a patch. */
+enum { SHORT_SEG = 64 };
+
+int cn_panels_short_patch(int64_t seg, int64_t k) {
+  return seg < SHORT_SEG && k <= KC;
+}
+
+/* The slice of k starting at k0: at most KC values, within one segment of a patch (or the whole
+ * patch of short segments). */
 static int64_t slice_len(const rows_src *src, int64_t k, int64_t k0) {
   int64_t kc = k - k0 < KC ? k - k0 : KC;
-  if (src->conv && src->seg - k0 % src->seg < kc) kc = src->seg - k0 % src->seg;
+  if (src->conv && src->segs == 1 && src->seg - k0 % src->seg < kc) kc = src->seg - k0 % src->seg;
   return kc;
 }
 
@@ -289,14 +308,15 @@ static void strip(item_args *a, const float *const *at, int64_t rows, int64_t s,
   int finished = a->fuse && last && !partial;
   int n = rows - s < MR ? (int)(rows - s) : MR;
   lookahead next = {NULL, NULL, s == 0 ? next_panel : NULL};
-  lead = lead && s + MR < rows;
+  int64_t segs = a->src->conv ? a->src->segs : 1, step = a->src->ky_step;
+  lead = lead && s + MR < rows && segs == 1;
   if (lead) fetch_next(at + s + MR, rows - s - MR < MR ? (int)(rows - s - MR) : MR, kc, &next);
   int look = lead || next.panel;
   a->t.bias = a->bias ? a->bias + p * NR : NULL;
   a->t.residual =
       finished && a->act->residual ? a->act->residual + (out + s * ld - a->act->residual_of) : NULL;
-  micros[n](at + s, panel, kc, out + s * ld, ld, k0 == 0, finished ? &a->t : NULL,
-            look ? &next : NULL);
+  micros[n](at + s, panel, kc / segs, segs, step, out + s * ld, ld, k0 == 0,
+            finished ? &a->t : NULL, look && segs == 1 ? &next : NULL);
 }
 
 static void item(const cn_panels *w, const rows_src *src, const int64_t *base, int64_t r0,
@@ -413,13 +433,13 @@ static void run_items(int64_t m, const rows_src *src, const cn_panels *w, const 
 void cn_panels_gemm_team(int64_t m, const float *x, int64_t ldx, const cn_panels *w,
                          const float *bias, const cn_activation *act, float *y, int64_t ldy,
                          int threads) {
-  rows_src src = {x, ldx, NULL, 0, 0, 0, 0};
+  rows_src src = {x, ldx, NULL, 0, 0, 0, 0, 1};
   run_items(m, &src, w, bias, act, y, ldy, threads, 1);
 }
 
 void cn_panels_gemm_serial(int64_t m, const float *x, int64_t ldx, const cn_panels *w,
                            const float *bias, const cn_activation *act, float *y, int64_t ldy) {
-  rows_src src = {x, ldx, NULL, 0, 0, 0, 0};
+  rows_src src = {x, ldx, NULL, 0, 0, 0, 0, 1};
   run_items(m, &src, w, bias, act, y, ldy, 1, 0);
 }
 
@@ -433,6 +453,14 @@ void cn_panels_gemm(int64_t m, const float *x, int64_t ldx, const cn_panels *w, 
 void cn_panels_conv_team(const cn_window *w, const float *xp, int64_t ihp, int64_t iwp,
                          const cn_panels *k, const float *bias, const cn_activation *act, float *y,
                          int threads) {
-  rows_src src = {xp, 0, w, ihp, iwp, (int64_t)w->kw * w->c, (int64_t)w->dh * iwp * w->c};
+  int64_t seg = (int64_t)w->kw * w->c;
+  rows_src src = {xp,
+                  0,
+                  w,
+                  ihp,
+                  iwp,
+                  seg,
+                  (int64_t)w->dh * iwp * w->c,
+                  cn_panels_short_patch(seg, k->k) ? w->kh : 1};
   run_items(w->batch * w->oh * w->ow, &src, k, bias, act, y, k->n, threads, 1);
 }
