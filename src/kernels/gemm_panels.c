@@ -35,6 +35,14 @@ enum { LANES = WIDE_LANES, MR = WIDE_LANES == 16 ? 12 : 6 };
  * reloaded around the products. */
 #define UNROLL_ROWS _Pragma("GCC unroll 16")
 enum { NR = 2 * LANES, KC = 256, MC = 20 * MR, GROUP_PANELS = 256 / NR, LINE_FLOATS = 16 };
+/* Products of k <= ONE_PASS_K are one slice: each strip runs its whole k with its sums in
+ * registers, every panel of its group in turn, the panels (k x NR floats each) from L2, where
+ * ONE_PASS_BYTES of them are kept beside the rows. Slices of KC stored and reloaded every
+ * output once per slice and made each strip restart its products every 256 values (one
+ * thread, rows in cache: 289 x 768 by 768 x 192 96 -> 106 % of the peak, 1568 x 1024 by 1024
+ * x 256 86 -> 94 %; 2 threads: 196 x 2304 by 2304 x 256 0.89 -> 0.77 ms). At batch 1, 49 x 4608
+ * by 4608 x 512 was slower in one pass (0.88 -> 0.97 ms): its panels come from memory. */
+enum { ONE_PASS_K = 3072, ONE_PASS_BYTES = 1 << 20 };
 
 static int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -222,7 +230,7 @@ static int fusable(const cn_activation *act) {
 }
 
 int cn_panels_in_place(int64_t k, int64_t n, const cn_activation *act) {
-  return k <= KC && n % NR == 0 && fusable(act);
+  return k <= ONE_PASS_K && n % NR == 0 && fusable(act);
 }
 
 /* Where a product's rows are: row i at x + i * ldx (a matrix), or with `conv` an implicit
@@ -240,14 +248,21 @@ typedef struct rows_src {
 enum { SHORT_SEG = 64 };
 
 int cn_panels_short_patch(int64_t seg, int64_t k) {
-  return seg < SHORT_SEG && k <= KC;
+  return seg < SHORT_SEG && k <= ONE_PASS_K;
 }
 
-/* The slice of k starting at k0: at most KC values, within one segment of a patch (or the whole
- * patch of short segments). */
+/* Whether the product is one slice: k <= ONE_PASS_K, a patch's segments all passed by each
+ * micro-kernel call. */
+static int one_pass(const rows_src *src, int64_t k) {
+  return k <= ONE_PASS_K && (!src->conv || src->segs * src->seg == k);
+}
+
+/* The slice of k starting at k0: the whole product in one pass, else at most KC values within
+ * one segment of a patch. */
 static int64_t slice_len(const rows_src *src, int64_t k, int64_t k0) {
+  if (one_pass(src, k)) return k;
   int64_t kc = k - k0 < KC ? k - k0 : KC;
-  if (src->conv && src->segs == 1 && src->seg - k0 % src->seg < kc) kc = src->seg - k0 % src->seg;
+  if (src->conv && src->seg - k0 % src->seg < kc) kc = src->seg - k0 % src->seg;
   return kc;
 }
 
@@ -362,9 +377,9 @@ typedef struct panels_plan {
   int64_t strips, row_blocks, group, groups;
 } panels_plan;
 
-static panels_plan plan_items(int64_t m, int64_t n, int threads) {
+static panels_plan plan_items(int64_t m, int64_t n, int64_t group_max, int threads) {
   int64_t panels = ceil_div(n, NR), want = 2 * (int64_t)threads;
-  panels_plan p = {ceil_div(m, MR), 0, 0, ceil_div(panels, GROUP_PANELS)};
+  panels_plan p = {ceil_div(m, MR), 0, 0, ceil_div(panels, group_max)};
   p.row_blocks = ceil_div(p.strips, MC / MR);
   while (p.row_blocks * p.groups < want && p.groups < panels)
     p.groups = p.groups * 2 < panels ? p.groups * 2 : panels;
@@ -417,7 +432,12 @@ static void run_item(const panels_plan *p, int64_t i, int64_t m, const rows_src 
 
 static void run_items(int64_t m, const rows_src *src, const cn_panels *w, const float *bias,
                       const cn_activation *act, float *y, int64_t ldy, int threads, int team) {
-  panels_plan p = plan_items(m, w->n, threads);
+  int64_t group_max = GROUP_PANELS;
+  if (one_pass(src, w->k)) {
+    int64_t fit = ONE_PASS_BYTES / (w->k * NR * (int64_t)sizeof(float));
+    group_max = fit < 1 ? 1 : fit < GROUP_PANELS ? fit : GROUP_PANELS;
+  }
+  panels_plan p = plan_items(m, w->n, group_max, threads);
   if (!team) {
     for (int64_t i = 0; i < p.row_blocks * p.groups; i++)
       run_item(&p, i, m, src, w, bias, act, y, ldy);
@@ -454,13 +474,7 @@ void cn_panels_conv_team(const cn_window *w, const float *xp, int64_t ihp, int64
                          const cn_panels *k, const float *bias, const cn_activation *act, float *y,
                          int threads) {
   int64_t seg = (int64_t)w->kw * w->c;
-  rows_src src = {xp,
-                  0,
-                  w,
-                  ihp,
-                  iwp,
-                  seg,
-                  (int64_t)w->dh * iwp * w->c,
-                  cn_panels_short_patch(seg, k->k) ? w->kh : 1};
+  rows_src src = {
+      xp, 0, w, ihp, iwp, seg, (int64_t)w->dh * iwp * w->c, k->k <= ONE_PASS_K ? w->kh : 1};
   run_items(w->batch * w->oh * w->ow, &src, k, bias, act, y, k->n, threads, 1);
 }
