@@ -251,6 +251,10 @@ int cn_panels_short_patch(int64_t seg, int64_t k) {
   return seg < SHORT_SEG && k <= ONE_PASS_K;
 }
 
+int cn_panels_one_pass(int64_t k) {
+  return k <= ONE_PASS_K;
+}
+
 /* Whether the product is one slice: k <= ONE_PASS_K, a patch's segments all passed by each
  * micro-kernel call. */
 static int one_pass(const rows_src *src, int64_t k) {

@@ -159,6 +159,8 @@ void cn_conv2d(const cn_window *w, int64_t filters, int groups, const float *x, 
 
 /* The same, ungrouped, with the kernel in fp32 panels (k = kh*kw*c rows, filters columns); scratch
  * holds cn_conv2d_scratch(w, filters, 1) floats. */
+/* Whether products of depth k run in one pass, each output's sums in registers throughout. */
+int cn_panels_one_pass(int64_t k);
 /* Whether a patch of tap rows of `seg` values, `k` in all, is read in place as one slice (a
  * stem's short tap rows), rather than needing tap rows of at least 64 values. */
 int cn_panels_short_patch(int64_t seg, int64_t k);

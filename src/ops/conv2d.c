@@ -106,14 +106,20 @@ static int panels_mode(void) {
  * InceptionV3 batch 1 0.95x with 64 and 0.95x again with 100; ResNet50's 28x28 layers at batch
  * 1, 49 tiles, 0.74 to 0.84x the time each; at batch 8, Winograd stays 1.5 to 2x faster). */
 enum { PANELS_MAX_TILES = 96, PANELS_MIN_DEPTH = 24, PANELS_NARROW = 32 * 32 };
+/* Patches too deep for the panels' one pass (cn_panels_one_pass) go to Winograd from
+ * DEEP_MIN_TILES tiles: ResNet50's 7x7 3x3 layers over 512 channels at batch 8 (32 tiles) took
+ * 8.1 and 7.4 ms on the panels, 6.3 and 6.0 by Winograd. */
+enum { DEEP_MIN_TILES = 32 };
 
 static int winograd_forward(const cn_conv2d_attrs *a, const cn_window *w) {
   /* With few channels in and out, the transforms cost what the products save: InceptionV3's
    * 3x3 32 -> 32 layer over 147x147 at batch 1 took 2.19 ms by Winograd, 1.76 on the panels
    * (its 32 -> 64 one the same either way). */
   if (panels_mode() && w->c * a->filters <= PANELS_NARROW) return 0;
+  int64_t tiles = cn_winograd_tiles(w);
+  int deep = !cn_panels_one_pass((int64_t)a->kh * a->kw * w->c);
   return cn_winograd_applies(w, a->filters, a->groups) &&
-         (!panels_mode() || cn_winograd_tiles(w) >= PANELS_MAX_TILES);
+         (!panels_mode() || tiles >= PANELS_MAX_TILES || (deep && tiles >= DEEP_MIN_TILES));
 }
 
 static int panels_applies(const cn_conv2d_attrs *a, const cn_window *w, cn_act_kind act) {
