@@ -43,6 +43,10 @@ enum { NR = 2 * LANES, KC = 256, MC = 20 * MR, GROUP_PANELS = 256 / NR, LINE_FLO
  * x 256 86 -> 94 %; 2 threads: 196 x 2304 by 2304 x 256 0.89 -> 0.77 ms). At batch 1, 49 x 4608
  * by 4608 x 512 was slower in one pass (0.88 -> 0.97 ms): its panels come from memory. */
 enum { ONE_PASS_K = 3072, ONE_PASS_BYTES = 1 << 20 };
+/* One-slice products over at most PANEL_OUTER_ROWS rows pass panel by panel: fewer rows than
+ * that do not take as long as a panel takes to come from memory (k x 128 bytes at about
+ * 8 GB/s against k x 64 floating-point operations per row at 166 GFLOP/s a core). */
+enum { PANEL_OUTER_ROWS = 64 };
 
 static int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -104,16 +108,17 @@ static inline __attribute__((always_inline)) void finish(vec *v, const float *bi
 typedef struct lookahead {
   const float *span;
   const float *const *rows; /* MR addresses, or NULL: no rows to fetch */
-  /* The panel slice the item takes next, fetched into L2 NR floats per k by the first strip of
-   * the current one, or NULL: the weights of a layer at batch 1 are read once, from memory
-   * (49 x 4608 by 4608 x 512 with its weights not in cache: 1.10 -> 1.03 ms; ResNet50, VGG16
-   * and InceptionV3 at batch 1 0.99x the time). */
+  /* This strip's share of the panel slice the item takes next, fetched into L2 during its
+   * products at `rate` lines per k (16.16 fixed point), or NULL: the weights of a layer at
+   * batch 1 are read once, from memory (49 x 4608 by 4608 x 512 with its weights not in cache:
+   * 1.10 -> 1.03 ms; ResNet50, VGG16 and InceptionV3 at batch 1 0.99x the time). */
   const float *panel;
+  int64_t rate;
 } lookahead;
 
 static inline __attribute__((always_inline)) void
 products(int rows, const float *const *a, const float *restrict panel, int64_t kc, vec *lo, vec *hi,
-         const float *span, const float *const *table, const float *ahead) {
+         const float *span, const float *const *table, const float *ahead, int64_t rate) {
   for (int64_t k = 0; k < kc; k++, panel += NR) {
     /* The first strip to pass brings the panel slice in from memory: 8 rows ahead (measured, 2
      * threads, Intel Xeon: 49 x 4608 by 4608 x 512, ResNet50's 7x7 layers at batch 1, 1.41 ->
@@ -121,8 +126,9 @@ products(int rows, const float *const *a, const float *restrict panel, int64_t k
     __builtin_prefetch(panel + 8 * NR);
     __builtin_prefetch(panel + 8 * NR + LANES);
     if (ahead) {
-      __builtin_prefetch(ahead + k * NR, 0, 2);
-      __builtin_prefetch(ahead + k * NR + LANES, 0, 2);
+      const float *line = ahead + ((k * rate) >> 16) * LINE_FLOATS;
+      __builtin_prefetch(line, 0, 2);
+      __builtin_prefetch(line + LINE_FLOATS, 0, 2);
     }
     if (span) __builtin_prefetch(span + k * LINE_FLOATS);
     if (table && k % LINE_FLOATS == 0) {
@@ -171,19 +177,22 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *c
     /* A patch of short tap rows (a stem over 3 channels: 7 rows of 21 values) in one pass, its
      * sums in registers from the first tap row to the last. */
     const float *seg_rows[MR];
+    const float *ahead = next ? next->panel : NULL;
+    int64_t rate = next ? next->rate : 0;
     for (int64_t g = 0; g < segs; g++) {
       UNROLL_ROWS
       for (int r = 0; r < rows; r++) seg_rows[r] = a[r] + g * step;
-      products(rows, seg_rows, panel + g * kc * NR, kc, lo, hi, NULL, NULL, NULL);
+      const float *part = ahead ? ahead + ((g * kc * rate) >> 16) * LINE_FLOATS : NULL;
+      products(rows, seg_rows, panel + g * kc * NR, kc, lo, hi, NULL, NULL, part, rate);
     }
   } else if (!next)
-    products(rows, a, panel, kc, lo, hi, NULL, NULL, NULL);
+    products(rows, a, panel, kc, lo, hi, NULL, NULL, NULL, 0);
   else if (next->span)
-    products(rows, a, panel, kc, lo, hi, next->span, NULL, next->panel);
+    products(rows, a, panel, kc, lo, hi, next->span, NULL, next->panel, next->rate);
   else if (next->rows)
-    products(rows, a, panel, kc, lo, hi, NULL, next->rows, next->panel);
+    products(rows, a, panel, kc, lo, hi, NULL, next->rows, next->panel, next->rate);
   else
-    products(rows, a, panel, kc, lo, hi, NULL, NULL, next->panel);
+    products(rows, a, panel, kc, lo, hi, NULL, NULL, next->panel, next->rate);
   if (t) {
     UNROLL_ROWS
     for (int r = 0; r < rows; r++) {
@@ -316,9 +325,10 @@ static void fetch_next(const float *const *rows, int n, int64_t kc, lookahead *n
  * this slice, spread over its products: the rows come from memory when the layer before wrote
  * more than the caches hold, and their MR streams, a row stride apart, are not a pattern the
  * hardware prefetchers follow (ResNet50's 56x56 1x1 256 -> 64 layer at batch 8, its input not in
- * cache: 4.6 -> 3.1 ms, 2.9 with the input in cache). */
+ * cache: 4.6 -> 3.1 ms, 2.9 with the input in cache). The next panel slice is fetched by the
+ * first `share` strips, each its part. */
 static void strip(item_args *a, const float *const *at, int64_t rows, int64_t s, int64_t p,
-                  int64_t k0, int64_t kc, int lead, const float *next_panel) {
+                  int64_t k0, int64_t kc, int lead, const float *next_panel, int64_t share) {
   const cn_panels *w = a->w;
   const float *panel = panel_at(w, p, k0);
   int partial = (p + 1) * NR > w->n, last = k0 + kc == w->k;
@@ -326,8 +336,15 @@ static void strip(item_args *a, const float *const *at, int64_t rows, int64_t s,
   int64_t ld = partial ? NR : a->ldy;
   int finished = a->fuse && last && !partial;
   int n = rows - s < MR ? (int)(rows - s) : MR;
-  lookahead next = {NULL, NULL, s == 0 ? next_panel : NULL};
+  lookahead next = {NULL, NULL, NULL, 0};
   int64_t segs = a->src->conv ? a->src->segs : 1, step = a->src->ky_step;
+  /* A patch's tap rows passed in turn fetch nothing ahead when the first strip would fetch the
+   * whole next panel (ResNet50's 3x3 layers at batch 1: 3 to 7 % slower). */
+  if (next_panel && s / MR < share && (segs == 1 || share > 1)) {
+    int64_t lines = ceil_div(kc * NR / LINE_FLOATS, share);
+    next.panel = next_panel + s / MR * lines * LINE_FLOATS;
+    next.rate = (lines << 16) / kc;
+  }
   lead = lead && s + MR < rows && segs == 1;
   if (lead) fetch_next(at + s + MR, rows - s - MR < MR ? (int)(rows - s - MR) : MR, kc, &next);
   int look = lead || next.panel;
@@ -335,7 +352,7 @@ static void strip(item_args *a, const float *const *at, int64_t rows, int64_t s,
   a->t.residual =
       finished && a->act->residual ? a->act->residual + (out + s * ld - a->act->residual_of) : NULL;
   micros[n](at + s, panel, kc / segs, segs, step, out + s * ld, ld, k0 == 0,
-            finished ? &a->t : NULL, look && segs == 1 ? &next : NULL);
+            finished ? &a->t : NULL, look ? &next : NULL);
 }
 
 static void item(const cn_panels *w, const rows_src *src, const int64_t *base, int64_t r0,
@@ -343,7 +360,17 @@ static void item(const cn_panels *w, const rows_src *src, const int64_t *base, i
                  const float *bias, const cn_activation *act, int fuse) {
   item_args a = {w, src, base, bias, r0, ldy, y, edge, act, fuse, {NULL, NULL, cn_vclamp_of(act)}};
   const float *at[MC + MR - 1];
-  if (slice_len(src, w->k, 0) == w->k) {
+  int64_t strips = ceil_div(rows, MR);
+  if (slice_len(src, w->k, 0) == w->k && rows <= PANEL_OUTER_ROWS) {
+    /* One slice over few rows (batch 1): panel by panel, every strip fetching its part of the
+     * next panel, so that the weights stream from memory during all the products instead of
+     * the first strip's alone. */
+    item_rows(&a, rows, 0, at);
+    for (int64_t p = p0; p < p0 + np; p++)
+      for (int64_t s = 0; s < rows; s += MR)
+        strip(&a, at, rows, s, p, 0, w->k, p == p0, p + 1 < p0 + np ? panel_at(w, p + 1, 0) : NULL,
+              strips);
+  } else if (slice_len(src, w->k, 0) == w->k) {
     item_rows(&a, rows, 0, at);
     /* One slice: each strip passes every panel before the next strip, so that its rows' outputs
      * (and residuals) are written (read) along the row, streams the prefetchers follow; panel
@@ -351,7 +378,8 @@ static void item(const cn_panels *w, const rows_src *src, const int64_t *base, i
      * 1x1 layers at batch 8, 64 -> 256 plus the residual sum: 9 GB/s). */
     for (int64_t s = 0; s < rows; s += MR)
       for (int64_t p = p0; p < p0 + np; p++)
-        strip(&a, at, rows, s, p, 0, w->k, p == p0, p + 1 < p0 + np ? panel_at(w, p + 1, 0) : NULL);
+        strip(&a, at, rows, s, p, 0, w->k, p == p0, p + 1 < p0 + np ? panel_at(w, p + 1, 0) : NULL,
+              1);
   } else {
     for (int64_t k0 = 0, kc; k0 < w->k; k0 += kc) {
       kc = slice_len(src, w->k, k0);
@@ -361,7 +389,7 @@ static void item(const cn_panels *w, const rows_src *src, const int64_t *base, i
                                  : k0 + kc < w->k ? panel_at(w, p0, k0 + kc)
                                                   : NULL;
         for (int64_t s = 0; s < rows; s += MR)
-          strip(&a, at, rows, s, p, k0, kc, p == p0, following);
+          strip(&a, at, rows, s, p, k0, kc, p == p0, following, strips);
       }
     }
   }
