@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "kernels/kernels.h"
+#include "kernels/simd.h"
 
 /* The valid tap range [*lo, *hi) of a window starting at `start` over an axis of length n. */
 static void valid_taps(int64_t start, int k, int64_t n, int *lo, int *hi) {
@@ -12,30 +13,59 @@ static void valid_taps(int64_t start, int k, int64_t n, int *lo, int *hi) {
   if (*hi < *lo) *hi = *lo;
 }
 
+/* Channels [j0, j0 + POOL_BLOCK) of one output pixel, summed (or maxed) in registers over the
+ * valid taps in the order the tap loop takes them, stored once: accumulating in the output
+ * loaded and stored it once per tap (InceptionV3's 3x3 average poolings at batch 8: 9.1 ms
+ * against ONNX Runtime's 5.4). */
+enum { POOL_VECS = 4, POOL_BLOCK = POOL_VECS * WIDE_LANES };
+
+static void pool_block(const cn_window *w, const float *image, int64_t y0, int64_t x0, int ylo,
+                       int yhi, int xlo, int xhi, int is_max, float *dst) {
+  vwide acc[POOL_VECS];
+  for (int v = 0; v < POOL_VECS; v++) acc[v] = is_max ? (vwide){0} - INFINITY : (vwide){0};
+  for (int ky = ylo; ky < yhi; ky++)
+    for (int kx = xlo; kx < xhi; kx++) {
+      const float *src = image + ((y0 + ky) * w->iw + x0 + kx) * w->c;
+      for (int v = 0; v < POOL_VECS; v++) {
+        vwide x = loadw(src + v * WIDE_LANES);
+        acc[v] = is_max ? vmaxw(x, acc[v]) : acc[v] + x;
+      }
+    }
+  int count = (yhi - ylo) * (xhi - xlo);
+  for (int v = 0; v < POOL_VECS; v++) {
+    vwide out = count == 0 ? (vwide){0} : is_max ? acc[v] : acc[v] / (float)count;
+    storew(dst + v * WIDE_LANES, out);
+  }
+}
+
 static void pool_pixel(const cn_window *w, const float *image, int64_t oy, int64_t ox, int is_max,
                        float *restrict dst) {
   int64_t y0 = oy * w->sh - w->pad_top, x0 = ox * w->sw - w->pad_left, c = w->c;
   int ylo, yhi, xlo, xhi;
   valid_taps(y0, w->kh, w->ih, &ylo, &yhi);
   valid_taps(x0, w->kw, w->iw, &xlo, &xhi);
+  int64_t j0 = 0;
+  for (; j0 + POOL_BLOCK <= c; j0 += POOL_BLOCK)
+    pool_block(w, image + j0, y0, x0, ylo, yhi, xlo, xhi, is_max, dst + j0);
+  if (j0 == c) return;
 #pragma omp simd
-  for (int64_t j = 0; j < c; j++) dst[j] = is_max ? -INFINITY : 0.0f;
+  for (int64_t j = j0; j < c; j++) dst[j] = is_max ? -INFINITY : 0.0f;
   for (int ky = ylo; ky < yhi; ky++)
     for (int kx = xlo; kx < xhi; kx++) {
       const float *restrict src = image + ((y0 + ky) * w->iw + x0 + kx) * c;
       if (is_max)
 #pragma omp simd
-        for (int64_t j = 0; j < c; j++) dst[j] = cn_maxf(dst[j], src[j]);
+        for (int64_t j = j0; j < c; j++) dst[j] = cn_maxf(dst[j], src[j]);
       else
 #pragma omp simd
-        for (int64_t j = 0; j < c; j++) dst[j] += src[j];
+        for (int64_t j = j0; j < c; j++) dst[j] += src[j];
     }
   int count = (yhi - ylo) * (xhi - xlo);
   if (count == 0)
 #pragma omp simd
-    for (int64_t j = 0; j < c; j++) dst[j] = 0;
+    for (int64_t j = j0; j < c; j++) dst[j] = 0;
   else if (!is_max)
-    for (int64_t j = 0; j < c; j++) dst[j] /= (float)count;
+    for (int64_t j = j0; j < c; j++) dst[j] /= (float)count;
 }
 
 static void pool(const cn_window *w, const float *x, float *y, int is_max, int threads) {
