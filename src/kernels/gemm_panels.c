@@ -433,9 +433,21 @@ static int64_t block_row(const panels_plan *p, int64_t b, int64_t m) {
 /* The window corners of output pixels [r0, r0 + rows) in the padded input. */
 static void window_corners(const rows_src *src, int64_t r0, int64_t rows, int64_t *base) {
   const cn_window *w = src->conv;
+  /* The first pixel's position by division, the next ones by stepping along the row: three
+   * divisions a row cost a quarter of an item's time when it has one panel (InceptionV3's
+   * 147x147 32 -> 32 layer). */
+  int64_t b = r0 / (w->oh * w->ow), oy = r0 / w->ow % w->oh, ox = r0 % w->ow;
+  int64_t row = (b * src->ihp + oy * w->sh) * src->iwp;
   for (int64_t i = 0; i < rows; i++) {
-    int64_t px = r0 + i, b = px / (w->oh * w->ow), oy = px / w->ow % w->oh, ox = px % w->ow;
-    base[i] = ((b * src->ihp + oy * w->sh) * src->iwp + ox * w->sw) * w->c;
+    base[i] = (row + ox * w->sw) * w->c;
+    if (++ox < w->ow) continue;
+    ox = 0;
+    if (++oy < w->oh) {
+      row += w->sh * src->iwp;
+    } else {
+      oy = 0, b++;
+      row = b * src->ihp * src->iwp;
+    }
   }
 }
 
