@@ -53,9 +53,8 @@ size_t cn_conv2d_scratch(const cn_window *w, int64_t filters, int groups) {
                   : kdim > IM2COL_BUDGET         ? (size_t)kdim
                                                  : IM2COL_BUDGET;
   /* A stem's padded input (3 channels) is smaller than the patches it replaces. */
-  if (groups == 1 && short_patch(w) && padded_floats(w) > (double)floats &&
-      padded_floats(w) < (double)(pixels * kdim))
-    floats = (size_t)padded_floats(w);
+  double padded = groups == 1 && short_patch(w) ? padded_floats(w) : 0;
+  if (padded > (double)floats && padded < (double)(pixels * kdim)) floats = (size_t)padded;
   return floats;
 }
 
@@ -268,7 +267,8 @@ static void conv_panels_team(const cn_window *w, int64_t filters, const float *x
  * micro-kernels read them where they are, from a zero-padded copy of the input when the window
  * pads: the copy is the input's size, im2col's rows kh * kw times it. Segments shorter than
  * IMPLICIT_MIN_SEG (a stem over 3 channels: 21 values for 7x7) would restart the micro-kernel
- * every few values; those stay with im2col. */
+ * every few values: they are read in place only when the whole patch is one pass (short_patch),
+ * else they stay with im2col. */
 enum { IMPLICIT_MIN_SEG = 64 };
 
 /* The padded input's rows and columns (the image after its leading padding, and as far as the
@@ -282,9 +282,11 @@ static int padded_size(const cn_window *w, int64_t *rows, int64_t *cols) {
 }
 
 /* A stem's patch (7x7 over 3 channels: 147 values in 7 tap rows of 21) is read in place whole
- * by each micro-kernel call (cn_panels_short_patch); im2col wrote every value 7 times over. */
+ * by each micro-kernel call, its tap rows in turn (cn_panels_one_pass); im2col wrote every value
+ * 7 times over. */
 static int short_patch(const cn_window *w) {
-  return w->dw == 1 && cn_panels_short_patch((int64_t)w->kw * w->c, (int64_t)w->kh * w->kw * w->c);
+  return w->dw == 1 && (int64_t)w->kw * w->c < IMPLICIT_MIN_SEG &&
+         cn_panels_one_pass((int64_t)w->kh * w->kw * w->c);
 }
 
 /* Floats of the zero-padded copy of the input, 0 when none is needed. */

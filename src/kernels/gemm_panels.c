@@ -238,15 +238,19 @@ static int fusable(const cn_activation *act) {
   return act->kind == CN_ACT_LINEAR || cn_act_is_plain_relu(act);
 }
 
+int cn_panels_one_pass(int64_t k) {
+  return k <= ONE_PASS_K;
+}
+
 int cn_panels_in_place(int64_t k, int64_t n, const cn_activation *act) {
-  return k <= ONE_PASS_K && n % NR == 0 && fusable(act);
+  return cn_panels_one_pass(k) && n % NR == 0 && fusable(act);
 }
 
 /* Where a product's rows are: row i at x + i * ldx (a matrix), or with `conv` an implicit
  * im2col: the patch of output pixel i over x, the convolution's input zero-padded to ihp x iwp,
  * its kh segments of kw * c values read in place (value k at x + base(i) + k / seg * ky_step +
- * k % seg, base(i) the pixel's window corner). A patch of segments shorter than SHORT_SEG that
- * fits one slice is one slice, its `segs` segments passed by each micro-kernel call in turn. */
+ * k % seg, base(i) the pixel's window corner). A patch that fits one pass is one slice, its `segs`
+ * (kh) segments passed by each micro-kernel call in turn. */
 typedef struct rows_src {
   const float *x;
   int64_t ldx;
@@ -254,20 +258,10 @@ typedef struct rows_src {
   int64_t ihp, iwp, seg, ky_step, segs;
 } rows_src;
 
-enum { SHORT_SEG = 64 };
-
-int cn_panels_short_patch(int64_t seg, int64_t k) {
-  return seg < SHORT_SEG && k <= ONE_PASS_K;
-}
-
-int cn_panels_one_pass(int64_t k) {
-  return k <= ONE_PASS_K;
-}
-
 /* Whether the product is one slice: k <= ONE_PASS_K, a patch's segments all passed by each
  * micro-kernel call. */
 static int one_pass(const rows_src *src, int64_t k) {
-  return k <= ONE_PASS_K && (!src->conv || src->segs * src->seg == k);
+  return cn_panels_one_pass(k) && (!src->conv || src->segs * src->seg == k);
 }
 
 /* The slice of k starting at k0: the whole product in one pass, else at most KC values within
@@ -361,7 +355,7 @@ static void item(const cn_panels *w, const rows_src *src, const int64_t *base, i
   item_args a = {w, src, base, bias, r0, ldy, y, edge, act, fuse, {NULL, NULL, cn_vclamp_of(act)}};
   const float *at[MC + MR - 1];
   int64_t strips = ceil_div(rows, MR);
-  if (slice_len(src, w->k, 0) == w->k && rows <= PANEL_OUTER_ROWS) {
+  if (one_pass(src, w->k) && rows <= PANEL_OUTER_ROWS) {
     /* One slice over few rows (batch 1): panel by panel, every strip fetching its part of the
      * next panel, so that the weights stream from memory during all the products instead of
      * the first strip's alone. */
@@ -370,7 +364,7 @@ static void item(const cn_panels *w, const rows_src *src, const int64_t *base, i
       for (int64_t s = 0; s < rows; s += MR)
         strip(&a, at, rows, s, p, 0, w->k, p == p0, p + 1 < p0 + np ? panel_at(w, p + 1, 0) : NULL,
               strips);
-  } else if (slice_len(src, w->k, 0) == w->k) {
+  } else if (one_pass(src, w->k)) {
     item_rows(&a, rows, 0, at);
     /* One slice: each strip passes every panel before the next strip, so that its rows' outputs
      * (and residuals) are written (read) along the row, streams the prefetchers follow; panel
@@ -519,6 +513,6 @@ void cn_panels_conv_team(const cn_window *w, const float *xp, int64_t ihp, int64
                          int threads) {
   int64_t seg = (int64_t)w->kw * w->c;
   rows_src src = {
-      xp, 0, w, ihp, iwp, seg, (int64_t)w->dh * iwp * w->c, k->k <= ONE_PASS_K ? w->kh : 1};
+      xp, 0, w, ihp, iwp, seg, (int64_t)w->dh * iwp * w->c, cn_panels_one_pass(k->k) ? w->kh : 1};
   run_items(w->batch * w->oh * w->ow, &src, k, bias, act, y, k->n, threads, 1);
 }

@@ -107,6 +107,9 @@ void cn_panels_gemm_serial(int64_t m, const float *x, int64_t ldx, const cn_pane
  * true when every output reads its residual just before it is written, by the same thread (one
  * slice of k, whole panels, an activation the micro-kernels finish). */
 int cn_panels_in_place(int64_t k, int64_t n, const cn_activation *act);
+/* Whether products of depth k run in one pass, each output's sums in registers throughout (a
+ * convolution's tap rows one after another, however short). */
+int cn_panels_one_pass(int64_t k);
 /* The convolution w (kernel packed from its HWIO (kh*kw*c) x n matrix; dw == 1) by the same
  * products with the patches read in place (no im2col): xp is its input zero-padded to ihp x iwp
  * (its pad_top and pad_left already in, and rows and columns enough at the end for every tap),
@@ -159,11 +162,6 @@ void cn_conv2d(const cn_window *w, int64_t filters, int groups, const float *x, 
 
 /* The same, ungrouped, with the kernel in fp32 panels (k = kh*kw*c rows, filters columns); scratch
  * holds cn_conv2d_scratch(w, filters, 1) floats. */
-/* Whether products of depth k run in one pass, each output's sums in registers throughout. */
-int cn_panels_one_pass(int64_t k);
-/* Whether a patch of tap rows of `seg` values, `k` in all, is read in place as one slice (a
- * stem's short tap rows), rather than needing tap rows of at least 64 values. */
-int cn_panels_short_patch(int64_t seg, int64_t k);
 void cn_conv2d_panels(const cn_window *w, int64_t filters, const float *x, const cn_panels *k,
                       const float *bias, const cn_activation *act, float *y, float *scratch,
                       int threads);
