@@ -438,6 +438,33 @@ static float *unfold(const cn_window *w, const float *x) {
   return col;
 }
 
+/* cn_conv2d_panels on w (f filters, a ReLU) on 1 and 2 threads: the same bits, and those of the
+ * panels on im2col's rows whether the patches were read in place; close to the reference. */
+static void check_conv2d_panels(const cn_window *w, int64_t f, int id) {
+  int64_t kdim = w->kh * w->kw * w->c;
+  size_t nx = (size_t)(w->batch * w->ih * w->iw * w->c),
+         ny = (size_t)(w->batch * w->oh * w->ow * f);
+  float *x = random_floats(nx), *k = random_floats((size_t)(kdim * f)), *bias = random_floats(f);
+  float *packed = malloc(cn_panels_floats(kdim, f) * sizeof(float));
+  float *y1 = malloc(ny * sizeof(float)), *y2 = malloc(ny * sizeof(float));
+  float *ref = malloc(ny * sizeof(float));
+  float *scratch = malloc((cn_conv2d_scratch(w, f, 1) + 1) * sizeof(float));
+  cn_panels_pack(k, f, kdim, f, packed);
+  cn_panels p = {packed, kdim, f};
+  cn_activation relu = cn_act_relu();
+  cn_conv2d_panels(w, f, x, &p, bias, &relu, y1, scratch, 1);
+  cn_conv2d_panels(w, f, x, &p, bias, &relu, y2, scratch, 2);
+  CHECK(memcmp(y1, y2, ny * sizeof(float)) == 0);
+  int64_t pixels = w->batch * w->oh * w->ow;
+  float *col = unfold(w, x), *y3 = malloc(ny * sizeof(float));
+  cn_panels_gemm(pixels, col, kdim, &p, bias, &relu, y3, f, 1);
+  CHECK(memcmp(y1, y3, ny * sizeof(float)) == 0);
+  ref_conv(w, f, 1, x, k, bias, ref);
+  check_close("conv2d panels", id, y2, ref, ny);
+  free(x), free(k), free(bias), free(packed), free(y1), free(y2), free(ref), free(scratch);
+  free(col), free(y3);
+}
+
 static void test_conv2d_panels(void) {
   cn_window cases[] = {
       {.batch = 2, .ih = 9, .iw = 7, .c = 70, .oh = 9, .ow = 7, .kh = 1, .kw = 1},
@@ -546,29 +573,145 @@ static void test_conv2d_panels(void) {
     if (!w.sh) w.sh = w.sw = 1;
     if (!w.dh) w.dh = 1;
     w.dw = 1;
-    int64_t f = filters[id], kdim = w.kh * w.kw * w.c;
-    size_t nx = (size_t)(w.batch * w.ih * w.iw * w.c), ny = (size_t)(w.batch * w.oh * w.ow * f);
-    float *x = random_floats(nx), *k = random_floats((size_t)(kdim * f)), *bias = random_floats(f);
-    float *packed = malloc(cn_panels_floats(kdim, f) * sizeof(float));
-    float *y1 = malloc(ny * sizeof(float)), *y2 = malloc(ny * sizeof(float));
-    float *ref = malloc(ny * sizeof(float));
-    float *scratch = malloc((cn_conv2d_scratch(&w, f, 1) + 1) * sizeof(float));
-    cn_panels_pack(k, f, kdim, f, packed);
-    cn_panels p = {packed, kdim, f};
-    cn_activation relu = cn_act_relu();
-    cn_conv2d_panels(&w, f, x, &p, bias, &relu, y1, scratch, 1);
-    cn_conv2d_panels(&w, f, x, &p, bias, &relu, y2, scratch, 2);
-    CHECK(memcmp(y1, y2, ny * sizeof(float)) == 0);
-    /* the same bits as the panels on im2col's rows, whether the patches were read in place */
-    int64_t pixels = w.batch * w.oh * w.ow;
-    float *col = unfold(&w, x), *y3 = malloc(ny * sizeof(float));
-    cn_panels_gemm(pixels, col, kdim, &p, bias, &relu, y3, f, 1);
-    CHECK(memcmp(y1, y3, ny * sizeof(float)) == 0);
-    ref_conv(&w, f, 1, x, k, bias, ref);
-    check_close("conv2d panels", id, y2, ref, ny);
-    free(x), free(k), free(bias), free(packed), free(y1), free(y2), free(ref), free(scratch);
-    free(col), free(y3);
+    check_conv2d_panels(&w, filters[id], id);
   }
+}
+
+/* Windows that reach past the image, whole panels and a ReLU: strips of pixels with the same
+ * taps read the unpadded input (cn_panels_conv_exact), the same bits as im2col's rows. */
+static void test_conv2d_exact(void) {
+  cn_window cases[] = {
+      /* 3x3 over 14x14 and 7x7 (ResNet50), 2 images */
+      {.batch = 2,
+       .ih = 14,
+       .iw = 14,
+       .c = 64,
+       .oh = 14,
+       .ow = 14,
+       .kh = 3,
+       .kw = 3,
+       .pad_top = 1,
+       .pad_left = 1},
+      {.batch = 1,
+       .ih = 7,
+       .iw = 7,
+       .c = 96,
+       .oh = 7,
+       .ow = 7,
+       .kh = 3,
+       .kw = 3,
+       .pad_top = 1,
+       .pad_left = 1},
+      /* 1x7 and 7x1 (InceptionV3), a 5x5 over a 3x4 image: taps cut on both sides */
+      {.batch = 2,
+       .ih = 17,
+       .iw = 17,
+       .c = 40,
+       .oh = 17,
+       .ow = 17,
+       .kh = 1,
+       .kw = 7,
+       .pad_left = 3},
+      {.batch = 3, .ih = 17, .iw = 16, .c = 24, .oh = 17, .ow = 16, .kh = 7, .kw = 1, .pad_top = 3},
+      {.batch = 2,
+       .ih = 3,
+       .iw = 4,
+       .c = 16,
+       .oh = 3,
+       .ow = 4,
+       .kh = 5,
+       .kw = 5,
+       .pad_top = 2,
+       .pad_left = 2},
+      /* stride 2 with padding at the end only (TensorFlow's "same"), a row-dilated 3x3 */
+      {.batch = 2,
+       .ih = 16,
+       .iw = 15,
+       .c = 32,
+       .oh = 8,
+       .ow = 8,
+       .kh = 3,
+       .kw = 3,
+       .sh = 2,
+       .sw = 2},
+      {.batch = 1,
+       .ih = 12,
+       .iw = 11,
+       .c = 32,
+       .oh = 12,
+       .ow = 11,
+       .kh = 3,
+       .kw = 3,
+       .dh = 2,
+       .pad_top = 2,
+       .pad_left = 1},
+      /* a stem: 7x7 over 3 channels, stride 2 */
+      {.batch = 2,
+       .ih = 29,
+       .iw = 27,
+       .c = 3,
+       .oh = 15,
+       .ow = 14,
+       .kh = 7,
+       .kw = 7,
+       .sh = 2,
+       .sw = 2,
+       .pad_top = 3,
+       .pad_left = 3},
+      /* padding wider than the window: border pixels read no tap at all (bias, then ReLU) */
+      {.batch = 2,
+       .ih = 4,
+       .iw = 5,
+       .c = 70,
+       .oh = 8,
+       .ow = 7,
+       .kh = 1,
+       .kw = 3,
+       .pad_top = 2,
+       .pad_left = 1},
+      /* many rows (several items, strip-major) */
+      {.batch = 4,
+       .ih = 40,
+       .iw = 33,
+       .c = 32,
+       .oh = 40,
+       .ow = 33,
+       .kh = 3,
+       .kw = 3,
+       .pad_top = 1,
+       .pad_left = 1},
+  };
+  int64_t filters[] = {64, 32, 64, 32, 96, 64, 32, 64, 32, 64};
+  for (int id = 0; id < 10; id++) {
+    cn_window w = cases[id];
+    if (!w.sh) w.sh = w.sw = 1;
+    if (!w.dh) w.dh = 1;
+    w.dw = 1;
+    int64_t kdim = w.kh * w.kw * w.c;
+    cn_panels p = {NULL, kdim, filters[id]};
+    cn_activation relu = cn_act_relu();
+    CHECK(cn_panels_conv_exact(&w, &p, &relu));
+    check_conv2d_panels(&w, filters[id], 100 + id);
+  }
+  cn_window valid = {.batch = 1,
+                     .ih = 9,
+                     .iw = 9,
+                     .c = 32,
+                     .oh = 7,
+                     .ow = 7,
+                     .kh = 3,
+                     .kw = 3,
+                     .sh = 1,
+                     .sw = 1,
+                     .dh = 1,
+                     .dw = 1};
+  cn_panels p = {NULL, 288, 64};
+  cn_activation relu = cn_act_relu(), linear = cn_act_linear();
+  CHECK(!cn_panels_conv_exact(&valid, &p, &relu)); /* inside the image: nothing to skip */
+  valid.pad_top = valid.pad_left = 1, valid.oh = valid.ow = 9;
+  CHECK(cn_panels_conv_exact(&valid, &p, &linear));
+  p.n = 40;
+  CHECK(!cn_panels_conv_exact(&valid, &p, &relu)); /* a partial panel */
 }
 
 /* A 1x1 convolution plus a residual written over the residual: by the panels where
@@ -644,6 +787,7 @@ int main(void) {
   test_panels_epilogue();
   test_gemm_rows();
   test_conv2d_panels();
+  test_conv2d_exact();
   test_conv1x1_over_residual();
   test_softmax_and_scale();
   return cn_test_finish();

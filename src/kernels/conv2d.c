@@ -322,7 +322,8 @@ static void pad_input(const cn_window *w, const float *x, float *xp, int64_t row
 static void conv_implicit(const cn_window *w, const float *x, const cn_panels *k, const float *bias,
                           const cn_activation *act, float *y, float *scratch, int threads) {
   int64_t rows, cols;
-  int copy = padded_size(w, &rows, &cols);
+  int copy = padded_size(w, &rows, &cols) && !cn_panels_conv_exact(w, k, act);
+  if (!copy) rows = w->ih, cols = w->iw;
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     if (copy) pad_input(w, x, scratch, rows, cols); /* its loop ends in a barrier */

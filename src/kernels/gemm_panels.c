@@ -48,8 +48,11 @@ enum { NR = 2 * LANES, KC = 256, MC = 17 * MR, GROUP_PANELS = 256 / NR, LINE_FLO
 enum { ONE_PASS_K = 3072, ONE_PASS_BYTES = 1 << 20 };
 /* One-slice products over at most PANEL_OUTER_ROWS rows pass panel by panel: fewer rows than
  * that do not take as long as a panel takes to come from memory (k x 128 bytes at about
- * 8 GB/s against k x 64 floating-point operations per row at 166 GFLOP/s a core). */
-enum { PANEL_OUTER_ROWS = 64 };
+ * 8 GB/s against k x 64 floating-point operations per row at 166 GFLOP/s a core). So do those
+ * of a layer whose outputs fit SMALL_OUTPUT_BYTES (batch 1 from 14x14 to 56x56): few items
+ * read each panel, from memory, and every strip fetching its part of the next one beats
+ * writing the outputs along their rows (ResNet50 b1 0.98x, InceptionV3 b1 0.98x the time). */
+enum { PANEL_OUTER_ROWS = 64, SMALL_OUTPUT_BYTES = 1 << 20 };
 
 static int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -149,12 +152,13 @@ products(int rows, const float *const *a, const float *restrict panel, int64_t k
 }
 
 /* rows (<= MR) x NR outputs at c (row stride ldc) += rows a[0 .. rows) (kc values each) x panel
- * slice (kc x NR); `first` starts the sums at zero instead of c's values; `t` (the last slice, or
- * NULL) finishes them. Inlined with a constant `rows` so that each row count gets its own
+ * slice (kc x NR), or `segs` segments of kc values, `step` floats apart in the rows and `pstep`
+ * floats apart in the panel; `first` starts the sums at zero instead of c's values; `t` (the last
+ * slice, or NULL) finishes them. Inlined with a constant `rows` so that each row count gets its own
  * unrolled body; the rows' addresses stay in registers, as a + r * lda did. */
 static inline __attribute__((always_inline)) void micro(int rows, const float *const *a,
                                                         const float *restrict panel, int64_t kc,
-                                                        int64_t segs, int64_t step,
+                                                        int64_t segs, int64_t step, int64_t pstep,
                                                         float *restrict c, int64_t ldc, int first,
                                                         const tail *t, const lookahead *next) {
   vec lo[MR], hi[MR];
@@ -186,7 +190,7 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *c
       UNROLL_ROWS
       for (int r = 0; r < rows; r++) seg_rows[r] = a[r] + g * step;
       const float *part = ahead ? ahead + ((g * kc * rate) >> 16) * LINE_FLOATS : NULL;
-      products(rows, seg_rows, panel + g * kc * NR, kc, lo, hi, NULL, NULL, part, rate);
+      products(rows, seg_rows, panel + g * pstep, kc, lo, hi, NULL, NULL, part, rate);
     }
   } else if (!next)
     products(rows, a, panel, kc, lo, hi, NULL, NULL, NULL, 0);
@@ -208,13 +212,13 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *c
   for (int r = 0; r < rows; r++) storew(c + r * ldc, lo[r]), storew(c + r * ldc + LANES, hi[r]);
 }
 
-typedef void (*micro_fn)(const float *const *, const float *, int64_t, int64_t, int64_t, float *,
-                         int64_t, int, const tail *, const lookahead *);
+typedef void (*micro_fn)(const float *const *, const float *, int64_t, int64_t, int64_t, int64_t,
+                         float *, int64_t, int, const tail *, const lookahead *);
 #define MICRO(R)                                                                                   \
   static void micro##R(const float *const *a, const float *p, int64_t kc, int64_t segs,            \
-                       int64_t step, float *c, int64_t ldc, int first, const tail *t,              \
-                       const lookahead *next) {                                                    \
-    micro(R, a, p, kc, segs, step, c, ldc, first, t, next);                                        \
+                       int64_t step, int64_t pstep, float *c, int64_t ldc, int first,              \
+                       const tail *t, const lookahead *next) {                                     \
+    micro(R, a, p, kc, segs, step, pstep, c, ldc, first, t, next);                                 \
   }
 MICRO(1)
 MICRO(2)
@@ -290,9 +294,20 @@ typedef struct item_args {
   int64_t r0, ldy;
   float *y, *edge;
   const cn_activation *act;
-  int fuse;
+  int fuse, small; /* small: the layer's outputs fit SMALL_OUTPUT_BYTES */
   tail t;
 } item_args;
+
+/* A strip: its n (<= MR) rows at `at` (MR addresses, the last repeated), their outputs at `out`
+ * (row 0, the item's first column; rows ld apart), `row` its first row in the item (its rows of
+ * `edge`); it multiplies `segs` segments of kc values, `step` floats apart in the rows, by the
+ * panels' packed rows from k_off, kc of them a segment, pstep apart. */
+typedef struct strip_geo {
+  const float *const *at;
+  float *out;
+  int64_t ld, row, k_off, kc, segs, step, pstep;
+  int n;
+} strip_geo;
 
 /* Panel p's slice at k0. */
 static const float *panel_at(const cn_panels *w, int64_t p, int64_t k0) {
@@ -320,78 +335,84 @@ static void fetch_next(const float *const *rows, int n, int64_t kc, lookahead *n
   next->span = contiguous ? rows[0] : NULL;
 }
 
-/* Strip s (its first row, relative to the item) of panel p, over the slice at k0. With `lead`
- * (the first panel to pass these rows at this slice) it also fetches the next strip's rows at
- * this slice, spread over its products: the rows come from memory when the layer before wrote
- * more than the caches hold, and their MR streams, a row stride apart, are not a pattern the
- * hardware prefetchers follow (ResNet50's 56x56 1x1 256 -> 64 layer at batch 8, its input not in
- * cache: 4.6 -> 3.1 ms, 2.9 with the input in cache). The next panel slice is fetched by the
- * first `share` strips, each its part. */
-static void strip(item_args *a, const float *const *at, int64_t rows, int64_t s, int64_t p,
-                  int64_t k0, int64_t kc, int lead, const float *next_panel, int64_t share) {
+/* Strip g (the item's strip number `ordinal`) of panel p, over the slice [k0, k0 + kc). With
+ * `lead` (the first panel to pass these rows at this slice) it also fetches the next strip's
+ * (`after`) rows at this slice, spread over its products: the rows come from memory when the
+ * layer before wrote more than the caches hold, and their MR streams, a row stride apart, are
+ * not a pattern the hardware prefetchers follow (ResNet50's 56x56 1x1 256 -> 64 layer at batch
+ * 8, its input not in cache: 4.6 -> 3.1 ms, 2.9 with the input in cache). The next panel slice
+ * is fetched by the first `share` strips, each its part. */
+static void strip(item_args *a, const strip_geo *g, const strip_geo *after, int64_t ordinal,
+                  int64_t p, int64_t k0, int64_t kc, int lead, const float *next_panel,
+                  int64_t share) {
   const cn_panels *w = a->w;
-  const float *panel = panel_at(w, p, k0);
+  const float *panel = panel_at(w, p, k0 + g->k_off);
   int partial = (p + 1) * NR > w->n, last = k0 + kc == w->k;
-  float *out = partial ? a->edge : a->y + a->r0 * a->ldy + p * NR;
-  int64_t ld = partial ? NR : a->ldy;
+  float *out = partial ? a->edge + g->row * NR : g->out + p * NR;
+  int64_t ld = partial ? NR : g->ld, work = g->kc * g->segs;
   int finished = a->fuse && last && !partial;
-  int n = rows - s < MR ? (int)(rows - s) : MR;
   lookahead next = {NULL, NULL, NULL, 0};
-  int64_t segs = a->src->conv ? a->src->segs : 1, step = a->src->ky_step;
   /* A patch's tap rows passed in turn fetch nothing ahead when the first strip would fetch the
    * whole next panel (ResNet50's 3x3 layers at batch 1: 3 to 7 % slower). */
-  if (next_panel && s / MR < share && (segs == 1 || share > 1)) {
+  if (next_panel && ordinal < share && (g->segs == 1 || share > 1) && work > 0) {
     int64_t lines = ceil_div(kc * NR / LINE_FLOATS, share);
-    next.panel = next_panel + s / MR * lines * LINE_FLOATS;
-    next.rate = (lines << 16) / kc;
+    next.panel = next_panel + ordinal * lines * LINE_FLOATS;
+    next.rate = (lines << 16) / work;
   }
-  lead = lead && s + MR < rows && segs == 1;
-  if (lead) fetch_next(at + s + MR, rows - s - MR < MR ? (int)(rows - s - MR) : MR, kc, &next);
+  lead = lead && after && g->segs == 1;
+  if (lead) fetch_next(after->at, after->n, g->kc, &next);
   int look = lead || next.panel;
   a->t.bias = a->bias ? a->bias + p * NR : NULL;
   a->t.residual =
-      finished && a->act->residual ? a->act->residual + (out + s * ld - a->act->residual_of) : NULL;
-  micros[n](at + s, panel, kc / segs, segs, step, out + s * ld, ld, k0 == 0,
-            finished ? &a->t : NULL, look ? &next : NULL);
+      finished && a->act->residual ? a->act->residual + (out - a->act->residual_of) : NULL;
+  micros[g->n](g->at, panel, g->kc, g->segs, g->step, g->pstep, out, ld, k0 == 0,
+               finished ? &a->t : NULL, look ? &next : NULL);
+}
+
+/* The item's `count` strips (`rows` rows) by panels [p0, p0 + np) over the slice [k0, k0 + kc).
+ * One slice over few rows (batch 1): panel by panel, every strip fetching its part of the next
+ * panel, so that the weights stream from memory during all the products instead of the first
+ * strip's alone. One slice over more rows: each strip passes every panel before the next strip,
+ * so that its rows' outputs (and residuals) are written (read) along the row, streams the
+ * prefetchers follow; panel by panel, each row's 128 bytes a row stride apart missed one by one
+ * (ResNet50's 56x56 1x1 layers at batch 8, 64 -> 256 plus the residual sum: 9 GB/s). Slices:
+ * panel by panel, the first strips fetching the next panel's slice. */
+static void pass_strips(item_args *a, const strip_geo *g, int64_t count, int64_t rows, int64_t p0,
+                        int64_t np, int64_t k0, int64_t kc) {
+  const cn_panels *w = a->w;
+  if (kc == w->k && rows > PANEL_OUTER_ROWS && !a->small) {
+    for (int64_t s = 0; s < count; s++)
+      for (int64_t p = p0; p < p0 + np; p++)
+        strip(a, &g[s], s + 1 < count ? &g[s + 1] : NULL, s, p, 0, kc, p == p0,
+              p + 1 < p0 + np ? panel_at(w, p + 1, 0) : NULL, 1);
+    return;
+  }
+  for (int64_t p = p0; p < p0 + np; p++) {
+    const float *following = p + 1 < p0 + np  ? panel_at(w, p + 1, k0)
+                             : k0 + kc < w->k ? panel_at(w, p0, k0 + kc)
+                                              : NULL;
+    for (int64_t s = 0; s < count; s++)
+      strip(a, &g[s], s + 1 < count ? &g[s + 1] : NULL, s, p, k0, kc, p == p0, following, count);
+  }
 }
 
 static void item(const cn_panels *w, const rows_src *src, const int64_t *base, int64_t r0,
                  int64_t rows, int64_t p0, int64_t np, float *y, int64_t ldy, float *edge,
-                 const float *bias, const cn_activation *act, int fuse) {
-  item_args a = {w, src, base, bias, r0, ldy, y, edge, act, fuse, {NULL, NULL, cn_vclamp_of(act)}};
+                 const float *bias, const cn_activation *act, int fuse, int small) {
+  item_args a = {w, src,  base, bias, r0,    ldy,
+                 y, edge, act,  fuse, small, {NULL, NULL, cn_vclamp_of(act)}};
   const float *at[MC + MR - 1];
-  int64_t strips = ceil_div(rows, MR);
-  if (one_pass(src, w->k) && rows <= PANEL_OUTER_ROWS) {
-    /* One slice over few rows (batch 1): panel by panel, every strip fetching its part of the
-     * next panel, so that the weights stream from memory during all the products instead of
-     * the first strip's alone. */
-    item_rows(&a, rows, 0, at);
-    for (int64_t p = p0; p < p0 + np; p++)
-      for (int64_t s = 0; s < rows; s += MR)
-        strip(&a, at, rows, s, p, 0, w->k, p == p0, p + 1 < p0 + np ? panel_at(w, p + 1, 0) : NULL,
-              strips);
-  } else if (one_pass(src, w->k)) {
-    item_rows(&a, rows, 0, at);
-    /* One slice: each strip passes every panel before the next strip, so that its rows' outputs
-     * (and residuals) are written (read) along the row, streams the prefetchers follow; panel
-     * by panel, each row's 128 bytes a row stride apart missed one by one (ResNet50's 56x56
-     * 1x1 layers at batch 8, 64 -> 256 plus the residual sum: 9 GB/s). */
-    for (int64_t s = 0; s < rows; s += MR)
-      for (int64_t p = p0; p < p0 + np; p++)
-        strip(&a, at, rows, s, p, 0, w->k, p == p0, p + 1 < p0 + np ? panel_at(w, p + 1, 0) : NULL,
-              1);
-  } else {
-    for (int64_t k0 = 0, kc; k0 < w->k; k0 += kc) {
-      kc = slice_len(src, w->k, k0);
-      item_rows(&a, rows, k0, at);
-      for (int64_t p = p0; p < p0 + np; p++) {
-        const float *following = p + 1 < p0 + np  ? panel_at(w, p + 1, k0)
-                                 : k0 + kc < w->k ? panel_at(w, p0, k0 + kc)
-                                                  : NULL;
-        for (int64_t s = 0; s < rows; s += MR)
-          strip(&a, at, rows, s, p, k0, kc, p == p0, following, strips);
-      }
+  strip_geo g[MC / MR + 1];
+  int64_t count = ceil_div(rows, MR), segs = src->conv ? src->segs : 1;
+  for (int64_t k0 = 0, kc; k0 < w->k; k0 += kc) {
+    kc = slice_len(src, w->k, k0);
+    item_rows(&a, rows, k0, at);
+    for (int64_t s = 0; s < count; s++) {
+      int64_t row = s * MR, n = rows - row < MR ? rows - row : MR;
+      g[s] = (strip_geo){at + row,     y + (r0 + row) * ldy, ldy,   row, 0, kc / segs, segs,
+                         src->ky_step, kc / segs * NR,       (int)n};
     }
+    pass_strips(&a, g, count, rows, p0, np, k0, kc);
   }
   int64_t last = p0 + np - 1;
   if ((last + 1) * NR > w->n)
@@ -409,9 +430,9 @@ typedef struct panels_plan {
   int64_t strips, row_blocks, group, groups;
 } panels_plan;
 
-static panels_plan plan_items(int64_t m, int64_t n, int64_t group_max, int threads) {
+static panels_plan plan_items(int64_t strips, int64_t n, int64_t group_max, int threads) {
   int64_t panels = ceil_div(n, NR), want = 2 * (int64_t)threads;
-  panels_plan p = {ceil_div(m, MR), 0, 0, ceil_div(panels, group_max)};
+  panels_plan p = {strips, 0, 0, ceil_div(panels, group_max)};
   p.row_blocks = ceil_div(p.strips, MC / MR);
   while (p.row_blocks * p.groups < want && p.groups < panels)
     p.groups = p.groups * 2 < panels ? p.groups * 2 : panels;
@@ -451,6 +472,10 @@ static void window_corners(const rows_src *src, int64_t r0, int64_t rows, int64_
   }
 }
 
+static int small_output(int64_t m, int64_t n) {
+  return (double)m * (double)n * sizeof(float) <= SMALL_OUTPUT_BYTES;
+}
+
 /* Item i of plan p (one thread), then, unless the micro-kernels finished it, its bias and
  * activation while its outputs are in cache. */
 static void run_item(const panels_plan *p, int64_t i, int64_t m, const rows_src *src,
@@ -464,7 +489,7 @@ static void run_item(const panels_plan *p, int64_t i, int64_t m, const rows_src 
   int64_t np = panels - q0 < p->group ? panels - q0 : p->group;
   int fuse = fusable(act);
   if (src->conv) window_corners(src, r0, rows, base);
-  item(w, src, base, r0, rows, q0, np, y, ldy, edge, bias, act, fuse);
+  item(w, src, base, r0, rows, q0, np, y, ldy, edge, bias, act, fuse, small_output(m, w->n));
   int64_t c0 = q0 * NR, cols = w->n - c0 < np * NR ? w->n - c0 : np * NR;
   if (fuse) { /* only a partial last panel is left, computed apart in `edge` */
     int64_t last = q0 + np - 1;
@@ -474,14 +499,15 @@ static void run_item(const panels_plan *p, int64_t i, int64_t m, const rows_src 
   cn_bias_act_rows(y + r0 * ldy + c0, rows, cols, ldy, bias ? bias + c0 : NULL, act, 1);
 }
 
+/* Panels per item at most: as many as ONE_PASS_BYTES hold when the product is one pass. */
+static int64_t group_max(const cn_panels *w, int one) {
+  int64_t fit = ONE_PASS_BYTES / (w->k * NR * (int64_t)sizeof(float));
+  return !one ? GROUP_PANELS : fit < 1 ? 1 : fit < GROUP_PANELS ? fit : GROUP_PANELS;
+}
+
 static void run_items(int64_t m, const rows_src *src, const cn_panels *w, const float *bias,
                       const cn_activation *act, float *y, int64_t ldy, int threads, int team) {
-  int64_t group_max = GROUP_PANELS;
-  if (one_pass(src, w->k)) {
-    int64_t fit = ONE_PASS_BYTES / (w->k * NR * (int64_t)sizeof(float));
-    group_max = fit < 1 ? 1 : fit < GROUP_PANELS ? fit : GROUP_PANELS;
-  }
-  panels_plan p = plan_items(m, w->n, group_max, threads);
+  panels_plan p = plan_items(ceil_div(m, MR), w->n, group_max(w, one_pass(src, w->k)), threads);
   if (!team) {
     for (int64_t i = 0; i < p.row_blocks * p.groups; i++)
       run_item(&p, i, m, src, w, bias, act, y, ldy);
@@ -514,9 +540,208 @@ void cn_panels_gemm(int64_t m, const float *x, int64_t ldx, const cn_panels *w, 
   cn_panels_gemm_team(m, x, ldx, w, bias, act, y, ldy, threads);
 }
 
+/* ---- windows that reach past the image, read without a padded copy --------------------------
+ * The output pixels fall in regions whose windows read the same taps inside the image: bands of
+ * output rows by bands of columns, each row or column along a border a band of its own. Strips
+ * are cut within a region and pass only its taps, so no padded copy of the input is written and
+ * read again, and the taps over the padding, zeros, are not multiplied (a 3x3 window over 14x14
+ * pixels reads 9 % padding, over 7x7 18 %; ONNX Runtime skips them too). Skipping a zero product
+ * leaves every sum as it was (s + 0 * w == s, and a sum that starts at +0 stays +0), so the bits
+ * are those of the padded products while the weights are finite. A region as wide as the image
+ * is cut in strips along its flattened pixels, a single column down the column (rows ow apart),
+ * any other one row by row, so that a strip's outputs are evenly spaced. */
+typedef struct band {
+  int64_t lo, hi; /* output rows or columns [lo, hi) */
+  int t0, t1;     /* the taps they read inside the image */
+} band;
+enum { MAX_BANDS = 16 };
+
+/* The taps [t0, t1) that output position o reads inside an input of n positions. */
+static void taps_inside(int64_t o, int stride, int pad, int k, int dil, int64_t n, int *t0,
+                        int *t1) {
+  int64_t first = o * stride - pad;
+  int64_t lo = first >= 0 ? 0 : (-first + dil - 1) / dil;
+  int64_t hi = first >= n ? 0 : (n - 1 - first) / dil + 1;
+  if (lo > k) lo = k;
+  if (hi > k) hi = k;
+  if (hi < lo) hi = lo;
+  *t0 = (int)lo, *t1 = (int)hi;
+}
+
+/* Outputs [0, count) in bands of equal taps: how many, 0 past MAX_BANDS. */
+static int bands_of(int64_t count, int stride, int pad, int k, int dil, int64_t n, band *b) {
+  int nb = 0;
+  for (int64_t o = 0; o < count; o++) {
+    int t0, t1;
+    taps_inside(o, stride, pad, k, dil, n, &t0, &t1);
+    if (nb && b[nb - 1].t0 == t0 && b[nb - 1].t1 == t1) {
+      b[nb - 1].hi = o + 1;
+      continue;
+    }
+    if (nb == MAX_BANDS) return 0;
+    b[nb++] = (band){o, o + 1, t0, t1};
+  }
+  return nb;
+}
+
+typedef struct exact_plan {
+  const cn_window *w;
+  band rows[MAX_BANDS], cols[MAX_BANDS];
+  int nrows, ncols;
+  int64_t first[MAX_BANDS * MAX_BANDS + 1]; /* an image's strips before each region */
+} exact_plan;
+
+static int64_t region_strips(int64_t h, int64_t wd, int64_t ow) {
+  if (wd == ow) return ceil_div(h * wd, MR);
+  if (wd == 1) return ceil_div(h, MR);
+  return h * ceil_div(wd, MR);
+}
+
+/* w's bands and regions; 0 when its windows never leave the image, or have too many bands. */
+static int exact_plan_make(const cn_window *w, exact_plan *pl) {
+  pl->w = w;
+  pl->nrows = bands_of(w->oh, w->sh, w->pad_top, w->kh, w->dh, w->ih, pl->rows);
+  pl->ncols = bands_of(w->ow, w->sw, w->pad_left, w->kw, w->dw, w->iw, pl->cols);
+  if (!pl->nrows || !pl->ncols) return 0;
+  if (pl->nrows == 1 && pl->ncols == 1 && pl->rows[0].t1 - pl->rows[0].t0 == w->kh &&
+      pl->cols[0].t1 - pl->cols[0].t0 == w->kw)
+    return 0;
+  pl->first[0] = 0;
+  for (int i = 0; i < pl->nrows; i++)
+    for (int j = 0; j < pl->ncols; j++) {
+      int r = i * pl->ncols + j;
+      pl->first[r + 1] = pl->first[r] + region_strips(pl->rows[i].hi - pl->rows[i].lo,
+                                                      pl->cols[j].hi - pl->cols[j].lo, w->ow);
+    }
+  return 1;
+}
+
+static int exact_applies(const cn_window *w, const cn_panels *k, const cn_activation *act,
+                         exact_plan *pl) {
+  return w->dw == 1 && cn_panels_one_pass(k->k) && k->n % NR == 0 && fusable(act) &&
+         exact_plan_make(w, pl);
+}
+
+int cn_panels_conv_exact(const cn_window *w, const cn_panels *k, const cn_activation *act) {
+  exact_plan pl;
+  return exact_applies(w, k, act, &pl);
+}
+
+/* Strip j of the layer: image b, first pixel (oy, ox), n pixels `step` apart, taps
+ * [ky0, ky1) x [kx0, kx1). */
+typedef struct exact_strip {
+  int64_t b, oy, ox, step;
+  int n, ky0, ky1, kx0, kx1;
+} exact_strip;
+
+static exact_strip exact_strip_at(const exact_plan *pl, int64_t j) {
+  const cn_window *w = pl->w;
+  int64_t per_image = pl->first[pl->nrows * pl->ncols], local = j % per_image;
+  int lo = 0, hi = pl->nrows * pl->ncols; /* the region: first[lo] <= local < first[lo + 1] */
+  while (hi - lo > 1) {
+    int mid = (lo + hi) / 2;
+    if (pl->first[mid] <= local)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  const band *rb = &pl->rows[lo / pl->ncols], *cb = &pl->cols[lo % pl->ncols];
+  int64_t t = local - pl->first[lo], h = rb->hi - rb->lo, wd = cb->hi - cb->lo, q0, q1;
+  exact_strip e = {j / per_image, rb->lo, cb->lo, 1, 0, rb->t0, rb->t1, cb->t0, cb->t1};
+  if (wd == w->ow) { /* whole rows: the region's pixels flattened */
+    int64_t count = ceil_div(h * wd, MR);
+    q0 = t * h * wd / count, q1 = (t + 1) * h * wd / count;
+    e.oy += q0 / wd, e.ox = q0 % wd;
+  } else if (wd == 1) { /* one column: down it */
+    int64_t count = ceil_div(h, MR);
+    q0 = t * h / count, q1 = (t + 1) * h / count;
+    e.oy += q0, e.step = w->ow;
+  } else { /* row by row */
+    int64_t per_row = ceil_div(wd, MR), part = t % per_row;
+    q0 = part * wd / per_row, q1 = (part + 1) * wd / per_row;
+    e.oy += t / per_row, e.ox += q0;
+  }
+  e.n = (int)(q1 - q0);
+  return e;
+}
+
+/* Strip e's geometry: its rows' addresses (MR, the last repeated) at `at`, read from their first
+ * tap inside the image. */
+static strip_geo exact_geo(const exact_plan *pl, const float *x, const exact_strip *e, float *y,
+                           int64_t ldy, const float **at) {
+  const cn_window *w = pl->w;
+  int empty = e->ky0 == e->ky1 || e->kx0 == e->kx1;
+  int64_t oy = e->oy, ox = e->ox;
+  for (int r = 0; r < e->n; r++) {
+    int64_t iy = oy * w->sh - w->pad_top + (int64_t)e->ky0 * w->dh;
+    int64_t ix = ox * w->sw - w->pad_left + e->kx0;
+    at[r] = empty ? x : x + ((e->b * w->ih + iy) * w->iw + ix) * w->c;
+    if (e->step > 1)
+      oy++;
+    else if (++ox == w->ow)
+      ox = 0, oy++;
+  }
+  for (int r = e->n; r < MR; r++) at[r] = at[e->n - 1];
+  return (strip_geo){at,
+                     y + ((e->b * w->oh + e->oy) * w->ow + e->ox) * ldy,
+                     e->step * ldy,
+                     0,
+                     ((int64_t)e->ky0 * w->kw + e->kx0) * w->c,
+                     empty ? 0 : (e->kx1 - e->kx0) * w->c,
+                     empty ? 1 : e->ky1 - e->ky0,
+                     (int64_t)w->dh * w->iw * w->c,
+                     (int64_t)w->kw * w->c * NR,
+                     e->n};
+}
+
+static void exact_item(const exact_plan *pl, const float *x, int64_t j0, int64_t j1, int64_t p0,
+                       int64_t np, const cn_panels *w, const float *bias, const cn_activation *act,
+                       float *y) {
+  int64_t m = pl->w->batch * pl->w->oh * pl->w->ow;
+  item_args a = {w,
+                 NULL,
+                 NULL,
+                 bias,
+                 0,
+                 w->n,
+                 y,
+                 NULL,
+                 act,
+                 1,
+                 small_output(m, w->n),
+                 {NULL, NULL, cn_vclamp_of(act)}};
+  const float *at[MC];
+  strip_geo g[MC / MR];
+  int64_t rows = 0;
+  for (int64_t j = j0; j < j1; j++) {
+    exact_strip e = exact_strip_at(pl, j);
+    g[j - j0] = exact_geo(pl, x, &e, y, w->n, at + (j - j0) * MR);
+    rows += e.n;
+  }
+  pass_strips(&a, g, j1 - j0, rows, p0, np, 0, w->k);
+}
+
+static void run_exact(const exact_plan *pl, const float *x, const cn_panels *w, const float *bias,
+                      const cn_activation *act, float *y, int threads) {
+  int64_t strips = pl->w->batch * pl->first[pl->nrows * pl->ncols];
+  int64_t panels = ceil_div(w->n, NR);
+  panels_plan p = plan_items(strips, w->n, group_max(w, 1), threads);
+#pragma omp for schedule(dynamic, 1)
+  for (int64_t i = 0; i < p.row_blocks * p.groups; i++) {
+    int64_t b = i / p.groups, q0 = i % p.groups * p.group;
+    exact_item(pl, x, b * strips / p.row_blocks, (b + 1) * strips / p.row_blocks, q0,
+               panels - q0 < p.group ? panels - q0 : p.group, w, bias, act, y);
+  }
+}
+
 void cn_panels_conv_team(const cn_window *w, const float *xp, int64_t ihp, int64_t iwp,
                          const cn_panels *k, const float *bias, const cn_activation *act, float *y,
                          int threads) {
+  exact_plan pl;
+  if (ihp == w->ih && iwp == w->iw && exact_applies(w, k, act, &pl)) {
+    run_exact(&pl, xp, k, bias, act, y, threads);
+    return;
+  }
   int64_t seg = (int64_t)w->kw * w->c;
   rows_src src = {
       xp, 0, w, ihp, iwp, seg, (int64_t)w->dh * iwp * w->c, cn_panels_one_pass(k->k) ? w->kh : 1};

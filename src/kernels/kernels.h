@@ -118,6 +118,10 @@ int cn_panels_one_pass(int64_t k);
 void cn_panels_conv_team(const cn_window *w, const float *xp, int64_t ihp, int64_t iwp,
                          const cn_panels *k, const float *bias, const cn_activation *act, float *y,
                          int threads);
+/* Whether cn_panels_conv_team reads w's unpadded input (ihp == ih, iwp == iw) although its windows
+ * reach past the image: each strip of output pixels passes only the taps inside the image (one
+ * pass, whole panels, an activation the micro-kernels finish). The same bits. */
+int cn_panels_conv_exact(const cn_window *w, const cn_panels *k, const cn_activation *act);
 
 /* ---- bfloat16 products (src/kernels/gemm_bf16.c) ---- */
 
