@@ -442,8 +442,13 @@ static panels_plan plan_items(int64_t strips, int64_t n, int64_t group_max, int 
   while (p.row_blocks * p.groups < want && p.groups < panels)
     p.groups = p.groups * 2 < panels ? p.groups * 2 : panels;
   if (p.row_blocks * p.groups < want) p.row_blocks = ceil_div(want, p.groups);
-  if (p.row_blocks * p.groups < 8 * (int64_t)threads)
-    while ((p.row_blocks * p.groups) % threads) p.row_blocks++;
+  if (p.row_blocks * p.groups < 8 * (int64_t)threads) {
+    /* Few items: groups of equal panels (5 panels in groups of 2 left 3 items, 2 + 1 panels
+     * against 2: MobileNetV2's 7x7 1x1 layers at batch 1), then a whole number of items a
+     * thread. */
+    while (p.groups < panels && panels % p.groups) p.groups++;
+    while ((p.row_blocks * p.groups) % threads && p.row_blocks < p.strips) p.row_blocks++;
+  }
   if (p.row_blocks > p.strips) p.row_blocks = p.strips;
   p.group = ceil_div(panels, p.groups);
   p.groups = ceil_div(panels, p.group);
