@@ -220,9 +220,12 @@ void cn_depthwise(const cn_window *w, int mult, const float *x, const float *ker
  * is the same chain of operations as in the layers run apart, so the same bits, for any band and
  * thread count, as long as each pointwise product computes each row alone. */
 /* Floats of a band's depthwise output and of its expanded input rows at most (measured, Intel
- * Xeon, 2 threads, MobileNetV2 at batch 8: 48K and 160K took 1.06x the time of these, 96K and
- * 320K 1.01x, 256K and 600K 1.04x, 400K and 1000K 1.1x). */
-enum { BAND_FLOATS = 160 * 1024, EXPAND_FLOATS = 400 * 1024 };
+ * Xeon, 2 threads, MobileNetV2 at batch 8, with 400K expanded floats then: 48K and 160K took
+ * 1.06x the time of 160K and 400K, 96K and 320K 1.01x, 256K and 600K 1.04x, 400K and 1000K
+ * 1.1x; once bands were as few as these allow, 200K expanded floats took 0.968x the time of
+ * 400K at batch 1 and 0.983x at batch 8, 100K 1.00x and 1.02x, and 80K for the output 0.99x and
+ * 1.01x). */
+enum { BAND_FLOATS = 160 * 1024, EXPAND_FLOATS = 200 * 1024 };
 /* Rows of the depthwise input a band of `rows` output rows reads (at most). */
 static int64_t input_rows(const cn_window *w, int64_t rows) {
   int64_t span = (rows - 1) * w->sh + (int64_t)(w->kh - 1) * w->dh + 1;
