@@ -191,7 +191,8 @@ static inline __attribute__((always_inline)) void micro(int rows, const float *c
       UNROLL_ROWS
       for (int r = 0; r < rows; r++) seg_rows[r] = a[r] + g * step;
       const float *part = ahead ? ahead + ((g * kc * rate) >> 16) * LINE_FLOATS : NULL;
-      products(rows, seg_rows, panel + g * pstep, kc, lo, hi, NULL, NULL, part, rate);
+      const float *span = next && next->span ? next->span + g * step : NULL;
+      products(rows, seg_rows, panel + g * pstep, kc, lo, hi, span, NULL, part, rate);
     }
   } else if (!next)
     products(rows, a, panel, kc, lo, hi, NULL, NULL, NULL, 0);
@@ -361,8 +362,12 @@ static void strip(item_args *a, const strip_geo *g, const strip_geo *after, int6
     next.panel = next_panel + ordinal * lines * LINE_FLOATS;
     next.rate = (lines << 16) / work;
   }
-  lead = lead && after && g->segs == 1;
+  lead = lead && after;
   if (lead) fetch_next(after->at, after->n, g->kc, &next);
+  /* A patch's tap rows fetch the next strip's as spans, tap row by tap row (ResNet50's stride-2
+   * 3x3 layers at batch 8 read their input from memory: 8.3 against 4.5 ms at stride 1; the
+   * model 0.973x the time). */
+  if (lead && g->segs > 1) next.rows = NULL, lead = next.span != NULL;
   int look = lead || next.panel;
   a->t.bias = a->bias ? a->bias + p * NR : NULL;
   a->t.residual =
