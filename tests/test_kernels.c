@@ -438,6 +438,13 @@ static float *unfold(const cn_window *w, const float *x) {
   return col;
 }
 
+/* A window of `batch` ih x iw x c images to oh x ow outputs: kh x kw taps, stride s both ways, rows
+ * dh apart, padding pt above and pl left. */
+static cn_window window(int64_t batch, int64_t ih, int64_t iw, int64_t c, int64_t oh, int64_t ow,
+                        int kh, int kw, int s, int dh, int pt, int pl) {
+  return (cn_window){batch, ih, iw, c, oh, ow, kh, kw, s, s, dh, 1, pt, pl};
+}
+
 /* cn_conv2d_panels on w (f filters, a ReLU) on 1 and 2 threads: the same bits, and those of the
  * panels on im2col's rows whether the patches were read in place; close to the reference. */
 static void check_conv2d_panels(const cn_window *w, int64_t f, int id) {
@@ -582,129 +589,32 @@ static void test_conv2d_panels(void) {
 static void test_conv2d_exact(void) {
   cn_window cases[] = {
       /* 3x3 over 14x14 and 7x7 (ResNet50), 2 images */
-      {.batch = 2,
-       .ih = 14,
-       .iw = 14,
-       .c = 64,
-       .oh = 14,
-       .ow = 14,
-       .kh = 3,
-       .kw = 3,
-       .pad_top = 1,
-       .pad_left = 1},
-      {.batch = 1,
-       .ih = 7,
-       .iw = 7,
-       .c = 96,
-       .oh = 7,
-       .ow = 7,
-       .kh = 3,
-       .kw = 3,
-       .pad_top = 1,
-       .pad_left = 1},
+      window(2, 14, 14, 64, 14, 14, 3, 3, 1, 1, 1, 1),
+      window(1, 7, 7, 96, 7, 7, 3, 3, 1, 1, 1, 1),
       /* 1x7 and 7x1 (InceptionV3), a 5x5 over a 3x4 image: taps cut on both sides */
-      {.batch = 2,
-       .ih = 17,
-       .iw = 17,
-       .c = 40,
-       .oh = 17,
-       .ow = 17,
-       .kh = 1,
-       .kw = 7,
-       .pad_left = 3},
-      {.batch = 3, .ih = 17, .iw = 16, .c = 24, .oh = 17, .ow = 16, .kh = 7, .kw = 1, .pad_top = 3},
-      {.batch = 2,
-       .ih = 3,
-       .iw = 4,
-       .c = 16,
-       .oh = 3,
-       .ow = 4,
-       .kh = 5,
-       .kw = 5,
-       .pad_top = 2,
-       .pad_left = 2},
+      window(2, 17, 17, 40, 17, 17, 1, 7, 1, 1, 0, 3),
+      window(3, 17, 16, 24, 17, 16, 7, 1, 1, 1, 3, 0),
+      window(2, 3, 4, 16, 3, 4, 5, 5, 1, 1, 2, 2),
       /* stride 2 with padding at the end only (TensorFlow's "same"), a row-dilated 3x3 */
-      {.batch = 2,
-       .ih = 16,
-       .iw = 15,
-       .c = 32,
-       .oh = 8,
-       .ow = 8,
-       .kh = 3,
-       .kw = 3,
-       .sh = 2,
-       .sw = 2},
-      {.batch = 1,
-       .ih = 12,
-       .iw = 11,
-       .c = 32,
-       .oh = 12,
-       .ow = 11,
-       .kh = 3,
-       .kw = 3,
-       .dh = 2,
-       .pad_top = 2,
-       .pad_left = 1},
+      window(2, 16, 15, 32, 8, 8, 3, 3, 2, 1, 0, 0),
+      window(1, 12, 11, 32, 12, 11, 3, 3, 1, 2, 2, 1),
       /* a stem: 7x7 over 3 channels, stride 2 */
-      {.batch = 2,
-       .ih = 29,
-       .iw = 27,
-       .c = 3,
-       .oh = 15,
-       .ow = 14,
-       .kh = 7,
-       .kw = 7,
-       .sh = 2,
-       .sw = 2,
-       .pad_top = 3,
-       .pad_left = 3},
+      window(2, 29, 27, 3, 15, 14, 7, 7, 2, 1, 3, 3),
       /* padding wider than the window: border pixels read no tap at all (bias, then ReLU) */
-      {.batch = 2,
-       .ih = 4,
-       .iw = 5,
-       .c = 70,
-       .oh = 8,
-       .ow = 7,
-       .kh = 1,
-       .kw = 3,
-       .pad_top = 2,
-       .pad_left = 1},
+      window(2, 4, 5, 70, 8, 7, 1, 3, 1, 1, 2, 1),
       /* many rows (several items, strip-major) */
-      {.batch = 4,
-       .ih = 40,
-       .iw = 33,
-       .c = 32,
-       .oh = 40,
-       .ow = 33,
-       .kh = 3,
-       .kw = 3,
-       .pad_top = 1,
-       .pad_left = 1},
+      window(4, 40, 33, 32, 40, 33, 3, 3, 1, 1, 1, 1),
   };
   int64_t filters[] = {64, 32, 64, 32, 96, 64, 32, 64, 32, 64};
   for (int id = 0; id < 10; id++) {
     cn_window w = cases[id];
-    if (!w.sh) w.sh = w.sw = 1;
-    if (!w.dh) w.dh = 1;
-    w.dw = 1;
     int64_t kdim = w.kh * w.kw * w.c;
     cn_panels p = {NULL, kdim, filters[id]};
     cn_activation relu = cn_act_relu();
     CHECK(cn_panels_conv_exact(&w, &p, &relu));
     check_conv2d_panels(&w, filters[id], 100 + id);
   }
-  cn_window valid = {.batch = 1,
-                     .ih = 9,
-                     .iw = 9,
-                     .c = 32,
-                     .oh = 7,
-                     .ow = 7,
-                     .kh = 3,
-                     .kw = 3,
-                     .sh = 1,
-                     .sw = 1,
-                     .dh = 1,
-                     .dw = 1};
+  cn_window valid = window(1, 9, 9, 32, 7, 7, 3, 3, 1, 1, 0, 0);
   cn_panels p = {NULL, 288, 64};
   cn_activation relu = cn_act_relu(), linear = cn_act_linear();
   CHECK(!cn_panels_conv_exact(&valid, &p, &relu)); /* inside the image: nothing to skip */
