@@ -12,15 +12,6 @@
  * which a layer runs on one thread. */
 enum { BLOCK = 16, PARALLEL_MIN_MACS = 1 << 16 };
 
-/* The taps [*lo, *hi) of a window starting at `start` (step `dilation`) that land inside [0, n). */
-static void valid_taps(int64_t start, int k, int dilation, int64_t n, int *lo, int *hi) {
-  int64_t first = start < 0 ? (-start + dilation - 1) / dilation : 0;
-  int64_t end = n - start <= 0 ? 0 : (n - start + dilation - 1) / dilation;
-  *lo = (int)(first < k ? first : k);
-  *hi = (int)(end < k ? end : k);
-  if (*hi < *lo) *hi = *lo;
-}
-
 /* Eight floats as one value: GCC/Clang vector extensions, so the accumulators live in registers
  * (one AVX register each, or two SSE ones) whatever the -march. */
 
@@ -64,8 +55,8 @@ static void depthwise_pixel(const cn_window *w, int mult, const float *image, in
                             int64_t ox, const float *kernel, const float *bias, float *dst) {
   int64_t y0 = oy * w->sh - w->pad_top, x0 = ox * w->sw - w->pad_left, c0 = 0;
   int range[4];
-  valid_taps(y0, w->kh, w->dh, w->ih, &range[0], &range[1]);
-  valid_taps(x0, w->kw, w->dw, w->iw, &range[2], &range[3]);
+  cn_window_taps(y0, w->kh, w->dh, w->ih, &range[0], &range[1]);
+  cn_window_taps(x0, w->kw, w->dw, w->iw, &range[2], &range[3]);
   if (mult == 1)
     for (; c0 + BLOCK <= w->c; c0 += BLOCK)
       block_pixel(w, image, y0, x0, range, kernel, bias, c0, dst);
@@ -128,7 +119,7 @@ static void interior_3x3(const cn_window *w, const float *image, int64_t oy, con
                          const cn_vclamp *cl) {
   int64_t c = w->c, y0 = oy * w->sh - w->pad_top, step = w->sw * c;
   int range[2];
-  valid_taps(y0, 3, 1, w->ih, &range[0], &range[1]);
+  cn_window_taps(y0, 3, 1, w->ih, &range[0], &range[1]);
   int n_rows = range[1] - range[0];
   for (int64_t c0 = 0; c0 + DW <= c; c0 += DW) {
     dvec k[9], init = {0};
@@ -171,7 +162,7 @@ static int depthwise_row(const cn_window *w, int mult, const float *x, const flo
     for (int64_t ox = lo; done < w->c && ox < hi; ox++) {
       int64_t y0 = oy * w->sh - w->pad_top, x0 = ox * w->sw - w->pad_left;
       int range[4];
-      valid_taps(y0, 3, 1, w->ih, &range[0], &range[1]);
+      cn_window_taps(y0, 3, 1, w->ih, &range[0], &range[1]);
       range[2] = 0, range[3] = 3;
       general_pixel(w, 1, image, y0, x0, range, kernel, bias, done, out + ox * oc);
       if (cl.relu) cn_act_apply(act, out + ox * oc + done, (size_t)(w->c - done));
@@ -250,7 +241,7 @@ static int64_t band_limit(const cn_window *w, int expand) {
  * expanded for 4 output rows (x1.36 to x1.58 on 2 threads). */
 static int64_t band_count(const cn_window *w, int expand, int threads) {
   int64_t rows = expand ? w->oh : w->batch * w->oh, images = expand ? w->batch : 1;
-  int64_t n = (rows + band_limit(w, expand) - 1) / band_limit(w, expand);
+  int64_t limit = band_limit(w, expand), n = (rows + limit - 1) / limit;
   while ((n * images) % threads && n < rows) n++;
   return n;
 }

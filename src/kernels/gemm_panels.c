@@ -496,10 +496,52 @@ static int few_items(const panels_plan *p) {
   return items < 8 * (int64_t)p->threads && items % p->threads == 0;
 }
 
+/* Item i's panels: [*q0, *q0 + *np) of `panels`. */
+static void item_panels(const panels_plan *p, int64_t i, int64_t panels, int64_t *q0, int64_t *np) {
+  *q0 = i % p->groups * p->group;
+  *np = panels - *q0 < p->group ? panels - *q0 : p->group;
+}
+
 /* The first panel of item i + step, or NULL past the last. */
 static const float *after_item(const panels_plan *p, const cn_panels *w, int64_t i, int step) {
-  int64_t next = i + step;
-  return next < p->row_blocks * p->groups ? panel_at(w, next % p->groups * p->group, 0) : NULL;
+  int64_t next = i + step, q0, np;
+  if (next >= p->row_blocks * p->groups) return NULL;
+  item_panels(p, next, ceil_div(w->n, NR), &q0, &np);
+  return panel_at(w, q0, 0);
+}
+
+/* One product's items, run by run_plan: rows from `src` (run_item) or the exact strips of `pl`
+ * over x (exact_at). */
+typedef struct product {
+  const cn_panels *w;
+  const rows_src *src;
+  const struct exact_plan *pl;
+  const float *x, *bias;
+  const cn_activation *act;
+  float *y;
+  int64_t m, ldy;
+} product;
+
+typedef void (*item_fn)(const product *pr, const panels_plan *p, int64_t i, const float *after);
+
+/* Plan p's items by the calling thread of a team (every item when not `team`). Few items go
+ * round robin, each fetching the first panel of its thread's next one (few_items); more go
+ * dynamically: items differ in cost (the last rows, a partial panel), and who computes one never
+ * changes its bits. */
+static void run_plan(const panels_plan *p, const product *pr, int team, item_fn fn) {
+  int64_t items = p->row_blocks * p->groups;
+  if (!team) {
+    for (int64_t i = 0; i < items; i++) fn(pr, p, i, after_item(p, pr->w, i, 1));
+    return;
+  }
+  if (few_items(p)) {
+#pragma omp for schedule(static, 1)
+    for (int64_t i = 0; i < items; i++)
+      fn(pr, p, i, after_item(p, pr->w, i, omp_get_num_threads()));
+    return;
+  }
+#pragma omp for schedule(dynamic, 1)
+  for (int64_t i = 0; i < items; i++) fn(pr, p, i, NULL);
 }
 
 static int small_output(int64_t m, int64_t n) {
@@ -508,15 +550,18 @@ static int small_output(int64_t m, int64_t n) {
 
 /* Item i of plan p (one thread), then, unless the micro-kernels finished it, its bias and
  * activation while its outputs are in cache. */
-static void run_item(const panels_plan *p, int64_t i, int64_t m, const rows_src *src,
-                     const cn_panels *w, const float *bias, const cn_activation *act, float *y,
-                     int64_t ldy, const float *after) {
+static void run_item(const product *pr, const panels_plan *p, int64_t i, const float *after) {
+  const cn_panels *w = pr->w;
+  const rows_src *src = pr->src;
+  const float *bias = pr->bias;
+  const cn_activation *act = pr->act;
+  float *y = pr->y;
+  int64_t m = pr->m, ldy = pr->ldy;
   float edge[MC * NR];
   int64_t base[MC];
-  int64_t panels = ceil_div(w->n, NR);
-  int64_t r0 = block_row(p, i / p->groups, m), q0 = i % p->groups * p->group;
-  int64_t rows = block_row(p, i / p->groups + 1, m) - r0;
-  int64_t np = panels - q0 < p->group ? panels - q0 : p->group;
+  int64_t r0 = block_row(p, i / p->groups, m), rows = block_row(p, i / p->groups + 1, m) - r0;
+  int64_t q0, np;
+  item_panels(p, i, ceil_div(w->n, NR), &q0, &np);
   int fuse = fusable(act);
   if (src->conv) window_corners(src, r0, rows, base);
   item(w, src, base, r0, rows, q0, np, y, ldy, edge, bias, act, fuse, small_output(m, w->n), after);
@@ -538,22 +583,8 @@ static int64_t group_max(const cn_panels *w, int one) {
 static void run_items(int64_t m, const rows_src *src, const cn_panels *w, const float *bias,
                       const cn_activation *act, float *y, int64_t ldy, int threads, int team) {
   panels_plan p = plan_items(ceil_div(m, MR), w->n, group_max(w, one_pass(src, w->k)), threads);
-  int64_t items = p.row_blocks * p.groups;
-  if (!team) {
-    for (int64_t i = 0; i < items; i++)
-      run_item(&p, i, m, src, w, bias, act, y, ldy, after_item(&p, w, i, 1));
-    return;
-  }
-  if (few_items(&p)) {
-#pragma omp for schedule(static, 1)
-    for (int64_t i = 0; i < items; i++)
-      run_item(&p, i, m, src, w, bias, act, y, ldy, after_item(&p, w, i, omp_get_num_threads()));
-    return;
-  }
-  /* Dynamic: items differ in cost (the last rows, a partial panel), and who computes one never
-   * changes its bits. */
-#pragma omp for schedule(dynamic, 1)
-  for (int64_t i = 0; i < items; i++) run_item(&p, i, m, src, w, bias, act, y, ldy, NULL);
+  product pr = {w, src, NULL, src->x, bias, act, y, m, ldy};
+  run_plan(&p, &pr, team, run_item);
 }
 
 void cn_panels_gemm_team(int64_t m, const float *x, int64_t ldx, const cn_panels *w,
@@ -592,24 +623,12 @@ typedef struct band {
 } band;
 enum { MAX_BANDS = 16 };
 
-/* The taps [t0, t1) that output position o reads inside an input of n positions. */
-static void taps_inside(int64_t o, int stride, int pad, int k, int dil, int64_t n, int *t0,
-                        int *t1) {
-  int64_t first = o * stride - pad;
-  int64_t lo = first >= 0 ? 0 : (-first + dil - 1) / dil;
-  int64_t hi = first >= n ? 0 : (n - 1 - first) / dil + 1;
-  if (lo > k) lo = k;
-  if (hi > k) hi = k;
-  if (hi < lo) hi = lo;
-  *t0 = (int)lo, *t1 = (int)hi;
-}
-
 /* Outputs [0, count) in bands of equal taps: how many, 0 past MAX_BANDS. */
 static int bands_of(int64_t count, int stride, int pad, int k, int dil, int64_t n, band *b) {
   int nb = 0;
   for (int64_t o = 0; o < count; o++) {
     int t0, t1;
-    taps_inside(o, stride, pad, k, dil, n, &t0, &t1);
+    cn_window_taps(o * stride - pad, k, dil, n, &t0, &t1);
     if (nb && b[nb - 1].t0 == t0 && b[nb - 1].t1 == t1) {
       b[nb - 1].hi = o + 1;
       continue;
@@ -620,12 +639,13 @@ static int bands_of(int64_t count, int stride, int pad, int k, int dil, int64_t 
   return nb;
 }
 
-typedef struct exact_plan {
+struct exact_plan {
   const cn_window *w;
   band rows[MAX_BANDS], cols[MAX_BANDS];
   int nrows, ncols;
   int64_t first[MAX_BANDS * MAX_BANDS + 1]; /* an image's strips before each region */
-} exact_plan;
+};
+typedef struct exact_plan exact_plan;
 
 static int64_t region_strips(int64_t h, int64_t wd, int64_t ow) {
   if (wd == ow) return ceil_div(h * wd, MR);
@@ -730,57 +750,46 @@ static strip_geo exact_geo(const exact_plan *pl, const float *x, const exact_str
                      e->n};
 }
 
-static void exact_item(const exact_plan *pl, const float *x, int64_t j0, int64_t j1, int64_t p0,
-                       int64_t np, const cn_panels *w, const float *bias, const cn_activation *act,
-                       float *y, const float *after) {
-  int64_t m = pl->w->batch * pl->w->oh * pl->w->ow;
-  item_args a = {w,
+/* Strips [j0, j1) of the layer by panels [p0, p0 + np). */
+static void exact_item(const product *pr, int64_t j0, int64_t j1, int64_t p0, int64_t np,
+                       const float *after) {
+  item_args a = {pr->w,
                  NULL,
                  NULL,
-                 bias,
+                 pr->bias,
                  0,
-                 w->n,
-                 y,
+                 pr->ldy,
+                 pr->y,
                  NULL,
-                 act,
+                 pr->act,
                  1,
-                 small_output(m, w->n),
-                 {NULL, NULL, cn_vclamp_of(act)},
+                 small_output(pr->m, pr->w->n),
+                 {NULL, NULL, cn_vclamp_of(pr->act)},
                  after};
   const float *at[MC];
   strip_geo g[MC / MR];
   int64_t rows = 0;
   for (int64_t j = j0; j < j1; j++) {
-    exact_strip e = exact_strip_at(pl, j);
-    g[j - j0] = exact_geo(pl, x, &e, y, w->n, at + (j - j0) * MR);
+    exact_strip e = exact_strip_at(pr->pl, j);
+    g[j - j0] = exact_geo(pr->pl, pr->x, &e, pr->y, pr->ldy, at + (j - j0) * MR);
     rows += e.n;
   }
-  pass_strips(&a, g, j1 - j0, rows, p0, np, 0, w->k);
+  pass_strips(&a, g, j1 - j0, rows, p0, np, 0, pr->w->k);
 }
 
 /* Item i of plan p over the exact strips. */
-static void exact_at(const exact_plan *pl, const panels_plan *p, int64_t i, const float *x,
-                     const cn_panels *w, const float *bias, const cn_activation *act, float *y,
-                     const float *after) {
-  int64_t strips = pl->w->batch * pl->first[pl->nrows * pl->ncols];
-  int64_t panels = ceil_div(w->n, NR), b = i / p->groups, q0 = i % p->groups * p->group;
-  exact_item(pl, x, b * strips / p->row_blocks, (b + 1) * strips / p->row_blocks, q0,
-             panels - q0 < p->group ? panels - q0 : p->group, w, bias, act, y, after);
+static void exact_at(const product *pr, const panels_plan *p, int64_t i, const float *after) {
+  int64_t b = i / p->groups, q0, np;
+  item_panels(p, i, ceil_div(pr->w->n, NR), &q0, &np);
+  exact_item(pr, b * p->strips / p->row_blocks, (b + 1) * p->strips / p->row_blocks, q0, np, after);
 }
 
 static void run_exact(const exact_plan *pl, const float *x, const cn_panels *w, const float *bias,
                       const cn_activation *act, float *y, int threads) {
   int64_t strips = pl->w->batch * pl->first[pl->nrows * pl->ncols];
   panels_plan p = plan_items(strips, w->n, group_max(w, 1), threads);
-  int64_t items = p.row_blocks * p.groups;
-  if (few_items(&p)) {
-#pragma omp for schedule(static, 1)
-    for (int64_t i = 0; i < items; i++)
-      exact_at(pl, &p, i, x, w, bias, act, y, after_item(&p, w, i, omp_get_num_threads()));
-    return;
-  }
-#pragma omp for schedule(dynamic, 1)
-  for (int64_t i = 0; i < items; i++) exact_at(pl, &p, i, x, w, bias, act, y, NULL);
+  product pr = {w, NULL, pl, x, bias, act, y, pl->w->batch * pl->w->oh * pl->w->ow, w->n};
+  run_plan(&p, &pr, 1, exact_at);
 }
 
 void cn_panels_conv_team(const cn_window *w, const float *xp, int64_t ihp, int64_t iwp,

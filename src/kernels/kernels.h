@@ -44,6 +44,9 @@ cn_window cn_window_make(const cn_shape *in, int kh, int kw, int sh, int sw, int
  * copy. All four 0: cn_window_make. */
 cn_window cn_window_make_padded(const cn_shape *in, int kh, int kw, int sh, int sw, int dh, int dw,
                                 cn_padding padding, int top, int bottom, int left, int right);
+/* The taps [*lo, *hi) of a window of k taps `dilation` apart, its first at `start`, that land
+ * inside [0, n) (an empty range, lo == hi, when none does). */
+void cn_window_taps(int64_t start, int k, int dilation, int64_t n, int *lo, int *hi);
 
 /* Bias (may be NULL) and activation (softmax over each row) over rows of `cols` values, `ld`
  * apart. */

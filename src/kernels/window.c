@@ -36,3 +36,11 @@ cn_window cn_window_make_padded(const cn_shape *in, int kh, int kw, int sh, int 
   w.pad_left = left;
   return w;
 }
+
+void cn_window_taps(int64_t start, int k, int dilation, int64_t n, int *lo, int *hi) {
+  int64_t first = start < 0 ? (-start + dilation - 1) / dilation : 0;
+  int64_t end = n - start <= 0 ? 0 : (n - start + dilation - 1) / dilation;
+  *lo = (int)(first < k ? first : k);
+  *hi = (int)(end < k ? end : k);
+  if (*hi < *lo) *hi = *lo;
+}

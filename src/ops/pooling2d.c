@@ -98,14 +98,6 @@ static cn_status pool_infer(cn_graph *g, cn_node *node) {
   return CN_OK;
 }
 
-/* Taps [*lo, *hi) of a dilated window starting at `start` that fall inside [0, n). */
-static void valid_taps(int64_t start, int k, int d, int64_t n, int *lo, int *hi) {
-  *lo = start < 0 ? (int)((-start + d - 1) / d) : 0;
-  *hi = k;
-  while (*hi > *lo && start + (int64_t)(*hi - 1) * d >= n) (*hi)--;
-  if (*hi < *lo) *hi = *lo;
-}
-
 /* Taps inside the padded extent [-pb, n + pe): the divisor when padding counts. */
 static int padded_taps(int64_t start, int k, int d, int64_t n, int pe) {
   int count = 0;
@@ -117,8 +109,8 @@ static void pool_pixel(const pool_geom *g, const float *image, int64_t oy, int64
                        int include_pad, float *dst) {
   int64_t y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
   int ylo, yhi, xlo, xhi;
-  valid_taps(y0, g->kh, g->dh, g->ih, &ylo, &yhi);
-  valid_taps(x0, g->kw, g->dw, g->iw, &xlo, &xhi);
+  cn_window_taps(y0, g->kh, g->dh, g->ih, &ylo, &yhi);
+  cn_window_taps(x0, g->kw, g->dw, g->iw, &xlo, &xhi);
   for (int64_t j = 0; j < g->c; j++) dst[j] = is_max ? -INFINITY : 0.0f;
   for (int ky = ylo; ky < yhi; ky++)
     for (int kx = xlo; kx < xhi; kx++) {
@@ -148,8 +140,8 @@ static void index_pixel(const pool_geom *g, const float *image, int64_t oy, int6
                         int64_t plane, int column_major, float *dst) {
   int64_t y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
   int ylo, yhi, xlo, xhi;
-  valid_taps(y0, g->kh, g->dh, g->ih, &ylo, &yhi);
-  valid_taps(x0, g->kw, g->dw, g->iw, &xlo, &xhi);
+  cn_window_taps(y0, g->kh, g->dh, g->ih, &ylo, &yhi);
+  cn_window_taps(x0, g->kw, g->dw, g->iw, &xlo, &xhi);
   for (int64_t j = 0; j < g->c; j++) {
     float best = 0;
     int64_t at = -1;
@@ -223,8 +215,8 @@ typedef struct pool_taps {
 
 static pool_taps taps_of(const pool_geom *g, int64_t oy, int64_t ox) {
   pool_taps t = {.y0 = oy * g->sh - g->pt, .x0 = ox * g->sw - g->pl};
-  valid_taps(t.y0, g->kh, g->dh, g->ih, &t.ylo, &t.yhi);
-  valid_taps(t.x0, g->kw, g->dw, g->iw, &t.xlo, &t.xhi);
+  cn_window_taps(t.y0, g->kh, g->dh, g->ih, &t.ylo, &t.yhi);
+  cn_window_taps(t.x0, g->kw, g->dw, g->iw, &t.xlo, &t.xhi);
   return t;
 }
 
