@@ -258,15 +258,19 @@ static void test_depthwise(void) {
 }
 
 static void test_pooling(void) {
-  /* ids from 40: channels in registers a block of 64 (or 32) at a time, and a tail */
-  for (int id = 0; id < 60; id++) {
+  /* ids from 40: channels in registers a block of 64 (or 32) at a time, and a tail; from 60,
+   * averages that count the padding (before the input and pad_end after it) */
+  for (int id = 0; id < 80; id++) {
     cn_window w = random_window(rand_int(1, 3), id < 40 ? rand_int(1, 9) : rand_int(60, 200), 4, 0);
     size_t nx = (size_t)(w.batch * w.ih * w.iw * w.c), ny = (size_t)(w.batch * w.oh * w.ow * w.c);
     float *x = random_floats(nx), *y = malloc(ny * sizeof(float)),
           *ref = malloc(ny * sizeof(float));
-    int is_max = id % 2;
+    int is_max = id < 60 && id % 2, padded = id >= 60, pad_end[2] = {0, 0};
+    if (padded) pad_end[0] = rand_int(0, 2), pad_end[1] = rand_int(0, 2);
     if (is_max)
       cn_maxpool(&w, x, y, 2);
+    else if (padded)
+      cn_avgpool_padded(&w, pad_end[0], pad_end[1], x, y, 2);
     else
       cn_avgpool(&w, x, y, 2);
     for (int64_t b = 0; b < w.batch; b++)
@@ -274,15 +278,18 @@ static void test_pooling(void) {
         for (int64_t ox = 0; ox < w.ow; ox++)
           for (int64_t ch = 0; ch < w.c; ch++) {
             double acc = is_max ? -INFINITY : 0;
-            int count = 0;
+            int count = 0, cells = 0;
             for (int ky = 0; ky < w.kh; ky++)
               for (int kx = 0; kx < w.kw; kx++) {
+                int64_t iy = oy * w.sh - w.pad_top + ky, ix = ox * w.sw - w.pad_left + kx;
+                cells += iy < w.ih + pad_end[0] && ix < w.iw + pad_end[1];
                 int64_t at = tap(&w, b, oy, ox, ky, kx);
                 if (at < 0) continue;
                 acc = is_max ? fmax(acc, x[at + ch]) : acc + x[at + ch];
                 count++;
               }
-            ref[((b * w.oh + oy) * w.ow + ox) * w.c + ch] = (float)(is_max ? acc : acc / count);
+            double avg = count ? acc / (padded ? cells : count) : 0;
+            ref[((b * w.oh + oy) * w.ow + ox) * w.c + ch] = (float)(is_max ? acc : avg);
           }
     check_close(is_max ? "maxpool" : "avgpool", id, y, ref, ny);
     free(x), free(y), free(ref);

@@ -258,6 +258,10 @@ void cn_depthwise_pointwise(const cn_window *w, const float *x, const cn_pointwi
 /* Pooling; padded cells are ignored (average divides by the valid cells only). */
 void cn_maxpool(const cn_window *w, const float *x, float *y, int threads);
 void cn_avgpool(const cn_window *w, const float *x, float *y, int threads);
+/* Average pooling that counts the padded cells too (ONNX's count_include_pad): pad_bottom and
+ * pad_right are the padding after the input. */
+void cn_avgpool_padded(const cn_window *w, int pad_bottom, int pad_right, const float *x, float *y,
+                       int threads);
 
 /* Softmax in place along an axis of length n with `inner` elements after it (stable). */
 void cn_softmax_axis(float *x, int64_t outer, int64_t n, int64_t inner, int threads);
