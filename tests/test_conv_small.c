@@ -62,6 +62,7 @@ static void test_against_gemm(void) {
       {1, 32, 30, 3, 3, 2, 1, 32, CN_PAD_SAME},    /* MobileNet's stem */
       {2, 9, 7, 16, 1, 1, 1, 96, CN_PAD_VALID},    /* 1x1 expansion, 2 images, partial tile */
       {1, 11, 5, 144, 1, 1, 1, 24, CN_PAD_VALID},  /* deep 1x1 projection, 8-wide tail */
+      {1, 7, 9, 24, 1, 1, 1, 144, CN_PAD_VALID},   /* 64-filter tiles, then 16 */
       {1, 10, 10, 24, 1, 2, 1, 40, CN_PAD_VALID},  /* strided 1x1 */
       {1, 13, 12, 5, 3, 1, 2, 8, CN_PAD_SAME},     /* dilated, padded */
       {3, 6, 5, 7, 3, 2, 1, 16, CN_PAD_VALID},     /* valid 3x3 */
