@@ -391,8 +391,9 @@ static void test_panels_epilogue(void) {
  * last vector, a softmax over whole rows; the same bits for one and two threads and for each row
  * alone. */
 static void test_gemm_rows(void) {
-  int64_t sizes[][3] = {{1, 3000, 1000}, {8, 77, 4100}, {3, 13, 5}, {5, 1, 40}};
-  for (int id = 0; id < 4; id++) {
+  /* k of 3000 and 700: chunks of whole kernel rows (12, the last shorter; 3 for 2 threads) */
+  int64_t sizes[][3] = {{1, 3000, 1000}, {8, 77, 4100}, {3, 13, 5}, {5, 1, 40}, {2, 700, 333}};
+  for (int id = 0; id < 5; id++) {
     int64_t m = sizes[id][0], k = sizes[id][1], n = sizes[id][2];
     float *x = random_floats((size_t)(m * k)), *w = random_floats((size_t)(k * n));
     float *bias = random_floats((size_t)n);
