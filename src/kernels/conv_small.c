@@ -70,10 +70,11 @@ static void tile4(const float *const *rows, int64_t kdim, const float *kernel, i
   enum { HALF = ROWS / 2 };
   for (int h = 0; h < 2; h++) {
     const float *const *at = rows + h * HALF;
-    tv acc[HALF][4];
+    tv acc[HALF][4], b[4];
+    for (int j = 0; j < 4; j++) b[j] = bias ? loadw(bias + j * LANES) : (tv){0};
     UNROLL_ROWS
     for (int r = 0; r < HALF; r++)
-      for (int j = 0; j < 4; j++) acc[r][j] = bias ? loadw(bias + j * LANES) : (tv){0};
+      for (int j = 0; j < 4; j++) acc[r][j] = b[j];
     for (int64_t k = 0; k < kdim; k++) {
       tv w[4];
       for (int j = 0; j < 4; j++) w[j] = loadw(kernel + k * ldk + j * LANES);

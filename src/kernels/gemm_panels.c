@@ -450,6 +450,9 @@ typedef struct panels_plan {
  * when a thread would have few strips to read each panel for (7x7 512 -> 512: 0.102 -> 0.118),
  * or when the strips do not share out evenly. */
 enum { ROW_SPLIT_BYTES = 2 << 20, ROW_SPLIT_STRIPS = 6 };
+/* Items a thread below which they are few: made a whole number a thread and dealt round robin
+ * (few_items). */
+enum { FEW_ITEMS = 8 };
 
 static int split_rows(int64_t strips, int64_t weight_bytes, int threads) {
   int64_t share = ceil_div(strips, threads);
@@ -470,7 +473,7 @@ static panels_plan plan_items(int64_t strips, int64_t k, int64_t n, int64_t grou
   while (p.row_blocks * p.groups < want && p.groups < panels)
     p.groups = p.groups * 2 < panels ? p.groups * 2 : panels;
   if (p.row_blocks * p.groups < want) p.row_blocks = ceil_div(want, p.groups);
-  if (p.row_blocks * p.groups < 8 * (int64_t)threads) {
+  if (p.row_blocks * p.groups < FEW_ITEMS * (int64_t)threads) {
     /* Few items: groups of equal panels (5 panels in groups of 2 left 3 items, 2 + 1 panels
      * against 2: MobileNetV2's 7x7 1x1 layers at batch 1), then a whole number of items a
      * thread. */
@@ -516,7 +519,7 @@ static void window_corners(const rows_src *src, int64_t r0, int64_t rows, int64_
  * VGG16 b1 0.988x). */
 static int few_items(const panels_plan *p) {
   int64_t items = p->row_blocks * p->groups;
-  return items < 8 * (int64_t)p->threads && items % p->threads == 0;
+  return items < FEW_ITEMS * (int64_t)p->threads && items % p->threads == 0;
 }
 
 /* Item i's panels: [*q0, *q0 + *np) of `panels`. */

@@ -86,6 +86,24 @@ static int64_t chunk_rows(int64_t k) {
   return ceil_div(rows, DEPTH_STEP) * DEPTH_STEP;
 }
 
+/* Columns [c0, c0 + cols) (cols <= BLOCK_COLS) of every row, chunk after chunk in add_chunks'
+ * order, a row's chunk sum at a time: the same bits without memory for the chunks' sums. */
+static void column_chunks(int64_t m, const float *x, int64_t ldx, const float *w, int64_t ldw,
+                          int64_t k, int64_t rows, int64_t c0, int64_t cols, float *y,
+                          int64_t ldy) {
+  float sum[BLOCK_COLS];
+  column_block(m, x, ldx, w, ldw, k < rows ? k : rows, c0, cols, y, ldy);
+  for (int64_t k0 = rows; k0 < k; k0 += rows) {
+    int64_t kc = k - k0 < rows ? k - k0 : rows;
+    for (int64_t r = 0; r < m; r++) {
+      float *out = y + r * ldy + c0;
+      column_block(1, x + r * ldx + k0, ldx, w + k0 * ldw + c0, ldw, kc, 0, cols, sum, cols);
+#pragma omp simd
+      for (int64_t j = 0; j < cols; j++) out[j] += sum[j];
+    }
+  }
+}
+
 void cn_gemm_rows(int64_t m, const float *x, int64_t ldx, const float *w, int64_t ldw, int64_t k,
                   int64_t n, const float *bias, const cn_activation *act, float *y, int64_t ldy,
                   int threads) {
@@ -95,8 +113,8 @@ void cn_gemm_rows(int64_t m, const float *x, int64_t ldx, const float *w, int64_
   int by_chunk = part != NULL;
   cn_activation linear = cn_act_linear();
   const cn_activation *block_act = act->kind == CN_ACT_SOFTMAX ? &linear : act;
-  /* Without chunks (or memory for their sums): blocks of whole vectors of columns, at least two
-   * per thread where n allows. */
+  /* Adding the chunks' sums, or without memory for them computing them: blocks of whole vectors
+   * of columns, at least two per thread where n allows. */
   int64_t cols = ceil_div(ceil_div(n, 2 * (int64_t)threads), LANES) * LANES;
   if (cols > BLOCK_COLS) cols = BLOCK_COLS;
   int64_t blocks = ceil_div(n, cols);
@@ -116,7 +134,7 @@ void cn_gemm_rows(int64_t m, const float *x, int64_t ldx, const float *w, int64_
       if (by_chunk)
         add_chunks(m, part, chunks, n, c0, nc, y, ldy);
       else
-        column_block(m, x, ldx, w, ldw, k, c0, nc, y, ldy);
+        column_chunks(m, x, ldx, w, ldw, k, rows, c0, nc, y, ldy);
       cn_bias_act_rows(y + c0, m, nc, ldy, bias ? bias + c0 : NULL, block_act, 1);
     }
   }

@@ -47,6 +47,9 @@ cn_window cn_window_make_padded(const cn_shape *in, int kh, int kw, int sh, int 
 /* The taps [*lo, *hi) of a window of k taps `dilation` apart, its first at `start`, that land
  * inside [0, n) (an empty range, lo == hi, when none does). */
 void cn_window_taps(int64_t start, int k, int dilation, int64_t n, int *lo, int *hi);
+/* How many of those k taps lie before `end` (> 0), counting from the first: with `end` the input's
+ * length plus the padding after it, the cells an average that counts the padding divides by. */
+int cn_window_taps_before(int64_t start, int k, int dilation, int64_t end);
 
 /* Bias (may be NULL) and activation (softmax over each row) over rows of `cols` values, `ld`
  * apart. */

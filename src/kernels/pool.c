@@ -37,11 +37,8 @@ static void pool_block(const cn_window *w, const float *image, int64_t y0, int64
 static int pool_count(const cn_window *w, int64_t y0, int64_t x0, int ylo, int yhi, int xlo,
                       int xhi, const int *pad_end) {
   if (!pad_end) return (yhi - ylo) * (xhi - xlo);
-  /* Every tap lies after the leading padding's start: count those before the end's. */
-  int first, rows, cols;
-  cn_window_taps(y0, w->kh, 1, w->ih + pad_end[0], &first, &rows);
-  cn_window_taps(x0, w->kw, 1, w->iw + pad_end[1], &first, &cols);
-  return rows * cols;
+  return cn_window_taps_before(y0, w->kh, 1, w->ih + pad_end[0]) *
+         cn_window_taps_before(x0, w->kw, 1, w->iw + pad_end[1]);
 }
 
 static void pool_pixel(const cn_window *w, const float *image, int64_t oy, int64_t ox, int is_max,

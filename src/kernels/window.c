@@ -44,3 +44,9 @@ void cn_window_taps(int64_t start, int k, int dilation, int64_t n, int *lo, int 
   *hi = (int)(end < k ? end : k);
   if (*hi < *lo) *hi = *lo;
 }
+
+int cn_window_taps_before(int64_t start, int k, int dilation, int64_t end) {
+  int lo, hi;
+  cn_window_taps(start, k, dilation, end, &lo, &hi);
+  return hi;
+}

@@ -98,13 +98,6 @@ static cn_status pool_infer(cn_graph *g, cn_node *node) {
   return CN_OK;
 }
 
-/* Taps inside the padded extent [-pb, n + pe): the divisor when padding counts. */
-static int padded_taps(int64_t start, int k, int d, int64_t n, int pe) {
-  int count = 0;
-  for (int t = 0; t < k; t++) count += start + (int64_t)t * d < n + pe;
-  return count;
-}
-
 static void pool_pixel(const pool_geom *g, const float *image, int64_t oy, int64_t ox, int is_max,
                        int include_pad, float *dst) {
   int64_t y0 = oy * g->sh - g->pt, x0 = ox * g->sw - g->pl;
@@ -127,8 +120,8 @@ static void pool_pixel(const pool_geom *g, const float *image, int64_t oy, int64
     return;
   }
   if (is_max) return;
-  int count = include_pad ? padded_taps(y0, g->kh, g->dh, g->ih, g->pb) *
-                                padded_taps(x0, g->kw, g->dw, g->iw, g->pr)
+  int count = include_pad ? cn_window_taps_before(y0, g->kh, g->dh, g->ih + g->pb) *
+                                cn_window_taps_before(x0, g->kw, g->dw, g->iw + g->pr)
                           : valid;
   float inv = 1.0f / (float)count;
   for (int64_t j = 0; j < g->c; j++) dst[j] *= inv;
@@ -201,7 +194,7 @@ static void pool_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, con
     extended_pool(node, &in[0], out, is_max, ex->threads);
     return;
   }
-  pool_geom g = pool_geometry(a, in[0].shape.dim + 1);
+  pool_geom g = is_extended(a) ? pool_geometry(a, in[0].shape.dim + 1) : (pool_geom){0};
   cn_window w = pool_window(node, &in[0], &g);
   if (is_max)
     cn_maxpool(&w, in[0].data, out->data, ex->threads);
@@ -267,8 +260,8 @@ static void max_pixel_backward(const pool_geom *g, const pool_taps *t, const flo
 static void avg_pixel_backward(const pool_geom *g, const pool_taps *t, int include_pad,
                                const float *dy, float *dx, int64_t c0, int64_t n) {
   int valid = (t->yhi - t->ylo) * (t->xhi - t->xlo);
-  int count = include_pad ? padded_taps(t->y0, g->kh, g->dh, g->ih, g->pb) *
-                                padded_taps(t->x0, g->kw, g->dw, g->iw, g->pr)
+  int count = include_pad ? cn_window_taps_before(t->y0, g->kh, g->dh, g->ih + g->pb) *
+                                cn_window_taps_before(t->x0, g->kw, g->dw, g->iw + g->pr)
                           : valid;
   float inv = 1.0f / (float)count;
   for (int ky = t->ylo; ky < t->yhi; ky++)
