@@ -328,10 +328,12 @@ static void test_gemm(void) {
 
 /* The product against packed panels: k across several slices and not a multiple of them, columns
  * past the last full panel, rows past the last full strip, a residual sum; the same bits for one
- * and two threads and for each row computed alone. */
+ * and two threads and for each row computed alone. Rows 4 KB apart (k 1024, 4096) are copied
+ * before the products (they crowd an L1 set), a row alone is not: the same bits. */
 static void test_panels_gemm(void) {
-  int64_t sizes[][3] = {{1, 4096, 70}, {49, 600, 512}, {197, 300, 77}, {13, 1, 9}, {300, 65, 48}};
-  for (int id = 0; id < 5; id++) {
+  int64_t sizes[][3] = {{1, 4096, 70}, {49, 600, 512}, {197, 300, 77}, {13, 1, 9},
+                        {300, 65, 48}, {60, 1024, 40}, {30, 4096, 33}};
+  for (int id = 0; id < 7; id++) {
     int64_t m = sizes[id][0], k = sizes[id][1], n = sizes[id][2];
     float *x = random_floats((size_t)(m * k)), *w = random_floats((size_t)(k * n));
     float *bias = random_floats((size_t)n), *other = random_floats((size_t)(m * n));
@@ -581,9 +583,33 @@ static void test_conv2d_panels(void) {
        .dh = 2,
        .pad_top = 2,
        .pad_left = 1},
+      /* rows a multiple of 4 KB apart, copied before the products: a stride-2 3x3 and 1x1 over
+       * 512 channels (slices of k within a tap row; one pass), a 3x1 over 1024 (one pass, three
+       * tap rows) */
+      {.batch = 1,
+       .ih = 9,
+       .iw = 9,
+       .c = 512,
+       .oh = 4,
+       .ow = 4,
+       .kh = 3,
+       .kw = 3,
+       .sh = 2,
+       .sw = 2},
+      {.batch = 1,
+       .ih = 12,
+       .iw = 12,
+       .c = 512,
+       .oh = 6,
+       .ow = 6,
+       .kh = 1,
+       .kw = 1,
+       .sh = 2,
+       .sw = 2},
+      {.batch = 1, .ih = 8, .iw = 8, .c = 1024, .oh = 6, .ow = 8, .kh = 3, .kw = 1},
   };
-  int64_t filters[] = {40, 130, 64, 33, 48, 40, 70, 32, 64, 32, 40};
-  for (int id = 0; id < 11; id++) {
+  int64_t filters[] = {40, 130, 64, 33, 48, 40, 70, 32, 64, 32, 40, 32, 64, 32};
+  for (int id = 0; id < 14; id++) {
     cn_window w = cases[id];
     if (!w.sh) w.sh = w.sw = 1;
     if (!w.dh) w.dh = 1;

@@ -17,6 +17,8 @@
  * thread count, any row count (a sample alone or in a batch) and any cut into items. */
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -330,6 +332,41 @@ static void item_rows(const item_args *a, int64_t rows, int64_t k0, const float 
   for (int r = 0; r < MR - 1; r++) at[rows + r] = at[rows - 1];
 }
 
+/* Rows per L1 set from which a strip's rows evict each other: lines 4 KB apart share one of the
+ * L1's 64 sets, and rows a multiple of 4 KB apart (1024 or 2048 channels, a stride-2 window over
+ * 512) put all of a strip's 14 in one set of 8 (Zen 4) or 12 (Intel) ways, so that each row's
+ * next values come from L2 (one thread, rows and weights in cache, AMD EPYC: 196 x 1024 by
+ * 1024 x 256 at 84 GFLOP/s, 196 x 1040 by 1040 x 256 at 113). Seven rows a set (2 KB apart) ran
+ * at full speed. */
+enum { L1_SETS = 64, LINE_BYTES = 64, CROWDED_SET = 8 };
+
+static int rows_crowd_a_set(const float *const *at, int64_t rows) {
+  int in_set[L1_SETS] = {0};
+  for (int64_t r = 0; r < rows && r < MR; r++)
+    if (++in_set[(uintptr_t)at[r] / LINE_BYTES % L1_SETS] >= CROWDED_SET) return 1;
+  return 0;
+}
+
+/* Floats between copied rows of kc values: whole lines, an odd number of them, so that any
+ * L1_SETS rows in a row fall in distinct sets. */
+static int64_t copy_stride(int64_t kc) {
+  int64_t lines = ceil_div(kc, LINE_FLOATS);
+  return (lines | 1) * LINE_FLOATS;
+}
+
+/* The item's rows at this slice (segs segments of seg_len values, step floats apart) copied
+ * into `copy`, a row every ld floats and its segments one after another; at[] then points
+ * there. The sums are the same multiply-adds of the same values. */
+static void copy_rows(const float **at, int64_t rows, int64_t segs, int64_t seg_len, int64_t step,
+                      float *copy, int64_t ld) {
+  for (int64_t r = 0; r < rows; r++) {
+    for (int64_t g = 0; g < segs; g++)
+      memcpy(copy + r * ld + g * seg_len, at[r] + g * step, (size_t)seg_len * sizeof(float));
+    at[r] = copy + r * ld;
+  }
+  for (int r = 0; r < MR - 1; r++) at[rows + r] = at[rows - 1];
+}
+
 /* What the next strip's n rows (addresses `rows`, kc values each) need fetched. */
 static void fetch_next(const float *const *rows, int n, int64_t kc, lookahead *next) {
   int64_t extent = rows[n - 1] - rows[0] + kc;
@@ -413,16 +450,25 @@ static void item(const cn_panels *w, const rows_src *src, const int64_t *base, i
   const float *at[MC + MR - 1];
   strip_geo g[MC / MR + 1];
   int64_t count = ceil_div(rows, MR), segs = src->conv ? src->segs : 1;
+  float *copy = NULL; /* the rows, where they crowd an L1 set */
+  int64_t ld = 0;
   for (int64_t k0 = 0, kc; k0 < w->k; k0 += kc) {
     kc = slice_len(src, w->k, k0);
     item_rows(&a, rows, k0, at);
+    if (k0 == 0 && rows_crowd_a_set(at, rows)) {
+      ld = copy_stride(one_pass(src, w->k) ? w->k : KC);
+      copy = malloc((size_t)(rows * ld) * sizeof *copy); /* none: the rows where they are */
+    }
+    int64_t step = src->ky_step;
+    if (copy) copy_rows(at, rows, segs, kc / segs, step, copy, ld), step = kc / segs;
     for (int64_t s = 0; s < count; s++) {
       int64_t row = s * MR, n = rows - row < MR ? rows - row : MR;
-      g[s] = (strip_geo){at + row,     y + (r0 + row) * ldy, ldy,   row, 0, kc / segs, segs,
-                         src->ky_step, kc / segs * NR,       (int)n};
+      g[s] = (strip_geo){at + row, y + (r0 + row) * ldy, ldy,   row, 0, kc / segs, segs,
+                         step,     kc / segs * NR,       (int)n};
     }
     pass_strips(&a, g, count, rows, p0, np, k0, kc);
   }
+  free(copy);
   int64_t last = p0 + np - 1;
   if ((last + 1) * NR > w->n)
     for (int64_t r = 0; r < rows; r++)
