@@ -342,14 +342,22 @@ void cn_bf16_gemm_rows(int64_t m, const uint16_t *x, int64_t ldx, const cn_bf16_
   rows_times_panels(x, ldx, m, w, 0, ceil_div(w->n, NR), bias, act, y, ldy);
 }
 
+/* Values from one scratch row to the next: whole 64-byte lines, an odd number of them, so that a
+ * tile's rows fall in distinct L1 sets (rows 4 KB apart, k = 2048, put a tile's 12 in one set of
+ * 8 ways: see rows_crowd_a_set in gemm_panels.c). */
+static int64_t scratch_ld(int64_t k) {
+  int64_t lines = ceil_div(cn_bf16_row_len(k) * (int64_t)sizeof(uint16_t), 64);
+  return (lines | 1) * 64 / (int64_t)sizeof(uint16_t);
+}
+
 size_t cn_bf16_gemm_scratch(int64_t k, int threads) {
-  return (size_t)threads * CHUNK_ROWS * (size_t)cn_bf16_row_len(k);
+  return (size_t)threads * CHUNK_ROWS * (size_t)scratch_ld(k);
 }
 
 void cn_bf16_gemm(int64_t m, const float *x, int64_t ldx, const cn_bf16_matrix *w,
                   const float *bias, const cn_activation *act, float *y, int64_t ldy,
                   uint16_t *scratch, int threads) {
-  int64_t ld = cn_bf16_row_len(w->k), panels = ceil_div(w->n, NR);
+  int64_t ld = scratch_ld(w->k), panels = ceil_div(w->n, NR);
   int64_t chunks = ceil_div(m, CHUNK_ROWS);
   /* Few rows (a batch-1 Dense): threads split the panels instead, each rounding the rows itself.
    * Softmax needs whole rows in one item. */
