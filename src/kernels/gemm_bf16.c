@@ -342,12 +342,11 @@ void cn_bf16_gemm_rows(int64_t m, const uint16_t *x, int64_t ldx, const cn_bf16_
   rows_times_panels(x, ldx, m, w, 0, ceil_div(w->n, NR), bias, act, y, ldy);
 }
 
-/* Values from one scratch row to the next: whole 64-byte lines, an odd number of them, so that a
- * tile's rows fall in distinct L1 sets (rows 4 KB apart, k = 2048, put a tile's 12 in one set of
- * 8 ways: see rows_crowd_a_set in gemm_panels.c). */
+/* Values from one scratch row to the next, spread over the L1's sets (rows of k = 2048 were 4 KB
+ * apart, a tile's 12 in one set of 8 ways). */
 static int64_t scratch_ld(int64_t k) {
-  int64_t lines = ceil_div(cn_bf16_row_len(k) * (int64_t)sizeof(uint16_t), 64);
-  return (lines | 1) * 64 / (int64_t)sizeof(uint16_t);
+  size_t bytes = (size_t)cn_bf16_row_len(k) * sizeof(uint16_t);
+  return (int64_t)(cn_spread_row_bytes(bytes) / sizeof(uint16_t));
 }
 
 size_t cn_bf16_gemm_scratch(int64_t k, int threads) {

@@ -347,16 +347,9 @@ static int rows_crowd_a_set(const float *const *at, int64_t rows) {
   return 0;
 }
 
-/* Floats between copied rows of kc values: whole lines, an odd number of them, so that any
- * L1_SETS rows in a row fall in distinct sets. */
-static int64_t copy_stride(int64_t kc) {
-  int64_t lines = ceil_div(kc, LINE_FLOATS);
-  return (lines | 1) * LINE_FLOATS;
-}
-
 /* The item's rows at this slice (segs segments of seg_len values, step floats apart) copied
- * into `copy`, a row every ld floats and its segments one after another; at[] then points
- * there. The sums are the same multiply-adds of the same values. */
+ * into `copy`, a row every ld floats (cn_spread_row_bytes) and its segments one after another; at[]
+ * then points there. The sums are the same multiply-adds of the same values. */
 static void copy_rows(const float **at, int64_t rows, int64_t segs, int64_t seg_len, int64_t step,
                       float *copy, int64_t ld) {
   for (int64_t r = 0; r < rows; r++) {
@@ -456,7 +449,8 @@ static void item(const cn_panels *w, const rows_src *src, const int64_t *base, i
     kc = slice_len(src, w->k, k0);
     item_rows(&a, rows, k0, at);
     if (k0 == 0 && rows_crowd_a_set(at, rows)) {
-      ld = copy_stride(one_pass(src, w->k) ? w->k : KC);
+      int64_t longest = one_pass(src, w->k) ? w->k : KC;
+      ld = (int64_t)(cn_spread_row_bytes((size_t)longest * sizeof(float)) / sizeof(float));
       copy = malloc((size_t)(rows * ld) * sizeof *copy); /* none: the rows where they are */
     }
     int64_t step = src->ky_step;

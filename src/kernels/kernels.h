@@ -20,6 +20,13 @@ static inline size_t cn_line_floats(size_t n) {
   return (n + 15) / 16 * 16;
 }
 
+/* Bytes from one row to the next for rows of `bytes` a kernel reads side by side: whole 64-byte
+ * lines, an odd number of them, so that consecutive rows fall in distinct L1 sets (rows a multiple
+ * of 4 KB apart all share one: gemm_panels.c's rows_crowd_a_set). */
+static inline size_t cn_spread_row_bytes(size_t bytes) {
+  return ((bytes + 63) / 64 | 1) * 64;
+}
+
 typedef struct cn_window {
   int64_t batch, ih, iw, c; /* input */
   int64_t oh, ow;           /* output */
