@@ -2,6 +2,8 @@
 #ifndef CONVNET_CLI_H
 #define CONVNET_CLI_H
 
+#include <stdio.h>
+
 #include "convnet/convnet.h"
 
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
@@ -121,6 +123,20 @@ int cli_load_labels(const char *labels_path, const cn_model *model, cn_labels **
 /* The name of class c by those rules, else "class c" written into buf. */
 const char *cli_class_name(const cn_labels *labels, const cn_model *model, size_t c, char *buf,
                            size_t cap);
+
+/* ---- classification results (cli_results.c), as classify and serve print them ---- */
+enum { CLI_MAX_TOP = 1000 };
+typedef struct cli_top_opts {
+  int k, json;
+  const cn_labels *labels; /* --labels or ImageNet; NULL: the model's class names or "class N" */
+  const cn_model *named;   /* the model when its own class names label the outputs */
+} cli_top_opts;
+/* The k most likely classes of one image: "FILE" and lines "  1. 0.8123  name (id)", or with
+ * json one line {"file":..,"top":[{"index":..,"id":..,"label":..,"prob":..},..]}. */
+void cli_print_top(FILE *out, const char *file, const float *probs, size_t n,
+                   const cli_top_opts *o);
+/* s as a JSON string literal, quotes included. */
+void cli_json_string(FILE *out, const char *s);
 
 /* --profile (cli_profile.c): times every layer over `iterations` forward passes of batch samples
  * and prints a table (ms, share, GFLOP, GFLOP/s, share of the CPU's fp32 peak) on stdout. */

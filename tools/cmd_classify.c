@@ -40,84 +40,8 @@ static const char classify_help[] =
     "  -h, --help             this help\n\n"
     "Under mpirun -np N the images are split across the N processes and rank 0 prints.\n";
 
-enum { CLASSIFY_BATCH = 8, CLASSIFY_MAX_K = 1000 };
+enum { CLASSIFY_BATCH = 8 };
 
-typedef struct classify_opts {
-  int k, json;
-  const cn_labels *labels; /* --labels or ImageNet; NULL: the model's class names or "class N" */
-  const cn_model *named;   /* the model when its own class names label the outputs */
-} classify_opts;
-
-static void json_string(FILE *out, const char *s) {
-  putc('"', out);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\')
-      fprintf(out, "\\%c", *p);
-    else if (*p == '\n')
-      fputs("\\n", out);
-    else if (*p == '\t')
-      fputs("\\t", out);
-    else if (*p < 0x20 || *p == 0x7f)
-      fprintf(out, "\\u%04x", *p);
-    else
-      putc(*p, out);
-  }
-  putc('"', out);
-}
-
-/* Indices of the k largest probabilities, largest first (ties: lower index first). */
-static void top_k(const float *p, size_t n, int k, size_t *best) {
-  for (int i = 0; i < k; i++) {
-    size_t arg = SIZE_MAX;
-    for (size_t j = 0; j < n; j++) {
-      int taken = 0;
-      for (int t = 0; t < i && !taken; t++) taken = best[t] == j;
-      if (!taken && (arg == SIZE_MAX || p[j] > p[arg])) arg = j;
-    }
-    best[i] = arg;
-  }
-}
-
-static void print_result(FILE *out, const char *file, const float *probs, size_t n,
-                         const classify_opts *o) {
-  size_t best[CLASSIFY_MAX_K];
-  int k = o->k < (int)n ? o->k : (int)n;
-  top_k(probs, n, k, best);
-  if (o->json) {
-    fputs("{\"file\":", out);
-    json_string(out, file);
-    fputs(",\"top\":[", out);
-  } else {
-    fprintf(out, "%s\n", file);
-  }
-  for (int i = 0; i < k; i++) {
-    size_t c = best[i];
-    const char *name = o->labels  ? cn_labels_name(o->labels, c)
-                       : o->named ? cn_model_class_name(o->named, (int)c)
-                                  : NULL;
-    const char *id = o->labels ? cn_labels_id(o->labels, c) : NULL;
-    char fallback[32];
-    if (!name) snprintf(fallback, sizeof fallback, "class %zu", c), name = fallback;
-    if (o->json) {
-      fprintf(out, "%s{\"index\":%zu,\"id\":", i ? "," : "", c);
-      if (id)
-        json_string(out, id);
-      else
-        fputs("null", out);
-      fputs(",\"label\":", out);
-      json_string(out, name);
-      fprintf(out, ",\"prob\":%.6g}", (double)probs[c]);
-    } else {
-      fprintf(out, "  %d. %.4f  %s", i + 1, (double)probs[c], name);
-      fprintf(out, id ? " (%s)\n" : "\n", id);
-    }
-  }
-  if (o->json) fputs("]}\n", out);
-  fflush(out);
-}
-
-/* Decodes and prepares up to CLASSIFY_BATCH images, classifies those that decoded and prints
- * their results to out; returns the number of images that failed. */
 /* Decodes and prepares up to CLASSIFY_BATCH images into input, one after the other; ok[i] says
  * which did (the others' errors printed). Returns how many did. */
 static int prepare_batch(const cn_input_spec *spec, char **files, int n, float *input, int *ok) {
@@ -137,7 +61,7 @@ static int prepare_batch(const cn_input_spec *spec, char **files, int n, float *
 }
 
 static int classify_batch(cn_model *model, const cn_input_spec *spec, char **files, int n,
-                          float *input, float *output, const classify_opts *o, FILE *out) {
+                          float *input, float *output, const cli_top_opts *o, FILE *out) {
   cn_shape out_shape = cn_model_output_shape(model);
   size_t classes = (size_t)cn_shape_numel(&out_shape);
   int ok[CLASSIFY_BATCH];
@@ -147,7 +71,7 @@ static int classify_batch(cn_model *model, const cn_input_spec *spec, char **fil
     return n;
   }
   for (int i = 0, j = 0; i < n; i++)
-    if (ok[i]) print_result(out, files[i], output + (size_t)j++ * classes, classes, o);
+    if (ok[i]) cli_print_top(out, files[i], output + (size_t)j++ * classes, classes, o);
   return failed;
 }
 
@@ -156,13 +80,13 @@ typedef struct classify_args {
   const char *labels_path;
   const char *explain_dir; /* --explain: Grad-CAM pictures of the top classes go there */
   cli_input_args input;    /* --resize, --crop, --preprocess */
-  classify_opts out;
+  cli_top_opts out;
   int profile; /* --profile N: forward passes timed per layer; 0: none */
 } classify_args;
 
 /* The results of n images printed to out; returns the number of images that failed. */
 static int classify_images(cn_model *model, const cn_input_spec *spec, char **files, int n,
-                           const classify_opts *o, FILE *out) {
+                           const cli_top_opts *o, FILE *out) {
   cn_shape shape = cn_model_output_shape(model);
   size_t in_numel = (size_t)spec->height * spec->width * spec->channels;
   float *input = malloc(CLASSIFY_BATCH * in_numel * sizeof *input);
@@ -206,7 +130,7 @@ static int classify_all(cn_model *model, const classify_args *a, char **files, i
   cli_input_apply(&a->input, &spec);
   cn_labels *labels = NULL;
   int rc = cli_load_labels(a->labels_path, model, &labels);
-  classify_opts o = a->out;
+  cli_top_opts o = a->out;
   o.labels = labels;
   o.named = !labels && cli_has_own_names(model) ? model : NULL;
   int64_t first64, count64;
@@ -285,7 +209,7 @@ int cmd_classify(int argc, char **argv) {
     }
     switch (opt) {
     case 'k':
-      if (!cli_parse_int("classify", "-k", optarg, 1, CLASSIFY_MAX_K, &a.out.k)) return CLI_USAGE;
+      if (!cli_parse_int("classify", "-k", optarg, 1, CLI_MAX_TOP, &a.out.k)) return CLI_USAGE;
       break;
     case 'l':
       a.labels_path = optarg;

@@ -216,19 +216,6 @@ static int evaluate_data(cn_model *model, const eval_args *a, const cn_evaluate_
 
 /* ---- printing ------------------------------------------------------------------------------ */
 
-static void json_string(const char *s) {
-  putchar('"');
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\')
-      printf("\\%c", *p);
-    else if (*p < 0x20 || *p == 0x7f)
-      printf("\\u%04x", *p);
-    else
-      putchar(*p);
-  }
-  putchar('"');
-}
-
 /* The name of output c: the model's own, the ImageNet one, or its index. */
 static const char *class_name(const eval_report *r, int c, char *buf, size_t cap) {
   const char *name = NULL;
@@ -271,7 +258,7 @@ static void json_per_class(const eval_report *r) {
   for (int c = 0; c < cn_evaluation_class_count(e); c++) {
     if (!class_shown(r, c)) continue;
     printf("%s{\"index\":%d,\"class\":", first ? "" : ",", c);
-    json_string(class_name(r, c, buf, sizeof buf));
+    cli_json_string(stdout, class_name(r, c, buf, sizeof buf));
     printf(",\"samples\":%lld,\"correct\":%lld,\"predicted\":%lld",
            (long long)cn_evaluation_samples(e, c), (long long)cn_evaluation_confusion(e, c, c),
            (long long)cn_evaluation_predicted(e, c));
