@@ -6,7 +6,7 @@ packages=(build-essential cmake pkg-config git clang
   libjpeg62-turbo-dev libpng-dev libhdf5-dev libopenblas-openmp-dev libcjson-dev
   libexif-dev protobuf-c-compiler libprotobuf-c-dev libzip-dev zlib1g-dev libcurl4-openssl-dev libssl-dev
   libcairo2-dev liblbfgs-dev fonts-dejavu-core chromium dataset-fashion-mnist wordnet-base python3-venv python3-pip python3-torch
-  libopenmpi-dev openmpi-bin)
+  libopenmpi-dev openmpi-bin libmicrohttpd-dev chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

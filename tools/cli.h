@@ -304,5 +304,6 @@ int cmd_explain(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_fid(int argc, char **argv);
 int cmd_similar(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

@@ -26,6 +26,7 @@ static const struct {
     {"similar", cmd_similar, "the images of a folder most like a query, by cosine similarity"},
     {"style", cmd_style, "style transfer: a content image painted in a style image's style"},
     {"analogy", cmd_analogy, "image analogy A : A' :: B : B': B' made from B as A' from A"},
+    {"serve", cmd_serve, "serve models over HTTP: JSON API, dynamic batching, upload page"},
 };
 
 static void print_help(void) {

@@ -1,0 +1,88 @@
+/* convnet serve: the HTTP service's parts (cmd_serve.c, serve_*.c). Built on the public API and
+ * libmicrohttpd; nothing here writes a file. */
+#ifndef CONVNET_SERVE_H
+#define CONVNET_SERVE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cli.h"
+
+/* ---- dynamic batching (serve_batch.c) ---- */
+
+/* One image's place in a batch: its prepared input, where its probabilities go, and whether the
+ * batch it went into has run. */
+typedef struct serve_job {
+  const float *input;
+  float *output;
+  int done, failed;
+  char error[256];
+  double queued_at; /* serve_now() */
+  struct serve_job *next;
+} serve_job;
+
+typedef struct serve_batcher serve_batcher;
+typedef void (*serve_batch_fn)(void *user, int batch_size);
+
+/* A thread that runs the model on up to max_batch queued jobs at a time, waiting at most
+ * max_wait_ms after the first job of a batch arrived for more. compute is held around every
+ * forward pass: one model computes at a time, with all the library's threads. on_batch (may be
+ * NULL) hears each batch's size. */
+int serve_batcher_start(cn_model *model, int max_batch, int max_wait_ms, pthread_mutex_t *compute,
+                        serve_batch_fn on_batch, void *user, serve_batcher **out);
+/* Queues job and waits until its batch has run; returns 0, or -1 with job->error set. */
+int serve_batcher_run(serve_batcher *b, serve_job *job);
+/* Jobs queued and not yet taken into a batch. */
+int serve_batcher_depth(serve_batcher *b);
+/* Runs the jobs already queued, then ends the thread. */
+void serve_batcher_stop(serve_batcher *b);
+
+double serve_now(void); /* seconds, monotonic */
+
+/* ---- metrics (serve_metrics.c), in the Prometheus text format ---- */
+
+typedef struct serve_metrics serve_metrics;
+serve_metrics *serve_metrics_new(void);
+void serve_metrics_free(serve_metrics *m);
+void serve_metrics_request(serve_metrics *m, int status, double seconds);
+void serve_metrics_batch(serve_metrics *m, int size);
+void serve_metrics_inflight(serve_metrics *m, int delta);
+int serve_metrics_inflight_now(serve_metrics *m);
+/* queue_depth: the jobs waiting, summed over the models. Returns a malloc'd text. */
+char *serve_metrics_text(serve_metrics *m, int queue_depth);
+
+/* ---- the page at / (serve_page.c) ---- */
+extern const char serve_page_html[];
+
+/* ---- the server (serve_http.c) ---- */
+
+typedef struct serve_model {
+  char name[64];
+  cn_model *model;
+  cn_input_spec spec;
+  size_t in_numel, classes;
+  cn_labels *labels;     /* NULL: the model's own names or "class N" */
+  cn_embedder *embedder; /* NULL: the model has no feature layer */
+  serve_batcher *batcher;
+} serve_model;
+
+typedef struct serve_config {
+  const char *host;
+  int port; /* 0: any free port */
+  int max_batch, max_wait_ms;
+  size_t max_body; /* bytes */
+  int timeout_s;   /* a connection idle this long is closed */
+  int max_connections;
+  const char *token; /* NULL: no bearer token asked */
+} serve_config;
+
+typedef struct serve_server serve_server;
+/* Starts listening; the models are served until serve_server_stop. Prints the error itself. */
+int serve_server_start(const serve_config *c, serve_model *models, int n_models,
+                       serve_metrics *metrics, pthread_mutex_t *compute, serve_server **out);
+int serve_server_port(const serve_server *s);
+/* Stops accepting connections, waits (at most grace_s) for the requests in flight, then stops. */
+void serve_server_stop(serve_server *s, int grace_s);
+
+#endif

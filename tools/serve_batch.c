@@ -1,0 +1,165 @@
+/* Dynamic batching: concurrent requests for one model run as one forward pass. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve.h"
+
+struct serve_batcher {
+  cn_model *model;
+  size_t in_numel, out_numel;
+  int max_batch, max_wait_ms;
+  pthread_mutex_t *compute;
+  serve_batch_fn on_batch;
+  void *user;
+  float *inputs, *outputs; /* max_batch samples each */
+  pthread_mutex_t mu;
+  pthread_cond_t work, done;
+  serve_job *head, *tail;
+  int depth, stopping;
+  pthread_t thread;
+};
+
+double serve_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static struct timespec monotonic_at(double seconds) {
+  struct timespec t = {.tv_sec = (time_t)seconds};
+  t.tv_nsec = (long)((seconds - (double)t.tv_sec) * 1e9);
+  return t;
+}
+
+/* Waits for the first job, then for a full batch or the first job's deadline. Holds b->mu.
+ * Returns the number of jobs to take, 0 when stopping with nothing queued. */
+static int wait_for_batch(serve_batcher *b) {
+  while (!b->head && !b->stopping) pthread_cond_wait(&b->work, &b->mu);
+  if (!b->head) return 0;
+  struct timespec deadline = monotonic_at(b->head->queued_at + b->max_wait_ms / 1000.0);
+  while (b->depth < b->max_batch && !b->stopping &&
+         pthread_cond_timedwait(&b->work, &b->mu, &deadline) != ETIMEDOUT) {
+  }
+  return b->depth < b->max_batch ? b->depth : b->max_batch;
+}
+
+/* Runs jobs [first, first + n) of the list as one batch, outside b->mu. */
+static void run_batch(serve_batcher *b, serve_job *first, int n) {
+  serve_job *j = first;
+  for (int i = 0; i < n; i++, j = j->next)
+    memcpy(b->inputs + (size_t)i * b->in_numel, j->input, b->in_numel * sizeof(float));
+  pthread_mutex_lock(b->compute);
+  cn_status st = cn_model_forward(b->model, n, b->inputs, b->outputs);
+  pthread_mutex_unlock(b->compute);
+  j = first;
+  for (int i = 0; i < n; i++, j = j->next) {
+    if (st == CN_OK)
+      memcpy(j->output, b->outputs + (size_t)i * b->out_numel, b->out_numel * sizeof(float));
+    else
+      snprintf(j->error, sizeof j->error, "%s", cn_last_error());
+    j->failed = st != CN_OK;
+  }
+  if (b->on_batch) b->on_batch(b->user, n);
+}
+
+static void *batcher_main(void *arg) {
+  serve_batcher *b = arg;
+  pthread_mutex_lock(&b->mu);
+  for (int n; (n = wait_for_batch(b)) > 0;) {
+    serve_job *first = b->head, *last = first;
+    for (int i = 1; i < n; i++) last = last->next;
+    serve_job *end = last->next;
+    b->head = end;
+    if (!end) b->tail = NULL;
+    b->depth -= n;
+    pthread_mutex_unlock(&b->mu);
+    run_batch(b, first, n);
+    pthread_mutex_lock(&b->mu);
+    for (serve_job *j = first; j != end; j = j->next) j->done = 1;
+    pthread_cond_broadcast(&b->done);
+  }
+  pthread_mutex_unlock(&b->mu);
+  return NULL;
+}
+
+static int init_sync(serve_batcher *b) {
+  pthread_condattr_t attr;
+  if (pthread_condattr_init(&attr)) return -1;
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  int rc = pthread_mutex_init(&b->mu, NULL) || pthread_cond_init(&b->work, &attr) ||
+           pthread_cond_init(&b->done, NULL);
+  pthread_condattr_destroy(&attr);
+  return rc ? -1 : 0;
+}
+
+int serve_batcher_start(cn_model *model, int max_batch, int max_wait_ms, pthread_mutex_t *compute,
+                        serve_batch_fn on_batch, void *user, serve_batcher **out) {
+  serve_batcher *b = calloc(1, sizeof *b);
+  if (!b) return -1;
+  cn_input_spec spec = cn_model_input_spec(model);
+  cn_shape shape = cn_model_output_shape(model);
+  *b = (serve_batcher){.model = model,
+                       .in_numel = (size_t)spec.height * spec.width * spec.channels,
+                       .out_numel = (size_t)cn_shape_numel(&shape),
+                       .max_batch = max_batch,
+                       .max_wait_ms = max_wait_ms,
+                       .compute = compute,
+                       .on_batch = on_batch,
+                       .user = user};
+  b->inputs = malloc((size_t)max_batch * b->in_numel * sizeof(float));
+  b->outputs = malloc((size_t)max_batch * b->out_numel * sizeof(float));
+  if (!b->inputs || !b->outputs || init_sync(b) != 0 ||
+      pthread_create(&b->thread, NULL, batcher_main, b) != 0) {
+    free(b->inputs), free(b->outputs), free(b);
+    return -1;
+  }
+  *out = b;
+  return 0;
+}
+
+int serve_batcher_run(serve_batcher *b, serve_job *job) {
+  job->done = job->failed = 0;
+  job->next = NULL;
+  job->queued_at = serve_now();
+  pthread_mutex_lock(&b->mu);
+  if (b->stopping) {
+    pthread_mutex_unlock(&b->mu);
+    snprintf(job->error, sizeof job->error, "the server is shutting down");
+    return -1;
+  }
+  if (b->tail)
+    b->tail->next = job;
+  else
+    b->head = job;
+  b->tail = job;
+  b->depth++;
+  pthread_cond_signal(&b->work);
+  while (!job->done) pthread_cond_wait(&b->done, &b->mu);
+  pthread_mutex_unlock(&b->mu);
+  return job->failed ? -1 : 0;
+}
+
+int serve_batcher_depth(serve_batcher *b) {
+  pthread_mutex_lock(&b->mu);
+  int depth = b->depth;
+  pthread_mutex_unlock(&b->mu);
+  return depth;
+}
+
+void serve_batcher_stop(serve_batcher *b) {
+  if (!b) return;
+  pthread_mutex_lock(&b->mu);
+  b->stopping = 1;
+  pthread_cond_signal(&b->work);
+  pthread_mutex_unlock(&b->mu);
+  pthread_join(b->thread, NULL);
+  pthread_mutex_destroy(&b->mu);
+  pthread_cond_destroy(&b->work);
+  pthread_cond_destroy(&b->done);
+  free(b->inputs);
+  free(b->outputs);
+  free(b);
+}
