@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything CI checks, in one command: installs what is needed (idempotent), builds with
 # warnings as errors, runs the C unit and CLI tests, the oracle tests (pytest against Keras,
-# ONNX Runtime, PyTorch, PIL, OpenCV), then the whole C suite again under AddressSanitizer and
+# ONNX Runtime, PyTorch, PIL, OpenCV), the HTTP server's tests (tests/serve: routes, the load
+# test, the page in headless chromium), then the whole C suite again under AddressSanitizer and
 # UndefinedBehaviorSanitizer, and a smoke run of every libFuzzer target (a few seconds each on the
 # committed seed corpora, scripts/fuzz.sh). Exits non-zero on the first failing stage.
 #   CN_TEST_QUICK=1   skips the slow oracle tests, the sanitizer build and the fuzz smoke run
@@ -27,6 +28,9 @@ stage "oracle tests"
 pytest_args=(-q -p no:cacheprovider)
 if [[ ${CN_TEST_QUICK:-0} == 1 ]]; then pytest_args+=(-m "not slow"); fi
 CN_BUILD_DIR="$root/build" .venv/bin/python -m pytest "${pytest_args[@]}" tests/oracle
+
+stage "convnet serve: routes, load test, the page in headless chromium"
+(cd tests/serve && CN_BUILD_DIR="$root/build" "$root/.venv/bin/python" -m pytest "${pytest_args[@]}" .)
 
 if [[ ${CN_TEST_QUICK:-0} != 1 ]]; then
   stage "C unit and CLI tests under AddressSanitizer + UndefinedBehaviorSanitizer"

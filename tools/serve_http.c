@@ -425,7 +425,9 @@ static void print_gradcam(FILE *out, const request *r, const cn_gradcam *cam) {
                                       buf, sizeof buf));
   fprintf(out, ",\"prob\":%.6g,\"layer\":", (double)cam->probability);
   cli_json_string(out, cam->layer);
-  fprintf(out, ",\"height\":%d,\"width\":%d,\"map\":[", cam->height, cam->width);
+  /* the map covers the central crop of the photo that the model saw */
+  double crop = r->model->spec.crop > 0 && r->model->spec.crop < 1 ? r->model->spec.crop : 1;
+  fprintf(out, ",\"crop\":%g,\"height\":%d,\"width\":%d,\"map\":[", crop, cam->height, cam->width);
   for (int i = 0; i < cam->height * cam->width; i++)
     fprintf(out, "%s%.4f", i ? "," : "", top > 0 ? (double)(cam->map[i] / top) : 0.0);
   fputs("]}\n", out);

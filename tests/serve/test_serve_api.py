@@ -1,0 +1,299 @@
+"""`convnet serve`'s routes, limits and life cycle, one behaviour a test, on loopback."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from serve_client import Client, Server
+
+CLASSIFY = "/v1/models/mnet/classify"
+
+
+def jpeg(photos):
+    return next(p for p in photos if p.endswith(".jpg"))
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def classify_json(convnet_bin, model_path, path, k=5):
+    out = subprocess.run([convnet_bin, "classify", "-m", model_path, "--json", "-k", str(k),
+                          path], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def multipart(field, filename, data, boundary="convnet-test-boundary"):
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
+            f"filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode(), \
+        {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def test_get_routes(server):
+    s = server()
+    c = Client(s)
+    r = c.send("GET", "/healthz")
+    assert r.status == 200 and json.loads(r.body) == {"status": "ok"}
+    models = json.loads(c.send("GET", "/v1/models").body)["models"]
+    assert [m["name"] for m in models] == ["mnet"]
+    m = models[0]
+    assert m["input"]["height"] == 224 and m["classes"] == 1000 and len(m["class_names"]) == 1000
+    assert m["class_names"][281] == "tabby" and "embed" in m["routes"]
+    page = c.send("GET", "/")
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    assert not re.search(rb"(src|href)=\"?(https?:)?//", page.body), "an external asset"
+    metrics = c.send("GET", "/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = metrics.text()
+    assert 'convnet_http_requests_total{code="200"} 3' in text
+    assert "convnet_http_request_duration_seconds_bucket{le=\"+Inf\"} 3" in text
+    assert "convnet_queue_depth 0" in text
+    assert s.stop() == 0
+
+
+@pytest.mark.parametrize("method,path,status", [
+    ("GET", "/nowhere", 404), ("GET", "/v1/models/other/classify", 404),
+    ("POST", "/v1/models/mnet/other", 404), ("GET", CLASSIFY, 405), ("POST", "/healthz", 405),
+    ("DELETE", "/v1/models", 405), ("GET", "/../../etc/passwd", 404)])
+def test_wrong_paths_and_methods(server, method, path, status):
+    s = server()
+    r = Client(s).send(method, path, b"x" if method == "POST" else b"",
+                       {"Content-Type": "image/jpeg"})
+    assert r.status == status
+    assert "error" in json.loads(r.body)
+
+
+def test_classify_matches_cli(server, photos, convnet_bin, model_path):
+    s = server()
+    c = Client(s)
+    for path in photos:
+        r = c.send("POST", CLASSIFY + "?k=3", read(path), {"Content-Type": "image/anything"})
+        assert r.status == 200, r.body
+        want = classify_json(convnet_bin, model_path, path, k=3)
+        assert r.body.decode() == json.dumps(dict(want, file="-"), separators=(",", ":")) + "\n" \
+            or json.loads(r.body) == dict(want, file="-")
+
+
+def test_multipart_upload_names_the_file(server, photos, convnet_bin, model_path):
+    s = server()
+    path = jpeg(photos)
+    body, headers = multipart("image", "holiday photo.jpg", read(path))
+    r = Client(s).send("POST", CLASSIFY, body, headers)
+    assert r.status == 200, r.body
+    got = json.loads(r.body)
+    assert got["file"] == "holiday photo.jpg"
+    assert got["top"] == classify_json(convnet_bin, model_path, path)["top"]
+
+
+@pytest.mark.parametrize("name,body,headers,status", [
+    ("empty", b"", {"Content-Type": "image/jpeg"}, 400),
+    ("not an image", b"hello world" * 100, {"Content-Type": "image/png"}, 400),
+    ("no content type", b"\xff\xd8\xff", {}, 415),
+    ("json", b"{}", {"Content-Type": "application/json"}, 415),
+    ("k zero", b"x", {"Content-Type": "image/jpeg"}, 400),
+    ("form without a file", b"--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--b--\r\n",
+     {"Content-Type": "multipart/form-data; boundary=b"}, 400),
+    ("form without a boundary", b"x", {"Content-Type": "multipart/form-data"}, 400)])
+def test_bad_requests_get_4xx_with_one_line(server, name, body, headers, status):
+    s = server()
+    path = CLASSIFY + ("?k=0" if name == "k zero" else "")
+    r = Client(s).send("POST", path, body, headers)
+    assert r.status == status, (name, r.status, r.body)
+    assert r.body.count(b"\n") == 1 and json.loads(r.body)["error"]
+
+
+def test_truncated_photos(server, photos):
+    s = server()
+    c = Client(s)
+    for path in photos:
+        data = read(path)
+        for cut in (1, len(data) // 2, len(data) - 1):
+            r = c.send("POST", CLASSIFY, data[:cut], {"Content-Type": "image/jpeg"})
+            assert r.status in (200, 400), (path, cut, r.status)  # a PPM may lose only padding
+    assert json.loads(c.send("GET", "/healthz").body)["status"] == "ok"
+
+
+def test_body_limit(server, photos):
+    s = server("--max-body", "1")
+    c = Client(s)
+    big = b"\xff" * (3 << 20)
+    r = c.send("POST", CLASSIFY, big, {"Content-Type": "image/jpeg"})
+    assert r.status == 413
+    # a client that asks before sending hears at once and never sends the body
+    sock = socket.create_connection((s.host, s.port))
+    sock.sendall(f"POST {CLASSIFY} HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                 f"Content-Length: {len(big)}\r\nExpect: 100-continue\r\n\r\n".encode())
+    assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+    sock.close()
+    r = Client(s).send("POST", CLASSIFY, read(jpeg(photos)), {"Content-Type": "image/jpeg"})
+    assert r.status == 200
+
+
+def test_chunked_body_over_the_limit(server):
+    s = server("--max-body", "1")
+    sock = socket.create_connection((s.host, s.port))
+    sock.sendall(f"POST {CLASSIFY} HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n".encode())
+    chunk = b"\xff" * (256 << 10)
+    try:
+        for _ in range(8):
+            sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        sock.sendall(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+    sock.close()
+
+
+def test_token(server, photos, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("  s3cret-token \nsecond line ignored\n")
+    s = server("--token", str(token))
+    c = Client(s)
+    body, ct = read(jpeg(photos)), {"Content-Type": "image/jpeg"}
+    assert c.send("POST", CLASSIFY, body, ct).status == 401
+    assert c.send("POST", CLASSIFY, body, dict(ct, Authorization="Bearer wrong")).status == 401
+    assert c.send("GET", "/metrics").status == 401
+    assert c.send("POST", CLASSIFY, body, dict(ct, Authorization="Bearer s3cret-token")).status \
+        == 200
+    assert c.send("GET", "/healthz").status == 200 and c.send("GET", "/").status == 200
+
+
+def test_embed_matches_cli(server, photos, convnet_bin, model_path, tmp_path):
+    s = server()
+    path = jpeg(photos)
+    r = Client(s).send("POST", "/v1/models/mnet/embed", read(path), {"Content-Type": "image/jpeg"})
+    assert r.status == 200
+    got = json.loads(r.body)
+    subprocess.run([convnet_bin, "embed", "-m", model_path, "-o", str(tmp_path / "e.npy"), path],
+                   check=True, capture_output=True)
+    want = np.load(tmp_path / "e.npy")[0]
+    assert got["dim"] == want.size
+    np.testing.assert_array_equal(np.float32(got["embedding"]), want)
+
+
+def test_explain_gives_the_top_class_map(server, photos, convnet_bin, model_path):
+    s = server()
+    path = jpeg(photos)
+    r = Client(s).send("POST", "/v1/models/mnet/explain", read(path), {"Content-Type": "image/jpeg"})
+    assert r.status == 200
+    cam = json.loads(r.body)
+    assert cam["index"] == classify_json(convnet_bin, model_path, path)["top"][0]["index"]
+    assert len(cam["map"]) == cam["height"] * cam["width"] == 49
+    assert max(cam["map"]) == 1.0 and min(cam["map"]) >= 0
+
+
+def test_sigterm_finishes_requests_in_flight(server, photos):
+    s = server("--max-wait-ms", "200")
+    body, ct = read(jpeg(photos)), {"Content-Type": "image/jpeg"}
+    results = []
+
+    def one():
+        results.append(Client(s).send("POST", CLASSIFY, body, ct))
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)  # the requests wait in the batcher (200 ms) when SIGTERM comes
+    assert s.stop() == 0
+    for t in threads:
+        t.join()
+    assert [r.status for r in results] == [200] * 6
+
+
+def test_stalled_and_slow_clients_do_not_starve_others(server, photos):
+    s = server("--timeout", "1")
+    stalled = []
+    for _ in range(8):
+        sock = socket.create_connection((s.host, s.port))
+        sock.sendall(b"POST /v1/models/mnet/classify HTTP/1.1\r\nHost: x\r\nConte")
+        stalled.append(sock)
+    t = time.monotonic()
+    r = Client(s).send("POST", CLASSIFY, read(jpeg(photos)), {"Content-Type": "image/jpeg"})
+    assert r.status == 200 and time.monotonic() - t < 1.0
+    for sock in stalled:  # closed by the server after the idle timeout, with no answer
+        sock.settimeout(5)
+        assert sock.recv(4096) == b""
+        sock.close()
+
+
+def test_connection_limit(server, photos):
+    """Over --max-connections, a new connection waits in the listen queue until one closes."""
+    s = server("--max-connections", "3")
+    held = [socket.create_connection((s.host, s.port)) for _ in range(3)]
+    time.sleep(0.2)
+    extra = socket.create_connection((s.host, s.port))
+    extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    extra.settimeout(0.5)
+    with pytest.raises(TimeoutError):
+        extra.recv(4096)
+    held.pop().close()
+    extra.settimeout(5)
+    assert extra.recv(4096).startswith(b"HTTP/1.1 200")
+    for sock in held + [extra]:
+        sock.close()
+
+
+def test_kill_9_under_load_then_restart(convnet_bin, model_path, photos, tmp_path):
+    s = Server(convnet_bin, ["-m", f"mnet={model_path}"], cwd=tmp_path)
+    body, ct = read(jpeg(photos)), {"Content-Type": "image/jpeg"}
+    stop = threading.Event()
+
+    def load():
+        c = Client(s, timeout=5)
+        while not stop.is_set():
+            try:
+                c.send("POST", CLASSIFY, body, ct)
+            except (OSError, TimeoutError):
+                return
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    s.proc.send_signal(signal.SIGKILL)
+    s.proc.wait()
+    stop.set()
+    for t in threads:
+        t.join()
+    s.kill()
+    assert sorted(os.listdir(tmp_path)) == [], "the server wrote files"
+    t0 = time.monotonic()
+    again = Server(convnet_bin, ["-m", f"mnet={model_path}", "--port", str(s.port)], cwd=tmp_path)
+    r = Client(again).send("POST", CLASSIFY, body, ct)
+    serving = time.monotonic() - t0
+    print(f"\nrestart: serving {serving * 1000:.0f} ms after the start, model load "
+          f"{again.load_seconds * 1000:.0f} ms")
+    assert r.status == 200
+    assert again.stop() == 0
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_two_models_and_bad_flags(convnet_bin, model_path, tmp_path):
+    def run(*args):
+        return subprocess.run([convnet_bin, "serve", *args], capture_output=True, text=True,
+                              timeout=30)
+
+    r = run("-m", f"a={model_path}", "-m", f"a={model_path}", "--port", "0")
+    assert r.returncode == 2 and "two models named a" in r.stderr
+    assert run("--port", "70000").returncode == 2
+    assert run("--max-batch", "0").returncode == 2
+    r = run("-m", model_path, "--token", str(tmp_path / "missing"))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    (tmp_path / "bad.h5").write_bytes(b"not a model")
+    r = run("-m", str(tmp_path / "bad.h5"), "--port", "0")
+    assert r.returncode == 1 and "bad.h5" in r.stderr and r.stderr.count("\n") == 1
+    s = Server(convnet_bin, ["-m", f"one={model_path}", "-m", f"two={model_path}"], cwd=tmp_path)
+    names = [m["name"] for m in json.loads(Client(s).send("GET", "/v1/models").body)["models"]]
+    assert names == ["one", "two"]
+    assert s.stop() == 0
