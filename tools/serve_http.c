@@ -3,6 +3,7 @@
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <netdb.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,9 @@ struct serve_server {
   int n_models;
   serve_metrics *metrics;
   pthread_mutex_t *compute;
+  /* images decoded at once: one a core. Decoding is CPU-bound, so more would not be faster, and
+   * a small file can hold an image of up to CN_IMAGE_MAX_PIXELS (768 MiB as RGB). */
+  sem_t decode_slots;
 };
 
 typedef enum route { ROUTE_CLASSIFY, ROUTE_EMBED, ROUTE_EXPLAIN } route;
@@ -30,6 +34,7 @@ typedef struct request {
   double started;
   int status; /* the status answered; 0: none yet */
   route route;
+  int post_route; /* a /v1/models/NAME/... path: POST is the method allowed */
   serve_model *model;
   int k;
   /* a refusal decided before the body was read: answered once it has been drained */
@@ -59,8 +64,7 @@ static enum MHD_Result answer(struct MHD_Connection *c, request *r, int status, 
   if (status == MHD_HTTP_UNAUTHORIZED)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
   if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
-                            r->route == ROUTE_CLASSIFY ? "POST" : "GET");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r && r->post_route ? "POST" : "GET");
   enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, resp);
   MHD_destroy_response(resp);
   if (rc == MHD_YES && r) r->status = status;
@@ -245,7 +249,6 @@ static enum MHD_Result begin(serve_server *s, struct MHD_Connection *c, const ch
   int post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
   const char *action = NULL;
   if (strcmp(url, "/healthz") == 0 || strcmp(url, "/") == 0) {
-    r->route = ROUTE_EMBED; /* Allow: GET */
     if (!get) return answer_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "%s: use GET", url);
     return url[1] ? get_static(c, r, "{\"status\":\"ok\"}\n", "application/json")
                   : get_static(c, r, serve_page_html, "text/html; charset=utf-8");
@@ -256,13 +259,12 @@ static enum MHD_Result begin(serve_server *s, struct MHD_Connection *c, const ch
     return answer_error(c, r, MHD_HTTP_NOT_FOUND, "%s: no such path", url);
   if (!authorised(s, c))
     return answer_error(c, r, MHD_HTTP_UNAUTHORIZED, "a bearer token is required (--token)");
-  r->route = ROUTE_EMBED;
   if (!model_path && !get)
     return answer_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "%s: use GET", url);
   if (models) return get_models(s, c, r);
   if (metrics) return get_metrics(s, c, r);
   if (!r->model) return answer_error(c, r, MHD_HTTP_NOT_FOUND, "%s: no such model", url);
-  r->route = ROUTE_CLASSIFY; /* Allow: POST */
+  r->post_route = 1;
   if (!post) return answer_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "%s: use POST", url);
   if (strcmp(action, "classify") == 0)
     r->route = ROUTE_CLASSIFY;
@@ -334,32 +336,39 @@ static void receive(request *r, const char *data, size_t size) {
 /* ---- the work ---- */
 
 /* The image of the body prepared for spec into a new buffer; NULL after answering the error. */
-static float *prepare_body(struct MHD_Connection *c, request *r, const cn_input_spec *spec,
-                           enum MHD_Result *rc) {
+static int decode_prepare(serve_server *s, const request *r, const char *name,
+                          const cn_input_spec *spec, float *input) {
+  cn_image image = {0};
+  sem_wait(&s->decode_slots);
+  int ok = cn_image_decode_as(r->body, r->len, name, spec->decoder, &image) == CN_OK &&
+           cn_image_prepare(&image, spec, input) == CN_OK;
+  cn_image_free(&image);
+  sem_post(&s->decode_slots);
+  return ok;
+}
+
+static float *prepare_body(serve_server *s, struct MHD_Connection *c, request *r,
+                           const cn_input_spec *spec, enum MHD_Result *rc) {
   size_t numel = (size_t)spec->height * spec->width * spec->channels;
   float *input = malloc(numel * sizeof *input);
-  cn_image image = {0};
   const char *name = strcmp(r->name, "-") ? r->name : "the body";
   if (!r->len) {
     *rc = answer_error(c, r, MHD_HTTP_BAD_REQUEST, "no image in the request");
   } else if (!input) {
     *rc = answer_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
-  } else if (cn_image_decode_as(r->body, r->len, name, spec->decoder, &image) != CN_OK ||
-             cn_image_prepare(&image, spec, input) != CN_OK) {
+  } else if (!decode_prepare(s, r, name, spec, input)) {
     *rc = answer_error(c, r, MHD_HTTP_BAD_REQUEST, "%s", cn_last_error());
   } else {
-    cn_image_free(&image);
     return input;
   }
-  cn_image_free(&image);
   free(input);
   return NULL;
 }
 
-static enum MHD_Result classify(struct MHD_Connection *c, request *r) {
+static enum MHD_Result classify(serve_server *s, struct MHD_Connection *c, request *r) {
   serve_model *m = r->model;
   enum MHD_Result rc = MHD_NO;
-  float *input = prepare_body(c, r, &m->spec, &rc);
+  float *input = prepare_body(s, c, r, &m->spec, &rc);
   float *probs = input ? malloc(m->classes * sizeof *probs) : NULL;
   if (!input) return rc;
   serve_job job = {.input = input, .output = probs};
@@ -387,7 +396,7 @@ static enum MHD_Result embed(serve_server *s, struct MHD_Connection *c, request 
                         m->name);
   cn_input_spec spec = cn_embedder_input_spec(m->embedder);
   enum MHD_Result rc = MHD_NO;
-  float *input = prepare_body(c, r, &spec, &rc);
+  float *input = prepare_body(s, c, r, &spec, &rc);
   if (!input) return rc;
   int64_t dim = cn_embedder_dim(m->embedder);
   float *v = malloc((size_t)dim * sizeof *v);
@@ -435,7 +444,7 @@ static void print_gradcam(FILE *out, const request *r, const cn_gradcam *cam) {
 
 static enum MHD_Result explain(serve_server *s, struct MHD_Connection *c, request *r) {
   enum MHD_Result rc = MHD_NO;
-  float *input = prepare_body(c, r, &r->model->spec, &rc);
+  float *input = prepare_body(s, c, r, &r->model->spec, &rc);
   if (!input) return rc;
   cn_gradcam cam = {0};
   cn_gradcam_options o = {.layer = NULL, .class_index = -1};
@@ -464,7 +473,7 @@ static enum MHD_Result finish(serve_server *s, struct MHD_Connection *c, request
   if (r->refused_status) return answer_error(c, r, r->refused_status, "%s", r->refused);
   switch (r->route) {
   case ROUTE_CLASSIFY:
-    return classify(c, r);
+    return classify(s, c, r);
   case ROUTE_EMBED:
     return embed(s, c, r);
   case ROUTE_EXPLAIN:
@@ -542,6 +551,11 @@ int serve_server_start(const serve_config *cfg, serve_model *models, int n_model
                       .n_models = n_models,
                       .metrics = metrics,
                       .compute = compute};
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (sem_init(&s->decode_slots, 0, cores > 0 ? (unsigned)cores : 1) != 0) {
+    free(s);
+    return cli_error("serve", "cannot make a semaphore");
+  }
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
                    (ipv6 ? MHD_USE_IPv6 : 0);
   s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR,
@@ -550,6 +564,7 @@ int serve_server_start(const serve_config *cfg, serve_model *models, int n_model
                                (unsigned)cfg->timeout_s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
                                MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
   if (!s->daemon) {
+    sem_destroy(&s->decode_slots);
     free(s);
     return cli_error("serve", "cannot listen on %s port %d (in use, or not an address here)",
                      cfg->host, cfg->port);
@@ -571,5 +586,6 @@ void serve_server_stop(serve_server *s, int grace_s) {
     usleep(10000);
   MHD_stop_daemon(s->daemon);
   if (listening != MHD_INVALID_SOCKET) close(listening);
+  sem_destroy(&s->decode_slots);
   free(s);
 }

@@ -282,7 +282,7 @@ def test_kill_9_under_load_then_restart(convnet_bin, model_path, photos, tmp_pat
 def test_two_models_and_bad_flags(convnet_bin, model_path, tmp_path):
     def run(*args):
         return subprocess.run([convnet_bin, "serve", *args], capture_output=True, text=True,
-                              timeout=30)
+                              timeout=120)
 
     r = run("-m", f"a={model_path}", "-m", f"a={model_path}", "--port", "0")
     assert r.returncode == 2 and "two models named a" in r.stderr
