@@ -8,15 +8,16 @@
 static const double latency_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                         0.25,  0.5,    1,     2.5,  5,     10};
 enum { LATENCY_BUCKETS = sizeof latency_bounds / sizeof *latency_bounds };
-static const int batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 enum { BATCH_BUCKETS = sizeof batch_bounds / sizeof *batch_bounds, STATUS_CODES = 600 };
 
 struct serve_metrics {
   pthread_mutex_t mu;
   uint64_t by_status[STATUS_CODES];
-  uint64_t latency[LATENCY_BUCKETS + 1], requests; /* the last bucket: above every bound */
+  uint64_t latency[LATENCY_BUCKETS + 1]; /* the last bucket: above every bound */
   double latency_sum;
-  uint64_t batches[BATCH_BUCKETS + 1], batch_count, batch_images;
+  uint64_t batches[BATCH_BUCKETS + 1];
+  double batch_images;
   int inflight;
 };
 
@@ -38,7 +39,6 @@ void serve_metrics_request(serve_metrics *m, int status, double seconds) {
   pthread_mutex_lock(&m->mu);
   if (status >= 100 && status < STATUS_CODES) m->by_status[status]++;
   m->latency[bucket]++;
-  m->requests++;
   m->latency_sum += seconds;
   pthread_mutex_unlock(&m->mu);
 }
@@ -48,8 +48,7 @@ void serve_metrics_batch(serve_metrics *m, int size) {
   while (bucket < BATCH_BUCKETS && size > batch_bounds[bucket]) bucket++;
   pthread_mutex_lock(&m->mu);
   m->batches[bucket]++;
-  m->batch_count++;
-  m->batch_images += (uint64_t)size;
+  m->batch_images += size;
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -66,7 +65,22 @@ int serve_metrics_inflight_now(serve_metrics *m) {
   return n;
 }
 
-static void print_requests(FILE *out, const serve_metrics *m) {
+/* A histogram's lines: counts[b] of the values in (bounds[b - 1], bounds[b]], the last one above
+ * every bound. */
+static void print_histogram(FILE *out, const char *name, const char *help, const double *bounds,
+                            int n, const uint64_t *counts, double sum) {
+  fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+  uint64_t cumulative = 0;
+  for (int b = 0; b < n; b++) {
+    cumulative += counts[b];
+    fprintf(out, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[b], (unsigned long long)cumulative);
+  }
+  cumulative += counts[n];
+  fprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+          (unsigned long long)cumulative, name, sum, name, (unsigned long long)cumulative);
+}
+
+static void print_counters(FILE *out, const serve_metrics *m) {
   fputs("# HELP convnet_http_requests_total HTTP requests answered, by status code.\n"
         "# TYPE convnet_http_requests_total counter\n",
         out);
@@ -74,37 +88,11 @@ static void print_requests(FILE *out, const serve_metrics *m) {
     if (m->by_status[code])
       fprintf(out, "convnet_http_requests_total{code=\"%d\"} %llu\n", code,
               (unsigned long long)m->by_status[code]);
-  fputs("# HELP convnet_http_request_duration_seconds Time from a request's headers to its "
-        "answer.\n# TYPE convnet_http_request_duration_seconds histogram\n",
-        out);
-  uint64_t cumulative = 0;
-  for (int b = 0; b < LATENCY_BUCKETS; b++) {
-    cumulative += m->latency[b];
-    fprintf(out, "convnet_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-            latency_bounds[b], (unsigned long long)cumulative);
-  }
-  fprintf(out,
-          "convnet_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-          "convnet_http_request_duration_seconds_sum %.6f\n"
-          "convnet_http_request_duration_seconds_count %llu\n",
-          (unsigned long long)m->requests, m->latency_sum, (unsigned long long)m->requests);
-}
-
-static void print_batches(FILE *out, const serve_metrics *m) {
-  fputs("# HELP convnet_batch_size Images per forward pass of the dynamic batcher.\n"
-        "# TYPE convnet_batch_size histogram\n",
-        out);
-  uint64_t cumulative = 0;
-  for (int b = 0; b < BATCH_BUCKETS; b++) {
-    cumulative += m->batches[b];
-    fprintf(out, "convnet_batch_size_bucket{le=\"%d\"} %llu\n", batch_bounds[b],
-            (unsigned long long)cumulative);
-  }
-  fprintf(out,
-          "convnet_batch_size_bucket{le=\"+Inf\"} %llu\nconvnet_batch_size_sum %llu\n"
-          "convnet_batch_size_count %llu\n",
-          (unsigned long long)m->batch_count, (unsigned long long)m->batch_images,
-          (unsigned long long)m->batch_count);
+  print_histogram(out, "convnet_http_request_duration_seconds",
+                  "Time from a request's headers to its answer.", latency_bounds, LATENCY_BUCKETS,
+                  m->latency, m->latency_sum);
+  print_histogram(out, "convnet_batch_size", "Images per forward pass of the dynamic batcher.",
+                  batch_bounds, BATCH_BUCKETS, m->batches, m->batch_images);
 }
 
 char *serve_metrics_text(serve_metrics *m, int queue_depth) {
@@ -113,8 +101,7 @@ char *serve_metrics_text(serve_metrics *m, int queue_depth) {
   FILE *out = open_memstream(&text, &len);
   if (!out) return NULL;
   pthread_mutex_lock(&m->mu);
-  print_requests(out, m);
-  print_batches(out, m);
+  print_counters(out, m);
   fprintf(out,
           "# HELP convnet_queue_depth Images waiting for a batch.\n"
           "# TYPE convnet_queue_depth gauge\nconvnet_queue_depth %d\n"
