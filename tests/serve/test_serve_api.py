@@ -139,6 +139,17 @@ def test_body_limit(server, photos):
     assert r.status == 200
 
 
+def test_announced_huge_body_refused_at_once(server):
+    """Over 64 MiB announced: refused on the headers alone, nothing read."""
+    s = server()
+    sock = socket.create_connection((s.host, s.port))
+    sock.settimeout(5)
+    sock.sendall(f"POST {CLASSIFY} HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                 f"Content-Length: {100 << 20}\r\n\r\n".encode())
+    assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+    sock.close()
+
+
 def test_chunked_body_over_the_limit(server):
     s = server("--max-body", "1")
     sock = socket.create_connection((s.host, s.port))
@@ -212,7 +223,7 @@ def test_sigterm_finishes_requests_in_flight(server, photos):
 
 
 def test_stalled_and_slow_clients_do_not_starve_others(server, photos):
-    s = server("--timeout", "1")
+    s = server("--timeout", "3")
     stalled = []
     for _ in range(8):
         sock = socket.create_connection((s.host, s.port))
@@ -220,9 +231,9 @@ def test_stalled_and_slow_clients_do_not_starve_others(server, photos):
         stalled.append(sock)
     t = time.monotonic()
     r = Client(s).send("POST", CLASSIFY, read(jpeg(photos)), {"Content-Type": "image/jpeg"})
-    assert r.status == 200 and time.monotonic() - t < 1.0
+    assert r.status == 200 and time.monotonic() - t < 3.0  # before the stalled ones time out
     for sock in stalled:  # closed by the server after the idle timeout, with no answer
-        sock.settimeout(5)
+        sock.settimeout(10)
         assert sock.recv(4096) == b""
         sock.close()
 
@@ -296,4 +307,40 @@ def test_two_models_and_bad_flags(convnet_bin, model_path, tmp_path):
     s = Server(convnet_bin, ["-m", f"one={model_path}", "-m", f"two={model_path}"], cwd=tmp_path)
     names = [m["name"] for m in json.loads(Client(s).send("GET", "/v1/models").body)["models"]]
     assert names == ["one", "two"]
+    assert s.stop() == 0
+
+
+def test_garbage_requests_leave_it_serving(server, photos):
+    """Random and malformed requests (bounded: 300, fixed seed): never a 5xx, never a crash."""
+    import random
+    rng = random.Random(15)
+    s = server("--timeout", "2")
+    photo = read(jpeg(photos))
+    starts = [b"POST /v1/models/mnet/classify HTTP/1.1\r\n", b"GET / HTTP/1.1\r\n",
+              b"POST /v1/models/mnet/explain HTTP/1.0\r\n", b"GET /v1/models HTTP/1.1\r\n"]
+    headers = [b"Content-Type: image/jpeg\r\n", b"Content-Type: multipart/form-data; boundary=z\r\n",
+               b"Content-Length: 10\r\n", b"Content-Length: -5\r\n",
+               b"Content-Length: 99999999999999999999\r\n", b"Transfer-Encoding: chunked\r\n",
+               b"Expect: 100-continue\r\n", b"Authorization: Bearer x\r\n", b"X: " + b"y" * 40000 +
+               b"\r\n", b"\x00\xff garbage\r\n", b"Host: x\r\n"]
+    bodies = [b"", photo[:rng.randrange(len(photo))], b"--z\r\nContent-Disposition: form-data; "
+              b"name=\"f\"; filename=\"a\"\r\n\r\n" + photo[:5000], b"5\r\nhello\r\n0\r\n\r\n",
+              bytes(rng.randrange(256) for _ in range(3000))]
+    for _ in range(300):
+        req = rng.choice(starts) + b"".join(rng.sample(headers, rng.randrange(5))) + b"\r\n" + \
+            rng.choice(bodies)
+        if rng.random() < 0.2:
+            req = bytes(b ^ (rng.random() < 0.01) * rng.randrange(256) for b in req)
+        sock = socket.create_connection((s.host, s.port))
+        sock.settimeout(5)
+        try:
+            sock.sendall(req)
+            sock.shutdown(socket.SHUT_WR)
+            answer = sock.recv(64)
+        except OSError:  # the server may close first: reset, broken pipe, not connected
+            answer = b""
+        sock.close()
+        m = re.match(rb"HTTP/1\.[01] (\d{3})", answer)
+        assert not m or int(m.group(1)) < 500, (req[:200], answer)
+    assert Client(s).send("GET", "/healthz").status == 200
     assert s.stop() == 0
