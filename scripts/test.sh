@@ -30,7 +30,7 @@ if [[ ${CN_TEST_QUICK:-0} == 1 ]]; then pytest_args+=(-m "not slow"); fi
 CN_BUILD_DIR="$root/build" .venv/bin/python -m pytest "${pytest_args[@]}" tests/oracle
 
 stage "convnet serve: routes, load test, the page in headless chromium"
-(cd tests/serve && CN_BUILD_DIR="$root/build" "$root/.venv/bin/python" -m pytest "${pytest_args[@]}" .)
+(cd tests/serve && CN_BUILD_DIR="$root/build" "$root/.venv/bin/python" -m pytest "${pytest_args[@]}" -s .)
 
 if [[ ${CN_TEST_QUICK:-0} != 1 ]]; then
   stage "C unit and CLI tests under AddressSanitizer + UndefinedBehaviorSanitizer"

@@ -11,7 +11,8 @@
 static const char serve_help[] =
     "usage: convnet serve [-m [NAME=]MODEL ...] [-w WEIGHTS] [--alpha A] [--precision P]\n"
     "                     [--host H] [--port P] [--threads N] [--max-batch B] [--max-wait-ms T]\n"
-    "                     [--max-body MB] [--timeout S] [--max-connections N] [--token FILE]\n"
+    "                     [--max-body MB] [--timeout S] [--request-timeout S]\n"
+    "                     [--max-connections N] [--token FILE]\n"
     "                     [--resize P] [--crop F] [--preprocess M] [--decode pil|tf]\n\n"
     "Serves models over HTTP until SIGTERM or SIGINT (then finishes the requests in flight).\n"
     "Writes no file. Routes (JSON unless said):\n"
@@ -37,6 +38,9 @@ static const char serve_help[] =
     "  --max-wait-ms T        how long the first image of a batch waits for others (default 5)\n"
     "  --max-body MB          largest request body, in MiB (default 10): larger ones get 413\n"
     "  --timeout S            a connection idle this long is closed (default 10)\n"
+    "  --request-timeout S    a client has S seconds to send a whole request, headers and body,\n"
+    "                         from its connection or its previous answer (default 30); then its\n"
+    "                         connection is closed\n"
     "  --max-connections N    connections served at once (default 64); more wait to connect\n"
     "  --token FILE           ask every /v1 and /metrics request for \"Authorization: Bearer\n"
     "                         <the file's first line>\"\n"
@@ -52,6 +56,7 @@ enum {
   OPT_MAX_WAIT,
   OPT_MAX_BODY,
   OPT_TIMEOUT,
+  OPT_REQUEST_TIMEOUT,
   OPT_MAX_CONNECTIONS,
   OPT_TOKEN,
   MAX_MODELS = 16,
@@ -103,6 +108,9 @@ static int serve_option(serve_args *a, int opt, const char *arg) {
     break;
   case OPT_TIMEOUT:
     ok = cli_parse_int("serve", "--timeout", arg, 1, 3600, &c->timeout_s);
+    break;
+  case OPT_REQUEST_TIMEOUT:
+    ok = cli_parse_int("serve", "--request-timeout", arg, 1, 3600, &c->request_timeout_s);
     break;
   case OPT_MAX_CONNECTIONS:
     ok = cli_parse_int("serve", "--max-connections", arg, 1, 10000, &c->max_connections);
@@ -267,6 +275,7 @@ int cmd_serve(int argc, char **argv) {
       {"max-wait-ms", required_argument, NULL, OPT_MAX_WAIT},
       {"max-body", required_argument, NULL, OPT_MAX_BODY},
       {"timeout", required_argument, NULL, OPT_TIMEOUT},
+      {"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
       {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
       {"token", required_argument, NULL, OPT_TOKEN},
       {"help", no_argument, NULL, 'h'},
@@ -278,6 +287,7 @@ int cmd_serve(int argc, char **argv) {
                              .max_wait_ms = 5,
                              .max_body = (size_t)10 << 20,
                              .timeout_s = 10,
+                             .request_timeout_s = 30,
                              .max_connections = 64}};
   int opt;
   opterr = 0;

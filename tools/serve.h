@@ -52,6 +52,23 @@ int serve_metrics_inflight_now(serve_metrics *m);
 /* queue_depth: the jobs waiting, summed over the models. Returns a malloc'd text. */
 char *serve_metrics_text(serve_metrics *m, int queue_depth);
 
+/* ---- the request deadline (serve_watch.c) ---- */
+
+/* What a connection is doing: waiting for (or reading) a request's headers and body, whose
+ * arrival the deadline bounds, or working on an answer, which it does not. */
+typedef enum serve_conn_phase { SERVE_CONN_WAITING, SERVE_CONN_WORKING } serve_conn_phase;
+typedef struct serve_conn serve_conn;
+typedef struct serve_watch serve_watch;
+/* A thread that shuts down the socket of every connection that has been waiting for a whole
+ * request longer than deadline_s. NULL without memory or threads. */
+serve_watch *serve_watch_start(double deadline_s);
+/* At a connection's start, waiting; NULL (not watched) without memory. */
+serve_conn *serve_watch_add(serve_watch *w, int fd);
+/* WAITING restarts the clock (the next request); WORKING stops it. c may be NULL. */
+void serve_watch_phase(serve_watch *w, serve_conn *c, serve_conn_phase phase);
+void serve_watch_remove(serve_watch *w, serve_conn *c);
+void serve_watch_stop(serve_watch *w);
+
 /* ---- the page at / (serve_page.c) ---- */
 extern const char serve_page_html[];
 
@@ -71,8 +88,9 @@ typedef struct serve_config {
   const char *host;
   int port; /* 0: any free port */
   int max_batch, max_wait_ms;
-  size_t max_body; /* bytes */
-  int timeout_s;   /* a connection idle this long is closed */
+  size_t max_body;       /* bytes */
+  int timeout_s;         /* a connection idle this long is closed */
+  int request_timeout_s; /* a whole request (headers and body) must arrive in this time */
   int max_connections;
   const char *token; /* NULL: no bearer token asked */
 } serve_config;

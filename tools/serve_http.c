@@ -26,6 +26,7 @@ struct serve_server {
   /* images decoded at once: one a core. Decoding is CPU-bound, so more would not be faster, and
    * a small file can hold an image of up to CN_IMAGE_MAX_PIXELS (768 MiB as RGB). */
   sem_t decode_slots;
+  serve_watch *watch; /* the request deadline */
 };
 
 typedef enum route { ROUTE_CLASSIFY, ROUTE_EMBED, ROUTE_EXPLAIN } route;
@@ -482,6 +483,25 @@ static enum MHD_Result finish(serve_server *s, struct MHD_Connection *c, request
   return MHD_NO;
 }
 
+static void connection_event(void *cls, struct MHD_Connection *c, void **conn,
+                             enum MHD_ConnectionNotificationCode event) {
+  serve_server *s = cls;
+  if (event == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    *conn = info ? serve_watch_add(s->watch, info->connect_fd) : NULL;
+  } else {
+    serve_watch_remove(s->watch, *conn);
+    *conn = NULL;
+  }
+}
+
+static void set_phase(serve_server *s, struct MHD_Connection *c, serve_conn_phase phase) {
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  serve_watch_phase(s->watch, info ? info->socket_context : NULL, phase);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **state) {
@@ -494,7 +514,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     r->max_body = s->config.max_body;
     *state = r;
     serve_metrics_inflight(s->metrics, 1);
-    return begin(s, c, url, method, r);
+    enum MHD_Result rc = begin(s, c, url, method, r);
+    if (r->status) set_phase(s, c, SERVE_CONN_WORKING);
+    return rc;
   }
   if (*upload_size) {
     size_t size = *upload_size;
@@ -505,17 +527,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
       return answer_error(c, r, r->refused_status, "%s", r->refused);
     return MHD_YES;
   }
-  return r->status ? MHD_YES : finish(s, c, r);
+  if (r->status) return MHD_YES;
+  set_phase(s, c, SERVE_CONN_WORKING);
+  return finish(s, c, r);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **state,
                       enum MHD_RequestTerminationCode why) {
   serve_server *s = cls;
   request *r = *state;
-  (void)c, (void)why;
+  (void)why;
   if (!r) return;
   serve_metrics_request(s->metrics, r->status, serve_now() - r->started);
   serve_metrics_inflight(s->metrics, -1);
+  set_phase(s, c, SERVE_CONN_WAITING); /* the next request's clock */
   if (r->post) MHD_destroy_post_processor(r->post);
   free(r->body);
   free(r);
@@ -539,6 +564,24 @@ static int resolve(const serve_config *cfg, struct sockaddr_storage *addr, int *
   return CLI_OK;
 }
 
+static struct MHD_Daemon *start_daemon(serve_server *s, const struct sockaddr_storage *addr,
+                                       int ipv6) {
+  const serve_config *cfg = &s->config;
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
+                   (ipv6 ? MHD_USE_IPv6 : 0);
+  return MHD_start_daemon(
+      flags, 0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)addr,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)cfg->timeout_s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_NOTIFY_COMPLETED,
+      completed, s, MHD_OPTION_NOTIFY_CONNECTION, connection_event, s, MHD_OPTION_END);
+}
+
+static void free_server(serve_server *s) {
+  serve_watch_stop(s->watch);
+  sem_destroy(&s->decode_slots);
+  free(s);
+}
+
 int serve_server_start(const serve_config *cfg, serve_model *models, int n_models,
                        serve_metrics *metrics, pthread_mutex_t *compute, serve_server **out) {
   struct sockaddr_storage addr = {0};
@@ -556,16 +599,12 @@ int serve_server_start(const serve_config *cfg, serve_model *models, int n_model
     free(s);
     return cli_error("serve", "cannot make a semaphore");
   }
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
-                   (ipv6 ? MHD_USE_IPv6 : 0);
-  s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR,
-                               (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
-                               (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-                               (unsigned)cfg->timeout_s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-                               MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
-  if (!s->daemon) {
-    sem_destroy(&s->decode_slots);
-    free(s);
+  if (!(s->watch = serve_watch_start(cfg->request_timeout_s))) {
+    free_server(s);
+    return cli_error("serve", "cannot start the request deadline's thread");
+  }
+  if (!(s->daemon = start_daemon(s, &addr, ipv6))) {
+    free_server(s);
     return cli_error("serve", "cannot listen on %s port %d (in use, or not an address here)",
                      cfg->host, cfg->port);
   }
@@ -586,6 +625,5 @@ void serve_server_stop(serve_server *s, int grace_s) {
     usleep(10000);
   MHD_stop_daemon(s->daemon);
   if (listening != MHD_INVALID_SOCKET) close(listening);
-  sem_destroy(&s->decode_slots);
-  free(s);
+  free_server(s);
 }

@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -344,3 +345,47 @@ def test_garbage_requests_leave_it_serving(server, photos):
         assert not m or int(m.group(1)) < 500, (req[:200], answer)
     assert Client(s).send("GET", "/healthz").status == 200
     assert s.stop() == 0
+
+
+def trickle_until_closed(sock, data, gap, limit):
+    """Sends data a byte every gap seconds; returns the seconds until the server closed the
+    connection (a failed send, or the end of the stream), or None after limit seconds."""
+    t = time.monotonic()
+    for i in range(len(data)):
+        if time.monotonic() - t > limit:
+            return None
+        try:
+            sock.sendall(data[i:i + 1])
+        except OSError:
+            return time.monotonic() - t
+        if select.select([sock], [], [], gap)[0]:
+            try:
+                if sock.recv(4096) == b"":
+                    return time.monotonic() - t
+            except OSError:
+                return time.monotonic() - t
+    return None
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_request_deadline_closes_trickling_clients(server, part):
+    """A byte every 0.3 s is never idle for --timeout 5, but the whole request must arrive in
+    --request-timeout 2."""
+    s = server("--timeout", "5", "--request-timeout", "2")
+    head = (f"POST {CLASSIFY} HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            "Content-Length: 1000\r\n\r\n").encode()
+    sock = socket.create_connection((s.host, s.port))
+    if part == "body":
+        sock.sendall(head)
+        head = b"\xff" * 1000
+    closed = trickle_until_closed(sock, head, 0.3, 8)
+    sock.close()
+    assert closed is not None and 1.5 < closed < 4, closed
+    assert Client(s).send("GET", "/healthz").status == 200
+
+
+def test_request_deadline_spares_the_work(server, photos):
+    """Time in the batcher is the server's, not the client's: not cut by the deadline."""
+    s = server("--request-timeout", "1", "--max-wait-ms", "1500", "--max-batch", "4")
+    r = Client(s).send("POST", CLASSIFY, read(jpeg(photos)), {"Content-Type": "image/jpeg"})
+    assert r.status == 200

@@ -1,0 +1,111 @@
+/* The request deadline: a client gets --request-timeout seconds to send a whole request, headers
+ * and body, counted from the connection's start or from its previous answer. libmicrohttpd's own
+ * timeout only closes a connection idle that long, so a client sending a byte every few seconds
+ * would keep its thread for ever. A watcher thread shuts such a socket down (shutdown, not close:
+ * the connection's own thread then sees the end of the stream and closes it itself). */
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "serve.h"
+
+struct serve_conn {
+  int fd;
+  serve_conn_phase phase;
+  double since; /* when the current request began to arrive */
+  int shut;
+  serve_conn *prev, *next;
+};
+
+struct serve_watch {
+  double deadline_s;
+  pthread_mutex_t mu;
+  pthread_cond_t wake;
+  serve_conn *head;
+  int stopping;
+  pthread_t thread;
+};
+
+enum { WATCH_PERIOD_MS = 250 };
+
+static void shut_late(serve_watch *w, double now) {
+  for (serve_conn *c = w->head; c; c = c->next)
+    if (c->phase != SERVE_CONN_WORKING && !c->shut && now - c->since > w->deadline_s) {
+      shutdown(c->fd, SHUT_RDWR);
+      c->shut = 1;
+    }
+}
+
+static void *watch_main(void *arg) {
+  serve_watch *w = arg;
+  pthread_mutex_lock(&w->mu);
+  while (!w->stopping) {
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += WATCH_PERIOD_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&w->wake, &w->mu, &until);
+    shut_late(w, serve_now());
+  }
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
+}
+
+serve_watch *serve_watch_start(double deadline_s) {
+  serve_watch *w = calloc(1, sizeof *w);
+  pthread_condattr_t attr;
+  if (!w || pthread_condattr_init(&attr) != 0) return free(w), NULL;
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  w->deadline_s = deadline_s;
+  int failed = pthread_mutex_init(&w->mu, NULL) || pthread_cond_init(&w->wake, &attr) ||
+               pthread_create(&w->thread, NULL, watch_main, w);
+  pthread_condattr_destroy(&attr);
+  if (failed) return free(w), NULL;
+  return w;
+}
+
+serve_conn *serve_watch_add(serve_watch *w, int fd) {
+  serve_conn *c = calloc(1, sizeof *c);
+  if (!c) return NULL; /* unwatched: the idle timeout still applies */
+  c->fd = fd;
+  c->since = serve_now();
+  pthread_mutex_lock(&w->mu);
+  c->next = w->head;
+  if (w->head) w->head->prev = c;
+  w->head = c;
+  pthread_mutex_unlock(&w->mu);
+  return c;
+}
+
+void serve_watch_phase(serve_watch *w, serve_conn *c, serve_conn_phase phase) {
+  if (!c) return;
+  pthread_mutex_lock(&w->mu);
+  if (phase == SERVE_CONN_WAITING) c->since = serve_now();
+  c->phase = phase;
+  pthread_mutex_unlock(&w->mu);
+}
+
+void serve_watch_remove(serve_watch *w, serve_conn *c) {
+  if (!c) return;
+  pthread_mutex_lock(&w->mu);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    w->head = c->next;
+  if (c->next) c->next->prev = c->prev;
+  pthread_mutex_unlock(&w->mu);
+  free(c);
+}
+
+void serve_watch_stop(serve_watch *w) {
+  if (!w) return;
+  pthread_mutex_lock(&w->mu);
+  w->stopping = 1;
+  pthread_cond_signal(&w->wake);
+  pthread_mutex_unlock(&w->mu);
+  pthread_join(w->thread, NULL);
+  while (w->head) serve_watch_remove(w, w->head);
+  pthread_mutex_destroy(&w->mu);
+  pthread_cond_destroy(&w->wake);
+  free(w);
+}
