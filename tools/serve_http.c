@@ -26,12 +26,14 @@ struct serve_server {
   /* images decoded at once: one a core. Decoding is CPU-bound, so more would not be faster, and
    * a small file can hold an image of up to CN_IMAGE_MAX_PIXELS (768 MiB as RGB). */
   sem_t decode_slots;
-  serve_watch *watch; /* the request deadline */
+  serve_watch *watch;   /* the request deadline */
+  _Atomic int stopping; /* answers then close their connections */
 };
 
 typedef enum route { ROUTE_CLASSIFY, ROUTE_EMBED, ROUTE_EXPLAIN } route;
 
 typedef struct request {
+  serve_server *server;
   double started;
   int status; /* the status answered; 0: none yet */
   route route;
@@ -62,13 +64,15 @@ static enum MHD_Result answer(struct MHD_Connection *c, request *r, int status, 
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
   MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+  if (r->server->stopping) /* a keep-alive client reconnects, and finds the door closed */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
   if (status == MHD_HTTP_UNAUTHORIZED)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
   if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r && r->post_route ? "POST" : "GET");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->post_route ? "POST" : "GET");
   enum MHD_Result rc = MHD_queue_response(c, (unsigned)status, resp);
   MHD_destroy_response(resp);
-  if (rc == MHD_YES && r) r->status = status;
+  if (rc == MHD_YES) r->status = status;
   return rc;
 }
 
@@ -510,6 +514,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   (void)version;
   if (!r) {
     if (!(r = calloc(1, sizeof *r))) return MHD_NO;
+    r->server = s;
     r->started = serve_now();
     r->max_body = s->config.max_body;
     *state = r;
@@ -619,6 +624,7 @@ int serve_server_port(const serve_server *s) {
 
 void serve_server_stop(serve_server *s, int grace_s) {
   /* the listening socket is closed after the daemon's threads, which may still use it */
+  s->stopping = 1;
   MHD_socket listening = MHD_quiesce_daemon(s->daemon);
   for (double until = serve_now() + grace_s;
        serve_metrics_inflight_now(s->metrics) > 0 && serve_now() < until;)

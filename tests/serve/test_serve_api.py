@@ -221,6 +221,8 @@ def test_sigterm_finishes_requests_in_flight(server, photos):
     for t in threads:
         t.join()
     assert [r.status for r in results] == [200] * 6
+    # answered while stopping: the keep-alive connections are closed after their answers
+    assert all(r.headers.get("connection", "").lower() == "close" for r in results)
 
 
 def test_stalled_and_slow_clients_do_not_starve_others(server, photos):
