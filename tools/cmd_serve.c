@@ -59,7 +59,7 @@ enum {
   OPT_REQUEST_TIMEOUT,
   OPT_MAX_CONNECTIONS,
   OPT_TOKEN,
-  MAX_MODELS = 16,
+  MAX_MODELS = SERVE_MAX_MODELS,
   TOKEN_CAP = 512,
   GRACE_S = 30
 };
@@ -175,11 +175,12 @@ static int model_name(const char *spec, const char **model, char *name, size_t c
   return CLI_OK;
 }
 
-static void count_batch(void *metrics, int size) {
-  serve_metrics_batch(metrics, size);
+static void count_batch(void *model, int size) {
+  const serve_model *m = model;
+  serve_metrics_batch(m->metrics, m->index, size);
 }
 
-static int open_model(const serve_args *a, const char *spec, serve_model *m, serve_metrics *metrics,
+static int open_model(const serve_args *a, const char *spec, serve_model *m,
                       pthread_mutex_t *compute) {
   cli_model_args args = a->model;
   int rc = model_name(spec, &args.model, m->name, sizeof m->name);
@@ -196,7 +197,7 @@ static int open_model(const serve_args *a, const char *spec, serve_model *m, ser
   else
     m->embedder = NULL; /* no feature layer: /embed answers 404 */
   if (serve_batcher_start(m->model, a->config.max_batch, a->config.max_wait_ms, compute,
-                          count_batch, metrics, &m->batcher) != 0)
+                          count_batch, m, &m->batcher) != 0)
     return cli_error("serve", "cannot start the batcher of %s", m->name);
   return CLI_OK;
 }
@@ -250,13 +251,19 @@ static int serve(serve_args *a) {
   if (a->n_specs == 0) a->specs[a->n_specs++] = "efficientnet_lite0";
   serve_model models[MAX_MODELS];
   memset(models, 0, sizeof models);
-  serve_metrics *metrics = serve_metrics_new();
+  serve_metrics *metrics = NULL;
   pthread_mutex_t compute = PTHREAD_MUTEX_INITIALIZER;
   double t0 = serve_now();
-  int rc = metrics ? CLI_OK : cli_error("serve", "out of memory"), n = 0;
-  for (; rc == CLI_OK && n < a->n_specs; n++)
-    rc = open_model(a, a->specs[n], &models[n], metrics, &compute);
+  int rc = CLI_OK, n = 0;
+  for (; rc == CLI_OK && n < a->n_specs; n++) {
+    models[n].index = n;
+    rc = open_model(a, a->specs[n], &models[n], &compute);
+  }
   if (rc == CLI_OK) rc = check_names(models, n);
+  /* the batchers count into it only once requests come */
+  if (rc == CLI_OK && !(metrics = serve_metrics_new(models, n)))
+    rc = cli_error("serve", "out of memory");
+  for (int i = 0; metrics && i < n; i++) models[i].metrics = metrics;
   if (rc == CLI_OK)
     rc = serve_until_signal(a, models, n, metrics, &compute, &stop, serve_now() - t0);
   for (int i = 0; i < n; i++) close_model(&models[i]);

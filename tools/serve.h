@@ -42,15 +42,19 @@ double serve_now(void); /* seconds, monotonic */
 
 /* ---- metrics (serve_metrics.c), in the Prometheus text format ---- */
 
+enum { SERVE_MAX_MODELS = 16 };
+typedef struct serve_model serve_model;
 typedef struct serve_metrics serve_metrics;
-serve_metrics *serve_metrics_new(void);
+/* Counters for the server and for each of the models (their names labelled). */
+serve_metrics *serve_metrics_new(const serve_model *models, int n_models);
 void serve_metrics_free(serve_metrics *m);
 void serve_metrics_request(serve_metrics *m, int status, double seconds);
-void serve_metrics_batch(serve_metrics *m, int size);
+/* A batch of size images of models[model]. */
+void serve_metrics_batch(serve_metrics *m, int model, int size);
 void serve_metrics_inflight(serve_metrics *m, int delta);
 int serve_metrics_inflight_now(serve_metrics *m);
-/* queue_depth: the jobs waiting, summed over the models. Returns a malloc'd text. */
-char *serve_metrics_text(serve_metrics *m, int queue_depth);
+/* queue_depths: the jobs waiting, for each model. Returns a malloc'd text. */
+char *serve_metrics_text(serve_metrics *m, const int *queue_depths);
 
 /* ---- the request deadline (serve_watch.c) ---- */
 
@@ -74,15 +78,17 @@ extern const char serve_page_html[];
 
 /* ---- the server (serve_http.c) ---- */
 
-typedef struct serve_model {
+struct serve_model {
   char name[64];
+  int index;              /* in the server's models */
+  serve_metrics *metrics; /* where its batches are counted */
   cn_model *model;
   cn_input_spec spec;
   size_t in_numel, classes;
   cn_labels *labels;     /* NULL: the model's own names or "class N" */
   cn_embedder *embedder; /* NULL: the model has no feature layer */
   serve_batcher *batcher;
-} serve_model;
+};
 
 typedef struct serve_config {
   const char *host;

@@ -168,9 +168,9 @@ static enum MHD_Result get_models(serve_server *s, struct MHD_Connection *c, req
 }
 
 static enum MHD_Result get_metrics(serve_server *s, struct MHD_Connection *c, request *r) {
-  int depth = 0;
-  for (int i = 0; i < s->n_models; i++) depth += serve_batcher_depth(s->models[i].batcher);
-  char *body = serve_metrics_text(s->metrics, depth);
+  int depths[SERVE_MAX_MODELS];
+  for (int i = 0; i < s->n_models; i++) depths[i] = serve_batcher_depth(s->models[i].batcher);
+  char *body = serve_metrics_text(s->metrics, depths);
   return answer(c, r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body,
                 body ? strlen(body) : 0);
 }

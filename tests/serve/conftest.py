@@ -49,6 +49,7 @@ def server(convnet_bin, model_path, tmp_path):
         started.append(s)
         return s
 
+    start.model = model_path
     yield start
     for s in started:
         s.kill()

@@ -58,8 +58,32 @@ def test_get_routes(server):
     text = metrics.text()
     assert 'convnet_http_requests_total{code="200"} 3' in text
     assert "convnet_http_request_duration_seconds_bucket{le=\"+Inf\"} 3" in text
-    assert "convnet_queue_depth 0" in text
+    assert 'convnet_queue_depth{model="mnet"} 0' in text
     assert s.stop() == 0
+
+
+def test_metrics_parse_as_prometheus_text(server, photos):
+    """Read back by the Prometheus project's own parser: the counts after known requests."""
+    parser = pytest.importorskip("prometheus_client.parser")
+    s = server("-m", f"second={server.model}", "--max-batch", "1")
+    c = Client(s)
+    body, ct = read(jpeg(photos)), {"Content-Type": "image/jpeg"}
+    for path in ("/v1/models/mnet/classify", "/v1/models/mnet/classify", "/v1/models/second/classify"):
+        assert c.send("POST", path, body, ct).status == 200
+    assert c.send("POST", CLASSIFY, b"", ct).status == 400
+    families = {f.name: f for f in parser.text_string_to_metric_families(c.send("GET", "/metrics").text())}
+    value = {(x.name, tuple(sorted(x.labels.items()))): x.value
+             for f in families.values() for x in f.samples}
+    assert families["convnet_http_requests"].type == "counter"
+    assert value[("convnet_http_requests_total", (("code", "200"),))] == 3
+    assert value[("convnet_http_requests_total", (("code", "400"),))] == 1
+    assert value[("convnet_http_request_duration_seconds_count", ())] == 4
+    assert families["convnet_batch_size"].type == "histogram"
+    assert value[("convnet_batch_size_count", (("model", "mnet"),))] == 2
+    assert value[("convnet_batch_size_sum", (("model", "mnet"),))] == 2
+    assert value[("convnet_batch_size_bucket", (("le", "1"), ("model", "second")))] == 1
+    assert value[("convnet_queue_depth", (("model", "second"),))] == 0
+    assert value[("convnet_http_requests_in_flight", ())] == 1  # this request
 
 
 @pytest.mark.parametrize("method,path,status", [
