@@ -4,33 +4,55 @@
 
 #include "cli.h"
 
+/* The length of the UTF-8 sequence at p (1 to 4), or 0 when it is not a valid one (a stray or
+ * missing continuation byte, an overlong form, a surrogate, or past U+10FFFF). */
+static int utf8_length(const unsigned char *p) {
+  int n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
+  if (p[0] < 0xc2 || p[0] > 0xf4) return 0;
+  for (int i = 1; i < n; i++)
+    if ((p[i] & 0xc0) != 0x80) return 0;
+  if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) ||
+      (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))
+    return 0;
+  return n;
+}
+
 void cli_json_string(FILE *out, const char *s) {
   putc('"', out);
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\')
+    if (*p == '"' || *p == '\\') {
       fprintf(out, "\\%c", *p);
-    else if (*p == '\n')
+    } else if (*p == '\n') {
       fputs("\\n", out);
-    else if (*p == '\t')
+    } else if (*p == '\t') {
       fputs("\\t", out);
-    else if (*p < 0x20 || *p == 0x7f)
+    } else if (*p < 0x20 || *p == 0x7f) {
       fprintf(out, "\\u%04x", *p);
-    else
+    } else if (*p < 0x80) {
       putc(*p, out);
+    } else {
+      int n = utf8_length(p); /* JSON is UTF-8: other bytes become U+FFFD */
+      if (n)
+        fwrite(p, 1, (size_t)n, out), p += n - 1;
+      else
+        fputs("\\ufffd", out);
+    }
   }
   putc('"', out);
 }
 
-/* Indices of the k largest probabilities, largest first (ties: lower index first). */
+/* Indices of the k largest probabilities, largest first (ties: lower index first), by insertion
+ * into the sorted best ones: O(n k) at worst, and a model's output is read once. */
 static void top_k(const float *p, size_t n, int k, size_t *best) {
-  for (int i = 0; i < k; i++) {
-    size_t arg = SIZE_MAX;
-    for (size_t j = 0; j < n; j++) {
-      int taken = 0;
-      for (int t = 0; t < i && !taken; t++) taken = best[t] == j;
-      if (!taken && (arg == SIZE_MAX || p[j] > p[arg])) arg = j;
+  int have = 0;
+  for (size_t j = 0; j < n; j++) {
+    if (have == k && !(p[j] > p[best[k - 1]])) continue;
+    int at = have < k ? have++ : k - 1;
+    while (at > 0 && p[j] > p[best[at - 1]]) {
+      best[at] = best[at - 1];
+      at--;
     }
-    best[i] = arg;
+    best[at] = j;
   }
 }
 

@@ -41,7 +41,7 @@ static const char serve_help[] =
     "  --request-timeout S    a client has S seconds to send a whole request, headers and body,\n"
     "                         from its connection or its previous answer (default 30); then its\n"
     "                         connection is closed\n"
-    "  --max-connections N    connections served at once (default 64); more wait to connect\n"
+    "  --max-connections N    connections served at once (default 64); more are closed\n"
     "  --token FILE           ask every /v1 and /metrics request for \"Authorization: Bearer\n"
     "                         <the file's first line>\"\n"
     "  --resize, --crop, --preprocess, --decode   the input pipeline, as for classify\n"

@@ -13,7 +13,8 @@
 #include "serve.h"
 
 /* A body refused (too large, wrong type, ...) is still read and dropped up to this many bytes, so
- * that a client that sends it whole reads the answer instead of a reset connection. */
+ * that a client that sends it whole reads the answer instead of a reset connection. Past it the
+ * connection is cut: libmicrohttpd cannot answer in the middle of a body. */
 enum { DRAIN_LIMIT = 64 << 20, POST_BUFFER = 64 << 10, NAME_CAP = 128 };
 
 struct serve_server {
@@ -30,7 +31,15 @@ struct serve_server {
   _Atomic int stopping; /* answers then close their connections */
 };
 
-typedef enum route { ROUTE_CLASSIFY, ROUTE_EMBED, ROUTE_EXPLAIN } route;
+typedef enum route {
+  ROUTE_PAGE,
+  ROUTE_HEALTH,
+  ROUTE_MODELS,
+  ROUTE_METRICS,
+  ROUTE_CLASSIFY,
+  ROUTE_EMBED,
+  ROUTE_EXPLAIN
+} route;
 
 typedef struct request {
   serve_server *server;
@@ -38,6 +47,7 @@ typedef struct request {
   int status; /* the status answered; 0: none yet */
   route route;
   int post_route; /* a /v1/models/NAME/... path: POST is the method allowed */
+  int drop_body;  /* a body is not wanted: read and dropped */
   serve_model *model;
   int k;
   /* a refusal decided before the body was read: answered once it has been drained */
@@ -47,7 +57,8 @@ typedef struct request {
   char *body;
   size_t len, cap;
   struct MHD_PostProcessor *post; /* multipart/form-data */
-  char file_field[64];            /* the form field whose file is the image */
+  char *file_field;               /* the form field whose file is the image; NULL: none yet */
+  int file_complete;              /* its first file has been read: later ones are ignored */
   char name[NAME_CAP];            /* "file" in the JSON: the form's file name, else "-" */
 } request;
 
@@ -247,40 +258,64 @@ static int expects_continue(struct MHD_Connection *c) {
   return h && strcasecmp(h, "100-continue") == 0;
 }
 
-/* The first call, with the headers: GETs are answered, POSTs checked. */
+/* The route of a GET (or HEAD) path; 0 when it is not one. */
+static int get_route(const char *url, route *out) {
+  static const struct {
+    const char *path;
+    route route;
+  } routes[] = {{"/", ROUTE_PAGE},
+                {"/healthz", ROUTE_HEALTH},
+                {"/v1/models", ROUTE_MODELS},
+                {"/metrics", ROUTE_METRICS}};
+  for (size_t i = 0; i < sizeof routes / sizeof *routes; i++)
+    if (strcmp(url, routes[i].path) == 0) return *out = routes[i].route, 1;
+  return 0;
+}
+
+/* The route of a POST path's action; 0 when it is none. */
+static int post_route(const char *action, route *out) {
+  static const struct {
+    const char *action;
+    route route;
+  } routes[] = {{"classify", ROUTE_CLASSIFY}, {"embed", ROUTE_EMBED}, {"explain", ROUTE_EXPLAIN}};
+  for (size_t i = 0; i < sizeof routes / sizeof *routes; i++)
+    if (strcmp(action, routes[i].action) == 0) return *out = routes[i].route, 1;
+  return 0;
+}
+
+/* The first call, with the headers: the route, or the refusal (answered once any body has been
+ * read, so that the connection stays usable). */
+static void route_request(serve_server *s, struct MHD_Connection *c, const char *url,
+                          const char *method, request *r) {
+  int get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+  const char *action = NULL;
+  int get_path = get_route(url, &r->route);
+  r->post_route = !get_path && parse_model_path(s, url, r, &action);
+  r->drop_body = 1;
+  if (get_path) {
+    if (!get)
+      refuse(r, MHD_HTTP_METHOD_NOT_ALLOWED, "%s: use GET", url);
+    else if (r->route != ROUTE_PAGE && r->route != ROUTE_HEALTH && !authorised(s, c))
+      refuse(r, MHD_HTTP_UNAUTHORIZED, "a bearer token is required (--token)");
+  } else if (!r->post_route) {
+    refuse(r, MHD_HTTP_NOT_FOUND, "%s: no such path", url);
+  } else if (!authorised(s, c)) {
+    refuse(r, MHD_HTTP_UNAUTHORIZED, "a bearer token is required (--token)");
+  } else if (!r->model) {
+    refuse(r, MHD_HTTP_NOT_FOUND, "%s: no such model", url);
+  } else if (strcmp(method, MHD_HTTP_METHOD_POST) != 0) {
+    refuse(r, MHD_HTTP_METHOD_NOT_ALLOWED, "%s: use POST", url);
+  } else if (!post_route(action, &r->route)) {
+    refuse(r, MHD_HTTP_NOT_FOUND, "%s: no such action (classify, embed, explain)", url);
+  } else {
+    r->drop_body = 0;
+    check_post(s, c, r);
+  }
+}
+
 static enum MHD_Result begin(serve_server *s, struct MHD_Connection *c, const char *url,
                              const char *method, request *r) {
-  int get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-  int post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
-  const char *action = NULL;
-  if (strcmp(url, "/healthz") == 0 || strcmp(url, "/") == 0) {
-    if (!get) return answer_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "%s: use GET", url);
-    return url[1] ? get_static(c, r, "{\"status\":\"ok\"}\n", "application/json")
-                  : get_static(c, r, serve_page_html, "text/html; charset=utf-8");
-  }
-  int models = strcmp(url, "/v1/models") == 0, metrics = strcmp(url, "/metrics") == 0;
-  int model_path = !models && !metrics && parse_model_path(s, url, r, &action);
-  if (!models && !metrics && !model_path)
-    return answer_error(c, r, MHD_HTTP_NOT_FOUND, "%s: no such path", url);
-  if (!authorised(s, c))
-    return answer_error(c, r, MHD_HTTP_UNAUTHORIZED, "a bearer token is required (--token)");
-  if (!model_path && !get)
-    return answer_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "%s: use GET", url);
-  if (models) return get_models(s, c, r);
-  if (metrics) return get_metrics(s, c, r);
-  if (!r->model) return answer_error(c, r, MHD_HTTP_NOT_FOUND, "%s: no such model", url);
-  r->post_route = 1;
-  if (!post) return answer_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "%s: use POST", url);
-  if (strcmp(action, "classify") == 0)
-    r->route = ROUTE_CLASSIFY;
-  else if (strcmp(action, "embed") == 0)
-    r->route = ROUTE_EMBED;
-  else if (strcmp(action, "explain") == 0)
-    r->route = ROUTE_EXPLAIN;
-  else
-    return answer_error(c, r, MHD_HTTP_NOT_FOUND, "%s: no such action (classify, embed, explain)",
-                        url);
-  check_post(s, c, r);
+  route_request(s, c, url, method, r);
   /* a client waiting for 100 Continue, or announcing more than we would drain, hears at once */
   if (r->refused_status && (expects_continue(c) || content_length_over(c, DRAIN_LIMIT)))
     return answer_error(c, r, r->refused_status, "%s", r->refused);
@@ -309,13 +344,20 @@ static enum MHD_Result post_field(void *cls, enum MHD_ValueKind kind, const char
                                   const char *transfer_encoding, const char *data, uint64_t off,
                                   size_t size) {
   request *r = cls;
-  (void)kind, (void)content_type, (void)transfer_encoding, (void)off;
+  (void)kind, (void)content_type, (void)transfer_encoding;
   if (!filename || !key) return MHD_YES; /* plain form fields are ignored */
-  if (!r->file_field[0]) {
-    snprintf(r->file_field, sizeof r->file_field, "%s", key);
+  if (!r->file_field) {
+    if (!(r->file_field = strdup(key))) {
+      refuse(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory for the form");
+      return MHD_YES;
+    }
     snprintf(r->name, sizeof r->name, "%s", filename);
-  } else if (strcmp(key, r->file_field) != 0) {
+  } else if (strcmp(key, r->file_field) != 0 || r->file_complete) {
     return MHD_YES; /* the first file is the image */
+  }
+  if (off == 0 && r->len) { /* a second file under the same name */
+    r->file_complete = 1;
+    return MHD_YES;
   }
   if (!r->refused_status && size && append(r, data, size, r->max_body) != 0)
     refuse(r, MHD_HTTP_CONTENT_TOO_LARGE, "the image is over the limit of %zu bytes (--max-body)",
@@ -326,7 +368,7 @@ static enum MHD_Result post_field(void *cls, enum MHD_ValueKind kind, const char
 /* One piece of the body: kept, parsed as a form, or dropped after a refusal. */
 static void receive(request *r, const char *data, size_t size) {
   r->received += size;
-  if (r->refused_status) return;
+  if (r->refused_status || r->drop_body) return;
   if (r->received > r->max_body) {
     refuse(r, MHD_HTTP_CONTENT_TOO_LARGE, "the body is over the limit of %zu bytes (--max-body)",
            r->max_body);
@@ -334,7 +376,7 @@ static void receive(request *r, const char *data, size_t size) {
     if (MHD_post_process(r->post, data, size) != MHD_YES && !r->refused_status)
       refuse(r, MHD_HTTP_BAD_REQUEST, "a malformed multipart/form-data body");
   } else if (append(r, data, size, r->max_body) != 0) {
-    refuse(r, MHD_HTTP_INSUFFICIENT_STORAGE, "out of memory for the body");
+    refuse(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory for the body");
   }
 }
 
@@ -459,7 +501,9 @@ static enum MHD_Result explain(serve_server *s, struct MHD_Connection *c, reques
   free(input);
   text t = {0};
   if (st != CN_OK) {
-    rc = answer_error(c, r, MHD_HTTP_UNPROCESSABLE_CONTENT, "%s", cn_last_error());
+    rc = answer_error(
+        c, r, st == CN_ERR_NOMEM ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_UNPROCESSABLE_CONTENT,
+        "%s", cn_last_error());
   } else if (text_open(&t) != 0) {
     rc = answer_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
   } else {
@@ -477,6 +521,14 @@ static enum MHD_Result finish(serve_server *s, struct MHD_Connection *c, request
   r->post = NULL;
   if (r->refused_status) return answer_error(c, r, r->refused_status, "%s", r->refused);
   switch (r->route) {
+  case ROUTE_PAGE:
+    return get_static(c, r, serve_page_html, "text/html; charset=utf-8");
+  case ROUTE_HEALTH:
+    return get_static(c, r, "{\"status\":\"ok\"}\n", "application/json");
+  case ROUTE_MODELS:
+    return get_models(s, c, r);
+  case ROUTE_METRICS:
+    return get_metrics(s, c, r);
   case ROUTE_CLASSIFY:
     return classify(s, c, r);
   case ROUTE_EMBED:
@@ -528,9 +580,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     *upload_size = 0;
     if (r->status) return MHD_YES; /* answered already: the rest is dropped */
     receive(r, upload, size);
-    if (r->refused_status && r->received > DRAIN_LIMIT)
-      return answer_error(c, r, r->refused_status, "%s", r->refused);
-    return MHD_YES;
+    return r->refused_status && r->received > DRAIN_LIMIT ? MHD_NO : MHD_YES;
   }
   if (r->status) return MHD_YES;
   set_phase(s, c, SERVE_CONN_WORKING);
@@ -543,10 +593,12 @@ static void completed(void *cls, struct MHD_Connection *c, void **state,
   request *r = *state;
   (void)why;
   if (!r) return;
-  serve_metrics_request(s->metrics, r->status, serve_now() - r->started);
+  if (r->status) /* a connection closed before an answer is no answered request */
+    serve_metrics_request(s->metrics, r->status, serve_now() - r->started);
   serve_metrics_inflight(s->metrics, -1);
   set_phase(s, c, SERVE_CONN_WAITING); /* the next request's clock */
   if (r->post) MHD_destroy_post_processor(r->post);
+  free(r->file_field);
   free(r->body);
   free(r);
   *state = NULL;
@@ -572,13 +624,13 @@ static int resolve(const serve_config *cfg, struct sockaddr_storage *addr, int *
 static struct MHD_Daemon *start_daemon(serve_server *s, const struct sockaddr_storage *addr,
                                        int ipv6) {
   const serve_config *cfg = &s->config;
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
-                   (ipv6 ? MHD_USE_IPv6 : 0);
-  return MHD_start_daemon(
-      flags, 0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)addr,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)cfg->timeout_s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, MHD_OPTION_NOTIFY_COMPLETED,
-      completed, s, MHD_OPTION_NOTIFY_CONNECTION, connection_event, s, MHD_OPTION_END);
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+                   MHD_USE_ITC | (ipv6 ? MHD_USE_IPv6 : 0);
+  return MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR,
+                          (const struct sockaddr *)addr, MHD_OPTION_CONNECTION_LIMIT,
+                          (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+                          (unsigned)cfg->timeout_s, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+                          MHD_OPTION_NOTIFY_CONNECTION, connection_event, s, MHD_OPTION_END);
 }
 
 static void free_server(serve_server *s) {
@@ -626,6 +678,8 @@ void serve_server_stop(serve_server *s, int grace_s) {
   /* the listening socket is closed after the daemon's threads, which may still use it */
   s->stopping = 1;
   MHD_socket listening = MHD_quiesce_daemon(s->daemon);
+  /* new clients are refused at once instead of waiting in the backlog for the grace period */
+  if (listening != MHD_INVALID_SOCKET) shutdown(listening, SHUT_RDWR);
   for (double until = serve_now() + grace_s;
        serve_metrics_inflight_now(s->metrics) > 0 && serve_now() < until;)
     usleep(10000);
