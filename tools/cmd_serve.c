@@ -221,10 +221,9 @@ static int check_names(const serve_model *models, int n) {
 /* Serves until SIGTERM or SIGINT. The signals are blocked in every thread (set before any
  * starts) and taken here with sigwait. */
 static int serve_until_signal(const serve_args *a, serve_model *models, int n,
-                              serve_metrics *metrics, pthread_mutex_t *compute,
-                              const sigset_t *stop, double load_s) {
+                              serve_metrics *metrics, const sigset_t *stop, double load_s) {
   serve_server *server = NULL;
-  int rc = serve_server_start(&a->config, models, n, metrics, compute, &server);
+  int rc = serve_server_start(&a->config, models, n, metrics, &server);
   if (rc != CLI_OK) return rc;
   fprintf(stderr, "convnet serve: %d model%s loaded in %.0f ms; max batch %d, max wait %d ms\n", n,
           n > 1 ? "s" : "", load_s * 1000, a->config.max_batch, a->config.max_wait_ms);
@@ -264,8 +263,7 @@ static int serve(serve_args *a) {
   if (rc == CLI_OK && !(metrics = serve_metrics_new(models, n)))
     rc = cli_error("serve", "out of memory");
   for (int i = 0; metrics && i < n; i++) models[i].metrics = metrics;
-  if (rc == CLI_OK)
-    rc = serve_until_signal(a, models, n, metrics, &compute, &stop, serve_now() - t0);
+  if (rc == CLI_OK) rc = serve_until_signal(a, models, n, metrics, &stop, serve_now() - t0);
   for (int i = 0; i < n; i++) close_model(&models[i]);
   serve_metrics_free(metrics);
   return rc;

@@ -13,7 +13,10 @@
 
 /* One image's place in a batch: its prepared input, where its probabilities go, and whether the
  * batch it went into has run. */
+typedef void (*serve_call_fn)(void *arg);
 typedef struct serve_job {
+  serve_call_fn call; /* a call (serve_batcher_call) instead of an image */
+  void *arg;
   const float *input;
   float *output;
   int done, failed;
@@ -33,6 +36,10 @@ int serve_batcher_start(cn_model *model, int max_batch, int max_wait_ms, pthread
                         serve_batch_fn on_batch, void *user, serve_batcher **out);
 /* Queues job and waits until its batch has run; returns 0, or -1 with job->error set. */
 int serve_batcher_run(serve_batcher *b, serve_job *job);
+/* Runs call(arg) on the batcher's thread, in queue order between batches and under the compute
+ * lock, and waits for it: other work on the model (Grad-CAM, embeddings) then shares the thread
+ * and the library's thread pool of the forward passes. */
+void serve_batcher_call(serve_batcher *b, serve_call_fn call, void *arg);
 /* Jobs queued and not yet taken into a batch. */
 int serve_batcher_depth(serve_batcher *b);
 /* Runs the jobs already queued, then ends the thread. */
@@ -104,7 +111,7 @@ typedef struct serve_config {
 typedef struct serve_server serve_server;
 /* Starts listening; the models are served until serve_server_stop. Prints the error itself. */
 int serve_server_start(const serve_config *c, serve_model *models, int n_models,
-                       serve_metrics *metrics, pthread_mutex_t *compute, serve_server **out);
+                       serve_metrics *metrics, serve_server **out);
 int serve_server_port(const serve_server *s);
 /* Stops accepting connections, waits (at most grace_s) for the requests in flight, then stops. */
 void serve_server_stop(serve_server *s, int grace_s);

@@ -34,16 +34,25 @@ static struct timespec monotonic_at(double seconds) {
   return t;
 }
 
-/* Waits for the first job, then for a full batch or the first job's deadline. Holds b->mu.
- * Returns the number of jobs to take, 0 when stopping with nothing queued. */
+/* The images queued from the head on, up to a call or max_batch of them. */
+static int images_ahead(const serve_batcher *b) {
+  int n = 0;
+  for (const serve_job *j = b->head; j && !j->call && n < b->max_batch; j = j->next) n++;
+  return n;
+}
+
+/* Waits for the first job, then, for images, for a full batch or the first one's deadline.
+ * Holds b->mu. Returns the number of jobs to take (1 for a call), 0 when stopping with nothing
+ * queued. */
 static int wait_for_batch(serve_batcher *b) {
   while (!b->head && !b->stopping) pthread_cond_wait(&b->work, &b->mu);
   if (!b->head) return 0;
+  if (b->head->call) return 1;
   struct timespec deadline = monotonic_at(b->head->queued_at + b->max_wait_ms / 1000.0);
-  while (b->depth < b->max_batch && !b->stopping &&
+  while (images_ahead(b) < b->max_batch && b->depth == images_ahead(b) && !b->stopping &&
          pthread_cond_timedwait(&b->work, &b->mu, &deadline) != ETIMEDOUT) {
   }
-  return b->depth < b->max_batch ? b->depth : b->max_batch;
+  return images_ahead(b);
 }
 
 /* Runs jobs [first, first + n) of the list as one batch, outside b->mu. */
@@ -76,7 +85,13 @@ static void *batcher_main(void *arg) {
     if (!end) b->tail = NULL;
     b->depth -= n;
     pthread_mutex_unlock(&b->mu);
-    run_batch(b, first, n);
+    if (first->call) {
+      pthread_mutex_lock(b->compute);
+      first->call(first->arg);
+      pthread_mutex_unlock(b->compute);
+    } else {
+      run_batch(b, first, n);
+    }
     pthread_mutex_lock(&b->mu);
     for (serve_job *j = first; j != end; j = j->next) j->done = 1;
     pthread_cond_broadcast(&b->done);
@@ -120,7 +135,8 @@ int serve_batcher_start(cn_model *model, int max_batch, int max_wait_ms, pthread
   return 0;
 }
 
-int serve_batcher_run(serve_batcher *b, serve_job *job) {
+/* Queues job and waits until it has run; -1 when the batcher is stopping. */
+static int enqueue_and_wait(serve_batcher *b, serve_job *job) {
   job->done = job->failed = 0;
   job->next = NULL;
   job->queued_at = serve_now();
@@ -139,7 +155,21 @@ int serve_batcher_run(serve_batcher *b, serve_job *job) {
   pthread_cond_signal(&b->work);
   while (!job->done) pthread_cond_wait(&b->done, &b->mu);
   pthread_mutex_unlock(&b->mu);
-  return job->failed ? -1 : 0;
+  return 0;
+}
+
+int serve_batcher_run(serve_batcher *b, serve_job *job) {
+  job->call = NULL;
+  return enqueue_and_wait(b, job) != 0 || job->failed ? -1 : 0;
+}
+
+void serve_batcher_call(serve_batcher *b, serve_call_fn call, void *arg) {
+  serve_job job = {.call = call, .arg = arg};
+  if (enqueue_and_wait(b, &job) != 0) {
+    pthread_mutex_lock(b->compute); /* stopping: run it here, under the same lock */
+    call(arg);
+    pthread_mutex_unlock(b->compute);
+  }
 }
 
 int serve_batcher_depth(serve_batcher *b) {

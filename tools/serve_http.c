@@ -23,7 +23,6 @@ struct serve_server {
   serve_model *models;
   int n_models;
   serve_metrics *metrics;
-  pthread_mutex_t *compute;
   /* images decoded at once: one a core. Decoding is CPU-bound, so more would not be faster, and
    * a small file can hold an image of up to CN_IMAGE_MAX_PIXELS (768 MiB as RGB). */
   sem_t decode_slots;
@@ -436,6 +435,33 @@ static enum MHD_Result classify(serve_server *s, struct MHD_Connection *c, reque
   return rc;
 }
 
+/* Work on a model run on its batcher's thread (serve_batcher_call): the library's error message
+ * is that thread's, so it is copied there. */
+typedef struct model_work {
+  serve_model *model;
+  const float *input;
+  float *embedding; /* embed */
+  cn_gradcam *cam;  /* explain */
+  cn_status status;
+  char error[512];
+} model_work;
+
+static void finish_work(model_work *w, cn_status status) {
+  w->status = status;
+  if (status != CN_OK) snprintf(w->error, sizeof w->error, "%s", cn_last_error());
+}
+
+static void run_embed(void *arg) {
+  model_work *w = arg;
+  finish_work(w, cn_embedder_run(w->model->embedder, 1, w->input, w->embedding));
+}
+
+static void run_gradcam(void *arg) {
+  model_work *w = arg;
+  cn_gradcam_options o = {.layer = NULL, .class_index = -1};
+  finish_work(w, cn_gradcam_compute(w->model->model, w->input, &o, w->cam));
+}
+
 static enum MHD_Result embed(serve_server *s, struct MHD_Connection *c, request *r) {
   serve_model *m = r->model;
   if (!m->embedder)
@@ -447,13 +473,13 @@ static enum MHD_Result embed(serve_server *s, struct MHD_Connection *c, request 
   if (!input) return rc;
   int64_t dim = cn_embedder_dim(m->embedder);
   float *v = malloc((size_t)dim * sizeof *v);
-  pthread_mutex_lock(s->compute);
-  cn_status st = v ? cn_embedder_run(m->embedder, 1, input, v) : CN_ERR_NOMEM;
-  pthread_mutex_unlock(s->compute);
+  model_work w = {.model = m, .input = input, .embedding = v, .status = CN_ERR_NOMEM};
+  snprintf(w.error, sizeof w.error, "out of memory");
+  if (v) serve_batcher_call(m->batcher, run_embed, &w);
   text t = {0};
-  if (st != CN_OK || text_open(&t) != 0) {
+  if (w.status != CN_OK || text_open(&t) != 0) {
     rc = answer_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "%s",
-                      st == CN_OK ? "out of memory" : cn_last_error());
+                      w.status == CN_OK ? "out of memory" : w.error);
   } else {
     fputs("{\"file\":", t.out);
     cli_json_string(t.out, r->name);
@@ -494,16 +520,15 @@ static enum MHD_Result explain(serve_server *s, struct MHD_Connection *c, reques
   float *input = prepare_body(s, c, r, &r->model->spec, &rc);
   if (!input) return rc;
   cn_gradcam cam = {0};
-  cn_gradcam_options o = {.layer = NULL, .class_index = -1};
-  pthread_mutex_lock(s->compute);
-  cn_status st = cn_gradcam_compute(r->model->model, input, &o, &cam);
-  pthread_mutex_unlock(s->compute);
+  model_work w = {.model = r->model, .input = input, .cam = &cam};
+  serve_batcher_call(r->model->batcher, run_gradcam, &w);
   free(input);
   text t = {0};
-  if (st != CN_OK) {
-    rc = answer_error(
-        c, r, st == CN_ERR_NOMEM ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_UNPROCESSABLE_CONTENT,
-        "%s", cn_last_error());
+  if (w.status != CN_OK) {
+    rc = answer_error(c, r,
+                      w.status == CN_ERR_NOMEM ? MHD_HTTP_SERVICE_UNAVAILABLE
+                                               : MHD_HTTP_UNPROCESSABLE_CONTENT,
+                      "%s", w.error);
   } else if (text_open(&t) != 0) {
     rc = answer_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
   } else {
@@ -640,17 +665,13 @@ static void free_server(serve_server *s) {
 }
 
 int serve_server_start(const serve_config *cfg, serve_model *models, int n_models,
-                       serve_metrics *metrics, pthread_mutex_t *compute, serve_server **out) {
+                       serve_metrics *metrics, serve_server **out) {
   struct sockaddr_storage addr = {0};
   int ipv6 = 0, rc = resolve(cfg, &addr, &ipv6);
   if (rc != CLI_OK) return rc;
   serve_server *s = calloc(1, sizeof *s);
   if (!s) return cli_error("serve", "out of memory");
-  *s = (serve_server){.config = *cfg,
-                      .models = models,
-                      .n_models = n_models,
-                      .metrics = metrics,
-                      .compute = compute};
+  *s = (serve_server){.config = *cfg, .models = models, .n_models = n_models, .metrics = metrics};
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   if (sem_init(&s->decode_slots, 0, cores > 0 ? (unsigned)cores : 1) != 0) {
     free(s);

@@ -482,3 +482,29 @@ def test_port_in_use_is_an_error(server, convnet_bin, model_path):
     r = subprocess.run([convnet_bin, "serve", "-m", model_path, "--port", str(s.port)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "cannot listen" in r.stderr
+
+
+def test_explain_and_embed_run_on_the_model_thread(server, photos):
+    """Grad-CAM and embeddings asked on many connections run on the model's batcher thread: each
+    open connection costs its own thread only, not also a thread pool of the library's."""
+    s = server()
+    body, ct = read(jpeg(photos)), {"Content-Type": "image/jpeg"}
+    Client(s).send("POST", CLASSIFY, body, ct)
+    before = len(os.listdir(f"/proc/{s.proc.pid}/task"))
+    clients = [Client(s) for _ in range(8)]
+    results = []
+
+    def one(i):
+        route = "/v1/models/mnet/explain" if i % 2 else "/v1/models/mnet/embed"
+        results.append(clients[i].send("POST", route, body, ct).status)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    during = len(os.listdir(f"/proc/{s.proc.pid}/task"))  # the 8 connections still open
+    for c in clients:
+        c.close()
+    assert results == [200] * 8
+    assert during <= before + 8, (before, during)
