@@ -196,6 +196,8 @@ static int open_model(const serve_args *a, const char *spec, serve_model *m,
     cn_embedder_set_input_spec(m->embedder, &m->spec);
   else
     m->embedder = NULL; /* no feature layer: /embed answers 404 */
+  char layer[128];
+  m->explainable = cn_model_last_spatial_layer(m->model, layer, sizeof layer) == CN_OK;
   if (serve_batcher_start(m->model, a->config.max_batch, a->config.max_wait_ms, compute,
                           count_batch, m, &m->batcher) != 0)
     return cli_error("serve", "cannot start the batcher of %s", m->name);

@@ -94,6 +94,7 @@ struct serve_model {
   size_t in_numel, classes;
   cn_labels *labels;     /* NULL: the model's own names or "class N" */
   cn_embedder *embedder; /* NULL: the model has no feature layer */
+  int explainable;       /* it has a spatial layer for Grad-CAM */
   serve_batcher *batcher;
 };
 

@@ -160,9 +160,9 @@ static void print_model(FILE *out, const serve_model *m) {
     if (c) putc(',', out);
     cli_json_string(out, cli_class_name(m->labels, m->model, c, buf, sizeof buf));
   }
-  fprintf(out, "],\"embedding\":%lld,\"routes\":[\"classify\",\"explain\"%s]}",
+  fprintf(out, "],\"embedding\":%lld,\"routes\":[\"classify\"%s%s]}",
           m->embedder ? (long long)cn_embedder_dim(m->embedder) : 0LL,
-          m->embedder ? ",\"embed\"" : "");
+          m->explainable ? ",\"explain\"" : "", m->embedder ? ",\"embed\"" : "");
 }
 
 static enum MHD_Result get_models(serve_server *s, struct MHD_Connection *c, request *r) {
@@ -516,6 +516,9 @@ static void print_gradcam(FILE *out, const request *r, const cn_gradcam *cam) {
 }
 
 static enum MHD_Result explain(serve_server *s, struct MHD_Connection *c, request *r) {
+  if (!r->model->explainable)
+    return answer_error(c, r, MHD_HTTP_NOT_FOUND, "model %s has no spatial layer for Grad-CAM",
+                        r->model->name);
   enum MHD_Result rc = MHD_NO;
   float *input = prepare_body(s, c, r, &r->model->spec, &rc);
   if (!input) return rc;

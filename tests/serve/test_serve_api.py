@@ -508,3 +508,20 @@ def test_explain_and_embed_run_on_the_model_thread(server, photos):
         c.close()
     assert results == [200] * 8
     assert during <= before + 8, (before, during)
+
+
+def test_model_without_spatial_layer_offers_no_explain(convnet_bin, photos, tmp_path):
+    """A Dense-only Keras model (built here with Keras): classify works, explain is not offered."""
+    keras = pytest.importorskip("keras")
+    m = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                          keras.layers.Dense(4, activation="softmax")])
+    m.save(tmp_path / "mlp.h5")
+    s = Server(convnet_bin, ["-m", f"mlp={tmp_path / 'mlp.h5'}"], cwd=tmp_path)
+    c = Client(s)
+    model = json.loads(c.send("GET", "/v1/models").body)["models"][0]
+    assert "explain" not in model["routes"]
+    body, ct = read(jpeg(photos)), {"Content-Type": "image/jpeg"}
+    r = c.send("POST", "/v1/models/mlp/explain", body, ct)
+    assert r.status == 404 and "Grad-CAM" in json.loads(r.body)["error"]
+    assert c.send("POST", "/v1/models/mlp/classify", body, ct).status == 200
+    assert s.stop() == 0
