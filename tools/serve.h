@@ -45,7 +45,12 @@ int serve_batcher_depth(serve_batcher *b);
 /* Runs the jobs already queued, then ends the thread. */
 void serve_batcher_stop(serve_batcher *b);
 
+/* ---- the clock the batcher and the watcher wait on (serve_batch.c) ---- */
 double serve_now(void); /* seconds, monotonic */
+/* A condition variable whose timed waits take serve_now() times; 0, or -1 on failure. */
+int serve_cond_init(pthread_cond_t *cond);
+/* Waits on cond until it is signalled or serve_now() reaches until; 0, or ETIMEDOUT. */
+int serve_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, double until);
 
 /* ---- metrics (serve_metrics.c), in the Prometheus text format ---- */
 

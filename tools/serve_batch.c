@@ -28,10 +28,19 @@ double serve_now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static struct timespec monotonic_at(double seconds) {
-  struct timespec t = {.tv_sec = (time_t)seconds};
-  t.tv_nsec = (long)((seconds - (double)t.tv_sec) * 1e9);
-  return t;
+int serve_cond_init(pthread_cond_t *cond) {
+  pthread_condattr_t attr;
+  if (pthread_condattr_init(&attr) != 0) return -1;
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  int rc = pthread_cond_init(cond, &attr);
+  pthread_condattr_destroy(&attr);
+  return rc ? -1 : 0;
+}
+
+int serve_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, double until) {
+  struct timespec t = {.tv_sec = (time_t)until};
+  t.tv_nsec = (long)((until - (double)t.tv_sec) * 1e9);
+  return pthread_cond_timedwait(cond, mu, &t);
 }
 
 /* The images queued from the head on, up to a call or max_batch of them. */
@@ -48,11 +57,13 @@ static int wait_for_batch(serve_batcher *b) {
   while (!b->head && !b->stopping) pthread_cond_wait(&b->work, &b->mu);
   if (!b->head) return 0;
   if (b->head->call) return 1;
-  struct timespec deadline = monotonic_at(b->head->queued_at + b->max_wait_ms / 1000.0);
-  while (images_ahead(b) < b->max_batch && b->depth == images_ahead(b) && !b->stopping &&
-         pthread_cond_timedwait(&b->work, &b->mu, &deadline) != ETIMEDOUT) {
+  double deadline = b->head->queued_at + b->max_wait_ms / 1000.0;
+  int n;
+  /* a call queued behind the images ends the wait: it should not wait for a full batch */
+  while ((n = images_ahead(b)) < b->max_batch && b->depth == n && !b->stopping &&
+         serve_cond_wait_until(&b->work, &b->mu, deadline) != ETIMEDOUT) {
   }
-  return images_ahead(b);
+  return n;
 }
 
 /* Runs jobs [first, first + n) of the list as one batch, outside b->mu. */
@@ -101,12 +112,8 @@ static void *batcher_main(void *arg) {
 }
 
 static int init_sync(serve_batcher *b) {
-  pthread_condattr_t attr;
-  if (pthread_condattr_init(&attr)) return -1;
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  int rc = pthread_mutex_init(&b->mu, NULL) || pthread_cond_init(&b->work, &attr) ||
+  int rc = pthread_mutex_init(&b->mu, NULL) || serve_cond_init(&b->work) ||
            pthread_cond_init(&b->done, NULL);
-  pthread_condattr_destroy(&attr);
   return rc ? -1 : 0;
 }
 

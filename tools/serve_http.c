@@ -63,14 +63,10 @@ typedef struct request {
 
 /* ---- answers ---- */
 
-static enum MHD_Result answer(struct MHD_Connection *c, request *r, int status, const char *type,
-                              char *body, size_t len) {
-  struct MHD_Response *resp =
-      body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
-  if (!resp) {
-    free(body);
-    return MHD_NO;
-  }
+/* Queues resp with the headers every answer has; NULL resp (no memory) closes the connection. */
+static enum MHD_Result queue(struct MHD_Connection *c, request *r, int status, const char *type,
+                             struct MHD_Response *resp) {
+  if (!resp) return MHD_NO;
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
   MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
@@ -84,6 +80,15 @@ static enum MHD_Result answer(struct MHD_Connection *c, request *r, int status, 
   MHD_destroy_response(resp);
   if (rc == MHD_YES) r->status = status;
   return rc;
+}
+
+/* An answer whose body (malloc'd; NULL: out of memory) is the response's to free. */
+static enum MHD_Result answer(struct MHD_Connection *c, request *r, int status, const char *type,
+                              char *body, size_t len) {
+  struct MHD_Response *resp =
+      body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
+  if (!resp) free(body);
+  return queue(c, r, status, type, resp);
 }
 
 /* A text built with fprintf-style calls into memory; NULL without memory. */
@@ -185,10 +190,11 @@ static enum MHD_Result get_metrics(serve_server *s, struct MHD_Connection *c, re
                 body ? strlen(body) : 0);
 }
 
+/* A body that lives as long as the program, sent without a copy. */
 static enum MHD_Result get_static(struct MHD_Connection *c, request *r, const char *body,
                                   const char *type) {
-  char *copy = strdup(body);
-  return answer(c, r, MHD_HTTP_OK, type, copy, copy ? strlen(copy) : 0);
+  return queue(c, r, MHD_HTTP_OK, type,
+               MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT));
 }
 
 /* ---- the request line and headers ---- */
@@ -381,7 +387,8 @@ static void receive(request *r, const char *data, size_t size) {
 
 /* ---- the work ---- */
 
-/* The image of the body prepared for spec into a new buffer; NULL after answering the error. */
+/* Decodes the body and prepares it for spec into input, one decode a core at a time; 0 on
+ * failure (cn_last_error says why). */
 static int decode_prepare(serve_server *s, const request *r, const char *name,
                           const cn_input_spec *spec, float *input) {
   cn_image image = {0};
@@ -393,6 +400,7 @@ static int decode_prepare(serve_server *s, const request *r, const char *name,
   return ok;
 }
 
+/* The image of the body prepared for spec into a new buffer; NULL after answering the error. */
 static float *prepare_body(serve_server *s, struct MHD_Connection *c, request *r,
                            const cn_input_spec *spec, enum MHD_Result *rc) {
   size_t numel = (size_t)spec->height * spec->width * spec->channels;
@@ -419,11 +427,12 @@ static enum MHD_Result classify(serve_server *s, struct MHD_Connection *c, reque
   if (!input) return rc;
   serve_job job = {.input = input, .output = probs};
   text t = {0};
-  if (!probs || text_open(&t) != 0) {
+  if (!probs) {
     rc = answer_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
   } else if (serve_batcher_run(m->batcher, &job) != 0) {
-    fclose(t.out), free(t.data);
     rc = answer_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", job.error);
+  } else if (text_open(&t) != 0) {
+    rc = answer_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
   } else {
     cli_top_opts o = {
         .k = r->k, .json = 1, .labels = m->labels, .named = m->labels ? NULL : m->model};
@@ -473,13 +482,13 @@ static enum MHD_Result embed(serve_server *s, struct MHD_Connection *c, request 
   if (!input) return rc;
   int64_t dim = cn_embedder_dim(m->embedder);
   float *v = malloc((size_t)dim * sizeof *v);
-  model_work w = {.model = m, .input = input, .embedding = v, .status = CN_ERR_NOMEM};
-  snprintf(w.error, sizeof w.error, "out of memory");
+  model_work w = {.model = m, .input = input, .embedding = v};
   if (v) serve_batcher_call(m->batcher, run_embed, &w);
   text t = {0};
-  if (w.status != CN_OK || text_open(&t) != 0) {
-    rc = answer_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "%s",
-                      w.status == CN_OK ? "out of memory" : w.error);
+  if (v && w.status != CN_OK) {
+    rc = answer_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", w.error);
+  } else if (!v || text_open(&t) != 0) {
+    rc = answer_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
   } else {
     fputs("{\"file\":", t.out);
     cli_json_string(t.out, r->name);

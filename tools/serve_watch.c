@@ -5,7 +5,6 @@
  * the connection's own thread then sees the end of the stream and closes it itself). */
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "serve.h"
 
@@ -26,7 +25,7 @@ struct serve_watch {
   pthread_t thread;
 };
 
-enum { WATCH_PERIOD_MS = 250 };
+static const double WATCH_PERIOD_S = 0.25;
 
 static void shut_late(serve_watch *w, double now) {
   for (serve_conn *c = w->head; c; c = c->next)
@@ -40,11 +39,7 @@ static void *watch_main(void *arg) {
   serve_watch *w = arg;
   pthread_mutex_lock(&w->mu);
   while (!w->stopping) {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += WATCH_PERIOD_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
-    pthread_cond_timedwait(&w->wake, &w->mu, &until);
+    serve_cond_wait_until(&w->wake, &w->mu, serve_now() + WATCH_PERIOD_S);
     shut_late(w, serve_now());
   }
   pthread_mutex_unlock(&w->mu);
@@ -53,14 +48,11 @@ static void *watch_main(void *arg) {
 
 serve_watch *serve_watch_start(double deadline_s) {
   serve_watch *w = calloc(1, sizeof *w);
-  pthread_condattr_t attr;
-  if (!w || pthread_condattr_init(&attr) != 0) return free(w), NULL;
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  if (!w) return NULL;
   w->deadline_s = deadline_s;
-  int failed = pthread_mutex_init(&w->mu, NULL) || pthread_cond_init(&w->wake, &attr) ||
-               pthread_create(&w->thread, NULL, watch_main, w);
-  pthread_condattr_destroy(&attr);
-  if (failed) return free(w), NULL;
+  if (pthread_mutex_init(&w->mu, NULL) != 0 || serve_cond_init(&w->wake) != 0 ||
+      pthread_create(&w->thread, NULL, watch_main, w) != 0)
+    return free(w), NULL;
   return w;
 }
 

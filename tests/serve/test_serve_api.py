@@ -32,11 +32,15 @@ def classify_json(convnet_bin, model_path, path, k=5):
     return json.loads(out)
 
 
-def multipart(field, filename, data, boundary="convnet-test-boundary"):
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
-            f"filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
-    return head + data + f"\r\n--{boundary}--\r\n".encode(), \
+def multipart(field, filename, data, more=(), boundary="convnet-test-boundary"):
+    """A form: a plain field, then the file, then the (filename, data) files of more, all under
+    field. Returns the body and its headers."""
+    parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n".encode()]
+    for name, content in [(filename, data), *more]:
+        parts.append((f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
+                      f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                     .encode() + content + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), \
         {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
@@ -440,11 +444,8 @@ def test_multipart_long_field_name_and_several_files(server, photos, convnet_bin
     assert r.status == 200, r.body
     # two files under one name (an <input multiple>): the first is the image
     other = next(p for p in photos if p.endswith(".png"))
-    b = "convnet-test-boundary"
-    part = lambda name, data: (f"--{b}\r\nContent-Disposition: form-data; name=\"files\"; "
-                               f"filename=\"{name}\"\r\n\r\n").encode() + data + b"\r\n"
-    body = part("one.jpg", read(path)) + part("two.png", read(other)) + f"--{b}--\r\n".encode()
-    r = Client(s).send("POST", CLASSIFY, body, {"Content-Type": f"multipart/form-data; boundary={b}"})
+    body, headers = multipart("files", "one.jpg", read(path), more=[("two.png", read(other))])
+    r = Client(s).send("POST", CLASSIFY, body, headers)
     assert r.status == 200, r.body
     assert json.loads(r.body)["top"] == classify_json(convnet_bin, model_path, path)["top"]
 
