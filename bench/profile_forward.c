@@ -4,6 +4,7 @@
  *
  *   profile_forward MODEL [--weights FILE] [--batch N] [--threads N] [--iters N] [--layers]
  *                   [--input X.npy] [--output Y.npy] [--serve] [--precision fp32|bf16]
+ *                   [--algorithm-batch N]
  *
  * MODEL is a zoo name or a model file (.onnx, .h5, ...: anything cn_model_load reads). --input
  * feeds that tensor (its first dimension is the batch) instead of a fixed pseudo-random one;
@@ -25,6 +26,7 @@ typedef struct options {
   const char *model, *weights, *input, *output;
   int batch, threads, iters, layers, serve;
   cn_precision precision;
+  int algorithm_batch;
 } options;
 
 static double now_ms(void) {
@@ -52,6 +54,8 @@ static int parse_options(int argc, char **argv, options *o) {
       const char *p = argv[++i];
       if (strcmp(p, "fp32") && strcmp(p, "bf16")) return 0;
       o->precision = strcmp(p, "bf16") ? CN_PRECISION_FP32 : CN_PRECISION_BF16;
+    } else if (v && !strcmp(a, "--algorithm-batch")) {
+      o->algorithm_batch = atoi(argv[++i]);
     } else if (v && !strcmp(a, "--batch")) {
       o->batch = atoi(argv[++i]);
     } else if (v && !strcmp(a, "--threads")) {
@@ -231,6 +235,7 @@ static int run(const options *o) {
     return 1;
   }
   cn_model_set_precision(m, o->precision);
+  cn_model_set_algorithm_batch(m, o->algorithm_batch);
   int64_t n_in = 0;
   int batch = o->batch;
   float *x = o->input ? read_input(m, o->input, &batch) : filled_input(m, batch, &n_in);
@@ -271,7 +276,8 @@ int main(int argc, char **argv) {
   options o;
   if (!parse_options(argc, argv, &o)) {
     fprintf(stderr, "usage: profile_forward MODEL [--weights FILE] [--batch N] [--threads N] "
-                    "[--iters N] [--layers] [--input X.npy] [--output Y.npy] [--serve]\n");
+                    "[--iters N] [--layers] [--input X.npy] [--output Y.npy] [--serve]\n"
+                    "       [--precision fp32|bf16] [--algorithm-batch N]\n");
     return 2;
   }
   return run(&o);

@@ -268,6 +268,58 @@ static void test_model(const cn_zoo_options *options, int batch) {
   cn_model_free(model);
 }
 
+/* With an algorithm batch of 8, each sample of a batch of 8 is the same bits run alone and in a
+ * batch of 3; without one, reports whether any sample differs (whether the choices matter for
+ * this model at all, so that the check is not vacuous). */
+enum { ALGO_BATCH = 8 };
+
+static int rows_differ(cn_model *model, const float *x, const float *y8, size_t n_in,
+                       size_t n_out) {
+  float *y = calloc(3 * n_out, sizeof(float));
+  int differ = 0;
+  for (int s = 0; s < ALGO_BATCH; s++) {
+    CHECK_OK(cn_model_forward(model, 1, x + s * n_in, y));
+    differ |= memcmp(y, y8 + s * n_out, n_out * sizeof(float)) != 0;
+  }
+  CHECK_OK(cn_model_forward(model, 3, x + 5 * n_in, y));
+  differ |= memcmp(y, y8 + 5 * n_out, 3 * n_out * sizeof(float)) != 0;
+  free(y);
+  return differ;
+}
+
+static void test_batch_invariance(const cn_zoo_options *options, cn_precision precision) {
+  cn_model *model = NULL;
+  CHECK_OK(cn_zoo_build(options, &model));
+  if (!model) return;
+  fill_weights(model);
+  CHECK_OK(cn_model_set_precision(model, precision));
+  cn_shape in = cn_model_input_shape(model), out = cn_model_output_shape(model);
+  size_t n_in = (size_t)cn_shape_numel(&in), n_out = (size_t)cn_shape_numel(&out);
+  float *x = random_floats(ALGO_BATCH * n_in, 1.0f),
+        *y8 = calloc(ALGO_BATCH * n_out, sizeof(float));
+  cn_set_threads(2);
+  CHECK_OK(cn_model_forward(model, ALGO_BATCH, x, y8));
+  int by_batch = rows_differ(model, x, y8, n_in, n_out);
+  CHECK_OK(cn_model_set_algorithm_batch(model, ALGO_BATCH));
+  CHECK(cn_model_algorithm_batch(model) == ALGO_BATCH);
+  float *fixed = calloc(ALGO_BATCH * n_out, sizeof(float));
+  CHECK_OK(cn_model_forward(model, ALGO_BATCH, x, fixed));
+  CHECK(memcmp(fixed, y8, ALGO_BATCH * n_out * sizeof(float)) == 0); /* B's own choices */
+  int fixed_differ = rows_differ(model, x, y8, n_in, n_out);
+  if (fixed_differ)
+    fprintf(stderr, "%s (%s): a sample differs alone with algorithm batch %d\n", options->name,
+            precision == CN_PRECISION_BF16 ? "bf16" : "fp32", ALGO_BATCH);
+  CHECK(!fixed_differ);
+  printf("%s %dx%d (%s): per-batch choices %s a sample's bits; algorithm batch %d: the same\n",
+         options->name, options->height, options->width,
+         precision == CN_PRECISION_BF16 ? "bf16" : "fp32", by_batch ? "change" : "keep",
+         ALGO_BATCH);
+  free(x);
+  free(y8);
+  free(fixed);
+  cn_model_free(model);
+}
+
 int main(void) {
   rng_state = 1234;
   test_plan();
@@ -285,5 +337,17 @@ int main(void) {
   test_model(&(cn_zoo_options){.name = "mobilenet", .alpha = 0.25f, .height = 96, .width = 96}, 1);
   test_model(&(cn_zoo_options){.name = "resnet50", .height = 64, .width = 64}, 1);
   test_model(&(cn_zoo_options){.name = "mobilenet", .alpha = 0.25f, .height = 96, .width = 96}, 3);
+  /* Sizes where batch 1 and batch 8 choose differently (ResNet50's 28x28 and 14x14 3x3 layers,
+   * VGG16's, InceptionV3's; MobileNetV2's 7x7 blocks fused or apart). */
+  test_batch_invariance(&(cn_zoo_options){.name = "resnet50", .height = 224, .width = 224},
+                        CN_PRECISION_FP32);
+  test_batch_invariance(&(cn_zoo_options){.name = "vgg16", .height = 112, .width = 112},
+                        CN_PRECISION_FP32);
+  test_batch_invariance(&(cn_zoo_options){.name = "inception_v3", .height = 299, .width = 299},
+                        CN_PRECISION_FP32);
+  test_batch_invariance(&(cn_zoo_options){.name = "mobilenet_v2", .height = 224, .width = 224},
+                        CN_PRECISION_FP32);
+  test_batch_invariance(&(cn_zoo_options){.name = "resnet50", .height = 224, .width = 224},
+                        CN_PRECISION_BF16);
   return cn_test_finish();
 }

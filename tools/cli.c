@@ -278,7 +278,10 @@ static int open_model(const char *command, const cli_model_args *args, cn_model 
 int cli_open_model(const char *command, const cli_model_args *args, cn_model **out) {
   *out = NULL;
   int rc = open_model(command, args, out);
-  if (rc == CLI_OK) cn_model_set_precision(*out, args->precision);
+  if (rc == CLI_OK) {
+    cn_model_set_precision(*out, args->precision);
+    cn_model_set_algorithm_batch(*out, CLI_ALGORITHM_BATCH);
+  }
   return rc;
 }
 

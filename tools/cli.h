@@ -63,7 +63,13 @@ typedef struct cli_model_args {
   cn_precision precision; /* --precision fp32|bf16 */
 } cli_model_args;
 
-/* Opens the model as args say; prints the error itself and returns CLI_FAILED or CLI_USAGE. */
+/* Every command chooses a model's algorithms as for a batch of this many images
+ * (cn_model_set_algorithm_batch), whatever batch it runs: an image's result is then the same bits
+ * from classify, evaluate, embed, explain and serve, alone or with others, under any load. */
+enum { CLI_ALGORITHM_BATCH = 8 };
+
+/* Opens the model as args say (precision and algorithm batch set); prints the error itself and
+ * returns CLI_FAILED or CLI_USAGE. */
 int cli_open_model(const char *command, const cli_model_args *args, cn_model **out);
 
 /* Long options and parsing of "--threads N" shared by the commands that run a model. */

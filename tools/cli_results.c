@@ -75,7 +75,7 @@ static void print_class(FILE *out, int rank, size_t c, float prob, const cli_top
     fputs("null", out);
   fputs(",\"label\":", out);
   cli_json_string(out, name);
-  fprintf(out, ",\"prob\":%.6g}", (double)prob);
+  fprintf(out, ",\"prob\":%.9g}", (double)prob);
 }
 
 void cli_print_top(FILE *out, const char *file, const float *probs, size_t n,

@@ -514,7 +514,7 @@ static void print_gradcam(FILE *out, const request *r, const cn_gradcam *cam) {
   fprintf(out, ",\"index\":%d,\"label\":", cam->class_index);
   cli_json_string(out, cli_class_name(r->model->labels, r->model->model, (size_t)cam->class_index,
                                       buf, sizeof buf));
-  fprintf(out, ",\"prob\":%.6g,\"layer\":", (double)cam->probability);
+  fprintf(out, ",\"prob\":%.9g,\"layer\":", (double)cam->probability);
   cli_json_string(out, cam->layer);
   /* the map covers the central crop of the photo that the model saw */
   double crop = r->model->spec.crop > 0 && r->model->spec.crop < 1 ? r->model->spec.crop : 1;

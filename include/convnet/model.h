@@ -94,6 +94,15 @@ CN_API cn_status cn_model_forward(cn_model *model, int batch, const float *input
 CN_API cn_status cn_model_set_precision(cn_model *model, cn_precision precision);
 CN_API cn_precision cn_model_precision(const cn_model *model);
 
+/* Layers choose their algorithm by the size of the work (Winograd or im2col for a 3x3
+ * convolution, a depthwise block fused or apart, ...): by default for each forward's own batch,
+ * the fastest, so that a sample's last bits may depend on how many samples share its batch. With
+ * batch B > 0 they choose as for a batch of B whatever the batch: a sample's result is then the
+ * same bits alone or in any batch, as it is for any thread count (convnet classify and serve set
+ * it to the batch they run; a batch near B keeps B's speed). 0 restores the default. */
+CN_API cn_status cn_model_set_algorithm_batch(cn_model *model, int batch);
+CN_API int cn_model_algorithm_batch(const cn_model *model);
+
 /* Models with several inputs or outputs (ONNX graphs): counts, per-sample shapes in the model's
  * own layout (NCHW for ONNX), and a forward pass over all of them. inputs[i] holds batch *
  * numel(input i) floats; outputs[i] receives batch * numel(output i). */

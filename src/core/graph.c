@@ -44,6 +44,13 @@ void cn_graph_set_precision(cn_graph *g, cn_precision precision) {
   g->plan = NULL;
 }
 
+void cn_graph_set_algorithm_batch(cn_graph *g, int batch) {
+  if (g->algorithm_batch == batch) return;
+  g->algorithm_batch = batch;
+  plan_free(g->plan);
+  g->plan = NULL;
+}
+
 void cn_node_release(cn_node *n) {
   if (n->op && n->op->release) n->op->release(n);
   free(n->name);
@@ -540,6 +547,7 @@ cn_status cn_graph_run(cn_graph *g, int batch, const float *const *inputs, float
   }
   cn_exec ex = {.batch = batch,
                 .threads = cn_get_threads(),
+                .algorithm_batch = cn_graph_algorithm_batch(g, batch),
                 .scratch = g->plan->scratch,
                 .precision = g->precision,
                 .weights_version = g->weights_version,

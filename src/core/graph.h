@@ -90,12 +90,22 @@ typedef struct cn_graph {
   /* The arithmetic cn_graph_run asks of the ops (cn_exec.precision); set with
    * cn_graph_set_precision, which drops a plan sized for the other one. */
   cn_precision precision;
+  /* 0: ops choose each forward's algorithms (Winograd or im2col, fused or apart) for its own
+   * batch, the fastest. B > 0: as for a batch of B whatever the batch, so that a sample's result
+   * is the same bits in any batch. Set with cn_graph_set_algorithm_batch, which drops the plan
+   * (its scratch follows the choices). */
+  int algorithm_batch;
   /* 1: every write of the weights bumps weights_version (cn_exec.versioned_weights). */
   int versioned_weights;
 } cn_graph;
 
 cn_graph *cn_graph_new(void);
 void cn_graph_set_precision(cn_graph *g, cn_precision precision);
+void cn_graph_set_algorithm_batch(cn_graph *g, int batch);
+/* The batch ops choose their algorithm by for a run of `batch` samples. */
+static inline int cn_graph_algorithm_batch(const cn_graph *g, int batch) {
+  return g->algorithm_batch > 0 ? g->algorithm_batch : batch;
+}
 void cn_graph_free(cn_graph *g);
 
 /* Appends a node; inputs must be earlier nodes. Copies attrs (op->attrs_size bytes), runs the op's

@@ -10,6 +10,8 @@
 typedef struct cn_exec {
   int batch;
   int threads;
+  /* The batch whose size ops choose their algorithm by (cn_graph.algorithm_batch; 0: batch). */
+  int algorithm_batch;
   float *scratch; /* op->scratch(...) floats, 64-byte aligned, contents undefined */
   /* Training (zero at inference). A training forward uses batch statistics in a trainable
    * BatchNormalization (and moves its moving statistics by its momentum) and drops units in
@@ -32,6 +34,11 @@ typedef struct cn_exec {
   int weights_version;
   int versioned_weights;
 } cn_exec;
+
+/* The batch ops choose this forward's algorithms for (see cn_graph.algorithm_batch). */
+static inline int cn_exec_algorithm_batch(const cn_exec *ex) {
+  return ex->algorithm_batch > 0 ? ex->algorithm_batch : ex->batch;
+}
 
 /* The global index of element 0 of a batch tensor of n elements (see first_sample). */
 static inline uint64_t cn_exec_first_element(const cn_exec *ex, int64_t n) {

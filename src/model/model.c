@@ -181,6 +181,7 @@ cn_status cn_model_forward_multi(cn_model *m, int batch, const float *const *inp
   if (st != CN_OK) return st;
   cn_graph *g = m->inference ? m->inference : m->graph;
   cn_graph_set_precision(g, m->precision);
+  cn_graph_set_algorithm_batch(g, m->algorithm_batch);
   return cn_graph_run(g, batch, inputs, outputs);
 }
 
@@ -190,6 +191,17 @@ cn_status cn_model_set_precision(cn_model *m, cn_precision precision) {
     return cn_fail(CN_ERR_ARG, "unknown precision %d", (int)precision);
   m->precision = precision;
   return CN_OK;
+}
+
+cn_status cn_model_set_algorithm_batch(cn_model *m, int batch) {
+  if (!m) return cn_fail(CN_ERR_ARG, "cn_model_set_algorithm_batch: NULL model");
+  if (batch < 0) return cn_fail(CN_ERR_ARG, "cn_model_set_algorithm_batch: batch %d < 0", batch);
+  m->algorithm_batch = batch;
+  return CN_OK;
+}
+
+int cn_model_algorithm_batch(const cn_model *m) {
+  return m ? m->algorithm_batch : 0;
 }
 
 cn_precision cn_model_precision(const cn_model *m) {

@@ -22,6 +22,7 @@ struct cn_model {
   char **class_names;
   int n_class_names;
   cn_precision precision; /* of cn_model_forward (cn_model_set_precision) */
+  int algorithm_batch;    /* of cn_model_forward (cn_model_set_algorithm_batch) */
 };
 
 /* Wraps a graph (taking ownership, also on failure) into a model of any number of inputs and

@@ -71,6 +71,14 @@ static cn_window conv_window(const cn_conv2d_attrs *a, const cn_shape *in) {
                                p->bottom, p->left, p->right);
 }
 
+/* The window an algorithm is chosen on: w with the batch the choice is made for
+ * (cn_exec_algorithm_batch, cn_graph_algorithm_batch). */
+static cn_window choice_window(const cn_window *w, int batch) {
+  cn_window c = *w;
+  c.batch = batch;
+  return c;
+}
+
 static void transform_winograd(const cn_node *node, const void *ctx, void *dst, int threads) {
   const cn_conv2d_attrs *a = node->attrs;
   const int64_t *c = ctx;
@@ -170,8 +178,9 @@ static int runs_bf16(const cn_conv2d_attrs *a, const cn_window *w, const cn_exec
 static int run_panels(cn_node *node, const cn_window *w, const cn_tensor *in, cn_tensor *out,
                       const cn_exec *ex, const cn_activation *act) {
   const cn_conv2d_attrs *a = node->attrs;
+  cn_window cw = choice_window(w, cn_exec_algorithm_batch(ex));
   cn_panels k;
-  if (!panels_applies(a, w, act->kind) ||
+  if (!panels_applies(a, &cw, act->kind) ||
       !cn_panels_kernel(node, (int64_t)a->kh * a->kw * w->c, a->filters, ex, &k))
     return 0;
   cn_conv2d_panels(w, a->filters, in[0].data, &k, a->use_bias ? node->params[1].data : NULL, act,
@@ -185,8 +194,9 @@ static void conv_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const c
                      const cn_activation *act) {
   const cn_conv2d_attrs *a = node->attrs;
   cn_window w = conv_window(a, &in[0].shape);
+  cn_window cw = choice_window(&w, cn_exec_algorithm_batch(ex));
   const float *bias = a->use_bias ? node->params[1].data : NULL;
-  if (runs_bf16(a, &w, ex, act)) {
+  if (runs_bf16(a, &cw, ex, act)) {
     cn_bf16_matrix m;
     if (cn_bf16_kernel(node, (int64_t)a->kh * a->kw * w.c, a->filters, ex, &m)) {
       cn_conv2d_bf16(&w, a->filters, in[0].data, &m, bias, act, out->data, ex->scratch,
@@ -200,7 +210,7 @@ static void conv_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const c
                   ex->threads);
     return;
   }
-  if (winograd_forward(a, &w)) {
+  if (winograd_forward(a, &cw)) {
     const float *u = winograd_kernel(node, w.c, ex);
     if (u) {
       cn_winograd_conv(&w, a->filters, in[0].data, u, bias, act, out->data, ex->scratch,
@@ -284,18 +294,19 @@ static size_t conv_scratch_for(const cn_graph *g, const cn_node *node, const cn_
                                int residual) {
   const cn_conv2d_attrs *a = node->attrs;
   cn_window w = conv_window(a, in);
+  cn_window cw = choice_window(&w, cn_graph_algorithm_batch(g, (int)w.batch));
   /* The paths tried before conv_small, Winograd and plain im2col: bf16 and the panels. */
-  size_t first = g->precision == CN_PRECISION_BF16 && bf16_applies(a, &w, a->act.kind, residual)
+  size_t first = g->precision == CN_PRECISION_BF16 && bf16_applies(a, &cw, a->act.kind, residual)
                      ? cn_conv2d_bf16_scratch(&w, a->filters, cn_get_threads())
                      : 0;
-  if (panels_applies(a, &w, a->act.kind)) {
+  if (panels_applies(a, &cw, a->act.kind)) {
     size_t panels = cn_conv2d_scratch(&w, a->filters, 1);
     if (panels > first) first = panels;
   }
   if (cn_conv_small_applies(&w, a->filters, a->groups)) return first; /* fp32: registers only */
   size_t im2col = cn_conv2d_scratch(&w, a->filters, a->groups);
   if (first > im2col) im2col = first;
-  if (!winograd_forward(a, &w)) return im2col;
+  if (!winograd_forward(a, &cw)) return im2col;
   size_t wino = cn_winograd_scratch(&w, a->filters);
   return wino > im2col ? wino : im2col;
 }
@@ -339,7 +350,7 @@ static cn_status conv_add_infer(cn_graph *g, cn_node *node) {
  * time). */
 static int conv_add_overwrites(const cn_graph *g, const cn_node *node) {
   const cn_conv2d_attrs *a = node->attrs;
-  cn_shape in = cn_shape_batch(1, &g->nodes[node->inputs[0]].shape);
+  cn_shape in = cn_shape_batch(cn_graph_algorithm_batch(g, 1), &g->nodes[node->inputs[0]].shape);
   cn_window w = conv_window(a, &in);
   int reads_it = node->inputs[0] == node->inputs[1]; /* x + conv(x) */
   return !reads_it && g->precision == CN_PRECISION_FP32 && panels_applies(a, &w, a->act.kind) &&
@@ -444,7 +455,8 @@ static int pointwise_path(cn_node *node, int param, int kind, const cn_conv2d_at
                           cn_panels *k, pointwise *p) {
   const float *bias = a->use_bias ? node->params[param + 1].data : NULL;
   *p = (pointwise){NULL, node->params[param].data, bias, act, w->c, a->filters, 0};
-  if (panels_applies(a, w, act->kind)) {
+  cn_window cw = choice_window(w, cn_exec_algorithm_batch(ex));
+  if (panels_applies(a, &cw, act->kind)) {
     p->panels = cn_panels_kernel_of(node, param, kind, w->c, a->filters, ex, k);
     if (p->panels) return 1;
   }
@@ -475,7 +487,7 @@ static void dw_conv_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, 
   cn_shape dw_in = in[0].shape;
   if (a->expands) dw_in.dim[3] = a->expand.filters;
   cn_window wd = cn_depthwise_window(&a->dw, &dw_in);
-  int apart = wd.batch * wd.oh * wd.ow < APART_PIXELS;
+  int apart = cn_exec_algorithm_batch(ex) * wd.oh * wd.ow < APART_PIXELS;
   cn_tensor x = in[0];
   float *scratch = ex->scratch;
   cn_activation epilogue = a->conv.act;
@@ -505,7 +517,8 @@ static void dw_conv_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, 
                            out->data, scratch, ex->threads);
     return;
   }
-  if (path && !apart && !runs_bf16(&a->conv, &w, ex, &epilogue)) {
+  cn_window cw = choice_window(&w, cn_exec_algorithm_batch(ex));
+  if (path && !apart && !runs_bf16(&a->conv, &cw, ex, &epilogue)) {
     cn_pointwise pp = {pointwise_rows, &project, wd.c, a->conv.filters};
     cn_depthwise_pointwise(&wd, x.data, NULL, prm.dw_kernel, prm.dw_bias, &a->dw.act, &pp,
                            out->data, scratch, ex->threads);
@@ -526,7 +539,8 @@ static size_t dw_conv_scratch(const cn_graph *g, const cn_node *node, int batch)
   size_t apart = cn_line_floats((size_t)cn_shape_numel(&mid)) +
                  conv_scratch_for(g, node, &mid, node->n_inputs == 2);
   if (a->expands) { /* the expanded input in full too when apart, else only the fused pass */
-    if (wd.batch * wd.oh * wd.ow >= APART_PIXELS) return cn_depthwise_pointwise_scratch(&wd, 1);
+    if (cn_graph_algorithm_batch(g, batch) * wd.oh * wd.ow >= APART_PIXELS)
+      return cn_depthwise_pointwise_scratch(&wd, 1);
     apart += cn_line_floats((size_t)cn_shape_numel(&in));
   }
   size_t fused = cn_depthwise_pointwise_scratch(&wd, 0);

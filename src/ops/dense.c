@@ -43,7 +43,8 @@ static void dense_run(cn_node *node, const cn_tensor *in, cn_tensor *out, const 
                  (uint16_t *)ex->scratch, ex->threads);
     return;
   }
-  if (rows <= ROWS_MAX) {
+  /* Chosen by the rows of the algorithm batch, so that a sample's row is the same bits in any. */
+  if (rows / ex->batch * cn_exec_algorithm_batch(ex) <= ROWS_MAX) {
     cn_gemm_rows(rows, in[0].data, features, node->params[0].data, a->units, features, a->units,
                  bias, act, out->data, a->units, ex->threads);
     return;
