@@ -15,10 +15,10 @@ typedef struct cn_plan {
   int batch;
   int threads; /* cn_get_threads() when built: bf16 scratch is per thread */
   float *arena;
-  size_t arena_floats;
-  size_t *offset; /* per node, in floats */
+  size_t arena_floats, arena_capacity; /* needed; allocated (a larger earlier plan's) */
+  size_t *offset;                      /* per node, in floats */
   float *scratch;
-  size_t scratch_floats;
+  size_t scratch_floats, scratch_capacity;
   char *needed; /* per node: an output depends on it (others are never run) */
 } cn_plan;
 
@@ -466,6 +466,35 @@ static void compute_needed(const cn_graph *g, char *needed) {
       for (int k = 0; k < g->nodes[i].n_inputs; k++) needed[g->nodes[i].inputs[k]] = 1;
 }
 
+/* A buffer of at least `floats` floats for a new plan: the old plan's (taken from it) when large
+ * enough, else a new one. A server's batches change size from one run to the next; new buffers
+ * for a VGG16's activations at batch 8 cost their page faults (~300 MB) on every change. */
+static float *plan_buffer(float **old, size_t old_capacity, size_t floats, size_t *capacity) {
+  if (*old && old_capacity >= floats) {
+    float *b = *old;
+    *old = NULL;
+    *capacity = old_capacity;
+    return b;
+  }
+  *capacity = floats;
+  return cn_alloc_aligned(floats * sizeof(float));
+}
+
+/* The arena and scratch of p, reusing those of the graph's current plan where they are large
+ * enough. 0 when out of memory (the current plan, which may have lost a buffer, is then freed). */
+static int plan_buffers(cn_graph *g, cn_plan *p) {
+  cn_plan none = {0}, *old = g->plan ? g->plan : &none;
+  p->arena = plan_buffer(&old->arena, old->arena_capacity, p->arena_floats, &p->arena_capacity);
+  p->scratch = plan_buffer(&old->scratch, old->scratch_capacity,
+                           aligned_floats(p->scratch_floats + 1), &p->scratch_capacity);
+  if ((!p->arena && p->arena_floats) || !p->scratch) {
+    plan_free(g->plan);
+    g->plan = NULL;
+    return 0;
+  }
+  return 1;
+}
+
 static cn_status plan_build(cn_graph *g, int batch) {
   int n = g->n_nodes;
   int *last_use = malloc((size_t)n * sizeof *last_use);
@@ -495,10 +524,7 @@ static cn_status plan_build(cn_graph *g, int batch) {
   if (p->offset) {
     for (int i = 0; i < n; i++) p->offset[i] = slots[node_slot[i]].offset;
   }
-  p->arena = cn_alloc_aligned(p->arena_floats * sizeof(float));
-  p->scratch = cn_alloc_aligned(aligned_floats(p->scratch_floats + 1) * sizeof(float));
-  if (!p->offset || !p->needed || p->arena_floats == SIZE_MAX || (p->arena_floats && !p->arena) ||
-      !p->scratch) {
+  if (!p->offset || !p->needed || p->arena_floats == SIZE_MAX || !plan_buffers(g, p)) {
     st = cn_fail(CN_ERR_NOMEM, "out of memory for activations (batch %d)", batch);
     goto done;
   }
