@@ -12,7 +12,7 @@ static const char serve_help[] =
     "usage: convnet serve [-m [NAME=]MODEL ...] [-w WEIGHTS] [--alpha A] [--precision P]\n"
     "                     [--host H] [--port P] [--threads N] [--max-batch B] [--max-wait-ms T]\n"
     "                     [--max-body MB] [--timeout S] [--request-timeout S]\n"
-    "                     [--max-connections N] [--token FILE]\n"
+    "                     [--max-connections N] [--max-per-client N] [--token FILE]\n"
     "                     [--resize P] [--crop F] [--preprocess M] [--decode pil|tf]\n\n"
     "Serves models over HTTP until SIGTERM or SIGINT (then finishes the requests in flight).\n"
     "Writes no file. Routes (JSON unless said):\n"
@@ -42,6 +42,8 @@ static const char serve_help[] =
     "                         from its connection or its previous answer (default 30); then its\n"
     "                         connection is closed\n"
     "  --max-connections N    connections served at once (default 64); more are closed\n"
+    "  --max-per-client N     connections from one IP address at once (default 0: no limit);\n"
+    "                         more are closed (behind a proxy every client is the proxy)\n"
     "  --token FILE           ask every /v1 and /metrics request for \"Authorization: Bearer\n"
     "                         <the file's first line>\"\n"
     "  --resize, --crop, --preprocess, --decode   the input pipeline, as for classify\n"
@@ -58,6 +60,7 @@ enum {
   OPT_TIMEOUT,
   OPT_REQUEST_TIMEOUT,
   OPT_MAX_CONNECTIONS,
+  OPT_MAX_PER_CLIENT,
   OPT_TOKEN,
   MAX_MODELS = SERVE_MAX_MODELS,
   TOKEN_CAP = 512,
@@ -114,6 +117,9 @@ static int serve_option(serve_args *a, int opt, const char *arg) {
     break;
   case OPT_MAX_CONNECTIONS:
     ok = cli_parse_int("serve", "--max-connections", arg, 1, 10000, &c->max_connections);
+    break;
+  case OPT_MAX_PER_CLIENT:
+    ok = cli_parse_int("serve", "--max-per-client", arg, 0, 10000, &c->max_per_client);
     break;
   case OPT_TOKEN:
     a->token_path = arg;
@@ -302,6 +308,7 @@ int cmd_serve(int argc, char **argv) {
       {"timeout", required_argument, NULL, OPT_TIMEOUT},
       {"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
       {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+      {"max-per-client", required_argument, NULL, OPT_MAX_PER_CLIENT},
       {"token", required_argument, NULL, OPT_TOKEN},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};

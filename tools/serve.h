@@ -111,7 +111,8 @@ typedef struct serve_config {
   int timeout_s;         /* a connection idle this long is closed */
   int request_timeout_s; /* a whole request (headers and body) must arrive in this time */
   int max_connections;
-  const char *token; /* NULL: no bearer token asked */
+  int max_per_client; /* connections from one IP address; 0: no limit */
+  const char *token;  /* NULL: no bearer token asked */
 } serve_config;
 
 typedef struct serve_server serve_server;

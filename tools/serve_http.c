@@ -665,7 +665,8 @@ static struct MHD_Daemon *start_daemon(serve_server *s, const struct sockaddr_st
                    MHD_USE_ITC | (ipv6 ? MHD_USE_IPv6 : 0);
   return MHD_start_daemon(flags, 0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR,
                           (const struct sockaddr *)addr, MHD_OPTION_CONNECTION_LIMIT,
-                          (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+                          (unsigned)cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                          (unsigned)cfg->max_per_client, MHD_OPTION_CONNECTION_TIMEOUT,
                           (unsigned)cfg->timeout_s, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
                           MHD_OPTION_NOTIFY_CONNECTION, connection_event, s, MHD_OPTION_END);
 }

@@ -274,17 +274,38 @@ def test_connection_limit(server, photos):
     s = server("--max-connections", "3")
     held = [socket.create_connection((s.host, s.port)) for _ in range(3)]
     time.sleep(0.2)
-    extra = socket.create_connection((s.host, s.port))
-    extra.settimeout(5)
-    try:
-        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert extra.recv(4096) == b""
-    except OSError:
-        pass  # reset
-    extra.close()
+    assert closed_at_once(socket.create_connection((s.host, s.port)))
     held.pop().close()
     time.sleep(0.2)
     assert Client(s).send("GET", "/healthz").status == 200
+    for sock in held:
+        sock.close()
+
+
+def closed_at_once(sock):
+    """Whether the server closes or resets this connection without answering a request."""
+    sock.settimeout(5)
+    try:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        return sock.recv(4096) == b""
+    except OSError:
+        return True  # reset
+    finally:
+        sock.close()
+
+
+def test_per_client_limit(server):
+    """Over --max-per-client connections from one address, a new one from it is closed at once;
+    another address (127.0.0.2, still loopback) is served."""
+    s = server("--max-per-client", "2")
+    held = [socket.create_connection((s.host, s.port)) for _ in range(2)]
+    time.sleep(0.2)
+    assert closed_at_once(socket.create_connection((s.host, s.port)))
+    other = socket.create_connection((s.host, s.port), source_address=("127.0.0.2", 0))
+    other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    other.settimeout(5)
+    assert other.recv(4096).startswith(b"HTTP/1.1 200")
+    other.close()
     for sock in held:
         sock.close()
 
@@ -333,6 +354,7 @@ def test_two_models_and_bad_flags(convnet_bin, model_path, tmp_path):
     assert r.returncode == 2 and "two models named a" in r.stderr
     assert run("--port", "70000").returncode == 2
     assert run("--max-batch", "0").returncode == 2
+    assert run("--max-per-client", "-1").returncode == 2
     r = run("-m", model_path, "--token", str(tmp_path / "missing"))
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     (tmp_path / "bad.h5").write_bytes(b"not a model")
