@@ -1,8 +1,11 @@
 /* The request deadline: a client gets --request-timeout seconds to send a whole request, headers
  * and body, counted from the connection's start or from its previous answer. libmicrohttpd's own
  * timeout only closes a connection idle that long, so a client sending a byte every few seconds
- * would keep its thread for ever. A watcher thread shuts such a socket down (shutdown, not close:
- * the connection's own thread then sees the end of the stream and closes it itself). */
+ * would keep its thread for ever. A watcher thread answers such a client 408 and shuts its socket
+ * down (shutdown, not close: the connection's own thread then sees the end of the stream and
+ * closes it itself). While a request arrives libmicrohttpd writes nothing on the socket (its
+ * answer comes once the request is whole, in the WORKING phase), so the 408 is alone on it. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
@@ -23,13 +26,30 @@ struct serve_watch {
   serve_conn *head;
   int stopping;
   pthread_t thread;
+  char late[256]; /* the 408 answer */
+  size_t late_len;
 };
 
 static const double WATCH_PERIOD_S = 0.25;
 
+static const char LATE_BODY[] =
+    "{\"error\":\"the request did not arrive within --request-timeout\"}\n";
+
+/* The 408 answer, headers and body, into w->late. */
+static void make_late_answer(serve_watch *w) {
+  int n = snprintf(w->late, sizeof w->late,
+                   "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                   "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
+                   sizeof LATE_BODY - 1, LATE_BODY);
+  w->late_len = n > 0 && (size_t)n < sizeof w->late ? (size_t)n : 0;
+}
+
 static void shut_late(serve_watch *w, double now) {
   for (serve_conn *c = w->head; c; c = c->next)
     if (c->phase != SERVE_CONN_WORKING && !c->shut && now - c->since > w->deadline_s) {
+      /* never blocks: a client that does not read gets what fits in its socket's buffer */
+      ssize_t sent = send(c->fd, w->late, w->late_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+      (void)sent;
       shutdown(c->fd, SHUT_RDWR);
       c->shut = 1;
     }
@@ -50,6 +70,7 @@ serve_watch *serve_watch_start(double deadline_s) {
   serve_watch *w = calloc(1, sizeof *w);
   if (!w) return NULL;
   w->deadline_s = deadline_s;
+  make_late_answer(w);
   if (pthread_mutex_init(&w->mu, NULL) != 0 || serve_cond_init(&w->wake) != 0 ||
       pthread_create(&w->thread, NULL, watch_main, w) != 0)
     return free(w), NULL;

@@ -404,22 +404,25 @@ def test_garbage_requests_leave_it_serving(server, photos):
 
 def trickle_until_closed(sock, data, gap, limit):
     """Sends data a byte every gap seconds; returns the seconds until the server closed the
-    connection (a failed send, or the end of the stream), or None after limit seconds."""
-    t = time.monotonic()
+    connection (a failed send, or the end of the stream), or None after limit seconds, and the
+    bytes it answered."""
+    t, answer = time.monotonic(), b""
     for i in range(len(data)):
         if time.monotonic() - t > limit:
-            return None
+            return None, answer
         try:
             sock.sendall(data[i:i + 1])
         except OSError:
-            return time.monotonic() - t
-        if select.select([sock], [], [], gap)[0]:
+            return time.monotonic() - t, answer
+        while select.select([sock], [], [], gap)[0]:
             try:
-                if sock.recv(4096) == b"":
-                    return time.monotonic() - t
+                got = sock.recv(4096)
             except OSError:
-                return time.monotonic() - t
-    return None
+                return time.monotonic() - t, answer
+            if got == b"":
+                return time.monotonic() - t, answer
+            answer += got
+    return None, answer
 
 
 @pytest.mark.parametrize("part", ["headers", "body"])
@@ -433,9 +436,11 @@ def test_request_deadline_closes_trickling_clients(server, part):
     if part == "body":
         sock.sendall(head)
         head = b"\xff" * 1000
-    closed = trickle_until_closed(sock, head, 0.3, 8)
+    closed, answer = trickle_until_closed(sock, head, 0.3, 8)
     sock.close()
     assert closed is not None and 1.5 < closed < 4, closed
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in answer, answer
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"].endswith("--request-timeout")
     assert Client(s).send("GET", "/healthz").status == 200
 
 
