@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "convnet/model.h"
+#include "convnet/train.h"
 #include "model/model.h"
 #include "kernels/kernels.h"
 #include "testlib.h"
@@ -287,6 +288,21 @@ static int rows_differ(cn_model *model, const float *x, const float *y8, size_t 
   return differ;
 }
 
+/* An embedder of the model keeps its algorithm batch: sample 0's vector is the same bits alone. */
+static void check_embedder(const cn_model *model, const float *x) {
+  cn_embedder *e = NULL;
+  CHECK_OK(cn_embedder_new(model, NULL, &e));
+  if (!e) return;
+  size_t dim = (size_t)cn_embedder_dim(e);
+  float *all = calloc(ALGO_BATCH * dim, sizeof(float)), *one = calloc(dim, sizeof(float));
+  CHECK_OK(cn_embedder_run(e, ALGO_BATCH, x, all));
+  CHECK_OK(cn_embedder_run(e, 1, x, one));
+  CHECK(memcmp(all, one, dim * sizeof(float)) == 0);
+  free(all);
+  free(one);
+  cn_embedder_free(e);
+}
+
 static void test_batch_invariance(const cn_zoo_options *options, cn_precision precision) {
   cn_model *model = NULL;
   CHECK_OK(cn_zoo_build(options, &model));
@@ -310,6 +326,7 @@ static void test_batch_invariance(const cn_zoo_options *options, cn_precision pr
     fprintf(stderr, "%s (%s): a sample differs alone with algorithm batch %d\n", options->name,
             precision == CN_PRECISION_BF16 ? "bf16" : "fp32", ALGO_BATCH);
   CHECK(!fixed_differ);
+  check_embedder(model, x);
   printf("%s %dx%d (%s): per-batch choices %s a sample's bits; algorithm batch %d: the same\n",
          options->name, options->height, options->width,
          precision == CN_PRECISION_BF16 ? "bf16" : "fp32", by_batch ? "change" : "keep",

@@ -318,7 +318,7 @@ typedef struct cn_embedder cn_embedder;
  * perhaps Softmax, Activation, Dropout, Reshape, Flatten), that Dense layer's input (before any
  * Dropout, Flatten or Reshape in front of it); otherwise the last spatial layer, pooled. An
  * unknown layer name fails naming it. The model is only read; the embedder keeps a copy of the
- * layers it needs and the model's input spec. */
+ * layers it needs, the model's input spec and its algorithm batch. */
 CN_API cn_status cn_embedder_new(const cn_model *model, const char *layer, cn_embedder **out);
 CN_API void cn_embedder_free(cn_embedder *e);
 CN_API int64_t cn_embedder_dim(const cn_embedder *e);

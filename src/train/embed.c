@@ -74,6 +74,8 @@ cn_status cn_embedder_new(const cn_model *model, const char *layer, cn_embedder 
   cn_graph *cut;
   cn_status st = cn_graph_cut(g, node, &cut);
   if (st == CN_OK) st = cn_model_wrap(cut, cn_model_name(model), &model->spec, &e->cut);
+  /* the model's algorithm batch too, so that a vector is the same bits in any batch */
+  if (st == CN_OK) st = cn_model_set_algorithm_batch(e->cut, model->algorithm_batch);
   if (st != CN_OK) {
     cn_embedder_free(e);
     return st;
