@@ -11,12 +11,16 @@
 
 /* ---- dynamic batching (serve_batch.c) ---- */
 
-/* One image's place in a batch: its prepared input, where its probabilities go, and whether the
- * batch it went into has run. */
+/* What a batch of images computes: the model's outputs (classify) or its embedder's vectors. */
+typedef enum serve_lane { SERVE_LANE_MODEL, SERVE_LANE_EMBED, SERVE_LANES } serve_lane;
+
+/* One image's place in a batch: its prepared input, its lane, where its outputs go, and whether
+ * the batch it went into has run. */
 typedef void (*serve_call_fn)(void *arg);
 typedef struct serve_job {
   serve_call_fn call; /* a call (serve_batcher_call) instead of an image */
   void *arg;
+  serve_lane lane;
   const float *input;
   float *output;
   int done, failed;
@@ -28,12 +32,13 @@ typedef struct serve_job {
 typedef struct serve_batcher serve_batcher;
 typedef void (*serve_batch_fn)(void *user, int batch_size);
 
-/* A thread that runs the model on up to max_batch queued jobs at a time, waiting at most
- * max_wait_ms after the first job of a batch arrived for more. compute is held around every
- * forward pass: one model computes at a time, with all the library's threads. on_batch (may be
- * NULL) hears each batch's size. */
-int serve_batcher_start(cn_model *model, int max_batch, int max_wait_ms, pthread_mutex_t *compute,
-                        serve_batch_fn on_batch, void *user, serve_batcher **out);
+/* A thread that runs the model (or, for the embed lane, the embedder, which may be NULL) on up to
+ * max_batch queued jobs of one lane at a time, waiting at most max_wait_ms after the first job
+ * of a batch arrived for more. compute is held around every forward pass: one model computes at
+ * a time, with all the library's threads. on_batch (may be NULL) hears each batch's size. */
+int serve_batcher_start(cn_model *model, cn_embedder *embedder, int max_batch, int max_wait_ms,
+                        pthread_mutex_t *compute, serve_batch_fn on_batch, void *user,
+                        serve_batcher **out);
 /* Queues job and waits until its batch has run; returns 0, or -1 with job->error set. */
 int serve_batcher_run(serve_batcher *b, serve_job *job);
 /* Runs call(arg) on the batcher's thread, in queue order between batches and under the compute

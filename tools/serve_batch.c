@@ -9,7 +9,8 @@
 
 struct serve_batcher {
   cn_model *model;
-  size_t in_numel, out_numel;
+  cn_embedder *embedder; /* NULL: no embed lane */
+  size_t in_numel, out_numel[SERVE_LANES];
   int max_batch, max_wait_ms;
   pthread_mutex_t *compute;
   serve_batch_fn on_batch;
@@ -43,10 +44,13 @@ int serve_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, double unti
   return pthread_cond_timedwait(cond, mu, &t);
 }
 
-/* The images queued from the head on, up to a call or max_batch of them. */
+/* The images of the head's lane queued from the head on, up to a call, an image of the other
+ * lane or max_batch of them. */
 static int images_ahead(const serve_batcher *b) {
   int n = 0;
-  for (const serve_job *j = b->head; j && !j->call && n < b->max_batch; j = j->next) n++;
+  for (const serve_job *j = b->head; j && !j->call && j->lane == b->head->lane && n < b->max_batch;
+       j = j->next)
+    n++;
   return n;
 }
 
@@ -59,25 +63,29 @@ static int wait_for_batch(serve_batcher *b) {
   if (b->head->call) return 1;
   double deadline = b->head->queued_at + b->max_wait_ms / 1000.0;
   int n;
-  /* a call queued behind the images ends the wait: it should not wait for a full batch */
+  /* a call or the other lane's image queued behind the images ends the wait: it should not wait
+   * for a full batch */
   while ((n = images_ahead(b)) < b->max_batch && b->depth == n && !b->stopping &&
          serve_cond_wait_until(&b->work, &b->mu, deadline) != ETIMEDOUT) {
   }
   return n;
 }
 
-/* Runs jobs [first, first + n) of the list as one batch, outside b->mu. */
+/* Runs jobs [first, first + n) of the list, all of one lane, as one batch, outside b->mu. */
 static void run_batch(serve_batcher *b, serve_job *first, int n) {
   serve_job *j = first;
   for (int i = 0; i < n; i++, j = j->next)
     memcpy(b->inputs + (size_t)i * b->in_numel, j->input, b->in_numel * sizeof(float));
+  serve_lane lane = first->lane;
+  size_t out_numel = b->out_numel[lane];
   pthread_mutex_lock(b->compute);
-  cn_status st = cn_model_forward(b->model, n, b->inputs, b->outputs);
+  cn_status st = lane == SERVE_LANE_EMBED ? cn_embedder_run(b->embedder, n, b->inputs, b->outputs)
+                                          : cn_model_forward(b->model, n, b->inputs, b->outputs);
   pthread_mutex_unlock(b->compute);
   j = first;
   for (int i = 0; i < n; i++, j = j->next) {
     if (st == CN_OK)
-      memcpy(j->output, b->outputs + (size_t)i * b->out_numel, b->out_numel * sizeof(float));
+      memcpy(j->output, b->outputs + (size_t)i * out_numel, out_numel * sizeof(float));
     else
       snprintf(j->error, sizeof j->error, "%s", cn_last_error());
     j->failed = st != CN_OK;
@@ -117,22 +125,25 @@ static int init_sync(serve_batcher *b) {
   return rc ? -1 : 0;
 }
 
-int serve_batcher_start(cn_model *model, int max_batch, int max_wait_ms, pthread_mutex_t *compute,
-                        serve_batch_fn on_batch, void *user, serve_batcher **out) {
+int serve_batcher_start(cn_model *model, cn_embedder *embedder, int max_batch, int max_wait_ms,
+                        pthread_mutex_t *compute, serve_batch_fn on_batch, void *user,
+                        serve_batcher **out) {
   serve_batcher *b = calloc(1, sizeof *b);
   if (!b) return -1;
   cn_input_spec spec = cn_model_input_spec(model);
   cn_shape shape = cn_model_output_shape(model);
+  size_t classes = (size_t)cn_shape_numel(&shape), dim = embedder ? cn_embedder_dim(embedder) : 0;
   *b = (serve_batcher){.model = model,
+                       .embedder = embedder,
                        .in_numel = (size_t)spec.height * spec.width * spec.channels,
-                       .out_numel = (size_t)cn_shape_numel(&shape),
+                       .out_numel = {classes, dim},
                        .max_batch = max_batch,
                        .max_wait_ms = max_wait_ms,
                        .compute = compute,
                        .on_batch = on_batch,
                        .user = user};
   b->inputs = malloc((size_t)max_batch * b->in_numel * sizeof(float));
-  b->outputs = malloc((size_t)max_batch * b->out_numel * sizeof(float));
+  b->outputs = malloc((size_t)max_batch * (classes > dim ? classes : dim) * sizeof(float));
   if (!b->inputs || !b->outputs || init_sync(b) != 0 ||
       pthread_create(&b->thread, NULL, batcher_main, b) != 0) {
     free(b->inputs), free(b->outputs), free(b);
@@ -167,6 +178,10 @@ static int enqueue_and_wait(serve_batcher *b, serve_job *job) {
 
 int serve_batcher_run(serve_batcher *b, serve_job *job) {
   job->call = NULL;
+  if (job->lane == SERVE_LANE_EMBED && !b->embedder) {
+    snprintf(job->error, sizeof job->error, "the model has no embedder");
+    return -1;
+  }
   return enqueue_and_wait(b, job) != 0 || job->failed ? -1 : 0;
 }
 

@@ -449,8 +449,7 @@ static enum MHD_Result classify(serve_server *s, struct MHD_Connection *c, reque
 typedef struct model_work {
   serve_model *model;
   const float *input;
-  float *embedding; /* embed */
-  cn_gradcam *cam;  /* explain */
+  cn_gradcam *cam; /* explain */
   cn_status status;
   char error[512];
 } model_work;
@@ -458,11 +457,6 @@ typedef struct model_work {
 static void finish_work(model_work *w, cn_status status) {
   w->status = status;
   if (status != CN_OK) snprintf(w->error, sizeof w->error, "%s", cn_last_error());
-}
-
-static void run_embed(void *arg) {
-  model_work *w = arg;
-  finish_work(w, cn_embedder_run(w->model->embedder, 1, w->input, w->embedding));
 }
 
 static void run_gradcam(void *arg) {
@@ -482,11 +476,10 @@ static enum MHD_Result embed(serve_server *s, struct MHD_Connection *c, request 
   if (!input) return rc;
   int64_t dim = cn_embedder_dim(m->embedder);
   float *v = malloc((size_t)dim * sizeof *v);
-  model_work w = {.model = m, .input = input, .embedding = v};
-  if (v) serve_batcher_call(m->batcher, run_embed, &w);
+  serve_job job = {.lane = SERVE_LANE_EMBED, .input = input, .output = v};
   text t = {0};
-  if (v && w.status != CN_OK) {
-    rc = answer_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", w.error);
+  if (v && serve_batcher_run(m->batcher, &job) != 0) {
+    rc = answer_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", job.error);
   } else if (!v || text_open(&t) != 0) {
     rc = answer_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
   } else {

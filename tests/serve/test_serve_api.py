@@ -222,6 +222,35 @@ def test_embed_matches_cli(server, photos, convnet_bin, model_path, tmp_path):
     np.testing.assert_array_equal(np.float32(got["embedding"]), want)
 
 
+def test_concurrent_embeds_run_as_one_batch(server, photos, convnet_bin, model_path, tmp_path):
+    """4 embeddings asked at once run as one batch of 4 (the batch size histogram says so), and
+    each vector is the one `convnet embed` writes for its file, bit for bit."""
+    s = server("--max-batch", "4", "--max-wait-ms", "3000")
+    files = [p for p in photos if p.endswith((".jpg", ".png"))][:4]
+    got = [None] * 4
+
+    def one(i):
+        r = Client(s).send("POST", "/v1/models/mnet/embed", read(files[i]),
+                           {"Content-Type": "application/octet-stream"})
+        got[i] = json.loads(r.body)["embedding"] if r.status == 200 else r.status
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.monotonic() - t0 < 2.5  # a full batch does not wait out --max-wait-ms
+    metrics = Client(s).send("GET", "/metrics").text()
+    assert 'convnet_batch_size_bucket{model="mnet",le="2"} 0' in metrics, metrics
+    assert 'convnet_batch_size_count{model="mnet"} 1' in metrics, metrics
+    subprocess.run([convnet_bin, "embed", "-m", model_path, "-o", str(tmp_path / "e.npy"), *files],
+                   check=True, capture_output=True)
+    want = np.load(tmp_path / "e.npy")
+    for i in range(4):
+        np.testing.assert_array_equal(np.float32(got[i]), want[i])
+
+
 def test_explain_gives_the_top_class_map(server, photos, convnet_bin, model_path):
     s = server()
     path = jpeg(photos)
