@@ -135,13 +135,22 @@ static void pixel_next(const cn_window *w, pixel *q) {
 }
 
 /* A pixel's patch in the kernel's (ky, kx, c) order: a pointer into x when it is one input pixel,
- * else gathered into buf (zeros outside the image). */
+ * else gathered into buf (zeros outside the image). A row of taps wholly inside the image and
+ * undilated is one copy (a 3x3 stem over 3 channels: 0.55 -> 0.27 ms for MobileNet 0.25's
+ * conv1 at batch 1, when every value went through the bounds check). */
 static const float *patch(const cn_window *w, const float *x, pixel q, float *buf) {
   const float *image = x + q.b * w->ih * w->iw * w->c;
   if (in_place(w)) return image + (q.oy * w->sh * w->iw + q.ox * w->sw) * w->c;
   float *dst = buf;
+  int64_t ix0 = q.ox * w->sw - w->pad_left, row = (int64_t)w->kw * w->c;
+  int whole_rows = w->dw == 1 && ix0 >= 0 && ix0 + w->kw <= w->iw;
   for (int ky = 0; ky < w->kh; ky++) {
     int64_t iy = q.oy * w->sh - w->pad_top + (int64_t)ky * w->dh;
+    if (whole_rows && iy >= 0 && iy < w->ih) {
+      memcpy(dst, image + (iy * w->iw + ix0) * w->c, (size_t)row * sizeof(float));
+      dst += row;
+      continue;
+    }
     for (int kx = 0; kx < w->kw; kx++, dst += w->c) {
       int64_t ix = q.ox * w->sw - w->pad_left + (int64_t)kx * w->dw;
       const float *src = image + (iy * w->iw + ix) * w->c;
