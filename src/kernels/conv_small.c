@@ -94,7 +94,7 @@ static void tile4(const float *const *rows, int64_t kdim, const float *kernel, i
 
 /* ROWS pixels x one vector of filters: LANES of them (the last ones when their count is not a
  * multiple of 2 * LANES) in the widest vectors, or with 16-float vectors the last 8 in an 8-float
- * one (not clamped: chunks with such filter counts take the activation in a pass of their own). */
+ * one. */
 #define TILE_ONE(name, vec, load, store, finish)                                                   \
   static void name(const float *const *rows, int64_t kdim, const float *kernel, int64_t ldk,       \
                    const float *bias, const cn_vclamp *clamp, float *const *out) {                 \
@@ -111,10 +111,9 @@ static void tile4(const float *const *rows, int64_t kdim, const float *kernel, i
     UNROLL_ROWS                                                                                    \
     for (int r = 0; r < ROWS; r++) store(out[r], finish(acc[r], clamp));                           \
   }
-#define UNCLAMPED(v, clamp) ((void)(clamp), (v))
 TILE_ONE(tile1, tv, loadw, storew, cn_vclamp_apply)
 #ifdef __AVX512F__
-TILE_ONE(tile8, v8f, load8, store8, UNCLAMPED)
+TILE_ONE(tile8, v8f, load8, store8, cn_vclamp_apply8)
 #else
 #define tile8 tile1
 #endif
@@ -176,8 +175,9 @@ static void pixel_chunk(const cn_window *w, int64_t filters, const float *x, con
   for (int r = 0; r < tiles * ROWS; r++, pixel_next(w, &q))
     rows[r] = r < count ? patch(w, x, q, buf + r * kdim) : rows[0];
   /* A plain ReLU is applied in the tiles' registers before the store (MobileNetV2's 16 -> 96
-   * and 24 -> 144 expansions took a pass over their outputs for the ReLU6). */
-  int clamped = !act->residual && cn_act_is_plain_relu(act) && filters % LANES == 0;
+   * and 24 -> 144 expansions took a pass over their outputs for the ReLU6; MobileNet 0.25's
+   * 3 -> 8 stem, an 8-float tile, too). */
+  int clamped = !act->residual && cn_act_is_plain_relu(act); /* every tile clamps */
   cn_vclamp clamp = clamped ? cn_vclamp_of(act) : (cn_vclamp){0, 0, 0};
   for (int64_t c0 = 0, step; c0 < filters; c0 += step) {
     const float *b = bias ? bias + c0 : NULL;
