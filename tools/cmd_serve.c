@@ -186,23 +186,6 @@ static void count_batch(void *model, int size) {
   serve_metrics_batch(m->metrics, m->index, size);
 }
 
-/* One forward of a full batch of zeros (and one of the embedder) before the first request: the
- * plan, the packed and transformed weights and the activations' pages are then ready, and a model
- * too large for the memory fails here rather than on a client's request (VGG16's first batch of
- * 8 took 2.4 s against 0.6 s for the next ones). */
-static int warm_up(const serve_model *m, int batch) {
-  size_t dim = m->embedder ? (size_t)cn_embedder_dim(m->embedder) : 0;
-  float *in = calloc((size_t)batch * m->in_numel, sizeof(float));
-  float *out = malloc((size_t)batch * (m->classes > dim ? m->classes : dim) * sizeof(float));
-  int rc = in && out ? CLI_OK : cli_error("serve", "%s: out of memory for a batch", m->name);
-  if (rc == CLI_OK && (cn_model_forward(m->model, batch, in, out) != CN_OK ||
-                       (m->embedder && cn_embedder_run(m->embedder, batch, in, out) != CN_OK)))
-    rc = cli_error("serve", "%s: %s", m->name, cn_last_error());
-  free(in);
-  free(out);
-  return rc;
-}
-
 static int open_model(const serve_args *a, const char *spec, serve_model *m,
                       pthread_mutex_t *compute) {
   cli_model_args args = a->model;
@@ -221,10 +204,11 @@ static int open_model(const serve_args *a, const char *spec, serve_model *m,
     m->embedder = NULL; /* no feature layer: /embed answers 404 */
   char layer[128];
   m->explainable = cn_model_last_spatial_layer(m->model, layer, sizeof layer) == CN_OK;
-  if ((rc = warm_up(m, a->config.max_batch)) != CLI_OK) return rc;
   if (serve_batcher_start(m->model, m->embedder, a->config.max_batch, a->config.max_wait_ms,
                           compute, count_batch, m, &m->batcher) != 0)
     return cli_error("serve", "cannot start the batcher of %s", m->name);
+  if (serve_batcher_warm_up(m->batcher) != CN_OK)
+    return cli_error("serve", "%s: %s", m->name, cn_last_error());
   return CLI_OK;
 }
 

@@ -71,6 +71,15 @@ static int wait_for_batch(serve_batcher *b) {
   return n;
 }
 
+/* The lane's forward pass over the first n of b->inputs into b->outputs, under the compute lock. */
+static cn_status run_lane(serve_batcher *b, serve_lane lane, int n) {
+  pthread_mutex_lock(b->compute);
+  cn_status st = lane == SERVE_LANE_EMBED ? cn_embedder_run(b->embedder, n, b->inputs, b->outputs)
+                                          : cn_model_forward(b->model, n, b->inputs, b->outputs);
+  pthread_mutex_unlock(b->compute);
+  return st;
+}
+
 /* Runs jobs [first, first + n) of the list, all of one lane, as one batch, outside b->mu. */
 static void run_batch(serve_batcher *b, serve_job *first, int n) {
   serve_job *j = first;
@@ -78,10 +87,7 @@ static void run_batch(serve_batcher *b, serve_job *first, int n) {
     memcpy(b->inputs + (size_t)i * b->in_numel, j->input, b->in_numel * sizeof(float));
   serve_lane lane = first->lane;
   size_t out_numel = b->out_numel[lane];
-  pthread_mutex_lock(b->compute);
-  cn_status st = lane == SERVE_LANE_EMBED ? cn_embedder_run(b->embedder, n, b->inputs, b->outputs)
-                                          : cn_model_forward(b->model, n, b->inputs, b->outputs);
-  pthread_mutex_unlock(b->compute);
+  cn_status st = run_lane(b, lane, n);
   j = first;
   for (int i = 0; i < n; i++, j = j->next) {
     if (st == CN_OK)
@@ -174,6 +180,13 @@ static int enqueue_and_wait(serve_batcher *b, serve_job *job) {
   while (!job->done) pthread_cond_wait(&b->done, &b->mu);
   pthread_mutex_unlock(&b->mu);
   return 0;
+}
+
+cn_status serve_batcher_warm_up(serve_batcher *b) {
+  memset(b->inputs, 0, (size_t)b->max_batch * b->in_numel * sizeof(float));
+  cn_status st = run_lane(b, SERVE_LANE_MODEL, b->max_batch);
+  if (st == CN_OK && b->embedder) st = run_lane(b, SERVE_LANE_EMBED, b->max_batch);
+  return st;
 }
 
 int serve_batcher_run(serve_batcher *b, serve_job *job) {

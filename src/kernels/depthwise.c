@@ -145,26 +145,24 @@ CN_DW3X3_GROUP(, dvec, loadw, cn_vclamp_apply)
 CN_DW3X3_GROUP(_8, v8f, load8, cn_vclamp_apply8)
 #endif
 
-/* Channels the interior path covers: whole DW-channel groups, then, where DW is 16, an 8-channel
- * tail (MobileNet 0.25's 8-channel and 0.75's 24-channel 112x112 blocks: the per-pixel path took
- * 45 % of MobileNet 0.25's forward pass). */
-static int64_t interior_channels(int64_t c) {
-  int64_t done = c / DW * DW;
-  return DW == 16 && c - done >= 8 ? done + 8 : done;
-}
-
-/* The interior columns of output row (image, oy) for channels [0, interior_channels(c)). */
-static void interior_3x3(const cn_window *w, const float *image, int64_t oy, const float *kernel,
-                         const float *bias, float *out, int64_t lo, int64_t hi,
-                         const cn_vclamp *cl) {
+/* The interior columns of output row (image, oy) for whole DW-channel groups, then, where DW is
+ * 16, an 8-channel tail (MobileNet 0.25's 8-channel and 0.75's 24-channel 112x112 blocks: the
+ * per-pixel path took 45 % of MobileNet 0.25's forward pass). Returns the channels done. */
+static int64_t interior_3x3(const cn_window *w, const float *image, int64_t oy, const float *kernel,
+                            const float *bias, float *out, int64_t lo, int64_t hi,
+                            const cn_vclamp *cl) {
   int64_t y0 = oy * w->sh - w->pad_top, c0 = 0;
   int range[2];
   cn_window_taps(y0, 3, 1, w->ih, &range[0], &range[1]);
   for (; c0 + DW <= w->c; c0 += DW)
     group_3x3(w, image, y0, range, kernel, bias, out, lo, hi, c0, cl);
 #ifdef __AVX512F__
-  if (c0 + 8 <= w->c) group_3x3_8(w, image, y0, range, kernel, bias, out, lo, hi, c0, cl);
+  if (c0 + 8 <= w->c) {
+    group_3x3_8(w, image, y0, range, kernel, bias, out, lo, hi, c0, cl);
+    c0 += 8;
+  }
 #endif
+  return c0;
 }
 
 static int is_plain_3x3(const cn_window *w, int mult) {
@@ -172,8 +170,8 @@ static int is_plain_3x3(const cn_window *w, int mult) {
 }
 
 /* Output row r (over batch and height), any geometry: the 3x3 path for the interior columns and
- * whole DW-channel groups, the per-pixel path for the rest; a plain ReLU applied as each part is
- * written (returns 1), another activation left to the caller (0). */
+ * the channels it takes (interior_3x3), the per-pixel path for the rest; a plain ReLU applied as
+ * each part is written (returns 1), another activation left to the caller (0). */
 static int depthwise_row(const cn_window *w, int mult, const float *x, const float *kernel,
                          const float *bias, const cn_activation *act, float *out, int64_t r) {
   int64_t b = r / w->oh, oy = r % w->oh, oc = w->c * mult, lo = 0, hi = 0;
@@ -181,8 +179,7 @@ static int depthwise_row(const cn_window *w, int mult, const float *x, const flo
   cn_vclamp cl = cn_vclamp_of(act);
   if (is_plain_3x3(w, mult)) interior_columns(w, &lo, &hi);
   if (hi > lo) {
-    interior_3x3(w, image, oy, kernel, bias, out, lo, hi, &cl);
-    int64_t done = interior_channels(w->c); /* leftover channels of the interior columns */
+    int64_t done = interior_3x3(w, image, oy, kernel, bias, out, lo, hi, &cl);
     for (int64_t ox = lo; done < w->c && ox < hi; ox++) {
       int64_t y0 = oy * w->sh - w->pad_top, x0 = ox * w->sw - w->pad_left;
       int range[4];

@@ -47,17 +47,20 @@ enum { WIDE_LANES = 8 };
 
 /* cn_maxf(v, t) and cn_minf(v, t) per lane, (t > v ? t : v) and (t < v ? t : v), NaN in v
  * kept: vector comparisons (all ones where true) select, with no intrinsics, so any -march
- * builds it (the fuzzing build has no AVX). */
+ * builds it (the fuzzing build has no AVX). Defined once for every width. */
+#define CN_VEC_MINMAX(vec, lanes, select, vmax, vmin)                                              \
+  static inline vec select(lanes take_t, vec t, vec v) {                                           \
+    return (vec)((take_t & (lanes)t) | (~take_t & (lanes)v));                                      \
+  }                                                                                                \
+  static inline vec vmax(vec t, vec v) {                                                           \
+    return select(t > v, t, v);                                                                    \
+  }                                                                                                \
+  static inline vec vmin(vec t, vec v) {                                                           \
+    return select(t < v, t, v);                                                                    \
+  }
+
 typedef int32_t wide_lanes __attribute__((vector_size(sizeof(vwide))));
-static inline vwide vselectw(wide_lanes take_t, vwide t, vwide v) {
-  return (vwide)((take_t & (wide_lanes)t) | (~take_t & (wide_lanes)v));
-}
-static inline vwide vmaxw(vwide t, vwide v) {
-  return vselectw(t > v, t, v);
-}
-static inline vwide vminw(vwide t, vwide v) {
-  return vselectw(t < v, t, v);
-}
+CN_VEC_MINMAX(vwide, wide_lanes, vselectw, vmaxw, vminw)
 
 /* A plain ReLU applied in registers (cn_act_is_plain_relu): cn_act_apply's operations,
  * cn_maxf(v, 0) then cn_minf(v, top) when clipped, so the same bits as a pass over the stored
@@ -72,24 +75,19 @@ static inline cn_vclamp cn_vclamp_of(const cn_activation *act) {
   return (cn_vclamp){relu, relu && isfinite(act->max_value), act->max_value};
 }
 
-static inline vwide cn_vclamp_apply(vwide v, const cn_vclamp *c) {
-  if (c->relu) v = vmaxw((vwide){0}, v);
-  if (c->clip) v = vminw((vwide){0} + c->top, v);
-  return v;
-}
+#define CN_VCLAMP_APPLY(name, vec, vmax, vmin)                                                     \
+  static inline vec name(vec v, const cn_vclamp *c) {                                              \
+    if (c->relu) v = vmax((vec){0}, v);                                                            \
+    if (c->clip) v = vmin((vec){0} + c->top, v);                                                   \
+    return v;                                                                                      \
+  }
+CN_VCLAMP_APPLY(cn_vclamp_apply, vwide, vmaxw, vminw)
 
 /* The same on eight floats, for an 8-channel tail where vwide is 16 wide. */
-typedef int32_t v8i __attribute__((vector_size(32)));
-static inline v8f vselect8(v8i take_t, v8f t, v8f v) {
-  return (v8f)((take_t & (v8i)t) | (~take_t & (v8i)v));
-}
-static inline v8f cn_vclamp_apply8(v8f v, const cn_vclamp *c) {
-  if (c->relu) v = vselect8((v8f){0} > v, (v8f){0}, v);
-  if (c->clip) {
-    v8f top = (v8f){0} + c->top;
-    v = vselect8(top < v, top, v);
-  }
-  return v;
-}
+#ifdef __AVX512F__
+typedef int32_t v8_lanes __attribute__((vector_size(32)));
+CN_VEC_MINMAX(v8f, v8_lanes, vselect8, vmax8, vmin8)
+CN_VCLAMP_APPLY(cn_vclamp_apply8, v8f, vmax8, vmin8)
+#endif
 
 #endif

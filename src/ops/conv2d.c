@@ -469,6 +469,12 @@ static int pointwise_path(cn_node *node, int param, int kind, const cn_conv2d_at
  * (MobileNetV2's last three blocks at batch 1: 0.03 ms slower each in bands). */
 enum { APART_PIXELS = 128 };
 
+/* Whether the depthwise block over wd runs apart, chosen for `batch` samples (the algorithm
+ * batch). */
+static int runs_apart(const cn_window *wd, int batch) {
+  return batch * wd->oh * wd->ow < APART_PIXELS;
+}
+
 /* The expansion over the whole input into e, on every thread. */
 static void expand_apart(const pointwise *p, const cn_window *w, const float *x, float *e,
                          int threads) {
@@ -487,7 +493,7 @@ static void dw_conv_forward(cn_node *node, const cn_tensor *in, cn_tensor *out, 
   cn_shape dw_in = in[0].shape;
   if (a->expands) dw_in.dim[3] = a->expand.filters;
   cn_window wd = cn_depthwise_window(&a->dw, &dw_in);
-  int apart = cn_exec_algorithm_batch(ex) * wd.oh * wd.ow < APART_PIXELS;
+  int apart = runs_apart(&wd, cn_exec_algorithm_batch(ex));
   cn_tensor x = in[0];
   float *scratch = ex->scratch;
   cn_activation epilogue = a->conv.act;
@@ -539,7 +545,7 @@ static size_t dw_conv_scratch(const cn_graph *g, const cn_node *node, int batch)
   size_t apart = cn_line_floats((size_t)cn_shape_numel(&mid)) +
                  conv_scratch_for(g, node, &mid, node->n_inputs == 2);
   if (a->expands) { /* the expanded input in full too when apart, else only the fused pass */
-    if (cn_graph_algorithm_batch(g, batch) * wd.oh * wd.ow >= APART_PIXELS)
+    if (!runs_apart(&wd, cn_graph_algorithm_batch(g, batch)))
       return cn_depthwise_pointwise_scratch(&wd, 1);
     apart += cn_line_floats((size_t)cn_shape_numel(&in));
   }
